@@ -1,0 +1,239 @@
+#include "bus.h"
+#include "log.h"
+#include "loop.h"
+#include "store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct bus {
+	struct store *S;
+	int64_t seq;
+	struct event **ring;
+	size_t ring_size, ring_n, ring_head; /* head = index of the oldest */
+	int64_t keep;
+	int64_t since_prune;
+	struct bus_sub subs; /* sentinel */
+};
+
+void event_ref(struct event *ev)
+{
+	ev->refs++;
+}
+
+void event_unref(struct event *ev)
+{
+	if (ev && --ev->refs == 0) {
+		free(ev->path);
+		free(ev);
+	}
+}
+
+/* An id occurs in a '/'-separated path as a whole component. */
+static int path_has(const char *path, const char *id)
+{
+	size_t n = strlen(id);
+	for (const char *p = path; p && (p = strstr(p, id)); p += n) {
+		int starts = p == path || p[-1] == '/';
+		int ends = p[n] == 0 || p[n] == '/';
+		if (starts && ends)
+			return 1;
+	}
+	return 0;
+}
+
+int event_matches(const struct event *ev, const char *session_id, int descendants)
+{
+	if (!session_id || !*session_id)
+		return 1;
+	if (!strcmp(ev->session_id, session_id))
+		return 1;
+	return descendants && path_has(ev->path, session_id);
+}
+
+struct bus *bus_create(struct store *S, size_t ring_size, int64_t keep)
+{
+	struct bus *B = calloc(1, sizeof(*B));
+	if (!B)
+		return NULL;
+	B->ring = calloc(ring_size, sizeof(*B->ring));
+	if (!B->ring) {
+		free(B);
+		return NULL;
+	}
+	B->S = S;
+	B->ring_size = ring_size;
+	B->keep = keep;
+	B->seq = S ? store_event_max_seq(S) : 0;
+	if (B->seq < 0)
+		B->seq = 0;
+	B->subs.next = B->subs.prev = &B->subs;
+	return B;
+}
+
+void bus_destroy(struct bus *B)
+{
+	if (!B)
+		return;
+	for (size_t i = 0; i < B->ring_n; i++)
+		event_unref(B->ring[(B->ring_head + i) % B->ring_size]);
+	free(B->ring);
+	free(B);
+}
+
+void bus_begin(struct bus *B, struct jw *w, const char *type)
+{
+	jw_reset(w);
+	jw_obj(w);
+	jw_kstr(w, "type", type);
+	jw_key(w, "properties");
+}
+
+static void envelope(struct jw *w, int64_t seq, const struct bus_env *env)
+{
+	jw_kint(w, "seq", seq);
+	jw_kstr(w, "sessionID", env->session_id);
+	jw_kstr(w, "rootID", env->root_id ? env->root_id : env->session_id);
+	if (env->parent_id)
+		jw_kstr(w, "parentID", env->parent_id);
+	if (env->parent_tool_call_id)
+		jw_kstr(w, "parentToolCallID", env->parent_tool_call_id);
+	jw_kint(w, "depth", env->depth);
+	if (env->turn_id)
+		jw_kstr(w, "turnID", env->turn_id);
+}
+
+static void ring_push(struct bus *B, struct event *ev)
+{
+	event_ref(ev);
+	if (B->ring_n == B->ring_size) {
+		event_unref(B->ring[B->ring_head]);
+		B->ring[B->ring_head] = ev;
+		B->ring_head = (B->ring_head + 1) % B->ring_size;
+		return;
+	}
+	B->ring[(B->ring_head + B->ring_n) % B->ring_size] = ev;
+	B->ring_n++;
+}
+
+static void persist(struct bus *B, struct event *ev, const struct bus_env *env)
+{
+	if (!B->S)
+		return;
+	store_event_append(B->S, ev->seq, env->session_id, ev->path, ev->json, ev->len);
+	if (++B->since_prune >= 4096 && B->keep > 0) {
+		B->since_prune = 0;
+		store_event_prune(B->S, B->keep);
+	}
+}
+
+int64_t bus_publish(struct bus *B, struct jw *w, const char *type, const struct bus_env *env)
+{
+	int64_t seq = B->seq + 1;
+	envelope(w, seq, env);
+	jw_obj_end(w);
+	if (w->oom)
+		return -1;
+	struct event *ev = malloc(sizeof(*ev) + w->len + 1);
+	if (!ev)
+		return -1;
+	memset(ev, 0, sizeof(*ev));
+	ev->path = strdup(env->path ? env->path : env->session_id);
+	ev->refs = 1;
+	ev->seq = seq;
+	ev->time = now_ms();
+	ev->type = type;
+	snprintf(ev->session_id, sizeof(ev->session_id), "%s", env->session_id);
+	memcpy(ev->json, w->buf, w->len + 1);
+	ev->len = w->len;
+	B->seq = seq;
+	ring_push(B, ev);
+	persist(B, ev, env);
+	for (struct bus_sub *s = B->subs.next, *next; s != &B->subs; s = next) {
+		next = s->next; /* a subscriber may leave from inside its callback */
+		s->fn(s->arg, ev);
+	}
+	event_unref(ev);
+	return seq;
+}
+
+void bus_subscribe(struct bus *B, struct bus_sub *s, bus_fn fn, void *arg)
+{
+	s->fn = fn;
+	s->arg = arg;
+	s->prev = B->subs.prev;
+	s->next = &B->subs;
+	B->subs.prev->next = s;
+	B->subs.prev = s;
+}
+
+void bus_unsubscribe(struct bus *B, struct bus_sub *s)
+{
+	if (!s->next)
+		return;
+	s->prev->next = s->next;
+	s->next->prev = s->prev;
+	s->next = s->prev = NULL;
+}
+
+int64_t bus_last_seq(struct bus *B)
+{
+	return B->seq;
+}
+
+struct replay_ctx {
+	const char *session_id;
+	int descendants;
+	bus_fn fn;
+	void *arg;
+	int64_t last;
+};
+
+static int replay_stored(void *arg, int64_t seq, const char *session_id, const char *path,
+			 const char *data, size_t len)
+{
+	struct replay_ctx *c = arg;
+	struct event *ev = calloc(1, sizeof(*ev) + len + 1);
+	if (!ev)
+		return 1;
+	ev->refs = 1;
+	ev->seq = seq;
+	memcpy(ev->json, data, len);
+	ev->len = len;
+	snprintf(ev->session_id, sizeof(ev->session_id), "%s", session_id ? session_id : "");
+	ev->path = strdup(path ? path : ev->session_id);
+	c->last = seq;
+	if (ev->path && event_matches(ev, c->session_id, c->descendants))
+		c->fn(c->arg, ev);
+	event_unref(ev);
+	return 0;
+}
+
+int bus_replay(struct bus *B, int64_t since, const char *session_id, int descendants,
+	       bus_fn fn, void *arg)
+{
+	if (since >= B->seq)
+		return 0;
+	int64_t oldest_ring = B->ring_n ? B->ring[B->ring_head]->seq : B->seq + 1;
+	if (since + 1 < oldest_ring) {
+		int64_t oldest_store = B->S ? store_event_min_seq(B->S) : 0;
+		if (!B->S || oldest_store <= 0 || since + 1 < oldest_store)
+			return 1;
+		struct replay_ctx c = {session_id, descendants, fn, arg, since};
+		while (c.last + 1 < oldest_ring) {
+			int n = store_event_since(B->S, c.last, 512, replay_stored, &c);
+			if (n < 0)
+				return -1;
+			if (n == 0)
+				break;
+		}
+		since = c.last;
+	}
+	for (size_t i = 0; i < B->ring_n; i++) {
+		struct event *ev = B->ring[(B->ring_head + i) % B->ring_size];
+		if (ev->seq > since && event_matches(ev, session_id, descendants))
+			fn(arg, ev);
+	}
+	return 0;
+}

@@ -1,0 +1,75 @@
+/* bus: every state change becomes one event with a global sequence number, encoded once
+ * into JSON and handed to every matching subscriber (WS, SSE, NDJSON, plugin observers).
+ * Recent events stay in a ring and all are appended to the store, so a subscriber can
+ * resume from a sequence number or learn that it must resync. Nothing here knows who
+ * listens. Loop thread only. */
+#ifndef AG_BUS_H
+#define AG_BUS_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "jw.h"
+
+struct store;
+
+/* The tree envelope every event carries at its top level. Strings borrowed. */
+struct bus_env {
+	const char *session_id;
+	const char *root_id;
+	const char *parent_id;           /* parent session or NULL */
+	const char *parent_tool_call_id; /* the task call that spawned the session or NULL */
+	const char *turn_id;             /* NULL where no turn applies */
+	const char *path;                /* "ses_root/ses_child/..." ancestry incl. itself */
+	int depth;
+};
+
+/* An encoded event, shared by reference between subscribers' queues. */
+struct event {
+	int refs;
+	int64_t seq;
+	int64_t time; /* ms since 1970, when published */
+	const char *type; /* static string */
+	char *path;       /* ancestry for tree filters (owned) */
+	char session_id[48];
+	size_t len;
+	char json[]; /* {"type":..,"properties":{..},"seq":..,envelope fields} */
+};
+
+void event_ref(struct event *ev);
+void event_unref(struct event *ev);
+
+/* Does ev belong to session_id (or, with descendants, to its subtree)? NULL id = all. */
+int event_matches(const struct event *ev, const char *session_id, int descendants);
+
+typedef void (*bus_fn)(void *arg, struct event *ev);
+
+struct bus_sub {
+	bus_fn fn;
+	void *arg;
+	struct bus_sub *next, *prev;
+};
+
+struct bus;
+
+/* ring_size: events kept in memory for replay; keep: events kept in the store. */
+struct bus *bus_create(struct store *S, size_t ring_size, int64_t keep);
+void bus_destroy(struct bus *B);
+
+/* Building one event: begin writes the head into w, the caller writes the properties
+ * object, publish completes, sequences and delivers it. Returns the seq or -1. */
+void bus_begin(struct bus *B, struct jw *w, const char *type);
+int64_t bus_publish(struct bus *B, struct jw *w, const char *type, const struct bus_env *env);
+
+/* Subscribers see every event published after they join; they filter themselves. */
+void bus_subscribe(struct bus *B, struct bus_sub *s, bus_fn fn, void *arg);
+void bus_unsubscribe(struct bus *B, struct bus_sub *s);
+
+int64_t bus_last_seq(struct bus *B);
+
+/* Calls fn for every stored event with seq > since that matches the filter, oldest
+ * first, from the ring or the store. Returns 0, or 1 when events after `since` are no
+ * longer kept (the caller sends a resync), or -1 on a store error. */
+int bus_replay(struct bus *B, int64_t since, const char *session_id, int descendants,
+	       bus_fn fn, void *arg);
+
+#endif

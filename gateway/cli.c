@@ -1,0 +1,206 @@
+#include "cli.h"
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *cli_usage(void)
+{
+	return "usage:\n"
+	       "  agentgate serve [--host 127.0.0.1] [--port 4096] [--data DIR] [--config FILE]\n"
+	       "                  [--plugin PATH.so]... [--token TOKEN] [--insecure] [--web DIR]\n"
+	       "  agentgate run [--format default|json] [--session ID] [--agent NAME]\n"
+	       "                [--model PROVIDER/MODEL] [--data DIR] [--config FILE] PROMPT...\n"
+	       "common: --model PROVIDER/MODEL (default scripted/demo), --stall-timeout-ms N,\n"
+	       "        --openai-base-url URL, --anthropic-base-url URL\n"
+	       "env: AGENTGATE_STALL_TIMEOUT_MS, AGENTGATE_TOKEN, AGENTGATE_LOG, OPENAI_BASE_URL,\n"
+	       "     OPENAI_API_KEY, ANTHROPIC_BASE_URL, ANTHROPIC_API_KEY\n";
+}
+
+enum arg_kind { A_STR, A_PORT, A_MS, A_FORMAT, A_PLUGIN, A_FLAG };
+
+struct opt {
+	const char *name;
+	enum arg_kind kind;
+	size_t off;     /* into struct cli */
+	unsigned cmds;  /* bit per command that accepts it */
+};
+
+#define SRV (1u << CLI_SERVE)
+#define RUN (1u << CLI_RUN)
+#define O(f) offsetof(struct cli, f)
+
+static const struct opt opts[] = {
+	{"host", A_STR, O(host), SRV},
+	{"port", A_PORT, O(port), SRV},
+	{"data", A_STR, O(data), SRV | RUN},
+	{"config", A_STR, O(config), SRV | RUN},
+	{"plugin", A_PLUGIN, 0, SRV},
+	{"token", A_STR, O(token), SRV},
+	{"web", A_STR, O(web_root), SRV},
+	{"insecure", A_FLAG, O(insecure), SRV},
+	{"format", A_FORMAT, O(json), RUN},
+	{"session", A_STR, O(session), RUN},
+	{"agent", A_STR, O(agent), RUN},
+	{"model", A_STR, O(model), SRV | RUN},
+	{"stall-timeout-ms", A_MS, O(stall_ms), SRV | RUN},
+	{"openai-base-url", A_STR, O(openai_base_url), SRV | RUN},
+	{"anthropic-base-url", A_STR, O(anthropic_base_url), SRV | RUN},
+};
+
+static const char *cmd_name(enum cli_cmd c)
+{
+	return c == CLI_SERVE ? "serve" : "run";
+}
+
+static int set_value(struct cli *c, const struct opt *o, const char *v, char *err, size_t n)
+{
+	char *base = (char *)c;
+	switch (o->kind) {
+	case A_STR:
+		*(const char **)(base + o->off) = v;
+		return 0;
+	case A_PORT: {
+		char *end;
+		long p = strtol(v, &end, 10);
+		if (*v && !*end && p >= 0 && p <= 65535) {
+			c->port = (int)p;
+			return 0;
+		}
+		snprintf(err, n, "--port %s: expected a number from 0 to 65535", v);
+		return -1;
+	}
+	case A_MS:
+		c->stall_ms = config_parse_ms(v);
+		if (c->stall_ms > 0)
+			return 0;
+		snprintf(err, n, "--%s %s: expected a positive number of milliseconds", o->name, v);
+		return -1;
+	case A_FORMAT:
+		if (!strcmp(v, "json") || !strcmp(v, "default")) {
+			c->json = !strcmp(v, "json");
+			return 0;
+		}
+		snprintf(err, n, "--format %s: expected default or json", v);
+		return -1;
+	case A_PLUGIN:
+		if (c->nplugins == CLI_MAX_PLUGINS) {
+			snprintf(err, n, "--plugin: at most %d plugins", CLI_MAX_PLUGINS);
+			return -1;
+		}
+		c->plugins[c->nplugins++] = v;
+		return 0;
+	case A_FLAG:
+		*(int *)(base + o->off) = 1;
+		return 0;
+	}
+	return -1;
+}
+
+/* Handles argv[*i] (a --flag or --flag=value), consuming a value when needed. */
+static int parse_flag(struct cli *c, int argc, char **argv, int *i, char *err, size_t n)
+{
+	const char *arg = argv[*i] + 2;
+	const char *eq = strchr(arg, '=');
+	size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+	for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
+		const struct opt *o = &opts[k];
+		if (strlen(o->name) != len || strncmp(o->name, arg, len))
+			continue;
+		if (!(o->cmds & (1u << c->cmd))) {
+			snprintf(err, n, "flag --%s is not accepted by agentgate %s", o->name,
+				 cmd_name(c->cmd));
+			return -1;
+		}
+		if (o->kind == A_FLAG)
+			return eq ? (snprintf(err, n, "flag --%s takes no value", o->name), -1)
+				  : set_value(c, o, NULL, err, n);
+		const char *v = eq ? eq + 1 : (*i + 1 < argc ? argv[++*i] : NULL);
+		if (!v) {
+			snprintf(err, n, "flag --%s needs a value", o->name);
+			return -1;
+		}
+		return set_value(c, o, v, err, n);
+	}
+	snprintf(err, n, "unknown flag --%.*s for agentgate %s (see agentgate --help)", (int)len,
+		 arg, cmd_name(c->cmd));
+	return -1;
+}
+
+static int add_word(struct cli *c, const char *w)
+{
+	size_t old = c->prompt ? strlen(c->prompt) : 0;
+	char *p = realloc(c->prompt, old + strlen(w) + 2);
+	if (!p)
+		return -1;
+	if (old)
+		p[old++] = ' ';
+	strcpy(p + old, w);
+	c->prompt = p;
+	return 0;
+}
+
+static int parse_command(struct cli *c, const char *w, char *err, size_t n)
+{
+	if (!strcmp(w, "serve"))
+		c->cmd = CLI_SERVE;
+	else if (!strcmp(w, "run"))
+		c->cmd = CLI_RUN;
+	else if (!strcmp(w, "help") || !strcmp(w, "--help") || !strcmp(w, "-h"))
+		c->cmd = CLI_HELP;
+	else if (!strcmp(w, "version") || !strcmp(w, "--version"))
+		c->cmd = CLI_VERSION;
+	else {
+		snprintf(err, n, "unknown command \"%s\" (expected serve or run)", w);
+		return -1;
+	}
+	return 0;
+}
+
+int cli_parse(struct cli *c, int argc, char **argv, char *err, size_t n)
+{
+	memset(c, 0, sizeof(*c));
+	c->host = "127.0.0.1";
+	c->port = 4096;
+	c->token = getenv("AGENTGATE_TOKEN");
+	if (argc < 2) {
+		snprintf(err, n, "missing command (expected serve or run)");
+		return -1;
+	}
+	if (parse_command(c, argv[1], err, n))
+		return -1;
+	if (c->cmd == CLI_HELP || c->cmd == CLI_VERSION)
+		return 0;
+	int words_only = 0;
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i];
+		if (!words_only && !strcmp(a, "--")) {
+			words_only = 1;
+		} else if (!words_only && !strncmp(a, "--", 2)) {
+			if (parse_flag(c, argc, argv, &i, err, n))
+				return -1;
+		} else if (!words_only && a[0] == '-' && a[1]) {
+			snprintf(err, n, "unknown flag %s for agentgate %s (see agentgate --help)", a,
+				 cmd_name(c->cmd));
+			return -1;
+		} else if (c->cmd == CLI_RUN) {
+			if (add_word(c, a))
+				return -1;
+		} else {
+			snprintf(err, n, "agentgate serve takes no arguments (got \"%s\")", a);
+			return -1;
+		}
+	}
+	if (c->cmd == CLI_RUN && (!c->prompt || !*c->prompt)) {
+		snprintf(err, n, "agentgate run needs a prompt: agentgate run \"your message\"");
+		return -1;
+	}
+	return 0;
+}
+
+void cli_free(struct cli *c)
+{
+	free(c->prompt);
+	c->prompt = NULL;
+}

@@ -1,0 +1,34 @@
+/* cli: the command line (DESIGN.md "CLI"). Parses into a struct; errors name the bad
+ * flag or command. Pure apart from reading the environment for AGENTGATE_TOKEN. */
+#ifndef AG_CLI_H
+#define AG_CLI_H
+#include <stddef.h>
+#include <stdint.h>
+
+enum cli_cmd { CLI_NONE, CLI_SERVE, CLI_RUN, CLI_HELP, CLI_VERSION };
+
+#define CLI_MAX_PLUGINS 32
+
+struct cli {
+	enum cli_cmd cmd;
+	const char *host;
+	int port;
+	const char *data, *config;
+	const char *plugins[CLI_MAX_PLUGINS];
+	int nplugins;
+	int json;            /* --format json */
+	const char *session, *agent, *model;
+	int64_t stall_ms;    /* 0: not given */
+	const char *openai_base_url, *anthropic_base_url;
+	const char *token;
+	const char *web_root;
+	int insecure;
+	char *prompt;        /* run: the words joined by spaces (owned) */
+};
+
+/* 0, or -1 with err naming the problem (the caller prints it and exits 2). */
+int cli_parse(struct cli *c, int argc, char **argv, char *err, size_t errlen);
+void cli_free(struct cli *c);
+const char *cli_usage(void);
+
+#endif

@@ -1,0 +1,120 @@
+#include "cmd_run.h"
+#include "engine.h"
+#include "id.h"
+#include "log.h"
+#include "ndjson.h"
+
+#include <stdio.h>
+#include <string.h>
+
+struct run {
+	struct engine *E;
+	struct loop *L;
+	struct ndjson out;
+	struct bus_sub sub;
+	struct turn_waiter w;
+	char session[ID_MAX];
+	int turn_over;
+	int failed;
+	int interrupted;
+};
+
+static void maybe_finish(struct run *r)
+{
+	if (r->turn_over && !engine_tree_busy(r->E, r->session))
+		loop_stop(r->L);
+}
+
+static void on_event(void *arg, struct event *ev)
+{
+	struct run *r = arg;
+	ndjson_on_event(&r->out, ev);
+	if (!strcmp(ev->type, "session.idle"))
+		maybe_finish(r);
+}
+
+static void on_turn_end(struct turn_waiter *w, const char *state, const char *msg_id)
+{
+	struct run *r = lws_container_of(w, struct run, w);
+	r->turn_over = 1;
+	r->failed = strcmp(state, "completed") != 0;
+	maybe_finish(r);
+}
+
+static void on_signal(void *arg, int signo)
+{
+	struct run *r = arg;
+	log_warn("run: signal %d, aborting session %s", signo, r->session);
+	r->interrupted = 1;
+	engine_abort(r->E, r->session, NULL);
+	loop_stop(r->L);
+}
+
+static int open_session(struct run *r, const struct cli *c, struct err *e)
+{
+	if (c->session) {
+		if (engine_session_exists(r->E, c->session, e))
+			return -1;
+		snprintf(r->session, sizeof(r->session), "%s", c->session);
+		return 0;
+	}
+	char title[81];
+	snprintf(title, sizeof(title), "%s", c->prompt);
+	struct session_params sp = {.title = title, .agent = c->agent};
+	return engine_session_create(r->E, &sp, r->session, e);
+}
+
+static int start(struct run *r, const struct cli *c)
+{
+	struct err e = {0};
+	struct engine_opts o = {
+		.data_dir = c->data ? c->data : "./data", .config_path = c->config,
+		.model = c->model, .stall_ms = c->stall_ms,
+		.openai_base_url = c->openai_base_url, .anthropic_base_url = c->anthropic_base_url,
+	};
+	r->E = engine_create(r->L, &o, &e);
+	if (!r->E || engine_recover(r->E, 0) || open_session(r, c, &e)) {
+		fprintf(stderr, "agentgate run: %s\n", e.msg[0] ? e.msg : "cannot start");
+		return e.code == ERR_INTERNAL ? 1 : 2;
+	}
+	ndjson_init(&r->out, stdout, r->session, c->json);
+	bus_subscribe(engine_bus(r->E), &r->sub, on_event, r);
+	r->w.fn = on_turn_end;
+	struct prompt p = {
+		.session_id = r->session, .text = c->prompt, .source = "cli", .agent = c->agent,
+		.model = c->model,
+	};
+	struct prompt_result pr;
+	if (engine_prompt(r->E, &p, &pr, &r->w, &e)) {
+		fprintf(stderr, "agentgate run: %s\n", e.msg);
+		return e.code == ERR_INTERNAL ? 1 : 2;
+	}
+	return 0;
+}
+
+int cmd_run(const struct cli *c)
+{
+	struct run r;
+	memset(&r, 0, sizeof(r));
+	log_init_from_env(LOG_WARN);
+	lws_set_log_level(LLL_ERR, NULL);
+	struct loop_config lc = {.port = -1};
+	r.L = loop_create(&lc);
+	if (!r.L)
+		return 1;
+	loop_on_signal(r.L, on_signal, &r);
+	int rc = start(&r, c);
+	if (rc == 0) {
+		loop_run(r.L);
+		rc = r.interrupted ? 130 : (r.failed || r.out.errors) ? 1 : 0;
+		if (!c->json && !r.out.at_line_start)
+			fputc('\n', stdout);
+	}
+	if (r.E) {
+		engine_waiter_cancel(r.E, &r.w);
+		bus_unsubscribe(engine_bus(r.E), &r.sub);
+	}
+	engine_destroy(r.E);
+	loop_destroy(r.L);
+	return rc;
+}

@@ -1,0 +1,197 @@
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *read_file(const char *path, struct err *e)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		err_set(e, ERR_INVALID, "cannot read config file %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	for (;;) {
+		if (len + 4096 + 1 > cap) {
+			cap = cap ? cap * 2 : 8192;
+			char *nb = realloc(buf, cap);
+			if (!nb)
+				break;
+			buf = nb;
+		}
+		size_t n = fread(buf + len, 1, cap - len - 1, f);
+		len += n;
+		if (n == 0)
+			break;
+	}
+	int bad = ferror(f);
+	fclose(f);
+	if (bad || !buf) {
+		err_set(e, ERR_INVALID, "cannot read config file %s", path);
+		free(buf);
+		return NULL;
+	}
+	buf[len] = 0;
+	return buf;
+}
+
+int64_t config_parse_ms(const char *s)
+{
+	if (!s || !*s)
+		return -1;
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || *end || v <= 0)
+		return -1;
+	return v;
+}
+
+static int num_field(const cJSON *o, const char *k, int64_t *out, struct err *e,
+		     const char *path)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+	if (!v)
+		return 0;
+	if (!cJSON_IsNumber(v) || v->valuedouble < 0) {
+		err_set(e, ERR_INVALID, "config %s: \"%s\" must be a non-negative number", path, k);
+		return -1;
+	}
+	*out = (int64_t)v->valuedouble;
+	return 0;
+}
+
+static int str_field(const cJSON *o, const char *k, char **out, struct err *e,
+		     const char *path)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+	if (!v)
+		return 0;
+	if (!cJSON_IsString(v)) {
+		err_set(e, ERR_INVALID, "config %s: \"%s\" must be a string", path, k);
+		return -1;
+	}
+	free(*out);
+	*out = strdup(v->valuestring);
+	return 0;
+}
+
+static void defaults(struct config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->model = strdup(DEFAULT_MODEL);
+	c->stall_ms = DEFAULT_STALL_MS;
+	c->retry_max = 3;
+	c->stall_retry_max = 1;
+	c->retry_base_ms = 1000;
+	c->retry_cap_ms = 30000;
+	c->connect_timeout_ms = 30000;
+	c->first_byte_timeout_ms = 120000;
+	c->task_max_depth = 3;
+	c->task_max_running = 4;
+	c->task_budget_ms = 600000;
+	c->event_keep = 200000;
+}
+
+static int parse_numbers(struct config *c, const char *path, struct err *e)
+{
+	const cJSON *r = c->root;
+	const cJSON *retry = cJSON_GetObjectItemCaseSensitive(r, "retry");
+	const cJSON *task = cJSON_GetObjectItemCaseSensitive(r, "task");
+	int64_t rmax = c->retry_max, smax = c->stall_retry_max;
+	int64_t depth = c->task_max_depth, running = c->task_max_running;
+	if (num_field(r, "stall_timeout_ms", &c->stall_ms, e, path) ||
+	    num_field(r, "connect_timeout_ms", &c->connect_timeout_ms, e, path) ||
+	    num_field(r, "first_byte_timeout_ms", &c->first_byte_timeout_ms, e, path) ||
+	    num_field(r, "event_keep", &c->event_keep, e, path) ||
+	    num_field(retry, "max", &rmax, e, path) ||
+	    num_field(retry, "stall_max", &smax, e, path) ||
+	    num_field(retry, "base_ms", &c->retry_base_ms, e, path) ||
+	    num_field(retry, "cap_ms", &c->retry_cap_ms, e, path) ||
+	    num_field(task, "max_depth", &depth, e, path) ||
+	    num_field(task, "max_running", &running, e, path) ||
+	    num_field(task, "budget_ms", &c->task_budget_ms, e, path))
+		return -1;
+	c->retry_max = (int)rmax;
+	c->stall_retry_max = (int)smax;
+	c->task_max_depth = (int)depth;
+	c->task_max_running = (int)running;
+	if (c->stall_ms <= 0) {
+		err_set(e, ERR_INVALID, "config %s: \"stall_timeout_ms\" must be positive", path);
+		return -1;
+	}
+	return 0;
+}
+
+int config_load(struct config *c, const char *path, struct err *e)
+{
+	defaults(c);
+	if (!path) {
+		c->root = cJSON_CreateObject();
+		return c->root ? 0 : -1;
+	}
+	char *text = read_file(path, e);
+	if (!text)
+		return -1;
+	c->root = cJSON_Parse(text);
+	if (!c->root || !cJSON_IsObject(c->root)) {
+		const char *at = cJSON_GetErrorPtr();
+		long off = at && c->root == NULL ? (long)(at - text) : 0;
+		err_set(e, ERR_INVALID, "config file %s is not a JSON object%s (near byte %ld)",
+			path, c->root ? "" : ": parse error", off);
+		cJSON_Delete(c->root);
+		c->root = NULL;
+		free(text);
+		return -1;
+	}
+	free(text);
+	const cJSON *prov = cJSON_GetObjectItemCaseSensitive(c->root, "providers");
+	if (str_field(c->root, "model", &c->model, e, path) || parse_numbers(c, path, e) ||
+	    str_field(cJSON_GetObjectItemCaseSensitive(prov, "openai"), "base_url",
+		      &c->openai_base_url, e, path) ||
+	    str_field(cJSON_GetObjectItemCaseSensitive(prov, "anthropic"), "base_url",
+		      &c->anthropic_base_url, e, path))
+		return -1;
+	return 0;
+}
+
+int config_apply_env(struct config *c, struct err *e)
+{
+	const char *s = getenv("AGENTGATE_STALL_TIMEOUT_MS");
+	if (s) {
+		int64_t v = config_parse_ms(s);
+		if (v < 0) {
+			err_set(e, ERR_INVALID,
+				"AGENTGATE_STALL_TIMEOUT_MS=%s is not a positive number of ms", s);
+			return -1;
+		}
+		c->stall_ms = v;
+	}
+	const char *o = getenv("OPENAI_BASE_URL"), *a = getenv("ANTHROPIC_BASE_URL");
+	if (o && *o) {
+		free(c->openai_base_url);
+		c->openai_base_url = strdup(o);
+	}
+	if (a && *a) {
+		free(c->anthropic_base_url);
+		c->anthropic_base_url = strdup(a);
+	}
+	return 0;
+}
+
+const cJSON *config_provider(const struct config *c, const char *name)
+{
+	const cJSON *p = cJSON_GetObjectItemCaseSensitive(c->root, "providers");
+	return cJSON_GetObjectItemCaseSensitive(p, name);
+}
+
+void config_free(struct config *c)
+{
+	cJSON_Delete(c->root);
+	free(c->model);
+	free(c->openai_base_url);
+	free(c->anthropic_base_url);
+	memset(c, 0, sizeof(*c));
+}

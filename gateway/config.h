@@ -1,0 +1,42 @@
+/* config: the JSON configuration file (--config) merged with flags and environment.
+ * Parsed once at start-up; read-only afterwards. Sections owned by other modules
+ * (agents, providers) stay as cJSON for those modules to read. Loop thread. */
+#ifndef AG_CONFIG_H
+#define AG_CONFIG_H
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+#include "err.h"
+
+#define DEFAULT_MODEL "scripted/demo"
+#define DEFAULT_STALL_MS 180000
+
+struct config {
+	cJSON *root;              /* the whole file, or an empty object */
+	char *model;              /* default PROVIDER/MODEL */
+	int64_t stall_ms;         /* no content token for this long = stalled */
+	int retry_max;            /* retries of 429/5xx/dropped (default 3) */
+	int stall_retry_max;      /* retries of stalled streams (default 1) */
+	int64_t retry_base_ms;    /* first backoff (default 1000), doubled per attempt */
+	int64_t retry_cap_ms;     /* longest wait between attempts (default 30000) */
+	int64_t connect_timeout_ms;
+	int64_t first_byte_timeout_ms;
+	int task_max_depth;       /* subagent nesting limit (default 3) */
+	int task_max_running;     /* children running at once per session (default 4) */
+	int64_t task_budget_ms;   /* time budget of one child (default 600000) */
+	int64_t event_keep;       /* events kept in the store for replay */
+	char *openai_base_url, *anthropic_base_url;
+};
+
+/* Loads path (NULL = defaults only). On error fills e naming the file and problem. */
+int config_load(struct config *c, const char *path, struct err *e);
+void config_free(struct config *c);
+/* Applies AGENTGATE_STALL_TIMEOUT_MS, OPENAI_BASE_URL, ANTHROPIC_BASE_URL. */
+int config_apply_env(struct config *c, struct err *e);
+/* A provider's section ("providers": {"openai": {...}}) or NULL. */
+const cJSON *config_provider(const struct config *c, const char *name);
+
+/* Parses a positive decimal integer; -1 on anything else. */
+int64_t config_parse_ms(const char *s);
+
+#endif

@@ -1,0 +1,659 @@
+/* engine: creation and teardown, and sessions (a cache in front of the store, their
+ * JSON, their status and tree). The turn ledger is turn.c, the agent loop step.c. */
+#include "engine_int.h"
+#include "log.h"
+#include "scripted.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define AG_VERSION "0.1.0"
+
+static unsigned hash(const char *s)
+{
+	unsigned h = 2166136261u;
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 16777619u;
+	return h % SES_BUCKETS;
+}
+
+static void kick_fired(struct timer *t)
+{
+	struct session *s = lws_container_of(t, struct session, kick);
+	turn_start_next(s);
+}
+
+void session_kick(struct session *s)
+{
+	if (!timer_armed(&s->kick))
+		timer_arm_us(&s->kick, 1);
+}
+
+static struct session *session_alloc(struct engine *E, const char *id)
+{
+	struct session *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	snprintf(s->id, sizeof(s->id), "%s", id);
+	s->E = E;
+	timer_init(&s->kick, E->L, kick_fired);
+	unsigned h = hash(s->id);
+	s->hnext = E->buckets[h];
+	E->buckets[h] = s;
+	return s;
+}
+
+static void session_free(struct session *s)
+{
+	timer_cancel(&s->kick);
+	free(s->parent_tool_call_id);
+	free(s->path);
+	free(s->title);
+	free(s->agent);
+	free(s->model);
+	free(s->directory);
+	free(s->retry_msg);
+	free(s);
+}
+
+static char *json_str(const cJSON *o, const char *k)
+{
+	const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k));
+	return v ? strdup(v) : NULL;
+}
+
+static int load_row(void *arg, const struct store_session *r)
+{
+	struct session **out = arg;
+	struct session *s = *out;
+	cJSON *d = cJSON_Parse(r->data);
+	snprintf(s->parent_id, sizeof(s->parent_id), "%s", r->parent_id ? r->parent_id : "");
+	snprintf(s->root_id, sizeof(s->root_id), "%s", r->root_id);
+	s->parent_tool_call_id = r->parent_tool_call_id ? strdup(r->parent_tool_call_id) : NULL;
+	s->depth = r->depth;
+	s->created = r->time_created;
+	s->updated = r->time_updated;
+	s->title = json_str(d, "title");
+	s->agent = json_str(d, "agent");
+	s->directory = json_str(d, "directory");
+	s->path = json_str(d, "path");
+	const cJSON *model = cJSON_GetObjectItemCaseSensitive(d, "model");
+	const char *pid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(model, "providerID"));
+	const char *mid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(model, "id"));
+	if (pid && mid && asprintf(&s->model, "%s/%s", pid, mid) < 0)
+		s->model = NULL;
+	cJSON_Delete(d);
+	return 1;
+}
+
+struct session *session_get(struct engine *E, const char *id)
+{
+	if (!id || !*id || strlen(id) >= ID_MAX)
+		return NULL;
+	for (struct session *s = E->buckets[hash(id)]; s; s = s->hnext)
+		if (!strcmp(s->id, id))
+			return s;
+	struct session probe = {0}, *ps = &probe;
+	if (store_session_get(E->S, id, load_row, &ps) <= 0)
+		return NULL;
+	struct session *s = session_alloc(E, id);
+	if (!s)
+		return NULL;
+	memcpy(s->parent_id, probe.parent_id, sizeof(s->parent_id));
+	memcpy(s->root_id, probe.root_id, sizeof(s->root_id));
+	s->parent_tool_call_id = probe.parent_tool_call_id;
+	s->depth = probe.depth;
+	s->created = probe.created;
+	s->updated = probe.updated;
+	s->title = probe.title;
+	s->agent = probe.agent;
+	s->directory = probe.directory;
+	s->path = probe.path ? probe.path : strdup(id);
+	s->model = probe.model;
+	return s;
+}
+
+void session_env(const struct session *s, const struct turn *t, struct bus_env *env)
+{
+	env->session_id = s->id;
+	env->root_id = s->root_id;
+	env->parent_id = s->parent_id[0] ? s->parent_id : NULL;
+	env->parent_tool_call_id = s->parent_tool_call_id;
+	env->turn_id = t ? t->id : NULL;
+	env->path = s->path;
+	env->depth = s->depth;
+}
+
+void session_write_json(const struct session *s, struct jw *w)
+{
+	jw_obj(w);
+	jw_kstr(w, "id", s->id);
+	jw_kstr(w, "slug", s->id);
+	jw_kstr(w, "projectID", "global");
+	jw_kstr(w, "directory", s->directory);
+	if (s->parent_id[0])
+		jw_kstr(w, "parentID", s->parent_id);
+	if (s->parent_tool_call_id)
+		jw_kstr(w, "parentToolCallID", s->parent_tool_call_id);
+	jw_kstr(w, "rootID", s->root_id);
+	jw_kint(w, "depth", s->depth);
+	jw_kstr(w, "path", s->path);
+	jw_kstr(w, "title", s->title);
+	jw_kstr(w, "version", AG_VERSION);
+	if (s->agent)
+		jw_kstr(w, "agent", s->agent);
+	if (s->model) {
+		const char *slash = strchr(s->model, '/');
+		jw_key(w, "model");
+		jw_obj(w);
+		jw_key(w, "providerID");
+		jw_strn(w, s->model, (size_t)(slash - s->model));
+		jw_kstr(w, "id", slash + 1);
+		jw_obj_end(w);
+	}
+	jw_key(w, "time");
+	jw_obj(w);
+	jw_kint(w, "created", s->created);
+	jw_kint(w, "updated", s->updated);
+	jw_obj_end(w);
+	jw_obj_end(w);
+}
+
+/* Writes the row and announces it (session.created or session.updated). */
+static void session_save(struct engine *E, struct session *s, const char *type)
+{
+	struct jw w;
+	jw_init(&w);
+	session_write_json(s, &w);
+	struct store_session r = {
+		.id = s->id, .parent_id = s->parent_id[0] ? s->parent_id : NULL,
+		.root_id = s->root_id, .parent_tool_call_id = s->parent_tool_call_id,
+		.depth = s->depth, .time_created = s->created, .time_updated = s->updated,
+		.data = w.buf,
+	};
+	if (!w.oom)
+		store_session_put(E->S, &r);
+	bus_begin(E->B, &E->jw, type);
+	jw_obj(&E->jw);
+	jw_kstr(&E->jw, "sessionID", s->id);
+	jw_key(&E->jw, "info");
+	jw_rawn(&E->jw, w.buf, w.len);
+	jw_obj_end(&E->jw);
+	jw_free(&w);
+	struct bus_env env;
+	session_env(s, NULL, &env);
+	bus_publish(E->B, &E->jw, type, &env);
+}
+
+void session_set_status(struct engine *E, struct session *s, enum status_type st)
+{
+	static const char *names[] = {"idle", "busy", "retry"};
+	if (st == s->status && st != ST_RETRY)
+		return;
+	s->status = st;
+	struct bus_env env;
+	session_env(s, s->cur, &env);
+	bus_begin(E->B, &E->jw, "session.status");
+	jw_obj(&E->jw);
+	jw_kstr(&E->jw, "sessionID", s->id);
+	jw_key(&E->jw, "status");
+	jw_obj(&E->jw);
+	jw_kstr(&E->jw, "type", names[st]);
+	if (st == ST_RETRY) {
+		jw_kint(&E->jw, "attempt", s->retry_attempt);
+		jw_kstr(&E->jw, "message", s->retry_msg);
+		jw_kint(&E->jw, "next", s->retry_next);
+	}
+	jw_obj_end(&E->jw);
+	if (s->parent_id[0])
+		jw_kstr(&E->jw, "parentID", s->parent_id);
+	jw_obj_end(&E->jw);
+	bus_publish(E->B, &E->jw, "session.status", &env);
+	if (st != ST_IDLE)
+		return;
+	bus_begin(E->B, &E->jw, "session.idle");
+	jw_obj(&E->jw);
+	jw_kstr(&E->jw, "sessionID", s->id);
+	jw_obj_end(&E->jw);
+	bus_publish(E->B, &E->jw, "session.idle", &env);
+}
+
+static int check_agent_model(struct engine *E, const char *agent, const char *model,
+			     struct err *e)
+{
+	if (agent && !agents_find(&E->A, agent)) {
+		err_set(e, ERR_INVALID, "unknown agent \"%s\" (GET /agent lists them)", agent);
+		return -1;
+	}
+	if (model && llm_check_model(E->M, model, e))
+		return -1;
+	return 0;
+}
+
+static int session_fill_tree(struct engine *E, struct session *s, const struct session_params *p,
+			     struct err *e)
+{
+	if (!p->parent_id || !*p->parent_id) {
+		snprintf(s->root_id, sizeof(s->root_id), "%s", s->id);
+		s->path = strdup(s->id);
+		return 0;
+	}
+	struct session *parent = session_get(E, p->parent_id);
+	if (!parent) {
+		err_set(e, ERR_NOTFOUND, "parent session %s not found", p->parent_id);
+		return -1;
+	}
+	snprintf(s->parent_id, sizeof(s->parent_id), "%s", parent->id);
+	snprintf(s->root_id, sizeof(s->root_id), "%s", parent->root_id);
+	s->depth = parent->depth + 1;
+	if (asprintf(&s->path, "%s/%s", parent->path, s->id) < 0)
+		s->path = NULL;
+	if (!s->directory && parent->directory)
+		s->directory = strdup(parent->directory);
+	if (p->parent_tool_call_id)
+		s->parent_tool_call_id = strdup(p->parent_tool_call_id);
+	return 0;
+}
+
+static void session_unlink(struct engine *E, struct session *s)
+{
+	for (struct session **pp = &E->buckets[hash(s->id)]; *pp; pp = &(*pp)->hnext) {
+		if (*pp == s) {
+			*pp = s->hnext;
+			return;
+		}
+	}
+}
+
+int engine_session_create(struct engine *E, const struct session_params *p, char *id_out,
+			  struct err *e)
+{
+	if (check_agent_model(E, p->agent, p->model, e))
+		return -1;
+	char id[ID_MAX];
+	id_new(id, "ses");
+	struct session *s = session_alloc(E, id);
+	if (!s) {
+		err_set(e, ERR_INTERNAL, "out of memory");
+		return -1;
+	}
+	s->created = s->updated = now_ms();
+	s->agent = p->agent ? strdup(p->agent) : NULL;
+	s->model = p->model ? strdup(p->model) : NULL;
+	if (p->directory)
+		s->directory = strdup(p->directory);
+	if (session_fill_tree(E, s, p, e)) {
+		session_unlink(E, s);
+		session_free(s);
+		return -1;
+	}
+	if (!s->directory) {
+		char cwd[PATH_MAX];
+		s->directory = strdup(getcwd(cwd, sizeof(cwd)) ? cwd : "/");
+	}
+	if (p->title)
+		s->title = strdup(p->title);
+	else if (asprintf(&s->title, "%s - %s", s->parent_id[0] ? "Child session" : "New session",
+			  s->id) < 0)
+		s->title = NULL;
+	session_save(E, s, "session.created");
+	if (id_out)
+		snprintf(id_out, ID_MAX, "%s", s->id);
+	return 0;
+}
+
+int engine_session_exists(struct engine *E, const char *id, struct err *e)
+{
+	if (session_get(E, id))
+		return 0;
+	err_set(e, ERR_NOTFOUND, "session %s not found", id ? id : "(none)");
+	return -1;
+}
+
+int engine_session_json(struct engine *E, const char *id, struct jw *w, struct err *e)
+{
+	struct session *s = session_get(E, id);
+	if (!s) {
+		err_set(e, ERR_NOTFOUND, "session %s not found", id ? id : "(none)");
+		return -1;
+	}
+	session_write_json(s, w);
+	return 0;
+}
+
+static int list_row(void *arg, const struct store_session *r)
+{
+	jw_raw(arg, r->data);
+	return 0;
+}
+
+int engine_session_list_json(struct engine *E, const char *parent_id, struct jw *w)
+{
+	jw_arr(w);
+	int n = store_session_list(E->S, parent_id, list_row, w);
+	jw_arr_end(w);
+	return n < 0 ? -1 : 0;
+}
+
+/* Iterates the cached sessions of id's subtree, id itself included. */
+void session_for_tree(struct engine *E, const char *id, void (*fn)(struct session *, void *),
+		     void *arg)
+{
+	size_t n = strlen(id);
+	for (int b = 0; b < SES_BUCKETS; b++) {
+		for (struct session *s = E->buckets[b], *next; s; s = next) {
+			next = s->hnext;
+			const char *p = s->path ? strstr(s->path, id) : NULL;
+			if (p && (p == s->path || p[-1] == '/') && (p[n] == 0 || p[n] == '/'))
+				fn(s, arg);
+		}
+	}
+}
+
+static void busy_probe(struct session *s, void *arg)
+{
+	if (turnq_busy(&s->q))
+		*(int *)arg = 1;
+}
+
+int engine_tree_busy(struct engine *E, const char *session_id)
+{
+	int busy = 0;
+	session_for_tree(E, session_id, busy_probe, &busy);
+	return busy;
+}
+
+void engine_status_json(struct engine *E, struct jw *w)
+{
+	static const char *names[] = {"idle", "busy", "retry"};
+	jw_obj(w);
+	for (int b = 0; b < SES_BUCKETS; b++) {
+		for (struct session *s = E->buckets[b]; s; s = s->hnext) {
+			if (s->status == ST_IDLE)
+				continue;
+			jw_key(w, s->id);
+			jw_obj(w);
+			jw_kstr(w, "type", names[s->status]);
+			if (s->status == ST_RETRY) {
+				jw_kint(w, "attempt", s->retry_attempt);
+				jw_kstr(w, "message", s->retry_msg);
+				jw_kint(w, "next", s->retry_next);
+			}
+			if (s->parent_id[0])
+				jw_kstr(w, "parentID", s->parent_id);
+			jw_obj_end(w);
+		}
+	}
+	jw_obj_end(w);
+}
+
+struct msg_rows {
+	char **id, **data;
+	int n, cap;
+};
+
+static int collect_msg(void *arg, const struct store_message *r)
+{
+	struct msg_rows *rows = arg;
+	if (rows->n == rows->cap) {
+		int cap = rows->cap ? rows->cap * 2 : 16;
+		char **a = realloc(rows->id, (size_t)cap * sizeof(char *));
+		char **b = a ? realloc(rows->data, (size_t)cap * sizeof(char *)) : NULL;
+		if (a)
+			rows->id = a;
+		if (!b)
+			return 1;
+		rows->data = b;
+		rows->cap = cap;
+	}
+	rows->id[rows->n] = strdup(r->id);
+	rows->data[rows->n] = strdup(r->data);
+	rows->n++;
+	return 0;
+}
+
+static int part_row(void *arg, const struct store_part *r)
+{
+	jw_raw(arg, r->data);
+	return 0;
+}
+
+static void write_with_parts(struct engine *E, const char *id, const char *info, struct jw *w)
+{
+	jw_obj(w);
+	jw_kraw(w, "info", info);
+	jw_key(w, "parts");
+	jw_arr(w);
+	store_part_list(E->S, id, part_row, w);
+	jw_arr_end(w);
+	jw_obj_end(w);
+}
+
+int engine_messages_json(struct engine *E, const char *session_id, int limit, struct jw *w,
+			 struct err *e)
+{
+	if (engine_session_exists(E, session_id, e))
+		return -1;
+	engine_flush_dirty(E);
+	struct msg_rows rows = {0};
+	if (store_message_list(E->S, session_id, collect_msg, &rows) < 0) {
+		err_set(e, ERR_INTERNAL, "store error listing messages of %s", session_id);
+		return -1;
+	}
+	int first = limit > 0 && rows.n > limit ? rows.n - limit : 0;
+	jw_arr(w);
+	for (int i = 0; i < rows.n; i++) {
+		if (i >= first)
+			write_with_parts(E, rows.id[i], rows.data[i], w);
+		free(rows.id[i]);
+		free(rows.data[i]);
+	}
+	jw_arr_end(w);
+	free(rows.id);
+	free(rows.data);
+	return 0;
+}
+
+struct one_msg {
+	const char *session_id;
+	struct engine *E;
+	struct jw *w;
+	int found;
+};
+
+static int one_msg_row(void *arg, const struct store_message *r)
+{
+	struct one_msg *o = arg;
+	if (strcmp(r->session_id, o->session_id))
+		return 1;
+	o->found = 1;
+	write_with_parts(o->E, r->id, r->data, o->w);
+	return 1;
+}
+
+int engine_message_json(struct engine *E, const char *session_id, const char *message_id,
+			struct jw *w, struct err *e)
+{
+	if (engine_session_exists(E, session_id, e))
+		return -1;
+	engine_flush_dirty(E);
+	struct one_msg o = {session_id, E, w, 0};
+	store_message_get(E->S, message_id, one_msg_row, &o);
+	if (!o.found) {
+		err_set(e, ERR_NOTFOUND, "message %s not found in session %s", message_id,
+			session_id);
+		return -1;
+	}
+	return 0;
+}
+
+struct id_list {
+	char (*v)[ID_MAX];
+	int n, cap;
+};
+
+static int collect_child(void *arg, const struct store_session *r)
+{
+	struct id_list *l = arg;
+	if (l->n == l->cap) {
+		int cap = l->cap ? l->cap * 2 : 8;
+		void *v = realloc(l->v, (size_t)cap * ID_MAX);
+		if (!v)
+			return 1;
+		l->v = v;
+		l->cap = cap;
+	}
+	snprintf(l->v[l->n++], ID_MAX, "%s", r->id);
+	return 0;
+}
+
+static void delete_one(struct engine *E, const char *id)
+{
+	struct id_list kids = {0};
+	store_session_list(E->S, id, collect_child, &kids);
+	for (int i = 0; i < kids.n; i++)
+		delete_one(E, kids.v[i]);
+	free(kids.v);
+	struct session *s = session_get(E, id);
+	if (!s)
+		return;
+	struct jw info;
+	jw_init(&info);
+	session_write_json(s, &info);
+	store_session_delete(E->S, id);
+	bus_begin(E->B, &E->jw, "session.deleted");
+	jw_obj(&E->jw);
+	jw_kstr(&E->jw, "sessionID", s->id);
+	jw_key(&E->jw, "info");
+	jw_rawn(&E->jw, info.buf, info.len);
+	jw_obj_end(&E->jw);
+	jw_free(&info);
+	struct bus_env env;
+	session_env(s, NULL, &env);
+	bus_publish(E->B, &E->jw, "session.deleted", &env);
+	session_unlink(E, s);
+	session_free(s);
+}
+
+int engine_session_delete(struct engine *E, const char *id, struct err *e)
+{
+	if (engine_abort(E, id, e))
+		return -1;
+	delete_one(E, id);
+	return store_flush(E->S);
+}
+
+int engine_running(struct engine *E)
+{
+	return E->running;
+}
+
+struct bus *engine_bus(struct engine *E) { return E->B; }
+struct store *engine_store(struct engine *E) { return E->S; }
+struct loop *engine_loop(struct engine *E) { return E->L; }
+const struct config *engine_config(struct engine *E) { return &E->C; }
+const struct agents *engine_agents(struct engine *E) { return &E->A; }
+struct tools *engine_tools(struct engine *E) { return &E->T; }
+struct llm *engine_llm(struct engine *E) { return E->M; }
+
+int engine_flush(struct engine *E)
+{
+	engine_flush_dirty(E);
+	return store_flush(E->S);
+}
+
+static int load_config(struct engine *E, const struct engine_opts *o, struct err *e)
+{
+	if (config_load(&E->C, o->config_path, e) || config_apply_env(&E->C, e))
+		return -1;
+	if (o->model) {
+		free(E->C.model);
+		E->C.model = strdup(o->model);
+	}
+	if (o->stall_ms > 0)
+		E->C.stall_ms = o->stall_ms;
+	if (o->openai_base_url) {
+		free(E->C.openai_base_url);
+		E->C.openai_base_url = strdup(o->openai_base_url);
+	}
+	if (o->anthropic_base_url) {
+		free(E->C.anthropic_base_url);
+		E->C.anthropic_base_url = strdup(o->anthropic_base_url);
+	}
+	return agents_load(&E->A, cJSON_GetObjectItemCaseSensitive(E->C.root, "agent"), e);
+}
+
+static int load_providers(struct engine *E, struct err *e)
+{
+	struct provider p;
+	E->M = llm_create(E->L, &E->C);
+	if (!E->M || scripted_provider(&p, E->L, &E->C, e) || llm_register(E->M, &p))
+		return -1;
+	return llm_check_model(E->M, E->C.model, e);
+}
+
+struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct err *e)
+{
+	struct engine *E = calloc(1, sizeof(*E));
+	if (!E) {
+		err_set(e, ERR_INTERNAL, "out of memory");
+		return NULL;
+	}
+	E->L = L;
+	jw_init(&E->jw);
+	if (load_config(E, o, e) || load_providers(E, e))
+		goto fail;
+	if (tools_register_builtin(&E->T)) {
+		err_set(e, ERR_INTERNAL, "cannot register the built-in tools");
+		goto fail;
+	}
+	E->S = store_open(o->data_dir ? o->data_dir : "./data", L);
+	if (!E->S) {
+		err_set(e, ERR_INTERNAL, "cannot open the store in %s (see the log line above)",
+			o->data_dir ? o->data_dir : "./data");
+		goto fail;
+	}
+	store_set_flush_hook(E->S, engine_flush_dirty, E);
+	E->B = bus_create(E->S, 8192, E->C.event_keep);
+	if (!E->B) {
+		err_set(e, ERR_INTERNAL, "out of memory");
+		goto fail;
+	}
+	return E;
+fail:
+	engine_destroy(E);
+	return NULL;
+}
+
+void engine_destroy(struct engine *E)
+{
+	if (!E)
+		return;
+	E->closing = 1;
+	for (int b = 0; b < SES_BUCKETS; b++) {
+		while (E->buckets[b]) {
+			struct session *s = E->buckets[b];
+			E->buckets[b] = s->hnext;
+			struct turnq_item *it;
+			if (s->cur)
+				step_cancel(s->cur, "server shutting down");
+			while ((it = turnq_start_next(&s->q)) || (it = s->q.running)) {
+				turnq_finish(&s->q);
+				turn_free(lws_container_of(it, struct turn, qi));
+			}
+			session_free(s);
+		}
+	}
+	if (E->S)
+		engine_flush(E);
+	bus_destroy(E->B);
+	store_close(E->S);
+	llm_destroy(E->M);
+	tools_free(&E->T);
+	agents_free(&E->A);
+	config_free(&E->C);
+	jw_free(&E->jw);
+	free(E);
+}

@@ -1,0 +1,114 @@
+/* engine: sessions, the turn ledger and the agent loop. Every prompt, whatever its
+ * source, becomes a durable user message plus a turn in its session's FIFO queue before
+ * it is acknowledged; one turn runs at a time; each turn is bound to its user message
+ * and ends with exactly one terminal assistant message. Every change is published on
+ * the bus. Loop thread only; strings passed in are borrowed for the call. */
+#ifndef AG_ENGINE_H
+#define AG_ENGINE_H
+#include <stdint.h>
+
+#include "agent.h"
+#include "bus.h"
+#include "config.h"
+#include "err.h"
+#include "jw.h"
+#include "llm.h"
+#include "loop.h"
+#include "tool.h"
+#include "turnq.h"
+
+struct engine;
+struct session;
+
+struct engine_opts {
+	const char *data_dir;
+	const char *config_path; /* NULL: defaults */
+	const char *model;       /* overrides the config's default model */
+	int64_t stall_ms;        /* > 0 overrides config and environment */
+	const char *openai_base_url, *anthropic_base_url; /* flags override env/config */
+};
+
+/* Opens the store, loads config, agents, tools and providers. NULL with e filled. */
+struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct err *e);
+/* Ends running turns as interrupted (in memory only: a restart recovers them the same
+ * way), flushes and frees everything. */
+void engine_destroy(struct engine *E);
+/* Start-up recovery: turns left running by a crash fail with "interrupted"; queued
+ * turns are put back in their queues and start when resume_queued is set (serve), or
+ * are left queued for the server (run). */
+int engine_recover(struct engine *E, int resume_queued);
+
+struct bus *engine_bus(struct engine *E);
+struct store *engine_store(struct engine *E);
+struct loop *engine_loop(struct engine *E);
+const struct config *engine_config(struct engine *E);
+const struct agents *engine_agents(struct engine *E);
+struct tools *engine_tools(struct engine *E);
+struct llm *engine_llm(struct engine *E);
+/* Commits pending writes now (streamed text included). */
+int engine_flush(struct engine *E);
+
+struct session_params {
+	const char *parent_id;           /* NULL: a root session */
+	const char *parent_tool_call_id; /* the task call that made it */
+	const char *title, *agent, *model, *directory;
+};
+/* Creates a session; its id is written to id_out (ID_MAX bytes). */
+int engine_session_create(struct engine *E, const struct session_params *p, char *id_out,
+			  struct err *e);
+/* 0 if the session exists (loading it from the store), else ERR_NOTFOUND in e. */
+int engine_session_exists(struct engine *E, const char *id, struct err *e);
+/* Writes the Session JSON. */
+int engine_session_json(struct engine *E, const char *id, struct jw *w, struct err *e);
+/* Writes Session[]: roots and children alike (parent_id NULL) or one parent's children. */
+int engine_session_list_json(struct engine *E, const char *parent_id, struct jw *w);
+/* Deletes a session and its descendants (aborting what runs). */
+int engine_session_delete(struct engine *E, const char *id, struct err *e);
+/* Writes [{info, parts}] / {info, parts}. */
+int engine_messages_json(struct engine *E, const char *session_id, int limit, struct jw *w,
+			 struct err *e);
+int engine_message_json(struct engine *E, const char *session_id, const char *message_id,
+			struct jw *w, struct err *e);
+/* Writes {sessionID: status} for every session that is not idle. */
+void engine_status_json(struct engine *E, struct jw *w);
+/* 1 if the session or any descendant has a running or queued turn. */
+int engine_tree_busy(struct engine *E, const char *session_id);
+
+struct prompt {
+	const char *session_id;
+	const char *text;
+	const char *source;     /* web, ws, http, cli, plugin, task ... */
+	const char *agent;      /* NULL: the session's */
+	const char *model;      /* NULL: agent's, then session's, then default */
+	const char *message_id; /* client-chosen user message id (msg_...), or NULL */
+	const char *dedupe_key;
+	enum turn_policy policy;
+};
+
+struct prompt_result {
+	char turn_id[48];
+	char user_message_id[48];
+	int coalesced; /* joined an existing turn with the same dedupe key */
+};
+
+/* A caller waiting for a turn to end (HTTP POST /message, agentgate run). Embedded in the
+ * caller's object; fn runs once on the loop thread with the final state and the id of
+ * the terminal assistant message. */
+struct turn_waiter {
+	void (*fn)(struct turn_waiter *w, const char *state, const char *assistant_message_id);
+	struct turn_waiter *next;
+	void *turn;
+};
+
+/* Accepts a prompt: durable before it returns 0. w (optional) is attached to the turn. */
+int engine_prompt(struct engine *E, const struct prompt *p, struct prompt_result *r,
+		  struct turn_waiter *w, struct err *e);
+/* Detaches a waiter that no longer wants its callback (client went away). */
+void engine_waiter_cancel(struct engine *E, struct turn_waiter *w);
+/* Aborts the session's running and queued turns and those of all its descendants. */
+int engine_abort(struct engine *E, const char *session_id, struct err *e);
+
+/* Number of sessions with a running turn (for the sweeper and tests). */
+int engine_running(struct engine *E);
+
+#endif

@@ -1,0 +1,146 @@
+/* Internal to the engine's files (engine.c sessions, msg.c messages and parts,
+ * turn.c the ledger, step.c the agent loop). Loop thread only. */
+#ifndef AG_ENGINE_INT_H
+#define AG_ENGINE_INT_H
+#include "engine.h"
+#include "id.h"
+#include "store.h"
+
+#define SES_BUCKETS 1024
+
+enum status_type { ST_IDLE, ST_BUSY, ST_RETRY };
+enum turn_state { T_QUEUED, T_RUNNING, T_COMPLETED, T_FAILED, T_CANCELLED };
+enum part_type { P_TEXT, P_REASONING, P_TOOL, P_STEP_START, P_STEP_FINISH };
+enum tool_state { TS_PENDING, TS_RUNNING, TS_COMPLETED, TS_ERROR };
+
+struct engine {
+	struct loop *L;
+	struct store *S;
+	struct bus *B;
+	struct llm *M;
+	struct config C;
+	struct agents A;
+	struct tools T;
+	struct session *buckets[SES_BUCKETS];
+	struct part *dirty;  /* parts whose text changed since the last store write */
+	struct jw jw;        /* scratch writer for events */
+	int running;         /* sessions with a running turn */
+	int closing;
+};
+
+struct session {
+	struct session *hnext;
+	char id[ID_MAX], parent_id[ID_MAX], root_id[ID_MAX];
+	char *parent_tool_call_id;
+	char *path;
+	int depth;
+	char *title, *agent, *model, *directory;
+	int64_t created, updated;
+	struct turnq q;
+	struct turn *cur;
+	enum status_type status;
+	int retry_attempt;
+	char *retry_msg;
+	int64_t retry_next;
+	struct timer kick;
+	struct engine *E;
+};
+
+struct part {
+	struct part *next, *dnext;
+	int dirty;
+	char id[ID_MAX];
+	struct msg *m;
+	enum part_type type;
+	char *text;
+	size_t len, cap;
+	int64_t start, end;
+	char *call_id, *tool, *input, *output, *error, *title, *meta;
+	enum tool_state ts;
+	char *reason;
+	struct llm_usage tokens;
+};
+
+struct msg {
+	char id[ID_MAX];
+	struct session *s;
+	struct turn *t;
+	int assistant;
+	char parent_id[ID_MAX];
+	char *agent, *provider, *model;
+	char *finish;
+	char *error_json; /* {"name":..,"data":{..}} */
+	struct llm_usage tokens;
+	int64_t created, completed;
+	struct part *parts, *tail;
+	struct part *open[2]; /* text / reasoning part receiving deltas */
+};
+
+struct toolrun {
+	struct tool_call pub;
+	struct toolrun *next;
+	struct turn *t;
+	struct part *p;
+	const struct tool_def *def;
+	cJSON *input;
+	int finished;
+};
+
+struct turn {
+	struct turnq_item qi;
+	struct session *s;
+	char id[ID_MAX], user_msg[ID_MAX];
+	char *source, *dedupe, *agent, *model;
+	enum turn_policy policy;
+	enum turn_state state;
+	char *error;
+	int64_t created, started, ended;
+	int steps;
+	struct msg *am;          /* the assistant message of the current step */
+	char last_finish[32];    /* finish of the previous step's message */
+	struct llm_stream *stream;
+	struct toolrun *tools;
+	int tools_pending;
+	struct timer cont;       /* continues the loop after tools, outside their callbacks */
+	struct turn_waiter *waiters;
+	char terminal_msg[ID_MAX];
+};
+
+/* engine.c */
+struct session *session_get(struct engine *E, const char *id);
+void session_env(const struct session *s, const struct turn *t, struct bus_env *env);
+void session_set_status(struct engine *E, struct session *s, enum status_type st);
+void session_write_json(const struct session *s, struct jw *w);
+void session_kick(struct session *s);
+/* Calls fn for every cached session in id's subtree, id included. */
+void session_for_tree(struct engine *E, const char *id, void (*fn)(struct session *, void *),
+		      void *arg);
+
+/* msg.c */
+struct msg *msg_new(struct engine *E, struct session *s, struct turn *t, int assistant);
+void msg_free(struct engine *E, struct msg *m);
+struct part *part_add(struct engine *E, struct msg *m, enum part_type type);
+void part_append(struct engine *E, struct part *p, const char *s, size_t n);
+void msg_save(struct engine *E, struct msg *m);   /* store + message.updated */
+void part_save(struct engine *E, struct part *p); /* store + message.part.updated */
+void msg_write_info(const struct msg *m, struct jw *w);
+void part_write_json(const struct part *p, struct jw *w);
+void msg_set_error(struct msg *m, const char *name, const char *message, int status,
+		   int retryable);
+void msg_close_open_parts(struct engine *E, struct msg *m);
+void engine_flush_dirty(void *arg); /* store flush hook */
+void emit_session_error(struct engine *E, struct session *s, struct turn *t,
+			const char *error_json);
+
+/* turn.c */
+void turn_start_next(struct session *s);
+void turn_end(struct turn *t, enum turn_state st, const char *err_name, const char *err_msg);
+void turn_save(struct engine *E, struct turn *t);
+const char *turn_state_name(enum turn_state st);
+void turn_free(struct turn *t);
+
+/* step.c */
+void step_begin(struct turn *t);
+void step_cancel(struct turn *t, const char *why);
+
+#endif

@@ -1,0 +1,312 @@
+#include "llm.h"
+#include "log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_PROVIDERS 8
+
+struct llm {
+	struct loop *L;
+	const struct config *C;
+	struct provider prov[MAX_PROVIDERS];
+	int nprov;
+	int live;
+};
+
+struct llm_stream {
+	struct llm *M;
+	const struct provider *p;
+	void *attempt;
+	struct llm_sink sink;
+	void *arg;
+	/* owned copy of the request */
+	struct llm_request rq;
+	char *session_id, *provider, *model, *system;
+	cJSON *messages, *tools;
+	int64_t stall_ms;
+	int retries, stall_retries;
+	size_t delivered[2], seen[2]; /* text/reasoning bytes shown, and seen this attempt */
+	int64_t last_activity;
+	struct timer stall_timer, retry_timer;
+};
+
+int64_t llm_backoff_ms(int64_t base, int64_t cap, int attempt, int64_t retry_after_ms,
+		       unsigned rnd)
+{
+	int64_t d = base;
+	for (int i = 1; i < attempt && d < cap; i++)
+		d *= 2;
+	if (d > cap)
+		d = cap;
+	/* jitter in [-20%, +20%] */
+	int64_t span = d / 5;
+	if (span > 0)
+		d += (int64_t)(rnd % (unsigned)(2 * span + 1)) - span;
+	if (d < retry_after_ms)
+		d = retry_after_ms;
+	return d < 0 ? 0 : d;
+}
+
+struct llm *llm_create(struct loop *L, const struct config *C)
+{
+	struct llm *M = calloc(1, sizeof(*M));
+	if (!M)
+		return NULL;
+	M->L = L;
+	M->C = C;
+	return M;
+}
+
+void llm_destroy(struct llm *M)
+{
+	if (!M)
+		return;
+	for (int i = 0; i < M->nprov; i++)
+		if (M->prov[i].destroy)
+			M->prov[i].destroy(M->prov[i].self);
+	free(M);
+}
+
+int llm_register(struct llm *M, const struct provider *p)
+{
+	if (M->nprov == MAX_PROVIDERS)
+		return -1;
+	M->prov[M->nprov++] = *p;
+	return 0;
+}
+
+static const struct provider *find(struct llm *M, const char *name, size_t n)
+{
+	for (int i = 0; i < M->nprov; i++)
+		if (strlen(M->prov[i].name) == n && !strncmp(M->prov[i].name, name, n))
+			return &M->prov[i];
+	return NULL;
+}
+
+int llm_check_model(struct llm *M, const char *id, struct err *e)
+{
+	const char *slash = id ? strchr(id, '/') : NULL;
+	if (!slash || slash == id || !slash[1]) {
+		err_set(e, ERR_INVALID, "model \"%s\" must be PROVIDER/MODEL, e.g. scripted/demo",
+			id ? id : "");
+		return -1;
+	}
+	const struct provider *p = find(M, id, (size_t)(slash - id));
+	if (!p) {
+		char names[128] = "";
+		for (int i = 0; i < M->nprov; i++) {
+			strncat(names, i ? ", " : "", sizeof(names) - strlen(names) - 1);
+			strncat(names, M->prov[i].name, sizeof(names) - strlen(names) - 1);
+		}
+		err_set(e, ERR_INVALID, "unknown provider \"%.*s\" in model \"%s\" (known: %s)",
+			(int)(slash - id), id, id, names);
+		return -1;
+	}
+	return p->check_model ? p->check_model(p->self, slash + 1, e) : 0;
+}
+
+int llm_stream_live(struct llm *M)
+{
+	return M->live;
+}
+
+int64_t llm_stream_last_activity(const struct llm_stream *st)
+{
+	return st->last_activity;
+}
+
+static void stream_free(struct llm_stream *st)
+{
+	timer_cancel(&st->stall_timer);
+	timer_cancel(&st->retry_timer);
+	st->M->live--;
+	free(st->session_id);
+	free(st->provider);
+	free(st->model);
+	free(st->system);
+	cJSON_Delete(st->messages);
+	cJSON_Delete(st->tools);
+	free(st);
+}
+
+static void progress(struct llm_stream *st)
+{
+	st->last_activity = now_ms();
+	timer_arm(&st->stall_timer, st->stall_ms);
+}
+
+/* Text a retry repeats is not shown twice: only bytes past what was delivered pass. */
+static void on_text(void *arg, int reasoning, const char *s, size_t n)
+{
+	struct llm_stream *st = arg;
+	int k = reasoning ? 1 : 0;
+	if (!n)
+		return; /* empty deltas are not progress */
+	progress(st);
+	size_t start = st->seen[k], end = start + n;
+	st->seen[k] = end;
+	if (end <= st->delivered[k])
+		return;
+	size_t skip = st->delivered[k] > start ? st->delivered[k] - start : 0;
+	st->delivered[k] = end;
+	st->sink.text(st->arg, reasoning, s + skip, n - skip);
+}
+
+static void on_tool_call(void *arg, const char *id, const char *name, const char *args)
+{
+	struct llm_stream *st = arg;
+	progress(st);
+	st->sink.tool_call(st->arg, id, name, args);
+}
+
+static void on_done(void *arg, const char *finish, const struct llm_usage *u)
+{
+	struct llm_stream *st = arg;
+	struct llm_sink sink = st->sink;
+	void *sarg = st->arg;
+	st->attempt = NULL;
+	stream_free(st);
+	sink.done(sarg, finish, u);
+}
+
+static void fail(struct llm_stream *st, const struct llm_error *e)
+{
+	struct llm_sink sink = st->sink;
+	void *sarg = st->arg;
+	st->attempt = NULL;
+	stream_free(st);
+	sink.error(sarg, e);
+}
+
+static int start_attempt(struct llm_stream *st, struct err *e);
+
+static void retry_fired(struct timer *t)
+{
+	struct llm_stream *st = lws_container_of(t, struct llm_stream, retry_timer);
+	struct err e = {0};
+	if (start_attempt(st, &e)) {
+		struct llm_error le = {.name = "UnknownError", .message = e.msg};
+		fail(st, &le);
+	}
+}
+
+/* Schedules another attempt if the policy allows one; 0 if scheduled. */
+static int schedule_retry(struct llm_stream *st, const struct llm_error *e)
+{
+	const struct config *C = st->M->C;
+	int *used = e->stalled ? &st->stall_retries : &st->retries;
+	int max = e->stalled ? C->stall_retry_max : C->retry_max;
+	if (!e->retryable || *used >= max)
+		return -1;
+	(*used)++;
+	int attempt = st->retries + st->stall_retries;
+	int64_t wait = llm_backoff_ms(C->retry_base_ms, C->retry_cap_ms, *used,
+				      e->retry_after_ms, (unsigned)rand());
+	log_warn("session %s: %s/%s attempt failed (%s); retry %d in %lld ms", st->session_id,
+		 st->provider, st->model, e->message, attempt, (long long)wait);
+	st->seen[0] = st->seen[1] = 0;
+	timer_cancel(&st->stall_timer);
+	timer_arm(&st->retry_timer, wait);
+	if (st->sink.retry)
+		st->sink.retry(st->arg, attempt + 1, e->message, now_ms() + wait);
+	return 0;
+}
+
+static void on_error(void *arg, const struct llm_error *e)
+{
+	struct llm_stream *st = arg;
+	st->attempt = NULL;
+	if (schedule_retry(st, e) == 0)
+		return;
+	fail(st, e);
+}
+
+static void stall_fired(struct timer *t)
+{
+	struct llm_stream *st = lws_container_of(t, struct llm_stream, stall_timer);
+	char msg[200];
+	snprintf(msg, sizeof(msg), "LLM stream stalled: no content token for %lld ms from %s/%s",
+		 (long long)st->stall_ms, st->provider, st->model);
+	log_warn("session %s: %s", st->session_id, msg);
+	if (st->attempt)
+		st->p->cancel(st->p->self, st->attempt);
+	struct llm_error e = {.name = "APIError", .message = msg, .retryable = 1, .stalled = 1};
+	on_error(st, &e);
+}
+
+static const struct llm_sink inner = {
+	.text = on_text, .tool_call = on_tool_call, .done = on_done, .error = on_error,
+};
+
+static int start_attempt(struct llm_stream *st, struct err *e)
+{
+	timer_arm(&st->stall_timer, st->stall_ms);
+	st->attempt = st->p->start(st->p->self, &st->rq, &inner, st, e);
+	if (!st->attempt) {
+		timer_cancel(&st->stall_timer);
+		return -1;
+	}
+	return 0;
+}
+
+static int copy_request(struct llm_stream *st, const struct llm_request *rq)
+{
+	st->session_id = strdup(rq->session_id ? rq->session_id : "-");
+	st->provider = strdup(rq->provider);
+	st->model = strdup(rq->model);
+	st->system = rq->system ? strdup(rq->system) : NULL;
+	st->messages = rq->messages ? cJSON_Duplicate(rq->messages, 1) : cJSON_CreateArray();
+	st->tools = rq->tools ? cJSON_Duplicate(rq->tools, 1) : cJSON_CreateArray();
+	if (!st->session_id || !st->provider || !st->model || !st->messages || !st->tools)
+		return -1;
+	st->rq = (struct llm_request){
+		.session_id = st->session_id, .provider = st->provider, .model = st->model,
+		.system = st->system, .messages = st->messages, .tools = st->tools,
+		.stall_ms = st->stall_ms,
+	};
+	return 0;
+}
+
+struct llm_stream *llm_stream_start(struct llm *M, const struct llm_request *rq,
+				    const struct llm_sink *sink, void *arg, struct err *e)
+{
+	const struct provider *p = find(M, rq->provider, strlen(rq->provider));
+	if (!p) {
+		err_set(e, ERR_INVALID, "unknown provider \"%s\"", rq->provider);
+		return NULL;
+	}
+	struct llm_stream *st = calloc(1, sizeof(*st));
+	if (!st) {
+		err_set(e, ERR_INTERNAL, "out of memory");
+		return NULL;
+	}
+	M->live++;
+	st->M = M;
+	st->p = p;
+	st->sink = *sink;
+	st->arg = arg;
+	st->stall_ms = rq->stall_ms > 0 ? rq->stall_ms : M->C->stall_ms;
+	st->last_activity = now_ms();
+	timer_init(&st->stall_timer, M->L, stall_fired);
+	timer_init(&st->retry_timer, M->L, retry_fired);
+	if (copy_request(st, rq)) {
+		err_set(e, ERR_INTERNAL, "out of memory");
+		stream_free(st);
+		return NULL;
+	}
+	if (start_attempt(st, e)) {
+		stream_free(st);
+		return NULL;
+	}
+	return st;
+}
+
+void llm_stream_cancel(struct llm_stream *st)
+{
+	if (!st)
+		return;
+	if (st->attempt)
+		st->p->cancel(st->p->self, st->attempt);
+	stream_free(st);
+}

@@ -1,0 +1,93 @@
+/* llm: the provider interface and the supervisor every model request goes through.
+ * A provider streams one attempt (scripted here on the loop thread; openai/anthropic on
+ * the LLM I/O thread, delivering on the loop). The supervisor owns what is common:
+ * the stall watchdog (no content token for stall_ms aborts the attempt), bounded retries
+ * with exponential backoff and jitter honouring retry-after, and suppression of text
+ * already shown when a retry repeats it. Loop thread only. */
+#ifndef AG_LLM_H
+#define AG_LLM_H
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "err.h"
+#include "loop.h"
+
+struct llm_usage {
+	int64_t input, output, reasoning, cache_read, cache_write;
+};
+
+struct llm_error {
+	int status;            /* HTTP status, 0 for transport errors */
+	const char *name;      /* OpenCode error name: APIError, ProviderAuthError, UnknownError */
+	const char *message;   /* the provider's own message where it sent one */
+	int retryable;         /* 429, 529, 5xx, dropped connection */
+	int64_t retry_after_ms; /* from retry-after / retry-after-ms, 0 if absent */
+	int stalled;           /* set by the supervisor for stall failures */
+};
+
+/* What a stream reports, on the loop thread. Strings are borrowed for the call. */
+struct llm_sink {
+	void (*text)(void *arg, int reasoning, const char *s, size_t n);
+	/* One complete tool call; args_json is the arguments object as JSON text. */
+	void (*tool_call)(void *arg, const char *id, const char *name, const char *args_json);
+	/* Terminal: finish is stop | tool-calls | length | ... */
+	void (*done)(void *arg, const char *finish, const struct llm_usage *u);
+	/* Terminal. */
+	void (*error)(void *arg, const struct llm_error *e);
+	/* Supervisor only: attempt `attempt` will start at next_ms (epoch ms). */
+	void (*retry)(void *arg, int attempt, const char *message, int64_t next_ms);
+};
+
+/* Neutral request. messages: [{role: user|assistant|tool, content, tool_calls?:
+ * [{id,name,arguments}], tool_call_id?}]; tools: [{name, description, parameters}]. */
+struct llm_request {
+	const char *session_id; /* for log lines */
+	const char *provider, *model;
+	const char *system;
+	const cJSON *messages;
+	const cJSON *tools;
+	int64_t stall_ms;       /* 0 = the configured default */
+};
+
+/* A provider. start() begins one attempt and returns its handle; the attempt reports
+ * through sink until it calls done or error, after which the provider frees it.
+ * cancel() ends an attempt that has not reported its end: no callback follows. */
+struct provider {
+	const char *name;
+	void *self;
+	void *(*start)(void *self, const struct llm_request *rq, const struct llm_sink *sink,
+		       void *sink_arg, struct err *e);
+	void (*cancel)(void *self, void *attempt);
+	/* 0 if the provider serves this model, else fills e naming the problem. */
+	int (*check_model)(void *self, const char *model, struct err *e);
+	void (*destroy)(void *self);
+};
+
+struct llm;
+struct llm_stream;
+
+struct llm *llm_create(struct loop *L, const struct config *C);
+void llm_destroy(struct llm *M);
+/* Copies p; the provider's self is destroyed with the llm. */
+int llm_register(struct llm *M, const struct provider *p);
+/* Validates "PROVIDER/MODEL"; fills e with what is wrong. */
+int llm_check_model(struct llm *M, const char *id, struct err *e);
+
+/* Starts a supervised stream; rq is copied. NULL on failure (e filled). The stream frees
+ * itself after calling sink->done or sink->error. */
+struct llm_stream *llm_stream_start(struct llm *M, const struct llm_request *rq,
+				    const struct llm_sink *sink, void *arg, struct err *e);
+/* Stops a stream that has not ended; no callback follows. */
+void llm_stream_cancel(struct llm_stream *st);
+/* Epoch ms of the last content token (or of the start), for check_task. */
+int64_t llm_stream_last_activity(const struct llm_stream *st);
+int llm_stream_live(struct llm *M); /* streams running now (for the sweeper and tests) */
+
+/* Backoff before retry number `attempt` (1-based): base * 2^(attempt-1), capped, with
+ * +-20% jitter, never less than retry_after_ms. Pure. */
+int64_t llm_backoff_ms(int64_t base, int64_t cap, int attempt, int64_t retry_after_ms,
+		       unsigned rnd);
+
+#endif

@@ -1,0 +1,237 @@
+#include "loop.h"
+#include "log.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct loop_msg {
+	struct loop_msg *next;
+	void (*fn)(void *arg);
+	void *arg;
+};
+
+struct loop {
+	struct lws_context *ctx;
+	void *user;
+	atomic_int stop;
+	pthread_mutex_t lock;
+	struct loop_msg *head, *tail;
+	struct lws_protocols *protocols;
+	void (*on_signal)(void *arg, int signo);
+	void *signal_arg;
+};
+
+static struct loop *signal_loop;
+static volatile sig_atomic_t signal_pending;
+
+static void signal_handler(int signo)
+{
+	signal_pending = signo;
+	if (signal_loop)
+		lws_cancel_service(signal_loop->ctx);
+}
+
+void loop_on_signal(struct loop *L, void (*fn)(void *arg, int signo), void *arg)
+{
+	L->on_signal = fn;
+	L->signal_arg = arg;
+	signal_loop = L;
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = signal_handler;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void loop_drain(struct loop *L)
+{
+	pthread_mutex_lock(&L->lock);
+	struct loop_msg *m = L->head;
+	L->head = L->tail = NULL;
+	pthread_mutex_unlock(&L->lock);
+	while (m) {
+		struct loop_msg *next = m->next;
+		m->fn(m->arg);
+		free(m);
+		m = next;
+	}
+}
+
+static int inbox_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+		    void *in, size_t len)
+{
+	if (reason != LWS_CALLBACK_EVENT_WAIT_CANCELLED)
+		return 0;
+	struct loop *L = lws_context_user(lws_get_context(wsi));
+	/* Delivered once per vhost protocol; the first call empties the queue. */
+	if (!L)
+		return 0;
+	int signo = signal_pending;
+	if (signo && L->on_signal) {
+		signal_pending = 0;
+		L->on_signal(L->signal_arg, signo);
+	}
+	loop_drain(L);
+	return 0;
+}
+
+static struct lws_protocols *build_protocols(const struct lws_protocols *extra)
+{
+	size_t n = 0;
+	while (extra && extra[n].name)
+		n++;
+	struct lws_protocols *p = calloc(n + 2, sizeof(*p));
+	if (!p)
+		return NULL;
+	if (n)
+		memcpy(p, extra, n * sizeof(*p));
+	p[n].name = "agentgate-inbox";
+	p[n].callback = inbox_cb;
+	return p;
+}
+
+struct loop *loop_create(const struct loop_config *cfg)
+{
+	struct loop *L = calloc(1, sizeof(*L));
+	if (!L)
+		return NULL;
+	pthread_mutex_init(&L->lock, NULL);
+	L->user = cfg->user;
+	L->protocols = build_protocols(cfg->protocols);
+	if (!L->protocols)
+		goto fail;
+	struct lws_context_creation_info info;
+	memset(&info, 0, sizeof(info));
+	info.port = cfg->port < 0 ? CONTEXT_PORT_NO_LISTEN : cfg->port;
+	info.iface = cfg->iface;
+	info.protocols = L->protocols;
+	info.mounts = cfg->mounts;
+	info.headers = cfg->headers;
+	info.user = L;
+	L->ctx = lws_create_context(&info);
+	if (!L->ctx) {
+		log_error("loop: cannot create the libwebsockets context (port %d)", cfg->port);
+		goto fail;
+	}
+	return L;
+fail:
+	free(L->protocols);
+	pthread_mutex_destroy(&L->lock);
+	free(L);
+	return NULL;
+}
+
+void loop_destroy(struct loop *L)
+{
+	if (!L)
+		return;
+	if (signal_loop == L)
+		signal_loop = NULL;
+	lws_context_destroy(L->ctx);
+	loop_drain(L); /* callbacks posted during teardown still free what they carry */
+	free(L->protocols);
+	pthread_mutex_destroy(&L->lock);
+	free(L);
+}
+
+struct lws_context *loop_lws(struct loop *L)
+{
+	return L->ctx;
+}
+
+void *loop_user(struct loop *L)
+{
+	return L->user;
+}
+
+int loop_run(struct loop *L)
+{
+	while (!atomic_load(&L->stop))
+		if (lws_service(L->ctx, 0) < 0)
+			break;
+	return 0;
+}
+
+void loop_stop(struct loop *L)
+{
+	atomic_store(&L->stop, 1);
+	lws_cancel_service(L->ctx);
+}
+
+int loop_stopping(struct loop *L)
+{
+	return atomic_load(&L->stop);
+}
+
+int loop_post(struct loop *L, void (*fn)(void *arg), void *arg)
+{
+	struct loop_msg *m = malloc(sizeof(*m));
+	if (!m)
+		return -1;
+	m->next = NULL;
+	m->fn = fn;
+	m->arg = arg;
+	pthread_mutex_lock(&L->lock);
+	if (L->tail)
+		L->tail->next = m;
+	else
+		L->head = m;
+	L->tail = m;
+	pthread_mutex_unlock(&L->lock);
+	lws_cancel_service(L->ctx);
+	return 0;
+}
+
+static void timer_fire(lws_sorted_usec_list_t *sul)
+{
+	struct timer *t = lws_container_of(sul, struct timer, sul);
+	t->fn(t);
+}
+
+void timer_init(struct timer *t, struct loop *L, void (*fn)(struct timer *t))
+{
+	memset(t, 0, sizeof(*t));
+	t->L = L;
+	t->fn = fn;
+}
+
+void timer_arm_us(struct timer *t, int64_t us)
+{
+	lws_sul_schedule(t->L->ctx, 0, &t->sul, timer_fire, us < 1 ? 1 : us);
+}
+
+void timer_arm(struct timer *t, int64_t ms)
+{
+	timer_arm_us(t, ms * 1000);
+}
+
+void timer_cancel(struct timer *t)
+{
+	if (t->L)
+		lws_sul_cancel(&t->sul);
+}
+
+int timer_armed(const struct timer *t)
+{
+	return t->sul.list.owner != NULL;
+}

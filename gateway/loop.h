@@ -1,0 +1,61 @@
+/* loop: the one service thread. It owns the libwebsockets context; everything with
+ * state (sessions, store, timers, hooks) runs here. Other threads hand work in with
+ * loop_post(), which queues a callback and wakes the loop through lws_cancel_service();
+ * the queue is drained in LWS_CALLBACK_EVENT_WAIT_CANCELLED. */
+#ifndef AG_LOOP_H
+#define AG_LOOP_H
+#include <libwebsockets.h>
+#include <stdint.h>
+
+struct loop;
+
+struct loop_config {
+	int port;                 /* < 0: no listening socket (agentgate run) */
+	const char *iface;        /* bind address, NULL = all */
+	/* Server protocols (terminated by a zeroed entry) or NULL; the loop adds its own. */
+	const struct lws_protocols *protocols;
+	const struct lws_http_mount *mounts;
+	const struct lws_protocol_vhost_options *headers; /* extra response headers */
+	void *user;               /* returned by loop_user() */
+};
+
+/* Creates the context; NULL on failure (logged). Loop thread = the caller. */
+struct loop *loop_create(const struct loop_config *cfg);
+void loop_destroy(struct loop *L);
+struct lws_context *loop_lws(struct loop *L);
+void *loop_user(struct loop *L);
+
+/* Services events until loop_stop(). Returns 0. */
+int loop_run(struct loop *L);
+/* Asks loop_run to return after the current callback. Any thread, and signal handlers. */
+void loop_stop(struct loop *L);
+int loop_stopping(struct loop *L);
+
+/* Catches SIGINT and SIGTERM: fn(arg, signo) then runs on the loop thread (once per
+ * signal). Also ignores SIGPIPE. One loop per process may do this. */
+void loop_on_signal(struct loop *L, void (*fn)(void *arg, int signo), void *arg);
+
+/* Queues fn(arg) to run on the loop thread. Any thread; never blocks on the loop.
+ * Returns 0, or -1 if out of memory (fn is then not called). */
+int loop_post(struct loop *L, void (*fn)(void *arg), void *arg);
+/* Runs what is queued now. Loop thread only (used by tests that drive the loop). */
+void loop_drain(struct loop *L);
+
+/* A timer embedded in its owner; no allocation. Loop thread only. */
+struct timer {
+	lws_sorted_usec_list_t sul;
+	struct loop *L;
+	void (*fn)(struct timer *t);
+};
+void timer_init(struct timer *t, struct loop *L, void (*fn)(struct timer *t));
+void timer_arm_us(struct timer *t, int64_t us);
+void timer_arm(struct timer *t, int64_t ms);
+void timer_cancel(struct timer *t);
+int timer_armed(const struct timer *t);
+
+/* Wall-clock milliseconds since 1970 (the times in stored records and events). */
+int64_t now_ms(void);
+/* Monotonic microseconds (for intervals). */
+int64_t mono_us(void);
+
+#endif

@@ -1,0 +1,34 @@
+/* agentgate: the command-line entry point. */
+#include "cli.h"
+#include "cmd_run.h"
+
+#include <stdio.h>
+
+int cmd_serve(const struct cli *c);
+
+int main(int argc, char **argv)
+{
+	struct cli c;
+	char err[512];
+	if (cli_parse(&c, argc, argv, err, sizeof(err))) {
+		fprintf(stderr, "agentgate: %s\n%s", err, cli_usage());
+		cli_free(&c);
+		return 2;
+	}
+	int rc = 0;
+	switch (c.cmd) {
+	case CLI_RUN:
+		rc = cmd_run(&c);
+		break;
+	case CLI_SERVE:
+		rc = cmd_serve(&c);
+		break;
+	case CLI_VERSION:
+		puts("agentgate 0.1.0");
+		break;
+	default:
+		fputs(cli_usage(), stdout);
+	}
+	cli_free(&c);
+	return rc;
+}

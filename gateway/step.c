@@ -1,0 +1,498 @@
+/* step: the agent loop. One step = one provider request: history -> stream -> parts;
+ * tool calls run, then the next step continues the same turn, bound to the same user
+ * message, until the model stops, the step limit, an error or an abort. */
+#include "engine_int.h"
+#include "log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- history: the session's stored messages in the provider-neutral shape ---- */
+
+struct hrow {
+	char *id, *role;
+};
+
+struct hrows {
+	struct hrow *v;
+	int n, cap;
+};
+
+static int hist_row(void *arg, const struct store_message *r)
+{
+	struct hrows *l = arg;
+	if (l->n == l->cap) {
+		int cap = l->cap ? l->cap * 2 : 16;
+		struct hrow *v = realloc(l->v, (size_t)cap * sizeof(*v));
+		if (!v)
+			return 1;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n].id = strdup(r->id);
+	l->v[l->n].role = strdup(r->role);
+	l->n++;
+	return 0;
+}
+
+struct hmsg {
+	struct jw text;
+	cJSON *calls;   /* assistant tool_calls */
+	cJSON *results; /* tool messages that follow */
+};
+
+static void add_tool_part(struct hmsg *h, const cJSON *d)
+{
+	const cJSON *state = cJSON_GetObjectItemCaseSensitive(d, "state");
+	const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(state, "status"));
+	const char *call_id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "callID"));
+	const char *tool = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "tool"));
+	if (!st || !call_id || !tool || (strcmp(st, "completed") && strcmp(st, "error")))
+		return;
+	char *args = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(state, "input"));
+	cJSON *call = cJSON_CreateObject();
+	cJSON_AddStringToObject(call, "id", call_id);
+	cJSON_AddStringToObject(call, "name", tool);
+	cJSON_AddStringToObject(call, "arguments", args ? args : "{}");
+	cJSON_AddItemToArray(h->calls, call);
+	free(args);
+	cJSON *res = cJSON_CreateObject();
+	cJSON_AddStringToObject(res, "role", "tool");
+	cJSON_AddStringToObject(res, "tool_call_id", call_id);
+	cJSON_AddStringToObject(res, "name", tool);
+	const char *out = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(state, "output"));
+	const char *er = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(state, "error"));
+	char *content = NULL;
+	if (!strcmp(st, "completed"))
+		content = strdup(out ? out : "");
+	else if (asprintf(&content, "Error: %s", er ? er : "tool failed") < 0)
+		content = NULL;
+	cJSON_AddStringToObject(res, "content", content ? content : "");
+	free(content);
+	cJSON_AddItemToArray(h->results, res);
+}
+
+static int hist_part(void *arg, const struct store_part *r)
+{
+	struct hmsg *h = arg;
+	cJSON *d = cJSON_Parse(r->data);
+	if (!strcmp(r->type, "text")) {
+		const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "text"));
+		if (t)
+			jw_append(&h->text, t, strlen(t));
+	} else if (!strcmp(r->type, "tool")) {
+		add_tool_part(h, d);
+	}
+	cJSON_Delete(d);
+	return 0;
+}
+
+static void hist_add(struct engine *E, cJSON *out, const struct hrow *r)
+{
+	struct hmsg h = {.calls = cJSON_CreateArray(), .results = cJSON_CreateArray()};
+	jw_init(&h.text);
+	jw_append(&h.text, "", 0);
+	store_part_list(E->S, r->id, hist_part, &h);
+	int is_user = !strcmp(r->role, "user");
+	int ncalls = cJSON_GetArraySize(h.calls);
+	if (is_user || h.text.len || ncalls) {
+		cJSON *m = cJSON_CreateObject();
+		cJSON_AddStringToObject(m, "role", is_user ? "user" : "assistant");
+		cJSON_AddStringToObject(m, "content", h.text.buf ? h.text.buf : "");
+		if (ncalls) {
+			cJSON_AddItemToObject(m, "tool_calls", h.calls);
+			h.calls = NULL;
+		}
+		cJSON_AddItemToArray(out, m);
+		cJSON *res;
+		while ((res = cJSON_DetachItemFromArray(h.results, 0)))
+			cJSON_AddItemToArray(out, res);
+	}
+	cJSON_Delete(h.calls);
+	cJSON_Delete(h.results);
+	jw_free(&h.text);
+}
+
+static cJSON *history(struct engine *E, struct session *s)
+{
+	engine_flush_dirty(E);
+	struct hrows rows = {0};
+	cJSON *out = cJSON_CreateArray();
+	store_message_list(E->S, s->id, hist_row, &rows);
+	for (int i = 0; i < rows.n; i++) {
+		hist_add(E, out, &rows.v[i]);
+		free(rows.v[i].id);
+		free(rows.v[i].role);
+	}
+	free(rows.v);
+	return out;
+}
+
+static cJSON *tool_schemas(struct engine *E, const struct agent *a)
+{
+	cJSON *arr = cJSON_CreateArray();
+	for (int i = 0; i < E->T.n; i++) {
+		const struct tool_def *d = &E->T.v[i];
+		if (!agent_allows(a, d->name))
+			continue;
+		cJSON *t = cJSON_CreateObject();
+		cJSON_AddStringToObject(t, "name", d->name);
+		cJSON_AddStringToObject(t, "description", d->description);
+		cJSON_AddItemToObject(t, "parameters", cJSON_Parse(d->parameters));
+		cJSON_AddItemToArray(arr, t);
+	}
+	return arr;
+}
+
+/* ---- stream callbacks ---- */
+
+static void on_text(void *arg, int reasoning, const char *s, size_t n)
+{
+	struct turn *t = arg;
+	struct engine *E = t->s->E;
+	struct msg *m = t->am;
+	if (t->s->status == ST_RETRY)
+		session_set_status(E, t->s, ST_BUSY);
+	struct part *p = m->open[reasoning];
+	if (!p) {
+		p = m->open[reasoning] = part_add(E, m, reasoning ? P_REASONING : P_TEXT);
+		if (!p)
+			return;
+		part_save(E, p);
+	}
+	part_append(E, p, s, n);
+}
+
+static void on_tool_call(void *arg, const char *id, const char *name, const char *args)
+{
+	struct turn *t = arg;
+	struct engine *E = t->s->E;
+	msg_close_open_parts(E, t->am);
+	struct part *p = part_add(E, t->am, P_TOOL);
+	if (!p)
+		return;
+	p->call_id = strdup(id && *id ? id : p->id);
+	p->tool = strdup(name ? name : "");
+	cJSON *in = cJSON_Parse(args && *args ? args : "{}");
+	if (cJSON_IsObject(in)) {
+		p->input = cJSON_PrintUnformatted(in);
+	} else {
+		p->input = strdup("{}");
+		if (asprintf(&p->error, "the model sent arguments that are not a JSON object: %.200s",
+			     args ? args : "") < 0)
+			p->error = NULL;
+	}
+	cJSON_Delete(in);
+	p->ts = TS_PENDING;
+	part_save(E, p);
+}
+
+static void finish_message(struct engine *E, struct turn *t, const char *finish,
+			   const struct llm_usage *u)
+{
+	struct msg *m = t->am;
+	msg_close_open_parts(E, m);
+	struct part *sf = part_add(E, m, P_STEP_FINISH);
+	if (sf) {
+		sf->reason = strdup(finish);
+		if (u)
+			sf->tokens = *u;
+		part_save(E, sf);
+	}
+	if (u)
+		m->tokens = *u;
+	free(m->finish);
+	m->finish = strdup(finish);
+	m->completed = now_ms();
+	msg_save(E, m);
+}
+
+static int count_tools(const struct msg *m)
+{
+	int n = 0;
+	for (struct part *p = m->parts; p; p = p->next)
+		n += p->type == P_TOOL;
+	return n;
+}
+
+static void run_tools(struct turn *t);
+static void refuse_tools(struct turn *t, const char *why);
+
+static void on_done(void *arg, const char *finish, const struct llm_usage *u)
+{
+	struct turn *t = arg;
+	struct engine *E = t->s->E;
+	t->stream = NULL;
+	if (t->s->status == ST_RETRY)
+		session_set_status(E, t->s, ST_BUSY);
+	int ntools = count_tools(t->am);
+	finish_message(E, t, ntools ? "tool-calls" : finish, u);
+	if (!ntools) {
+		turn_end(t, T_COMPLETED, NULL, NULL);
+		return;
+	}
+	const struct agent *a = agents_find(&E->A, t->agent);
+	if (a && t->steps >= a->max_steps) {
+		char why[160];
+		snprintf(why, sizeof(why), "step limit reached: agent %s allows %d steps per turn",
+			 a->name, a->max_steps);
+		refuse_tools(t, why);
+		turn_end(t, T_FAILED, "UnknownError", why);
+		return;
+	}
+	run_tools(t);
+}
+
+static void on_error(void *arg, const struct llm_error *le)
+{
+	struct turn *t = arg;
+	struct engine *E = t->s->E;
+	t->stream = NULL;
+	msg_close_open_parts(E, t->am);
+	msg_set_error(t->am, le->name ? le->name : "APIError", le->message ? le->message : "error",
+		      le->status, le->retryable);
+	free(t->am->finish);
+	t->am->finish = strdup("error");
+	t->am->completed = now_ms();
+	msg_save(E, t->am);
+	turn_end(t, T_FAILED, le->name ? le->name : "APIError", le->message);
+}
+
+static void on_retry(void *arg, int attempt, const char *message, int64_t next)
+{
+	struct turn *t = arg;
+	struct session *s = t->s;
+	s->retry_attempt = attempt;
+	free(s->retry_msg);
+	s->retry_msg = strdup(message ? message : "retrying");
+	s->retry_next = next;
+	session_set_status(s->E, s, ST_RETRY);
+}
+
+static const struct llm_sink sink = {
+	.text = on_text, .tool_call = on_tool_call, .done = on_done, .error = on_error,
+	.retry = on_retry,
+};
+
+/* ---- tools ---- */
+
+static void tool_finished(struct toolrun *r)
+{
+	struct turn *t = r->t;
+	r->finished = 1;
+	r->p->end = now_ms();
+	part_save(t->s->E, r->p);
+	if (--t->tools_pending == 0)
+		timer_arm_us(&t->cont, 1); /* continue outside the tool's own callback */
+}
+
+void tool_call_done(struct tool_call *c, const char *output, const char *title,
+		    const char *metadata_json)
+{
+	struct toolrun *r = lws_container_of(c, struct toolrun, pub);
+	if (r->finished)
+		return;
+	struct part *p = r->p;
+	p->ts = TS_COMPLETED;
+	free(p->output);
+	p->output = strdup(output ? output : "");
+	if (title) {
+		free(p->title);
+		p->title = strdup(title);
+	}
+	if (metadata_json) {
+		free(p->meta);
+		p->meta = strdup(metadata_json);
+	}
+	tool_finished(r);
+}
+
+void tool_call_fail(struct tool_call *c, const char *error, const char *metadata_json)
+{
+	struct toolrun *r = lws_container_of(c, struct toolrun, pub);
+	if (r->finished)
+		return;
+	struct part *p = r->p;
+	p->ts = TS_ERROR;
+	free(p->error);
+	p->error = strdup(error ? error : "tool failed");
+	if (metadata_json) {
+		free(p->meta);
+		p->meta = strdup(metadata_json);
+	}
+	tool_finished(r);
+}
+
+void tool_call_set_metadata(struct tool_call *c, const char *title, const char *metadata_json)
+{
+	struct toolrun *r = lws_container_of(c, struct toolrun, pub);
+	if (r->finished)
+		return;
+	if (title) {
+		free(r->p->title);
+		r->p->title = strdup(title);
+	}
+	if (metadata_json) {
+		free(r->p->meta);
+		r->p->meta = strdup(metadata_json);
+	}
+	part_save(c->E, r->p);
+}
+
+struct loop *tool_call_loop(struct tool_call *c)
+{
+	return c->E->L;
+}
+
+static void toolruns_free(struct turn *t)
+{
+	while (t->tools) {
+		struct toolrun *r = t->tools;
+		t->tools = r->next;
+		cJSON_Delete(r->input);
+		free(r);
+	}
+}
+
+static struct toolrun *toolrun_new(struct turn *t, struct part *p)
+{
+	struct engine *E = t->s->E;
+	struct toolrun *r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	r->t = t;
+	r->p = p;
+	r->input = cJSON_Parse(p->input);
+	r->pub = (struct tool_call){
+		.E = E, .session_id = t->s->id, .call_id = p->call_id, .tool = p->tool,
+		.input = r->input,
+	};
+	struct toolrun **tail = &t->tools;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = r; /* calls run in the order the model made them */
+	return r;
+}
+
+/* Why a call cannot run, or NULL. */
+static const char *refusal(struct engine *E, struct turn *t, struct toolrun *r, char *buf,
+			   size_t n)
+{
+	const struct agent *a = agents_find(&E->A, t->agent);
+	if (r->p->error)
+		return r->p->error; /* bad arguments, noted when the call arrived */
+	if (!tools_find(&E->T, r->p->tool)) {
+		snprintf(buf, n, "unknown tool \"%s\"", r->p->tool);
+		return buf;
+	}
+	if (a && !agent_allows(a, r->p->tool)) {
+		snprintf(buf, n, "tool \"%s\" is not available to agent %s", r->p->tool, a->name);
+		return buf;
+	}
+	return NULL;
+}
+
+static void run_tools(struct turn *t)
+{
+	struct engine *E = t->s->E;
+	for (struct part *p = t->am->parts; p; p = p->next)
+		if (p->type == P_TOOL && toolrun_new(t, p))
+			t->tools_pending++;
+	for (struct toolrun *r = t->tools, *next; r; r = next) {
+		next = r->next; /* a synchronous failure below must not lose our place */
+		char buf[256];
+		const char *why = refusal(E, t, r, buf, sizeof(buf));
+		r->p->start = now_ms();
+		if (why) {
+			r->p->ts = TS_ERROR;
+			if (r->p->error != why) {
+				free(r->p->error);
+				r->p->error = strdup(why);
+			}
+			tool_finished(r);
+			continue;
+		}
+		r->def = tools_find(&E->T, r->p->tool);
+		r->p->ts = TS_RUNNING;
+		part_save(E, r->p);
+		r->def->run(&r->pub, r->def->arg);
+	}
+}
+
+static void refuse_tools(struct turn *t, const char *why)
+{
+	struct engine *E = t->s->E;
+	for (struct part *p = t->am->parts; p; p = p->next) {
+		if (p->type != P_TOOL)
+			continue;
+		p->ts = TS_ERROR;
+		free(p->error);
+		p->error = strdup(why);
+		p->end = now_ms();
+		part_save(E, p);
+	}
+}
+
+void step_cancel(struct turn *t, const char *why)
+{
+	struct engine *E = t->s->E;
+	if (t->stream) {
+		llm_stream_cancel(t->stream);
+		t->stream = NULL;
+	}
+	timer_cancel(&t->cont);
+	for (struct toolrun *r = t->tools; r; r = r->next) {
+		if (r->finished)
+			continue;
+		if (r->def && r->def->cancel)
+			r->def->cancel(&r->pub, r->def->arg);
+		r->finished = 1;
+		r->p->ts = TS_ERROR;
+		free(r->p->error);
+		r->p->error = strdup(why);
+		r->p->end = now_ms();
+		part_save(E, r->p);
+	}
+	toolruns_free(t);
+	t->tools_pending = 0;
+}
+
+/* ---- the step ---- */
+
+void step_begin(struct turn *t)
+{
+	struct session *s = t->s;
+	struct engine *E = s->E;
+	const struct agent *a = agents_find(&E->A, t->agent);
+	toolruns_free(t);
+	if (t->am) {
+		snprintf(t->last_finish, sizeof(t->last_finish), "%s",
+			 t->am->finish ? t->am->finish : "");
+		msg_free(E, t->am);
+	}
+	t->steps++;
+	t->am = msg_new(E, s, t, 1);
+	if (!t->am) {
+		turn_end(t, T_FAILED, "UnknownError", "out of memory");
+		return;
+	}
+	msg_save(E, t->am);
+	struct part *p = part_add(E, t->am, P_STEP_START);
+	if (p)
+		part_save(E, p);
+	cJSON *msgs = history(E, s), *tools = tool_schemas(E, a);
+	const char *slash = strchr(t->model, '/');
+	char provider[64];
+	snprintf(provider, sizeof(provider), "%.*s", (int)(slash - t->model), t->model);
+	struct llm_request rq = {
+		.session_id = s->id, .provider = provider, .model = slash + 1,
+		.system = a ? a->prompt : NULL, .messages = msgs, .tools = tools,
+		.stall_ms = a ? a->stall_ms : 0,
+	};
+	struct err e = {0};
+	t->stream = llm_stream_start(E->M, &rq, &sink, t, &e);
+	cJSON_Delete(msgs);
+	cJSON_Delete(tools);
+	if (!t->stream)
+		turn_end(t, T_FAILED, "UnknownError", e.msg);
+}

@@ -1,0 +1,521 @@
+#include "store.h"
+#include "log.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Versioned migrations: entry i moves the schema from user_version i to i+1. */
+static const char *const migrations[] = {
+	"CREATE TABLE session(id TEXT PRIMARY KEY, parent_id TEXT, root_id TEXT NOT NULL,"
+	" parent_tool_call_id TEXT, depth INTEGER NOT NULL, time_created INTEGER NOT NULL,"
+	" time_updated INTEGER NOT NULL, data TEXT NOT NULL);"
+	"CREATE INDEX session_parent ON session(parent_id, id);"
+	"CREATE TABLE message(id TEXT PRIMARY KEY, session_id TEXT NOT NULL, role TEXT NOT NULL,"
+	" parent_id TEXT, turn_id TEXT, finish TEXT, time_created INTEGER NOT NULL,"
+	" data TEXT NOT NULL);"
+	"CREATE INDEX message_session ON message(session_id, id);"
+	"CREATE TABLE part(id TEXT PRIMARY KEY, message_id TEXT NOT NULL,"
+	" session_id TEXT NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL);"
+	"CREATE INDEX part_message ON part(message_id, id);"
+	"CREATE TABLE turn(id TEXT PRIMARY KEY, session_id TEXT NOT NULL,"
+	" user_message_id TEXT NOT NULL, source TEXT NOT NULL, state TEXT NOT NULL,"
+	" policy TEXT, dedupe_key TEXT, error TEXT, time_created INTEGER NOT NULL,"
+	" time_started INTEGER, time_ended INTEGER);"
+	"CREATE INDEX turn_session ON turn(session_id, id);"
+	"CREATE INDEX turn_state ON turn(state, id);"
+	"CREATE TABLE event(seq INTEGER PRIMARY KEY, session_id TEXT, path TEXT,"
+	" data TEXT NOT NULL);",
+};
+
+enum stmt {
+	ST_BEGIN, ST_COMMIT,
+	ST_SES_PUT, ST_SES_GET, ST_SES_ROOTS, ST_SES_CHILDREN, ST_SES_DEL,
+	ST_SES_DEL_MSG, ST_SES_DEL_PART, ST_SES_DEL_TURN,
+	ST_MSG_PUT, ST_MSG_LIST, ST_MSG_GET,
+	ST_PART_PUT, ST_PART_LIST,
+	ST_TURN_PUT, ST_TURN_STATE, ST_TURN_GET,
+	ST_EV_PUT, ST_EV_SINCE, ST_EV_MAX, ST_EV_MIN, ST_EV_PRUNE,
+	ST_COUNT
+};
+
+#define SES_COLS "id, parent_id, root_id, parent_tool_call_id, depth, time_created, time_updated, data"
+#define MSG_COLS "id, session_id, role, parent_id, turn_id, finish, time_created, data"
+#define TURN_COLS "id, session_id, user_message_id, source, state, policy, dedupe_key, error," \
+	" time_created, time_started, time_ended"
+
+static const char *const sql[ST_COUNT] = {
+	[ST_BEGIN] = "BEGIN",
+	[ST_COMMIT] = "COMMIT",
+	[ST_SES_PUT] = "INSERT OR REPLACE INTO session(" SES_COLS ") VALUES(?,?,?,?,?,?,?,?)",
+	[ST_SES_GET] = "SELECT " SES_COLS " FROM session WHERE id = ?",
+	[ST_SES_ROOTS] = "SELECT " SES_COLS " FROM session ORDER BY id",
+	[ST_SES_CHILDREN] = "SELECT " SES_COLS " FROM session WHERE parent_id = ? ORDER BY id",
+	[ST_SES_DEL] = "DELETE FROM session WHERE id = ?",
+	[ST_SES_DEL_MSG] = "DELETE FROM message WHERE session_id = ?",
+	[ST_SES_DEL_PART] = "DELETE FROM part WHERE session_id = ?",
+	[ST_SES_DEL_TURN] = "DELETE FROM turn WHERE session_id = ?",
+	[ST_MSG_PUT] = "INSERT OR REPLACE INTO message(" MSG_COLS ") VALUES(?,?,?,?,?,?,?,?)",
+	[ST_MSG_LIST] = "SELECT " MSG_COLS " FROM message WHERE session_id = ? ORDER BY id",
+	[ST_MSG_GET] = "SELECT " MSG_COLS " FROM message WHERE id = ?",
+	[ST_PART_PUT] = "INSERT OR REPLACE INTO part(id, message_id, session_id, type, data)"
+			" VALUES(?,?,?,?,?)",
+	[ST_PART_LIST] = "SELECT id, message_id, session_id, type, data FROM part"
+			 " WHERE message_id = ? ORDER BY id",
+	[ST_TURN_PUT] = "INSERT OR REPLACE INTO turn(" TURN_COLS ") VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+	[ST_TURN_STATE] = "SELECT " TURN_COLS " FROM turn WHERE state = ? ORDER BY id",
+	[ST_TURN_GET] = "SELECT " TURN_COLS " FROM turn WHERE id = ?",
+	[ST_EV_PUT] = "INSERT INTO event(seq, session_id, path, data) VALUES(?,?,?,?)",
+	[ST_EV_SINCE] = "SELECT seq, session_id, path, data FROM event WHERE seq > ? ORDER BY seq LIMIT ?",
+	[ST_EV_MAX] = "SELECT COALESCE(MAX(seq), 0) FROM event",
+	[ST_EV_MIN] = "SELECT COALESCE(MIN(seq), 0) FROM event",
+	[ST_EV_PRUNE] = "DELETE FROM event WHERE seq <= (SELECT MAX(seq) FROM event) - ?",
+};
+
+struct store {
+	sqlite3 *db;
+	sqlite3_stmt *st[ST_COUNT];
+	int in_tx;
+	struct timer commit_timer;
+	void (*hook)(void *arg);
+	void *hook_arg;
+	char path[PATH_MAX];
+};
+
+static int fail_sql(struct store *S, const char *what)
+{
+	log_error("store: %s: %s", what, sqlite3_errmsg(S->db));
+	return -1;
+}
+
+static int migrate(struct store *S)
+{
+	sqlite3_stmt *q;
+	int ver = 0;
+	if (sqlite3_prepare_v2(S->db, "PRAGMA user_version", -1, &q, NULL) != SQLITE_OK)
+		return fail_sql(S, "read schema version");
+	if (sqlite3_step(q) == SQLITE_ROW)
+		ver = sqlite3_column_int(q, 0);
+	sqlite3_finalize(q);
+	int target = (int)(sizeof(migrations) / sizeof(migrations[0]));
+	if (ver > target) {
+		log_error("store: %s has schema version %d, newer than this build knows (%d)",
+			  S->path, ver, target);
+		return -1;
+	}
+	for (; ver < target; ver++) {
+		char bump[64];
+		snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", ver + 1);
+		char *err = NULL;
+		if (sqlite3_exec(S->db, "BEGIN", NULL, NULL, &err) ||
+		    sqlite3_exec(S->db, migrations[ver], NULL, NULL, &err) ||
+		    sqlite3_exec(S->db, bump, NULL, NULL, &err) ||
+		    sqlite3_exec(S->db, "COMMIT", NULL, NULL, &err)) {
+			log_error("store: migration %d failed: %s", ver + 1, err ? err : "?");
+			sqlite3_free(err);
+			sqlite3_exec(S->db, "ROLLBACK", NULL, NULL, NULL);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void commit_timer_fired(struct timer *t)
+{
+	struct store *S = lws_container_of(t, struct store, commit_timer);
+	store_flush(S);
+}
+
+static int open_db(struct store *S, const char *dir)
+{
+	if (mkdir(dir, 0700) && errno != EEXIST) {
+		log_error("store: cannot create data directory %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	snprintf(S->path, sizeof(S->path), "%s/agentgate.db", dir);
+	if (sqlite3_open_v2(S->path, &S->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL)) {
+		log_error("store: cannot open %s: %s", S->path,
+			  S->db ? sqlite3_errmsg(S->db) : "out of memory");
+		return -1;
+	}
+	sqlite3_busy_timeout(S->db, 5000);
+	/* WAL: readers (other connections, tests) see each commit while we keep writing.
+	 * synchronous=NORMAL: a commit survives a process crash; only power loss may
+	 * undo the last commits. */
+	if (sqlite3_exec(S->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+			 "PRAGMA foreign_keys=OFF;", NULL, NULL, NULL))
+		return fail_sql(S, "set pragmas");
+	return 0;
+}
+
+struct store *store_open(const char *dir, struct loop *L)
+{
+	struct store *S = calloc(1, sizeof(*S));
+	if (!S)
+		return NULL;
+	if (open_db(S, dir) || migrate(S))
+		goto fail;
+	for (int i = 0; i < ST_COUNT; i++) {
+		if (sqlite3_prepare_v3(S->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &S->st[i],
+				       NULL) != SQLITE_OK) {
+			fail_sql(S, sql[i]);
+			goto fail;
+		}
+	}
+	timer_init(&S->commit_timer, L, commit_timer_fired);
+	return S;
+fail:
+	for (int i = 0; i < ST_COUNT; i++)
+		sqlite3_finalize(S->st[i]);
+	sqlite3_close(S->db);
+	free(S);
+	return NULL;
+}
+
+void store_close(struct store *S)
+{
+	if (!S)
+		return;
+	store_flush(S);
+	timer_cancel(&S->commit_timer);
+	for (int i = 0; i < ST_COUNT; i++)
+		sqlite3_finalize(S->st[i]);
+	sqlite3_close(S->db);
+	free(S);
+}
+
+const char *store_path(struct store *S)
+{
+	return S->path;
+}
+
+void store_set_flush_hook(struct store *S, void (*fn)(void *arg), void *arg)
+{
+	S->hook = fn;
+	S->hook_arg = arg;
+}
+
+static int run_simple(struct store *S, enum stmt s)
+{
+	sqlite3_stmt *q = S->st[s];
+	int rc = sqlite3_step(q);
+	sqlite3_reset(q);
+	return rc == SQLITE_DONE ? 0 : fail_sql(S, sql[s]);
+}
+
+/* Every write runs inside the open batch; the first write of a batch starts the timer. */
+static int tx(struct store *S)
+{
+	if (S->in_tx)
+		return 0;
+	if (run_simple(S, ST_BEGIN))
+		return -1;
+	S->in_tx = 1;
+	timer_arm(&S->commit_timer, STORE_COMMIT_MS);
+	return 0;
+}
+
+int store_flush(struct store *S)
+{
+	if (!S->in_tx)
+		return 0;
+	if (S->hook) {
+		void (*hook)(void *) = S->hook;
+		S->hook = NULL; /* the hook's own writes must not recurse into a flush */
+		hook(S->hook_arg);
+		S->hook = hook;
+	}
+	timer_cancel(&S->commit_timer);
+	S->in_tx = 0;
+	return run_simple(S, ST_COMMIT);
+}
+
+static void bind_text(sqlite3_stmt *q, int i, const char *s)
+{
+	if (s)
+		sqlite3_bind_text(q, i, s, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(q, i);
+}
+
+static void bind_i64(sqlite3_stmt *q, int i, int64_t v, int null_if_zero)
+{
+	if (null_if_zero && !v)
+		sqlite3_bind_null(q, i);
+	else
+		sqlite3_bind_int64(q, i, v);
+}
+
+static int exec_write(struct store *S, enum stmt s)
+{
+	sqlite3_stmt *q = S->st[s];
+	int rc = sqlite3_step(q);
+	sqlite3_clear_bindings(q);
+	sqlite3_reset(q);
+	return rc == SQLITE_DONE ? 0 : fail_sql(S, sql[s]);
+}
+
+static const char *col(sqlite3_stmt *q, int i)
+{
+	return (const char *)sqlite3_column_text(q, i);
+}
+
+int store_session_put(struct store *S, const struct store_session *r)
+{
+	if (tx(S))
+		return -1;
+	sqlite3_stmt *q = S->st[ST_SES_PUT];
+	bind_text(q, 1, r->id);
+	bind_text(q, 2, r->parent_id);
+	bind_text(q, 3, r->root_id);
+	bind_text(q, 4, r->parent_tool_call_id);
+	sqlite3_bind_int(q, 5, r->depth);
+	bind_i64(q, 6, r->time_created, 0);
+	bind_i64(q, 7, r->time_updated, 0);
+	bind_text(q, 8, r->data);
+	return exec_write(S, ST_SES_PUT);
+}
+
+static int read_sessions(struct store *S, enum stmt s, store_session_cb cb, void *arg)
+{
+	sqlite3_stmt *q = S->st[s];
+	int rc, n = 0;
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		struct store_session r = {
+			.id = col(q, 0), .parent_id = col(q, 1), .root_id = col(q, 2),
+			.parent_tool_call_id = col(q, 3), .depth = sqlite3_column_int(q, 4),
+			.time_created = sqlite3_column_int64(q, 5),
+			.time_updated = sqlite3_column_int64(q, 6), .data = col(q, 7),
+		};
+		n++;
+		if (cb(arg, &r))
+			break;
+	}
+	int bad = rc != SQLITE_ROW && rc != SQLITE_DONE;
+	sqlite3_clear_bindings(q);
+	sqlite3_reset(q);
+	return bad ? fail_sql(S, sql[s]) : n;
+}
+
+int store_session_get(struct store *S, const char *id, store_session_cb cb, void *arg)
+{
+	bind_text(S->st[ST_SES_GET], 1, id);
+	return read_sessions(S, ST_SES_GET, cb, arg);
+}
+
+int store_session_list(struct store *S, const char *parent_id, store_session_cb cb, void *arg)
+{
+	if (!parent_id)
+		return read_sessions(S, ST_SES_ROOTS, cb, arg);
+	bind_text(S->st[ST_SES_CHILDREN], 1, parent_id);
+	return read_sessions(S, ST_SES_CHILDREN, cb, arg);
+}
+
+int store_session_delete(struct store *S, const char *id)
+{
+	static const enum stmt order[] = {ST_SES_DEL_PART, ST_SES_DEL_MSG, ST_SES_DEL_TURN,
+					  ST_SES_DEL};
+	if (tx(S))
+		return -1;
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		bind_text(S->st[order[i]], 1, id);
+		if (exec_write(S, order[i]))
+			return -1;
+	}
+	return 0;
+}
+
+int store_message_put(struct store *S, const struct store_message *r)
+{
+	if (tx(S))
+		return -1;
+	sqlite3_stmt *q = S->st[ST_MSG_PUT];
+	bind_text(q, 1, r->id);
+	bind_text(q, 2, r->session_id);
+	bind_text(q, 3, r->role);
+	bind_text(q, 4, r->parent_id);
+	bind_text(q, 5, r->turn_id);
+	bind_text(q, 6, r->finish);
+	bind_i64(q, 7, r->time_created, 0);
+	bind_text(q, 8, r->data);
+	return exec_write(S, ST_MSG_PUT);
+}
+
+static int read_messages(struct store *S, enum stmt s, store_message_cb cb, void *arg)
+{
+	sqlite3_stmt *q = S->st[s];
+	int rc, n = 0;
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		struct store_message r = {
+			.id = col(q, 0), .session_id = col(q, 1), .role = col(q, 2),
+			.parent_id = col(q, 3), .turn_id = col(q, 4), .finish = col(q, 5),
+			.time_created = sqlite3_column_int64(q, 6), .data = col(q, 7),
+		};
+		n++;
+		if (cb(arg, &r))
+			break;
+	}
+	int bad = rc != SQLITE_ROW && rc != SQLITE_DONE;
+	sqlite3_clear_bindings(q);
+	sqlite3_reset(q);
+	return bad ? fail_sql(S, sql[s]) : n;
+}
+
+int store_message_list(struct store *S, const char *session_id, store_message_cb cb, void *arg)
+{
+	bind_text(S->st[ST_MSG_LIST], 1, session_id);
+	return read_messages(S, ST_MSG_LIST, cb, arg);
+}
+
+int store_message_get(struct store *S, const char *id, store_message_cb cb, void *arg)
+{
+	bind_text(S->st[ST_MSG_GET], 1, id);
+	return read_messages(S, ST_MSG_GET, cb, arg);
+}
+
+int store_part_put(struct store *S, const struct store_part *r)
+{
+	if (tx(S))
+		return -1;
+	sqlite3_stmt *q = S->st[ST_PART_PUT];
+	bind_text(q, 1, r->id);
+	bind_text(q, 2, r->message_id);
+	bind_text(q, 3, r->session_id);
+	bind_text(q, 4, r->type);
+	bind_text(q, 5, r->data);
+	return exec_write(S, ST_PART_PUT);
+}
+
+int store_part_list(struct store *S, const char *message_id, store_part_cb cb, void *arg)
+{
+	sqlite3_stmt *q = S->st[ST_PART_LIST];
+	bind_text(q, 1, message_id);
+	int rc, n = 0;
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		struct store_part r = {
+			.id = col(q, 0), .message_id = col(q, 1), .session_id = col(q, 2),
+			.type = col(q, 3), .data = col(q, 4),
+		};
+		n++;
+		if (cb(arg, &r))
+			break;
+	}
+	int bad = rc != SQLITE_ROW && rc != SQLITE_DONE;
+	sqlite3_clear_bindings(q);
+	sqlite3_reset(q);
+	return bad ? fail_sql(S, sql[ST_PART_LIST]) : n;
+}
+
+int store_turn_put(struct store *S, const struct store_turn *r)
+{
+	if (tx(S))
+		return -1;
+	sqlite3_stmt *q = S->st[ST_TURN_PUT];
+	bind_text(q, 1, r->id);
+	bind_text(q, 2, r->session_id);
+	bind_text(q, 3, r->user_message_id);
+	bind_text(q, 4, r->source);
+	bind_text(q, 5, r->state);
+	bind_text(q, 6, r->policy);
+	bind_text(q, 7, r->dedupe_key);
+	bind_text(q, 8, r->error);
+	bind_i64(q, 9, r->time_created, 0);
+	bind_i64(q, 10, r->time_started, 1);
+	bind_i64(q, 11, r->time_ended, 1);
+	return exec_write(S, ST_TURN_PUT);
+}
+
+static int read_turns(struct store *S, enum stmt s, store_turn_cb cb, void *arg)
+{
+	sqlite3_stmt *q = S->st[s];
+	int rc, n = 0;
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		struct store_turn r = {
+			.id = col(q, 0), .session_id = col(q, 1), .user_message_id = col(q, 2),
+			.source = col(q, 3), .state = col(q, 4), .policy = col(q, 5),
+			.dedupe_key = col(q, 6), .error = col(q, 7),
+			.time_created = sqlite3_column_int64(q, 8),
+			.time_started = sqlite3_column_int64(q, 9),
+			.time_ended = sqlite3_column_int64(q, 10),
+		};
+		n++;
+		if (cb(arg, &r))
+			break;
+	}
+	int bad = rc != SQLITE_ROW && rc != SQLITE_DONE;
+	sqlite3_clear_bindings(q);
+	sqlite3_reset(q);
+	return bad ? fail_sql(S, sql[s]) : n;
+}
+
+int store_turn_list_state(struct store *S, const char *state, store_turn_cb cb, void *arg)
+{
+	bind_text(S->st[ST_TURN_STATE], 1, state);
+	return read_turns(S, ST_TURN_STATE, cb, arg);
+}
+
+int store_turn_get(struct store *S, const char *id, store_turn_cb cb, void *arg)
+{
+	bind_text(S->st[ST_TURN_GET], 1, id);
+	return read_turns(S, ST_TURN_GET, cb, arg);
+}
+
+int store_event_append(struct store *S, int64_t seq, const char *session_id,
+		       const char *path, const char *data, size_t len)
+{
+	if (tx(S))
+		return -1;
+	sqlite3_stmt *q = S->st[ST_EV_PUT];
+	sqlite3_bind_int64(q, 1, seq);
+	bind_text(q, 2, session_id);
+	bind_text(q, 3, path);
+	sqlite3_bind_text(q, 4, data, (int)len, SQLITE_STATIC);
+	return exec_write(S, ST_EV_PUT);
+}
+
+int store_event_since(struct store *S, int64_t after, int limit, store_event_cb cb, void *arg)
+{
+	sqlite3_stmt *q = S->st[ST_EV_SINCE];
+	sqlite3_bind_int64(q, 1, after);
+	sqlite3_bind_int(q, 2, limit);
+	int rc, n = 0;
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		n++;
+		if (cb(arg, sqlite3_column_int64(q, 0), col(q, 1), col(q, 2), col(q, 3),
+		       (size_t)sqlite3_column_bytes(q, 3)))
+			break;
+	}
+	int bad = rc != SQLITE_ROW && rc != SQLITE_DONE;
+	sqlite3_reset(q);
+	return bad ? fail_sql(S, sql[ST_EV_SINCE]) : n;
+}
+
+static int64_t scalar(struct store *S, enum stmt s)
+{
+	sqlite3_stmt *q = S->st[s];
+	int64_t v = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : -1;
+	sqlite3_reset(q);
+	return v;
+}
+
+int64_t store_event_max_seq(struct store *S)
+{
+	return scalar(S, ST_EV_MAX);
+}
+
+int64_t store_event_min_seq(struct store *S)
+{
+	return scalar(S, ST_EV_MIN);
+}
+
+int store_event_prune(struct store *S, int64_t keep)
+{
+	if (tx(S))
+		return -1;
+	sqlite3_bind_int64(S->st[ST_EV_PRUNE], 1, keep);
+	return exec_write(S, ST_EV_PRUNE);
+}

@@ -1,0 +1,83 @@
+/* store: everything durable, in one SQLite database (WAL) owned by the loop thread.
+ * Writes join a transaction that a timer commits within STORE_COMMIT_MS, so streamed
+ * text is readable by other connections while it streams; store_flush() commits at
+ * once where a caller must not acknowledge before the data is durable. Nothing outside
+ * this module speaks SQL. Records carry the API's JSON (`data`) beside the columns that
+ * are queried. Loop thread only. Strings passed in are borrowed for the call. */
+#ifndef AG_STORE_H
+#define AG_STORE_H
+#include <stdint.h>
+
+#include "loop.h"
+
+#define STORE_COMMIT_MS 100
+
+struct store;
+
+struct store_session {
+	const char *id, *parent_id, *root_id, *parent_tool_call_id;
+	int depth;
+	int64_t time_created, time_updated;
+	const char *data; /* Session JSON */
+};
+
+struct store_message {
+	const char *id, *session_id, *role, *parent_id, *turn_id, *finish;
+	int64_t time_created;
+	const char *data; /* Message info JSON */
+};
+
+struct store_part {
+	const char *id, *message_id, *session_id, *type;
+	const char *data; /* Part JSON */
+};
+
+struct store_turn {
+	const char *id, *session_id, *user_message_id, *source, *state, *policy;
+	const char *dedupe_key, *error;
+	int64_t time_created, time_started, time_ended;
+};
+
+/* Opens (creating and migrating) DIR/agentgate.db. NULL on failure, logged with the reason. */
+struct store *store_open(const char *dir, struct loop *L);
+void store_close(struct store *S); /* commits what is pending */
+/* Commits the open batch now. 0 or -1. */
+int store_flush(struct store *S);
+/* Called just before each commit, so the engine can write text it buffers. */
+void store_set_flush_hook(struct store *S, void (*fn)(void *arg), void *arg);
+const char *store_path(struct store *S);
+
+int store_session_put(struct store *S, const struct store_session *r);
+/* Calls cb for each row (strings valid during the call). Return non-zero from cb to stop. */
+typedef int (*store_session_cb)(void *arg, const struct store_session *r);
+int store_session_get(struct store *S, const char *id, store_session_cb cb, void *arg);
+int store_session_list(struct store *S, const char *parent_id, store_session_cb cb, void *arg);
+int store_session_delete(struct store *S, const char *id);
+
+int store_message_put(struct store *S, const struct store_message *r);
+typedef int (*store_message_cb)(void *arg, const struct store_message *r);
+int store_message_list(struct store *S, const char *session_id, store_message_cb cb, void *arg);
+int store_message_get(struct store *S, const char *id, store_message_cb cb, void *arg);
+
+int store_part_put(struct store *S, const struct store_part *r);
+typedef int (*store_part_cb)(void *arg, const struct store_part *r);
+int store_part_list(struct store *S, const char *message_id, store_part_cb cb, void *arg);
+
+int store_turn_put(struct store *S, const struct store_turn *r);
+typedef int (*store_turn_cb)(void *arg, const struct store_turn *r);
+/* Turns in a state (any session), oldest first. */
+int store_turn_list_state(struct store *S, const char *state, store_turn_cb cb, void *arg);
+int store_turn_get(struct store *S, const char *id, store_turn_cb cb, void *arg);
+
+int store_event_append(struct store *S, int64_t seq, const char *session_id,
+		       const char *path, const char *data, size_t len);
+typedef int (*store_event_cb)(void *arg, int64_t seq, const char *session_id,
+			      const char *path, const char *data, size_t len);
+/* Events with seq > after, oldest first, at most limit. */
+int store_event_since(struct store *S, int64_t after, int limit, store_event_cb cb, void *arg);
+int64_t store_event_max_seq(struct store *S);
+int64_t store_event_min_seq(struct store *S);
+/* Deletes all but the newest keep events. */
+int store_event_prune(struct store *S, int64_t keep);
+
+#endif

@@ -1,0 +1,514 @@
+/* turn: the ledger. A prompt becomes a user message and a queued turn, written and
+ * committed before it is acknowledged. Turns of a session run one at a time, FIFO;
+ * each ends in exactly one terminal assistant message, whatever ended it (completion,
+ * error, abort, interruption, restart). */
+#include "engine_int.h"
+#include "log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const char *turn_state_name(enum turn_state st)
+{
+	static const char *n[] = {"queued", "running", "completed", "failed", "cancelled"};
+	return n[st];
+}
+
+static const char *policy_name(enum turn_policy p)
+{
+	static const char *n[] = {"queue", "interrupt", "reject"};
+	return n[p];
+}
+
+void turn_save(struct engine *E, struct turn *t)
+{
+	struct store_turn r = {
+		.id = t->id, .session_id = t->s->id, .user_message_id = t->user_msg,
+		.source = t->source, .state = turn_state_name(t->state),
+		.policy = policy_name(t->policy), .dedupe_key = t->dedupe, .error = t->error,
+		.time_created = t->created, .time_started = t->started, .time_ended = t->ended,
+	};
+	store_turn_put(E->S, &r);
+}
+
+static void cont_fired(struct timer *tm)
+{
+	struct turn *t = lws_container_of(tm, struct turn, cont);
+	step_begin(t);
+}
+
+static struct turn *turn_alloc(struct session *s, const char *id, const char *user_msg,
+			       const char *source, const char *dedupe, const char *agent,
+			       const char *model)
+{
+	struct turn *t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->s = s;
+	if (id)
+		snprintf(t->id, sizeof(t->id), "%s", id);
+	else
+		id_new(t->id, "turn");
+	if (user_msg)
+		snprintf(t->user_msg, sizeof(t->user_msg), "%s", user_msg);
+	else
+		id_new(t->user_msg, "msg");
+	t->source = strdup(source ? source : "api");
+	t->dedupe = dedupe && *dedupe ? strdup(dedupe) : NULL;
+	t->qi.dedupe_key = t->dedupe;
+	t->agent = strdup(agent);
+	t->model = strdup(model);
+	t->created = now_ms();
+	timer_init(&t->cont, s->E->L, cont_fired);
+	return t;
+}
+
+void turn_free(struct turn *t)
+{
+	if (!t)
+		return;
+	timer_cancel(&t->cont);
+	msg_free(t->s->E, t->am);
+	free(t->source);
+	free(t->dedupe);
+	free(t->agent);
+	free(t->model);
+	free(t->error);
+	free(t);
+}
+
+/* The agent and model a prompt runs with: the prompt's, else the agent's or session's,
+ * else the defaults. */
+static int resolve(struct engine *E, struct session *s, const struct prompt *p,
+		   const char **agent, const char **model, struct err *e)
+{
+	*agent = p->agent ? p->agent : s->agent ? s->agent : DEFAULT_AGENT;
+	const struct agent *a = agents_find(&E->A, *agent);
+	if (!a) {
+		err_set(e, ERR_INVALID, "unknown agent \"%s\" (GET /agent lists them)", *agent);
+		return -1;
+	}
+	*model = p->model ? p->model : a->model ? a->model : s->model ? s->model : E->C.model;
+	return llm_check_model(E->M, *model, e);
+}
+
+static int write_user_message(struct engine *E, struct turn *t, const char *text)
+{
+	struct msg *m = msg_new(E, t->s, t, 0);
+	if (!m)
+		return -1;
+	memcpy(m->id, t->user_msg, sizeof(m->id));
+	struct part *p = part_add(E, m, P_TEXT);
+	if (!p) {
+		msg_free(E, m);
+		return -1;
+	}
+	p->text = strdup(text);
+	p->len = p->cap = strlen(text);
+	msg_save(E, m);
+	part_save(E, p);
+	msg_free(E, m);
+	return 0;
+}
+
+static void attach(struct turn *t, struct turn_waiter *w)
+{
+	if (!w)
+		return;
+	w->turn = t;
+	w->next = t->waiters;
+	t->waiters = w;
+}
+
+static int check_prompt(struct engine *E, const struct prompt *p, struct session **s,
+			struct err *e)
+{
+	*s = session_get(E, p->session_id);
+	if (!*s) {
+		err_set(e, ERR_NOTFOUND, "session %s not found", p->session_id ? p->session_id : "");
+		return -1;
+	}
+	if (!p->text || !*p->text) {
+		err_set(e, ERR_INVALID, "the prompt has no text");
+		return -1;
+	}
+	if (p->message_id && !id_valid(p->message_id, "msg")) {
+		err_set(e, ERR_INVALID, "messageID \"%s\" is not a msg_ id", p->message_id);
+		return -1;
+	}
+	if (E->closing) {
+		err_set(e, ERR_BUSY, "the server is shutting down");
+		return -1;
+	}
+	return 0;
+}
+
+static int verdict_error(struct session *s, enum turnq_verdict v, struct err *e)
+{
+	if (v == TURNQ_BUSY)
+		err_set(e, ERR_BUSY, "session %s is busy (a turn is running or queued) and the "
+			"prompt asked to be rejected when busy", s->id);
+	else
+		err_set(e, ERR_LIMIT, "session %s already has %d queued turns", s->id, TURNQ_MAX);
+	return -1;
+}
+
+int engine_prompt(struct engine *E, const struct prompt *p, struct prompt_result *r,
+		  struct turn_waiter *w, struct err *e)
+{
+	struct session *s;
+	const char *agent, *model;
+	if (check_prompt(E, p, &s, e) || resolve(E, s, p, &agent, &model, e))
+		return -1;
+	struct turnq_item *match;
+	enum turnq_verdict v = turnq_decide(&s->q, p->policy, p->dedupe_key, &match);
+	if (v == TURNQ_BUSY || v == TURNQ_FULL)
+		return verdict_error(s, v, e);
+	struct turn *t = v == TURNQ_COALESCE ? lws_container_of(match, struct turn, qi) : NULL;
+	if (!t) {
+		t = turn_alloc(s, NULL, p->message_id, p->source, p->dedupe_key, agent, model);
+		if (!t)
+			goto oom;
+		t->policy = p->policy;
+		if (write_user_message(E, t, p->text))
+			goto oom;
+		turn_save(E, t);
+		if (store_flush(E->S)) {
+			err_set(e, ERR_INTERNAL, "the store could not commit the prompt");
+			turn_free(t);
+			return -1;
+		}
+		turnq_push(&s->q, &t->qi);
+		log_info("session %s: turn %s queued (source %s, %zu waiting)", s->id, t->id,
+			 t->source, s->q.waiting);
+		if (v == TURNQ_INTERRUPT && s->cur)
+			turn_end(s->cur, T_CANCELLED, "MessageAbortedError",
+				 "interrupted by a newer prompt");
+		session_kick(s);
+	}
+	if (r) {
+		snprintf(r->turn_id, sizeof(r->turn_id), "%s", t->id);
+		snprintf(r->user_message_id, sizeof(r->user_message_id), "%s", t->user_msg);
+		r->coalesced = v == TURNQ_COALESCE;
+	}
+	attach(t, w);
+	return 0;
+oom:
+	turn_free(t);
+	err_set(e, ERR_INTERNAL, "out of memory");
+	return -1;
+}
+
+void engine_waiter_cancel(struct engine *E, struct turn_waiter *w)
+{
+	struct turn *t = w->turn;
+	if (!t)
+		return;
+	for (struct turn_waiter **pp = &t->waiters; *pp; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	}
+	w->turn = NULL;
+}
+
+void turn_start_next(struct session *s)
+{
+	struct engine *E = s->E;
+	if (s->cur || E->closing)
+		return;
+	struct turnq_item *it = turnq_start_next(&s->q);
+	if (!it)
+		return;
+	struct turn *t = lws_container_of(it, struct turn, qi);
+	s->cur = t;
+	t->state = T_RUNNING;
+	t->started = now_ms();
+	turn_save(E, t);
+	E->running++;
+	log_info("session %s: turn %s running (%s, %s)", s->id, t->id, t->agent, t->model);
+	session_set_status(E, s, ST_BUSY);
+	step_begin(t);
+}
+
+/* The turn's last word: the current assistant message if it has not finished, or a new
+ * one when the last finished with tool-calls or none was written. */
+static void terminal_message(struct engine *E, struct turn *t, enum turn_state st,
+			     const char *err_name, const char *err_msg)
+{
+	struct msg *m = t->am;
+	if (m && m->finish && strcmp(m->finish, "tool-calls")) {
+		memcpy(t->terminal_msg, m->id, sizeof(m->id));
+		return;
+	}
+	if (!m || m->finish) {
+		msg_free(E, m);
+		m = t->am = msg_new(E, t->s, t, 1);
+		if (!m)
+			return;
+	}
+	msg_close_open_parts(E, m);
+	free(m->finish);
+	m->finish = strdup(st == T_CANCELLED ? "aborted" : st == T_COMPLETED ? "stop" : "error");
+	if (err_name)
+		msg_set_error(m, err_name, err_msg ? err_msg : err_name, 0, 0);
+	m->completed = now_ms();
+	msg_save(E, m);
+	memcpy(t->terminal_msg, m->id, sizeof(m->id));
+}
+
+static void notify(struct turn *t)
+{
+	struct turn_waiter *w = t->waiters;
+	t->waiters = NULL;
+	while (w) {
+		struct turn_waiter *next = w->next;
+		w->turn = NULL;
+		w->fn(w, turn_state_name(t->state), t->terminal_msg);
+		w = next;
+	}
+}
+
+void turn_end(struct turn *t, enum turn_state st, const char *err_name, const char *err_msg)
+{
+	struct session *s = t->s;
+	struct engine *E = s->E;
+	step_cancel(t, err_msg ? err_msg : "turn ended");
+	terminal_message(E, t, st, err_name, err_msg);
+	t->state = st;
+	t->ended = now_ms();
+	free(t->error);
+	t->error = err_msg ? strdup(err_msg) : NULL;
+	turn_save(E, t);
+	if (st == T_FAILED && t->am && t->am->error_json)
+		emit_session_error(E, s, t, t->am->error_json);
+	log_info("session %s: turn %s %s%s%s", s->id, t->id, turn_state_name(st),
+		 err_msg ? ": " : "", err_msg ? err_msg : "");
+	if (s->cur == t) {
+		s->cur = NULL;
+		E->running--;
+		turnq_finish(&s->q);
+	} else {
+		turnq_remove(&s->q, &t->qi);
+	}
+	notify(t);
+	turn_free(t);
+	if (turnq_busy(&s->q))
+		session_kick(s);
+	else
+		session_set_status(E, s, ST_IDLE);
+}
+
+static void abort_session(struct session *s, void *arg)
+{
+	(void)arg;
+	while (s->q.head) {
+		struct turn *t = lws_container_of(s->q.head, struct turn, qi);
+		turn_end(t, T_CANCELLED, "MessageAbortedError", "aborted before it ran");
+	}
+	if (s->cur)
+		turn_end(s->cur, T_CANCELLED, "MessageAbortedError", "aborted");
+}
+
+int engine_abort(struct engine *E, const char *session_id, struct err *e)
+{
+	struct session *s = session_get(E, session_id);
+	if (!s) {
+		err_set(e, ERR_NOTFOUND, "session %s not found", session_id ? session_id : "");
+		return -1;
+	}
+	session_for_tree(E, s->id, abort_session, NULL);
+	return 0;
+}
+
+/* ---- start-up recovery ---- */
+
+struct trow {
+	char id[ID_MAX], session_id[ID_MAX], user_msg[ID_MAX];
+	char *source, *dedupe, *policy;
+	int64_t created, started;
+};
+
+struct trows {
+	struct trow *v;
+	int n, cap;
+};
+
+static int collect_turn(void *arg, const struct store_turn *r)
+{
+	struct trows *l = arg;
+	if (l->n == l->cap) {
+		int cap = l->cap ? l->cap * 2 : 16;
+		struct trow *v = realloc(l->v, (size_t)cap * sizeof(*v));
+		if (!v)
+			return 1;
+		l->v = v;
+		l->cap = cap;
+	}
+	struct trow *t = &l->v[l->n++];
+	memset(t, 0, sizeof(*t));
+	snprintf(t->id, sizeof(t->id), "%s", r->id);
+	snprintf(t->session_id, sizeof(t->session_id), "%s", r->session_id);
+	snprintf(t->user_msg, sizeof(t->user_msg), "%s", r->user_message_id);
+	t->source = strdup(r->source ? r->source : "api");
+	t->dedupe = r->dedupe_key ? strdup(r->dedupe_key) : NULL;
+	t->policy = r->policy ? strdup(r->policy) : NULL;
+	t->created = r->time_created;
+	t->started = r->time_started;
+	return 0;
+}
+
+static void trows_free(struct trows *l)
+{
+	for (int i = 0; i < l->n; i++) {
+		free(l->v[i].source);
+		free(l->v[i].dedupe);
+		free(l->v[i].policy);
+	}
+	free(l->v);
+}
+
+struct meta {
+	char *agent, *model, *finish, *am_id;
+	int64_t am_created;
+	const char *turn_id;
+};
+
+static int user_meta_row(void *arg, const struct store_message *r)
+{
+	struct meta *m = arg;
+	cJSON *d = cJSON_Parse(r->data);
+	const cJSON *model = cJSON_GetObjectItemCaseSensitive(d, "model");
+	const char *a = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "agent"));
+	const char *pid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(model, "providerID"));
+	const char *mid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(model, "modelID"));
+	m->agent = strdup(a ? a : DEFAULT_AGENT);
+	if (!pid || !mid || asprintf(&m->model, "%s/%s", pid, mid) < 0)
+		m->model = NULL;
+	cJSON_Delete(d);
+	return 1;
+}
+
+/* The last assistant message the turn wrote before the crash, if any. */
+static int last_am_row(void *arg, const struct store_message *r)
+{
+	struct meta *m = arg;
+	if (!r->turn_id || strcmp(r->turn_id, m->turn_id) || strcmp(r->role, "assistant"))
+		return 0;
+	free(m->am_id);
+	free(m->finish);
+	m->am_id = strdup(r->id);
+	m->finish = r->finish ? strdup(r->finish) : NULL;
+	m->am_created = r->time_created;
+	return 0;
+}
+
+static struct turn *turn_from_row(struct engine *E, struct session *s, const struct trow *r,
+				  struct meta *m)
+{
+	m->turn_id = r->id;
+	store_message_get(E->S, r->user_msg, user_meta_row, m);
+	const char *model = m->model ? m->model : E->C.model;
+	struct turn *t = turn_alloc(s, r->id, r->user_msg, r->source, r->dedupe,
+				    m->agent ? m->agent : DEFAULT_AGENT, model);
+	if (!t)
+		return NULL;
+	t->created = r->created;
+	t->started = r->started;
+	turn_policy_parse(r->policy, &t->policy);
+	return t;
+}
+
+/* Tool calls that were pending or running when the process died end as errors. */
+static int interrupt_tool_row(void *arg, const struct store_part *r)
+{
+	struct engine *E = arg;
+	if (strcmp(r->type, "tool"))
+		return 0;
+	cJSON *d = cJSON_Parse(r->data);
+	cJSON *state = cJSON_GetObjectItemCaseSensitive(d, "state");
+	const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(state, "status"));
+	if (st && (!strcmp(st, "pending") || !strcmp(st, "running"))) {
+		cJSON_ReplaceItemInObject(state, "status", cJSON_CreateString("error"));
+		cJSON_DeleteItemFromObject(state, "error");
+		cJSON_AddStringToObject(state, "error", "interrupted: the server stopped");
+		char *json = cJSON_PrintUnformatted(d);
+		struct store_part p = *r;
+		p.data = json;
+		if (json)
+			store_part_put(E->S, &p);
+		free(json);
+	}
+	cJSON_Delete(d);
+	return 0;
+}
+
+static void recover_running(struct engine *E, const struct trow *r)
+{
+	struct session *s = session_get(E, r->session_id);
+	struct meta m = {0};
+	struct turn *t = s ? turn_from_row(E, s, r, &m) : NULL;
+	if (!t) {
+		log_error("recovery: turn %s of missing session %s left as is", r->id,
+			  r->session_id);
+		goto out;
+	}
+	store_message_list(E->S, s->id, last_am_row, &m);
+	if (m.am_id) {
+		store_part_list(E->S, m.am_id, interrupt_tool_row, E);
+		t->am = msg_new(E, s, t, 1);
+		if (t->am) {
+			snprintf(t->am->id, sizeof(t->am->id), "%s", m.am_id);
+			t->am->created = m.am_created;
+			t->am->finish = m.finish ? strdup(m.finish) : NULL;
+		}
+	}
+	t->state = T_RUNNING;
+	turnq_push(&s->q, &t->qi);
+	turnq_start_next(&s->q);
+	s->cur = t;
+	E->running++;
+	log_warn("session %s: turn %s was running when the process stopped; failing it as "
+		 "interrupted", s->id, t->id);
+	turn_end(t, T_FAILED, "UnknownError", "interrupted");
+out:
+	free(m.agent);
+	free(m.model);
+	free(m.finish);
+	free(m.am_id);
+}
+
+static void requeue(struct engine *E, const struct trow *r)
+{
+	struct session *s = session_get(E, r->session_id);
+	struct meta m = {0};
+	struct turn *t = s ? turn_from_row(E, s, r, &m) : NULL;
+	free(m.agent);
+	free(m.model);
+	if (!t)
+		return;
+	turnq_push(&s->q, &t->qi);
+	session_kick(s);
+}
+
+int engine_recover(struct engine *E, int resume_queued)
+{
+	struct trows running = {0}, queued = {0};
+	if (store_turn_list_state(E->S, "running", collect_turn, &running) < 0 ||
+	    store_turn_list_state(E->S, "queued", collect_turn, &queued) < 0) {
+		trows_free(&running);
+		trows_free(&queued);
+		return -1;
+	}
+	for (int i = 0; i < running.n; i++)
+		recover_running(E, &running.v[i]);
+	for (int i = 0; resume_queued && i < queued.n; i++)
+		requeue(E, &queued.v[i]);
+	if (running.n || queued.n)
+		log_info("recovery: %d interrupted turn(s) failed, %d queued turn(s) resumed",
+			 running.n, queued.n);
+	trows_free(&running);
+	trows_free(&queued);
+	return store_flush(E->S);
+}

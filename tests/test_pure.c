@@ -1,0 +1,125 @@
+/* Pure modules: ids sort by creation, the JSON writer always produces valid JSON, and
+ * the turn-queue rules (FIFO, one running, dedupe, reject, interrupt, limit). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "id.h"
+#include "jw.h"
+#include "turnq.h"
+
+static void ids_sort_by_creation_and_validate(void **state)
+{
+	char prev[ID_MAX] = "", cur[ID_MAX];
+	for (int i = 0; i < 10000; i++) {
+		id_new(cur, "msg");
+		assert_true(id_valid(cur, "msg"));
+		assert_true(strcmp(prev, cur) < 0);
+		memcpy(prev, cur, sizeof(cur));
+	}
+	assert_false(id_valid(cur, "ses"));
+	assert_false(id_valid("msg_x", "msg"));
+	assert_false(id_valid("msg_../../etc/passwd000000000", "msg"));
+}
+
+static void jw_escapes_and_replaces_bad_utf8(void **state)
+{
+	struct jw w;
+	jw_init(&w);
+	jw_obj(&w);
+	jw_kstr(&w, "a", "q\"b\\s\n\t\x01 \xc3\xa9 \xff\xfe end");
+	jw_key(&w, "arr");
+	jw_arr(&w);
+	jw_int(&w, -5);
+	jw_bool(&w, 1);
+	jw_null(&w);
+	jw_raw(&w, "{\"x\":1}");
+	jw_arr_end(&w);
+	jw_obj_end(&w);
+	char *s = jw_take(&w, NULL);
+	cJSON *j = cJSON_Parse(s);
+	assert_non_null(j);
+	const char *a = cJSON_GetObjectItem(j, "a")->valuestring;
+	assert_string_equal(a, "q\"b\\s\n\t\x01 \xc3\xa9 \xef\xbf\xbd\xef\xbf\xbd end");
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "arr")), 4);
+	cJSON_Delete(j);
+	free(s);
+}
+
+struct item {
+	struct turnq_item qi;
+	int n;
+};
+
+static void turnq_runs_one_at_a_time_in_fifo_order(void **state)
+{
+	struct turnq q = {0};
+	struct item it[5];
+	for (int i = 0; i < 5; i++) {
+		memset(&it[i], 0, sizeof(it[i]));
+		it[i].n = i;
+		assert_int_equal(turnq_decide(&q, TURN_POLICY_QUEUE, NULL, NULL), TURNQ_ENQUEUE);
+		turnq_push(&q, &it[i].qi);
+	}
+	for (int i = 0; i < 5; i++) {
+		struct turnq_item *r = turnq_start_next(&q);
+		assert_ptr_equal(r, &it[i].qi);
+		assert_null(turnq_start_next(&q)); /* one runs at a time */
+		turnq_finish(&q);
+	}
+	assert_false(turnq_busy(&q));
+}
+
+static void turnq_dedupe_reject_interrupt_and_limit(void **state)
+{
+	struct turnq q = {0};
+	struct item a = {.qi.dedupe_key = "wake"}, b = {0};
+	struct turnq_item *match;
+	turnq_push(&q, &a.qi);
+	assert_int_equal(turnq_decide(&q, TURN_POLICY_QUEUE, "wake", &match), TURNQ_COALESCE);
+	assert_ptr_equal(match, &a.qi);
+	turnq_start_next(&q);
+	/* a running turn with the key still coalesces a repeated wake */
+	assert_int_equal(turnq_decide(&q, TURN_POLICY_QUEUE, "wake", &match), TURNQ_COALESCE);
+	assert_int_equal(turnq_decide(&q, TURN_POLICY_QUEUE, "other", NULL), TURNQ_ENQUEUE);
+	assert_int_equal(turnq_decide(&q, TURN_POLICY_REJECT, NULL, NULL), TURNQ_BUSY);
+	assert_int_equal(turnq_decide(&q, TURN_POLICY_INTERRUPT, NULL, NULL), TURNQ_INTERRUPT);
+	turnq_push(&q, &b.qi);
+	assert_int_equal(turnq_remove(&q, &b.qi), 0);
+	assert_int_equal(turnq_remove(&q, &b.qi), -1);
+	turnq_finish(&q);
+	assert_int_equal(turnq_decide(&q, TURN_POLICY_REJECT, NULL, NULL), TURNQ_ENQUEUE);
+	struct item *many = calloc(TURNQ_MAX, sizeof(*many));
+	for (int i = 0; i < TURNQ_MAX; i++)
+		turnq_push(&q, &many[i].qi);
+	assert_int_equal(turnq_decide(&q, TURN_POLICY_QUEUE, NULL, NULL), TURNQ_FULL);
+	free(many);
+}
+
+static void turn_policy_names_parse(void **state)
+{
+	enum turn_policy p;
+	assert_int_equal(turn_policy_parse("interrupt", &p), 0);
+	assert_int_equal(p, TURN_POLICY_INTERRUPT);
+	assert_int_equal(turn_policy_parse(NULL, &p), 0);
+	assert_int_equal(p, TURN_POLICY_QUEUE);
+	assert_int_equal(turn_policy_parse("later", &p), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(ids_sort_by_creation_and_validate),
+		cmocka_unit_test(jw_escapes_and_replaces_bad_utf8),
+		cmocka_unit_test(turnq_runs_one_at_a_time_in_fifo_order),
+		cmocka_unit_test(turnq_dedupe_reject_interrupt_and_limit),
+		cmocka_unit_test(turn_policy_names_parse),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
