@@ -16,11 +16,24 @@ struct hrow {
 struct hrows {
 	struct hrow *v;
 	int n, cap;
+	const struct turnq *q;
 };
+
+/* A prompt still waiting in the queue is not part of the conversation yet: the model
+ * answering this turn must not see, or answer, a later user message. */
+static int queued_later(const struct turnq *q, const char *turn_id)
+{
+	for (const struct turnq_item *it = q->head; it && turn_id; it = it->next)
+		if (!strcmp(lws_container_of(it, struct turn, qi)->id, turn_id))
+			return 1;
+	return 0;
+}
 
 static int hist_row(void *arg, const struct store_message *r)
 {
 	struct hrows *l = arg;
+	if (queued_later(l->q, r->turn_id))
+		return 0;
 	if (l->n == l->cap) {
 		int cap = l->cap ? l->cap * 2 : 16;
 		struct hrow *v = realloc(l->v, (size_t)cap * sizeof(*v));
@@ -116,7 +129,7 @@ static void hist_add(struct engine *E, cJSON *out, const struct hrow *r)
 static cJSON *history(struct engine *E, struct session *s)
 {
 	engine_flush_dirty(E);
-	struct hrows rows = {0};
+	struct hrows rows = {.q = &s->q};
 	cJSON *out = cJSON_CreateArray();
 	store_message_list(E->S, s->id, hist_row, &rows);
 	for (int i = 0; i < rows.n; i++) {

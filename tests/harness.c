@@ -1,0 +1,183 @@
+#include "harness.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void record(void *arg, struct event *ev)
+{
+	struct h *h = arg;
+	if (h->nevents == h->cap) {
+		h->cap = h->cap ? h->cap * 2 : 256;
+		h->events = realloc(h->events, (size_t)h->cap * sizeof(char *));
+		h->types = realloc(h->types, (size_t)h->cap * sizeof(char *));
+	}
+	h->events[h->nevents] = strndup(ev->json, ev->len);
+	h->types[h->nevents] = strdup(ev->type);
+	h->nevents++;
+}
+
+void h_dir(struct h *h, const char *config_json)
+{
+	memset(h, 0, sizeof(*h));
+	snprintf(h->dir, sizeof(h->dir), "/tmp/agentgate-test-XXXXXX");
+	assert_non_null(mkdtemp(h->dir));
+	if (config_json) {
+		char path[300];
+		snprintf(path, sizeof(path), "%s/config.json", h->dir);
+		FILE *f = fopen(path, "w");
+		assert_non_null(f);
+		fputs(config_json, f);
+		fclose(f);
+	}
+}
+
+void h_start(struct h *h, int recover)
+{
+	char cfg[300];
+	snprintf(cfg, sizeof(cfg), "%s/config.json", h->dir);
+	struct loop_config lc = {.port = -1};
+	h->L = loop_create(&lc);
+	assert_non_null(h->L);
+	struct err e = {0};
+	struct engine_opts o = {
+		.data_dir = h->dir, .config_path = access(cfg, R_OK) == 0 ? cfg : NULL,
+	};
+	h->E = engine_create(h->L, &o, &e);
+	if (!h->E)
+		fail_msg("engine_create: %s", e.msg);
+	bus_subscribe(engine_bus(h->E), &h->sub, record, h);
+	if (recover)
+		assert_int_equal(engine_recover(h->E, 1), 0);
+}
+
+void h_stop(struct h *h)
+{
+	if (h->E)
+		bus_unsubscribe(engine_bus(h->E), &h->sub);
+	engine_destroy(h->E);
+	loop_destroy(h->L);
+	h->E = NULL;
+	h->L = NULL;
+	for (int i = 0; i < h->nevents; i++) {
+		free(h->events[i]);
+		free(h->types[i]);
+	}
+	free(h->events);
+	free(h->types);
+	h->events = h->types = NULL;
+	h->nevents = h->cap = 0;
+}
+
+static void tick(struct timer *t)
+{
+	timer_arm(t, 5); /* keeps lws_service returning while we wait on a condition */
+}
+
+int h_until(struct h *h, int (*pred)(struct h *h, void *arg), void *arg, int timeout_ms)
+{
+	struct timer t;
+	timer_init(&t, h->L, tick);
+	timer_arm(&t, 5);
+	int64_t end = mono_us() + (int64_t)timeout_ms * 1000;
+	int ok;
+	while (!(ok = pred(h, arg)) && mono_us() < end)
+		lws_service(loop_lws(h->L), 0);
+	timer_cancel(&t);
+	return ok;
+}
+
+static int never(struct h *h, void *arg)
+{
+	return 0;
+}
+
+void h_spin(struct h *h, int ms)
+{
+	h_until(h, never, NULL, ms);
+}
+
+int h_idle(struct h *h, void *session_id)
+{
+	return !engine_tree_busy(h->E, session_id);
+}
+
+int h_count(struct h *h, const char *type, const char *session_id)
+{
+	int n = 0;
+	char needle[80];
+	snprintf(needle, sizeof(needle), "\"sessionID\":\"%s\"", session_id ? session_id : "");
+	for (int i = 0; i < h->nevents; i++)
+		if (!strcmp(h->types[i], type) && (!session_id || strstr(h->events[i], needle)))
+			n++;
+	return n;
+}
+
+void h_session(struct h *h, char *out)
+{
+	struct err e = {0};
+	struct session_params p = {.title = "test"};
+	if (engine_session_create(h->E, &p, out, &e))
+		fail_msg("session create: %s", e.msg);
+}
+
+void h_prompt(struct h *h, const char *sid, const char *text, const char *source,
+	      char *turn_out)
+{
+	struct err e = {0};
+	struct prompt p = {.session_id = sid, .text = text, .source = source};
+	struct prompt_result r;
+	if (engine_prompt(h->E, &p, &r, NULL, &e))
+		fail_msg("prompt \"%s\": %s", text, e.msg);
+	if (turn_out)
+		strcpy(turn_out, r.turn_id);
+}
+
+static sqlite3_stmt *query(struct h *h, sqlite3 **db, const char *sql, va_list ap)
+{
+	char path[300], q[2048];
+	snprintf(path, sizeof(path), "%s/agentgate.db", h->dir);
+	vsnprintf(q, sizeof(q), sql, ap);
+	assert_int_equal(sqlite3_open_v2(path, db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(*db, 2000);
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(*db, q, -1, &st, NULL) != SQLITE_OK)
+		fail_msg("sql %s: %s", q, sqlite3_errmsg(*db));
+	return st;
+}
+
+int64_t h_sql_int(struct h *h, const char *sql, ...)
+{
+	sqlite3 *db;
+	va_list ap;
+	va_start(ap, sql);
+	sqlite3_stmt *st = query(h, &db, sql, ap);
+	va_end(ap);
+	int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+char *h_sql_str(struct h *h, const char *sql, ...)
+{
+	sqlite3 *db;
+	va_list ap;
+	va_start(ap, sql);
+	sqlite3_stmt *st = query(h, &db, sql, ap);
+	va_end(ap);
+	char *v = NULL;
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+		v = strdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}

@@ -1,0 +1,44 @@
+/* Test harness: a real engine on a real loop and store in a fresh temp directory,
+ * driven until a condition holds (bounded by a timeout, never a bare sleep), with a
+ * recorder of bus events and a second SQLite connection to look at what is durable. */
+#ifndef AG_HARNESS_H
+#define AG_HARNESS_H
+#include <stdint.h>
+
+#include "engine.h"
+
+struct h {
+	char dir[256];
+	struct loop *L;
+	struct engine *E;
+	struct bus_sub sub;
+	char **events; /* JSON of every event seen, in order */
+	char **types;
+	int nevents, cap;
+};
+
+/* Creates dir and writes config_json (NULL: none) to dir/config.json. */
+void h_dir(struct h *h, const char *config_json);
+/* Creates loop + engine on h->dir (recover: run engine_recover). Asserts on failure. */
+void h_start(struct h *h, int recover);
+void h_stop(struct h *h);
+/* Services the loop until pred(arg) returns non-zero or timeout_ms passes; returns the
+ * predicate's last value. */
+int h_until(struct h *h, int (*pred)(struct h *h, void *arg), void *arg, int timeout_ms);
+/* Services the loop for ms (lets timers such as the store commit run). */
+void h_spin(struct h *h, int ms);
+int h_idle(struct h *h, void *session_id); /* predicate: the tree is not busy */
+/* Count of recorded events of a type (optionally for one session). */
+int h_count(struct h *h, const char *type, const char *session_id);
+/* Creates a session, returns its id in out. */
+void h_session(struct h *h, char *out);
+/* Prompts, asserts acceptance; the turn id goes to turn_out when given. */
+void h_prompt(struct h *h, const char *sid, const char *text, const char *source,
+	      char *turn_out);
+
+/* SQL on a separate connection to h->dir/agentgate.db: the first column of the first
+ * row as an integer / string (malloc'd, NULL when no row). */
+int64_t h_sql_int(struct h *h, const char *sql, ...);
+char *h_sql_str(struct h *h, const char *sql, ...);
+
+#endif

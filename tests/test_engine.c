@@ -1,0 +1,409 @@
+/* The turn ledger and the store, tried against a real engine, loop and SQLite: prompts
+ * from several sources at once and during a tool round-trip, interrupt / reject /
+ * dedupe, abort, provider errors, stalls, step limits, streamed text visible in the
+ * database while it streams, and a SIGKILL in the middle of a turn. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "id.h"
+
+#define FAST "{\"providers\":{\"scripted\":{\"pace_ms\":1}},\"retry\":{\"base_ms\":10}}"
+
+/* The DESIGN.md ledger invariants, checked on what is durable. */
+static void check_ledger(struct h *h, const char *sid)
+{
+	engine_flush(h->E);
+	/* exactly one terminal assistant message per user message */
+	assert_int_equal(h_sql_int(h,
+		"SELECT COUNT(*) FROM message u WHERE u.role='user' AND u.session_id='%s' AND "
+		"(SELECT COUNT(*) FROM message a WHERE a.parent_id=u.id AND a.role='assistant' "
+		"AND a.finish IS NOT NULL AND a.finish != 'tool-calls') != 1", sid), 0);
+	/* every assistant message is bound to its turn's user message */
+	assert_int_equal(h_sql_int(h,
+		"SELECT COUNT(*) FROM message a LEFT JOIN turn t ON t.id=a.turn_id "
+		"WHERE a.session_id='%s' AND a.role='assistant' AND "
+		"(t.id IS NULL OR a.parent_id IS NOT t.user_message_id)", sid), 0);
+	/* nothing left unfinished once the turns ended */
+	assert_int_equal(h_sql_int(h,
+		"SELECT COUNT(*) FROM message WHERE session_id='%s' AND role='assistant' AND "
+		"finish IS NULL", sid), 0);
+	/* turns ran one at a time, in the order they were accepted */
+	assert_int_equal(h_sql_int(h,
+		"SELECT COUNT(*) FROM turn a JOIN turn b ON a.session_id=b.session_id AND a.id<b.id "
+		"WHERE a.session_id='%s' AND b.time_started IS NOT NULL AND "
+		"(b.time_started < a.time_ended OR b.time_started < a.time_started)", sid), 0);
+	/* assistant messages never overlap in time */
+	assert_int_equal(h_sql_int(h,
+		"SELECT COUNT(*) FROM message a JOIN message b ON a.session_id=b.session_id "
+		"AND a.id<b.id WHERE a.session_id='%s' AND a.role='assistant' AND "
+		"b.role='assistant' AND b.time_created < json_extract(a.data,'$.time.completed')",
+		sid), 0);
+	/* no turn is left queued or running */
+	assert_int_equal(h_sql_int(h, "SELECT COUNT(*) FROM turn WHERE session_id='%s' AND "
+				   "state IN ('queued','running')", sid), 0);
+}
+
+static int saw_running_tool(struct h *h, void *arg)
+{
+	for (int i = 0; i < h->nevents; i++)
+		if (!strcmp(h->types[i], "message.part.updated") &&
+		    strstr(h->events[i], "\"status\":\"running\""))
+			return 1;
+	return 0;
+}
+
+static void prompts_from_many_sources_run_fifo_one_at_a_time(void **state)
+{
+	struct h h;
+	h_dir(&h, FAST);
+	h_start(&h, 1);
+	char sid[ID_MAX], first[ID_MAX], during[ID_MAX];
+	h_session(&h, sid);
+	const char *sources[] = {"web", "ws", "http", "plugin", "task"};
+	h_prompt(&h, sid, "sleep 150", "web", first);
+	for (int i = 0; i < 5; i++) {
+		char text[64];
+		snprintf(text, sizeof(text), "echo burst %d", i);
+		h_prompt(&h, sid, text, sources[i], NULL);
+	}
+	assert_true(h_until(&h, saw_running_tool, NULL, 5000));
+	h_prompt(&h, sid, "echo during the tool round-trip", "plugin", during);
+	assert_true(h_until(&h, h_idle, sid, 20000));
+	check_ledger(&h, sid);
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn WHERE session_id='%s' AND "
+				   "state='completed'", sid), 7);
+	/* the prompt sent during the tool waited for the whole first turn */
+	assert_int_equal(h_sql_int(&h, "SELECT (SELECT time_started FROM turn WHERE id='%s') >= "
+				   "(SELECT time_ended FROM turn WHERE id='%s')", during, first), 1);
+	/* the first turn's continuation after the tool answers the first user message */
+	char *text = h_sql_str(&h, "SELECT json_extract(p.data,'$.text') FROM part p JOIN message m "
+			       "ON m.id=p.message_id JOIN turn t ON t.id=m.turn_id WHERE t.id='%s' "
+			       "AND m.role='assistant' AND p.type='text' ORDER BY p.id DESC LIMIT 1", first);
+	assert_string_equal(text, "Slept 150 ms.");
+	free(text);
+	assert_int_equal(h_count(&h, "session.idle", sid), 1);
+	h_stop(&h);
+}
+
+static void interrupt_cancels_the_running_turn_and_keeps_the_queue(void **state)
+{
+	struct h h;
+	h_dir(&h, FAST);
+	h_start(&h, 1);
+	char sid[ID_MAX], t1[ID_MAX];
+	h_session(&h, sid);
+	h_prompt(&h, sid, "sleep 60000", "web", t1);
+	h_prompt(&h, sid, "echo queued before", "web", NULL);
+	assert_true(h_until(&h, saw_running_tool, NULL, 5000));
+	struct err e = {0};
+	struct prompt p = {.session_id = sid, .text = "echo now", .source = "ws",
+			   .policy = TURN_POLICY_INTERRUPT};
+	struct prompt_result r;
+	assert_int_equal(engine_prompt(h.E, &p, &r, NULL, &e), 0);
+	assert_true(h_until(&h, h_idle, sid, 10000));
+	check_ledger(&h, sid);
+	char *st = h_sql_str(&h, "SELECT state FROM turn WHERE id='%s'", t1);
+	assert_string_equal(st, "cancelled");
+	free(st);
+	/* the sleeping tool call ended as an error, and the turn got a terminal message */
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM part p JOIN message m ON "
+				   "m.id=p.message_id WHERE m.turn_id='%s' AND p.type='tool' AND "
+				   "json_extract(p.data,'$.state.status')='error'", t1), 1);
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM message WHERE turn_id='%s' AND "
+				   "finish='aborted' AND json_extract(data,'$.error.name')="
+				   "'MessageAbortedError'", t1), 1);
+	/* FIFO is kept: the earlier queued prompt ran before the interrupting one */
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn WHERE session_id='%s' AND "
+				   "state='completed'", sid), 2);
+	h_stop(&h);
+}
+
+static void reject_when_busy_leaves_nothing_behind(void **state)
+{
+	struct h h;
+	h_dir(&h, FAST);
+	h_start(&h, 1);
+	char sid[ID_MAX];
+	h_session(&h, sid);
+	h_prompt(&h, sid, "sleep 200", "web", NULL);
+	struct err e = {0};
+	struct prompt p = {.session_id = sid, .text = "echo no", .source = "http",
+			   .policy = TURN_POLICY_REJECT};
+	assert_int_equal(engine_prompt(h.E, &p, NULL, NULL, &e), -1);
+	assert_int_equal(e.code, ERR_BUSY);
+	assert_non_null(strstr(e.msg, "busy"));
+	assert_true(h_until(&h, h_idle, sid, 10000));
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM message WHERE role='user'"), 1);
+	/* idle again: reject accepts */
+	memset(&e, 0, sizeof(e));
+	assert_int_equal(engine_prompt(h.E, &p, NULL, NULL, &e), 0);
+	assert_true(h_until(&h, h_idle, sid, 10000));
+	check_ledger(&h, sid);
+	h_stop(&h);
+}
+
+static void repeated_wakes_with_one_dedupe_key_coalesce(void **state)
+{
+	struct h h;
+	h_dir(&h, FAST);
+	h_start(&h, 1);
+	char sid[ID_MAX];
+	h_session(&h, sid);
+	h_prompt(&h, sid, "sleep 100", "web", NULL);
+	struct prompt p = {.session_id = sid, .text = "echo wake", .source = "plugin",
+			   .dedupe_key = "todo-continue"};
+	struct prompt_result r1, r2, r3;
+	struct err e = {0};
+	assert_int_equal(engine_prompt(h.E, &p, &r1, NULL, &e), 0);
+	assert_int_equal(engine_prompt(h.E, &p, &r2, NULL, &e), 0);
+	assert_int_equal(engine_prompt(h.E, &p, &r3, NULL, &e), 0);
+	assert_false(r1.coalesced);
+	assert_true(r2.coalesced && r3.coalesced);
+	assert_string_equal(r1.turn_id, r3.turn_id);
+	assert_true(h_until(&h, h_idle, sid, 10000));
+	check_ledger(&h, sid);
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn WHERE dedupe_key='todo-continue'"), 1);
+	h_stop(&h);
+}
+
+static void bad_prompts_get_errors_that_name_the_problem(void **state)
+{
+	struct h h;
+	h_dir(&h, FAST);
+	h_start(&h, 1);
+	char sid[ID_MAX];
+	h_session(&h, sid);
+	struct err e = {0};
+	struct prompt p = {.session_id = "ses_nope", .text = "hi"};
+	assert_int_equal(engine_prompt(h.E, &p, NULL, NULL, &e), -1);
+	assert_int_equal(e.code, ERR_NOTFOUND);
+	assert_non_null(strstr(e.msg, "ses_nope"));
+	p.session_id = sid;
+	p.model = "nosuch/model";
+	assert_int_equal(engine_prompt(h.E, &p, NULL, NULL, &e), -1);
+	assert_int_equal(e.code, ERR_INVALID);
+	assert_non_null(strstr(e.msg, "nosuch"));
+	p.model = "scripted/other";
+	assert_int_equal(engine_prompt(h.E, &p, NULL, NULL, &e), -1);
+	assert_non_null(strstr(e.msg, "scripted/other"));
+	p.model = NULL;
+	p.agent = "ghost";
+	assert_int_equal(engine_prompt(h.E, &p, NULL, NULL, &e), -1);
+	assert_non_null(strstr(e.msg, "ghost"));
+	p.agent = NULL;
+	p.text = "";
+	assert_int_equal(engine_prompt(h.E, &p, NULL, NULL, &e), -1);
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM message"), 0);
+	h_stop(&h);
+}
+
+static void provider_error_fails_the_turn_visibly(void **state)
+{
+	struct h h;
+	h_dir(&h, FAST);
+	h_start(&h, 1);
+	char sid[ID_MAX], t[ID_MAX];
+	h_session(&h, sid);
+	h_prompt(&h, sid, "fail now", "web", t);
+	assert_true(h_until(&h, h_idle, sid, 10000));
+	check_ledger(&h, sid);
+	char *err = h_sql_str(&h, "SELECT json_extract(data,'$.error.data.message') FROM message "
+			      "WHERE turn_id='%s' AND finish='error'", t);
+	assert_non_null(err);
+	assert_non_null(strstr(err, "scripted failure"));
+	free(err);
+	assert_int_equal(h_count(&h, "session.error", sid), 1);
+	/* the partial text before the error is kept */
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM part p JOIN message m ON "
+				   "m.id=p.message_id WHERE m.turn_id='%s' AND "
+				   "json_extract(p.data,'$.text')='About to fail.'", t), 1);
+	h_stop(&h);
+}
+
+static void stalled_stream_fails_after_its_retry_without_duplicate_text(void **state)
+{
+	struct h h;
+	h_dir(&h, "{\"stall_timeout_ms\":150,\"providers\":{\"scripted\":{\"pace_ms\":1}},"
+		  "\"retry\":{\"base_ms\":10,\"stall_max\":1}}");
+	h_start(&h, 1);
+	char sid[ID_MAX], t[ID_MAX];
+	h_session(&h, sid);
+	h_prompt(&h, sid, "stall please", "web", t);
+	assert_true(h_until(&h, h_idle, sid, 10000));
+	check_ledger(&h, sid);
+	char *st = h_sql_str(&h, "SELECT error FROM turn WHERE id='%s'", t);
+	assert_non_null(st);
+	assert_non_null(strstr(st, "LLM stream stalled"));
+	assert_non_null(strstr(st, "150 ms"));
+	free(st);
+	/* one retry, shown as session.status retry */
+	int retries = 0;
+	for (int i = 0; i < h.nevents; i++)
+		retries += !strcmp(h.types[i], "session.status") &&
+			   strstr(h.events[i], "\"type\":\"retry\"") != NULL;
+	assert_int_equal(retries, 1);
+	char *text = h_sql_str(&h, "SELECT json_extract(p.data,'$.text') FROM part p JOIN message m "
+			       "ON m.id=p.message_id WHERE m.turn_id='%s' AND m.role='assistant' AND p.type='text'", t);
+	assert_string_equal(text, "I will stop");
+	free(text);
+	h_stop(&h);
+}
+
+static void step_limit_ends_the_turn_with_a_terminal_message(void **state)
+{
+	struct h h;
+	h_dir(&h, "{\"providers\":{\"scripted\":{\"pace_ms\":1}},"
+		  "\"agent\":{\"build\":{\"maxSteps\":1}}}");
+	h_start(&h, 1);
+	char sid[ID_MAX], t[ID_MAX];
+	h_session(&h, sid);
+	h_prompt(&h, sid, "echo once", "web", t);
+	assert_true(h_until(&h, h_idle, sid, 10000));
+	check_ledger(&h, sid);
+	char *err = h_sql_str(&h, "SELECT error FROM turn WHERE id='%s'", t);
+	assert_non_null(strstr(err, "step limit"));
+	free(err);
+	h_stop(&h);
+}
+
+static int text_has_deltas(struct h *h, void *arg)
+{
+	return h_count(h, "message.part.delta", NULL) >= *(int *)arg;
+}
+
+static void streamed_text_is_in_the_database_while_it_streams(void **state)
+{
+	struct h h;
+	h_dir(&h, "{\"providers\":{\"scripted\":{\"pace_ms\":5}}}");
+	h_start(&h, 1);
+	char sid[ID_MAX], t[ID_MAX];
+	h_session(&h, sid);
+	h_prompt(&h, sid, "long", "web", t);
+	int want = 40;
+	assert_true(h_until(&h, text_has_deltas, &want, 10000));
+	h_spin(&h, 250); /* longer than the commit interval */
+	int64_t len = h_sql_int(&h, "SELECT length(json_extract(p.data,'$.text')) FROM part p "
+				"JOIN message m ON m.id=p.message_id WHERE m.turn_id='%s' AND "
+				"m.role='assistant' AND p.type='text'", t);
+	char *state_now = h_sql_str(&h, "SELECT state FROM turn WHERE id='%s'", t);
+	assert_string_equal(state_now, "running");
+	free(state_now);
+	assert_true(len > 100);
+	struct err e = {0};
+	assert_int_equal(engine_abort(h.E, sid, &e), 0);
+	assert_true(h_until(&h, h_idle, sid, 5000));
+	check_ledger(&h, sid);
+	int64_t final = h_sql_int(&h, "SELECT length(json_extract(p.data,'$.text')) FROM part p "
+				  "JOIN message m ON m.id=p.message_id WHERE m.turn_id='%s' AND "
+				  "m.role='assistant' AND p.type='text'", t);
+	assert_true(final >= len);
+	h_stop(&h);
+}
+
+/* The child runs an engine with a streaming turn and two queued ones, and is killed
+ * with SIGKILL while the first streams. */
+static void child_engine(const char *dir, int fd)
+{
+	struct h h;
+	memset(&h, 0, sizeof(h));
+	snprintf(h.dir, sizeof(h.dir), "%s", dir);
+	h_start(&h, 1);
+	char sid[ID_MAX];
+	h_session(&h, sid);
+	h_prompt(&h, sid, "long", "web", NULL);
+	h_prompt(&h, sid, "echo second", "ws", NULL);
+	h_prompt(&h, sid, "echo third", "plugin", NULL);
+	if (write(fd, sid, strlen(sid) + 1) < 0)
+		_exit(3);
+	h_spin(&h, 60000);
+	_exit(4);
+}
+
+static void kill_mid_turn_then_restart_loses_nothing(void **state)
+{
+	struct h h;
+	h_dir(&h, "{\"providers\":{\"scripted\":{\"pace_ms\":5}}}");
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	pid_t pid = fork();
+	if (pid == 0)
+		child_engine(h.dir, fds[1]);
+	char sid[ID_MAX] = "";
+	assert_true(read(fds[0], sid, sizeof(sid)) > 0);
+	/* wait until the first reply's partial text is durable, then kill */
+	int64_t len = 0;
+	for (int i = 0; i < 500 && len < 50; i++) {
+		usleep(10000);
+		len = h_sql_int(&h, "SELECT COALESCE(MAX(length(json_extract(data,'$.text'))),0) "
+				"FROM part WHERE type='text' AND session_id='%s' AND data LIKE "
+				"'%%\"time\"%%'", sid);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	assert_true(len >= 50);
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn WHERE state='running'"), 1);
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn WHERE state='queued'"), 2);
+
+	h_start(&h, 1); /* restart: recovery */
+	assert_true(h_until(&h, h_idle, sid, 20000));
+	check_ledger(&h, sid);
+	char *err = h_sql_str(&h, "SELECT error FROM turn WHERE state='failed'");
+	assert_string_equal(err, "interrupted");
+	free(err);
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn WHERE state='completed'"), 2);
+	/* the interrupted reply keeps its partial text and says why it ended */
+	assert_true(h_sql_int(&h, "SELECT length(json_extract(p.data,'$.text')) FROM part p JOIN "
+			      "message m ON m.id=p.message_id JOIN turn t ON t.id=m.turn_id WHERE "
+			      "t.state='failed' AND m.role='assistant' AND p.type='text'") >= len);
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM message m JOIN turn t ON "
+				   "t.id=m.turn_id WHERE t.state='failed' AND m.finish='error' AND "
+				   "json_extract(m.data,'$.error.data.message')='interrupted'"), 1);
+	h_stop(&h);
+}
+
+static void a_restart_keeps_the_event_sequence_increasing(void **state)
+{
+	struct h h;
+	h_dir(&h, FAST);
+	h_start(&h, 1);
+	char sid[ID_MAX];
+	h_session(&h, sid);
+	h_prompt(&h, sid, "hello", "web", NULL);
+	assert_true(h_until(&h, h_idle, sid, 5000));
+	int64_t last = bus_last_seq(engine_bus(h.E));
+	h_stop(&h);
+	h_start(&h, 1);
+	assert_int_equal(bus_last_seq(engine_bus(h.E)), last);
+	h_session(&h, sid);
+	assert_true(bus_last_seq(engine_bus(h.E)) == last + 1);
+	h_stop(&h);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(prompts_from_many_sources_run_fifo_one_at_a_time),
+		cmocka_unit_test(interrupt_cancels_the_running_turn_and_keeps_the_queue),
+		cmocka_unit_test(reject_when_busy_leaves_nothing_behind),
+		cmocka_unit_test(repeated_wakes_with_one_dedupe_key_coalesce),
+		cmocka_unit_test(bad_prompts_get_errors_that_name_the_problem),
+		cmocka_unit_test(provider_error_fails_the_turn_visibly),
+		cmocka_unit_test(stalled_stream_fails_after_its_retry_without_duplicate_text),
+		cmocka_unit_test(step_limit_ends_the_turn_with_a_terminal_message),
+		cmocka_unit_test(streamed_text_is_in_the_database_while_it_streams),
+		cmocka_unit_test(kill_mid_turn_then_restart_loses_nothing),
+		cmocka_unit_test(a_restart_keeps_the_event_sequence_increasing),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
