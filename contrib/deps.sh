@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what agentgate needs to build and test on Debian 12, if it is missing.
+# Usage: contrib/deps.sh [--test]   (--test adds what only the tests use: Node.js and npm)
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config libwebsockets-dev libsqlite3-dev libcurl4-openssl-dev
+      libcjson-dev libcmocka-dev)
+if [ "${1:-}" = "--test" ]; then
+  pkgs+=(sqlite3)
+  # Node may come from elsewhere than Debian's package (as on the CI image): keep it.
+  command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "installing: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

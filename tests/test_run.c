@@ -1,0 +1,209 @@
+/* `agentgate run` as a user runs it: the real binary, its exit status, its stderr on
+ * bad input, and its NDJSON parsed line by line against the documented shape. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char dir[128];
+static char *out, *errs;
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return strdup("");
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	char *b = calloc(1, (size_t)n + 1);
+	if (fread(b, 1, (size_t)n, f) != (size_t)n)
+		b[0] = 0;
+	fclose(f);
+	return b;
+}
+
+/* Runs agentgate with the given arguments (NULL-terminated); returns the exit status. */
+static int agentgate(const char *first, ...)
+{
+	const char *argv[32] = {AGENTGATE_BIN, first};
+	int n = 2;
+	va_list ap;
+	va_start(ap, first);
+	const char *a;
+	while (n < 31 && (a = va_arg(ap, const char *)))
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	char o[200], e[200];
+	snprintf(o, sizeof(o), "%s/stdout", dir);
+	snprintf(e, sizeof(e), "%s/stderr", dir);
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (!freopen(o, "w", stdout) || !freopen(e, "w", stderr))
+			_exit(99);
+		execv(argv[0], (char *const *)argv);
+		_exit(98);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	free(out);
+	free(errs);
+	out = slurp(o);
+	errs = slurp(e);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int setup(void **state)
+{
+	snprintf(dir, sizeof(dir), "/tmp/agentgate-run-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	return 0;
+}
+
+static char *data_dir(void)
+{
+	static char d[200];
+	snprintf(d, sizeof(d), "%s/data", dir);
+	return d;
+}
+
+static void usage_errors_exit_2_and_name_the_problem(void **state)
+{
+	assert_int_equal(agentgate("run", "--bogus", "hi", NULL), 2);
+	assert_non_null(strstr(errs, "--bogus"));
+	assert_int_equal(agentgate("launch", NULL), 2);
+	assert_non_null(strstr(errs, "launch"));
+	assert_int_equal(agentgate("run", "--format", "yaml", "hi", NULL), 2);
+	assert_non_null(strstr(errs, "yaml"));
+	assert_int_equal(agentgate("run", NULL), 2);
+	assert_non_null(strstr(errs, "prompt"));
+	assert_int_equal(agentgate("run", "--data", data_dir(), "--model", "nosuch/thing", "hi", NULL), 2);
+	assert_non_null(strstr(errs, "nosuch"));
+	assert_int_equal(agentgate("run", "--data", data_dir(), "--model", "scripted/gpt9", "hi", NULL), 2);
+	assert_non_null(strstr(errs, "scripted/gpt9"));
+	assert_int_equal(agentgate("run", "--data", data_dir(), "--session", "ses_missing", "hi", NULL), 2);
+	assert_non_null(strstr(errs, "ses_missing"));
+	assert_int_equal(agentgate("run", "--data", data_dir(), "--config", "/nonexistent/agentgate.json",
+				   "hi", NULL), 2);
+	assert_non_null(strstr(errs, "/nonexistent/agentgate.json"));
+	assert_int_equal(agentgate("run", "--data", data_dir(), "--agent", "nobody", "hi", NULL), 2);
+	assert_non_null(strstr(errs, "nobody"));
+	assert_int_equal(agentgate("run", "--stall-timeout-ms", "soon", "hi", NULL), 2);
+	assert_non_null(strstr(errs, "soon"));
+	assert_int_equal(agentgate("run", "--port", "1", "hi", NULL), 2);
+	assert_non_null(strstr(errs, "--port"));
+}
+
+static void config_that_is_not_json_is_named(void **state)
+{
+	char cfg[200];
+	snprintf(cfg, sizeof(cfg), "%s/bad.json", dir);
+	FILE *f = fopen(cfg, "w");
+	fputs("{\"model\": ", f);
+	fclose(f);
+	assert_int_equal(agentgate("run", "--data", data_dir(), "--config", cfg, "hi", NULL), 2);
+	assert_non_null(strstr(errs, cfg));
+}
+
+static void default_format_prints_the_reply(void **state)
+{
+	assert_int_equal(agentgate("run", "--data", data_dir(), "echo", "round", "trip", NULL), 0);
+	assert_non_null(strstr(out, "The echo tool returned: round trip"));
+	assert_non_null(strstr(out, "| echo completed"));
+}
+
+static const char *str(const cJSON *o, const char *k)
+{
+	return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k));
+}
+
+/* Every line parses and has the OpenCode run shape; returns the sequence of types. */
+static void check_lines(char *types, size_t n, const char **session)
+{
+	types[0] = 0;
+	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+		cJSON *j = cJSON_Parse(line);
+		if (!j)
+			fail_msg("line is not JSON: %s", line);
+		const char *type = str(j, "type");
+		assert_non_null(type);
+		assert_true(cJSON_IsNumber(cJSON_GetObjectItem(j, "timestamp")));
+		assert_non_null(str(j, "sessionID"));
+		assert_non_null(str(j, "rootID"));
+		if (!*session)
+			*session = strdup(str(j, "sessionID"));
+		assert_string_equal(str(j, "sessionID"), *session);
+		if (strcmp(type, "error")) {
+			const cJSON *part = cJSON_GetObjectItem(j, "part");
+			assert_true(cJSON_IsObject(part));
+			assert_non_null(str(part, "id"));
+			assert_non_null(str(part, "messageID"));
+			assert_string_equal(str(part, "sessionID"), *session);
+		} else {
+			assert_true(cJSON_IsObject(cJSON_GetObjectItem(j, "error")));
+		}
+		strncat(types, type, n - strlen(types) - 2);
+		strcat(types, " ");
+		cJSON_Delete(j);
+	}
+}
+
+static void json_format_is_ndjson_of_the_documented_shape(void **state)
+{
+	assert_int_equal(agentgate("run", "--data", data_dir(), "--format", "json", "echo hi", NULL), 0);
+	char types[1024];
+	const char *sid = NULL;
+	check_lines(types, sizeof(types), &sid);
+	assert_string_equal(types, "step_start text step_finish tool_use step_start text step_finish ");
+	/* --session continues the same session */
+	char *keep = strdup(sid);
+	free((char *)sid);
+	sid = keep;
+	assert_int_equal(agentgate("run", "--data", data_dir(), "--format", "json", "--session", keep,
+				   "hello", NULL), 0);
+	check_lines(types, sizeof(types), &sid);
+	assert_string_equal(types, "step_start text step_finish ");
+	free(keep);
+}
+
+static void a_failed_turn_exits_1_with_an_error_line(void **state)
+{
+	assert_int_equal(agentgate("run", "--data", data_dir(), "--format", "json", "fail", NULL), 1);
+	char types[1024];
+	const char *sid = NULL;
+	check_lines(types, sizeof(types), &sid);
+	assert_non_null(strstr(types, "error"));
+	free((char *)sid);
+	assert_int_equal(agentgate("run", "--data", data_dir(), "fail", NULL), 1);
+	assert_non_null(strstr(errs, "scripted failure"));
+}
+
+static void stall_timeout_flag_bounds_a_stalled_stream(void **state)
+{
+	assert_int_equal(agentgate("run", "--data", data_dir(), "--stall-timeout-ms", "200", "--format",
+				   "json", "stall", NULL), 1);
+	assert_non_null(strstr(out, "LLM stream stalled"));
+	assert_non_null(strstr(out, "200 ms"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(usage_errors_exit_2_and_name_the_problem),
+		cmocka_unit_test(config_that_is_not_json_is_named),
+		cmocka_unit_test(default_format_prints_the_reply),
+		cmocka_unit_test(json_format_is_ndjson_of_the_documented_shape),
+		cmocka_unit_test(a_failed_turn_exits_1_with_an_error_line),
+		cmocka_unit_test(stall_timeout_flag_bounds_a_stalled_stream),
+	};
+	return cmocka_run_group_tests(tests, setup, NULL);
+}
