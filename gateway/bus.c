@@ -188,6 +188,7 @@ struct replay_ctx {
 	bus_fn fn;
 	void *arg;
 	int64_t last;
+	int n, max;
 };
 
 static int replay_stored(void *arg, int64_t seq, const char *session_id, const char *path,
@@ -204,36 +205,68 @@ static int replay_stored(void *arg, int64_t seq, const char *session_id, const c
 	snprintf(ev->session_id, sizeof(ev->session_id), "%s", session_id ? session_id : "");
 	ev->path = strdup(path ? path : ev->session_id);
 	c->last = seq;
-	if (ev->path && event_matches(ev, c->session_id, c->descendants))
+	if (ev->path && event_matches(ev, c->session_id, c->descendants)) {
 		c->fn(c->arg, ev);
+		c->n++;
+	}
 	event_unref(ev);
+	return c->n >= c->max;
+}
+
+int64_t bus_oldest_seq(struct bus *B)
+{
+	int64_t oldest = B->ring_n ? B->ring[B->ring_head]->seq : B->seq + 1;
+	if (B->S) {
+		int64_t st = store_event_min_seq(B->S);
+		if (st > 0 && st < oldest)
+			oldest = st;
+	}
+	return oldest;
+}
+
+/* Older events come from the store a page at a time, newer ones from the ring. */
+static int replay_from_store(struct bus *B, struct replay_ctx *c, int64_t oldest_ring)
+{
+	int64_t oldest_store = B->S ? store_event_min_seq(B->S) : 0;
+	if (!B->S || oldest_store <= 0 || c->last + 1 < oldest_store)
+		return BUS_RESYNC;
+	while (c->last + 1 < oldest_ring && c->n < c->max) {
+		int64_t before = c->last;
+		int n = store_event_since(B->S, c->last, 256, replay_stored, c);
+		if (n < 0)
+			return -1;
+		if (n == 0 || c->last == before)
+			break;
+	}
 	return 0;
 }
 
 int bus_replay(struct bus *B, int64_t since, const char *session_id, int descendants,
-	       bus_fn fn, void *arg)
+	       bus_fn fn, void *arg, int max, int64_t *upto)
 {
-	if (since >= B->seq)
+	struct replay_ctx c = {session_id, descendants, fn, arg, since < 0 ? 0 : since, 0, max};
+	*upto = B->seq;
+	if (c.last >= B->seq)
 		return 0;
 	int64_t oldest_ring = B->ring_n ? B->ring[B->ring_head]->seq : B->seq + 1;
-	if (since + 1 < oldest_ring) {
-		int64_t oldest_store = B->S ? store_event_min_seq(B->S) : 0;
-		if (!B->S || oldest_store <= 0 || since + 1 < oldest_store)
-			return 1;
-		struct replay_ctx c = {session_id, descendants, fn, arg, since};
-		while (c.last + 1 < oldest_ring) {
-			int n = store_event_since(B->S, c.last, 512, replay_stored, &c);
-			if (n < 0)
-				return -1;
-			if (n == 0)
-				break;
+	if (c.last + 1 < oldest_ring) {
+		int rc = replay_from_store(B, &c, oldest_ring);
+		if (rc < 0)
+			return rc;
+		if (c.n >= max) {
+			*upto = c.last;
+			return c.n;
 		}
-		since = c.last;
 	}
 	for (size_t i = 0; i < B->ring_n; i++) {
 		struct event *ev = B->ring[(B->ring_head + i) % B->ring_size];
-		if (ev->seq > since && event_matches(ev, session_id, descendants))
-			fn(arg, ev);
+		if (ev->seq <= c.last || !event_matches(ev, session_id, descendants))
+			continue;
+		fn(arg, ev);
+		if (++c.n >= max) {
+			*upto = ev->seq;
+			return c.n;
+		}
 	}
-	return 0;
+	return c.n;
 }

@@ -66,10 +66,15 @@ void bus_unsubscribe(struct bus *B, struct bus_sub *s);
 
 int64_t bus_last_seq(struct bus *B);
 
-/* Calls fn for every stored event with seq > since that matches the filter, oldest
- * first, from the ring or the store. Returns 0, or 1 when events after `since` are no
- * longer kept (the caller sends a resync), or -1 on a store error. */
+#define BUS_RESYNC (-2)
+
+/* Calls fn for the matching events with seq > since, oldest first, from the store and
+ * the ring, at most max of them; *upto is the last seq examined (bus_last_seq when all
+ * were). Returns how many matched, BUS_RESYNC when events after since are no longer
+ * kept (the caller tells its client to resync), or -1 on a store error. */
 int bus_replay(struct bus *B, int64_t since, const char *session_id, int descendants,
-	       bus_fn fn, void *arg);
+	       bus_fn fn, void *arg, int max, int64_t *upto);
+/* The oldest seq still replayable. */
+int64_t bus_oldest_seq(struct bus *B);
 
 #endif

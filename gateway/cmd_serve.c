@@ -1,9 +1,95 @@
+/* cmd_serve: `agentgate serve` — the engine behind HTTP, SSE and WebSocket. */
 #include "cli.h"
+#include "log.h"
+#include "server.h"
 
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void on_signal(void *arg, int signo)
+{
+	struct server *S = arg;
+	log_info("serve: signal %d", signo);
+	server_shutdown(S);
+}
+
+/* --web, AGENTGATE_WEB, ./web, then web/ beside the binary's build directory. */
+static void find_web_root(struct server *S, const char *flag)
+{
+	char exe[PATH_MAX], cand[PATH_MAX + 16];
+	const char *tries[3] = {flag, getenv("AGENTGATE_WEB"), "web"};
+	for (int i = 0; i < 3; i++)
+		if (tries[i] && realpath(tries[i], S->web_root))
+			return;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n > 0) {
+		exe[n] = 0;
+		char *slash = strrchr(exe, '/');
+		if (slash)
+			*slash = 0;
+		snprintf(cand, sizeof(cand), "%s/../web", exe);
+		if (realpath(cand, S->web_root))
+			return;
+	}
+	S->web_root[0] = 0;
+	log_warn("serve: no web/ directory found: static files are off (use --web DIR)");
+}
+
+static struct engine *start_engine(struct loop *L, const struct cli *c)
+{
+	struct err e = {0};
+	struct engine_opts o = {
+		.data_dir = c->data ? c->data : "./data", .config_path = c->config,
+		.model = c->model, .stall_ms = c->stall_ms,
+		.openai_base_url = c->openai_base_url, .anthropic_base_url = c->anthropic_base_url,
+	};
+	struct engine *E = engine_create(L, &o, &e);
+	if (!E)
+		fprintf(stderr, "agentgate serve: %s\n", e.msg);
+	else if (engine_recover(E, 1))
+		log_error("serve: start-up recovery failed; see the lines above");
+	return E;
+}
 
 int cmd_serve(const struct cli *c)
 {
-	fprintf(stderr, "agentgate serve: the server is not part of this build yet\n");
-	return 1;
+	static const lws_retry_bo_t idle = {.secs_since_valid_ping = 30,
+					    .secs_since_valid_hangup = 75};
+	struct server S;
+	struct err e = {0};
+	memset(&S, 0, sizeof(S));
+	S.conns.next = S.conns.prev = &S.conns;
+	S.token = c->token;
+	log_init_from_env(LOG_INFO);
+	lws_set_log_level(LLL_ERR, NULL);
+	if (server_check_bind(c->host, c->token, c->insecure, &e)) {
+		fprintf(stderr, "agentgate serve: %s\n", e.msg);
+		return 2;
+	}
+	find_web_root(&S, c->web_root);
+	struct loop_config lc = {.port = c->port, .iface = c->host, .protocols = server_protocols(),
+				 .user = &S, .retry = &idle};
+	S.L = loop_create(&lc);
+	if (!S.L) {
+		fprintf(stderr, "agentgate serve: cannot listen on %s:%d\n", c->host, c->port);
+		return 1;
+	}
+	S.E = start_engine(S.L, c);
+	if (!S.E) {
+		loop_destroy(S.L);
+		return 2;
+	}
+	loop_on_signal(S.L, on_signal, &S);
+	log_info("serve: listening on http://%s:%d (data %s, model %s%s)", c->host, c->port,
+		 c->data ? c->data : "./data", engine_config(S.E)->model,
+		 c->token ? ", token required" : "");
+	loop_run(S.L);
+	engine_shutdown(S.E);
+	engine_destroy(S.E);
+	loop_destroy(S.L);
+	log_info("serve: stopped");
+	return 0;
 }

@@ -657,3 +657,19 @@ void engine_destroy(struct engine *E)
 	jw_free(&E->jw);
 	free(E);
 }
+
+int engine_session_update(struct engine *E, const char *id, const char *title, struct err *e)
+{
+	struct session *s = session_get(E, id);
+	if (!s) {
+		err_set(e, ERR_NOTFOUND, "session %s not found", id ? id : "(none)");
+		return -1;
+	}
+	if (title) {
+		free(s->title);
+		s->title = strdup(title);
+	}
+	s->updated = now_ms();
+	session_save(E, s, "session.updated");
+	return 0;
+}

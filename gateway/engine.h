@@ -33,6 +33,9 @@ struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct
 /* Ends running turns as interrupted (in memory only: a restart recovers them the same
  * way), flushes and frees everything. */
 void engine_destroy(struct engine *E);
+/* Graceful stop: running turns fail with "interrupted" (terminal messages written),
+ * queued turns stay queued for the next start, everything is committed. */
+void engine_shutdown(struct engine *E);
 /* Start-up recovery: turns left running by a crash fail with "interrupted"; queued
  * turns are put back in their queues and start when resume_queued is set (serve), or
  * are left queued for the server (run). */
@@ -62,6 +65,8 @@ int engine_session_exists(struct engine *E, const char *id, struct err *e);
 int engine_session_json(struct engine *E, const char *id, struct jw *w, struct err *e);
 /* Writes Session[]: roots and children alike (parent_id NULL) or one parent's children. */
 int engine_session_list_json(struct engine *E, const char *parent_id, struct jw *w);
+/* Changes the title (NULL keeps it) and announces session.updated. */
+int engine_session_update(struct engine *E, const char *id, const char *title, struct err *e);
 /* Deletes a session and its descendants (aborting what runs). */
 int engine_session_delete(struct engine *E, const char *id, struct err *e);
 /* Writes [{info, parts}] / {info, parts}. */

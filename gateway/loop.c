@@ -128,6 +128,7 @@ struct loop *loop_create(const struct loop_config *cfg)
 	info.mounts = cfg->mounts;
 	info.headers = cfg->headers;
 	info.user = L;
+	info.retry_and_idle_policy = cfg->retry;
 	L->ctx = lws_create_context(&info);
 	if (!L->ctx) {
 		log_error("loop: cannot create the libwebsockets context (port %d)", cfg->port);

@@ -17,6 +17,7 @@ struct loop_config {
 	const struct lws_http_mount *mounts;
 	const struct lws_protocol_vhost_options *headers; /* extra response headers */
 	void *user;               /* returned by loop_user() */
+	const lws_retry_bo_t *retry; /* idle policy: WS ping / hang-up, or NULL */
 };
 
 /* Creates the context; NULL on failure (logged). Loop thread = the caller. */

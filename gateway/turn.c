@@ -512,3 +512,14 @@ int engine_recover(struct engine *E, int resume_queued)
 	trows_free(&queued);
 	return store_flush(E->S);
 }
+
+void engine_shutdown(struct engine *E)
+{
+	E->closing = 1;
+	for (int b = 0; b < SES_BUCKETS; b++)
+		for (struct session *s = E->buckets[b]; s; s = s->hnext)
+			if (s->cur)
+				turn_end(s->cur, T_FAILED, "UnknownError",
+					 "interrupted: the server shut down");
+	engine_flush(E);
+}

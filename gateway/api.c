@@ -1,0 +1,273 @@
+#include "api.h"
+#include "jsonin.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int session_id(const cJSON *p, const char **id, struct err *e)
+{
+	return jsonin_str(p, "sessionID", 1, id, e);
+}
+
+/* model: "provider/model" or {providerID, modelID|id}; written into buf. */
+static int parse_model(const cJSON *p, char *buf, size_t n, const char **out, struct err *e)
+{
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(p, "model");
+	if (!m || cJSON_IsNull(m))
+		return 0;
+	if (cJSON_IsString(m)) {
+		*out = m->valuestring;
+		return 0;
+	}
+	const char *pid = NULL, *mid = NULL;
+	if (cJSON_IsObject(m) && !jsonin_str(m, "providerID", 1, &pid, e) &&
+	    (!jsonin_str(m, "modelID", 0, &mid, e) && (mid || !jsonin_str(m, "id", 1, &mid, e)))) {
+		snprintf(buf, n, "%s/%s", pid, mid);
+		*out = buf;
+		return 0;
+	}
+	if (!e || e->code == ERR_NONE)
+		err_set(e, ERR_INVALID, "\"model\" must be \"provider/model\" or "
+			"{\"providerID\",\"modelID\"}");
+	else
+		snprintf(e->msg + strlen(e->msg), sizeof(e->msg) - strlen(e->msg), " in \"model\"");
+	return -1;
+}
+
+static int do_create(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	struct session_params sp = {0};
+	char model[256];
+	if (jsonin_str(p, "parentID", 0, &sp.parent_id, e) ||
+	    jsonin_str(p, "title", 0, &sp.title, e) || jsonin_str(p, "agent", 0, &sp.agent, e) ||
+	    jsonin_str(p, "directory", 0, &sp.directory, e) ||
+	    parse_model(p, model, sizeof(model), &sp.model, e))
+		return -1;
+	char id[48];
+	if (engine_session_create(E, &sp, id, e))
+		return -1;
+	return engine_session_json(E, id, w, e);
+}
+
+static int do_list(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	int roots = 0;
+	if (jsonin_bool(p, "roots", &roots, e))
+		return -1;
+	/* roots only: the children of no one is every root session */
+	return engine_session_list_json(E, roots ? "" : NULL, w);
+}
+
+static int do_get(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	const char *id;
+	return session_id(p, &id, e) || engine_session_json(E, id, w, e) ? -1 : 0;
+}
+
+static int do_update(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	const char *id, *title = NULL;
+	if (session_id(p, &id, e) || jsonin_str(p, "title", 0, &title, e) ||
+	    engine_session_update(E, id, title, e))
+		return -1;
+	return engine_session_json(E, id, w, e);
+}
+
+static int do_delete(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	const char *id;
+	if (session_id(p, &id, e) || engine_session_exists(E, id, e) ||
+	    engine_session_delete(E, id, e))
+		return -1;
+	jw_bool(w, 1);
+	return 0;
+}
+
+static int do_children(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	const char *id;
+	if (session_id(p, &id, e) || engine_session_exists(E, id, e))
+		return -1;
+	return engine_session_list_json(E, id, w);
+}
+
+static int do_messages(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	const char *id;
+	long long limit = 0;
+	if (session_id(p, &id, e) || jsonin_int(p, "limit", 0, &limit, e))
+		return -1;
+	if (limit < 0) {
+		err_set(e, ERR_INVALID, "\"limit\" must not be negative");
+		return -1;
+	}
+	return engine_messages_json(E, id, (int)(limit > 100000 ? 100000 : limit), w, e);
+}
+
+int api_message_json(struct engine *E, const char *session_id, const char *message_id,
+		     struct jw *w, struct err *e)
+{
+	return engine_message_json(E, session_id, message_id, w, e);
+}
+
+static int do_message(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	const char *id, *mid;
+	if (session_id(p, &id, e) || jsonin_str(p, "messageID", 1, &mid, e))
+		return -1;
+	return api_message_json(E, id, mid, w, e);
+}
+
+static int do_abort(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	const char *id;
+	if (session_id(p, &id, e) || engine_abort(E, id, e))
+		return -1;
+	jw_bool(w, 1);
+	return 0;
+}
+
+static int do_status(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	engine_status_json(E, w);
+	return 0;
+}
+
+static int do_agents(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	agents_write_json(engine_agents(E), w);
+	return 0;
+}
+
+static int do_health(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	jw_obj(w);
+	jw_kbool(w, "healthy", 1);
+	jw_kstr(w, "version", AGENTGATE_VERSION);
+	jw_obj_end(w);
+	return 0;
+}
+
+static int do_prompt_async(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	const char *id;
+	struct prompt pr;
+	char *text = NULL;
+	struct prompt_result r;
+	if (session_id(p, &id, e) || api_parse_prompt(p, id, "ws", &pr, &text, e))
+		return -1;
+	int rc = engine_prompt(E, &pr, &r, NULL, e);
+	free(text);
+	if (rc)
+		return -1;
+	jw_obj(w);
+	jw_kstr(w, "sessionID", id);
+	jw_kstr(w, "turnID", r.turn_id);
+	jw_kstr(w, "messageID", r.user_message_id);
+	jw_kbool(w, "coalesced", r.coalesced);
+	jw_obj_end(w);
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(struct engine *, const cJSON *, struct jw *, struct err *);
+} methods[] = {
+	{"session.create", do_create},     {"session.list", do_list},
+	{"session.get", do_get},           {"session.update", do_update},
+	{"session.delete", do_delete},     {"session.children", do_children},
+	{"session.messages", do_messages}, {"session.message", do_message},
+	{"session.abort", do_abort},       {"session.status", do_status},
+	{"session.prompt_async", do_prompt_async},
+	{"agent.list", do_agents},         {"global.health", do_health},
+};
+
+int api_call(struct engine *E, const char *method, const cJSON *params, struct jw *w,
+	     int *unknown, struct err *e)
+{
+	*unknown = 0;
+	if (params && !cJSON_IsObject(params)) {
+		err_set(e, ERR_INVALID, "params must be an object");
+		return -1;
+	}
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+		if (!strcmp(methods[i].name, method))
+			return methods[i].fn(E, params, w, e);
+	*unknown = 1;
+	err_set(e, ERR_NOTFOUND, "no such method \"%s\"", method);
+	return -1;
+}
+
+/* The prompt's text: "text", or the text parts joined by a blank line. */
+static int prompt_text(const cJSON *p, char **out, struct err *e)
+{
+	const char *text = NULL;
+	if (jsonin_str(p, "text", 0, &text, e))
+		return -1;
+	if (text) {
+		*out = strdup(text);
+		return 0;
+	}
+	const cJSON *parts = cJSON_GetObjectItemCaseSensitive(p, "parts"), *it;
+	if (!cJSON_IsArray(parts)) {
+		err_set(e, ERR_INVALID, "missing \"parts\" (an array of {\"type\":\"text\",\"text\"})");
+		return -1;
+	}
+	struct jw w;
+	jw_init(&w);
+	jw_append(&w, "", 0);
+	int i = 0;
+	cJSON_ArrayForEach(it, parts) {
+		const char *type = NULL, *t = NULL;
+		if (!cJSON_IsObject(it) || jsonin_str(it, "type", 1, &type, e)) {
+			err_set(e, ERR_INVALID, "parts[%d] must be an object with a \"type\"", i);
+			jw_free(&w);
+			return -1;
+		}
+		if (!strcmp(type, "text")) {
+			if (jsonin_str(it, "text", 1, &t, e)) {
+				err_set(e, ERR_INVALID, "parts[%d].text must be a string", i);
+				jw_free(&w);
+				return -1;
+			}
+			if (w.len)
+				jw_append(&w, "\n\n", 2);
+			jw_append(&w, t, strlen(t));
+		}
+		i++;
+	}
+	*out = jw_take(&w, NULL);
+	return *out ? 0 : -1;
+}
+
+int api_parse_prompt(const cJSON *p, const char *session_id, const char *source,
+		     struct prompt *pr, char **text_out, struct err *e)
+{
+	static char model[256];
+	const char *policy = NULL;
+	memset(pr, 0, sizeof(*pr));
+	pr->session_id = session_id;
+	pr->source = source;
+	if (!cJSON_IsObject(p)) {
+		err_set(e, ERR_INVALID, "the prompt must be a JSON object");
+		return -1;
+	}
+	if (jsonin_str(p, "agent", 0, &pr->agent, e) ||
+	    jsonin_str(p, "messageID", 0, &pr->message_id, e) ||
+	    jsonin_str(p, "policy", 0, &policy, e) ||
+	    jsonin_str(p, "dedupeKey", 0, &pr->dedupe_key, e) ||
+	    jsonin_str(p, "source", 0, &pr->source, e) ||
+	    parse_model(p, model, sizeof(model), &pr->model, e))
+		return -1;
+	if (!pr->source)
+		pr->source = source;
+	if (turn_policy_parse(policy, &pr->policy)) {
+		err_set(e, ERR_INVALID, "\"policy\" must be queue, interrupt or reject (got \"%s\")",
+			policy);
+		return -1;
+	}
+	if (prompt_text(p, text_out, e))
+		return -1;
+	pr->text = *text_out;
+	return 0;
+}

@@ -1,0 +1,630 @@
+/* http: the HTTP side of the server — routing onto api.c, JSON responses and errors,
+ * the long-held POST /session/{id}/message, SSE at GET /event, and static files. */
+#include "api.h"
+#include "jsonin.h"
+#include "log.h"
+#include "server.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define CHUNK 16384
+
+/* ---- responses ---- */
+
+static int write_headers(struct conn *c, int status, const char *type, long long len,
+			 const char *extra_name, const char *extra_value)
+{
+	unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start,
+		*end = buf + sizeof(buf) - 1;
+	if (lws_add_http_common_headers(c->wsi, (unsigned)status, type,
+					len < 0 ? LWS_ILLEGAL_HTTP_CONTENT_LEN : (lws_filepos_t)len,
+					&p, end))
+		return -1;
+	if (lws_add_http_header_by_name(c->wsi, (const unsigned char *)"cache-control:",
+					(const unsigned char *)"no-store", 8, &p, end))
+		return -1;
+	if (extra_name && lws_add_http_header_by_name(c->wsi, (const unsigned char *)extra_name,
+						      (const unsigned char *)extra_value,
+						      (int)strlen(extra_value), &p, end))
+		return -1;
+	return lws_finalize_write_http_header(c->wsi, start, &p, end) ? -1 : 0;
+}
+
+/* Sends status + body (taking ownership of body). */
+static int respond_ex(struct conn *c, int status, const char *type, char *body, size_t len,
+		      const char *hname, const char *hvalue)
+{
+	c->resp = body;
+	c->resp_len = len;
+	c->resp_off = 0;
+	c->responding = 1;
+	c->close_after = hname && !strcmp(hname, "connection:");
+	if (write_headers(c, status, type, (long long)len, hname, hvalue))
+		return -1;
+	lws_callback_on_writable(c->wsi);
+	return 0;
+}
+
+static int respond_json(struct conn *c, int status, struct jw *w)
+{
+	size_t len;
+	char *body = jw_take(w, &len);
+	if (!body)
+		return -1;
+	return respond_ex(c, status, "application/json", body, len, NULL, NULL);
+}
+
+static int respond_error(struct conn *c, int status, const char *name, const char *msg,
+			 const char *hname, const char *hvalue)
+{
+	struct jw w;
+	jw_init(&w);
+	server_error_json(&w, name, msg);
+	size_t len;
+	char *body = jw_take(&w, &len);
+	if (!body)
+		return -1;
+	return respond_ex(c, status, "application/json", body, len, hname, hvalue);
+}
+
+static int respond_err(struct conn *c, const struct err *e)
+{
+	const char *name;
+	int status = server_status_of(e, &name);
+	return respond_error(c, status, name, e->msg, NULL, NULL);
+}
+
+static int write_body(struct conn *c)
+{
+	size_t left = c->resp_len - c->resp_off, n = left > CHUNK ? CHUNK : left;
+	unsigned char buf[LWS_PRE + CHUNK];
+	if (n)
+		memcpy(buf + LWS_PRE, c->resp + c->resp_off, n);
+	int final = c->resp_off + n == c->resp_len;
+	if (lws_write(c->wsi, buf + LWS_PRE, n, final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) <
+	    (int)n)
+		return -1;
+	c->resp_off += n;
+	if (!final) {
+		lws_callback_on_writable(c->wsi);
+		return 0;
+	}
+	free(c->resp);
+	c->resp = NULL;
+	c->responding = 0;
+	if (c->close_after)
+		return -1;
+	return lws_http_transaction_completed(c->wsi) ? -1 : 0;
+}
+
+/* ---- request details ---- */
+
+/* Copies the urlarg `name` (already url-decoded by lws) into buf; 0 if present. */
+static int query_arg(struct lws *wsi, const char *name, char *buf, int len)
+{
+	size_t nl = strlen(name);
+	char frag[1024];
+	for (int i = 0; lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i) > 0;
+	     i++) {
+		if (!strncmp(frag, name, nl) && frag[nl] == '=') {
+			snprintf(buf, (size_t)len, "%s", frag + nl + 1);
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int query_flag(struct lws *wsi, const char *name)
+{
+	char v[16];
+	return !query_arg(wsi, name, v, sizeof(v)) && (!strcmp(v, "true") || !strcmp(v, "1"));
+}
+
+static void read_method(struct conn *c)
+{
+	static const struct {
+		enum lws_token_indexes tok;
+		const char *name;
+	} m[] = {
+		{WSI_TOKEN_GET_URI, "GET"},       {WSI_TOKEN_POST_URI, "POST"},
+		{WSI_TOKEN_PATCH_URI, "PATCH"},   {WSI_TOKEN_PUT_URI, "PUT"},
+		{WSI_TOKEN_DELETE_URI, "DELETE"}, {WSI_TOKEN_OPTIONS_URI, "OPTIONS"},
+		{WSI_TOKEN_HEAD_URI, "HEAD"},
+	};
+	snprintf(c->method, sizeof(c->method), "?");
+	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+		if (lws_hdr_total_length(c->wsi, m[i].tok) > 0)
+			snprintf(c->method, sizeof(c->method), "%s", m[i].name);
+}
+
+/* ---- routes ---- */
+
+struct route {
+	const char *pattern; /* segments; '*' matches one id segment */
+	const char *methods; /* e.g. "GET,POST" */
+};
+
+static const struct route routes[] = {
+	{"/global/health", "GET"},
+	{"/event", "GET"},
+	{"/session", "GET,POST"},
+	{"/session/status", "GET"},
+	{"/session/*", "GET,PATCH,DELETE"},
+	{"/session/*/children", "GET"},
+	{"/session/*/message", "GET,POST"},
+	{"/session/*/message/*", "GET"},
+	{"/session/*/prompt_async", "POST"},
+	{"/session/*/abort", "POST"},
+	{"/agent", "GET"},
+};
+
+/* Matches path against pattern, capturing '*' segments into ids[]. */
+static int match(const char *pattern, const char *path, char ids[2][64])
+{
+	int n = 0;
+	while (*pattern && *path) {
+		if (*pattern == '*') {
+			size_t len = strcspn(path, "/");
+			if (!len || len >= 64 || n == 2)
+				return 0;
+			memcpy(ids[n], path, len);
+			ids[n++][len] = 0;
+			path += len;
+			pattern++;
+		} else if (*pattern++ != *path++) {
+			return 0;
+		}
+	}
+	return !*pattern && (!*path || !strcmp(path, "/"));
+}
+
+static const struct route *find_route(const char *path, char ids[2][64])
+{
+	const struct route *best = NULL;
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		if (!match(routes[i].pattern, path, ids))
+			continue;
+		/* a literal segment beats a '*' (/session/status vs /session/{id}) */
+		if (!best || !strchr(routes[i].pattern, '*'))
+			best = &routes[i];
+	}
+	if (best)
+		match(best->pattern, path, ids);
+	return best;
+}
+
+static int allows(const struct route *r, const char *method)
+{
+	size_t n = strlen(method);
+	for (const char *p = r->methods; (p = strstr(p, method)); p += n)
+		if ((p == r->methods || p[-1] == ',') && (p[n] == 0 || p[n] == ','))
+			return 1;
+	return 0;
+}
+
+/* ---- the long-held prompt ---- */
+
+static void prompt_done(struct turn_waiter *w, const char *state, const char *msg_id)
+{
+	struct conn *c = lws_container_of(w, struct conn, w);
+	struct jw out;
+	struct err e = {0};
+	jw_init(&out);
+	if (api_message_json(c->srv->E, c->wait_session, msg_id, &out, &e)) {
+		jw_free(&out);
+		respond_err(c, &e);
+		return;
+	}
+	respond_json(c, 200, &out);
+}
+
+static int do_prompt(struct conn *c, const char *sid, const cJSON *body, int wait)
+{
+	struct prompt p;
+	char *text = NULL;
+	struct err e = {0};
+	if (api_parse_prompt(body, sid, "http", &p, &text, &e))
+		return respond_err(c, &e);
+	snprintf(c->wait_session, sizeof(c->wait_session), "%s", sid);
+	c->w.fn = prompt_done;
+	int rc = engine_prompt(c->srv->E, &p, NULL, wait ? &c->w : NULL, &e);
+	free(text);
+	if (rc)
+		return respond_err(c, &e);
+	if (!wait)
+		return respond_ex(c, 204, "application/json", NULL, 0, NULL, NULL);
+	lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0); /* held until the turn ends */
+	return 0;
+}
+
+/* ---- SSE ---- */
+
+static void sse_wake(struct subscriber *s)
+{
+	struct conn *c = lws_container_of(s, struct conn, sub);
+	lws_callback_on_writable(c->wsi);
+}
+
+static void sse_heartbeat(struct timer *t)
+{
+	struct conn *c = lws_container_of(t, struct conn, hb);
+	c->hb_due = 1;
+	lws_callback_on_writable(c->wsi);
+	timer_arm(t, HEARTBEAT_MS);
+}
+
+static int64_t since_of(struct lws *wsi)
+{
+	char v[32];
+	int n = lws_hdr_custom_copy(wsi, v, sizeof(v), "last-event-id:", 14);
+	if (n <= 0 && query_arg(wsi, "since", v, sizeof(v)) &&
+	    query_arg(wsi, "lastEventID", v, sizeof(v)))
+		return -1;
+	char *end;
+	long long s = strtoll(v, &end, 10);
+	return *v && !*end && s >= 0 ? s : -1;
+}
+
+static int sse_start(struct conn *c)
+{
+	char sid[64] = "";
+	query_arg(c->wsi, "sessionID", sid, sizeof(sid));
+	int desc = query_flag(c->wsi, "descendants");
+	struct err e = {0};
+	if (*sid && engine_session_exists(c->srv->E, sid, &e))
+		return respond_err(c, &e);
+	if (subscriber_start(&c->sub, engine_bus(c->srv->E), sid, desc, since_of(c->wsi),
+			     sse_wake))
+		return -1;
+	c->subscribed = 1;
+	c->kind = C_SSE;
+	if (write_headers(c, 200, "text/event-stream", -1, "x-accel-buffering:", "no"))
+		return -1;
+	lws_http_mark_sse(c->wsi);
+	lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
+	timer_init(&c->hb, c->srv->L, sse_heartbeat);
+	timer_arm(&c->hb, HEARTBEAT_MS);
+	static const char hello[] = "data: {\"type\":\"server.connected\",\"properties\":{}}\n\n";
+	unsigned char buf[LWS_PRE + sizeof(hello)];
+	memcpy(buf + LWS_PRE, hello, sizeof(hello) - 1);
+	if (lws_write(c->wsi, buf + LWS_PRE, sizeof(hello) - 1, LWS_WRITE_HTTP) < 0)
+		return -1;
+	lws_callback_on_writable(c->wsi);
+	return 0;
+}
+
+static const char shutdown_frame[] =
+	"data: {\"type\":\"server.shutdown\",\"properties\":{}}\n\n";
+
+/* A buffer with LWS_PRE headroom, grown as needed and reused (loop thread only). */
+static unsigned char *scratch(size_t need)
+{
+	static unsigned char *buf;
+	static size_t cap;
+	if (need + LWS_PRE > cap) {
+		size_t ncap = cap ? cap : 65536;
+		while (ncap < need + LWS_PRE)
+			ncap *= 2;
+		unsigned char *nb = realloc(buf, ncap);
+		if (!nb)
+			return NULL;
+		buf = nb;
+		cap = ncap;
+	}
+	return buf + LWS_PRE;
+}
+
+/* Appends one SSE frame for ev at *n; NULL when out of memory. */
+static unsigned char *sse_frame(unsigned char *p, size_t *n, const struct event *ev)
+{
+	p = scratch(*n + ev->len + 48);
+	if (!p)
+		return NULL;
+	*n += (size_t)sprintf((char *)p + *n, "id: %lld\ndata: ", (long long)ev->seq);
+	memcpy(p + *n, ev->json, ev->len);
+	*n += ev->len;
+	p[(*n)++] = '\n';
+	p[(*n)++] = '\n';
+	return p;
+}
+
+/* Writes the queued events (up to about 64 KiB) in one write. */
+static int sse_write(struct conn *c)
+{
+	if (c->sub.overflow) {
+		log_warn("sse: client more than %d events behind; closing (resume with "
+			 "Last-Event-ID: %lld)", SUB_QUEUE_MAX, (long long)c->sub.sent_seq);
+		return -1;
+	}
+	size_t n = 0;
+	unsigned char *p = scratch(256);
+	struct event *ev;
+	while (p && n < 65536 && (ev = subscriber_next(&c->sub))) {
+		p = sse_frame(p, &n, ev);
+		c->sub.sent_seq = ev->seq;
+		event_unref(ev);
+	}
+	if (!p)
+		return -1;
+	if (!n && c->hb_due)
+		n = (size_t)sprintf((char *)p, ": heartbeat %lld\n\n", (long long)now_ms());
+	c->hb_due = 0;
+	if (!n && c->closing) {
+		memcpy(p, shutdown_frame, sizeof(shutdown_frame) - 1);
+		lws_write(c->wsi, p, sizeof(shutdown_frame) - 1, LWS_WRITE_HTTP_FINAL);
+		return -1; /* close after the final event */
+	}
+	if (n && lws_write(c->wsi, p, n, LWS_WRITE_HTTP) < (int)n)
+		return -1;
+	if (subscriber_pending(&c->sub) || c->closing)
+		lws_callback_on_writable(c->wsi);
+	return 0;
+}
+
+/* ---- static files from web/ ---- */
+
+static const char *mime_of(const char *path)
+{
+	static const struct {
+		const char *ext, *mime;
+	} m[] = {
+		{".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
+		{".mjs", "text/javascript; charset=utf-8"}, {".css", "text/css; charset=utf-8"},
+		{".json", "application/json"}, {".svg", "image/svg+xml"}, {".png", "image/png"},
+		{".ico", "image/x-icon"}, {".txt", "text/plain; charset=utf-8"},
+		{".map", "application/json"}, {".woff2", "font/woff2"},
+	};
+	const char *dot = strrchr(path, '.');
+	for (size_t i = 0; dot && i < sizeof(m) / sizeof(m[0]); i++)
+		if (!strcmp(dot, m[i].ext))
+			return m[i].mime;
+	return "application/octet-stream";
+}
+
+/* The file under web_root that path names, or -1: no "..", no escape via symlinks. */
+static int static_path(struct server *S, const char *path, char out[PATH_MAX])
+{
+	char full[PATH_MAX * 2];
+	if (!S->web_root[0] || strstr(path, "..") || strchr(path, '\\') || path[0] != '/')
+		return -1;
+	snprintf(full, sizeof(full), "%s%s", S->web_root, strcmp(path, "/") ? path : "/index.html");
+	struct stat st;
+	if (!realpath(full, out) || stat(out, &st) || !S_ISREG(st.st_mode))
+		return -1;
+	size_t rl = strlen(S->web_root);
+	return strncmp(out, S->web_root, rl) || out[rl] != '/' ? -1 : 0;
+}
+
+static int serve_static(struct conn *c)
+{
+	char file[PATH_MAX];
+	if (static_path(c->srv, c->path, file))
+		return respond_error(c, 404, "NotFoundError", "no such route or file", NULL, NULL);
+	const char *mime = mime_of(file);
+	const char *cache = strstr(mime, "text/html") ? "no-cache" : "public, max-age=3600";
+	unsigned char hdr[512], *p = hdr, *end = hdr + sizeof(hdr);
+	if (lws_add_http_header_by_name(c->wsi, (const unsigned char *)"cache-control:",
+					(const unsigned char *)cache, (int)strlen(cache), &p, end) ||
+	    lws_add_http_header_by_name(c->wsi, (const unsigned char *)"x-content-type-options:",
+					(const unsigned char *)"nosniff", 7, &p, end))
+		return -1;
+	int n = lws_serve_http_file(c->wsi, file, mime, (const char *)hdr, (int)(p - hdr));
+	if (n < 0 || (n > 0 && lws_http_transaction_completed(c->wsi)))
+		return -1;
+	return 0;
+}
+
+/* ---- dispatch ---- */
+
+static const struct {
+	const char *pattern, *method, *api;
+} api_routes[] = {
+	{"/global/health", "GET", "global.health"},
+	{"/session", "GET", "session.list"},
+	{"/session", "POST", "session.create"},
+	{"/session/status", "GET", "session.status"},
+	{"/session/*", "GET", "session.get"},
+	{"/session/*", "PATCH", "session.update"},
+	{"/session/*", "DELETE", "session.delete"},
+	{"/session/*/children", "GET", "session.children"},
+	{"/session/*/message", "GET", "session.messages"},
+	{"/session/*/message/*", "GET", "session.message"},
+	{"/session/*/abort", "POST", "session.abort"},
+	{"/agent", "GET", "agent.list"},
+};
+
+static const char *api_for(const struct route *r, const char *method)
+{
+	for (size_t i = 0; i < sizeof(api_routes) / sizeof(api_routes[0]); i++)
+		if (!strcmp(api_routes[i].pattern, r->pattern) && !strcmp(api_routes[i].method, method))
+			return api_routes[i].api;
+	return NULL;
+}
+
+/* The body as a JSON object (an empty body is {}); NULL with e on anything else. */
+static cJSON *body_object(struct conn *c, struct err *e)
+{
+	if (!c->body_len)
+		return cJSON_CreateObject();
+	cJSON *j = jsonin_parse(c->body, c->body_len, e);
+	if (j && !cJSON_IsObject(j)) {
+		err_set(e, ERR_INVALID, "the request body must be a JSON object");
+		cJSON_Delete(j);
+		return NULL;
+	}
+	return j;
+}
+
+static void add_query(struct conn *c, cJSON *params)
+{
+	char v[32];
+	if (!query_arg(c->wsi, "limit", v, sizeof(v))) {
+		char *end;
+		long long n = strtoll(v, &end, 10);
+		if (*v && !*end)
+			cJSON_AddNumberToObject(params, "limit", (double)n);
+		else
+			cJSON_AddStringToObject(params, "limit", v); /* rejected with a clear error */
+	}
+	if (query_flag(c->wsi, "roots"))
+		cJSON_AddBoolToObject(params, "roots", 1);
+}
+
+static int call_api(struct conn *c, const char *method, cJSON *params, char ids[2][64])
+{
+	if (ids[0][0]) {
+		cJSON_DeleteItemFromObject(params, "sessionID");
+		cJSON_AddStringToObject(params, "sessionID", ids[0]);
+	}
+	if (ids[1][0]) {
+		cJSON_DeleteItemFromObject(params, "messageID");
+		cJSON_AddStringToObject(params, "messageID", ids[1]);
+	}
+	add_query(c, params);
+	struct jw w;
+	struct err e = {0};
+	int unknown;
+	jw_init(&w);
+	if (api_call(c->srv->E, method, params, &w, &unknown, &e)) {
+		jw_free(&w);
+		return respond_err(c, &e);
+	}
+	return respond_json(c, 200, &w);
+}
+
+static int handle(struct conn *c)
+{
+	char ids[2][64] = {"", ""};
+	int is_get = !strcmp(c->method, "GET") || !strcmp(c->method, "HEAD");
+	const struct route *r = find_route(c->path, ids);
+	if (c->body_too_big)
+		return respond_error(c, 413, "PayloadTooLarge", "request body over 1048576 bytes",
+				     "connection:", "close");
+	if (!r)
+		return is_get ? serve_static(c)
+			      : respond_error(c, 404, "NotFoundError", "no such route", NULL, NULL);
+	if (!allows(r, c->method)) {
+		char msg[1200];
+		snprintf(msg, sizeof(msg), "%s is not allowed on %s (allowed: %s)", c->method,
+			 c->path, r->methods);
+		return respond_error(c, 405, "MethodNotAllowed", msg, "allow:", r->methods);
+	}
+	if (!strcmp(r->pattern, "/event"))
+		return sse_start(c);
+	struct err e = {0};
+	cJSON *body = body_object(c, &e);
+	if (!body)
+		return respond_err(c, &e);
+	int rc;
+	if (!strcmp(r->pattern, "/session/*/message") && !strcmp(c->method, "POST"))
+		rc = do_prompt(c, ids[0], body, 1);
+	else if (!strcmp(r->pattern, "/session/*/prompt_async"))
+		rc = do_prompt(c, ids[0], body, 0);
+	else
+		rc = call_api(c, api_for(r, c->method), body, ids);
+	cJSON_Delete(body);
+	return rc;
+}
+
+static void reset_request(struct conn *c)
+{
+	free(c->body);
+	c->body = NULL;
+	c->body_len = 0;
+	c->body_too_big = 0;
+}
+
+static int on_request(struct conn *c, const char *uri)
+{
+	c->kind = C_HTTP;
+	reset_request(c);
+	if (!c->counted)
+		server_track(c->srv, c);
+	snprintf(c->path, sizeof(c->path), "%s", uri);
+	read_method(c);
+	if (c->srv->nconns > MAX_CONNECTIONS)
+		return respond_error(c, 503, "ServiceUnavailable", "too many connections (limit 1024)",
+				     "connection:", "close");
+	if (!server_authorized(c->srv, c->wsi))
+		return respond_error(c, 401, "Unauthorized", "missing or wrong token",
+				     "www-authenticate:", "Basic realm=\"agentgate\"");
+	if (c->srv->shutting_down)
+		return respond_error(c, 503, "ServiceUnavailable", "the server is shutting down",
+				     "connection:", "close");
+	char cl[32] = "";
+	lws_hdr_copy(c->wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH);
+	long long clen = atoll(cl);
+	if (clen > MAX_BODY) {
+		c->body_too_big = 1;
+		return handle(c);
+	}
+	int has_body = clen > 0 || lws_hdr_total_length(c->wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
+	if (has_body && strcmp(c->method, "GET") && strcmp(c->method, "HEAD"))
+		return 0; /* handled at LWS_CALLBACK_HTTP_BODY_COMPLETION */
+	return handle(c);
+}
+
+static int on_body(struct conn *c, const void *in, size_t len)
+{
+	if (c->body_too_big || c->body_len + len > MAX_BODY) {
+		c->body_too_big = 1;
+		return 0;
+	}
+	char *b = realloc(c->body, c->body_len + len + 1);
+	if (!b)
+		return -1;
+	memcpy(b + c->body_len, in, len);
+	c->body = b;
+	c->body_len += len;
+	b[c->body_len] = 0;
+	return 0;
+}
+
+static void cleanup(struct conn *c)
+{
+	engine_waiter_cancel(c->srv->E, &c->w);
+	if (c->subscribed) {
+		subscriber_stop(&c->sub);
+		timer_cancel(&c->hb);
+		c->subscribed = 0;
+	}
+	reset_request(c);
+	free(c->resp);
+	c->resp = NULL;
+	server_untrack(c->srv, c);
+}
+
+int http_callback(struct conn *c, enum lws_callback_reasons reason, void *in, size_t len)
+{
+	switch (reason) {
+	case LWS_CALLBACK_HTTP:
+		return on_request(c, in);
+	case LWS_CALLBACK_HTTP_BODY:
+		return on_body(c, in, len);
+	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+		return handle(c);
+	case LWS_CALLBACK_HTTP_WRITEABLE:
+		if (c->kind == C_SSE)
+			return sse_write(c);
+		return c->responding ? write_body(c) : 0;
+	case LWS_CALLBACK_HTTP_FILE_COMPLETION:
+		return lws_http_transaction_completed(c->wsi) ? -1 : 0;
+	case LWS_CALLBACK_CLOSED_HTTP:
+		cleanup(c);
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+void http_shutdown(struct conn *c)
+{
+	if (c->kind != C_SSE)
+		return;
+	c->closing = 1;
+	lws_callback_on_writable(c->wsi);
+}

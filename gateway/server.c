@@ -1,0 +1,228 @@
+/* server: the lws protocol that carries HTTP, SSE and WebSocket, access control
+ * (token, Origin), the connection limit, and start-up / graceful shutdown. */
+#include "server.h"
+#include "api.h"
+#include "log.h"
+
+#include <arpa/inet.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int tokens_equal(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	unsigned diff = (unsigned)(la ^ lb);
+	for (size_t i = 0; i < la && i < lb; i++)
+		diff |= (unsigned)(a[i] ^ b[i]); /* constant time over the shorter length */
+	return diff == 0;
+}
+
+/* Bearer TOKEN, or Basic with TOKEN as the password (any user). */
+int server_authorized(struct server *S, struct lws *wsi)
+{
+	if (!S->token || !*S->token)
+		return 1;
+	char h[512];
+	if (lws_hdr_copy(wsi, h, sizeof(h), WSI_TOKEN_HTTP_AUTHORIZATION) <= 0)
+		return 0;
+	if (!strncasecmp(h, "Bearer ", 7))
+		return tokens_equal(h + 7, S->token);
+	if (strncasecmp(h, "Basic ", 6))
+		return 0;
+	char dec[384];
+	int n = lws_b64_decode_string(h + 6, dec, sizeof(dec) - 1);
+	if (n <= 0)
+		return 0;
+	dec[n] = 0;
+	char *colon = strchr(dec, ':');
+	return colon && tokens_equal(colon + 1, S->token);
+}
+
+void server_maybe_done(struct server *S);
+
+void server_track(struct server *S, struct conn *c)
+{
+	c->counted = 1;
+	S->nconns++;
+	c->prev = &S->conns;
+	c->next = S->conns.next;
+	S->conns.next->prev = c;
+	S->conns.next = c;
+}
+
+void server_untrack(struct server *S, struct conn *c)
+{
+	if (!c->counted)
+		return;
+	c->counted = 0;
+	S->nconns--;
+	c->prev->next = c->next;
+	c->next->prev = c->prev;
+	c->next = c->prev = NULL;
+	server_maybe_done(S);
+}
+
+int server_status_of(const struct err *e, const char **name)
+{
+	switch (e->code) {
+	case ERR_INVALID: *name = "BadRequest"; return 400;
+	case ERR_NOTFOUND: *name = "NotFoundError"; return 404;
+	case ERR_BUSY: *name = "SessionBusyError"; return 409;
+	case ERR_LIMIT: *name = "LimitError"; return 429;
+	default: *name = "UnknownError"; return 500;
+	}
+}
+
+void server_error_json(struct jw *w, const char *name, const char *msg)
+{
+	jw_obj(w);
+	jw_kstr(w, "name", name);
+	jw_kstr(w, "message", msg);
+	jw_key(w, "data");
+	jw_obj(w);
+	jw_kstr(w, "message", msg);
+	jw_obj_end(w);
+	jw_obj_end(w);
+}
+
+/* The Origin of a browser's upgrade must be this server: scheme://Host. */
+static int same_origin(struct lws *wsi)
+{
+	char origin[256], host[256];
+	if (lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) <= 0)
+		return 1; /* not a browser */
+	if (lws_hdr_copy(wsi, host, sizeof(host), WSI_TOKEN_HOST) <= 0)
+		return 0;
+	const char *o = strstr(origin, "://");
+	return o && !strcmp(o + 3, host);
+}
+
+static int reject(struct lws *wsi, unsigned status, const char *name, const char *msg,
+		  const char *hname, const char *hval)
+{
+	struct jw w;
+	jw_init(&w);
+	server_error_json(&w, name, msg);
+	unsigned char buf[LWS_PRE + 2048], *start = buf + LWS_PRE, *p = start,
+		*end = buf + sizeof(buf) - 1;
+	if (lws_add_http_common_headers(wsi, status, "application/json", w.len, &p, end) ||
+	    (hname && lws_add_http_header_by_name(wsi, (const unsigned char *)hname,
+						  (const unsigned char *)hval, (int)strlen(hval),
+						  &p, end)) ||
+	    lws_finalize_http_header(wsi, &p, end) || (size_t)(end - p) < w.len) {
+		jw_free(&w);
+		return -1;
+	}
+	memcpy(p, w.buf, w.len);
+	p += w.len;
+	jw_free(&w);
+	lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS);
+	return 1;
+}
+
+int ws_confirm_upgrade(struct server *S, struct lws *wsi)
+{
+	char uri[64] = "";
+	lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
+	if (strcmp(uri, "/ws"))
+		return reject(wsi, 404, "NotFoundError", "WebSocket endpoint is /ws", NULL, NULL);
+	if (!server_authorized(S, wsi))
+		return reject(wsi, 401, "Unauthorized", "missing or wrong token",
+			      "www-authenticate:", "Basic realm=\"agentgate\"");
+	if (!same_origin(wsi))
+		return reject(wsi, 403, "Forbidden", "WebSocket upgrade from a foreign Origin",
+			      NULL, NULL);
+	if (S->nconns >= MAX_CONNECTIONS || S->shutting_down)
+		return reject(wsi, 503, "ServiceUnavailable", "too many connections or shutting down",
+			      NULL, NULL);
+	return 0;
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		    size_t len)
+{
+	struct server *S = loop_user(lws_context_user(lws_get_context(wsi)));
+	struct conn *c = user;
+	if (reason == LWS_CALLBACK_HTTP_CONFIRM_UPGRADE)
+		return ws_confirm_upgrade(S, wsi);
+	if (!c || !S)
+		return 0;
+	if (!c->srv) {
+		c->srv = S;
+		c->wsi = wsi;
+	}
+	switch (reason) {
+	case LWS_CALLBACK_ESTABLISHED:
+	case LWS_CALLBACK_RECEIVE:
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+	case LWS_CALLBACK_CLOSED:
+		return ws_callback(c, reason, in, len);
+	default:
+		return http_callback(c, reason, in, len);
+	}
+}
+
+static const struct lws_protocols protocols[] = {
+	{"agentgate", callback, sizeof(struct conn), 4096, 0, NULL, 0},
+	{NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static int is_loopback(const char *host)
+{
+	struct in_addr a;
+	struct in6_addr a6;
+	if (!strcmp(host, "localhost"))
+		return 1;
+	if (inet_pton(AF_INET, host, &a) == 1)
+		return (ntohl(a.s_addr) >> 24) == 127;
+	return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+int server_check_bind(const char *host, const char *token, int insecure, struct err *e)
+{
+	if (is_loopback(host) || (token && *token) || insecure)
+		return 0;
+	err_set(e, ERR_INVALID, "refusing to listen on %s without a token: set --token or "
+		"AGENTGATE_TOKEN, or pass --insecure to allow unauthenticated access", host);
+	return -1;
+}
+
+const struct lws_protocols *server_protocols(void)
+{
+	return protocols;
+}
+
+static void shutdown_fired(struct timer *t)
+{
+	struct server *S = lws_container_of(t, struct server, shutdown_timer);
+	log_warn("serve: %d connection(s) still open after the grace period", S->nconns);
+	loop_stop(S->L);
+}
+
+/* Stops accepting work, ends every stream with a final event, then stops the loop once
+ * the streams are closed (or after a grace period). */
+void server_shutdown(struct server *S)
+{
+	if (S->shutting_down)
+		return;
+	S->shutting_down = 1;
+	log_info("serve: shutting down (%d connections)", S->nconns);
+	for (struct conn *c = S->conns.next; c != &S->conns; c = c->next) {
+		http_shutdown(c);
+		ws_shutdown(c);
+	}
+	timer_init(&S->shutdown_timer, S->L, shutdown_fired);
+	timer_arm(&S->shutdown_timer, 2000);
+}
+
+/* Called when a connection closes during shutdown: stop as soon as no stream is left. */
+void server_maybe_done(struct server *S)
+{
+	if (!S->shutting_down)
+		return;
+	for (struct conn *c = S->conns.next; c != &S->conns; c = c->next)
+		if (c->kind == C_SSE || c->kind == C_WS)
+			return;
+	loop_stop(S->L);
+}

@@ -1,0 +1,96 @@
+/* server: `agentgate serve` — one libwebsockets vhost whose single protocol serves the
+ * HTTP routes, SSE (GET /event), static files (web/) and the WebSocket JSON-RPC API at
+ * /ws. This header is shared by server.c (lifecycle, auth, limits), http.c and ws.c.
+ * Loop thread only. */
+#ifndef AG_SERVER_H
+#define AG_SERVER_H
+#include <libwebsockets.h>
+
+#include "engine.h"
+#include "subscriber.h"
+
+#define MAX_BODY (1024 * 1024)
+#define MAX_WS_MESSAGE (1024 * 1024)
+#define MAX_CONNECTIONS 1024
+#define HEARTBEAT_MS 10000
+#define MAX_RPC_QUEUE 1024
+
+enum conn_kind { C_NONE, C_HTTP, C_SSE, C_WS };
+
+struct frame {
+	struct frame *next;
+	size_t len;
+	unsigned char buf[]; /* LWS_PRE bytes of headroom, then len bytes */
+};
+
+struct ws_wait;
+
+struct conn {
+	struct server *srv;
+	struct lws *wsi;
+	enum conn_kind kind;
+	int counted;
+	struct conn *next, *prev;  /* the server's list, for shutdown */
+	/* HTTP request */
+	char method[8];
+	char path[1024];
+	char *body;
+	size_t body_len;
+	int body_too_big;
+	/* HTTP response */
+	char *resp;
+	size_t resp_len, resp_off;
+	int responding;
+	int close_after;
+	/* POST /session/{id}/message waiting for its turn */
+	struct turn_waiter w;
+	char wait_session[64];
+	/* SSE / WS events */
+	struct subscriber sub;
+	int subscribed;
+	struct timer hb;
+	int hb_due;
+	int closing;               /* shutdown: send the final event, then close */
+	/* WS */
+	char *rx;
+	size_t rx_len;
+	struct frame *out_head, *out_tail;
+	int out_n;
+	struct ws_wait *waits;
+};
+
+struct server {
+	struct engine *E;
+	struct loop *L;
+	const char *token;
+	char web_root[4096];
+	int nconns;
+	int shutting_down;
+	struct conn conns; /* list sentinel */
+	struct timer shutdown_timer;
+};
+
+/* server.c */
+int server_authorized(struct server *S, struct lws *wsi);
+void server_track(struct server *S, struct conn *c);
+void server_untrack(struct server *S, struct conn *c);
+/* Maps an engine error to an HTTP status and an error name. */
+int server_status_of(const struct err *e, const char **name);
+void server_error_json(struct jw *w, const char *name, const char *msg);
+
+const struct lws_protocols *server_protocols(void);
+/* Refuses a non-loopback bind without a token unless insecure. */
+int server_check_bind(const char *host, const char *token, int insecure, struct err *e);
+void server_shutdown(struct server *S);
+void server_maybe_done(struct server *S);
+
+/* http.c */
+int http_callback(struct conn *c, enum lws_callback_reasons reason, void *in, size_t len);
+void http_shutdown(struct conn *c);
+
+/* ws.c */
+int ws_callback(struct conn *c, enum lws_callback_reasons reason, void *in, size_t len);
+int ws_confirm_upgrade(struct server *S, struct lws *wsi);
+void ws_shutdown(struct conn *c);
+
+#endif

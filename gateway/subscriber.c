@@ -1,0 +1,137 @@
+#include "subscriber.h"
+#include "jw.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void push(struct subscriber *s, struct event *ev)
+{
+	if (s->n == SUB_QUEUE_MAX) {
+		s->overflow = 1;
+		return;
+	}
+	event_ref(ev);
+	s->q[(s->head + s->n) % SUB_QUEUE_MAX] = ev;
+	s->n++;
+	s->queued_seq = ev->seq;
+}
+
+static void on_live(void *arg, struct event *ev)
+{
+	struct subscriber *s = arg;
+	if (s->catching_up || s->overflow || !event_matches(ev, s->session_id, s->descendants))
+		return;
+	int was_empty = s->n == 0;
+	push(s, ev);
+	if (was_empty || s->overflow)
+		s->wake(s);
+}
+
+static void on_replay(void *arg, struct event *ev)
+{
+	push(arg, ev);
+}
+
+static struct event *resync_event(int64_t since, int64_t oldest, int64_t last)
+{
+	struct jw w;
+	jw_init(&w);
+	jw_obj(&w);
+	jw_kstr(&w, "type", "resync");
+	jw_key(&w, "properties");
+	jw_obj(&w);
+	jw_kint(&w, "since", since);
+	jw_kint(&w, "oldest", oldest);
+	jw_kint(&w, "last", last);
+	jw_obj_end(&w);
+	jw_kint(&w, "seq", last);
+	jw_obj_end(&w);
+	struct event *ev = w.oom ? NULL : calloc(1, sizeof(*ev) + w.len + 1);
+	if (ev) {
+		ev->refs = 1;
+		ev->seq = last;
+		ev->type = "resync";
+		ev->path = strdup("");
+		memcpy(ev->json, w.buf, w.len + 1);
+		ev->len = w.len;
+	}
+	jw_free(&w);
+	return ev;
+}
+
+int subscriber_start(struct subscriber *s, struct bus *B, const char *session_id,
+		     int descendants, int64_t since, void (*wake)(struct subscriber *s))
+{
+	memset(s, 0, sizeof(*s));
+	s->q = calloc(SUB_QUEUE_MAX, sizeof(*s->q));
+	if (!s->q)
+		return -1;
+	s->B = B;
+	s->session_id = session_id && *session_id ? strdup(session_id) : NULL;
+	s->descendants = descendants;
+	s->wake = wake;
+	s->queued_seq = s->sent_seq = since < 0 ? bus_last_seq(B) : since;
+	s->catching_up = since >= 0 && since < bus_last_seq(B);
+	if (s->catching_up && since + 1 < bus_oldest_seq(B)) {
+		s->resync = resync_event(since, bus_oldest_seq(B), bus_last_seq(B));
+		s->catching_up = 0;
+		s->queued_seq = s->sent_seq = bus_last_seq(B);
+	}
+	bus_subscribe(B, &s->sub, on_live, s);
+	return 0;
+}
+
+void subscriber_stop(struct subscriber *s)
+{
+	if (!s->q)
+		return;
+	bus_unsubscribe(s->B, &s->sub);
+	while (s->n) {
+		event_unref(s->q[s->head]);
+		s->head = (s->head + 1) % SUB_QUEUE_MAX;
+		s->n--;
+	}
+	event_unref(s->resync);
+	free(s->q);
+	free(s->session_id);
+	memset(s, 0, sizeof(*s));
+}
+
+/* Fills the queue with the next page of history; leaves catch-up once it is current. */
+static void refill(struct subscriber *s)
+{
+	int64_t upto;
+	int rc = bus_replay(s->B, s->queued_seq, s->session_id, s->descendants, on_replay, s,
+			    SUB_QUEUE_MAX / 4, &upto);
+	if (rc == BUS_RESYNC) {
+		s->resync = resync_event(s->queued_seq, bus_oldest_seq(s->B), bus_last_seq(s->B));
+		upto = bus_last_seq(s->B);
+	}
+	s->queued_seq = upto;
+	if (upto >= bus_last_seq(s->B))
+		s->catching_up = 0;
+}
+
+struct event *subscriber_next(struct subscriber *s)
+{
+	if (s->resync) {
+		struct event *ev = s->resync;
+		s->resync = NULL;
+		return ev;
+	}
+	if (!s->n && s->catching_up)
+		refill(s);
+	if (s->resync)
+		return subscriber_next(s);
+	if (!s->n)
+		return NULL;
+	struct event *ev = s->q[s->head];
+	s->head = (s->head + 1) % SUB_QUEUE_MAX;
+	s->n--;
+	return ev;
+}
+
+int subscriber_pending(const struct subscriber *s)
+{
+	return s->n > 0 || s->catching_up || s->resync;
+}

@@ -1,0 +1,400 @@
+/* ws: the WebSocket JSON-RPC 2.0 API at /ws — requests onto api.c, subscriptions onto a
+ * subscriber, responses and events as text frames, one frame per writable callback, with
+ * bounded queues: a client that cannot keep up is closed with a reason naming `since`. */
+#include "api.h"
+#include "jsonin.h"
+#include "log.h"
+#include "server.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+	RPC_PARSE = -32700,
+	RPC_INVALID = -32600,
+	RPC_NO_METHOD = -32601,
+	RPC_PARAMS = -32602,
+	RPC_INTERNAL = -32603,
+	RPC_NOT_FOUND = -32004,
+	RPC_BUSY = -32009,
+	RPC_LIMIT = -32029,
+};
+
+/* A session.prompt with "wait": answered when the turn ends. */
+struct ws_wait {
+	struct turn_waiter w;
+	struct conn *c;
+	struct ws_wait *next;
+	char *id_json; /* the request id, as JSON */
+	char session[64];
+};
+
+static void queue_frame(struct conn *c, const char *a, size_t alen, const char *b, size_t blen,
+			const char *z)
+{
+	size_t zlen = z ? strlen(z) : 0, len = alen + blen + zlen;
+	struct frame *f = malloc(sizeof(*f) + LWS_PRE + len);
+	if (!f)
+		return;
+	f->next = NULL;
+	f->len = len;
+	memcpy(f->buf + LWS_PRE, a, alen);
+	memcpy(f->buf + LWS_PRE + alen, b, blen);
+	if (zlen)
+		memcpy(f->buf + LWS_PRE + alen + blen, z, zlen);
+	if (c->out_tail)
+		c->out_tail->next = f;
+	else
+		c->out_head = f;
+	c->out_tail = f;
+	c->out_n++;
+	lws_callback_on_writable(c->wsi);
+}
+
+static void reply(struct conn *c, const char *id_json, const char *result, size_t len)
+{
+	struct jw w;
+	jw_init(&w);
+	jw_append(&w, "{\"jsonrpc\":\"2.0\",\"id\":", 22);
+	jw_append(&w, id_json, strlen(id_json));
+	jw_append(&w, ",\"result\":", 10);
+	queue_frame(c, w.buf, w.len, result, len, "}");
+	jw_free(&w);
+}
+
+static void reply_error(struct conn *c, const char *id_json, int code, const char *msg)
+{
+	struct jw w;
+	jw_init(&w);
+	jw_obj(&w);
+	jw_kstr(&w, "jsonrpc", "2.0");
+	jw_kraw(&w, "id", id_json ? id_json : "null");
+	jw_key(&w, "error");
+	jw_obj(&w);
+	jw_kint(&w, "code", code);
+	jw_kstr(&w, "message", msg);
+	jw_obj_end(&w);
+	jw_obj_end(&w);
+	if (!w.oom)
+		queue_frame(c, w.buf, w.len, "", 0, NULL);
+	jw_free(&w);
+}
+
+static int rpc_code(const struct err *e)
+{
+	switch (e->code) {
+	case ERR_INVALID: return RPC_PARAMS;
+	case ERR_NOTFOUND: return RPC_NOT_FOUND;
+	case ERR_BUSY: return RPC_BUSY;
+	case ERR_LIMIT: return RPC_LIMIT;
+	default: return RPC_INTERNAL;
+	}
+}
+
+/* ---- subscriptions ---- */
+
+static void ws_wake(struct subscriber *s)
+{
+	struct conn *c = lws_container_of(s, struct conn, sub);
+	lws_callback_on_writable(c->wsi);
+}
+
+static int do_subscribe(struct conn *c, const cJSON *p, struct jw *w, struct err *e)
+{
+	const char *sid = NULL;
+	int desc = 0;
+	long long since = -1;
+	if (jsonin_str(p, "sessionID", 0, &sid, e) || jsonin_bool(p, "descendants", &desc, e) ||
+	    jsonin_int(p, "since", 0, &since, e))
+		return -1;
+	if (sid && engine_session_exists(c->srv->E, sid, e))
+		return -1;
+	if (c->subscribed)
+		subscriber_stop(&c->sub);
+	c->subscribed = 0;
+	if (subscriber_start(&c->sub, engine_bus(c->srv->E), sid, desc, since, ws_wake)) {
+		err_set(e, ERR_INTERNAL, "out of memory");
+		return -1;
+	}
+	c->subscribed = 1;
+	jw_obj(w);
+	jw_kint(w, "seq", bus_last_seq(engine_bus(c->srv->E)));
+	jw_obj_end(w);
+	lws_callback_on_writable(c->wsi);
+	return 0;
+}
+
+/* ---- prompts ---- */
+
+static void wait_done(struct turn_waiter *tw, const char *state, const char *msg_id)
+{
+	struct ws_wait *ww = lws_container_of(tw, struct ws_wait, w);
+	struct conn *c = ww->c;
+	struct jw w;
+	struct err e = {0};
+	jw_init(&w);
+	if (api_message_json(c->srv->E, ww->session, msg_id, &w, &e))
+		reply_error(c, ww->id_json, rpc_code(&e), e.msg);
+	else
+		reply(c, ww->id_json, w.buf, w.len);
+	jw_free(&w);
+	for (struct ws_wait **pp = &c->waits; *pp; pp = &(*pp)->next) {
+		if (*pp == ww) {
+			*pp = ww->next;
+			break;
+		}
+	}
+	free(ww->id_json);
+	free(ww);
+}
+
+static int do_prompt(struct conn *c, const char *id_json, const cJSON *p, struct jw *w,
+		     struct err *e)
+{
+	const char *sid;
+	int wait = 0;
+	if (jsonin_str(p, "sessionID", 1, &sid, e) || jsonin_bool(p, "wait", &wait, e))
+		return -1;
+	struct prompt pr;
+	char *text = NULL;
+	if (api_parse_prompt(p, sid, "ws", &pr, &text, e))
+		return -1;
+	struct ws_wait *ww = wait ? calloc(1, sizeof(*ww)) : NULL;
+	if (ww) {
+		ww->c = c;
+		ww->w.fn = wait_done;
+		ww->id_json = strdup(id_json);
+		snprintf(ww->session, sizeof(ww->session), "%s", sid);
+	}
+	struct prompt_result r;
+	int rc = engine_prompt(c->srv->E, &pr, &r, ww ? &ww->w : NULL, e);
+	free(text);
+	if (rc) {
+		if (ww)
+			free(ww->id_json);
+		free(ww);
+		return -1;
+	}
+	if (ww) {
+		ww->next = c->waits;
+		c->waits = ww;
+		return 1; /* answered later */
+	}
+	jw_obj(w);
+	jw_kstr(w, "sessionID", sid);
+	jw_kstr(w, "turnID", r.turn_id);
+	jw_kstr(w, "messageID", r.user_message_id);
+	jw_kbool(w, "coalesced", r.coalesced);
+	jw_obj_end(w);
+	return 0;
+}
+
+/* ---- requests ---- */
+
+/* Runs one request; returns what to answer through w / e, or 1 when answered later. */
+static int dispatch(struct conn *c, const char *method, const char *id_json, const cJSON *p,
+		    struct jw *w, struct err *e, int *unknown)
+{
+	*unknown = 0;
+	if (p && !cJSON_IsObject(p)) {
+		err_set(e, ERR_INVALID, "params must be an object");
+		return -1;
+	}
+	if (!strcmp(method, "subscribe"))
+		return do_subscribe(c, p, w, e);
+	if (!strcmp(method, "unsubscribe")) {
+		if (c->subscribed)
+			subscriber_stop(&c->sub);
+		c->subscribed = 0;
+		jw_bool(w, 1);
+		return 0;
+	}
+	if (!strcmp(method, "session.prompt"))
+		return do_prompt(c, id_json, p, w, e);
+	return api_call(c->srv->E, method, p, w, unknown, e);
+}
+
+static void handle_message(struct conn *c, const char *buf, size_t len)
+{
+	struct err e = {0};
+	cJSON *req = jsonin_parse(buf, len, &e);
+	if (!req) {
+		reply_error(c, NULL, RPC_PARSE, e.msg);
+		return;
+	}
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "id");
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(req, "method");
+	const cJSON *ver = cJSON_GetObjectItemCaseSensitive(req, "jsonrpc");
+	char *id_json = id && (cJSON_IsString(id) || cJSON_IsNumber(id) || cJSON_IsNull(id))
+				? cJSON_PrintUnformatted(id) : strdup("null");
+	if (!cJSON_IsObject(req) || !cJSON_IsString(ver) || strcmp(ver->valuestring, "2.0") ||
+	    !cJSON_IsString(m) || (id && !cJSON_IsString(id) && !cJSON_IsNumber(id) &&
+				   !cJSON_IsNull(id))) {
+		reply_error(c, id_json, RPC_INVALID, "invalid request: expected {\"jsonrpc\":\"2.0\","
+			    "\"method\": string, \"id\"?: string|number, \"params\"?: object}");
+		goto out;
+	}
+	struct jw w;
+	jw_init(&w);
+	int unknown = 0;
+	int rc = dispatch(c, m->valuestring, id_json,
+			  cJSON_GetObjectItemCaseSensitive(req, "params"), &w, &e, &unknown);
+	if (id && rc == 0)
+		reply(c, id_json, w.buf ? w.buf : "null", w.buf ? w.len : 4);
+	else if (id && rc < 0)
+		reply_error(c, id_json, unknown ? RPC_NO_METHOD : rpc_code(&e), e.msg);
+	jw_free(&w);
+out:
+	free(id_json);
+	cJSON_Delete(req);
+}
+
+static int on_receive(struct conn *c, const void *in, size_t len)
+{
+	if (c->rx_len + len > MAX_WS_MESSAGE) {
+		static const char why[] = "message over 1048576 bytes";
+		lws_close_reason(c->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+				 (unsigned char *)why, sizeof(why) - 1);
+		return -1;
+	}
+	char *b = realloc(c->rx, c->rx_len + len + 1);
+	if (!b)
+		return -1;
+	memcpy(b + c->rx_len, in, len);
+	c->rx = b;
+	c->rx_len += len;
+	if (!lws_is_final_fragment(c->wsi) || lws_remaining_packet_payload(c->wsi))
+		return 0;
+	if (lws_frame_is_binary(c->wsi)) {
+		reply_error(c, NULL, RPC_PARSE, "binary frames are not accepted: send JSON text");
+	} else {
+		handle_message(c, c->rx, c->rx_len);
+	}
+	c->rx_len = 0;
+	if (c->out_n > MAX_RPC_QUEUE) {
+		static const char why[] = "client too slow: responses are not being read";
+		lws_close_reason(c->wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION, (unsigned char *)why,
+				 sizeof(why) - 1);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- writing ---- */
+
+static int write_frame(struct conn *c, unsigned char *p, size_t len)
+{
+	return lws_write(c->wsi, p, len, LWS_WRITE_TEXT) < (int)len ? -1 : 0;
+}
+
+static int close_slow(struct conn *c)
+{
+	char why[120];
+	int n = snprintf(why, sizeof(why), "client too slow: over %d events queued; "
+			 "subscribe again with since=%lld", SUB_QUEUE_MAX, (long long)c->sub.sent_seq);
+	log_warn("ws: closing a slow client at seq %lld", (long long)c->sub.sent_seq);
+	lws_close_reason(c->wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION, (unsigned char *)why,
+			 (size_t)n);
+	return -1;
+}
+
+static int on_writable(struct conn *c)
+{
+	if (c->out_head) {
+		struct frame *f = c->out_head;
+		c->out_head = f->next;
+		if (!c->out_head)
+			c->out_tail = NULL;
+		c->out_n--;
+		int rc = write_frame(c, f->buf + LWS_PRE, f->len);
+		free(f);
+		if (rc)
+			return -1;
+	} else if (c->subscribed && c->sub.overflow) {
+		return close_slow(c);
+	} else if (c->subscribed) {
+		struct event *ev = subscriber_next(&c->sub);
+		if (ev) {
+			static const char pre[] = "{\"jsonrpc\":\"2.0\",\"method\":\"event\",\"params\":";
+			size_t len = sizeof(pre) - 1 + ev->len + 1;
+			unsigned char *buf = malloc(LWS_PRE + len);
+			if (!buf)
+				return -1;
+			memcpy(buf + LWS_PRE, pre, sizeof(pre) - 1);
+			memcpy(buf + LWS_PRE + sizeof(pre) - 1, ev->json, ev->len);
+			buf[LWS_PRE + len - 1] = '}';
+			c->sub.sent_seq = ev->seq;
+			event_unref(ev);
+			int rc = write_frame(c, buf + LWS_PRE, len);
+			free(buf);
+			if (rc)
+				return -1;
+		}
+	}
+	if (c->closing && !c->out_head) {
+		static const char why[] = "server shutting down";
+		lws_close_reason(c->wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)why,
+				 sizeof(why) - 1);
+		return -1;
+	}
+	if (c->out_head || (c->subscribed && subscriber_pending(&c->sub)))
+		lws_callback_on_writable(c->wsi);
+	return 0;
+}
+
+static void cleanup(struct conn *c)
+{
+	if (c->subscribed)
+		subscriber_stop(&c->sub);
+	c->subscribed = 0;
+	while (c->waits) {
+		struct ws_wait *ww = c->waits;
+		c->waits = ww->next;
+		engine_waiter_cancel(c->srv->E, &ww->w);
+		free(ww->id_json);
+		free(ww);
+	}
+	while (c->out_head) {
+		struct frame *f = c->out_head;
+		c->out_head = f->next;
+		free(f);
+	}
+	c->out_tail = NULL;
+	free(c->rx);
+	c->rx = NULL;
+	server_untrack(c->srv, c);
+}
+
+int ws_callback(struct conn *c, enum lws_callback_reasons reason, void *in, size_t len)
+{
+	switch (reason) {
+	case LWS_CALLBACK_ESTABLISHED:
+		c->kind = C_WS;
+		if (!c->counted)
+			server_track(c->srv, c);
+		return 0;
+	case LWS_CALLBACK_RECEIVE:
+		return on_receive(c, in, len);
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+		return on_writable(c);
+	case LWS_CALLBACK_CLOSED:
+		cleanup(c);
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+void ws_shutdown(struct conn *c)
+{
+	if (c->kind != C_WS)
+		return;
+	c->closing = 1;
+	if (c->subscribed) {
+		static const char bye[] =
+			"{\"jsonrpc\":\"2.0\",\"method\":\"event\",\"params\":{\"type\":"
+			"\"server.shutdown\",\"properties\":{}}}";
+		queue_frame(c, bye, sizeof(bye) - 1, "", 0, NULL);
+	}
+	lws_callback_on_writable(c->wsi);
+}
