@@ -122,7 +122,8 @@ static void persist(struct bus *B, struct event *ev, const struct bus_env *env)
 	if (!B->S)
 		return;
 	store_event_append(B->S, ev->seq, env->session_id, ev->path, ev->json, ev->len);
-	if (++B->since_prune >= 4096 && B->keep > 0) {
+	/* prune once a quarter of `keep` has been added since the last time */
+	if (B->keep > 0 && ++B->since_prune > B->keep / 4) {
 		B->since_prune = 0;
 		store_event_prune(B->S, B->keep);
 	}

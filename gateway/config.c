@@ -93,6 +93,7 @@ static void defaults(struct config *c)
 	c->task_max_running = 4;
 	c->task_budget_ms = 600000;
 	c->event_keep = 200000;
+	c->event_ring = 8192;
 }
 
 static int parse_numbers(struct config *c, const char *path, struct err *e)
@@ -106,6 +107,7 @@ static int parse_numbers(struct config *c, const char *path, struct err *e)
 	    num_field(r, "connect_timeout_ms", &c->connect_timeout_ms, e, path) ||
 	    num_field(r, "first_byte_timeout_ms", &c->first_byte_timeout_ms, e, path) ||
 	    num_field(r, "event_keep", &c->event_keep, e, path) ||
+	    num_field(r, "event_ring", &c->event_ring, e, path) ||
 	    num_field(retry, "max", &rmax, e, path) ||
 	    num_field(retry, "stall_max", &smax, e, path) ||
 	    num_field(retry, "base_ms", &c->retry_base_ms, e, path) ||
@@ -118,6 +120,8 @@ static int parse_numbers(struct config *c, const char *path, struct err *e)
 	c->stall_retry_max = (int)smax;
 	c->task_max_depth = (int)depth;
 	c->task_max_running = (int)running;
+	if (c->event_ring < 16)
+		c->event_ring = 16;
 	if (c->stall_ms <= 0) {
 		err_set(e, ERR_INVALID, "config %s: \"stall_timeout_ms\" must be positive", path);
 		return -1;

@@ -25,6 +25,7 @@ struct config {
 	int task_max_running;     /* children running at once per session (default 4) */
 	int64_t task_budget_ms;   /* time budget of one child (default 600000) */
 	int64_t event_keep;       /* events kept in the store for replay */
+	int64_t event_ring;       /* events kept in memory for replay */
 	char *openai_base_url, *anthropic_base_url;
 };
 

@@ -616,7 +616,7 @@ struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct
 		goto fail;
 	}
 	store_set_flush_hook(E->S, engine_flush_dirty, E);
-	E->B = bus_create(E->S, 8192, E->C.event_keep);
+	E->B = bus_create(E->S, (size_t)E->C.event_ring, E->C.event_keep);
 	if (!E->B) {
 		err_set(e, ERR_INTERNAL, "out of memory");
 		goto fail;

@@ -284,7 +284,6 @@ static int sse_start(struct conn *c)
 	c->kind = C_SSE;
 	if (write_headers(c, 200, "text/event-stream", -1, "x-accel-buffering:", "no"))
 		return -1;
-	lws_http_mark_sse(c->wsi);
 	lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
 	timer_init(&c->hb, c->srv->L, sse_heartbeat);
 	timer_arm(&c->hb, HEARTBEAT_MS);
@@ -614,7 +613,11 @@ int http_callback(struct conn *c, enum lws_callback_reasons reason, void *in, si
 	case LWS_CALLBACK_HTTP_FILE_COMPLETION:
 		return lws_http_transaction_completed(c->wsi) ? -1 : 0;
 	case LWS_CALLBACK_CLOSED_HTTP:
-		cleanup(c);
+	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+		/* lws frees this per-connection memory at the end of each keep-alive
+		 * transaction, after dropping the protocol: let go of everything here */
+		if (c->kind == C_HTTP || c->kind == C_SSE)
+			cleanup(c);
 		return 0;
 	default:
 		return 0;

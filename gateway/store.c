@@ -30,6 +30,9 @@ static const char *const migrations[] = {
 	"CREATE INDEX turn_state ON turn(state, id);"
 	"CREATE TABLE event(seq INTEGER PRIMARY KEY, session_id TEXT, path TEXT,"
 	" data TEXT NOT NULL);",
+	/* 2: conversation order is turn order (turn ids sort by acceptance, and turns run
+	 * FIFO), then message order within the turn */
+	"CREATE INDEX message_turn ON message(session_id, turn_id, id);",
 };
 
 enum stmt {
@@ -60,7 +63,7 @@ static const char *const sql[ST_COUNT] = {
 	[ST_SES_DEL_PART] = "DELETE FROM part WHERE session_id = ?",
 	[ST_SES_DEL_TURN] = "DELETE FROM turn WHERE session_id = ?",
 	[ST_MSG_PUT] = "INSERT OR REPLACE INTO message(" MSG_COLS ") VALUES(?,?,?,?,?,?,?,?)",
-	[ST_MSG_LIST] = "SELECT " MSG_COLS " FROM message WHERE session_id = ? ORDER BY id",
+	[ST_MSG_LIST] = "SELECT " MSG_COLS " FROM message WHERE session_id = ? ORDER BY turn_id, id",
 	[ST_MSG_GET] = "SELECT " MSG_COLS " FROM message WHERE id = ?",
 	[ST_PART_PUT] = "INSERT OR REPLACE INTO part(id, message_id, session_id, type, data)"
 			" VALUES(?,?,?,?,?)",

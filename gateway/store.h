@@ -56,6 +56,7 @@ int store_session_delete(struct store *S, const char *id);
 
 int store_message_put(struct store *S, const struct store_message *r);
 typedef int (*store_message_cb)(void *arg, const struct store_message *r);
+/* A session's messages in conversation order: by turn, then by id within the turn. */
 int store_message_list(struct store *S, const char *session_id, store_message_cb cb, void *arg);
 int store_message_get(struct store *S, const char *id, store_message_cb cb, void *arg);
 

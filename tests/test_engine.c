@@ -93,6 +93,16 @@ static void prompts_from_many_sources_run_fifo_one_at_a_time(void **state)
 	assert_string_equal(text, "Slept 150 ms.");
 	free(text);
 	assert_int_equal(h_count(&h, "session.idle", sid), 1);
+	/* every turn answered its own prompt, not a newer one that was waiting */
+	const char *answers =
+		"FROM turn t JOIN part up ON up.message_id=t.user_message_id JOIN message a ON "
+		"a.turn_id=t.id AND a.role='assistant' AND a.finish='stop' JOIN part ap ON "
+		"ap.message_id=a.id AND ap.type='text' WHERE t.session_id='%s' AND "
+		"json_extract(up.data,'$.text') LIKE 'echo %%' AND json_extract(ap.data,'$.text') ";
+	char q[1024];
+	snprintf(q, sizeof(q), "SELECT COUNT(*) %s = 'The echo tool returned: ' || "
+		 "substr(json_extract(up.data,'$.text'), 6)", answers);
+	assert_int_equal(h_sql_int(&h, q, sid), 6);
 	h_stop(&h);
 }
 

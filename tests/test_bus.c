@@ -1,0 +1,137 @@
+/* Replay and back-pressure of the event bus, as SSE and WebSocket clients use it:
+ * resuming from a sequence number pages through the store and the ring without gaps,
+ * a sequence number older than what is kept yields an explicit resync, and a live
+ * subscriber that is not drained is bounded and marked for disconnection. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "id.h"
+#include "subscriber.h"
+
+static void nop_wake(struct subscriber *s)
+{
+}
+
+static int has_events(struct h *h, void *arg)
+{
+	return bus_last_seq(engine_bus(h->E)) >= *(int64_t *)arg;
+}
+
+static void make_history(struct h *h, char *sid, int64_t n)
+{
+	h_session(h, sid);
+	h_prompt(h, sid, "long", "web", NULL);
+	assert_true(h_until(h, has_events, &n, 20000));
+}
+
+/* Drains s; checks every seq is one more than the last for an unfiltered subscriber. */
+static int64_t drain(struct subscriber *s, int64_t from, int contiguous)
+{
+	int64_t last = from;
+	struct event *ev;
+	while ((ev = subscriber_next(s))) {
+		assert_string_not_equal(ev->type ? ev->type : "", "resync");
+		if (contiguous)
+			assert_int_equal(ev->seq, last + 1);
+		else
+			assert_true(ev->seq > last);
+		last = ev->seq;
+		event_unref(ev);
+	}
+	return last;
+}
+
+static void resume_pages_through_store_and_ring_without_gaps(void **state)
+{
+	struct h h;
+	h_dir(&h, "{\"event_keep\":400,\"event_ring\":64,\"providers\":{\"scripted\":{\"pace_ms\":0.2}}}");
+	h_start(&h, 1);
+	char sid[ID_MAX];
+	make_history(&h, sid, 300);
+	struct bus *B = engine_bus(h.E);
+	int64_t last = bus_last_seq(B), since = last - 250; /* older than the ring, kept in the store */
+	assert_true(since + 1 >= bus_oldest_seq(B));
+	struct subscriber s;
+	assert_int_equal(subscriber_start(&s, B, NULL, 0, since, nop_wake), 0);
+	assert_int_equal(drain(&s, since, 1), last);
+	/* live events continue the sequence after the catch-up */
+	assert_true(h_until(&h, h_idle, sid, 20000));
+	assert_int_equal(drain(&s, last, 1), bus_last_seq(B));
+	subscriber_stop(&s);
+	/* a filtered resume only sees that session, in order */
+	char other[ID_MAX];
+	h_session(&h, other);
+	since = bus_last_seq(B) - 100;
+	assert_int_equal(subscriber_start(&s, B, sid, 0, since, nop_wake), 0);
+	assert_true(drain(&s, since, 0) > since);
+	subscriber_stop(&s);
+	h_stop(&h);
+}
+
+static void too_old_a_sequence_number_gets_a_resync(void **state)
+{
+	struct h h;
+	h_dir(&h, "{\"event_keep\":100,\"event_ring\":64,\"providers\":{\"scripted\":{\"pace_ms\":0.2}}}");
+	h_start(&h, 1);
+	char sid[ID_MAX];
+	make_history(&h, sid, 400);
+	struct bus *B = engine_bus(h.E);
+	engine_flush(h.E);
+	assert_true(bus_oldest_seq(B) > 2);
+	struct subscriber s;
+	assert_int_equal(subscriber_start(&s, B, NULL, 0, 1, nop_wake), 0);
+	struct event *ev = subscriber_next(&s);
+	assert_non_null(ev);
+	assert_non_null(strstr(ev->json, "\"type\":\"resync\""));
+	assert_non_null(strstr(ev->json, "\"since\":1"));
+	event_unref(ev);
+	subscriber_stop(&s);
+	h_stop(&h);
+}
+
+static void an_undrained_live_subscriber_is_bounded_and_marked(void **state)
+{
+	struct h h;
+	h_dir(&h, "{\"providers\":{\"scripted\":{\"pace_ms\":0.2}}}");
+	h_start(&h, 1);
+	struct subscriber slow, fast;
+	struct bus *B = engine_bus(h.E);
+	assert_int_equal(subscriber_start(&slow, B, NULL, 0, -1, nop_wake), 0);
+	assert_int_equal(subscriber_start(&fast, B, NULL, 0, -1, nop_wake), 0);
+	char sid[ID_MAX];
+	h_session(&h, sid);
+	int64_t start = bus_last_seq(B);
+	for (int i = 0; i < 8; i++)
+		h_prompt(&h, sid, "long", "web", NULL);
+	int64_t seen = start - 1; /* session.created was queued before `start` */
+	while (!h_idle(&h, sid)) {
+		h_spin(&h, 20);
+		seen = drain(&fast, seen, 1);
+	}
+	seen = drain(&fast, seen, 1);
+	assert_int_equal(seen, bus_last_seq(B));
+	print_message("events: %lld\n", (long long)(bus_last_seq(B) - start));
+	assert_true(bus_last_seq(B) - start > SUB_QUEUE_MAX);
+	assert_true(slow.overflow);
+	assert_int_equal((int)slow.n, SUB_QUEUE_MAX);
+	subscriber_stop(&slow);
+	subscriber_stop(&fast);
+	h_stop(&h);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(resume_pages_through_store_and_ring_without_gaps),
+		cmocka_unit_test(too_old_a_sequence_number_gets_a_resync),
+		cmocka_unit_test(an_undrained_live_subscriber_is_bounded_and_marked),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
