@@ -2,6 +2,7 @@
  * JSON, their status and tree). The turn ledger is turn.c, the agent loop step.c. */
 #include "engine_int.h"
 #include "log.h"
+#include "llm_http.h"
 #include "scripted.h"
 
 #include <limits.h>
@@ -587,10 +588,18 @@ static int load_config(struct engine *E, const struct engine_opts *o, struct err
 
 static int load_providers(struct engine *E, struct err *e)
 {
+	static const char *const net[] = {"openai", "anthropic"};
 	struct provider p;
 	E->M = llm_create(E->L, &E->C);
-	if (!E->M || scripted_provider(&p, E->L, &E->C, e) || llm_register(E->M, &p))
+	E->io = llmio_start(E->L);
+	if (!E->M || !E->io || scripted_provider(&p, E->L, &E->C, e) || llm_register(E->M, &p)) {
+		if (e && !e->msg[0])
+			err_set(e, ERR_INTERNAL, "cannot start the LLM providers");
 		return -1;
+	}
+	for (int i = 0; i < 2; i++)
+		if (llm_http_provider(&p, E->io, net[i], &E->C, e) || llm_register(E->M, &p))
+			return -1;
 	return llm_check_model(E->M, E->C.model, e);
 }
 
@@ -650,6 +659,7 @@ void engine_destroy(struct engine *E)
 		engine_flush(E);
 	bus_destroy(E->B);
 	store_close(E->S);
+	llmio_stop(E->io); /* no transfer may outlive the providers it points to */
 	llm_destroy(E->M);
 	tools_free(&E->T);
 	agents_free(&E->A);

@@ -18,6 +18,7 @@ struct engine {
 	struct store *S;
 	struct bus *B;
 	struct llm *M;
+	struct llmio *io;   /* the LLM I/O thread (network providers) */
 	struct config C;
 	struct agents A;
 	struct tools T;

@@ -12,20 +12,8 @@
 
 #include "config.h"
 #include "err.h"
+#include "llm_types.h"
 #include "loop.h"
-
-struct llm_usage {
-	int64_t input, output, reasoning, cache_read, cache_write;
-};
-
-struct llm_error {
-	int status;            /* HTTP status, 0 for transport errors */
-	const char *name;      /* OpenCode error name: APIError, ProviderAuthError, UnknownError */
-	const char *message;   /* the provider's own message where it sent one */
-	int retryable;         /* 429, 529, 5xx, dropped connection */
-	int64_t retry_after_ms; /* from retry-after / retry-after-ms, 0 if absent */
-	int stalled;           /* set by the supervisor for stall failures */
-};
 
 /* What a stream reports, on the loop thread. Strings are borrowed for the call. */
 struct llm_sink {
@@ -38,17 +26,6 @@ struct llm_sink {
 	void (*error)(void *arg, const struct llm_error *e);
 	/* Supervisor only: attempt `attempt` will start at next_ms (epoch ms). */
 	void (*retry)(void *arg, int attempt, const char *message, int64_t next_ms);
-};
-
-/* Neutral request. messages: [{role: user|assistant|tool, content, tool_calls?:
- * [{id,name,arguments}], tool_call_id?}]; tools: [{name, description, parameters}]. */
-struct llm_request {
-	const char *session_id; /* for log lines */
-	const char *provider, *model;
-	const char *system;
-	const cJSON *messages;
-	const cJSON *tools;
-	int64_t stall_ms;       /* 0 = the configured default */
 };
 
 /* A provider. start() begins one attempt and returns its handle; the attempt reports

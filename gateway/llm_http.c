@@ -1,0 +1,554 @@
+#include "llm_http.h"
+#include "jw.h"
+#include "log.h"
+#include "sse.h"
+#include "wire.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define PENDING_MAX (1024 * 1024) /* text waiting for the loop before the transfer pauses */
+#define ERRBODY_MAX 65536
+
+enum cmd_kind { CMD_START, CMD_CANCEL, CMD_RESUME };
+
+struct xfer;
+
+struct cmd {
+	struct cmd *next;
+	enum cmd_kind kind;
+	struct xfer *x;
+};
+
+struct llmio {
+	struct loop *L;
+	CURLM *multi;
+	pthread_t th;
+	pthread_mutex_t lock;
+	struct cmd *head, *tail;
+	atomic_int stop;
+	struct xfer *active; /* I/O thread only */
+};
+
+struct netprov {
+	struct llmio *io;
+	enum wire_kind kind;
+	char name[16];
+	char *base_url, *api_key;
+	cJSON *headers, *options;
+	const struct config *C;
+};
+
+struct xfer {
+	atomic_int refs;          /* the loop's, the I/O thread's, and one per pending post */
+	atomic_int cancelled;
+	struct netprov *P;
+	const struct llm_sink *sink;
+	void *arg;
+	char *url, *body;
+	struct curl_slist *headers;
+	int64_t connect_ms, first_byte_ms;
+	/* I/O thread */
+	CURL *easy;
+	struct xfer *next_active;
+	struct sse_parser sse;
+	struct wire_state ws;
+	long status;
+	char *errbody;
+	size_t errlen;
+	int64_t started_us;
+	int got_byte;
+	int64_t retry_after_ms;
+	char curl_err[CURL_ERROR_SIZE];
+	/* handed from the I/O thread to the loop, under lock */
+	pthread_mutex_t lock;
+	struct jw pend[2];
+	int posted, paused, final; /* final: 1 done, 2 error */
+	struct llm_error err;
+	char errmsg[600];
+	cJSON *calls;
+	struct llm_usage usage;
+	char finish[32];
+};
+
+static void xfer_unref(struct xfer *x)
+{
+	if (atomic_fetch_sub(&x->refs, 1) != 1)
+		return;
+	free(x->url);
+	free(x->body);
+	curl_slist_free_all(x->headers);
+	sse_free(&x->sse);
+	wire_free(&x->ws);
+	free(x->errbody);
+	jw_free(&x->pend[0]);
+	jw_free(&x->pend[1]);
+	cJSON_Delete(x->calls);
+	pthread_mutex_destroy(&x->lock);
+	free(x);
+}
+
+static void send_cmd(struct llmio *io, enum cmd_kind kind, struct xfer *x)
+{
+	struct cmd *c = calloc(1, sizeof(*c));
+	if (!c)
+		return;
+	c->kind = kind;
+	c->x = x;
+	pthread_mutex_lock(&io->lock);
+	if (io->tail)
+		io->tail->next = c;
+	else
+		io->head = c;
+	io->tail = c;
+	pthread_mutex_unlock(&io->lock);
+	curl_multi_wakeup(io->multi);
+}
+
+/* ---- loop thread: what the I/O thread handed over ---- */
+
+static void deliver(void *arg)
+{
+	struct xfer *x = arg;
+	struct jw pend[2];
+	pthread_mutex_lock(&x->lock);
+	pend[0] = x->pend[0];
+	pend[1] = x->pend[1];
+	jw_init(&x->pend[0]);
+	jw_init(&x->pend[1]);
+	int final = x->final, resume = x->paused && !final;
+	x->posted = 0;
+	x->paused = 0;
+	pthread_mutex_unlock(&x->lock);
+	int live = !atomic_load(&x->cancelled);
+	for (int k = 1; live && k >= 0; k--)
+		if (pend[k].len)
+			x->sink->text(x->arg, k, pend[k].buf, pend[k].len);
+	jw_free(&pend[0]);
+	jw_free(&pend[1]);
+	if (live && resume)
+		send_cmd(x->P->io, CMD_RESUME, x);
+	if (live && final) {
+		atomic_store(&x->cancelled, 1); /* the attempt is over: nothing more reaches the sink */
+		const cJSON *c;
+		cJSON_ArrayForEach(c, x->calls)
+			x->sink->tool_call(x->arg, cJSON_GetObjectItem(c, "id")->valuestring,
+					   cJSON_GetObjectItem(c, "name")->valuestring,
+					   cJSON_GetObjectItem(c, "arguments")->valuestring);
+		if (final == 1)
+			x->sink->done(x->arg, x->finish, &x->usage);
+		else
+			x->sink->error(x->arg, &x->err);
+		xfer_unref(x); /* the loop's reference: the attempt has ended */
+	}
+	xfer_unref(x); /* this post's */
+}
+
+/* I/O thread, with x->lock held: make sure a delivery is on its way. */
+static void post_locked(struct xfer *x)
+{
+	if (x->posted)
+		return;
+	x->posted = 1;
+	atomic_fetch_add(&x->refs, 1);
+	if (loop_post(x->P->io->L, deliver, x)) {
+		x->posted = 0;
+		atomic_fetch_sub(&x->refs, 1);
+	}
+}
+
+/* ---- I/O thread: the transfer ---- */
+
+static void on_text(void *arg, int reasoning, const char *s, size_t n)
+{
+	struct xfer *x = arg;
+	pthread_mutex_lock(&x->lock);
+	jw_append(&x->pend[reasoning ? 1 : 0], s, n);
+	post_locked(x);
+	pthread_mutex_unlock(&x->lock);
+}
+
+static int on_sse(void *arg, const struct sse_event *ev)
+{
+	struct xfer *x = arg;
+	struct wire_out out = {on_text, x};
+	return wire_event(&x->ws, ev->type, ev->data, ev->data_len, &out) < 0 ? -1 : 0;
+}
+
+static size_t on_header(char *buf, size_t size, size_t n, void *arg)
+{
+	struct xfer *x = arg;
+	size_t len = size * n;
+	x->got_byte = 1;
+	char line[128];
+	snprintf(line, sizeof(line), "%.*s", (int)(len < 127 ? len : 127), buf);
+	if (!strncasecmp(line, "retry-after-ms:", 15))
+		x->retry_after_ms = atoll(line + 15);
+	else if (!strncasecmp(line, "retry-after:", 12) && !x->retry_after_ms)
+		x->retry_after_ms = atoll(line + 12) * 1000;
+	return len;
+}
+
+static size_t on_body(char *buf, size_t size, size_t n, void *arg)
+{
+	struct xfer *x = arg;
+	size_t len = size * n;
+	if (atomic_load(&x->cancelled))
+		return 0; /* aborts the transfer */
+	if (!x->status)
+		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
+	if (x->status >= 300) {
+		size_t keep = x->errlen + len > ERRBODY_MAX ? ERRBODY_MAX - x->errlen : len;
+		char *b = realloc(x->errbody, x->errlen + keep + 1);
+		if (b) {
+			memcpy(b + x->errlen, buf, keep);
+			x->errbody = b;
+			x->errlen += keep;
+			b[x->errlen] = 0;
+		}
+		return len;
+	}
+	pthread_mutex_lock(&x->lock);
+	int full = x->pend[0].len + x->pend[1].len > PENDING_MAX;
+	if (full)
+		x->paused = 1;
+	pthread_mutex_unlock(&x->lock);
+	if (full)
+		return CURL_WRITEFUNC_PAUSE; /* the loop resumes us once it has caught up */
+	return sse_feed(&x->sse, buf, len) < 0 ? 0 : len;
+}
+
+static void fail_locked(struct xfer *x, int status, const char *name, int retryable,
+			const char *fmt, const char *detail)
+{
+	snprintf(x->errmsg, sizeof(x->errmsg), fmt, detail);
+	x->err = (struct llm_error){
+		.status = status, .name = name, .message = x->errmsg, .retryable = retryable,
+		.retry_after_ms = x->retry_after_ms,
+	};
+	x->final = 2;
+}
+
+static void http_error_locked(struct xfer *x)
+{
+	char *msg = x->errbody ? wire_error_message(x->errbody, x->errlen) : NULL;
+	char detail[560];
+	snprintf(detail, sizeof(detail), "%s (HTTP %ld from %s)",
+		 msg ? msg : "the provider returned an error", x->status, x->P->name);
+	free(msg);
+	long s = x->status;
+	int retry = s == 429 || s == 529 || s == 408 || s >= 500;
+	const char *name = s == 401 || s == 403 ? "ProviderAuthError" : "APIError";
+	fail_locked(x, (int)s, name, retry, "%s", detail);
+}
+
+static void collect_calls(struct xfer *x)
+{
+	x->calls = cJSON_CreateArray();
+	for (int i = 0; i < wire_tool_count(&x->ws); i++) {
+		const struct wire_tool *t = wire_tool_at(&x->ws, i);
+		cJSON *c = cJSON_CreateObject();
+		char id[32];
+		snprintf(id, sizeof(id), "call_%d", i);
+		cJSON_AddStringToObject(c, "id", t->id ? t->id : id);
+		cJSON_AddStringToObject(c, "name", t->name ? t->name : "");
+		cJSON_AddStringToObject(c, "arguments", t->args && *t->args ? t->args : "{}");
+		cJSON_AddItemToArray(x->calls, c);
+	}
+}
+
+/* The transfer ended (rc from curl): decide done or error and hand it to the loop. */
+static void finish(struct xfer *x, CURLcode rc)
+{
+	if (!x->status)
+		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
+	pthread_mutex_lock(&x->lock);
+	if (x->status >= 300) {
+		http_error_locked(x);
+	} else if (rc != CURLE_OK) {
+		fail_locked(x, 0, "APIError", 1, "connection to the provider failed: %s",
+			    x->curl_err[0] ? x->curl_err : curl_easy_strerror(rc));
+	} else if (x->ws.error[0]) {
+		fail_locked(x, x->ws.error_status, "APIError", x->ws.error_retryable,
+			    "the provider reported: %s", x->ws.error);
+	} else if (!x->ws.finished && !x->ws.finish[0]) {
+		fail_locked(x, 0, "APIError", 1, "%s", "the provider closed the stream before "
+			    "it finished (connection dropped)");
+	} else {
+		collect_calls(x);
+		x->usage = x->ws.usage;
+		snprintf(x->finish, sizeof(x->finish), "%s",
+			 wire_tool_count(&x->ws) ? "tool-calls" : x->ws.finish[0] ? x->ws.finish : "stop");
+		x->final = 1;
+	}
+	if (x->ws.malformed)
+		log_warn("%s: skipped %d stream line(s) that were not JSON", x->P->name, x->ws.malformed);
+	post_locked(x);
+	pthread_mutex_unlock(&x->lock);
+}
+
+static void detach(struct llmio *io, struct xfer *x)
+{
+	for (struct xfer **pp = &io->active; *pp; pp = &(*pp)->next_active) {
+		if (*pp == x) {
+			*pp = x->next_active;
+			break;
+		}
+	}
+	curl_multi_remove_handle(io->multi, x->easy);
+	curl_easy_cleanup(x->easy);
+	x->easy = NULL;
+	xfer_unref(x); /* the I/O thread's reference */
+}
+
+static void start(struct llmio *io, struct xfer *x)
+{
+	if (atomic_load(&x->cancelled) || !(x->easy = curl_easy_init())) {
+		xfer_unref(x);
+		return;
+	}
+	CURL *e = x->easy;
+	curl_easy_setopt(e, CURLOPT_URL, x->url);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->curl_err);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)x->connect_ms);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+	x->started_us = mono_us();
+	x->next_active = io->active;
+	io->active = x;
+	curl_multi_add_handle(io->multi, e);
+}
+
+static void run_cmds(struct llmio *io)
+{
+	pthread_mutex_lock(&io->lock);
+	struct cmd *c = io->head;
+	io->head = io->tail = NULL;
+	pthread_mutex_unlock(&io->lock);
+	while (c) {
+		struct cmd *next = c->next;
+		if (c->kind == CMD_START)
+			start(io, c->x);
+		else if (c->kind == CMD_CANCEL && c->x->easy)
+			detach(io, c->x);
+		else if (c->kind == CMD_RESUME && c->x->easy)
+			curl_easy_pause(c->x->easy, CURLPAUSE_CONT);
+		if (c->kind != CMD_START)
+			xfer_unref(c->x); /* the command's reference */
+		free(c);
+		c = next;
+	}
+}
+
+/* A provider that accepted the connection but sends no byte is a failure too. */
+static void check_first_byte(struct llmio *io)
+{
+	int64_t now = mono_us();
+	for (struct xfer *x = io->active, *next; x; x = next) {
+		next = x->next_active;
+		if (x->got_byte || now - x->started_us < x->first_byte_ms * 1000)
+			continue;
+		pthread_mutex_lock(&x->lock);
+		char detail[64];
+		snprintf(detail, sizeof(detail), "%lld ms", (long long)x->first_byte_ms);
+		fail_locked(x, 0, "APIError", 1, "no response from the provider within %s", detail);
+		post_locked(x);
+		pthread_mutex_unlock(&x->lock);
+		detach(io, x);
+	}
+}
+
+static void *io_main(void *arg)
+{
+	struct llmio *io = arg;
+	while (!atomic_load(&io->stop)) {
+		run_cmds(io);
+		int running;
+		curl_multi_perform(io->multi, &running);
+		CURLMsg *m;
+		int left;
+		while ((m = curl_multi_info_read(io->multi, &left))) {
+			if (m->msg != CURLMSG_DONE)
+				continue;
+			struct xfer *x;
+			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+			sse_finish(&x->sse);
+			finish(x, m->data.result);
+			detach(io, x);
+		}
+		check_first_byte(io);
+		curl_multi_poll(io->multi, NULL, 0, io->active ? 100 : 1000, NULL);
+	}
+	while (io->active)
+		detach(io, io->active);
+	run_cmds(io);
+	return NULL;
+}
+
+static void global_init(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+struct llmio *llmio_start(struct loop *L)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, global_init);
+	struct llmio *io = calloc(1, sizeof(*io));
+	if (!io)
+		return NULL;
+	io->L = L;
+	pthread_mutex_init(&io->lock, NULL);
+	io->multi = curl_multi_init();
+	if (!io->multi || pthread_create(&io->th, NULL, io_main, io)) {
+		curl_multi_cleanup(io->multi);
+		free(io);
+		return NULL;
+	}
+	return io;
+}
+
+void llmio_stop(struct llmio *io)
+{
+	if (!io)
+		return;
+	atomic_store(&io->stop, 1);
+	curl_multi_wakeup(io->multi);
+	pthread_join(io->th, NULL);
+	curl_multi_cleanup(io->multi);
+	pthread_mutex_destroy(&io->lock);
+	free(io);
+}
+
+/* ---- the provider interface, loop thread ---- */
+
+static struct curl_slist *request_headers(struct netprov *P)
+{
+	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+	h = curl_slist_append(h, "Accept: text/event-stream");
+	h = curl_slist_append(h, "Expect:"); /* no 100-continue round trip */
+	char line[1024];
+	if (P->api_key && *P->api_key) {
+		if (P->kind == WIRE_OPENAI)
+			snprintf(line, sizeof(line), "Authorization: Bearer %s", P->api_key);
+		else
+			snprintf(line, sizeof(line), "x-api-key: %s", P->api_key);
+		h = curl_slist_append(h, line);
+	}
+	if (P->kind == WIRE_ANTHROPIC && !cJSON_GetObjectItem(P->headers, "anthropic-version"))
+		h = curl_slist_append(h, "anthropic-version: 2023-06-01");
+	const cJSON *it;
+	cJSON_ArrayForEach(it, P->headers) {
+		if (cJSON_IsString(it)) {
+			snprintf(line, sizeof(line), "%s: %s", it->string, it->valuestring);
+			h = curl_slist_append(h, line);
+		}
+	}
+	return h;
+}
+
+static void *net_start(void *self, const struct llm_request *rq, const struct llm_sink *sink,
+		       void *arg, struct err *e)
+{
+	struct netprov *P = self;
+	struct xfer *x = calloc(1, sizeof(*x));
+	if (!x) {
+		err_set(e, ERR_INTERNAL, "out of memory");
+		return NULL;
+	}
+	atomic_init(&x->refs, 2);
+	pthread_mutex_init(&x->lock, NULL);
+	x->P = P;
+	x->sink = sink;
+	x->arg = arg;
+	x->connect_ms = P->C->connect_timeout_ms;
+	x->first_byte_ms = P->C->first_byte_timeout_ms;
+	sse_init(&x->sse, 0, on_sse, x);
+	wire_init(&x->ws, P->kind);
+	x->body = wire_request(P->kind, rq, P->options, e);
+	const char *path = P->kind == WIRE_OPENAI ? "/chat/completions" : "/v1/messages";
+	size_t bl = strlen(P->base_url);
+	while (bl && P->base_url[bl - 1] == '/')
+		bl--;
+	if (asprintf(&x->url, "%.*s%s", (int)bl, P->base_url, path) < 0)
+		x->url = NULL;
+	x->headers = request_headers(P);
+	if (!x->body || !x->url || !x->headers) {
+		err_set(e, ERR_INTERNAL, "cannot build the %s request", P->name);
+		atomic_store(&x->refs, 1);
+		xfer_unref(x);
+		return NULL;
+	}
+	log_debug("session %s: POST %s (%zu bytes)", rq->session_id, x->url, strlen(x->body));
+	send_cmd(P->io, CMD_START, x);
+	return x;
+}
+
+static void net_cancel(void *self, void *attempt)
+{
+	struct xfer *x = attempt;
+	atomic_store(&x->cancelled, 1);
+	atomic_fetch_add(&x->refs, 1); /* the command's */
+	send_cmd(x->P->io, CMD_CANCEL, x);
+	xfer_unref(x); /* the loop's */
+}
+
+static int net_check_model(void *self, const char *model, struct err *e)
+{
+	struct netprov *P = self;
+	if (!*model) {
+		err_set(e, ERR_INVALID, "model \"%s/\" names no model", P->name);
+		return -1;
+	}
+	return 0;
+}
+
+static void net_destroy(void *self)
+{
+	struct netprov *P = self;
+	free(P->base_url);
+	free(P->api_key);
+	cJSON_Delete(P->headers);
+	cJSON_Delete(P->options);
+	free(P);
+}
+
+int llm_http_provider(struct provider *p, struct llmio *io, const char *name,
+		      const struct config *C, struct err *e)
+{
+	int openai = !strcmp(name, "openai");
+	struct netprov *P = calloc(1, sizeof(*P));
+	if (!P)
+		return -1;
+	const cJSON *sec = config_provider(C, name);
+	const char *cfg_key = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(sec, "api_key"));
+	const char *env_key = getenv(openai ? "OPENAI_API_KEY" : "ANTHROPIC_API_KEY");
+	const char *base = openai ? C->openai_base_url : C->anthropic_base_url;
+	P->io = io;
+	P->C = C;
+	P->kind = openai ? WIRE_OPENAI : WIRE_ANTHROPIC;
+	snprintf(P->name, sizeof(P->name), "%s", name);
+	P->base_url = strdup(base ? base : openai ? "https://api.openai.com/v1"
+						 : "https://api.anthropic.com");
+	P->api_key = env_key && *env_key ? strdup(env_key) : cfg_key ? strdup(cfg_key) : NULL;
+	P->headers = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(sec, "headers"), 1);
+	P->options = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(sec, "options"), 1);
+	*p = (struct provider){
+		.name = openai ? "openai" : "anthropic", .self = P, .start = net_start,
+		.cancel = net_cancel, .check_model = net_check_model, .destroy = net_destroy,
+	};
+	(void)e;
+	return 0;
+}

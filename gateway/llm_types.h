@@ -1,0 +1,32 @@
+/* llm_types: the provider-neutral request, usage and error, shared by the supervisor
+ * (llm.c), the providers and the pure wire codecs. No lws, no curl. */
+#ifndef AG_LLM_TYPES_H
+#define AG_LLM_TYPES_H
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+struct llm_usage {
+	int64_t input, output, reasoning, cache_read, cache_write;
+};
+
+struct llm_error {
+	int status;            /* HTTP status, 0 for transport errors */
+	const char *name;      /* OpenCode error name: APIError, ProviderAuthError, UnknownError */
+	const char *message;   /* the provider's own message where it sent one */
+	int retryable;         /* 429, 529, 5xx, dropped connection */
+	int64_t retry_after_ms; /* from retry-after / retry-after-ms, 0 if absent */
+	int stalled;           /* set by the supervisor for stall failures */
+};
+
+/* Neutral request. messages: [{role: user|assistant|tool, content, tool_calls?:
+ * [{id,name,arguments}], tool_call_id?}]; tools: [{name, description, parameters}]. */
+struct llm_request {
+	const char *session_id; /* for log lines */
+	const char *provider, *model;
+	const char *system;
+	const cJSON *messages;
+	const cJSON *tools;
+	int64_t stall_ms;       /* 0 = the configured default */
+};
+
+#endif

@@ -1,0 +1,417 @@
+#include "wire.h"
+#include "jw.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void wire_init(struct wire_state *w, enum wire_kind kind)
+{
+	memset(w, 0, sizeof(*w));
+	w->kind = kind;
+}
+
+void wire_free(struct wire_state *w)
+{
+	for (int i = 0; i < WIRE_MAX_TOOLS; i++) {
+		free(w->tools[i].id);
+		free(w->tools[i].name);
+		free(w->tools[i].args);
+	}
+	memset(w, 0, sizeof(*w));
+}
+
+static const char *str(const cJSON *o, const char *k)
+{
+	return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k));
+}
+
+/* ---- requests ---- */
+
+static cJSON *openai_message(const cJSON *m)
+{
+	const char *role = str(m, "role"), *content = str(m, "content");
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "role", role ? role : "user");
+	const cJSON *calls = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
+	if (role && !strcmp(role, "tool"))
+		cJSON_AddStringToObject(o, "tool_call_id", str(m, "tool_call_id"));
+	if (content && *content)
+		cJSON_AddStringToObject(o, "content", content);
+	else
+		cJSON_AddItemToObject(o, "content", calls ? cJSON_CreateNull() : cJSON_CreateString(""));
+	if (cJSON_GetArraySize(calls) > 0) {
+		cJSON *arr = cJSON_AddArrayToObject(o, "tool_calls");
+		const cJSON *c;
+		cJSON_ArrayForEach(c, calls) {
+			cJSON *tc = cJSON_CreateObject(), *fn = cJSON_CreateObject();
+			cJSON_AddStringToObject(tc, "id", str(c, "id"));
+			cJSON_AddStringToObject(tc, "type", "function");
+			cJSON_AddStringToObject(fn, "name", str(c, "name"));
+			cJSON_AddStringToObject(fn, "arguments", str(c, "arguments") ? str(c, "arguments") : "{}");
+			cJSON_AddItemToObject(tc, "function", fn);
+			cJSON_AddItemToArray(arr, tc);
+		}
+	}
+	return o;
+}
+
+static void openai_body(cJSON *b, const struct llm_request *rq)
+{
+	cJSON *msgs = cJSON_AddArrayToObject(b, "messages");
+	if (rq->system && *rq->system) {
+		cJSON *s = cJSON_CreateObject();
+		cJSON_AddStringToObject(s, "role", "system");
+		cJSON_AddStringToObject(s, "content", rq->system);
+		cJSON_AddItemToArray(msgs, s);
+	}
+	const cJSON *m;
+	cJSON_ArrayForEach(m, rq->messages)
+		cJSON_AddItemToArray(msgs, openai_message(m));
+	cJSON_AddBoolToObject(b, "stream", 1);
+	cJSON *so = cJSON_AddObjectToObject(b, "stream_options");
+	cJSON_AddBoolToObject(so, "include_usage", 1);
+	if (cJSON_GetArraySize(rq->tools) == 0)
+		return;
+	cJSON *tools = cJSON_AddArrayToObject(b, "tools");
+	const cJSON *t;
+	cJSON_ArrayForEach(t, rq->tools) {
+		cJSON *o = cJSON_CreateObject(), *fn = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "type", "function");
+		cJSON_AddStringToObject(fn, "name", str(t, "name"));
+		cJSON_AddStringToObject(fn, "description", str(t, "description"));
+		cJSON_AddItemToObject(fn, "parameters",
+				      cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(t, "parameters"), 1));
+		cJSON_AddItemToObject(o, "function", fn);
+		cJSON_AddItemToArray(tools, o);
+	}
+}
+
+/* Anthropic wants alternating roles: consecutive blocks of one role share a message. */
+static cJSON *anthropic_turn(cJSON *msgs, const char *role)
+{
+	cJSON *last = cJSON_GetArrayItem(msgs, cJSON_GetArraySize(msgs) - 1);
+	if (last && !strcmp(str(last, "role"), role))
+		return cJSON_GetObjectItemCaseSensitive(last, "content");
+	cJSON *m = cJSON_CreateObject();
+	cJSON_AddStringToObject(m, "role", role);
+	cJSON *content = cJSON_AddArrayToObject(m, "content");
+	cJSON_AddItemToArray(msgs, m);
+	return content;
+}
+
+static void anthropic_message(cJSON *msgs, const cJSON *m)
+{
+	const char *role = str(m, "role"), *content = str(m, "content");
+	int tool = role && !strcmp(role, "tool"), assistant = role && !strcmp(role, "assistant");
+	cJSON *blocks = anthropic_turn(msgs, assistant ? "assistant" : "user");
+	cJSON *b = cJSON_CreateObject();
+	if (tool) {
+		cJSON_AddStringToObject(b, "type", "tool_result");
+		cJSON_AddStringToObject(b, "tool_use_id", str(m, "tool_call_id"));
+		cJSON_AddStringToObject(b, "content", content ? content : "");
+		cJSON_AddItemToArray(blocks, b);
+		return;
+	}
+	if (content && *content) {
+		cJSON_AddStringToObject(b, "type", "text");
+		cJSON_AddStringToObject(b, "text", content);
+		cJSON_AddItemToArray(blocks, b);
+	} else {
+		cJSON_Delete(b);
+	}
+	const cJSON *c;
+	cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(m, "tool_calls")) {
+		cJSON *u = cJSON_CreateObject();
+		const char *args = str(c, "arguments");
+		cJSON *input = args ? cJSON_Parse(args) : NULL;
+		cJSON_AddStringToObject(u, "type", "tool_use");
+		cJSON_AddStringToObject(u, "id", str(c, "id"));
+		cJSON_AddStringToObject(u, "name", str(c, "name"));
+		cJSON_AddItemToObject(u, "input", cJSON_IsObject(input) ? input : cJSON_CreateObject());
+		if (!cJSON_IsObject(input))
+			cJSON_Delete(input);
+		cJSON_AddItemToArray(blocks, u);
+	}
+}
+
+static void anthropic_body(cJSON *b, const struct llm_request *rq)
+{
+	if (rq->system && *rq->system)
+		cJSON_AddStringToObject(b, "system", rq->system);
+	cJSON *msgs = cJSON_AddArrayToObject(b, "messages");
+	const cJSON *m;
+	cJSON_ArrayForEach(m, rq->messages)
+		anthropic_message(msgs, m);
+	/* a message whose content ended up empty is refused by the API: drop it */
+	for (int i = cJSON_GetArraySize(msgs) - 1; i >= 0; i--)
+		if (!cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetArrayItem(msgs, i), "content")))
+			cJSON_DeleteItemFromArray(msgs, i);
+	cJSON_AddNumberToObject(b, "max_tokens", 8192);
+	cJSON_AddBoolToObject(b, "stream", 1);
+	if (cJSON_GetArraySize(rq->tools) == 0)
+		return;
+	cJSON *tools = cJSON_AddArrayToObject(b, "tools");
+	const cJSON *t;
+	cJSON_ArrayForEach(t, rq->tools) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "name", str(t, "name"));
+		cJSON_AddStringToObject(o, "description", str(t, "description"));
+		cJSON_AddItemToObject(o, "input_schema",
+				      cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(t, "parameters"), 1));
+		cJSON_AddItemToArray(tools, o);
+	}
+}
+
+char *wire_request(enum wire_kind kind, const struct llm_request *rq, const cJSON *options,
+		   struct err *e)
+{
+	cJSON *b = cJSON_CreateObject();
+	if (!b) {
+		err_set(e, ERR_INTERNAL, "out of memory");
+		return NULL;
+	}
+	cJSON_AddStringToObject(b, "model", rq->model);
+	if (kind == WIRE_OPENAI)
+		openai_body(b, rq);
+	else
+		anthropic_body(b, rq);
+	const cJSON *opt;
+	cJSON_ArrayForEach(opt, options) {
+		if (!opt->string || !strcmp(opt->string, "messages") || !strcmp(opt->string, "stream"))
+			continue;
+		cJSON_DeleteItemFromObjectCaseSensitive(b, opt->string);
+		cJSON_AddItemToObject(b, opt->string, cJSON_Duplicate(opt, 1));
+	}
+	char *s = cJSON_PrintUnformatted(b);
+	cJSON_Delete(b);
+	if (!s)
+		err_set(e, ERR_INTERNAL, "out of memory");
+	return s;
+}
+
+/* ---- streams ---- */
+
+static int append(struct wire_tool *t, const char *s, size_t n)
+{
+	if (t->args_len + n + 1 > t->args_cap) {
+		size_t cap = t->args_cap ? t->args_cap * 2 : 128;
+		while (cap < t->args_len + n + 1)
+			cap *= 2;
+		char *a = realloc(t->args, cap);
+		if (!a)
+			return -1;
+		t->args = a;
+		t->args_cap = cap;
+	}
+	memcpy(t->args + t->args_len, s, n);
+	t->args_len += n;
+	t->args[t->args_len] = 0;
+	return 0;
+}
+
+static void set_once(char **dst, const char *v)
+{
+	if (v && *v && !*dst)
+		*dst = strdup(v);
+}
+
+static void set_finish(struct wire_state *w, const char *reason)
+{
+	static const struct {
+		const char *from, *to;
+	} map[] = {
+		{"stop", "stop"}, {"end_turn", "stop"}, {"stop_sequence", "stop"},
+		{"tool_calls", "tool-calls"}, {"function_call", "tool-calls"},
+		{"tool_use", "tool-calls"}, {"length", "length"}, {"max_tokens", "length"},
+		{"content_filter", "content-filter"}, {"refusal", "content-filter"},
+	};
+	if (!reason)
+		return;
+	const char *to = "other";
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (!strcmp(map[i].from, reason))
+			to = map[i].to;
+	snprintf(w->finish, sizeof(w->finish), "%s", to);
+}
+
+static void openai_tool_delta(struct wire_state *w, const cJSON *tc)
+{
+	const cJSON *idx = cJSON_GetObjectItemCaseSensitive(tc, "index");
+	int i = cJSON_IsNumber(idx) ? idx->valueint : 0;
+	if (i < 0 || i >= WIRE_MAX_TOOLS)
+		return;
+	struct wire_tool *t = &w->tools[i];
+	const cJSON *fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
+	const char *args = str(fn, "arguments");
+	t->used = 1;
+	set_once(&t->id, str(tc, "id"));
+	set_once(&t->name, str(fn, "name"));
+	if (args)
+		append(t, args, strlen(args));
+}
+
+static void usage_num(const cJSON *o, const char *k, int64_t *dst)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+	if (cJSON_IsNumber(v))
+		*dst = (int64_t)v->valuedouble;
+}
+
+static int openai_event(struct wire_state *w, const cJSON *j, const struct wire_out *out)
+{
+	const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
+	if (err) {
+		snprintf(w->error, sizeof(w->error), "%s",
+			 str(err, "message") ? str(err, "message") : "provider sent an error");
+		w->error_retryable = 1;
+		return 1;
+	}
+	const cJSON *usage = cJSON_GetObjectItemCaseSensitive(j, "usage");
+	if (cJSON_IsObject(usage)) {
+		usage_num(usage, "prompt_tokens", &w->usage.input);
+		usage_num(usage, "completion_tokens", &w->usage.output);
+		usage_num(cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens_details"),
+			  "reasoning_tokens", &w->usage.reasoning);
+		usage_num(cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens_details"),
+			  "cached_tokens", &w->usage.cache_read);
+	}
+	const cJSON *ch = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0);
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(ch, "delta");
+	const char *r = str(d, "reasoning_content") ? str(d, "reasoning_content") : str(d, "reasoning");
+	if (r && *r)
+		out->text(out->arg, 1, r, strlen(r));
+	const char *c = str(d, "content");
+	if (c && *c)
+		out->text(out->arg, 0, c, strlen(c));
+	const cJSON *tc;
+	cJSON_ArrayForEach(tc, cJSON_GetObjectItemCaseSensitive(d, "tool_calls"))
+		openai_tool_delta(w, tc);
+	set_finish(w, str(ch, "finish_reason"));
+	return 0;
+}
+
+static int anthropic_block_start(struct wire_state *w, const cJSON *j)
+{
+	const cJSON *idx = cJSON_GetObjectItemCaseSensitive(j, "index");
+	const cJSON *b = cJSON_GetObjectItemCaseSensitive(j, "content_block");
+	int i = cJSON_IsNumber(idx) ? idx->valueint : -1;
+	const char *type = str(b, "type");
+	if (i < 0 || i >= WIRE_MAX_TOOLS || !type || strcmp(type, "tool_use"))
+		return 0;
+	int slot = wire_tool_count(w);
+	if (slot >= WIRE_MAX_TOOLS)
+		return 0;
+	struct wire_tool *t = &w->tools[slot];
+	t->used = 1;
+	set_once(&t->id, str(b, "id"));
+	set_once(&t->name, str(b, "name"));
+	w->block_tool[i] = slot + 1;
+	return 0;
+}
+
+static int anthropic_delta(struct wire_state *w, const cJSON *j, const struct wire_out *out)
+{
+	const cJSON *idx = cJSON_GetObjectItemCaseSensitive(j, "index");
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "delta");
+	const char *type = str(d, "type");
+	if (!type)
+		return 0;
+	if (!strcmp(type, "text_delta") && str(d, "text") && *str(d, "text"))
+		out->text(out->arg, 0, str(d, "text"), strlen(str(d, "text")));
+	else if (!strcmp(type, "thinking_delta") && str(d, "thinking") && *str(d, "thinking"))
+		out->text(out->arg, 1, str(d, "thinking"), strlen(str(d, "thinking")));
+	else if (!strcmp(type, "input_json_delta") && cJSON_IsNumber(idx) && idx->valueint >= 0 &&
+		 idx->valueint < WIRE_MAX_TOOLS && w->block_tool[idx->valueint]) {
+		const char *pj = str(d, "partial_json");
+		if (pj)
+			return append(&w->tools[w->block_tool[idx->valueint] - 1], pj, strlen(pj));
+	}
+	return 0;
+}
+
+static int anthropic_error(struct wire_state *w, const cJSON *j)
+{
+	const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
+	const char *type = str(e, "type"), *msg = str(e, "message");
+	snprintf(w->error, sizeof(w->error), "%s%s%s", type ? type : "error", msg ? ": " : "",
+		 msg ? msg : "");
+	w->error_retryable = type && (!strcmp(type, "overloaded_error") ||
+				      !strcmp(type, "api_error") ||
+				      !strcmp(type, "rate_limit_error"));
+	w->error_status = type && !strcmp(type, "overloaded_error") ? 529 : 0;
+	return 1;
+}
+
+static int anthropic_event(struct wire_state *w, const char *type, const cJSON *j,
+			   const struct wire_out *out)
+{
+	if (!type || !*type)
+		type = str(j, "type");
+	if (!type)
+		return 0;
+	if (!strcmp(type, "message_start")) {
+		const cJSON *u = cJSON_GetObjectItemCaseSensitive(
+			cJSON_GetObjectItemCaseSensitive(j, "message"), "usage");
+		usage_num(u, "input_tokens", &w->usage.input);
+		usage_num(u, "cache_read_input_tokens", &w->usage.cache_read);
+		usage_num(u, "cache_creation_input_tokens", &w->usage.cache_write);
+	} else if (!strcmp(type, "content_block_start")) {
+		return anthropic_block_start(w, j);
+	} else if (!strcmp(type, "content_block_delta")) {
+		return anthropic_delta(w, j, out);
+	} else if (!strcmp(type, "message_delta")) {
+		set_finish(w, str(cJSON_GetObjectItemCaseSensitive(j, "delta"), "stop_reason"));
+		usage_num(cJSON_GetObjectItemCaseSensitive(j, "usage"), "output_tokens",
+			  &w->usage.output);
+	} else if (!strcmp(type, "message_stop")) {
+		w->finished = 1;
+	} else if (!strcmp(type, "error")) {
+		return anthropic_error(w, j);
+	}
+	return 0;
+}
+
+int wire_event(struct wire_state *w, const char *type, const char *data, size_t len,
+	       const struct wire_out *out)
+{
+	if (w->kind == WIRE_OPENAI && len == 6 && !memcmp(data, "[DONE]", 6)) {
+		w->finished = 1;
+		return 0;
+	}
+	cJSON *j = cJSON_ParseWithLength(data, len);
+	if (!j) {
+		w->malformed++;
+		return 0; /* skipped: one bad line must not lose the rest of the reply */
+	}
+	int rc = w->kind == WIRE_OPENAI ? openai_event(w, j, out) : anthropic_event(w, type, j, out);
+	cJSON_Delete(j);
+	return rc;
+}
+
+int wire_tool_count(const struct wire_state *w)
+{
+	int n = 0;
+	for (int i = 0; i < WIRE_MAX_TOOLS; i++)
+		n += w->tools[i].used;
+	return n;
+}
+
+const struct wire_tool *wire_tool_at(const struct wire_state *w, int i)
+{
+	for (int k = 0; k < WIRE_MAX_TOOLS; k++)
+		if (w->tools[k].used && i-- == 0)
+			return &w->tools[k];
+	return NULL;
+}
+
+char *wire_error_message(const char *body, size_t len)
+{
+	cJSON *j = cJSON_ParseWithLength(body, len);
+	const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
+	const char *msg = cJSON_IsString(e) ? e->valuestring : str(e, "message");
+	if (!msg)
+		msg = str(j, "message");
+	char *out = msg ? strdup(msg) : NULL;
+	cJSON_Delete(j);
+	return out;
+}
