@@ -1,0 +1,268 @@
+/* The provider wire codecs alone: request bodies in each provider's shape, and streams
+ * parsed identically whatever way the bytes are split (every byte boundary), with tool
+ * calls assembled from fragments, reasoning, usage, finish reasons and stream errors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "jw.h"
+#include "sse.h"
+#include "wire.h"
+
+struct result {
+	struct jw text, reasoning;
+	struct wire_state ws;
+	int rc;
+};
+
+static void on_text(void *arg, int reasoning, const char *s, size_t n)
+{
+	struct result *r = arg;
+	jw_append(reasoning ? &r->reasoning : &r->text, s, n);
+}
+
+static int on_event(void *arg, const struct sse_event *ev)
+{
+	struct result *r = arg;
+	struct wire_out out = {on_text, r};
+	int rc = wire_event(&r->ws, ev->type, ev->data, ev->data_len, &out);
+	if (rc)
+		r->rc = rc;
+	return 0;
+}
+
+/* Parses stream split into pieces at the given cut points (sorted, may be empty). */
+static void parse(struct result *r, enum wire_kind kind, const char *stream, const size_t *cuts,
+		  int ncuts)
+{
+	memset(r, 0, sizeof(*r));
+	jw_init(&r->text);
+	jw_init(&r->reasoning);
+	jw_append(&r->text, "", 0);
+	jw_append(&r->reasoning, "", 0);
+	wire_init(&r->ws, kind);
+	struct sse_parser p;
+	sse_init(&p, 0, on_event, r);
+	size_t at = 0, len = strlen(stream);
+	for (int i = 0; i <= ncuts; i++) {
+		size_t end = i < ncuts ? cuts[i] : len;
+		assert_int_equal(sse_feed(&p, stream + at, end - at), 0);
+		at = end;
+	}
+	sse_finish(&p);
+	sse_free(&p);
+}
+
+static void result_free(struct result *r)
+{
+	jw_free(&r->text);
+	jw_free(&r->reasoning);
+	wire_free(&r->ws);
+}
+
+static const char openai_stream[] =
+	"data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"reasoning_content\":\"Hmm.\"}}]}\n\n"
+	"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Héllo\"}}]}\r\n\r\n"
+	": keep-alive\n\n"
+	"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"}}]}\n\n"
+	"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\" world\"}}]}\n\n"
+	"data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_a\","
+	"\"type\":\"function\",\"function\":{\"name\":\"echo\",\"arguments\":\"\"}}]}}]}\n\n"
+	"data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":1,\"id\":\"call_b\","
+	"\"function\":{\"name\":\"sleep\",\"arguments\":\"{\\\"ms\\\"\"}}]}}]}\n\n"
+	"data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":"
+	"{\"arguments\":\"{\\\"text\\\":\"}}]}}]}\n\n"
+	"data: {not json\n\n"
+	"data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":1,\"function\":"
+	"{\"arguments\":\":5}\"}}]}}]}\n\n"
+	"data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":"
+	"{\"arguments\":\"\\\"x\\\"}\"}}]}}]}\n\n"
+	"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n"
+	"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":7}}\n\n"
+	"data: [DONE]\n\n";
+
+static void check_openai(struct result *r)
+{
+	assert_string_equal(r->text.buf, "Héllo world");
+	assert_string_equal(r->reasoning.buf, "Hmm.");
+	assert_int_equal(wire_tool_count(&r->ws), 2);
+	const struct wire_tool *a = wire_tool_at(&r->ws, 0), *b = wire_tool_at(&r->ws, 1);
+	assert_string_equal(a->id, "call_a");
+	assert_string_equal(a->name, "echo");
+	assert_string_equal(a->args, "{\"text\":\"x\"}");
+	assert_string_equal(b->name, "sleep");
+	assert_string_equal(b->args, "{\"ms\":5}");
+	assert_string_equal(r->ws.finish, "tool-calls");
+	assert_int_equal(r->ws.usage.input, 11);
+	assert_int_equal(r->ws.usage.output, 7);
+	assert_true(r->ws.finished);
+	assert_int_equal(r->ws.malformed, 1);
+}
+
+static void openai_stream_parses_the_same_at_every_split(void **state)
+{
+	struct result r;
+	parse(&r, WIRE_OPENAI, openai_stream, NULL, 0);
+	check_openai(&r);
+	result_free(&r);
+	size_t len = strlen(openai_stream);
+	for (size_t cut = 1; cut < len; cut++) {
+		parse(&r, WIRE_OPENAI, openai_stream, &cut, 1);
+		check_openai(&r);
+		result_free(&r);
+	}
+	size_t *every = malloc(len * sizeof(size_t));
+	for (size_t i = 0; i < len - 1; i++)
+		every[i] = i + 1;
+	parse(&r, WIRE_OPENAI, openai_stream, every, (int)len - 1);
+	check_openai(&r);
+	result_free(&r);
+	free(every);
+}
+
+static const char anthropic_stream[] =
+	"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":"
+	"{\"input_tokens\":20,\"output_tokens\":1}}}\n\n"
+	"event: ping\ndata: {\"type\": \"ping\"}\n\n"
+	"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,"
+	"\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}\n\n"
+	"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,"
+	"\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"Let me see.\"}}\n\n"
+	"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n"
+	"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,"
+	"\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n"
+	"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,"
+	"\"delta\":{\"type\":\"text_delta\",\"text\":\"Checking\"}}\n\n"
+	"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":2,"
+	"\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"echo\",\"input\":{}}}\n\n"
+	"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":2,"
+	"\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"te\"}}\n\n"
+	"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":2,"
+	"\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"xt\\\": \\\"hi\\\"}\"}}\n\n"
+	"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":2}\n\n"
+	"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
+	"\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":15}}\n\n"
+	"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+
+static void check_anthropic(struct result *r)
+{
+	assert_string_equal(r->text.buf, "Checking");
+	assert_string_equal(r->reasoning.buf, "Let me see.");
+	assert_int_equal(wire_tool_count(&r->ws), 1);
+	assert_string_equal(wire_tool_at(&r->ws, 0)->id, "toolu_1");
+	assert_string_equal(wire_tool_at(&r->ws, 0)->args, "{\"text\": \"hi\"}");
+	assert_string_equal(r->ws.finish, "tool-calls");
+	assert_int_equal(r->ws.usage.input, 20);
+	assert_int_equal(r->ws.usage.output, 15);
+	assert_true(r->ws.finished);
+}
+
+static void anthropic_stream_parses_the_same_at_every_split(void **state)
+{
+	struct result r;
+	size_t len = strlen(anthropic_stream);
+	for (size_t cut = 0; cut < len; cut++) {
+		parse(&r, WIRE_ANTHROPIC, anthropic_stream, &cut, cut ? 1 : 0);
+		check_anthropic(&r);
+		result_free(&r);
+	}
+}
+
+static void stream_errors_are_reported_with_retryability(void **state)
+{
+	struct result r;
+	parse(&r, WIRE_ANTHROPIC,
+	      "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\","
+	      "\"message\":\"Overloaded\"}}\n\n", NULL, 0);
+	assert_int_equal(r.rc, 1);
+	assert_non_null(strstr(r.ws.error, "Overloaded"));
+	assert_true(r.ws.error_retryable);
+	result_free(&r);
+	parse(&r, WIRE_OPENAI, "data: {\"error\":{\"message\":\"context too long\"}}\n\n", NULL, 0);
+	assert_int_equal(r.rc, 1);
+	assert_string_equal(r.ws.error, "context too long");
+	result_free(&r);
+	const char *b1 = "{\"error\":{\"message\":\"Incorrect API key\"}}";
+	char *m = wire_error_message(b1, strlen(b1));
+	assert_string_equal(m, "Incorrect API key");
+	free(m);
+	const char *b2 = "{\"type\":\"error\",\"error\":{\"type\":\"x\",\"message\":\"bad model\"}}";
+	m = wire_error_message(b2, strlen(b2));
+	assert_string_equal(m, "bad model");
+	free(m);
+	assert_null(wire_error_message("<html>", 6));
+}
+
+static cJSON *history(void)
+{
+	return cJSON_Parse(
+		"[{\"role\":\"user\",\"content\":\"hi\"},"
+		"{\"role\":\"assistant\",\"content\":\"calling\",\"tool_calls\":[{\"id\":\"c1\","
+		"\"name\":\"echo\",\"arguments\":\"{\\\"text\\\":\\\"a\\\"}\"},{\"id\":\"c2\","
+		"\"name\":\"echo\",\"arguments\":\"{}\"}]},"
+		"{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"a\"},"
+		"{\"role\":\"tool\",\"tool_call_id\":\"c2\",\"content\":\"Error: no text\"}]");
+}
+
+static void requests_take_each_providers_shape(void **state)
+{
+	cJSON *msgs = history();
+	cJSON *tools = cJSON_Parse("[{\"name\":\"echo\",\"description\":\"d\",\"parameters\":"
+				   "{\"type\":\"object\"}}]");
+	cJSON *opts = cJSON_Parse("{\"temperature\":0.5,\"stream\":false}");
+	struct llm_request rq = {.model = "m1", .system = "be brief", .messages = msgs,
+				 .tools = tools};
+	struct err e = {0};
+	char *o = wire_request(WIRE_OPENAI, &rq, opts, &e);
+	cJSON *j = cJSON_Parse(o);
+	assert_string_equal(cJSON_GetObjectItem(j, "model")->valuestring, "m1");
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(j, "stream")));
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "stream_options"),
+						     "include_usage")));
+	assert_int_equal(cJSON_GetObjectItem(j, "temperature")->valuedouble * 10, 5);
+	cJSON *m = cJSON_GetObjectItem(j, "messages");
+	assert_int_equal(cJSON_GetArraySize(m), 5);
+	assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(m, 0), "role")->valuestring, "system");
+	cJSON *call = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(m, 2), "tool_calls"), 0);
+	assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(call, "function"), "arguments")
+				    ->valuestring, "{\"text\":\"a\"}");
+	assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(m, 3), "tool_call_id")->valuestring, "c1");
+	assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(
+		cJSON_GetObjectItem(j, "tools"), 0), "function"), "name")->valuestring, "echo");
+	cJSON_Delete(j);
+	free(o);
+	char *a = wire_request(WIRE_ANTHROPIC, &rq, NULL, &e);
+	j = cJSON_Parse(a);
+	assert_string_equal(cJSON_GetObjectItem(j, "system")->valuestring, "be brief");
+	m = cJSON_GetObjectItem(j, "messages");
+	assert_int_equal(cJSON_GetArraySize(m), 3); /* user, assistant, user(tool results) */
+	cJSON *results = cJSON_GetObjectItem(cJSON_GetArrayItem(m, 2), "content");
+	assert_int_equal(cJSON_GetArraySize(results), 2);
+	assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(results, 1), "tool_use_id")->valuestring, "c2");
+	cJSON *use = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(m, 1), "content"), 1);
+	assert_string_equal(cJSON_GetObjectItem(use, "type")->valuestring, "tool_use");
+	assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(use, "input"), "text")->valuestring, "a");
+	assert_non_null(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "tools"), 0),
+					    "input_schema"));
+	cJSON_Delete(j);
+	free(a);
+	cJSON_Delete(msgs);
+	cJSON_Delete(tools);
+	cJSON_Delete(opts);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(openai_stream_parses_the_same_at_every_split),
+		cmocka_unit_test(anthropic_stream_parses_the_same_at_every_split),
+		cmocka_unit_test(stream_errors_are_reported_with_retryability),
+		cmocka_unit_test(requests_take_each_providers_shape),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
