@@ -1,5 +1,6 @@
 #include "api.h"
 #include "jsonin.h"
+#include "task.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +149,12 @@ static int do_health(struct engine *E, const cJSON *p, struct jw *w, struct err 
 	return 0;
 }
 
+static int do_task(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	const char *id;
+	return jsonin_str(p, "taskID", 1, &id, e) || engine_task_json(E, id, w, e) ? -1 : 0;
+}
+
 static int do_prompt_async(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
 {
 	const char *id;
@@ -180,6 +187,7 @@ static const struct {
 	{"session.abort", do_abort},       {"session.status", do_status},
 	{"session.prompt_async", do_prompt_async},
 	{"agent.list", do_agents},         {"global.health", do_health},
+	{"task.get", do_task},
 };
 
 int api_call(struct engine *E, const char *method, const cJSON *params, struct jw *w,

@@ -33,7 +33,8 @@ static void on_event(void *arg, struct event *ev)
 		maybe_finish(r);
 }
 
-static void on_turn_end(struct turn_waiter *w, const char *state, const char *msg_id)
+static void on_turn_end(struct turn_waiter *w, const char *state, const char *msg_id,
+			const char *error)
 {
 	struct run *r = lws_container_of(w, struct run, w);
 	r->turn_over = 1;

@@ -614,7 +614,7 @@ struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct
 	jw_init(&E->jw);
 	if (load_config(E, o, e) || load_providers(E, e))
 		goto fail;
-	if (tools_register_builtin(&E->T)) {
+	if (tools_register_builtin(&E->T) || task_register_tools(E)) {
 		err_set(e, ERR_INTERNAL, "cannot register the built-in tools");
 		goto fail;
 	}
@@ -625,6 +625,8 @@ struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct
 		goto fail;
 	}
 	store_set_flush_hook(E->S, engine_flush_dirty, E);
+	timer_init(&E->sweeper, L, engine_sweep);
+	timer_arm(&E->sweeper, SWEEP_MS);
 	E->B = bus_create(E->S, (size_t)E->C.event_ring, E->C.event_keep);
 	if (!E->B) {
 		err_set(e, ERR_INTERNAL, "out of memory");
@@ -641,6 +643,8 @@ void engine_destroy(struct engine *E)
 	if (!E)
 		return;
 	E->closing = 1;
+	timer_cancel(&E->sweeper);
+	task_free_all(E);
 	for (int b = 0; b < SES_BUCKETS; b++) {
 		while (E->buckets[b]) {
 			struct session *s = E->buckets[b];

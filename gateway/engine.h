@@ -97,10 +97,11 @@ struct prompt_result {
 };
 
 /* A caller waiting for a turn to end (HTTP POST /message, agentgate run). Embedded in the
- * caller's object; fn runs once on the loop thread with the final state and the id of
- * the terminal assistant message. */
+ * caller's object; fn runs once on the loop thread with the final state, the id of the
+ * terminal assistant message and the turn's error (NULL when it completed). */
 struct turn_waiter {
-	void (*fn)(struct turn_waiter *w, const char *state, const char *assistant_message_id);
+	void (*fn)(struct turn_waiter *w, const char *state, const char *assistant_message_id,
+		   const char *error);
 	struct turn_waiter *next;
 	void *turn;
 };

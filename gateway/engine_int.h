@@ -26,6 +26,8 @@ struct engine {
 	struct part *dirty;  /* parts whose text changed since the last store write */
 	struct jw jw;        /* scratch writer for events */
 	int running;         /* sessions with a running turn */
+	struct task *tasks;  /* subagent tasks (task.c) */
+	struct timer sweeper;
 	int closing;
 };
 
@@ -44,6 +46,7 @@ struct session {
 	char *retry_msg;
 	int64_t retry_next;
 	struct timer kick;
+	int64_t last_activity;  /* time of the session's last stream event */
 	struct engine *E;
 };
 
@@ -134,11 +137,20 @@ void emit_session_error(struct engine *E, struct session *s, struct turn *t,
 			const char *error_json);
 
 /* turn.c */
+#define SWEEP_MS 2000
+/* The no-silent-busy sweeper (a timer callback). */
+void engine_sweep(struct timer *t);
 void turn_start_next(struct session *s);
 void turn_end(struct turn *t, enum turn_state st, const char *err_name, const char *err_msg);
 void turn_save(struct engine *E, struct turn *t);
 const char *turn_state_name(enum turn_state st);
 void turn_free(struct turn *t);
+
+/* task.c */
+int task_register_tools(struct engine *E);
+void task_free_all(struct engine *E);
+/* Tasks of this session still running (its foreground children). */
+int task_running_children(struct engine *E, const char *session_id);
 
 /* step.c */
 void step_begin(struct turn *t);

@@ -160,6 +160,7 @@ static const struct route routes[] = {
 	{"/session/*/prompt_async", "POST"},
 	{"/session/*/abort", "POST"},
 	{"/agent", "GET"},
+	{"/task/*", "GET"},
 };
 
 /* Matches path against pattern, capturing '*' segments into ids[]. */
@@ -208,7 +209,8 @@ static int allows(const struct route *r, const char *method)
 
 /* ---- the long-held prompt ---- */
 
-static void prompt_done(struct turn_waiter *w, const char *state, const char *msg_id)
+static void prompt_done(struct turn_waiter *w, const char *state, const char *msg_id,
+			const char *error)
 {
 	struct conn *c = lws_container_of(w, struct conn, w);
 	struct jw out;
@@ -434,6 +436,7 @@ static const struct {
 	{"/session/*/message/*", "GET", "session.message"},
 	{"/session/*/abort", "POST", "session.abort"},
 	{"/agent", "GET", "agent.list"},
+	{"/task/*", "GET", "task.get"},
 };
 
 static const char *api_for(const struct route *r, const char *method)
@@ -475,9 +478,10 @@ static void add_query(struct conn *c, cJSON *params)
 
 static int call_api(struct conn *c, const char *method, cJSON *params, char ids[2][64])
 {
+	const char *first = strncmp(c->path, "/task/", 6) ? "sessionID" : "taskID";
 	if (ids[0][0]) {
-		cJSON_DeleteItemFromObject(params, "sessionID");
-		cJSON_AddStringToObject(params, "sessionID", ids[0]);
+		cJSON_DeleteItemFromObject(params, first);
+		cJSON_AddStringToObject(params, first, ids[0]);
 	}
 	if (ids[1][0]) {
 		cJSON_DeleteItemFromObject(params, "messageID");

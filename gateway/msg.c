@@ -230,6 +230,7 @@ void part_write_json(const struct part *p, struct jw *w)
 static void publish(struct engine *E, struct session *s, struct turn *t, const char *type)
 {
 	struct bus_env env;
+	s->last_activity = now_ms();
 	session_env(s, t, &env);
 	bus_publish(E->B, &E->jw, type, &env);
 }

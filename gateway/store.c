@@ -33,6 +33,8 @@ static const char *const migrations[] = {
 	/* 2: conversation order is turn order (turn ids sort by acceptance, and turns run
 	 * FIFO), then message order within the turn */
 	"CREATE INDEX message_turn ON message(session_id, turn_id, id);",
+	/* 3: a task's recent tool calls */
+	"CREATE INDEX part_session ON part(session_id, type, id);",
 };
 
 enum stmt {
@@ -40,7 +42,7 @@ enum stmt {
 	ST_SES_PUT, ST_SES_GET, ST_SES_ROOTS, ST_SES_CHILDREN, ST_SES_DEL,
 	ST_SES_DEL_MSG, ST_SES_DEL_PART, ST_SES_DEL_TURN,
 	ST_MSG_PUT, ST_MSG_LIST, ST_MSG_GET,
-	ST_PART_PUT, ST_PART_LIST,
+	ST_PART_PUT, ST_PART_LIST, ST_PART_TOOLS,
 	ST_TURN_PUT, ST_TURN_STATE, ST_TURN_GET,
 	ST_EV_PUT, ST_EV_SINCE, ST_EV_MAX, ST_EV_MIN, ST_EV_PRUNE,
 	ST_COUNT
@@ -69,6 +71,9 @@ static const char *const sql[ST_COUNT] = {
 			" VALUES(?,?,?,?,?)",
 	[ST_PART_LIST] = "SELECT id, message_id, session_id, type, data FROM part"
 			 " WHERE message_id = ? ORDER BY id",
+	[ST_PART_TOOLS] = "SELECT * FROM (SELECT id, message_id, session_id, type, data FROM part"
+			  " WHERE session_id = ? AND type = 'tool' ORDER BY id DESC LIMIT ?)"
+			  " ORDER BY id",
 	[ST_TURN_PUT] = "INSERT OR REPLACE INTO turn(" TURN_COLS ") VALUES(?,?,?,?,?,?,?,?,?,?,?)",
 	[ST_TURN_STATE] = "SELECT " TURN_COLS " FROM turn WHERE state = ? ORDER BY id",
 	[ST_TURN_GET] = "SELECT " TURN_COLS " FROM turn WHERE id = ?",
@@ -393,10 +398,25 @@ int store_part_put(struct store *S, const struct store_part *r)
 	return exec_write(S, ST_PART_PUT);
 }
 
+static int read_parts(struct store *S, enum stmt s, store_part_cb cb, void *arg);
+
 int store_part_list(struct store *S, const char *message_id, store_part_cb cb, void *arg)
 {
-	sqlite3_stmt *q = S->st[ST_PART_LIST];
-	bind_text(q, 1, message_id);
+	bind_text(S->st[ST_PART_LIST], 1, message_id);
+	return read_parts(S, ST_PART_LIST, cb, arg);
+}
+
+int store_part_last_tools(struct store *S, const char *session_id, int n, store_part_cb cb,
+			  void *arg)
+{
+	bind_text(S->st[ST_PART_TOOLS], 1, session_id);
+	sqlite3_bind_int(S->st[ST_PART_TOOLS], 2, n);
+	return read_parts(S, ST_PART_TOOLS, cb, arg);
+}
+
+static int read_parts(struct store *S, enum stmt s, store_part_cb cb, void *arg)
+{
+	sqlite3_stmt *q = S->st[s];
 	int rc, n = 0;
 	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
 		struct store_part r = {
@@ -410,7 +430,7 @@ int store_part_list(struct store *S, const char *message_id, store_part_cb cb, v
 	int bad = rc != SQLITE_ROW && rc != SQLITE_DONE;
 	sqlite3_clear_bindings(q);
 	sqlite3_reset(q);
-	return bad ? fail_sql(S, sql[ST_PART_LIST]) : n;
+	return bad ? fail_sql(S, sql[s]) : n;
 }
 
 int store_turn_put(struct store *S, const struct store_turn *r)

@@ -265,7 +265,7 @@ static void notify(struct turn *t)
 	while (w) {
 		struct turn_waiter *next = w->next;
 		w->turn = NULL;
-		w->fn(w, turn_state_name(t->state), t->terminal_msg);
+		w->fn(w, turn_state_name(t->state), t->terminal_msg, t->error);
 		w = next;
 	}
 }
@@ -522,4 +522,37 @@ void engine_shutdown(struct engine *E)
 				turn_end(s->cur, T_FAILED, "UnknownError",
 					 "interrupted: the server shut down");
 	engine_flush(E);
+}
+
+/* A session is busy only while something can end its turn: a provider request (or its
+ * retry), a tool call (a subagent included), or the continuation after tools. Anything
+ * else is a bug; make it visible instead of leaving the session busy forever. */
+static void sweep_session(struct session *s)
+{
+	struct engine *E = s->E;
+	struct turn *t = s->cur;
+	if (t && !t->stream && t->tools_pending == 0 && !timer_armed(&t->cont)) {
+		log_error("BUG: session %s turn %s is busy with no provider request, tool or "
+			  "subagent running; failing it", s->id, t->id);
+		turn_end(t, T_FAILED, "UnknownError", "internal error: the turn was busy with "
+			 "nothing running (reported in the server log)");
+	} else if (!t && s->status != ST_IDLE && !turnq_busy(&s->q)) {
+		log_error("BUG: session %s shows %s with no turn; setting it idle", s->id,
+			  s->status == ST_BUSY ? "busy" : "retry");
+		session_set_status(E, s, ST_IDLE);
+	} else if (!t && turnq_busy(&s->q) && !timer_armed(&s->kick)) {
+		log_error("BUG: session %s has queued turns and none running; starting one", s->id);
+		session_kick(s);
+	}
+}
+
+void engine_sweep(struct timer *tm)
+{
+	struct engine *E = lws_container_of(tm, struct engine, sweeper);
+	for (int b = 0; b < SES_BUCKETS; b++)
+		for (struct session *s = E->buckets[b], *next; s; s = next) {
+			next = s->hnext;
+			sweep_session(s);
+		}
+	timer_arm(tm, SWEEP_MS);
 }

@@ -126,7 +126,8 @@ static int do_subscribe(struct conn *c, const cJSON *p, struct jw *w, struct err
 
 /* ---- prompts ---- */
 
-static void wait_done(struct turn_waiter *tw, const char *state, const char *msg_id)
+static void wait_done(struct turn_waiter *tw, const char *state, const char *msg_id,
+		      const char *error)
 {
 	struct ws_wait *ww = lws_container_of(tw, struct ws_wait, w);
 	struct conn *c = ww->c;
