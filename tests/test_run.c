@@ -142,12 +142,22 @@ static void check_lines(char *types, size_t n, const char **session)
 		if (!*session)
 			*session = strdup(str(j, "sessionID"));
 		assert_string_equal(str(j, "sessionID"), *session);
-		if (strcmp(type, "error")) {
+		if (!strcmp(type, "subtask_delta")) {
+			assert_non_null(str(j, "childSessionID"));
+			assert_non_null(str(j, "partID"));
+			assert_non_null(str(j, "delta"));
+			assert_non_null(str(j, "parentID"));
+		} else if (strcmp(type, "error")) {
 			const cJSON *part = cJSON_GetObjectItem(j, "part");
 			assert_true(cJSON_IsObject(part));
 			assert_non_null(str(part, "id"));
 			assert_non_null(str(part, "messageID"));
-			assert_string_equal(str(part, "sessionID"), *session);
+			if (!strcmp(type, "subtask_event")) {
+				assert_string_equal(str(part, "sessionID"), str(j, "childSessionID"));
+				assert_non_null(str(j, "parentToolCallID"));
+			} else {
+				assert_string_equal(str(part, "sessionID"), *session);
+			}
 		} else {
 			assert_true(cJSON_IsObject(cJSON_GetObjectItem(j, "error")));
 		}
@@ -195,6 +205,30 @@ static void stall_timeout_flag_bounds_a_stalled_stream(void **state)
 	assert_non_null(strstr(out, "200 ms"));
 }
 
+static void child_activity_streams_before_the_task_completes(void **state)
+{
+	assert_int_equal(agentgate("run", "--data", data_dir(), "--format", "json",
+				   "task echo from below", NULL), 0);
+	char *task_done = strstr(out, "\"type\":\"tool_use\"");
+	char *first_delta = strstr(out, "\"type\":\"subtask_delta\"");
+	char *child_tool = strstr(out, "\"tool\":\"echo\"");
+	assert_non_null(task_done);
+	assert_non_null(first_delta);
+	assert_non_null(child_tool);
+	assert_true(first_delta < task_done);
+	assert_true(child_tool < task_done);
+	assert_non_null(strstr(out, "The subagent reported: The echo tool returned: from below"));
+	char types[8192];
+	const char *sid = NULL;
+	check_lines(types, sizeof(types), &sid);
+	assert_non_null(strstr(types, "subtask_event"));
+	free((char *)sid);
+	/* the default format shows an indented line per child step */
+	assert_int_equal(agentgate("run", "--data", data_dir(), "task echo again", NULL), 0);
+	assert_non_null(strstr(out, "\n  | ses_"));
+	assert_non_null(strstr(out, "The subagent reported: The echo tool returned: again"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -204,6 +238,7 @@ int main(void)
 		cmocka_unit_test(json_format_is_ndjson_of_the_documented_shape),
 		cmocka_unit_test(a_failed_turn_exits_1_with_an_error_line),
 		cmocka_unit_test(stall_timeout_flag_bounds_a_stalled_stream),
+		cmocka_unit_test(child_activity_streams_before_the_task_completes),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

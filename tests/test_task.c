@@ -1,0 +1,308 @@
+/* Subagents: every child ends and its parent always gets a result — on success, child
+ * provider error, stall, abort, time budget, depth limit, and through a grandchild; a
+ * root abort ends the whole tree; background tasks wake the parent once, as its own
+ * turn; check_task reports progress; the sweeper fails a turn that is busy with nothing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_int.h"
+#include "harness.h"
+#include "task.h"
+
+#define CFG(extra) "{\"providers\":{\"scripted\":{\"pace_ms\":1}},\"retry\":{\"base_ms\":10}" extra "}"
+
+/* Runs prompt in a new session until the whole tree is idle; returns the parent's final
+ * text (malloc'd). */
+static char *run_tree(struct h *h, char *sid, const char *prompt)
+{
+	h_session(h, sid);
+	h_prompt(h, sid, prompt, "http", NULL);
+	assert_true(h_until(h, h_idle, sid, 20000));
+	engine_flush(h->E);
+	return h_sql_str(h, "SELECT json_extract(p.data,'$.text') FROM part p JOIN message m ON "
+			 "m.id=p.message_id WHERE m.session_id='%s' AND m.role='assistant' AND "
+			 "p.type='text' ORDER BY m.turn_id DESC, p.id DESC LIMIT 1", sid);
+}
+
+/* Nothing in the database is left busy or unfinished. */
+static void check_all_ended(struct h *h)
+{
+	engine_flush(h->E);
+	assert_int_equal(h_sql_int(h, "SELECT COUNT(*) FROM turn WHERE state IN ('queued','running')"), 0);
+	assert_int_equal(h_sql_int(h, "SELECT COUNT(*) FROM message WHERE role='assistant' AND "
+				   "finish IS NULL"), 0);
+	assert_int_equal(h_sql_int(h, "SELECT COUNT(*) FROM part WHERE type='tool' AND "
+				   "json_extract(data,'$.state.status') IN ('pending','running')"), 0);
+	assert_int_equal(engine_running(h->E), 0);
+}
+
+static char *task_output(struct h *h, const char *sid)
+{
+	engine_flush(h->E);
+	return h_sql_str(h, "SELECT COALESCE(json_extract(data,'$.state.output'),"
+			 "json_extract(data,'$.state.error')) FROM part WHERE session_id='%s' AND "
+			 "type='tool' AND json_extract(data,'$.tool')='task'", sid);
+}
+
+static void child_result_comes_back_to_the_parent(void **state)
+{
+	struct h h;
+	h_dir(&h, CFG(""));
+	h_start(&h, 1);
+	char sid[ID_MAX];
+	char *final = run_tree(&h, sid, "task echo from the child");
+	assert_string_equal(final, "The subagent reported: The echo tool returned: from the child");
+	free(final);
+	/* the child is a real session with parentID and the spawning call recorded */
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM session WHERE parent_id='%s' AND "
+				   "depth=1 AND parent_tool_call_id IS NOT NULL", sid), 1);
+	char *meta = h_sql_str(&h, "SELECT json_extract(data,'$.state.metadata.sessionId') FROM "
+			       "part WHERE session_id='%s' AND type='tool'", sid);
+	assert_non_null(meta);
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM session WHERE id='%s' AND "
+				   "parent_id='%s'", meta, sid), 1);
+	/* child events carry the tree envelope */
+	char needle[128];
+	snprintf(needle, sizeof(needle), "\"rootID\":\"%s\",\"parentID\":\"%s\"", sid, sid);
+	int enveloped = 0;
+	for (int i = 0; i < h.nevents; i++)
+		enveloped += strstr(h.events[i], needle) && strstr(h.events[i], "\"parentToolCallID\"") &&
+			     strstr(h.events[i], "\"depth\":1");
+	assert_true(enveloped > 5);
+	free(meta);
+	check_all_ended(&h);
+	h_stop(&h);
+}
+
+static void failing_children_still_answer_their_parent(void **state)
+{
+	struct h h;
+	h_dir(&h, CFG(",\"stall_timeout_ms\":150,\"task\":{\"budget_ms\":1000}"));
+	h_start(&h, 1);
+	struct {
+		const char *prompt, *expect;
+	} cases[] = {
+		{"task fail", "subagent"},            /* provider error */
+		{"task fail", "scripted failure"},
+		{"task stall", "stalled: LLM stream stalled"},
+		{"task sleep 60000", "exceeded its time budget of 1000 ms"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char sid[ID_MAX];
+		char *final = run_tree(&h, sid, cases[i].prompt);
+		char *out = task_output(&h, sid);
+		if (!out || !strstr(out, cases[i].expect))
+			fail_msg("%s: tool result \"%s\" lacks \"%s\"", cases[i].prompt, out, cases[i].expect);
+		/* the parent's turn went on and answered with the child's failure */
+		assert_non_null(strstr(final, "The subagent reported: "));
+		assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn WHERE session_id='%s' AND "
+					   "state='completed'", sid), 1);
+		free(final);
+		free(out);
+	}
+	/* the stalled child kept its partial output and says so */
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM part WHERE type='tool' AND "
+				   "json_extract(data,'$.state.error') LIKE '%%Partial output:%%I will stop%%'"), 1);
+	check_all_ended(&h);
+	h_stop(&h);
+}
+
+static int child_running(struct h *h, void *arg)
+{
+	char *parent = arg;
+	return h_sql_int(h, "SELECT COUNT(*) FROM session s JOIN turn t ON t.session_id=s.id WHERE "
+			 "s.parent_id='%s' AND t.state='running'", parent) == 1;
+}
+
+static void aborting_a_child_gives_the_parent_an_error_result(void **state)
+{
+	struct h h;
+	h_dir(&h, CFG(""));
+	h_start(&h, 1);
+	char sid[ID_MAX];
+	h_session(&h, sid);
+	h_prompt(&h, sid, "task sleep 60000", "http", NULL);
+	engine_flush(h.E);
+	assert_true(h_until(&h, child_running, sid, 5000));
+	char *child = h_sql_str(&h, "SELECT id FROM session WHERE parent_id='%s'", sid);
+	/* check_task while it runs */
+	struct jw w;
+	struct err e = {0};
+	jw_init(&w);
+	assert_int_equal(engine_task_json(h.E, child, &w, &e), 0);
+	assert_non_null(strstr(w.buf, "\"status\":\"running\""));
+	assert_non_null(strstr(w.buf, "\"lastToolCalls\":[{\"tool\":\"sleep\",\"status\":\"running\""));
+	assert_non_null(strstr(w.buf, "\"stallDetected\":false"));
+	jw_free(&w);
+	assert_int_equal(engine_abort(h.E, child, &e), 0);
+	assert_true(h_until(&h, h_idle, sid, 5000));
+	char *out = task_output(&h, sid);
+	assert_non_null(strstr(out, "cancelled"));
+	jw_init(&w);
+	assert_int_equal(engine_task_json(h.E, child, &w, &e), 0);
+	assert_non_null(strstr(w.buf, "\"status\":\"cancelled\""));
+	assert_non_null(strstr(w.buf, "\"endedAt\""));
+	jw_free(&w);
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn WHERE session_id='%s' AND "
+				   "state='completed'", sid), 1);
+	free(out);
+	free(child);
+	check_all_ended(&h);
+	h_stop(&h);
+}
+
+static void grandchildren_work_and_the_depth_limit_is_a_clear_error(void **state)
+{
+	struct h h;
+	h_dir(&h, CFG(""));
+	h_start(&h, 1);
+	char sid[ID_MAX];
+	char *final = run_tree(&h, sid, "task task echo deep");
+	assert_string_equal(final, "The subagent reported: The subagent reported: The echo tool "
+			    "returned: deep");
+	assert_int_equal(h_sql_int(&h, "SELECT MAX(depth) FROM session"), 2);
+	free(final);
+	h_stop(&h);
+	h_dir(&h, CFG(",\"task\":{\"max_depth\":1}"));
+	h_start(&h, 1);
+	final = run_tree(&h, sid, "task task echo deep");
+	char *err = h_sql_str(&h, "SELECT json_extract(data,'$.state.error') FROM part WHERE "
+			      "type='tool' AND json_extract(data,'$.state.status')='error'");
+	assert_non_null(strstr(err, "depth limit"));
+	free(err);
+	free(final);
+	check_all_ended(&h);
+	h_stop(&h);
+}
+
+static int grandchild_streaming(struct h *h, void *arg)
+{
+	return h_sql_int(h, "SELECT COUNT(*) FROM session s JOIN turn t ON t.session_id=s.id "
+			 "WHERE s.depth=2 AND t.state='running'") >= 1 &&
+	       h_count(h, "message.part.delta", NULL) > 20;
+}
+
+static void aborting_the_root_ends_the_whole_tree(void **state)
+{
+	struct h h;
+	h_dir(&h, "{\"providers\":{\"scripted\":{\"pace_ms\":20}}}");
+	h_start(&h, 1);
+	char sid[ID_MAX], other[ID_MAX];
+	h_session(&h, sid);
+	h_prompt(&h, sid, "task task long", "http", NULL);
+	h_prompt(&h, sid, "bg long", "http", NULL); /* waits behind: aborted before it runs */
+	h_session(&h, other);
+	h_prompt(&h, other, "long", "http", NULL); /* another tree, left alone */
+	engine_flush(h.E);
+	assert_true(h_until(&h, grandchild_streaming, NULL, 10000));
+	struct err e = {0};
+	int64_t t0 = mono_us();
+	assert_int_equal(engine_abort(h.E, sid, &e), 0);
+	assert_true(h_until(&h, h_idle, sid, 1000));
+	assert_true(mono_us() - t0 < 1000000);
+	engine_flush(h.E);
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn t JOIN session s ON "
+				   "s.id=t.session_id WHERE s.root_id='%s' AND t.state!='cancelled'", sid), 0);
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM session WHERE root_id='%s'", sid), 3);
+	/* each session of the tree announced its end */
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM session WHERE root_id='%s'", sid),
+			 h_count(&h, "session.idle", NULL) - 0);
+	assert_true(engine_tree_busy(h.E, other));
+	assert_int_equal(engine_abort(h.E, other, &e), 0);
+	check_all_ended(&h);
+	h_stop(&h);
+}
+
+static int has_wake(struct h *h, void *sid)
+{
+	return h_sql_int(h, "SELECT COUNT(*) FROM turn WHERE session_id='%s' AND source='task' AND "
+			 "state='completed'", (char *)sid) >= 1;
+}
+
+static void a_background_task_wakes_its_parent_once_as_its_own_turn(void **state)
+{
+	struct h h;
+	h_dir(&h, CFG(""));
+	h_start(&h, 1);
+	char sid[ID_MAX];
+	h_session(&h, sid);
+	h_prompt(&h, sid, "bg sleep 300", "http", NULL);
+	h_prompt(&h, sid, "sleep 200", "web", NULL); /* the parent is busy when the child ends */
+	assert_true(h_until(&h, has_wake, sid, 10000));
+	assert_true(h_until(&h, h_idle, sid, 10000));
+	engine_flush(h.E);
+	/* exactly one wake, queued behind the turn that was running, answered in its turn */
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn WHERE session_id='%s' AND "
+				   "source='task'", sid), 1);
+	char *key = h_sql_str(&h, "SELECT dedupe_key FROM turn WHERE session_id='%s' AND "
+			      "source='task'", sid);
+	assert_non_null(strstr(key, "task:ses_"));
+	free(key);
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn WHERE session_id='%s' AND "
+				   "state='completed'", sid), 3);
+	assert_int_equal(h_sql_int(&h, "SELECT (SELECT id FROM turn WHERE session_id='%s' AND "
+				   "source='task') > (SELECT MAX(id) FROM turn WHERE session_id='%s' "
+				   "AND source!='task')", sid, sid), 1);
+	char *wake = h_sql_str(&h, "SELECT json_extract(p.data,'$.text') FROM turn t JOIN part p "
+			       "ON p.message_id=t.user_message_id WHERE t.session_id='%s' AND "
+			       "t.source='task'", sid);
+	assert_non_null(strstr(wake, "completed]"));
+	assert_non_null(strstr(wake, "Slept 300 ms."));
+	free(wake);
+	/* one terminal reply per user message, including the wake */
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM message u WHERE u.role='user' AND "
+				   "u.session_id='%s' AND (SELECT COUNT(*) FROM message a WHERE "
+				   "a.parent_id=u.id AND a.finish!='tool-calls') != 1", sid), 0);
+	check_all_ended(&h);
+	h_stop(&h);
+}
+
+static int turn_failed(struct h *h, void *sid)
+{
+	return h_sql_int(h, "SELECT COUNT(*) FROM turn WHERE session_id='%s' AND state='failed'",
+			 (char *)sid) == 1;
+}
+
+static void the_sweeper_fails_a_turn_busy_with_nothing(void **state)
+{
+	struct h h;
+	h_dir(&h, CFG(",\"stall_timeout_ms\":600000"));
+	h_start(&h, 1);
+	char sid[ID_MAX];
+	h_session(&h, sid);
+	h_prompt(&h, sid, "stall", "http", NULL);
+	h_spin(&h, 100);
+	struct session *s = session_get(h.E, sid);
+	assert_non_null(s->cur);
+	assert_non_null(s->cur->stream);
+	/* simulate the bug this guards against: the request vanishes without an end */
+	llm_stream_cancel(s->cur->stream);
+	s->cur->stream = NULL;
+	assert_true(h_until(&h, turn_failed, sid, 5000));
+	assert_true(h_until(&h, h_idle, sid, 1000));
+	char *err = h_sql_str(&h, "SELECT error FROM turn WHERE session_id='%s'", sid);
+	assert_non_null(strstr(err, "busy with nothing running"));
+	free(err);
+	check_all_ended(&h);
+	h_stop(&h);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(child_result_comes_back_to_the_parent),
+		cmocka_unit_test(failing_children_still_answer_their_parent),
+		cmocka_unit_test(aborting_a_child_gives_the_parent_an_error_result),
+		cmocka_unit_test(grandchildren_work_and_the_depth_limit_is_a_clear_error),
+		cmocka_unit_test(aborting_the_root_ends_the_whole_tree),
+		cmocka_unit_test(a_background_task_wakes_its_parent_once_as_its_own_turn),
+		cmocka_unit_test(the_sweeper_fails_a_turn_busy_with_nothing),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
