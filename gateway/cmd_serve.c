@@ -3,6 +3,7 @@
 #include "log.h"
 #include "server.h"
 
+#include <arpa/inet.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,8 +71,15 @@ int cmd_serve(const struct cli *c)
 		return 2;
 	}
 	find_web_root(&S, c->web_root);
-	struct loop_config lc = {.port = c->port, .iface = c->host, .protocols = server_protocols(),
-				 .user = &S, .retry = &idle};
+	/* lws binds an IPv4 address only with IPv6 off; otherwise it listens on every
+	 * interface. An IPv6 address is bound v6-only. */
+	struct in_addr a4;
+	const char *host = strcmp(c->host, "localhost") ? c->host : "127.0.0.1";
+	uint64_t opts = inet_pton(AF_INET, host, &a4) == 1
+				? LWS_SERVER_OPTION_DISABLE_IPV6
+				: LWS_SERVER_OPTION_IPV6_V6ONLY_MODIFY | LWS_SERVER_OPTION_IPV6_V6ONLY_VALUE;
+	struct loop_config lc = {.port = c->port, .iface = host, .protocols = server_protocols(),
+				 .user = &S, .retry = &idle, .options = opts};
 	S.L = loop_create(&lc);
 	if (!S.L) {
 		fprintf(stderr, "agentgate serve: cannot listen on %s:%d\n", c->host, c->port);

@@ -163,7 +163,7 @@ void session_write_json(const struct session *s, struct jw *w)
 }
 
 /* Writes the row and announces it (session.created or session.updated). */
-static void session_save(struct engine *E, struct session *s, const char *type)
+void session_save(struct engine *E, struct session *s, const char *type)
 {
 	struct jw w;
 	jw_init(&w);

@@ -63,7 +63,8 @@ int engine_session_create(struct engine *E, const struct session_params *p, char
 int engine_session_exists(struct engine *E, const char *id, struct err *e);
 /* Writes the Session JSON. */
 int engine_session_json(struct engine *E, const char *id, struct jw *w, struct err *e);
-/* Writes Session[]: roots and children alike (parent_id NULL) or one parent's children. */
+/* Writes Session[]: every session (parent_id NULL) or the roots (""), most recently
+ * updated first, or one parent's children. */
 int engine_session_list_json(struct engine *E, const char *parent_id, struct jw *w);
 /* Changes the title (NULL keeps it) and announces session.updated. */
 int engine_session_update(struct engine *E, const char *id, const char *title, struct err *e);

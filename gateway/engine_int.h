@@ -116,6 +116,8 @@ void session_env(const struct session *s, const struct turn *t, struct bus_env *
 void session_set_status(struct engine *E, struct session *s, enum status_type st);
 void session_write_json(const struct session *s, struct jw *w);
 void session_kick(struct session *s);
+/* Writes the session row and announces it (session.created / session.updated). */
+void session_save(struct engine *E, struct session *s, const char *type);
 /* Calls fn for every cached session in id's subtree, id included. */
 void session_for_tree(struct engine *E, const char *id, void (*fn)(struct session *, void *),
 		      void *arg);

@@ -502,6 +502,9 @@ static int call_api(struct conn *c, const char *method, cJSON *params, char ids[
 static int handle(struct conn *c)
 {
 	char ids[2][64] = {"", ""};
+	if (c->handled)
+		return 0; /* lws may report the end of an empty body after we answered */
+	c->handled = 1;
 	int is_get = !strcmp(c->method, "GET") || !strcmp(c->method, "HEAD");
 	const struct route *r = find_route(c->path, ids);
 	if (c->body_too_big)
@@ -535,6 +538,7 @@ static int handle(struct conn *c)
 
 static void reset_request(struct conn *c)
 {
+	c->handled = 0;
 	free(c->body);
 	c->body = NULL;
 	c->body_len = 0;
@@ -565,8 +569,13 @@ static int on_request(struct conn *c, const char *uri)
 		c->body_too_big = 1;
 		return handle(c);
 	}
-	int has_body = clen > 0 || lws_hdr_total_length(c->wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
-	if (has_body && strcmp(c->method, "GET") && strcmp(c->method, "HEAD"))
+	if (lws_hdr_total_length(c->wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
+		c->handled = 1;
+		return respond_error(c, 411, "LengthRequired", "chunked request bodies are not "
+				     "accepted: send the body with a Content-Length",
+				     "connection:", "close");
+	}
+	if (clen > 0 && strcmp(c->method, "GET") && strcmp(c->method, "HEAD"))
 		return 0; /* handled at LWS_CALLBACK_HTTP_BODY_COMPLETION */
 	return handle(c);
 }

@@ -129,6 +129,7 @@ struct loop *loop_create(const struct loop_config *cfg)
 	info.headers = cfg->headers;
 	info.user = L;
 	info.retry_and_idle_policy = cfg->retry;
+	info.options = cfg->options;
 	L->ctx = lws_create_context(&info);
 	if (!L->ctx) {
 		log_error("loop: cannot create the libwebsockets context (port %d)", cfg->port);

@@ -18,6 +18,7 @@ struct loop_config {
 	const struct lws_protocol_vhost_options *headers; /* extra response headers */
 	void *user;               /* returned by loop_user() */
 	const lws_retry_bo_t *retry; /* idle policy: WS ping / hang-up, or NULL */
+	uint64_t options;         /* extra LWS_SERVER_OPTION_* bits */
 };
 
 /* Creates the context; NULL on failure (logged). Loop thread = the caller. */

@@ -214,6 +214,7 @@ void server_shutdown(struct server *S)
 	}
 	timer_init(&S->shutdown_timer, S->L, shutdown_fired);
 	timer_arm(&S->shutdown_timer, 2000);
+	server_maybe_done(S); /* nothing to drain: stop now */
 }
 
 /* Called when a connection closes during shutdown: stop as soon as no stream is left. */

@@ -37,6 +37,7 @@ struct conn {
 	char *body;
 	size_t body_len;
 	int body_too_big;
+	int handled;               /* this request was answered (or is being) */
 	/* HTTP response */
 	char *resp;
 	size_t resp_len, resp_off;

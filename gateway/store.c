@@ -39,7 +39,7 @@ static const char *const migrations[] = {
 
 enum stmt {
 	ST_BEGIN, ST_COMMIT,
-	ST_SES_PUT, ST_SES_GET, ST_SES_ROOTS, ST_SES_CHILDREN, ST_SES_DEL,
+	ST_SES_PUT, ST_SES_GET, ST_SES_ALL, ST_SES_ROOTS, ST_SES_CHILDREN, ST_SES_DEL,
 	ST_SES_DEL_MSG, ST_SES_DEL_PART, ST_SES_DEL_TURN,
 	ST_MSG_PUT, ST_MSG_LIST, ST_MSG_GET,
 	ST_PART_PUT, ST_PART_LIST, ST_PART_TOOLS,
@@ -58,7 +58,9 @@ static const char *const sql[ST_COUNT] = {
 	[ST_COMMIT] = "COMMIT",
 	[ST_SES_PUT] = "INSERT OR REPLACE INTO session(" SES_COLS ") VALUES(?,?,?,?,?,?,?,?)",
 	[ST_SES_GET] = "SELECT " SES_COLS " FROM session WHERE id = ?",
-	[ST_SES_ROOTS] = "SELECT " SES_COLS " FROM session ORDER BY id",
+	[ST_SES_ALL] = "SELECT " SES_COLS " FROM session ORDER BY time_updated DESC, id DESC",
+	[ST_SES_ROOTS] = "SELECT " SES_COLS " FROM session WHERE parent_id IS NULL"
+			 " ORDER BY time_updated DESC, id DESC",
 	[ST_SES_CHILDREN] = "SELECT " SES_COLS " FROM session WHERE parent_id = ? ORDER BY id",
 	[ST_SES_DEL] = "DELETE FROM session WHERE id = ?",
 	[ST_SES_DEL_MSG] = "DELETE FROM message WHERE session_id = ?",
@@ -318,6 +320,8 @@ int store_session_get(struct store *S, const char *id, store_session_cb cb, void
 int store_session_list(struct store *S, const char *parent_id, store_session_cb cb, void *arg)
 {
 	if (!parent_id)
+		return read_sessions(S, ST_SES_ALL, cb, arg);
+	if (!*parent_id)
 		return read_sessions(S, ST_SES_ROOTS, cb, arg);
 	bind_text(S->st[ST_SES_CHILDREN], 1, parent_id);
 	return read_sessions(S, ST_SES_CHILDREN, cb, arg);

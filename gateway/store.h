@@ -51,6 +51,8 @@ int store_session_put(struct store *S, const struct store_session *r);
 /* Calls cb for each row (strings valid during the call). Return non-zero from cb to stop. */
 typedef int (*store_session_cb)(void *arg, const struct store_session *r);
 int store_session_get(struct store *S, const char *id, store_session_cb cb, void *arg);
+/* parent_id NULL: every session, "": root sessions (both most recently updated first);
+ * an id: that session's children, oldest first. */
 int store_session_list(struct store *S, const char *parent_id, store_session_cb cb, void *arg);
 int store_session_delete(struct store *S, const char *id);
 

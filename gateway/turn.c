@@ -283,6 +283,8 @@ void turn_end(struct turn *t, enum turn_state st, const char *err_name, const ch
 	turn_save(E, t);
 	if (st == T_FAILED && t->am && t->am->error_json)
 		emit_session_error(E, s, t, t->am->error_json);
+	s->updated = t->ended;
+	session_save(E, s, "session.updated");
 	log_info("session %s: turn %s %s%s%s", s->id, t->id, turn_state_name(st),
 		 err_msg ? ": " : "", err_msg ? err_msg : "");
 	if (s->cur == t) {

@@ -145,7 +145,7 @@ test("bind: by default (and with --host 127.0.0.1) only loopback is listened on"
 });
 
 test("bind: a non-loopback host needs --token or --insecure", T, async (t) => {
-	const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), "agentgate-bind-"));
+	const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), "agentgate-node-bind-"));
 	t.after(() => fsp.rm(tmp, { recursive: true, force: true }));
 	const port = await freePort();
 	const r = await runBin(["serve", "--host", "0.0.0.0", "--port", String(port), "--data", tmp], { timeout: 10000 });
@@ -247,7 +247,10 @@ test("POST with an empty body (Content-Length: 0, no Content-Type, as the SDK se
 	}
 });
 
-test("limits: a small chunked body is accepted", T, async (t) => {
+// libwebsockets 4.1 does not deliver chunked request bodies, so the server refuses them
+// at once with 411 and a message saying what to send instead (docs/API.md), whatever
+// their size, rather than hanging or dropping the connection.
+test("limits: a chunked request body gets 411 naming Content-Length", T, async (t) => {
 	const srv = await startServer();
 	t.after(() => srv.stop());
 	const small = await rawHttp(srv, {
@@ -258,16 +261,11 @@ test("limits: a small chunked body is accepted", T, async (t) => {
 		chunked: true,
 		timeout: 10000,
 	});
-	assert.equal(small.status, 200, `a small chunked body is fine: ${small.text.slice(0, 200)}`);
-	assert.equal(small.json?.title, "chunked");
-});
-
-test("limits: a chunked body over 1 MiB → 413", T, async (t) => {
-	const srv = await startServer();
-	t.after(() => srv.stop());
+	assertError(small, 411, "LengthRequired", "small chunked body");
+	assert.match(small.json.message, /Content-Length/);
 	const big = '{"title":"' + "a".repeat(2 * 1024 * 1024) + '"}';
 	const r = await rawHttp(srv, { method: "POST", path: "/session", headers: { "content-type": "application/json" }, body: big, chunked: true, timeout: 10000 });
-	assertError(r, 413, "PayloadTooLarge", "chunked over 1 MiB");
+	assertError(r, 411, "LengthRequired", "chunked over 1 MiB");
 	assert.equal((await api(srv, "GET", "/global/health")).status, 200);
 });
 
@@ -314,7 +312,7 @@ test("policies: reject → 409 while busy, interrupt aborts the running turn", T
 });
 
 test("static files: index, content types, cache headers, no traversal", T, async (t) => {
-	const root = await fsp.mkdtemp(path.join(os.tmpdir(), "agentgate-web-"));
+	const root = await fsp.mkdtemp(path.join(os.tmpdir(), "agentgate-node-web-"));
 	t.after(() => fsp.rm(root, { recursive: true, force: true }));
 	const web = path.join(root, "web");
 	await fsp.mkdir(path.join(web, "sub"), { recursive: true });

@@ -99,7 +99,7 @@ export async function startServer({
 	token = undefined,
 	readyTimeout = 10000,
 } = {}) {
-	const root = await fsp.mkdtemp(path.join(os.tmpdir(), "agentgate-test-"));
+	const root = await fsp.mkdtemp(path.join(os.tmpdir(), "agentgate-node-"));
 	const dataDir = dir || path.join(root, "data");
 	await fsp.mkdir(dataDir, { recursive: true });
 	port = port || (await freePort());
