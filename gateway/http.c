@@ -42,7 +42,9 @@ static int respond_ex(struct conn *c, int status, const char *type, char *body, 
 	c->resp_len = len;
 	c->resp_off = 0;
 	c->responding = 1;
-	c->close_after = hname && !strcmp(hname, "connection:");
+	c->handled = 1;
+	/* answering before an announced body was read: the connection cannot be reused */
+	c->close_after = (hname && !strcmp(hname, "connection:")) || (c->expect_body && !c->body_done);
 	if (write_headers(c, status, type, (long long)len, hname, hvalue))
 		return -1;
 	lws_callback_on_writable(c->wsi);
@@ -539,6 +541,8 @@ static int handle(struct conn *c)
 static void reset_request(struct conn *c)
 {
 	c->handled = 0;
+	c->expect_body = 0;
+	c->body_done = 0;
 	free(c->body);
 	c->body = NULL;
 	c->body_len = 0;
@@ -553,6 +557,10 @@ static int on_request(struct conn *c, const char *uri)
 		server_track(c->srv, c);
 	snprintf(c->path, sizeof(c->path), "%s", uri);
 	read_method(c);
+	char cl[32] = "";
+	lws_hdr_copy(c->wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH);
+	long long clen = atoll(cl);
+	c->expect_body = clen > 0 || lws_hdr_total_length(c->wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
 	if (c->srv->nconns > MAX_CONNECTIONS)
 		return respond_error(c, 503, "ServiceUnavailable", "too many connections (limit 1024)",
 				     "connection:", "close");
@@ -562,9 +570,6 @@ static int on_request(struct conn *c, const char *uri)
 	if (c->srv->shutting_down)
 		return respond_error(c, 503, "ServiceUnavailable", "the server is shutting down",
 				     "connection:", "close");
-	char cl[32] = "";
-	lws_hdr_copy(c->wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH);
-	long long clen = atoll(cl);
 	if (clen > MAX_BODY) {
 		c->body_too_big = 1;
 		return handle(c);
@@ -582,6 +587,8 @@ static int on_request(struct conn *c, const char *uri)
 
 static int on_body(struct conn *c, const void *in, size_t len)
 {
+	if (c->handled)
+		return 0; /* answered already (an early error): the rest is not needed */
 	if (c->body_too_big || c->body_len + len > MAX_BODY) {
 		c->body_too_big = 1;
 		return 0;
@@ -618,6 +625,7 @@ int http_callback(struct conn *c, enum lws_callback_reasons reason, void *in, si
 	case LWS_CALLBACK_HTTP_BODY:
 		return on_body(c, in, len);
 	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+		c->body_done = 1;
 		return handle(c);
 	case LWS_CALLBACK_HTTP_WRITEABLE:
 		if (c->kind == C_SSE)

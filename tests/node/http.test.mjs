@@ -263,9 +263,12 @@ test("limits: a chunked request body gets 411 naming Content-Length", T, async (
 	});
 	assertError(small, 411, "LengthRequired", "small chunked body");
 	assert.match(small.json.message, /Content-Length/);
+	// A client still sending a large body when the 411 arrives may see the connection
+	// close under it (the server does not read a body it refused); the server stays up.
 	const big = '{"title":"' + "a".repeat(2 * 1024 * 1024) + '"}';
-	const r = await rawHttp(srv, { method: "POST", path: "/session", headers: { "content-type": "application/json" }, body: big, chunked: true, timeout: 10000 });
-	assertError(r, 411, "LengthRequired", "chunked over 1 MiB");
+	const r = await rawHttp(srv, { method: "POST", path: "/session", headers: { "content-type": "application/json" }, body: big, chunked: true, timeout: 10000 }).catch((e) => e);
+	if (r instanceof Error) assert.match(r.code ?? r.message, /EPIPE|ECONNRESET/);
+	else assertError(r, 411, "LengthRequired", "chunked over 1 MiB");
 	assert.equal((await api(srv, "GET", "/global/health")).status, 200);
 });
 
