@@ -98,6 +98,13 @@ static int write_body(struct conn *c)
 	free(c->resp);
 	c->resp = NULL;
 	c->responding = 0;
+	if (c->close_after && c->expect_body && !c->body_done) {
+		/* let the client finish sending (we discard it) so it reads our answer, then
+		 * close; a client that never finishes is cut off by the timeout */
+		c->draining = 1;
+		lws_set_timeout(c->wsi, PENDING_TIMEOUT_HTTP_CONTENT, 5);
+		return 0;
+	}
 	if (c->close_after)
 		return -1;
 	return lws_http_transaction_completed(c->wsi) ? -1 : 0;
@@ -543,6 +550,7 @@ static void reset_request(struct conn *c)
 	c->handled = 0;
 	c->expect_body = 0;
 	c->body_done = 0;
+	c->draining = 0;
 	free(c->body);
 	c->body = NULL;
 	c->body_len = 0;
@@ -626,7 +634,7 @@ int http_callback(struct conn *c, enum lws_callback_reasons reason, void *in, si
 		return on_body(c, in, len);
 	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
 		c->body_done = 1;
-		return handle(c);
+		return c->draining ? -1 : handle(c);
 	case LWS_CALLBACK_HTTP_WRITEABLE:
 		if (c->kind == C_SSE)
 			return sse_write(c);

@@ -38,7 +38,7 @@ struct conn {
 	size_t body_len;
 	int body_too_big;
 	int handled;               /* this request was answered (or is being) */
-	int expect_body, body_done;
+	int expect_body, body_done, draining;
 	/* HTTP response */
 	char *resp;
 	size_t resp_len, resp_off;

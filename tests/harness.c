@@ -1,4 +1,5 @@
 #include "harness.h"
+#include "log.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -45,11 +46,14 @@ void h_start(struct h *h, int recover)
 	char cfg[300];
 	snprintf(cfg, sizeof(cfg), "%s/config.json", h->dir);
 	struct loop_config lc = {.port = -1};
+	log_init_from_env(LOG_WARN);
+	lws_set_log_level(LLL_ERR, NULL);
 	h->L = loop_create(&lc);
 	assert_non_null(h->L);
 	struct err e = {0};
 	struct engine_opts o = {
 		.data_dir = h->dir, .config_path = access(cfg, R_OK) == 0 ? cfg : NULL,
+		.openai_base_url = h->openai_base, .anthropic_base_url = h->anthropic_base,
 	};
 	h->E = engine_create(h->L, &o, &e);
 	if (!h->E)
@@ -129,16 +133,28 @@ void h_session(struct h *h, char *out)
 		fail_msg("session create: %s", e.msg);
 }
 
+static void prompt_with(struct h *h, const struct prompt *p, char *turn_out)
+{
+	struct err e = {0};
+	struct prompt_result r;
+	if (engine_prompt(h->E, p, &r, NULL, &e))
+		fail_msg("prompt \"%s\": %s", p->text, e.msg);
+	if (turn_out)
+		strcpy(turn_out, r.turn_id);
+}
+
 void h_prompt(struct h *h, const char *sid, const char *text, const char *source,
 	      char *turn_out)
 {
-	struct err e = {0};
 	struct prompt p = {.session_id = sid, .text = text, .source = source};
-	struct prompt_result r;
-	if (engine_prompt(h->E, &p, &r, NULL, &e))
-		fail_msg("prompt \"%s\": %s", text, e.msg);
-	if (turn_out)
-		strcpy(turn_out, r.turn_id);
+	prompt_with(h, &p, turn_out);
+}
+
+void h_prompt_model(struct h *h, const char *sid, const char *text, const char *model,
+		    char *turn_out)
+{
+	struct prompt p = {.session_id = sid, .text = text, .source = "http", .model = model};
+	prompt_with(h, &p, turn_out);
 }
 
 static sqlite3_stmt *query(struct h *h, sqlite3 **db, const char *sql, va_list ap)

@@ -15,6 +15,7 @@ struct h {
 	char **events; /* JSON of every event seen, in order */
 	char **types;
 	int nevents, cap;
+	const char *openai_base, *anthropic_base; /* set before h_start to reach a mock */
 };
 
 /* Creates dir and writes config_json (NULL: none) to dir/config.json. */
@@ -35,6 +36,9 @@ void h_session(struct h *h, char *out);
 /* Prompts, asserts acceptance; the turn id goes to turn_out when given. */
 void h_prompt(struct h *h, const char *sid, const char *text, const char *source,
 	      char *turn_out);
+/* Same with a model (PROVIDER/MODEL). */
+void h_prompt_model(struct h *h, const char *sid, const char *text, const char *model,
+		    char *turn_out);
 
 /* SQL on a separate connection to h->dir/agentgate.db: the first column of the first
  * row as an integer / string (malloc'd, NULL when no row). */

@@ -1,0 +1,407 @@
+/* The network providers against a real HTTP server on 127.0.0.1 (tests/provider/mockllm)
+ * that speaks OpenAI's and Anthropic's streaming formats byte for byte and misbehaves on
+ * purpose: every case asserts the parts, the events, the session's final state, and how
+ * many requests the retry policy allowed. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "id.h"
+
+static pid_t mock_pid;
+static int mock_stdin = -1;
+static char openai_base[64], anthropic_base[64], stats_url[64];
+
+static int start_mock(void **state)
+{
+	int in[2], out[2];
+	assert_int_equal(pipe(in), 0);
+	assert_int_equal(pipe(out), 0);
+	mock_pid = fork();
+	if (mock_pid == 0) {
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		close(in[1]);
+		close(out[0]);
+		execl(MOCKLLM_BIN, MOCKLLM_BIN, "--exit-on-stdin-eof", (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	mock_stdin = in[1];
+	char line[64] = "";
+	FILE *f = fdopen(out[0], "r");
+	assert_non_null(fgets(line, sizeof(line), f));
+	int port = 0;
+	assert_int_equal(sscanf(line, "PORT %d", &port), 1);
+	fclose(f);
+	snprintf(openai_base, sizeof(openai_base), "http://127.0.0.1:%d/v1", port);
+	snprintf(anthropic_base, sizeof(anthropic_base), "http://127.0.0.1:%d", port);
+	snprintf(stats_url, sizeof(stats_url), "http://127.0.0.1:%d/_stats", port);
+	setenv("OPENAI_API_KEY", "sk-test-secret-0001", 1);
+	setenv("ANTHROPIC_API_KEY", "ak-test-secret-0002", 1);
+	return 0;
+}
+
+static int stop_mock(void **state)
+{
+	close(mock_stdin);
+	kill(mock_pid, SIGTERM);
+	waitpid(mock_pid, NULL, 0);
+	return 0;
+}
+
+static size_t sink(char *p, size_t s, size_t n, void *arg)
+{
+	struct jw *w = arg;
+	jw_append(w, p, s * n);
+	return s * n;
+}
+
+/* The mock's /_stats as JSON. */
+static cJSON *stats(void)
+{
+	struct jw w;
+	jw_init(&w);
+	CURL *c = curl_easy_init();
+	curl_easy_setopt(c, CURLOPT_URL, stats_url);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &w);
+	assert_int_equal(curl_easy_perform(c), CURLE_OK);
+	curl_easy_cleanup(c);
+	cJSON *j = cJSON_ParseWithLength(w.buf, w.len);
+	jw_free(&w);
+	assert_non_null(j);
+	return j;
+}
+
+static int requests(const char *model)
+{
+	cJSON *j = stats();
+	const cJSON *n = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "by_model"), model);
+	int v = cJSON_IsNumber(n) ? n->valueint : 0;
+	cJSON_Delete(j);
+	return v;
+}
+
+#define CFG "{\"stall_timeout_ms\":400,\"retry\":{\"base_ms\":20,\"max\":2,\"stall_max\":1}}"
+
+static void start(struct h *h, const char *cfg)
+{
+	h_dir(h, cfg ? cfg : CFG);
+	h->openai_base = openai_base;
+	h->anthropic_base = anthropic_base;
+	h_start(h, 1);
+}
+
+/* Runs one prompt on PROVIDER/MODEL until idle; returns the turn's state. */
+static char *run(struct h *h, char *sid, const char *model, char *turn)
+{
+	h_session(h, sid);
+	h_prompt_model(h, sid, "hi", model, turn);
+	assert_true(h_until(h, h_idle, sid, 20000));
+	engine_flush(h->E);
+	return h_sql_str(h, "SELECT state FROM turn WHERE id='%s'", turn);
+}
+
+static char *final_text(struct h *h, const char *turn)
+{
+	return h_sql_str(h, "SELECT group_concat(json_extract(p.data,'$.text'),'|') FROM part p "
+			 "JOIN message m ON m.id=p.message_id WHERE m.turn_id='%s' AND "
+			 "m.role='assistant' AND p.type='text'", turn);
+}
+
+static char *turn_error(struct h *h, const char *turn)
+{
+	return h_sql_str(h, "SELECT error FROM turn WHERE id='%s'", turn);
+}
+
+static int retries_seen(struct h *h, const char *sid)
+{
+	int n = 0;
+	for (int i = 0; i < h->nevents; i++)
+		n += !strcmp(h->types[i], "session.status") && strstr(h->events[i], sid) &&
+		     strstr(h->events[i], "\"type\":\"retry\"");
+	return n;
+}
+
+static void keys_never_leak(struct h *h)
+{
+	for (int i = 0; i < h->nevents; i++) {
+		assert_null(strstr(h->events[i], "sk-test-secret"));
+		assert_null(strstr(h->events[i], "ak-test-secret"));
+	}
+}
+
+static void normal_streams_in_both_formats(void **state)
+{
+	const char *models[] = {"openai/normal", "anthropic/normal"};
+	for (int i = 0; i < 2; i++) {
+		struct h h;
+		start(&h, NULL);
+		char sid[ID_MAX], turn[ID_MAX];
+		char *st = run(&h, sid, models[i], turn);
+		assert_string_equal(st, "completed");
+		char *text = final_text(&h, turn);
+		assert_string_equal(text, "Hello from mock.");
+		assert_true(h_count(&h, "message.part.delta", sid) >= 1);
+		assert_true(h_sql_int(&h, "SELECT json_extract(data,'$.tokens.output') FROM message "
+				      "WHERE turn_id='%s' AND role='assistant'", turn) > 0);
+		cJSON *j = stats();
+		const cJSON *hd = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "last"), "headers");
+		const cJSON *body = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "last"), "body");
+		if (i == 0) {
+			assert_string_equal(cJSON_GetObjectItem(hd, "authorization")->valuestring,
+					    "Bearer sk-test-secret-0001");
+			assert_true(cJSON_IsTrue(cJSON_GetObjectItem(
+				cJSON_GetObjectItem(body, "stream_options"), "include_usage")));
+		} else {
+			assert_string_equal(cJSON_GetObjectItem(hd, "x-api-key")->valuestring,
+					    "ak-test-secret-0002");
+			assert_non_null(cJSON_GetObjectItem(hd, "anthropic-version"));
+			assert_non_null(cJSON_GetObjectItem(body, "system"));
+		}
+		assert_true(cJSON_GetArraySize(cJSON_GetObjectItem(body, "tools")) >= 2);
+		cJSON_Delete(j);
+		keys_never_leak(&h);
+		free(st);
+		free(text);
+		h_stop(&h);
+	}
+}
+
+static void tool_calls_in_fragments_run_and_continue(void **state)
+{
+	const char *models[] = {"openai/tools", "anthropic/tools", "openai/tools2", "anthropic/tools2"};
+	const char *expect[] = {"tool said: from mock", "tool said: from mock", "got both", "got both"};
+	for (int i = 0; i < 4; i++) {
+		struct h h;
+		start(&h, NULL);
+		char sid[ID_MAX], turn[ID_MAX];
+		char *st = run(&h, sid, models[i], turn);
+		assert_string_equal(st, "completed");
+		char *text = final_text(&h, turn);
+		assert_non_null(strstr(text, expect[i]));
+		assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM part WHERE session_id='%s' AND "
+					   "type='tool' AND json_extract(data,'$.state.status')='completed' "
+					   "AND json_extract(data,'$.tool')='echo'", sid), i < 2 ? 1 : 2);
+		char *out = h_sql_str(&h, "SELECT json_extract(data,'$.state.output') FROM part WHERE "
+				      "session_id='%s' AND type='tool' ORDER BY id LIMIT 1", sid);
+		assert_string_equal(out, i < 2 ? "from mock" : "a");
+		free(out);
+		free(st);
+		free(text);
+		h_stop(&h);
+	}
+}
+
+static void every_byte_split_and_malformed_lines_still_parse(void **state)
+{
+	const char *models[] = {"openai/bytewise", "anthropic/bytewise", "openai/malformed",
+				"anthropic/reasoning"};
+	for (int i = 0; i < 4; i++) {
+		struct h h;
+		/* one byte per write, 1 ms apart: tokens are hundreds of ms apart */
+		start(&h, "{\"stall_timeout_ms\":10000}");
+		char sid[ID_MAX], turn[ID_MAX];
+		char *st = run(&h, sid, models[i], turn);
+		if (strcmp(st, "completed"))
+			fail_msg("%s: %s (%s)", models[i], st, turn_error(&h, turn));
+		char *text = final_text(&h, turn);
+		assert_non_null(text);
+		if (i < 2)
+			assert_string_equal(text, "Hello from mock.");
+		if (i == 3)
+			assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM part WHERE session_id='%s' "
+						   "AND type='reasoning'", sid), 1);
+		free(st);
+		free(text);
+		h_stop(&h);
+	}
+}
+
+static void stalls_fail_after_their_retry_and_keep_partial_text(void **state)
+{
+	const char *models[] = {"openai/stall-first@a", "openai/stall-mid@a",
+				"openai/stall-keepalive@a", "anthropic/stall-keepalive@b"};
+	for (int i = 0; i < 4; i++) {
+		struct h h;
+		start(&h, NULL);
+		char sid[ID_MAX], turn[ID_MAX];
+		char *st = run(&h, sid, models[i], turn);
+		assert_string_equal(st, "failed");
+		char *err = turn_error(&h, turn);
+		assert_non_null(strstr(err, "LLM stream stalled"));
+		assert_non_null(strstr(err, "400 ms"));
+		assert_int_equal(requests(strchr(models[i], '/') + 1), 2); /* stall_max 1 */
+		assert_int_equal(retries_seen(&h, sid), 1);
+		assert_int_equal(h_count(&h, "session.error", sid), 1);
+		if (i > 0) {
+			char *text = final_text(&h, turn);
+			assert_string_equal(text, "Partial answer");
+			free(text);
+		}
+		assert_false(engine_tree_busy(h.E, sid));
+		free(st);
+		free(err);
+		h_stop(&h);
+	}
+}
+
+static void retryable_errors_are_retried_without_duplicate_text(void **state)
+{
+	/* each model name has its own counter at the mock: fresh names per case */
+	const char *models[] = {"openai/rate-limit-ms@c1", "anthropic/rate-limit@c2", "openai/flaky@c3",
+				"anthropic/overloaded@c4", "openai/drop-mid@c5", "anthropic/drop-mid@c6"};
+	const int want[] = {2, 2, 2, 3, 2, 2};
+	for (int i = 0; i < 6; i++) {
+		struct h h;
+		start(&h, NULL);
+		char sid[ID_MAX], turn[ID_MAX];
+		char *st = run(&h, sid, models[i], turn);
+		if (strcmp(st, "completed"))
+			fail_msg("%s: %s (%s)", models[i], st, turn_error(&h, turn));
+		char *text = final_text(&h, turn);
+		assert_string_equal(text, "Hello from mock.");
+		if (requests(strchr(models[i], '/') + 1) != want[i] || retries_seen(&h, sid) != want[i] - 1)
+			fail_msg("%s: %d requests, %d retries shown; want %d", models[i],
+				 requests(strchr(models[i], '/') + 1), retries_seen(&h, sid), want[i]);
+		free(st);
+		free(text);
+		h_stop(&h);
+	}
+}
+
+static int64_t retry_wait(struct h *h, const char *sid)
+{
+	for (int i = 0; i < h->nevents; i++) {
+		if (strcmp(h->types[i], "session.status") || !strstr(h->events[i], "\"retry\""))
+			continue;
+		cJSON *j = cJSON_Parse(h->events[i]);
+		const cJSON *st = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "properties"), "status");
+		int64_t next = (int64_t)cJSON_GetObjectItem(st, "next")->valuedouble;
+		assert_int_equal(cJSON_GetObjectItem(st, "attempt")->valueint, 2);
+		assert_non_null(cJSON_GetObjectItem(st, "message"));
+		cJSON_Delete(j);
+		return next;
+	}
+	return -1;
+}
+
+static void retry_after_is_honoured(void **state)
+{
+	struct h h;
+	start(&h, NULL);
+	char sid[ID_MAX], turn[ID_MAX];
+	int64_t before = now_ms();
+	char *st = run(&h, sid, "openai/rate-limit@d", turn);
+	assert_string_equal(st, "completed");
+	/* retry-after: 1 s, while the configured backoff is 20 ms */
+	assert_true(retry_wait(&h, sid) - before >= 950);
+	free(st);
+	h_stop(&h);
+}
+
+static void client_errors_are_not_retried_and_show_the_providers_message(void **state)
+{
+	const char *models[] = {"openai/bad-request", "anthropic/bad-request", "openai/auth"};
+	const char *name[] = {"APIError", "APIError", "ProviderAuthError"};
+	for (int i = 0; i < 3; i++) {
+		struct h h;
+		start(&h, NULL);
+		char sid[ID_MAX], turn[ID_MAX];
+		int before = requests(strchr(models[i], '/') + 1);
+		char *st = run(&h, sid, models[i], turn);
+		assert_string_equal(st, "failed");
+		assert_int_equal(requests(strchr(models[i], '/') + 1) - before, 1);
+		char *msg = h_sql_str(&h, "SELECT json_extract(data,'$.error.data.message') FROM "
+				      "message WHERE turn_id='%s' AND finish='error'", turn);
+		assert_non_null(strstr(msg, i == 2 ? "Incorrect API key" : "does not exist"));
+		char *nm = h_sql_str(&h, "SELECT json_extract(data,'$.error.name') FROM message WHERE "
+				     "turn_id='%s' AND finish='error'", turn);
+		assert_string_equal(nm, name[i]);
+		assert_int_equal(h_count(&h, "session.error", sid), 1);
+		assert_int_equal(retries_seen(&h, sid), 0);
+		keys_never_leak(&h);
+		free(nm);
+		free(msg);
+		free(st);
+		h_stop(&h);
+	}
+}
+
+static void server_errors_stop_after_the_retry_budget(void **state)
+{
+	struct h h;
+	start(&h, NULL);
+	char sid[ID_MAX], turn[ID_MAX];
+	int before = requests("always-500");
+	char *st = run(&h, sid, "openai/always-500", turn);
+	assert_string_equal(st, "failed");
+	assert_int_equal(requests("always-500") - before, 3); /* 1 + retry.max 2 */
+	free(st);
+	h_stop(&h);
+}
+
+static int has_delta(struct h *h, void *sid)
+{
+	return h_count(h, "message.part.delta", sid) >= 1;
+}
+
+static int mock_idle(struct h *h, void *arg)
+{
+	cJSON *j = stats();
+	const cJSON *open = cJSON_GetObjectItem(j, "active_streams");
+	const cJSON *aborts = cJSON_GetObjectItem(j, "client_aborts");
+	int idle = cJSON_IsNumber(open) && open->valueint == 0 && aborts->valueint >= 1;
+	cJSON_Delete(j);
+	return idle;
+}
+
+static void abort_cancels_the_transfer(void **state)
+{
+	struct h h;
+	start(&h, NULL);
+	char sid[ID_MAX], turn[ID_MAX];
+	h_session(&h, sid);
+	h_prompt_model(&h, sid, "hi", "openai/slow", turn);
+	assert_true(h_until(&h, has_delta, sid, 5000));
+	struct err e = {0};
+	assert_int_equal(engine_abort(h.E, sid, &e), 0);
+	assert_false(engine_tree_busy(h.E, sid));
+	/* the provider sees its connection closed */
+	assert_true(h_until(&h, mock_idle, NULL, 5000));
+	engine_flush(h.E);
+	char *st = h_sql_str(&h, "SELECT state FROM turn WHERE id='%s'", turn);
+	assert_string_equal(st, "cancelled");
+	free(st);
+	h_stop(&h);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(normal_streams_in_both_formats),
+		cmocka_unit_test(tool_calls_in_fragments_run_and_continue),
+		cmocka_unit_test(every_byte_split_and_malformed_lines_still_parse),
+		cmocka_unit_test(stalls_fail_after_their_retry_and_keep_partial_text),
+		cmocka_unit_test(retryable_errors_are_retried_without_duplicate_text),
+		cmocka_unit_test(retry_after_is_honoured),
+		cmocka_unit_test(client_errors_are_not_retried_and_show_the_providers_message),
+		cmocka_unit_test(server_errors_stop_after_the_retry_budget),
+		cmocka_unit_test(abort_cancels_the_transfer),
+	};
+	return cmocka_run_group_tests(tests, start_mock, stop_mock);
+}
