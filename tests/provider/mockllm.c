@@ -383,6 +383,19 @@ static void b_slow(struct script *s, const struct reqinfo *ri UNUSED)
 	finish(s, FIN_STOP);
 }
 
+/* "stamped": the last user message is "N [PACE_MS]"; each token's text is the
+ * CLOCK_MONOTONIC microsecond at which it is written, so a benchmark can measure
+ * provider-write -> subscriber latency per token. */
+static void b_stamped(struct script *s, const struct reqinfo *ri)
+{
+	long long n = 100, pace = 20;
+	if (sscanf(ri->last_user, "%lld %lld", &n, &pace) < 1 || n < 1 || n > LONG_MAX_COUNT)
+		n = 100;
+	start(s);
+	op_add(s, OP_TEXT, (int)(pace < 0 ? 0 : pace), 0, "", NULL)->repeat = n;
+	finish(s, FIN_STOP);
+}
+
 static void b_long(struct script *s, const struct reqinfo *ri)
 {
 	long long n = parse_count(ri->last_user);
@@ -439,7 +452,7 @@ static const struct errdef E_BADHTTP = { 400, "invalid_request_error", NULL, "Ma
 static const struct errdef E_ROUTE = { 404, "not_found_error", NULL, "Unknown route: %s",
 				       "not_found_error", "Unknown route: %s", NULL };
 
-enum { F_BYTEWISE = 1, F_TSID = 2 };
+enum { F_BYTEWISE = 1, F_TSID = 2, F_STAMP = 4 };
 
 struct scenario {
 	const char *name;
@@ -469,6 +482,7 @@ static const struct scenario SCENARIOS[] = {
 	{ "auth", NULL, &E_AUTH, -1, 0 },
 	{ "slow", b_slow, NULL, 0, 0 },
 	{ "long", b_long, NULL, 0, F_TSID },
+	{ "stamped", b_stamped, NULL, 0, F_STAMP },
 };
 
 static const struct scenario *scenario_find(const char *model)
@@ -502,6 +516,7 @@ struct render {
 	enum prov prov;
 	char *model_q;  /* the model as a JSON literal */
 	int ts_ids;     /* OpenAI chunk ids carry the send time */
+	int stamp;      /* text tokens are their own send time ("<us> ") */
 	int blk, blk_kind, nblocks; /* Anthropic: open block (-1 none) */
 	int tool_blk[MAX_TOOLS];    /* Anthropic: tool index -> block index */
 	long long ntok, nreason, ticks;
@@ -665,10 +680,20 @@ static void oa_start(struct conn *c, const struct op *o UNUSED)
 	oa_delta(c, "{\"role\":\"assistant\",\"content\":\"\"}");
 }
 
+/* The JSON string a text op sends: its text, or in stamped mode the send time. */
+static const char *text_of(const struct conn *c, const struct op *o, char *buf, size_t n)
+{
+	if (!c->r.stamp)
+		return o->q1;
+	snprintf(buf, n, "\"%lld \"", (long long)now_us());
+	return buf;
+}
+
 static void oa_text(struct conn *c, const struct op *o)
 {
+	char b[40];
 	c->r.ntok++;
-	oa_delta(c, "{\"content\":%s}", o->q1);
+	oa_delta(c, "{\"content\":%s}", text_of(c, o, b, sizeof b));
 }
 
 static void oa_reason(struct conn *c, const struct op *o)
@@ -788,8 +813,9 @@ static void an_text_delta(struct conn *c, const char *q)
 
 static void an_text(struct conn *c, const struct op *o)
 {
+	char b[40];
 	c->r.ntok++;
-	an_text_delta(c, o->q1);
+	an_text_delta(c, text_of(c, o, b, sizeof b));
 }
 
 static void an_reason(struct conn *c, const struct op *o)
@@ -1018,6 +1044,7 @@ static void stream_start(struct conn *c, enum prov p, const struct scenario *sc,
 	c->r.prov = p;
 	c->r.model_q = jq(model);
 	c->r.ts_ids = !!(sc->flags & F_TSID);
+	c->r.stamp = !!(sc->flags & F_STAMP);
 	buf_printf(&c->out,
 		   "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
 		   "Cache-Control: no-cache\r\n%sConnection: close\r\n\r\n",

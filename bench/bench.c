@@ -1,0 +1,474 @@
+/* bench: figures, not pass/fail. Pure stages (SSE parsing, the wire codec, event
+ * encoding) and the whole server: agentgate serve streaming N sessions from a scripted
+ * provider (mockllm, whose tokens carry their send time) to an SSE subscriber, with
+ * token-to-client latency, events/s, server CPU per delta, and RSS idle and under load.
+ * Usage: bench [--quick]. Everything runs on 127.0.0.1 and stops by itself. */
+#include <curl/curl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bus.h"
+#include "jw.h"
+#include "sse.h"
+#include "wire.h"
+
+static int64_t mono_us_(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- pure stages ---- */
+
+static int count_events(void *arg, const struct sse_event *ev)
+{
+	(*(long *)arg)++;
+	return 0;
+}
+
+static char *openai_stream(size_t target, long *ntok)
+{
+	static const char chunk[] =
+		"data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,"
+		"\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"tok \"},"
+		"\"finish_reason\":null}]}\n\n";
+	size_t n = target / (sizeof(chunk) - 1);
+	char *b = malloc(n * (sizeof(chunk) - 1) + 1);
+	for (size_t i = 0; i < n; i++)
+		memcpy(b + i * (sizeof(chunk) - 1), chunk, sizeof(chunk) - 1);
+	b[n * (sizeof(chunk) - 1)] = 0;
+	*ntok = (long)n;
+	return b;
+}
+
+static void on_text(void *arg, int r, const char *s, size_t n)
+{
+	(*(long *)arg)++;
+}
+
+static int to_wire(void *arg, const struct sse_event *ev)
+{
+	struct wire_state *w = arg;
+	static long texts;
+	struct wire_out out = {on_text, &texts};
+	return wire_event(w, ev->type, ev->data, ev->data_len, &out);
+}
+
+static void pure_stages(void)
+{
+	long ntok, events = 0;
+	size_t len = 64u << 20;
+	char *s = openai_stream(len, &ntok);
+	len = strlen(s);
+	struct sse_parser p;
+	sse_init(&p, 0, count_events, &events);
+	int64_t t0 = mono_us_();
+	for (size_t off = 0; off < len; off += 16384)
+		sse_feed(&p, s + off, len - off < 16384 ? len - off : 16384);
+	int64_t t1 = mono_us_();
+	sse_free(&p);
+	printf("sse parser:        %8.0f MB/s  (%ld events in %.1f MB)\n",
+	       (double)len / (double)(t1 - t0), events, len / 1e6);
+	struct wire_state w;
+	wire_init(&w, WIRE_OPENAI);
+	sse_init(&p, 0, to_wire, &w);
+	t0 = mono_us_();
+	for (size_t off = 0; off < len; off += 16384)
+		sse_feed(&p, s + off, len - off < 16384 ? len - off : 16384);
+	t1 = mono_us_();
+	sse_free(&p);
+	wire_free(&w);
+	printf("sse + openai wire: %8.0f MB/s  %.2f M deltas/s\n", (double)len / (double)(t1 - t0),
+	       (double)ntok / (double)(t1 - t0));
+	free(s);
+	struct bus *B = bus_create(NULL, 8192, 0);
+	struct jw jw;
+	jw_init(&jw);
+	struct bus_env env = {.session_id = "ses_1fca000000000abcdefghijklmn", .root_id = "ses_1",
+			      .turn_id = "turn_1fca000000000abcdefghijklmn", .path = "ses_1"};
+	long n = 2000000;
+	t0 = mono_us_();
+	for (long i = 0; i < n; i++) {
+		bus_begin(B, &jw, "message.part.delta");
+		jw_obj(&jw);
+		jw_kstr(&jw, "sessionID", env.session_id);
+		jw_kstr(&jw, "messageID", "msg_1fca000000000abcdefghijklmn");
+		jw_kstr(&jw, "partID", "prt_1fca000000000abcdefghijklmn");
+		jw_kstr(&jw, "field", "text");
+		jw_kstr(&jw, "delta", "tok ");
+		jw_obj_end(&jw);
+		bus_publish(B, &jw, "message.part.delta", &env);
+	}
+	t1 = mono_us_();
+	printf("event encode+ring: %8.2f M events/s (%.0f ns each)\n", (double)n / (double)(t1 - t0),
+	       1000.0 * (double)(t1 - t0) / (double)n);
+	jw_free(&jw);
+	bus_destroy(B);
+}
+
+/* ---- the server ---- */
+
+#define MAXS 256
+
+struct run {
+	char url[64];
+	pid_t server, mock;
+	atomic_int stop, connected;
+	pthread_mutex_t lock;
+	int64_t *lat;
+	size_t nlat, cap;
+	long events, deltas, idles;
+	int64_t first_us, last_us;
+	int nsess;
+	char ids[MAXS][48];
+	int64_t first_lat[MAXS]; /* latency of each session's first token, -1 until seen */
+};
+
+static void add_lat(struct run *r, int64_t v)
+{
+	if (r->nlat == r->cap) {
+		r->cap = r->cap ? r->cap * 2 : 65536;
+		r->lat = realloc(r->lat, r->cap * sizeof(*r->lat));
+	}
+	r->lat[r->nlat++] = v;
+}
+
+static int session_index(struct run *r, const char *id)
+{
+	for (int i = 0; i < r->nsess; i++)
+		if (!strncmp(r->ids[i], id, strlen(r->ids[i])))
+			return i;
+	return -1;
+}
+
+/* A delta's text is the send times of the tokens it carries: "<us> <us> ...". */
+static void on_delta(struct run *r, const char *json, int64_t now)
+{
+	const char *d = strstr(json, "\"delta\":\"");
+	const char *sid = strstr(json, "\"sessionID\":\"");
+	if (!d)
+		return;
+	int idx = sid ? session_index(r, sid + 13) : -1;
+	for (const char *p = d + 9; *p && *p != '"';) {
+		char *end;
+		long long t = strtoll(p, &end, 10);
+		if (end == p)
+			break;
+		add_lat(r, now - t);
+		if (idx >= 0 && r->first_lat[idx] < 0)
+			r->first_lat[idx] = now - t;
+		p = end;
+		while (*p == ' ')
+			p++;
+	}
+}
+
+static int on_sse(void *arg, const struct sse_event *ev)
+{
+	struct run *r = arg;
+	int64_t now = mono_us_();
+	pthread_mutex_lock(&r->lock);
+	r->events++;
+	if (!r->first_us)
+		r->first_us = now;
+	r->last_us = now;
+	if (strstr(ev->data, "\"type\":\"message.part.delta\"")) {
+		r->deltas++;
+		on_delta(r, ev->data, now);
+	} else if (strstr(ev->data, "\"type\":\"session.idle\"")) {
+		r->idles++;
+	}
+	atomic_store(&r->connected, 1);
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+static size_t sub_write(char *b, size_t s, size_t n, void *arg)
+{
+	struct sse_parser *p = arg;
+	sse_feed(p, b, s * n);
+	return s * n;
+}
+
+static int sub_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
+{
+	return atomic_load(&((struct run *)arg)->stop);
+}
+
+static void *subscriber(void *arg)
+{
+	struct run *r = arg;
+	struct sse_parser p;
+	sse_init(&p, 0, on_sse, r);
+	char url[128];
+	snprintf(url, sizeof(url), "%s/event", r->url);
+	CURL *c = curl_easy_init();
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sub_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &p);
+	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, sub_progress);
+	curl_easy_setopt(c, CURLOPT_XFERINFODATA, r);
+	curl_easy_perform(c);
+	curl_easy_cleanup(c);
+	sse_free(&p);
+	return NULL;
+}
+
+static size_t keep(char *b, size_t s, size_t n, void *arg)
+{
+	jw_append(arg, b, s * n);
+	return s * n;
+}
+
+/* POSTs body to url+path; the response body goes to out (may be NULL). */
+static long post(const struct run *r, const char *path, const char *body, struct jw *out)
+{
+	char url[256];
+	snprintf(url, sizeof(url), "%s%s", r->url, path);
+	struct jw sink;
+	jw_init(&sink);
+	CURL *c = curl_easy_init();
+	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, out ? out : &sink);
+	long code = 0;
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	jw_free(&sink);
+	return code;
+}
+
+static long proc_field(pid_t pid, const char *key)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	long v = -1;
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, strlen(key)))
+			v = atol(line + strlen(key));
+	if (f)
+		fclose(f);
+	return v;
+}
+
+static double cpu_seconds(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f || !fgets(buf, sizeof(buf), f)) {
+		if (f)
+			fclose(f);
+		return 0;
+	}
+	fclose(f);
+	char *p = strrchr(buf, ')');
+	unsigned long ut = 0, st = 0;
+	/* fields after the command: state(3) ... utime(14) stime(15) */
+	sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static pid_t spawn(char *const argv[], int *out_fd)
+{
+	int fds[2];
+	if (pipe(fds))
+		return -1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(fds[1], 1);
+		close(fds[0]);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(fds[1]);
+	*out_fd = fds[0];
+	return pid;
+}
+
+static int start_processes(struct run *r, const char *dir)
+{
+	int fd;
+	char *mock_argv[] = {MOCKLLM_BIN, NULL};
+	r->mock = spawn(mock_argv, &fd);
+	char line[64] = "";
+	FILE *f = fdopen(fd, "r");
+	int mport = 0;
+	if (!f || !fgets(line, sizeof(line), f) || sscanf(line, "PORT %d", &mport) != 1)
+		return -1;
+	fclose(f);
+	int port = 20000 + (int)(getpid() % 20000);
+	char sport[16], base[64], data[300], cfg[300];
+	snprintf(sport, sizeof(sport), "%d", port);
+	snprintf(base, sizeof(base), "http://127.0.0.1:%d/v1", mport);
+	snprintf(data, sizeof(data), "%s/data", dir);
+	snprintf(cfg, sizeof(cfg), "%s/config.json", dir);
+	FILE *c = fopen(cfg, "w");
+	fputs("{\"stall_timeout_ms\":600000,\"task\":{\"max_running\":64}}", c);
+	fclose(c);
+	char *argv[] = {AGENTGATE_BIN, "serve", "--port", sport, "--data", data, "--config", cfg,
+			"--openai-base-url", base, NULL};
+	setenv("AGENTGATE_LOG", "error", 1);
+	r->server = spawn(argv, &fd);
+	close(fd);
+	snprintf(r->url, sizeof(r->url), "http://127.0.0.1:%d", port);
+	for (int i = 0; i < 200; i++) {
+		usleep(20000);
+		CURL *h = curl_easy_init();
+		char url[128];
+		snprintf(url, sizeof(url), "%s/global/health", r->url);
+		struct jw sink;
+		jw_init(&sink);
+		curl_easy_setopt(h, CURLOPT_URL, url);
+		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, keep);
+		curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
+		int ok = curl_easy_perform(h) == CURLE_OK;
+		curl_easy_cleanup(h);
+		jw_free(&sink);
+		if (ok)
+			return 0;
+	}
+	return -1;
+}
+
+static void stop_processes(struct run *r)
+{
+	kill(r->server, SIGTERM);
+	kill(r->mock, SIGTERM);
+	waitpid(r->server, NULL, 0);
+	waitpid(r->mock, NULL, 0);
+}
+
+static int cmp64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double pct(int64_t *v, size_t n, double p)
+{
+	if (!n)
+		return 0;
+	size_t i = (size_t)(p * (double)(n - 1));
+	return (double)v[i] / 1000.0;
+}
+
+static void create_and_prompt(struct run *r, int n, long tokens, int pace)
+{
+	char body[256];
+	r->nsess = n;
+	for (int i = 0; i < n; i++) {
+		struct jw out;
+		jw_init(&out);
+		post(r, "/session", "{}", &out);
+		const char *id = out.buf ? strstr(out.buf, "\"id\":\"") : NULL;
+		snprintf(r->ids[i], sizeof(r->ids[i]), "%.30s", id ? id + 6 : "");
+		r->first_lat[i] = -1;
+		jw_free(&out);
+	}
+	for (int i = 0; i < n; i++) {
+		char path[128];
+		snprintf(path, sizeof(path), "/session/%s/prompt_async", r->ids[i]);
+		snprintf(body, sizeof(body), "{\"model\":\"openai/stamped\",\"parts\":[{\"type\":"
+			 "\"text\",\"text\":\"%ld %d\"}]}", tokens, pace);
+		post(r, path, body, NULL);
+	}
+}
+
+static void report(struct run *r, int n, long tokens, int pace, long rss_idle, long rss_peak,
+		   double cpu)
+{
+	qsort(r->lat, r->nlat, sizeof(*r->lat), cmp64);
+	int64_t first[MAXS];
+	int nf = 0;
+	for (int i = 0; i < n; i++)
+		if (r->first_lat[i] >= 0)
+			first[nf++] = r->first_lat[i];
+	qsort(first, (size_t)nf, sizeof(*first), cmp64);
+	double secs = (double)(r->last_us - r->first_us) / 1e6;
+	printf("\n%d sessions x %ld tokens, %s\n", n, tokens,
+	       pace ? "paced like a model (one token per session every 20 ms)" : "as fast as the provider sends");
+	printf("  tokens received       %zu of %ld\n", r->nlat, (long)n * tokens);
+	printf("  events delivered      %ld (%ld deltas) in %.2f s = %.0f events/s to one subscriber\n",
+	       r->events, r->deltas, secs, secs > 0 ? (double)r->events / secs : 0);
+	printf("  token -> subscriber   p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
+	       pct(r->lat, r->nlat, 0.5), pct(r->lat, r->nlat, 0.99), pct(r->lat, r->nlat, 1.0));
+	printf("  first delta           p50 %.2f ms  p99 %.2f ms after the provider sent it\n",
+	       pct(first, (size_t)nf, 0.5), pct(first, (size_t)nf, 0.99));
+	printf("  server CPU            %.2f s = %.1f us per delta, %.1f us per token\n", cpu,
+	       r->deltas ? cpu * 1e6 / (double)r->deltas : 0, r->nlat ? cpu * 1e6 / (double)r->nlat : 0);
+	printf("  server RSS            idle %.1f MB, peak under load %.1f MB\n", rss_idle / 1024.0,
+	       rss_peak / 1024.0);
+}
+
+static int server_run(int n, long tokens, int pace)
+{
+	struct run *r = calloc(1, sizeof(*r));
+	char dir[] = "/tmp/agentgate-bench-XXXXXX";
+	if (!r || !mkdtemp(dir) || start_processes(r, dir)) {
+		fprintf(stderr, "bench: cannot start mockllm and agentgate serve\n");
+		return -1;
+	}
+	pthread_mutex_init(&r->lock, NULL);
+	usleep(300000);
+	long rss_idle = proc_field(r->server, "VmRSS:");
+	pthread_t th;
+	pthread_create(&th, NULL, subscriber, r);
+	for (int i = 0; i < 500 && !atomic_load(&r->connected); i++)
+		usleep(10000);
+	double cpu0 = cpu_seconds(r->server);
+	create_and_prompt(r, n, tokens, pace);
+	long rss_peak = 0;
+	int64_t deadline = mono_us_() + 180 * 1000000LL;
+	for (;;) {
+		long rss = proc_field(r->server, "VmRSS:");
+		if (rss > rss_peak)
+			rss_peak = rss;
+		pthread_mutex_lock(&r->lock);
+		long idles = r->idles;
+		pthread_mutex_unlock(&r->lock);
+		if (idles >= n || mono_us_() > deadline)
+			break;
+		usleep(50000);
+	}
+	double cpu = cpu_seconds(r->server) - cpu0;
+	atomic_store(&r->stop, 1);
+	pthread_join(th, NULL);
+	report(r, n, tokens, pace, rss_idle, rss_peak, cpu);
+	stop_processes(r);
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "bench: could not remove %s\n", dir);
+	free(r->lat);
+	free(r);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int quick = argc > 1 && !strcmp(argv[1], "--quick");
+	signal(SIGPIPE, SIG_IGN);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	printf("agentgate bench (%s)\n\n", quick ? "quick" : "full");
+	pure_stages();
+	server_run(20, quick ? 100 : 500, 0);
+	server_run(quick ? 20 : 100, quick ? 50 : 200, 20);
+	curl_global_cleanup();
+	return 0;
+}
