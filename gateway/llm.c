@@ -27,7 +27,8 @@ struct llm_stream {
 	int64_t stall_ms;
 	int retries, stall_retries;
 	size_t delivered[2], seen[2]; /* text/reasoning bytes shown, and seen this attempt */
-	int64_t last_activity;
+	int64_t last_activity;      /* epoch ms of the last content token */
+	int64_t last_progress_us;   /* the same, monotonic, for the watchdog */
 	struct timer stall_timer, retry_timer;
 };
 
@@ -130,10 +131,12 @@ static void stream_free(struct llm_stream *st)
 	free(st);
 }
 
+/* Marks content progress. The watchdog is not re-armed per token (that would re-sort
+ * the loop's timer list for every token); when it fires it checks this stamp. */
 static void progress(struct llm_stream *st)
 {
+	st->last_progress_us = mono_us();
 	st->last_activity = now_ms();
-	timer_arm(&st->stall_timer, st->stall_ms);
 }
 
 /* Text a retry repeats is not shown twice: only bytes past what was delivered pass. */
@@ -225,6 +228,11 @@ static void on_error(void *arg, const struct llm_error *e)
 static void stall_fired(struct timer *t)
 {
 	struct llm_stream *st = lws_container_of(t, struct llm_stream, stall_timer);
+	int64_t quiet_us = mono_us() - st->last_progress_us;
+	if (quiet_us < st->stall_ms * 1000) {
+		timer_arm_us(t, st->stall_ms * 1000 - quiet_us);
+		return;
+	}
 	char msg[200];
 	snprintf(msg, sizeof(msg), "LLM stream stalled: no content token for %lld ms from %s/%s",
 		 (long long)st->stall_ms, st->provider, st->model);
@@ -241,6 +249,7 @@ static const struct llm_sink inner = {
 
 static int start_attempt(struct llm_stream *st, struct err *e)
 {
+	st->last_progress_us = mono_us();
 	timer_arm(&st->stall_timer, st->stall_ms);
 	st->attempt = st->p->start(st->p->self, &st->rq, &inner, st, e);
 	if (!st->attempt) {

@@ -5,11 +5,15 @@
 #include "wire.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #define PENDING_MAX (1024 * 1024) /* text waiting for the loop before the transfer pauses */
 #define ERRBODY_MAX 65536
@@ -27,11 +31,17 @@ struct cmd {
 struct llmio {
 	struct loop *L;
 	CURLM *multi;
+	int ep, wake_fd;      /* epoll set of curl's sockets, and the inbox's eventfd */
+	int64_t deadline_us;  /* curl's next timeout (monotonic), or -1 */
+	int64_t last_fb_check_us;
 	pthread_t th;
 	pthread_mutex_t lock;
 	struct cmd *head, *tail;
 	atomic_int stop;
 	struct xfer *active; /* I/O thread only */
+	/* xfers with something for the loop, handed over once per poll round (I/O thread) */
+	struct xfer **ready;
+	size_t nready, capready;
 };
 
 struct netprov {
@@ -106,7 +116,9 @@ static void send_cmd(struct llmio *io, enum cmd_kind kind, struct xfer *x)
 		io->head = c;
 	io->tail = c;
 	pthread_mutex_unlock(&io->lock);
-	curl_multi_wakeup(io->multi);
+	uint64_t one = 1;
+	if (write(io->wake_fd, &one, sizeof(one)) < 0)
+		log_warn("llm: cannot wake the I/O thread");
 }
 
 /* ---- loop thread: what the I/O thread handed over ---- */
@@ -148,17 +160,55 @@ static void deliver(void *arg)
 	xfer_unref(x); /* this post's */
 }
 
-/* I/O thread, with x->lock held: make sure a delivery is on its way. */
+struct batch {
+	size_t n;
+	struct xfer *x[];
+};
+
+static void deliver_batch(void *arg)
+{
+	struct batch *b = arg;
+	for (size_t i = 0; i < b->n; i++)
+		deliver(b->x[i]);
+	free(b);
+}
+
+/* I/O thread, with x->lock held: make sure a delivery is on its way. Deliveries are
+ * gathered and handed to the loop once per poll round (flush_ready), so a busy round
+ * with many streams wakes the loop once, not once per stream. */
 static void post_locked(struct xfer *x)
 {
+	struct llmio *io = x->P->io;
 	if (x->posted)
 		return;
+	if (io->nready == io->capready) {
+		size_t cap = io->capready ? io->capready * 2 : 64;
+		struct xfer **r = realloc(io->ready, cap * sizeof(*r));
+		if (!r)
+			return;
+		io->ready = r;
+		io->capready = cap;
+	}
 	x->posted = 1;
 	atomic_fetch_add(&x->refs, 1);
-	if (loop_post(x->P->io->L, deliver, x)) {
-		x->posted = 0;
-		atomic_fetch_sub(&x->refs, 1);
+	io->ready[io->nready++] = x;
+}
+
+static void flush_ready(struct llmio *io)
+{
+	if (!io->nready)
+		return;
+	struct batch *b = malloc(sizeof(*b) + io->nready * sizeof(b->x[0]));
+	if (b) {
+		b->n = io->nready;
+		memcpy(b->x, io->ready, io->nready * sizeof(b->x[0]));
+		if (loop_post(io->L, deliver_batch, b) == 0) {
+			io->nready = 0;
+			return;
+		}
+		free(b);
 	}
+	/* out of memory: try again next round (the xfers stay marked as posted) */
 }
 
 /* ---- I/O thread: the transfer ---- */
@@ -352,10 +402,14 @@ static void run_cmds(struct llmio *io)
 	}
 }
 
-/* A provider that accepted the connection but sends no byte is a failure too. */
+/* A provider that accepted the connection but sends no byte is a failure too. Checked
+ * every 50 ms, not on every wake-up (that would be O(streams) per token). */
 static void check_first_byte(struct llmio *io)
 {
 	int64_t now = mono_us();
+	if (now - io->last_fb_check_us < 50000)
+		return;
+	io->last_fb_check_us = now;
 	for (struct xfer *x = io->active, *next; x; x = next) {
 		next = x->next_active;
 		if (x->got_byte || now - x->started_us < x->first_byte_ms * 1000)
@@ -370,36 +424,113 @@ static void check_first_byte(struct llmio *io)
 	}
 }
 
+/* curl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION): kept in an epoll set
+ * so a wake-up costs the same with 1 stream or 500 (curl_multi_poll is poll(2), which
+ * scans every connection on every wake-up). */
+static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	struct llmio *io = userp;
+	if (what == CURL_POLL_REMOVE) {
+		epoll_ctl(io->ep, EPOLL_CTL_DEL, s, NULL);
+		return 0;
+	}
+	struct epoll_event ev = {.data.fd = s};
+	ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+	if (epoll_ctl(io->ep, socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev) && errno == EEXIST)
+		epoll_ctl(io->ep, EPOLL_CTL_MOD, s, &ev);
+	curl_multi_assign(io->multi, s, io);
+	return 0;
+}
+
+static int on_timer(CURLM *m, long timeout_ms, void *userp)
+{
+	struct llmio *io = userp;
+	io->deadline_us = timeout_ms < 0 ? -1 : mono_us() + timeout_ms * 1000;
+	return 0;
+}
+
+static void reap(struct llmio *io)
+{
+	CURLMsg *m;
+	int left;
+	while ((m = curl_multi_info_read(io->multi, &left))) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		struct xfer *x;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+		sse_finish(&x->sse);
+		finish(x, m->data.result);
+		detach(io, x);
+	}
+}
+
+/* How long to sleep: until curl's timeout, at most 100 ms while transfers run (the
+ * first-byte check), 1 s otherwise. */
+static int wait_ms(struct llmio *io)
+{
+	int cap = io->active ? 100 : 1000;
+	if (io->deadline_us < 0)
+		return cap;
+	int64_t left = (io->deadline_us - mono_us() + 999) / 1000;
+	return left <= 0 ? 0 : left < cap ? (int)left : cap;
+}
+
+static void io_round(struct llmio *io)
+{
+	struct epoll_event evs[64];
+	int running, n = epoll_wait(io->ep, evs, 64, wait_ms(io));
+	for (int i = 0; i < n; i++) {
+		int fd = evs[i].data.fd;
+		if (fd == io->wake_fd) {
+			uint64_t v;
+			if (read(io->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+				log_warn("llm: reading the wake-up eventfd: %s", strerror(errno));
+			continue;
+		}
+		int mask = (evs[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
+			   (evs[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+			   (evs[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
+		curl_multi_socket_action(io->multi, fd, mask, &running);
+	}
+	if (io->deadline_us >= 0 && mono_us() >= io->deadline_us) {
+		io->deadline_us = -1;
+		curl_multi_socket_action(io->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
+}
+
 static void *io_main(void *arg)
 {
 	struct llmio *io = arg;
 	while (!atomic_load(&io->stop)) {
 		run_cmds(io);
-		int running;
-		curl_multi_perform(io->multi, &running);
-		CURLMsg *m;
-		int left;
-		while ((m = curl_multi_info_read(io->multi, &left))) {
-			if (m->msg != CURLMSG_DONE)
-				continue;
-			struct xfer *x;
-			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-			sse_finish(&x->sse);
-			finish(x, m->data.result);
-			detach(io, x);
-		}
+		flush_ready(io);
+		io_round(io);
+		reap(io);
 		check_first_byte(io);
-		curl_multi_poll(io->multi, NULL, 0, io->active ? 100 : 1000, NULL);
 	}
 	while (io->active)
 		detach(io, io->active);
 	run_cmds(io);
+	flush_ready(io);
 	return NULL;
 }
 
 static void global_init(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static void llmio_free(struct llmio *io)
+{
+	if (io->multi)
+		curl_multi_cleanup(io->multi);
+	if (io->ep >= 0)
+		close(io->ep);
+	if (io->wake_fd >= 0)
+		close(io->wake_fd);
+	pthread_mutex_destroy(&io->lock);
+	free(io->ready);
+	free(io);
 }
 
 struct llmio *llmio_start(struct loop *L)
@@ -410,14 +541,26 @@ struct llmio *llmio_start(struct loop *L)
 	if (!io)
 		return NULL;
 	io->L = L;
+	io->deadline_us = -1;
 	pthread_mutex_init(&io->lock, NULL);
 	io->multi = curl_multi_init();
-	if (!io->multi || pthread_create(&io->th, NULL, io_main, io)) {
-		curl_multi_cleanup(io->multi);
-		free(io);
-		return NULL;
-	}
+	io->ep = epoll_create1(EPOLL_CLOEXEC);
+	io->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = io->wake_fd};
+	if (!io->multi || io->ep < 0 || io->wake_fd < 0 ||
+	    epoll_ctl(io->ep, EPOLL_CTL_ADD, io->wake_fd, &ev))
+		goto fail;
+	curl_multi_setopt(io->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(io->multi, CURLMOPT_SOCKETDATA, io);
+	curl_multi_setopt(io->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+	curl_multi_setopt(io->multi, CURLMOPT_TIMERDATA, io);
+	if (pthread_create(&io->th, NULL, io_main, io))
+		goto fail;
 	return io;
+fail:
+	log_error("llm: cannot start the LLM I/O thread");
+	llmio_free(io);
+	return NULL;
 }
 
 void llmio_stop(struct llmio *io)
@@ -425,11 +568,11 @@ void llmio_stop(struct llmio *io)
 	if (!io)
 		return;
 	atomic_store(&io->stop, 1);
-	curl_multi_wakeup(io->multi);
+	uint64_t one = 1;
+	if (write(io->wake_fd, &one, sizeof(one)) < 0)
+		log_warn("llm: cannot wake the I/O thread to stop it");
 	pthread_join(io->th, NULL);
-	curl_multi_cleanup(io->multi);
-	pthread_mutex_destroy(&io->lock);
-	free(io);
+	llmio_free(io);
 }
 
 /* ---- the provider interface, loop thread ---- */
