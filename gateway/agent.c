@@ -179,6 +179,19 @@ int agent_allows(const struct agent *a, const char *tool)
 	return 0;
 }
 
+void model_write_json(struct jw *w, const char *key, const char *model, const char *id_key)
+{
+	const char *slash = strchr(model, '/');
+	if (!slash)
+		return;
+	jw_key(w, key);
+	jw_obj(w);
+	jw_key(w, "providerID");
+	jw_strn(w, model, (size_t)(slash - model));
+	jw_kstr(w, id_key, slash + 1);
+	jw_obj_end(w);
+}
+
 void agents_write_json(const struct agents *A, struct jw *w)
 {
 	jw_arr(w);
@@ -191,15 +204,8 @@ void agents_write_json(const struct agents *A, struct jw *w)
 		jw_kbool(w, "builtIn", a->builtin);
 		jw_kbool(w, "native", a->builtin);
 		jw_kstr(w, "prompt", a->prompt);
-		if (a->model) {
-			const char *slash = strchr(a->model, '/');
-			jw_key(w, "model");
-			jw_obj(w);
-			jw_key(w, "providerID");
-			jw_strn(w, a->model, (size_t)(slash - a->model));
-			jw_kstr(w, "modelID", slash + 1);
-			jw_obj_end(w);
-		}
+		if (a->model)
+			model_write_json(w, "model", a->model, "modelID");
 		jw_key(w, "tools");
 		jw_obj(w);
 		for (int t = 0; t < a->ntools; t++)

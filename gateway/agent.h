@@ -34,6 +34,8 @@ int agents_load(struct agents *A, const cJSON *section, struct err *e);
 void agents_free(struct agents *A);
 const struct agent *agents_find(const struct agents *A, const char *name);
 int agent_allows(const struct agent *a, const char *tool);
+/* Writes "key": {"providerID": P, id_key: M} for model "P/M". */
+void model_write_json(struct jw *w, const char *key, const char *model, const char *id_key);
 /* Writes the Agent[] array of GET /agent. */
 void agents_write_json(const struct agents *A, struct jw *w);
 

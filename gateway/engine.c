@@ -145,15 +145,8 @@ void session_write_json(const struct session *s, struct jw *w)
 	jw_kstr(w, "version", AG_VERSION);
 	if (s->agent)
 		jw_kstr(w, "agent", s->agent);
-	if (s->model) {
-		const char *slash = strchr(s->model, '/');
-		jw_key(w, "model");
-		jw_obj(w);
-		jw_key(w, "providerID");
-		jw_strn(w, s->model, (size_t)(slash - s->model));
-		jw_kstr(w, "id", slash + 1);
-		jw_obj_end(w);
-	}
+	if (s->model)
+		model_write_json(w, "model", s->model, "id");
 	jw_key(w, "time");
 	jw_obj(w);
 	jw_kint(w, "created", s->created);

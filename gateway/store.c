@@ -274,6 +274,28 @@ static const char *col(sqlite3_stmt *q, int i)
 	return (const char *)sqlite3_column_text(q, i);
 }
 
+/* Steps statement s, handing each row to visit (non-zero stops); returns the number of
+ * rows seen or -1. Bindings are cleared and the statement reset either way. */
+static int each_row(struct store *S, enum stmt s, int (*visit)(sqlite3_stmt *q, void *ctx),
+		    void *ctx)
+{
+	sqlite3_stmt *q = S->st[s];
+	int rc, n = 0;
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		n++;
+		if (visit(q, ctx))
+			break;
+	}
+	int bad = rc != SQLITE_ROW && rc != SQLITE_DONE;
+	sqlite3_clear_bindings(q);
+	sqlite3_reset(q);
+	return bad ? fail_sql(S, sql[s]) : n;
+}
+
+struct visit {
+	void *cb, *arg;
+};
+
 int store_session_put(struct store *S, const struct store_session *r)
 {
 	if (tx(S))
@@ -290,25 +312,22 @@ int store_session_put(struct store *S, const struct store_session *r)
 	return exec_write(S, ST_SES_PUT);
 }
 
+static int session_row(sqlite3_stmt *q, void *ctx)
+{
+	struct visit *v = ctx;
+	struct store_session r = {
+		.id = col(q, 0), .parent_id = col(q, 1), .root_id = col(q, 2),
+		.parent_tool_call_id = col(q, 3), .depth = sqlite3_column_int(q, 4),
+		.time_created = sqlite3_column_int64(q, 5),
+		.time_updated = sqlite3_column_int64(q, 6), .data = col(q, 7),
+	};
+	return ((store_session_cb)v->cb)(v->arg, &r);
+}
+
 static int read_sessions(struct store *S, enum stmt s, store_session_cb cb, void *arg)
 {
-	sqlite3_stmt *q = S->st[s];
-	int rc, n = 0;
-	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-		struct store_session r = {
-			.id = col(q, 0), .parent_id = col(q, 1), .root_id = col(q, 2),
-			.parent_tool_call_id = col(q, 3), .depth = sqlite3_column_int(q, 4),
-			.time_created = sqlite3_column_int64(q, 5),
-			.time_updated = sqlite3_column_int64(q, 6), .data = col(q, 7),
-		};
-		n++;
-		if (cb(arg, &r))
-			break;
-	}
-	int bad = rc != SQLITE_ROW && rc != SQLITE_DONE;
-	sqlite3_clear_bindings(q);
-	sqlite3_reset(q);
-	return bad ? fail_sql(S, sql[s]) : n;
+	struct visit v = {(void *)cb, arg};
+	return each_row(S, s, session_row, &v);
 }
 
 int store_session_get(struct store *S, const char *id, store_session_cb cb, void *arg)
@@ -357,24 +376,21 @@ int store_message_put(struct store *S, const struct store_message *r)
 	return exec_write(S, ST_MSG_PUT);
 }
 
+static int message_row(sqlite3_stmt *q, void *ctx)
+{
+	struct visit *v = ctx;
+	struct store_message r = {
+		.id = col(q, 0), .session_id = col(q, 1), .role = col(q, 2),
+		.parent_id = col(q, 3), .turn_id = col(q, 4), .finish = col(q, 5),
+		.time_created = sqlite3_column_int64(q, 6), .data = col(q, 7),
+	};
+	return ((store_message_cb)v->cb)(v->arg, &r);
+}
+
 static int read_messages(struct store *S, enum stmt s, store_message_cb cb, void *arg)
 {
-	sqlite3_stmt *q = S->st[s];
-	int rc, n = 0;
-	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-		struct store_message r = {
-			.id = col(q, 0), .session_id = col(q, 1), .role = col(q, 2),
-			.parent_id = col(q, 3), .turn_id = col(q, 4), .finish = col(q, 5),
-			.time_created = sqlite3_column_int64(q, 6), .data = col(q, 7),
-		};
-		n++;
-		if (cb(arg, &r))
-			break;
-	}
-	int bad = rc != SQLITE_ROW && rc != SQLITE_DONE;
-	sqlite3_clear_bindings(q);
-	sqlite3_reset(q);
-	return bad ? fail_sql(S, sql[s]) : n;
+	struct visit v = {(void *)cb, arg};
+	return each_row(S, s, message_row, &v);
 }
 
 int store_message_list(struct store *S, const char *session_id, store_message_cb cb, void *arg)
@@ -418,23 +434,20 @@ int store_part_last_tools(struct store *S, const char *session_id, int n, store_
 	return read_parts(S, ST_PART_TOOLS, cb, arg);
 }
 
+static int part_row(sqlite3_stmt *q, void *ctx)
+{
+	struct visit *v = ctx;
+	struct store_part r = {
+		.id = col(q, 0), .message_id = col(q, 1), .session_id = col(q, 2),
+		.type = col(q, 3), .data = col(q, 4),
+	};
+	return ((store_part_cb)v->cb)(v->arg, &r);
+}
+
 static int read_parts(struct store *S, enum stmt s, store_part_cb cb, void *arg)
 {
-	sqlite3_stmt *q = S->st[s];
-	int rc, n = 0;
-	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-		struct store_part r = {
-			.id = col(q, 0), .message_id = col(q, 1), .session_id = col(q, 2),
-			.type = col(q, 3), .data = col(q, 4),
-		};
-		n++;
-		if (cb(arg, &r))
-			break;
-	}
-	int bad = rc != SQLITE_ROW && rc != SQLITE_DONE;
-	sqlite3_clear_bindings(q);
-	sqlite3_reset(q);
-	return bad ? fail_sql(S, sql[s]) : n;
+	struct visit v = {(void *)cb, arg};
+	return each_row(S, s, part_row, &v);
 }
 
 int store_turn_put(struct store *S, const struct store_turn *r)
@@ -456,27 +469,24 @@ int store_turn_put(struct store *S, const struct store_turn *r)
 	return exec_write(S, ST_TURN_PUT);
 }
 
+static int turn_row(sqlite3_stmt *q, void *ctx)
+{
+	struct visit *v = ctx;
+	struct store_turn r = {
+		.id = col(q, 0), .session_id = col(q, 1), .user_message_id = col(q, 2),
+		.source = col(q, 3), .state = col(q, 4), .policy = col(q, 5),
+		.dedupe_key = col(q, 6), .error = col(q, 7),
+		.time_created = sqlite3_column_int64(q, 8),
+		.time_started = sqlite3_column_int64(q, 9),
+		.time_ended = sqlite3_column_int64(q, 10),
+	};
+	return ((store_turn_cb)v->cb)(v->arg, &r);
+}
+
 static int read_turns(struct store *S, enum stmt s, store_turn_cb cb, void *arg)
 {
-	sqlite3_stmt *q = S->st[s];
-	int rc, n = 0;
-	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-		struct store_turn r = {
-			.id = col(q, 0), .session_id = col(q, 1), .user_message_id = col(q, 2),
-			.source = col(q, 3), .state = col(q, 4), .policy = col(q, 5),
-			.dedupe_key = col(q, 6), .error = col(q, 7),
-			.time_created = sqlite3_column_int64(q, 8),
-			.time_started = sqlite3_column_int64(q, 9),
-			.time_ended = sqlite3_column_int64(q, 10),
-		};
-		n++;
-		if (cb(arg, &r))
-			break;
-	}
-	int bad = rc != SQLITE_ROW && rc != SQLITE_DONE;
-	sqlite3_clear_bindings(q);
-	sqlite3_reset(q);
-	return bad ? fail_sql(S, sql[s]) : n;
+	struct visit v = {(void *)cb, arg};
+	return each_row(S, s, turn_row, &v);
 }
 
 int store_turn_list_state(struct store *S, const char *state, store_turn_cb cb, void *arg)
@@ -504,21 +514,19 @@ int store_event_append(struct store *S, int64_t seq, const char *session_id,
 	return exec_write(S, ST_EV_PUT);
 }
 
+static int event_row(sqlite3_stmt *q, void *ctx)
+{
+	struct visit *v = ctx;
+	return ((store_event_cb)v->cb)(v->arg, sqlite3_column_int64(q, 0), col(q, 1), col(q, 2),
+					 col(q, 3), (size_t)sqlite3_column_bytes(q, 3));
+}
+
 int store_event_since(struct store *S, int64_t after, int limit, store_event_cb cb, void *arg)
 {
-	sqlite3_stmt *q = S->st[ST_EV_SINCE];
-	sqlite3_bind_int64(q, 1, after);
-	sqlite3_bind_int(q, 2, limit);
-	int rc, n = 0;
-	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-		n++;
-		if (cb(arg, sqlite3_column_int64(q, 0), col(q, 1), col(q, 2), col(q, 3),
-		       (size_t)sqlite3_column_bytes(q, 3)))
-			break;
-	}
-	int bad = rc != SQLITE_ROW && rc != SQLITE_DONE;
-	sqlite3_reset(q);
-	return bad ? fail_sql(S, sql[ST_EV_SINCE]) : n;
+	sqlite3_bind_int64(S->st[ST_EV_SINCE], 1, after);
+	sqlite3_bind_int(S->st[ST_EV_SINCE], 2, limit);
+	struct visit v = {(void *)cb, arg};
+	return each_row(S, ST_EV_SINCE, event_row, &v);
 }
 
 static int64_t scalar(struct store *S, enum stmt s)

@@ -149,45 +149,41 @@ static void wait_done(struct turn_waiter *tw, const char *state, const char *msg
 	free(ww);
 }
 
+/* session.prompt: without "wait" it is session.prompt_async; with it, the reply to this
+ * request is the turn's terminal message, sent when the turn ends. */
 static int do_prompt(struct conn *c, const char *id_json, const cJSON *p, struct jw *w,
 		     struct err *e)
 {
 	const char *sid;
-	int wait = 0;
+	int wait = 0, unknown;
 	if (jsonin_str(p, "sessionID", 1, &sid, e) || jsonin_bool(p, "wait", &wait, e))
 		return -1;
+	if (!wait)
+		return api_call(c->srv->E, "session.prompt_async", p, w, &unknown, e);
 	struct prompt pr;
 	char *text = NULL;
 	if (api_parse_prompt(p, sid, "ws", &pr, &text, e))
 		return -1;
-	struct ws_wait *ww = wait ? calloc(1, sizeof(*ww)) : NULL;
-	if (ww) {
-		ww->c = c;
-		ww->w.fn = wait_done;
-		ww->id_json = strdup(id_json);
-		snprintf(ww->session, sizeof(ww->session), "%s", sid);
+	struct ws_wait *ww = calloc(1, sizeof(*ww));
+	if (!ww) {
+		free(text);
+		err_set(e, ERR_INTERNAL, "out of memory");
+		return -1;
 	}
-	struct prompt_result r;
-	int rc = engine_prompt(c->srv->E, &pr, &r, ww ? &ww->w : NULL, e);
+	ww->c = c;
+	ww->w.fn = wait_done;
+	ww->id_json = strdup(id_json);
+	snprintf(ww->session, sizeof(ww->session), "%s", sid);
+	int rc = engine_prompt(c->srv->E, &pr, NULL, &ww->w, e);
 	free(text);
 	if (rc) {
-		if (ww)
-			free(ww->id_json);
+		free(ww->id_json);
 		free(ww);
 		return -1;
 	}
-	if (ww) {
-		ww->next = c->waits;
-		c->waits = ww;
-		return 1; /* answered later */
-	}
-	jw_obj(w);
-	jw_kstr(w, "sessionID", sid);
-	jw_kstr(w, "turnID", r.turn_id);
-	jw_kstr(w, "messageID", r.user_message_id);
-	jw_kbool(w, "coalesced", r.coalesced);
-	jw_obj_end(w);
-	return 0;
+	ww->next = c->waits;
+	c->waits = ww;
+	return 1; /* answered later */
 }
 
 /* ---- requests ---- */
