@@ -55,10 +55,30 @@ static struct engine *start_engine(struct loop *L, const struct cli *c)
 	return E;
 }
 
+/* The config's "server" section is needed before the engine (which needs the loop):
+ * {"max_connections": 1024, "ws_ping_s": 30, "sse_heartbeat_ms": 10000}. */
+static int server_settings(const struct cli *c, struct server *S, lws_retry_bo_t *idle,
+			   struct err *e)
+{
+	struct config cfg;
+	if (config_load(&cfg, c->config, e))
+		return -1;
+	const cJSON *sec = cJSON_GetObjectItemCaseSensitive(cfg.root, "server");
+	const cJSON *mc = cJSON_GetObjectItemCaseSensitive(sec, "max_connections");
+	const cJSON *ping = cJSON_GetObjectItemCaseSensitive(sec, "ws_ping_s");
+	const cJSON *hb = cJSON_GetObjectItemCaseSensitive(sec, "sse_heartbeat_ms");
+	S->heartbeat_ms = cJSON_IsNumber(hb) && hb->valueint >= 50 ? hb->valueint : HEARTBEAT_MS;
+	S->max_conns = cJSON_IsNumber(mc) && mc->valueint > 0 ? mc->valueint : MAX_CONNECTIONS;
+	int p = cJSON_IsNumber(ping) && ping->valueint > 0 ? ping->valueint : 30;
+	idle->secs_since_valid_ping = (uint16_t)p;
+	idle->secs_since_valid_hangup = (uint16_t)(p * 2 + 15);
+	config_free(&cfg);
+	return 0;
+}
+
 int cmd_serve(const struct cli *c)
 {
-	static const lws_retry_bo_t idle = {.secs_since_valid_ping = 30,
-					    .secs_since_valid_hangup = 75};
+	static lws_retry_bo_t idle;
 	struct server S;
 	struct err e = {0};
 	memset(&S, 0, sizeof(S));
@@ -66,7 +86,8 @@ int cmd_serve(const struct cli *c)
 	S.token = c->token;
 	log_init_from_env(LOG_INFO);
 	lws_set_log_level(LLL_ERR, NULL);
-	if (server_check_bind(c->host, c->token, c->insecure, &e)) {
+	if (server_check_bind(c->host, c->token, c->insecure, &e) ||
+	    server_settings(c, &S, &idle, &e)) {
 		fprintf(stderr, "agentgate serve: %s\n", e.msg);
 		return 2;
 	}

@@ -265,7 +265,7 @@ static void sse_heartbeat(struct timer *t)
 	struct conn *c = lws_container_of(t, struct conn, hb);
 	c->hb_due = 1;
 	lws_callback_on_writable(c->wsi);
-	timer_arm(t, HEARTBEAT_MS);
+	timer_arm(t, c->srv->heartbeat_ms);
 }
 
 static int64_t since_of(struct lws *wsi)
@@ -295,9 +295,14 @@ static int sse_start(struct conn *c)
 	c->kind = C_SSE;
 	if (write_headers(c, 200, "text/event-stream", -1, "x-accel-buffering:", "no"))
 		return -1;
+	/* a stream lives long: give its header table back to the pool (we read what we
+	 * need above). lws does not read an h1 connection while its response is going,
+	 * so a client that left is noticed when a write fails: at the latest, the
+	 * heartbeat's. */
+	lws_http_headers_detach(c->wsi);
 	lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
 	timer_init(&c->hb, c->srv->L, sse_heartbeat);
-	timer_arm(&c->hb, HEARTBEAT_MS);
+	timer_arm(&c->hb, c->srv->heartbeat_ms);
 	static const char hello[] = "data: {\"type\":\"server.connected\",\"properties\":{}}\n\n";
 	unsigned char buf[LWS_PRE + sizeof(hello)];
 	memcpy(buf + LWS_PRE, hello, sizeof(hello) - 1);
@@ -569,9 +574,12 @@ static int on_request(struct conn *c, const char *uri)
 	lws_hdr_copy(c->wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH);
 	long long clen = atoll(cl);
 	c->expect_body = clen > 0 || lws_hdr_total_length(c->wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
-	if (c->srv->nconns > MAX_CONNECTIONS)
-		return respond_error(c, 503, "ServiceUnavailable", "too many connections (limit 1024)",
-				     "connection:", "close");
+	if (c->srv->nconns > c->srv->max_conns) {
+		char msg[96];
+		snprintf(msg, sizeof(msg), "too many connections (server.max_connections is %d)",
+			 c->srv->max_conns);
+		return respond_error(c, 503, "ServiceUnavailable", msg, "connection:", "close");
+	}
 	if (!server_authorized(c->srv, c->wsi))
 		return respond_error(c, 401, "Unauthorized", "missing or wrong token",
 				     "www-authenticate:", "Basic realm=\"agentgate\"");

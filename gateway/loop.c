@@ -130,6 +130,7 @@ struct loop *loop_create(const struct loop_config *cfg)
 	info.user = L;
 	info.retry_and_idle_policy = cfg->retry;
 	info.options = cfg->options;
+	info.max_http_header_pool = 64; /* requests being parsed or held at once */
 	L->ctx = lws_create_context(&info);
 	if (!L->ctx) {
 		log_error("loop: cannot create the libwebsockets context (port %d)", cfg->port);

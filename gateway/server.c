@@ -133,7 +133,7 @@ int ws_confirm_upgrade(struct server *S, struct lws *wsi)
 	if (!same_origin(wsi))
 		return reject(wsi, 403, "Forbidden", "WebSocket upgrade from a foreign Origin",
 			      NULL, NULL);
-	if (S->nconns >= MAX_CONNECTIONS || S->shutting_down)
+	if (S->nconns >= S->max_conns || S->shutting_down)
 		return reject(wsi, 503, "ServiceUnavailable", "too many connections or shutting down",
 			      NULL, NULL);
 	return 0;

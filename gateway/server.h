@@ -11,8 +11,8 @@
 
 #define MAX_BODY (1024 * 1024)
 #define MAX_WS_MESSAGE (1024 * 1024)
-#define MAX_CONNECTIONS 1024
-#define HEARTBEAT_MS 10000
+#define MAX_CONNECTIONS 1024 /* default of config server.max_connections */
+#define HEARTBEAT_MS 10000 /* default of config server.sse_heartbeat_ms */
 #define MAX_RPC_QUEUE 1024
 
 enum conn_kind { C_NONE, C_HTTP, C_SSE, C_WS };
@@ -67,6 +67,8 @@ struct server {
 	const char *token;
 	char web_root[4096];
 	int nconns;
+	int max_conns;
+	int heartbeat_ms;
 	int shutting_down;
 	struct conn conns; /* list sentinel */
 	struct timer shutdown_timer;

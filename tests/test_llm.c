@@ -9,7 +9,10 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -390,6 +393,34 @@ static void abort_cancels_the_transfer(void **state)
 	h_stop(&h);
 }
 
+/* A provider that accepts the connection and never answers: the kernel completes the
+ * handshake on a listening socket nobody accepts from. */
+static void no_first_byte_fails_after_the_first_byte_timeout(void **state)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(fd, 16), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	char base[64];
+	snprintf(base, sizeof(base), "http://127.0.0.1:%d/v1", ntohs(a.sin_port));
+	struct h h;
+	h_dir(&h, "{\"first_byte_timeout_ms\":300,\"retry\":{\"base_ms\":10,\"max\":1}}");
+	h.openai_base = base;
+	h_start(&h, 1);
+	char sid[ID_MAX], turn[ID_MAX];
+	char *st = run(&h, sid, "openai/anything", turn);
+	assert_string_equal(st, "failed");
+	char *err = turn_error(&h, turn);
+	assert_non_null(strstr(err, "no response from the provider within 300 ms"));
+	assert_int_equal(retries_seen(&h, sid), 1);
+	free(err);
+	free(st);
+	h_stop(&h);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -402,6 +433,7 @@ int main(void)
 		cmocka_unit_test(client_errors_are_not_retried_and_show_the_providers_message),
 		cmocka_unit_test(server_errors_stop_after_the_retry_budget),
 		cmocka_unit_test(abort_cancels_the_transfer),
+		cmocka_unit_test(no_first_byte_fails_after_the_first_byte_timeout),
 	};
 	return cmocka_run_group_tests(tests, start_mock, stop_mock);
 }

@@ -293,6 +293,34 @@ static void the_sweeper_fails_a_turn_busy_with_nothing(void **state)
 	h_stop(&h);
 }
 
+static void running_children_are_limited_per_session(void **state)
+{
+	struct h h;
+	/* one step that asks for two subagents at once, with room for one */
+	h_dir(&h, "{\"providers\":{\"scripted\":{\"pace_ms\":1,\"rules\":["
+		  "{\"match\":\"twice\",\"steps\":[{\"text\":\"Two.\",\"tools\":["
+		  "{\"name\":\"task\",\"input\":{\"prompt\":\"sleep 100\"}},"
+		  "{\"name\":\"task\",\"input\":{\"prompt\":\"sleep 100\"}}]},{\"text\":\"done\"}]},"
+		  "{\"regex\":\"^sleep ([0-9]+)\",\"steps\":[{\"tools\":[{\"name\":\"sleep\","
+		  "\"input\":{\"ms\":\"{{1}}\"}}]},{\"text\":\"slept\"}]}]}},"
+		  "\"task\":{\"max_running\":1}}");
+	h_start(&h, 1);
+	char sid[ID_MAX];
+	char *final = run_tree(&h, sid, "twice");
+	assert_string_equal(final, "done");
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM part WHERE session_id='%s' AND "
+				   "type='tool' AND json_extract(data,'$.state.status')='completed'", sid), 1);
+	char *err = h_sql_str(&h, "SELECT json_extract(data,'$.state.error') FROM part WHERE "
+			      "session_id='%s' AND type='tool' AND "
+			      "json_extract(data,'$.state.status')='error'", sid);
+	assert_non_null(strstr(err, "already runs 1 subagents"));
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM session WHERE parent_id='%s'", sid), 1);
+	free(err);
+	free(final);
+	check_all_ended(&h);
+	h_stop(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -303,6 +331,7 @@ int main(void)
 		cmocka_unit_test(aborting_the_root_ends_the_whole_tree),
 		cmocka_unit_test(a_background_task_wakes_its_parent_once_as_its_own_turn),
 		cmocka_unit_test(the_sweeper_fails_a_turn_busy_with_nothing),
+		cmocka_unit_test(running_children_are_limited_per_session),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
