@@ -86,6 +86,11 @@ int cmd_serve(const struct cli *c)
 	S.token = c->token;
 	log_init_from_env(LOG_INFO);
 	lws_set_log_level(LLL_ERR, NULL);
+	if (c->nplugins) {
+		fprintf(stderr, "agentgate serve: --plugin %s: this build has no plugin host yet "
+			"(the hook ABI is a later piece of work)\n", c->plugins[0]);
+		return 2;
+	}
 	if (server_check_bind(c->host, c->token, c->insecure, &e) ||
 	    server_settings(c, &S, &idle, &e)) {
 		fprintf(stderr, "agentgate serve: %s\n", e.msg);
