@@ -130,6 +130,9 @@ struct run {
 	int nsess;
 	char ids[MAXS][48];
 	int64_t first_lat[MAXS]; /* latency of each session's first token, -1 until seen */
+	int64_t prompted[MAXS];  /* when the prompt was sent */
+	int64_t first_seen[MAXS]; /* when its first delta arrived, 0 until then */
+	int mport;
 };
 
 static void add_lat(struct run *r, int64_t v)
@@ -163,8 +166,10 @@ static void on_delta(struct run *r, const char *json, int64_t now)
 		if (end == p)
 			break;
 		add_lat(r, now - t);
-		if (idx >= 0 && r->first_lat[idx] < 0)
+		if (idx >= 0 && r->first_lat[idx] < 0) {
 			r->first_lat[idx] = now - t;
+			r->first_seen[idx] = now;
+		}
 		p = end;
 		while (*p == ' ')
 			p++;
@@ -311,6 +316,7 @@ static int start_processes(struct run *r, const char *dir)
 	int mport = 0;
 	if (!f || !fgets(line, sizeof(line), f) || sscanf(line, "PORT %d", &mport) != 1)
 		return -1;
+	r->mport = mport;
 	fclose(f);
 	int port = 20000 + (int)(getpid() % 20000);
 	char sport[16], base[64], data[300], cfg[300];
@@ -386,6 +392,7 @@ static void create_and_prompt(struct run *r, int n, long tokens, int pace)
 		snprintf(path, sizeof(path), "/session/%s/prompt_async", r->ids[i]);
 		snprintf(body, sizeof(body), "{\"model\":\"openai/stamped\",\"parts\":[{\"type\":"
 			 "\"text\",\"text\":\"%ld %d\"}]}", tokens, pace);
+		r->prompted[i] = mono_us_();
 		post(r, path, body, NULL);
 	}
 }
@@ -394,12 +401,15 @@ static void report(struct run *r, int n, long tokens, int pace, long rss_idle, l
 		   double cpu)
 {
 	qsort(r->lat, r->nlat, sizeof(*r->lat), cmp64);
-	int64_t first[MAXS];
+	int64_t first[MAXS], p2f[MAXS];
 	int nf = 0;
 	for (int i = 0; i < n; i++)
-		if (r->first_lat[i] >= 0)
+		if (r->first_lat[i] >= 0) {
+			p2f[nf] = r->first_seen[i] - r->prompted[i] - (int64_t)pace * 1000;
 			first[nf++] = r->first_lat[i];
+		}
 	qsort(first, (size_t)nf, sizeof(*first), cmp64);
+	qsort(p2f, (size_t)nf, sizeof(*p2f), cmp64);
 	double secs = (double)(r->last_us - r->first_us) / 1e6;
 	printf("\n%d sessions x %ld tokens, %s\n", n, tokens,
 	       pace ? "paced like a model (one token per session every 20 ms)" : "as fast as the provider sends");
@@ -410,6 +420,9 @@ static void report(struct run *r, int n, long tokens, int pace, long rss_idle, l
 	       pct(r->lat, r->nlat, 0.5), pct(r->lat, r->nlat, 0.99), pct(r->lat, r->nlat, 1.0));
 	printf("  first delta           p50 %.2f ms  p99 %.2f ms after the provider sent it\n",
 	       pct(first, (size_t)nf, 0.5), pct(first, (size_t)nf, 0.99));
+	printf("  prompt -> first delta p50 %.2f ms  p99 %.2f ms (HTTP prompt_async to subscriber,"
+	       " less the provider's own first-token delay)\n", pct(p2f, (size_t)nf, 0.5),
+	       pct(p2f, (size_t)nf, 0.99));
 	printf("  server CPU            %.2f s = %.1f us per delta, %.1f us per token\n", cpu,
 	       r->deltas ? cpu * 1e6 / (double)r->deltas : 0, r->nlat ? cpu * 1e6 / (double)r->nlat : 0);
 	printf("  server RSS            idle %.1f MB, peak under load %.1f MB\n", rss_idle / 1024.0,
@@ -460,6 +473,67 @@ static int server_run(int n, long tokens, int pace)
 	return 0;
 }
 
+static long get_json_int(const char *url, const char *key)
+{
+	struct jw out;
+	jw_init(&out);
+	CURL *c = curl_easy_init();
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
+	curl_easy_perform(c);
+	curl_easy_cleanup(c);
+	const char *k = out.buf ? strstr(out.buf, key) : NULL;
+	long v = k ? atol(k + strlen(key) + 2) : -1;
+	jw_free(&out);
+	return v;
+}
+
+/* Abort of a streaming turn: time until the provider sees its connection closed. */
+static void abort_run(int samples)
+{
+	struct run *r = calloc(1, sizeof(*r));
+	char dir[] = "/tmp/agentgate-bench-XXXXXX";
+	if (!r || !mkdtemp(dir) || start_processes(r, dir)) {
+		fprintf(stderr, "bench: cannot start mockllm and agentgate serve\n");
+		return;
+	}
+	char stats[64];
+	snprintf(stats, sizeof(stats), "http://127.0.0.1:%d/_stats", r->mport);
+	int64_t lat[64];
+	int n = 0;
+	for (int i = 0; i < samples && i < 64; i++) {
+		struct jw out;
+		jw_init(&out);
+		post(r, "/session", "{}", &out);
+		const char *id = out.buf ? strstr(out.buf, "\"id\":\"") : NULL;
+		char sid[48], path[128];
+		snprintf(sid, sizeof(sid), "%.30s", id ? id + 6 : "");
+		jw_free(&out);
+		snprintf(path, sizeof(path), "/session/%s/prompt_async", sid);
+		post(r, path, "{\"model\":\"openai/stamped\",\"parts\":[{\"type\":\"text\","
+		     "\"text\":\"100000 5\"}]}", NULL);
+		for (int k = 0; k < 500 && get_json_int(stats, "\"active_streams\"") < 1; k++)
+			usleep(2000);
+		snprintf(path, sizeof(path), "/session/%s/abort", sid);
+		int64_t t0 = mono_us_();
+		post(r, path, "", NULL);
+		while (get_json_int(stats, "\"active_streams\"") > 0 && mono_us_() - t0 < 2000000)
+			;
+		lat[n++] = mono_us_() - t0;
+	}
+	qsort(lat, (size_t)n, sizeof(*lat), cmp64);
+	printf("\nabort of a streaming turn -> provider connection closed (%d samples, HTTP abort "
+	       "round trip included)\n  p50 %.2f ms  max %.2f ms\n", n, pct(lat, (size_t)n, 0.5),
+	       pct(lat, (size_t)n, 1.0));
+	stop_processes(r);
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "bench: could not remove %s\n", dir);
+	free(r);
+}
+
 int main(int argc, char **argv)
 {
 	int quick = argc > 1 && !strcmp(argv[1], "--quick");
@@ -469,6 +543,7 @@ int main(int argc, char **argv)
 	pure_stages();
 	server_run(20, quick ? 100 : 500, 0);
 	server_run(quick ? 20 : 100, quick ? 50 : 200, 20);
+	abort_run(quick ? 5 : 20);
 	curl_global_cleanup();
 	return 0;
 }
