@@ -171,6 +171,8 @@ const struct agent *agents_find(const struct agents *A, const char *name)
 
 int agent_allows(const struct agent *a, const char *tool)
 {
+	if (!a)
+		return 0;
 	if (!a->tools)
 		return 1;
 	for (int i = 0; i < a->ntools; i++)

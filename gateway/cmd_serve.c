@@ -121,7 +121,8 @@ int cmd_serve(const struct cli *c)
 		 c->data ? c->data : "./data", engine_config(S.E)->model,
 		 c->token ? ", token required" : "");
 	loop_run(S.L);
-	engine_shutdown(S.E);
+	engine_shutdown(S.E);   /* a no-op after a signal; covers any other way out */
+	server_detach_all(&S);  /* lws closes the sockets later, in loop_destroy */
 	engine_destroy(S.E);
 	loop_destroy(S.L);
 	log_info("serve: stopped");

@@ -46,7 +46,7 @@ static struct session *session_alloc(struct engine *E, const char *id)
 	return s;
 }
 
-static void session_free(struct session *s)
+void session_free(struct session *s)
 {
 	timer_cancel(&s->kick);
 	free(s->parent_tool_call_id);
@@ -80,6 +80,7 @@ static int load_row(void *arg, const struct store_session *r)
 	s->agent = json_str(d, "agent");
 	s->directory = json_str(d, "directory");
 	s->path = json_str(d, "path");
+	s->background = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "background"));
 	const cJSON *model = cJSON_GetObjectItemCaseSensitive(d, "model");
 	const char *pid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(model, "providerID"));
 	const char *mid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(model, "id"));
@@ -93,9 +94,12 @@ struct session *session_get(struct engine *E, const char *id)
 {
 	if (!id || !*id || strlen(id) >= ID_MAX)
 		return NULL;
-	for (struct session *s = E->buckets[hash(id)]; s; s = s->hnext)
-		if (!strcmp(s->id, id))
+	for (struct session *s = E->buckets[hash(id)]; s; s = s->hnext) {
+		if (!strcmp(s->id, id)) {
+			s->last_used = now_ms();
 			return s;
+		}
+	}
 	struct session probe = {0}, *ps = &probe;
 	if (store_session_get(E->S, id, load_row, &ps) <= 0)
 		return NULL;
@@ -113,6 +117,8 @@ struct session *session_get(struct engine *E, const char *id)
 	s->directory = probe.directory;
 	s->path = probe.path ? probe.path : strdup(id);
 	s->model = probe.model;
+	s->background = probe.background;
+	s->last_used = now_ms();
 	return s;
 }
 
@@ -141,6 +147,8 @@ void session_write_json(const struct session *s, struct jw *w)
 	jw_kstr(w, "rootID", s->root_id);
 	jw_kint(w, "depth", s->depth);
 	jw_kstr(w, "path", s->path);
+	if (s->background)
+		jw_kbool(w, "background", 1);
 	jw_kstr(w, "title", s->title);
 	jw_kstr(w, "version", AG_VERSION);
 	if (s->agent)
@@ -251,7 +259,7 @@ static int session_fill_tree(struct engine *E, struct session *s, const struct s
 	return 0;
 }
 
-static void session_unlink(struct engine *E, struct session *s)
+void session_unlink(struct engine *E, struct session *s)
 {
 	for (struct session **pp = &E->buckets[hash(s->id)]; *pp; pp = &(*pp)->hnext) {
 		if (*pp == s) {
@@ -276,6 +284,7 @@ int engine_session_create(struct engine *E, const struct session_params *p, char
 	s->created = s->updated = now_ms();
 	s->agent = p->agent ? strdup(p->agent) : NULL;
 	s->model = p->model ? strdup(p->model) : NULL;
+	s->background = p->background;
 	if (p->directory)
 		s->directory = strdup(p->directory);
 	if (session_fill_tree(E, s, p, e)) {

@@ -55,6 +55,7 @@ struct session_params {
 	const char *parent_id;           /* NULL: a root session */
 	const char *parent_tool_call_id; /* the task call that made it */
 	const char *title, *agent, *model, *directory;
+	int background; /* the child of a background task */
 };
 /* Creates a session; its id is written to id_out (ID_MAX bytes). */
 int engine_session_create(struct engine *E, const struct session_params *p, char *id_out,
@@ -99,7 +100,8 @@ struct prompt_result {
 
 /* A caller waiting for a turn to end (HTTP POST /message, agentgate run). Embedded in the
  * caller's object; fn runs once on the loop thread with the final state, the id of the
- * terminal assistant message and the turn's error (NULL when it completed). */
+ * terminal assistant message and the turn's error (NULL when it completed) — or, at
+ * shutdown, with state "queued", an empty id and why the turn did not run. */
 struct turn_waiter {
 	void (*fn)(struct turn_waiter *w, const char *state, const char *assistant_message_id,
 		   const char *error);

@@ -27,6 +27,8 @@ struct engine {
 	struct jw jw;        /* scratch writer for events */
 	int running;         /* sessions with a running turn */
 	struct task *tasks;  /* subagent tasks (task.c) */
+	const char *aborting[16]; /* sessions whose subtree engine_abort is ending now */
+	int naborting;
 	struct timer sweeper;
 	int closing;
 };
@@ -47,6 +49,8 @@ struct session {
 	int64_t retry_next;
 	struct timer kick;
 	int64_t last_activity;  /* time of the session's last stream event */
+	int64_t last_used;      /* for evicting idle sessions from the cache */
+	int background;         /* a background task's child: its parent is woken when it ends */
 	struct engine *E;
 };
 
@@ -116,6 +120,8 @@ void session_env(const struct session *s, const struct turn *t, struct bus_env *
 void session_set_status(struct engine *E, struct session *s, enum status_type st);
 void session_write_json(const struct session *s, struct jw *w);
 void session_kick(struct session *s);
+void session_unlink(struct engine *E, struct session *s);
+void session_free(struct session *s);
 /* Writes the session row and announces it (session.created / session.updated). */
 void session_save(struct engine *E, struct session *s, const char *type);
 /* Calls fn for every cached session in id's subtree, id included. */
@@ -127,8 +133,9 @@ struct msg *msg_new(struct engine *E, struct session *s, struct turn *t, int ass
 void msg_free(struct engine *E, struct msg *m);
 struct part *part_add(struct engine *E, struct msg *m, enum part_type type);
 void part_append(struct engine *E, struct part *p, const char *s, size_t n);
-void msg_save(struct engine *E, struct msg *m);   /* store + message.updated */
-void part_save(struct engine *E, struct part *p); /* store + message.part.updated */
+/* store + message.updated / message.part.updated; 0, or -1 when the store refused */
+int msg_save(struct engine *E, struct msg *m);
+int part_save(struct engine *E, struct part *p);
 void msg_write_info(const struct msg *m, struct jw *w);
 void part_write_json(const struct part *p, struct jw *w);
 void msg_set_error(struct msg *m, const char *name, const char *message, int status,
@@ -144,12 +151,16 @@ void emit_session_error(struct engine *E, struct session *s, struct turn *t,
 void engine_sweep(struct timer *t);
 void turn_start_next(struct session *s);
 void turn_end(struct turn *t, enum turn_state st, const char *err_name, const char *err_msg);
-void turn_save(struct engine *E, struct turn *t);
+int turn_save(struct engine *E, struct turn *t);
+/* 1 while engine_abort is ending a subtree that contains session_id. */
+int engine_in_abort(struct engine *E, const char *session_id);
 const char *turn_state_name(enum turn_state st);
 void turn_free(struct turn *t);
 
 /* task.c */
 int task_register_tools(struct engine *E);
+/* Restart recovery found a background child's turn interrupted: wake its parent. */
+void task_child_interrupted(struct engine *E, struct session *child);
 void task_free_all(struct engine *E);
 /* Tasks of this session still running (its foreground children). */
 int task_running_children(struct engine *E, const char *session_id);

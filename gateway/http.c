@@ -112,14 +112,19 @@ static int write_body(struct conn *c)
 
 /* ---- request details ---- */
 
-/* Copies the urlarg `name` (already url-decoded by lws) into buf; 0 if present. */
+/* Copies the urlarg `name` (already url-decoded by lws) into buf: 0 if present, -1 if
+ * absent, -2 if some argument could not be read (too long): the caller answers 400
+ * rather than acting as if a filter had not been given. */
 static int query_arg(struct lws *wsi, const char *name, char *buf, int len)
 {
 	size_t nl = strlen(name);
-	char frag[1024];
-	for (int i = 0; lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i) > 0;
-	     i++) {
+	char frag[4096];
+	for (int i = 0; lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++) {
+		if (lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
+			return -2;
 		if (!strncmp(frag, name, nl) && frag[nl] == '=') {
+			if ((int)strlen(frag + nl + 1) >= len)
+				return -2;
 			snprintf(buf, (size_t)len, "%s", frag + nl + 1);
 			return 0;
 		}
@@ -131,6 +136,13 @@ static int query_flag(struct lws *wsi, const char *name)
 {
 	char v[16];
 	return !query_arg(wsi, name, v, sizeof(v)) && (!strcmp(v, "true") || !strcmp(v, "1"));
+}
+
+/* Every query argument must be readable, so none is silently ignored. */
+static int query_ok(struct lws *wsi)
+{
+	char v[8];
+	return query_arg(wsi, "\x01", v, sizeof(v)) != -2;
 }
 
 static void read_method(struct conn *c)
@@ -224,6 +236,10 @@ static void prompt_done(struct turn_waiter *w, const char *state, const char *ms
 	struct conn *c = lws_container_of(w, struct conn, w);
 	struct jw out;
 	struct err e = {0};
+	if (!*msg_id) { /* shutting down: the prompt stays queued */
+		respond_error(c, 503, "ServiceUnavailable", error, "connection:", "close");
+		return;
+	}
 	jw_init(&out);
 	if (api_message_json(c->srv->E, c->wait_session, msg_id, &out, &e)) {
 		jw_free(&out);
@@ -283,7 +299,9 @@ static int64_t since_of(struct lws *wsi)
 static int sse_start(struct conn *c)
 {
 	char sid[64] = "";
-	query_arg(c->wsi, "sessionID", sid, sizeof(sid));
+	if (query_arg(c->wsi, "sessionID", sid, sizeof(sid)) == -2)
+		return respond_error(c, 400, "BadRequest", "a query argument is too long (a "
+				     "sessionID is at most 63 characters)", NULL, NULL);
 	int desc = query_flag(c->wsi, "descendants");
 	struct err e = {0};
 	if (*sid && engine_session_exists(c->srv->E, sid, &e))
@@ -533,6 +551,9 @@ static int handle(struct conn *c)
 			 c->path, r->methods);
 		return respond_error(c, 405, "MethodNotAllowed", msg, "allow:", r->methods);
 	}
+	if (!query_ok(c->wsi))
+		return respond_error(c, 400, "BadRequest", "a query argument is too long (4 KiB "
+				     "at most)", NULL, NULL);
 	if (!strcmp(r->pattern, "/event"))
 		return sse_start(c);
 	struct err e = {0};
@@ -619,7 +640,7 @@ static int on_body(struct conn *c, const void *in, size_t len)
 	return 0;
 }
 
-static void cleanup(struct conn *c)
+void http_detach(struct conn *c)
 {
 	engine_waiter_cancel(c->srv->E, &c->w);
 	if (c->subscribed) {
@@ -654,7 +675,7 @@ int http_callback(struct conn *c, enum lws_callback_reasons reason, void *in, si
 		/* lws frees this per-connection memory at the end of each keep-alive
 		 * transaction, after dropping the protocol: let go of everything here */
 		if (c->kind == C_HTTP || c->kind == C_SSE)
-			cleanup(c);
+			http_detach(c);
 		return 0;
 	default:
 		return 0;

@@ -15,7 +15,10 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define PENDING_MAX (1024 * 1024) /* text waiting for the loop before the transfer pauses */
+/* Text waiting for the loop before a transfer pauses; AGENTGATE_LLM_PENDING_MAX changes it
+ * (tests make it tiny so pause/resume happens all the time). */
+#define PENDING_MAX (1024 * 1024)
+static size_t pending_max = PENDING_MAX;
 #define ERRBODY_MAX 65536
 
 enum cmd_kind { CMD_START, CMD_CANCEL, CMD_RESUME };
@@ -102,11 +105,17 @@ static void xfer_unref(struct xfer *x)
 	free(x);
 }
 
+/* Queues a command for the I/O thread. Cancel and resume carry a reference of their own
+ * (taken here, dropped by run_cmds); start carries the I/O thread's. */
 static void send_cmd(struct llmio *io, enum cmd_kind kind, struct xfer *x)
 {
 	struct cmd *c = calloc(1, sizeof(*c));
-	if (!c)
+	if (!c) {
+		log_error("llm: out of memory queueing a command for the I/O thread");
 		return;
+	}
+	if (kind != CMD_START)
+		atomic_fetch_add(&x->refs, 1);
 	c->kind = kind;
 	c->x = x;
 	pthread_mutex_lock(&io->lock);
@@ -136,12 +145,12 @@ static void deliver(void *arg)
 	x->posted = 0;
 	x->paused = 0;
 	pthread_mutex_unlock(&x->lock);
-	int live = !atomic_load(&x->cancelled);
-	for (int k = 1; live && k >= 0; k--)
-		if (pend[k].len)
+	for (int k = 1; k >= 0; k--)
+		if (pend[k].len && !atomic_load(&x->cancelled))
 			x->sink->text(x->arg, k, pend[k].buf, pend[k].len);
 	jw_free(&pend[0]);
 	jw_free(&pend[1]);
+	int live = !atomic_load(&x->cancelled); /* a sink callback may have cancelled */
 	if (live && resume)
 		send_cmd(x->P->io, CMD_RESUME, x);
 	if (live && final) {
@@ -263,7 +272,7 @@ static size_t on_body(char *buf, size_t size, size_t n, void *arg)
 		return len;
 	}
 	pthread_mutex_lock(&x->lock);
-	int full = x->pend[0].len + x->pend[1].len > PENDING_MAX;
+	int full = x->pend[0].len + x->pend[1].len > pending_max;
 	if (full)
 		x->paused = 1;
 	pthread_mutex_unlock(&x->lock);
@@ -518,6 +527,9 @@ static void *io_main(void *arg)
 static void global_init(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
+	const char *pm = getenv("AGENTGATE_LLM_PENDING_MAX");
+	if (pm && atol(pm) > 0)
+		pending_max = (size_t)atol(pm);
 }
 
 static void llmio_free(struct llmio *io)
@@ -643,7 +655,6 @@ static void net_cancel(void *self, void *attempt)
 {
 	struct xfer *x = attempt;
 	atomic_store(&x->cancelled, 1);
-	atomic_fetch_add(&x->refs, 1); /* the command's */
 	send_cmd(x->P->io, CMD_CANCEL, x);
 	xfer_unref(x); /* the loop's */
 }

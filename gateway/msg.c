@@ -235,7 +235,7 @@ static void publish(struct engine *E, struct session *s, struct turn *t, const c
 	bus_publish(E->B, &E->jw, type, &env);
 }
 
-static void store_part(struct engine *E, struct part *p)
+static int store_part(struct engine *E, struct part *p)
 {
 	struct jw w;
 	jw_init(&w);
@@ -244,16 +244,16 @@ static void store_part(struct engine *E, struct part *p)
 		.id = p->id, .message_id = p->m->id, .session_id = p->m->s->id,
 		.type = part_type_name(p->type), .data = w.buf,
 	};
-	if (!w.oom)
-		store_part_put(E->S, &r);
+	int rc = w.oom ? -1 : store_part_put(E->S, &r);
 	jw_free(&w);
+	return rc;
 }
 
-void part_save(struct engine *E, struct part *p)
+int part_save(struct engine *E, struct part *p)
 {
 	if (p->dirty)
 		undirty(E, p);
-	store_part(E, p);
+	int rc = store_part(E, p);
 	bus_begin(E->B, &E->jw, "message.part.updated");
 	jw_obj(&E->jw);
 	jw_kstr(&E->jw, "sessionID", p->m->s->id);
@@ -262,9 +262,10 @@ void part_save(struct engine *E, struct part *p)
 	jw_kint(&E->jw, "time", now_ms());
 	jw_obj_end(&E->jw);
 	publish(E, p->m->s, p->m->t, "message.part.updated");
+	return rc;
 }
 
-void msg_save(struct engine *E, struct msg *m)
+int msg_save(struct engine *E, struct msg *m)
 {
 	struct jw w;
 	jw_init(&w);
@@ -274,8 +275,7 @@ void msg_save(struct engine *E, struct msg *m)
 		.parent_id = m->assistant ? m->parent_id : NULL, .turn_id = m->t ? m->t->id : NULL,
 		.finish = m->finish, .time_created = m->created, .data = w.buf,
 	};
-	if (!w.oom)
-		store_message_put(E->S, &r);
+	int rc = w.oom ? -1 : store_message_put(E->S, &r);
 	bus_begin(E->B, &E->jw, "message.updated");
 	jw_obj(&E->jw);
 	jw_kstr(&E->jw, "sessionID", m->s->id);
@@ -284,6 +284,7 @@ void msg_save(struct engine *E, struct msg *m)
 	jw_obj_end(&E->jw);
 	jw_free(&w);
 	publish(E, m->s, m->t, "message.updated");
+	return rc;
 }
 
 void part_append(struct engine *E, struct part *p, const char *s, size_t n)

@@ -123,10 +123,16 @@ static int reject(struct lws *wsi, unsigned status, const char *name, const char
 
 int ws_confirm_upgrade(struct server *S, struct lws *wsi)
 {
-	char uri[64] = "";
+	char uri[64] = "", proto[128] = "";
 	lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
 	if (strcmp(uri, "/ws"))
 		return reject(wsi, 404, "NotFoundError", "WebSocket endpoint is /ws", NULL, NULL);
+	/* only the API's protocol may be asked for: lws would bind any of ours by name,
+	 * the internal inbox included */
+	if (lws_hdr_copy(wsi, proto, sizeof(proto), WSI_TOKEN_PROTOCOL) > 0 &&
+	    (strstr(proto, "agentgate-inbox") || !strstr(proto, "agentgate")))
+		return reject(wsi, 400, "BadRequest", "unknown WebSocket subprotocol: ask for "
+			      "none, or \"agentgate\"", NULL, NULL);
 	if (!server_authorized(S, wsi))
 		return reject(wsi, 401, "Unauthorized", "missing or wrong token",
 			      "www-authenticate:", "Basic realm=\"agentgate\"");
@@ -208,6 +214,9 @@ void server_shutdown(struct server *S)
 		return;
 	S->shutting_down = 1;
 	log_info("serve: shutting down (%d connections)", S->nconns);
+	/* first the engine, while the loop still runs: held prompts get their answers and
+	 * streams their last events before they end */
+	engine_shutdown(S->E);
 	for (struct conn *c = S->conns.next; c != &S->conns; c = c->next) {
 		http_shutdown(c);
 		ws_shutdown(c);
@@ -223,7 +232,18 @@ void server_maybe_done(struct server *S)
 	if (!S->shutting_down)
 		return;
 	for (struct conn *c = S->conns.next; c != &S->conns; c = c->next)
-		if (c->kind == C_SSE || c->kind == C_WS)
+		if (c->kind == C_SSE || c->kind == C_WS || c->responding || c->w.turn)
 			return;
 	loop_stop(S->L);
+}
+
+void server_detach_all(struct server *S)
+{
+	for (struct conn *c = S->conns.next, *next; c != &S->conns; c = next) {
+		next = c->next;
+		if (c->kind == C_WS)
+			ws_detach(c);
+		else
+			http_detach(c);
+	}
 }

@@ -53,6 +53,7 @@ struct conn {
 	struct timer hb;
 	int hb_due;
 	int closing;               /* shutdown: send the final event, then close */
+	int bye_sent;
 	/* WS */
 	char *rx;
 	size_t rx_len;
@@ -87,14 +88,19 @@ const struct lws_protocols *server_protocols(void);
 int server_check_bind(const char *host, const char *token, int insecure, struct err *e);
 void server_shutdown(struct server *S);
 void server_maybe_done(struct server *S);
+/* Detaches every connection from the engine before it is destroyed. */
+void server_detach_all(struct server *S);
 
 /* http.c */
 int http_callback(struct conn *c, enum lws_callback_reasons reason, void *in, size_t len);
 void http_shutdown(struct conn *c);
+/* Lets go of everything the connection holds in the engine (idempotent). */
+void http_detach(struct conn *c);
 
 /* ws.c */
 int ws_callback(struct conn *c, enum lws_callback_reasons reason, void *in, size_t len);
 int ws_confirm_upgrade(struct server *S, struct lws *wsi);
 void ws_shutdown(struct conn *c);
+void ws_detach(struct conn *c);
 
 #endif

@@ -478,6 +478,12 @@ void step_begin(struct turn *t)
 	struct engine *E = s->E;
 	const struct agent *a = agents_find(&E->A, t->agent);
 	toolruns_free(t);
+	if (!a) { /* a queued turn outlived its agent's definition (config changed) */
+		char why[160];
+		snprintf(why, sizeof(why), "agent \"%s\" is no longer configured", t->agent);
+		turn_end(t, T_FAILED, "UnknownError", why);
+		return;
+	}
 	if (t->am) {
 		snprintf(t->last_finish, sizeof(t->last_finish), "%s",
 			 t->am->finish ? t->am->finish : "");

@@ -240,8 +240,16 @@ int store_flush(struct store *S)
 		S->hook = hook;
 	}
 	timer_cancel(&S->commit_timer);
+	if (run_simple(S, ST_COMMIT) == 0) {
+		S->in_tx = 0;
+		return 0;
+	}
+	/* a failed COMMIT may leave the transaction open: end it so later writes are not
+	 * silently lost in a transaction that can never commit */
+	sqlite3_exec(S->db, "ROLLBACK", NULL, NULL, NULL);
 	S->in_tx = 0;
-	return run_simple(S, ST_COMMIT);
+	log_error("store: the last batch of writes was rolled back");
+	return -1;
 }
 
 static void bind_text(sqlite3_stmt *q, int i, const char *s)

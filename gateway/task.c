@@ -67,6 +67,8 @@ void task_free_all(struct engine *E)
 	while (E->tasks) {
 		struct task *t = E->tasks;
 		E->tasks = t->next;
+		if (t->call)
+			t->call->state = NULL; /* the tool's cancel must not find a freed task */
 		engine_waiter_cancel(E, &t->w);
 		task_free(t);
 	}
@@ -172,20 +174,39 @@ static char *report_text(const struct task *t, const char *all)
 	return s;
 }
 
-static void wake_parent(struct task *t, const char *report)
+/* The parent learns a background child's outcome as a prompt of its own, through its
+ * turn queue (deduplicated by task id), unless the parent itself is being aborted. */
+static void wake(struct engine *E, const char *parent, const char *child,
+		 const char *description, const char *status, const char *report)
 {
-	struct engine *E = t->E;
-	char *text = NULL, key[ID_MAX + 8];
-	snprintf(key, sizeof(key), "task:%s", t->id);
-	if (asprintf(&text, "[background task %s \"%s\" %s]\n\n%s", t->id,
-		     t->description ? t->description : "", status_name(t->status), report) < 0)
+	if (engine_in_abort(E, parent)) {
+		log_info("task %s: %s while its parent %s is aborted; no wake", child, status, parent);
 		return;
-	struct prompt p = {.session_id = t->parent, .text = text, .source = "task",
-			   .dedupe_key = key};
+	}
+	char *text = NULL, key[ID_MAX + 8];
+	snprintf(key, sizeof(key), "task:%s", child);
+	if (asprintf(&text, "[background task %s \"%s\" %s]\n\n%s", child, description, status,
+		     report) < 0)
+		return;
+	struct prompt p = {.session_id = parent, .text = text, .source = "task", .dedupe_key = key};
 	struct err e = {0};
 	if (engine_prompt(E, &p, NULL, NULL, &e))
-		log_warn("task %s: cannot wake parent %s: %s", t->id, t->parent, e.msg);
+		log_warn("task %s: cannot wake parent %s: %s", child, parent, e.msg);
 	free(text);
+}
+
+static void wake_parent(struct task *t, const char *report)
+{
+	wake(t->E, t->parent, t->id, t->description ? t->description : "",
+	     status_name(t->status), report);
+}
+
+void task_child_interrupted(struct engine *E, struct session *child)
+{
+	char report[256];
+	snprintf(report, sizeof(report), "subagent %s failed: interrupted (the server stopped "
+		 "while it ran)", child->id);
+	wake(E, child->parent_id, child->id, child->title ? child->title : "", "failed", report);
 }
 
 static void child_ended(struct turn_waiter *w, const char *state, const char *msg_id,
@@ -232,6 +253,23 @@ static void budget_fired(struct timer *tm)
 	free(t->error);
 	t->error = strdup(msg);
 	engine_abort(t->E, t->id, NULL);
+}
+
+/* Finished tasks are kept for check_task, the newest TASKS_KEPT of them. */
+#define TASKS_KEPT 1000
+
+static void prune_finished(struct engine *E)
+{
+	int finished = 0;
+	for (struct task **pp = &E->tasks; *pp;) {
+		struct task *t = *pp;
+		if (t->status != TK_RUNNING && ++finished > TASKS_KEPT) {
+			*pp = t->next;
+			task_free(t);
+		} else {
+			pp = &t->next;
+		}
+	}
 }
 
 /* ---- the task tool ---- */
@@ -288,7 +326,8 @@ static struct task *spawn(struct engine *E, struct tool_call *c, struct session 
 	const struct agent *a = agents_find(&E->A, ti->agent);
 	const char *model = a->model ? a->model : parent->cur ? parent->cur->model : E->C.model;
 	struct session_params sp = {.parent_id = parent->id, .parent_tool_call_id = c->call_id,
-				    .title = ti->description, .agent = ti->agent, .model = model};
+				    .title = ti->description, .agent = ti->agent, .model = model,
+				    .background = ti->background};
 	struct err e = {0};
 	struct task *t = calloc(1, sizeof(*t));
 	if (!t || engine_session_create(E, &sp, t ? t->id : NULL, &e)) {
@@ -307,6 +346,7 @@ static struct task *spawn(struct engine *E, struct tool_call *c, struct session 
 	timer_init(&t->budget, E->L, budget_fired);
 	t->next = E->tasks;
 	E->tasks = t;
+	prune_finished(E);
 	struct prompt p = {.session_id = t->id, .text = ti->prompt, .source = "task",
 			   .agent = ti->agent, .model = model};
 	if (engine_prompt(E, &p, NULL, &t->w, &e)) {

@@ -20,7 +20,7 @@ static const char *policy_name(enum turn_policy p)
 	return n[p];
 }
 
-void turn_save(struct engine *E, struct turn *t)
+int turn_save(struct engine *E, struct turn *t)
 {
 	struct store_turn r = {
 		.id = t->id, .session_id = t->s->id, .user_message_id = t->user_msg,
@@ -28,7 +28,7 @@ void turn_save(struct engine *E, struct turn *t)
 		.policy = policy_name(t->policy), .dedupe_key = t->dedupe, .error = t->error,
 		.time_created = t->created, .time_started = t->started, .time_ended = t->ended,
 	};
-	store_turn_put(E->S, &r);
+	return store_turn_put(E->S, &r);
 }
 
 static void cont_fired(struct timer *tm)
@@ -67,6 +67,8 @@ void turn_free(struct turn *t)
 {
 	if (!t)
 		return;
+	for (struct turn_waiter *w = t->waiters; w; w = w->next)
+		w->turn = NULL; /* a waiter left behind must not reach a freed turn */
 	timer_cancel(&t->cont);
 	msg_free(t->s->E, t->am);
 	free(t->source);
@@ -105,10 +107,9 @@ static int write_user_message(struct engine *E, struct turn *t, const char *text
 	}
 	p->text = strdup(text);
 	p->len = p->cap = strlen(text);
-	msg_save(E, m);
-	part_save(E, p);
+	int rc = msg_save(E, m) | part_save(E, p);
 	msg_free(E, m);
-	return 0;
+	return rc ? -1 : 0;
 }
 
 static void attach(struct turn *t, struct turn_waiter *w)
@@ -118,6 +119,11 @@ static void attach(struct turn *t, struct turn_waiter *w)
 	w->turn = t;
 	w->next = t->waiters;
 	t->waiters = w;
+}
+
+static int exists_row(void *arg, const struct store_message *r)
+{
+	return 1;
 }
 
 static int check_prompt(struct engine *E, const struct prompt *p, struct session **s,
@@ -136,7 +142,13 @@ static int check_prompt(struct engine *E, const struct prompt *p, struct session
 		err_set(e, ERR_INVALID, "messageID \"%s\" is not a msg_ id", p->message_id);
 		return -1;
 	}
-	if (E->closing) {
+	if (p->message_id && store_message_get(E->S, p->message_id, exists_row, NULL) != 0) {
+		err_set(e, ERR_INVALID, "messageID %s is already used", p->message_id);
+		return -1;
+	}
+	/* while closing, only a background child's result is still taken: it is
+	 * queued (nothing starts now) and runs after the restart */
+	if (E->closing && (!p->source || strcmp(p->source, "task"))) {
 		err_set(e, ERR_BUSY, "the server is shutting down");
 		return -1;
 	}
@@ -170,11 +182,9 @@ int engine_prompt(struct engine *E, const struct prompt *p, struct prompt_result
 		if (!t)
 			goto oom;
 		t->policy = p->policy;
-		if (write_user_message(E, t, p->text))
-			goto oom;
-		turn_save(E, t);
-		if (store_flush(E->S)) {
-			err_set(e, ERR_INTERNAL, "the store could not commit the prompt");
+		if (write_user_message(E, t, p->text) || turn_save(E, t) || store_flush(E->S)) {
+			err_set(e, ERR_INTERNAL, "the store could not save the prompt (see the "
+				"server log); it was not accepted");
 			turn_free(t);
 			return -1;
 		}
@@ -313,6 +323,18 @@ static void abort_session(struct session *s, void *arg)
 		turn_end(s->cur, T_CANCELLED, "MessageAbortedError", "aborted");
 }
 
+int engine_in_abort(struct engine *E, const char *session_id)
+{
+	struct session *s = session_get(E, session_id);
+	for (int i = 0; s && s->path && i < E->naborting; i++) {
+		const char *p = strstr(s->path, E->aborting[i]);
+		size_t n = strlen(E->aborting[i]);
+		if (p && (p == s->path || p[-1] == '/') && (p[n] == 0 || p[n] == '/'))
+			return 1;
+	}
+	return 0;
+}
+
 int engine_abort(struct engine *E, const char *session_id, struct err *e)
 {
 	struct session *s = session_get(E, session_id);
@@ -320,7 +342,14 @@ int engine_abort(struct engine *E, const char *session_id, struct err *e)
 		err_set(e, ERR_NOTFOUND, "session %s not found", session_id ? session_id : "");
 		return -1;
 	}
+	/* while the subtree ends, nothing inside it may be prompted anew (a background
+	 * child's wake would otherwise restart its aborted parent) */
+	int pushed = E->naborting < (int)(sizeof(E->aborting) / sizeof(E->aborting[0]));
+	if (pushed)
+		E->aborting[E->naborting++] = s->id;
 	session_for_tree(E, s->id, abort_session, NULL);
+	if (pushed)
+		E->naborting--;
 	return 0;
 }
 
@@ -474,6 +503,8 @@ static void recover_running(struct engine *E, const struct trow *r)
 	log_warn("session %s: turn %s was running when the process stopped; failing it as "
 		 "interrupted", s->id, t->id);
 	turn_end(t, T_FAILED, "UnknownError", "interrupted");
+	if (s->background)
+		task_child_interrupted(E, s);
 out:
 	free(m.agent);
 	free(m.model);
@@ -515,14 +546,34 @@ int engine_recover(struct engine *E, int resume_queued)
 	return store_flush(E->S);
 }
 
+/* Callers waiting on a turn that stays queued across the restart learn so now. */
+static void notify_queued(struct turn *t)
+{
+	struct turn_waiter *w = t->waiters;
+	t->waiters = NULL;
+	while (w) {
+		struct turn_waiter *next = w->next;
+		w->turn = NULL;
+		w->fn(w, "queued", "", "the server is shutting down: the prompt is saved and runs "
+		      "when the server starts again");
+		w = next;
+	}
+}
+
 void engine_shutdown(struct engine *E)
 {
-	E->closing = 1;
-	for (int b = 0; b < SES_BUCKETS; b++)
-		for (struct session *s = E->buckets[b]; s; s = s->hnext)
-			if (s->cur)
-				turn_end(s->cur, T_FAILED, "UnknownError",
-					 "interrupted: the server shut down");
+	if (!E->closing) {
+		E->closing = 1;
+		for (int b = 0; b < SES_BUCKETS; b++) {
+			for (struct session *s = E->buckets[b]; s; s = s->hnext) {
+				if (s->cur)
+					turn_end(s->cur, T_FAILED, "UnknownError",
+						 "interrupted: the server shut down");
+				for (struct turnq_item *it = s->q.head; it; it = it->next)
+					notify_queued(lws_container_of(it, struct turn, qi));
+			}
+		}
+	}
 	engine_flush(E);
 }
 
@@ -548,13 +599,28 @@ static void sweep_session(struct session *s)
 	}
 }
 
+/* Sessions idle this long leave the cache (the store keeps them; session_get reloads). */
+#define SESSION_IDLE_EVICT_MS (10 * 60 * 1000)
+
+static int evictable(struct session *s, int64_t now)
+{
+	return !s->cur && !turnq_busy(&s->q) && !timer_armed(&s->kick) && s->status == ST_IDLE &&
+	       now - s->last_used > SESSION_IDLE_EVICT_MS &&
+	       !task_running_children(s->E, s->id);
+}
+
 void engine_sweep(struct timer *tm)
 {
 	struct engine *E = lws_container_of(tm, struct engine, sweeper);
+	int64_t now = now_ms();
 	for (int b = 0; b < SES_BUCKETS; b++)
 		for (struct session *s = E->buckets[b], *next; s; s = next) {
 			next = s->hnext;
 			sweep_session(s);
+			if (evictable(s, now)) {
+				session_unlink(E, s);
+				session_free(s);
+			}
 		}
 	timer_arm(tm, SWEEP_MS);
 }

@@ -134,7 +134,9 @@ static void wait_done(struct turn_waiter *tw, const char *state, const char *msg
 	struct jw w;
 	struct err e = {0};
 	jw_init(&w);
-	if (api_message_json(c->srv->E, ww->session, msg_id, &w, &e))
+	if (!*msg_id) /* shutting down: the prompt stays queued */
+		reply_error(c, ww->id_json, RPC_INTERNAL, error);
+	else if (api_message_json(c->srv->E, ww->session, msg_id, &w, &e))
 		reply_error(c, ww->id_json, rpc_code(&e), e.msg);
 	else
 		reply(c, ww->id_json, w.buf, w.len);
@@ -295,6 +297,26 @@ static int close_slow(struct conn *c)
 	return -1;
 }
 
+/* Shutdown: after the last queued event, a final server.shutdown event to subscribers,
+ * then a close frame. */
+static int say_goodbye(struct conn *c)
+{
+	static const char bye[] = "{\"jsonrpc\":\"2.0\",\"method\":\"event\",\"params\":{\"type\":"
+				  "\"server.shutdown\",\"properties\":{}}}";
+	if (c->subscribed && !c->bye_sent) {
+		c->bye_sent = 1;
+		unsigned char buf[LWS_PRE + sizeof(bye)];
+		memcpy(buf + LWS_PRE, bye, sizeof(bye) - 1);
+		if (write_frame(c, buf + LWS_PRE, sizeof(bye) - 1))
+			return -1;
+		lws_callback_on_writable(c->wsi);
+		return 0;
+	}
+	static const char why[] = "server shutting down";
+	lws_close_reason(c->wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)why, sizeof(why) - 1);
+	return -1;
+}
+
 static int on_writable(struct conn *c)
 {
 	if (c->out_head) {
@@ -328,18 +350,14 @@ static int on_writable(struct conn *c)
 				return -1;
 		}
 	}
-	if (c->closing && !c->out_head) {
-		static const char why[] = "server shutting down";
-		lws_close_reason(c->wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)why,
-				 sizeof(why) - 1);
-		return -1;
-	}
+	if (c->closing && !c->out_head && !(c->subscribed && subscriber_pending(&c->sub)))
+		return say_goodbye(c);
 	if (c->out_head || (c->subscribed && subscriber_pending(&c->sub)))
 		lws_callback_on_writable(c->wsi);
 	return 0;
 }
 
-static void cleanup(struct conn *c)
+void ws_detach(struct conn *c)
 {
 	if (c->subscribed)
 		subscriber_stop(&c->sub);
@@ -375,7 +393,7 @@ int ws_callback(struct conn *c, enum lws_callback_reasons reason, void *in, size
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		return on_writable(c);
 	case LWS_CALLBACK_CLOSED:
-		cleanup(c);
+		ws_detach(c);
 		return 0;
 	default:
 		return 0;
@@ -387,11 +405,5 @@ void ws_shutdown(struct conn *c)
 	if (c->kind != C_WS)
 		return;
 	c->closing = 1;
-	if (c->subscribed) {
-		static const char bye[] =
-			"{\"jsonrpc\":\"2.0\",\"method\":\"event\",\"params\":{\"type\":"
-			"\"server.shutdown\",\"properties\":{}}}";
-		queue_frame(c, bye, sizeof(bye) - 1, "", 0, NULL);
-	}
 	lws_callback_on_writable(c->wsi);
 }

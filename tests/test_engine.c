@@ -215,6 +215,18 @@ static void bad_prompts_get_errors_that_name_the_problem(void **state)
 	p.text = "";
 	assert_int_equal(engine_prompt(h.E, &p, NULL, NULL, &e), -1);
 	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM message"), 0);
+	/* a client-chosen message id may not take over an existing message */
+	struct prompt_result r;
+	p.text = "hello";
+	assert_int_equal(engine_prompt(h.E, &p, &r, NULL, &e), 0);
+	char other[ID_MAX];
+	h_session(&h, other);
+	struct prompt steal = {.session_id = other, .text = "mine", .message_id = r.user_message_id};
+	assert_int_equal(engine_prompt(h.E, &steal, NULL, NULL, &e), -1);
+	assert_non_null(strstr(e.msg, "already used"));
+	assert_true(h_until(&h, h_idle, sid, 5000));
+	engine_flush(h.E);
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM message WHERE session_id='%s'", other), 0);
 	h_stop(&h);
 }
 
@@ -400,6 +412,35 @@ static void a_restart_keeps_the_event_sequence_increasing(void **state)
 	h_stop(&h);
 }
 
+static void a_queued_turn_whose_agent_was_removed_fails_cleanly(void **state)
+{
+	struct h h;
+	h_dir(&h, "{\"providers\":{\"scripted\":{\"pace_ms\":1}},\"agent\":{\"helper\":{}}}");
+	h_start(&h, 1);
+	char sid[ID_MAX];
+	h_session(&h, sid);
+	h_prompt(&h, sid, "sleep 60000", "web", NULL);
+	struct err e = {0};
+	struct prompt p = {.session_id = sid, .text = "echo later", .agent = "helper"};
+	assert_int_equal(engine_prompt(h.E, &p, NULL, NULL, &e), 0);
+	h_spin(&h, 50);
+	h_stop(&h); /* like a crash: the running turn stays "running" in the store */
+	/* the operator removes the agent, then restarts */
+	char cfg[300];
+	snprintf(cfg, sizeof(cfg), "%s/config.json", h.dir);
+	FILE *f = fopen(cfg, "w");
+	fputs("{\"providers\":{\"scripted\":{\"pace_ms\":1}}}", f);
+	fclose(f);
+	h_start(&h, 1);
+	assert_true(h_until(&h, h_idle, sid, 5000));
+	check_ledger(&h, sid);
+	char *err = h_sql_str(&h, "SELECT error FROM turn WHERE session_id='%s' ORDER BY id DESC "
+			      "LIMIT 1", sid);
+	assert_non_null(strstr(err, "\"helper\" is no longer configured"));
+	free(err);
+	h_stop(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -414,6 +455,7 @@ int main(void)
 		cmocka_unit_test(streamed_text_is_in_the_database_while_it_streams),
 		cmocka_unit_test(kill_mid_turn_then_restart_loses_nothing),
 		cmocka_unit_test(a_restart_keeps_the_event_sequence_increasing),
+		cmocka_unit_test(a_queued_turn_whose_agent_was_removed_fails_cleanly),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -54,6 +54,7 @@ static int start_mock(void **state)
 	snprintf(anthropic_base, sizeof(anthropic_base), "http://127.0.0.1:%d", port);
 	snprintf(stats_url, sizeof(stats_url), "http://127.0.0.1:%d/_stats", port);
 	setenv("OPENAI_API_KEY", "sk-test-secret-0001", 1);
+	setenv("AGENTGATE_LLM_PENDING_MAX", "64", 1);
 	setenv("ANTHROPIC_API_KEY", "ak-test-secret-0002", 1);
 	return 0;
 }
@@ -421,6 +422,23 @@ static void no_first_byte_fails_after_the_first_byte_timeout(void **state)
 	close(fd);
 }
 
+/* A loop that falls behind pauses the transfer and resumes it: with a tiny threshold
+ * this happens on nearly every chunk of a long stream, and nothing is lost. */
+static void back_pressure_pauses_and_resumes_without_loss(void **state)
+{
+	struct h h;
+	start(&h, "{\"stall_timeout_ms\":20000}");
+	char sid[ID_MAX], turn[ID_MAX];
+	h_session(&h, sid);
+	h_prompt_model(&h, sid, "20000", "openai/long", turn);
+	assert_true(h_until(&h, h_idle, sid, 60000));
+	engine_flush(h.E);
+	assert_int_equal(h_sql_int(&h, "SELECT length(json_extract(p.data,'$.text')) FROM part p "
+				   "JOIN message m ON m.id=p.message_id WHERE m.turn_id='%s' AND "
+				   "m.role='assistant' AND p.type='text'", turn), 20000 * 4);
+	h_stop(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -434,6 +452,7 @@ int main(void)
 		cmocka_unit_test(server_errors_stop_after_the_retry_budget),
 		cmocka_unit_test(abort_cancels_the_transfer),
 		cmocka_unit_test(no_first_byte_fails_after_the_first_byte_timeout),
+		cmocka_unit_test(back_pressure_pauses_and_resumes_without_loss),
 	};
 	return cmocka_run_group_tests(tests, start_mock, stop_mock);
 }

@@ -321,6 +321,75 @@ static void running_children_are_limited_per_session(void **state)
 	h_stop(&h);
 }
 
+static int child_streaming(struct h *h, void *parent)
+{
+	return h_sql_int(h, "SELECT COUNT(*) FROM session s JOIN turn t ON t.session_id=s.id WHERE "
+			 "s.parent_id='%s' AND t.state='running'", (char *)parent) == 1 &&
+	       h_count(h, "message.part.delta", NULL) > 30;
+}
+
+static void aborting_a_parent_does_not_restart_it_through_its_background_child(void **state)
+{
+	struct h h;
+	h_dir(&h, "{\"providers\":{\"scripted\":{\"pace_ms\":5}}}");
+	h_start(&h, 1);
+	char sid[ID_MAX];
+	h_session(&h, sid);
+	h_prompt(&h, sid, "bg long", "http", NULL);
+	engine_flush(h.E);
+	assert_true(h_until(&h, child_streaming, sid, 10000));
+	struct err e = {0};
+	assert_int_equal(engine_abort(h.E, sid, &e), 0);
+	h_spin(&h, 100);
+	assert_false(engine_tree_busy(h.E, sid));
+	engine_flush(h.E);
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn WHERE session_id='%s'", sid), 1);
+	check_all_ended(&h);
+	h_stop(&h);
+}
+
+static void stopping_with_a_running_child_frees_cleanly(void **state)
+{
+	struct h h;
+	h_dir(&h, "{\"providers\":{\"scripted\":{\"pace_ms\":5}}}");
+	h_start(&h, 1);
+	char sid[ID_MAX];
+	h_session(&h, sid);
+	h_prompt(&h, sid, "task long", "http", NULL);
+	engine_flush(h.E);
+	assert_true(h_until(&h, child_streaming, sid, 10000));
+	h_stop(&h); /* engine_destroy with a foreground task waiting: no use after free */
+}
+
+static int parent_woken(struct h *h, void *sid)
+{
+	return h_sql_int(h, "SELECT COUNT(*) FROM turn WHERE session_id='%s' AND source='task' AND "
+			 "state='completed'", (char *)sid) == 1;
+}
+
+static void a_background_child_cut_by_a_restart_still_reports_to_its_parent(void **state)
+{
+	struct h h;
+	h_dir(&h, "{\"providers\":{\"scripted\":{\"pace_ms\":5}}}");
+	h_start(&h, 1);
+	char sid[ID_MAX];
+	h_session(&h, sid);
+	h_prompt(&h, sid, "bg long", "http", NULL);
+	engine_flush(h.E);
+	assert_true(h_until(&h, child_streaming, sid, 10000));
+	h_stop(&h); /* like a crash: the child's turn is left "running" in the store */
+	h_start(&h, 1);
+	assert_true(h_until(&h, parent_woken, sid, 10000));
+	assert_true(h_until(&h, h_idle, sid, 10000));
+	char *wake = h_sql_str(&h, "SELECT json_extract(p.data,'$.text') FROM turn t JOIN part p ON "
+			       "p.message_id=t.user_message_id WHERE t.session_id='%s' AND "
+			       "t.source='task'", sid);
+	assert_non_null(strstr(wake, "interrupted"));
+	free(wake);
+	check_all_ended(&h);
+	h_stop(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -332,6 +401,9 @@ int main(void)
 		cmocka_unit_test(a_background_task_wakes_its_parent_once_as_its_own_turn),
 		cmocka_unit_test(the_sweeper_fails_a_turn_busy_with_nothing),
 		cmocka_unit_test(running_children_are_limited_per_session),
+		cmocka_unit_test(aborting_a_parent_does_not_restart_it_through_its_background_child),
+		cmocka_unit_test(stopping_with_a_running_child_frees_cleanly),
+		cmocka_unit_test(a_background_child_cut_by_a_restart_still_reports_to_its_parent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
