@@ -299,56 +299,53 @@ static void tool_finished(struct toolrun *r)
 		timer_arm_us(&t->cont, 1); /* continue outside the tool's own callback */
 }
 
+/* Replaces *dst with a copy of v (NULL keeps the old value). */
+static void set_str(char **dst, const char *v)
+{
+	if (!v)
+		return;
+	free(*dst);
+	*dst = strdup(v);
+}
+
+/* The running call as the tool sees it, or NULL once it has ended. */
+static struct toolrun *live_run(struct tool_call *c)
+{
+	struct toolrun *r = lws_container_of(c, struct toolrun, pub);
+	return r->finished ? NULL : r;
+}
+
 void tool_call_done(struct tool_call *c, const char *output, const char *title,
 		    const char *metadata_json)
 {
-	struct toolrun *r = lws_container_of(c, struct toolrun, pub);
-	if (r->finished)
+	struct toolrun *r = live_run(c);
+	if (!r)
 		return;
-	struct part *p = r->p;
-	p->ts = TS_COMPLETED;
-	free(p->output);
-	p->output = strdup(output ? output : "");
-	if (title) {
-		free(p->title);
-		p->title = strdup(title);
-	}
-	if (metadata_json) {
-		free(p->meta);
-		p->meta = strdup(metadata_json);
-	}
+	r->p->ts = TS_COMPLETED;
+	set_str(&r->p->output, output ? output : "");
+	set_str(&r->p->title, title);
+	set_str(&r->p->meta, metadata_json);
 	tool_finished(r);
 }
 
 void tool_call_fail(struct tool_call *c, const char *error, const char *metadata_json)
 {
-	struct toolrun *r = lws_container_of(c, struct toolrun, pub);
-	if (r->finished)
+	struct toolrun *r = live_run(c);
+	if (!r)
 		return;
-	struct part *p = r->p;
-	p->ts = TS_ERROR;
-	free(p->error);
-	p->error = strdup(error ? error : "tool failed");
-	if (metadata_json) {
-		free(p->meta);
-		p->meta = strdup(metadata_json);
-	}
+	r->p->ts = TS_ERROR;
+	set_str(&r->p->error, error ? error : "tool failed");
+	set_str(&r->p->meta, metadata_json);
 	tool_finished(r);
 }
 
 void tool_call_set_metadata(struct tool_call *c, const char *title, const char *metadata_json)
 {
-	struct toolrun *r = lws_container_of(c, struct toolrun, pub);
-	if (r->finished)
+	struct toolrun *r = live_run(c);
+	if (!r)
 		return;
-	if (title) {
-		free(r->p->title);
-		r->p->title = strdup(title);
-	}
-	if (metadata_json) {
-		free(r->p->meta);
-		r->p->meta = strdup(metadata_json);
-	}
+	set_str(&r->p->title, title);
+	set_str(&r->p->meta, metadata_json);
 	part_save(c->E, r->p);
 }
 
