@@ -62,6 +62,9 @@ struct part {
 	enum part_type type;
 	char *text;
 	size_t len, cap;
+	/* the text JSON-escaped as it streamed, so the part is re-encoded for the store
+	 * every commit without escaping it all again */
+	struct jw esc;
 	int64_t start, end;
 	char *call_id, *tool, *input, *output, *error, *title, *meta;
 	enum tool_state ts;

@@ -192,6 +192,14 @@ void jw_strn(struct jw *w, const char *s, size_t n)
 	putc1(w, '"');
 }
 
+void jw_str_escaped(struct jw *w, const char *esc, size_t n)
+{
+	sep(w);
+	putc1(w, '"');
+	put(w, esc ? esc : "", n);
+	putc1(w, '"');
+}
+
 void jw_str(struct jw *w, const char *s)
 {
 	if (!s) {

@@ -43,6 +43,8 @@ void jw_kint(struct jw *w, const char *k, int64_t v);
 void jw_kbool(struct jw *w, const char *k, int v);
 void jw_kraw(struct jw *w, const char *k, const char *json);
 
+/* Writes a string value whose body was already escaped with jw_escape. */
+void jw_str_escaped(struct jw *w, const char *esc, size_t n);
 /* Appends raw bytes with no separator (jw as a plain string builder). */
 void jw_append(struct jw *w, const char *s, size_t n);
 /* Appends the escaped body of a JSON string (no quotes) to w. */

@@ -43,6 +43,7 @@ struct msg *msg_new(struct engine *E, struct session *s, struct turn *t, int ass
 static void part_free(struct part *p)
 {
 	free(p->text);
+	jw_free(&p->esc);
 	free(p->call_id);
 	free(p->tool);
 	free(p->input);
@@ -201,7 +202,10 @@ void part_write_json(const struct part *p, struct jw *w)
 	case P_TEXT:
 	case P_REASONING:
 		jw_key(w, "text");
-		jw_strn(w, p->text ? p->text : "", p->len);
+		if (p->esc.len == 0 && p->len)
+			jw_strn(w, p->text, p->len); /* not streamed (a user's text) */
+		else
+			jw_str_escaped(w, p->esc.buf, p->esc.len);
 		if (p->m->assistant) {
 			jw_key(w, "time");
 			jw_obj(w);
@@ -304,6 +308,8 @@ void part_append(struct engine *E, struct part *p, const char *s, size_t n)
 	memcpy(p->text + p->len, s, n);
 	p->len += n;
 	p->text[p->len] = 0;
+	size_t esc_from = p->esc.len;
+	jw_escape(&p->esc, s, n);
 	if (!p->dirty) {
 		p->dirty = 1;
 		p->dnext = E->dirty;
@@ -316,7 +322,7 @@ void part_append(struct engine *E, struct part *p, const char *s, size_t n)
 	jw_kstr(&E->jw, "partID", p->id);
 	jw_kstr(&E->jw, "field", "text");
 	jw_key(&E->jw, "delta");
-	jw_strn(&E->jw, s, n);
+	jw_str_escaped(&E->jw, p->esc.buf + esc_from, p->esc.len - esc_from);
 	jw_obj_end(&E->jw);
 	publish(E, p->m->s, p->m->t, "message.part.delta");
 }
