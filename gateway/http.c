@@ -141,8 +141,11 @@ static int query_flag(struct lws *wsi, const char *name)
 /* Every query argument must be readable, so none is silently ignored. */
 static int query_ok(struct lws *wsi)
 {
-	char v[8];
-	return query_arg(wsi, "\x01", v, sizeof(v)) != -2;
+	char frag[4096];
+	for (int i = 0; lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++)
+		if (lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
+			return 0;
+	return 1;
 }
 
 static void read_method(struct conn *c)
