@@ -111,3 +111,11 @@ test("only the API's WebSocket subprotocol can be asked for", T, async (t) => {
 	assert.equal(await status("agentgate-inbox"), 400);
 	assert.equal(await status("chat"), 400);
 });
+
+test("an idle SSE stream gets heartbeat comments (server.sse_heartbeat_ms)", T, async (t) => {
+	const srv = await startServer({ config: { ...DEFAULT_CONFIG, server: { sse_heartbeat_ms: 200 } } });
+	t.after(() => srv.stop());
+	const s = await sseSubscribe(srv);
+	t.after(() => s.close());
+	await s.until((r) => r.comments.filter((c) => /heartbeat/.test(c)).length >= 2, { label: "two heartbeats", timeout: 10000 });
+});
