@@ -1,0 +1,79 @@
+/* Fuzz target for what clients and providers send that is parsed before anything else
+ * checks it: request bodies (jsonin_parse, then the prompt and model fields of api.c's
+ * parser, then the JSON-RPC envelope fields) and provider stream events (wire_event for
+ * both formats, fed through the SSE parser). The first byte picks the target. Built
+ * with libFuzzer under clang (fuzz_inputs) and, for CI with gcc, driven by
+ * test_fuzz_smoke with seeded random inputs. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jsonin.h"
+#include "sse.h"
+#include "wire.h"
+
+static void on_text(void *arg, int reasoning, const char *s, size_t n)
+{
+	(void)arg;
+	(void)reasoning;
+	(void)s;
+	(void)n;
+}
+
+static int on_event(void *arg, const struct sse_event *ev)
+{
+	struct wire_out out = {on_text, NULL};
+	wire_event(arg, ev->type, ev->data, ev->data_len, &out);
+	return 0;
+}
+
+static void body(const uint8_t *data, size_t size)
+{
+	struct err e = {0};
+	cJSON *j = jsonin_parse((const char *)data, size, &e);
+	if (!j)
+		return;
+	const char *s;
+	long long n;
+	int b;
+	jsonin_str(j, "sessionID", 1, &s, &e);
+	jsonin_str(j, "text", 0, &s, &e);
+	jsonin_int(j, "limit", 0, &n, &e);
+	jsonin_bool(j, "wait", &b, &e);
+	const cJSON *parts = cJSON_GetObjectItemCaseSensitive(j, "parts"), *it;
+	cJSON_ArrayForEach(it, parts)
+		jsonin_str(it, "text", 0, &s, &e);
+	char *m = wire_error_message((const char *)data, size);
+	free(m);
+	cJSON_Delete(j);
+}
+
+static void stream(enum wire_kind kind, const uint8_t *data, size_t size)
+{
+	struct wire_state w;
+	struct sse_parser p;
+	wire_init(&w, kind);
+	sse_init(&p, 4096, on_event, &w);
+	size_t cut = size ? data[0] % (size + 1) : 0;
+	sse_feed(&p, (const char *)data, cut);
+	sse_feed(&p, (const char *)data + cut, size - cut);
+	sse_finish(&p);
+	for (int i = 0; i < wire_tool_count(&w); i++)
+		(void)wire_tool_at(&w, i);
+	sse_free(&p);
+	wire_free(&w);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size < 1)
+		return 0;
+	switch (data[0] % 3) {
+	case 0: body(data + 1, size - 1); break;
+	case 1: stream(WIRE_OPENAI, data + 1, size - 1); break;
+	default: stream(WIRE_ANTHROPIC, data + 1, size - 1); break;
+	}
+	return 0;
+}

@@ -1,0 +1,104 @@
+/* Runs the input fuzz target (fuzz/fuzz_inputs.c) over seeded random mutations of
+ * realistic inputs, so every CI run (gcc, ASan+UBSan) exercises the parsers with
+ * malformed data, deterministically. The coverage-guided fuzzer is fuzz_inputs (clang). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static const char *seeds[] = {
+	"\x00{\"sessionID\":\"ses_1\",\"parts\":[{\"type\":\"text\",\"text\":\"hi\"}],\"limit\":5,\"wait\":true}",
+	"\x00{\"error\":{\"message\":\"bad\"},\"type\":\"error\"}",
+	"\x00[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+	"\x01" "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\",\"tool_calls\":[{\"index\":0,"
+	"\"id\":\"c\",\"function\":{\"name\":\"echo\",\"arguments\":\"{\\\"a\\\"\"}}]},"
+	"\"finish_reason\":\"tool_calls\"}],\"usage\":{\"prompt_tokens\":3}}\n\ndata: [DONE]\n\n",
+	"\x02" "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,"
+	"\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"echo\"}}\n\n"
+	"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":"
+	"{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"x\\\":1}\"}}\n\n"
+	"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"}}\n\n"
+	"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\"}}\n\n",
+};
+
+static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+
+static uint32_t next(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (uint32_t)rng;
+}
+
+/* One mutation: flip, insert, delete, duplicate a span, or splice an interesting byte. */
+static size_t mutate(uint8_t *b, size_t n, size_t cap)
+{
+	static const uint8_t interesting[] = {'"', '\\', '{', '}', '[', ']', ':', ',', '\n', '\r',
+					      0, 0xff, 0xc3, 0x80, 'u', '0'};
+	size_t at = n ? next() % n : 0;
+	switch (next() % 5) {
+	case 0:
+		if (n)
+			b[at] ^= (uint8_t)(1u << (next() % 8));
+		break;
+	case 1:
+		if (n < cap) {
+			memmove(b + at + 1, b + at, n - at);
+			b[at] = interesting[next() % sizeof(interesting)];
+			n++;
+		}
+		break;
+	case 2:
+		if (n > 1) {
+			memmove(b + at, b + at + 1, n - at - 1);
+			n--;
+		}
+		break;
+	case 3: {
+		size_t len = n - at < 16 ? n - at : 16;
+		if (n + len <= cap) {
+			memmove(b + at + len, b + at, n - at);
+			n += len;
+		}
+		break;
+	}
+	default:
+		if (n)
+			b[at] = interesting[next() % sizeof(interesting)];
+	}
+	return n;
+}
+
+static void parsers_survive_mutated_inputs(void **state)
+{
+	enum { CAP = 8192, ROUNDS = 20000 };
+	uint8_t *buf = malloc(CAP);
+	for (size_t s = 0; s < sizeof(seeds) / sizeof(seeds[0]); s++) {
+		size_t len0 = s < 3 ? strlen(seeds[s] + 1) + 1 : strlen(seeds[s]);
+		for (int r = 0; r < ROUNDS; r++) {
+			memcpy(buf, seeds[s], len0);
+			size_t n = len0;
+			int k = 1 + (int)(next() % 8);
+			for (int i = 0; i < k; i++)
+				n = mutate(buf, n, CAP);
+			buf[0] = (uint8_t)seeds[s][0]; /* keep the target */
+			LLVMFuzzerTestOneInput(buf, n);
+		}
+	}
+	free(buf);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(parsers_survive_mutated_inputs),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
