@@ -327,15 +327,22 @@ void part_append(struct engine *E, struct part *p, const char *s, size_t n)
 	publish(E, p->m->s, p->m->t, "message.part.delta");
 }
 
+/* Streamed parts were inserted when they began (part_save): only their JSON changes. */
 void engine_flush_dirty(void *arg)
 {
 	struct engine *E = arg;
+	struct jw w;
+	jw_init(&w);
 	while (E->dirty) {
 		struct part *p = E->dirty;
 		E->dirty = p->dnext;
 		p->dirty = 0;
-		store_part(E, p);
+		jw_reset(&w);
+		part_write_json(p, &w);
+		if (!w.oom)
+			store_part_set_data(E->S, p->id, w.buf);
 	}
+	jw_free(&w);
 }
 
 void msg_close_open_parts(struct engine *E, struct msg *m)

@@ -45,7 +45,7 @@ enum stmt {
 	ST_SES_PUT, ST_SES_GET, ST_SES_ALL, ST_SES_ROOTS, ST_SES_CHILDREN, ST_SES_DEL,
 	ST_SES_DEL_MSG, ST_SES_DEL_PART, ST_SES_DEL_TURN,
 	ST_MSG_PUT, ST_MSG_LIST, ST_MSG_GET,
-	ST_PART_PUT, ST_PART_LIST, ST_PART_TOOLS,
+	ST_PART_PUT, ST_PART_DATA, ST_PART_LIST, ST_PART_TOOLS,
 	ST_TURN_PUT, ST_TURN_STATE, ST_TURN_GET,
 	ST_EV_PUT, ST_EV_SINCE, ST_EV_MAX, ST_EV_MIN, ST_EV_PRUNE,
 	ST_COUNT
@@ -74,6 +74,7 @@ static const char *const sql[ST_COUNT] = {
 	[ST_MSG_GET] = "SELECT " MSG_COLS " FROM message WHERE id = ?",
 	[ST_PART_PUT] = "INSERT OR REPLACE INTO part(id, message_id, session_id, type, data)"
 			" VALUES(?,?,?,?,?)",
+	[ST_PART_DATA] = "UPDATE part SET data = ? WHERE id = ?",
 	[ST_PART_LIST] = "SELECT id, message_id, session_id, type, data FROM part"
 			 " WHERE message_id = ? ORDER BY id",
 	[ST_PART_TOOLS] = "SELECT * FROM (SELECT id, message_id, session_id, type, data FROM part"
@@ -494,6 +495,16 @@ int store_part_put(struct store *S, const struct store_part *r)
 	bind_text(q, 4, r->type);
 	bind_text(q, 5, r->data);
 	return exec_write(S, ST_PART_PUT);
+}
+
+int store_part_set_data(struct store *S, const char *id, const char *data)
+{
+	if (tx(S))
+		return -1;
+	sqlite3_stmt *q = S->st[ST_PART_DATA];
+	bind_text(q, 1, data);
+	bind_text(q, 2, id);
+	return exec_write(S, ST_PART_DATA);
 }
 
 static int read_parts(struct store *S, enum stmt s, store_part_cb cb, void *arg);

@@ -63,6 +63,8 @@ int store_message_list(struct store *S, const char *session_id, store_message_cb
 int store_message_get(struct store *S, const char *id, store_message_cb cb, void *arg);
 
 int store_part_put(struct store *S, const struct store_part *r);
+/* Replaces the JSON of a part already stored (no index churn: for streamed text). */
+int store_part_set_data(struct store *S, const char *id, const char *data);
 typedef int (*store_part_cb)(void *arg, const struct store_part *r);
 int store_part_list(struct store *S, const char *message_id, store_part_cb cb, void *arg);
 /* A session's last n tool parts, oldest first. */
