@@ -554,12 +554,8 @@ int engine_running(struct engine *E)
 }
 
 struct bus *engine_bus(struct engine *E) { return E->B; }
-struct store *engine_store(struct engine *E) { return E->S; }
-struct loop *engine_loop(struct engine *E) { return E->L; }
 const struct config *engine_config(struct engine *E) { return &E->C; }
 const struct agents *engine_agents(struct engine *E) { return &E->A; }
-struct tools *engine_tools(struct engine *E) { return &E->T; }
-struct llm *engine_llm(struct engine *E) { return E->M; }
 
 int engine_flush(struct engine *E)
 {

@@ -42,12 +42,8 @@ void engine_shutdown(struct engine *E);
 int engine_recover(struct engine *E, int resume_queued);
 
 struct bus *engine_bus(struct engine *E);
-struct store *engine_store(struct engine *E);
-struct loop *engine_loop(struct engine *E);
 const struct config *engine_config(struct engine *E);
 const struct agents *engine_agents(struct engine *E);
-struct tools *engine_tools(struct engine *E);
-struct llm *engine_llm(struct engine *E);
 /* Commits pending writes now (streamed text included). */
 int engine_flush(struct engine *E);
 

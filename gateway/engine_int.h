@@ -108,7 +108,6 @@ struct turn {
 	int64_t created, started, ended;
 	int steps;
 	struct msg *am;          /* the assistant message of the current step */
-	char last_finish[32];    /* finish of the previous step's message */
 	struct llm_stream *stream;
 	struct toolrun *tools;
 	int tools_pending;

@@ -11,7 +11,6 @@ struct llm {
 	const struct config *C;
 	struct provider prov[MAX_PROVIDERS];
 	int nprov;
-	int live;
 };
 
 struct llm_stream {
@@ -107,11 +106,6 @@ int llm_check_model(struct llm *M, const char *id, struct err *e)
 	return p->check_model ? p->check_model(p->self, slash + 1, e) : 0;
 }
 
-int llm_stream_live(struct llm *M)
-{
-	return M->live;
-}
-
 int64_t llm_stream_last_activity(const struct llm_stream *st)
 {
 	return st->last_activity;
@@ -121,7 +115,6 @@ static void stream_free(struct llm_stream *st)
 {
 	timer_cancel(&st->stall_timer);
 	timer_cancel(&st->retry_timer);
-	st->M->live--;
 	free(st->session_id);
 	free(st->provider);
 	free(st->model);
@@ -290,7 +283,6 @@ struct llm_stream *llm_stream_start(struct llm *M, const struct llm_request *rq,
 		err_set(e, ERR_INTERNAL, "out of memory");
 		return NULL;
 	}
-	M->live++;
 	st->M = M;
 	st->p = p;
 	st->sink = *sink;

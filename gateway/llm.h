@@ -60,7 +60,6 @@ struct llm_stream *llm_stream_start(struct llm *M, const struct llm_request *rq,
 void llm_stream_cancel(struct llm_stream *st);
 /* Epoch ms of the last content token (or of the start), for check_task. */
 int64_t llm_stream_last_activity(const struct llm_stream *st);
-int llm_stream_live(struct llm *M); /* streams running now (for the sweeper and tests) */
 
 /* Backoff before retry number `attempt` (1-based): base * 2^(attempt-1), capped, with
  * +-20% jitter, never less than retry_after_ms. Pure. */

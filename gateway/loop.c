@@ -181,11 +181,6 @@ void loop_stop(struct loop *L)
 	lws_cancel_service(L->ctx);
 }
 
-int loop_stopping(struct loop *L)
-{
-	return atomic_load(&L->stop);
-}
-
 int loop_post(struct loop *L, void (*fn)(void *arg), void *arg)
 {
 	struct loop_msg *m = malloc(sizeof(*m));

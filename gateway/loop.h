@@ -31,7 +31,6 @@ void *loop_user(struct loop *L);
 int loop_run(struct loop *L);
 /* Asks loop_run to return after the current callback. Any thread, and signal handlers. */
 void loop_stop(struct loop *L);
-int loop_stopping(struct loop *L);
 
 /* Catches SIGINT and SIGTERM: fn(arg, signo) then runs on the loop thread (once per
  * signal). Also ignores SIGPIPE. One loop per process may do this. */

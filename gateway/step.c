@@ -481,11 +481,7 @@ void step_begin(struct turn *t)
 		turn_end(t, T_FAILED, "UnknownError", why);
 		return;
 	}
-	if (t->am) {
-		snprintf(t->last_finish, sizeof(t->last_finish), "%s",
-			 t->am->finish ? t->am->finish : "");
-		msg_free(E, t->am);
-	}
+	msg_free(E, t->am); /* the previous step's message, saved already */
 	t->steps++;
 	t->am = msg_new(E, s, t, 1);
 	if (!t->am) {

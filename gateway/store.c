@@ -46,7 +46,7 @@ enum stmt {
 	ST_SES_DEL_MSG, ST_SES_DEL_PART, ST_SES_DEL_TURN,
 	ST_MSG_PUT, ST_MSG_LIST, ST_MSG_GET,
 	ST_PART_PUT, ST_PART_DATA, ST_PART_LIST, ST_PART_TOOLS,
-	ST_TURN_PUT, ST_TURN_STATE, ST_TURN_GET,
+	ST_TURN_PUT, ST_TURN_STATE,
 	ST_EV_PUT, ST_EV_SINCE, ST_EV_MAX, ST_EV_MIN, ST_EV_PRUNE,
 	ST_COUNT
 };
@@ -82,7 +82,6 @@ static const char *const sql[ST_COUNT] = {
 			  " ORDER BY id",
 	[ST_TURN_PUT] = "INSERT OR REPLACE INTO turn(" TURN_COLS ") VALUES(?,?,?,?,?,?,?,?,?,?,?)",
 	[ST_TURN_STATE] = "SELECT " TURN_COLS " FROM turn WHERE state = ? ORDER BY id",
-	[ST_TURN_GET] = "SELECT " TURN_COLS " FROM turn WHERE id = ?",
 	[ST_EV_PUT] = "INSERT INTO event(seq, session_id, path, data) VALUES(?,?,?,?)",
 	[ST_EV_SINCE] = "SELECT seq, session_id, path, data FROM event WHERE seq > ? ORDER BY seq LIMIT ?",
 	[ST_EV_MAX] = "SELECT COALESCE(MAX(seq), 0) FROM event",
@@ -582,12 +581,6 @@ int store_turn_list_state(struct store *S, const char *state, store_turn_cb cb, 
 {
 	bind_text(S->st[ST_TURN_STATE], 1, state);
 	return read_turns(S, ST_TURN_STATE, cb, arg);
-}
-
-int store_turn_get(struct store *S, const char *id, store_turn_cb cb, void *arg)
-{
-	bind_text(S->st[ST_TURN_GET], 1, id);
-	return read_turns(S, ST_TURN_GET, cb, arg);
 }
 
 int store_event_append(struct store *S, int64_t seq, const char *session_id,

@@ -75,7 +75,6 @@ int store_turn_put(struct store *S, const struct store_turn *r);
 typedef int (*store_turn_cb)(void *arg, const struct store_turn *r);
 /* Turns in a state (any session), oldest first. */
 int store_turn_list_state(struct store *S, const char *state, store_turn_cb cb, void *arg);
-int store_turn_get(struct store *S, const char *id, store_turn_cb cb, void *arg);
 
 int store_event_append(struct store *S, int64_t seq, const char *session_id,
 		       const char *path, const char *data, size_t len);

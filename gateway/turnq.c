@@ -89,18 +89,6 @@ int turnq_busy(const struct turnq *q)
 	return q->running || q->head;
 }
 
-const char *turnq_verdict_name(enum turnq_verdict v)
-{
-	switch (v) {
-	case TURNQ_ENQUEUE: return "enqueue";
-	case TURNQ_COALESCE: return "coalesce";
-	case TURNQ_INTERRUPT: return "interrupt";
-	case TURNQ_BUSY: return "busy";
-	case TURNQ_FULL: return "full";
-	}
-	return "?";
-}
-
 int turn_policy_parse(const char *s, enum turn_policy *out)
 {
 	if (!s || !strcmp(s, "queue"))
