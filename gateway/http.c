@@ -684,11 +684,3 @@ int http_callback(struct conn *c, enum lws_callback_reasons reason, void *in, si
 		return 0;
 	}
 }
-
-void http_shutdown(struct conn *c)
-{
-	if (c->kind != C_SSE)
-		return;
-	c->closing = 1;
-	lws_callback_on_writable(c->wsi);
-}

@@ -218,8 +218,10 @@ void server_shutdown(struct server *S)
 	 * streams their last events before they end */
 	engine_shutdown(S->E);
 	for (struct conn *c = S->conns.next; c != &S->conns; c = c->next) {
-		http_shutdown(c);
-		ws_shutdown(c);
+		if (c->kind != C_SSE && c->kind != C_WS)
+			continue;
+		c->closing = 1; /* the writable callback sends what is queued, then the end */
+		lws_callback_on_writable(c->wsi);
 	}
 	timer_init(&S->shutdown_timer, S->L, shutdown_fired);
 	timer_arm(&S->shutdown_timer, 2000);

@@ -93,14 +93,12 @@ void server_detach_all(struct server *S);
 
 /* http.c */
 int http_callback(struct conn *c, enum lws_callback_reasons reason, void *in, size_t len);
-void http_shutdown(struct conn *c);
 /* Lets go of everything the connection holds in the engine (idempotent). */
 void http_detach(struct conn *c);
 
 /* ws.c */
 int ws_callback(struct conn *c, enum lws_callback_reasons reason, void *in, size_t len);
 int ws_confirm_upgrade(struct server *S, struct lws *wsi);
-void ws_shutdown(struct conn *c);
 void ws_detach(struct conn *c);
 
 #endif

@@ -268,14 +268,15 @@ static void terminal_message(struct engine *E, struct turn *t, enum turn_state s
 	memcpy(t->terminal_msg, m->id, sizeof(m->id));
 }
 
-static void notify(struct turn *t)
+/* Calls every waiter of t once, detached first so a callback may not reach the turn. */
+static void notify(struct turn *t, const char *state, const char *msg_id, const char *error)
 {
 	struct turn_waiter *w = t->waiters;
 	t->waiters = NULL;
 	while (w) {
 		struct turn_waiter *next = w->next;
 		w->turn = NULL;
-		w->fn(w, turn_state_name(t->state), t->terminal_msg, t->error);
+		w->fn(w, state, msg_id, error);
 		w = next;
 	}
 }
@@ -304,7 +305,7 @@ void turn_end(struct turn *t, enum turn_state st, const char *err_name, const ch
 	} else {
 		turnq_remove(&s->q, &t->qi);
 	}
-	notify(t);
+	notify(t, turn_state_name(t->state), t->terminal_msg, t->error);
 	turn_free(t);
 	if (turnq_busy(&s->q))
 		session_kick(s);
@@ -546,20 +547,6 @@ int engine_recover(struct engine *E, int resume_queued)
 	return store_flush(E->S);
 }
 
-/* Callers waiting on a turn that stays queued across the restart learn so now. */
-static void notify_queued(struct turn *t)
-{
-	struct turn_waiter *w = t->waiters;
-	t->waiters = NULL;
-	while (w) {
-		struct turn_waiter *next = w->next;
-		w->turn = NULL;
-		w->fn(w, "queued", "", "the server is shutting down: the prompt is saved and runs "
-		      "when the server starts again");
-		w = next;
-	}
-}
-
 void engine_shutdown(struct engine *E)
 {
 	if (!E->closing) {
@@ -569,8 +556,11 @@ void engine_shutdown(struct engine *E)
 				if (s->cur)
 					turn_end(s->cur, T_FAILED, "UnknownError",
 						 "interrupted: the server shut down");
+				/* callers waiting on a turn that stays queued learn so now */
 				for (struct turnq_item *it = s->q.head; it; it = it->next)
-					notify_queued(lws_container_of(it, struct turn, qi));
+					notify(lws_container_of(it, struct turn, qi), "queued", "",
+					       "the server is shutting down: the prompt is saved and "
+					       "runs when the server starts again");
 			}
 		}
 	}

@@ -399,11 +399,3 @@ int ws_callback(struct conn *c, enum lws_callback_reasons reason, void *in, size
 		return 0;
 	}
 }
-
-void ws_shutdown(struct conn *c)
-{
-	if (c->kind != C_WS)
-		return;
-	c->closing = 1;
-	lws_callback_on_writable(c->wsi);
-}
