@@ -105,18 +105,12 @@ static int do_messages(struct engine *E, const cJSON *p, struct jw *w, struct er
 	return engine_messages_json(E, id, (int)(limit > 100000 ? 100000 : limit), w, e);
 }
 
-int api_message_json(struct engine *E, const char *session_id, const char *message_id,
-		     struct jw *w, struct err *e)
-{
-	return engine_message_json(E, session_id, message_id, w, e);
-}
-
 static int do_message(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
 {
 	const char *id, *mid;
 	if (session_id(p, &id, e) || jsonin_str(p, "messageID", 1, &mid, e))
 		return -1;
-	return api_message_json(E, id, mid, w, e);
+	return engine_message_json(E, id, mid, w, e);
 }
 
 static int do_abort(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
@@ -158,13 +152,11 @@ static int do_task(struct engine *E, const cJSON *p, struct jw *w, struct err *e
 static int do_prompt_async(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
 {
 	const char *id;
-	struct prompt pr;
-	char *text = NULL;
+	struct api_prompt ap = {0};
 	struct prompt_result r;
-	if (session_id(p, &id, e) || api_parse_prompt(p, id, "ws", &pr, &text, e))
-		return -1;
-	int rc = engine_prompt(E, &pr, &r, NULL, e);
-	free(text);
+	int rc = session_id(p, &id, e) || api_parse_prompt(p, id, "ws", &ap, e) ||
+		 engine_prompt(E, &ap.p, &r, NULL, e);
+	api_prompt_free(&ap);
 	if (rc)
 		return -1;
 	jw_obj(w);
@@ -248,12 +240,18 @@ static int prompt_text(const cJSON *p, char **out, struct err *e)
 	return *out ? 0 : -1;
 }
 
-int api_parse_prompt(const cJSON *p, const char *session_id, const char *source,
-		     struct prompt *pr, char **text_out, struct err *e)
+void api_prompt_free(struct api_prompt *ap)
 {
-	static char model[256];
+	free(ap->text);
+	ap->text = NULL;
+}
+
+int api_parse_prompt(const cJSON *p, const char *session_id, const char *source,
+		     struct api_prompt *ap, struct err *e)
+{
+	struct prompt *pr = &ap->p;
 	const char *policy = NULL;
-	memset(pr, 0, sizeof(*pr));
+	memset(ap, 0, sizeof(*ap));
 	pr->session_id = session_id;
 	pr->source = source;
 	if (!cJSON_IsObject(p)) {
@@ -265,7 +263,7 @@ int api_parse_prompt(const cJSON *p, const char *session_id, const char *source,
 	    jsonin_str(p, "policy", 0, &policy, e) ||
 	    jsonin_str(p, "dedupeKey", 0, &pr->dedupe_key, e) ||
 	    jsonin_str(p, "source", 0, &pr->source, e) ||
-	    parse_model(p, model, sizeof(model), &pr->model, e))
+	    parse_model(p, ap->model, sizeof(ap->model), &pr->model, e))
 		return -1;
 	if (!pr->source)
 		pr->source = source;
@@ -274,8 +272,8 @@ int api_parse_prompt(const cJSON *p, const char *session_id, const char *source,
 			policy);
 		return -1;
 	}
-	if (prompt_text(p, text_out, e))
+	if (prompt_text(p, &ap->text, e))
 		return -1;
-	pr->text = *text_out;
+	pr->text = ap->text;
 	return 0;
 }

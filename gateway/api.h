@@ -14,14 +14,19 @@
 int api_call(struct engine *E, const char *method, const cJSON *params, struct jw *w,
 	     int *unknown, struct err *e);
 
-/* Parses a prompt body ({parts|text, agent, model, messageID, policy, dedupeKey}) for
- * sessionID into p. The strings point into params; text is built into *text_out (free). */
-int api_parse_prompt(const cJSON *params, const char *session_id, const char *source,
-		     struct prompt *p, char **text_out, struct err *e);
+/* A prompt parsed from a request: p's strings point into the request's JSON, into
+ * text (built from the parts) and into model. */
+struct api_prompt {
+	struct prompt p;
+	char *text;
+	char model[256];
+};
 
-/* Writes {info, parts} of a message of a session. */
-int api_message_json(struct engine *E, const char *session_id, const char *message_id,
-		     struct jw *w, struct err *e);
+/* Parses a prompt body ({parts|text, agent, model, messageID, policy, dedupeKey}) for
+ * sessionID. Release it with api_prompt_free, whatever the result. */
+int api_parse_prompt(const cJSON *params, const char *session_id, const char *source,
+		     struct api_prompt *ap, struct err *e);
+void api_prompt_free(struct api_prompt *ap);
 
 #define AGENTGATE_VERSION "0.1.0"
 

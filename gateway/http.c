@@ -244,7 +244,7 @@ static void prompt_done(struct turn_waiter *w, const char *state, const char *ms
 		return;
 	}
 	jw_init(&out);
-	if (api_message_json(c->srv->E, c->wait_session, msg_id, &out, &e)) {
+	if (engine_message_json(c->srv->E, c->wait_session, msg_id, &out, &e)) {
 		jw_free(&out);
 		respond_err(c, &e);
 		return;
@@ -254,15 +254,13 @@ static void prompt_done(struct turn_waiter *w, const char *state, const char *ms
 
 static int do_prompt(struct conn *c, const char *sid, const cJSON *body, int wait)
 {
-	struct prompt p;
-	char *text = NULL;
+	struct api_prompt ap = {0};
 	struct err e = {0};
-	if (api_parse_prompt(body, sid, "http", &p, &text, &e))
-		return respond_err(c, &e);
 	snprintf(c->wait_session, sizeof(c->wait_session), "%s", sid);
 	c->w.fn = prompt_done;
-	int rc = engine_prompt(c->srv->E, &p, NULL, wait ? &c->w : NULL, &e);
-	free(text);
+	int rc = api_parse_prompt(body, sid, "http", &ap, &e) ||
+		 engine_prompt(c->srv->E, &ap.p, NULL, wait ? &c->w : NULL, &e);
+	api_prompt_free(&ap);
 	if (rc)
 		return respond_err(c, &e);
 	if (!wait)

@@ -136,7 +136,7 @@ static void wait_done(struct turn_waiter *tw, const char *state, const char *msg
 	jw_init(&w);
 	if (!*msg_id) /* shutting down: the prompt stays queued */
 		reply_error(c, ww->id_json, RPC_INTERNAL, error);
-	else if (api_message_json(c->srv->E, ww->session, msg_id, &w, &e))
+	else if (engine_message_json(c->srv->E, ww->session, msg_id, &w, &e))
 		reply_error(c, ww->id_json, rpc_code(&e), e.msg);
 	else
 		reply(c, ww->id_json, w.buf, w.len);
@@ -162,13 +162,8 @@ static int do_prompt(struct conn *c, const char *id_json, const cJSON *p, struct
 		return -1;
 	if (!wait)
 		return api_call(c->srv->E, "session.prompt_async", p, w, &unknown, e);
-	struct prompt pr;
-	char *text = NULL;
-	if (api_parse_prompt(p, sid, "ws", &pr, &text, e))
-		return -1;
 	struct ws_wait *ww = calloc(1, sizeof(*ww));
 	if (!ww) {
-		free(text);
 		err_set(e, ERR_INTERNAL, "out of memory");
 		return -1;
 	}
@@ -176,8 +171,10 @@ static int do_prompt(struct conn *c, const char *id_json, const cJSON *p, struct
 	ww->w.fn = wait_done;
 	ww->id_json = strdup(id_json);
 	snprintf(ww->session, sizeof(ww->session), "%s", sid);
-	int rc = engine_prompt(c->srv->E, &pr, NULL, &ww->w, e);
-	free(text);
+	struct api_prompt ap = {0};
+	int rc = api_parse_prompt(p, sid, "ws", &ap, e) ||
+		 engine_prompt(c->srv->E, &ap.p, NULL, &ww->w, e);
+	api_prompt_free(&ap);
 	if (rc) {
 		free(ww->id_json);
 		free(ww);
