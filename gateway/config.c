@@ -4,11 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *read_file(const char *path, struct err *e)
+char *config_read_file(const char *path, const char *what, struct err *e)
 {
 	FILE *f = fopen(path, "rb");
 	if (!f) {
-		err_set(e, ERR_INVALID, "cannot read config file %s: %s", path, strerror(errno));
+		err_set(e, ERR_INVALID, "cannot read %s %s: %s", what, path, strerror(errno));
 		return NULL;
 	}
 	char *buf = NULL;
@@ -29,7 +29,7 @@ static char *read_file(const char *path, struct err *e)
 	int bad = ferror(f);
 	fclose(f);
 	if (bad || !buf) {
-		err_set(e, ERR_INVALID, "cannot read config file %s", path);
+		err_set(e, ERR_INVALID, "cannot read %s %s", what, path);
 		free(buf);
 		return NULL;
 	}
@@ -136,7 +136,7 @@ int config_load(struct config *c, const char *path, struct err *e)
 		c->root = cJSON_CreateObject();
 		return c->root ? 0 : -1;
 	}
-	char *text = read_file(path, e);
+	char *text = config_read_file(path, "config file", e);
 	if (!text)
 		return -1;
 	c->root = cJSON_Parse(text);

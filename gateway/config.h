@@ -37,6 +37,10 @@ int config_apply_env(struct config *c, struct err *e);
 /* A provider's section ("providers": {"openai": {...}}) or NULL. */
 const cJSON *config_provider(const struct config *c, const char *name);
 
+/* The whole file as a NUL-terminated string (free it), or NULL with e naming the file
+ * ("cannot read <what> <path>: <reason>"). */
+char *config_read_file(const char *path, const char *what, struct err *e);
+
 /* Parses a positive decimal integer; -1 on anything else. */
 int64_t config_parse_ms(const char *s);
 

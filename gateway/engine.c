@@ -1,8 +1,9 @@
 /* engine: creation and teardown, and sessions (a cache in front of the store, their
  * JSON, their status and tree). The turn ledger is turn.c, the agent loop step.c. */
 #include "engine_int.h"
-#include "log.h"
+#include "jsonin.h"
 #include "llm_http.h"
+#include "log.h"
 #include "scripted.h"
 
 #include <limits.h>
@@ -61,7 +62,7 @@ void session_free(struct session *s)
 
 static char *json_str(const cJSON *o, const char *k)
 {
-	const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k));
+	const char *v = jsonin_get(o, k);
 	return v ? strdup(v) : NULL;
 }
 
@@ -82,8 +83,8 @@ static int load_row(void *arg, const struct store_session *r)
 	s->path = json_str(d, "path");
 	s->background = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "background"));
 	const cJSON *model = cJSON_GetObjectItemCaseSensitive(d, "model");
-	const char *pid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(model, "providerID"));
-	const char *mid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(model, "id"));
+	const char *pid = jsonin_get(model, "providerID");
+	const char *mid = jsonin_get(model, "id");
 	if (pid && mid && asprintf(&s->model, "%s/%s", pid, mid) < 0)
 		s->model = NULL;
 	cJSON_Delete(d);

@@ -60,6 +60,11 @@ cJSON *jsonin_parse(const char *buf, size_t len, struct err *e)
 	return j;
 }
 
+const char *jsonin_get(const cJSON *o, const char *k)
+{
+	return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k));
+}
+
 int jsonin_str(const cJSON *o, const char *k, int required, const char **out, struct err *e)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);

@@ -13,6 +13,9 @@
  * JSON, nesting deeper than JSONIN_MAX_DEPTH, or trailing bytes. */
 cJSON *jsonin_parse(const char *buf, size_t len, struct err *e);
 
+/* The string value of o[k], or NULL when absent or not a string. */
+const char *jsonin_get(const cJSON *o, const char *k);
+
 /* Typed field access; each fills e naming the field when it is there with the wrong
  * type, or missing while required. 0 when fine (also when absent and optional). */
 int jsonin_str(const cJSON *o, const char *k, int required, const char **out, struct err *e);

@@ -1,4 +1,5 @@
 #include "llm_http.h"
+#include "jsonin.h"
 #include "jw.h"
 #include "log.h"
 #include "sse.h"
@@ -687,7 +688,7 @@ int llm_http_provider(struct provider *p, struct llmio *io, const char *name,
 	if (!P)
 		return -1;
 	const cJSON *sec = config_provider(C, name);
-	const char *cfg_key = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(sec, "api_key"));
+	const char *cfg_key = jsonin_get(sec, "api_key");
 	const char *env_key = getenv(openai ? "OPENAI_API_KEY" : "ANTHROPIC_API_KEY");
 	const char *base = openai ? C->openai_base_url : C->anthropic_base_url;
 	P->io = io;

@@ -1,4 +1,5 @@
 #include "ndjson.h"
+#include "jsonin.h"
 #include "jw.h"
 
 #include <cjson/cJSON.h>
@@ -14,15 +15,10 @@ void ndjson_init(struct ndjson *n, FILE *out, const char *root, int json)
 	n->at_line_start = 1;
 }
 
-static const char *str(const cJSON *o, const char *k)
-{
-	return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k));
-}
-
 /* The run line type for a root part update, or NULL when OpenCode prints none. */
 static const char *line_type(const cJSON *part)
 {
-	const char *type = str(part, "type");
+	const char *type = jsonin_get(part, "type");
 	const cJSON *time = cJSON_GetObjectItemCaseSensitive(part, "time");
 	if (!type)
 		return NULL;
@@ -35,7 +31,7 @@ static const char *line_type(const cJSON *part)
 	if (!strcmp(type, "reasoning") && cJSON_GetObjectItemCaseSensitive(time, "end"))
 		return "reasoning";
 	if (!strcmp(type, "tool")) {
-		const char *st = str(cJSON_GetObjectItemCaseSensitive(part, "state"), "status");
+		const char *st = jsonin_get(cJSON_GetObjectItemCaseSensitive(part, "state"), "status");
 		if (st && (!strcmp(st, "completed") || !strcmp(st, "error")))
 			return "tool_use";
 	}
@@ -46,8 +42,8 @@ static void envelope(struct jw *w, const cJSON *ev)
 {
 	static const char *keys[] = {"rootID", "parentID", "parentToolCallID", "turnID"};
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		if (str(ev, keys[i]))
-			jw_kstr(w, keys[i], str(ev, keys[i]));
+		if (jsonin_get(ev, keys[i]))
+			jw_kstr(w, keys[i], jsonin_get(ev, keys[i]));
 	const cJSON *d = cJSON_GetObjectItemCaseSensitive(ev, "depth");
 	jw_kint(w, "depth", cJSON_IsNumber(d) ? d->valueint : 0);
 	const cJSON *seq = cJSON_GetObjectItemCaseSensitive(ev, "seq");
@@ -110,9 +106,9 @@ static void json_child(struct ndjson *n, const struct event *e, const cJSON *ev)
 	if (!strcmp(e->type, "message.part.delta")) {
 		begin(&w, "subtask_delta", n->root, e->time);
 		jw_kstr(&w, "childSessionID", e->session_id);
-		jw_kstr(&w, "messageID", str(props, "messageID"));
-		jw_kstr(&w, "partID", str(props, "partID"));
-		jw_kstr(&w, "delta", str(props, "delta"));
+		jw_kstr(&w, "messageID", jsonin_get(props, "messageID"));
+		jw_kstr(&w, "partID", jsonin_get(props, "partID"));
+		jw_kstr(&w, "delta", jsonin_get(props, "delta"));
 	} else if (!strcmp(e->type, "message.part.updated")) {
 		begin(&w, "subtask_event", n->root, e->time);
 		jw_kstr(&w, "childSessionID", e->session_id);
@@ -140,7 +136,7 @@ static void text_event(struct ndjson *n, const struct event *e, const cJSON *ev,
 	const cJSON *depth = cJSON_GetObjectItemCaseSensitive(ev, "depth");
 	int indent = cJSON_IsNumber(depth) ? depth->valueint * 2 : 0;
 	if (!child && !strcmp(e->type, "message.part.delta")) {
-		const char *d = str(props, "delta");
+		const char *d = jsonin_get(props, "delta");
 		fputs(d ? d : "", n->out);
 		n->at_line_start = d && *d ? d[strlen(d) - 1] == '\n' : n->at_line_start;
 	} else if (!strcmp(e->type, "message.part.updated")) {
@@ -152,18 +148,18 @@ static void text_event(struct ndjson *n, const struct event *e, const cJSON *ev,
 		const char *who = child ? e->session_id : "";
 		text_newline(n);
 		if (!strcmp(type, "tool_use"))
-			fprintf(n->out, "%*s| %s %s %s\n", indent, "", str(part, "tool"),
-				str(cJSON_GetObjectItemCaseSensitive(part, "state"), "status"), who);
+			fprintf(n->out, "%*s| %s %s %s\n", indent, "", jsonin_get(part, "tool"),
+				jsonin_get(cJSON_GetObjectItemCaseSensitive(part, "state"), "status"), who);
 		else if (!strcmp(type, "text"))
-			fprintf(n->out, "%*s| %s text: %.160s\n", indent, "", who, str(part, "text"));
+			fprintf(n->out, "%*s| %s text: %.160s\n", indent, "", who, jsonin_get(part, "text"));
 		else
 			fprintf(n->out, "%*s| %s %s\n", indent, "", who, type);
 	} else if (!child && !strcmp(e->type, "session.error")) {
 		n->errors++;
 		const cJSON *err = cJSON_GetObjectItemCaseSensitive(props, "error");
-		const char *msg = str(cJSON_GetObjectItemCaseSensitive(err, "data"), "message");
+		const char *msg = jsonin_get(cJSON_GetObjectItemCaseSensitive(err, "data"), "message");
 		text_newline(n);
-		fprintf(stderr, "error: %s\n", msg ? msg : str(err, "name"));
+		fprintf(stderr, "error: %s\n", msg ? msg : jsonin_get(err, "name"));
 	}
 	fflush(n->out);
 }

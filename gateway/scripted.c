@@ -1,4 +1,5 @@
 #include "scripted.h"
+#include "jsonin.h"
 #include "jw.h"
 #include "log.h"
 
@@ -101,29 +102,6 @@ static int rule_compile(struct rule *r, const cJSON *o, int idx, struct err *e)
 	return 0;
 }
 
-static char *slurp(const char *path, struct err *e)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		err_set(e, ERR_INVALID, "cannot read scripted rules file %s: %s", path,
-			strerror(errno));
-		return NULL;
-	}
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
-	if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n) {
-		buf[n] = 0;
-	} else {
-		free(buf);
-		buf = NULL;
-		err_set(e, ERR_INVALID, "cannot read scripted rules file %s", path);
-	}
-	fclose(f);
-	return buf;
-}
-
 /* The rules array: inline, from a file (an array, or {"rules": [...]}), or built in. */
 static cJSON *rules_json(const cJSON *sec, struct err *e)
 {
@@ -133,7 +111,7 @@ static cJSON *rules_json(const cJSON *sec, struct err *e)
 		return cJSON_Duplicate(inl, 1);
 	if (!cJSON_IsString(file))
 		return cJSON_Parse(builtin_rules);
-	char *text = slurp(file->valuestring, e);
+	char *text = config_read_file(file->valuestring, "scripted rules file", e);
 	if (!text)
 		return NULL;
 	cJSON *doc = cJSON_Parse(text);
@@ -228,9 +206,9 @@ static void read_request(const struct llm_request *rq, struct view *v)
 	v->tool_output = "";
 	const cJSON *m;
 	cJSON_ArrayForEach(m, rq->messages) {
-		const char *role = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "role"));
+		const char *role = jsonin_get(m, "role");
 		const char *content =
-			cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "content"));
+			jsonin_get(m, "content");
 		if (!role)
 			continue;
 		v->chars += content ? (int64_t)strlen(content) : 0;
@@ -317,7 +295,7 @@ static int tokenize(struct attempt *a, enum tok_kind kind, const char *text)
 static void add_text(struct attempt *a, const cJSON *step, const char *key, enum tok_kind kind,
 		     const struct view *v, const regmatch_t *g)
 {
-	const char *tpl = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(step, key));
+	const char *tpl = jsonin_get(step, key);
 	if (!tpl)
 		return;
 	char *text = expand(tpl, v, g, 0);
@@ -340,7 +318,7 @@ static void add_tools(struct attempt *a, const cJSON *step, const struct view *v
 	static int counter;
 	const cJSON *tools = cJSON_GetObjectItemCaseSensitive(step, "tools"), *t;
 	cJSON_ArrayForEach(t, tools) {
-		const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "name"));
+		const char *name = jsonin_get(t, "name");
 		const cJSON *input = cJSON_GetObjectItemCaseSensitive(t, "input");
 		if (!name)
 			continue;

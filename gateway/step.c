@@ -2,6 +2,7 @@
  * tool calls run, then the next step continues the same turn, bound to the same user
  * message, until the model stops, the step limit, an error or an abort. */
 #include "engine_int.h"
+#include "jsonin.h"
 #include "log.h"
 
 #include <stdlib.h>
@@ -57,9 +58,9 @@ struct hmsg {
 static void add_tool_part(struct hmsg *h, const cJSON *d)
 {
 	const cJSON *state = cJSON_GetObjectItemCaseSensitive(d, "state");
-	const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(state, "status"));
-	const char *call_id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "callID"));
-	const char *tool = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "tool"));
+	const char *st = jsonin_get(state, "status");
+	const char *call_id = jsonin_get(d, "callID");
+	const char *tool = jsonin_get(d, "tool");
 	if (!st || !call_id || !tool || (strcmp(st, "completed") && strcmp(st, "error")))
 		return;
 	char *args = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(state, "input"));
@@ -73,8 +74,8 @@ static void add_tool_part(struct hmsg *h, const cJSON *d)
 	cJSON_AddStringToObject(res, "role", "tool");
 	cJSON_AddStringToObject(res, "tool_call_id", call_id);
 	cJSON_AddStringToObject(res, "name", tool);
-	const char *out = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(state, "output"));
-	const char *er = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(state, "error"));
+	const char *out = jsonin_get(state, "output");
+	const char *er = jsonin_get(state, "error");
 	char *content = NULL;
 	if (!strcmp(st, "completed"))
 		content = strdup(out ? out : "");
@@ -90,7 +91,7 @@ static int hist_part(void *arg, const struct store_part *r)
 	struct hmsg *h = arg;
 	cJSON *d = cJSON_Parse(r->data);
 	if (!strcmp(r->type, "text")) {
-		const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "text"));
+		const char *t = jsonin_get(d, "text");
 		if (t)
 			jw_append(&h->text, t, strlen(t));
 	} else if (!strcmp(r->type, "tool")) {

@@ -88,7 +88,7 @@ static int text_part(void *arg, const struct store_part *r)
 	if (strcmp(r->type, "text"))
 		return 0;
 	cJSON *d = cJSON_Parse(r->data);
-	const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "text"));
+	const char *t = jsonin_get(d, "text");
 	if (t && *t) {
 		if (x->all.len)
 			jw_append(&x->all, "\n", 1);
@@ -411,8 +411,8 @@ static int tool_row(void *arg, const struct store_part *r)
 	const cJSON *st = cJSON_GetObjectItemCaseSensitive(d, "state");
 	const cJSON *tm = cJSON_GetObjectItemCaseSensitive(st, "time");
 	jw_obj(w);
-	jw_kstr(w, "tool", cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "tool")));
-	jw_kstr(w, "status", cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(st, "status")));
+	jw_kstr(w, "tool", jsonin_get(d, "tool"));
+	jw_kstr(w, "status", jsonin_get(st, "status"));
 	const cJSON *start = cJSON_GetObjectItemCaseSensitive(tm, "start");
 	const cJSON *end = cJSON_GetObjectItemCaseSensitive(tm, "end");
 	if (cJSON_IsNumber(start))

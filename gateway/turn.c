@@ -3,6 +3,7 @@
  * each ends in exactly one terminal assistant message, whatever ended it (completion,
  * error, abort, interruption, restart). */
 #include "engine_int.h"
+#include "jsonin.h"
 #include "log.h"
 
 #include <stdlib.h>
@@ -412,9 +413,9 @@ static int user_meta_row(void *arg, const struct store_message *r)
 	struct meta *m = arg;
 	cJSON *d = cJSON_Parse(r->data);
 	const cJSON *model = cJSON_GetObjectItemCaseSensitive(d, "model");
-	const char *a = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "agent"));
-	const char *pid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(model, "providerID"));
-	const char *mid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(model, "modelID"));
+	const char *a = jsonin_get(d, "agent");
+	const char *pid = jsonin_get(model, "providerID");
+	const char *mid = jsonin_get(model, "modelID");
 	m->agent = strdup(a ? a : DEFAULT_AGENT);
 	if (!pid || !mid || asprintf(&m->model, "%s/%s", pid, mid) < 0)
 		m->model = NULL;
@@ -460,7 +461,7 @@ static int interrupt_tool_row(void *arg, const struct store_part *r)
 		return 0;
 	cJSON *d = cJSON_Parse(r->data);
 	cJSON *state = cJSON_GetObjectItemCaseSensitive(d, "state");
-	const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(state, "status"));
+	const char *st = jsonin_get(state, "status");
 	if (st && (!strcmp(st, "pending") || !strcmp(st, "running"))) {
 		cJSON_ReplaceItemInObject(state, "status", cJSON_CreateString("error"));
 		cJSON_DeleteItemFromObject(state, "error");

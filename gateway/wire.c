@@ -1,4 +1,5 @@
 #include "wire.h"
+#include "jsonin.h"
 #include "jw.h"
 
 #include <stdlib.h>
@@ -20,21 +21,16 @@ void wire_free(struct wire_state *w)
 	memset(w, 0, sizeof(*w));
 }
 
-static const char *str(const cJSON *o, const char *k)
-{
-	return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k));
-}
-
 /* ---- requests ---- */
 
 static cJSON *openai_message(const cJSON *m)
 {
-	const char *role = str(m, "role"), *content = str(m, "content");
+	const char *role = jsonin_get(m, "role"), *content = jsonin_get(m, "content");
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "role", role ? role : "user");
 	const cJSON *calls = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
 	if (role && !strcmp(role, "tool"))
-		cJSON_AddStringToObject(o, "tool_call_id", str(m, "tool_call_id"));
+		cJSON_AddStringToObject(o, "tool_call_id", jsonin_get(m, "tool_call_id"));
 	if (content && *content)
 		cJSON_AddStringToObject(o, "content", content);
 	else
@@ -44,10 +40,10 @@ static cJSON *openai_message(const cJSON *m)
 		const cJSON *c;
 		cJSON_ArrayForEach(c, calls) {
 			cJSON *tc = cJSON_CreateObject(), *fn = cJSON_CreateObject();
-			cJSON_AddStringToObject(tc, "id", str(c, "id"));
+			cJSON_AddStringToObject(tc, "id", jsonin_get(c, "id"));
 			cJSON_AddStringToObject(tc, "type", "function");
-			cJSON_AddStringToObject(fn, "name", str(c, "name"));
-			cJSON_AddStringToObject(fn, "arguments", str(c, "arguments") ? str(c, "arguments") : "{}");
+			cJSON_AddStringToObject(fn, "name", jsonin_get(c, "name"));
+			cJSON_AddStringToObject(fn, "arguments", jsonin_get(c, "arguments") ? jsonin_get(c, "arguments") : "{}");
 			cJSON_AddItemToObject(tc, "function", fn);
 			cJSON_AddItemToArray(arr, tc);
 		}
@@ -77,8 +73,8 @@ static void openai_body(cJSON *b, const struct llm_request *rq)
 	cJSON_ArrayForEach(t, rq->tools) {
 		cJSON *o = cJSON_CreateObject(), *fn = cJSON_CreateObject();
 		cJSON_AddStringToObject(o, "type", "function");
-		cJSON_AddStringToObject(fn, "name", str(t, "name"));
-		cJSON_AddStringToObject(fn, "description", str(t, "description"));
+		cJSON_AddStringToObject(fn, "name", jsonin_get(t, "name"));
+		cJSON_AddStringToObject(fn, "description", jsonin_get(t, "description"));
 		cJSON_AddItemToObject(fn, "parameters",
 				      cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(t, "parameters"), 1));
 		cJSON_AddItemToObject(o, "function", fn);
@@ -90,7 +86,7 @@ static void openai_body(cJSON *b, const struct llm_request *rq)
 static cJSON *anthropic_turn(cJSON *msgs, const char *role)
 {
 	cJSON *last = cJSON_GetArrayItem(msgs, cJSON_GetArraySize(msgs) - 1);
-	if (last && !strcmp(str(last, "role"), role))
+	if (last && !strcmp(jsonin_get(last, "role"), role))
 		return cJSON_GetObjectItemCaseSensitive(last, "content");
 	cJSON *m = cJSON_CreateObject();
 	cJSON_AddStringToObject(m, "role", role);
@@ -101,13 +97,13 @@ static cJSON *anthropic_turn(cJSON *msgs, const char *role)
 
 static void anthropic_message(cJSON *msgs, const cJSON *m)
 {
-	const char *role = str(m, "role"), *content = str(m, "content");
+	const char *role = jsonin_get(m, "role"), *content = jsonin_get(m, "content");
 	int tool = role && !strcmp(role, "tool"), assistant = role && !strcmp(role, "assistant");
 	cJSON *blocks = anthropic_turn(msgs, assistant ? "assistant" : "user");
 	cJSON *b = cJSON_CreateObject();
 	if (tool) {
 		cJSON_AddStringToObject(b, "type", "tool_result");
-		cJSON_AddStringToObject(b, "tool_use_id", str(m, "tool_call_id"));
+		cJSON_AddStringToObject(b, "tool_use_id", jsonin_get(m, "tool_call_id"));
 		cJSON_AddStringToObject(b, "content", content ? content : "");
 		cJSON_AddItemToArray(blocks, b);
 		return;
@@ -122,11 +118,11 @@ static void anthropic_message(cJSON *msgs, const cJSON *m)
 	const cJSON *c;
 	cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(m, "tool_calls")) {
 		cJSON *u = cJSON_CreateObject();
-		const char *args = str(c, "arguments");
+		const char *args = jsonin_get(c, "arguments");
 		cJSON *input = args ? cJSON_Parse(args) : NULL;
 		cJSON_AddStringToObject(u, "type", "tool_use");
-		cJSON_AddStringToObject(u, "id", str(c, "id"));
-		cJSON_AddStringToObject(u, "name", str(c, "name"));
+		cJSON_AddStringToObject(u, "id", jsonin_get(c, "id"));
+		cJSON_AddStringToObject(u, "name", jsonin_get(c, "name"));
 		cJSON_AddItemToObject(u, "input", cJSON_IsObject(input) ? input : cJSON_CreateObject());
 		if (!cJSON_IsObject(input))
 			cJSON_Delete(input);
@@ -154,8 +150,8 @@ static void anthropic_body(cJSON *b, const struct llm_request *rq)
 	const cJSON *t;
 	cJSON_ArrayForEach(t, rq->tools) {
 		cJSON *o = cJSON_CreateObject();
-		cJSON_AddStringToObject(o, "name", str(t, "name"));
-		cJSON_AddStringToObject(o, "description", str(t, "description"));
+		cJSON_AddStringToObject(o, "name", jsonin_get(t, "name"));
+		cJSON_AddStringToObject(o, "description", jsonin_get(t, "description"));
 		cJSON_AddItemToObject(o, "input_schema",
 				      cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(t, "parameters"), 1));
 		cJSON_AddItemToArray(tools, o);
@@ -242,10 +238,10 @@ static void openai_tool_delta(struct wire_state *w, const cJSON *tc)
 		return;
 	struct wire_tool *t = &w->tools[i];
 	const cJSON *fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
-	const char *args = str(fn, "arguments");
+	const char *args = jsonin_get(fn, "arguments");
 	t->used = 1;
-	set_once(&t->id, str(tc, "id"));
-	set_once(&t->name, str(fn, "name"));
+	set_once(&t->id, jsonin_get(tc, "id"));
+	set_once(&t->name, jsonin_get(fn, "name"));
 	if (args)
 		append(t, args, strlen(args));
 }
@@ -262,7 +258,7 @@ static int openai_event(struct wire_state *w, const cJSON *j, const struct wire_
 	const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
 	if (err) {
 		snprintf(w->error, sizeof(w->error), "%s",
-			 str(err, "message") ? str(err, "message") : "provider sent an error");
+			 jsonin_get(err, "message") ? jsonin_get(err, "message") : "provider sent an error");
 		w->error_retryable = 1;
 		return 1;
 	}
@@ -277,16 +273,16 @@ static int openai_event(struct wire_state *w, const cJSON *j, const struct wire_
 	}
 	const cJSON *ch = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0);
 	const cJSON *d = cJSON_GetObjectItemCaseSensitive(ch, "delta");
-	const char *r = str(d, "reasoning_content") ? str(d, "reasoning_content") : str(d, "reasoning");
+	const char *r = jsonin_get(d, "reasoning_content") ? jsonin_get(d, "reasoning_content") : jsonin_get(d, "reasoning");
 	if (r && *r)
 		out->text(out->arg, 1, r, strlen(r));
-	const char *c = str(d, "content");
+	const char *c = jsonin_get(d, "content");
 	if (c && *c)
 		out->text(out->arg, 0, c, strlen(c));
 	const cJSON *tc;
 	cJSON_ArrayForEach(tc, cJSON_GetObjectItemCaseSensitive(d, "tool_calls"))
 		openai_tool_delta(w, tc);
-	set_finish(w, str(ch, "finish_reason"));
+	set_finish(w, jsonin_get(ch, "finish_reason"));
 	return 0;
 }
 
@@ -295,7 +291,7 @@ static int anthropic_block_start(struct wire_state *w, const cJSON *j)
 	const cJSON *idx = cJSON_GetObjectItemCaseSensitive(j, "index");
 	const cJSON *b = cJSON_GetObjectItemCaseSensitive(j, "content_block");
 	int i = cJSON_IsNumber(idx) ? idx->valueint : -1;
-	const char *type = str(b, "type");
+	const char *type = jsonin_get(b, "type");
 	if (i < 0 || i >= WIRE_MAX_TOOLS || !type || strcmp(type, "tool_use"))
 		return 0;
 	int slot = wire_tool_count(w);
@@ -303,8 +299,8 @@ static int anthropic_block_start(struct wire_state *w, const cJSON *j)
 		return 0;
 	struct wire_tool *t = &w->tools[slot];
 	t->used = 1;
-	set_once(&t->id, str(b, "id"));
-	set_once(&t->name, str(b, "name"));
+	set_once(&t->id, jsonin_get(b, "id"));
+	set_once(&t->name, jsonin_get(b, "name"));
 	w->block_tool[i] = slot + 1;
 	return 0;
 }
@@ -313,16 +309,16 @@ static int anthropic_delta(struct wire_state *w, const cJSON *j, const struct wi
 {
 	const cJSON *idx = cJSON_GetObjectItemCaseSensitive(j, "index");
 	const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "delta");
-	const char *type = str(d, "type");
+	const char *type = jsonin_get(d, "type");
 	if (!type)
 		return 0;
-	if (!strcmp(type, "text_delta") && str(d, "text") && *str(d, "text"))
-		out->text(out->arg, 0, str(d, "text"), strlen(str(d, "text")));
-	else if (!strcmp(type, "thinking_delta") && str(d, "thinking") && *str(d, "thinking"))
-		out->text(out->arg, 1, str(d, "thinking"), strlen(str(d, "thinking")));
+	if (!strcmp(type, "text_delta") && jsonin_get(d, "text") && *jsonin_get(d, "text"))
+		out->text(out->arg, 0, jsonin_get(d, "text"), strlen(jsonin_get(d, "text")));
+	else if (!strcmp(type, "thinking_delta") && jsonin_get(d, "thinking") && *jsonin_get(d, "thinking"))
+		out->text(out->arg, 1, jsonin_get(d, "thinking"), strlen(jsonin_get(d, "thinking")));
 	else if (!strcmp(type, "input_json_delta") && cJSON_IsNumber(idx) && idx->valueint >= 0 &&
 		 idx->valueint < WIRE_MAX_TOOLS && w->block_tool[idx->valueint]) {
-		const char *pj = str(d, "partial_json");
+		const char *pj = jsonin_get(d, "partial_json");
 		if (pj)
 			return append(&w->tools[w->block_tool[idx->valueint] - 1], pj, strlen(pj));
 	}
@@ -332,7 +328,7 @@ static int anthropic_delta(struct wire_state *w, const cJSON *j, const struct wi
 static int anthropic_error(struct wire_state *w, const cJSON *j)
 {
 	const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
-	const char *type = str(e, "type"), *msg = str(e, "message");
+	const char *type = jsonin_get(e, "type"), *msg = jsonin_get(e, "message");
 	snprintf(w->error, sizeof(w->error), "%s%s%s", type ? type : "error", msg ? ": " : "",
 		 msg ? msg : "");
 	w->error_retryable = type && (!strcmp(type, "overloaded_error") ||
@@ -346,7 +342,7 @@ static int anthropic_event(struct wire_state *w, const char *type, const cJSON *
 			   const struct wire_out *out)
 {
 	if (!type || !*type)
-		type = str(j, "type");
+		type = jsonin_get(j, "type");
 	if (!type)
 		return 0;
 	if (!strcmp(type, "message_start")) {
@@ -360,7 +356,7 @@ static int anthropic_event(struct wire_state *w, const char *type, const cJSON *
 	} else if (!strcmp(type, "content_block_delta")) {
 		return anthropic_delta(w, j, out);
 	} else if (!strcmp(type, "message_delta")) {
-		set_finish(w, str(cJSON_GetObjectItemCaseSensitive(j, "delta"), "stop_reason"));
+		set_finish(w, jsonin_get(cJSON_GetObjectItemCaseSensitive(j, "delta"), "stop_reason"));
 		usage_num(cJSON_GetObjectItemCaseSensitive(j, "usage"), "output_tokens",
 			  &w->usage.output);
 	} else if (!strcmp(type, "message_stop")) {
@@ -408,9 +404,9 @@ char *wire_error_message(const char *body, size_t len)
 {
 	cJSON *j = cJSON_ParseWithLength(body, len);
 	const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
-	const char *msg = cJSON_IsString(e) ? e->valuestring : str(e, "message");
+	const char *msg = cJSON_IsString(e) ? e->valuestring : jsonin_get(e, "message");
 	if (!msg)
-		msg = str(j, "message");
+		msg = jsonin_get(j, "message");
 	char *out = msg ? strdup(msg) : NULL;
 	cJSON_Delete(j);
 	return out;
