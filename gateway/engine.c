@@ -5,6 +5,7 @@
 #include "llm_http.h"
 #include "log.h"
 #include "scripted.h"
+#include "vec.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -394,26 +395,21 @@ void engine_status_json(struct engine *E, struct jw *w)
 }
 
 struct msg_rows {
-	char **id, **data;
+	struct {
+		char *id, *data;
+	} *v;
 	int n, cap;
 };
 
 static int collect_msg(void *arg, const struct store_message *r)
 {
 	struct msg_rows *rows = arg;
-	if (rows->n == rows->cap) {
-		int cap = rows->cap ? rows->cap * 2 : 16;
-		char **a = realloc(rows->id, (size_t)cap * sizeof(char *));
-		char **b = a ? realloc(rows->data, (size_t)cap * sizeof(char *)) : NULL;
-		if (a)
-			rows->id = a;
-		if (!b)
-			return 1;
-		rows->data = b;
-		rows->cap = cap;
-	}
-	rows->id[rows->n] = strdup(r->id);
-	rows->data[rows->n] = strdup(r->data);
+	void *grown = vec_reserve(rows->v, &rows->cap, rows->n, sizeof(*rows->v));
+	if (!grown)
+		return 1;
+	rows->v = grown;
+	rows->v[rows->n].id = strdup(r->id);
+	rows->v[rows->n].data = strdup(r->data);
 	rows->n++;
 	return 0;
 }
@@ -450,13 +446,12 @@ int engine_messages_json(struct engine *E, const char *session_id, int limit, st
 	jw_arr(w);
 	for (int i = 0; i < rows.n; i++) {
 		if (i >= first)
-			write_with_parts(E, rows.id[i], rows.data[i], w);
-		free(rows.id[i]);
-		free(rows.data[i]);
+			write_with_parts(E, rows.v[i].id, rows.v[i].data, w);
+		free(rows.v[i].id);
+		free(rows.v[i].data);
 	}
 	jw_arr_end(w);
-	free(rows.id);
-	free(rows.data);
+	free(rows.v);
 	return 0;
 }
 
@@ -501,14 +496,10 @@ struct id_list {
 static int collect_child(void *arg, const struct store_session *r)
 {
 	struct id_list *l = arg;
-	if (l->n == l->cap) {
-		int cap = l->cap ? l->cap * 2 : 8;
-		void *v = realloc(l->v, (size_t)cap * ID_MAX);
-		if (!v)
-			return 1;
-		l->v = v;
-		l->cap = cap;
-	}
+	void *grown = vec_reserve(l->v, &l->cap, l->n, sizeof(*l->v));
+	if (!grown)
+		return 1;
+	l->v = grown;
 	snprintf(l->v[l->n++], ID_MAX, "%s", r->id);
 	return 0;
 }

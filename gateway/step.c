@@ -4,6 +4,7 @@
 #include "engine_int.h"
 #include "jsonin.h"
 #include "log.h"
+#include "vec.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -35,14 +36,10 @@ static int hist_row(void *arg, const struct store_message *r)
 	struct hrows *l = arg;
 	if (queued_later(l->q, r->turn_id))
 		return 0;
-	if (l->n == l->cap) {
-		int cap = l->cap ? l->cap * 2 : 16;
-		struct hrow *v = realloc(l->v, (size_t)cap * sizeof(*v));
-		if (!v)
-			return 1;
-		l->v = v;
-		l->cap = cap;
-	}
+	void *grown = vec_reserve(l->v, &l->cap, l->n, sizeof(*l->v));
+	if (!grown)
+		return 1;
+	l->v = grown;
 	l->v[l->n].id = strdup(r->id);
 	l->v[l->n].role = strdup(r->role);
 	l->n++;

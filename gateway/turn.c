@@ -5,6 +5,7 @@
 #include "engine_int.h"
 #include "jsonin.h"
 #include "log.h"
+#include "vec.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -371,14 +372,10 @@ struct trows {
 static int collect_turn(void *arg, const struct store_turn *r)
 {
 	struct trows *l = arg;
-	if (l->n == l->cap) {
-		int cap = l->cap ? l->cap * 2 : 16;
-		struct trow *v = realloc(l->v, (size_t)cap * sizeof(*v));
-		if (!v)
-			return 1;
-		l->v = v;
-		l->cap = cap;
-	}
+	void *grown = vec_reserve(l->v, &l->cap, l->n, sizeof(*l->v));
+	if (!grown)
+		return 1;
+	l->v = grown;
 	struct trow *t = &l->v[l->n++];
 	memset(t, 0, sizeof(*t));
 	snprintf(t->id, sizeof(t->id), "%s", r->id);
