@@ -175,14 +175,11 @@ static char *report_text(const struct task *t, const char *all)
 }
 
 /* The parent learns a background child's outcome as a prompt of its own, through its
- * turn queue (deduplicated by task id), unless the parent itself is being aborted. */
+ * turn queue (deduplicated by task id); engine_prompt refuses it when the parent itself
+ * is being aborted. */
 static void wake(struct engine *E, const char *parent, const char *child,
 		 const char *description, const char *status, const char *report)
 {
-	if (engine_in_abort(E, parent)) {
-		log_info("task %s: %s while its parent %s is aborted; no wake", child, status, parent);
-		return;
-	}
 	char *text = NULL, key[ID_MAX + 8];
 	snprintf(key, sizeof(key), "task:%s", child);
 	if (asprintf(&text, "[background task %s \"%s\" %s]\n\n%s", child, description, status,

@@ -154,6 +154,12 @@ static int check_prompt(struct engine *E, const struct prompt *p, struct session
 		err_set(e, ERR_BUSY, "the server is shutting down");
 		return -1;
 	}
+	/* nothing may restart a subtree while engine_abort is ending it (a background
+	 * child's wake would otherwise revive its aborted parent) */
+	if (engine_in_abort(E, (*s)->id)) {
+		err_set(e, ERR_BUSY, "session %s is being aborted", (*s)->id);
+		return -1;
+	}
 	return 0;
 }
 
