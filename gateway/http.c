@@ -123,9 +123,10 @@ static int query_arg(struct lws *wsi, const char *name, char *buf, int len)
 		if (lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
 			return -2;
 		if (!strncmp(frag, name, nl) && frag[nl] == '=') {
-			if ((int)strlen(frag + nl + 1) >= len)
+			size_t vl = strlen(frag + nl + 1);
+			if (vl >= (size_t)len)
 				return -2;
-			snprintf(buf, (size_t)len, "%s", frag + nl + 1);
+			memcpy(buf, frag + nl + 1, vl + 1);
 			return 0;
 		}
 	}

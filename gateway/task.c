@@ -285,7 +285,7 @@ static int parse_input(struct engine *E, const cJSON *in, struct task_input *ti,
 	    jsonin_str(in, "description", 0, &ti->description, &e) ||
 	    jsonin_str(in, "subagent_type", 0, &ti->agent, &e) ||
 	    jsonin_bool(in, "background", &ti->background, &e)) {
-		snprintf(why, n, "task: %s", e.msg);
+		snprintf(why, n, "task: %.480s", e.msg);
 		return -1;
 	}
 	if (!ti->agent)
@@ -328,7 +328,7 @@ static struct task *spawn(struct engine *E, struct tool_call *c, struct session 
 	struct err e = {0};
 	struct task *t = calloc(1, sizeof(*t));
 	if (!t || engine_session_create(E, &sp, t ? t->id : NULL, &e)) {
-		snprintf(why, n, "task: cannot create the child session: %s", e.msg);
+		snprintf(why, n, "task: cannot create the child session: %.400s", e.msg);
 		free(t);
 		return NULL;
 	}
@@ -347,7 +347,7 @@ static struct task *spawn(struct engine *E, struct tool_call *c, struct session 
 	struct prompt p = {.session_id = t->id, .text = ti->prompt, .source = "task",
 			   .agent = ti->agent, .model = model};
 	if (engine_prompt(E, &p, NULL, &t->w, &e)) {
-		snprintf(why, n, "task: cannot start the subagent: %s", e.msg);
+		snprintf(why, n, "task: cannot start the subagent: %.400s", e.msg);
 		t->status = TK_FAILED;
 		t->error = strdup(why);
 		return NULL;
