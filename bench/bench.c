@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -271,22 +272,29 @@ static long proc_field(pid_t pid, const char *key)
 	return v;
 }
 
+/* CPU time of every thread of pid, from /proc/PID/task/TID/schedstat (nanoseconds;
+ * /proc/PID/stat counts in clock ticks, too coarse for a 50 ms run). */
 static double cpu_seconds(pid_t pid)
 {
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (!f || !fgets(buf, sizeof(buf), f)) {
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	DIR *d = opendir(path);
+	unsigned long long total = 0;
+	for (struct dirent *e; d && (e = readdir(d));) {
+		if (e->d_name[0] == '.')
+			continue;
+		char p2[320];
+		snprintf(p2, sizeof(p2), "/proc/%d/task/%s/schedstat", (int)pid, e->d_name);
+		FILE *f = fopen(p2, "r");
+		unsigned long long ns = 0;
+		if (f && fscanf(f, "%llu", &ns) == 1)
+			total += ns;
 		if (f)
 			fclose(f);
-		return 0;
 	}
-	fclose(f);
-	char *p = strrchr(buf, ')');
-	unsigned long ut = 0, st = 0;
-	/* fields after the command: state(3) ... utime(14) stime(15) */
-	sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+	if (d)
+		closedir(d);
+	return (double)total / 1e9;
 }
 
 static pid_t spawn(char *const argv[], int *out_fd)
@@ -294,6 +302,7 @@ static pid_t spawn(char *const argv[], int *out_fd)
 	int fds[2];
 	if (pipe(fds))
 		return -1;
+	fflush(stdout);
 	pid_t pid = fork();
 	if (pid == 0) {
 		dup2(fds[1], 1);
@@ -536,14 +545,32 @@ static void abort_run(int samples)
 
 int main(int argc, char **argv)
 {
-	int quick = argc > 1 && !strcmp(argv[1], "--quick");
+	int quick = 0;
+	const char *only = NULL;
+	long tokens = 0;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--quick"))
+			quick = 1;
+		else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+			only = argv[++i];
+		else if (!strcmp(argv[i], "--tokens") && i + 1 < argc)
+			tokens = atol(argv[++i]);
+		else {
+			fprintf(stderr, "usage: agentgate_bench [--quick] [--only pure|burst|paced|abort] [--tokens N]\n");
+			return 2;
+		}
+	}
 	signal(SIGPIPE, SIG_IGN);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	printf("agentgate bench (%s)\n\n", quick ? "quick" : "full");
-	pure_stages();
-	server_run(20, quick ? 100 : 500, 0);
-	server_run(quick ? 20 : 100, quick ? 50 : 200, 20);
-	abort_run(quick ? 5 : 20);
+	if (!only || !strcmp(only, "pure"))
+		pure_stages();
+	if (!only || !strcmp(only, "burst"))
+		server_run(20, tokens > 0 ? tokens : quick ? 100 : 500, 0);
+	if (!only || !strcmp(only, "paced"))
+		server_run(quick ? 20 : 100, tokens > 0 ? tokens : quick ? 50 : 200, 20);
+	if (!only || !strcmp(only, "abort"))
+		abort_run(quick ? 5 : 20);
 	curl_global_cleanup();
 	return 0;
 }

@@ -14,6 +14,8 @@ struct bus {
 	size_t ring_size, ring_n, ring_head; /* head = index of the oldest */
 	int64_t keep;
 	int64_t since_prune;
+	int64_t persisted; /* the newest seq handed to the store */
+	struct jw batch;   /* reused encoding buffer */
 	struct bus_sub subs; /* sentinel */
 };
 
@@ -68,7 +70,13 @@ struct bus *bus_create(struct store *S, size_t ring_size, int64_t keep)
 	B->seq = S ? store_event_max_seq(S) : 0;
 	if (B->seq < 0)
 		B->seq = 0;
+	B->persisted = B->seq;
+	jw_init(&B->batch);
 	B->subs.next = B->subs.prev = &B->subs;
+	if (S && store_add_flush_hook(S, bus_persist, B)) {
+		bus_destroy(B);
+		return NULL;
+	}
 	return B;
 }
 
@@ -78,6 +86,7 @@ void bus_destroy(struct bus *B)
 		return;
 	for (size_t i = 0; i < B->ring_n; i++)
 		event_unref(B->ring[(B->ring_head + i) % B->ring_size]);
+	jw_free(&B->batch);
 	free(B->ring);
 	free(B);
 }
@@ -104,10 +113,17 @@ static void envelope(struct jw *w, int64_t seq, const struct bus_env *env)
 		jw_kstr(w, "turnID", env->turn_id);
 }
 
+static struct event *ring_at(struct bus *B, size_t i)
+{
+	return B->ring[(B->ring_head + i) % B->ring_size];
+}
+
 static void ring_push(struct bus *B, struct event *ev)
 {
 	event_ref(ev);
 	if (B->ring_n == B->ring_size) {
+		if (B->ring[B->ring_head]->seq > B->persisted)
+			bus_persist(B); /* the store takes what the ring is about to drop */
 		event_unref(B->ring[B->ring_head]);
 		B->ring[B->ring_head] = ev;
 		B->ring_head = (B->ring_head + 1) % B->ring_size;
@@ -117,13 +133,66 @@ static void ring_push(struct bus *B, struct event *ev)
 	B->ring_n++;
 }
 
-static void persist(struct bus *B, struct event *ev, const struct bus_env *env)
+/* One stored record: seq (8 bytes), json length (4), session id length (2), path length
+ * (2), all little-endian, then the session id, the path and the json. */
+#define REC_HEAD 16
+
+static void put_le(unsigned char *p, uint64_t v, int n)
 {
-	if (!B->S)
+	for (int i = 0; i < n; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_le(const unsigned char *p, int n)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < n; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+static void encode_record(struct jw *w, const struct event *ev)
+{
+	size_t sl = strlen(ev->session_id), pl = strlen(ev->path);
+	unsigned char h[REC_HEAD];
+	put_le(h, (uint64_t)ev->seq, 8);
+	put_le(h + 8, ev->len, 4);
+	put_le(h + 12, sl, 2);
+	put_le(h + 14, pl > 0xffff ? 0xffff : pl, 2);
+	jw_append(w, (const char *)h, REC_HEAD);
+	jw_append(w, ev->session_id, sl);
+	jw_append(w, ev->path, pl > 0xffff ? 0xffff : pl);
+	jw_append(w, ev->json, ev->len);
+}
+
+/* Events not yet in the store are the newest ones of the ring. */
+void bus_persist(void *arg)
+{
+	struct bus *B = arg;
+	if (!B->S || B->persisted >= B->seq)
 		return;
-	store_event_append(B->S, ev->seq, env->session_id, ev->path, ev->json, ev->len);
+	jw_reset(&B->batch);
+	int64_t first = 0, last = 0, n = 0;
+	for (size_t i = 0; i < B->ring_n; i++) {
+		struct event *ev = ring_at(B, i);
+		if (ev->seq <= B->persisted)
+			continue;
+		if (!first)
+			first = ev->seq;
+		last = ev->seq;
+		encode_record(&B->batch, ev);
+		n++;
+	}
+	if (B->batch.oom || !n) {
+		log_error("bus: out of memory writing events %lld..%lld to the store",
+			  (long long)B->persisted + 1, (long long)B->seq);
+		return;
+	}
+	if (store_event_batch_put(B->S, first, last, B->batch.buf, B->batch.len) == 0)
+		B->persisted = last;
 	/* prune once a quarter of `keep` has been added since the last time */
-	if (B->keep > 0 && ++B->since_prune > B->keep / 4) {
+	B->since_prune += n;
+	if (B->keep > 0 && B->since_prune > B->keep / 4) {
 		B->since_prune = 0;
 		store_event_prune(B->S, B->keep);
 	}
@@ -149,8 +218,9 @@ int64_t bus_publish(struct bus *B, struct jw *w, const char *type, const struct 
 	memcpy(ev->json, w->buf, w->len + 1);
 	ev->len = w->len;
 	B->seq = seq;
+	if (B->S)
+		store_begin(B->S); /* a batch is open: its commit persists this event */
 	ring_push(B, ev);
-	persist(B, ev, env);
 	for (struct bus_sub *s = B->subs.next, *next; s != &B->subs; s = next) {
 		next = s->next; /* a subscriber may leave from inside its callback */
 		s->fn(s->arg, ev);
@@ -192,26 +262,44 @@ struct replay_ctx {
 	int n, max;
 };
 
-static int replay_stored(void *arg, int64_t seq, const char *session_id, const char *path,
-			 const char *data, size_t len)
+/* Delivers the events of one stored batch after c->last, until c->max have matched. */
+static int replay_batch(void *arg, int64_t first_seq, int64_t last_seq, const void *data,
+			size_t len)
 {
 	struct replay_ctx *c = arg;
-	struct event *ev = calloc(1, sizeof(*ev) + len + 1);
-	if (!ev)
-		return 1;
-	ev->refs = 1;
-	ev->seq = seq;
-	memcpy(ev->json, data, len);
-	ev->len = len;
-	snprintf(ev->session_id, sizeof(ev->session_id), "%s", session_id ? session_id : "");
-	ev->path = strdup(path ? path : ev->session_id);
-	c->last = seq;
-	if (ev->path && event_matches(ev, c->session_id, c->descendants)) {
-		c->fn(c->arg, ev);
-		c->n++;
+	const unsigned char *p = data, *end = p + len;
+	(void)first_seq;
+	while (c->n < c->max && end - p >= REC_HEAD) {
+		int64_t seq = (int64_t)get_le(p, 8);
+		size_t jl = get_le(p + 8, 4), sl = get_le(p + 12, 2), pl = get_le(p + 14, 2);
+		const unsigned char *sid = p + REC_HEAD, *path = sid + sl, *json = path + pl;
+		if (sl >= sizeof(((struct event *)0)->session_id) || (size_t)(end - json) < jl)
+			break; /* a damaged record: what follows cannot be trusted */
+		p = json + jl;
+		if (seq <= c->last)
+			continue;
+		c->last = seq;
+		struct event *ev = calloc(1, sizeof(*ev) + jl + 1);
+		char *pathz = ev ? strndup((const char *)path, pl) : NULL;
+		if (!pathz) {
+			free(ev);
+			return 1;
+		}
+		ev->refs = 1;
+		ev->seq = seq;
+		ev->path = pathz;
+		memcpy(ev->session_id, sid, sl);
+		memcpy(ev->json, json, jl);
+		ev->len = jl;
+		if (event_matches(ev, c->session_id, c->descendants)) {
+			c->fn(c->arg, ev);
+			c->n++;
+		}
+		event_unref(ev);
 	}
-	event_unref(ev);
-	return c->n >= c->max;
+	if (c->last < last_seq && c->n < c->max)
+		c->last = last_seq; /* damaged tail: skip to the batch's end rather than loop */
+	return 1;
 }
 
 int64_t bus_oldest_seq(struct bus *B)
@@ -233,7 +321,7 @@ static int replay_from_store(struct bus *B, struct replay_ctx *c, int64_t oldest
 		return BUS_RESYNC;
 	while (c->last + 1 < oldest_ring && c->n < c->max) {
 		int64_t before = c->last;
-		int n = store_event_since(B->S, c->last, 256, replay_stored, c);
+		int n = store_event_batch_after(B->S, c->last, replay_batch, c);
 		if (n < 0)
 			return -1;
 		if (n == 0 || c->last == before)

@@ -1,6 +1,6 @@
 /* bus: every state change becomes one event with a global sequence number, encoded once
  * into JSON and handed to every matching subscriber (WS, SSE, NDJSON, plugin observers).
- * Recent events stay in a ring and all are appended to the store, so a subscriber can
+ * Recent events stay in a ring and all reach the store, a batch per commit, so a subscriber can
  * resume from a sequence number or learn that it must resync. Nothing here knows who
  * listens. Loop thread only. */
 #ifndef AG_BUS_H
@@ -65,6 +65,10 @@ void bus_subscribe(struct bus *B, struct bus_sub *s, bus_fn fn, void *arg);
 void bus_unsubscribe(struct bus *B, struct bus_sub *s);
 
 int64_t bus_last_seq(struct bus *B);
+
+/* Hands the events not yet stored to the store's open batch (one row for all of them).
+ * The store calls it before each commit; the ring calls it before dropping one. */
+void bus_persist(void *bus);
 
 #define BUS_RESYNC (-2)
 

@@ -38,6 +38,12 @@ static const char *const migrations[] = {
 	"CREATE INDEX message_turn ON message(session_id, turn_id, id);",
 	/* 3: a task's recent tool calls */
 	"CREATE INDEX part_session ON part(session_id, type, id);",
+	/* 4: the event log is written a batch per commit, one row per batch (a row per
+	 * event cost an insert per streamed token); older single-event rows are dropped, a
+	 * client resuming from before the upgrade gets a resync */
+	"DROP TABLE event;"
+	"CREATE TABLE event_batch(first_seq INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL,"
+	" data BLOB NOT NULL);",
 };
 
 enum stmt {
@@ -82,11 +88,17 @@ static const char *const sql[ST_COUNT] = {
 			  " ORDER BY id",
 	[ST_TURN_PUT] = "INSERT OR REPLACE INTO turn(" TURN_COLS ") VALUES(?,?,?,?,?,?,?,?,?,?,?)",
 	[ST_TURN_STATE] = "SELECT " TURN_COLS " FROM turn WHERE state = ? ORDER BY id",
-	[ST_EV_PUT] = "INSERT INTO event(seq, session_id, path, data) VALUES(?,?,?,?)",
-	[ST_EV_SINCE] = "SELECT seq, session_id, path, data FROM event WHERE seq > ? ORDER BY seq LIMIT ?",
-	[ST_EV_MAX] = "SELECT COALESCE(MAX(seq), 0) FROM event",
-	[ST_EV_MIN] = "SELECT COALESCE(MIN(seq), 0) FROM event",
-	[ST_EV_PRUNE] = "DELETE FROM event WHERE seq <= (SELECT MAX(seq) FROM event) - ?",
+	[ST_EV_PUT] = "INSERT INTO event_batch(first_seq, last_seq, data) VALUES(?,?,?)",
+	/* the first batch holding an event after ?1: batches are contiguous and ordered */
+	[ST_EV_SINCE] = "SELECT first_seq, last_seq, data FROM event_batch WHERE first_seq >="
+			" COALESCE((SELECT MAX(first_seq) FROM event_batch WHERE first_seq <= ?1 + 1), 0)"
+			" AND last_seq > ?1 ORDER BY first_seq LIMIT 1",
+	[ST_EV_MAX] = "SELECT COALESCE((SELECT last_seq FROM event_batch ORDER BY first_seq DESC"
+		      " LIMIT 1), 0)",
+	[ST_EV_MIN] = "SELECT COALESCE(MIN(first_seq), 0) FROM event_batch",
+	/* whole batches whose every event is older than the newest ?1 */
+	[ST_EV_PRUNE] = "DELETE FROM event_batch WHERE last_seq <= (SELECT MAX(last_seq)"
+			" FROM event_batch) - ?",
 };
 
 struct store {
@@ -102,8 +114,12 @@ struct store {
 	sqlite3_stmt *st[ST_COUNT];
 	int in_tx;
 	struct timer commit_timer;
-	void (*hook)(void *arg);
-	void *hook_arg;
+	struct {
+		void (*fn)(void *arg);
+		void *arg;
+	} hooks[STORE_HOOKS_MAX];
+	int nhooks, in_hooks;
+	int wal_frames; /* frames in the WAL after the last commit */
 	char path[PATH_MAX];
 };
 
@@ -151,6 +167,14 @@ static void commit_timer_fired(struct timer *t)
 	store_flush(S);
 }
 
+static int wal_frames_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	(void)db;
+	(void)name;
+	((struct store *)arg)->wal_frames = frames;
+	return SQLITE_OK;
+}
+
 static int open_db(struct store *S, const char *dir)
 {
 	if (mkdir(dir, 0700) && errno != EEXIST) {
@@ -170,10 +194,13 @@ static int open_db(struct store *S, const char *dir)
 	if (sqlite3_exec(S->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
 			 "PRAGMA foreign_keys=OFF; PRAGMA wal_autocheckpoint=0;", NULL, NULL, NULL))
 		return fail_sql(S, "set pragmas");
+	/* after the pragmas: wal_autocheckpoint installs a WAL hook of its own */
+	sqlite3_wal_hook(S->db, wal_frames_hook, S);
 	return 0;
 }
 
 #define CKPT_INTERVAL_MS 500
+#define WAL_RESTART_FRAMES 4096 /* 16 MiB of 4 KiB pages */
 
 static void *ckpt_main(void *arg)
 {
@@ -185,6 +212,10 @@ static void *ckpt_main(void *arg)
 		return NULL;
 	}
 	sqlite3_busy_timeout(db, 1000);
+	/* a connection learns the database is in WAL mode when it first reads it; until
+	 * then a checkpoint is a no-op that reports -1 frames */
+	sqlite3_exec(db, "PRAGMA synchronous=NORMAL; SELECT 1 FROM sqlite_master LIMIT 1",
+		     NULL, NULL, NULL);
 	pthread_mutex_lock(&S->ckpt_lock);
 	while (!S->ckpt_stop) {
 		struct timespec ts;
@@ -273,10 +304,14 @@ const char *store_path(struct store *S)
 	return S->path;
 }
 
-void store_set_flush_hook(struct store *S, void (*fn)(void *arg), void *arg)
+int store_add_flush_hook(struct store *S, void (*fn)(void *arg), void *arg)
 {
-	S->hook = fn;
-	S->hook_arg = arg;
+	if (S->nhooks == STORE_HOOKS_MAX)
+		return -1;
+	S->hooks[S->nhooks].fn = fn;
+	S->hooks[S->nhooks].arg = arg;
+	S->nhooks++;
+	return 0;
 }
 
 static int run_simple(struct store *S, enum stmt s)
@@ -288,7 +323,7 @@ static int run_simple(struct store *S, enum stmt s)
 }
 
 /* Every write runs inside the open batch; the first write of a batch starts the timer. */
-static int tx(struct store *S)
+int store_begin(struct store *S)
 {
 	if (S->in_tx)
 		return 0;
@@ -299,19 +334,33 @@ static int tx(struct store *S)
 	return 0;
 }
 
+/* The checkpoint thread copies the WAL into the database, but SQLite starts the WAL over
+ * only when a transaction begins with every frame copied, which never happens while
+ * commits follow each other without a pause. Past a bound the loop restarts it itself:
+ * the frames not yet copied (at most CKPT_INTERVAL_MS of commits) are copied, then the
+ * WAL is reused from its start. */
+static void wal_bound(struct store *S)
+{
+	if (S->wal_frames < WAL_RESTART_FRAMES)
+		return;
+	if (sqlite3_wal_checkpoint_v2(S->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL) == SQLITE_OK)
+		S->wal_frames = 0;
+}
+
 int store_flush(struct store *S)
 {
 	if (!S->in_tx)
 		return 0;
-	if (S->hook) {
-		void (*hook)(void *) = S->hook;
-		S->hook = NULL; /* the hook's own writes must not recurse into a flush */
-		hook(S->hook_arg);
-		S->hook = hook;
-	}
+	if (S->in_hooks)
+		return 0; /* a hook's own writes join the batch being committed */
+	S->in_hooks = 1;
+	for (int i = 0; i < S->nhooks; i++)
+		S->hooks[i].fn(S->hooks[i].arg);
+	S->in_hooks = 0;
 	timer_cancel(&S->commit_timer);
 	if (run_simple(S, ST_COMMIT) == 0) {
 		S->in_tx = 0;
+		wal_bound(S);
 		return 0;
 	}
 	/* a failed COMMIT may leave the transaction open: end it so later writes are not
@@ -376,7 +425,7 @@ struct visit {
 
 int store_session_put(struct store *S, const struct store_session *r)
 {
-	if (tx(S))
+	if (store_begin(S))
 		return -1;
 	sqlite3_stmt *q = S->st[ST_SES_PUT];
 	bind_text(q, 1, r->id);
@@ -428,7 +477,7 @@ int store_session_delete(struct store *S, const char *id)
 {
 	static const enum stmt order[] = {ST_SES_DEL_PART, ST_SES_DEL_MSG, ST_SES_DEL_TURN,
 					  ST_SES_DEL};
-	if (tx(S))
+	if (store_begin(S))
 		return -1;
 	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
 		bind_text(S->st[order[i]], 1, id);
@@ -440,7 +489,7 @@ int store_session_delete(struct store *S, const char *id)
 
 int store_message_put(struct store *S, const struct store_message *r)
 {
-	if (tx(S))
+	if (store_begin(S))
 		return -1;
 	sqlite3_stmt *q = S->st[ST_MSG_PUT];
 	bind_text(q, 1, r->id);
@@ -485,7 +534,7 @@ int store_message_get(struct store *S, const char *id, store_message_cb cb, void
 
 int store_part_put(struct store *S, const struct store_part *r)
 {
-	if (tx(S))
+	if (store_begin(S))
 		return -1;
 	sqlite3_stmt *q = S->st[ST_PART_PUT];
 	bind_text(q, 1, r->id);
@@ -498,7 +547,7 @@ int store_part_put(struct store *S, const struct store_part *r)
 
 int store_part_set_data(struct store *S, const char *id, const char *data)
 {
-	if (tx(S))
+	if (store_begin(S))
 		return -1;
 	sqlite3_stmt *q = S->st[ST_PART_DATA];
 	bind_text(q, 1, data);
@@ -540,7 +589,7 @@ static int read_parts(struct store *S, enum stmt s, store_part_cb cb, void *arg)
 
 int store_turn_put(struct store *S, const struct store_turn *r)
 {
-	if (tx(S))
+	if (store_begin(S))
 		return -1;
 	sqlite3_stmt *q = S->st[ST_TURN_PUT];
 	bind_text(q, 1, r->id);
@@ -583,32 +632,31 @@ int store_turn_list_state(struct store *S, const char *state, store_turn_cb cb, 
 	return read_turns(S, ST_TURN_STATE, cb, arg);
 }
 
-int store_event_append(struct store *S, int64_t seq, const char *session_id,
-		       const char *path, const char *data, size_t len)
+int store_event_batch_put(struct store *S, int64_t first_seq, int64_t last_seq,
+			  const void *data, size_t len)
 {
-	if (tx(S))
+	if (store_begin(S))
 		return -1;
 	sqlite3_stmt *q = S->st[ST_EV_PUT];
-	sqlite3_bind_int64(q, 1, seq);
-	bind_text(q, 2, session_id);
-	bind_text(q, 3, path);
-	sqlite3_bind_text(q, 4, data, (int)len, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 1, first_seq);
+	sqlite3_bind_int64(q, 2, last_seq);
+	sqlite3_bind_blob64(q, 3, data, len, SQLITE_STATIC);
 	return exec_write(S, ST_EV_PUT);
 }
 
-static int event_row(sqlite3_stmt *q, void *ctx)
+static int event_batch_row(sqlite3_stmt *q, void *ctx)
 {
 	struct visit *v = ctx;
-	return ((store_event_cb)v->cb)(v->arg, sqlite3_column_int64(q, 0), col(q, 1), col(q, 2),
-					 col(q, 3), (size_t)sqlite3_column_bytes(q, 3));
+	return ((store_event_batch_cb)v->cb)(v->arg, sqlite3_column_int64(q, 0),
+					       sqlite3_column_int64(q, 1), sqlite3_column_blob(q, 2),
+					       (size_t)sqlite3_column_bytes(q, 2));
 }
 
-int store_event_since(struct store *S, int64_t after, int limit, store_event_cb cb, void *arg)
+int store_event_batch_after(struct store *S, int64_t after, store_event_batch_cb cb, void *arg)
 {
 	sqlite3_bind_int64(S->st[ST_EV_SINCE], 1, after);
-	sqlite3_bind_int(S->st[ST_EV_SINCE], 2, limit);
 	struct visit v = {(void *)cb, arg};
-	return each_row(S, ST_EV_SINCE, event_row, &v);
+	return each_row(S, ST_EV_SINCE, event_batch_row, &v);
 }
 
 static int64_t scalar(struct store *S, enum stmt s)
@@ -631,7 +679,7 @@ int64_t store_event_min_seq(struct store *S)
 
 int store_event_prune(struct store *S, int64_t keep)
 {
-	if (tx(S))
+	if (store_begin(S))
 		return -1;
 	sqlite3_bind_int64(S->st[ST_EV_PRUNE], 1, keep);
 	return exec_write(S, ST_EV_PRUNE);

@@ -43,8 +43,13 @@ struct store *store_open(const char *dir, struct loop *L);
 void store_close(struct store *S); /* commits what is pending */
 /* Commits the open batch now. 0 or -1. */
 int store_flush(struct store *S);
-/* Called just before each commit, so the engine can write text it buffers. */
-void store_set_flush_hook(struct store *S, void (*fn)(void *arg), void *arg);
+/* fn is called just before each commit, so a module can write what it buffers (the
+ * engine its streamed text, the bus its events); its writes join that commit. */
+#define STORE_HOOKS_MAX 4
+/* Joins the open batch, starting one (and its commit timer) if none is open: for a
+ * module whose hook has something to write although nothing else was written. */
+int store_begin(struct store *S);
+int store_add_flush_hook(struct store *S, void (*fn)(void *arg), void *arg);
 const char *store_path(struct store *S);
 
 int store_session_put(struct store *S, const struct store_session *r);
@@ -76,15 +81,16 @@ typedef int (*store_turn_cb)(void *arg, const struct store_turn *r);
 /* Turns in a state (any session), oldest first. */
 int store_turn_list_state(struct store *S, const char *state, store_turn_cb cb, void *arg);
 
-int store_event_append(struct store *S, int64_t seq, const char *session_id,
-		       const char *path, const char *data, size_t len);
-typedef int (*store_event_cb)(void *arg, int64_t seq, const char *session_id,
-			      const char *path, const char *data, size_t len);
-/* Events with seq > after, oldest first, at most limit. */
-int store_event_since(struct store *S, int64_t after, int limit, store_event_cb cb, void *arg);
+/* The event log: opaque batches of events, first_seq..last_seq, one row per batch. */
+int store_event_batch_put(struct store *S, int64_t first_seq, int64_t last_seq,
+			  const void *data, size_t len);
+typedef int (*store_event_batch_cb)(void *arg, int64_t first_seq, int64_t last_seq,
+				    const void *data, size_t len);
+/* Calls cb for the first batch that holds an event after `after`, if there is one. */
+int store_event_batch_after(struct store *S, int64_t after, store_event_batch_cb cb, void *arg);
 int64_t store_event_max_seq(struct store *S);
 int64_t store_event_min_seq(struct store *S);
-/* Deletes all but the newest keep events. */
+/* Deletes the batches whose events are all older than the newest keep. */
 int store_event_prune(struct store *S, int64_t keep);
 
 #endif

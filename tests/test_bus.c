@@ -126,12 +126,54 @@ static void an_undrained_live_subscriber_is_bounded_and_marked(void **state)
 	h_stop(&h);
 }
 
+static int stored_upto(struct h *h, void *arg)
+{
+	return h_sql_int(h, "SELECT COALESCE(MAX(last_seq), 0) FROM event_batch") >= *(int64_t *)arg;
+}
+
+/* An event is stored by the next commit even when it is the only thing written, and
+ * a restart resumes from it: the store serves it once the ring is gone. */
+static void an_event_alone_reaches_the_store_and_outlives_a_restart(void **state)
+{
+	struct h h;
+	h_dir(&h, NULL);
+	h_start(&h, 1);
+	struct bus *B = engine_bus(h.E);
+	struct jw w;
+	jw_init(&w);
+	bus_begin(B, &w, "test.note");
+	jw_obj(&w);
+	jw_kstr(&w, "note", "only me");
+	jw_obj_end(&w);
+	struct bus_env env = {.session_id = "ses_x", .path = "ses_root/ses_x", .depth = 1};
+	int64_t seq = bus_publish(B, &w, "test.note", &env);
+	jw_free(&w);
+	assert_true(seq > 0);
+	assert_true(h_until(&h, stored_upto, &seq, 2000));
+	h_stop(&h);
+	h_start(&h, 1);
+	B = engine_bus(h.E);
+	assert_int_equal(bus_last_seq(B), seq);
+	struct subscriber s;
+	assert_int_equal(subscriber_start(&s, B, "ses_root", 1, seq - 1, nop_wake), 0);
+	struct event *ev = subscriber_next(&s);
+	assert_non_null(ev);
+	assert_int_equal(ev->seq, seq);
+	assert_string_equal(ev->session_id, "ses_x");
+	assert_string_equal(ev->path, "ses_root/ses_x");
+	assert_non_null(strstr(ev->json, "\"note\":\"only me\""));
+	event_unref(ev);
+	subscriber_stop(&s);
+	h_stop(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(resume_pages_through_store_and_ring_without_gaps),
 		cmocka_unit_test(too_old_a_sequence_number_gets_a_resync),
 		cmocka_unit_test(an_undrained_live_subscriber_is_bounded_and_marked),
+		cmocka_unit_test(an_event_alone_reaches_the_store_and_outlives_a_restart),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
