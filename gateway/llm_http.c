@@ -38,6 +38,7 @@ struct llmio {
 	int ep, wake_fd;      /* epoll set of curl's sockets, and the inbox's eventfd */
 	int64_t deadline_us;  /* curl's next timeout (monotonic), or -1 */
 	int64_t last_fb_check_us;
+	int64_t round_us;     /* when the last round that read a socket began, or 0 */
 	pthread_t th;
 	pthread_mutex_t lock;
 	struct cmd *head, *tail;
@@ -485,10 +486,31 @@ static int wait_ms(struct llmio *io)
 	return left <= 0 ? 0 : left < cap ? (int)left : cap;
 }
 
+/* Under load, rounds that read sockets begin at most every LLM_ROUND_MIN_US: what
+ * arrives meanwhile is read and handed to the loop together, so a token costs a share of
+ * a recv and a wake-up instead of one of each (measured: 4.2 -> 2.4 us of server CPU
+ * per token with 20 streams at full speed). A token waits at most that long more; when
+ * rounds are further apart than that, nothing waits. */
+#define LLM_ROUND_MIN_US 200
+
+static void pace_rounds(struct llmio *io)
+{
+	if (!io->round_us)
+		return;
+	int64_t wait = io->round_us + LLM_ROUND_MIN_US - mono_us();
+	if (wait > 0) {
+		struct timespec ts = {0, (long)wait * 1000L};
+		nanosleep(&ts, NULL);
+	}
+}
+
 static void io_round(struct llmio *io)
 {
 	struct epoll_event evs[64];
+	pace_rounds(io);
 	int running, n = epoll_wait(io->ep, evs, 64, wait_ms(io));
+	int64_t began = mono_us();
+	io->round_us = 0;
 	for (int i = 0; i < n; i++) {
 		int fd = evs[i].data.fd;
 		if (fd == io->wake_fd) {
@@ -501,6 +523,7 @@ static void io_round(struct llmio *io)
 			   (evs[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
 			   (evs[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
 		curl_multi_socket_action(io->multi, fd, mask, &running);
+		io->round_us = began;
 	}
 	if (io->deadline_us >= 0 && mono_us() >= io->deadline_us) {
 		io->deadline_us = -1;

@@ -190,13 +190,15 @@ int loop_post(struct loop *L, void (*fn)(void *arg), void *arg)
 	m->fn = fn;
 	m->arg = arg;
 	pthread_mutex_lock(&L->lock);
+	int wake = !L->head; /* a non-empty inbox already has a wake-up on its way */
 	if (L->tail)
 		L->tail->next = m;
 	else
 		L->head = m;
 	L->tail = m;
 	pthread_mutex_unlock(&L->lock);
-	lws_cancel_service(L->ctx);
+	if (wake)
+		lws_cancel_service(L->ctx);
 	return 0;
 }
 

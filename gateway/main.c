@@ -1,6 +1,7 @@
 /* agentgate: the command-line entry point. */
 #include "cli.h"
 #include "cmd_run.h"
+#include "jsonin.h"
 
 #include <stdio.h>
 
@@ -10,6 +11,7 @@ int main(int argc, char **argv)
 {
 	struct cli c;
 	char err[512];
+	jsonin_init(); /* before any thread: cJSON's allocation hooks */
 	if (cli_parse(&c, argc, argv, err, sizeof(err))) {
 		fprintf(stderr, "agentgate: %s\n%s", err, cli_usage());
 		cli_free(&c);

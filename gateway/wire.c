@@ -374,7 +374,7 @@ int wire_event(struct wire_state *w, const char *type, const char *data, size_t 
 		w->finished = 1;
 		return 0;
 	}
-	cJSON *j = cJSON_ParseWithLength(data, len);
+	cJSON *j = jsonin_parse_scratch(data, len);
 	if (!j) {
 		w->malformed++;
 		return 0; /* skipped: one bad line must not lose the rest of the reply */

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonin.h"
 #include "jw.h"
 #include "sse.h"
 #include "wire.h"
@@ -256,9 +257,46 @@ static void requests_take_each_providers_shape(void **state)
 	cJSON_Delete(opts);
 }
 
+/* Scratch parses (the arena behind stream chunks) give the trees cJSON_Parse gives,
+ * also when a document outgrows the arena, and one tree after another reuses it. */
+static void scratch_parses_equal_heap_parses(void **state)
+{
+	(void)state;
+	struct jw big;
+	jw_init(&big);
+	jw_arr(&big);
+	for (int i = 0; i < 5000; i++) {
+		jw_obj(&big);
+		jw_kint(&big, "i", i);
+		jw_kstr(&big, "s", "text with \"quotes\" and \u00e9");
+		jw_obj_end(&big);
+	}
+	jw_arr_end(&big);
+	const char *docs[] = {"{\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"n\":1.5}",
+			      big.buf, "[1,2,{\"a\":null,\"b\":true}]", "{\"bad\":", "{}"};
+	for (int round = 0; round < 3; round++) {
+		for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+			cJSON *h = cJSON_Parse(docs[i]);
+			cJSON *a = jsonin_parse_scratch(docs[i], strlen(docs[i]));
+			assert_true((h == NULL) == (a == NULL));
+			if (h) {
+				char *ph = cJSON_PrintUnformatted(h), *pa = cJSON_PrintUnformatted(a);
+				assert_string_equal(ph, pa);
+				cJSON_free(ph);
+				cJSON_free(pa);
+			}
+			cJSON_Delete(a);
+			cJSON_Delete(h);
+		}
+	}
+	jw_free(&big);
+}
+
 int main(void)
 {
+	jsonin_init(); /* as agentgate runs: stream chunks parsed in the scratch arena */
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(scratch_parses_equal_heap_parses),
 		cmocka_unit_test(openai_stream_parses_the_same_at_every_split),
 		cmocka_unit_test(anthropic_stream_parses_the_same_at_every_split),
 		cmocka_unit_test(stream_errors_are_reported_with_retryability),
