@@ -614,7 +614,7 @@ struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct
 			o->data_dir ? o->data_dir : "./data");
 		goto fail;
 	}
-	store_add_flush_hook(E->S, engine_flush_dirty, E);
+	store_add_flush_hook(E->S, engine_store_due, E);
 	timer_init(&E->sweeper, L, engine_sweep);
 	timer_arm(&E->sweeper, SWEEP_MS);
 	E->B = bus_create(E->S, (size_t)E->C.event_ring, E->C.event_keep);

@@ -57,6 +57,7 @@ struct session {
 struct part {
 	struct part *next, *dnext;
 	int dirty;
+	int64_t stored_us; /* when the store last got its text (monotonic) */
 	char id[ID_MAX];
 	struct msg *m;
 	enum part_type type;
@@ -143,7 +144,13 @@ void part_write_json(const struct part *p, struct jw *w);
 void msg_set_error(struct msg *m, const char *name, const char *message, int status,
 		   int retryable);
 void msg_close_open_parts(struct engine *E, struct msg *m);
-void engine_flush_dirty(void *arg); /* store flush hook */
+/* Streamed text goes to the store at most every PART_STORE_MS per part (the commit
+ * hook, engine_store_due), so a long reply is not rewritten whole ten times a second;
+ * its deltas are in the event log by the next commit. Reads that need every part as
+ * it is now call engine_flush_dirty first. */
+#define PART_STORE_MS 500
+void engine_flush_dirty(void *arg);
+void engine_store_due(void *arg); /* store flush hook */
 void emit_session_error(struct engine *E, struct session *s, struct turn *t,
 			const char *error_json);
 

@@ -250,6 +250,7 @@ static int store_part(struct engine *E, struct part *p)
 	};
 	int rc = w.oom ? -1 : store_part_put(E->S, &r);
 	jw_free(&w);
+	p->stored_us = mono_us();
 	return rc;
 }
 
@@ -327,22 +328,38 @@ void part_append(struct engine *E, struct part *p, const char *s, size_t n)
 	publish(E, p->m->s, p->m->t, "message.part.delta");
 }
 
-/* Streamed parts were inserted when they began (part_save): only their JSON changes. */
-void engine_flush_dirty(void *arg)
+/* Streamed parts were inserted when they began (part_save): only their JSON changes.
+ * Writes the dirty parts stored at least min_age_us ago and keeps the others dirty. */
+static void store_dirty(struct engine *E, int64_t min_age_us)
 {
-	struct engine *E = arg;
 	struct jw w;
 	jw_init(&w);
-	while (E->dirty) {
-		struct part *p = E->dirty;
-		E->dirty = p->dnext;
+	int64_t now = mono_us();
+	for (struct part **pp = &E->dirty; *pp;) {
+		struct part *p = *pp;
+		if (now - p->stored_us < min_age_us) {
+			pp = &p->dnext;
+			continue;
+		}
+		*pp = p->dnext;
 		p->dirty = 0;
 		jw_reset(&w);
 		part_write_json(p, &w);
 		if (!w.oom)
 			store_part_set_data(E->S, p->id, w.buf);
+		p->stored_us = now;
 	}
 	jw_free(&w);
+}
+
+void engine_flush_dirty(void *arg)
+{
+	store_dirty(arg, 0);
+}
+
+void engine_store_due(void *arg)
+{
+	store_dirty(arg, PART_STORE_MS * 1000LL);
 }
 
 void msg_close_open_parts(struct engine *E, struct msg *m)

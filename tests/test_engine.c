@@ -16,7 +16,9 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "engine_int.h"
 #include "id.h"
+#include "store.h"
 
 #define FAST "{\"providers\":{\"scripted\":{\"pace_ms\":1}},\"retry\":{\"base_ms\":10}}"
 
@@ -304,6 +306,25 @@ static int text_has_deltas(struct h *h, void *arg)
 	return h_count(h, "message.part.delta", NULL) >= *(int *)arg;
 }
 
+/* Length of a turn's streamed text as another connection reads it from the database. */
+static int64_t stored_len(struct h *h, const char *turn)
+{
+	return h_sql_int(h, "SELECT length(json_extract(p.data,'$.text')) FROM part p "
+			 "JOIN message m ON m.id=p.message_id WHERE m.turn_id='%s' AND "
+			 "m.role='assistant' AND p.type='text'", turn);
+}
+
+struct stored {
+	const char *turn;
+	int64_t min_len;
+};
+
+static int text_stored(struct h *h, void *arg)
+{
+	struct stored *st = arg;
+	return stored_len(h, st->turn) > st->min_len;
+}
+
 static void streamed_text_is_in_the_database_while_it_streams(void **state)
 {
 	struct h h;
@@ -314,10 +335,10 @@ static void streamed_text_is_in_the_database_while_it_streams(void **state)
 	h_prompt(&h, sid, "long", "web", t);
 	int want = 40;
 	assert_true(h_until(&h, text_has_deltas, &want, 10000));
-	h_spin(&h, 250); /* longer than the commit interval */
-	int64_t len = h_sql_int(&h, "SELECT length(json_extract(p.data,'$.text')) FROM part p "
-				"JOIN message m ON m.id=p.message_id WHERE m.turn_id='%s' AND "
-				"m.role='assistant' AND p.type='text'", t);
+	/* within PART_STORE_MS + the commit interval, while the turn still streams */
+	struct stored st = {t, 100};
+	assert_true(h_until(&h, text_stored, &st, PART_STORE_MS + STORE_COMMIT_MS + 400));
+	int64_t len = stored_len(&h, t);
 	char *state_now = h_sql_str(&h, "SELECT state FROM turn WHERE id='%s'", t);
 	assert_string_equal(state_now, "running");
 	free(state_now);
@@ -326,9 +347,7 @@ static void streamed_text_is_in_the_database_while_it_streams(void **state)
 	assert_int_equal(engine_abort(h.E, sid, &e), 0);
 	assert_true(h_until(&h, h_idle, sid, 5000));
 	check_ledger(&h, sid);
-	int64_t final = h_sql_int(&h, "SELECT length(json_extract(p.data,'$.text')) FROM part p "
-				  "JOIN message m ON m.id=p.message_id WHERE m.turn_id='%s' AND "
-				  "m.role='assistant' AND p.type='text'", t);
+	int64_t final = stored_len(&h, t);
 	assert_true(final >= len);
 	h_stop(&h);
 }
