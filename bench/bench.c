@@ -447,6 +447,7 @@ static int server_run(int n, long tokens, int pace)
 		return -1;
 	}
 	pthread_mutex_init(&r->lock, NULL);
+	sync(); /* the previous scenario's writeback must not land in this one's figures */
 	usleep(300000);
 	long rss_idle = proc_field(r->server, "VmRSS:");
 	pthread_t th;

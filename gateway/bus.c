@@ -133,6 +133,8 @@ static void ring_push(struct bus *B, struct event *ev)
 	B->ring_n++;
 }
 
+#define BUS_BATCH_MAX 1024
+
 /* One stored record: seq (8 bytes), json length (4), session id length (2), path length
  * (2), all little-endian, then the session id, the path and the json. */
 #define REC_HEAD 16
@@ -221,6 +223,8 @@ int64_t bus_publish(struct bus *B, struct jw *w, const char *type, const struct 
 	if (B->S)
 		store_begin(B->S); /* a batch is open: its commit persists this event */
 	ring_push(B, ev);
+	if (B->seq - B->persisted >= BUS_BATCH_MAX)
+		bus_persist(B); /* bounds a stored row, so a replay page never decodes a huge one */
 	for (struct bus_sub *s = B->subs.next, *next; s != &B->subs; s = next) {
 		next = s->next; /* a subscriber may leave from inside its callback */
 		s->fn(s->arg, ev);

@@ -96,6 +96,11 @@ static void too_old_a_sequence_number_gets_a_resync(void **state)
 	h_stop(&h);
 }
 
+static int stored_upto(struct h *h, void *arg)
+{
+	return h_sql_int(h, "SELECT COALESCE(MAX(last_seq), 0) FROM event_batch") >= *(int64_t *)arg;
+}
+
 static void an_undrained_live_subscriber_is_bounded_and_marked(void **state)
 {
 	struct h h;
@@ -124,11 +129,6 @@ static void an_undrained_live_subscriber_is_bounded_and_marked(void **state)
 	subscriber_stop(&slow);
 	subscriber_stop(&fast);
 	h_stop(&h);
-}
-
-static int stored_upto(struct h *h, void *arg)
-{
-	return h_sql_int(h, "SELECT COALESCE(MAX(last_seq), 0) FROM event_batch") >= *(int64_t *)arg;
 }
 
 /* An event is stored by the next commit even when it is the only thing written, and
@@ -167,6 +167,42 @@ static void an_event_alone_reaches_the_store_and_outlives_a_restart(void **state
 	h_stop(&h);
 }
 
+static int64_t publish_note(struct bus *B, int i)
+{
+	struct jw w;
+	jw_init(&w);
+	bus_begin(B, &w, "test.note");
+	jw_obj(&w);
+	jw_kint(&w, "i", i);
+	jw_obj_end(&w);
+	struct bus_env env = {.session_id = "ses_x", .path = "ses_x"};
+	int64_t seq = bus_publish(B, &w, "test.note", &env);
+	jw_free(&w);
+	return seq;
+}
+
+/* Events published faster than commits come are stored in rows of at most 1024, and a
+ * resume from before them, once the ring is gone (a restart), pages through them all. */
+static void a_burst_is_stored_in_bounded_batches_and_replays_whole(void **state)
+{
+	struct h h;
+	h_dir(&h, NULL);
+	h_start(&h, 1);
+	struct bus *B = engine_bus(h.E);
+	int64_t first = bus_last_seq(B) + 1, last = 0;
+	for (int i = 0; i < 3000; i++)
+		last = publish_note(B, i);
+	assert_true(h_until(&h, stored_upto, &last, 2000));
+	assert_true(h_sql_int(&h, "SELECT MAX(last_seq - first_seq + 1) FROM event_batch") <= 1024);
+	h_stop(&h);
+	h_start(&h, 1);
+	struct subscriber s;
+	assert_int_equal(subscriber_start(&s, engine_bus(h.E), "ses_x", 0, first - 1, nop_wake), 0);
+	assert_int_equal(drain(&s, first - 1, 1), last);
+	subscriber_stop(&s);
+	h_stop(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -174,6 +210,7 @@ int main(void)
 		cmocka_unit_test(too_old_a_sequence_number_gets_a_resync),
 		cmocka_unit_test(an_undrained_live_subscriber_is_bounded_and_marked),
 		cmocka_unit_test(an_event_alone_reaches_the_store_and_outlives_a_restart),
+		cmocka_unit_test(a_burst_is_stored_in_bounded_batches_and_replays_whole),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
