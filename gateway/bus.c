@@ -15,6 +15,7 @@ struct bus {
 	int64_t keep;
 	int64_t since_prune;
 	int64_t persisted; /* the newest seq handed to the store */
+	int64_t lost;      /* the newest seq neither stored nor in the ring (store errors) */
 	struct jw batch;   /* reused encoding buffer */
 	struct bus_sub subs; /* sentinel */
 };
@@ -122,8 +123,11 @@ static void ring_push(struct bus *B, struct event *ev)
 {
 	event_ref(ev);
 	if (B->ring_n == B->ring_size) {
-		if (B->ring[B->ring_head]->seq > B->persisted)
+		int64_t drop = B->ring[B->ring_head]->seq;
+		if (drop > B->persisted)
 			bus_persist(B); /* the store takes what the ring is about to drop */
+		if (drop > B->persisted)
+			B->lost = drop; /* it could not: a resume from before here must resync */
 		event_unref(B->ring[B->ring_head]);
 		B->ring[B->ring_head] = ev;
 		B->ring_head = (B->ring_head + 1) % B->ring_size;
@@ -185,9 +189,11 @@ void bus_persist(void *arg)
 		encode_record(&B->batch, ev);
 		n++;
 	}
-	if (B->batch.oom || !n) {
+	if (!n)
+		return;
+	if (B->batch.oom) {
 		log_error("bus: out of memory writing events %lld..%lld to the store",
-			  (long long)B->persisted + 1, (long long)B->seq);
+			  (long long)first, (long long)last);
 		return;
 	}
 	if (store_event_batch_put(B->S, first, last, B->batch.buf, B->batch.len) == 0)
@@ -276,9 +282,10 @@ static int replay_batch(void *arg, int64_t first_seq, int64_t last_seq, const vo
 	while (c->n < c->max && end - p >= REC_HEAD) {
 		int64_t seq = (int64_t)get_le(p, 8);
 		size_t jl = get_le(p + 8, 4), sl = get_le(p + 12, 2), pl = get_le(p + 14, 2);
-		const unsigned char *sid = p + REC_HEAD, *path = sid + sl, *json = path + pl;
-		if (sl >= sizeof(((struct event *)0)->session_id) || (size_t)(end - json) < jl)
+		if (sl >= sizeof(((struct event *)0)->session_id) ||
+		    (size_t)(end - p) < REC_HEAD + sl + pl + jl)
 			break; /* a damaged record: what follows cannot be trusted */
+		const unsigned char *sid = p + REC_HEAD, *path = sid + sl, *json = path + pl;
 		p = json + jl;
 		if (seq <= c->last)
 			continue;
@@ -321,7 +328,7 @@ int64_t bus_oldest_seq(struct bus *B)
 static int replay_from_store(struct bus *B, struct replay_ctx *c, int64_t oldest_ring)
 {
 	int64_t oldest_store = B->S ? store_event_min_seq(B->S) : 0;
-	if (!B->S || oldest_store <= 0 || c->last + 1 < oldest_store)
+	if (!B->S || oldest_store <= 0 || c->last + 1 < oldest_store || c->last < B->lost)
 		return BUS_RESYNC;
 	while (c->last + 1 < oldest_ring && c->n < c->max) {
 		int64_t before = c->last;

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -203,6 +205,35 @@ static void a_burst_is_stored_in_bounded_batches_and_replays_whole(void **state)
 	h_stop(&h);
 }
 
+/* A stored batch whose records claim more bytes than it has (a damaged database) is
+ * skipped whole: no read past its end, and the events before it still replay. */
+static void a_damaged_stored_batch_is_skipped_not_overread(void **state)
+{
+	struct h h;
+	h_dir(&h, NULL);
+	h_start(&h, 1);
+	int64_t a = publish_note(engine_bus(h.E), 1), b = publish_note(engine_bus(h.E), 2);
+	assert_true(h_until(&h, stored_upto, &b, 2000));
+	h_stop(&h);
+	/* seq b+1, json 1 byte, session id 5 bytes, path 4096 bytes: then 1 byte, not 4102 */
+	char path[300], sql[200];
+	snprintf(path, sizeof(path), "%s/agentgate.db", h.dir);
+	snprintf(sql, sizeof(sql), "INSERT INTO event_batch VALUES(%lld, %lld,"
+		 " X'%02x%02x000000000000010000000500001061')", (long long)b + 1, (long long)b + 5,
+		 (int)((b + 1) & 0xff), (int)(((b + 1) >> 8) & 0xff));
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	h_start(&h, 1);
+	assert_int_equal(bus_last_seq(engine_bus(h.E)), b + 5);
+	struct subscriber s;
+	assert_int_equal(subscriber_start(&s, engine_bus(h.E), "ses_x", 0, a - 1, nop_wake), 0);
+	assert_int_equal(drain(&s, a - 1, 1), b);
+	subscriber_stop(&s);
+	h_stop(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -211,6 +242,7 @@ int main(void)
 		cmocka_unit_test(an_undrained_live_subscriber_is_bounded_and_marked),
 		cmocka_unit_test(an_event_alone_reaches_the_store_and_outlives_a_restart),
 		cmocka_unit_test(a_burst_is_stored_in_bounded_batches_and_replays_whole),
+		cmocka_unit_test(a_damaged_stored_batch_is_skipped_not_overread),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
