@@ -133,42 +133,6 @@ static void an_undrained_live_subscriber_is_bounded_and_marked(void **state)
 	h_stop(&h);
 }
 
-/* An event is stored by the next commit even when it is the only thing written, and
- * a restart resumes from it: the store serves it once the ring is gone. */
-static void an_event_alone_reaches_the_store_and_outlives_a_restart(void **state)
-{
-	struct h h;
-	h_dir(&h, NULL);
-	h_start(&h, 1);
-	struct bus *B = engine_bus(h.E);
-	struct jw w;
-	jw_init(&w);
-	bus_begin(B, &w, "test.note");
-	jw_obj(&w);
-	jw_kstr(&w, "note", "only me");
-	jw_obj_end(&w);
-	struct bus_env env = {.session_id = "ses_x", .path = "ses_root/ses_x", .depth = 1};
-	int64_t seq = bus_publish(B, &w, "test.note", &env);
-	jw_free(&w);
-	assert_true(seq > 0);
-	assert_true(h_until(&h, stored_upto, &seq, 2000));
-	h_stop(&h);
-	h_start(&h, 1);
-	B = engine_bus(h.E);
-	assert_int_equal(bus_last_seq(B), seq);
-	struct subscriber s;
-	assert_int_equal(subscriber_start(&s, B, "ses_root", 1, seq - 1, nop_wake), 0);
-	struct event *ev = subscriber_next(&s);
-	assert_non_null(ev);
-	assert_int_equal(ev->seq, seq);
-	assert_string_equal(ev->session_id, "ses_x");
-	assert_string_equal(ev->path, "ses_root/ses_x");
-	assert_non_null(strstr(ev->json, "\"note\":\"only me\""));
-	event_unref(ev);
-	subscriber_stop(&s);
-	h_stop(&h);
-}
-
 static int64_t publish_note(struct bus *B, int i)
 {
 	struct jw w;
@@ -177,10 +141,37 @@ static int64_t publish_note(struct bus *B, int i)
 	jw_obj(&w);
 	jw_kint(&w, "i", i);
 	jw_obj_end(&w);
-	struct bus_env env = {.session_id = "ses_x", .path = "ses_x"};
+	struct bus_env env = {.session_id = "ses_x", .path = "ses_root/ses_x", .depth = 1};
 	int64_t seq = bus_publish(B, &w, "test.note", &env);
 	jw_free(&w);
 	return seq;
+}
+
+/* An event is stored by the next commit even when it is the only thing written, and
+ * a restart resumes from it: the store serves it once the ring is gone. */
+static void an_event_alone_reaches_the_store_and_outlives_a_restart(void **state)
+{
+	struct h h;
+	h_dir(&h, NULL);
+	h_start(&h, 1);
+	int64_t seq = publish_note(engine_bus(h.E), 7);
+	assert_true(seq > 0);
+	assert_true(h_until(&h, stored_upto, &seq, 2000));
+	h_stop(&h);
+	h_start(&h, 1);
+	struct bus *B = engine_bus(h.E);
+	assert_int_equal(bus_last_seq(B), seq);
+	struct subscriber s;
+	assert_int_equal(subscriber_start(&s, B, "ses_root", 1, seq - 1, nop_wake), 0);
+	struct event *ev = subscriber_next(&s);
+	assert_non_null(ev);
+	assert_int_equal(ev->seq, seq);
+	assert_string_equal(ev->session_id, "ses_x");
+	assert_string_equal(ev->path, "ses_root/ses_x");
+	assert_non_null(strstr(ev->json, "\"i\":7"));
+	event_unref(ev);
+	subscriber_stop(&s);
+	h_stop(&h);
 }
 
 /* Events published faster than commits come are stored in rows of at most 1024, and a
