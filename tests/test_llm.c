@@ -132,6 +132,17 @@ static char *turn_error(struct h *h, const char *turn)
 	return h_sql_str(h, "SELECT error FROM turn WHERE id='%s'", turn);
 }
 
+/* Runs a prompt on model and fails the test, naming the turn's error, unless the turn
+ * completed. Returns the turn's final text (the caller frees it). */
+static char *run_completed(struct h *h, char *sid, const char *model, char *turn)
+{
+	char *st = run(h, sid, model, turn);
+	if (!st || strcmp(st, "completed"))
+		fail_msg("%s: %s (%s)", model, st ? st : "no turn", turn_error(h, turn));
+	free(st);
+	return final_text(h, turn);
+}
+
 static int retries_seen(struct h *h, const char *sid)
 {
 	int n = 0;
@@ -156,9 +167,7 @@ static void normal_streams_in_both_formats(void **state)
 		struct h h;
 		start(&h, NULL);
 		char sid[ID_MAX], turn[ID_MAX];
-		char *st = run(&h, sid, models[i], turn);
-		assert_string_equal(st, "completed");
-		char *text = final_text(&h, turn);
+		char *text = run_completed(&h, sid, models[i], turn);
 		assert_string_equal(text, "Hello from mock.");
 		assert_true(h_count(&h, "message.part.delta", sid) >= 1);
 		assert_true(h_sql_int(&h, "SELECT json_extract(data,'$.tokens.output') FROM message "
@@ -180,7 +189,6 @@ static void normal_streams_in_both_formats(void **state)
 		assert_true(cJSON_GetArraySize(cJSON_GetObjectItem(body, "tools")) >= 2);
 		cJSON_Delete(j);
 		keys_never_leak(&h);
-		free(st);
 		free(text);
 		h_stop(&h);
 	}
@@ -194,9 +202,7 @@ static void tool_calls_in_fragments_run_and_continue(void **state)
 		struct h h;
 		start(&h, NULL);
 		char sid[ID_MAX], turn[ID_MAX];
-		char *st = run(&h, sid, models[i], turn);
-		assert_string_equal(st, "completed");
-		char *text = final_text(&h, turn);
+		char *text = run_completed(&h, sid, models[i], turn);
 		assert_non_null(strstr(text, expect[i]));
 		assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM part WHERE session_id='%s' AND "
 					   "type='tool' AND json_extract(data,'$.state.status')='completed' "
@@ -205,7 +211,6 @@ static void tool_calls_in_fragments_run_and_continue(void **state)
 				      "session_id='%s' AND type='tool' ORDER BY id LIMIT 1", sid);
 		assert_string_equal(out, i < 2 ? "from mock" : "a");
 		free(out);
-		free(st);
 		free(text);
 		h_stop(&h);
 	}
@@ -220,17 +225,13 @@ static void every_byte_split_and_malformed_lines_still_parse(void **state)
 		/* one byte per write, 1 ms apart: tokens are hundreds of ms apart */
 		start(&h, "{\"stall_timeout_ms\":10000}");
 		char sid[ID_MAX], turn[ID_MAX];
-		char *st = run(&h, sid, models[i], turn);
-		if (strcmp(st, "completed"))
-			fail_msg("%s: %s (%s)", models[i], st, turn_error(&h, turn));
-		char *text = final_text(&h, turn);
+		char *text = run_completed(&h, sid, models[i], turn);
 		assert_non_null(text);
 		if (i < 2)
 			assert_string_equal(text, "Hello from mock.");
 		if (i == 3)
 			assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM part WHERE session_id='%s' "
 						   "AND type='reasoning'", sid), 1);
-		free(st);
 		free(text);
 		h_stop(&h);
 	}
@@ -274,15 +275,11 @@ static void retryable_errors_are_retried_without_duplicate_text(void **state)
 		struct h h;
 		start(&h, NULL);
 		char sid[ID_MAX], turn[ID_MAX];
-		char *st = run(&h, sid, models[i], turn);
-		if (strcmp(st, "completed"))
-			fail_msg("%s: %s (%s)", models[i], st, turn_error(&h, turn));
-		char *text = final_text(&h, turn);
+		char *text = run_completed(&h, sid, models[i], turn);
 		assert_string_equal(text, "Hello from mock.");
 		if (requests(strchr(models[i], '/') + 1) != want[i] || retries_seen(&h, sid) != want[i] - 1)
 			fail_msg("%s: %d requests, %d retries shown; want %d", models[i],
 				 requests(strchr(models[i], '/') + 1), retries_seen(&h, sid), want[i]);
-		free(st);
 		free(text);
 		h_stop(&h);
 	}
