@@ -336,6 +336,38 @@ export function rawHttp(srv, { method = "GET", path: p, headers = {}, body, chun
 	});
 }
 
+/**
+ * Resolves with cond(obj) once it is truthy, checked now and whenever obj runs its
+ * _waiters (on each frame). Rejects with gone()'s message when the stream is gone first,
+ * with cond's exception, or after timeout ms naming label and detail().
+ */
+function waitOn(obj, cond, { timeout, label, gone, detail }) {
+	return new Promise((resolve, reject) => {
+		const finish = (fn, v) => {
+			clearTimeout(t);
+			obj._waiters.delete(check);
+			fn(v);
+		};
+		const check = () => {
+			let v;
+			try {
+				v = cond(obj);
+			} catch (e) {
+				return finish(reject, e);
+			}
+			const why = v ? null : gone();
+			if (v) finish(resolve, v);
+			else if (why) finish(reject, new Error(why));
+		};
+		const t = setTimeout(
+			() => finish(reject, new Error(`timed out after ${timeout} ms waiting for: ${label} (${detail()})`)),
+			timeout,
+		);
+		obj._waiters.add(check);
+		check();
+	});
+}
+
 // ---------------------------------------------------------------------------
 // SSE
 
@@ -475,42 +507,15 @@ export class SSEReader {
 
 	/** Waits until cond(this) is truthy (bounded); rejects early if the stream ends. */
 	until(cond, { timeout = 15000, label = "condition", allowEnd = false } = {}) {
-		return new Promise((resolve, reject) => {
-			const check = () => {
-				let v;
-				try {
-					v = cond(this);
-				} catch (e) {
-					cleanup();
-					return reject(e);
-				}
-				if (v) {
-					cleanup();
-					resolve(v);
-				} else if (this.ended && !allowEnd) {
-					cleanup();
-					reject(
-						new Error(
-							`SSE stream ended (${this.error ? this.error.message : "closed"}) before: ${label}; ` +
-								`${this.frames.length} frames, last: ${this.frames.at(-1)?.data?.slice(0, 200)}`,
-						),
-					);
-				}
-			};
-			const t = setTimeout(() => {
-				cleanup();
-				reject(
-					new Error(
-						`timed out after ${timeout} ms waiting for: ${label} (SSE ${this.url}; ${this.frames.length} frames, last: ${this.frames.at(-1)?.data?.slice(0, 200)})`,
-					),
-				);
-			}, timeout);
-			const cleanup = () => {
-				clearTimeout(t);
-				this._waiters.delete(check);
-			};
-			this._waiters.add(check);
-			check();
+		const last = () => `${this.frames.length} frames, last: ${this.frames.at(-1)?.data?.slice(0, 200)}`;
+		return waitOn(this, cond, {
+			timeout,
+			label,
+			gone: () =>
+				this.ended && !allowEnd
+					? `SSE stream ended (${this.error ? this.error.message : "closed"}) before: ${label}; ${last()}`
+					: null,
+			detail: () => `SSE ${this.url}; ${last()}`,
 		});
 	}
 
@@ -654,27 +659,14 @@ export class RpcClient {
 	}
 
 	until(cond, { timeout = 15000, label = "condition", allowClose = false } = {}) {
-		return new Promise((resolve, reject) => {
-			const check = () => {
-				const v = cond(this);
-				if (v) {
-					cleanup();
-					resolve(v);
-				} else if (this.closeInfo && !allowClose) {
-					cleanup();
-					reject(new Error(`WS closed (${this.closeInfo.code} ${this.closeInfo.reason}) before: ${label}`));
-				}
-			};
-			const t = setTimeout(() => {
-				cleanup();
-				reject(new Error(`timed out after ${timeout} ms waiting for: ${label} (${this.events.length} events)`));
-			}, timeout);
-			const cleanup = () => {
-				clearTimeout(t);
-				this._waiters.delete(check);
-			};
-			this._waiters.add(check);
-			check();
+		return waitOn(this, cond, {
+			timeout,
+			label,
+			gone: () =>
+				this.closeInfo && !allowClose
+					? `WS closed (${this.closeInfo.code} ${this.closeInfo.reason}) before: ${label}`
+					: null,
+			detail: () => `${this.events.length} events`,
 		});
 	}
 
