@@ -175,22 +175,17 @@ static void encode_record(struct jw *w, const struct event *ev)
 void bus_persist(void *arg)
 {
 	struct bus *B = arg;
-	if (!B->S || B->persisted >= B->seq)
+	if (!B->S || B->persisted >= B->seq || !B->ring_n)
+		return;
+	/* the ring holds consecutive seqs: the first one not stored is at a known index */
+	int64_t skip = B->persisted + 1 - ring_at(B, 0)->seq;
+	size_t from = skip > 0 ? (size_t)skip : 0;
+	if (from >= B->ring_n)
 		return;
 	jw_reset(&B->batch);
-	int64_t first = 0, last = 0, n = 0;
-	for (size_t i = 0; i < B->ring_n; i++) {
-		struct event *ev = ring_at(B, i);
-		if (ev->seq <= B->persisted)
-			continue;
-		if (!first)
-			first = ev->seq;
-		last = ev->seq;
-		encode_record(&B->batch, ev);
-		n++;
-	}
-	if (!n)
-		return;
+	int64_t first = ring_at(B, from)->seq, last = ring_at(B, B->ring_n - 1)->seq;
+	for (size_t i = from; i < B->ring_n; i++)
+		encode_record(&B->batch, ring_at(B, i));
 	if (B->batch.oom) {
 		log_error("bus: out of memory writing events %lld..%lld to the store",
 			  (long long)first, (long long)last);
@@ -199,7 +194,7 @@ void bus_persist(void *arg)
 	if (store_event_batch_put(B->S, first, last, B->batch.buf, B->batch.len) == 0)
 		B->persisted = last;
 	/* prune once a quarter of `keep` has been added since the last time */
-	B->since_prune += n;
+	B->since_prune += last - first + 1;
 	if (B->keep > 0 && B->since_prune > B->keep / 4) {
 		B->since_prune = 0;
 		store_event_prune(B->S, B->keep);
