@@ -11,6 +11,7 @@ enum err_code {
 	ERR_BUSY,      /* session busy and the caller asked to reject: 409 */
 	ERR_LIMIT,     /* a named limit was reached: 429 */
 	ERR_INTERNAL,  /* store or allocation failure: 500 */
+	ERR_UNAVAILABLE, /* the store cannot write now, or shutting down: 503 */
 };
 
 struct err {

@@ -70,6 +70,7 @@ int server_status_of(const struct err *e, const char **name)
 	case ERR_NOTFOUND: *name = "NotFoundError"; return 404;
 	case ERR_BUSY: *name = "SessionBusyError"; return 409;
 	case ERR_LIMIT: *name = "LimitError"; return 429;
+	case ERR_UNAVAILABLE: *name = "ServiceUnavailable"; return 503;
 	default: *name = "UnknownError"; return 500;
 	}
 }

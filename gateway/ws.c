@@ -18,6 +18,7 @@ enum {
 	RPC_NOT_FOUND = -32004,
 	RPC_BUSY = -32009,
 	RPC_LIMIT = -32029,
+	RPC_UNAVAILABLE = -32003,
 };
 
 /* A session.prompt with "wait": answered when the turn ends. */
@@ -87,6 +88,7 @@ static int rpc_code(const struct err *e)
 	case ERR_NOTFOUND: return RPC_NOT_FOUND;
 	case ERR_BUSY: return RPC_BUSY;
 	case ERR_LIMIT: return RPC_LIMIT;
+	case ERR_UNAVAILABLE: return RPC_UNAVAILABLE;
 	default: return RPC_INTERNAL;
 	}
 }
