@@ -69,7 +69,8 @@ static int start(struct run *r, const struct cli *c)
 {
 	struct err e = {0};
 	struct engine_opts o = {
-		.data_dir = c->data ? c->data : "./data", .config_path = c->config,
+		.data_dir = c->data ? c->data : "./data", .owner = "agentgate run",
+		.config_path = c->config,
 		.model = c->model, .stall_ms = c->stall_ms,
 		.openai_base_url = c->openai_base_url, .anthropic_base_url = c->anthropic_base_url,
 	};

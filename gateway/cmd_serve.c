@@ -42,8 +42,10 @@ static void find_web_root(struct server *S, const char *flag)
 static struct engine *start_engine(struct loop *L, const struct cli *c)
 {
 	struct err e = {0};
+	char owner[300];
+	snprintf(owner, sizeof(owner), "agentgate serve at http://%s:%d", c->host, c->port);
 	struct engine_opts o = {
-		.data_dir = c->data ? c->data : "./data", .config_path = c->config,
+		.data_dir = c->data ? c->data : "./data", .owner = owner, .config_path = c->config,
 		.model = c->model, .stall_ms = c->stall_ms,
 		.openai_base_url = c->openai_base_url, .anthropic_base_url = c->anthropic_base_url,
 	};

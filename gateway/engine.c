@@ -1,6 +1,7 @@
 /* engine: creation and teardown, and sessions (a cache in front of the store, their
  * JSON, their status and tree). The turn ledger is turn.c, the agent loop step.c. */
 #include "engine_int.h"
+#include "datadir.h"
 #include "jsonin.h"
 #include "llm_http.h"
 #include "log.h"
@@ -602,16 +603,17 @@ struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct
 	}
 	E->L = L;
 	jw_init(&E->jw);
-	if (load_config(E, o, e) || load_providers(E, e))
+	const char *dir = o->data_dir ? o->data_dir : "./data";
+	E->lock_fd = datadir_lock(dir, o->owner, e);
+	if (E->lock_fd < 0 || load_config(E, o, e) || load_providers(E, e))
 		goto fail;
 	if (tools_register_builtin(&E->T) || task_register_tools(E)) {
 		err_set(e, ERR_INTERNAL, "cannot register the built-in tools");
 		goto fail;
 	}
-	E->S = store_open(o->data_dir ? o->data_dir : "./data", L);
+	E->S = store_open(dir, L);
 	if (!E->S) {
-		err_set(e, ERR_INTERNAL, "cannot open the store in %s (see the log line above)",
-			o->data_dir ? o->data_dir : "./data");
+		err_set(e, ERR_INTERNAL, "cannot open the store in %s (see the log line above)", dir);
 		goto fail;
 	}
 	store_add_flush_hook(E->S, engine_store_due, E);
@@ -659,6 +661,7 @@ void engine_destroy(struct engine *E)
 	agents_free(&E->A);
 	config_free(&E->C);
 	jw_free(&E->jw);
+	datadir_unlock(E->lock_fd); /* last: nothing of this process touches the store now */
 	free(E);
 }
 

@@ -22,13 +22,15 @@ struct session;
 
 struct engine_opts {
 	const char *data_dir;
+	const char *owner;       /* who holds the data directory: "agentgate serve at URL" */
 	const char *config_path; /* NULL: defaults */
 	const char *model;       /* overrides the config's default model */
 	int64_t stall_ms;        /* > 0 overrides config and environment */
 	const char *openai_base_url, *anthropic_base_url; /* flags override env/config */
 };
 
-/* Opens the store, loads config, agents, tools and providers. NULL with e filled. */
+/* Takes the data directory's lock (datadir.h: a second owner gets ERR_BUSY naming the
+ * first), opens the store, loads config, agents, tools and providers. NULL with e filled. */
 struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct err *e);
 /* Ends running turns as interrupted (in memory only: a restart recovers them the same
  * way), flushes and frees everything. */

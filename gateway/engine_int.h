@@ -15,6 +15,7 @@ enum tool_state { TS_PENDING, TS_RUNNING, TS_COMPLETED, TS_ERROR };
 
 struct engine {
 	struct loop *L;
+	int lock_fd;         /* the data directory's lock (datadir.h) */
 	struct store *S;
 	struct bus *B;
 	struct llm *M;

@@ -460,6 +460,28 @@ static void a_queued_turn_whose_agent_was_removed_fails_cleanly(void **state)
 	h_stop(&h);
 }
 
+static void a_second_engine_on_one_data_directory_is_refused(void **state)
+{
+	struct h h;
+	h_dir(&h, FAST);
+	h_start(&h, 1);
+	struct loop_config lc = {.port = -1};
+	struct loop *L = loop_create(&lc);
+	struct err e = {0};
+	struct engine_opts o = {.data_dir = h.dir, .owner = "a second engine"};
+	assert_null(engine_create(L, &o, &e));
+	assert_int_equal(e.code, ERR_BUSY);
+	assert_non_null(strstr(e.msg, h.dir));
+	assert_non_null(strstr(e.msg, "in use by"));
+	h_stop(&h);
+	/* the first owner is gone: the directory is free again */
+	memset(&e, 0, sizeof(e));
+	struct engine *E = engine_create(L, &o, &e);
+	assert_non_null(E);
+	engine_destroy(E);
+	loop_destroy(L);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -475,6 +497,7 @@ int main(void)
 		cmocka_unit_test(kill_mid_turn_then_restart_loses_nothing),
 		cmocka_unit_test(a_restart_keeps_the_event_sequence_increasing),
 		cmocka_unit_test(a_queued_turn_whose_agent_was_removed_fails_cleanly),
+		cmocka_unit_test(a_second_engine_on_one_data_directory_is_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

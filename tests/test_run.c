@@ -10,6 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -229,6 +233,68 @@ static void child_activity_streams_before_the_task_completes(void **state)
 	assert_non_null(strstr(out, "The subagent reported: The echo tool returned: again"));
 }
 
+/* A port nothing listens on now (the kernel's choice for an ephemeral bind). */
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof(a);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+/* Starts `agentgate serve` on data_dir() and waits (bounded) until it owns it. */
+static pid_t start_server(int port)
+{
+	char ps[16], lock[256];
+	snprintf(ps, sizeof(ps), "%d", port);
+	snprintf(lock, sizeof(lock), "%s/agentgate.lock", data_dir());
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (!freopen("/dev/null", "w", stderr))
+			_exit(99);
+		execl(AGENTGATE_BIN, AGENTGATE_BIN, "serve", "--data", data_dir(), "--port", ps,
+		      (char *)NULL);
+		_exit(98);
+	}
+	char *owner = NULL;
+	for (int i = 0; i < 1000 && !(owner && strstr(owner, "pid")); i++) {
+		free(owner);
+		usleep(10000);
+		owner = slurp(lock);
+	}
+	assert_non_null(strstr(owner, "pid"));
+	free(owner);
+	return pid;
+}
+
+static void a_second_owner_of_a_data_directory_is_refused_naming_the_first(void **state)
+{
+	int port = free_port();
+	pid_t srv = start_server(port);
+	char url[64], pid[32];
+	snprintf(url, sizeof(url), "agentgate serve at http://127.0.0.1:%d", port);
+	snprintf(pid, sizeof(pid), "pid %d", (int)srv);
+	/* `run` beside a server would recover the server's running turns as interrupted
+	 * and answer its prompts: it is refused before it touches anything */
+	assert_int_equal(agentgate("run", "--data", data_dir(), "echo", "beside", NULL), 2);
+	assert_non_null(strstr(errs, data_dir()));
+	assert_non_null(strstr(errs, url));
+	assert_non_null(strstr(errs, pid));
+	char ps[16];
+	snprintf(ps, sizeof(ps), "%d", free_port());
+	assert_int_equal(agentgate("serve", "--data", data_dir(), "--port", ps, NULL), 2);
+	assert_non_null(strstr(errs, url));
+	/* a lock left by a killed owner is no obstacle */
+	kill(srv, SIGKILL);
+	waitpid(srv, NULL, 0);
+	assert_int_equal(agentgate("run", "--data", data_dir(), "echo", "after", NULL), 0);
+	assert_non_null(strstr(out, "The echo tool returned: after"));
+	assert_int_equal(agentgate("run", "--data", data_dir(), "echo", "again", NULL), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -239,6 +305,7 @@ int main(void)
 		cmocka_unit_test(a_failed_turn_exits_1_with_an_error_line),
 		cmocka_unit_test(stall_timeout_flag_bounds_a_stalled_stream),
 		cmocka_unit_test(child_activity_streams_before_the_task_completes),
+		cmocka_unit_test(a_second_owner_of_a_data_directory_is_refused_naming_the_first),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
