@@ -10,6 +10,9 @@
 struct bus {
 	struct store *S;
 	int64_t seq;
+	int64_t reserved;   /* seqs up to here are durably reserved (store_seq_reserve) */
+	int64_t reserving;  /* a larger reservation in the open batch, or 0 */
+	uint64_t reserving_at; /* store_commits() when it was written */
 	struct event **ring;
 	size_t ring_size, ring_n, ring_head; /* head = index of the oldest */
 	int64_t keep;
@@ -68,9 +71,13 @@ struct bus *bus_create(struct store *S, size_t ring_size, int64_t keep)
 	B->S = S;
 	B->ring_size = ring_size;
 	B->keep = keep;
-	B->seq = S ? store_event_max_seq(S) : 0;
+	/* events up to the reservation may have reached subscribers without reaching the
+	 * store (a crash between publish and commit): numbering goes on above them all */
+	int64_t stored = S ? store_event_max_seq(S) : 0, reserved = S ? store_seq_reserved(S) : 0;
+	B->seq = stored > reserved ? stored : reserved;
 	if (B->seq < 0)
 		B->seq = 0;
+	B->reserved = B->seq;
 	B->persisted = B->seq;
 	jw_init(&B->batch);
 	B->subs.next = B->subs.prev = &B->subs;
@@ -201,9 +208,45 @@ void bus_persist(void *arg)
 	}
 }
 
+/* Seqs are reserved durably before they are used: an event reaches subscribers before
+ * its batch commits, and a restart must not hand its seq to another event. The next
+ * block is written into the open batch when half of the current one is used, so it is
+ * durable (a commit later) long before it is needed; only a burst of more than half a
+ * block within one commit interval waits for a commit here. Without a store (tests of
+ * the bus alone) nothing is kept. */
+#define SEQ_BLOCK 8192
+
+static void reserve(struct bus *B, int64_t seq)
+{
+	if (!B->S) {
+		B->reserved = seq;
+		return;
+	}
+	if (B->reserving && store_commits(B->S) > B->reserving_at) {
+		B->reserved = B->reserving;
+		B->reserving = 0;
+	}
+	if (!B->reserving && seq > B->reserved - SEQ_BLOCK / 2) {
+		int64_t upto = (seq > B->reserved ? seq : B->reserved) + SEQ_BLOCK;
+		B->reserving_at = store_commits(B->S);
+		if (store_seq_reserve(B->S, upto) == 0)
+			B->reserving = upto;
+	}
+	if (seq <= B->reserved)
+		return;
+	if (B->reserving && store_flush(B->S) == 0 && store_commits(B->S) > B->reserving_at) {
+		B->reserved = B->reserving;
+		B->reserving = 0;
+		return;
+	}
+	log_error("bus: could not reserve event seq %lld durably (store error): after a "
+		  "crash now, a client could see it again", (long long)seq);
+}
+
 int64_t bus_publish(struct bus *B, struct jw *w, const char *type, const struct bus_env *env)
 {
 	int64_t seq = B->seq + 1;
+	reserve(B, seq);
 	envelope(w, seq, env);
 	jw_obj_end(w);
 	if (w->oom)

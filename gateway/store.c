@@ -44,6 +44,9 @@ static const char *const migrations[] = {
 	"DROP TABLE event;"
 	"CREATE TABLE event_batch(first_seq INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL,"
 	" data BLOB NOT NULL);",
+	/* 5: small named values: seq_reserved, the highest event seq that may have been
+	 * sent (reserved durably before it is used, so a restart never reuses one) */
+	"CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
 };
 
 enum stmt {
@@ -54,6 +57,7 @@ enum stmt {
 	ST_PART_PUT, ST_PART_DATA, ST_PART_LIST, ST_PART_TOOLS,
 	ST_TURN_PUT, ST_TURN_STATE,
 	ST_EV_PUT, ST_EV_SINCE, ST_EV_MAX, ST_EV_MIN, ST_EV_PRUNE,
+	ST_SEQ_PUT, ST_SEQ_GET,
 	ST_COUNT
 };
 
@@ -99,6 +103,8 @@ static const char *const sql[ST_COUNT] = {
 	/* whole batches whose every event is older than the newest ?1 */
 	[ST_EV_PRUNE] = "DELETE FROM event_batch WHERE last_seq <= (SELECT MAX(last_seq)"
 			" FROM event_batch) - ?",
+	[ST_SEQ_PUT] = "INSERT OR REPLACE INTO meta(key, value) VALUES('seq_reserved', ?)",
+	[ST_SEQ_GET] = "SELECT COALESCE((SELECT value FROM meta WHERE key = 'seq_reserved'), 0)",
 };
 
 struct store {
@@ -120,6 +126,7 @@ struct store {
 	} hooks[STORE_HOOKS_MAX];
 	int nhooks, in_hooks;
 	int wal_frames; /* frames in the WAL after the last commit */
+	uint64_t commits; /* successful commits so far */
 	char path[PATH_MAX];
 };
 
@@ -299,6 +306,11 @@ void store_close(struct store *S)
 	free(S);
 }
 
+uint64_t store_commits(struct store *S)
+{
+	return S->commits;
+}
+
 const char *store_path(struct store *S)
 {
 	return S->path;
@@ -360,6 +372,7 @@ int store_flush(struct store *S)
 	timer_cancel(&S->commit_timer);
 	if (run_simple(S, ST_COMMIT) == 0) {
 		S->in_tx = 0;
+		S->commits++;
 		wal_bound(S);
 		return 0;
 	}
@@ -683,4 +696,17 @@ int store_event_prune(struct store *S, int64_t keep)
 		return -1;
 	sqlite3_bind_int64(S->st[ST_EV_PRUNE], 1, keep);
 	return exec_write(S, ST_EV_PRUNE);
+}
+
+int store_seq_reserve(struct store *S, int64_t upto)
+{
+	if (store_begin(S))
+		return -1;
+	sqlite3_bind_int64(S->st[ST_SEQ_PUT], 1, upto);
+	return exec_write(S, ST_SEQ_PUT);
+}
+
+int64_t store_seq_reserved(struct store *S)
+{
+	return scalar(S, ST_SEQ_GET);
 }

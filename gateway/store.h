@@ -51,6 +51,9 @@ int store_flush(struct store *S);
 int store_begin(struct store *S);
 int store_add_flush_hook(struct store *S, void (*fn)(void *arg), void *arg);
 const char *store_path(struct store *S);
+/* How many batches have committed: a write made while it read n is durable once it
+ * reads more than n. */
+uint64_t store_commits(struct store *S);
 
 int store_session_put(struct store *S, const struct store_session *r);
 /* Calls cb for each row (strings valid during the call). Return non-zero from cb to stop. */
@@ -90,6 +93,11 @@ typedef int (*store_event_batch_cb)(void *arg, int64_t first_seq, int64_t last_s
 int store_event_batch_after(struct store *S, int64_t after, store_event_batch_cb cb, void *arg);
 int64_t store_event_max_seq(struct store *S);
 int64_t store_event_min_seq(struct store *S);
+/* Event seqs up to upto may be sent before their events are stored: recorded in the
+ * open batch (durable once store_commits() has moved on), so a restart starts above
+ * them. 0 or -1. */
+int store_seq_reserve(struct store *S, int64_t upto);
+int64_t store_seq_reserved(struct store *S); /* 0 when none was recorded */
 /* Deletes the batches whose events are all older than the newest keep. */
 int store_event_prune(struct store *S, int64_t keep);
 

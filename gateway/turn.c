@@ -243,7 +243,11 @@ void turn_start_next(struct session *s)
 	s->cur = t;
 	t->state = T_RUNNING;
 	t->started = now_ms();
-	turn_save(E, t);
+	/* durable before the model is called: after a crash a started turn is failed as
+	 * interrupted, never run a second time (its tools may have acted already) */
+	if (turn_save(E, t) || store_flush(E->S))
+		log_error("session %s: turn %s: the store could not record its start; a crash "
+			  "now would run it again", s->id, t->id);
 	E->running++;
 	log_info("session %s: turn %s running (%s, %s)", s->id, t->id, t->agent, t->model);
 	session_set_status(E, s, ST_BUSY);
@@ -504,6 +508,7 @@ static void recover_running(struct engine *E, const struct trow *r)
 	turnq_push(&s->q, &t->qi);
 	turnq_start_next(&s->q);
 	s->cur = t;
+	s->status = ST_BUSY; /* as the log left it: turn_end announces idle */
 	E->running++;
 	log_warn("session %s: turn %s was running when the process stopped; failing it as "
 		 "interrupted", s->id, t->id);

@@ -160,7 +160,7 @@ static void an_event_alone_reaches_the_store_and_outlives_a_restart(void **state
 	h_stop(&h);
 	h_start(&h, 1);
 	struct bus *B = engine_bus(h.E);
-	assert_int_equal(bus_last_seq(B), seq);
+	assert_true(bus_last_seq(B) >= seq); /* numbering resumes above every reserved seq */
 	struct subscriber s;
 	assert_int_equal(subscriber_start(&s, B, "ses_root", 1, seq - 1, nop_wake), 0);
 	struct event *ev = subscriber_next(&s);
@@ -217,7 +217,7 @@ static void a_damaged_stored_batch_is_skipped_not_overread(void **state)
 	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	h_start(&h, 1);
-	assert_int_equal(bus_last_seq(engine_bus(h.E)), b + 5);
+	assert_true(bus_last_seq(engine_bus(h.E)) >= b + 5);
 	struct subscriber s;
 	assert_int_equal(subscriber_start(&s, engine_bus(h.E), "ses_x", 0, a - 1, nop_wake), 0);
 	assert_int_equal(drain(&s, a - 1, 1), b);

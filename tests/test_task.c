@@ -113,11 +113,11 @@ static void failing_children_still_answer_their_parent(void **state)
 	h_stop(&h);
 }
 
-static int child_running(struct h *h, void *arg)
+static int child_tool_running(struct h *h, void *arg)
 {
-	char *parent = arg;
-	return h_sql_int(h, "SELECT COUNT(*) FROM session s JOIN turn t ON t.session_id=s.id WHERE "
-			 "s.parent_id='%s' AND t.state='running'", parent) == 1;
+	return h_sql_int(h, "SELECT COUNT(*) FROM session s JOIN part p ON p.session_id=s.id WHERE "
+			 "s.parent_id='%s' AND p.type='tool' AND "
+			 "json_extract(p.data,'$.state.status')='running'", (char *)arg) == 1;
 }
 
 static void aborting_a_child_gives_the_parent_an_error_result(void **state)
@@ -129,7 +129,7 @@ static void aborting_a_child_gives_the_parent_an_error_result(void **state)
 	h_session(&h, sid);
 	h_prompt(&h, sid, "task sleep 60000", "http", NULL);
 	engine_flush(h.E);
-	assert_true(h_until(&h, child_running, sid, 5000));
+	assert_true(h_until(&h, child_tool_running, sid, 5000));
 	char *child = h_sql_str(&h, "SELECT id FROM session WHERE parent_id='%s'", sid);
 	/* check_task while it runs */
 	struct jw w;
