@@ -136,6 +136,11 @@ static int do_agents(struct engine *E, const cJSON *p, struct jw *w, struct err 
 
 static int do_health(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
 {
+	const char *why = engine_store_failure(E);
+	if (why) {
+		err_set(e, ERR_UNAVAILABLE, "unhealthy: the store cannot write (%.400s)", why);
+		return -1;
+	}
 	jw_obj(w);
 	jw_kbool(w, "healthy", 1);
 	jw_kstr(w, "version", AGENTGATE_VERSION);

@@ -192,6 +192,26 @@ void session_save(struct engine *E, struct session *s, const char *type)
 	bus_publish(E->B, &E->jw, type, &env);
 }
 
+int engine_store_ok(struct engine *E, const char *what, struct err *e)
+{
+	const char *why = store_failure(E->S);
+	if (!why)
+		return 0;
+	err_set(e, ERR_UNAVAILABLE, "the store cannot write (%.300s): %s was not accepted; "
+		"GET /global/health tells when it can again", why, what);
+	return -1;
+}
+
+int engine_commit(struct engine *E, uint64_t mark, const char *what, struct err *e)
+{
+	if (store_commit_since(E->S, mark) == 0)
+		return 0;
+	const char *why = store_failure(E->S);
+	err_set(e, ERR_UNAVAILABLE, "the store could not save %s (%.300s); it was not accepted",
+		what, why ? why : "see the server log");
+	return -1;
+}
+
 void session_set_status(struct engine *E, struct session *s, enum status_type st)
 {
 	static const char *names[] = {"idle", "busy", "retry"};
@@ -275,8 +295,9 @@ void session_unlink(struct engine *E, struct session *s)
 int engine_session_create(struct engine *E, const struct session_params *p, char *id_out,
 			  struct err *e)
 {
-	if (check_agent_model(E, p->agent, p->model, e))
+	if (check_agent_model(E, p->agent, p->model, e) || engine_store_ok(E, "the session", e))
 		return -1;
+	uint64_t mark = store_mark(E->S);
 	char id[ID_MAX];
 	id_new(id, "ses");
 	struct session *s = session_alloc(E, id);
@@ -305,6 +326,11 @@ int engine_session_create(struct engine *E, const struct session_params *p, char
 			  s->id) < 0)
 		s->title = NULL;
 	session_save(E, s, "session.created");
+	if (engine_commit(E, mark, "the session", e)) {
+		session_unlink(E, s);
+		session_free(s);
+		return -1;
+	}
 	if (id_out)
 		snprintf(id_out, ID_MAX, "%s", s->id);
 	return 0;
@@ -535,10 +561,12 @@ static void delete_one(struct engine *E, const char *id)
 
 int engine_session_delete(struct engine *E, const char *id, struct err *e)
 {
-	if (engine_abort(E, id, e))
+	if (engine_store_ok(E, "the deletion", e) || engine_abort(E, id, e))
 		return -1;
+	uint64_t mark = store_mark(E->S);
 	delete_one(E, id);
-	return store_flush(E->S);
+	/* not deleted after all: the sessions reload from the store when next asked for */
+	return engine_commit(E, mark, "the deletion", e);
 }
 
 int engine_running(struct engine *E)
@@ -549,6 +577,11 @@ int engine_running(struct engine *E)
 struct bus *engine_bus(struct engine *E) { return E->B; }
 const struct config *engine_config(struct engine *E) { return &E->C; }
 const struct agents *engine_agents(struct engine *E) { return &E->A; }
+
+const char *engine_store_failure(struct engine *E)
+{
+	return store_failure(E->S);
+}
 
 int engine_flush(struct engine *E)
 {
@@ -672,11 +705,22 @@ int engine_session_update(struct engine *E, const char *id, const char *title, s
 		err_set(e, ERR_NOTFOUND, "session %s not found", id ? id : "(none)");
 		return -1;
 	}
-	if (title) {
-		free(s->title);
+	if (engine_store_ok(E, "the change", e))
+		return -1;
+	uint64_t mark = store_mark(E->S);
+	char *old = s->title;
+	if (title)
 		s->title = strdup(title);
-	}
 	s->updated = now_ms();
 	session_save(E, s, "session.updated");
+	if (engine_commit(E, mark, "the change", e)) {
+		if (title) {
+			free(s->title);
+			s->title = old;
+		}
+		return -1;
+	}
+	if (title)
+		free(old);
 	return 0;
 }

@@ -46,6 +46,8 @@ int engine_recover(struct engine *E, int resume_queued);
 struct bus *engine_bus(struct engine *E);
 const struct config *engine_config(struct engine *E);
 const struct agents *engine_agents(struct engine *E);
+/* NULL while the store writes; else why it cannot (store_failure). */
+const char *engine_store_failure(struct engine *E);
 /* Commits pending writes now (streamed text included). */
 int engine_flush(struct engine *E);
 

@@ -120,6 +120,12 @@ struct turn {
 
 /* engine.c */
 struct session *session_get(struct engine *E, const char *id);
+/* 0 when the store can write; else ERR_UNAVAILABLE naming why and that what (e.g. "the
+ * prompt") was not accepted. */
+int engine_store_ok(struct engine *E, const char *what, struct err *e);
+/* Commits the writes made since mark (store_mark); on failure they are forgotten and e
+ * says what was not accepted and why. */
+int engine_commit(struct engine *E, uint64_t mark, const char *what, struct err *e);
 void session_env(const struct session *s, const struct turn *t, struct bus_env *env);
 void session_set_status(struct engine *E, struct session *s, enum status_type st);
 void session_write_json(const struct session *s, struct jw *w);
@@ -157,6 +163,11 @@ void emit_session_error(struct engine *E, struct session *s, struct turn *t,
 
 /* turn.c */
 #define SWEEP_MS 2000
+/* While the store cannot write, queued turns wait, checking this often. */
+#define STORE_WAIT_MS 500
+/* Writes kept in memory for a failing store past this end the running turns (their
+ * text so far is kept and written when the store recovers). */
+#define STORE_PENDING_MAX (64u << 20)
 /* The no-silent-busy sweeper (a timer callback). */
 void engine_sweep(struct timer *t);
 void turn_start_next(struct session *s);

@@ -1,5 +1,7 @@
 #include "store.h"
 #include "log.h"
+#include "store_faults.h"
+#include "vec.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -120,6 +122,20 @@ struct store {
 	sqlite3_stmt *st[ST_COUNT];
 	int in_tx;
 	struct timer commit_timer;
+	/* the writes of the open batch, kept until it commits (see "the batch log") */
+	struct op *ops;
+	int nops, cap, applied; /* ops[0..applied) are in the open transaction */
+	uint64_t op_seq;        /* numbers every op ever logged (store_mark) */
+	size_t log_bytes;
+	/* a failed batch: why, since when, and the retry */
+	char *failure;
+	int64_t failed_at;
+	int lost;               /* the database file is gone: no retry can help */
+	int retry_due, retrying; /* retrying: the kept log is being written again */
+	int64_t backoff_ms;
+	struct timer retry_timer;
+	dev_t dev;
+	ino_t ino;
 	struct {
 		void (*fn)(void *arg);
 		void *arg;
@@ -129,6 +145,9 @@ struct store {
 	uint64_t commits; /* successful commits so far */
 	char path[PATH_MAX];
 };
+
+static void retry_fired(struct timer *t);
+static void log_clear(struct store *S);
 
 static int fail_sql(struct store *S, const char *what)
 {
@@ -189,7 +208,8 @@ static int open_db(struct store *S, const char *dir)
 		return -1;
 	}
 	snprintf(S->path, sizeof(S->path), "%s/agentgate.db", dir);
-	if (sqlite3_open_v2(S->path, &S->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL)) {
+	if (sqlite3_open_v2(S->path, &S->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+			    store_faults_vfs())) {
 		log_error("store: cannot open %s: %s", S->path,
 			  S->db ? sqlite3_errmsg(S->db) : "out of memory");
 		return -1;
@@ -213,7 +233,7 @@ static void *ckpt_main(void *arg)
 {
 	struct store *S = arg;
 	sqlite3 *db = NULL;
-	if (sqlite3_open_v2(S->path, &db, SQLITE_OPEN_READWRITE, NULL)) {
+	if (sqlite3_open_v2(S->path, &db, SQLITE_OPEN_READWRITE, store_faults_vfs())) {
 		log_error("store: checkpoint connection to %s failed; the WAL will grow", S->path);
 		sqlite3_close(db);
 		return NULL;
@@ -280,7 +300,15 @@ struct store *store_open(const char *dir, struct loop *L)
 			goto fail;
 		}
 	}
+	struct stat st;
+	if (stat(S->path, &st)) {
+		log_error("store: %s: %s", S->path, strerror(errno));
+		goto fail;
+	}
+	S->dev = st.st_dev;
+	S->ino = st.st_ino;
 	timer_init(&S->commit_timer, L, commit_timer_fired);
+	timer_init(&S->retry_timer, L, retry_fired);
 	ckpt_start(S);
 	return S;
 fail:
@@ -295,8 +323,15 @@ void store_close(struct store *S)
 {
 	if (!S)
 		return;
-	store_flush(S);
+	S->retry_due = 1; /* a last attempt for what is kept */
+	if (store_flush(S) && S->nops)
+		log_error("store: %d write(s) could not be stored and are lost: %s", S->nops,
+			  store_failure(S));
+	log_clear(S);
+	free(S->ops);
+	free(S->failure);
 	timer_cancel(&S->commit_timer);
+	timer_cancel(&S->retry_timer);
 	ckpt_stop(S);
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(S->st[i]);
@@ -334,11 +369,219 @@ static int run_simple(struct store *S, enum stmt s)
 	return rc == SQLITE_DONE ? 0 : fail_sql(S, sql[s]);
 }
 
+/* ---- the batch log ----
+ * Every write of the open batch is also kept as an operation (statement + copied
+ * values) until the batch commits. A failed write or commit (full disk, I/O error) rolls
+ * the transaction back, but nothing acknowledged is lost: the store is "failing", the
+ * log is applied again in a new transaction by a retry timer (backoff up to
+ * RETRY_MAX_MS), and writes made meanwhile join the log. A database file deleted or
+ * replaced under the server is noticed at the next commit (its inode) and ends all
+ * writing: no retry can put the data where a restart will look. */
+
+enum { V_NULL, V_INT, V_TEXT, V_BLOB };
+
+struct val {
+	int type;
+	int64_t i;
+	char *p;
+	size_t n;
+};
+
+#define OP_VALS 11
+
+struct op {
+	enum stmt st;
+	int nv;
+	uint64_t seq;
+	struct val v[OP_VALS];
+};
+
+#define RETRY_FIRST_MS 100
+#define RETRY_MAX_MS 5000
+
+static void op_free(struct op *o)
+{
+	for (int i = 0; i < o->nv; i++)
+		free(o->v[i].p);
+}
+
+static void log_clear(struct store *S)
+{
+	for (int i = 0; i < S->nops; i++)
+		op_free(&S->ops[i]);
+	S->nops = S->applied = 0;
+	S->log_bytes = 0;
+}
+
+static int apply(struct store *S, const struct op *o)
+{
+	sqlite3_stmt *q = S->st[o->st];
+	for (int i = 0; i < o->nv; i++) {
+		const struct val *v = &o->v[i];
+		if (v->type == V_INT)
+			sqlite3_bind_int64(q, i + 1, v->i);
+		else if (v->type == V_TEXT)
+			sqlite3_bind_text(q, i + 1, v->p, (int)v->n, SQLITE_STATIC);
+		else if (v->type == V_BLOB)
+			sqlite3_bind_blob64(q, i + 1, v->p, v->n, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(q, i + 1);
+	}
+	int rc = sqlite3_step(q);
+	sqlite3_clear_bindings(q);
+	sqlite3_reset(q);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static void retry_fired(struct timer *t)
+{
+	struct store *S = lws_container_of(t, struct store, retry_timer);
+	S->retry_due = 1;
+	store_flush(S);
+}
+
+/* The open batch could not be written: roll it back, keep its log, retry later. */
+static void fail_batch(struct store *S, const char *what)
+{
+	if (!S->failure) {
+		S->failed_at = now_ms();
+		S->backoff_ms = RETRY_FIRST_MS;
+		if (asprintf(&S->failure, "%s: %s", what, sqlite3_errmsg(S->db)) < 0)
+			S->failure = NULL;
+		log_error("store: %s failed (%s); %d write(s) are kept in memory and retried; "
+			  "requests that must be durable get 503 until then", what,
+			  sqlite3_errmsg(S->db), S->nops);
+	} else if (S->backoff_ms < RETRY_MAX_MS) {
+		S->backoff_ms *= 2;
+	}
+	if (!sqlite3_get_autocommit(S->db))
+		sqlite3_exec(S->db, "ROLLBACK", NULL, NULL, NULL);
+	S->in_tx = 0;
+	S->applied = 0;
+	S->retry_due = S->retrying = 0;
+	timer_cancel(&S->commit_timer);
+	if (!S->lost)
+		timer_arm(&S->retry_timer, S->backoff_ms > RETRY_MAX_MS ? RETRY_MAX_MS : S->backoff_ms);
+}
+
+/* Applies the logged writes not yet in the open transaction (none while failing, until
+ * a retry). A failure leaves them in the log: the caller's write is not lost. */
+static int apply_pending(struct store *S)
+{
+	if (S->failure && !S->retrying)
+		return 0;
+	if (store_begin(S)) {
+		fail_batch(S, "BEGIN");
+		return 0;
+	}
+	while (S->applied < S->nops) {
+		if (apply(S, &S->ops[S->applied])) {
+			fail_batch(S, sql[S->ops[S->applied].st]);
+			return 0;
+		}
+		S->applied++;
+	}
+	return 0;
+}
+
+/* While failing, a part's newer text replaces its older one in the log (streamed text
+ * would otherwise be logged again at every retry). */
+static void coalesce(struct store *S, const struct op *o)
+{
+	if (!S->failure || o->st != ST_PART_DATA)
+		return;
+	for (int i = S->nops - 1; i >= 0; i--) {
+		struct op *x = &S->ops[i];
+		if (x->st != ST_PART_DATA || strcmp(x->v[1].p, o->v[1].p))
+			continue;
+		S->log_bytes -= x->v[0].n;
+		op_free(x);
+		memmove(x, x + 1, (size_t)(S->nops - i - 1) * sizeof(*x));
+		S->nops--;
+		return;
+	}
+}
+
+/* A new op at the end of the log (not counted until op_done). */
+static struct op *op_new(struct store *S, enum stmt st)
+{
+	void *grown = vec_reserve(S->ops, &S->cap, S->nops, sizeof(*S->ops));
+	if (!grown)
+		return NULL;
+	S->ops = grown;
+	struct op *o = &S->ops[S->nops];
+	memset(o, 0, sizeof(*o));
+	o->st = st;
+	return o;
+}
+
+static struct val *op_val(struct op *o, int type)
+{
+	if (!o || o->nv == OP_VALS)
+		return NULL;
+	struct val *v = &o->v[o->nv++];
+	v->type = type;
+	return v;
+}
+
+static void op_text(struct op *o, const char *s)
+{
+	struct val *v = op_val(o, s ? V_TEXT : V_NULL);
+	if (v && s) {
+		v->n = strlen(s);
+		v->p = strdup(s);
+		if (!v->p)
+			v->type = -1; /* out of memory: op_done refuses the op */
+	}
+}
+
+static void op_blob(struct op *o, const void *p, size_t n)
+{
+	struct val *v = op_val(o, V_BLOB);
+	if (v) {
+		v->n = n;
+		v->p = malloc(n ? n : 1);
+		if (v->p)
+			memcpy(v->p, p, n);
+		else
+			v->type = -1;
+	}
+}
+
+/* null_if_zero: 0 is stored as NULL (times not reached yet). */
+static void op_int(struct op *o, int64_t i, int null_if_zero)
+{
+	struct val *v = op_val(o, null_if_zero && !i ? V_NULL : V_INT);
+	if (v)
+		v->i = i;
+}
+
+/* Logs the op and applies it to the open transaction. 0, or -1 when out of memory. */
+static int op_done(struct store *S, struct op *o)
+{
+	if (!o)
+		return -1;
+	for (int i = 0; i < o->nv; i++) {
+		if (o->v[i].type < 0) {
+			op_free(o);
+			log_error("store: out of memory logging a write (%s)", sql[o->st]);
+			return -1;
+		}
+		S->log_bytes += o->v[i].n;
+	}
+	o->seq = ++S->op_seq;
+	coalesce(S, o); /* may move ops: o is the slot past the end, untouched */
+	if (o != &S->ops[S->nops])
+		memmove(&S->ops[S->nops], o, sizeof(*o));
+	S->nops++;
+	return apply_pending(S);
+}
+
 /* Every write runs inside the open batch; the first write of a batch starts the timer. */
 int store_begin(struct store *S)
 {
-	if (S->in_tx)
-		return 0;
+	if (S->in_tx || (S->failure && !S->retrying))
+		return 0; /* failing: the retry timer flushes */
 	if (run_simple(S, ST_BEGIN))
 		return -1;
 	S->in_tx = 1;
@@ -359,29 +602,113 @@ static void wal_bound(struct store *S)
 		S->wal_frames = 0;
 }
 
+/* Is the file at our path still the one we opened? Deleted or replaced, our writes go
+ * to a file nobody will open again. */
+static int file_gone(struct store *S)
+{
+	struct stat st;
+	if (stat(S->path, &st) == 0 && st.st_dev == S->dev && st.st_ino == S->ino)
+		return 0;
+	S->lost = 1;
+	if (!S->failure)
+		S->failed_at = now_ms();
+	free(S->failure);
+	S->failure = NULL;
+	if (asprintf(&S->failure, "the database file %s was deleted or replaced while the "
+		     "server ran; nothing more can be written (restart the server)", S->path) < 0)
+		S->failure = NULL;
+	log_error("store: %s", S->failure ? S->failure : "the database file is gone");
+	return 1;
+}
+
+static void committed(struct store *S)
+{
+	if (S->failure)
+		log_info("store: writing again after %lld ms; %d kept write(s) are stored",
+			 (long long)(now_ms() - S->failed_at), S->nops);
+	free(S->failure);
+	S->failure = NULL;
+	S->retrying = 0;
+	timer_cancel(&S->retry_timer);
+	log_clear(S);
+	S->in_tx = 0;
+	S->commits++;
+	wal_bound(S);
+}
+
+/* A retry, when one is due: the kept log, applied again in a new transaction. */
+static int retry(struct store *S)
+{
+	if (S->lost || !S->retry_due)
+		return -1;
+	S->retry_due = 0;
+	S->retrying = 1;
+	apply_pending(S);
+	return S->in_tx ? 0 : -1;
+}
+
 int store_flush(struct store *S)
 {
-	if (!S->in_tx)
-		return 0;
 	if (S->in_hooks)
 		return 0; /* a hook's own writes join the batch being committed */
+	if (S->failure && retry(S))
+		return -1;
+	if (!S->in_tx)
+		return 0;
 	S->in_hooks = 1;
 	for (int i = 0; i < S->nhooks; i++)
 		S->hooks[i].fn(S->hooks[i].arg);
 	S->in_hooks = 0;
+	if (!S->in_tx)
+		return -1; /* a hook's write failed: the batch was rolled back and is kept */
 	timer_cancel(&S->commit_timer);
-	if (run_simple(S, ST_COMMIT) == 0) {
-		S->in_tx = 0;
-		S->commits++;
-		wal_bound(S);
+	if (!file_gone(S) && run_simple(S, ST_COMMIT) == 0) {
+		committed(S);
 		return 0;
 	}
-	/* a failed COMMIT may leave the transaction open: end it so later writes are not
-	 * silently lost in a transaction that can never commit */
-	sqlite3_exec(S->db, "ROLLBACK", NULL, NULL, NULL);
-	S->in_tx = 0;
-	log_error("store: the last batch of writes was rolled back");
+	fail_batch(S, "commit");
 	return -1;
+}
+
+uint64_t store_mark(struct store *S)
+{
+	return S->op_seq;
+}
+
+/* The bus's own writes stay: it counts them as stored (event batches, seq reservation). */
+static int bus_owned(enum stmt st)
+{
+	return st == ST_EV_PUT || st == ST_EV_PRUNE || st == ST_SEQ_PUT;
+}
+
+int store_commit_since(struct store *S, uint64_t mark)
+{
+	uint64_t end = S->op_seq;
+	if (store_flush(S) == 0)
+		return 0;
+	int n = 0;
+	for (int i = 0; i < S->nops; i++) {
+		struct op *o = &S->ops[i];
+		if (o->seq > mark && o->seq <= end && !bus_owned(o->st)) {
+			for (int k = 0; k < o->nv; k++)
+				S->log_bytes -= o->v[k].n;
+			op_free(o);
+			continue;
+		}
+		S->ops[n++] = *o;
+	}
+	S->nops = n;
+	return -1;
+}
+
+const char *store_failure(struct store *S)
+{
+	return S->failure ? S->failure : S->lost ? "the database file is gone" : NULL;
+}
+
+size_t store_pending_bytes(struct store *S)
+{
+	return S->failure ? S->log_bytes : 0;
 }
 
 static void bind_text(sqlite3_stmt *q, int i, const char *s)
@@ -390,23 +717,6 @@ static void bind_text(sqlite3_stmt *q, int i, const char *s)
 		sqlite3_bind_text(q, i, s, -1, SQLITE_STATIC);
 	else
 		sqlite3_bind_null(q, i);
-}
-
-static void bind_i64(sqlite3_stmt *q, int i, int64_t v, int null_if_zero)
-{
-	if (null_if_zero && !v)
-		sqlite3_bind_null(q, i);
-	else
-		sqlite3_bind_int64(q, i, v);
-}
-
-static int exec_write(struct store *S, enum stmt s)
-{
-	sqlite3_stmt *q = S->st[s];
-	int rc = sqlite3_step(q);
-	sqlite3_clear_bindings(q);
-	sqlite3_reset(q);
-	return rc == SQLITE_DONE ? 0 : fail_sql(S, sql[s]);
 }
 
 static const char *col(sqlite3_stmt *q, int i)
@@ -438,18 +748,16 @@ struct visit {
 
 int store_session_put(struct store *S, const struct store_session *r)
 {
-	if (store_begin(S))
-		return -1;
-	sqlite3_stmt *q = S->st[ST_SES_PUT];
-	bind_text(q, 1, r->id);
-	bind_text(q, 2, r->parent_id);
-	bind_text(q, 3, r->root_id);
-	bind_text(q, 4, r->parent_tool_call_id);
-	sqlite3_bind_int(q, 5, r->depth);
-	bind_i64(q, 6, r->time_created, 0);
-	bind_i64(q, 7, r->time_updated, 0);
-	bind_text(q, 8, r->data);
-	return exec_write(S, ST_SES_PUT);
+	struct op *o = op_new(S, ST_SES_PUT);
+	op_text(o, r->id);
+	op_text(o, r->parent_id);
+	op_text(o, r->root_id);
+	op_text(o, r->parent_tool_call_id);
+	op_int(o, r->depth, 0);
+	op_int(o, r->time_created, 0);
+	op_int(o, r->time_updated, 0);
+	op_text(o, r->data);
+	return op_done(S, o);
 }
 
 static int session_row(sqlite3_stmt *q, void *ctx)
@@ -490,11 +798,10 @@ int store_session_delete(struct store *S, const char *id)
 {
 	static const enum stmt order[] = {ST_SES_DEL_PART, ST_SES_DEL_MSG, ST_SES_DEL_TURN,
 					  ST_SES_DEL};
-	if (store_begin(S))
-		return -1;
 	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
-		bind_text(S->st[order[i]], 1, id);
-		if (exec_write(S, order[i]))
+		struct op *o = op_new(S, order[i]);
+		op_text(o, id);
+		if (op_done(S, o))
 			return -1;
 	}
 	return 0;
@@ -502,18 +809,16 @@ int store_session_delete(struct store *S, const char *id)
 
 int store_message_put(struct store *S, const struct store_message *r)
 {
-	if (store_begin(S))
-		return -1;
-	sqlite3_stmt *q = S->st[ST_MSG_PUT];
-	bind_text(q, 1, r->id);
-	bind_text(q, 2, r->session_id);
-	bind_text(q, 3, r->role);
-	bind_text(q, 4, r->parent_id);
-	bind_text(q, 5, r->turn_id);
-	bind_text(q, 6, r->finish);
-	bind_i64(q, 7, r->time_created, 0);
-	bind_text(q, 8, r->data);
-	return exec_write(S, ST_MSG_PUT);
+	struct op *o = op_new(S, ST_MSG_PUT);
+	op_text(o, r->id);
+	op_text(o, r->session_id);
+	op_text(o, r->role);
+	op_text(o, r->parent_id);
+	op_text(o, r->turn_id);
+	op_text(o, r->finish);
+	op_int(o, r->time_created, 0);
+	op_text(o, r->data);
+	return op_done(S, o);
 }
 
 static int message_row(sqlite3_stmt *q, void *ctx)
@@ -547,25 +852,21 @@ int store_message_get(struct store *S, const char *id, store_message_cb cb, void
 
 int store_part_put(struct store *S, const struct store_part *r)
 {
-	if (store_begin(S))
-		return -1;
-	sqlite3_stmt *q = S->st[ST_PART_PUT];
-	bind_text(q, 1, r->id);
-	bind_text(q, 2, r->message_id);
-	bind_text(q, 3, r->session_id);
-	bind_text(q, 4, r->type);
-	bind_text(q, 5, r->data);
-	return exec_write(S, ST_PART_PUT);
+	struct op *o = op_new(S, ST_PART_PUT);
+	op_text(o, r->id);
+	op_text(o, r->message_id);
+	op_text(o, r->session_id);
+	op_text(o, r->type);
+	op_text(o, r->data);
+	return op_done(S, o);
 }
 
 int store_part_set_data(struct store *S, const char *id, const char *data)
 {
-	if (store_begin(S))
-		return -1;
-	sqlite3_stmt *q = S->st[ST_PART_DATA];
-	bind_text(q, 1, data);
-	bind_text(q, 2, id);
-	return exec_write(S, ST_PART_DATA);
+	struct op *o = op_new(S, ST_PART_DATA);
+	op_text(o, data);
+	op_text(o, id);
+	return op_done(S, o);
 }
 
 static int read_parts(struct store *S, enum stmt s, store_part_cb cb, void *arg);
@@ -602,21 +903,19 @@ static int read_parts(struct store *S, enum stmt s, store_part_cb cb, void *arg)
 
 int store_turn_put(struct store *S, const struct store_turn *r)
 {
-	if (store_begin(S))
-		return -1;
-	sqlite3_stmt *q = S->st[ST_TURN_PUT];
-	bind_text(q, 1, r->id);
-	bind_text(q, 2, r->session_id);
-	bind_text(q, 3, r->user_message_id);
-	bind_text(q, 4, r->source);
-	bind_text(q, 5, r->state);
-	bind_text(q, 6, r->policy);
-	bind_text(q, 7, r->dedupe_key);
-	bind_text(q, 8, r->error);
-	bind_i64(q, 9, r->time_created, 0);
-	bind_i64(q, 10, r->time_started, 1);
-	bind_i64(q, 11, r->time_ended, 1);
-	return exec_write(S, ST_TURN_PUT);
+	struct op *o = op_new(S, ST_TURN_PUT);
+	op_text(o, r->id);
+	op_text(o, r->session_id);
+	op_text(o, r->user_message_id);
+	op_text(o, r->source);
+	op_text(o, r->state);
+	op_text(o, r->policy);
+	op_text(o, r->dedupe_key);
+	op_text(o, r->error);
+	op_int(o, r->time_created, 0);
+	op_int(o, r->time_started, 1);
+	op_int(o, r->time_ended, 1);
+	return op_done(S, o);
 }
 
 static int turn_row(sqlite3_stmt *q, void *ctx)
@@ -648,13 +947,11 @@ int store_turn_list_state(struct store *S, const char *state, store_turn_cb cb, 
 int store_event_batch_put(struct store *S, int64_t first_seq, int64_t last_seq,
 			  const void *data, size_t len)
 {
-	if (store_begin(S))
-		return -1;
-	sqlite3_stmt *q = S->st[ST_EV_PUT];
-	sqlite3_bind_int64(q, 1, first_seq);
-	sqlite3_bind_int64(q, 2, last_seq);
-	sqlite3_bind_blob64(q, 3, data, len, SQLITE_STATIC);
-	return exec_write(S, ST_EV_PUT);
+	struct op *o = op_new(S, ST_EV_PUT);
+	op_int(o, first_seq, 0);
+	op_int(o, last_seq, 0);
+	op_blob(o, data, len);
+	return op_done(S, o);
 }
 
 static int event_batch_row(sqlite3_stmt *q, void *ctx)
@@ -692,18 +989,16 @@ int64_t store_event_min_seq(struct store *S)
 
 int store_event_prune(struct store *S, int64_t keep)
 {
-	if (store_begin(S))
-		return -1;
-	sqlite3_bind_int64(S->st[ST_EV_PRUNE], 1, keep);
-	return exec_write(S, ST_EV_PRUNE);
+	struct op *o = op_new(S, ST_EV_PRUNE);
+	op_int(o, keep, 0);
+	return op_done(S, o);
 }
 
 int store_seq_reserve(struct store *S, int64_t upto)
 {
-	if (store_begin(S))
-		return -1;
-	sqlite3_bind_int64(S->st[ST_SEQ_PUT], 1, upto);
-	return exec_write(S, ST_SEQ_PUT);
+	struct op *o = op_new(S, ST_SEQ_PUT);
+	op_int(o, upto, 0);
+	return op_done(S, o);
 }
 
 int64_t store_seq_reserved(struct store *S)

@@ -41,13 +41,27 @@ struct store_turn {
 /* Opens (creating and migrating) DIR/agentgate.db. NULL on failure, logged with the reason. */
 struct store *store_open(const char *dir, struct loop *L);
 void store_close(struct store *S); /* commits what is pending */
-/* Commits the open batch now. 0 or -1. */
+/* Commits the open batch now. 0, or -1 when it could not (the store is failing: see
+ * store_failure; the batch is kept and retried, nothing is dropped). */
 int store_flush(struct store *S);
+/* For writes that must be durable before the caller answers: mark, write, then
+ * store_commit_since(mark). On -1 the writes made since the mark are forgotten (the
+ * bus's event log excepted), so a caller that answers "not saved" is telling the truth. */
+uint64_t store_mark(struct store *S);
+int store_commit_since(struct store *S, uint64_t mark);
+/* NULL while writes go through; else why they do not (full disk, I/O error, the file
+ * deleted or replaced). Writes made meanwhile are kept in memory and retried with
+ * backoff; reads see what is on disk. */
+const char *store_failure(struct store *S);
+/* Memory held by writes waiting for a failing store (0 while writes go through). */
+size_t store_pending_bytes(struct store *S);
 /* fn is called just before each commit, so a module can write what it buffers (the
  * engine its streamed text, the bus its events); its writes join that commit. */
 #define STORE_HOOKS_MAX 4
 /* Joins the open batch, starting one (and its commit timer) if none is open: for a
- * module whose hook has something to write although nothing else was written. */
+ * module whose hook has something to write although nothing else was written. Every
+ * write is kept in memory until its batch commits (so a failed commit loses nothing);
+ * writes return -1 only when out of memory. */
 int store_begin(struct store *S);
 int store_add_flush_hook(struct store *S, void (*fn)(void *arg), void *arg);
 const char *store_path(struct store *S);

@@ -186,13 +186,18 @@ int engine_prompt(struct engine *E, const struct prompt *p, struct prompt_result
 		return verdict_error(s, v, e);
 	struct turn *t = v == TURNQ_COALESCE ? lws_container_of(match, struct turn, qi) : NULL;
 	if (!t) {
+		if (engine_store_ok(E, "the prompt", e))
+			return -1;
 		t = turn_alloc(s, NULL, p->message_id, p->source, p->dedupe_key, agent, model);
 		if (!t)
 			goto oom;
 		t->policy = p->policy;
-		if (write_user_message(E, t, p->text) || turn_save(E, t) || store_flush(E->S)) {
-			err_set(e, ERR_INTERNAL, "the store could not save the prompt (see the "
-				"server log); it was not accepted");
+		uint64_t mark = store_mark(E->S);
+		int oom = write_user_message(E, t, p->text) | turn_save(E, t);
+		if (oom || engine_commit(E, mark, "the prompt", e)) {
+			if (oom)
+				err_set(e, ERR_INTERNAL, "out of memory saving the prompt; it was "
+					"not accepted");
 			turn_free(t);
 			return -1;
 		}
@@ -236,6 +241,12 @@ void turn_start_next(struct session *s)
 	struct engine *E = s->E;
 	if (s->cur || E->closing)
 		return;
+	if (store_failure(E->S) && turnq_busy(&s->q)) {
+		/* queued work waits for the store: running it now would pile up writes
+		 * that cannot be made durable */
+		timer_arm(&s->kick, STORE_WAIT_MS);
+		return;
+	}
 	struct turnq_item *it = turnq_start_next(&s->q);
 	if (!it)
 		return;
@@ -592,6 +603,12 @@ static void sweep_session(struct session *s)
 		log_error("BUG: session %s shows %s with no turn; setting it idle", s->id,
 			  s->status == ST_BUSY ? "busy" : "retry");
 		session_set_status(E, s, ST_IDLE);
+	} else if (t && store_pending_bytes(E->S) > STORE_PENDING_MAX) {
+		char msg[512];
+		snprintf(msg, sizeof(msg), "the store cannot write (%.300s) and %zu MiB of writes "
+			 "wait in memory: the turn was stopped so that they stay bounded",
+			 store_failure(E->S), store_pending_bytes(E->S) >> 20);
+		turn_end(t, T_FAILED, "StoreError", msg);
 	} else if (!t && turnq_busy(&s->q) && !timer_armed(&s->kick)) {
 		log_error("BUG: session %s has queued turns and none running; starting one", s->id);
 		session_kick(s);

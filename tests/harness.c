@@ -197,3 +197,37 @@ char *h_sql_str(struct h *h, const char *sql, ...)
 	sqlite3_close(db);
 	return v;
 }
+
+/* The DESIGN.md ledger invariants, checked on what is durable. */
+void h_check_ledger(struct h *h, const char *sid)
+{
+	engine_flush(h->E);
+	/* exactly one terminal assistant message per user message */
+	assert_int_equal(h_sql_int(h,
+		"SELECT COUNT(*) FROM message u WHERE u.role='user' AND u.session_id='%s' AND "
+		"(SELECT COUNT(*) FROM message a WHERE a.parent_id=u.id AND a.role='assistant' "
+		"AND a.finish IS NOT NULL AND a.finish != 'tool-calls') != 1", sid), 0);
+	/* every assistant message is bound to its turn's user message */
+	assert_int_equal(h_sql_int(h,
+		"SELECT COUNT(*) FROM message a LEFT JOIN turn t ON t.id=a.turn_id "
+		"WHERE a.session_id='%s' AND a.role='assistant' AND "
+		"(t.id IS NULL OR a.parent_id IS NOT t.user_message_id)", sid), 0);
+	/* nothing left unfinished once the turns ended */
+	assert_int_equal(h_sql_int(h,
+		"SELECT COUNT(*) FROM message WHERE session_id='%s' AND role='assistant' AND "
+		"finish IS NULL", sid), 0);
+	/* turns ran one at a time, in the order they were accepted */
+	assert_int_equal(h_sql_int(h,
+		"SELECT COUNT(*) FROM turn a JOIN turn b ON a.session_id=b.session_id AND a.id<b.id "
+		"WHERE a.session_id='%s' AND b.time_started IS NOT NULL AND "
+		"(b.time_started < a.time_ended OR b.time_started < a.time_started)", sid), 0);
+	/* assistant messages never overlap in time */
+	assert_int_equal(h_sql_int(h,
+		"SELECT COUNT(*) FROM message a JOIN message b ON a.session_id=b.session_id "
+		"AND a.id<b.id WHERE a.session_id='%s' AND a.role='assistant' AND "
+		"b.role='assistant' AND b.time_created < json_extract(a.data,'$.time.completed')",
+		sid), 0);
+	/* no turn is left queued or running */
+	assert_int_equal(h_sql_int(h, "SELECT COUNT(*) FROM turn WHERE session_id='%s' AND "
+				   "state IN ('queued','running')", sid), 0);
+}

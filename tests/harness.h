@@ -45,4 +45,9 @@ void h_prompt_model(struct h *h, const char *sid, const char *text, const char *
 int64_t h_sql_int(struct h *h, const char *sql, ...);
 char *h_sql_str(struct h *h, const char *sql, ...);
 
+/* The DESIGN.md ledger invariants, checked on what is durable (flushes first): one
+ * terminal assistant message per user message, bound to its turn, none unfinished, turns
+ * one at a time in order, replies never overlapping, nothing left queued or running. */
+void h_check_ledger(struct h *h, const char *sid);
+
 #endif

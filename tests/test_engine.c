@@ -24,40 +24,6 @@
 
 #define FAST "{\"providers\":{\"scripted\":{\"pace_ms\":1}},\"retry\":{\"base_ms\":10}}"
 
-/* The DESIGN.md ledger invariants, checked on what is durable. */
-static void check_ledger(struct h *h, const char *sid)
-{
-	engine_flush(h->E);
-	/* exactly one terminal assistant message per user message */
-	assert_int_equal(h_sql_int(h,
-		"SELECT COUNT(*) FROM message u WHERE u.role='user' AND u.session_id='%s' AND "
-		"(SELECT COUNT(*) FROM message a WHERE a.parent_id=u.id AND a.role='assistant' "
-		"AND a.finish IS NOT NULL AND a.finish != 'tool-calls') != 1", sid), 0);
-	/* every assistant message is bound to its turn's user message */
-	assert_int_equal(h_sql_int(h,
-		"SELECT COUNT(*) FROM message a LEFT JOIN turn t ON t.id=a.turn_id "
-		"WHERE a.session_id='%s' AND a.role='assistant' AND "
-		"(t.id IS NULL OR a.parent_id IS NOT t.user_message_id)", sid), 0);
-	/* nothing left unfinished once the turns ended */
-	assert_int_equal(h_sql_int(h,
-		"SELECT COUNT(*) FROM message WHERE session_id='%s' AND role='assistant' AND "
-		"finish IS NULL", sid), 0);
-	/* turns ran one at a time, in the order they were accepted */
-	assert_int_equal(h_sql_int(h,
-		"SELECT COUNT(*) FROM turn a JOIN turn b ON a.session_id=b.session_id AND a.id<b.id "
-		"WHERE a.session_id='%s' AND b.time_started IS NOT NULL AND "
-		"(b.time_started < a.time_ended OR b.time_started < a.time_started)", sid), 0);
-	/* assistant messages never overlap in time */
-	assert_int_equal(h_sql_int(h,
-		"SELECT COUNT(*) FROM message a JOIN message b ON a.session_id=b.session_id "
-		"AND a.id<b.id WHERE a.session_id='%s' AND a.role='assistant' AND "
-		"b.role='assistant' AND b.time_created < json_extract(a.data,'$.time.completed')",
-		sid), 0);
-	/* no turn is left queued or running */
-	assert_int_equal(h_sql_int(h, "SELECT COUNT(*) FROM turn WHERE session_id='%s' AND "
-				   "state IN ('queued','running')", sid), 0);
-}
-
 static int saw_running_tool(struct h *h, void *arg)
 {
 	for (int i = 0; i < h->nevents; i++)
@@ -84,7 +50,7 @@ static void prompts_from_many_sources_run_fifo_one_at_a_time(void **state)
 	assert_true(h_until(&h, saw_running_tool, NULL, 5000));
 	h_prompt(&h, sid, "echo during the tool round-trip", "plugin", during);
 	assert_true(h_until(&h, h_idle, sid, 20000));
-	check_ledger(&h, sid);
+	h_check_ledger(&h, sid);
 	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn WHERE session_id='%s' AND "
 				   "state='completed'", sid), 7);
 	/* the prompt sent during the tool waited for the whole first turn */
@@ -126,7 +92,7 @@ static void interrupt_cancels_the_running_turn_and_keeps_the_queue(void **state)
 	struct prompt_result r;
 	assert_int_equal(engine_prompt(h.E, &p, &r, NULL, &e), 0);
 	assert_true(h_until(&h, h_idle, sid, 10000));
-	check_ledger(&h, sid);
+	h_check_ledger(&h, sid);
 	char *st = h_sql_str(&h, "SELECT state FROM turn WHERE id='%s'", t1);
 	assert_string_equal(st, "cancelled");
 	free(st);
@@ -163,7 +129,7 @@ static void reject_when_busy_leaves_nothing_behind(void **state)
 	memset(&e, 0, sizeof(e));
 	assert_int_equal(engine_prompt(h.E, &p, NULL, NULL, &e), 0);
 	assert_true(h_until(&h, h_idle, sid, 10000));
-	check_ledger(&h, sid);
+	h_check_ledger(&h, sid);
 	h_stop(&h);
 }
 
@@ -186,7 +152,7 @@ static void repeated_wakes_with_one_dedupe_key_coalesce(void **state)
 	assert_true(r2.coalesced && r3.coalesced);
 	assert_string_equal(r1.turn_id, r3.turn_id);
 	assert_true(h_until(&h, h_idle, sid, 10000));
-	check_ledger(&h, sid);
+	h_check_ledger(&h, sid);
 	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn WHERE dedupe_key='todo-continue'"), 1);
 	h_stop(&h);
 }
@@ -243,7 +209,7 @@ static void provider_error_fails_the_turn_visibly(void **state)
 	h_session(&h, sid);
 	h_prompt(&h, sid, "fail now", "web", t);
 	assert_true(h_until(&h, h_idle, sid, 10000));
-	check_ledger(&h, sid);
+	h_check_ledger(&h, sid);
 	char *err = h_sql_str(&h, "SELECT json_extract(data,'$.error.data.message') FROM message "
 			      "WHERE turn_id='%s' AND finish='error'", t);
 	assert_non_null(err);
@@ -267,7 +233,7 @@ static void stalled_stream_fails_after_its_retry_without_duplicate_text(void **s
 	h_session(&h, sid);
 	h_prompt(&h, sid, "stall please", "web", t);
 	assert_true(h_until(&h, h_idle, sid, 10000));
-	check_ledger(&h, sid);
+	h_check_ledger(&h, sid);
 	char *st = h_sql_str(&h, "SELECT error FROM turn WHERE id='%s'", t);
 	assert_non_null(st);
 	assert_non_null(strstr(st, "LLM stream stalled"));
@@ -296,7 +262,7 @@ static void step_limit_ends_the_turn_with_a_terminal_message(void **state)
 	h_session(&h, sid);
 	h_prompt(&h, sid, "echo once", "web", t);
 	assert_true(h_until(&h, h_idle, sid, 10000));
-	check_ledger(&h, sid);
+	h_check_ledger(&h, sid);
 	char *err = h_sql_str(&h, "SELECT error FROM turn WHERE id='%s'", t);
 	assert_non_null(strstr(err, "step limit"));
 	free(err);
@@ -348,7 +314,7 @@ static void streamed_text_is_in_the_database_while_it_streams(void **state)
 	struct err e = {0};
 	assert_int_equal(engine_abort(h.E, sid, &e), 0);
 	assert_true(h_until(&h, h_idle, sid, 5000));
-	check_ledger(&h, sid);
+	h_check_ledger(&h, sid);
 	int64_t final = stored_len(&h, t);
 	assert_true(final >= len);
 	h_stop(&h);
@@ -400,7 +366,7 @@ static void kill_mid_turn_then_restart_loses_nothing(void **state)
 
 	h_start(&h, 1); /* restart: recovery */
 	assert_true(h_until(&h, h_idle, sid, 20000));
-	check_ledger(&h, sid);
+	h_check_ledger(&h, sid);
 	char *err = h_sql_str(&h, "SELECT error FROM turn WHERE state='failed'");
 	assert_string_equal(err, "interrupted");
 	free(err);
@@ -568,7 +534,7 @@ static void a_queued_turn_whose_agent_was_removed_fails_cleanly(void **state)
 	fclose(f);
 	h_start(&h, 1);
 	assert_true(h_until(&h, h_idle, sid, 5000));
-	check_ledger(&h, sid);
+	h_check_ledger(&h, sid);
 	char *err = h_sql_str(&h, "SELECT error FROM turn WHERE session_id='%s' ORDER BY id DESC "
 			      "LIMIT 1", sid);
 	assert_non_null(strstr(err, "\"helper\" is no longer configured"));

@@ -1,0 +1,231 @@
+/* A store whose disk fails under a running engine: full, failing mid-turn, the database
+ * file deleted or replaced. Real SQLite on a real loop; the failures come from the
+ * fault-injecting VFS (store_faults.h), switched by writing its control file. What
+ * must hold: a write the engine acknowledged is on disk once the disk recovers, a
+ * write it refused is never made later, nothing runs twice, and the refusals name why. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "engine_int.h"
+
+static char control[256];
+
+static void disk(const char *mode)
+{
+	if (!mode) {
+		unlink(control);
+		return;
+	}
+	FILE *f = fopen(control, "w");
+	assert_non_null(f);
+	fputs(mode, f);
+	fclose(f);
+}
+
+static int store_writes(struct h *h, void *arg)
+{
+	(void)arg;
+	return engine_store_failure(h->E) == NULL;
+}
+
+static int store_fails(struct h *h, void *arg)
+{
+	(void)arg;
+	return engine_store_failure(h->E) != NULL;
+}
+
+static int64_t stored_text_len(struct h *h, const char *sid)
+{
+	return h_sql_int(h, "SELECT COALESCE(MAX(length(json_extract(data,'$.text'))),0) FROM part "
+			 "WHERE type='text' AND session_id='%s' AND message_id IN (SELECT id FROM "
+			 "message WHERE role='assistant')", sid);
+}
+
+static int text_stored(struct h *h, void *arg)
+{
+	return stored_text_len(h, arg) > 40;
+}
+
+static int none_running(struct h *h, void *arg)
+{
+	(void)arg;
+	return engine_running(h->E) == 0;
+}
+
+static void refused_as_unavailable(struct err *e, const char *what)
+{
+	assert_int_equal(e->code, ERR_UNAVAILABLE);
+	assert_non_null(strstr(e->msg, "the store cannot write"));
+	assert_non_null(strstr(e->msg, "full"));
+	assert_non_null(strstr(e->msg, what));
+	memset(e, 0, sizeof(*e));
+}
+
+/* The disk fills while a reply streams and a second prompt waits behind it: the reply
+ * finishes in memory, new work is refused with 503's reason, and once the disk has
+ * room everything acknowledged is stored, each turn having run exactly once. */
+static void a_disk_that_fills_mid_turn_loses_nothing_acknowledged(void **state)
+{
+	struct h h;
+	h_dir(&h, "{\"providers\":{\"scripted\":{\"pace_ms\":3}}}");
+	h_start(&h, 1);
+	char sid[ID_MAX], t1[48], t2[48];
+	h_session(&h, sid);
+	h_prompt(&h, sid, "long", "web", t1);
+	h_prompt(&h, sid, "echo queued before the failure", "ws", t2);
+	assert_true(h_until(&h, text_stored, sid, 5000));
+
+	disk("full");
+	assert_true(h_until(&h, store_fails, NULL, 5000));
+	struct err e = {0};
+	struct prompt p = {.session_id = sid, .text = "echo refused", .source = "http"};
+	assert_int_equal(engine_prompt(h.E, &p, NULL, NULL, &e), -1);
+	refused_as_unavailable(&e, "the prompt");
+	char other[ID_MAX];
+	struct session_params sp = {.title = "refused"};
+	assert_int_equal(engine_session_create(h.E, &sp, other, &e), -1);
+	refused_as_unavailable(&e, "the session");
+	assert_int_equal(engine_session_update(h.E, sid, "refused title", &e), -1);
+	refused_as_unavailable(&e, "the change");
+	/* the streaming reply goes on in memory and ends; the queued turn waits for the
+	 * store instead of piling up more unwritten work */
+	int seen_before = h_count(&h, "message.part.delta", sid);
+	h_spin(&h, 300);
+	assert_true(h_count(&h, "message.part.delta", sid) > seen_before);
+	assert_true(h_until(&h, none_running, NULL, 10000));
+	h_spin(&h, 2 * STORE_WAIT_MS);
+	assert_int_equal(engine_running(h.E), 0);
+	assert_true(engine_tree_busy(h.E, sid));
+	assert_non_null(engine_store_failure(h.E));
+
+	disk(NULL);
+	assert_true(h_until(&h, store_writes, NULL, 10000));
+	assert_true(h_until(&h, h_idle, sid, 20000));
+	h_check_ledger(&h, sid);
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn WHERE session_id='%s' AND "
+				   "state='completed'", sid), 2);
+	/* each turn ran once: one step's assistant message for the text reply, two for the
+	 * tool round-trip; nothing refused was stored */
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM message WHERE role='assistant' AND "
+				   "turn_id='%s'", t1), 1);
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM message WHERE role='assistant' AND "
+				   "turn_id='%s'", t2), 2);
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM part WHERE data LIKE '%%refused%%'"), 0);
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM session"), 1);
+	char *title = h_sql_str(&h, "SELECT json_extract(data,'$.title') FROM session");
+	assert_string_equal(title, "test");
+	free(title);
+	/* the whole reply that streamed while the disk was full is stored */
+	int64_t full = stored_text_len(&h, sid);
+	h_stop(&h);
+	h_start(&h, 1); /* and survives a restart, with nothing to recover */
+	assert_int_equal(engine_running(h.E), 0);
+	assert_int_equal(stored_text_len(&h, sid), full);
+	assert_true(full > 1000);
+	h_stop(&h);
+}
+
+/* A prompt whose own commit fails was answered "not accepted": it must not appear, or
+ * run, when the disk recovers and the rest of the batch is written. */
+static void a_prompt_refused_at_its_commit_is_never_run_later(void **state)
+{
+	struct h h;
+	h_dir(&h, "{\"providers\":{\"scripted\":{\"pace_ms\":1}}}");
+	h_start(&h, 1);
+	char sid[ID_MAX];
+	h_session(&h, sid);
+	disk("full"); /* the engine learns it at the prompt's commit */
+	struct err e = {0};
+	struct prompt p = {.session_id = sid, .text = "echo never", .source = "http"};
+	assert_int_equal(engine_prompt(h.E, &p, NULL, NULL, &e), -1);
+	assert_int_equal(e.code, ERR_UNAVAILABLE);
+	assert_non_null(strstr(e.msg, "could not save the prompt"));
+	disk(NULL);
+	assert_true(h_until(&h, store_writes, NULL, 10000));
+	h_spin(&h, 300);
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM message WHERE session_id='%s'", sid), 0);
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn"), 0);
+	assert_int_equal(h_count(&h, "session.status", sid), 0);
+	/* and the store takes prompts again */
+	h_prompt(&h, sid, "hello", "http", NULL);
+	assert_true(h_until(&h, h_idle, sid, 5000));
+	h_check_ledger(&h, sid);
+	h_stop(&h);
+}
+
+/* An I/O error that comes and goes is retried the same way as a full disk. */
+static void an_io_error_is_retried_until_it_clears(void **state)
+{
+	struct h h;
+	h_dir(&h, "{\"providers\":{\"scripted\":{\"pace_ms\":2}}}");
+	h_start(&h, 1);
+	char sid[ID_MAX];
+	h_session(&h, sid);
+	h_prompt(&h, sid, "long", "web", NULL);
+	disk("ioerr");
+	assert_true(h_until(&h, store_fails, NULL, 5000));
+	assert_non_null(strstr(engine_store_failure(h.E), "I/O error"));
+	h_spin(&h, 400); /* several retries fail */
+	disk(NULL);
+	assert_true(h_until(&h, h_idle, sid, 20000));
+	assert_true(h_until(&h, store_writes, NULL, 10000));
+	h_check_ledger(&h, sid);
+	h_stop(&h);
+}
+
+/* The database file deleted (or replaced) under the server: noticed at the next commit,
+ * and from then on every write is refused with that reason; no retry writes into a file
+ * nobody will open again. */
+static void a_deleted_database_file_stops_all_writes_loudly(void **state)
+{
+	for (int replace = 0; replace < 2; replace++) {
+		struct h h;
+		h_dir(&h, "{\"providers\":{\"scripted\":{\"pace_ms\":1}}}");
+		h_start(&h, 1);
+		char sid[ID_MAX], db[300];
+		h_session(&h, sid);
+		snprintf(db, sizeof(db), "%s/agentgate.db", h.dir);
+		assert_int_equal(unlink(db), 0);
+		if (replace) {
+			FILE *f = fopen(db, "w");
+			fclose(f);
+		}
+		struct err e = {0};
+		struct prompt p = {.session_id = sid, .text = "echo lost", .source = "http"};
+		assert_int_equal(engine_prompt(h.E, &p, NULL, NULL, &e), -1);
+		assert_int_equal(e.code, ERR_UNAVAILABLE);
+		assert_non_null(strstr(e.msg, "deleted or replaced"));
+		memset(&e, 0, sizeof(e));
+		assert_int_equal(engine_prompt(h.E, &p, NULL, NULL, &e), -1);
+		assert_non_null(strstr(e.msg, "deleted or replaced"));
+		assert_non_null(strstr(engine_store_failure(h.E), "restart"));
+		h_spin(&h, 300);
+		assert_non_null(engine_store_failure(h.E)); /* for good */
+		h_stop(&h);
+	}
+}
+
+int main(void)
+{
+	snprintf(control, sizeof(control), "/tmp/agentgate-faults-%d", (int)getpid());
+	setenv("AGENTGATE_STORE_FAULTS", control, 1);
+	unlink(control);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(a_disk_that_fills_mid_turn_loses_nothing_acknowledged),
+		cmocka_unit_test(a_prompt_refused_at_its_commit_is_never_run_later),
+		cmocka_unit_test(an_io_error_is_retried_until_it_clears),
+		cmocka_unit_test(a_deleted_database_file_stops_all_writes_loudly),
+	};
+	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+	unlink(control);
+	return rc;
+}
