@@ -195,9 +195,16 @@ int api_call(struct engine *E, const char *method, const cJSON *params, struct j
 		err_set(e, ERR_INVALID, "params must be an object");
 		return -1;
 	}
-	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
-		if (!strcmp(methods[i].name, method))
-			return methods[i].fn(E, params, w, e);
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+		if (strcmp(methods[i].name, method))
+			continue;
+		/* all but the health check read the store, which would wait for the disk */
+		if (methods[i].fn != do_health && engine_store_slow(E)) {
+			err_set(e, ERR_UNAVAILABLE, "%s", engine_store_failure(E));
+			return -1;
+		}
+		return methods[i].fn(E, params, w, e);
+	}
 	*unknown = 1;
 	err_set(e, ERR_NOTFOUND, "no such method \"%s\"", method);
 	return -1;

@@ -366,7 +366,9 @@ int64_t bus_oldest_seq(struct bus *B)
 static int replay_from_store(struct bus *B, struct replay_ctx *c, int64_t oldest_ring)
 {
 	int64_t oldest_store = B->S ? store_event_min_seq(B->S) : 0;
-	if (!B->S || oldest_store <= 0 || c->last + 1 < oldest_store || c->last < B->lost)
+	/* a failing store may hold events only in its log: the database has a gap */
+	if (!B->S || oldest_store <= 0 || c->last + 1 < oldest_store || c->last < B->lost ||
+	    store_failure(B->S))
 		return BUS_RESYNC;
 	while (c->last + 1 < oldest_ring && c->n < c->max) {
 		int64_t before = c->last;

@@ -204,12 +204,14 @@ int engine_store_ok(struct engine *E, const char *what, struct err *e)
 
 int engine_commit(struct engine *E, uint64_t mark, const char *what, struct err *e)
 {
-	if (store_commit_since(E->S, mark) == 0)
-		return 0;
-	const char *why = store_failure(E->S);
-	err_set(e, ERR_UNAVAILABLE, "the store could not save %s (%.300s); it was not accepted",
-		what, why ? why : "see the server log");
-	return -1;
+	int rc = store_commit_since(E->S, mark);
+	if (rc == STORE_LATE)
+		err_set(e, ERR_UNAVAILABLE, "the disk is slow: %s is kept and will be written "
+			"when the disk answers, but it is not on disk yet", what);
+	else if (rc)
+		err_set(e, ERR_UNAVAILABLE, "the store could not save %s (%.300s); it was not "
+			"accepted", what, store_failure(E->S) ? store_failure(E->S) : "see the log");
+	return rc;
 }
 
 void session_set_status(struct engine *E, struct session *s, enum status_type st)
@@ -326,11 +328,13 @@ int engine_session_create(struct engine *E, const struct session_params *p, char
 			  s->id) < 0)
 		s->title = NULL;
 	session_save(E, s, "session.created");
-	if (engine_commit(E, mark, "the session", e)) {
+	int rc = engine_commit(E, mark, "the session", e);
+	if (rc == -1) {
 		session_unlink(E, s);
 		session_free(s);
-		return -1;
 	}
+	if (rc)
+		return -1;
 	if (id_out)
 		snprintf(id_out, ID_MAX, "%s", s->id);
 	return 0;
@@ -565,8 +569,8 @@ int engine_session_delete(struct engine *E, const char *id, struct err *e)
 		return -1;
 	uint64_t mark = store_mark(E->S);
 	delete_one(E, id);
-	/* not deleted after all: the sessions reload from the store when next asked for */
-	return engine_commit(E, mark, "the deletion", e);
+	/* refused: the sessions reload from the store when next asked for */
+	return engine_commit(E, mark, "the deletion", e) ? -1 : 0;
 }
 
 int engine_running(struct engine *E)
@@ -581,6 +585,11 @@ const struct agents *engine_agents(struct engine *E) { return &E->A; }
 const char *engine_store_failure(struct engine *E)
 {
 	return store_failure(E->S);
+}
+
+int engine_store_slow(struct engine *E)
+{
+	return store_slow(E->S);
 }
 
 int engine_flush(struct engine *E)
@@ -713,14 +722,12 @@ int engine_session_update(struct engine *E, const char *id, const char *title, s
 		s->title = strdup(title);
 	s->updated = now_ms();
 	session_save(E, s, "session.updated");
-	if (engine_commit(E, mark, "the change", e)) {
-		if (title) {
-			free(s->title);
-			s->title = old;
-		}
-		return -1;
-	}
-	if (title)
+	int rc = engine_commit(E, mark, "the change", e);
+	if (rc == -1 && title) { /* forgotten: so is the new title */
+		free(s->title);
+		s->title = old;
+	} else if (title) {
 		free(old);
-	return 0;
+	}
+	return rc ? -1 : 0;
 }

@@ -48,6 +48,8 @@ const struct config *engine_config(struct engine *E);
 const struct agents *engine_agents(struct engine *E);
 /* NULL while the store writes; else why it cannot (store_failure). */
 const char *engine_store_failure(struct engine *E);
+/* 1 while the disk is so slow that reading the store would wait for it (store_slow). */
+int engine_store_slow(struct engine *E);
 /* Commits pending writes now (streamed text included). */
 int engine_flush(struct engine *E);
 

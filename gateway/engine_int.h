@@ -123,8 +123,9 @@ struct session *session_get(struct engine *E, const char *id);
 /* 0 when the store can write; else ERR_UNAVAILABLE naming why and that what (e.g. "the
  * prompt") was not accepted. */
 int engine_store_ok(struct engine *E, const char *what, struct err *e);
-/* Commits the writes made since mark (store_mark); on failure they are forgotten and e
- * says what was not accepted and why. */
+/* Commits the writes made since mark (store_mark), as store_commit_since: 0; -1 they
+ * were forgotten, e says what was not accepted and why; STORE_LATE they are kept and
+ * will be written, e says it is not on disk yet. */
 int engine_commit(struct engine *E, uint64_t mark, const char *what, struct err *e);
 void session_env(const struct session *s, const struct turn *t, struct bus_env *env);
 void session_set_status(struct engine *E, struct session *s, enum status_type st);

@@ -471,6 +471,12 @@ void step_begin(struct turn *t)
 {
 	struct session *s = t->s;
 	struct engine *E = s->E;
+	if (store_failure(E->S)) {
+		/* the history is read from the store: while it cannot write (or is slow), what
+		 * the last step wrote is not there yet. Wait; the sweeper sees the timer. */
+		timer_arm(&t->cont, STORE_WAIT_MS);
+		return;
+	}
 	const struct agent *a = agents_find(&E->A, t->agent);
 	toolruns_free(t);
 	if (!a) { /* a queued turn outlived its agent's definition (config changed) */

@@ -1,4 +1,4 @@
-#include "store.h"
+#include "store_int.h"
 #include "log.h"
 #include "store_faults.h"
 #include "vec.h"
@@ -51,24 +51,13 @@ static const char *const migrations[] = {
 	"CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
 };
 
-enum stmt {
-	ST_BEGIN, ST_COMMIT,
-	ST_SES_PUT, ST_SES_GET, ST_SES_ALL, ST_SES_ROOTS, ST_SES_CHILDREN, ST_SES_DEL,
-	ST_SES_DEL_MSG, ST_SES_DEL_PART, ST_SES_DEL_TURN,
-	ST_MSG_PUT, ST_MSG_LIST, ST_MSG_GET,
-	ST_PART_PUT, ST_PART_DATA, ST_PART_LIST, ST_PART_TOOLS,
-	ST_TURN_PUT, ST_TURN_STATE,
-	ST_EV_PUT, ST_EV_SINCE, ST_EV_MAX, ST_EV_MIN, ST_EV_PRUNE,
-	ST_SEQ_PUT, ST_SEQ_GET,
-	ST_COUNT
-};
 
 #define SES_COLS "id, parent_id, root_id, parent_tool_call_id, depth, time_created, time_updated, data"
 #define MSG_COLS "id, session_id, role, parent_id, turn_id, finish, time_created, data"
 #define TURN_COLS "id, session_id, user_message_id, source, state, policy, dedupe_key, error," \
 	" time_created, time_started, time_ended"
 
-static const char *const sql[ST_COUNT] = {
+const char *const store_sql[ST_COUNT] = {
 	[ST_BEGIN] = "BEGIN",
 	[ST_COMMIT] = "COMMIT",
 	[ST_SES_PUT] = "INSERT OR REPLACE INTO session(" SES_COLS ") VALUES(?,?,?,?,?,?,?,?)",
@@ -109,47 +98,8 @@ static const char *const sql[ST_COUNT] = {
 	[ST_SEQ_GET] = "SELECT COALESCE((SELECT value FROM meta WHERE key = 'seq_reserved'), 0)",
 };
 
-struct store {
-	sqlite3 *db;
-	/* WAL checkpoints run on their own thread and connection: a checkpoint writes the
-	 * database file and syncs it, which took up to 15 ms inside a COMMIT on the loop
-	 * thread (measured) and delayed every token behind it. */
-	pthread_t ckpt_thread;
-	int ckpt_running;
-	pthread_mutex_t ckpt_lock;
-	pthread_cond_t ckpt_cond;
-	int ckpt_stop;
-	sqlite3_stmt *st[ST_COUNT];
-	int in_tx;
-	struct timer commit_timer;
-	/* the writes of the open batch, kept until it commits (see "the batch log") */
-	struct op *ops;
-	int nops, cap, applied; /* ops[0..applied) are in the open transaction */
-	uint64_t op_seq;        /* numbers every op ever logged (store_mark) */
-	size_t log_bytes;
-	/* a failed batch: why, since when, and the retry */
-	char *failure;
-	int64_t failed_at;
-	int lost;               /* the database file is gone: no retry can help */
-	int retry_due, retrying; /* retrying: the kept log is being written again */
-	int64_t backoff_ms;
-	struct timer retry_timer;
-	dev_t dev;
-	ino_t ino;
-	struct {
-		void (*fn)(void *arg);
-		void *arg;
-	} hooks[STORE_HOOKS_MAX];
-	int nhooks, in_hooks;
-	int wal_frames; /* frames in the WAL after the last commit */
-	uint64_t commits; /* successful commits so far */
-	char path[PATH_MAX];
-};
 
-static void retry_fired(struct timer *t);
-static void log_clear(struct store *S);
-
-static int fail_sql(struct store *S, const char *what)
+int store_fail_sql(struct store *S, const char *what)
 {
 	log_error("store: %s: %s", what, sqlite3_errmsg(S->db));
 	return -1;
@@ -160,7 +110,7 @@ static int migrate(struct store *S)
 	sqlite3_stmt *q;
 	int ver = 0;
 	if (sqlite3_prepare_v2(S->db, "PRAGMA user_version", -1, &q, NULL) != SQLITE_OK)
-		return fail_sql(S, "read schema version");
+		return store_fail_sql(S, "read schema version");
 	if (sqlite3_step(q) == SQLITE_ROW)
 		ver = sqlite3_column_int(q, 0);
 	sqlite3_finalize(q);
@@ -187,12 +137,6 @@ static int migrate(struct store *S)
 	return 0;
 }
 
-static void commit_timer_fired(struct timer *t)
-{
-	struct store *S = lws_container_of(t, struct store, commit_timer);
-	store_flush(S);
-}
-
 static int wal_frames_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
 	(void)db;
@@ -208,8 +152,10 @@ static int open_db(struct store *S, const char *dir)
 		return -1;
 	}
 	snprintf(S->path, sizeof(S->path), "%s/agentgate.db", dir);
-	if (sqlite3_open_v2(S->path, &S->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-			    store_faults_vfs())) {
+	/* serialized: the committer thread runs COMMIT on this connection while the loop
+	 * keeps away from it */
+	if (sqlite3_open_v2(S->path, &S->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+			    SQLITE_OPEN_FULLMUTEX, store_faults_vfs())) {
 		log_error("store: cannot open %s: %s", S->path,
 			  S->db ? sqlite3_errmsg(S->db) : "out of memory");
 		return -1;
@@ -220,14 +166,13 @@ static int open_db(struct store *S, const char *dir)
 	 * undo the last commits. */
 	if (sqlite3_exec(S->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
 			 "PRAGMA foreign_keys=OFF; PRAGMA wal_autocheckpoint=0;", NULL, NULL, NULL))
-		return fail_sql(S, "set pragmas");
+		return store_fail_sql(S, "set pragmas");
 	/* after the pragmas: wal_autocheckpoint installs a WAL hook of its own */
 	sqlite3_wal_hook(S->db, wal_frames_hook, S);
 	return 0;
 }
 
 #define CKPT_INTERVAL_MS 500
-#define WAL_RESTART_FRAMES 4096 /* 16 MiB of 4 KiB pages */
 
 static void *ckpt_main(void *arg)
 {
@@ -294,9 +239,9 @@ struct store *store_open(const char *dir, struct loop *L)
 	if (open_db(S, dir) || migrate(S))
 		goto fail;
 	for (int i = 0; i < ST_COUNT; i++) {
-		if (sqlite3_prepare_v3(S->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &S->st[i],
+		if (sqlite3_prepare_v3(S->db, store_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &S->st[i],
 				       NULL) != SQLITE_OK) {
-			fail_sql(S, sql[i]);
+			store_fail_sql(S, store_sql[i]);
 			goto fail;
 		}
 	}
@@ -307,8 +252,8 @@ struct store *store_open(const char *dir, struct loop *L)
 	}
 	S->dev = st.st_dev;
 	S->ino = st.st_ino;
-	timer_init(&S->commit_timer, L, commit_timer_fired);
-	timer_init(&S->retry_timer, L, retry_fired);
+	if (store_batch_start(S, L))
+		goto fail;
 	ckpt_start(S);
 	return S;
 fail:
@@ -323,15 +268,7 @@ void store_close(struct store *S)
 {
 	if (!S)
 		return;
-	S->retry_due = 1; /* a last attempt for what is kept */
-	if (store_flush(S) && S->nops)
-		log_error("store: %d write(s) could not be stored and are lost: %s", S->nops,
-			  store_failure(S));
-	log_clear(S);
-	free(S->ops);
-	free(S->failure);
-	timer_cancel(&S->commit_timer);
-	timer_cancel(&S->retry_timer);
+	store_batch_stop(S);
 	ckpt_stop(S);
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(S->st[i]);
@@ -339,11 +276,6 @@ void store_close(struct store *S)
 	sqlite3_wal_checkpoint_v2(S->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 	sqlite3_close(S->db);
 	free(S);
-}
-
-uint64_t store_commits(struct store *S)
-{
-	return S->commits;
 }
 
 const char *store_path(struct store *S)
@@ -361,354 +293,11 @@ int store_add_flush_hook(struct store *S, void (*fn)(void *arg), void *arg)
 	return 0;
 }
 
-static int run_simple(struct store *S, enum stmt s)
+/* A read statement, once the connection is the loop's (no commit in flight, or it
+ * ended within its bound); NULL while the disk is slow. */
+static sqlite3_stmt *reader(struct store *S, enum stmt s)
 {
-	sqlite3_stmt *q = S->st[s];
-	int rc = sqlite3_step(q);
-	sqlite3_reset(q);
-	return rc == SQLITE_DONE ? 0 : fail_sql(S, sql[s]);
-}
-
-/* ---- the batch log ----
- * Every write of the open batch is also kept as an operation (statement + copied
- * values) until the batch commits. A failed write or commit (full disk, I/O error) rolls
- * the transaction back, but nothing acknowledged is lost: the store is "failing", the
- * log is applied again in a new transaction by a retry timer (backoff up to
- * RETRY_MAX_MS), and writes made meanwhile join the log. A database file deleted or
- * replaced under the server is noticed at the next commit (its inode) and ends all
- * writing: no retry can put the data where a restart will look. */
-
-enum { V_NULL, V_INT, V_TEXT, V_BLOB };
-
-struct val {
-	int type;
-	int64_t i;
-	char *p;
-	size_t n;
-};
-
-#define OP_VALS 11
-
-struct op {
-	enum stmt st;
-	int nv;
-	uint64_t seq;
-	struct val v[OP_VALS];
-};
-
-#define RETRY_FIRST_MS 100
-#define RETRY_MAX_MS 5000
-
-static void op_free(struct op *o)
-{
-	for (int i = 0; i < o->nv; i++)
-		free(o->v[i].p);
-}
-
-static void log_clear(struct store *S)
-{
-	for (int i = 0; i < S->nops; i++)
-		op_free(&S->ops[i]);
-	S->nops = S->applied = 0;
-	S->log_bytes = 0;
-}
-
-static int apply(struct store *S, const struct op *o)
-{
-	sqlite3_stmt *q = S->st[o->st];
-	for (int i = 0; i < o->nv; i++) {
-		const struct val *v = &o->v[i];
-		if (v->type == V_INT)
-			sqlite3_bind_int64(q, i + 1, v->i);
-		else if (v->type == V_TEXT)
-			sqlite3_bind_text(q, i + 1, v->p, (int)v->n, SQLITE_STATIC);
-		else if (v->type == V_BLOB)
-			sqlite3_bind_blob64(q, i + 1, v->p, v->n, SQLITE_STATIC);
-		else
-			sqlite3_bind_null(q, i + 1);
-	}
-	int rc = sqlite3_step(q);
-	sqlite3_clear_bindings(q);
-	sqlite3_reset(q);
-	return rc == SQLITE_DONE ? 0 : -1;
-}
-
-static void retry_fired(struct timer *t)
-{
-	struct store *S = lws_container_of(t, struct store, retry_timer);
-	S->retry_due = 1;
-	store_flush(S);
-}
-
-/* The open batch could not be written: roll it back, keep its log, retry later. */
-static void fail_batch(struct store *S, const char *what)
-{
-	if (!S->failure) {
-		S->failed_at = now_ms();
-		S->backoff_ms = RETRY_FIRST_MS;
-		if (asprintf(&S->failure, "%s: %s", what, sqlite3_errmsg(S->db)) < 0)
-			S->failure = NULL;
-		log_error("store: %s failed (%s); %d write(s) are kept in memory and retried; "
-			  "requests that must be durable get 503 until then", what,
-			  sqlite3_errmsg(S->db), S->nops);
-	} else if (S->backoff_ms < RETRY_MAX_MS) {
-		S->backoff_ms *= 2;
-	}
-	if (!sqlite3_get_autocommit(S->db))
-		sqlite3_exec(S->db, "ROLLBACK", NULL, NULL, NULL);
-	S->in_tx = 0;
-	S->applied = 0;
-	S->retry_due = S->retrying = 0;
-	timer_cancel(&S->commit_timer);
-	if (!S->lost)
-		timer_arm(&S->retry_timer, S->backoff_ms > RETRY_MAX_MS ? RETRY_MAX_MS : S->backoff_ms);
-}
-
-/* Applies the logged writes not yet in the open transaction (none while failing, until
- * a retry). A failure leaves them in the log: the caller's write is not lost. */
-static int apply_pending(struct store *S)
-{
-	if (S->failure && !S->retrying)
-		return 0;
-	if (store_begin(S)) {
-		fail_batch(S, "BEGIN");
-		return 0;
-	}
-	while (S->applied < S->nops) {
-		if (apply(S, &S->ops[S->applied])) {
-			fail_batch(S, sql[S->ops[S->applied].st]);
-			return 0;
-		}
-		S->applied++;
-	}
-	return 0;
-}
-
-/* While failing, a part's newer text replaces its older one in the log (streamed text
- * would otherwise be logged again at every retry). */
-static void coalesce(struct store *S, const struct op *o)
-{
-	if (!S->failure || o->st != ST_PART_DATA)
-		return;
-	for (int i = S->nops - 1; i >= 0; i--) {
-		struct op *x = &S->ops[i];
-		if (x->st != ST_PART_DATA || strcmp(x->v[1].p, o->v[1].p))
-			continue;
-		S->log_bytes -= x->v[0].n;
-		op_free(x);
-		memmove(x, x + 1, (size_t)(S->nops - i - 1) * sizeof(*x));
-		S->nops--;
-		return;
-	}
-}
-
-/* A new op at the end of the log (not counted until op_done). */
-static struct op *op_new(struct store *S, enum stmt st)
-{
-	void *grown = vec_reserve(S->ops, &S->cap, S->nops, sizeof(*S->ops));
-	if (!grown)
-		return NULL;
-	S->ops = grown;
-	struct op *o = &S->ops[S->nops];
-	memset(o, 0, sizeof(*o));
-	o->st = st;
-	return o;
-}
-
-static struct val *op_val(struct op *o, int type)
-{
-	if (!o || o->nv == OP_VALS)
-		return NULL;
-	struct val *v = &o->v[o->nv++];
-	v->type = type;
-	return v;
-}
-
-static void op_text(struct op *o, const char *s)
-{
-	struct val *v = op_val(o, s ? V_TEXT : V_NULL);
-	if (v && s) {
-		v->n = strlen(s);
-		v->p = strdup(s);
-		if (!v->p)
-			v->type = -1; /* out of memory: op_done refuses the op */
-	}
-}
-
-static void op_blob(struct op *o, const void *p, size_t n)
-{
-	struct val *v = op_val(o, V_BLOB);
-	if (v) {
-		v->n = n;
-		v->p = malloc(n ? n : 1);
-		if (v->p)
-			memcpy(v->p, p, n);
-		else
-			v->type = -1;
-	}
-}
-
-/* null_if_zero: 0 is stored as NULL (times not reached yet). */
-static void op_int(struct op *o, int64_t i, int null_if_zero)
-{
-	struct val *v = op_val(o, null_if_zero && !i ? V_NULL : V_INT);
-	if (v)
-		v->i = i;
-}
-
-/* Logs the op and applies it to the open transaction. 0, or -1 when out of memory. */
-static int op_done(struct store *S, struct op *o)
-{
-	if (!o)
-		return -1;
-	for (int i = 0; i < o->nv; i++) {
-		if (o->v[i].type < 0) {
-			op_free(o);
-			log_error("store: out of memory logging a write (%s)", sql[o->st]);
-			return -1;
-		}
-		S->log_bytes += o->v[i].n;
-	}
-	o->seq = ++S->op_seq;
-	coalesce(S, o); /* may move ops: o is the slot past the end, untouched */
-	if (o != &S->ops[S->nops])
-		memmove(&S->ops[S->nops], o, sizeof(*o));
-	S->nops++;
-	return apply_pending(S);
-}
-
-/* Every write runs inside the open batch; the first write of a batch starts the timer. */
-int store_begin(struct store *S)
-{
-	if (S->in_tx || (S->failure && !S->retrying))
-		return 0; /* failing: the retry timer flushes */
-	if (run_simple(S, ST_BEGIN))
-		return -1;
-	S->in_tx = 1;
-	timer_arm(&S->commit_timer, STORE_COMMIT_MS);
-	return 0;
-}
-
-/* The checkpoint thread copies the WAL into the database, but SQLite starts the WAL over
- * only when a transaction begins with every frame copied, which never happens while
- * commits follow each other without a pause. Past a bound the loop restarts it itself:
- * the frames not yet copied (at most CKPT_INTERVAL_MS of commits) are copied, then the
- * WAL is reused from its start. */
-static void wal_bound(struct store *S)
-{
-	if (S->wal_frames < WAL_RESTART_FRAMES)
-		return;
-	if (sqlite3_wal_checkpoint_v2(S->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL) == SQLITE_OK)
-		S->wal_frames = 0;
-}
-
-/* Is the file at our path still the one we opened? Deleted or replaced, our writes go
- * to a file nobody will open again. */
-static int file_gone(struct store *S)
-{
-	struct stat st;
-	if (stat(S->path, &st) == 0 && st.st_dev == S->dev && st.st_ino == S->ino)
-		return 0;
-	S->lost = 1;
-	if (!S->failure)
-		S->failed_at = now_ms();
-	free(S->failure);
-	S->failure = NULL;
-	if (asprintf(&S->failure, "the database file %s was deleted or replaced while the "
-		     "server ran; nothing more can be written (restart the server)", S->path) < 0)
-		S->failure = NULL;
-	log_error("store: %s", S->failure ? S->failure : "the database file is gone");
-	return 1;
-}
-
-static void committed(struct store *S)
-{
-	if (S->failure)
-		log_info("store: writing again after %lld ms; %d kept write(s) are stored",
-			 (long long)(now_ms() - S->failed_at), S->nops);
-	free(S->failure);
-	S->failure = NULL;
-	S->retrying = 0;
-	timer_cancel(&S->retry_timer);
-	log_clear(S);
-	S->in_tx = 0;
-	S->commits++;
-	wal_bound(S);
-}
-
-/* A retry, when one is due: the kept log, applied again in a new transaction. */
-static int retry(struct store *S)
-{
-	if (S->lost || !S->retry_due)
-		return -1;
-	S->retry_due = 0;
-	S->retrying = 1;
-	apply_pending(S);
-	return S->in_tx ? 0 : -1;
-}
-
-int store_flush(struct store *S)
-{
-	if (S->in_hooks)
-		return 0; /* a hook's own writes join the batch being committed */
-	if (S->failure && retry(S))
-		return -1;
-	if (!S->in_tx)
-		return 0;
-	S->in_hooks = 1;
-	for (int i = 0; i < S->nhooks; i++)
-		S->hooks[i].fn(S->hooks[i].arg);
-	S->in_hooks = 0;
-	if (!S->in_tx)
-		return -1; /* a hook's write failed: the batch was rolled back and is kept */
-	timer_cancel(&S->commit_timer);
-	if (!file_gone(S) && run_simple(S, ST_COMMIT) == 0) {
-		committed(S);
-		return 0;
-	}
-	fail_batch(S, "commit");
-	return -1;
-}
-
-uint64_t store_mark(struct store *S)
-{
-	return S->op_seq;
-}
-
-/* The bus's own writes stay: it counts them as stored (event batches, seq reservation). */
-static int bus_owned(enum stmt st)
-{
-	return st == ST_EV_PUT || st == ST_EV_PRUNE || st == ST_SEQ_PUT;
-}
-
-int store_commit_since(struct store *S, uint64_t mark)
-{
-	uint64_t end = S->op_seq;
-	if (store_flush(S) == 0)
-		return 0;
-	int n = 0;
-	for (int i = 0; i < S->nops; i++) {
-		struct op *o = &S->ops[i];
-		if (o->seq > mark && o->seq <= end && !bus_owned(o->st)) {
-			for (int k = 0; k < o->nv; k++)
-				S->log_bytes -= o->v[k].n;
-			op_free(o);
-			continue;
-		}
-		S->ops[n++] = *o;
-	}
-	S->nops = n;
-	return -1;
-}
-
-const char *store_failure(struct store *S)
-{
-	return S->failure ? S->failure : S->lost ? "the database file is gone" : NULL;
-}
-
-size_t store_pending_bytes(struct store *S)
-{
-	return S->failure ? S->log_bytes : 0;
+	return store_db_ready(S) ? NULL : S->st[s];
 }
 
 static void bind_text(sqlite3_stmt *q, int i, const char *s)
@@ -739,7 +328,7 @@ static int each_row(struct store *S, enum stmt s, int (*visit)(sqlite3_stmt *q, 
 	int bad = rc != SQLITE_ROW && rc != SQLITE_DONE;
 	sqlite3_clear_bindings(q);
 	sqlite3_reset(q);
-	return bad ? fail_sql(S, sql[s]) : n;
+	return bad ? store_fail_sql(S, store_sql[s]) : n;
 }
 
 struct visit {
@@ -780,17 +369,23 @@ static int read_sessions(struct store *S, enum stmt s, store_session_cb cb, void
 
 int store_session_get(struct store *S, const char *id, store_session_cb cb, void *arg)
 {
-	bind_text(S->st[ST_SES_GET], 1, id);
+	sqlite3_stmt *q = reader(S, ST_SES_GET);
+	if (!q)
+		return -1;
+	bind_text(q, 1, id);
 	return read_sessions(S, ST_SES_GET, cb, arg);
 }
 
 int store_session_list(struct store *S, const char *parent_id, store_session_cb cb, void *arg)
 {
+	sqlite3_stmt *q = reader(S, ST_SES_CHILDREN);
+	if (!q)
+		return -1;
 	if (!parent_id)
 		return read_sessions(S, ST_SES_ALL, cb, arg);
 	if (!*parent_id)
 		return read_sessions(S, ST_SES_ROOTS, cb, arg);
-	bind_text(S->st[ST_SES_CHILDREN], 1, parent_id);
+	bind_text(q, 1, parent_id);
 	return read_sessions(S, ST_SES_CHILDREN, cb, arg);
 }
 
@@ -840,13 +435,19 @@ static int read_messages(struct store *S, enum stmt s, store_message_cb cb, void
 
 int store_message_list(struct store *S, const char *session_id, store_message_cb cb, void *arg)
 {
-	bind_text(S->st[ST_MSG_LIST], 1, session_id);
+	sqlite3_stmt *q = reader(S, ST_MSG_LIST);
+	if (!q)
+		return -1;
+	bind_text(q, 1, session_id);
 	return read_messages(S, ST_MSG_LIST, cb, arg);
 }
 
 int store_message_get(struct store *S, const char *id, store_message_cb cb, void *arg)
 {
-	bind_text(S->st[ST_MSG_GET], 1, id);
+	sqlite3_stmt *q = reader(S, ST_MSG_GET);
+	if (!q)
+		return -1;
+	bind_text(q, 1, id);
 	return read_messages(S, ST_MSG_GET, cb, arg);
 }
 
@@ -873,15 +474,21 @@ static int read_parts(struct store *S, enum stmt s, store_part_cb cb, void *arg)
 
 int store_part_list(struct store *S, const char *message_id, store_part_cb cb, void *arg)
 {
-	bind_text(S->st[ST_PART_LIST], 1, message_id);
+	sqlite3_stmt *q = reader(S, ST_PART_LIST);
+	if (!q)
+		return -1;
+	bind_text(q, 1, message_id);
 	return read_parts(S, ST_PART_LIST, cb, arg);
 }
 
 int store_part_last_tools(struct store *S, const char *session_id, int n, store_part_cb cb,
 			  void *arg)
 {
-	bind_text(S->st[ST_PART_TOOLS], 1, session_id);
-	sqlite3_bind_int(S->st[ST_PART_TOOLS], 2, n);
+	sqlite3_stmt *q = reader(S, ST_PART_TOOLS);
+	if (!q)
+		return -1;
+	bind_text(q, 1, session_id);
+	sqlite3_bind_int(q, 2, n);
 	return read_parts(S, ST_PART_TOOLS, cb, arg);
 }
 
@@ -940,7 +547,10 @@ static int read_turns(struct store *S, enum stmt s, store_turn_cb cb, void *arg)
 
 int store_turn_list_state(struct store *S, const char *state, store_turn_cb cb, void *arg)
 {
-	bind_text(S->st[ST_TURN_STATE], 1, state);
+	sqlite3_stmt *q = reader(S, ST_TURN_STATE);
+	if (!q)
+		return -1;
+	bind_text(q, 1, state);
 	return read_turns(S, ST_TURN_STATE, cb, arg);
 }
 
@@ -964,14 +574,19 @@ static int event_batch_row(sqlite3_stmt *q, void *ctx)
 
 int store_event_batch_after(struct store *S, int64_t after, store_event_batch_cb cb, void *arg)
 {
-	sqlite3_bind_int64(S->st[ST_EV_SINCE], 1, after);
+	sqlite3_stmt *q = reader(S, ST_EV_SINCE);
+	if (!q)
+		return -1;
+	sqlite3_bind_int64(q, 1, after);
 	struct visit v = {(void *)cb, arg};
 	return each_row(S, ST_EV_SINCE, event_batch_row, &v);
 }
 
 static int64_t scalar(struct store *S, enum stmt s)
 {
-	sqlite3_stmt *q = S->st[s];
+	sqlite3_stmt *q = reader(S, s);
+	if (!q)
+		return -1;
 	int64_t v = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : -1;
 	sqlite3_reset(q);
 	return v;

@@ -41,18 +41,26 @@ struct store_turn {
 /* Opens (creating and migrating) DIR/agentgate.db. NULL on failure, logged with the reason. */
 struct store *store_open(const char *dir, struct loop *L);
 void store_close(struct store *S); /* commits what is pending */
-/* Commits the open batch now. 0, or -1 when it could not (the store is failing: see
- * store_failure; the batch is kept and retried, nothing is dropped). */
+/* Commits the open batch now and waits for it, bounded: 0 durable; -1 not written (the
+ * store is failing, or the disk is slow and a commit before this one still runs: see
+ * store_failure; the writes are kept and retried); STORE_LATE handed to the disk but not
+ * confirmed within a quarter second: it will be written when the disk answers (kept and
+ * retried if that fails). */
+#define STORE_LATE (-2)
 int store_flush(struct store *S);
 /* For writes that must be durable before the caller answers: mark, write, then
- * store_commit_since(mark). On -1 the writes made since the mark are forgotten (the
- * bus's event log excepted), so a caller that answers "not saved" is telling the truth. */
+ * store_commit_since(mark), which returns as store_flush. On -1 the writes made since
+ * the mark are forgotten (the bus's event log excepted), so a caller that answers "not
+ * saved" tells the truth; on STORE_LATE they are kept and will be written. */
 uint64_t store_mark(struct store *S);
 int store_commit_since(struct store *S, uint64_t mark);
 /* NULL while writes go through; else why they do not (full disk, I/O error, the file
- * deleted or replaced). Writes made meanwhile are kept in memory and retried with
- * backoff; reads see what is on disk. */
+ * deleted or replaced, a commit that has run for more than 100 ms). Writes made
+ * meanwhile are kept in memory and retried with backoff; reads see what is on disk,
+ * except while the disk is slow (store_slow), when they fail at once. */
 const char *store_failure(struct store *S);
+/* 1 while a commit has run longer than 100 ms: reads would wait for the disk. */
+int store_slow(struct store *S);
 /* Memory held by writes waiting for a failing store (0 while writes go through). */
 size_t store_pending_bytes(struct store *S);
 /* fn is called just before each commit, so a module can write what it buffers (the

@@ -103,7 +103,7 @@ static void refill(struct subscriber *s)
 	int64_t upto;
 	int rc = bus_replay(s->B, s->queued_seq, s->session_id, s->descendants, on_replay, s,
 			    SUB_QUEUE_MAX / 4, &upto);
-	if (rc == BUS_RESYNC) {
+	if (rc < 0) { /* BUS_RESYNC, or the store could not be read: say so, skip nothing silently */
 		s->resync = resync_event(s->queued_seq, bus_oldest_seq(s->B), bus_last_seq(s->B));
 		upto = bus_last_seq(s->B);
 	}

@@ -193,21 +193,27 @@ int engine_prompt(struct engine *E, const struct prompt *p, struct prompt_result
 			goto oom;
 		t->policy = p->policy;
 		uint64_t mark = store_mark(E->S);
-		int oom = write_user_message(E, t, p->text) | turn_save(E, t);
-		if (oom || engine_commit(E, mark, "the prompt", e)) {
-			if (oom)
-				err_set(e, ERR_INTERNAL, "out of memory saving the prompt; it was "
-					"not accepted");
+		if (write_user_message(E, t, p->text) | turn_save(E, t)) {
+			err_set(e, ERR_INTERNAL, "out of memory saving the prompt");
 			turn_free(t);
 			return -1;
 		}
-		turnq_push(&s->q, &t->qi);
+		char what[96];
+		snprintf(what, sizeof(what), "the prompt (message %s)", t->user_msg);
+		int rc = engine_commit(E, mark, what, e);
+		if (rc == -1) {
+			turn_free(t);
+			return -1;
+		}
+		turnq_push(&s->q, &t->qi); /* STORE_LATE: kept, so it runs; the caller hears 503 */
 		log_info("session %s: turn %s queued (source %s, %zu waiting)", s->id, t->id,
 			 t->source, s->q.waiting);
 		if (v == TURNQ_INTERRUPT && s->cur)
 			turn_end(s->cur, T_CANCELLED, "MessageAbortedError",
 				 "interrupted by a newer prompt");
 		session_kick(s);
+		if (rc)
+			return -1;
 	}
 	if (r) {
 		snprintf(r->turn_id, sizeof(r->turn_id), "%s", t->id);

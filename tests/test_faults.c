@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "api.h"
 #include "engine_int.h"
 
 static char control[256];
@@ -182,6 +183,58 @@ static void an_io_error_is_retried_until_it_clears(void **state)
 	h_stop(&h);
 }
 
+/* A disk that stops answering (a frozen filesystem): the commit in flight waits on the
+ * committer thread, and the loop goes on streaming; requests that need the disk are
+ * refused with the reason instead of waiting for it; once the disk answers, everything
+ * is stored. */
+static void a_frozen_disk_delays_commits_not_the_loop(void **state)
+{
+	struct h h;
+	h_dir(&h, "{\"providers\":{\"scripted\":{\"pace_ms\":3}}}");
+	h_start(&h, 1);
+	char sid[ID_MAX];
+	h_session(&h, sid);
+	h_prompt(&h, sid, "long", "web", NULL);
+	assert_true(h_until(&h, text_stored, sid, 5000));
+
+	disk("slow 400"); /* every write of the database or WAL waits 0.4 s */
+	assert_true(h_until(&h, store_fails, NULL, 5000));
+	assert_non_null(strstr(engine_store_failure(h.E), "the disk is slow"));
+	int before = h_count(&h, "message.part.delta", sid);
+	h_spin(&h, 500);
+	assert_true(h_count(&h, "message.part.delta", sid) > before + 20);
+	/* a prompt is refused at once: the commit it would wait behind is still running */
+	struct err e = {0};
+	struct prompt p = {.session_id = sid, .text = "echo frozen", .source = "http"};
+	assert_int_equal(engine_prompt(h.E, &p, NULL, NULL, &e), -1);
+	assert_int_equal(e.code, ERR_UNAVAILABLE);
+	assert_non_null(strstr(e.msg, "the disk is slow"));
+	assert_true(engine_store_slow(h.E));
+	/* the health check answers, unhealthy, and reads are refused rather than waited for */
+	struct jw w;
+	jw_init(&w);
+	int unknown;
+	memset(&e, 0, sizeof(e));
+	assert_int_equal(api_call(h.E, "global.health", NULL, &w, &unknown, &e), -1);
+	assert_non_null(strstr(e.msg, "the disk is slow"));
+	cJSON *params = cJSON_CreateObject();
+	cJSON_AddStringToObject(params, "sessionID", sid);
+	memset(&e, 0, sizeof(e));
+	assert_int_equal(api_call(h.E, "session.messages", params, &w, &unknown, &e), -1);
+	assert_int_equal(e.code, ERR_UNAVAILABLE);
+	cJSON_Delete(params);
+	jw_free(&w);
+	assert_true(engine_store_slow(h.E));
+
+	disk(NULL);
+	assert_true(h_until(&h, store_writes, NULL, 20000));
+	assert_true(h_until(&h, h_idle, sid, 20000));
+	h_check_ledger(&h, sid);
+	assert_true(stored_text_len(&h, sid) > 1000);
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM part WHERE data LIKE '%%frozen%%'"), 0);
+	h_stop(&h);
+}
+
 /* The database file deleted (or replaced) under the server: noticed at the next commit,
  * and from then on every write is refused with that reason; no retry writes into a file
  * nobody will open again. */
@@ -223,6 +276,7 @@ int main(void)
 		cmocka_unit_test(a_disk_that_fills_mid_turn_loses_nothing_acknowledged),
 		cmocka_unit_test(a_prompt_refused_at_its_commit_is_never_run_later),
 		cmocka_unit_test(an_io_error_is_retried_until_it_clears),
+		cmocka_unit_test(a_frozen_disk_delays_commits_not_the_loop),
 		cmocka_unit_test(a_deleted_database_file_stops_all_writes_loudly),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
