@@ -62,7 +62,8 @@ static void log_drop(struct store *S, int from, int to)
 		S->log_bytes -= op_bytes(&S->ops[i]);
 		op_free(&S->ops[i]);
 	}
-	memmove(&S->ops[from], &S->ops[to], (size_t)(S->nops - to) * sizeof(*S->ops));
+	if (to < S->nops)
+		memmove(&S->ops[from], &S->ops[to], (size_t)(S->nops - to) * sizeof(*S->ops));
 	S->nops -= to - from;
 }
 
