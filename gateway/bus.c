@@ -12,7 +12,8 @@ struct bus {
 	int64_t seq;
 	int64_t reserved;   /* seqs up to here are durably reserved (store_seq_reserve) */
 	int64_t reserving;  /* a larger reservation in the open batch, or 0 */
-	uint64_t reserving_at; /* store_commits() when it was written */
+	uint64_t reserving_at; /* its store_mark(): durable once store_durable() reaches it */
+	int64_t unreserved_from; /* the first seq published beyond the reservation, or 0 */
 	struct event **ring;
 	size_t ring_size, ring_n, ring_head; /* head = index of the oldest */
 	int64_t keep;
@@ -222,25 +223,31 @@ static void reserve(struct bus *B, int64_t seq)
 		B->reserved = seq;
 		return;
 	}
-	if (B->reserving && store_commits(B->S) > B->reserving_at) {
+	if (B->reserving && store_durable(B->S) >= B->reserving_at) {
 		B->reserved = B->reserving;
 		B->reserving = 0;
+		B->unreserved_from = 0;
 	}
 	if (!B->reserving && seq > B->reserved - SEQ_BLOCK / 2) {
 		int64_t upto = (seq > B->reserved ? seq : B->reserved) + SEQ_BLOCK;
-		B->reserving_at = store_commits(B->S);
-		if (store_seq_reserve(B->S, upto) == 0)
+		if (store_seq_reserve(B->S, upto) == 0) {
 			B->reserving = upto;
+			B->reserving_at = store_mark(B->S);
+		}
 	}
 	if (seq <= B->reserved)
 		return;
-	if (B->reserving && store_flush(B->S) == 0 && store_commits(B->S) > B->reserving_at) {
+	if (B->reserving && store_flush(B->S) == 0 && store_durable(B->S) >= B->reserving_at) {
 		B->reserved = B->reserving;
 		B->reserving = 0;
 		return;
 	}
-	log_error("bus: could not reserve event seq %lld durably (store error): after a "
-		  "crash now, a client could see it again", (long long)seq);
+	if (B->unreserved_from)
+		return; /* said once per episode */
+	B->unreserved_from = seq;
+	log_error("bus: event seqs from %lld are not reserved on disk (the store cannot write "
+		  "now): after a crash before it can, a client could see one of them again",
+		  (long long)seq);
 }
 
 int64_t bus_publish(struct bus *B, struct jw *w, const char *type, const struct bus_env *env)

@@ -48,7 +48,8 @@ void store_close(struct store *S); /* commits what is pending */
  * retried if that fails). */
 #define STORE_LATE (-2)
 int store_flush(struct store *S);
-/* For writes that must be durable before the caller answers: mark, write, then
+/* store_mark: the number of the newest write logged so far.
+ * For writes that must be durable before the caller answers: mark, write, then
  * store_commit_since(mark), which returns as store_flush. On -1 the writes made since
  * the mark are forgotten (the bus's event log excepted), so a caller that answers "not
  * saved" tells the truth; on STORE_LATE they are kept and will be written. */
@@ -73,9 +74,9 @@ size_t store_pending_bytes(struct store *S);
 int store_begin(struct store *S);
 int store_add_flush_hook(struct store *S, void (*fn)(void *arg), void *arg);
 const char *store_path(struct store *S);
-/* How many batches have committed: a write made while it read n is durable once it
- * reads more than n. */
-uint64_t store_commits(struct store *S);
+/* The store_mark() of the newest write known to be on disk: a write whose mark (read
+ * right after it) is at most this is durable. */
+uint64_t store_durable(struct store *S);
 
 int store_session_put(struct store *S, const struct store_session *r);
 /* Calls cb for each row (strings valid during the call). Return non-zero from cb to stop. */
@@ -116,7 +117,7 @@ int store_event_batch_after(struct store *S, int64_t after, store_event_batch_cb
 int64_t store_event_max_seq(struct store *S);
 int64_t store_event_min_seq(struct store *S);
 /* Event seqs up to upto may be sent before their events are stored: recorded in the
- * open batch (durable once store_commits() has moved on), so a restart starts above
+ * open batch (durable once store_durable() reaches its mark), so a restart starts above
  * them. 0 or -1. */
 int store_seq_reserve(struct store *S, int64_t upto);
 int64_t store_seq_reserved(struct store *S); /* 0 when none was recorded */

@@ -296,9 +296,10 @@ static void committed(struct store *S)
 	S->failure = NULL;
 	S->retrying = 0;
 	timer_cancel(&S->retry_timer);
+	if (S->committing_n)
+		S->durable = S->ops[S->committing_n - 1].seq;
 	log_drop(S, 0, S->committing_n);
 	S->applied = S->committing_n = 0;
-	S->commits++;
 }
 
 /* The loop takes back a finished commit: drop what it stored, or keep it all on failure;
@@ -483,10 +484,10 @@ int store_commit_since(struct store *S, uint64_t mark)
 	return -1;
 }
 
-uint64_t store_commits(struct store *S)
+uint64_t store_durable(struct store *S)
 {
 	cm_finish(S);
-	return S->commits;
+	return S->durable;
 }
 
 int store_slow(struct store *S)

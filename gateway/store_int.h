@@ -69,7 +69,7 @@ struct store {
 		void *arg;
 	} hooks[STORE_HOOKS_MAX];
 	int nhooks, in_hooks;
-	uint64_t commits;
+	uint64_t durable; /* the seq of the newest op known to be committed */
 	/* the batch log: writes kept until their batch commits */
 	struct op *ops;
 	int nops, cap;
