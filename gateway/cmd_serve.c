@@ -107,7 +107,9 @@ int cmd_serve(const struct cli *c)
 				? LWS_SERVER_OPTION_DISABLE_IPV6
 				: LWS_SERVER_OPTION_IPV6_V6ONLY_MODIFY | LWS_SERVER_OPTION_IPV6_V6ONLY_VALUE;
 	struct loop_config lc = {.port = c->port, .iface = host, .protocols = server_protocols(),
-				 .user = &S, .retry = &idle, .options = opts};
+				 .user = &S, .retry = &idle, .options = opts,
+				 .header_pool = S.max_conns + HEAD_SLACK,
+				 .head_timeout_s = HEAD_TIMEOUT_S};
 	S.L = loop_create(&lc);
 	if (!S.L) {
 		fprintf(stderr, "agentgate serve: cannot listen on %s:%d\n", c->host, c->port);

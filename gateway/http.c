@@ -98,6 +98,7 @@ static int write_body(struct conn *c)
 	free(c->resp);
 	c->resp = NULL;
 	c->responding = 0;
+	server_unwatch(c);
 	if (c->close_after && c->expect_body && !c->body_done) {
 		/* let the client finish sending (we discard it) so it reads our answer, then
 		 * close; a client that never finishes is cut off by the timeout */
@@ -266,7 +267,11 @@ static int do_prompt(struct conn *c, const char *sid, const cJSON *body, int wai
 		return respond_err(c, &e);
 	if (!wait)
 		return respond_ex(c, 204, "application/json", NULL, 0, NULL, NULL);
-	lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0); /* held until the turn ends */
+	/* held until the turn ends: the header table goes back to the pool (everything
+	 * needed is copied), and a client that leaves is noticed at once */
+	lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
+	lws_http_headers_detach(c->wsi);
+	server_watch(c->srv, c);
 	return 0;
 }
 
@@ -316,11 +321,10 @@ static int sse_start(struct conn *c)
 	if (write_headers(c, 200, "text/event-stream", -1, "x-accel-buffering:", "no"))
 		return -1;
 	/* a stream lives long: give its header table back to the pool (we read what we
-	 * need above). lws does not read an h1 connection while its response is going,
-	 * so a client that left is noticed when a write fails: at the latest, the
-	 * heartbeat's. */
+	 * need above), and notice a client that leaves at once */
 	lws_http_headers_detach(c->wsi);
 	lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
+	server_watch(c->srv, c);
 	timer_init(&c->hb, c->srv->L, sse_heartbeat);
 	timer_arm(&c->hb, c->srv->heartbeat_ms);
 	static const char hello[] = "data: {\"type\":\"server.connected\",\"properties\":{}}\n\n";
@@ -645,6 +649,7 @@ static int on_body(struct conn *c, const void *in, size_t len)
 void http_detach(struct conn *c)
 {
 	engine_waiter_cancel(c->srv->E, &c->w);
+	server_unwatch(c);
 	if (c->subscribed) {
 		subscriber_stop(&c->sub);
 		timer_cancel(&c->hb);

@@ -1,12 +1,15 @@
 #include "loop.h"
 #include "log.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <time.h>
+#include <unistd.h>
 
 struct loop_msg {
 	struct loop_msg *next;
@@ -23,6 +26,7 @@ struct loop {
 	struct lws_protocols *protocols;
 	void (*on_signal)(void *arg, int signo);
 	void *signal_arg;
+	int epfd; /* the watched descriptors; lws owns it once adopted */
 };
 
 static struct loop *signal_loop;
@@ -77,12 +81,74 @@ void loop_drain(struct loop *L)
 	}
 }
 
+static void watch_fire(struct loop *L)
+{
+	struct epoll_event ev[64];
+	int n;
+	do {
+		n = epoll_wait(L->epfd, ev, 64, 0);
+		for (int i = 0; i < n; i++) {
+			struct loop_watch *w = ev[i].data.ptr;
+			if (w->on)
+				w->fn(w, !!(ev[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)));
+		}
+	} while (n == 64);
+}
+
+/* One epoll set holds every watched descriptor, and lws polls that set as a raw file:
+ * a watch costs two system calls in its lifetime and nothing while idle. */
+static int watch_set(struct loop *L)
+{
+	if (L->epfd >= 0)
+		return 0;
+	int fd = epoll_create1(EPOLL_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	lws_sock_file_fd_type u;
+	u.filefd = fd;
+	struct lws_vhost *vh = lws_get_vhost_by_name(L->ctx, "default");
+	if (!vh || !lws_adopt_descriptor_vhost(vh, LWS_ADOPT_RAW_FILE_DESC, u, "agentgate-inbox",
+					       NULL)) {
+		close(fd);
+		errno = ENOTSUP;
+		return -1;
+	}
+	L->epfd = fd;
+	return 0;
+}
+
+int loop_watch(struct loop *L, struct loop_watch *w, int fd,
+	       void (*fn)(struct loop_watch *w, int hup))
+{
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.ptr = w};
+	if (w->on)
+		return 0;
+	if (watch_set(L) || epoll_ctl(L->epfd, EPOLL_CTL_ADD, fd, &ev))
+		return -1;
+	w->fn = fn;
+	w->fd = fd;
+	w->on = 1;
+	return 0;
+}
+
+void loop_unwatch(struct loop *L, struct loop_watch *w)
+{
+	if (!w->on)
+		return;
+	w->on = 0;
+	epoll_ctl(L->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+}
+
 static int inbox_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		    void *in, size_t len)
 {
+	struct loop *L = lws_context_user(lws_get_context(wsi));
+	if (reason == LWS_CALLBACK_RAW_RX_FILE && L && L->epfd >= 0) {
+		watch_fire(L);
+		return 0;
+	}
 	if (reason != LWS_CALLBACK_EVENT_WAIT_CANCELLED)
 		return 0;
-	struct loop *L = lws_context_user(lws_get_context(wsi));
 	/* Delivered once per vhost protocol; the first call empties the queue. */
 	if (!L)
 		return 0;
@@ -117,6 +183,7 @@ struct loop *loop_create(const struct loop_config *cfg)
 		return NULL;
 	pthread_mutex_init(&L->lock, NULL);
 	L->user = cfg->user;
+	L->epfd = -1;
 	L->protocols = build_protocols(cfg->protocols);
 	if (!L->protocols)
 		goto fail;
@@ -130,7 +197,9 @@ struct loop *loop_create(const struct loop_config *cfg)
 	info.user = L;
 	info.retry_and_idle_policy = cfg->retry;
 	info.options = cfg->options;
-	info.max_http_header_pool = 64; /* requests being parsed or held at once */
+	info.max_http_header_pool2 = (unsigned)(cfg->header_pool > 0 ? cfg->header_pool : 64);
+	info.max_http_header_data2 = (unsigned)cfg->header_bytes;
+	info.timeout_secs_ah_idle = (unsigned)cfg->head_timeout_s;
 	L->ctx = lws_create_context(&info);
 	if (!L->ctx) {
 		log_error("loop: cannot create the libwebsockets context (port %d)", cfg->port);

@@ -19,6 +19,13 @@ struct loop_config {
 	void *user;               /* returned by loop_user() */
 	const lws_retry_bo_t *retry; /* idle policy: WS ping / hang-up, or NULL */
 	uint64_t options;         /* extra LWS_SERVER_OPTION_* bits */
+	/* Request heads being read at once (0: 64). A connection waiting for one is not
+	 * read at all and is reset after 5 s, so a server sizes this above its own
+	 * connection limit. */
+	int header_pool;
+	int header_bytes;         /* the longest request head lws can read (0: 4096) */
+	/* Seconds a connection may take to send its request head (0: lws's 10 s). */
+	int head_timeout_s;
 };
 
 /* Creates the context; NULL on failure (logged). Loop thread = the caller. */
@@ -41,6 +48,21 @@ void loop_on_signal(struct loop *L, void (*fn)(void *arg, int signo), void *arg)
 int loop_post(struct loop *L, void (*fn)(void *arg), void *arg);
 /* Runs what is queued now. Loop thread only (used by tests that drive the loop). */
 void loop_drain(struct loop *L);
+
+/* A watch on a descriptor lws does not read (a connection whose answer is under way):
+ * fn(w, hup) runs on the loop thread when input arrives (edge-triggered: once per
+ * arrival, so fn reads until EAGAIN or leaves it) or, with hup set, when the peer
+ * shut its side or the socket failed. Embedded in its owner, which must unwatch
+ * before it frees it or closes the descriptor; fn must not free other watches.
+ * Loop thread only. loop_watch returns 0, or -1 with errno set. */
+struct loop_watch {
+	void (*fn)(struct loop_watch *w, int hup);
+	int fd;
+	int on;
+};
+int loop_watch(struct loop *L, struct loop_watch *w, int fd,
+	       void (*fn)(struct loop_watch *w, int hup));
+void loop_unwatch(struct loop *L, struct loop_watch *w); /* idempotent */
 
 /* A timer embedded in its owner; no allocation. Loop thread only. */
 struct timer {

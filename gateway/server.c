@@ -5,9 +5,11 @@
 #include "log.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 static int tokens_equal(const char *a, const char *b)
 {
@@ -61,6 +63,51 @@ void server_untrack(struct server *S, struct conn *c)
 	c->next->prev = c->prev;
 	c->next = c->prev = NULL;
 	server_maybe_done(S);
+}
+
+/* Has the client of a held connection gone? An SSE client sends nothing after its
+ * request, so what it sends is read and dropped until the socket is empty (the watch
+ * is edge-triggered); a held prompt's next pipelined request is left for lws to read
+ * after the answer. */
+static int peer_gone(struct conn *c, int hup)
+{
+	char buf[4096];
+	int fd = lws_get_socket_fd(c->wsi), drop = c->kind == C_SSE;
+	if (hup)
+		return 1;
+	for (int i = 0; i < 16; i++) {
+		ssize_t n = recv(fd, buf, drop ? sizeof(buf) : 1, MSG_DONTWAIT | (drop ? 0 : MSG_PEEK));
+		if (n == 0)
+			return 1;
+		if (n < 0)
+			return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+		if (!drop)
+			return 0;
+	}
+	return 1; /* an SSE client streaming data at us is not an SSE client */
+}
+
+static void held_input(struct loop_watch *w, int hup)
+{
+	struct conn *c = lws_container_of(w, struct conn, hup);
+	if (!peer_gone(c, hup))
+		return;
+	server_unwatch(c);
+	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+/* lws does not read an h1 connection while it answers, yet keeps it in its poll set
+ * for input: once the client hangs up, every poll returns at once until a write
+ * fails. The loop's watch tells us at once instead. */
+void server_watch(struct server *S, struct conn *c)
+{
+	if (loop_watch(S->L, &c->hup, lws_get_socket_fd(c->wsi), held_input))
+		log_warn("serve: cannot watch a held connection for a hang-up (%s)", strerror(errno));
+}
+
+void server_unwatch(struct conn *c)
+{
+	loop_unwatch(c->srv->L, &c->hup);
 }
 
 int server_status_of(const struct err *e, const char **name)

@@ -14,6 +14,11 @@
 #define MAX_CONNECTIONS 1024 /* default of config server.max_connections */
 #define HEARTBEAT_MS 10000 /* default of config server.sse_heartbeat_ms */
 #define MAX_RPC_QUEUE 1024
+/* Request heads lws can read at once beyond the connection limit: held requests,
+ * streams and WebSockets give their header table back, so these are always enough
+ * to read a request and answer 503 when the server is full. */
+#define HEAD_SLACK 64
+#define HEAD_TIMEOUT_S 5   /* to send a whole request head, or lose the header slot */
 
 enum conn_kind { C_NONE, C_HTTP, C_SSE, C_WS };
 
@@ -52,6 +57,7 @@ struct conn {
 	int subscribed;
 	struct timer hb;
 	int hb_due;
+	struct loop_watch hup;     /* held: lws does not read it, server.c watches for EOF */
 	int closing;               /* shutdown: send the final event, then close */
 	int bye_sent;
 	/* WS */
@@ -79,6 +85,10 @@ struct server {
 int server_authorized(struct server *S, struct lws *wsi);
 void server_track(struct server *S, struct conn *c);
 void server_untrack(struct server *S, struct conn *c);
+/* A held request or stream (lws does not read an h1 connection while it answers) is
+ * closed as soon as its client is gone: FIN, RST or half-close. */
+void server_watch(struct server *S, struct conn *c);
+void server_unwatch(struct conn *c); /* idempotent */
 /* Maps an engine error to an HTTP status and an error name. */
 int server_status_of(const struct err *e, const char **name);
 void server_error_json(struct jw *w, const char *name, const char *msg);
