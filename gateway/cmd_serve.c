@@ -57,8 +57,42 @@ static struct engine *start_engine(struct loop *L, const struct cli *c)
 	return E;
 }
 
+/* server.allowed_hosts: names besides the bind address and loopback that clients may
+ * use in Host (e.g. behind a reverse proxy). */
+static int allowed_hosts(const cJSON *sec, struct server *S, struct err *e)
+{
+	const cJSON *ah = cJSON_GetObjectItemCaseSensitive(sec, "allowed_hosts"), *h;
+	if (!ah)
+		return 0;
+	if (!cJSON_IsArray(ah)) {
+		err_set(e, ERR_INVALID, "config server.allowed_hosts: expected an array of host names");
+		return -1;
+	}
+	S->allowed_hosts = calloc((size_t)cJSON_GetArraySize(ah) + 1, sizeof(char *));
+	if (!S->allowed_hosts)
+		return -1;
+	cJSON_ArrayForEach(h, ah) {
+		if (!cJSON_IsString(h) || !*h->valuestring) {
+			err_set(e, ERR_INVALID, "config server.allowed_hosts: expected an array of "
+				"host names (got a %s)", cJSON_IsString(h) ? "empty string" : "non-string");
+			return -1;
+		}
+		if (!(S->allowed_hosts[S->nallowed++] = strdup(h->valuestring)))
+			return -1;
+	}
+	return 0;
+}
+
+static void free_settings(struct server *S)
+{
+	for (int i = 0; i < S->nallowed; i++)
+		free(S->allowed_hosts[i]);
+	free(S->allowed_hosts);
+}
+
 /* The config's "server" section is needed before the engine (which needs the loop):
- * {"max_connections": 1024, "ws_ping_s": 30, "sse_heartbeat_ms": 10000}. */
+ * {"max_connections": 1024, "ws_ping_s": 30, "sse_heartbeat_ms": 10000,
+ *  "allowed_hosts": ["gateway.internal"]}. */
 static int server_settings(const struct cli *c, struct server *S, lws_retry_bo_t *idle,
 			   struct err *e)
 {
@@ -74,8 +108,9 @@ static int server_settings(const struct cli *c, struct server *S, lws_retry_bo_t
 	int p = cJSON_IsNumber(ping) && ping->valueint > 0 ? ping->valueint : 30;
 	idle->secs_since_valid_ping = (uint16_t)p;
 	idle->secs_since_valid_hangup = (uint16_t)(p * 2 + 15);
+	int rc = allowed_hosts(sec, S, e);
 	config_free(&cfg);
-	return 0;
+	return rc;
 }
 
 int cmd_serve(const struct cli *c)
@@ -86,6 +121,7 @@ int cmd_serve(const struct cli *c)
 	memset(&S, 0, sizeof(S));
 	S.conns.next = S.conns.prev = &S.conns;
 	S.token = c->token;
+	S.bind_host = c->host;
 	log_init_from_env(LOG_INFO);
 	lws_set_log_level(LLL_ERR, NULL);
 	if (c->nplugins) {
@@ -95,7 +131,8 @@ int cmd_serve(const struct cli *c)
 	}
 	if (server_check_bind(c->host, c->token, c->insecure, &e) ||
 	    server_settings(c, &S, &idle, &e)) {
-		fprintf(stderr, "agentgate serve: %s\n", e.msg);
+		fprintf(stderr, "agentgate serve: %s\n", e.msg[0] ? e.msg : "out of memory");
+		free_settings(&S);
 		return 2;
 	}
 	find_web_root(&S, c->web_root);
@@ -113,11 +150,13 @@ int cmd_serve(const struct cli *c)
 	S.L = loop_create(&lc);
 	if (!S.L) {
 		fprintf(stderr, "agentgate serve: cannot listen on %s:%d\n", c->host, c->port);
+		free_settings(&S);
 		return 1;
 	}
 	S.E = start_engine(S.L, c);
 	if (!S.E) {
 		loop_destroy(S.L);
+		free_settings(&S);
 		return 2;
 	}
 	loop_on_signal(S.L, on_signal, &S);
@@ -129,6 +168,7 @@ int cmd_serve(const struct cli *c)
 	server_detach_all(&S);  /* lws closes the sockets later, in loop_destroy */
 	engine_destroy(S.E);
 	loop_destroy(S.L);
+	free_settings(&S);
 	log_info("serve: stopped");
 	return 0;
 }

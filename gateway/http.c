@@ -485,6 +485,26 @@ static const char *api_for(const struct route *r, const char *method)
 	return NULL;
 }
 
+/* A body must say it is JSON: a web page can send text/plain or a form to any origin
+ * without asking first, never application/json. 0, or -1 with the type in why. */
+static int json_body_type(struct conn *c, char *why, size_t n)
+{
+	char type[128] = "";
+	if (!c->body_len)
+		return 0;
+	lws_hdr_copy(c->wsi, type, sizeof(type), WSI_TOKEN_HTTP_CONTENT_TYPE);
+	size_t l = strlen("application/json");
+	if (!strncasecmp(type, "application/json", l) && strchr("; \t", type[l]))
+		return 0;
+	if (*type)
+		snprintf(why, n, "the request body must be JSON with Content-Type: "
+			 "application/json (got Content-Type: %s)", type);
+	else
+		snprintf(why, n, "the request body must be JSON with Content-Type: "
+			 "application/json (got no Content-Type)");
+	return -1;
+}
+
 /* The body as a JSON object (an empty body is {}); NULL with e on anything else. */
 static cJSON *body_object(struct conn *c, struct err *e)
 {
@@ -562,6 +582,9 @@ static int handle(struct conn *c)
 				     "at most)", NULL, NULL);
 	if (!strcmp(r->pattern, "/event"))
 		return sse_start(c);
+	char why[200];
+	if (json_body_type(c, why, sizeof(why)))
+		return respond_error(c, 415, "UnsupportedMediaType", why, NULL, NULL);
 	struct err e = {0};
 	cJSON *body = body_object(c, &e);
 	if (!body)
@@ -607,6 +630,9 @@ static int on_request(struct conn *c, const char *uri)
 			 c->srv->max_conns);
 		return respond_error(c, 503, "ServiceUnavailable", msg, "connection:", "close");
 	}
+	char why[600];
+	if (server_check_access(c->srv, c->wsi, why, sizeof(why)))
+		return respond_error(c, 403, "Forbidden", why, "connection:", "close");
 	if (!server_authorized(c->srv, c->wsi))
 		return respond_error(c, 401, "Unauthorized", "missing or wrong token",
 				     "www-authenticate:", "Basic realm=\"agentgate\"");

@@ -5,6 +5,7 @@
 #include "log.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -134,16 +135,74 @@ void server_error_json(struct jw *w, const char *name, const char *msg)
 	jw_obj_end(w);
 }
 
-/* The Origin of a browser's upgrade must be this server: scheme://Host. */
-static int same_origin(struct lws *wsi)
+/* The name part of a Host value (host, host:port, [v6], [v6]:port), lower-cased. */
+static int host_name(const char *h, char *out, size_t n)
 {
-	char origin[256], host[256];
-	if (lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) <= 0)
-		return 1; /* not a browser */
-	if (lws_hdr_copy(wsi, host, sizeof(host), WSI_TOKEN_HOST) <= 0)
-		return 0;
+	const char *end, *rest;
+	if (*h == '[') {
+		end = strchr(++h, ']');
+		rest = end ? end + 1 : NULL;
+	} else {
+		end = h + strcspn(h, ":");
+		rest = end;
+	}
+	if (!end || end == h || (size_t)(end - h) >= n || (*rest && *rest != ':') ||
+	    (*rest && rest[1 + strspn(rest + 1, "0123456789")]))
+		return -1;
+	for (size_t i = 0; h + i < end; i++)
+		out[i] = (char)tolower((unsigned char)h[i]);
+	out[end - h] = 0;
+	return 0;
+}
+
+static int is_ip_literal(const char *name)
+{
+	unsigned char a[16];
+	return inet_pton(AF_INET, name, a) == 1 || inet_pton(AF_INET6, name, a) == 1;
+}
+
+/* A DNS name pointed at us by someone else (rebinding) is refused; an address is not
+ * a name anyone can rebind, so a wildcard bind takes any. */
+static int host_allowed(struct server *S, const char *name)
+{
+	char bound[256] = "";
+	if (S->bind_host)
+		host_name(S->bind_host, bound, sizeof(bound));
+	if (!strcmp(name, "localhost") || !strcmp(name, "127.0.0.1") || !strcmp(name, "::1") ||
+	    !strcmp(name, bound))
+		return 1;
+	for (int i = 0; i < S->nallowed; i++)
+		if (!strcasecmp(name, S->allowed_hosts[i]))
+			return 1;
+	return (!strcmp(bound, "0.0.0.0") || !strcmp(bound, "::")) && is_ip_literal(name);
+}
+
+int server_check_access(struct server *S, struct lws *wsi, char *why, size_t n)
+{
+	char host[256] = "", name[256], origin[256] = "", site[32] = "";
+	int hl = lws_hdr_copy(wsi, host, sizeof(host), WSI_TOKEN_HOST);
+	if ((hl < 0 || (hl > 0 && (host_name(host, name, sizeof(name)) ||
+				    !host_allowed(S, name))))) {
+		snprintf(why, n, "Host \"%.200s\" is not a name of this server: use 127.0.0.1 or "
+			 "localhost, or add the name to server.allowed_hosts in the config", host);
+		return -1;
+	}
+	if (lws_hdr_custom_copy(wsi, site, sizeof(site), "sec-fetch-site:", 15) > 0 &&
+	    !strcasecmp(site, "cross-site")) {
+		snprintf(why, n, "a cross-site browser request (Sec-Fetch-Site: cross-site)");
+		return -1;
+	}
+	int ol = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN);
+	if (!ol && !lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN))
+		return 0; /* not a browser, or a same-origin GET */
+	/* https too: behind a TLS-terminating proxy the browser's scheme is not ours */
 	const char *o = strstr(origin, "://");
-	return o && !strcmp(o + 3, host);
+	if (o && (!strncasecmp(origin, "http://", 7) || !strncasecmp(origin, "https://", 8)) &&
+	    *host && !strcasecmp(o + 3, host))
+		return 0;
+	snprintf(why, n, "a browser request from another origin: Origin \"%.200s\" is not "
+		 "http://%.200s", origin, host);
+	return -1;
 }
 
 static int reject(struct lws *wsi, unsigned status, const char *name, const char *msg,
@@ -181,12 +240,12 @@ int ws_confirm_upgrade(struct server *S, struct lws *wsi)
 	    (strstr(proto, "agentgate-inbox") || !strstr(proto, "agentgate")))
 		return reject(wsi, 400, "BadRequest", "unknown WebSocket subprotocol: ask for "
 			      "none, or \"agentgate\"", NULL, NULL);
+	char why[600];
+	if (server_check_access(S, wsi, why, sizeof(why)))
+		return reject(wsi, 403, "Forbidden", why, NULL, NULL);
 	if (!server_authorized(S, wsi))
 		return reject(wsi, 401, "Unauthorized", "missing or wrong token",
 			      "www-authenticate:", "Basic realm=\"agentgate\"");
-	if (!same_origin(wsi))
-		return reject(wsi, 403, "Forbidden", "WebSocket upgrade from a foreign Origin",
-			      NULL, NULL);
 	if (S->nconns >= S->max_conns || S->shutting_down)
 		return reject(wsi, 503, "ServiceUnavailable", "too many connections or shutting down",
 			      NULL, NULL);

@@ -72,6 +72,9 @@ struct server {
 	struct engine *E;
 	struct loop *L;
 	const char *token;
+	const char *bind_host;     /* --host */
+	char **allowed_hosts;      /* config server.allowed_hosts (owned) */
+	int nallowed;
 	char web_root[4096];
 	int nconns;
 	int max_conns;
@@ -83,6 +86,11 @@ struct server {
 
 /* server.c */
 int server_authorized(struct server *S, struct lws *wsi);
+/* Cross-site and DNS-rebinding protection for every request and upgrade: Host must
+ * name this server (its bind address, localhost, 127.0.0.1, ::1, server.allowed_hosts)
+ * and a browser's request must come from this server's own origin. 0, or -1 with why
+ * (a message naming the header) for a 403. */
+int server_check_access(struct server *S, struct lws *wsi, char *why, size_t n);
 void server_track(struct server *S, struct conn *c);
 void server_untrack(struct server *S, struct conn *c);
 /* A held request or stream (lws does not read an h1 connection while it answers) is

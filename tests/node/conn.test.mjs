@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import net from "node:net";
-import { startServer, DEFAULT_CONFIG, api, createSession, withTimeout, pollUntil, deferred } from "./lib.mjs";
+import { startServer, DEFAULT_CONFIG, api, createSession, sseSubscribe, withTimeout, pollUntil, deferred } from "./lib.mjs";
 
 const T = { timeout: 60_000 };
 
@@ -97,23 +97,25 @@ test("64+ idle connections and 64+ held prompts do not lock another client out",
 });
 
 test("a server full of held prompts answers the next request 503 with a JSON error at once", T, async (t) => {
-	const srv = await startServer({ config: { ...DEFAULT_CONFIG, server: { max_connections: 4 } } });
+	// one stream plus four held prompts fill five slots; the stream shows when they are
+	// held without another request racing them for a slot
+	const srv = await startServer({ config: { ...DEFAULT_CONFIG, server: { max_connections: 5 } } });
 	t.after(() => srv.stop());
 	const ids = [];
 	for (let i = 0; i < 4; i++) ids.push((await createSession(srv)).id);
+	const events = await sseSubscribe(srv);
+	t.after(() => events.close());
 	const held = ids.map((id) =>
 		api(srv, "POST", `/session/${id}/message`, { parts: [{ type: "text", text: "sleep 60000" }] }, { timeout: 20000 }).catch((e) => e),
 	);
-	let r;
-	await pollUntil(
-		async () => {
-			r = await api(srv, "GET", "/global/health", undefined, { timeout: 3000 });
-			return r.status === 503;
-		},
-		{ label: "503 once the four prompts are held", timeout: 10000 },
+	await events.until(
+		(s) => new Set(s.events.filter((f) => f.type === "session.status" && f.json.properties.status.type === "busy").map((f) => f.json.sessionID)).size === 4,
+		{ label: "four prompts running" },
 	);
+	const r = await api(srv, "GET", "/global/health", undefined, { timeout: 3000 });
+	assert.equal(r.status, 503);
 	assert.equal(r.json.name, "ServiceUnavailable");
-	assert.match(r.json.data.message, /max_connections is 4/);
+	assert.match(r.json.data.message, /max_connections is 5/);
 	await srv.stop();
 	await Promise.all(held);
 });
