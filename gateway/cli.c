@@ -1,6 +1,7 @@
 #include "cli.h"
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,8 @@ const char *cli_usage(void)
 {
 	return "usage:\n"
 	       "  agentgate serve [--host 127.0.0.1] [--port 4096] [--data DIR] [--config FILE]\n"
-	       "                  [--plugin PATH.so]... [--token TOKEN] [--insecure] [--web DIR]\n"
+	       "                  [--plugin PATH.so]... [--token TOKEN | --token-file FILE]\n"
+	       "                  [--insecure] [--web DIR]\n"
 	       "  agentgate run [--format default|json] [--session ID] [--agent NAME]\n"
 	       "                [--model PROVIDER/MODEL] [--data DIR] [--config FILE] PROMPT...\n"
 	       "common: --model PROVIDER/MODEL (default scripted/demo), --stall-timeout-ms N,\n"
@@ -38,6 +40,7 @@ static const struct opt opts[] = {
 	{"config", A_STR, O(config), SRV | RUN},
 	{"plugin", A_PLUGIN, 0, SRV},
 	{"token", A_STR, O(token), SRV},
+	{"token-file", A_STR, O(token_file), SRV},
 	{"web", A_STR, O(web_root), SRV},
 	{"insecure", A_FLAG, O(insecure), SRV},
 	{"format", A_FORMAT, O(json), RUN},
@@ -158,6 +161,30 @@ static int parse_command(struct cli *c, const char *w, char *err, size_t n)
 	return 0;
 }
 
+/* The first line of the file, without its line ending. */
+static int read_token_file(struct cli *c, char *err, size_t n)
+{
+	char buf[1024];
+	FILE *f = fopen(c->token_file, "r");
+	if (!f) {
+		snprintf(err, n, "--token-file %s: cannot read it (%s)", c->token_file, strerror(errno));
+		return -1;
+	}
+	size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+	int bad = ferror(f);
+	fclose(f);
+	buf[len] = 0;
+	buf[strcspn(buf, "\r\n")] = 0;
+	if (bad || !*buf) {
+		snprintf(err, n, "--token-file %s: %s", c->token_file,
+			 bad ? "cannot read it" : "the file is empty (expected the token on its first line)");
+		return -1;
+	}
+	c->token_read = strdup(buf);
+	c->token = c->token_read;
+	return c->token ? 0 : -1;
+}
+
 int cli_parse(struct cli *c, int argc, char **argv, char *err, size_t n)
 {
 	memset(c, 0, sizeof(*c));
@@ -192,6 +219,8 @@ int cli_parse(struct cli *c, int argc, char **argv, char *err, size_t n)
 			return -1;
 		}
 	}
+	if (c->token_file && read_token_file(c, err, n))
+		return -1;
 	if (c->cmd == CLI_RUN && (!c->prompt || !*c->prompt)) {
 		snprintf(err, n, "agentgate run needs a prompt: agentgate run \"your message\"");
 		return -1;
@@ -203,4 +232,6 @@ void cli_free(struct cli *c)
 {
 	free(c->prompt);
 	c->prompt = NULL;
+	free(c->token_read);
+	c->token_read = NULL;
 }

@@ -1,5 +1,7 @@
 /* cli: the command line (DESIGN.md "CLI"). Parses into a struct; errors name the bad
- * flag or command. Pure apart from reading the environment for AGENTGATE_TOKEN. */
+ * flag or command. Pure apart from reading the environment for AGENTGATE_TOKEN and the
+ * file --token-file names (a token on the command line is visible to every local
+ * user in /proc/PID/cmdline). */
 #ifndef AG_CLI_H
 #define AG_CLI_H
 #include <stddef.h>
@@ -21,6 +23,8 @@ struct cli {
 	int64_t stall_ms;    /* 0: not given */
 	const char *openai_base_url, *anthropic_base_url;
 	const char *token;
+	const char *token_file;
+	char *token_read;    /* the token read from token_file (owned; token points to it) */
 	const char *web_root;
 	int insecure;
 	char *prompt;        /* run: the words joined by spaces (owned) */

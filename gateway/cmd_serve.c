@@ -146,7 +146,8 @@ int cmd_serve(const struct cli *c)
 	struct loop_config lc = {.port = c->port, .iface = host, .protocols = server_protocols(),
 				 .user = &S, .retry = &idle, .options = opts,
 				 .header_pool = S.max_conns + HEAD_SLACK,
-				 .head_timeout_s = HEAD_TIMEOUT_S};
+				 .head_timeout_s = HEAD_TIMEOUT_S, .header_bytes = HEAD_BYTES,
+				 .fallback_protocol = server_protocols()[0].name};
 	S.L = loop_create(&lc);
 	if (!S.L) {
 		fprintf(stderr, "agentgate serve: cannot listen on %s:%d\n", c->host, c->port);

@@ -77,7 +77,13 @@ static int respond_err(struct conn *c, const struct err *e)
 {
 	const char *name;
 	int status = server_status_of(e, &name);
-	return respond_error(c, status, name, e->msg, NULL, NULL);
+	char msg[1200];
+	if (e->msg[0])
+		return respond_error(c, status, name, e->msg, NULL, NULL);
+	/* a failure nobody described is still named by what failed */
+	snprintf(msg, sizeof(msg), "%s %s failed (%s; the server log may say more)", c->method,
+		 c->path, name);
+	return respond_error(c, status, name, msg, NULL, NULL);
 }
 
 static int write_body(struct conn *c)
@@ -159,7 +165,7 @@ static void read_method(struct conn *c)
 		{WSI_TOKEN_GET_URI, "GET"},       {WSI_TOKEN_POST_URI, "POST"},
 		{WSI_TOKEN_PATCH_URI, "PATCH"},   {WSI_TOKEN_PUT_URI, "PUT"},
 		{WSI_TOKEN_DELETE_URI, "DELETE"}, {WSI_TOKEN_OPTIONS_URI, "OPTIONS"},
-		{WSI_TOKEN_HEAD_URI, "HEAD"},
+		{WSI_TOKEN_HEAD_URI, "HEAD"},     {WSI_TOKEN_CONNECT, "CONNECT"},
 	};
 	snprintf(c->method, sizeof(c->method), "?");
 	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
@@ -231,6 +237,33 @@ static int allows(const struct route *r, const char *method)
 		if ((p == r->methods || p[-1] == ',') && (p[n] == 0 || p[n] == ','))
 			return 1;
 	return 0;
+}
+
+/* lws cannot parse a request with a method it does not know: it hands the connection
+ * over as a raw socket with what it read (LWS_SERVER_OPTION_FALLBACK_TO_APPLY_LISTEN_
+ * ACCEPT_CONFIG), and the answer names the method. */
+int http_unknown_method(struct lws *wsi, const char *in, size_t len)
+{
+	char method[32], msg[128];
+	size_t n = 0;
+	while (n < len && n < sizeof(method) - 1 && in[n] > ' ' && in[n] < 127)
+		method[n] = in[n], n++;
+	method[n] = 0;
+	snprintf(msg, sizeof(msg), "the method %s is not implemented (GET, HEAD, POST, PATCH "
+		 "and DELETE are)", n ? method : "(none)");
+	struct jw w;
+	jw_init(&w);
+	server_error_json(&w, "NotImplemented", msg);
+	unsigned char buf[LWS_PRE + 512];
+	int hl = snprintf((char *)buf + LWS_PRE, 200, "HTTP/1.1 501 Not Implemented\r\n"
+			  "content-type: application/json\r\ncontent-length: %zu\r\n"
+			  "connection: close\r\n\r\n", w.len);
+	if (!w.oom && (size_t)hl + w.len < sizeof(buf) - LWS_PRE) {
+		memcpy(buf + LWS_PRE + hl, w.buf, w.len);
+		lws_write(wsi, buf + LWS_PRE, (size_t)hl + w.len, LWS_WRITE_RAW);
+	}
+	jw_free(&w);
+	return -1; /* close */
 }
 
 /* ---- the long-held prompt ---- */
@@ -557,12 +590,31 @@ static int call_api(struct conn *c, const char *method, cJSON *params, char ids[
 	return respond_json(c, 200, &w);
 }
 
+/* "/session/" where an id is expected: also what "/session/%00" reads as (lws decodes
+ * the NUL into the path), which must not fall back to the "/session" list. */
+static int empty_id(const char *path)
+{
+	char probe[sizeof(((struct conn *)0)->path) + 1], ids[2][64];
+	size_t n = strlen(path);
+	if (n < 2 || path[n - 1] != '/' || n + 1 >= sizeof(probe))
+		return 0;
+	snprintf(probe, sizeof(probe), "%sx", path);
+	const struct route *r = find_route(probe, ids);
+	return r && r->pattern[strlen(r->pattern) - 1] == '*';
+}
+
 static int handle(struct conn *c)
 {
 	char ids[2][64] = {"", ""};
 	if (c->handled)
 		return 0; /* lws may report the end of an empty body after we answered */
 	c->handled = 1;
+	if (empty_id(c->path)) {
+		char msg[1200];
+		snprintf(msg, sizeof(msg), "%s ends where an id is expected: the id is empty or "
+			 "not valid (a NUL byte, %%00, ends it)", c->path);
+		return respond_error(c, 400, "BadRequest", msg, NULL, NULL);
+	}
 	int is_get = !strcmp(c->method, "GET") || !strcmp(c->method, "HEAD");
 	const struct route *r = find_route(c->path, ids);
 	if (c->body_too_big)
@@ -612,7 +664,7 @@ static void reset_request(struct conn *c)
 	c->body_too_big = 0;
 }
 
-static int on_request(struct conn *c, const char *uri)
+static int on_request(struct conn *c, const char *uri, size_t len)
 {
 	c->kind = C_HTTP;
 	reset_request(c);
@@ -639,6 +691,17 @@ static int on_request(struct conn *c, const char *uri)
 	if (c->srv->shutting_down)
 		return respond_error(c, 503, "ServiceUnavailable", "the server is shutting down",
 				     "connection:", "close");
+	if (len >= sizeof(c->path)) {
+		c->handled = 1;
+		return respond_error(c, 414, "URITooLong", "the path is over 1023 bytes",
+				     "connection:", "close");
+	}
+	/* lws decodes %00 into the path: read as a C string it would be a shorter path */
+	if (strlen(uri) != len) {
+		c->handled = 1;
+		return respond_error(c, 400, "BadRequest", "the path contains a NUL byte (%00): "
+				     "no route or file has one", "connection:", "close");
+	}
 	if (clen > MAX_BODY) {
 		c->body_too_big = 1;
 		return handle(c);
@@ -691,7 +754,7 @@ int http_callback(struct conn *c, enum lws_callback_reasons reason, void *in, si
 {
 	switch (reason) {
 	case LWS_CALLBACK_HTTP:
-		return on_request(c, in);
+		return on_request(c, in, len);
 	case LWS_CALLBACK_HTTP_BODY:
 		return on_body(c, in, len);
 	case LWS_CALLBACK_HTTP_BODY_COMPLETION:

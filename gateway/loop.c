@@ -200,6 +200,11 @@ struct loop *loop_create(const struct loop_config *cfg)
 	info.max_http_header_pool2 = (unsigned)(cfg->header_pool > 0 ? cfg->header_pool : 64);
 	info.max_http_header_data2 = (unsigned)cfg->header_bytes;
 	info.timeout_secs_ah_idle = (unsigned)cfg->head_timeout_s;
+	if (cfg->fallback_protocol) {
+		info.options |= LWS_SERVER_OPTION_FALLBACK_TO_APPLY_LISTEN_ACCEPT_CONFIG;
+		info.listen_accept_role = "raw-skt";
+		info.listen_accept_protocol = cfg->fallback_protocol;
+	}
 	L->ctx = lws_create_context(&info);
 	if (!L->ctx) {
 		log_error("loop: cannot create the libwebsockets context (port %d)", cfg->port);

@@ -26,6 +26,9 @@ struct loop_config {
 	int header_bytes;         /* the longest request head lws can read (0: 4096) */
 	/* Seconds a connection may take to send its request head (0: lws's 10 s). */
 	int head_timeout_s;
+	/* The protocol that gets a connection lws cannot parse as HTTP (an unknown
+	 * method), as a raw socket with what was read (LWS_CALLBACK_RAW_RX), or NULL. */
+	const char *fallback_protocol;
 };
 
 /* Creates the context; NULL on failure (logged). Loop thread = the caller. */

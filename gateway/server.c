@@ -259,6 +259,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 	struct conn *c = user;
 	if (reason == LWS_CALLBACK_HTTP_CONFIRM_UPGRADE)
 		return ws_confirm_upgrade(S, wsi);
+	if (reason == LWS_CALLBACK_RAW_RX)
+		return http_unknown_method(wsi, in, len);
 	if (!c || !S)
 		return 0;
 	if (!c->srv) {

@@ -18,6 +18,7 @@
  * streams and WebSockets give their header table back, so these are always enough
  * to read a request and answer 503 when the server is full. */
 #define HEAD_SLACK 64
+#define HEAD_BYTES 16384  /* the longest request head read (lws's default is 4 KiB) */
 #define HEAD_TIMEOUT_S 5   /* to send a whole request head, or lose the header slot */
 
 enum conn_kind { C_NONE, C_HTTP, C_SSE, C_WS };
@@ -111,6 +112,8 @@ void server_detach_all(struct server *S);
 
 /* http.c */
 int http_callback(struct conn *c, enum lws_callback_reasons reason, void *in, size_t len);
+/* Answers a request whose method lws could not parse (501) and closes it. */
+int http_unknown_method(struct lws *wsi, const char *in, size_t len);
 /* Lets go of everything the connection holds in the engine (idempotent). */
 void http_detach(struct conn *c);
 
