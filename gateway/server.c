@@ -279,7 +279,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 }
 
 static const struct lws_protocols protocols[] = {
-	{"agentgate", callback, sizeof(struct conn), 4096, 0, NULL, 0},
+	/* tx_packet_size: one send() per write (lws splits bigger writes at rx_buffer_size
+	 * and sends one piece per POLLOUT) */
+	{"agentgate", callback, sizeof(struct conn), 4096, 0, NULL, 1 << 20},
 	{NULL, NULL, 0, 0, 0, NULL, 0},
 };
 

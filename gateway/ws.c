@@ -1,6 +1,7 @@
 /* ws: the WebSocket JSON-RPC 2.0 API at /ws — requests onto api.c, subscriptions onto a
- * subscriber, responses and events as text frames, one frame per writable callback, with
- * bounded queues: a client that cannot keep up is closed with a reason naming `since`. */
+ * subscriber, responses and events as text frames, as many per writable callback as
+ * the socket takes, with bounded queues: a client that cannot keep up is closed with a
+ * reason naming `since`. */
 #include "api.h"
 #include "jsonin.h"
 #include "log.h"
@@ -8,6 +9,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+
+#define WS_FRAMES_PER_WRITE 256
 
 enum {
 	RPC_PARSE = -32700,
@@ -316,8 +319,11 @@ static int say_goodbye(struct conn *c)
 	return -1;
 }
 
-static int on_writable(struct conn *c)
+/* Writes the next queued reply or event as one frame: 1 if one was written, 0 if
+ * there is none, -1 to close. */
+static int write_next(struct conn *c)
 {
+	static const char pre[] = "{\"jsonrpc\":\"2.0\",\"method\":\"event\",\"params\":";
 	if (c->out_head) {
 		struct frame *f = c->out_head;
 		c->out_head = f->next;
@@ -326,32 +332,46 @@ static int on_writable(struct conn *c)
 		c->out_n--;
 		int rc = write_frame(c, f->buf + LWS_PRE, f->len);
 		free(f);
-		if (rc)
-			return -1;
-	} else if (c->subscribed && c->sub.overflow) {
-		return close_slow(c);
-	} else if (c->subscribed) {
-		struct event *ev = subscriber_next(&c->sub);
-		if (ev) {
-			static const char pre[] = "{\"jsonrpc\":\"2.0\",\"method\":\"event\",\"params\":";
-			size_t len = sizeof(pre) - 1 + ev->len + 1;
-			unsigned char *buf = malloc(LWS_PRE + len);
-			if (!buf)
-				return -1;
-			memcpy(buf + LWS_PRE, pre, sizeof(pre) - 1);
-			memcpy(buf + LWS_PRE + sizeof(pre) - 1, ev->json, ev->len);
-			buf[LWS_PRE + len - 1] = '}';
-			c->sub.sent_seq = ev->seq;
-			event_unref(ev);
-			int rc = write_frame(c, buf + LWS_PRE, len);
-			free(buf);
-			if (rc)
-				return -1;
-		}
+		return rc ? -1 : 1;
 	}
+	if (!c->subscribed)
+		return 0;
+	if (c->sub.overflow)
+		return close_slow(c);
+	struct event *ev = subscriber_next(&c->sub);
+	if (!ev)
+		return 0;
+	size_t len = sizeof(pre) - 1 + ev->len + 1;
+	unsigned char *buf = malloc(LWS_PRE + len);
+	if (!buf) {
+		event_unref(ev);
+		return -1;
+	}
+	memcpy(buf + LWS_PRE, pre, sizeof(pre) - 1);
+	memcpy(buf + LWS_PRE + sizeof(pre) - 1, ev->json, ev->len);
+	buf[LWS_PRE + len - 1] = '}';
+	c->sub.sent_seq = ev->seq;
+	event_unref(ev);
+	int rc = write_frame(c, buf + LWS_PRE, len);
+	free(buf);
+	return rc ? -1 : 1;
+}
+
+/* As many frames as the socket takes now (up to WS_FRAMES_PER_WRITE, so other
+ * connections get their turn): one frame per writable callback could not keep up with
+ * a busy server, and the subscriber was cut off where SSE, writing 64 KiB at a time,
+ * kept up. lws allows further writes in the callback while the pipe is not choked. */
+static int on_writable(struct conn *c)
+{
+	int rc, budget = WS_FRAMES_PER_WRITE;
+	do
+		rc = write_next(c);
+	while (rc == 1 && --budget && !lws_send_pipe_choked(c->wsi));
+	if (rc < 0)
+		return -1;
 	if (c->closing && !c->out_head && !(c->subscribed && subscriber_pending(&c->sub)))
 		return say_goodbye(c);
-	if (c->out_head || (c->subscribed && subscriber_pending(&c->sub)))
+	if (c->out_head || (c->subscribed && (subscriber_pending(&c->sub) || c->sub.overflow)))
 		lws_callback_on_writable(c->wsi);
 	return 0;
 }
