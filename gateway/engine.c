@@ -695,8 +695,8 @@ void engine_destroy(struct engine *E)
 	}
 	if (E->S)
 		engine_flush(E);
+	store_close(E->S); /* before the bus: its last attempt calls the bus's flush hook */
 	bus_destroy(E->B);
-	store_close(E->S);
 	llmio_stop(E->io); /* no transfer may outlive the providers it points to */
 	llm_destroy(E->M);
 	tools_free(&E->T);

@@ -235,6 +235,28 @@ static void a_frozen_disk_delays_commits_not_the_loop(void **state)
 	h_stop(&h);
 }
 
+/* Stopping while the store fails makes a last attempt (the bus and the engine still
+ * hand it their writes) and frees everything, whatever the attempt's outcome. */
+static void stopping_while_the_store_fails_frees_cleanly(void **state)
+{
+	struct h h;
+	h_dir(&h, "{\"providers\":{\"scripted\":{\"pace_ms\":2}}}");
+	h_start(&h, 1);
+	char sid[ID_MAX];
+	h_session(&h, sid);
+	h_prompt(&h, sid, "long", "web", NULL);
+	assert_true(h_until(&h, text_stored, sid, 5000));
+	disk("full");
+	assert_true(h_until(&h, store_fails, NULL, 5000));
+	h_spin(&h, 200);
+	h_stop(&h); /* the last attempt fails too: the writes are reported lost */
+	disk(NULL);
+	h_start(&h, 1); /* what was on disk before the failure is intact */
+	assert_true(h_until(&h, h_idle, sid, 5000));
+	assert_true(stored_text_len(&h, sid) > 40);
+	h_stop(&h);
+}
+
 /* The database file deleted (or replaced) under the server: noticed at the next commit,
  * and from then on every write is refused with that reason; no retry writes into a file
  * nobody will open again. */
@@ -277,6 +299,7 @@ int main(void)
 		cmocka_unit_test(a_prompt_refused_at_its_commit_is_never_run_later),
 		cmocka_unit_test(an_io_error_is_retried_until_it_clears),
 		cmocka_unit_test(a_frozen_disk_delays_commits_not_the_loop),
+		cmocka_unit_test(stopping_while_the_store_fails_frees_cleanly),
 		cmocka_unit_test(a_deleted_database_file_stops_all_writes_loudly),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
