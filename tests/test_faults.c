@@ -62,6 +62,26 @@ static int none_running(struct h *h, void *arg)
 	return engine_running(h->E) == 0;
 }
 
+/* A fresh engine streaming a long reply (one token per pace_ms, turn id to turn_out if
+ * given) whose text has reached the disk. */
+static void start_streaming(struct h *h, char *sid, int pace_ms, char *turn_out)
+{
+	char cfg[96];
+	snprintf(cfg, sizeof(cfg), "{\"providers\":{\"scripted\":{\"pace_ms\":%d}}}", pace_ms);
+	h_dir(h, cfg);
+	h_start(h, 1);
+	h_session(h, sid);
+	h_prompt(h, sid, "long", "web", turn_out);
+	assert_true(h_until(h, text_stored, sid, 5000));
+}
+
+/* Makes the disk fail (or slow) and waits until the engine has noticed. */
+static void fail_disk(struct h *h, const char *mode)
+{
+	disk(mode);
+	assert_true(h_until(h, store_fails, NULL, 5000));
+}
+
 static void refused_as_unavailable(struct err *e, const char *what)
 {
 	assert_int_equal(e->code, ERR_UNAVAILABLE);
@@ -77,16 +97,10 @@ static void refused_as_unavailable(struct err *e, const char *what)
 static void a_disk_that_fills_mid_turn_loses_nothing_acknowledged(void **state)
 {
 	struct h h;
-	h_dir(&h, "{\"providers\":{\"scripted\":{\"pace_ms\":3}}}");
-	h_start(&h, 1);
 	char sid[ID_MAX], t1[48], t2[48];
-	h_session(&h, sid);
-	h_prompt(&h, sid, "long", "web", t1);
+	start_streaming(&h, sid, 3, t1);
 	h_prompt(&h, sid, "echo queued before the failure", "ws", t2);
-	assert_true(h_until(&h, text_stored, sid, 5000));
-
-	disk("full");
-	assert_true(h_until(&h, store_fails, NULL, 5000));
+	fail_disk(&h, "full");
 	struct err e = {0};
 	struct prompt p = {.session_id = sid, .text = "echo refused", .source = "http"};
 	assert_int_equal(engine_prompt(h.E, &p, NULL, NULL, &e), -1);
@@ -167,13 +181,9 @@ static void a_prompt_refused_at_its_commit_is_never_run_later(void **state)
 static void an_io_error_is_retried_until_it_clears(void **state)
 {
 	struct h h;
-	h_dir(&h, "{\"providers\":{\"scripted\":{\"pace_ms\":2}}}");
-	h_start(&h, 1);
 	char sid[ID_MAX];
-	h_session(&h, sid);
-	h_prompt(&h, sid, "long", "web", NULL);
-	disk("ioerr");
-	assert_true(h_until(&h, store_fails, NULL, 5000));
+	start_streaming(&h, sid, 2, NULL);
+	fail_disk(&h, "ioerr");
 	assert_non_null(strstr(engine_store_failure(h.E), "I/O error"));
 	h_spin(&h, 400); /* several retries fail */
 	disk(NULL);
@@ -190,15 +200,9 @@ static void an_io_error_is_retried_until_it_clears(void **state)
 static void a_frozen_disk_delays_commits_not_the_loop(void **state)
 {
 	struct h h;
-	h_dir(&h, "{\"providers\":{\"scripted\":{\"pace_ms\":3}}}");
-	h_start(&h, 1);
 	char sid[ID_MAX];
-	h_session(&h, sid);
-	h_prompt(&h, sid, "long", "web", NULL);
-	assert_true(h_until(&h, text_stored, sid, 5000));
-
-	disk("slow 400"); /* every write of the database or WAL waits 0.4 s */
-	assert_true(h_until(&h, store_fails, NULL, 5000));
+	start_streaming(&h, sid, 3, NULL);
+	fail_disk(&h, "slow 400"); /* every write of the database or WAL waits 0.4 s */
 	assert_non_null(strstr(engine_store_failure(h.E), "the disk is slow"));
 	int before = h_count(&h, "message.part.delta", sid);
 	h_spin(&h, 500);
@@ -240,14 +244,9 @@ static void a_frozen_disk_delays_commits_not_the_loop(void **state)
 static void stopping_while_the_store_fails_frees_cleanly(void **state)
 {
 	struct h h;
-	h_dir(&h, "{\"providers\":{\"scripted\":{\"pace_ms\":2}}}");
-	h_start(&h, 1);
 	char sid[ID_MAX];
-	h_session(&h, sid);
-	h_prompt(&h, sid, "long", "web", NULL);
-	assert_true(h_until(&h, text_stored, sid, 5000));
-	disk("full");
-	assert_true(h_until(&h, store_fails, NULL, 5000));
+	start_streaming(&h, sid, 2, NULL);
+	fail_disk(&h, "full");
 	h_spin(&h, 200);
 	h_stop(&h); /* the last attempt fails too: the writes are reported lost */
 	disk(NULL);

@@ -15,6 +15,19 @@ import {
 const T = { timeout: 60_000 };
 const PACED = { ...DEFAULT_CONFIG, providers: { scripted: { pace_ms: 3 } } };
 
+// A session streaming a long reply, watched by an SSE subscriber that has seen it start.
+async function streaming(t, srv) {
+	const s = await createSession(srv);
+	const sse = await sseSubscribe(srv, `?sessionID=${s.id}`);
+	t.after(() => sse.close());
+	await promptAsync(srv, s.id, "long");
+	await sse.waitFor((e) => e.type === "message.part.delta", { label: "first delta" });
+	return { s, sse };
+}
+
+const idleSeen = (sse, id) =>
+	sse.until((x) => x.events.some((f) => isSessionIdle(id)(f.json)), { label: "idle", timeout: 30000 });
+
 async function faultyServer(t, config = PACED) {
 	const control = path.join(await fsp.mkdtemp(path.join(os.tmpdir(), "agentgate-faults-")), "disk");
 	const srv = await startServer({ config, env: { AGENTGATE_STORE_FAULTS: control } });
@@ -25,11 +38,7 @@ async function faultyServer(t, config = PACED) {
 
 test("a full disk: 503 naming the reason for prompts, sessions and health; nothing acknowledged is lost once it clears", T, async (t) => {
 	const { srv, disk } = await faultyServer(t);
-	const s = await createSession(srv);
-	const sse = await sseSubscribe(srv, `?sessionID=${s.id}`);
-	t.after(() => sse.close());
-	await promptAsync(srv, s.id, "long");
-	await sse.waitFor((e) => e.type === "message.part.delta", { label: "first delta" });
+	const { s, sse } = await streaming(t, srv);
 	await disk("full");
 	// the next commit fails; from then on durable requests are refused with the reason
 	const health = await pollUntil(async () => {
@@ -48,7 +57,7 @@ test("a full disk: 503 naming the reason for prompts, sessions and health; nothi
 		assert.match(r.json.message, /the store cannot write .*full.* was not accepted/);
 	}
 	await disk(null);
-	await sse.until((x) => x.events.some((f) => isSessionIdle(s.id)(f.json)), { label: "idle", timeout: 30000 });
+	await idleSeen(sse, s.id);
 	await pollUntil(async () => (await api(srv, "GET", "/global/health")).status === 200, { label: "healthy again", timeout: 15000 });
 	// a restart reads everything back: the reply that streamed while the disk was full
 	const dir = srv.dir;
@@ -67,11 +76,7 @@ test("a full disk: 503 naming the reason for prompts, sessions and health; nothi
 
 test("a frozen disk: the health check and the event stream keep answering; durable requests are refused, not hung", T, async (t) => {
 	const { srv, disk } = await faultyServer(t);
-	const s = await createSession(srv);
-	const sse = await sseSubscribe(srv, `?sessionID=${s.id}`);
-	t.after(() => sse.close());
-	await promptAsync(srv, s.id, "long");
-	await sse.waitFor((e) => e.type === "message.part.delta", { label: "first delta" });
+	const { s, sse } = await streaming(t, srv);
 	await disk("slow 1000");
 	const slow = await pollUntil(async () => {
 		const r = await api(srv, "GET", "/global/health", undefined, { timeout: 5000 });
@@ -85,7 +90,7 @@ test("a frozen disk: the health check and the event stream keep answering; durab
 	assert.equal(r.status, 503);
 	assert.match(r.json.message, /disk is slow/);
 	await disk(null);
-	await sse.until((x) => x.events.some((f) => isSessionIdle(s.id)(f.json)), { label: "idle", timeout: 30000 });
+	await idleSeen(sse, s.id);
 	await pollUntil(async () => (await api(srv, "GET", "/global/health")).status === 200, { label: "healthy again", timeout: 20000 });
 });
 
