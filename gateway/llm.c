@@ -209,11 +209,31 @@ static int schedule_retry(struct llm_stream *st, const struct llm_error *e)
 	return 0;
 }
 
+/* A provider asking for a longer wait than retry.cap_ms would keep the session "retrying"
+ * for as long as it likes: that attempt fails instead, naming the value and the cap. */
+static int retry_after_over_cap(struct llm_stream *st, const struct llm_error *e)
+{
+	int64_t cap = st->M->C->retry_cap_ms;
+	if (!e->retryable || e->retry_after_ms <= cap)
+		return 0;
+	char msg[800];
+	snprintf(msg, sizeof(msg), "provider asked to retry after %s%lld ms, over retry.cap_ms "
+		 "%lld: %s", e->retry_after_ms == INT64_MAX ? "more than " : "",
+		 (long long)e->retry_after_ms, (long long)cap,
+		 e->message ? e->message : "the provider returned an error");
+	log_warn("session %s: %s/%s: %s", st->session_id, st->provider, st->model, msg);
+	struct llm_error le = *e;
+	le.message = msg;
+	le.retryable = 0;
+	fail(st, &le);
+	return 1;
+}
+
 static void on_error(void *arg, const struct llm_error *e)
 {
 	struct llm_stream *st = arg;
 	st->attempt = NULL;
-	if (schedule_retry(st, e) == 0)
+	if (retry_after_over_cap(st, e) || schedule_retry(st, e) == 0)
 		return;
 	fail(st, e);
 }

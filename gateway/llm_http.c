@@ -77,7 +77,7 @@ struct xfer {
 	size_t errlen;
 	int64_t started_us;
 	int got_byte;
-	int64_t retry_after_ms;
+	int64_t retry_after_ms, retry_after_s; /* the two headers, in ms; -1 if absent */
 	char curl_err[CURL_ERROR_SIZE];
 	/* handed from the I/O thread to the loop, under lock */
 	pthread_mutex_t lock;
@@ -240,17 +240,22 @@ static int on_sse(void *arg, const struct sse_event *ev)
 	return wire_event(&x->ws, ev->type, ev->data, ev->data_len, &out) < 0 ? -1 : 0;
 }
 
+/* retry-after-ms wins over retry-after when both come; values that do not parse count
+ * as absent, values too large to represent saturate (the supervisor compares them with
+ * retry.cap_ms). */
 static size_t on_header(char *buf, size_t size, size_t n, void *arg)
 {
 	struct xfer *x = arg;
 	size_t len = size * n;
 	x->got_byte = 1;
-	char line[128];
-	snprintf(line, sizeof(line), "%.*s", (int)(len < 127 ? len : 127), buf);
-	if (!strncasecmp(line, "retry-after-ms:", 15))
-		x->retry_after_ms = atoll(line + 15);
-	else if (!strncasecmp(line, "retry-after:", 12) && !x->retry_after_ms)
-		x->retry_after_ms = atoll(line + 12) * 1000;
+	const char *colon = memchr(buf, ':', len);
+	if (!colon)
+		return len;
+	size_t nlen = (size_t)(colon - buf), vlen = len - nlen - 1;
+	if (nlen == 14 && !strncasecmp(buf, "retry-after-ms", 14))
+		x->retry_after_ms = wire_retry_after_ms(colon + 1, vlen, 1, now_ms());
+	else if (nlen == 11 && !strncasecmp(buf, "retry-after", 11))
+		x->retry_after_s = wire_retry_after_ms(colon + 1, vlen, 1000, now_ms());
 	return len;
 }
 
@@ -289,7 +294,8 @@ static void fail_locked(struct xfer *x, int status, const char *name, int retrya
 	snprintf(x->errmsg, sizeof(x->errmsg), fmt, detail);
 	x->err = (struct llm_error){
 		.status = status, .name = name, .message = x->errmsg, .retryable = retryable,
-		.retry_after_ms = x->retry_after_ms,
+		.retry_after_ms = x->retry_after_ms >= 0 ? x->retry_after_ms
+				  : x->retry_after_s >= 0 ? x->retry_after_s : 0,
 	};
 	x->final = 2;
 }
@@ -654,6 +660,7 @@ static void *net_start(void *self, const struct llm_request *rq, const struct ll
 	x->arg = arg;
 	x->connect_ms = P->C->connect_timeout_ms;
 	x->first_byte_ms = P->C->first_byte_timeout_ms;
+	x->retry_after_ms = x->retry_after_s = -1;
 	sse_init(&x->sse, 0, on_sse, x);
 	wire_init(&x->ws, P->kind);
 	x->body = wire_request(P->kind, rq, P->options, e);

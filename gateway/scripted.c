@@ -376,6 +376,15 @@ static void attempt_free(struct attempt *a)
 	free(a);
 }
 
+/* A non-negative number of ms from JSON; huge values saturate instead of overflowing
+ * the conversion. */
+static int64_t ms_of(const cJSON *v)
+{
+	if (!cJSON_IsNumber(v) || !(v->valuedouble > 0))
+		return 0;
+	return v->valuedouble >= 9.2e18 ? INT64_MAX : (int64_t)v->valuedouble;
+}
+
 static void finish(struct attempt *a)
 {
 	const struct llm_sink *sink = a->sink;
@@ -390,7 +399,7 @@ static void finish(struct attempt *a)
 		struct llm_error e = {
 			.status = status, .name = "APIError", .message = m,
 			.retryable = status == 429 || status >= 500,
-			.retry_after_ms = cJSON_IsNumber(ra) ? (int64_t)ra->valuedouble : 0,
+			.retry_after_ms = ms_of(ra), /* the supervisor holds it to retry.cap_ms */
 		};
 		attempt_free(a);
 		sink->error(arg, &e);

@@ -2,8 +2,10 @@
 #include "jsonin.h"
 #include "jw.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void wire_init(struct wire_state *w, enum wire_kind kind)
 {
@@ -410,4 +412,79 @@ char *wire_error_message(const char *body, size_t len)
 	char *out = msg ? strdup(msg) : NULL;
 	cJSON_Delete(j);
 	return out;
+}
+
+/* ---- retry-after ---- */
+
+static int64_t sat_add(int64_t a, int64_t b)
+{
+	return a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
+/* "[digits][.digits]" times unit_ms, rounded up; -1 if it is not that. */
+static int64_t delta_ms(const char *s, size_t len, int64_t unit_ms)
+{
+	size_t i = 0;
+	int64_t whole = 0, frac = 0, den = 1;
+	int digits = 0;
+	for (; i < len && s[i] >= '0' && s[i] <= '9'; i++, digits++) {
+		int d = s[i] - '0';
+		whole = whole > (INT64_MAX - d) / 10 ? INT64_MAX : whole * 10 + d;
+	}
+	if (i < len && s[i] == '.') {
+		for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++, digits++) {
+			if (den < 1000000000) { /* finer than a nanosecond does not matter */
+				frac = frac * 10 + (s[i] - '0');
+				den *= 10;
+			}
+		}
+	}
+	if (!digits || i != len)
+		return -1;
+	int64_t ms = whole > INT64_MAX / unit_ms ? INT64_MAX : whole * unit_ms;
+	return sat_add(ms, (frac * unit_ms + den - 1) / den);
+}
+
+/* IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") as epoch ms; -1 otherwise. The obsolete
+ * RFC 850 and asctime forms are not read: such a header counts as absent. */
+static int64_t http_date_ms(const char *s, size_t len)
+{
+	static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+	char buf[64], wday[4], mon[4], zone[4];
+	int day, year, hh, mm, ss, used = 0;
+	if (len >= sizeof(buf))
+		return -1;
+	memcpy(buf, s, len);
+	buf[len] = 0;
+	if (sscanf(buf, "%3[A-Za-z], %2d %3[A-Za-z] %4d %2d:%2d:%2d %3[A-Z]%n", wday, &day, mon,
+		   &year, &hh, &mm, &ss, zone, &used) != 8 || (size_t)used != len ||
+	    strcmp(zone, "GMT"))
+		return -1;
+	const char *m = strstr(months, mon);
+	if (!m || (m - months) % 3 || day < 1 || day > 31 || year < 1970 || hh > 23 || mm > 59 ||
+	    ss > 60)
+		return -1;
+	struct tm tm = {.tm_year = year - 1900, .tm_mon = (int)(m - months) / 3, .tm_mday = day,
+			.tm_hour = hh, .tm_min = mm, .tm_sec = ss};
+	time_t t = timegm(&tm);
+	return t == (time_t)-1 ? -1 : (int64_t)t * 1000;
+}
+
+int64_t wire_retry_after_ms(const char *value, size_t len, int64_t unit_ms, int64_t now_ms)
+{
+	while (len && (*value == ' ' || *value == '\t'))
+		value++, len--;
+	while (len && (value[len - 1] == ' ' || value[len - 1] == '\t' || value[len - 1] == '\r' ||
+		       value[len - 1] == '\n'))
+		len--;
+	if (!len || unit_ms <= 0)
+		return -1;
+	if ((value[0] >= '0' && value[0] <= '9') || value[0] == '.')
+		return delta_ms(value, len, unit_ms);
+	if (unit_ms != 1000)
+		return -1; /* retry-after-ms has no date form */
+	int64_t at = http_date_ms(value, len);
+	if (at < 0)
+		return -1;
+	return at > now_ms ? at - now_ms : 0;
 }

@@ -6,6 +6,7 @@
 #define AG_WIRE_H
 #include <cjson/cJSON.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "err.h"
 #include "llm_types.h"
@@ -55,6 +56,13 @@ int wire_event(struct wire_state *w, const char *type, const char *data, size_t 
 /* Number of complete tool calls, and the i-th (in index order). */
 int wire_tool_count(const struct wire_state *w);
 const struct wire_tool *wire_tool_at(const struct wire_state *w, int i);
+
+/* A retry-after header value as a wait in ms. unit_ms is 1000 for `retry-after` (delta
+ * seconds, an integer or a decimal, or an IMF-fixdate such as "Fri, 31 Dec 2100 23:59:59
+ * GMT", read against now_ms, the epoch time) and 1 for `retry-after-ms`. -1 if the value
+ * does not parse (negative numbers, other date forms, trailing junk); a date in the past
+ * is 0; a wait too long for int64 is INT64_MAX. value need not be NUL-terminated. */
+int64_t wire_retry_after_ms(const char *value, size_t len, int64_t unit_ms, int64_t now_ms);
 
 /* The provider's own message from an HTTP error body, or NULL (caller frees). */
 char *wire_error_message(const char *body, size_t len);

@@ -315,6 +315,90 @@ static void retry_after_is_honoured(void **state)
 	h_stop(&h);
 }
 
+/* A wait longer than retry.cap_ms (an hour, a value that overflows 64 bits in seconds or
+ * in ms, a date in 2100) fails the attempt at once, naming the value and the cap, instead
+ * of leaving the session "retrying" for as long as the provider likes. */
+static void retry_after_over_the_cap_fails_at_once_naming_both(void **state)
+{
+	const char *models[] = {"openai/rate-limit-hour@e1", "anthropic/rate-limit-hour@e2",
+				"openai/rate-limit-huge@e3", "anthropic/rate-limit-huge@e4",
+				"openai/rate-limit-ms-huge@e5", "anthropic/rate-limit-date@e6"};
+	const char *want[] = {"after 3600000 ms,", "after 3600000 ms,",
+			      "after more than 9223372036854775807 ms,",
+			      "after more than 9223372036854775807 ms,",
+			      "after more than 9223372036854775807 ms,", " ms, over"};
+	for (int i = 0; i < 6; i++) {
+		struct h h;
+		start(&h, "{\"stall_timeout_ms\":400,\"retry\":{\"base_ms\":20,\"max\":2,"
+		      "\"cap_ms\":5000}}");
+		char sid[ID_MAX], turn[ID_MAX];
+		char *st = run(&h, sid, models[i], turn);
+		char *err = turn_error(&h, turn);
+		if (strcmp(st, "failed") || !strstr(err, "provider asked to retry after") ||
+		    !strstr(err, want[i]) || !strstr(err, "over retry.cap_ms 5000") ||
+		    !strstr(err, "Rate limit reached"))
+			fail_msg("%s: %s: %s", models[i], st, err);
+		assert_int_equal(requests(strchr(models[i], '/') + 1), 1);
+		assert_int_equal(retries_seen(&h, sid), 0);
+		assert_int_equal(h_count(&h, "session.error", sid), 1);
+		char *msg = h_sql_str(&h, "SELECT json_extract(data,'$.error.data.message') FROM "
+				      "message WHERE turn_id='%s' AND finish='error'", turn);
+		assert_string_equal(msg, err);
+		assert_false(engine_tree_busy(h.E, sid));
+		free(msg);
+		free(err);
+		free(st);
+		h_stop(&h);
+	}
+}
+
+/* Within the cap a retry-after is honoured in its other forms too: a decimal number of
+ * seconds, and an HTTP-date in the past (retry now, after the usual backoff). */
+static void retry_after_decimal_and_past_date_are_honoured(void **state)
+{
+	const char *models[] = {"openai/rate-limit-decimal@f1", "anthropic/rate-limit-past@f2"};
+	for (int i = 0; i < 2; i++) {
+		struct h h;
+		start(&h, NULL);
+		char sid[ID_MAX], turn[ID_MAX];
+		int64_t before = now_ms();
+		char *text = run_completed(&h, sid, models[i], turn);
+		assert_string_equal(text, "Hello from mock.");
+		assert_int_equal(requests(strchr(models[i], '/') + 1), 2);
+		if (i == 0) /* retry-after: 0.25 while the configured backoff is 20 ms */
+			assert_true(retry_wait(&h, sid) - before >= 240);
+		free(text);
+		h_stop(&h);
+	}
+}
+
+/* The scripted provider's error.retry_after_ms goes through the same rule. */
+static void scripted_retry_after_over_the_cap_fails_too(void **state)
+{
+	struct h h;
+	start(&h, "{\"retry\":{\"base_ms\":20,\"cap_ms\":5000},\"providers\":{\"scripted\":"
+	      "{\"pace_ms\":1,\"rules\":[{\"match\":\"hour\",\"steps\":[{\"error\":{\"status\":"
+	      "429,\"message\":\"slow down\",\"retry_after_ms\":3600000}}]},{\"match\":\"huge\","
+	      "\"steps\":[{\"error\":{\"status\":429,\"message\":\"slow down\","
+	      "\"retry_after_ms\":1e300}}]}]}}}");
+	const char *prompts[] = {"hour", "huge"};
+	const char *want[] = {"provider asked to retry after 3600000 ms, over retry.cap_ms 5000: "
+			      "slow down", "provider asked to retry after more than "
+			      "9223372036854775807 ms, over retry.cap_ms 5000: slow down"};
+	for (int i = 0; i < 2; i++) {
+		char sid[ID_MAX], turn[ID_MAX];
+		h_session(&h, sid);
+		h_prompt_model(&h, sid, prompts[i], "scripted/demo", turn);
+		assert_true(h_until(&h, h_idle, sid, 20000));
+		engine_flush(h.E);
+		char *err = turn_error(&h, turn);
+		assert_string_equal(err, want[i]);
+		assert_int_equal(retries_seen(&h, sid), 0);
+		free(err);
+	}
+	h_stop(&h);
+}
+
 static void client_errors_are_not_retried_and_show_the_providers_message(void **state)
 {
 	const char *models[] = {"openai/bad-request", "anthropic/bad-request", "openai/auth"};
@@ -445,6 +529,9 @@ int main(void)
 		cmocka_unit_test(stalls_fail_after_their_retry_and_keep_partial_text),
 		cmocka_unit_test(retryable_errors_are_retried_without_duplicate_text),
 		cmocka_unit_test(retry_after_is_honoured),
+		cmocka_unit_test(retry_after_over_the_cap_fails_at_once_naming_both),
+		cmocka_unit_test(retry_after_decimal_and_past_date_are_honoured),
+		cmocka_unit_test(scripted_retry_after_over_the_cap_fails_too),
 		cmocka_unit_test(client_errors_are_not_retried_and_show_the_providers_message),
 		cmocka_unit_test(server_errors_stop_after_the_retry_budget),
 		cmocka_unit_test(abort_cancels_the_transfer),

@@ -292,6 +292,52 @@ static void scratch_parses_equal_heap_parses(void **state)
 	jw_free(&big);
 }
 
+/* retry-after in all its forms, and values that must neither overflow nor misparse. */
+static void retry_after_parses_seconds_ms_and_dates_without_overflow(void **state)
+{
+	const int64_t now = 1700000000000LL; /* 2023-11-14T22:13:20Z */
+	static const struct {
+		const char *v;
+		int64_t unit, want;
+	} cases[] = {
+		{"1", 1000, 1000},
+		{" 3600\r\n", 1000, 3600000},
+		{"0.25", 1000, 250},
+		{".5", 1000, 500},
+		{"1.0001", 1000, 1001}, /* rounded up */
+		{"0", 1000, 0},
+		{"50", 1, 50},
+		{"2.5", 1, 3},
+		{"9223372036854775", 1000, 9223372036854775000LL},
+		{"9223372036854776", 1000, INT64_MAX},
+		{"99999999999999999", 1000, INT64_MAX},
+		{"99999999999999999999999", 1, INT64_MAX},
+		{"99999999999999999999999999999999999999.9", 1000, INT64_MAX},
+		{"Tue, 14 Nov 2023 22:13:30 GMT", 1000, 10000},
+		{"Wed, 21 Oct 2015 07:28:00 GMT", 1000, 0},
+		{"Fri, 31 Dec 2100 23:59:59 GMT", 1000, 4133980799000LL - now},
+		{"Tue, 14 Nov 2023 22:13:30 GMT", 1, -1},
+		{"Tuesday, 14-Nov-23 22:13:30 GMT", 1000, -1}, /* RFC 850: not read */
+		{"Tue Nov 14 22:13:30 2023", 1000, -1},        /* asctime: not read */
+		{"Tue, 14 Nov 2023 22:13:30 PST", 1000, -1},
+		{"Tue, 14 Foo 2023 22:13:30 GMT", 1000, -1},
+		{"-5", 1000, -1},
+		{"5s", 1000, -1},
+		{"1e3", 1000, -1},
+		{".", 1000, -1},
+		{"", 1000, -1},
+		{"   ", 1000, -1},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int64_t got = wire_retry_after_ms(cases[i].v, strlen(cases[i].v), cases[i].unit, now);
+		if (got != cases[i].want)
+			fail_msg("retry-after \"%s\" (unit %lld): %lld, want %lld", cases[i].v,
+				 (long long)cases[i].unit, (long long)got, (long long)cases[i].want);
+	}
+	/* not NUL-terminated: only len bytes count */
+	assert_int_equal(wire_retry_after_ms("12345", 2, 1000, now), 12000);
+}
+
 int main(void)
 {
 	jsonin_init(); /* as agentgate runs: stream chunks parsed in the scratch arena */
@@ -301,6 +347,7 @@ int main(void)
 		cmocka_unit_test(anthropic_stream_parses_the_same_at_every_split),
 		cmocka_unit_test(stream_errors_are_reported_with_retryability),
 		cmocka_unit_test(requests_take_each_providers_shape),
+		cmocka_unit_test(retry_after_parses_seconds_ms_and_dates_without_overflow),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
