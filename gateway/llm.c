@@ -25,11 +25,22 @@ struct llm_stream {
 	cJSON *messages, *tools;
 	int64_t stall_ms;
 	int retries, stall_retries;
+	int64_t out_bytes;          /* text + reasoning + tool-call arguments, this attempt */
+	int over_limit;             /* tool calls passed max_output_bytes: done becomes error */
+	cJSON *calls;               /* this attempt's tool calls, handed on with done */
 	size_t delivered[2], seen[2]; /* text/reasoning bytes shown, and seen this attempt */
 	int64_t last_activity;      /* epoch ms of the last content token */
 	int64_t last_progress_us;   /* the same, monotonic, for the watchdog */
 	struct timer stall_timer, retry_timer;
 };
+
+void llm_output_limit_message(char *buf, size_t n, int64_t limit, const char *provider,
+			      const char *model)
+{
+	snprintf(buf, n, "LLM reply too long: over limits.max_output_bytes %lld (text, reasoning "
+		 "and tool-call arguments of one reply) from %s/%s", (long long)limit, provider,
+		 model);
+}
 
 int64_t llm_backoff_ms(int64_t base, int64_t cap, int attempt, int64_t retry_after_ms,
 		       unsigned rnd)
@@ -121,6 +132,7 @@ static void stream_free(struct llm_stream *st)
 	free(st->system);
 	cJSON_Delete(st->messages);
 	cJSON_Delete(st->tools);
+	cJSON_Delete(st->calls);
 	free(st);
 }
 
@@ -132,6 +144,32 @@ static void progress(struct llm_stream *st)
 	st->last_activity = now_ms();
 }
 
+static void fail(struct llm_stream *st, const struct llm_error *e);
+
+/* Counts n more bytes of output against limits.max_output_bytes; 0 while within it. */
+static int over_output_limit(struct llm_stream *st, size_t n)
+{
+	if (st->out_bytes + (int64_t)n <= st->M->C->max_output_bytes) {
+		st->out_bytes += (int64_t)n;
+		return 0;
+	}
+	return 1;
+}
+
+/* The reply passed limits.max_output_bytes: not retried (the same request would run into
+ * it again), and nothing past the limit is shown. */
+static void output_limit_fail(struct llm_stream *st)
+{
+	char msg[300];
+	llm_output_limit_message(msg, sizeof(msg), st->M->C->max_output_bytes, st->provider,
+				 st->model);
+	log_warn("session %s: %s", st->session_id, msg);
+	if (st->attempt)
+		st->p->cancel(st->p->self, st->attempt);
+	struct llm_error e = {.name = "APIError", .message = msg};
+	fail(st, &e);
+}
+
 /* Text a retry repeats is not shown twice: only bytes past what was delivered pass. */
 static void on_text(void *arg, int reasoning, const char *s, size_t n)
 {
@@ -139,6 +177,10 @@ static void on_text(void *arg, int reasoning, const char *s, size_t n)
 	int k = reasoning ? 1 : 0;
 	if (!n)
 		return; /* empty deltas are not progress */
+	if (over_output_limit(st, n)) {
+		output_limit_fail(st); /* providers allow a cancel from inside a text callback */
+		return;
+	}
 	progress(st);
 	size_t start = st->seen[k], end = start + n;
 	st->seen[k] = end;
@@ -149,19 +191,41 @@ static void on_text(void *arg, int reasoning, const char *s, size_t n)
 	st->sink.text(st->arg, reasoning, s + skip, n - skip);
 }
 
+/* Tool calls come in a provider's loop that ends with done, where no cancel may happen.
+ * They are held until done: then either all of them go on, or — past the limit — none
+ * does and done turns into the limit's error (no tool part is left pending). */
 static void on_tool_call(void *arg, const char *id, const char *name, const char *args)
 {
 	struct llm_stream *st = arg;
+	if (st->over_limit || over_output_limit(st, args ? strlen(args) : 0)) {
+		st->over_limit = 1;
+		return;
+	}
 	progress(st);
-	st->sink.tool_call(st->arg, id, name, args);
+	cJSON *c = cJSON_CreateObject();
+	if (!st->calls)
+		st->calls = cJSON_CreateArray();
+	cJSON_AddStringToObject(c, "id", id ? id : "");
+	cJSON_AddStringToObject(c, "name", name ? name : "");
+	cJSON_AddStringToObject(c, "arguments", args ? args : "");
+	cJSON_AddItemToArray(st->calls, c);
 }
 
 static void on_done(void *arg, const char *finish, const struct llm_usage *u)
 {
 	struct llm_stream *st = arg;
+	st->attempt = NULL;
+	if (st->over_limit) {
+		output_limit_fail(st);
+		return;
+	}
+	const cJSON *c;
+	cJSON_ArrayForEach(c, st->calls) /* as the provider's loop did: the stream still lives */
+		st->sink.tool_call(st->arg, cJSON_GetObjectItem(c, "id")->valuestring,
+				   cJSON_GetObjectItem(c, "name")->valuestring,
+				   cJSON_GetObjectItem(c, "arguments")->valuestring);
 	struct llm_sink sink = st->sink;
 	void *sarg = st->arg;
-	st->attempt = NULL;
 	stream_free(st);
 	sink.done(sarg, finish, u);
 }
@@ -202,6 +266,10 @@ static int schedule_retry(struct llm_stream *st, const struct llm_error *e)
 	log_warn("session %s: %s/%s attempt failed (%s); retry %d in %lld ms", st->session_id,
 		 st->provider, st->model, e->message, attempt, (long long)wait);
 	st->seen[0] = st->seen[1] = 0;
+	st->out_bytes = 0;
+	st->over_limit = 0;
+	cJSON_Delete(st->calls);
+	st->calls = NULL;
 	timer_cancel(&st->stall_timer);
 	timer_arm(&st->retry_timer, wait);
 	if (st->sink.retry)

@@ -64,7 +64,7 @@ struct xfer {
 	struct netprov *P;
 	const struct llm_sink *sink;
 	void *arg;
-	char *url, *body;
+	char *url, *body, *model;
 	struct curl_slist *headers;
 	int64_t connect_ms, first_byte_ms;
 	/* I/O thread */
@@ -96,6 +96,7 @@ static void xfer_unref(struct xfer *x)
 		return;
 	free(x->url);
 	free(x->body);
+	free(x->model);
 	curl_slist_free_all(x->headers);
 	sse_free(&x->sse);
 	wire_free(&x->ws);
@@ -237,7 +238,9 @@ static int on_sse(void *arg, const struct sse_event *ev)
 {
 	struct xfer *x = arg;
 	struct wire_out out = {on_text, x};
-	return wire_event(&x->ws, ev->type, ev->data, ev->data_len, &out) < 0 ? -1 : 0;
+	int rc = wire_event(&x->ws, ev->type, ev->data, ev->data_len, &out);
+	/* past limits.max_output_bytes: stop reading, the transfer is aborted */
+	return rc < 0 || x->ws.over_limit ? -1 : 0;
 }
 
 /* retry-after-ms wins over retry-after when both come; values that do not parse count
@@ -334,7 +337,12 @@ static void finish(struct xfer *x, CURLcode rc)
 	if (!x->status)
 		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
 	pthread_mutex_lock(&x->lock);
-	if (x->status >= 300) {
+	if (x->ws.over_limit) { /* before rc: going over is what aborted the transfer */
+		char msg[300];
+		llm_output_limit_message(msg, sizeof(msg), (int64_t)x->ws.max_output, x->P->name,
+					 x->model);
+		fail_locked(x, 0, "APIError", 0, "%s", msg);
+	} else if (x->status >= 300) {
 		http_error_locked(x);
 	} else if (rc != CURLE_OK) {
 		fail_locked(x, 0, "APIError", 1, "connection to the provider failed: %s",
@@ -398,6 +406,18 @@ static void start(struct llmio *io, struct xfer *x)
 	curl_multi_add_handle(io->multi, e);
 }
 
+/* Unpausing hands curl's held data to on_body at once; if that fails (the output limit
+ * was passed, or the attempt was cancelled) curl reports it here and not through the
+ * multi handle, so the transfer ends here. */
+static void resume(struct llmio *io, struct xfer *x)
+{
+	CURLcode rc = curl_easy_pause(x->easy, CURLPAUSE_CONT);
+	if (rc == CURLE_OK)
+		return;
+	finish(x, rc);
+	detach(io, x);
+}
+
 static void run_cmds(struct llmio *io)
 {
 	pthread_mutex_lock(&io->lock);
@@ -411,7 +431,7 @@ static void run_cmds(struct llmio *io)
 		else if (c->kind == CMD_CANCEL && c->x->easy)
 			detach(io, c->x);
 		else if (c->kind == CMD_RESUME && c->x->easy)
-			curl_easy_pause(c->x->easy, CURLPAUSE_CONT);
+			resume(io, c->x);
 		if (c->kind != CMD_START)
 			xfer_unref(c->x); /* the command's reference */
 		free(c);
@@ -663,6 +683,8 @@ static void *net_start(void *self, const struct llm_request *rq, const struct ll
 	x->retry_after_ms = x->retry_after_s = -1;
 	sse_init(&x->sse, 0, on_sse, x);
 	wire_init(&x->ws, P->kind);
+	x->ws.max_output = (size_t)P->C->max_output_bytes;
+	x->model = strdup(rq->model);
 	x->body = wire_request(P->kind, rq, P->options, e);
 	const char *path = P->kind == WIRE_OPENAI ? "/chat/completions" : "/v1/messages";
 	size_t bl = strlen(P->base_url);
@@ -671,7 +693,7 @@ static void *net_start(void *self, const struct llm_request *rq, const struct ll
 	if (asprintf(&x->url, "%.*s%s", (int)bl, P->base_url, path) < 0)
 		x->url = NULL;
 	x->headers = request_headers(P);
-	if (!x->body || !x->url || !x->headers) {
+	if (!x->body || !x->url || !x->headers || !x->model) {
 		err_set(e, ERR_INTERNAL, "cannot build the %s request", P->name);
 		atomic_store(&x->refs, 1);
 		xfer_unref(x);

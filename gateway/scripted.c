@@ -49,6 +49,7 @@ struct scripted {
 	struct rule *rules;
 	int nrules;
 	int64_t pace_us;
+	size_t max_output; /* limits.max_output_bytes: what an attempt plans at most */
 	char **models;
 	int nmodels;
 };
@@ -72,6 +73,7 @@ struct attempt {
 	cJSON *error;      /* {status,message,retryable,retry_after_ms} or NULL */
 	int64_t pace_us;
 	int64_t in_chars, out_tokens;
+	size_t planned; /* bytes of text and reasoning planned */
 };
 
 static int rule_compile(struct rule *r, const cJSON *o, int idx, struct err *e)
@@ -148,6 +150,7 @@ static int load(struct scripted *P, const struct config *C, struct err *e)
 	const cJSON *sec = config_provider(C, "scripted");
 	const cJSON *pace = cJSON_GetObjectItemCaseSensitive(sec, "pace_ms");
 	P->pace_us = cJSON_IsNumber(pace) ? (int64_t)(pace->valuedouble * 1000) : 10000;
+	P->max_output = (size_t)C->max_output_bytes;
 	if (load_models(P, sec))
 		return -1;
 	cJSON *arr = rules_json(sec, e);
@@ -270,11 +273,13 @@ static char *expand(const char *tpl, const struct view *v, const regmatch_t *g, 
 	return out ? out : strdup("");
 }
 
-/* Splits text into tokens of a word plus the whitespace before it. */
+/* Splits text into tokens of a word plus the whitespace before it. Planning stops just
+ * past limits.max_output_bytes: a rule with a huge text or repeat costs no more memory
+ * than that, and streaming it runs into the supervisor's limit like any provider. */
 static int tokenize(struct attempt *a, enum tok_kind kind, const char *text)
 {
 	const char *p = text;
-	while (*p) {
+	while (*p && a->planned <= a->P->max_output) {
 		const char *q = p;
 		while (*q == ' ' || *q == '\n')
 			q++;
@@ -287,6 +292,7 @@ static int tokenize(struct attempt *a, enum tok_kind kind, const char *text)
 		a->toks[a->ntoks].kind = kind;
 		a->toks[a->ntoks].s = strndup(p, (size_t)(q - p));
 		a->ntoks++;
+		a->planned += (size_t)(q - p);
 		p = q;
 	}
 	return 0;
@@ -304,7 +310,7 @@ static void add_text(struct attempt *a, const cJSON *step, const char *key, enum
 	tokenize(a, kind, text);
 	if (kind == TK_TEXT && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(step, "long")))
 		n = 0; /* "long": the demo's 500-token answer */
-	for (int i = 1; i < n; i++)
+	for (int i = 1; i < n && *text && a->planned <= a->P->max_output; i++)
 		tokenize(a, kind, text);
 	if (n == 0)
 		for (int i = 0; i < 20; i++)

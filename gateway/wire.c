@@ -207,6 +207,34 @@ static int append(struct wire_tool *t, const char *s, size_t n)
 	return 0;
 }
 
+/* Counts n bytes of output; 1 (and over_limit set) if that passes max_output. */
+static int over(struct wire_state *w, size_t n)
+{
+	if (w->max_output && n > w->max_output - w->output) {
+		w->over_limit = 1;
+		return 1;
+	}
+	w->output += n;
+	return 0;
+}
+
+static int emit(struct wire_state *w, const struct wire_out *out, int reasoning, const char *s)
+{
+	size_t n = strlen(s);
+	if (over(w, n))
+		return 1;
+	out->text(out->arg, reasoning, s, n);
+	return 0;
+}
+
+static int add_args(struct wire_state *w, struct wire_tool *t, const char *s)
+{
+	size_t n = strlen(s);
+	if (over(w, n))
+		return 1;
+	return append(t, s, n);
+}
+
 static void set_once(char **dst, const char *v)
 {
 	if (v && *v && !*dst)
@@ -232,20 +260,19 @@ static void set_finish(struct wire_state *w, const char *reason)
 	snprintf(w->finish, sizeof(w->finish), "%s", to);
 }
 
-static void openai_tool_delta(struct wire_state *w, const cJSON *tc)
+static int openai_tool_delta(struct wire_state *w, const cJSON *tc)
 {
 	const cJSON *idx = cJSON_GetObjectItemCaseSensitive(tc, "index");
 	int i = cJSON_IsNumber(idx) ? idx->valueint : 0;
 	if (i < 0 || i >= WIRE_MAX_TOOLS)
-		return;
+		return 0;
 	struct wire_tool *t = &w->tools[i];
 	const cJSON *fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
 	const char *args = jsonin_get(fn, "arguments");
 	t->used = 1;
 	set_once(&t->id, jsonin_get(tc, "id"));
 	set_once(&t->name, jsonin_get(fn, "name"));
-	if (args)
-		append(t, args, strlen(args));
+	return args ? add_args(w, t, args) : 0;
 }
 
 static void usage_num(const cJSON *o, const char *k, int64_t *dst)
@@ -276,14 +303,17 @@ static int openai_event(struct wire_state *w, const cJSON *j, const struct wire_
 	const cJSON *ch = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0);
 	const cJSON *d = cJSON_GetObjectItemCaseSensitive(ch, "delta");
 	const char *r = jsonin_get(d, "reasoning_content") ? jsonin_get(d, "reasoning_content") : jsonin_get(d, "reasoning");
-	if (r && *r)
-		out->text(out->arg, 1, r, strlen(r));
+	if (r && *r && emit(w, out, 1, r))
+		return 1;
 	const char *c = jsonin_get(d, "content");
-	if (c && *c)
-		out->text(out->arg, 0, c, strlen(c));
+	if (c && *c && emit(w, out, 0, c))
+		return 1;
 	const cJSON *tc;
-	cJSON_ArrayForEach(tc, cJSON_GetObjectItemCaseSensitive(d, "tool_calls"))
-		openai_tool_delta(w, tc);
+	cJSON_ArrayForEach(tc, cJSON_GetObjectItemCaseSensitive(d, "tool_calls")) {
+		int rc = openai_tool_delta(w, tc);
+		if (rc)
+			return rc;
+	}
 	set_finish(w, jsonin_get(ch, "finish_reason"));
 	return 0;
 }
@@ -315,14 +345,14 @@ static int anthropic_delta(struct wire_state *w, const cJSON *j, const struct wi
 	if (!type)
 		return 0;
 	if (!strcmp(type, "text_delta") && jsonin_get(d, "text") && *jsonin_get(d, "text"))
-		out->text(out->arg, 0, jsonin_get(d, "text"), strlen(jsonin_get(d, "text")));
-	else if (!strcmp(type, "thinking_delta") && jsonin_get(d, "thinking") && *jsonin_get(d, "thinking"))
-		out->text(out->arg, 1, jsonin_get(d, "thinking"), strlen(jsonin_get(d, "thinking")));
-	else if (!strcmp(type, "input_json_delta") && cJSON_IsNumber(idx) && idx->valueint >= 0 &&
-		 idx->valueint < WIRE_MAX_TOOLS && w->block_tool[idx->valueint]) {
+		return emit(w, out, 0, jsonin_get(d, "text"));
+	if (!strcmp(type, "thinking_delta") && jsonin_get(d, "thinking") && *jsonin_get(d, "thinking"))
+		return emit(w, out, 1, jsonin_get(d, "thinking"));
+	if (!strcmp(type, "input_json_delta") && cJSON_IsNumber(idx) && idx->valueint >= 0 &&
+	    idx->valueint < WIRE_MAX_TOOLS && w->block_tool[idx->valueint]) {
 		const char *pj = jsonin_get(d, "partial_json");
 		if (pj)
-			return append(&w->tools[w->block_tool[idx->valueint] - 1], pj, strlen(pj));
+			return add_args(w, &w->tools[w->block_tool[idx->valueint] - 1], pj);
 	}
 	return 0;
 }
@@ -372,6 +402,8 @@ static int anthropic_event(struct wire_state *w, const char *type, const cJSON *
 int wire_event(struct wire_state *w, const char *type, const char *data, size_t len,
 	       const struct wire_out *out)
 {
+	if (w->over_limit)
+		return 1;
 	if (w->kind == WIRE_OPENAI && len == 6 && !memcmp(data, "[DONE]", 6)) {
 		w->finished = 1;
 		return 0;

@@ -39,6 +39,9 @@ struct wire_state {
 	char error[512]; /* a stream-level error event */
 	int error_retryable;
 	int error_status;
+	/* Output limit: text + reasoning + tool-call arguments; 0 = none. Set after init. */
+	size_t max_output, output;
+	int over_limit; /* the stream passed max_output: nothing past it was taken */
 };
 
 void wire_init(struct wire_state *w, enum wire_kind kind);
@@ -49,7 +52,8 @@ char *wire_request(enum wire_kind kind, const struct llm_request *rq, const cJSO
 		   struct err *e);
 
 /* One SSE event (type may be empty). 0, or 1 when the stream reported an error (see
- * w->error), or -1 for memory. Text goes to out as it arrives. */
+ * w->error) or passed max_output (w->over_limit: this event's output past the limit, and
+ * every later event, are dropped), or -1 for memory. Text goes to out as it arrives. */
 int wire_event(struct wire_state *w, const char *type, const char *data, size_t len,
 	       const struct wire_out *out);
 

@@ -399,6 +399,111 @@ static void scripted_retry_after_over_the_cap_fails_too(void **state)
 	h_stop(&h);
 }
 
+static int mock_idle(struct h *h, void *arg);
+
+static int part_count(struct h *h, const char *turn, const char *type)
+{
+	return (int)h_sql_int(h, "SELECT COUNT(*) FROM part p JOIN message m ON "
+			      "m.id=p.message_id WHERE m.turn_id='%s' AND m.role='assistant' AND "
+			      "p.type='%s'", turn, type);
+}
+
+/* Bytes of text the turn's assistant messages kept. */
+static int64_t text_kept(struct h *h, const char *turn)
+{
+	return h_sql_int(h, "SELECT COALESCE(SUM(length(json_extract(p.data,'$.text'))),0) FROM "
+			 "part p JOIN message m ON m.id=p.message_id WHERE m.turn_id='%s' AND "
+			 "m.role='assistant' AND p.type='text'", turn);
+}
+
+/* The failed turn's terminal assistant message carries the turn's error, session.error
+ * went out once, and nothing is busy any more. */
+static void failed_visibly(struct h *h, const char *sid, const char *turn, const char *model,
+			   const char *want)
+{
+	char *st = h_sql_str(h, "SELECT state FROM turn WHERE id='%s'", turn);
+	char *err = turn_error(h, turn);
+	if (!st || strcmp(st, "failed") || !err || !strstr(err, want))
+		fail_msg("%s: turn %s: %s (want an error with \"%s\")", model, st ? st : "?",
+			 err ? err : "no error", want);
+	char *msg = h_sql_str(h, "SELECT json_extract(data,'$.error.data.message') FROM message "
+			      "WHERE turn_id='%s' AND role='assistant' AND finish='error'", turn);
+	assert_non_null(msg);
+	assert_string_equal(msg, err);
+	assert_int_equal(h_count(h, "session.error", sid), 1);
+	assert_false(engine_tree_busy(h->E, sid));
+	free(msg);
+	free(err);
+	free(st);
+}
+
+/* A provider that streams without end, text or tool-call arguments, is cut at
+ * limits.max_output_bytes: the turn fails naming the limit, not retried, with at most
+ * that much text kept, and the connection is closed. */
+static void endless_stream_ends_at_max_output_bytes(void **state)
+{
+	const char *models[] = {"openai/endless@g1", "anthropic/endless@g2",
+				"openai/endless-args@g3", "anthropic/endless-args@g4"};
+	for (int i = 0; i < 4; i++) {
+		struct h h;
+		start(&h, "{\"stall_timeout_ms\":5000,\"retry\":{\"base_ms\":20,\"max\":2},"
+		      "\"limits\":{\"max_output_bytes\":65536}}");
+		char sid[ID_MAX], turn[ID_MAX];
+		h_session(&h, sid);
+		h_prompt_model(&h, sid, "hi", models[i], turn);
+		assert_true(h_until(&h, h_idle, sid, 60000));
+		engine_flush(h.E);
+		failed_visibly(&h, sid, turn, models[i], "over limits.max_output_bytes 65536");
+		assert_int_equal(requests(strchr(models[i], '/') + 1), 1);
+		assert_int_equal(retries_seen(&h, sid), 0);
+		int64_t kept = text_kept(&h, turn);
+		if (i < 2 && (kept <= 0 || kept > 65536))
+			fail_msg("%s: %lld bytes of text kept", models[i], (long long)kept);
+		assert_int_equal(part_count(&h, turn, "tool"), 0);
+		assert_true(h_until(&h, mock_idle, NULL, 5000));
+		h_stop(&h);
+	}
+}
+
+/* scripted/demo cannot bypass the output limit: a rule with a huge text, and one whose
+ * tool-call arguments are too long. */
+static void scripted_rules_are_held_to_the_same_limits(void **state)
+{
+	char word[1001];
+	memset(word, 'w', 1000);
+	word[1000] = 0;
+	char cfg[4096];
+	snprintf(cfg, sizeof(cfg),
+		 "{\"stall_timeout_ms\":5000,\"retry\":{\"base_ms\":10,\"stall_max\":1},"
+		 "\"limits\":{\"max_output_bytes\":8192},"
+		 "\"providers\":{\"scripted\":{\"pace_ms\":1,\"rules\":["
+		 "{\"match\":\"huge\",\"steps\":[{\"text\":\" %s\",\"repeat\":100000000}]},"
+		 "{\"match\":\"bigargs\",\"steps\":[{\"text\":\"calling\",\"tools\":[{\"name\":"
+		 "\"echo\",\"input\":{\"text\":\"{{prompt}}\"}}]}]}]}}}", word);
+	struct h h;
+	start(&h, cfg);
+	char *bigargs = malloc(9001);
+	memset(bigargs, 'a', 9000);
+	memcpy(bigargs, "bigargs ", 8);
+	bigargs[9000] = 0;
+	const char *prompts[] = {"huge", bigargs};
+	for (int i = 0; i < 2; i++) {
+		char sid[ID_MAX], turn[ID_MAX];
+		h_session(&h, sid);
+		h_prompt_model(&h, sid, prompts[i], "scripted/demo", turn);
+		assert_true(h_until(&h, h_idle, sid, 30000));
+		engine_flush(h.E);
+		failed_visibly(&h, sid, turn, prompts[i], "over limits.max_output_bytes 8192");
+		assert_int_equal(retries_seen(&h, sid), 0);
+		int64_t kept = text_kept(&h, turn);
+		if (kept <= 0 || kept > 8192)
+			fail_msg("%.20s: %lld bytes of text kept", prompts[i], (long long)kept);
+		assert_int_equal(part_count(&h, turn, "tool"), 0);
+	}
+	free(bigargs);
+	h_stop(&h);
+}
+
 static void client_errors_are_not_retried_and_show_the_providers_message(void **state)
 {
 	const char *models[] = {"openai/bad-request", "anthropic/bad-request", "openai/auth"};
@@ -537,6 +642,8 @@ int main(void)
 		cmocka_unit_test(abort_cancels_the_transfer),
 		cmocka_unit_test(no_first_byte_fails_after_the_first_byte_timeout),
 		cmocka_unit_test(back_pressure_pauses_and_resumes_without_loss),
+		cmocka_unit_test(endless_stream_ends_at_max_output_bytes),
+		cmocka_unit_test(scripted_rules_are_held_to_the_same_limits),
 	};
 	return cmocka_run_group_tests(tests, start_mock, stop_mock);
 }

@@ -38,8 +38,8 @@ static int on_event(void *arg, const struct sse_event *ev)
 }
 
 /* Parses stream split into pieces at the given cut points (sorted, may be empty). */
-static void parse(struct result *r, enum wire_kind kind, const char *stream, const size_t *cuts,
-		  int ncuts)
+static void parse_limited(struct result *r, enum wire_kind kind, const char *stream,
+			  const size_t *cuts, int ncuts, size_t max_output)
 {
 	memset(r, 0, sizeof(*r));
 	jw_init(&r->text);
@@ -47,6 +47,7 @@ static void parse(struct result *r, enum wire_kind kind, const char *stream, con
 	jw_append(&r->text, "", 0);
 	jw_append(&r->reasoning, "", 0);
 	wire_init(&r->ws, kind);
+	r->ws.max_output = max_output;
 	struct sse_parser p;
 	sse_init(&p, 0, on_event, r);
 	size_t at = 0, len = strlen(stream);
@@ -57,6 +58,12 @@ static void parse(struct result *r, enum wire_kind kind, const char *stream, con
 	}
 	sse_finish(&p);
 	sse_free(&p);
+}
+
+static void parse(struct result *r, enum wire_kind kind, const char *stream, const size_t *cuts,
+		  int ncuts)
+{
+	parse_limited(r, kind, stream, cuts, ncuts, 0);
 }
 
 static void result_free(struct result *r)
@@ -171,6 +178,36 @@ static void anthropic_stream_parses_the_same_at_every_split(void **state)
 		parse(&r, WIRE_ANTHROPIC, anthropic_stream, &cut, cut ? 1 : 0);
 		check_anthropic(&r);
 		result_free(&r);
+	}
+}
+
+static size_t output_of(struct result *r)
+{
+	size_t n = r->text.len + r->reasoning.len;
+	for (int i = 0; i < wire_tool_count(&r->ws); i++)
+		n += wire_tool_at(&r->ws, i)->args_len;
+	return n;
+}
+
+/* With max_output set, text + reasoning + tool-call arguments never pass it, whatever the
+ * limit; passing it is reported (over_limit, rc 1) and nothing after it is taken. */
+static void output_stops_at_max_output(void **state)
+{
+	const char *streams[] = {openai_stream, anthropic_stream};
+	for (int k = 0; k < 2; k++) {
+		struct result r;
+		parse(&r, k ? WIRE_ANTHROPIC : WIRE_OPENAI, streams[k], NULL, 0);
+		size_t total = output_of(&r);
+		assert_true(total > 10);
+		result_free(&r);
+		for (size_t max = 1; max <= total + 1; max++) {
+			parse_limited(&r, k ? WIRE_ANTHROPIC : WIRE_OPENAI, streams[k], NULL, 0, max);
+			size_t got = output_of(&r);
+			if (got > max || r.ws.over_limit != (max < total) || (max < total && r.rc != 1))
+				fail_msg("stream %d, max_output %zu: %zu bytes taken of %zu, over_limit %d",
+					 k, max, got, total, r.ws.over_limit);
+			result_free(&r);
+		}
 	}
 }
 
@@ -346,6 +383,7 @@ int main(void)
 		cmocka_unit_test(openai_stream_parses_the_same_at_every_split),
 		cmocka_unit_test(anthropic_stream_parses_the_same_at_every_split),
 		cmocka_unit_test(stream_errors_are_reported_with_retryability),
+		cmocka_unit_test(output_stops_at_max_output),
 		cmocka_unit_test(requests_take_each_providers_shape),
 		cmocka_unit_test(retry_after_parses_seconds_ms_and_dates_without_overflow),
 	};
