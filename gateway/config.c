@@ -91,9 +91,12 @@ static int parse_limits(struct config *c, const char *path, struct err *e)
 		err_set(e, ERR_INVALID, "config %s: \"limits\" must be an object", path);
 		return -1;
 	}
-	/* 1 TiB of output: past any use */
+	/* 1 TiB of output and 10 years of wall clock: past any use, and far from what the
+	 * timer arithmetic (microseconds in an int64) can hold */
 	return limit_field(limits, "max_output_bytes", 1LL << 40, &c->max_output_bytes, e,
-			   path);
+			   path) ||
+	       limit_field(limits, "max_attempt_ms", 315360000000LL, &c->max_attempt_ms, e,
+			   path) ? -1 : 0;
 }
 
 static int str_field(const cJSON *o, const char *k, char **out, struct err *e,
@@ -123,6 +126,7 @@ static void defaults(struct config *c)
 	c->connect_timeout_ms = 30000;
 	c->first_byte_timeout_ms = 120000;
 	c->max_output_bytes = DEFAULT_MAX_OUTPUT_BYTES;
+	c->max_attempt_ms = DEFAULT_MAX_ATTEMPT_MS;
 	c->task_max_depth = 3;
 	c->task_max_running = 4;
 	c->task_budget_ms = 600000;

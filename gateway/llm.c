@@ -31,7 +31,7 @@ struct llm_stream {
 	size_t delivered[2], seen[2]; /* text/reasoning bytes shown, and seen this attempt */
 	int64_t last_activity;      /* epoch ms of the last content token */
 	int64_t last_progress_us;   /* the same, monotonic, for the watchdog */
-	struct timer stall_timer, retry_timer;
+	struct timer stall_timer, retry_timer, attempt_timer;
 };
 
 void llm_output_limit_message(char *buf, size_t n, int64_t limit, const char *provider,
@@ -126,6 +126,7 @@ static void stream_free(struct llm_stream *st)
 {
 	timer_cancel(&st->stall_timer);
 	timer_cancel(&st->retry_timer);
+	timer_cancel(&st->attempt_timer);
 	free(st->session_id);
 	free(st->provider);
 	free(st->model);
@@ -271,6 +272,7 @@ static int schedule_retry(struct llm_stream *st, const struct llm_error *e)
 	cJSON_Delete(st->calls);
 	st->calls = NULL;
 	timer_cancel(&st->stall_timer);
+	timer_cancel(&st->attempt_timer);
 	timer_arm(&st->retry_timer, wait);
 	if (st->sink.retry)
 		st->sink.retry(st->arg, attempt + 1, e->message, now_ms() + wait);
@@ -324,6 +326,23 @@ static void stall_fired(struct timer *t)
 	on_error(st, &e);
 }
 
+/* A stream that keeps sending (a token every second under a longer stall timeout, or
+ * without end) is cut at limits.max_attempt_ms. Retried like a stall, from the same
+ * budget (retry.stall_max): a slow provider may recover, and the total stays bounded. */
+static void attempt_fired(struct timer *t)
+{
+	struct llm_stream *st = lws_container_of(t, struct llm_stream, attempt_timer);
+	char msg[240];
+	snprintf(msg, sizeof(msg), "LLM attempt too slow: over limits.max_attempt_ms %lld ms "
+		 "while %s/%s was still streaming", (long long)st->M->C->max_attempt_ms,
+		 st->provider, st->model);
+	log_warn("session %s: %s", st->session_id, msg);
+	if (st->attempt)
+		st->p->cancel(st->p->self, st->attempt);
+	struct llm_error e = {.name = "APIError", .message = msg, .retryable = 1, .stalled = 1};
+	on_error(st, &e);
+}
+
 static const struct llm_sink inner = {
 	.text = on_text, .tool_call = on_tool_call, .done = on_done, .error = on_error,
 };
@@ -332,9 +351,11 @@ static int start_attempt(struct llm_stream *st, struct err *e)
 {
 	st->last_progress_us = mono_us();
 	timer_arm(&st->stall_timer, st->stall_ms);
+	timer_arm(&st->attempt_timer, st->M->C->max_attempt_ms);
 	st->attempt = st->p->start(st->p->self, &st->rq, &inner, st, e);
 	if (!st->attempt) {
 		timer_cancel(&st->stall_timer);
+		timer_cancel(&st->attempt_timer);
 		return -1;
 	}
 	return 0;
@@ -379,6 +400,7 @@ struct llm_stream *llm_stream_start(struct llm *M, const struct llm_request *rq,
 	st->last_activity = now_ms();
 	timer_init(&st->stall_timer, M->L, stall_fired);
 	timer_init(&st->retry_timer, M->L, retry_fired);
+	timer_init(&st->attempt_timer, M->L, attempt_fired);
 	if (copy_request(st, rq)) {
 		err_set(e, ERR_INTERNAL, "out of memory");
 		stream_free(st);

@@ -1,8 +1,9 @@
 /* llm: the provider interface and the supervisor every model request goes through.
  * A provider streams one attempt (scripted here on the loop thread; openai/anthropic on
  * the LLM I/O thread, delivering on the loop). The supervisor owns what is common:
- * the stall watchdog (no content token for stall_ms aborts the attempt), the output
- * limit of one attempt (limits.max_output_bytes), bounded retries with exponential backoff and jitter honouring retry-after up to
+ * the stall watchdog (no content token for stall_ms aborts the attempt), the limits of
+ * one attempt (limits.max_output_bytes of output, limits.max_attempt_ms of wall clock),
+ * bounded retries with exponential backoff and jitter honouring retry-after up to
  * retry.cap_ms, and suppression of text already shown when a retry repeats it. Loop
  * thread only. */
 #ifndef AG_LLM_H

@@ -145,11 +145,18 @@ static int load_models(struct scripted *P, const cJSON *sec)
 	return 0;
 }
 
+/* pace_ms in us, at most a day: a rule cannot overflow the timer arithmetic. */
+static int64_t pace_us_of(const cJSON *v)
+{
+	double ms = v->valuedouble;
+	return !(ms > 0) ? 0 : ms > 86400000.0 ? 86400000000LL : (int64_t)(ms * 1000);
+}
+
 static int load(struct scripted *P, const struct config *C, struct err *e)
 {
 	const cJSON *sec = config_provider(C, "scripted");
 	const cJSON *pace = cJSON_GetObjectItemCaseSensitive(sec, "pace_ms");
-	P->pace_us = cJSON_IsNumber(pace) ? (int64_t)(pace->valuedouble * 1000) : 10000;
+	P->pace_us = cJSON_IsNumber(pace) ? pace_us_of(pace) : 10000;
 	P->max_output = (size_t)C->max_output_bytes;
 	if (load_models(P, sec))
 		return -1;
@@ -359,7 +366,7 @@ static void plan(struct attempt *a, const struct view *v)
 	const cJSON *pace = cJSON_GetObjectItemCaseSensitive(step, "pace_ms");
 	const cJSON *stall = cJSON_GetObjectItemCaseSensitive(step, "stall_after");
 	if (cJSON_IsNumber(pace))
-		a->pace_us = (int64_t)(pace->valuedouble * 1000);
+		a->pace_us = pace_us_of(pace);
 	if (cJSON_IsNumber(stall))
 		a->stall_after = stall->valueint;
 	add_text(a, step, "reasoning", TK_REASONING, v, g);

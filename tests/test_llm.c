@@ -465,8 +465,44 @@ static void endless_stream_ends_at_max_output_bytes(void **state)
 	}
 }
 
-/* scripted/demo cannot bypass the output limit: a rule with a huge text, and one whose
- * tool-call arguments are too long. */
+static int has_text(struct h *h, void *sid)
+{
+	return h_count(h, "message.part.delta", sid) >= 2;
+}
+
+/* A token every 50 ms never trips a 5 s stall timeout, yet the attempt is cut at
+ * limits.max_attempt_ms, retried once like a stall (retry.stall_max), then failed
+ * naming the limit. */
+static void slow_drip_ends_at_max_attempt_ms(void **state)
+{
+	const char *models[] = {"openai/drip@h1", "anthropic/drip@h2"};
+	for (int i = 0; i < 2; i++) {
+		struct h h;
+		start(&h, "{\"stall_timeout_ms\":5000,\"retry\":{\"base_ms\":20,\"stall_max\":1},"
+		      "\"limits\":{\"max_attempt_ms\":600}}");
+		char sid[ID_MAX], turn[ID_MAX];
+		h_session(&h, sid);
+		h_prompt_model(&h, sid, "50", models[i], turn);
+		assert_true(h_until(&h, has_text, sid, 10000));
+		assert_true(h_until(&h, h_idle, sid, 30000));
+		engine_flush(h.E);
+		failed_visibly(&h, sid, turn, models[i], "over limits.max_attempt_ms 600 ms");
+		char *err = turn_error(&h, turn);
+		assert_null(strstr(err, "stalled"));
+		free(err);
+		assert_int_equal(requests(strchr(models[i], '/') + 1), 2);
+		assert_int_equal(retries_seen(&h, sid), 1);
+		char *text = final_text(&h, turn);
+		assert_non_null(text);
+		assert_int_equal(strncmp(text, "drip drip ", 10), 0);
+		free(text);
+		assert_true(h_until(&h, mock_idle, NULL, 5000));
+		h_stop(&h);
+	}
+}
+
+/* scripted/demo cannot bypass the limits: a rule with a huge text, one whose tool-call
+ * arguments are too long, and one paced slower than max_attempt_ms allows. */
 static void scripted_rules_are_held_to_the_same_limits(void **state)
 {
 	char word[1001];
@@ -475,26 +511,30 @@ static void scripted_rules_are_held_to_the_same_limits(void **state)
 	char cfg[4096];
 	snprintf(cfg, sizeof(cfg),
 		 "{\"stall_timeout_ms\":5000,\"retry\":{\"base_ms\":10,\"stall_max\":1},"
-		 "\"limits\":{\"max_output_bytes\":8192},"
+		 "\"limits\":{\"max_output_bytes\":8192,\"max_attempt_ms\":400},"
 		 "\"providers\":{\"scripted\":{\"pace_ms\":1,\"rules\":["
 		 "{\"match\":\"huge\",\"steps\":[{\"text\":\" %s\",\"repeat\":100000000}]},"
 		 "{\"match\":\"bigargs\",\"steps\":[{\"text\":\"calling\",\"tools\":[{\"name\":"
-		 "\"echo\",\"input\":{\"text\":\"{{prompt}}\"}}]}]}]}}}", word);
+		 "\"echo\",\"input\":{\"text\":\"{{prompt}}\"}}]}]},"
+		 "{\"match\":\"drip\",\"steps\":[{\"text\":\"drip \",\"repeat\":100000,"
+		 "\"pace_ms\":20}]}]}}}", word);
 	struct h h;
 	start(&h, cfg);
 	char *bigargs = malloc(9001);
 	memset(bigargs, 'a', 9000);
 	memcpy(bigargs, "bigargs ", 8);
 	bigargs[9000] = 0;
-	const char *prompts[] = {"huge", bigargs};
-	for (int i = 0; i < 2; i++) {
+	const char *prompts[] = {"huge", bigargs, "drip"};
+	const char *want[] = {"over limits.max_output_bytes 8192", "over limits.max_output_bytes 8192",
+			      "over limits.max_attempt_ms 400 ms"};
+	for (int i = 0; i < 3; i++) {
 		char sid[ID_MAX], turn[ID_MAX];
 		h_session(&h, sid);
 		h_prompt_model(&h, sid, prompts[i], "scripted/demo", turn);
 		assert_true(h_until(&h, h_idle, sid, 30000));
 		engine_flush(h.E);
-		failed_visibly(&h, sid, turn, prompts[i], "over limits.max_output_bytes 8192");
-		assert_int_equal(retries_seen(&h, sid), 0);
+		failed_visibly(&h, sid, turn, prompts[i], want[i]);
+		assert_int_equal(retries_seen(&h, sid), i == 2 ? 1 : 0);
 		int64_t kept = text_kept(&h, turn);
 		if (kept <= 0 || kept > 8192)
 			fail_msg("%.20s: %lld bytes of text kept", prompts[i], (long long)kept);
@@ -643,6 +683,7 @@ int main(void)
 		cmocka_unit_test(no_first_byte_fails_after_the_first_byte_timeout),
 		cmocka_unit_test(back_pressure_pauses_and_resumes_without_loss),
 		cmocka_unit_test(endless_stream_ends_at_max_output_bytes),
+		cmocka_unit_test(slow_drip_ends_at_max_attempt_ms),
 		cmocka_unit_test(scripted_rules_are_held_to_the_same_limits),
 	};
 	return cmocka_run_group_tests(tests, start_mock, stop_mock);

@@ -135,9 +135,12 @@ static void config_limits_default_and_reject_bad_values_by_name(void **state)
 	struct err e = {0};
 	assert_int_equal(config_load(&c, NULL, &e), 0);
 	assert_int_equal(c.max_output_bytes, 4 * 1024 * 1024);
+	assert_int_equal(c.max_attempt_ms, 600000);
 	config_free(&c);
-	assert_int_equal(load_json(&c, "{\"limits\":{\"max_output_bytes\":65536}}", &e), 0);
+	assert_int_equal(load_json(&c, "{\"limits\":{\"max_output_bytes\":65536,"
+				   "\"max_attempt_ms\":250}}", &e), 0);
 	assert_int_equal(c.max_output_bytes, 65536);
+	assert_int_equal(c.max_attempt_ms, 250);
 	config_free(&c);
 	static const struct {
 		const char *json, *named;
@@ -148,6 +151,9 @@ static void config_limits_default_and_reject_bad_values_by_name(void **state)
 		{"{\"limits\":{\"max_output_bytes\":\"4MB\"}}", "\"limits.max_output_bytes\""},
 		{"{\"limits\":{\"max_output_bytes\":1e300}}", "\"limits.max_output_bytes\""},
 		{"{\"limits\":{\"max_output_bytes\":1.5}}", "\"limits.max_output_bytes\""},
+		{"{\"limits\":{\"max_attempt_ms\":1.5}}", "\"limits.max_attempt_ms\" must be an integer from 1 to"},
+		{"{\"limits\":{\"max_attempt_ms\":null}}", "\"limits.max_attempt_ms\""},
+		{"{\"limits\":{\"max_attempt_ms\":1e19}}", "\"limits.max_attempt_ms\""},
 		/* past 2^63 the conversion to int64 would be undefined */
 		{"{\"retry\":{\"cap_ms\":1e300}}", "\"cap_ms\" must be a non-negative number"},
 	};
