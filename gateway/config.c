@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define CONFIG_NUM_MAX 9007199254740992.0 /* 2^53 */
+
 char *config_read_file(const char *path, const char *what, struct err *e)
 {
 	FILE *f = fopen(path, "rb");
@@ -55,12 +57,46 @@ static int num_field(const cJSON *o, const char *k, int64_t *out, struct err *e,
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
 	if (!v)
 		return 0;
-	if (!cJSON_IsNumber(v) || v->valuedouble < 0) {
-		err_set(e, ERR_INVALID, "config %s: \"%s\" must be a non-negative number", path, k);
+	/* past 2^53 a double is not an integer any more, and past 2^63 the cast is undefined */
+	if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > CONFIG_NUM_MAX) {
+		err_set(e, ERR_INVALID, "config %s: \"%s\" must be a non-negative number (at most "
+			"2^53)", path, k);
 		return -1;
 	}
 	*out = (int64_t)v->valuedouble;
 	return 0;
+}
+
+/* limits.<k>: an integer from 1 to max, or a named error. */
+static int limit_field(const cJSON *limits, const char *k, int64_t max, int64_t *out,
+		       struct err *e, const char *path)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(limits, k);
+	if (!v)
+		return 0;
+	if (!cJSON_IsNumber(v) || !(v->valuedouble >= 1) || v->valuedouble > (double)max ||
+	    (double)(int64_t)v->valuedouble != v->valuedouble) {
+		err_set(e, ERR_INVALID, "config %s: \"limits.%s\" must be an integer from 1 to "
+			"%lld", path, k, (long long)max);
+		return -1;
+	}
+	*out = (int64_t)v->valuedouble;
+	return 0;
+}
+
+static int parse_limits(struct config *c, const char *path, struct err *e)
+{
+	const cJSON *limits = cJSON_GetObjectItemCaseSensitive(c->root, "limits");
+	if (limits && !cJSON_IsObject(limits)) {
+		err_set(e, ERR_INVALID, "config %s: \"limits\" must be an object", path);
+		return -1;
+	}
+	/* 1 TiB of output and 10 years of wall clock: past any use, and far from what the
+	 * timer arithmetic (microseconds in an int64) can hold */
+	return limit_field(limits, "max_output_bytes", 1LL << 40, &c->max_output_bytes, e,
+			   path) ||
+	       limit_field(limits, "max_attempt_ms", 315360000000LL, &c->max_attempt_ms, e,
+			   path) ? -1 : 0;
 }
 
 static int str_field(const cJSON *o, const char *k, char **out, struct err *e,
@@ -89,6 +125,8 @@ static void defaults(struct config *c)
 	c->retry_cap_ms = 30000;
 	c->connect_timeout_ms = 30000;
 	c->first_byte_timeout_ms = 120000;
+	c->max_output_bytes = DEFAULT_MAX_OUTPUT_BYTES;
+	c->max_attempt_ms = DEFAULT_MAX_ATTEMPT_MS;
 	c->task_max_depth = 3;
 	c->task_max_running = 4;
 	c->task_budget_ms = 600000;
@@ -153,6 +191,7 @@ int config_load(struct config *c, const char *path, struct err *e)
 	free(text);
 	const cJSON *prov = cJSON_GetObjectItemCaseSensitive(c->root, "providers");
 	if (str_field(c->root, "model", &c->model, e, path) || parse_numbers(c, path, e) ||
+	    parse_limits(c, path, e) ||
 	    str_field(cJSON_GetObjectItemCaseSensitive(prov, "openai"), "base_url",
 		      &c->openai_base_url, e, path) ||
 	    str_field(cJSON_GetObjectItemCaseSensitive(prov, "anthropic"), "base_url",

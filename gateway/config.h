@@ -10,6 +10,8 @@
 
 #define DEFAULT_MODEL "scripted/demo"
 #define DEFAULT_STALL_MS 180000
+#define DEFAULT_MAX_OUTPUT_BYTES (4 * 1024 * 1024)
+#define DEFAULT_MAX_ATTEMPT_MS 600000
 
 struct config {
 	cJSON *root;              /* the whole file, or an empty object */
@@ -21,6 +23,9 @@ struct config {
 	int64_t retry_cap_ms;     /* longest wait between attempts (default 30000) */
 	int64_t connect_timeout_ms;
 	int64_t first_byte_timeout_ms;
+	/* limits: what one provider attempt may take, whatever the provider does */
+	int64_t max_output_bytes; /* text + reasoning + tool-call arguments of one reply */
+	int64_t max_attempt_ms;   /* wall clock of one attempt, start to end */
 	int task_max_depth;       /* subagent nesting limit (default 3) */
 	int task_max_running;     /* children running at once per session (default 4) */
 	int64_t task_budget_ms;   /* time budget of one child (default 600000) */

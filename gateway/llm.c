@@ -25,11 +25,22 @@ struct llm_stream {
 	cJSON *messages, *tools;
 	int64_t stall_ms;
 	int retries, stall_retries;
+	int64_t out_bytes;          /* text + reasoning + tool-call arguments, this attempt */
+	int over_limit;             /* tool calls passed max_output_bytes: done becomes error */
+	cJSON *calls;               /* this attempt's tool calls, handed on with done */
 	size_t delivered[2], seen[2]; /* text/reasoning bytes shown, and seen this attempt */
 	int64_t last_activity;      /* epoch ms of the last content token */
 	int64_t last_progress_us;   /* the same, monotonic, for the watchdog */
-	struct timer stall_timer, retry_timer;
+	struct timer stall_timer, retry_timer, attempt_timer;
 };
+
+void llm_output_limit_message(char *buf, size_t n, int64_t limit, const char *provider,
+			      const char *model)
+{
+	snprintf(buf, n, "LLM reply too long: over limits.max_output_bytes %lld (text, reasoning "
+		 "and tool-call arguments of one reply) from %s/%s", (long long)limit, provider,
+		 model);
+}
 
 int64_t llm_backoff_ms(int64_t base, int64_t cap, int attempt, int64_t retry_after_ms,
 		       unsigned rnd)
@@ -115,12 +126,14 @@ static void stream_free(struct llm_stream *st)
 {
 	timer_cancel(&st->stall_timer);
 	timer_cancel(&st->retry_timer);
+	timer_cancel(&st->attempt_timer);
 	free(st->session_id);
 	free(st->provider);
 	free(st->model);
 	free(st->system);
 	cJSON_Delete(st->messages);
 	cJSON_Delete(st->tools);
+	cJSON_Delete(st->calls);
 	free(st);
 }
 
@@ -132,6 +145,32 @@ static void progress(struct llm_stream *st)
 	st->last_activity = now_ms();
 }
 
+static void fail(struct llm_stream *st, const struct llm_error *e);
+
+/* Counts n more bytes of output against limits.max_output_bytes; 0 while within it. */
+static int over_output_limit(struct llm_stream *st, size_t n)
+{
+	if (st->out_bytes + (int64_t)n <= st->M->C->max_output_bytes) {
+		st->out_bytes += (int64_t)n;
+		return 0;
+	}
+	return 1;
+}
+
+/* The reply passed limits.max_output_bytes: not retried (the same request would run into
+ * it again), and nothing past the limit is shown. */
+static void output_limit_fail(struct llm_stream *st)
+{
+	char msg[300];
+	llm_output_limit_message(msg, sizeof(msg), st->M->C->max_output_bytes, st->provider,
+				 st->model);
+	log_warn("session %s: %s", st->session_id, msg);
+	if (st->attempt)
+		st->p->cancel(st->p->self, st->attempt);
+	struct llm_error e = {.name = "APIError", .message = msg};
+	fail(st, &e);
+}
+
 /* Text a retry repeats is not shown twice: only bytes past what was delivered pass. */
 static void on_text(void *arg, int reasoning, const char *s, size_t n)
 {
@@ -139,6 +178,10 @@ static void on_text(void *arg, int reasoning, const char *s, size_t n)
 	int k = reasoning ? 1 : 0;
 	if (!n)
 		return; /* empty deltas are not progress */
+	if (over_output_limit(st, n)) {
+		output_limit_fail(st); /* providers allow a cancel from inside a text callback */
+		return;
+	}
 	progress(st);
 	size_t start = st->seen[k], end = start + n;
 	st->seen[k] = end;
@@ -149,19 +192,41 @@ static void on_text(void *arg, int reasoning, const char *s, size_t n)
 	st->sink.text(st->arg, reasoning, s + skip, n - skip);
 }
 
+/* Tool calls come in a provider's loop that ends with done, where no cancel may happen.
+ * They are held until done: then either all of them go on, or — past the limit — none
+ * does and done turns into the limit's error (no tool part is left pending). */
 static void on_tool_call(void *arg, const char *id, const char *name, const char *args)
 {
 	struct llm_stream *st = arg;
+	if (st->over_limit || over_output_limit(st, args ? strlen(args) : 0)) {
+		st->over_limit = 1;
+		return;
+	}
 	progress(st);
-	st->sink.tool_call(st->arg, id, name, args);
+	cJSON *c = cJSON_CreateObject();
+	if (!st->calls)
+		st->calls = cJSON_CreateArray();
+	cJSON_AddStringToObject(c, "id", id ? id : "");
+	cJSON_AddStringToObject(c, "name", name ? name : "");
+	cJSON_AddStringToObject(c, "arguments", args ? args : "");
+	cJSON_AddItemToArray(st->calls, c);
 }
 
 static void on_done(void *arg, const char *finish, const struct llm_usage *u)
 {
 	struct llm_stream *st = arg;
+	st->attempt = NULL;
+	if (st->over_limit) {
+		output_limit_fail(st);
+		return;
+	}
+	const cJSON *c;
+	cJSON_ArrayForEach(c, st->calls) /* as the provider's loop did: the stream still lives */
+		st->sink.tool_call(st->arg, cJSON_GetObjectItem(c, "id")->valuestring,
+				   cJSON_GetObjectItem(c, "name")->valuestring,
+				   cJSON_GetObjectItem(c, "arguments")->valuestring);
 	struct llm_sink sink = st->sink;
 	void *sarg = st->arg;
-	st->attempt = NULL;
 	stream_free(st);
 	sink.done(sarg, finish, u);
 }
@@ -202,18 +267,43 @@ static int schedule_retry(struct llm_stream *st, const struct llm_error *e)
 	log_warn("session %s: %s/%s attempt failed (%s); retry %d in %lld ms", st->session_id,
 		 st->provider, st->model, e->message, attempt, (long long)wait);
 	st->seen[0] = st->seen[1] = 0;
+	st->out_bytes = 0;
+	st->over_limit = 0;
+	cJSON_Delete(st->calls);
+	st->calls = NULL;
 	timer_cancel(&st->stall_timer);
+	timer_cancel(&st->attempt_timer);
 	timer_arm(&st->retry_timer, wait);
 	if (st->sink.retry)
 		st->sink.retry(st->arg, attempt + 1, e->message, now_ms() + wait);
 	return 0;
 }
 
+/* A provider asking for a longer wait than retry.cap_ms would keep the session "retrying"
+ * for as long as it likes: that attempt fails instead, naming the value and the cap. */
+static int retry_after_over_cap(struct llm_stream *st, const struct llm_error *e)
+{
+	int64_t cap = st->M->C->retry_cap_ms;
+	if (!e->retryable || e->retry_after_ms <= cap)
+		return 0;
+	char msg[800];
+	snprintf(msg, sizeof(msg), "provider asked to retry after %s%lld ms, over retry.cap_ms "
+		 "%lld: %s", e->retry_after_ms == INT64_MAX ? "more than " : "",
+		 (long long)e->retry_after_ms, (long long)cap,
+		 e->message ? e->message : "the provider returned an error");
+	log_warn("session %s: %s/%s: %s", st->session_id, st->provider, st->model, msg);
+	struct llm_error le = *e;
+	le.message = msg;
+	le.retryable = 0;
+	fail(st, &le);
+	return 1;
+}
+
 static void on_error(void *arg, const struct llm_error *e)
 {
 	struct llm_stream *st = arg;
 	st->attempt = NULL;
-	if (schedule_retry(st, e) == 0)
+	if (retry_after_over_cap(st, e) || schedule_retry(st, e) == 0)
 		return;
 	fail(st, e);
 }
@@ -236,6 +326,23 @@ static void stall_fired(struct timer *t)
 	on_error(st, &e);
 }
 
+/* A stream that keeps sending (a token every second under a longer stall timeout, or
+ * without end) is cut at limits.max_attempt_ms. Retried like a stall, from the same
+ * budget (retry.stall_max): a slow provider may recover, and the total stays bounded. */
+static void attempt_fired(struct timer *t)
+{
+	struct llm_stream *st = lws_container_of(t, struct llm_stream, attempt_timer);
+	char msg[240];
+	snprintf(msg, sizeof(msg), "LLM attempt too slow: over limits.max_attempt_ms %lld ms "
+		 "while %s/%s was still streaming", (long long)st->M->C->max_attempt_ms,
+		 st->provider, st->model);
+	log_warn("session %s: %s", st->session_id, msg);
+	if (st->attempt)
+		st->p->cancel(st->p->self, st->attempt);
+	struct llm_error e = {.name = "APIError", .message = msg, .retryable = 1, .stalled = 1};
+	on_error(st, &e);
+}
+
 static const struct llm_sink inner = {
 	.text = on_text, .tool_call = on_tool_call, .done = on_done, .error = on_error,
 };
@@ -244,9 +351,11 @@ static int start_attempt(struct llm_stream *st, struct err *e)
 {
 	st->last_progress_us = mono_us();
 	timer_arm(&st->stall_timer, st->stall_ms);
+	timer_arm(&st->attempt_timer, st->M->C->max_attempt_ms);
 	st->attempt = st->p->start(st->p->self, &st->rq, &inner, st, e);
 	if (!st->attempt) {
 		timer_cancel(&st->stall_timer);
+		timer_cancel(&st->attempt_timer);
 		return -1;
 	}
 	return 0;
@@ -291,6 +400,7 @@ struct llm_stream *llm_stream_start(struct llm *M, const struct llm_request *rq,
 	st->last_activity = now_ms();
 	timer_init(&st->stall_timer, M->L, stall_fired);
 	timer_init(&st->retry_timer, M->L, retry_fired);
+	timer_init(&st->attempt_timer, M->L, attempt_fired);
 	if (copy_request(st, rq)) {
 		err_set(e, ERR_INTERNAL, "out of memory");
 		stream_free(st);

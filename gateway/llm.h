@@ -1,9 +1,11 @@
 /* llm: the provider interface and the supervisor every model request goes through.
  * A provider streams one attempt (scripted here on the loop thread; openai/anthropic on
  * the LLM I/O thread, delivering on the loop). The supervisor owns what is common:
- * the stall watchdog (no content token for stall_ms aborts the attempt), bounded retries
- * with exponential backoff and jitter honouring retry-after, and suppression of text
- * already shown when a retry repeats it. Loop thread only. */
+ * the stall watchdog (no content token for stall_ms aborts the attempt), the limits of
+ * one attempt (limits.max_output_bytes of output, limits.max_attempt_ms of wall clock),
+ * bounded retries with exponential backoff and jitter honouring retry-after up to
+ * retry.cap_ms, and suppression of text already shown when a retry repeats it. Loop
+ * thread only. */
 #ifndef AG_LLM_H
 #define AG_LLM_H
 #include <cjson/cJSON.h>
@@ -60,6 +62,10 @@ struct llm_stream *llm_stream_start(struct llm *M, const struct llm_request *rq,
 void llm_stream_cancel(struct llm_stream *st);
 /* Epoch ms of the last content token (or of the start), for check_task. */
 int64_t llm_stream_last_activity(const struct llm_stream *st);
+
+/* The error of a reply over limits.max_output_bytes, the same from every provider. Pure. */
+void llm_output_limit_message(char *buf, size_t n, int64_t limit, const char *provider,
+			      const char *model);
 
 /* Backoff before retry number `attempt` (1-based): base * 2^(attempt-1), capped, with
  * +-20% jitter, never less than retry_after_ms. Pure. */

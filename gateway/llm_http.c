@@ -64,7 +64,7 @@ struct xfer {
 	struct netprov *P;
 	const struct llm_sink *sink;
 	void *arg;
-	char *url, *body;
+	char *url, *body, *model;
 	struct curl_slist *headers;
 	int64_t connect_ms, first_byte_ms;
 	/* I/O thread */
@@ -77,7 +77,7 @@ struct xfer {
 	size_t errlen;
 	int64_t started_us;
 	int got_byte;
-	int64_t retry_after_ms;
+	int64_t retry_after_ms, retry_after_s; /* the two headers, in ms; -1 if absent */
 	char curl_err[CURL_ERROR_SIZE];
 	/* handed from the I/O thread to the loop, under lock */
 	pthread_mutex_t lock;
@@ -96,6 +96,7 @@ static void xfer_unref(struct xfer *x)
 		return;
 	free(x->url);
 	free(x->body);
+	free(x->model);
 	curl_slist_free_all(x->headers);
 	sse_free(&x->sse);
 	wire_free(&x->ws);
@@ -237,20 +238,27 @@ static int on_sse(void *arg, const struct sse_event *ev)
 {
 	struct xfer *x = arg;
 	struct wire_out out = {on_text, x};
-	return wire_event(&x->ws, ev->type, ev->data, ev->data_len, &out) < 0 ? -1 : 0;
+	int rc = wire_event(&x->ws, ev->type, ev->data, ev->data_len, &out);
+	/* past limits.max_output_bytes: stop reading, the transfer is aborted */
+	return rc < 0 || x->ws.over_limit ? -1 : 0;
 }
 
+/* retry-after-ms wins over retry-after when both come; values that do not parse count
+ * as absent, values too large to represent saturate (the supervisor compares them with
+ * retry.cap_ms). */
 static size_t on_header(char *buf, size_t size, size_t n, void *arg)
 {
 	struct xfer *x = arg;
 	size_t len = size * n;
 	x->got_byte = 1;
-	char line[128];
-	snprintf(line, sizeof(line), "%.*s", (int)(len < 127 ? len : 127), buf);
-	if (!strncasecmp(line, "retry-after-ms:", 15))
-		x->retry_after_ms = atoll(line + 15);
-	else if (!strncasecmp(line, "retry-after:", 12) && !x->retry_after_ms)
-		x->retry_after_ms = atoll(line + 12) * 1000;
+	const char *colon = memchr(buf, ':', len);
+	if (!colon)
+		return len;
+	size_t nlen = (size_t)(colon - buf), vlen = len - nlen - 1;
+	if (nlen == 14 && !strncasecmp(buf, "retry-after-ms", 14))
+		x->retry_after_ms = wire_retry_after_ms(colon + 1, vlen, 1, now_ms());
+	else if (nlen == 11 && !strncasecmp(buf, "retry-after", 11))
+		x->retry_after_s = wire_retry_after_ms(colon + 1, vlen, 1000, now_ms());
 	return len;
 }
 
@@ -289,7 +297,8 @@ static void fail_locked(struct xfer *x, int status, const char *name, int retrya
 	snprintf(x->errmsg, sizeof(x->errmsg), fmt, detail);
 	x->err = (struct llm_error){
 		.status = status, .name = name, .message = x->errmsg, .retryable = retryable,
-		.retry_after_ms = x->retry_after_ms,
+		.retry_after_ms = x->retry_after_ms >= 0 ? x->retry_after_ms
+				  : x->retry_after_s >= 0 ? x->retry_after_s : 0,
 	};
 	x->final = 2;
 }
@@ -328,7 +337,12 @@ static void finish(struct xfer *x, CURLcode rc)
 	if (!x->status)
 		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
 	pthread_mutex_lock(&x->lock);
-	if (x->status >= 300) {
+	if (x->ws.over_limit) { /* before rc: going over is what aborted the transfer */
+		char msg[300];
+		llm_output_limit_message(msg, sizeof(msg), (int64_t)x->ws.max_output, x->P->name,
+					 x->model);
+		fail_locked(x, 0, "APIError", 0, "%s", msg);
+	} else if (x->status >= 300) {
 		http_error_locked(x);
 	} else if (rc != CURLE_OK) {
 		fail_locked(x, 0, "APIError", 1, "connection to the provider failed: %s",
@@ -392,6 +406,18 @@ static void start(struct llmio *io, struct xfer *x)
 	curl_multi_add_handle(io->multi, e);
 }
 
+/* Unpausing hands curl's held data to on_body at once; if that fails (the output limit
+ * was passed, or the attempt was cancelled) curl reports it here and not through the
+ * multi handle, so the transfer ends here. */
+static void resume(struct llmio *io, struct xfer *x)
+{
+	CURLcode rc = curl_easy_pause(x->easy, CURLPAUSE_CONT);
+	if (rc == CURLE_OK)
+		return;
+	finish(x, rc);
+	detach(io, x);
+}
+
 static void run_cmds(struct llmio *io)
 {
 	pthread_mutex_lock(&io->lock);
@@ -405,7 +431,7 @@ static void run_cmds(struct llmio *io)
 		else if (c->kind == CMD_CANCEL && c->x->easy)
 			detach(io, c->x);
 		else if (c->kind == CMD_RESUME && c->x->easy)
-			curl_easy_pause(c->x->easy, CURLPAUSE_CONT);
+			resume(io, c->x);
 		if (c->kind != CMD_START)
 			xfer_unref(c->x); /* the command's reference */
 		free(c);
@@ -654,8 +680,11 @@ static void *net_start(void *self, const struct llm_request *rq, const struct ll
 	x->arg = arg;
 	x->connect_ms = P->C->connect_timeout_ms;
 	x->first_byte_ms = P->C->first_byte_timeout_ms;
+	x->retry_after_ms = x->retry_after_s = -1;
 	sse_init(&x->sse, 0, on_sse, x);
 	wire_init(&x->ws, P->kind);
+	x->ws.max_output = (size_t)P->C->max_output_bytes;
+	x->model = strdup(rq->model);
 	x->body = wire_request(P->kind, rq, P->options, e);
 	const char *path = P->kind == WIRE_OPENAI ? "/chat/completions" : "/v1/messages";
 	size_t bl = strlen(P->base_url);
@@ -664,7 +693,7 @@ static void *net_start(void *self, const struct llm_request *rq, const struct ll
 	if (asprintf(&x->url, "%.*s%s", (int)bl, P->base_url, path) < 0)
 		x->url = NULL;
 	x->headers = request_headers(P);
-	if (!x->body || !x->url || !x->headers) {
+	if (!x->body || !x->url || !x->headers || !x->model) {
 		err_set(e, ERR_INTERNAL, "cannot build the %s request", P->name);
 		atomic_store(&x->refs, 1);
 		xfer_unref(x);

@@ -15,7 +15,8 @@ struct llm_error {
 	const char *message;   /* the provider's own message where it sent one */
 	int retryable;         /* 429, 529, 5xx, dropped connection */
 	int64_t retry_after_ms; /* from retry-after / retry-after-ms, 0 if absent */
-	int stalled;           /* set by the supervisor for stall failures */
+	int stalled;           /* set by the supervisor for stalls and attempts over
+				* limits.max_attempt_ms: both retried from retry.stall_max */
 };
 
 /* Neutral request. messages: [{role: user|assistant|tool, content, tool_calls?:

@@ -49,6 +49,7 @@ struct scripted {
 	struct rule *rules;
 	int nrules;
 	int64_t pace_us;
+	size_t max_output; /* limits.max_output_bytes: what an attempt plans at most */
 	char **models;
 	int nmodels;
 };
@@ -72,6 +73,7 @@ struct attempt {
 	cJSON *error;      /* {status,message,retryable,retry_after_ms} or NULL */
 	int64_t pace_us;
 	int64_t in_chars, out_tokens;
+	size_t planned; /* bytes of text and reasoning planned */
 };
 
 static int rule_compile(struct rule *r, const cJSON *o, int idx, struct err *e)
@@ -143,11 +145,19 @@ static int load_models(struct scripted *P, const cJSON *sec)
 	return 0;
 }
 
+/* pace_ms in us, at most a day: a rule cannot overflow the timer arithmetic. */
+static int64_t pace_us_of(const cJSON *v)
+{
+	double ms = v->valuedouble;
+	return !(ms > 0) ? 0 : ms > 86400000.0 ? 86400000000LL : (int64_t)(ms * 1000);
+}
+
 static int load(struct scripted *P, const struct config *C, struct err *e)
 {
 	const cJSON *sec = config_provider(C, "scripted");
 	const cJSON *pace = cJSON_GetObjectItemCaseSensitive(sec, "pace_ms");
-	P->pace_us = cJSON_IsNumber(pace) ? (int64_t)(pace->valuedouble * 1000) : 10000;
+	P->pace_us = cJSON_IsNumber(pace) ? pace_us_of(pace) : 10000;
+	P->max_output = (size_t)C->max_output_bytes;
 	if (load_models(P, sec))
 		return -1;
 	cJSON *arr = rules_json(sec, e);
@@ -270,11 +280,13 @@ static char *expand(const char *tpl, const struct view *v, const regmatch_t *g, 
 	return out ? out : strdup("");
 }
 
-/* Splits text into tokens of a word plus the whitespace before it. */
+/* Splits text into tokens of a word plus the whitespace before it. Planning stops just
+ * past limits.max_output_bytes: a rule with a huge text or repeat costs no more memory
+ * than that, and streaming it runs into the supervisor's limit like any provider. */
 static int tokenize(struct attempt *a, enum tok_kind kind, const char *text)
 {
 	const char *p = text;
-	while (*p) {
+	while (*p && a->planned <= a->P->max_output) {
 		const char *q = p;
 		while (*q == ' ' || *q == '\n')
 			q++;
@@ -287,6 +299,7 @@ static int tokenize(struct attempt *a, enum tok_kind kind, const char *text)
 		a->toks[a->ntoks].kind = kind;
 		a->toks[a->ntoks].s = strndup(p, (size_t)(q - p));
 		a->ntoks++;
+		a->planned += (size_t)(q - p);
 		p = q;
 	}
 	return 0;
@@ -304,7 +317,7 @@ static void add_text(struct attempt *a, const cJSON *step, const char *key, enum
 	tokenize(a, kind, text);
 	if (kind == TK_TEXT && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(step, "long")))
 		n = 0; /* "long": the demo's 500-token answer */
-	for (int i = 1; i < n; i++)
+	for (int i = 1; i < n && *text && a->planned <= a->P->max_output; i++)
 		tokenize(a, kind, text);
 	if (n == 0)
 		for (int i = 0; i < 20; i++)
@@ -353,7 +366,7 @@ static void plan(struct attempt *a, const struct view *v)
 	const cJSON *pace = cJSON_GetObjectItemCaseSensitive(step, "pace_ms");
 	const cJSON *stall = cJSON_GetObjectItemCaseSensitive(step, "stall_after");
 	if (cJSON_IsNumber(pace))
-		a->pace_us = (int64_t)(pace->valuedouble * 1000);
+		a->pace_us = pace_us_of(pace);
 	if (cJSON_IsNumber(stall))
 		a->stall_after = stall->valueint;
 	add_text(a, step, "reasoning", TK_REASONING, v, g);
@@ -376,6 +389,15 @@ static void attempt_free(struct attempt *a)
 	free(a);
 }
 
+/* A non-negative number of ms from JSON; huge values saturate instead of overflowing
+ * the conversion. */
+static int64_t ms_of(const cJSON *v)
+{
+	if (!cJSON_IsNumber(v) || !(v->valuedouble > 0))
+		return 0;
+	return v->valuedouble >= 9.2e18 ? INT64_MAX : (int64_t)v->valuedouble;
+}
+
 static void finish(struct attempt *a)
 {
 	const struct llm_sink *sink = a->sink;
@@ -390,7 +412,7 @@ static void finish(struct attempt *a)
 		struct llm_error e = {
 			.status = status, .name = "APIError", .message = m,
 			.retryable = status == 429 || status >= 500,
-			.retry_after_ms = cJSON_IsNumber(ra) ? (int64_t)ra->valuedouble : 0,
+			.retry_after_ms = ms_of(ra), /* the supervisor holds it to retry.cap_ms */
 		};
 		attempt_free(a);
 		sink->error(arg, &e);

@@ -2,8 +2,10 @@
 #include "jsonin.h"
 #include "jw.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void wire_init(struct wire_state *w, enum wire_kind kind)
 {
@@ -205,6 +207,34 @@ static int append(struct wire_tool *t, const char *s, size_t n)
 	return 0;
 }
 
+/* Counts n bytes of output; 1 (and over_limit set) if that passes max_output. */
+static int over(struct wire_state *w, size_t n)
+{
+	if (w->max_output && n > w->max_output - w->output) {
+		w->over_limit = 1;
+		return 1;
+	}
+	w->output += n;
+	return 0;
+}
+
+static int emit(struct wire_state *w, const struct wire_out *out, int reasoning, const char *s)
+{
+	size_t n = strlen(s);
+	if (over(w, n))
+		return 1;
+	out->text(out->arg, reasoning, s, n);
+	return 0;
+}
+
+static int add_args(struct wire_state *w, struct wire_tool *t, const char *s)
+{
+	size_t n = strlen(s);
+	if (over(w, n))
+		return 1;
+	return append(t, s, n);
+}
+
 static void set_once(char **dst, const char *v)
 {
 	if (v && *v && !*dst)
@@ -230,20 +260,19 @@ static void set_finish(struct wire_state *w, const char *reason)
 	snprintf(w->finish, sizeof(w->finish), "%s", to);
 }
 
-static void openai_tool_delta(struct wire_state *w, const cJSON *tc)
+static int openai_tool_delta(struct wire_state *w, const cJSON *tc)
 {
 	const cJSON *idx = cJSON_GetObjectItemCaseSensitive(tc, "index");
 	int i = cJSON_IsNumber(idx) ? idx->valueint : 0;
 	if (i < 0 || i >= WIRE_MAX_TOOLS)
-		return;
+		return 0;
 	struct wire_tool *t = &w->tools[i];
 	const cJSON *fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
 	const char *args = jsonin_get(fn, "arguments");
 	t->used = 1;
 	set_once(&t->id, jsonin_get(tc, "id"));
 	set_once(&t->name, jsonin_get(fn, "name"));
-	if (args)
-		append(t, args, strlen(args));
+	return args ? add_args(w, t, args) : 0;
 }
 
 static void usage_num(const cJSON *o, const char *k, int64_t *dst)
@@ -274,14 +303,17 @@ static int openai_event(struct wire_state *w, const cJSON *j, const struct wire_
 	const cJSON *ch = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0);
 	const cJSON *d = cJSON_GetObjectItemCaseSensitive(ch, "delta");
 	const char *r = jsonin_get(d, "reasoning_content") ? jsonin_get(d, "reasoning_content") : jsonin_get(d, "reasoning");
-	if (r && *r)
-		out->text(out->arg, 1, r, strlen(r));
+	if (r && *r && emit(w, out, 1, r))
+		return 1;
 	const char *c = jsonin_get(d, "content");
-	if (c && *c)
-		out->text(out->arg, 0, c, strlen(c));
+	if (c && *c && emit(w, out, 0, c))
+		return 1;
 	const cJSON *tc;
-	cJSON_ArrayForEach(tc, cJSON_GetObjectItemCaseSensitive(d, "tool_calls"))
-		openai_tool_delta(w, tc);
+	cJSON_ArrayForEach(tc, cJSON_GetObjectItemCaseSensitive(d, "tool_calls")) {
+		int rc = openai_tool_delta(w, tc);
+		if (rc)
+			return rc;
+	}
 	set_finish(w, jsonin_get(ch, "finish_reason"));
 	return 0;
 }
@@ -313,14 +345,14 @@ static int anthropic_delta(struct wire_state *w, const cJSON *j, const struct wi
 	if (!type)
 		return 0;
 	if (!strcmp(type, "text_delta") && jsonin_get(d, "text") && *jsonin_get(d, "text"))
-		out->text(out->arg, 0, jsonin_get(d, "text"), strlen(jsonin_get(d, "text")));
-	else if (!strcmp(type, "thinking_delta") && jsonin_get(d, "thinking") && *jsonin_get(d, "thinking"))
-		out->text(out->arg, 1, jsonin_get(d, "thinking"), strlen(jsonin_get(d, "thinking")));
-	else if (!strcmp(type, "input_json_delta") && cJSON_IsNumber(idx) && idx->valueint >= 0 &&
-		 idx->valueint < WIRE_MAX_TOOLS && w->block_tool[idx->valueint]) {
+		return emit(w, out, 0, jsonin_get(d, "text"));
+	if (!strcmp(type, "thinking_delta") && jsonin_get(d, "thinking") && *jsonin_get(d, "thinking"))
+		return emit(w, out, 1, jsonin_get(d, "thinking"));
+	if (!strcmp(type, "input_json_delta") && cJSON_IsNumber(idx) && idx->valueint >= 0 &&
+	    idx->valueint < WIRE_MAX_TOOLS && w->block_tool[idx->valueint]) {
 		const char *pj = jsonin_get(d, "partial_json");
 		if (pj)
-			return append(&w->tools[w->block_tool[idx->valueint] - 1], pj, strlen(pj));
+			return add_args(w, &w->tools[w->block_tool[idx->valueint] - 1], pj);
 	}
 	return 0;
 }
@@ -370,6 +402,8 @@ static int anthropic_event(struct wire_state *w, const char *type, const cJSON *
 int wire_event(struct wire_state *w, const char *type, const char *data, size_t len,
 	       const struct wire_out *out)
 {
+	if (w->over_limit)
+		return 1;
 	if (w->kind == WIRE_OPENAI && len == 6 && !memcmp(data, "[DONE]", 6)) {
 		w->finished = 1;
 		return 0;
@@ -410,4 +444,79 @@ char *wire_error_message(const char *body, size_t len)
 	char *out = msg ? strdup(msg) : NULL;
 	cJSON_Delete(j);
 	return out;
+}
+
+/* ---- retry-after ---- */
+
+static int64_t sat_add(int64_t a, int64_t b)
+{
+	return a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
+/* "[digits][.digits]" times unit_ms, rounded up; -1 if it is not that. */
+static int64_t delta_ms(const char *s, size_t len, int64_t unit_ms)
+{
+	size_t i = 0;
+	int64_t whole = 0, frac = 0, den = 1;
+	int digits = 0;
+	for (; i < len && s[i] >= '0' && s[i] <= '9'; i++, digits++) {
+		int d = s[i] - '0';
+		whole = whole > (INT64_MAX - d) / 10 ? INT64_MAX : whole * 10 + d;
+	}
+	if (i < len && s[i] == '.') {
+		for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++, digits++) {
+			if (den < 1000000000) { /* finer than a nanosecond does not matter */
+				frac = frac * 10 + (s[i] - '0');
+				den *= 10;
+			}
+		}
+	}
+	if (!digits || i != len)
+		return -1;
+	int64_t ms = whole > INT64_MAX / unit_ms ? INT64_MAX : whole * unit_ms;
+	return sat_add(ms, (frac * unit_ms + den - 1) / den);
+}
+
+/* IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") as epoch ms; -1 otherwise. The obsolete
+ * RFC 850 and asctime forms are not read: such a header counts as absent. */
+static int64_t http_date_ms(const char *s, size_t len)
+{
+	static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+	char buf[64], wday[4], mon[4], zone[4];
+	int day, year, hh, mm, ss, used = 0;
+	if (len >= sizeof(buf))
+		return -1;
+	memcpy(buf, s, len);
+	buf[len] = 0;
+	if (sscanf(buf, "%3[A-Za-z], %2d %3[A-Za-z] %4d %2d:%2d:%2d %3[A-Z]%n", wday, &day, mon,
+		   &year, &hh, &mm, &ss, zone, &used) != 8 || (size_t)used != len ||
+	    strcmp(zone, "GMT"))
+		return -1;
+	const char *m = strstr(months, mon);
+	if (!m || (m - months) % 3 || day < 1 || day > 31 || year < 1970 || hh > 23 || mm > 59 ||
+	    ss > 60)
+		return -1;
+	struct tm tm = {.tm_year = year - 1900, .tm_mon = (int)(m - months) / 3, .tm_mday = day,
+			.tm_hour = hh, .tm_min = mm, .tm_sec = ss};
+	time_t t = timegm(&tm);
+	return t == (time_t)-1 ? -1 : (int64_t)t * 1000;
+}
+
+int64_t wire_retry_after_ms(const char *value, size_t len, int64_t unit_ms, int64_t now_ms)
+{
+	while (len && (*value == ' ' || *value == '\t'))
+		value++, len--;
+	while (len && (value[len - 1] == ' ' || value[len - 1] == '\t' || value[len - 1] == '\r' ||
+		       value[len - 1] == '\n'))
+		len--;
+	if (!len || unit_ms <= 0)
+		return -1;
+	if ((value[0] >= '0' && value[0] <= '9') || value[0] == '.')
+		return delta_ms(value, len, unit_ms);
+	if (unit_ms != 1000)
+		return -1; /* retry-after-ms has no date form */
+	int64_t at = http_date_ms(value, len);
+	if (at < 0)
+		return -1;
+	return at > now_ms ? at - now_ms : 0;
 }

@@ -6,6 +6,7 @@
 #define AG_WIRE_H
 #include <cjson/cJSON.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "err.h"
 #include "llm_types.h"
@@ -38,6 +39,9 @@ struct wire_state {
 	char error[512]; /* a stream-level error event */
 	int error_retryable;
 	int error_status;
+	/* Output limit: text + reasoning + tool-call arguments; 0 = none. Set after init. */
+	size_t max_output, output;
+	int over_limit; /* the stream passed max_output: nothing past it was taken */
 };
 
 void wire_init(struct wire_state *w, enum wire_kind kind);
@@ -48,13 +52,21 @@ char *wire_request(enum wire_kind kind, const struct llm_request *rq, const cJSO
 		   struct err *e);
 
 /* One SSE event (type may be empty). 0, or 1 when the stream reported an error (see
- * w->error), or -1 for memory. Text goes to out as it arrives. */
+ * w->error) or passed max_output (w->over_limit: this event's output past the limit, and
+ * every later event, are dropped), or -1 for memory. Text goes to out as it arrives. */
 int wire_event(struct wire_state *w, const char *type, const char *data, size_t len,
 	       const struct wire_out *out);
 
 /* Number of complete tool calls, and the i-th (in index order). */
 int wire_tool_count(const struct wire_state *w);
 const struct wire_tool *wire_tool_at(const struct wire_state *w, int i);
+
+/* A retry-after header value as a wait in ms. unit_ms is 1000 for `retry-after` (delta
+ * seconds, an integer or a decimal, or an IMF-fixdate such as "Fri, 31 Dec 2100 23:59:59
+ * GMT", read against now_ms, the epoch time) and 1 for `retry-after-ms`. -1 if the value
+ * does not parse (negative numbers, other date forms, trailing junk); a date in the past
+ * is 0; a wait too long for int64 is INT64_MAX. value need not be NUL-terminated. */
+int64_t wire_retry_after_ms(const char *value, size_t len, int64_t unit_ms, int64_t now_ms);
 
 /* The provider's own message from an HTTP error body, or NULL (caller frees). */
 char *wire_error_message(const char *body, size_t len);

@@ -315,6 +315,235 @@ static void retry_after_is_honoured(void **state)
 	h_stop(&h);
 }
 
+/* A wait longer than retry.cap_ms (an hour, a value that overflows 64 bits in seconds or
+ * in ms, a date in 2100) fails the attempt at once, naming the value and the cap, instead
+ * of leaving the session "retrying" for as long as the provider likes. */
+static void retry_after_over_the_cap_fails_at_once_naming_both(void **state)
+{
+	const char *models[] = {"openai/rate-limit-hour@e1", "anthropic/rate-limit-hour@e2",
+				"openai/rate-limit-huge@e3", "anthropic/rate-limit-huge@e4",
+				"openai/rate-limit-ms-huge@e5", "anthropic/rate-limit-date@e6"};
+	const char *want[] = {"after 3600000 ms,", "after 3600000 ms,",
+			      "after more than 9223372036854775807 ms,",
+			      "after more than 9223372036854775807 ms,",
+			      "after more than 9223372036854775807 ms,", " ms, over"};
+	for (int i = 0; i < 6; i++) {
+		struct h h;
+		start(&h, "{\"stall_timeout_ms\":400,\"retry\":{\"base_ms\":20,\"max\":2,"
+		      "\"cap_ms\":5000}}");
+		char sid[ID_MAX], turn[ID_MAX];
+		char *st = run(&h, sid, models[i], turn);
+		char *err = turn_error(&h, turn);
+		if (strcmp(st, "failed") || !strstr(err, "provider asked to retry after") ||
+		    !strstr(err, want[i]) || !strstr(err, "over retry.cap_ms 5000") ||
+		    !strstr(err, "Rate limit reached"))
+			fail_msg("%s: %s: %s", models[i], st, err);
+		assert_int_equal(requests(strchr(models[i], '/') + 1), 1);
+		assert_int_equal(retries_seen(&h, sid), 0);
+		assert_int_equal(h_count(&h, "session.error", sid), 1);
+		char *msg = h_sql_str(&h, "SELECT json_extract(data,'$.error.data.message') FROM "
+				      "message WHERE turn_id='%s' AND finish='error'", turn);
+		assert_string_equal(msg, err);
+		assert_false(engine_tree_busy(h.E, sid));
+		free(msg);
+		free(err);
+		free(st);
+		h_stop(&h);
+	}
+}
+
+/* Within the cap a retry-after is honoured in its other forms too: a decimal number of
+ * seconds, and an HTTP-date in the past (retry now, after the usual backoff). */
+static void retry_after_decimal_and_past_date_are_honoured(void **state)
+{
+	const char *models[] = {"openai/rate-limit-decimal@f1", "anthropic/rate-limit-past@f2"};
+	for (int i = 0; i < 2; i++) {
+		struct h h;
+		start(&h, NULL);
+		char sid[ID_MAX], turn[ID_MAX];
+		int64_t before = now_ms();
+		char *text = run_completed(&h, sid, models[i], turn);
+		assert_string_equal(text, "Hello from mock.");
+		assert_int_equal(requests(strchr(models[i], '/') + 1), 2);
+		if (i == 0) /* retry-after: 0.25 while the configured backoff is 20 ms */
+			assert_true(retry_wait(&h, sid) - before >= 240);
+		free(text);
+		h_stop(&h);
+	}
+}
+
+/* The scripted provider's error.retry_after_ms goes through the same rule. */
+static void scripted_retry_after_over_the_cap_fails_too(void **state)
+{
+	struct h h;
+	start(&h, "{\"retry\":{\"base_ms\":20,\"cap_ms\":5000},\"providers\":{\"scripted\":"
+	      "{\"pace_ms\":1,\"rules\":[{\"match\":\"hour\",\"steps\":[{\"error\":{\"status\":"
+	      "429,\"message\":\"slow down\",\"retry_after_ms\":3600000}}]},{\"match\":\"huge\","
+	      "\"steps\":[{\"error\":{\"status\":429,\"message\":\"slow down\","
+	      "\"retry_after_ms\":1e300}}]}]}}}");
+	const char *prompts[] = {"hour", "huge"};
+	const char *want[] = {"provider asked to retry after 3600000 ms, over retry.cap_ms 5000: "
+			      "slow down", "provider asked to retry after more than "
+			      "9223372036854775807 ms, over retry.cap_ms 5000: slow down"};
+	for (int i = 0; i < 2; i++) {
+		char sid[ID_MAX], turn[ID_MAX];
+		h_session(&h, sid);
+		h_prompt_model(&h, sid, prompts[i], "scripted/demo", turn);
+		assert_true(h_until(&h, h_idle, sid, 20000));
+		engine_flush(h.E);
+		char *err = turn_error(&h, turn);
+		assert_string_equal(err, want[i]);
+		assert_int_equal(retries_seen(&h, sid), 0);
+		free(err);
+	}
+	h_stop(&h);
+}
+
+static int mock_idle(struct h *h, void *arg);
+
+static int part_count(struct h *h, const char *turn, const char *type)
+{
+	return (int)h_sql_int(h, "SELECT COUNT(*) FROM part p JOIN message m ON "
+			      "m.id=p.message_id WHERE m.turn_id='%s' AND m.role='assistant' AND "
+			      "p.type='%s'", turn, type);
+}
+
+/* Bytes of text the turn's assistant messages kept. */
+static int64_t text_kept(struct h *h, const char *turn)
+{
+	return h_sql_int(h, "SELECT COALESCE(SUM(length(json_extract(p.data,'$.text'))),0) FROM "
+			 "part p JOIN message m ON m.id=p.message_id WHERE m.turn_id='%s' AND "
+			 "m.role='assistant' AND p.type='text'", turn);
+}
+
+/* The failed turn's terminal assistant message carries the turn's error, session.error
+ * went out once, and nothing is busy any more. */
+static void failed_visibly(struct h *h, const char *sid, const char *turn, const char *model,
+			   const char *want)
+{
+	char *st = h_sql_str(h, "SELECT state FROM turn WHERE id='%s'", turn);
+	char *err = turn_error(h, turn);
+	if (!st || strcmp(st, "failed") || !err || !strstr(err, want))
+		fail_msg("%s: turn %s: %s (want an error with \"%s\")", model, st ? st : "?",
+			 err ? err : "no error", want);
+	char *msg = h_sql_str(h, "SELECT json_extract(data,'$.error.data.message') FROM message "
+			      "WHERE turn_id='%s' AND role='assistant' AND finish='error'", turn);
+	assert_non_null(msg);
+	assert_string_equal(msg, err);
+	assert_int_equal(h_count(h, "session.error", sid), 1);
+	assert_false(engine_tree_busy(h->E, sid));
+	free(msg);
+	free(err);
+	free(st);
+}
+
+/* A provider that streams without end, text or tool-call arguments, is cut at
+ * limits.max_output_bytes: the turn fails naming the limit, not retried, with at most
+ * that much text kept, and the connection is closed. */
+static void endless_stream_ends_at_max_output_bytes(void **state)
+{
+	const char *models[] = {"openai/endless@g1", "anthropic/endless@g2",
+				"openai/endless-args@g3", "anthropic/endless-args@g4"};
+	for (int i = 0; i < 4; i++) {
+		struct h h;
+		start(&h, "{\"stall_timeout_ms\":5000,\"retry\":{\"base_ms\":20,\"max\":2},"
+		      "\"limits\":{\"max_output_bytes\":65536}}");
+		char sid[ID_MAX], turn[ID_MAX];
+		h_session(&h, sid);
+		h_prompt_model(&h, sid, "hi", models[i], turn);
+		assert_true(h_until(&h, h_idle, sid, 60000));
+		engine_flush(h.E);
+		failed_visibly(&h, sid, turn, models[i], "over limits.max_output_bytes 65536");
+		assert_int_equal(requests(strchr(models[i], '/') + 1), 1);
+		assert_int_equal(retries_seen(&h, sid), 0);
+		int64_t kept = text_kept(&h, turn);
+		if (i < 2 && (kept <= 0 || kept > 65536))
+			fail_msg("%s: %lld bytes of text kept", models[i], (long long)kept);
+		assert_int_equal(part_count(&h, turn, "tool"), 0);
+		assert_true(h_until(&h, mock_idle, NULL, 5000));
+		h_stop(&h);
+	}
+}
+
+static int has_text(struct h *h, void *sid)
+{
+	return h_count(h, "message.part.delta", sid) >= 2;
+}
+
+/* A token every 50 ms never trips a 5 s stall timeout, yet the attempt is cut at
+ * limits.max_attempt_ms, retried once like a stall (retry.stall_max), then failed
+ * naming the limit. */
+static void slow_drip_ends_at_max_attempt_ms(void **state)
+{
+	const char *models[] = {"openai/drip@h1", "anthropic/drip@h2"};
+	for (int i = 0; i < 2; i++) {
+		struct h h;
+		start(&h, "{\"stall_timeout_ms\":5000,\"retry\":{\"base_ms\":20,\"stall_max\":1},"
+		      "\"limits\":{\"max_attempt_ms\":600}}");
+		char sid[ID_MAX], turn[ID_MAX];
+		h_session(&h, sid);
+		h_prompt_model(&h, sid, "50", models[i], turn);
+		assert_true(h_until(&h, has_text, sid, 10000));
+		assert_true(h_until(&h, h_idle, sid, 30000));
+		engine_flush(h.E);
+		failed_visibly(&h, sid, turn, models[i], "over limits.max_attempt_ms 600 ms");
+		char *err = turn_error(&h, turn);
+		assert_null(strstr(err, "stalled"));
+		free(err);
+		assert_int_equal(requests(strchr(models[i], '/') + 1), 2);
+		assert_int_equal(retries_seen(&h, sid), 1);
+		char *text = final_text(&h, turn);
+		assert_non_null(text);
+		assert_int_equal(strncmp(text, "drip drip ", 10), 0);
+		free(text);
+		assert_true(h_until(&h, mock_idle, NULL, 5000));
+		h_stop(&h);
+	}
+}
+
+/* scripted/demo cannot bypass the limits: a rule with a huge text, one whose tool-call
+ * arguments are too long, and one paced slower than max_attempt_ms allows. */
+static void scripted_rules_are_held_to_the_same_limits(void **state)
+{
+	char word[1001];
+	memset(word, 'w', 1000);
+	word[1000] = 0;
+	char cfg[4096];
+	snprintf(cfg, sizeof(cfg),
+		 "{\"stall_timeout_ms\":5000,\"retry\":{\"base_ms\":10,\"stall_max\":1},"
+		 "\"limits\":{\"max_output_bytes\":8192,\"max_attempt_ms\":400},"
+		 "\"providers\":{\"scripted\":{\"pace_ms\":1,\"rules\":["
+		 "{\"match\":\"huge\",\"steps\":[{\"text\":\" %s\",\"repeat\":100000000}]},"
+		 "{\"match\":\"bigargs\",\"steps\":[{\"text\":\"calling\",\"tools\":[{\"name\":"
+		 "\"echo\",\"input\":{\"text\":\"{{prompt}}\"}}]}]},"
+		 "{\"match\":\"drip\",\"steps\":[{\"text\":\"drip \",\"repeat\":100000,"
+		 "\"pace_ms\":20}]}]}}}", word);
+	struct h h;
+	start(&h, cfg);
+	char *bigargs = malloc(9001);
+	memset(bigargs, 'a', 9000);
+	memcpy(bigargs, "bigargs ", 8);
+	bigargs[9000] = 0;
+	const char *prompts[] = {"huge", bigargs, "drip"};
+	const char *want[] = {"over limits.max_output_bytes 8192", "over limits.max_output_bytes 8192",
+			      "over limits.max_attempt_ms 400 ms"};
+	for (int i = 0; i < 3; i++) {
+		char sid[ID_MAX], turn[ID_MAX];
+		h_session(&h, sid);
+		h_prompt_model(&h, sid, prompts[i], "scripted/demo", turn);
+		assert_true(h_until(&h, h_idle, sid, 30000));
+		engine_flush(h.E);
+		failed_visibly(&h, sid, turn, prompts[i], want[i]);
+		assert_int_equal(retries_seen(&h, sid), i == 2 ? 1 : 0);
+		int64_t kept = text_kept(&h, turn);
+		if (kept <= 0 || kept > 8192)
+			fail_msg("%.20s: %lld bytes of text kept", prompts[i], (long long)kept);
+		assert_int_equal(part_count(&h, turn, "tool"), 0);
+	}
+	free(bigargs);
+	h_stop(&h);
+}
+
 static void client_errors_are_not_retried_and_show_the_providers_message(void **state)
 {
 	const char *models[] = {"openai/bad-request", "anthropic/bad-request", "openai/auth"};
@@ -445,11 +674,17 @@ int main(void)
 		cmocka_unit_test(stalls_fail_after_their_retry_and_keep_partial_text),
 		cmocka_unit_test(retryable_errors_are_retried_without_duplicate_text),
 		cmocka_unit_test(retry_after_is_honoured),
+		cmocka_unit_test(retry_after_over_the_cap_fails_at_once_naming_both),
+		cmocka_unit_test(retry_after_decimal_and_past_date_are_honoured),
+		cmocka_unit_test(scripted_retry_after_over_the_cap_fails_too),
 		cmocka_unit_test(client_errors_are_not_retried_and_show_the_providers_message),
 		cmocka_unit_test(server_errors_stop_after_the_retry_budget),
 		cmocka_unit_test(abort_cancels_the_transfer),
 		cmocka_unit_test(no_first_byte_fails_after_the_first_byte_timeout),
 		cmocka_unit_test(back_pressure_pauses_and_resumes_without_loss),
+		cmocka_unit_test(endless_stream_ends_at_max_output_bytes),
+		cmocka_unit_test(slow_drip_ends_at_max_attempt_ms),
+		cmocka_unit_test(scripted_rules_are_held_to_the_same_limits),
 	};
 	return cmocka_run_group_tests(tests, start_mock, stop_mock);
 }

@@ -1,5 +1,6 @@
-/* Pure modules: ids sort by creation, the JSON writer always produces valid JSON, and
- * the turn-queue rules (FIFO, one running, dedupe, reject, interrupt, limit). */
+/* Pure modules: ids sort by creation, the JSON writer always produces valid JSON, the
+ * turn-queue rules (FIFO, one running, dedupe, reject, interrupt, limit), and the
+ * config's limits with a named error for every bad value. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
+#include "config.h"
 #include "id.h"
 #include "jw.h"
 #include "turnq.h"
@@ -112,6 +116,56 @@ static void turn_policy_names_parse(void **state)
 	assert_int_equal(turn_policy_parse("later", &p), -1);
 }
 
+/* Loads json as a config file; 0 or -1 with e filled. */
+static int load_json(struct config *c, const char *json, struct err *e)
+{
+	char path[] = "/tmp/agentgate-config-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, json, strlen(json)), (ssize_t)strlen(json));
+	close(fd);
+	int rc = config_load(c, path, e);
+	unlink(path);
+	return rc;
+}
+
+static void config_limits_default_and_reject_bad_values_by_name(void **state)
+{
+	struct config c;
+	struct err e = {0};
+	assert_int_equal(config_load(&c, NULL, &e), 0);
+	assert_int_equal(c.max_output_bytes, 4 * 1024 * 1024);
+	assert_int_equal(c.max_attempt_ms, 600000);
+	config_free(&c);
+	assert_int_equal(load_json(&c, "{\"limits\":{\"max_output_bytes\":65536,"
+				   "\"max_attempt_ms\":250}}", &e), 0);
+	assert_int_equal(c.max_output_bytes, 65536);
+	assert_int_equal(c.max_attempt_ms, 250);
+	config_free(&c);
+	static const struct {
+		const char *json, *named;
+	} bad[] = {
+		{"{\"limits\":[]}", "\"limits\" must be an object"},
+		{"{\"limits\":{\"max_output_bytes\":0}}", "\"limits.max_output_bytes\" must be an integer from 1 to"},
+		{"{\"limits\":{\"max_output_bytes\":-1}}", "\"limits.max_output_bytes\""},
+		{"{\"limits\":{\"max_output_bytes\":\"4MB\"}}", "\"limits.max_output_bytes\""},
+		{"{\"limits\":{\"max_output_bytes\":1e300}}", "\"limits.max_output_bytes\""},
+		{"{\"limits\":{\"max_output_bytes\":1.5}}", "\"limits.max_output_bytes\""},
+		{"{\"limits\":{\"max_attempt_ms\":1.5}}", "\"limits.max_attempt_ms\" must be an integer from 1 to"},
+		{"{\"limits\":{\"max_attempt_ms\":null}}", "\"limits.max_attempt_ms\""},
+		{"{\"limits\":{\"max_attempt_ms\":1e19}}", "\"limits.max_attempt_ms\""},
+		/* past 2^63 the conversion to int64 would be undefined */
+		{"{\"retry\":{\"cap_ms\":1e300}}", "\"cap_ms\" must be a non-negative number"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&e, 0, sizeof(e));
+		assert_int_equal(load_json(&c, bad[i].json, &e), -1);
+		if (!strstr(e.msg, bad[i].named))
+			fail_msg("%s: \"%s\" does not name %s", bad[i].json, e.msg, bad[i].named);
+		config_free(&c);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -120,6 +174,7 @@ int main(void)
 		cmocka_unit_test(turnq_runs_one_at_a_time_in_fifo_order),
 		cmocka_unit_test(turnq_dedupe_reject_interrupt_and_limit),
 		cmocka_unit_test(turn_policy_names_parse),
+		cmocka_unit_test(config_limits_default_and_reject_bad_values_by_name),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -38,8 +38,8 @@ static int on_event(void *arg, const struct sse_event *ev)
 }
 
 /* Parses stream split into pieces at the given cut points (sorted, may be empty). */
-static void parse(struct result *r, enum wire_kind kind, const char *stream, const size_t *cuts,
-		  int ncuts)
+static void parse_limited(struct result *r, enum wire_kind kind, const char *stream,
+			  const size_t *cuts, int ncuts, size_t max_output)
 {
 	memset(r, 0, sizeof(*r));
 	jw_init(&r->text);
@@ -47,6 +47,7 @@ static void parse(struct result *r, enum wire_kind kind, const char *stream, con
 	jw_append(&r->text, "", 0);
 	jw_append(&r->reasoning, "", 0);
 	wire_init(&r->ws, kind);
+	r->ws.max_output = max_output;
 	struct sse_parser p;
 	sse_init(&p, 0, on_event, r);
 	size_t at = 0, len = strlen(stream);
@@ -57,6 +58,12 @@ static void parse(struct result *r, enum wire_kind kind, const char *stream, con
 	}
 	sse_finish(&p);
 	sse_free(&p);
+}
+
+static void parse(struct result *r, enum wire_kind kind, const char *stream, const size_t *cuts,
+		  int ncuts)
+{
+	parse_limited(r, kind, stream, cuts, ncuts, 0);
 }
 
 static void result_free(struct result *r)
@@ -171,6 +178,36 @@ static void anthropic_stream_parses_the_same_at_every_split(void **state)
 		parse(&r, WIRE_ANTHROPIC, anthropic_stream, &cut, cut ? 1 : 0);
 		check_anthropic(&r);
 		result_free(&r);
+	}
+}
+
+static size_t output_of(struct result *r)
+{
+	size_t n = r->text.len + r->reasoning.len;
+	for (int i = 0; i < wire_tool_count(&r->ws); i++)
+		n += wire_tool_at(&r->ws, i)->args_len;
+	return n;
+}
+
+/* With max_output set, text + reasoning + tool-call arguments never pass it, whatever the
+ * limit; passing it is reported (over_limit, rc 1) and nothing after it is taken. */
+static void output_stops_at_max_output(void **state)
+{
+	const char *streams[] = {openai_stream, anthropic_stream};
+	for (int k = 0; k < 2; k++) {
+		struct result r;
+		parse(&r, k ? WIRE_ANTHROPIC : WIRE_OPENAI, streams[k], NULL, 0);
+		size_t total = output_of(&r);
+		assert_true(total > 10);
+		result_free(&r);
+		for (size_t max = 1; max <= total + 1; max++) {
+			parse_limited(&r, k ? WIRE_ANTHROPIC : WIRE_OPENAI, streams[k], NULL, 0, max);
+			size_t got = output_of(&r);
+			if (got > max || r.ws.over_limit != (max < total) || (max < total && r.rc != 1))
+				fail_msg("stream %d, max_output %zu: %zu bytes taken of %zu, over_limit %d",
+					 k, max, got, total, r.ws.over_limit);
+			result_free(&r);
+		}
 	}
 }
 
@@ -292,6 +329,52 @@ static void scratch_parses_equal_heap_parses(void **state)
 	jw_free(&big);
 }
 
+/* retry-after in all its forms, and values that must neither overflow nor misparse. */
+static void retry_after_parses_seconds_ms_and_dates_without_overflow(void **state)
+{
+	const int64_t now = 1700000000000LL; /* 2023-11-14T22:13:20Z */
+	static const struct {
+		const char *v;
+		int64_t unit, want;
+	} cases[] = {
+		{"1", 1000, 1000},
+		{" 3600\r\n", 1000, 3600000},
+		{"0.25", 1000, 250},
+		{".5", 1000, 500},
+		{"1.0001", 1000, 1001}, /* rounded up */
+		{"0", 1000, 0},
+		{"50", 1, 50},
+		{"2.5", 1, 3},
+		{"9223372036854775", 1000, 9223372036854775000LL},
+		{"9223372036854776", 1000, INT64_MAX},
+		{"99999999999999999", 1000, INT64_MAX},
+		{"99999999999999999999999", 1, INT64_MAX},
+		{"99999999999999999999999999999999999999.9", 1000, INT64_MAX},
+		{"Tue, 14 Nov 2023 22:13:30 GMT", 1000, 10000},
+		{"Wed, 21 Oct 2015 07:28:00 GMT", 1000, 0},
+		{"Fri, 31 Dec 2100 23:59:59 GMT", 1000, 4133980799000LL - now},
+		{"Tue, 14 Nov 2023 22:13:30 GMT", 1, -1},
+		{"Tuesday, 14-Nov-23 22:13:30 GMT", 1000, -1}, /* RFC 850: not read */
+		{"Tue Nov 14 22:13:30 2023", 1000, -1},        /* asctime: not read */
+		{"Tue, 14 Nov 2023 22:13:30 PST", 1000, -1},
+		{"Tue, 14 Foo 2023 22:13:30 GMT", 1000, -1},
+		{"-5", 1000, -1},
+		{"5s", 1000, -1},
+		{"1e3", 1000, -1},
+		{".", 1000, -1},
+		{"", 1000, -1},
+		{"   ", 1000, -1},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int64_t got = wire_retry_after_ms(cases[i].v, strlen(cases[i].v), cases[i].unit, now);
+		if (got != cases[i].want)
+			fail_msg("retry-after \"%s\" (unit %lld): %lld, want %lld", cases[i].v,
+				 (long long)cases[i].unit, (long long)got, (long long)cases[i].want);
+	}
+	/* not NUL-terminated: only len bytes count */
+	assert_int_equal(wire_retry_after_ms("12345", 2, 1000, now), 12000);
+}
+
 int main(void)
 {
 	jsonin_init(); /* as agentgate runs: stream chunks parsed in the scratch arena */
@@ -300,7 +383,9 @@ int main(void)
 		cmocka_unit_test(openai_stream_parses_the_same_at_every_split),
 		cmocka_unit_test(anthropic_stream_parses_the_same_at_every_split),
 		cmocka_unit_test(stream_errors_are_reported_with_retryability),
+		cmocka_unit_test(output_stops_at_max_output),
 		cmocka_unit_test(requests_take_each_providers_shape),
+		cmocka_unit_test(retry_after_parses_seconds_ms_and_dates_without_overflow),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,6 +23,7 @@
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -396,6 +397,34 @@ static void b_stamped(struct script *s, const struct reqinfo *ri)
 	finish(s, FIN_STOP);
 }
 
+/* "endless": "tok " deltas as fast as the socket takes them, until the client closes. */
+static void b_endless(struct script *s, const struct reqinfo *ri UNUSED)
+{
+	start(s);
+	op_add(s, OP_TEXT, 0, 0, "tok ", NULL)->repeat = LLONG_MAX;
+}
+
+/* "endless-args": one tool call whose arguments never end. */
+static void b_endless_args(struct script *s, const struct reqinfo *ri)
+{
+	start(s);
+	tool_call(s, ri, 0);
+	op_add(s, OP_ARGS, 0, 0, "{\"text\":\"", NULL);
+	op_add(s, OP_ARGS, 0, 0, "aaaaaaaaaaaaaaaa", NULL)->repeat = LLONG_MAX;
+}
+
+/* "drip": a "drip " delta every N ms (the last user message if it is a number, else
+ * 1500) until the client closes: never a stall, never an end. */
+static void b_drip(struct script *s, const struct reqinfo *ri)
+{
+	char *end;
+	long long pace = strtoll(ri->last_user, &end, 10);
+	if (end == ri->last_user || *end || pace < 1 || pace > 3600000)
+		pace = 1500;
+	start(s);
+	op_add(s, OP_TEXT, (int)pace, 0, "drip ", NULL)->repeat = LLONG_MAX;
+}
+
 static void b_long(struct script *s, const struct reqinfo *ri)
 {
 	long long n = parse_count(ri->last_user);
@@ -420,6 +449,22 @@ static const struct errdef E_RATE = { 429, "rate_limit_error", NULL, MSG_RATE,
 				      "rate_limit_error", MSG_RATE, "retry-after: 1" };
 static const struct errdef E_RATE_MS = { 429, "rate_limit_error", NULL, MSG_RATE,
 					 "rate_limit_error", MSG_RATE, "retry-after-ms: 50" };
+static const struct errdef E_RATE_HOUR = { 429, "rate_limit_error", NULL, MSG_RATE,
+					   "rate_limit_error", MSG_RATE, "retry-after: 3600" };
+static const struct errdef E_RATE_HUGE = { 429, "rate_limit_error", NULL, MSG_RATE,
+					   "rate_limit_error", MSG_RATE,
+					   "retry-after: 99999999999999999" };
+static const struct errdef E_RATE_MS_HUGE = { 429, "rate_limit_error", NULL, MSG_RATE,
+					      "rate_limit_error", MSG_RATE,
+					      "retry-after-ms: 99999999999999999999999" };
+static const struct errdef E_RATE_DATE = { 429, "rate_limit_error", NULL, MSG_RATE,
+					   "rate_limit_error", MSG_RATE,
+					   "retry-after: Fri, 31 Dec 2100 23:59:59 GMT" };
+static const struct errdef E_RATE_PAST = { 429, "rate_limit_error", NULL, MSG_RATE,
+					   "rate_limit_error", MSG_RATE,
+					   "retry-after: Wed, 21 Oct 2015 07:28:00 GMT" };
+static const struct errdef E_RATE_DECIMAL = { 429, "rate_limit_error", NULL, MSG_RATE,
+					      "rate_limit_error", MSG_RATE, "retry-after: 0.25" };
 static const struct errdef E_SERVER = { 500, "server_error", NULL, MSG_500, "api_error", MSG_500, NULL };
 static const struct errdef E_OVERLOADED = { 529, "overloaded_error", NULL, "Overloaded",
 					    "overloaded_error", "Overloaded", NULL };
@@ -473,6 +518,12 @@ static const struct scenario SCENARIOS[] = {
 	{ "stall-keepalive", b_stall_keepalive, NULL, 0, 0 },
 	{ "rate-limit", b_normal, &E_RATE, 1, 0 },
 	{ "rate-limit-ms", b_normal, &E_RATE_MS, 1, 0 },
+	{ "rate-limit-hour", b_normal, &E_RATE_HOUR, 1, 0 },
+	{ "rate-limit-huge", b_normal, &E_RATE_HUGE, 1, 0 },
+	{ "rate-limit-ms-huge", b_normal, &E_RATE_MS_HUGE, 1, 0 },
+	{ "rate-limit-date", b_normal, &E_RATE_DATE, 1, 0 },
+	{ "rate-limit-past", b_normal, &E_RATE_PAST, 1, 0 },
+	{ "rate-limit-decimal", b_normal, &E_RATE_DECIMAL, 1, 0 },
 	{ "flaky", b_normal, &E_SERVER, 1, 0 },
 	{ "overloaded", b_normal, &E_OVERLOADED, 2, 0 },
 	{ "always-500", NULL, &E_SERVER, -1, 0 },
@@ -482,6 +533,9 @@ static const struct scenario SCENARIOS[] = {
 	{ "auth", NULL, &E_AUTH, -1, 0 },
 	{ "slow", b_slow, NULL, 0, 0 },
 	{ "long", b_long, NULL, 0, F_TSID },
+	{ "endless", b_endless, NULL, 0, 0 },
+	{ "endless-args", b_endless_args, NULL, 0, 0 },
+	{ "drip", b_drip, NULL, 0, 0 },
 	{ "stamped", b_stamped, NULL, 0, F_STAMP },
 };
 
