@@ -3,7 +3,9 @@
  * provider (mockllm, whose tokens carry their send time) to an SSE subscriber, with
  * token-to-client latency, events/s, server CPU per delta, and RSS idle and under load.
  * Usage: bench [--quick]. Everything runs on 127.0.0.1 and stops by itself. */
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -315,6 +318,21 @@ static pid_t spawn(char *const argv[], int *out_fd)
 	return pid;
 }
 
+/* A port nothing listens on now (the kernel's pick). A fixed formula could land on the
+ * mock provider's own port, and the health check would then reach the wrong server. */
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof(a);
+	if (fd >= 0 && !bind(fd, (struct sockaddr *)&a, sizeof(a)) &&
+	    !getsockname(fd, (struct sockaddr *)&a, &l))
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
 static int start_processes(struct run *r, const char *dir)
 {
 	int fd;
@@ -327,7 +345,9 @@ static int start_processes(struct run *r, const char *dir)
 		return -1;
 	r->mport = mport;
 	fclose(f);
-	int port = 20000 + (int)(getpid() % 20000);
+	int port = free_port();
+	if (port < 0)
+		return -1;
 	char sport[16], base[64], data[300], cfg[300];
 	snprintf(sport, sizeof(sport), "%d", port);
 	snprintf(base, sizeof(base), "http://127.0.0.1:%d/v1", mport);
