@@ -320,6 +320,20 @@ static void streamed_text_is_in_the_database_while_it_streams(void **state)
 	h_stop(&h);
 }
 
+/* Runs child(dir, write end) in a forked process (it never returns); the parent gets
+ * the pid and keeps the read end of the pipe in *rfd. */
+static pid_t fork_engine(const char *dir, void (*child)(const char *dir, int fd), int *rfd)
+{
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	pid_t pid = fork();
+	if (pid == 0)
+		child(dir, fds[1]);
+	close(fds[1]);
+	*rfd = fds[0];
+	return pid;
+}
+
 /* The child runs an engine with a streaming turn and two queued ones, and is killed
  * with SIGKILL while the first streams. */
 static void child_engine(const char *dir, int fd)
@@ -343,13 +357,11 @@ static void kill_mid_turn_then_restart_loses_nothing(void **state)
 {
 	struct h h;
 	h_dir(&h, "{\"providers\":{\"scripted\":{\"pace_ms\":5}}}");
-	int fds[2];
-	assert_int_equal(pipe(fds), 0);
-	pid_t pid = fork();
-	if (pid == 0)
-		child_engine(h.dir, fds[1]);
+	int rfd;
+	pid_t pid = fork_engine(h.dir, child_engine, &rfd);
 	char sid[ID_MAX] = "";
-	assert_true(read(fds[0], sid, sizeof(sid)) > 0);
+	assert_true(read(rfd, sid, sizeof(sid)) > 0);
+	close(rfd);
 	/* wait until the first reply's partial text is durable, then kill */
 	int64_t len = 0;
 	for (int i = 0; i < 500 && len < 50; i++) {
@@ -474,20 +486,16 @@ static void kill_mid_stream_never_reuses_a_seq_and_publishes_recovery(void **sta
 {
 	struct h h;
 	h_dir(&h, "{\"providers\":{\"scripted\":{\"pace_ms\":2}}}");
-	int fds[2];
-	assert_int_equal(pipe(fds), 0);
-	pid_t pid = fork();
-	if (pid == 0)
-		child_streams_then_freezes(h.dir, fds[1]);
-	close(fds[1]);
+	int rfd;
+	pid_t pid = fork_engine(h.dir, child_streams_then_freezes, &rfd);
 	int64_t seq, seen = 0;
 	/* seqs in the order the subscriber saw them, until the child says it froze */
-	while (read(fds[0], &seq, sizeof(seq)) == sizeof(seq) && seq > 0)
+	while (read(rfd, &seq, sizeof(seq)) == sizeof(seq) && seq > 0)
 		seen = seq;
 	assert_int_equal(seq, -1);
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
-	close(fds[0]);
+	close(rfd);
 	char *sid = h_sql_str(&h, "SELECT id FROM session");
 	/* the test means something only if some seen events never reached the store */
 	assert_true(seen > h_sql_int(&h, "SELECT COALESCE(MAX(last_seq), 0) FROM event_batch"));
