@@ -1,4 +1,4 @@
-/* Unit tests for gateway/sse.c: WHATWG EventSource parsing, chunk-split invariance,
+/* Unit tests for gateway/llm/sse.c: WHATWG EventSource parsing, chunk-split invariance,
  * limits, and OpenAI / Anthropic shaped streams. */
 #include <setjmp.h>
 #include <stdarg.h>
