@@ -93,8 +93,7 @@ static void free_settings(struct server *S)
 /* The config's "server" section is needed before the engine (which needs the loop):
  * {"max_connections": 1024, "ws_ping_s": 30, "sse_heartbeat_ms": 10000,
  *  "allowed_hosts": ["gateway.internal"]}. */
-static int server_settings(const struct cli *c, struct server *S, lws_retry_bo_t *idle,
-			   struct err *e)
+static int server_settings(const struct cli *c, struct server *S, int *ping_s, struct err *e)
 {
 	struct config cfg;
 	if (config_load(&cfg, c->config, e))
@@ -105,9 +104,7 @@ static int server_settings(const struct cli *c, struct server *S, lws_retry_bo_t
 	const cJSON *hb = cJSON_GetObjectItemCaseSensitive(sec, "sse_heartbeat_ms");
 	S->heartbeat_ms = cJSON_IsNumber(hb) && hb->valueint >= 50 ? hb->valueint : HEARTBEAT_MS;
 	S->max_conns = cJSON_IsNumber(mc) && mc->valueint > 0 ? mc->valueint : MAX_CONNECTIONS;
-	int p = cJSON_IsNumber(ping) && ping->valueint > 0 ? ping->valueint : 30;
-	idle->secs_since_valid_ping = (uint16_t)p;
-	idle->secs_since_valid_hangup = (uint16_t)(p * 2 + 15);
+	*ping_s = cJSON_IsNumber(ping) && ping->valueint > 0 ? ping->valueint : 30;
 	int rc = allowed_hosts(sec, S, e);
 	config_free(&cfg);
 	return rc;
@@ -115,40 +112,27 @@ static int server_settings(const struct cli *c, struct server *S, lws_retry_bo_t
 
 int cmd_serve(const struct cli *c)
 {
-	static lws_retry_bo_t idle;
 	struct server S;
+	int ping_s = 30;
 	struct err e = {0};
 	memset(&S, 0, sizeof(S));
 	S.conns.next = S.conns.prev = &S.conns;
 	S.token = c->token;
 	S.bind_host = c->host;
 	log_init_from_env(LOG_INFO);
-	lws_set_log_level(LLL_ERR, NULL);
 	if (c->nplugins) {
 		fprintf(stderr, "agentgate serve: --plugin %s: this build has no plugin host yet "
 			"(the hook ABI is a later piece of work)\n", c->plugins[0]);
 		return 2;
 	}
 	if (server_check_bind(c->host, c->token, c->insecure, &e) ||
-	    server_settings(c, &S, &idle, &e)) {
+	    server_settings(c, &S, &ping_s, &e)) {
 		fprintf(stderr, "agentgate serve: %s\n", e.msg[0] ? e.msg : "out of memory");
 		free_settings(&S);
 		return 2;
 	}
 	find_web_root(&S, c->web_root);
-	/* lws binds an IPv4 address only with IPv6 off; otherwise it listens on every
-	 * interface. An IPv6 address is bound v6-only. */
-	struct in_addr a4;
-	const char *host = strcmp(c->host, "localhost") ? c->host : "127.0.0.1";
-	uint64_t opts = inet_pton(AF_INET, host, &a4) == 1
-				? LWS_SERVER_OPTION_DISABLE_IPV6
-				: LWS_SERVER_OPTION_IPV6_V6ONLY_MODIFY | LWS_SERVER_OPTION_IPV6_V6ONLY_VALUE;
-	struct loop_config lc = {.port = c->port, .iface = host, .protocols = server_protocols(),
-				 .user = &S, .retry = &idle, .options = opts,
-				 .header_pool = S.max_conns + HEAD_SLACK,
-				 .head_timeout_s = HEAD_TIMEOUT_S, .header_bytes = HEAD_BYTES,
-				 .fallback_protocol = server_protocols()[0].name};
-	S.L = loop_create(&lc);
+	S.L = server_listen(&S, c->host, c->port, ping_s);
 	if (!S.L) {
 		fprintf(stderr, "agentgate serve: cannot listen on %s:%d\n", c->host, c->port);
 		free_settings(&S);
