@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <libwebsockets.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,7 +48,6 @@ void h_start(struct h *h, int recover)
 	snprintf(cfg, sizeof(cfg), "%s/config.json", h->dir);
 	struct loop_config lc = {.port = -1};
 	log_init_from_env(LOG_WARN);
-	lws_set_log_level(LLL_ERR, NULL);
 	h->L = loop_create(&lc);
 	assert_non_null(h->L);
 	struct err e = {0};

@@ -36,7 +36,7 @@ static void on_event(void *arg, struct event *ev)
 static void on_turn_end(struct turn_waiter *w, const char *state, const char *msg_id,
 			const char *error)
 {
-	struct run *r = lws_container_of(w, struct run, w);
+	struct run *r = container_of(w, struct run, w);
 	r->turn_over = 1;
 	r->failed = strcmp(state, "completed") != 0;
 	maybe_finish(r);
@@ -99,7 +99,6 @@ int cmd_run(const struct cli *c)
 	struct run r;
 	memset(&r, 0, sizeof(r));
 	log_init_from_env(LOG_WARN);
-	lws_set_log_level(LLL_ERR, NULL);
 	struct loop_config lc = {.port = -1};
 	r.L = loop_create(&lc);
 	if (!r.L)

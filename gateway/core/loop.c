@@ -1,6 +1,8 @@
 #include "loop.h"
 #include "log.h"
 
+#include <libwebsockets.h>
+
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -195,6 +197,7 @@ struct loop *loop_create(const struct loop_config *cfg)
 	info.mounts = cfg->mounts;
 	info.headers = cfg->headers;
 	info.user = L;
+	lws_set_log_level(LLL_ERR, NULL); /* lws's own chatter; ours goes through log.h */
 	info.retry_and_idle_policy = cfg->retry;
 	info.options = cfg->options;
 	info.max_http_header_pool2 = (unsigned)(cfg->header_pool > 0 ? cfg->header_pool : 64);
@@ -276,9 +279,18 @@ int loop_post(struct loop *L, void (*fn)(void *arg), void *arg)
 	return 0;
 }
 
+static lws_sorted_usec_list_t *sul_of(struct timer *t)
+{
+	_Static_assert(sizeof(lws_sorted_usec_list_t) <= TIMER_SUL_BYTES,
+		       "struct timer has no room for lws's timer entry");
+	_Static_assert(_Alignof(lws_sorted_usec_list_t) <= 8,
+		       "struct timer's storage is not aligned for lws's timer entry");
+	return (lws_sorted_usec_list_t *)(void *)t->sul.b;
+}
+
 static void timer_fire(lws_sorted_usec_list_t *sul)
 {
-	struct timer *t = lws_container_of(sul, struct timer, sul);
+	struct timer *t = container_of((void *)sul, struct timer, sul);
 	t->fn(t);
 }
 
@@ -291,7 +303,7 @@ void timer_init(struct timer *t, struct loop *L, void (*fn)(struct timer *t))
 
 void timer_arm_us(struct timer *t, int64_t us)
 {
-	lws_sul_schedule(t->L->ctx, 0, &t->sul, timer_fire, us < 1 ? 1 : us);
+	lws_sul_schedule(t->L->ctx, 0, sul_of(t), timer_fire, us < 1 ? 1 : us);
 }
 
 void timer_arm(struct timer *t, int64_t ms)
@@ -302,10 +314,10 @@ void timer_arm(struct timer *t, int64_t ms)
 void timer_cancel(struct timer *t)
 {
 	if (t->L)
-		lws_sul_cancel(&t->sul);
+		lws_sul_cancel(sul_of(t));
 }
 
 int timer_armed(const struct timer *t)
 {
-	return t->sul.list.owner != NULL;
+	return sul_of((struct timer *)t)->list.owner != NULL;
 }

@@ -4,10 +4,17 @@
  * the queue is drained in LWS_CALLBACK_EVENT_WAIT_CANCELLED. */
 #ifndef AG_LOOP_H
 #define AG_LOOP_H
-#include <libwebsockets.h>
 #include <stdint.h>
 
+#include "container.h"
+
+/* libwebsockets' types stay behind this header: only loop.c and net/ include lws. */
 struct loop;
+struct lws_context;
+struct lws_protocols;
+struct lws_http_mount;
+struct lws_protocol_vhost_options;
+struct lws_retry_bo;
 
 struct loop_config {
 	int port;                 /* < 0: no listening socket (agentgate run) */
@@ -17,7 +24,7 @@ struct loop_config {
 	const struct lws_http_mount *mounts;
 	const struct lws_protocol_vhost_options *headers; /* extra response headers */
 	void *user;               /* returned by loop_user() */
-	const lws_retry_bo_t *retry; /* idle policy: WS ping / hang-up, or NULL */
+	const struct lws_retry_bo *retry; /* idle policy: WS ping / hang-up, or NULL */
 	uint64_t options;         /* extra LWS_SERVER_OPTION_* bits */
 	/* Request heads being read at once (0: 64). A connection waiting for one is not
 	 * read at all and is reset after 5 s, so a server sizes this above its own
@@ -68,8 +75,14 @@ int loop_watch(struct loop *L, struct loop_watch *w, int fd,
 void loop_unwatch(struct loop *L, struct loop_watch *w); /* idempotent */
 
 /* A timer embedded in its owner; no allocation. Loop thread only. */
+#define TIMER_SUL_BYTES 64
 struct timer {
-	lws_sorted_usec_list_t sul;
+	/* lws's sorted-usec-list entry, opaque outside loop.c (which checks that it fits) */
+	union {
+		void *align;
+		int64_t align64;
+		unsigned char b[TIMER_SUL_BYTES];
+	} sul;
 	struct loop *L;
 	void (*fn)(struct timer *t);
 };

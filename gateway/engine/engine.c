@@ -25,7 +25,7 @@ static unsigned hash(const char *s)
 
 static void kick_fired(struct timer *t)
 {
-	struct session *s = lws_container_of(t, struct session, kick);
+	struct session *s = container_of(t, struct session, kick);
 	turn_start_next(s);
 }
 
@@ -688,7 +688,7 @@ void engine_destroy(struct engine *E)
 				step_cancel(s->cur, "server shutting down");
 			while ((it = turnq_start_next(&s->q)) || (it = s->q.running)) {
 				turnq_finish(&s->q);
-				turn_free(lws_container_of(it, struct turn, qi));
+				turn_free(container_of(it, struct turn, qi));
 			}
 			session_free(s);
 		}

@@ -26,7 +26,7 @@ struct hrows {
 static int queued_later(const struct turnq *q, const char *turn_id)
 {
 	for (const struct turnq_item *it = q->head; it && turn_id; it = it->next)
-		if (!strcmp(lws_container_of(it, struct turn, qi)->id, turn_id))
+		if (!strcmp(container_of(it, struct turn, qi)->id, turn_id))
 			return 1;
 	return 0;
 }
@@ -309,7 +309,7 @@ static void set_str(char **dst, const char *v)
 /* The running call as the tool sees it, or NULL once it has ended. */
 static struct toolrun *live_run(struct tool_call *c)
 {
-	struct toolrun *r = lws_container_of(c, struct toolrun, pub);
+	struct toolrun *r = container_of(c, struct toolrun, pub);
 	return r->finished ? NULL : r;
 }
 

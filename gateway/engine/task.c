@@ -209,7 +209,7 @@ void task_child_interrupted(struct engine *E, struct session *child)
 static void child_ended(struct turn_waiter *w, const char *state, const char *msg_id,
 			const char *error)
 {
-	struct task *t = lws_container_of(w, struct task, w);
+	struct task *t = container_of(w, struct task, w);
 	struct engine *E = t->E;
 	timer_cancel(&t->budget);
 	char *all = NULL;
@@ -241,7 +241,7 @@ static void child_ended(struct turn_waiter *w, const char *state, const char *ms
 
 static void budget_fired(struct timer *tm)
 {
-	struct task *t = lws_container_of(tm, struct task, budget);
+	struct task *t = container_of(tm, struct task, budget);
 	char msg[128];
 	snprintf(msg, sizeof(msg), "exceeded its time budget of %lld ms",
 		 (long long)t->E->C.task_budget_ms);

@@ -27,7 +27,7 @@ struct sleeper {
 
 static void sleep_fired(struct timer *t)
 {
-	struct sleeper *s = lws_container_of(t, struct sleeper, t);
+	struct sleeper *s = container_of(t, struct sleeper, t);
 	struct tool_call *c = s->c;
 	char out[64];
 	snprintf(out, sizeof(out), "slept %lld ms", (long long)s->ms);

@@ -35,7 +35,7 @@ int turn_save(struct engine *E, struct turn *t)
 
 static void cont_fired(struct timer *tm)
 {
-	struct turn *t = lws_container_of(tm, struct turn, cont);
+	struct turn *t = container_of(tm, struct turn, cont);
 	step_begin(t);
 }
 
@@ -184,7 +184,7 @@ int engine_prompt(struct engine *E, const struct prompt *p, struct prompt_result
 	enum turnq_verdict v = turnq_decide(&s->q, p->policy, p->dedupe_key, &match);
 	if (v == TURNQ_BUSY || v == TURNQ_FULL)
 		return verdict_error(s, v, e);
-	struct turn *t = v == TURNQ_COALESCE ? lws_container_of(match, struct turn, qi) : NULL;
+	struct turn *t = v == TURNQ_COALESCE ? container_of(match, struct turn, qi) : NULL;
 	if (!t) {
 		if (engine_store_ok(E, "the prompt", e))
 			return -1;
@@ -256,7 +256,7 @@ void turn_start_next(struct session *s)
 	struct turnq_item *it = turnq_start_next(&s->q);
 	if (!it)
 		return;
-	struct turn *t = lws_container_of(it, struct turn, qi);
+	struct turn *t = container_of(it, struct turn, qi);
 	s->cur = t;
 	t->state = T_RUNNING;
 	t->started = now_ms();
@@ -346,7 +346,7 @@ static void abort_session(struct session *s, void *arg)
 {
 	(void)arg;
 	while (s->q.head) {
-		struct turn *t = lws_container_of(s->q.head, struct turn, qi);
+		struct turn *t = container_of(s->q.head, struct turn, qi);
 		turn_end(t, T_CANCELLED, "MessageAbortedError", "aborted before it ran");
 	}
 	if (s->cur)
@@ -584,7 +584,7 @@ void engine_shutdown(struct engine *E)
 						 "interrupted: the server shut down");
 				/* callers waiting on a turn that stays queued learn so now */
 				for (struct turnq_item *it = s->q.head; it; it = it->next)
-					notify(lws_container_of(it, struct turn, qi), "queued", "",
+					notify(container_of(it, struct turn, qi), "queued", "",
 					       "the server is shutting down: the prompt is saved and "
 					       "runs when the server starts again");
 			}
@@ -633,7 +633,7 @@ static int evictable(struct session *s, int64_t now)
 
 void engine_sweep(struct timer *tm)
 {
-	struct engine *E = lws_container_of(tm, struct engine, sweeper);
+	struct engine *E = container_of(tm, struct engine, sweeper);
 	int64_t now = now_ms();
 	for (int b = 0; b < SES_BUCKETS; b++)
 		for (struct session *s = E->buckets[b], *next; s; s = next) {

@@ -244,7 +244,7 @@ static int start_attempt(struct llm_stream *st, struct err *e);
 
 static void retry_fired(struct timer *t)
 {
-	struct llm_stream *st = lws_container_of(t, struct llm_stream, retry_timer);
+	struct llm_stream *st = container_of(t, struct llm_stream, retry_timer);
 	struct err e = {0};
 	if (start_attempt(st, &e)) {
 		struct llm_error le = {.name = "UnknownError", .message = e.msg};
@@ -310,7 +310,7 @@ static void on_error(void *arg, const struct llm_error *e)
 
 static void stall_fired(struct timer *t)
 {
-	struct llm_stream *st = lws_container_of(t, struct llm_stream, stall_timer);
+	struct llm_stream *st = container_of(t, struct llm_stream, stall_timer);
 	int64_t quiet_us = mono_us() - st->last_progress_us;
 	if (quiet_us < st->stall_ms * 1000) {
 		timer_arm_us(t, st->stall_ms * 1000 - quiet_us);
@@ -331,7 +331,7 @@ static void stall_fired(struct timer *t)
  * budget (retry.stall_max): a slow provider may recover, and the total stays bounded. */
 static void attempt_fired(struct timer *t)
 {
-	struct llm_stream *st = lws_container_of(t, struct llm_stream, attempt_timer);
+	struct llm_stream *st = container_of(t, struct llm_stream, attempt_timer);
 	char msg[240];
 	snprintf(msg, sizeof(msg), "LLM attempt too slow: over limits.max_attempt_ms %lld ms "
 		 "while %s/%s was still streaming", (long long)st->M->C->max_attempt_ms,

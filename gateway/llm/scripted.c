@@ -433,7 +433,7 @@ static void finish(struct attempt *a)
 
 static void tick(struct timer *t)
 {
-	struct attempt *a = lws_container_of(t, struct attempt, t);
+	struct attempt *a = container_of(t, struct attempt, t);
 	if (a->stall_after >= 0 && a->next >= a->stall_after)
 		return; /* stalled on purpose: the supervisor's watchdog ends it */
 	if (a->next < a->ntoks) {

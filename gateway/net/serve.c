@@ -1,5 +1,6 @@
-/* cmd_serve: `agentgate serve` — the engine behind HTTP, SSE and WebSocket. */
-#include "cli.h"
+/* serve: `agentgate serve` — the engine behind HTTP, SSE and WebSocket, from start-up
+ * to a graceful stop. */
+#include "serve.h"
 #include "log.h"
 #include "server.h"
 
@@ -39,16 +40,13 @@ static void find_web_root(struct server *S, const char *flag)
 	log_warn("serve: no web/ directory found: static files are off (use --web DIR)");
 }
 
-static struct engine *start_engine(struct loop *L, const struct cli *c)
+static struct engine *start_engine(struct loop *L, const struct serve_opts *so)
 {
 	struct err e = {0};
 	char owner[300];
-	snprintf(owner, sizeof(owner), "agentgate serve at http://%s:%d", c->host, c->port);
-	struct engine_opts o = {
-		.data_dir = c->data ? c->data : "./data", .owner = owner, .config_path = c->config,
-		.model = c->model, .stall_ms = c->stall_ms,
-		.openai_base_url = c->openai_base_url, .anthropic_base_url = c->anthropic_base_url,
-	};
+	snprintf(owner, sizeof(owner), "agentgate serve at http://%s:%d", so->host, so->port);
+	struct engine_opts o = so->engine;
+	o.owner = owner;
 	struct engine *E = engine_create(L, &o, &e);
 	if (!E)
 		fprintf(stderr, "agentgate serve: %s\n", e.msg);
@@ -93,10 +91,11 @@ static void free_settings(struct server *S)
 /* The config's "server" section is needed before the engine (which needs the loop):
  * {"max_connections": 1024, "ws_ping_s": 30, "sse_heartbeat_ms": 10000,
  *  "allowed_hosts": ["gateway.internal"]}. */
-static int server_settings(const struct cli *c, struct server *S, int *ping_s, struct err *e)
+static int server_settings(const char *config_path, struct server *S, int *ping_s,
+			   struct err *e)
 {
 	struct config cfg;
-	if (config_load(&cfg, c->config, e))
+	if (config_load(&cfg, config_path, e))
 		return -1;
 	const cJSON *sec = cJSON_GetObjectItemCaseSensitive(cfg.root, "server");
 	const cJSON *mc = cJSON_GetObjectItemCaseSensitive(sec, "max_connections");
@@ -110,44 +109,38 @@ static int server_settings(const struct cli *c, struct server *S, int *ping_s, s
 	return rc;
 }
 
-int cmd_serve(const struct cli *c)
+int serve_run(const struct serve_opts *o)
 {
 	struct server S;
 	int ping_s = 30;
 	struct err e = {0};
 	memset(&S, 0, sizeof(S));
 	S.conns.next = S.conns.prev = &S.conns;
-	S.token = c->token;
-	S.bind_host = c->host;
+	S.token = o->token;
+	S.bind_host = o->host;
 	log_init_from_env(LOG_INFO);
-	if (c->nplugins) {
-		fprintf(stderr, "agentgate serve: --plugin %s: this build has no plugin host yet "
-			"(the hook ABI is a later piece of work)\n", c->plugins[0]);
-		return 2;
-	}
-	if (server_check_bind(c->host, c->token, c->insecure, &e) ||
-	    server_settings(c, &S, &ping_s, &e)) {
+	if (server_check_bind(o->host, o->token, o->insecure, &e) ||
+	    server_settings(o->engine.config_path, &S, &ping_s, &e)) {
 		fprintf(stderr, "agentgate serve: %s\n", e.msg[0] ? e.msg : "out of memory");
 		free_settings(&S);
 		return 2;
 	}
-	find_web_root(&S, c->web_root);
-	S.L = server_listen(&S, c->host, c->port, ping_s);
+	find_web_root(&S, o->web_root);
+	S.L = server_listen(&S, o->host, o->port, ping_s);
 	if (!S.L) {
-		fprintf(stderr, "agentgate serve: cannot listen on %s:%d\n", c->host, c->port);
+		fprintf(stderr, "agentgate serve: cannot listen on %s:%d\n", o->host, o->port);
 		free_settings(&S);
 		return 1;
 	}
-	S.E = start_engine(S.L, c);
+	S.E = start_engine(S.L, o);
 	if (!S.E) {
 		loop_destroy(S.L);
 		free_settings(&S);
 		return 2;
 	}
 	loop_on_signal(S.L, on_signal, &S);
-	log_info("serve: listening on http://%s:%d (data %s, model %s%s)", c->host, c->port,
-		 c->data ? c->data : "./data", engine_config(S.E)->model,
-		 c->token ? ", token required" : "");
+	log_info("serve: listening on http://%s:%d (data %s, model %s%s)", o->host, o->port,
+		 o->engine.data_dir, engine_config(S.E)->model, o->token ? ", token required" : "");
 	loop_run(S.L);
 	engine_shutdown(S.E);   /* a no-op after a signal; covers any other way out */
 	server_detach_all(&S);  /* lws closes the sockets later, in loop_destroy */

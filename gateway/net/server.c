@@ -360,3 +360,22 @@ void server_detach_all(struct server *S)
 			http_detach(c);
 	}
 }
+
+struct loop *server_listen(struct server *S, const char *host, int port, int ping_s)
+{
+	S->idle.secs_since_valid_ping = (uint16_t)ping_s;
+	S->idle.secs_since_valid_hangup = (uint16_t)(ping_s * 2 + 15);
+	/* lws binds an IPv4 address only with IPv6 off; otherwise it listens on every
+	 * interface. An IPv6 address is bound v6-only. */
+	struct in_addr a4;
+	const char *iface = strcmp(host, "localhost") ? host : "127.0.0.1";
+	uint64_t opts = inet_pton(AF_INET, iface, &a4) == 1
+				? LWS_SERVER_OPTION_DISABLE_IPV6
+				: LWS_SERVER_OPTION_IPV6_V6ONLY_MODIFY | LWS_SERVER_OPTION_IPV6_V6ONLY_VALUE;
+	struct loop_config lc = {.port = port, .iface = iface, .protocols = protocols,
+				 .user = S, .retry = &S->idle, .options = opts,
+				 .header_pool = S->max_conns + HEAD_SLACK,
+				 .head_timeout_s = HEAD_TIMEOUT_S, .header_bytes = HEAD_BYTES,
+				 .fallback_protocol = protocols[0].name};
+	return loop_create(&lc);
+}

@@ -81,6 +81,7 @@ struct server {
 	int max_conns;
 	int heartbeat_ms;
 	int shutting_down;
+	lws_retry_bo_t idle; /* WS ping / hang-up policy; lives as long as the context */
 	struct conn conns; /* list sentinel */
 	struct timer shutdown_timer;
 };
@@ -103,6 +104,9 @@ int server_status_of(const struct err *e, const char **name);
 void server_error_json(struct jw *w, const char *name, const char *msg);
 
 const struct lws_protocols *server_protocols(void);
+/* The loop, listening on host:port for S (max_conns set): lws's options, the header
+ * pool and timeouts, WS pings every ping_s. NULL when it cannot listen. */
+struct loop *server_listen(struct server *S, const char *host, int port, int ping_s);
 /* Refuses a non-loopback bind without a token unless insecure. */
 int server_check_bind(const char *host, const char *token, int insecure, struct err *e);
 void server_shutdown(struct server *S);

@@ -437,12 +437,12 @@ static int commit(struct store *S, int64_t wait_ms)
 
 static void commit_timer_fired(struct timer *t)
 {
-	commit(lws_container_of(t, struct store, commit_timer), 0);
+	commit(container_of(t, struct store, commit_timer), 0);
 }
 
 static void retry_fired(struct timer *t)
 {
-	struct store *S = lws_container_of(t, struct store, retry_timer);
+	struct store *S = container_of(t, struct store, retry_timer);
 	S->retry_due = 1;
 	commit(S, 0);
 }

@@ -1,0 +1,20 @@
+#!/bin/sh
+# The layers of gateway/ may use only their own system libraries: libwebsockets in net/
+# and core/loop.c, SQLite in store/, libcurl in llm/. (Which project headers a layer
+# sees is enforced by the include paths of its CMake library.) Run by every build;
+# prints each include that breaks the rule and fails.
+cd "$(dirname "$0")/../gateway" || exit 2
+bad=0
+check() { # header, then the paths (grep -E on ./dir/file) allowed to include it
+	hdr=$1
+	allowed=$2
+	found=$(grep -rlE "#include *<$hdr>" --include='*.c' --include='*.h' . | grep -vE "^\./($allowed)$")
+	for f in $found; do
+		echo "gateway/${f#./}: includes <$(echo "$hdr" | tr -d '\\')>, which only $3 may use" >&2
+		bad=1
+	done
+}
+check 'libwebsockets\.h' 'net/.*|core/loop\.c' 'net/ and core/loop.c'
+check 'sqlite3\.h' 'store/.*' 'store/'
+check 'curl/curl\.h' 'llm/.*' 'llm/'
+exit $bad
