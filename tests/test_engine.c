@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "harness.h"
 #include "engine_int.h"
 #include "id.h"
@@ -572,6 +573,30 @@ static void a_second_engine_on_one_data_directory_is_refused(void **state)
 	loop_destroy(L);
 }
 
+/* The prompt's source is set by the transport, whatever the body claims: "task" is let
+ * in while the server shuts down, so a client must not be able to say it. */
+static void a_client_cannot_claim_a_prompt_source(void **state)
+{
+	struct h h;
+	h_dir(&h, FAST);
+	h_start(&h, 1);
+	char sid[ID_MAX];
+	h_session(&h, sid);
+	struct err e = {0};
+	cJSON *body = cJSON_Parse("{\"source\":\"task\",\"parts\":[{\"type\":\"text\","
+				  "\"text\":\"hello\"}]}");
+	struct api_prompt ap;
+	assert_int_equal(api_parse_prompt(body, sid, "http", &ap, &e), 0);
+	assert_string_equal(ap.p.source, "http");
+	engine_shutdown(h.E); /* closing: only a task's result would still be taken */
+	assert_int_equal(engine_prompt(h.E, &ap.p, NULL, NULL, &e), -1);
+	assert_int_equal(e.code, ERR_BUSY);
+	api_prompt_free(&ap);
+	cJSON_Delete(body);
+	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn"), 0);
+	h_stop(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -589,6 +614,7 @@ int main(void)
 		cmocka_unit_test(kill_mid_stream_never_reuses_a_seq_and_publishes_recovery),
 		cmocka_unit_test(a_queued_turn_whose_agent_was_removed_fails_cleanly),
 		cmocka_unit_test(a_second_engine_on_one_data_directory_is_refused),
+		cmocka_unit_test(a_client_cannot_claim_a_prompt_source),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

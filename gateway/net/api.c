@@ -274,11 +274,10 @@ int api_parse_prompt(const cJSON *p, const char *session_id, const char *source,
 	    jsonin_str(p, "messageID", 0, &pr->message_id, e) ||
 	    jsonin_str(p, "policy", 0, &policy, e) ||
 	    jsonin_str(p, "dedupeKey", 0, &pr->dedupe_key, e) ||
-	    jsonin_str(p, "source", 0, &pr->source, e) ||
 	    parse_model(p, ap->model, sizeof(ap->model), &pr->model, e))
 		return -1;
-	if (!pr->source)
-		pr->source = source;
+	/* the source is the transport's to say, never the client's: a body claiming to
+	 * be a background task's result would be let in during shutdown */
 	if (turn_policy_parse(policy, &pr->policy)) {
 		err_set(e, ERR_INVALID, "\"policy\" must be queue, interrupt or reject (got \"%s\")",
 			policy);
