@@ -118,15 +118,10 @@ struct turn {
 	char terminal_msg[ID_MAX];
 };
 
-/* engine.c */
+/* session.c: the session cache */
 struct session *session_get(struct engine *E, const char *id);
-/* 0 when the store can write; else ERR_UNAVAILABLE naming why and that what (e.g. "the
- * prompt") was not accepted. */
-int engine_store_ok(struct engine *E, const char *what, struct err *e);
-/* Commits the writes made since mark (store_mark), as store_commit_since: 0; -1 they
- * were forgotten, e says what was not accepted and why; STORE_LATE they are kept and
- * will be written, e says it is not on disk yet. */
-int engine_commit(struct engine *E, uint64_t mark, const char *what, struct err *e);
+/* A new session in the cache (not yet in the store), or NULL. */
+struct session *session_alloc(struct engine *E, const char *id);
 void session_env(const struct session *s, const struct turn *t, struct bus_env *env);
 void session_set_status(struct engine *E, struct session *s, enum status_type st);
 void session_write_json(const struct session *s, struct jw *w);
@@ -138,6 +133,15 @@ void session_save(struct engine *E, struct session *s, const char *type);
 /* Calls fn for every cached session in id's subtree, id included. */
 void session_for_tree(struct engine *E, const char *id, void (*fn)(struct session *, void *),
 		      void *arg);
+
+/* engine.c */
+/* 0 when the store can write; else ERR_UNAVAILABLE naming why and that what (e.g. "the
+ * prompt") was not accepted. */
+int engine_store_ok(struct engine *E, const char *what, struct err *e);
+/* Commits the writes made since mark (store_mark), as store_commit_since: 0; -1 they
+ * were forgotten, e says what was not accepted and why; STORE_LATE they are kept and
+ * will be written, e says it is not on disk yet. */
+int engine_commit(struct engine *E, uint64_t mark, const char *what, struct err *e);
 
 /* msg.c */
 struct msg *msg_new(struct engine *E, struct session *s, struct turn *t, int assistant);
