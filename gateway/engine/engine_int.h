@@ -191,6 +191,9 @@ void task_free_all(struct engine *E);
 /* Tasks of this session still running (its foreground children). */
 int task_running_children(struct engine *E, const char *session_id);
 
+/* tool_call.c: a call's part is final; the last one of a turn continues the loop */
+void toolrun_finish(struct toolrun *r);
+
 /* step.c */
 void step_begin(struct turn *t);
 void step_cancel(struct turn *t, const char *why);

@@ -287,71 +287,6 @@ static const struct llm_sink sink = {
 
 /* ---- tools ---- */
 
-static void tool_finished(struct toolrun *r)
-{
-	struct turn *t = r->t;
-	r->finished = 1;
-	r->p->end = now_ms();
-	part_save(t->s->E, r->p);
-	if (--t->tools_pending == 0)
-		timer_arm_us(&t->cont, 1); /* continue outside the tool's own callback */
-}
-
-/* Replaces *dst with a copy of v (NULL keeps the old value). */
-static void set_str(char **dst, const char *v)
-{
-	if (!v)
-		return;
-	free(*dst);
-	*dst = strdup(v);
-}
-
-/* The running call as the tool sees it, or NULL once it has ended. */
-static struct toolrun *live_run(struct tool_call *c)
-{
-	struct toolrun *r = container_of(c, struct toolrun, pub);
-	return r->finished ? NULL : r;
-}
-
-void tool_call_done(struct tool_call *c, const char *output, const char *title,
-		    const char *metadata_json)
-{
-	struct toolrun *r = live_run(c);
-	if (!r)
-		return;
-	r->p->ts = TS_COMPLETED;
-	set_str(&r->p->output, output ? output : "");
-	set_str(&r->p->title, title);
-	set_str(&r->p->meta, metadata_json);
-	tool_finished(r);
-}
-
-void tool_call_fail(struct tool_call *c, const char *error, const char *metadata_json)
-{
-	struct toolrun *r = live_run(c);
-	if (!r)
-		return;
-	r->p->ts = TS_ERROR;
-	set_str(&r->p->error, error ? error : "tool failed");
-	set_str(&r->p->meta, metadata_json);
-	tool_finished(r);
-}
-
-void tool_call_set_metadata(struct tool_call *c, const char *title, const char *metadata_json)
-{
-	struct toolrun *r = live_run(c);
-	if (!r)
-		return;
-	set_str(&r->p->title, title);
-	set_str(&r->p->meta, metadata_json);
-	part_save(c->E, r->p);
-}
-
-struct loop *tool_call_loop(struct tool_call *c)
-{
-	return c->E->L;
-}
-
 static void toolruns_free(struct turn *t)
 {
 	while (t->tools) {
@@ -417,7 +352,7 @@ static void run_tools(struct turn *t)
 				free(r->p->error);
 				r->p->error = strdup(why);
 			}
-			tool_finished(r);
+			toolrun_finish(r);
 			continue;
 		}
 		r->def = tools_find(&E->T, r->p->tool);
