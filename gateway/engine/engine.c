@@ -230,7 +230,7 @@ int engine_messages_json(struct engine *E, const char *session_id, int limit, st
 {
 	if (engine_session_exists(E, session_id, e))
 		return -1;
-	engine_flush_dirty(E);
+	msg_flush_dirty(E);
 	struct msg_rows rows = {0};
 	if (store_message_list(E->S, session_id, collect_msg, &rows) < 0) {
 		err_set(e, ERR_INTERNAL, "store error listing messages of %s", session_id);
@@ -271,7 +271,7 @@ int engine_message_json(struct engine *E, const char *session_id, const char *me
 {
 	if (engine_session_exists(E, session_id, e))
 		return -1;
-	engine_flush_dirty(E);
+	msg_flush_dirty(E);
 	struct one_msg o = {session_id, E, w, 0};
 	store_message_get(E->S, message_id, one_msg_row, &o);
 	if (!o.found) {
@@ -357,7 +357,7 @@ int engine_store_slow(struct engine *E)
 
 int engine_flush(struct engine *E)
 {
-	engine_flush_dirty(E);
+	msg_flush_dirty(E);
 	return store_flush(E->S);
 }
 
@@ -421,8 +421,8 @@ struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct
 		err_set(e, ERR_INTERNAL, "cannot open the store in %s (see the log line above)", dir);
 		goto fail;
 	}
-	store_add_flush_hook(E->S, engine_store_due, E);
-	timer_init(&E->sweeper, L, engine_sweep);
+	store_add_flush_hook(E->S, msg_store_due, E);
+	timer_init(&E->sweeper, L, turn_sweep);
 	timer_arm(&E->sweeper, SWEEP_MS);
 	E->B = bus_create(E->S, (size_t)E->C.event_ring, E->C.event_keep);
 	if (!E->B) {
@@ -493,4 +493,32 @@ int engine_session_update(struct engine *E, const char *id, const char *title, s
 		free(old);
 	}
 	return rc ? -1 : 0;
+}
+
+/* ---- the turn ledger's public face (turn.c) ---- */
+
+int engine_prompt(struct engine *E, const struct prompt *p, struct prompt_result *r,
+		  struct turn_waiter *w, struct err *e)
+{
+	return turn_accept(E, p, r, w, e);
+}
+
+void engine_waiter_cancel(struct engine *E, struct turn_waiter *w)
+{
+	turn_waiter_cancel(E, w);
+}
+
+int engine_abort(struct engine *E, const char *session_id, struct err *e)
+{
+	return turn_abort_tree(E, session_id, e);
+}
+
+int engine_recover(struct engine *E, int resume_queued)
+{
+	return turn_recover(E, resume_queued);
+}
+
+void engine_shutdown(struct engine *E)
+{
+	turn_shutdown(E);
 }

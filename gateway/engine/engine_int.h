@@ -128,6 +128,8 @@ void session_write_json(const struct session *s, struct jw *w);
 void session_kick(struct session *s);
 void session_unlink(struct engine *E, struct session *s);
 void session_free(struct session *s);
+/* Publishes the event built in E->jw (bus_begin) as the session's activity. */
+void session_publish(struct engine *E, struct session *s, struct turn *t, const char *type);
 /* Writes the session row and announces it (session.created / session.updated). */
 void session_save(struct engine *E, struct session *s, const char *type);
 /* Calls fn for every cached session in id's subtree, id included. */
@@ -157,13 +159,13 @@ void msg_set_error(struct msg *m, const char *name, const char *message, int sta
 		   int retryable);
 void msg_close_open_parts(struct engine *E, struct msg *m);
 /* Streamed text goes to the store at most every PART_STORE_MS per part (the commit
- * hook, engine_store_due), so a long reply is not rewritten whole ten times a second;
+ * hook, msg_store_due), so a long reply is not rewritten whole ten times a second;
  * its deltas are in the event log by the next commit. Reads that need every part as
- * it is now call engine_flush_dirty first. */
+ * it is now call msg_flush_dirty first. */
 #define PART_STORE_MS 500
-void engine_flush_dirty(void *arg);
-void engine_store_due(void *arg); /* store flush hook */
-void emit_session_error(struct engine *E, struct session *s, struct turn *t,
+void msg_flush_dirty(void *arg);
+void msg_store_due(void *arg); /* store flush hook */
+void session_emit_error(struct engine *E, struct session *s, struct turn *t,
 			const char *error_json);
 
 /* turn.c */
@@ -174,12 +176,20 @@ void emit_session_error(struct engine *E, struct session *s, struct turn *t,
  * text so far is kept and written when the store recovers). */
 #define STORE_PENDING_MAX (64u << 20)
 /* The no-silent-busy sweeper (a timer callback). */
-void engine_sweep(struct timer *t);
+void turn_sweep(struct timer *t);
+/* The implementations of engine_prompt, engine_waiter_cancel, engine_abort,
+ * engine_recover and engine_shutdown (engine.h documents them). */
+int turn_accept(struct engine *E, const struct prompt *p, struct prompt_result *r,
+		struct turn_waiter *w, struct err *e);
+void turn_waiter_cancel(struct engine *E, struct turn_waiter *w);
+int turn_abort_tree(struct engine *E, const char *session_id, struct err *e);
+int turn_recover(struct engine *E, int resume_queued);
+void turn_shutdown(struct engine *E);
 void turn_start_next(struct session *s);
 void turn_end(struct turn *t, enum turn_state st, const char *err_name, const char *err_msg);
 int turn_save(struct engine *E, struct turn *t);
 /* 1 while engine_abort is ending a subtree that contains session_id. */
-int engine_in_abort(struct engine *E, const char *session_id);
+int turn_in_abort(struct engine *E, const char *session_id);
 const char *turn_state_name(enum turn_state st);
 void turn_free(struct turn *t);
 

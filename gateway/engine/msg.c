@@ -231,14 +231,6 @@ void part_write_json(const struct part *p, struct jw *w)
 	jw_obj_end(w);
 }
 
-static void publish(struct engine *E, struct session *s, struct turn *t, const char *type)
-{
-	struct bus_env env;
-	s->last_activity = now_ms();
-	session_env(s, t, &env);
-	bus_publish(E->B, &E->jw, type, &env);
-}
-
 static int store_part(struct engine *E, struct part *p)
 {
 	struct jw w;
@@ -266,7 +258,7 @@ int part_save(struct engine *E, struct part *p)
 	part_write_json(p, &E->jw);
 	jw_kint(&E->jw, "time", now_ms());
 	jw_obj_end(&E->jw);
-	publish(E, p->m->s, p->m->t, "message.part.updated");
+	session_publish(E, p->m->s, p->m->t, "message.part.updated");
 	return rc;
 }
 
@@ -288,7 +280,7 @@ int msg_save(struct engine *E, struct msg *m)
 	jw_rawn(&E->jw, w.buf, w.len);
 	jw_obj_end(&E->jw);
 	jw_free(&w);
-	publish(E, m->s, m->t, "message.updated");
+	session_publish(E, m->s, m->t, "message.updated");
 	return rc;
 }
 
@@ -325,7 +317,7 @@ void part_append(struct engine *E, struct part *p, const char *s, size_t n)
 	jw_key(&E->jw, "delta");
 	jw_str_escaped(&E->jw, p->esc.buf + esc_from, p->esc.len - esc_from);
 	jw_obj_end(&E->jw);
-	publish(E, p->m->s, p->m->t, "message.part.delta");
+	session_publish(E, p->m->s, p->m->t, "message.part.delta");
 }
 
 /* Streamed parts were inserted when they began (part_save): only their JSON changes.
@@ -352,12 +344,12 @@ static void store_dirty(struct engine *E, int64_t min_age_us)
 	jw_free(&w);
 }
 
-void engine_flush_dirty(void *arg)
+void msg_flush_dirty(void *arg)
 {
 	store_dirty(arg, 0);
 }
 
-void engine_store_due(void *arg)
+void msg_store_due(void *arg)
 {
 	store_dirty(arg, PART_STORE_MS * 1000LL);
 }
@@ -397,13 +389,3 @@ void msg_set_error(struct msg *m, const char *name, const char *message, int sta
 	m->error_json = jw_take(&w, NULL);
 }
 
-void emit_session_error(struct engine *E, struct session *s, struct turn *t,
-			const char *error_json)
-{
-	bus_begin(E->B, &E->jw, "session.error");
-	jw_obj(&E->jw);
-	jw_kstr(&E->jw, "sessionID", s->id);
-	jw_kraw(&E->jw, "error", error_json);
-	jw_obj_end(&E->jw);
-	publish(E, s, t, "session.error");
-}

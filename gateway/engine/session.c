@@ -243,3 +243,22 @@ void session_for_tree(struct engine *E, const char *id, void (*fn)(struct sessio
 		}
 	}
 }
+
+void session_emit_error(struct engine *E, struct session *s, struct turn *t,
+			const char *error_json)
+{
+	bus_begin(E->B, &E->jw, "session.error");
+	jw_obj(&E->jw);
+	jw_kstr(&E->jw, "sessionID", s->id);
+	jw_kraw(&E->jw, "error", error_json);
+	jw_obj_end(&E->jw);
+	session_publish(E, s, t, "session.error");
+}
+
+void session_publish(struct engine *E, struct session *s, struct turn *t, const char *type)
+{
+	struct bus_env env;
+	s->last_activity = now_ms();
+	session_env(s, t, &env);
+	bus_publish(E->B, &E->jw, type, &env);
+}

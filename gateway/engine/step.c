@@ -126,7 +126,7 @@ static void hist_add(struct engine *E, cJSON *out, const struct hrow *r)
 
 static cJSON *history(struct engine *E, struct session *s)
 {
-	engine_flush_dirty(E);
+	msg_flush_dirty(E);
 	struct hrows rows = {.q = &s->q};
 	cJSON *out = cJSON_CreateArray();
 	store_message_list(E->S, s->id, hist_row, &rows);

@@ -126,7 +126,7 @@ static void child_output(struct engine *E, const char *child, char **final, char
 	struct texts x = {.E = E};
 	jw_init(&x.all);
 	jw_init(&x.last);
-	engine_flush_dirty(E);
+	msg_flush_dirty(E);
 	store_message_list(E->S, child, text_msg, &x);
 	jw_append(&x.all, "", 0);
 	jw_append(&x.last, "", 0);
@@ -451,7 +451,7 @@ static void write_task(struct engine *E, const struct task *t, struct jw *w)
 	jw_kint(w, "lastActivity", s && s->last_activity ? s->last_activity : t->started);
 	jw_key(w, "lastToolCalls");
 	jw_arr(w);
-	engine_flush_dirty(E);
+	msg_flush_dirty(E);
 	store_part_last_tools(E->S, t->id, 5, tool_row, w);
 	jw_arr_end(w);
 	jw_kbool(w, "stallDetected", t->status == TK_STALLED || stalled >= warn);

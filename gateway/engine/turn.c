@@ -156,7 +156,7 @@ static int check_prompt(struct engine *E, const struct prompt *p, struct session
 	}
 	/* nothing may restart a subtree while engine_abort is ending it (a background
 	 * child's wake would otherwise revive its aborted parent) */
-	if (engine_in_abort(E, (*s)->id)) {
+	if (turn_in_abort(E, (*s)->id)) {
 		err_set(e, ERR_BUSY, "session %s is being aborted", (*s)->id);
 		return -1;
 	}
@@ -173,7 +173,7 @@ static int verdict_error(struct session *s, enum turnq_verdict v, struct err *e)
 	return -1;
 }
 
-int engine_prompt(struct engine *E, const struct prompt *p, struct prompt_result *r,
+int turn_accept(struct engine *E, const struct prompt *p, struct prompt_result *r,
 		  struct turn_waiter *w, struct err *e)
 {
 	struct session *s;
@@ -228,7 +228,7 @@ oom:
 	return -1;
 }
 
-void engine_waiter_cancel(struct engine *E, struct turn_waiter *w)
+void turn_waiter_cancel(struct engine *E, struct turn_waiter *w)
 {
 	struct turn *t = w->turn;
 	if (!t)
@@ -322,7 +322,7 @@ void turn_end(struct turn *t, enum turn_state st, const char *err_name, const ch
 	t->error = err_msg ? strdup(err_msg) : NULL;
 	turn_save(E, t);
 	if (st == T_FAILED && t->am && t->am->error_json)
-		emit_session_error(E, s, t, t->am->error_json);
+		session_emit_error(E, s, t, t->am->error_json);
 	s->updated = t->ended;
 	session_save(E, s, "session.updated");
 	log_info("session %s: turn %s %s%s%s", s->id, t->id, turn_state_name(st),
@@ -353,7 +353,7 @@ static void abort_session(struct session *s, void *arg)
 		turn_end(s->cur, T_CANCELLED, "MessageAbortedError", "aborted");
 }
 
-int engine_in_abort(struct engine *E, const char *session_id)
+int turn_in_abort(struct engine *E, const char *session_id)
 {
 	struct session *s = session_get(E, session_id);
 	for (int i = 0; s && s->path && i < E->naborting; i++) {
@@ -365,7 +365,7 @@ int engine_in_abort(struct engine *E, const char *session_id)
 	return 0;
 }
 
-int engine_abort(struct engine *E, const char *session_id, struct err *e)
+int turn_abort_tree(struct engine *E, const char *session_id, struct err *e)
 {
 	struct session *s = session_get(E, session_id);
 	if (!s) {
@@ -552,7 +552,7 @@ static void requeue(struct engine *E, const struct trow *r)
 	session_kick(s);
 }
 
-int engine_recover(struct engine *E, int resume_queued)
+int turn_recover(struct engine *E, int resume_queued)
 {
 	struct trows running = {0}, queued = {0};
 	if (store_turn_list_state(E->S, "running", collect_turn, &running) < 0 ||
@@ -573,7 +573,7 @@ int engine_recover(struct engine *E, int resume_queued)
 	return store_flush(E->S);
 }
 
-void engine_shutdown(struct engine *E)
+void turn_shutdown(struct engine *E)
 {
 	if (!E->closing) {
 		E->closing = 1;
@@ -631,7 +631,7 @@ static int evictable(struct session *s, int64_t now)
 	       !task_running_children(s->E, s->id);
 }
 
-void engine_sweep(struct timer *tm)
+void turn_sweep(struct timer *tm)
 {
 	struct engine *E = container_of(tm, struct engine, sweeper);
 	int64_t now = now_ms();
