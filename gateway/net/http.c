@@ -308,15 +308,15 @@ static int do_prompt(struct conn *c, const char *sid, const cJSON *body, int wai
 	return 0;
 }
 
-/* ---- SSE ---- */
+/* ---- the event stream (GET /event, SSE output; the SSE parser is llm/sse.c) ---- */
 
-static void sse_wake(struct subscriber *s)
+static void events_wake(struct subscriber *s)
 {
 	struct conn *c = lws_container_of(s, struct conn, sub);
 	lws_callback_on_writable(c->wsi);
 }
 
-static void sse_heartbeat(struct timer *t)
+static void events_heartbeat(struct timer *t)
 {
 	struct conn *c = lws_container_of(t, struct conn, hb);
 	c->hb_due = 1;
@@ -336,7 +336,7 @@ static int64_t since_of(struct lws *wsi)
 	return *v && !*end && s >= 0 ? s : -1;
 }
 
-static int sse_start(struct conn *c)
+static int events_start(struct conn *c)
 {
 	char sid[64] = "";
 	if (query_arg(c->wsi, "sessionID", sid, sizeof(sid)) == -2)
@@ -347,7 +347,7 @@ static int sse_start(struct conn *c)
 	if (*sid && engine_session_exists(c->srv->E, sid, &e))
 		return respond_err(c, &e);
 	if (subscriber_start(&c->sub, engine_bus(c->srv->E), sid, desc, since_of(c->wsi),
-			     sse_wake))
+			     events_wake))
 		return -1;
 	c->subscribed = 1;
 	c->kind = C_SSE;
@@ -358,7 +358,7 @@ static int sse_start(struct conn *c)
 	lws_http_headers_detach(c->wsi);
 	lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
 	server_watch(c->srv, c);
-	timer_init(&c->hb, c->srv->L, sse_heartbeat);
+	timer_init(&c->hb, c->srv->L, events_heartbeat);
 	timer_arm(&c->hb, c->srv->heartbeat_ms);
 	static const char hello[] = "data: {\"type\":\"server.connected\",\"properties\":{}}\n\n";
 	unsigned char buf[LWS_PRE + sizeof(hello)];
@@ -391,7 +391,7 @@ static unsigned char *scratch(size_t need)
 }
 
 /* Appends one SSE frame for ev at *n; NULL when out of memory. */
-static unsigned char *sse_frame(unsigned char *p, size_t *n, const struct event *ev)
+static unsigned char *events_frame(unsigned char *p, size_t *n, const struct event *ev)
 {
 	p = scratch(*n + ev->len + 48);
 	if (!p)
@@ -405,7 +405,7 @@ static unsigned char *sse_frame(unsigned char *p, size_t *n, const struct event 
 }
 
 /* Writes the queued events (up to about 64 KiB) in one write. */
-static int sse_write(struct conn *c)
+static int events_write(struct conn *c)
 {
 	if (c->sub.overflow) {
 		log_warn("sse: client more than %d events behind; closing (resume with "
@@ -416,7 +416,7 @@ static int sse_write(struct conn *c)
 	unsigned char *p = scratch(256);
 	struct event *ev;
 	while (p && n < 65536 && (ev = subscriber_next(&c->sub))) {
-		p = sse_frame(p, &n, ev);
+		p = events_frame(p, &n, ev);
 		c->sub.sent_seq = ev->seq;
 		event_unref(ev);
 	}
@@ -633,7 +633,7 @@ static int handle(struct conn *c)
 		return respond_error(c, 400, "BadRequest", "a query argument is too long (4 KiB "
 				     "at most)", NULL, NULL);
 	if (!strcmp(r->pattern, "/event"))
-		return sse_start(c);
+		return events_start(c);
 	char why[200];
 	if (json_body_type(c, why, sizeof(why)))
 		return respond_error(c, 415, "UnsupportedMediaType", why, NULL, NULL);
@@ -762,7 +762,7 @@ int http_callback(struct conn *c, enum lws_callback_reasons reason, void *in, si
 		return c->draining ? -1 : handle(c);
 	case LWS_CALLBACK_HTTP_WRITEABLE:
 		if (c->kind == C_SSE)
-			return sse_write(c);
+			return events_write(c);
 		return c->responding ? write_body(c) : 0;
 	case LWS_CALLBACK_HTTP_FILE_COMPLETION:
 		return lws_http_transaction_completed(c->wsi) ? -1 : 0;
