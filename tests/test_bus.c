@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <sqlite3.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,6 +168,7 @@ static void an_event_alone_reaches_the_store_and_outlives_a_restart(void **state
 	assert_non_null(ev);
 	assert_int_equal(ev->seq, seq);
 	assert_string_equal(ev->session_id, "ses_x");
+	assert_string_equal(ev->type, "test.note"); /* read back, it keeps its type */
 	assert_string_equal(ev->path, "ses_root/ses_x");
 	assert_non_null(strstr(ev->json, "\"i\":7"));
 	event_unref(ev);
@@ -225,6 +227,47 @@ static void a_damaged_stored_batch_is_skipped_not_overread(void **state)
 	h_stop(&h);
 }
 
+static void *unref_half(void *arg)
+{
+	struct event *ev = arg;
+	for (int i = 0; i < 50000; i++)
+		event_unref(ev);
+	return NULL;
+}
+
+struct held {
+	struct event *ev;
+};
+
+static void hold(void *arg, struct event *ev)
+{
+	event_ref(ev);
+	((struct held *)arg)->ev = ev;
+}
+
+/* An event's references may be dropped on two threads at once (a plugin's observer
+ * thread, the loop): it is freed once, after the last one. */
+static void an_event_is_released_safely_from_two_threads(void **state)
+{
+	struct bus *B = bus_create(NULL, 16, 0);
+	struct bus_sub sub;
+	struct held h = {0};
+	bus_subscribe(B, &sub, hold, &h);
+	publish_note(B, 1);
+	assert_non_null(h.ev);
+	for (int i = 0; i < 100000; i++)
+		event_ref(h.ev);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, unref_half, h.ev), 0);
+	for (int i = 0; i < 50000; i++)
+		event_unref(h.ev);
+	pthread_join(th, NULL);
+	assert_int_equal(atomic_load(&h.ev->refs), 2); /* ours and the ring's */
+	event_unref(h.ev);
+	bus_unsubscribe(B, &sub);
+	bus_destroy(B);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -234,6 +277,7 @@ int main(void)
 		cmocka_unit_test(an_event_alone_reaches_the_store_and_outlives_a_restart),
 		cmocka_unit_test(a_burst_is_stored_in_bounded_batches_and_replays_whole),
 		cmocka_unit_test(a_damaged_stored_batch_is_skipped_not_overread),
+		cmocka_unit_test(an_event_is_released_safely_from_two_threads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

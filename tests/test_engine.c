@@ -471,13 +471,9 @@ static void replay_types(struct h *h, const char *sid, int64_t since, int64_t *m
 	while ((ev = subscriber_next(&s))) {
 		if (ev->seq < *min_seq)
 			*min_seq = ev->seq;
-		/* replayed from the store, an event is its JSON: {"type":"...", ... */
-		const char *type = ev->json + 9;
-		size_t tl = strcspn(type, "\"");
-		if (strncmp(type, "message.part.delta", tl))
-			snprintf(out + strlen(out), n - strlen(out), "%s%.*s", *out ? " " : "",
-				 strstr(ev->json, "\"type\":\"idle\"") ? 11 : (int)tl,
-				 strstr(ev->json, "\"type\":\"idle\"") ? "status.idle" : type);
+		if (strcmp(ev->type, "message.part.delta"))
+			snprintf(out + strlen(out), n - strlen(out), "%s%s", *out ? " " : "",
+				 strstr(ev->json, "\"type\":\"idle\"") ? "status.idle" : ev->type);
 		event_unref(ev);
 	}
 	subscriber_stop(&s);

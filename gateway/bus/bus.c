@@ -26,12 +26,12 @@ struct bus {
 
 void event_ref(struct event *ev)
 {
-	ev->refs++;
+	atomic_fetch_add_explicit(&ev->refs, 1, memory_order_relaxed);
 }
 
 void event_unref(struct event *ev)
 {
-	if (ev && --ev->refs == 0) {
+	if (ev && atomic_fetch_sub_explicit(&ev->refs, 1, memory_order_acq_rel) == 1) {
 		free(ev->path);
 		free(ev);
 	}
@@ -263,7 +263,7 @@ int64_t bus_publish(struct bus *B, struct jw *w, const char *type, const struct 
 		return -1;
 	memset(ev, 0, sizeof(*ev));
 	ev->path = strdup(env->path ? env->path : env->session_id);
-	ev->refs = 1;
+	atomic_init(&ev->refs, 1);
 	ev->seq = seq;
 	ev->time = now_ms();
 	ev->type = type;
@@ -317,6 +317,20 @@ struct replay_ctx {
 	int n, max;
 };
 
+/* An event read back from the store names its type as it was published: the JSON
+ * begins {"type":"...". */
+static void type_from_json(struct event *ev)
+{
+	static const char head[] = "{\"type\":\"";
+	size_t hl = sizeof(head) - 1, n = 0;
+	if (ev->len > hl && !memcmp(ev->json, head, hl))
+		while (hl + n < ev->len && ev->json[hl + n] != '"' && n < sizeof(ev->type_buf) - 1)
+			n++;
+	memcpy(ev->type_buf, ev->json + hl, n);
+	ev->type_buf[n] = 0;
+	ev->type = ev->type_buf;
+}
+
 /* Delivers the events of one stored batch after c->last, until c->max have matched. */
 static int replay_batch(void *arg, int64_t first_seq, int64_t last_seq, const void *data,
 			size_t len)
@@ -341,12 +355,13 @@ static int replay_batch(void *arg, int64_t first_seq, int64_t last_seq, const vo
 			free(ev);
 			return 1;
 		}
-		ev->refs = 1;
+		atomic_init(&ev->refs, 1);
 		ev->seq = seq;
 		ev->path = pathz;
 		memcpy(ev->session_id, sid, sl);
 		memcpy(ev->json, json, jl);
 		ev->len = jl;
+		type_from_json(ev);
 		if (event_matches(ev, c->session_id, c->descendants)) {
 			c->fn(c->arg, ev);
 			c->n++;

@@ -5,6 +5,7 @@
  * listens. Loop thread only. */
 #ifndef AG_BUS_H
 #define AG_BUS_H
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,12 +24,15 @@ struct bus_env {
 	int depth;
 };
 
-/* An encoded event, shared by reference between subscribers' queues. */
+/* An encoded event, shared by reference between subscribers' queues. The reference
+ * count is atomic and the event owns its strings, so a reference may be handed to
+ * another thread; the event is immutable once published. */
 struct event {
-	int refs;
+	atomic_int refs;
 	int64_t seq;
 	int64_t time; /* ms since 1970, when published */
-	const char *type; /* static string */
+	const char *type; /* a static string, or type_buf (events read back from the store) */
+	char type_buf[48];
 	char *path;       /* ancestry for tree filters (owned) */
 	char session_id[48];
 	size_t len;

@@ -48,7 +48,7 @@ static struct event *resync_event(int64_t since, int64_t oldest, int64_t last)
 	jw_obj_end(&w);
 	struct event *ev = w.oom ? NULL : calloc(1, sizeof(*ev) + w.len + 1);
 	if (ev) {
-		ev->refs = 1;
+		atomic_init(&ev->refs, 1);
 		ev->seq = last;
 		ev->type = "resync";
 		ev->path = strdup("");
