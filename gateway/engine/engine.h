@@ -92,6 +92,7 @@ struct prompt {
 	const char *message_id; /* client-chosen user message id (msg_...), or NULL */
 	const char *dedupe_key;
 	enum turn_policy policy;
+	const cJSON *parts;     /* the client's parts, when it sent them (for hooks), or NULL */
 };
 
 struct prompt_result {

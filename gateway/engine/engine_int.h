@@ -3,6 +3,7 @@
 #ifndef AG_ENGINE_INT_H
 #define AG_ENGINE_INT_H
 #include "engine.h"
+#include "hooks.h"
 #include "id.h"
 #include "store.h"
 
@@ -32,6 +33,11 @@ struct engine {
 	int naborting;
 	struct timer sweeper;
 	int closing;
+	struct {
+		struct hook *head[HOOK_COUNT];
+		struct bus_sub sub; /* HOOK_EVENT's bus subscription, while it has callbacks */
+		int observing, running;
+	} H;
 };
 
 struct session {
@@ -200,6 +206,16 @@ void task_child_interrupted(struct engine *E, struct session *child);
 void task_free_all(struct engine *E);
 /* Tasks of this session still running (its foreground children). */
 int task_running_children(struct engine *E, const char *session_id);
+
+/* hooks.c */
+/* Runs the callbacks at a point; -1 when one refused (the reason in why, which may be
+ * NULL where refusing does not apply). */
+int hooks_run(struct engine *E, enum hook_point at, const struct hook_ctx *ctx, void *data,
+	      char *why, size_t why_len);
+void hooks_ctx(const struct session *s, const struct turn *t, struct hook_ctx *c);
+/* 1 when anything is registered at the point (saves building its data otherwise). */
+#define hooks_any(E, at) ((E)->H.head[(at)] != NULL)
+void hooks_free(struct engine *E);
 
 /* tool_call.c: a call's part is final; the last one of a turn continues the loop */
 void toolrun_finish(struct toolrun *r);

@@ -217,6 +217,11 @@ void session_set_status(struct engine *E, struct session *s, enum status_type st
 	jw_kstr(&E->jw, "sessionID", s->id);
 	jw_obj_end(&E->jw);
 	bus_publish(E->B, &E->jw, "session.idle", &env);
+	if (hooks_any(E, HOOK_SESSION_IDLE)) {
+		struct hook_ctx c;
+		hooks_ctx(s, NULL, &c);
+		hooks_run(E, HOOK_SESSION_IDLE, &c, NULL, NULL, 0);
+	}
 }
 
 void session_unlink(struct engine *E, struct session *s)

@@ -226,6 +226,17 @@ static int count_tools(const struct msg *m)
 	return n;
 }
 
+/* HOOK_TOOL_BEFORE: may refuse the call (it then fails with the reason). */
+static int tool_hooks_refuse(struct engine *E, struct toolrun *r, char *why, size_t n)
+{
+	if (!hooks_any(E, HOOK_TOOL_BEFORE))
+		return 0;
+	struct hook_ctx c;
+	struct hook_tool ht = {.tool = r->p->tool, .call_id = r->p->call_id, .input = r->input};
+	hooks_ctx(r->t->s, r->t, &c);
+	return hooks_run(E, HOOK_TOOL_BEFORE, &c, &ht, why, n) != 0;
+}
+
 static void run_tools(struct turn *t);
 static void refuse_tools(struct turn *t, const char *why);
 
@@ -345,6 +356,8 @@ static void run_tools(struct turn *t)
 		next = r->next; /* a synchronous failure below must not lose our place */
 		char buf[256];
 		const char *why = refusal(E, t, r, buf, sizeof(buf));
+		if (!why && tool_hooks_refuse(E, r, buf, sizeof(buf)))
+			why = buf;
 		r->p->start = now_ms();
 		if (why) {
 			r->p->ts = TS_ERROR;
@@ -441,6 +454,11 @@ void step_begin(struct turn *t)
 		.stall_ms = a ? a->stall_ms : 0,
 	};
 	struct err e = {0};
+	if (hooks_any(E, HOOK_PROVIDER_REQUEST)) {
+		struct hook_ctx c;
+		hooks_ctx(s, t, &c);
+		hooks_run(E, HOOK_PROVIDER_REQUEST, &c, &rq, NULL, 0);
+	}
 	t->stream = llm_stream_start(E->M, &rq, &sink, t, &e);
 	cJSON_Delete(msgs);
 	cJSON_Delete(tools);

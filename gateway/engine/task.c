@@ -206,6 +206,20 @@ void task_child_interrupted(struct engine *E, struct session *child)
 	wake(E, child->parent_id, child->id, child->title ? child->title : "", "failed", report);
 }
 
+/* HOOK_SUBAGENT_START / END, in the child session's context. */
+static void subagent_hooks(struct task *t, enum hook_point at)
+{
+	struct session *child = hooks_any(t->E, at) ? session_get(t->E, t->id) : NULL;
+	if (!child)
+		return;
+	struct hook_ctx c;
+	struct hook_subagent hs = {.child_id = t->id, .parent_call_id = t->call_id,
+				   .agent = t->agent, .background = t->background,
+				   .state = at == HOOK_SUBAGENT_END ? status_name(t->status) : NULL};
+	hooks_ctx(child, NULL, &c);
+	hooks_run(t->E, at, &c, &hs, NULL, 0);
+}
+
 static void child_ended(struct turn_waiter *w, const char *state, const char *msg_id,
 			const char *error)
 {
@@ -223,6 +237,7 @@ static void child_ended(struct turn_waiter *w, const char *state, const char *ms
 	char *report = report_text(t, all ? all : "");
 	char *meta = metadata(t);
 	log_info("task %s: %s (parent %s)", t->id, status_name(t->status), t->parent);
+	subagent_hooks(t, HOOK_SUBAGENT_END);
 	if (t->call) {
 		struct tool_call *c = t->call;
 		t->call = NULL;
@@ -353,6 +368,7 @@ static struct task *spawn(struct engine *E, struct tool_call *c, struct session 
 		return NULL;
 	}
 	timer_arm(&t->budget, E->C.task_budget_ms);
+	subagent_hooks(t, HOOK_SUBAGENT_START);
 	return t;
 }
 

@@ -10,9 +10,19 @@
 void toolrun_finish(struct toolrun *r)
 {
 	struct turn *t = r->t;
+	struct engine *E = t->s->E;
 	r->finished = 1;
 	r->p->end = now_ms();
-	part_save(t->s->E, r->p);
+	part_save(E, r->p);
+	if (hooks_any(E, HOOK_TOOL_AFTER)) {
+		struct hook_ctx c;
+		struct hook_tool ht = {.tool = r->p->tool, .call_id = r->p->call_id,
+				       .input = r->input,
+				       .output = r->p->ts == TS_COMPLETED ? r->p->output : NULL,
+				       .error = r->p->ts == TS_ERROR ? r->p->error : NULL};
+		hooks_ctx(t->s, t, &c);
+		hooks_run(E, HOOK_TOOL_AFTER, &c, &ht, NULL, 0);
+	}
 	if (--t->tools_pending == 0)
 		timer_arm_us(&t->cont, 1); /* continue outside the tool's own callback */
 }

@@ -163,6 +163,23 @@ static int check_prompt(struct engine *E, const struct prompt *p, struct session
 	return 0;
 }
 
+/* HOOK_PROMPT_SUBMIT: the prompt before its user message is written; a refusal is the
+ * caller's error. */
+static int submit_hooks(struct engine *E, struct turn *t, const struct prompt *p, struct err *e)
+{
+	if (!hooks_any(E, HOOK_PROMPT_SUBMIT))
+		return 0;
+	struct hook_ctx c;
+	struct hook_prompt hp = {.text = p->text, .parts = p->parts, .source = t->source,
+				 .message_id = t->user_msg};
+	char why[256];
+	hooks_ctx(t->s, t, &c);
+	if (hooks_run(E, HOOK_PROMPT_SUBMIT, &c, &hp, why, sizeof(why)) == 0)
+		return 0;
+	err_set(e, ERR_INVALID, "the prompt was refused: %s", why);
+	return -1;
+}
+
 static int verdict_error(struct session *s, enum turnq_verdict v, struct err *e)
 {
 	if (v == TURNQ_BUSY)
@@ -192,6 +209,10 @@ int turn_accept(struct engine *E, const struct prompt *p, struct prompt_result *
 		if (!t)
 			goto oom;
 		t->policy = p->policy;
+		if (submit_hooks(E, t, p, e)) {
+			turn_free(t);
+			return -1;
+		}
 		uint64_t mark = store_mark(E->S);
 		if (write_user_message(E, t, p->text) | turn_save(E, t)) {
 			err_set(e, ERR_INTERNAL, "out of memory saving the prompt");
@@ -333,6 +354,13 @@ void turn_end(struct turn *t, enum turn_state st, const char *err_name, const ch
 		turnq_finish(&s->q);
 	} else {
 		turnq_remove(&s->q, &t->qi);
+	}
+	if (hooks_any(E, HOOK_TURN_END)) {
+		struct hook_ctx c;
+		struct hook_turn_end he = {turn_state_name(t->state), t->error, t->user_msg,
+					   t->terminal_msg};
+		hooks_ctx(s, t, &c);
+		hooks_run(E, HOOK_TURN_END, &c, &he, NULL, 0);
 	}
 	notify(t, turn_state_name(t->state), t->terminal_msg, t->error);
 	turn_free(t);

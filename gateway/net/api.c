@@ -286,5 +286,6 @@ int api_parse_prompt(const cJSON *p, const char *session_id, const char *source,
 	if (prompt_text(p, &ap->text, e))
 		return -1;
 	pr->text = ap->text;
+	pr->parts = cJSON_GetObjectItemCaseSensitive(p, "parts");
 	return 0;
 }
