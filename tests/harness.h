@@ -22,6 +22,8 @@ struct h {
 void h_dir(struct h *h, const char *config_json);
 /* Creates loop + engine on h->dir (recover: run engine_recover). Asserts on failure. */
 void h_start(struct h *h, int recover);
+/* Stops the engine; at rest (nothing running or queued) it first checks the ledger
+ * invariants of every session (h_check_ledger). */
 void h_stop(struct h *h);
 /* Services the loop until pred(arg) returns non-zero or timeout_ms passes; returns the
  * predicate's last value. */

@@ -20,7 +20,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "engine_int.h"
 #include "harness.h"
+#include "llm_http.h"
 #include "id.h"
 
 static pid_t mock_pid;
@@ -658,6 +660,7 @@ static void back_pressure_pauses_and_resumes_without_loss(void **state)
 	h_session(&h, sid);
 	h_prompt_model(&h, sid, "20000", "openai/long", turn);
 	assert_true(h_until(&h, h_idle, sid, 60000));
+	assert_true(llmio_pauses(h.E->io) > 0); /* the threshold was hit: pauses happened */
 	engine_flush(h.E);
 	assert_int_equal(h_sql_int(&h, "SELECT length(json_extract(p.data,'$.text')) FROM part p "
 				   "JOIN message m ON m.id=p.message_id WHERE m.turn_id='%s' AND "

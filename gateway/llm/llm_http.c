@@ -43,6 +43,7 @@ struct llmio {
 	pthread_mutex_t lock;
 	struct cmd *head, *tail;
 	atomic_int stop;
+	atomic_uint pauses;  /* transfers paused for a loop that fell behind, ever */
 	struct xfer *active; /* I/O thread only */
 	/* xfers with something for the loop, handed over once per poll round (I/O thread) */
 	struct xfer **ready;
@@ -286,8 +287,10 @@ static size_t on_body(char *buf, size_t size, size_t n, void *arg)
 	if (full)
 		x->paused = 1;
 	pthread_mutex_unlock(&x->lock);
-	if (full)
+	if (full) {
+		atomic_fetch_add(&x->P->io->pauses, 1);
 		return CURL_WRITEFUNC_PAUSE; /* the loop resumes us once it has caught up */
+	}
 	return sse_feed(&x->sse, buf, len) < 0 ? 0 : len;
 }
 
@@ -758,4 +761,9 @@ int llm_http_provider(struct provider *p, struct llmio *io, const char *name,
 	};
 	(void)e;
 	return 0;
+}
+
+unsigned llmio_pauses(struct llmio *io)
+{
+	return atomic_load(&io->pauses);
 }

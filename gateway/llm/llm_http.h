@@ -15,6 +15,8 @@ struct llmio;
 struct llmio *llmio_start(struct loop *L);
 /* Stops the thread after cancelling what runs. Loop thread. */
 void llmio_stop(struct llmio *io);
+/* How many times a transfer was paused because the loop fell behind. Any thread. */
+unsigned llmio_pauses(struct llmio *io);
 
 /* Fills p with provider `name` ("openai" or "anthropic") on io, configured from C
  * (base URL, key from the environment, extra headers and options from the config). */
