@@ -513,7 +513,7 @@ static void scripted_rules_are_held_to_the_same_limits(void **state)
 	char cfg[4096];
 	snprintf(cfg, sizeof(cfg),
 		 "{\"stall_timeout_ms\":5000,\"retry\":{\"base_ms\":10,\"stall_max\":1},"
-		 "\"limits\":{\"max_output_bytes\":8192,\"max_attempt_ms\":400},"
+		 "\"limits\":{\"max_output_bytes\":8192,\"max_attempt_ms\":1500},"
 		 "\"providers\":{\"scripted\":{\"pace_ms\":1,\"rules\":["
 		 "{\"match\":\"huge\",\"steps\":[{\"text\":\" %s\",\"repeat\":100000000}]},"
 		 "{\"match\":\"bigargs\",\"steps\":[{\"text\":\"calling\",\"tools\":[{\"name\":"
@@ -528,7 +528,7 @@ static void scripted_rules_are_held_to_the_same_limits(void **state)
 	bigargs[9000] = 0;
 	const char *prompts[] = {"huge", bigargs, "drip"};
 	const char *want[] = {"over limits.max_output_bytes 8192", "over limits.max_output_bytes 8192",
-			      "over limits.max_attempt_ms 400 ms"};
+			      "over limits.max_attempt_ms 1500 ms"};
 	for (int i = 0; i < 3; i++) {
 		char sid[ID_MAX], turn[ID_MAX];
 		h_session(&h, sid);
