@@ -70,9 +70,6 @@ void bus_unsubscribe(struct bus *B, struct bus_sub *s);
 
 int64_t bus_last_seq(struct bus *B);
 
-/* Hands the events not yet stored to the store's open batch (one row for all of them).
- * The store calls it before each commit; the ring calls it before dropping one. */
-void bus_persist(void *bus);
 
 #define BUS_RESYNC (-2)
 

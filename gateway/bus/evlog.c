@@ -1,0 +1,343 @@
+/* evlog: the event log — numbering (seqs reserved durably ahead of use), the ring of
+ * recent events, their persistence to the store (a batch per commit) and replay from a
+ * seq. The bus (bus.c) fans events out; this keeps them. A shared log for several nodes
+ * takes this one's place behind the same functions. Loop thread only. */
+#include "evlog.h"
+#include "log.h"
+#include "loop.h"
+#include "store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct evlog {
+	struct store *S;
+	int64_t seq;        /* the last seq handed out */
+	int64_t reserved;   /* seqs up to here are durably reserved (store_seq_reserve) */
+	int64_t reserving;  /* a larger reservation in the open batch, or 0 */
+	uint64_t reserving_at; /* its store_mark(): durable once store_durable() reaches it */
+	int64_t unreserved_from; /* the first seq published beyond the reservation, or 0 */
+	struct event **ring;
+	size_t ring_size, ring_n, ring_head; /* head = index of the oldest */
+	int64_t keep;
+	int64_t since_prune;
+	int64_t persisted; /* the newest seq handed to the store */
+	int64_t lost;      /* the newest seq neither stored nor in the ring (store errors) */
+	struct jw batch;   /* reused encoding buffer */
+};
+
+struct evlog *evlog_create(struct store *S, size_t ring_size, int64_t keep)
+{
+	struct evlog *G = calloc(1, sizeof(*G));
+	if (!G)
+		return NULL;
+	G->ring = calloc(ring_size, sizeof(*G->ring));
+	if (!G->ring) {
+		free(G);
+		return NULL;
+	}
+	G->S = S;
+	G->ring_size = ring_size;
+	G->keep = keep;
+	/* events up to the reservation may have reached subscribers without reaching the
+	 * store (a crash between publish and commit): numbering goes on above them all */
+	int64_t stored = S ? store_event_max_seq(S) : 0, reserved = S ? store_seq_reserved(S) : 0;
+	G->seq = stored > reserved ? stored : reserved;
+	if (G->seq < 0)
+		G->seq = 0;
+	G->reserved = G->seq;
+	G->persisted = G->seq;
+	jw_init(&G->batch);
+	if (S && store_add_flush_hook(S, evlog_persist, G)) {
+		evlog_destroy(G);
+		return NULL;
+	}
+	return G;
+}
+
+void evlog_destroy(struct evlog *G)
+{
+	if (!G)
+		return;
+	for (size_t i = 0; i < G->ring_n; i++)
+		event_unref(G->ring[(G->ring_head + i) % G->ring_size]);
+	jw_free(&G->batch);
+	free(G->ring);
+	free(G);
+}
+
+int64_t evlog_last_seq(struct evlog *G)
+{
+	return G->seq;
+}
+
+static struct event *ring_at(struct evlog *G, size_t i)
+{
+	return G->ring[(G->ring_head + i) % G->ring_size];
+}
+
+static void ring_push(struct evlog *G, struct event *ev)
+{
+	event_ref(ev);
+	if (G->ring_n == G->ring_size) {
+		int64_t drop = G->ring[G->ring_head]->seq;
+		if (drop > G->persisted)
+			evlog_persist(G); /* the store takes what the ring is about to drop */
+		if (drop > G->persisted)
+			G->lost = drop; /* it could not: a resume from before here must resync */
+		event_unref(G->ring[G->ring_head]);
+		G->ring[G->ring_head] = ev;
+		G->ring_head = (G->ring_head + 1) % G->ring_size;
+		return;
+	}
+	G->ring[(G->ring_head + G->ring_n) % G->ring_size] = ev;
+	G->ring_n++;
+}
+
+#define EVLOG_BATCH_MAX 1024
+
+/* One stored record: seq (8 bytes), json length (4), session id length (2), path length
+ * (2), all little-endian, then the session id, the path and the json. */
+#define REC_HEAD 16
+
+static void put_le(unsigned char *p, uint64_t v, int n)
+{
+	for (int i = 0; i < n; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_le(const unsigned char *p, int n)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < n; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+static void encode_record(struct jw *w, const struct event *ev)
+{
+	size_t sl = strlen(ev->session_id), pl = strlen(ev->path);
+	unsigned char h[REC_HEAD];
+	put_le(h, (uint64_t)ev->seq, 8);
+	put_le(h + 8, ev->len, 4);
+	put_le(h + 12, sl, 2);
+	put_le(h + 14, pl > 0xffff ? 0xffff : pl, 2);
+	jw_append(w, (const char *)h, REC_HEAD);
+	jw_append(w, ev->session_id, sl);
+	jw_append(w, ev->path, pl > 0xffff ? 0xffff : pl);
+	jw_append(w, ev->json, ev->len);
+}
+
+/* Events not yet in the store are the newest ones of the ring. */
+void evlog_persist(void *arg)
+{
+	struct evlog *G = arg;
+	if (!G->S || G->persisted >= G->seq || !G->ring_n)
+		return;
+	/* the ring holds consecutive seqs: the first one not stored is at a known index */
+	int64_t skip = G->persisted + 1 - ring_at(G, 0)->seq;
+	size_t from = skip > 0 ? (size_t)skip : 0;
+	if (from >= G->ring_n)
+		return;
+	jw_reset(&G->batch);
+	int64_t first = ring_at(G, from)->seq, last = ring_at(G, G->ring_n - 1)->seq;
+	for (size_t i = from; i < G->ring_n; i++)
+		encode_record(&G->batch, ring_at(G, i));
+	if (G->batch.oom) {
+		log_error("event log: out of memory writing events %lld..%lld to the store",
+			  (long long)first, (long long)last);
+		return;
+	}
+	if (store_event_batch_put(G->S, first, last, G->batch.buf, G->batch.len) == 0)
+		G->persisted = last;
+	/* prune once a quarter of `keep` has been added since the last time */
+	G->since_prune += last - first + 1;
+	if (G->keep > 0 && G->since_prune > G->keep / 4) {
+		G->since_prune = 0;
+		store_event_prune(G->S, G->keep);
+	}
+}
+
+/* Seqs are reserved durably before they are used: an event reaches subscribers before
+ * its batch commits, and a restart must not hand its seq to another event. The next
+ * block is written into the open batch when half of the current one is used, so it is
+ * durable (a commit later) long before it is needed; only a burst of more than half a
+ * block within one commit interval waits for a commit here. Without a store (tests of
+ * the bus alone) nothing is kept. */
+#define SEQ_BLOCK 8192
+
+static void reserve(struct evlog *G, int64_t seq)
+{
+	if (!G->S) {
+		G->reserved = seq;
+		return;
+	}
+	if (G->reserving && store_durable(G->S) >= G->reserving_at) {
+		G->reserved = G->reserving;
+		G->reserving = 0;
+		G->unreserved_from = 0;
+	}
+	if (!G->reserving && seq > G->reserved - SEQ_BLOCK / 2) {
+		int64_t upto = (seq > G->reserved ? seq : G->reserved) + SEQ_BLOCK;
+		if (store_seq_reserve(G->S, upto) == 0) {
+			G->reserving = upto;
+			G->reserving_at = store_mark(G->S);
+		}
+	}
+	if (seq <= G->reserved)
+		return;
+	if (G->reserving && store_flush(G->S) == 0 && store_durable(G->S) >= G->reserving_at) {
+		G->reserved = G->reserving;
+		G->reserving = 0;
+		return;
+	}
+	if (G->unreserved_from)
+		return; /* said once per episode */
+	G->unreserved_from = seq;
+	log_error("event log: event seqs from %lld are not reserved on disk (the store cannot write "
+		  "now): after a crash before it can, a client could see one of them again",
+		  (long long)seq);
+}
+
+
+struct replay_ctx {
+	const char *session_id;
+	int descendants;
+	bus_fn fn;
+	void *arg;
+	int64_t last;
+	int n, max;
+};
+
+/* An event read back from the store names its type as it was published: the JSON
+ * begins {"type":"...". */
+static void type_from_json(struct event *ev)
+{
+	static const char head[] = "{\"type\":\"";
+	size_t hl = sizeof(head) - 1, n = 0;
+	if (ev->len > hl && !memcmp(ev->json, head, hl))
+		while (hl + n < ev->len && ev->json[hl + n] != '"' && n < sizeof(ev->type_buf) - 1)
+			n++;
+	memcpy(ev->type_buf, ev->json + hl, n);
+	ev->type_buf[n] = 0;
+	ev->type = ev->type_buf;
+}
+
+/* Delivers the events of one stored batch after c->last, until c->max have matched. */
+static int replay_batch(void *arg, int64_t first_seq, int64_t last_seq, const void *data,
+			size_t len)
+{
+	struct replay_ctx *c = arg;
+	const unsigned char *p = data, *end = p + len;
+	(void)first_seq;
+	while (c->n < c->max && end - p >= REC_HEAD) {
+		int64_t seq = (int64_t)get_le(p, 8);
+		size_t jl = get_le(p + 8, 4), sl = get_le(p + 12, 2), pl = get_le(p + 14, 2);
+		if (sl >= sizeof(((struct event *)0)->session_id) ||
+		    (size_t)(end - p) < REC_HEAD + sl + pl + jl)
+			break; /* a damaged record: what follows cannot be trusted */
+		const unsigned char *sid = p + REC_HEAD, *path = sid + sl, *json = path + pl;
+		p = json + jl;
+		if (seq <= c->last)
+			continue;
+		c->last = seq;
+		struct event *ev = calloc(1, sizeof(*ev) + jl + 1);
+		char *pathz = ev ? strndup((const char *)path, pl) : NULL;
+		if (!pathz) {
+			free(ev);
+			return 1;
+		}
+		atomic_init(&ev->refs, 1);
+		ev->seq = seq;
+		ev->path = pathz;
+		memcpy(ev->session_id, sid, sl);
+		memcpy(ev->json, json, jl);
+		ev->len = jl;
+		type_from_json(ev);
+		if (event_matches(ev, c->session_id, c->descendants)) {
+			c->fn(c->arg, ev);
+			c->n++;
+		}
+		event_unref(ev);
+	}
+	if (c->last < last_seq && c->n < c->max)
+		c->last = last_seq; /* damaged tail: skip to the batch's end rather than loop */
+	return 1;
+}
+
+int64_t evlog_oldest_seq(struct evlog *G)
+{
+	int64_t oldest = G->ring_n ? G->ring[G->ring_head]->seq : G->seq + 1;
+	if (G->S) {
+		int64_t st = store_event_min_seq(G->S);
+		if (st > 0 && st < oldest)
+			oldest = st;
+	}
+	return oldest;
+}
+
+/* Older events come from the store a page at a time, newer ones from the ring. */
+static int replay_from_store(struct evlog *G, struct replay_ctx *c, int64_t oldest_ring)
+{
+	int64_t oldest_store = G->S ? store_event_min_seq(G->S) : 0;
+	/* a failing store may hold events only in its log: the database has a gap */
+	if (!G->S || oldest_store <= 0 || c->last + 1 < oldest_store || c->last < G->lost ||
+	    store_failure(G->S))
+		return BUS_RESYNC;
+	while (c->last + 1 < oldest_ring && c->n < c->max) {
+		int64_t before = c->last;
+		int n = store_event_batch_after(G->S, c->last, replay_batch, c);
+		if (n < 0)
+			return -1;
+		if (n == 0 || c->last == before)
+			break;
+	}
+	return 0;
+}
+
+int evlog_replay(struct evlog *G, int64_t since, const char *session_id, int descendants,
+	       bus_fn fn, void *arg, int max, int64_t *upto)
+{
+	struct replay_ctx c = {session_id, descendants, fn, arg, since < 0 ? 0 : since, 0, max};
+	*upto = G->seq;
+	if (c.last >= G->seq)
+		return 0;
+	int64_t oldest_ring = G->ring_n ? G->ring[G->ring_head]->seq : G->seq + 1;
+	if (c.last + 1 < oldest_ring) {
+		int rc = replay_from_store(G, &c, oldest_ring);
+		if (rc < 0)
+			return rc;
+		if (c.n >= max) {
+			*upto = c.last;
+			return c.n;
+		}
+	}
+	for (size_t i = 0; i < G->ring_n; i++) {
+		struct event *ev = G->ring[(G->ring_head + i) % G->ring_size];
+		if (ev->seq <= c.last || !event_matches(ev, session_id, descendants))
+			continue;
+		fn(arg, ev);
+		if (++c.n >= max) {
+			*upto = ev->seq;
+			return c.n;
+		}
+	}
+	return c.n;
+}
+
+int64_t evlog_next_seq(struct evlog *G)
+{
+	reserve(G, G->seq + 1);
+	return G->seq + 1;
+}
+
+void evlog_append(struct evlog *G, struct event *ev)
+{
+	G->seq = ev->seq;
+	if (G->S)
+		store_begin(G->S); /* a batch is open: its commit persists this event */
+	ring_push(G, ev);
+	if (G->seq - G->persisted >= EVLOG_BATCH_MAX)
+		evlog_persist(G); /* bounds a stored row, so a replay page never decodes a huge one */
+}
