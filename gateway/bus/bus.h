@@ -1,8 +1,8 @@
 /* bus: every state change becomes one event with a global sequence number, encoded once
- * into JSON and handed to every matching subscriber (WS, SSE, NDJSON, plugin observers).
- * Recent events stay in a ring and all reach the store, a batch per commit, so a subscriber can
- * resume from a sequence number or learn that it must resync. Nothing here knows who
- * listens. Loop thread only. */
+ * into JSON and handed to every subscriber (WS, SSE, NDJSON, hooks). The event log
+ * (evlog.h) numbers and keeps them — a ring, and the store a batch per commit — so a
+ * subscriber can resume from a sequence number or learn that it must resync. Nothing
+ * here knows who listens. Loop thread only, except event_ref/event_unref. */
 #ifndef AG_BUS_H
 #define AG_BUS_H
 #include <stdatomic.h>
