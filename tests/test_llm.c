@@ -668,6 +668,55 @@ static void back_pressure_pauses_and_resumes_without_loss(void **state)
 	h_stop(&h);
 }
 
+/* The conversation a step sends, across turns: every ended turn's messages (kept in
+ * memory once converted, and rebuilt from the store after a restart), the running
+ * turn's own tool round-trip, and never a prompt still queued behind it. */
+static void each_step_sees_the_ended_turns_and_its_own_but_no_queued_prompt(void **state)
+{
+	struct h h;
+	start(&h, NULL);
+	char sid[ID_MAX], t1[ID_MAX], t2[ID_MAX], t3[ID_MAX], t4[ID_MAX];
+	h_session(&h, sid);
+	h_prompt_model(&h, sid, "one", "openai/recall", t1);
+	assert_true(h_until(&h, h_idle, sid, 20000));
+	h_prompt_model(&h, sid, "two", "openai/tools", t2);
+	assert_true(h_until(&h, h_idle, sid, 20000));
+	engine_flush(h.E);
+	char *r1 = final_text(&h, t1);
+	assert_string_equal(r1, "1 msgs: user:one");
+	/* the third and fourth are both accepted before the third runs */
+	h_prompt_model(&h, sid, "three", "openai/recall", t3);
+	h_prompt_model(&h, sid, "four", "openai/recall", t4);
+	assert_true(h_until(&h, h_idle, sid, 20000));
+	engine_flush(h.E);
+	char *r3 = final_text(&h, t3), *r4 = final_text(&h, t4);
+	/* user one, its answer, user two, the tool call, its result, the answer, user three */
+	assert_int_equal(strncmp(r3, "7 msgs: user:one|assistant:1 msgs: user:one|user:two|"
+			 "assistant:", 53), 0);
+	assert_non_null(strstr(r3, "+calls|tool:"));
+	assert_non_null(strstr(r3, "|user:three"));
+	assert_null(strstr(r3, "four"));
+	assert_non_null(strstr(r4, "9 msgs: "));
+	assert_non_null(strstr(r4, "|user:three|assistant:7 msgs:"));
+	assert_non_null(strstr(r4, "|user:four"));
+	/* after a restart the kept history is rebuilt from the store: the same conversation */
+	h_stop(&h);
+	h.openai_base = openai_base;
+	h_start(&h, 1);
+	char t5[ID_MAX];
+	h_prompt_model(&h, sid, "five", "openai/recall", t5);
+	assert_true(h_until(&h, h_idle, sid, 20000));
+	engine_flush(h.E);
+	char *r5 = final_text(&h, t5);
+	assert_int_equal(strncmp(r5, "11 msgs: ", 9), 0);
+	assert_non_null(strstr(r5, r4 + strlen("9 msgs: "))); /* turn four's view, whole */
+	free(r1);
+	free(r3);
+	free(r4);
+	free(r5);
+	h_stop(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -685,6 +734,7 @@ int main(void)
 		cmocka_unit_test(abort_cancels_the_transfer),
 		cmocka_unit_test(no_first_byte_fails_after_the_first_byte_timeout),
 		cmocka_unit_test(back_pressure_pauses_and_resumes_without_loss),
+		cmocka_unit_test(each_step_sees_the_ended_turns_and_its_own_but_no_queued_prompt),
 		cmocka_unit_test(endless_stream_ends_at_max_output_bytes),
 		cmocka_unit_test(slow_drip_ends_at_max_attempt_ms),
 		cmocka_unit_test(scripted_rules_are_held_to_the_same_limits),

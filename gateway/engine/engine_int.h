@@ -58,6 +58,9 @@ struct session {
 	int64_t last_activity;  /* time of the session's last stream event */
 	int64_t last_used;      /* for evicting idle sessions from the cache */
 	int background;         /* a background task's child: its parent is woken when it ends */
+	/* the ended turns' messages as the model sees them, up to turn hist_upto (step.c) */
+	cJSON *hist;
+	char hist_upto[ID_MAX];
 	struct engine *E;
 };
 

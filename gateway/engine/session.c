@@ -53,6 +53,7 @@ void session_free(struct session *s)
 	free(s->model);
 	free(s->directory);
 	free(s->retry_msg);
+	cJSON_Delete(s->hist);
 	free(s);
 }
 

@@ -9,39 +9,32 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- history: the session's stored messages in the provider-neutral shape ---- */
+/* ---- history: the session's messages in the provider-neutral shape ----
+ * The turns before the running one have ended and their messages no longer change: they
+ * are converted once and kept with the session (s->hist, up to turn s->hist_upto). Each
+ * step reads from the store only what it lacks: turns that ended since, and the running
+ * turn's own messages (its earlier steps' text and tool results). A prompt still queued
+ * belongs to a later turn, so the model never sees, or answers, it. */
 
 struct hrow {
-	char *id, *role;
+	char *id, *role, *turn_id;
 };
 
 struct hrows {
 	struct hrow *v;
 	int n, cap;
-	const struct turnq *q;
 };
-
-/* A prompt still waiting in the queue is not part of the conversation yet: the model
- * answering this turn must not see, or answer, a later user message. */
-static int queued_later(const struct turnq *q, const char *turn_id)
-{
-	for (const struct turnq_item *it = q->head; it && turn_id; it = it->next)
-		if (!strcmp(container_of(it, struct turn, qi)->id, turn_id))
-			return 1;
-	return 0;
-}
 
 static int hist_row(void *arg, const struct store_message *r)
 {
 	struct hrows *l = arg;
-	if (queued_later(l->q, r->turn_id))
-		return 0;
 	void *grown = vec_reserve(l->v, &l->cap, l->n, sizeof(*l->v));
 	if (!grown)
 		return 1;
 	l->v = grown;
 	l->v[l->n].id = strdup(r->id);
 	l->v[l->n].role = strdup(r->role);
+	l->v[l->n].turn_id = strdup(r->turn_id ? r->turn_id : "");
 	l->n++;
 	return 0;
 }
@@ -124,18 +117,31 @@ static void hist_add(struct engine *E, cJSON *out, const struct hrow *r)
 	jw_free(&h.text);
 }
 
-static cJSON *history(struct engine *E, struct session *s)
+static cJSON *history(struct engine *E, struct session *s, const struct turn *t)
 {
 	msg_flush_dirty(E);
-	struct hrows rows = {.q = &s->q};
-	cJSON *out = cJSON_CreateArray();
-	store_message_list(E->S, s->id, hist_row, &rows);
+	if (!s->hist && !(s->hist = cJSON_CreateArray()))
+		return NULL;
+	struct hrows rows = {0};
+	cJSON *out = cJSON_CreateArray(), *tail = cJSON_CreateArray();
+	store_message_list_turns(E->S, s->id, s->hist_upto, t->id, hist_row, &rows);
 	for (int i = 0; i < rows.n; i++) {
-		hist_add(E, out, &rows.v[i]);
+		int ended = strcmp(rows.v[i].turn_id, t->id) < 0;
+		hist_add(E, ended ? s->hist : tail, &rows.v[i]);
+		if (ended)
+			snprintf(s->hist_upto, sizeof(s->hist_upto), "%s", rows.v[i].turn_id);
 		free(rows.v[i].id);
 		free(rows.v[i].role);
+		free(rows.v[i].turn_id);
 	}
 	free(rows.v);
+	/* the kept messages by reference (the request is encoded before out is freed) */
+	for (cJSON *m = s->hist->child; m && out; m = m->next)
+		cJSON_AddItemReferenceToArray(out, m);
+	cJSON *m;
+	while (out && (m = cJSON_DetachItemFromArray(tail, 0)))
+		cJSON_AddItemToArray(out, m);
+	cJSON_Delete(tail);
 	return out;
 }
 
@@ -444,7 +450,12 @@ void step_begin(struct turn *t)
 	struct part *p = part_add(E, t->am, P_STEP_START);
 	if (p)
 		part_save(E, p);
-	cJSON *msgs = history(E, s), *tools = tool_schemas(E, a);
+	cJSON *msgs = history(E, s, t), *tools = tool_schemas(E, a);
+	if (!msgs) {
+		cJSON_Delete(tools);
+		turn_end(t, T_FAILED, "UnknownError", "out of memory building the history");
+		return;
+	}
 	const char *slash = strchr(t->model, '/');
 	char provider[64];
 	snprintf(provider, sizeof(provider), "%.*s", (int)(slash - t->model), t->model);

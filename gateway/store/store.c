@@ -73,6 +73,9 @@ const char *const store_sql[ST_COUNT] = {
 	[ST_MSG_PUT] = "INSERT OR REPLACE INTO message(" MSG_COLS ") VALUES(?,?,?,?,?,?,?,?)",
 	[ST_MSG_LIST] = "SELECT " MSG_COLS " FROM message WHERE session_id = ? ORDER BY turn_id, id",
 	[ST_MSG_GET] = "SELECT " MSG_COLS " FROM message WHERE id = ?",
+	/* the messages of the turns after ?2 and up to ?3 (turn ids sort by acceptance) */
+	[ST_MSG_TURNS] = "SELECT " MSG_COLS " FROM message WHERE session_id = ?1 AND"
+			 " turn_id > ?2 AND turn_id <= ?3 ORDER BY turn_id, id",
 	[ST_PART_PUT] = "INSERT OR REPLACE INTO part(id, message_id, session_id, type, data)"
 			" VALUES(?,?,?,?,?)",
 	[ST_PART_DATA] = "UPDATE part SET data = ? WHERE id = ?",
@@ -440,6 +443,18 @@ int store_message_list(struct store *S, const char *session_id, store_message_cb
 		return -1;
 	bind_text(q, 1, session_id);
 	return read_messages(S, ST_MSG_LIST, cb, arg);
+}
+
+int store_message_list_turns(struct store *S, const char *session_id, const char *after,
+			     const char *upto, store_message_cb cb, void *arg)
+{
+	sqlite3_stmt *q = reader(S, ST_MSG_TURNS);
+	if (!q)
+		return -1;
+	bind_text(q, 1, session_id);
+	bind_text(q, 2, after);
+	bind_text(q, 3, upto);
+	return read_messages(S, ST_MSG_TURNS, cb, arg);
 }
 
 int store_message_get(struct store *S, const char *id, store_message_cb cb, void *arg)

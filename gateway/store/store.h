@@ -92,6 +92,10 @@ typedef int (*store_message_cb)(void *arg, const struct store_message *r);
 /* A session's messages in conversation order: by turn, then by id within the turn. */
 int store_message_list(struct store *S, const char *session_id, store_message_cb cb, void *arg);
 int store_message_get(struct store *S, const char *id, store_message_cb cb, void *arg);
+/* The messages of the session's turns with ids after `after` ("" for the first) and up
+ * to `upto` included, in conversation order. */
+int store_message_list_turns(struct store *S, const char *session_id, const char *after,
+			     const char *upto, store_message_cb cb, void *arg);
 
 int store_part_put(struct store *S, const struct store_part *r);
 /* Replaces the JSON of a part already stored (no index churn: for streamed text). */

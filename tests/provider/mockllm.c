@@ -214,6 +214,7 @@ struct reqinfo {
 	int step2;         /* the history holds a tool result */
 	char *tool_result; /* text of the last tool result ("" if none) */
 	char *last_user;   /* text of the last user message ("" if none) */
+	char *recall;      /* the conversation received: "N msgs: role:text|role:text..." */
 };
 
 static void start(struct script *s) { op_add(s, OP_START, 0, 0, NULL, NULL); }
@@ -398,6 +399,14 @@ static void b_stamped(struct script *s, const struct reqinfo *ri)
 }
 
 /* "endless": "tok " deltas as fast as the socket takes them, until the client closes. */
+/* "recall": answers with the conversation it was sent (recall_of). */
+static void b_recall(struct script *s, const struct reqinfo *ri)
+{
+	start(s);
+	say(s, 0, ri->recall ? ri->recall : "0 msgs: ");
+	finish(s, FIN_STOP);
+}
+
 static void b_endless(struct script *s, const struct reqinfo *ri UNUSED)
 {
 	start(s);
@@ -536,6 +545,7 @@ static const struct scenario SCENARIOS[] = {
 	{ "endless", b_endless, NULL, 0, 0 },
 	{ "endless-args", b_endless_args, NULL, 0, 0 },
 	{ "drip", b_drip, NULL, 0, 0 },
+	{ "recall", b_recall, NULL, 0, 0 },
 	{ "stamped", b_stamped, NULL, 0, F_STAMP },
 };
 
@@ -1176,6 +1186,28 @@ static void scan_an_results(struct reqinfo *ri, const cJSON *content)
 	}
 }
 
+/* "N msgs: role:text|role:text..." of the conversation a request carried, system prompt
+ * left out (OpenAI's shape; an assistant message's tool calls show as "+calls"). */
+static char *recall_of(const cJSON *msgs)
+{
+	struct buf list = { 0 }, b = { 0 };
+	const cJSON *m;
+	int n = 0;
+	buf_str(&list, "");
+	cJSON_ArrayForEach(m, msgs) {
+		const char *role = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "role"));
+		if (role && !strcmp(role, "system"))
+			continue; /* the agent's prompt, not the conversation */
+		char *text = content_text(cJSON_GetObjectItemCaseSensitive(m, "content"));
+		buf_printf(&list, "%s%s:%s%s", n++ ? "|" : "", role ? role : "?", text,
+			   cJSON_GetObjectItemCaseSensitive(m, "tool_calls") ? "+calls" : "");
+		free(text);
+	}
+	buf_printf(&b, "%d msgs: %s", n, list.p);
+	buf_free(&list);
+	return b.p;
+}
+
 static void reqinfo_scan(struct reqinfo *ri, const cJSON *body)
 {
 	ri->tool_result = content_text(NULL);
@@ -1183,6 +1215,7 @@ static void reqinfo_scan(struct reqinfo *ri, const cJSON *body)
 	const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(body, "messages"), *m;
 	if (!cJSON_IsArray(msgs))
 		return;
+	ri->recall = recall_of(msgs);
 	cJSON_ArrayForEach(m, msgs) {
 		const char *role = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "role"));
 		const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
@@ -1230,6 +1263,7 @@ static void h_completion(struct conn *c, enum prov p)
 	stats_last(c, body, model);
 	free(ri.tool_result);
 	free(ri.last_user);
+	free(ri.recall);
 }
 
 static void h_openai(struct conn *c) { h_completion(c, OA); }
