@@ -356,7 +356,9 @@ static int start_processes(struct run *r, const char *dir)
 	FILE *c = fopen(cfg, "w");
 	fputs("{\"stall_timeout_ms\":600000,\"task\":{\"max_running\":64}}", c);
 	fclose(c);
-	char *argv[] = {AGENTGATE_BIN, "serve", "--port", sport, "--data", data, "--config", cfg,
+	/* AGENTGATE_BENCH_BIN: another build of the server, for a before/after figure */
+	char *bin = getenv("AGENTGATE_BENCH_BIN") ? getenv("AGENTGATE_BENCH_BIN") : AGENTGATE_BIN;
+	char *argv[] = {bin, "serve", "--port", sport, "--data", data, "--config", cfg,
 			"--openai-base-url", base, NULL};
 	setenv("AGENTGATE_LOG", "error", 1);
 	r->server = spawn(argv, &fd);
@@ -564,6 +566,63 @@ static void abort_run(int samples)
 	free(r);
 }
 
+/* One prompt's cost as the session grows: a short reply from the provider (mockllm's
+ * "normal"), prompted with POST .../message and held until the reply; the server's CPU
+ * for HISTORY_SAMPLES such prompts once the session has N turns behind it. The request
+ * sent to the provider grows with the history by nature; the rest should not. */
+#define HISTORY_SAMPLES 20
+
+static void prompt_once(struct run *r, const char *path)
+{
+	if (post(r, path, "{\"model\":\"openai/normal\",\"parts\":[{\"type\":\"text\","
+		 "\"text\":\"hello\"}]}", NULL) != 200)
+		fprintf(stderr, "bench: a history prompt failed\n");
+}
+
+static void history_run(int quick)
+{
+	struct run *r = calloc(1, sizeof(*r));
+	char dir[] = "/tmp/agentgate-bench-XXXXXX";
+	if (!r || !mkdtemp(dir) || start_processes(r, dir)) {
+		fprintf(stderr, "bench: cannot start mockllm and agentgate serve\n");
+		return;
+	}
+	struct jw out;
+	jw_init(&out);
+	post(r, "/session", "{}", &out);
+	const char *id = out.buf ? strstr(out.buf, "\"id\":\"") : NULL;
+	char path[128];
+	snprintf(path, sizeof(path), "/session/%.30s/message", id ? id + 6 : "");
+	jw_free(&out);
+	printf("\none prompt (a short reply) on a session with N turns behind it, %d samples each\n",
+	       HISTORY_SAMPLES);
+	const int marks[] = {1, 100, 1000};
+	int turns = 0;
+	for (size_t m = 0; m < sizeof(marks) / sizeof(marks[0]); m++) {
+		if (quick && marks[m] > 100)
+			break;
+		while (turns < marks[m]) {
+			prompt_once(r, path);
+			turns++;
+		}
+		double c0 = cpu_seconds(r->server);
+		int64_t t0 = mono_us_();
+		for (int i = 0; i < HISTORY_SAMPLES; i++)
+			prompt_once(r, path);
+		double cpu = cpu_seconds(r->server) - c0;
+		int64_t wall = mono_us_() - t0;
+		turns += HISTORY_SAMPLES;
+		printf("  %4d turns   server CPU %6.0f us per prompt   prompt -> reply %6.2f ms\n",
+		       marks[m], cpu * 1e6 / HISTORY_SAMPLES, (double)wall / 1000 / HISTORY_SAMPLES);
+	}
+	stop_processes(r);
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "bench: could not remove %s\n", dir);
+	free(r);
+}
+
 int main(int argc, char **argv)
 {
 	int quick = 0;
@@ -577,7 +636,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--tokens") && i + 1 < argc)
 			tokens = atol(argv[++i]);
 		else {
-			fprintf(stderr, "usage: agentgate_bench [--quick] [--only pure|burst|paced|abort] [--tokens N]\n");
+			fprintf(stderr, "usage: agentgate_bench [--quick] [--only pure|burst|paced|abort|history] [--tokens N]\n");
 			return 2;
 		}
 	}
@@ -592,6 +651,8 @@ int main(int argc, char **argv)
 		server_run(quick ? 20 : 100, tokens > 0 ? tokens : quick ? 50 : 200, 20);
 	if (!only || !strcmp(only, "abort"))
 		abort_run(quick ? 5 : 20);
+	if (!only || !strcmp(only, "history"))
+		history_run(quick);
 	curl_global_cleanup();
 	return 0;
 }

@@ -361,13 +361,31 @@ static int start_attempt(struct llm_stream *st, struct err *e)
 	return 0;
 }
 
+/* The messages every attempt sends: an item that is a cJSON reference (the session's
+ * kept history, which outlives the stream: llm_types.h) is kept by reference, the rest
+ * is copied, so a step does not copy the whole conversation. */
+static cJSON *keep_messages(const cJSON *msgs)
+{
+	cJSON *out = cJSON_CreateArray();
+	for (const cJSON *m = msgs ? msgs->child : NULL; m && out; m = m->next) {
+		int ok = m->type & cJSON_IsReference
+				 ? cJSON_AddItemReferenceToArray(out, (cJSON *)m)
+				 : cJSON_AddItemToArray(out, cJSON_Duplicate(m, 1));
+		if (!ok) {
+			cJSON_Delete(out);
+			return NULL;
+		}
+	}
+	return out;
+}
+
 static int copy_request(struct llm_stream *st, const struct llm_request *rq)
 {
 	st->session_id = strdup(rq->session_id ? rq->session_id : "-");
 	st->provider = strdup(rq->provider);
 	st->model = strdup(rq->model);
 	st->system = rq->system ? strdup(rq->system) : NULL;
-	st->messages = rq->messages ? cJSON_Duplicate(rq->messages, 1) : cJSON_CreateArray();
+	st->messages = keep_messages(rq->messages);
 	st->tools = rq->tools ? cJSON_Duplicate(rq->tools, 1) : cJSON_CreateArray();
 	if (!st->session_id || !st->provider || !st->model || !st->messages || !st->tools)
 		return -1;

@@ -20,7 +20,10 @@ struct llm_error {
 };
 
 /* Neutral request. messages: [{role: user|assistant|tool, content, tool_calls?:
- * [{id,name,arguments}], tool_call_id?}]; tools: [{name, description, parameters}]. */
+ * [{id,name,arguments}], tool_call_id?}]; tools: [{name, description, parameters}].
+ * The stream copies what it needs, except message items that are cJSON references:
+ * those it keeps by reference, and their targets must live until the stream ends (the
+ * session's kept history does). */
 struct llm_request {
 	const char *session_id; /* for log lines */
 	const char *provider, *model;
