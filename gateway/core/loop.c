@@ -28,6 +28,7 @@ struct loop {
 	struct lws_protocols *protocols;
 	void (*on_signal)(void *arg, int signo);
 	void *signal_arg;
+	pthread_t thread; /* the loop's: its creator, which runs it */
 	int epfd; /* the watched descriptors; lws owns it once adopted */
 };
 
@@ -184,6 +185,7 @@ struct loop *loop_create(const struct loop_config *cfg)
 	if (!L)
 		return NULL;
 	pthread_mutex_init(&L->lock, NULL);
+	L->thread = pthread_self();
 	L->user = cfg->user;
 	L->epfd = -1;
 	L->protocols = build_protocols(cfg->protocols);
@@ -242,6 +244,11 @@ struct lws_context *loop_lws(struct loop *L)
 void *loop_user(struct loop *L)
 {
 	return L->user;
+}
+
+int loop_is_current(struct loop *L)
+{
+	return pthread_equal(L->thread, pthread_self());
 }
 
 int loop_run(struct loop *L)

@@ -44,6 +44,8 @@ void loop_destroy(struct loop *L);
 struct lws_context *loop_lws(struct loop *L);
 void *loop_user(struct loop *L);
 
+/* 1 on the loop's thread (the one that created it and runs it). Any thread. */
+int loop_is_current(struct loop *L);
 /* Services events until loop_stop(). Returns 0. */
 int loop_run(struct loop *L);
 /* Asks loop_run to return after the current callback. Any thread, and signal handlers. */

@@ -33,6 +33,8 @@ struct engine {
 	int naborting;
 	struct timer sweeper;
 	int closing;
+	struct toolrun *calls[64]; /* running and just-finished tool calls, by id */
+	uint64_t next_call_id, calls_dropped;
 	struct {
 		struct hook *head[HOOK_COUNT];
 		struct bus_sub sub; /* HOOK_EVENT's bus subscription, while it has callbacks */
@@ -99,8 +101,9 @@ struct msg {
 };
 
 struct toolrun {
-	struct tool_call pub;
+	struct tool_call pub;   /* pub.id: the handle tools complete it by */
 	struct toolrun *next;
+	struct toolrun *hnext;  /* E->calls, by id, while the run exists */
 	struct turn *t;
 	struct part *p;
 	const struct tool_def *def;
@@ -222,6 +225,9 @@ void hooks_free(struct engine *E);
 
 /* tool_call.c: a call's part is final; the last one of a turn continues the loop */
 void toolrun_finish(struct toolrun *r);
+/* Gives r its id and makes it findable by it; toolrun_forget when it is freed. */
+void toolrun_track(struct engine *E, struct toolrun *r);
+void toolrun_forget(struct engine *E, struct toolrun *r);
 
 /* step.c */
 void step_begin(struct turn *t);

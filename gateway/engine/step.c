@@ -145,20 +145,28 @@ static cJSON *history(struct engine *E, struct session *s, const struct turn *t)
 	return out;
 }
 
+struct schemas {
+	const struct agent *a;
+	cJSON *arr;
+};
+
+static void add_schema(void *arg, const struct tool_def *d)
+{
+	struct schemas *x = arg;
+	if (!agent_allows(x->a, d->name))
+		return;
+	cJSON *t = cJSON_CreateObject();
+	cJSON_AddStringToObject(t, "name", d->name);
+	cJSON_AddStringToObject(t, "description", d->description);
+	cJSON_AddItemToObject(t, "parameters", cJSON_Parse(d->parameters));
+	cJSON_AddItemToArray(x->arr, t);
+}
+
 static cJSON *tool_schemas(struct engine *E, const struct agent *a)
 {
-	cJSON *arr = cJSON_CreateArray();
-	for (int i = 0; i < E->T.n; i++) {
-		const struct tool_def *d = &E->T.v[i];
-		if (!agent_allows(a, d->name))
-			continue;
-		cJSON *t = cJSON_CreateObject();
-		cJSON_AddStringToObject(t, "name", d->name);
-		cJSON_AddStringToObject(t, "description", d->description);
-		cJSON_AddItemToObject(t, "parameters", cJSON_Parse(d->parameters));
-		cJSON_AddItemToArray(arr, t);
-	}
-	return arr;
+	struct schemas x = {a, cJSON_CreateArray()};
+	tools_each(&E->T, add_schema, &x);
+	return x.arr;
 }
 
 /* ---- stream callbacks ---- */
@@ -306,9 +314,13 @@ static const struct llm_sink sink = {
 
 static void toolruns_free(struct turn *t)
 {
+	struct engine *E = t->s->E;
 	while (t->tools) {
 		struct toolrun *r = t->tools;
 		t->tools = r->next;
+		toolrun_forget(E, r); /* a completion from now on is dropped */
+		if (r->def)
+			tools_release(&E->T, r->def);
 		cJSON_Delete(r->input);
 		free(r);
 	}
@@ -327,6 +339,7 @@ static struct toolrun *toolrun_new(struct turn *t, struct part *p)
 		.E = E, .session_id = t->s->id, .call_id = p->call_id, .tool = p->tool,
 		.input = r->input,
 	};
+	toolrun_track(E, r);
 	struct toolrun **tail = &t->tools;
 	while (*tail)
 		tail = &(*tail)->next;
@@ -375,6 +388,7 @@ static void run_tools(struct turn *t)
 			continue;
 		}
 		r->def = tools_find(&E->T, r->p->tool);
+		tools_hold(r->def); /* an unregister now leaves it in place until we let go */
 		r->p->ts = TS_RUNNING;
 		part_save(E, r->p);
 		r->def->run(&r->pub, r->def->arg);

@@ -530,5 +530,7 @@ int task_register_tools(struct engine *E)
 		"\"required\":[\"task_id\"]}",
 		check_run, NULL, E,
 	};
-	return tools_register(&E->T, &task) || tools_register(&E->T, &check) ? -1 : 0;
+	return tools_register(&E->T, &task, "builtin") || tools_register(&E->T, &check, "builtin")
+		       ? -1
+		       : 0;
 }

@@ -1,7 +1,9 @@
 /* tool_call: how a running tool call ends or reports progress, as the tool sees it
- * (tool.h). The call's part is saved and announced; when the turn's last call ends, the
- * agent loop continues (step.c) from a timer, outside the tool's own callback. Loop
- * thread only. */
+ * (tool.h). Calls are found by id, never by a pointer a tool kept: a completion for a
+ * call that has ended or was cancelled finds nothing and is dropped (and counted). One
+ * from another thread crosses to the loop through its inbox. The call's part is saved
+ * and announced; when the turn's last call ends, the agent loop continues (step.c)
+ * from a timer, outside the tool's own callback. */
 #include "engine_int.h"
 
 #include <stdlib.h>
@@ -36,40 +38,68 @@ static void set_str(char **dst, const char *v)
 	*dst = strdup(v);
 }
 
-/* The running call as the tool sees it, or NULL once it has ended. */
-static struct toolrun *live_run(struct tool_call *c)
+/* ---- calls by id ---- */
+
+#define CALL_BUCKETS (sizeof(((struct engine *)0)->calls) / sizeof(struct toolrun *))
+
+void toolrun_track(struct engine *E, struct toolrun *r)
 {
-	struct toolrun *r = container_of(c, struct toolrun, pub);
-	return r->finished ? NULL : r;
+	r->pub.id = ++E->next_call_id;
+	struct toolrun **b = &E->calls[r->pub.id % CALL_BUCKETS];
+	r->hnext = *b;
+	*b = r;
 }
 
-void tool_call_done(struct tool_call *c, const char *output, const char *title,
-		    const char *metadata_json)
+void toolrun_forget(struct engine *E, struct toolrun *r)
 {
-	struct toolrun *r = live_run(c);
-	if (!r)
-		return;
-	r->p->ts = TS_COMPLETED;
-	set_str(&r->p->output, output ? output : "");
+	for (struct toolrun **pp = &E->calls[r->pub.id % CALL_BUCKETS]; *pp; pp = &(*pp)->hnext) {
+		if (*pp == r) {
+			*pp = r->hnext;
+			return;
+		}
+	}
+}
+
+/* The call id names while it still runs; NULL (and the completion counted as dropped)
+ * when it has ended, was cancelled, or never was. */
+static struct toolrun *live(struct engine *E, uint64_t id)
+{
+	struct toolrun *r = E->calls[id % CALL_BUCKETS];
+	while (r && r->pub.id != id)
+		r = r->hnext;
+	if (r && !r->finished)
+		return r;
+	E->calls_dropped++;
+	return NULL;
+}
+
+static void end_call(struct toolrun *r, int ok, const char *text, const char *title,
+		     const char *metadata_json)
+{
+	r->p->ts = ok ? TS_COMPLETED : TS_ERROR;
+	if (ok)
+		set_str(&r->p->output, text ? text : "");
+	else
+		set_str(&r->p->error, text ? text : "tool failed");
 	set_str(&r->p->title, title);
 	set_str(&r->p->meta, metadata_json);
 	toolrun_finish(r);
 }
 
+void tool_call_done(struct tool_call *c, const char *output, const char *title,
+		    const char *metadata_json)
+{
+	tool_done(c->E, c->id, output, title, metadata_json);
+}
+
 void tool_call_fail(struct tool_call *c, const char *error, const char *metadata_json)
 {
-	struct toolrun *r = live_run(c);
-	if (!r)
-		return;
-	r->p->ts = TS_ERROR;
-	set_str(&r->p->error, error ? error : "tool failed");
-	set_str(&r->p->meta, metadata_json);
-	toolrun_finish(r);
+	tool_fail(c->E, c->id, error, metadata_json);
 }
 
 void tool_call_set_metadata(struct tool_call *c, const char *title, const char *metadata_json)
 {
-	struct toolrun *r = live_run(c);
+	struct toolrun *r = live(c->E, c->id);
 	if (!r)
 		return;
 	set_str(&r->p->title, title);
@@ -80,4 +110,66 @@ void tool_call_set_metadata(struct tool_call *c, const char *title, const char *
 struct loop *tool_call_loop(struct tool_call *c)
 {
 	return c->E->L;
+}
+
+/* ---- completions from any thread ---- */
+
+struct completion {
+	struct engine *E;
+	uint64_t id;
+	int ok;
+	char *text, *title, *meta;
+};
+
+static void complete(void *arg)
+{
+	struct completion *m = arg;
+	struct toolrun *r = live(m->E, m->id);
+	if (r)
+		end_call(r, m->ok, m->text, m->title, m->meta);
+	free(m->text);
+	free(m->title);
+	free(m->meta);
+	free(m);
+}
+
+static int post_completion(struct engine *E, uint64_t id, int ok, const char *text,
+			   const char *title, const char *meta)
+{
+	if (loop_is_current(E->L)) {
+		struct toolrun *r = live(E, id);
+		if (!r)
+			return -1;
+		end_call(r, ok, text, title, meta);
+		return 0;
+	}
+	struct completion *m = calloc(1, sizeof(*m));
+	if (!m)
+		return -1;
+	*m = (struct completion){E, id, ok, text ? strdup(text) : NULL,
+				 title ? strdup(title) : NULL, meta ? strdup(meta) : NULL};
+	if (loop_post(E->L, complete, m)) {
+		free(m->text);
+		free(m->title);
+		free(m->meta);
+		free(m);
+		return -1;
+	}
+	return 0;
+}
+
+int tool_done(struct engine *E, uint64_t id, const char *output, const char *title,
+	      const char *metadata_json)
+{
+	return post_completion(E, id, 1, output, title, metadata_json);
+}
+
+int tool_fail(struct engine *E, uint64_t id, const char *error, const char *metadata_json)
+{
+	return post_completion(E, id, 0, error, NULL, metadata_json);
+}
+
+uint64_t tool_dropped(struct engine *E)
+{
+	return E->calls_dropped;
 }

@@ -92,7 +92,7 @@ int tools_register_builtin(struct tools *T)
 		 sleep_run, sleep_cancel, NULL},
 	};
 	for (size_t i = 0; i < sizeof(defs) / sizeof(defs[0]); i++)
-		if (tools_register(T, &defs[i]))
+		if (tools_register(T, &defs[i], "builtin"))
 			return -1;
 	return 0;
 }
