@@ -1,4 +1,5 @@
 #include "api.h"
+#include "container.h"
 #include "jsonin.h"
 #include "task.h"
 
@@ -156,21 +157,7 @@ static int do_task(struct engine *E, const cJSON *p, struct jw *w, struct err *e
 
 static int do_prompt_async(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
 {
-	const char *id;
-	struct api_prompt ap = {0};
-	struct prompt_result r;
-	int rc = session_id(p, &id, e) || api_parse_prompt(p, id, "ws", &ap, e) ||
-		 engine_prompt(E, &ap.p, &r, NULL, e);
-	api_prompt_free(&ap);
-	if (rc)
-		return -1;
-	jw_obj(w);
-	jw_kstr(w, "sessionID", id);
-	jw_kstr(w, "turnID", r.turn_id);
-	jw_kstr(w, "messageID", r.user_message_id);
-	jw_kbool(w, "coalesced", r.coalesced);
-	jw_obj_end(w);
-	return 0;
+	return api_prompt(E, p, "ws", NULL, w, e);
 }
 
 static const struct {
@@ -288,4 +275,154 @@ int api_parse_prompt(const cJSON *p, const char *session_id, const char *source,
 	pr->text = ap->text;
 	pr->parts = cJSON_GetObjectItemCaseSensitive(p, "parts");
 	return 0;
+}
+
+/* ---- prompts ---- */
+
+static void turn_ended(struct turn_waiter *tw, const char *state, const char *msg_id,
+		       const char *error)
+{
+	struct api_wait *aw = container_of(tw, struct api_wait, tw);
+	struct err err = {0}, *e = &err;
+	struct jw w;
+	jw_init(&w);
+	if (!*msg_id) /* shutting down: the prompt stays queued */
+		err_set(e, ERR_UNAVAILABLE, "%s", error ? error : "the server is shutting down");
+	else
+		engine_message_json(aw->E, aw->session, msg_id, &w, e);
+	aw->fn(aw, e->code ? NULL : &w, e->code ? e : NULL);
+	jw_free(&w);
+}
+
+int api_prompt(struct engine *E, const cJSON *params, const char *source, struct api_wait *aw,
+	       struct jw *w, struct err *e)
+{
+	const char *sid;
+	struct api_prompt ap = {0};
+	struct prompt_result r;
+	if (session_id(params, &sid, e))
+		return -1;
+	if (aw) {
+		aw->E = E;
+		aw->tw.fn = turn_ended;
+		snprintf(aw->session, sizeof(aw->session), "%s", sid);
+	}
+	int rc = api_parse_prompt(params, sid, source, &ap, e) ||
+		 engine_prompt(E, &ap.p, &r, aw ? &aw->tw : NULL, e);
+	api_prompt_free(&ap);
+	if (rc)
+		return -1;
+	if (!aw && w) {
+		jw_obj(w);
+		jw_kstr(w, "sessionID", sid);
+		jw_kstr(w, "turnID", r.turn_id);
+		jw_kstr(w, "messageID", r.user_message_id);
+		jw_kbool(w, "coalesced", r.coalesced);
+		jw_obj_end(w);
+	}
+	return 0;
+}
+
+void api_wait_cancel(struct api_wait *aw)
+{
+	if (aw->E)
+		engine_waiter_cancel(aw->E, &aw->tw);
+}
+
+int api_waiting(const struct api_wait *aw)
+{
+	return aw->tw.turn != NULL;
+}
+
+/* ---- subscriptions ---- */
+
+int api_subscribe(struct engine *E, struct subscriber *s, const cJSON *params,
+		  void (*wake)(struct subscriber *s), struct err *e)
+{
+	const char *sid = NULL;
+	int desc = 0;
+	long long since = -1;
+	if (jsonin_str(params, "sessionID", 0, &sid, e) ||
+	    jsonin_bool(params, "descendants", &desc, e) || jsonin_int(params, "since", 0, &since, e))
+		return -1;
+	if (sid && *sid && engine_session_exists(E, sid, e))
+		return -1;
+	if (subscriber_start(s, engine_bus(E), sid, desc, since, wake)) {
+		err_set(e, ERR_INTERNAL, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- the route table ---- */
+
+static const struct api_route routes[] = {
+	{"GET", "/global/health", "global.health", {NULL}, API_CALL, 0},
+	{"GET", "/event", "subscribe", {NULL}, API_EVENTS, 0},
+	{"GET", "/session", "session.list", {NULL}, API_CALL, 0},
+	{"POST", "/session", "session.create", {NULL}, API_CALL, 0},
+	{"GET", "/session/status", "session.status", {NULL}, API_CALL, 0},
+	{"GET", "/session/*", "session.get", {"sessionID"}, API_CALL, 0},
+	{"PATCH", "/session/*", "session.update", {"sessionID"}, API_CALL, 0},
+	{"DELETE", "/session/*", "session.delete", {"sessionID"}, API_CALL, 0},
+	{"GET", "/session/*/children", "session.children", {"sessionID"}, API_CALL, 0},
+	{"GET", "/session/*/message", "session.messages", {"sessionID"}, API_CALL, 0},
+	{"POST", "/session/*/message", "session.prompt", {"sessionID"}, API_PROMPT, 1},
+	{"GET", "/session/*/message/*", "session.message", {"sessionID", "messageID"}, API_CALL, 0},
+	{"POST", "/session/*/prompt_async", "session.prompt_async", {"sessionID"}, API_PROMPT, 0},
+	{"POST", "/session/*/abort", "session.abort", {"sessionID"}, API_CALL, 0},
+	{"GET", "/agent", "agent.list", {NULL}, API_CALL, 0},
+	{"GET", "/task/*", "task.get", {"taskID"}, API_CALL, 0},
+};
+
+/* Matches path against pattern, capturing '*' segments into ids[]. */
+static int match(const char *pattern, const char *path, char ids[2][64])
+{
+	int n = 0;
+	while (*pattern && *path) {
+		if (*pattern == '*') {
+			size_t len = strcspn(path, "/");
+			if (!len || len >= 64 || n == 2)
+				return 0;
+			memcpy(ids[n], path, len);
+			ids[n++][len] = 0;
+			path += len;
+			pattern++;
+		} else if (*pattern++ != *path++) {
+			return 0;
+		}
+	}
+	return !*pattern && (!*path || !strcmp(path, "/"));
+}
+
+const char *api_path_pattern(const char *path)
+{
+	const char *pattern = NULL;
+	char probe[2][64];
+	/* a literal segment beats a '*' (/session/status, /session/{id}) */
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+		if (match(routes[i].pattern, path, probe) &&
+		    (!pattern || !strchr(routes[i].pattern, '*')))
+			pattern = routes[i].pattern;
+	return pattern;
+}
+
+const struct api_route *api_route(const char *method, const char *path, char ids[2][64],
+				  char *allowed, size_t allowed_len)
+{
+	const char *pattern = api_path_pattern(path);
+	allowed[0] = 0;
+	if (!pattern)
+		return NULL;
+	match(pattern, path, ids);
+	const struct api_route *found = NULL;
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		if (strcmp(routes[i].pattern, pattern))
+			continue;
+		if (!strcmp(routes[i].http_method, method))
+			found = &routes[i];
+		size_t l = strlen(allowed);
+		snprintf(allowed + l, allowed_len - l, "%s%s", l ? "," : "", routes[i].http_method);
+	}
+	return found;
 }

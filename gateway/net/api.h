@@ -1,6 +1,8 @@
-/* api: the operations every transport offers (HTTP routes, WebSocket JSON-RPC), by
- * JSON-RPC method name, with params as JSON and the result written as JSON. Transports
- * only map their requests onto these and their errors onto status codes. Loop thread. */
+/* api: the one door between the transports and the engine. It owns the route table
+ * (each operation's HTTP route and JSON-RPC name), runs operations by name with params
+ * as JSON, submits prompts (answering now, or when the turn ends), and starts event
+ * subscriptions. http.c and ws.c only frame requests onto these and errors onto their
+ * codes. Loop thread. */
 #ifndef AG_API_H
 #define AG_API_H
 #include <cjson/cJSON.h>
@@ -8,6 +10,31 @@
 #include "engine.h"
 #include "err.h"
 #include "jw.h"
+#include "subscriber.h"
+
+/* ---- the route table ---- */
+
+enum api_kind {
+	API_CALL,   /* api_call(rpc, params) */
+	API_PROMPT, /* api_prompt: held until the turn ends when wait is set */
+	API_EVENTS, /* an event stream (api_subscribe) */
+};
+
+struct api_route {
+	const char *http_method;
+	const char *pattern;      /* path segments; '*' is one id segment */
+	const char *rpc;          /* the operation's JSON-RPC method name */
+	const char *ids[2];       /* the params the '*' segments fill, in order */
+	enum api_kind kind;
+	int wait;
+};
+
+/* The route of an HTTP request, its '*' segments in ids; NULL when there is none, and
+ * then allowed lists the methods the path does take ("" for an unknown path). */
+const struct api_route *api_route(const char *method, const char *path, char ids[2][64],
+				  char *allowed, size_t allowed_len);
+/* The route pattern a path matches (any method), or NULL. */
+const char *api_path_pattern(const char *path);
 
 /* Runs method with params (an object or NULL). 0 and the result in w, or -1 and e.
  * ERR_NOTFOUND with code -32601 semantics when the method does not exist: *unknown = 1. */
@@ -27,6 +54,32 @@ struct api_prompt {
 int api_parse_prompt(const cJSON *params, const char *session_id, const char *source,
 		     struct api_prompt *ap, struct err *e);
 void api_prompt_free(struct api_prompt *ap);
+
+/* A transport waiting for a turn to end, embedded in its connection or request. fn runs
+ * once on the loop thread with the terminal message ({info, parts}) in result, or with
+ * e set (ERR_UNAVAILABLE when the server stops with the prompt still queued). */
+struct api_wait {
+	void (*fn)(struct api_wait *aw, struct jw *result, const struct err *e);
+	struct turn_waiter tw;
+	struct engine *E;
+	char session[64];
+};
+
+/* Submits a prompt: params {sessionID, parts|text, agent, model, messageID, policy,
+ * dedupeKey}; source is the transport's (http, ws), never the client's. Without aw it
+ * is answered now: {sessionID, turnID, messageID, coalesced} in w. With aw, aw->fn
+ * answers when the turn ends. -1 and e when the prompt was not accepted. */
+int api_prompt(struct engine *E, const cJSON *params, const char *source, struct api_wait *aw,
+	       struct jw *w, struct err *e);
+/* Detaches a waiter whose client went away (idempotent). */
+void api_wait_cancel(struct api_wait *aw);
+/* 1 while aw waits for a turn. */
+int api_waiting(const struct api_wait *aw);
+
+/* Starts s on params {sessionID?, descendants?, since?}: a session must exist; since
+ * replays what came after it. wake is the transport's "write now". */
+int api_subscribe(struct engine *E, struct subscriber *s, const cJSON *params,
+		  void (*wake)(struct subscriber *s), struct err *e);
 
 #define AGENTGATE_VERSION "0.1.0"
 

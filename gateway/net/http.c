@@ -173,72 +173,6 @@ static void read_method(struct conn *c)
 			snprintf(c->method, sizeof(c->method), "%s", m[i].name);
 }
 
-/* ---- routes ---- */
-
-struct route {
-	const char *pattern; /* segments; '*' matches one id segment */
-	const char *methods; /* e.g. "GET,POST" */
-};
-
-static const struct route routes[] = {
-	{"/global/health", "GET"},
-	{"/event", "GET"},
-	{"/session", "GET,POST"},
-	{"/session/status", "GET"},
-	{"/session/*", "GET,PATCH,DELETE"},
-	{"/session/*/children", "GET"},
-	{"/session/*/message", "GET,POST"},
-	{"/session/*/message/*", "GET"},
-	{"/session/*/prompt_async", "POST"},
-	{"/session/*/abort", "POST"},
-	{"/agent", "GET"},
-	{"/task/*", "GET"},
-};
-
-/* Matches path against pattern, capturing '*' segments into ids[]. */
-static int match(const char *pattern, const char *path, char ids[2][64])
-{
-	int n = 0;
-	while (*pattern && *path) {
-		if (*pattern == '*') {
-			size_t len = strcspn(path, "/");
-			if (!len || len >= 64 || n == 2)
-				return 0;
-			memcpy(ids[n], path, len);
-			ids[n++][len] = 0;
-			path += len;
-			pattern++;
-		} else if (*pattern++ != *path++) {
-			return 0;
-		}
-	}
-	return !*pattern && (!*path || !strcmp(path, "/"));
-}
-
-static const struct route *find_route(const char *path, char ids[2][64])
-{
-	const struct route *best = NULL;
-	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-		if (!match(routes[i].pattern, path, ids))
-			continue;
-		/* a literal segment beats a '*' (/session/status vs /session/{id}) */
-		if (!best || !strchr(routes[i].pattern, '*'))
-			best = &routes[i];
-	}
-	if (best)
-		match(best->pattern, path, ids);
-	return best;
-}
-
-static int allows(const struct route *r, const char *method)
-{
-	size_t n = strlen(method);
-	for (const char *p = r->methods; (p = strstr(p, method)); p += n)
-		if ((p == r->methods || p[-1] == ',') && (p[n] == 0 || p[n] == ','))
-			return 1;
-	return 0;
-}
-
 /* lws cannot parse a request with a method it does not know: it hands the connection
  * over as a raw socket with what it read (LWS_SERVER_OPTION_FALLBACK_TO_APPLY_LISTEN_
  * ACCEPT_CONFIG), and the answer names the method. */
@@ -268,37 +202,24 @@ int http_unknown_method(struct lws *wsi, const char *in, size_t len)
 
 /* ---- the long-held prompt ---- */
 
-static void prompt_done(struct turn_waiter *w, const char *state, const char *msg_id,
-			const char *error)
+static void prompt_answered(struct api_wait *aw, struct jw *result, const struct err *e)
 {
-	struct conn *c = lws_container_of(w, struct conn, w);
-	struct jw out;
-	struct err e = {0};
-	if (!*msg_id) { /* shutting down: the prompt stays queued */
-		respond_error(c, 503, "ServiceUnavailable", error, "connection:", "close");
-		return;
-	}
-	jw_init(&out);
-	if (engine_message_json(c->srv->E, c->wait_session, msg_id, &out, &e)) {
-		jw_free(&out);
-		respond_err(c, &e);
-		return;
-	}
-	respond_json(c, 200, &out);
+	struct conn *c = container_of(aw, struct conn, aw);
+	if (e && e->code == ERR_UNAVAILABLE) /* shutting down: the prompt stays queued */
+		respond_error(c, 503, "ServiceUnavailable", e->msg, "connection:", "close");
+	else if (e)
+		respond_err(c, e);
+	else
+		respond_json(c, 200, result);
 }
 
-static int do_prompt(struct conn *c, const char *sid, const cJSON *body, int wait)
+static int do_prompt(struct conn *c, const struct api_route *r, const cJSON *params)
 {
-	struct api_prompt ap = {0};
 	struct err e = {0};
-	snprintf(c->wait_session, sizeof(c->wait_session), "%s", sid);
-	c->w.fn = prompt_done;
-	int rc = api_parse_prompt(body, sid, "http", &ap, &e) ||
-		 engine_prompt(c->srv->E, &ap.p, NULL, wait ? &c->w : NULL, &e);
-	api_prompt_free(&ap);
-	if (rc)
+	c->aw.fn = prompt_answered;
+	if (api_prompt(c->srv->E, params, "http", r->wait ? &c->aw : NULL, NULL, &e))
 		return respond_err(c, &e);
-	if (!wait)
+	if (!r->wait)
 		return respond_ex(c, 204, "application/json", NULL, 0, NULL, NULL);
 	/* held until the turn ends: the header table goes back to the pool (everything
 	 * needed is copied), and a client that leaves is noticed at once */
@@ -342,13 +263,16 @@ static int events_start(struct conn *c)
 	if (query_arg(c->wsi, "sessionID", sid, sizeof(sid)) == -2)
 		return respond_error(c, 400, "BadRequest", "a query argument is too long (a "
 				     "sessionID is at most 63 characters)", NULL, NULL);
-	int desc = query_flag(c->wsi, "descendants");
 	struct err e = {0};
-	if (*sid && engine_session_exists(c->srv->E, sid, &e))
-		return respond_err(c, &e);
-	if (subscriber_start(&c->sub, engine_bus(c->srv->E), sid, desc, since_of(c->wsi),
-			     events_wake))
-		return -1;
+	cJSON *params = cJSON_CreateObject();
+	if (*sid)
+		cJSON_AddStringToObject(params, "sessionID", sid);
+	cJSON_AddBoolToObject(params, "descendants", query_flag(c->wsi, "descendants"));
+	cJSON_AddNumberToObject(params, "since", (double)since_of(c->wsi));
+	int rc = api_subscribe(c->srv->E, &c->sub, params, events_wake, &e);
+	cJSON_Delete(params);
+	if (rc)
+		return e.code == ERR_INTERNAL ? -1 : respond_err(c, &e);
 	c->subscribed = 1;
 	c->kind = C_SSE;
 	if (write_headers(c, 200, "text/event-stream", -1, "x-accel-buffering:", "no"))
@@ -492,32 +416,6 @@ static int serve_static(struct conn *c)
 
 /* ---- dispatch ---- */
 
-static const struct {
-	const char *pattern, *method, *api;
-} api_routes[] = {
-	{"/global/health", "GET", "global.health"},
-	{"/session", "GET", "session.list"},
-	{"/session", "POST", "session.create"},
-	{"/session/status", "GET", "session.status"},
-	{"/session/*", "GET", "session.get"},
-	{"/session/*", "PATCH", "session.update"},
-	{"/session/*", "DELETE", "session.delete"},
-	{"/session/*/children", "GET", "session.children"},
-	{"/session/*/message", "GET", "session.messages"},
-	{"/session/*/message/*", "GET", "session.message"},
-	{"/session/*/abort", "POST", "session.abort"},
-	{"/agent", "GET", "agent.list"},
-	{"/task/*", "GET", "task.get"},
-};
-
-static const char *api_for(const struct route *r, const char *method)
-{
-	for (size_t i = 0; i < sizeof(api_routes) / sizeof(api_routes[0]); i++)
-		if (!strcmp(api_routes[i].pattern, r->pattern) && !strcmp(api_routes[i].method, method))
-			return api_routes[i].api;
-	return NULL;
-}
-
 /* A body must say it is JSON: a web page can send text/plain or a form to any origin
  * without asking first, never application/json. 0, or -1 with the type in why. */
 static int json_body_type(struct conn *c, char *why, size_t n)
@@ -567,17 +465,17 @@ static void add_query(struct conn *c, cJSON *params)
 		cJSON_AddBoolToObject(params, "roots", 1);
 }
 
-static int call_api(struct conn *c, const char *method, cJSON *params, char ids[2][64])
+/* The route's '*' segments as the params they name (over what the body said). */
+static void add_ids(const struct api_route *r, cJSON *params, char ids[2][64])
 {
-	const char *first = strncmp(c->path, "/task/", 6) ? "sessionID" : "taskID";
-	if (ids[0][0]) {
-		cJSON_DeleteItemFromObject(params, first);
-		cJSON_AddStringToObject(params, first, ids[0]);
+	for (int i = 0; i < 2 && r->ids[i]; i++) {
+		cJSON_DeleteItemFromObject(params, r->ids[i]);
+		cJSON_AddStringToObject(params, r->ids[i], ids[i]);
 	}
-	if (ids[1][0]) {
-		cJSON_DeleteItemFromObject(params, "messageID");
-		cJSON_AddStringToObject(params, "messageID", ids[1]);
-	}
+}
+
+static int call_api(struct conn *c, const char *method, cJSON *params)
+{
 	add_query(c, params);
 	struct jw w;
 	struct err e = {0};
@@ -594,13 +492,13 @@ static int call_api(struct conn *c, const char *method, cJSON *params, char ids[
  * the NUL into the path), which must not fall back to the "/session" list. */
 static int empty_id(const char *path)
 {
-	char probe[sizeof(((struct conn *)0)->path) + 1], ids[2][64];
+	char probe[sizeof(((struct conn *)0)->path) + 1];
 	size_t n = strlen(path);
 	if (n < 2 || path[n - 1] != '/' || n + 1 >= sizeof(probe))
 		return 0;
 	snprintf(probe, sizeof(probe), "%sx", path);
-	const struct route *r = find_route(probe, ids);
-	return r && r->pattern[strlen(r->pattern) - 1] == '*';
+	const char *pattern = api_path_pattern(probe);
+	return pattern && pattern[strlen(pattern) - 1] == '*';
 }
 
 static int handle(struct conn *c)
@@ -616,23 +514,24 @@ static int handle(struct conn *c)
 		return respond_error(c, 400, "BadRequest", msg, NULL, NULL);
 	}
 	int is_get = !strcmp(c->method, "GET") || !strcmp(c->method, "HEAD");
-	const struct route *r = find_route(c->path, ids);
+	char allowed[64];
+	const struct api_route *r = api_route(c->method, c->path, ids, allowed, sizeof(allowed));
 	if (c->body_too_big)
 		return respond_error(c, 413, "PayloadTooLarge", "request body over 1048576 bytes",
 				     "connection:", "close");
-	if (!r)
+	if (!r && !*allowed)
 		return is_get ? serve_static(c)
 			      : respond_error(c, 404, "NotFoundError", "no such route", NULL, NULL);
-	if (!allows(r, c->method)) {
+	if (!r) {
 		char msg[1200];
 		snprintf(msg, sizeof(msg), "%s is not allowed on %s (allowed: %s)", c->method,
-			 c->path, r->methods);
-		return respond_error(c, 405, "MethodNotAllowed", msg, "allow:", r->methods);
+			 c->path, allowed);
+		return respond_error(c, 405, "MethodNotAllowed", msg, "allow:", allowed);
 	}
 	if (!query_ok(c->wsi))
 		return respond_error(c, 400, "BadRequest", "a query argument is too long (4 KiB "
 				     "at most)", NULL, NULL);
-	if (!strcmp(r->pattern, "/event"))
+	if (r->kind == API_EVENTS)
 		return events_start(c);
 	char why[200];
 	if (json_body_type(c, why, sizeof(why)))
@@ -641,13 +540,8 @@ static int handle(struct conn *c)
 	cJSON *body = body_object(c, &e);
 	if (!body)
 		return respond_err(c, &e);
-	int rc;
-	if (!strcmp(r->pattern, "/session/*/message") && !strcmp(c->method, "POST"))
-		rc = do_prompt(c, ids[0], body, 1);
-	else if (!strcmp(r->pattern, "/session/*/prompt_async"))
-		rc = do_prompt(c, ids[0], body, 0);
-	else
-		rc = call_api(c, api_for(r, c->method), body, ids);
+	add_ids(r, body, ids);
+	int rc = r->kind == API_PROMPT ? do_prompt(c, r, body) : call_api(c, r->rpc, body);
 	cJSON_Delete(body);
 	return rc;
 }
@@ -737,7 +631,7 @@ static int on_body(struct conn *c, const void *in, size_t len)
 
 void http_detach(struct conn *c)
 {
-	engine_waiter_cancel(c->srv->E, &c->w);
+	api_wait_cancel(&c->aw);
 	server_unwatch(c);
 	if (c->subscribed) {
 		subscriber_stop(&c->sub);

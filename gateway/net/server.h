@@ -6,6 +6,7 @@
 #define AG_SERVER_H
 #include <libwebsockets.h>
 
+#include "api.h"
 #include "engine.h"
 #include "subscriber.h"
 
@@ -51,8 +52,7 @@ struct conn {
 	int responding;
 	int close_after;
 	/* POST /session/{id}/message waiting for its turn */
-	struct turn_waiter w;
-	char wait_session[64];
+	struct api_wait aw;
 	/* SSE / WS events */
 	struct subscriber sub;
 	int subscribed;

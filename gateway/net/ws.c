@@ -26,7 +26,7 @@ enum {
 
 /* A session.prompt with "wait": answered when the turn ends. */
 struct ws_wait {
-	struct turn_waiter w;
+	struct api_wait aw;
 	struct conn *c;
 	struct ws_wait *next;
 	char *id_json; /* the request id, as JSON */
@@ -106,21 +106,11 @@ static void ws_wake(struct subscriber *s)
 
 static int do_subscribe(struct conn *c, const cJSON *p, struct jw *w, struct err *e)
 {
-	const char *sid = NULL;
-	int desc = 0;
-	long long since = -1;
-	if (jsonin_str(p, "sessionID", 0, &sid, e) || jsonin_bool(p, "descendants", &desc, e) ||
-	    jsonin_int(p, "since", 0, &since, e))
-		return -1;
-	if (sid && engine_session_exists(c->srv->E, sid, e))
-		return -1;
 	if (c->subscribed)
 		subscriber_stop(&c->sub);
 	c->subscribed = 0;
-	if (subscriber_start(&c->sub, engine_bus(c->srv->E), sid, desc, since, ws_wake)) {
-		err_set(e, ERR_INTERNAL, "out of memory");
+	if (api_subscribe(c->srv->E, &c->sub, p, ws_wake, e))
 		return -1;
-	}
 	c->subscribed = 1;
 	jw_obj(w);
 	jw_kint(w, "seq", bus_last_seq(engine_bus(c->srv->E)));
@@ -131,21 +121,14 @@ static int do_subscribe(struct conn *c, const cJSON *p, struct jw *w, struct err
 
 /* ---- prompts ---- */
 
-static void wait_done(struct turn_waiter *tw, const char *state, const char *msg_id,
-		      const char *error)
+static void wait_done(struct api_wait *aw, struct jw *result, const struct err *e)
 {
-	struct ws_wait *ww = lws_container_of(tw, struct ws_wait, w);
+	struct ws_wait *ww = container_of(aw, struct ws_wait, aw);
 	struct conn *c = ww->c;
-	struct jw w;
-	struct err e = {0};
-	jw_init(&w);
-	if (!*msg_id) /* shutting down: the prompt stays queued */
-		reply_error(c, ww->id_json, RPC_INTERNAL, error);
-	else if (engine_message_json(c->srv->E, ww->session, msg_id, &w, &e))
-		reply_error(c, ww->id_json, rpc_code(&e), e.msg);
+	if (e) /* ERR_UNAVAILABLE: the server stopped with the prompt still queued */
+		reply_error(c, ww->id_json, rpc_code(e), e->msg);
 	else
-		reply(c, ww->id_json, w.buf, w.len);
-	jw_free(&w);
+		reply(c, ww->id_json, result->buf, result->len);
 	for (struct ws_wait **pp = &c->waits; *pp; pp = &(*pp)->next) {
 		if (*pp == ww) {
 			*pp = ww->next;
@@ -161,26 +144,20 @@ static void wait_done(struct turn_waiter *tw, const char *state, const char *msg
 static int do_prompt(struct conn *c, const char *id_json, const cJSON *p, struct jw *w,
 		     struct err *e)
 {
-	const char *sid;
-	int wait = 0, unknown;
-	if (jsonin_str(p, "sessionID", 1, &sid, e) || jsonin_bool(p, "wait", &wait, e))
+	int wait = 0;
+	if (jsonin_bool(p, "wait", &wait, e))
 		return -1;
 	if (!wait)
-		return api_call(c->srv->E, "session.prompt_async", p, w, &unknown, e);
+		return api_prompt(c->srv->E, p, "ws", NULL, w, e);
 	struct ws_wait *ww = calloc(1, sizeof(*ww));
-	if (!ww) {
+	if (!ww || !(ww->id_json = strdup(id_json))) {
+		free(ww);
 		err_set(e, ERR_INTERNAL, "out of memory");
 		return -1;
 	}
 	ww->c = c;
-	ww->w.fn = wait_done;
-	ww->id_json = strdup(id_json);
-	snprintf(ww->session, sizeof(ww->session), "%s", sid);
-	struct api_prompt ap = {0};
-	int rc = api_parse_prompt(p, sid, "ws", &ap, e) ||
-		 engine_prompt(c->srv->E, &ap.p, NULL, &ww->w, e);
-	api_prompt_free(&ap);
-	if (rc) {
+	ww->aw.fn = wait_done;
+	if (api_prompt(c->srv->E, p, "ws", &ww->aw, NULL, e)) {
 		free(ww->id_json);
 		free(ww);
 		return -1;
@@ -384,7 +361,7 @@ void ws_detach(struct conn *c)
 	while (c->waits) {
 		struct ws_wait *ww = c->waits;
 		c->waits = ww->next;
-		engine_waiter_cancel(c->srv->E, &ww->w);
+		api_wait_cancel(&ww->aw);
 		free(ww->id_json);
 		free(ww);
 	}
