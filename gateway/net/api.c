@@ -337,7 +337,7 @@ int api_waiting(const struct api_wait *aw)
 /* ---- subscriptions ---- */
 
 int api_subscribe(struct engine *E, struct subscriber *s, const cJSON *params,
-		  void (*wake)(struct subscriber *s), struct err *e)
+		  void (*wake)(struct subscriber *s), int64_t *seq, struct err *e)
 {
 	const char *sid = NULL;
 	int desc = 0;
@@ -351,6 +351,8 @@ int api_subscribe(struct engine *E, struct subscriber *s, const cJSON *params,
 		err_set(e, ERR_INTERNAL, "out of memory");
 		return -1;
 	}
+	if (seq)
+		*seq = bus_last_seq(engine_bus(E));
 	return 0;
 }
 

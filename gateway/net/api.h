@@ -77,9 +77,10 @@ void api_wait_cancel(struct api_wait *aw);
 int api_waiting(const struct api_wait *aw);
 
 /* Starts s on params {sessionID?, descendants?, since?}: a session must exist; since
- * replays what came after it. wake is the transport's "write now". */
+ * replays what came after it. wake is the transport's "write now". The newest seq now
+ * goes to *seq when given. */
 int api_subscribe(struct engine *E, struct subscriber *s, const cJSON *params,
-		  void (*wake)(struct subscriber *s), struct err *e);
+		  void (*wake)(struct subscriber *s), int64_t *seq, struct err *e);
 
 #define AGENTGATE_VERSION "0.1.0"
 

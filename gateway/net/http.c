@@ -269,7 +269,7 @@ static int events_start(struct conn *c)
 		cJSON_AddStringToObject(params, "sessionID", sid);
 	cJSON_AddBoolToObject(params, "descendants", query_flag(c->wsi, "descendants"));
 	cJSON_AddNumberToObject(params, "since", (double)since_of(c->wsi));
-	int rc = api_subscribe(c->srv->E, &c->sub, params, events_wake, &e);
+	int rc = api_subscribe(c->srv->E, &c->sub, params, events_wake, NULL, &e);
 	cJSON_Delete(params);
 	if (rc)
 		return e.code == ERR_INTERNAL ? -1 : respond_err(c, &e);

@@ -109,11 +109,12 @@ static int do_subscribe(struct conn *c, const cJSON *p, struct jw *w, struct err
 	if (c->subscribed)
 		subscriber_stop(&c->sub);
 	c->subscribed = 0;
-	if (api_subscribe(c->srv->E, &c->sub, p, ws_wake, e))
+	int64_t seq;
+	if (api_subscribe(c->srv->E, &c->sub, p, ws_wake, &seq, e))
 		return -1;
 	c->subscribed = 1;
 	jw_obj(w);
-	jw_kint(w, "seq", bus_last_seq(engine_bus(c->srv->E)));
+	jw_kint(w, "seq", seq);
 	jw_obj_end(w);
 	lws_callback_on_writable(c->wsi);
 	return 0;
