@@ -12,6 +12,10 @@
 #include "sse.h"
 #include "wire.h"
 
+/* What the inputs reached: bodies that parsed and bodies refused, stream events. The
+ * smoke test checks its mutations exercise both sides. */
+unsigned long fuzz_bodies_parsed, fuzz_bodies_refused, fuzz_stream_events;
+
 static void on_text(void *arg, int reasoning, const char *s, size_t n)
 {
 	(void)arg;
@@ -23,6 +27,7 @@ static void on_text(void *arg, int reasoning, const char *s, size_t n)
 static int on_event(void *arg, const struct sse_event *ev)
 {
 	struct wire_out out = {on_text, NULL};
+	fuzz_stream_events++;
 	wire_event(arg, ev->type, ev->data, ev->data_len, &out);
 	return 0;
 }
@@ -31,8 +36,11 @@ static void body(const uint8_t *data, size_t size)
 {
 	struct err e = {0};
 	cJSON *j = jsonin_parse((const char *)data, size, &e);
-	if (!j)
+	if (!j) {
+		fuzz_bodies_refused++;
 		return;
+	}
+	fuzz_bodies_parsed++;
 	const char *s;
 	long long n;
 	int b;
