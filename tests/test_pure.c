@@ -109,11 +109,11 @@ static void turnq_dedupe_reject_interrupt_and_limit(void **state)
 static void turn_policy_names_parse(void **state)
 {
 	enum turn_policy p;
-	assert_int_equal(turn_policy_parse("interrupt", &p), 0);
+	assert_int_equal(turnq_policy_parse("interrupt", &p), 0);
 	assert_int_equal(p, TURN_POLICY_INTERRUPT);
-	assert_int_equal(turn_policy_parse(NULL, &p), 0);
+	assert_int_equal(turnq_policy_parse(NULL, &p), 0);
 	assert_int_equal(p, TURN_POLICY_QUEUE);
-	assert_int_equal(turn_policy_parse("later", &p), -1);
+	assert_int_equal(turnq_policy_parse("later", &p), -1);
 }
 
 /* Loads json as a config file; 0 or -1 with e filled. */

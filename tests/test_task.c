@@ -135,7 +135,7 @@ static void aborting_a_child_gives_the_parent_an_error_result(void **state)
 	struct jw w;
 	struct err e = {0};
 	jw_init(&w);
-	assert_int_equal(engine_task_json(h.E, child, &w, &e), 0);
+	assert_int_equal(task_json(h.E, child, &w, &e), 0);
 	assert_non_null(strstr(w.buf, "\"status\":\"running\""));
 	assert_non_null(strstr(w.buf, "\"lastToolCalls\":[{\"tool\":\"sleep\",\"status\":\"running\""));
 	assert_non_null(strstr(w.buf, "\"stallDetected\":false"));
@@ -145,7 +145,7 @@ static void aborting_a_child_gives_the_parent_an_error_result(void **state)
 	char *out = task_output(&h, sid);
 	assert_non_null(strstr(out, "cancelled"));
 	jw_init(&w);
-	assert_int_equal(engine_task_json(h.E, child, &w, &e), 0);
+	assert_int_equal(task_json(h.E, child, &w, &e), 0);
 	assert_non_null(strstr(w.buf, "\"status\":\"cancelled\""));
 	assert_non_null(strstr(w.buf, "\"endedAt\""));
 	jw_free(&w);

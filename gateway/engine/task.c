@@ -479,7 +479,7 @@ static void write_task(struct engine *E, const struct task *t, struct jw *w)
 	jw_obj_end(w);
 }
 
-int engine_task_json(struct engine *E, const char *task_id, struct jw *w, struct err *e)
+int task_json(struct engine *E, const char *task_id, struct jw *w, struct err *e)
 {
 	struct task *t = find(E, task_id);
 	if (!t) {
@@ -498,7 +498,7 @@ static void check_run(struct tool_call *c, void *arg)
 	struct err e = {0};
 	struct jw w;
 	jw_init(&w);
-	if (jsonin_str(c->input, "task_id", 1, &id, &e) || engine_task_json(E, id, &w, &e)) {
+	if (jsonin_str(c->input, "task_id", 1, &id, &e) || task_json(E, id, &w, &e)) {
 		jw_free(&w);
 		char why[600];
 		snprintf(why, sizeof(why), "check_task: %s", e.msg);

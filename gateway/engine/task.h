@@ -4,6 +4,6 @@
 #include "engine.h"
 
 /* Writes check_task's report for task_id (a child session id). ERR_NOTFOUND if none. */
-int engine_task_json(struct engine *E, const char *task_id, struct jw *w, struct err *e);
+int task_json(struct engine *E, const char *task_id, struct jw *w, struct err *e);
 
 #endif

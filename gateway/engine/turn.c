@@ -501,7 +501,7 @@ static struct turn *turn_from_row(struct engine *E, struct session *s, const str
 		return NULL;
 	t->created = r->created;
 	t->started = r->started;
-	turn_policy_parse(r->policy, &t->policy);
+	turnq_policy_parse(r->policy, &t->policy);
 	return t;
 }
 

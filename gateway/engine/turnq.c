@@ -89,7 +89,7 @@ int turnq_busy(const struct turnq *q)
 	return q->running || q->head;
 }
 
-int turn_policy_parse(const char *s, enum turn_policy *out)
+int turnq_policy_parse(const char *s, enum turn_policy *out)
 {
 	if (!s || !strcmp(s, "queue"))
 		*out = TURN_POLICY_QUEUE;

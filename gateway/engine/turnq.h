@@ -42,6 +42,6 @@ void turnq_finish(struct turnq *q);
 /* Removes a waiting item (cancelled before it ran); returns 0, or -1 if absent. */
 int turnq_remove(struct turnq *q, struct turnq_item *it);
 int turnq_busy(const struct turnq *q);
-int turn_policy_parse(const char *s, enum turn_policy *out);
+int turnq_policy_parse(const char *s, enum turn_policy *out);
 
 #endif

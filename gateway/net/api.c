@@ -152,7 +152,7 @@ static int do_health(struct engine *E, const cJSON *p, struct jw *w, struct err 
 static int do_task(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
 {
 	const char *id;
-	return jsonin_str(p, "taskID", 1, &id, e) || engine_task_json(E, id, w, e) ? -1 : 0;
+	return jsonin_str(p, "taskID", 1, &id, e) || task_json(E, id, w, e) ? -1 : 0;
 }
 
 static int do_prompt_async(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
@@ -265,7 +265,7 @@ int api_parse_prompt(const cJSON *p, const char *session_id, const char *source,
 		return -1;
 	/* the source is the transport's to say, never the client's: a body claiming to
 	 * be a background task's result would be let in during shutdown */
-	if (turn_policy_parse(policy, &pr->policy)) {
+	if (turnq_policy_parse(policy, &pr->policy)) {
 		err_set(e, ERR_INVALID, "\"policy\" must be queue, interrupt or reject (got \"%s\")",
 			policy);
 		return -1;

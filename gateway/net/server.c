@@ -228,7 +228,7 @@ static int reject(struct lws *wsi, unsigned status, const char *name, const char
 	return 1;
 }
 
-int ws_confirm_upgrade(struct server *S, struct lws *wsi)
+int server_confirm_upgrade(struct server *S, struct lws *wsi)
 {
 	char uri[64] = "", proto[128] = "";
 	lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
@@ -258,7 +258,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 	struct server *S = loop_user(lws_context_user(lws_get_context(wsi)));
 	struct conn *c = user;
 	if (reason == LWS_CALLBACK_HTTP_CONFIRM_UPGRADE)
-		return ws_confirm_upgrade(S, wsi);
+		return server_confirm_upgrade(S, wsi);
 	if (reason == LWS_CALLBACK_RAW_RX)
 		return http_unknown_method(wsi, in, len);
 	if (!c || !S)

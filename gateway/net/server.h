@@ -87,6 +87,9 @@ struct server {
 };
 
 /* server.c */
+/* Checks a WebSocket upgrade (path, subprotocol, access, token, limits): 0 to accept,
+ * else the answer was written. */
+int server_confirm_upgrade(struct server *S, struct lws *wsi);
 int server_authorized(struct server *S, struct lws *wsi);
 /* Cross-site and DNS-rebinding protection for every request and upgrade: Host must
  * name this server (its bind address, localhost, 127.0.0.1, ::1, server.allowed_hosts)
@@ -123,7 +126,6 @@ void http_detach(struct conn *c);
 
 /* ws.c */
 int ws_callback(struct conn *c, enum lws_callback_reasons reason, void *in, size_t len);
-int ws_confirm_upgrade(struct server *S, struct lws *wsi);
 void ws_detach(struct conn *c);
 
 #endif
