@@ -460,14 +460,34 @@ static void report(struct run *r, int n, long tokens, int pace, long rss_idle, l
 	       rss_peak / 1024.0);
 }
 
-static int server_run(int n, long tokens, int pace)
+/* mockllm and a server on a fresh data directory under dir (a mkdtemp template). */
+static struct run *run_start(char *dir)
 {
 	struct run *r = calloc(1, sizeof(*r));
-	char dir[] = "/tmp/agentgate-bench-XXXXXX";
 	if (!r || !mkdtemp(dir) || start_processes(r, dir)) {
 		fprintf(stderr, "bench: cannot start mockllm and agentgate serve\n");
-		return -1;
+		free(r);
+		return NULL;
 	}
+	return r;
+}
+
+static void run_stop(struct run *r, const char *dir)
+{
+	stop_processes(r);
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "bench: could not remove %s\n", dir);
+	free(r);
+}
+
+static int server_run(int n, long tokens, int pace)
+{
+	char dir[] = "/tmp/agentgate-bench-XXXXXX";
+	struct run *r = run_start(dir);
+	if (!r)
+		return -1;
 	pthread_mutex_init(&r->lock, NULL);
 	sync(); /* the previous scenario's writeback must not land in this one's figures */
 	usleep(300000);
@@ -495,13 +515,8 @@ static int server_run(int n, long tokens, int pace)
 	atomic_store(&r->stop, 1);
 	pthread_join(th, NULL);
 	report(r, n, tokens, pace, rss_idle, rss_peak, cpu);
-	stop_processes(r);
-	char cmd[300];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "bench: could not remove %s\n", dir);
 	free(r->lat);
-	free(r);
+	run_stop(r, dir);
 	return 0;
 }
 
@@ -524,12 +539,10 @@ static long get_json_int(const char *url, const char *key)
 /* Abort of a streaming turn: time until the provider sees its connection closed. */
 static void abort_run(int samples)
 {
-	struct run *r = calloc(1, sizeof(*r));
 	char dir[] = "/tmp/agentgate-bench-XXXXXX";
-	if (!r || !mkdtemp(dir) || start_processes(r, dir)) {
-		fprintf(stderr, "bench: cannot start mockllm and agentgate serve\n");
+	struct run *r = run_start(dir);
+	if (!r)
 		return;
-	}
 	char stats[64];
 	snprintf(stats, sizeof(stats), "http://127.0.0.1:%d/_stats", r->mport);
 	int64_t lat[64];
@@ -558,12 +571,7 @@ static void abort_run(int samples)
 	printf("\nabort of a streaming turn -> provider connection closed (%d samples, HTTP abort "
 	       "round trip included)\n  p50 %.2f ms  max %.2f ms\n", n, pct(lat, (size_t)n, 0.5),
 	       pct(lat, (size_t)n, 1.0));
-	stop_processes(r);
-	char cmd[300];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "bench: could not remove %s\n", dir);
-	free(r);
+	run_stop(r, dir);
 }
 
 /* One prompt's cost as the session grows: a short reply from the provider (mockllm's
@@ -581,12 +589,10 @@ static void prompt_once(struct run *r, const char *path)
 
 static void history_run(int quick)
 {
-	struct run *r = calloc(1, sizeof(*r));
 	char dir[] = "/tmp/agentgate-bench-XXXXXX";
-	if (!r || !mkdtemp(dir) || start_processes(r, dir)) {
-		fprintf(stderr, "bench: cannot start mockllm and agentgate serve\n");
+	struct run *r = run_start(dir);
+	if (!r)
 		return;
-	}
 	struct jw out;
 	jw_init(&out);
 	post(r, "/session", "{}", &out);
@@ -615,12 +621,7 @@ static void history_run(int quick)
 		printf("  %4d turns   server CPU %6.0f us per prompt   prompt -> reply %6.2f ms\n",
 		       marks[m], cpu * 1e6 / HISTORY_SAMPLES, (double)wall / 1000 / HISTORY_SAMPLES);
 	}
-	stop_processes(r);
-	char cmd[300];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "bench: could not remove %s\n", dir);
-	free(r);
+	run_stop(r, dir);
 }
 
 int main(int argc, char **argv)

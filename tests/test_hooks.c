@@ -95,6 +95,15 @@ static void record_everything(struct h *h, struct rec *r)
 	}
 }
 
+/* A fresh engine and session with a recorder at every point. */
+static void start_recording(struct h *h, char *sid, struct rec *r)
+{
+	h_dir(h, FAST);
+	h_start(h, 1);
+	h_session(h, sid);
+	record_everything(h, r);
+}
+
 static int count(struct rec *r, enum hook_point at, const char *session, int depth)
 {
 	int n = 0;
@@ -125,11 +134,8 @@ static void every_point_is_called_from_its_place_with_its_context(void **state)
 {
 	static struct rec r;
 	struct h h;
-	h_dir(&h, FAST);
-	h_start(&h, 1);
 	char sid[ID_MAX];
-	h_session(&h, sid);
-	record_everything(&h, &r);
+	start_recording(&h, sid, &r);
 	h_prompt(&h, sid, "task echo hi", "http", NULL);
 	assert_true(h_until(&h, h_idle, sid, 10000));
 	h_check_ledger(&h, sid);
@@ -187,11 +193,8 @@ static void a_refusing_prompt_hook_stops_the_prompt_before_anything_is_written(v
 {
 	static struct rec r;
 	struct h h;
-	h_dir(&h, FAST);
-	h_start(&h, 1);
 	char sid[ID_MAX];
-	h_session(&h, sid);
-	record_everything(&h, &r);
+	start_recording(&h, sid, &r);
 	r.refuse_at = HOOK_PROMPT_SUBMIT;
 	struct err e = {0};
 	struct prompt p = {.session_id = sid, .text = "hello", .source = "http"};
@@ -209,11 +212,8 @@ static void a_refusing_tool_hook_fails_the_call_with_its_reason(void **state)
 {
 	static struct rec r;
 	struct h h;
-	h_dir(&h, FAST);
-	h_start(&h, 1);
 	char sid[ID_MAX];
-	h_session(&h, sid);
-	record_everything(&h, &r);
+	start_recording(&h, sid, &r);
 	r.refuse_at = HOOK_TOOL_BEFORE;
 	r.refuse_tool = "echo";
 	h_prompt(&h, sid, "echo hi", "http", NULL);
