@@ -441,7 +441,6 @@ void engine_destroy(struct engine *E)
 		return;
 	E->closing = 1;
 	timer_cancel(&E->sweeper);
-	task_free_all(E);
 	for (int b = 0; b < SES_BUCKETS; b++) {
 		while (E->buckets[b]) {
 			struct session *s = E->buckets[b];
@@ -523,4 +522,43 @@ int engine_recover(struct engine *E, int resume_queued)
 void engine_shutdown(struct engine *E)
 {
 	turn_shutdown(E);
+}
+
+int engine_session_info(struct engine *E, const char *id, struct session_info *out,
+			struct err *e)
+{
+	struct session *s = session_get(E, id);
+	if (!s) {
+		err_set(e, ERR_NOTFOUND, "session %s not found", id ? id : "(none)");
+		return -1;
+	}
+	memset(out, 0, sizeof(*out));
+	snprintf(out->id, sizeof(out->id), "%s", s->id);
+	snprintf(out->parent_id, sizeof(out->parent_id), "%s", s->parent_id);
+	snprintf(out->root_id, sizeof(out->root_id), "%s", s->root_id);
+	snprintf(out->title, sizeof(out->title), "%s", s->title ? s->title : "");
+	out->depth = s->depth;
+	out->background = s->background;
+	const char *model = s->cur ? s->cur->model : s->model;
+	snprintf(out->model, sizeof(out->model), "%s", model ? model : "");
+	out->busy = turnq_busy(&s->q);
+	out->last_activity = s->last_activity;
+	if (s->cur && s->cur->stream)
+		out->quiet_ms = now_ms() - llm_stream_last_activity(s->cur->stream);
+	return 0;
+}
+
+struct loop *engine_loop(struct engine *E)
+{
+	return E->L;
+}
+
+const struct tool_def *engine_tool(struct engine *E, const char *name)
+{
+	return tools_find(&E->T, name);
+}
+
+int engine_tool_register(struct engine *E, const struct tool_def *def, const char *owner)
+{
+	return tools_register(&E->T, def, owner);
 }

@@ -11,6 +11,7 @@
 #include "bus.h"
 #include "config.h"
 #include "err.h"
+#include "id.h"
 #include "jw.h"
 #include "llm.h"
 #include "loop.h"
@@ -64,6 +65,24 @@ int engine_session_create(struct engine *E, const struct session_params *p, char
 			  struct err *e);
 /* 0 if the session exists (loading it from the store), else ERR_NOTFOUND in e. */
 int engine_session_exists(struct engine *E, const char *id, struct err *e);
+/* What a session is in the tree, and what it is doing. */
+struct session_info {
+	char id[ID_MAX], parent_id[ID_MAX], root_id[ID_MAX]; /* parent_id "" for a root */
+	char title[128];
+	int depth, background;
+	char model[128];        /* the running turn's model, else the session's, else "" */
+	int busy;               /* a turn runs or waits */
+	int64_t last_activity;  /* ms since 1970 of its last stream event, 0 if none */
+	int64_t quiet_ms;       /* how long its live provider stream has sent no content (0: none) */
+};
+int engine_session_info(struct engine *E, const char *id, struct session_info *out,
+			struct err *e);
+/* The loop the engine runs on (for timers of code built on this header). */
+struct loop *engine_loop(struct engine *E);
+/* A registered tool's definition, or NULL. */
+const struct tool_def *engine_tool(struct engine *E, const char *name);
+/* Registers a tool for owner (tools_register on the engine's registry). */
+int engine_tool_register(struct engine *E, const struct tool_def *def, const char *owner);
 /* Writes the Session JSON. */
 int engine_session_json(struct engine *E, const char *id, struct jw *w, struct err *e);
 /* Writes Session[]: every session (parent_id NULL) or the roots (""), most recently

@@ -28,7 +28,6 @@ struct engine {
 	struct part *dirty;  /* parts whose text changed since the last store write */
 	struct jw jw;        /* scratch writer for events */
 	int running;         /* sessions with a running turn */
-	struct task *tasks;  /* subagent tasks (task.c) */
 	const char *aborting[16]; /* sessions whose subtree engine_abort is ending now */
 	int naborting;
 	struct timer sweeper;
@@ -60,6 +59,8 @@ struct session {
 	int64_t last_activity;  /* time of the session's last stream event */
 	int64_t last_used;      /* for evicting idle sessions from the cache */
 	int background;         /* a background task's child: its parent is woken when it ends */
+	/* a subagent's session: the turn its task started, for HOOK_SUBAGENT_START/END */
+	char subagent_turn[ID_MAX];
 	/* the ended turns' messages as the model sees them, up to turn hist_upto (step.c) */
 	cJSON *hist;
 	char hist_upto[ID_MAX];
@@ -205,13 +206,8 @@ int turn_in_abort(struct engine *E, const char *session_id);
 const char *turn_state_name(enum turn_state st);
 void turn_free(struct turn *t);
 
-/* task.c */
+/* task.c: registers task and check_task (built on engine.h, tool.h and hooks.h only) */
 int task_register_tools(struct engine *E);
-/* Restart recovery found a background child's turn interrupted: wake its parent. */
-void task_child_interrupted(struct engine *E, struct session *child);
-void task_free_all(struct engine *E);
-/* Tasks of this session still running (its foreground children). */
-int task_running_children(struct engine *E, const char *session_id);
 
 /* hooks.c */
 /* Runs the callbacks at a point; -1 when one refused (the reason in why, which may be

@@ -2,16 +2,34 @@
  * spawning call recorded) and returns the child's final text — or, in the background,
  * returns at once and wakes the parent through its turn queue when the child ends.
  * Every child ends: completion, failure, stall, abort or its time budget, and the parent
- * always gets a result. `check_task` reports a child's progress. Loop thread. */
-#include "engine_int.h"
+ * always gets a result. `check_task` reports a child's progress. Built on the public
+ * engine.h, tool.h and hooks.h only, as a plugin's tools would be. Loop thread. */
+#include "engine.h"
+#include "hooks.h"
 #include "jsonin.h"
 #include "log.h"
 #include "task.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 enum task_status { TK_RUNNING, TK_COMPLETED, TK_FAILED, TK_STALLED, TK_CANCELLED };
+
+/* A background child cut by a restart: its parent is woken from a timer, outside the
+ * turn_end that reported it. */
+struct orphan {
+	struct orphan *next;
+	char parent[ID_MAX], child[ID_MAX], title[128];
+};
+
+/* The tools' state, their arg: the tasks of this engine. */
+struct tasks {
+	struct engine *E;
+	struct task *list;
+	struct orphan *orphans;
+	struct timer wake_timer;
+};
 
 struct task {
 	struct task *next;
@@ -35,18 +53,18 @@ static const char *status_name(enum task_status s)
 	return n[s];
 }
 
-static struct task *find(struct engine *E, const char *id)
+static struct task *find(struct tasks *T, const char *id)
 {
-	for (struct task *t = E->tasks; t && id; t = t->next)
+	for (struct task *t = T->list; t && id; t = t->next)
 		if (!strcmp(t->id, id))
 			return t;
 	return NULL;
 }
 
-int task_running_children(struct engine *E, const char *session_id)
+static int running_children(struct tasks *T, const char *session_id)
 {
 	int n = 0;
-	for (struct task *t = E->tasks; t; t = t->next)
+	for (struct task *t = T->list; t; t = t->next)
 		n += t->status == TK_RUNNING && !strcmp(t->parent, session_id);
 	return n;
 }
@@ -62,76 +80,78 @@ static void task_free(struct task *t)
 	free(t);
 }
 
-void task_free_all(struct engine *E)
+/* The task tool's release: the engine is going away. */
+static void tasks_free(void *arg)
 {
-	while (E->tasks) {
-		struct task *t = E->tasks;
-		E->tasks = t->next;
+	struct tasks *T = arg;
+	while (T->list) {
+		struct task *t = T->list;
+		T->list = t->next;
 		if (t->call)
 			t->call->state = NULL; /* the tool's cancel must not find a freed task */
-		engine_waiter_cancel(E, &t->w);
+		engine_waiter_cancel(T->E, &t->w);
 		task_free(t);
 	}
-}
-
-/* ---- the child's output ---- */
-
-struct texts {
-	struct engine *E;
-	struct jw all, last;
-	int last_has;
-};
-
-static int text_part(void *arg, const struct store_part *r)
-{
-	struct texts *x = arg;
-	if (strcmp(r->type, "text"))
-		return 0;
-	cJSON *d = cJSON_Parse(r->data);
-	const char *t = jsonin_get(d, "text");
-	if (t && *t) {
-		if (x->all.len)
-			jw_append(&x->all, "\n", 1);
-		jw_append(&x->all, t, strlen(t));
-		if (x->last.len)
-			jw_append(&x->last, "\n", 1);
-		jw_append(&x->last, t, strlen(t));
-		x->last_has = 1;
+	while (T->orphans) {
+		struct orphan *o = T->orphans;
+		T->orphans = o->next;
+		free(o);
 	}
-	cJSON_Delete(d);
-	return 0;
+	timer_cancel(&T->wake_timer);
+	free(T);
 }
 
-static int text_msg(void *arg, const struct store_message *r)
+/* ---- the child's output, read through engine_messages_json ---- */
+
+static cJSON *messages_of(struct engine *E, const char *session_id)
 {
-	struct texts *x = arg;
-	if (strcmp(r->role, "assistant"))
-		return 0;
-	struct jw keep = x->last;
-	jw_init(&x->last);
-	x->last_has = 0;
-	store_part_list(x->E->S, r->id, text_part, x);
-	if (!x->last_has) { /* a message without text (a tool step) keeps the previous one */
-		jw_free(&x->last);
-		x->last = keep;
-	} else {
-		jw_free(&keep);
-	}
-	return 0;
+	struct jw w;
+	struct err e = {0};
+	jw_init(&w);
+	cJSON *msgs = engine_messages_json(E, session_id, 0, &w, &e) ? NULL : cJSON_Parse(w.buf);
+	jw_free(&w);
+	return msgs;
 }
 
-/* The child's final text (last assistant message with text) and all of its text. */
+static const char *role_of(const cJSON *m)
+{
+	return jsonin_get(cJSON_GetObjectItemCaseSensitive(m, "info"), "role");
+}
+
+/* The child's final text (the last assistant message with text) and all of its text. */
 static void child_output(struct engine *E, const char *child, char **final, char **all)
 {
-	struct texts x = {.E = E};
-	jw_init(&x.all);
-	jw_init(&x.last);
-	msg_flush_dirty(E);
-	store_message_list(E->S, child, text_msg, &x);
-	jw_append(&x.all, "", 0);
-	jw_append(&x.last, "", 0);
-	*final = jw_take(&x.last, NULL);
-	*all = jw_take(&x.all, NULL);
+	struct jw every, last;
+	jw_init(&every);
+	jw_init(&last);
+	cJSON *msgs = messages_of(E, child), *m, *p;
+	cJSON_ArrayForEach(m, msgs) {
+		const char *role = role_of(m);
+		if (!role || strcmp(role, "assistant"))
+			continue;
+		struct jw mine;
+		jw_init(&mine);
+		cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(m, "parts")) {
+			const char *type = jsonin_get(p, "type"), *t = jsonin_get(p, "text");
+			if (!type || strcmp(type, "text") || !t || !*t)
+				continue;
+			jw_append(&every, "\n", every.len ? 1 : 0);
+			jw_append(&every, t, strlen(t));
+			jw_append(&mine, "\n", mine.len ? 1 : 0);
+			jw_append(&mine, t, strlen(t));
+		}
+		if (mine.len) { /* a message without text (a tool step) keeps the previous one */
+			jw_free(&last);
+			last = mine;
+		} else {
+			jw_free(&mine);
+		}
+	}
+	cJSON_Delete(msgs);
+	jw_append(&every, "", 0);
+	jw_append(&last, "", 0);
+	*final = jw_take(&last, NULL);
+	*all = jw_take(&every, NULL);
 }
 
 /* ---- ending ---- */
@@ -198,26 +218,41 @@ static void wake_parent(struct task *t, const char *report)
 	     status_name(t->status), report);
 }
 
-void task_child_interrupted(struct engine *E, struct session *child)
+static void wake_orphans(struct timer *tm)
 {
-	char report[256];
-	snprintf(report, sizeof(report), "subagent %s failed: interrupted (the server stopped "
-		 "while it ran)", child->id);
-	wake(E, child->parent_id, child->id, child->title ? child->title : "", "failed", report);
+	struct tasks *T = container_of(tm, struct tasks, wake_timer);
+	while (T->orphans) {
+		struct orphan *o = T->orphans;
+		T->orphans = o->next;
+		char report[256];
+		snprintf(report, sizeof(report), "subagent %s failed: interrupted (the server "
+			 "stopped while it ran)", o->child);
+		wake(T->E, o->parent, o->child, o->title, "failed", report);
+		free(o);
+	}
 }
 
-/* HOOK_SUBAGENT_START / END, in the child session's context. */
-static void subagent_hooks(struct task *t, enum hook_point at)
+/* HOOK_TURN_END: a background child whose task this process does not know (a restart
+ * cut it; recovery fails its turn as interrupted) still reports to its parent. */
+static int orphan_ended(void *arg, const struct hook_ctx *c, void *data, char *why, size_t n)
 {
-	struct session *child = hooks_any(t->E, at) ? session_get(t->E, t->id) : NULL;
-	if (!child)
-		return;
-	struct hook_ctx c;
-	struct hook_subagent hs = {.child_id = t->id, .parent_call_id = t->call_id,
-				   .agent = t->agent, .background = t->background,
-				   .state = at == HOOK_SUBAGENT_END ? status_name(t->status) : NULL};
-	hooks_ctx(child, NULL, &c);
-	hooks_run(t->E, at, &c, &hs, NULL, 0);
+	struct tasks *T = arg;
+	const struct hook_turn_end *te = data;
+	struct session_info si;
+	if (!te->error || strcmp(te->error, "interrupted") || !c->parent_id ||
+	    find(T, c->session_id) || engine_session_info(T->E, c->session_id, &si, NULL) ||
+	    !si.background)
+		return 0;
+	struct orphan *o = calloc(1, sizeof(*o));
+	if (!o)
+		return 0;
+	snprintf(o->parent, sizeof(o->parent), "%s", c->parent_id);
+	snprintf(o->child, sizeof(o->child), "%s", c->session_id);
+	snprintf(o->title, sizeof(o->title), "%s", si.title);
+	o->next = T->orphans;
+	T->orphans = o;
+	timer_arm(&T->wake_timer, 0); /* after the turn_end that told us */
+	return 0;
 }
 
 static void child_ended(struct turn_waiter *w, const char *state, const char *msg_id,
@@ -237,7 +272,6 @@ static void child_ended(struct turn_waiter *w, const char *state, const char *ms
 	char *report = report_text(t, all ? all : "");
 	char *meta = metadata(t);
 	log_info("task %s: %s (parent %s)", t->id, status_name(t->status), t->parent);
-	subagent_hooks(t, HOOK_SUBAGENT_END);
 	if (t->call) {
 		struct tool_call *c = t->call;
 		t->call = NULL;
@@ -259,7 +293,7 @@ static void budget_fired(struct timer *tm)
 	struct task *t = container_of(tm, struct task, budget);
 	char msg[128];
 	snprintf(msg, sizeof(msg), "exceeded its time budget of %lld ms",
-		 (long long)t->E->C.task_budget_ms);
+		 (long long)engine_config(t->E)->task_budget_ms);
 	log_warn("task %s: %s; aborting it", t->id, msg);
 	t->over_budget = 1;
 	free(t->error);
@@ -270,10 +304,10 @@ static void budget_fired(struct timer *tm)
 /* Finished tasks are kept for check_task, the newest TASKS_KEPT of them. */
 #define TASKS_KEPT 1000
 
-static void prune_finished(struct engine *E)
+static void prune_finished(struct tasks *T)
 {
 	int finished = 0;
-	for (struct task **pp = &E->tasks; *pp;) {
+	for (struct task **pp = &T->list; *pp;) {
 		struct task *t = *pp;
 		if (t->status != TK_RUNNING && ++finished > TASKS_KEPT) {
 			*pp = t->next;
@@ -305,7 +339,7 @@ static int parse_input(struct engine *E, const cJSON *in, struct task_input *ti,
 	}
 	if (!ti->agent)
 		ti->agent = "general";
-	const struct agent *a = agents_find(&E->A, ti->agent);
+	const struct agent *a = agents_find(engine_agents(E), ti->agent);
 	if (!a) {
 		snprintf(why, n, "task: unknown subagent_type \"%s\"", ti->agent);
 		return -1;
@@ -317,26 +351,32 @@ static int parse_input(struct engine *E, const cJSON *in, struct task_input *ti,
 	return 0;
 }
 
-static int check_limits(struct engine *E, struct session *parent, char *why, size_t n)
+static int check_limits(struct tasks *T, const struct session_info *parent, char *why,
+			size_t n)
 {
-	if (parent->depth + 1 > E->C.task_max_depth) {
+	const struct config *C = engine_config(T->E);
+	if (parent->depth + 1 > C->task_max_depth) {
 		snprintf(why, n, "task: subagent depth limit reached (session %s is at depth %d; "
-			 "task.max_depth is %d)", parent->id, parent->depth, E->C.task_max_depth);
+			 "task.max_depth is %d)", parent->id, parent->depth, C->task_max_depth);
 		return -1;
 	}
-	if (task_running_children(E, parent->id) >= E->C.task_max_running) {
+	if (running_children(T, parent->id) >= C->task_max_running) {
 		snprintf(why, n, "task: session %s already runs %d subagents (task.max_running)",
-			 parent->id, E->C.task_max_running);
+			 parent->id, C->task_max_running);
 		return -1;
 	}
 	return 0;
 }
 
-static struct task *spawn(struct engine *E, struct tool_call *c, struct session *parent,
-			  const struct task_input *ti, char *why, size_t n)
+static struct task *spawn(struct tasks *T, struct tool_call *c,
+			  const struct session_info *parent, const struct task_input *ti, char *why,
+			  size_t n)
 {
-	const struct agent *a = agents_find(&E->A, ti->agent);
-	const char *model = a->model ? a->model : parent->cur ? parent->cur->model : E->C.model;
+	struct engine *E = T->E;
+	const struct agent *a = agents_find(engine_agents(E), ti->agent);
+	const char *model = a->model	     ? a->model
+			    : *parent->model ? parent->model
+					     : engine_config(E)->model;
 	struct session_params sp = {.parent_id = parent->id, .parent_tool_call_id = c->call_id,
 				    .title = ti->description, .agent = ti->agent, .model = model,
 				    .background = ti->background};
@@ -355,10 +395,10 @@ static struct task *spawn(struct engine *E, struct tool_call *c, struct session 
 	t->background = ti->background;
 	t->started = now_ms();
 	t->w.fn = child_ended;
-	timer_init(&t->budget, E->L, budget_fired);
-	t->next = E->tasks;
-	E->tasks = t;
-	prune_finished(E);
+	timer_init(&t->budget, engine_loop(E), budget_fired);
+	t->next = T->list;
+	T->list = t;
+	prune_finished(T);
 	struct prompt p = {.session_id = t->id, .text = ti->prompt, .source = "task",
 			   .agent = ti->agent, .model = model};
 	if (engine_prompt(E, &p, NULL, &t->w, &e)) {
@@ -367,23 +407,26 @@ static struct task *spawn(struct engine *E, struct tool_call *c, struct session 
 		t->error = strdup(why);
 		return NULL;
 	}
-	timer_arm(&t->budget, E->C.task_budget_ms);
-	subagent_hooks(t, HOOK_SUBAGENT_START);
+	timer_arm(&t->budget, engine_config(E)->task_budget_ms);
 	return t;
 }
 
 static void task_run(struct tool_call *c, void *arg)
 {
-	struct engine *E = arg;
+	struct tasks *T = arg;
 	struct task_input ti;
+	struct session_info parent;
 	char why[512];
-	struct session *parent = session_get(E, c->session_id);
-	if (!parent || parse_input(E, c->input, &ti, why, sizeof(why)) ||
-	    check_limits(E, parent, why, sizeof(why))) {
-		tool_call_fail(c, parent ? why : "task: the parent session is gone", NULL);
+	if (engine_session_info(T->E, c->session_id, &parent, NULL)) {
+		tool_call_fail(c, "task: the parent session is gone", NULL);
 		return;
 	}
-	struct task *t = spawn(E, c, parent, &ti, why, sizeof(why));
+	if (parse_input(T->E, c->input, &ti, why, sizeof(why)) ||
+	    check_limits(T, &parent, why, sizeof(why))) {
+		tool_call_fail(c, why, NULL);
+		return;
+	}
+	struct task *t = spawn(T, c, &parent, &ti, why, sizeof(why));
 	if (!t) {
 		tool_call_fail(c, why, NULL);
 		return;
@@ -406,53 +449,66 @@ static void task_run(struct tool_call *c, void *arg)
 /* The parent's turn ended while the child ran: the child goes too. */
 static void task_cancel(struct tool_call *c, void *arg)
 {
-	struct engine *E = arg;
+	struct tasks *T = arg;
 	struct task *t = c->state;
 	if (!t)
 		return;
 	t->call = NULL;
 	c->state = NULL;
-	engine_abort(E, t->id, NULL);
+	engine_abort(T->E, t->id, NULL);
 }
 
 /* ---- reports ---- */
 
-static int tool_row(void *arg, const struct store_part *r)
+#define LAST_TOOLS 5
+
+static void write_tool(struct jw *w, const cJSON *part)
 {
-	struct jw *w = arg;
-	cJSON *d = cJSON_Parse(r->data);
-	const cJSON *st = cJSON_GetObjectItemCaseSensitive(d, "state");
+	const cJSON *st = cJSON_GetObjectItemCaseSensitive(part, "state");
 	const cJSON *tm = cJSON_GetObjectItemCaseSensitive(st, "time");
-	jw_obj(w);
-	jw_kstr(w, "tool", jsonin_get(d, "tool"));
-	jw_kstr(w, "status", jsonin_get(st, "status"));
 	const cJSON *start = cJSON_GetObjectItemCaseSensitive(tm, "start");
 	const cJSON *end = cJSON_GetObjectItemCaseSensitive(tm, "end");
+	jw_obj(w);
+	jw_kstr(w, "tool", jsonin_get(part, "tool"));
+	jw_kstr(w, "status", jsonin_get(st, "status"));
 	if (cJSON_IsNumber(start))
 		jw_kint(w, "start", (int64_t)start->valuedouble);
 	if (cJSON_IsNumber(end))
 		jw_kint(w, "end", (int64_t)end->valuedouble);
 	jw_obj_end(w);
-	cJSON_Delete(d);
-	return 0;
 }
 
-/* How long the child's live provider stream has gone without content (0 when none). */
-static int64_t stalled_for(struct engine *E, const struct task *t)
+/* The child's last LAST_TOOLS tool calls, oldest first. */
+static void write_last_tools(struct engine *E, const char *child, struct jw *w)
 {
-	struct session *s = session_get(E, t->id);
-	if (t->status == TK_STALLED)
-		return E->C.stall_ms;
-	if (t->status != TK_RUNNING || !s || !s->cur || !s->cur->stream)
-		return 0;
-	return now_ms() - llm_stream_last_activity(s->cur->stream);
+	const cJSON *last[LAST_TOOLS];
+	int n = 0;
+	cJSON *msgs = messages_of(E, child), *m, *p;
+	cJSON_ArrayForEach(m, msgs) {
+		cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(m, "parts")) {
+			const char *type = jsonin_get(p, "type");
+			if (!type || strcmp(type, "tool"))
+				continue;
+			if (n == LAST_TOOLS)
+				memmove(last, last + 1, sizeof(last) - sizeof(last[0]));
+			last[n < LAST_TOOLS ? n++ : LAST_TOOLS - 1] = p;
+		}
+	}
+	jw_arr(w);
+	for (int i = 0; i < n; i++)
+		write_tool(w, last[i]);
+	jw_arr_end(w);
+	cJSON_Delete(msgs);
 }
 
 static void write_task(struct engine *E, const struct task *t, struct jw *w)
 {
-	struct session *s = session_get(E, t->id);
-	int64_t stalled = stalled_for(E, t);
-	int64_t warn = E->C.stall_ms < 30000 ? E->C.stall_ms : 30000;
+	struct session_info si;
+	int known = engine_session_info(E, t->id, &si, NULL) == 0;
+	int64_t stall_ms = engine_config(E)->stall_ms;
+	int64_t stalled = t->status == TK_STALLED ? stall_ms
+			  : t->status == TK_RUNNING && known ? si.quiet_ms : 0;
+	int64_t warn = stall_ms < 30000 ? stall_ms : 30000;
 	jw_obj(w);
 	jw_kstr(w, "taskID", t->id);
 	jw_kstr(w, "sessionID", t->id);
@@ -464,12 +520,9 @@ static void write_task(struct engine *E, const struct task *t, struct jw *w)
 	jw_kint(w, "startedAt", t->started);
 	if (t->ended)
 		jw_kint(w, "endedAt", t->ended);
-	jw_kint(w, "lastActivity", s && s->last_activity ? s->last_activity : t->started);
+	jw_kint(w, "lastActivity", known && si.last_activity ? si.last_activity : t->started);
 	jw_key(w, "lastToolCalls");
-	jw_arr(w);
-	msg_flush_dirty(E);
-	store_part_last_tools(E->S, t->id, 5, tool_row, w);
-	jw_arr_end(w);
+	write_last_tools(E, t->id, w);
 	jw_kbool(w, "stallDetected", t->status == TK_STALLED || stalled >= warn);
 	jw_kint(w, "stalledForMs", stalled);
 	if (t->status == TK_COMPLETED)
@@ -481,7 +534,8 @@ static void write_task(struct engine *E, const struct task *t, struct jw *w)
 
 int task_json(struct engine *E, const char *task_id, struct jw *w, struct err *e)
 {
-	struct task *t = find(E, task_id);
+	const struct tool_def *d = engine_tool(E, "check_task");
+	struct task *t = d ? find(d->arg, task_id) : NULL;
 	if (!t) {
 		err_set(e, ERR_NOTFOUND, "task %s not found (task ids are the child session ids "
 			"that task returned)", task_id ? task_id : "");
@@ -493,7 +547,7 @@ int task_json(struct engine *E, const char *task_id, struct jw *w, struct err *e
 
 static void check_run(struct tool_call *c, void *arg)
 {
-	struct engine *E = arg;
+	struct engine *E = ((struct tasks *)arg)->E;
 	const char *id = NULL;
 	struct err e = {0};
 	struct jw w;
@@ -512,6 +566,11 @@ static void check_run(struct tool_call *c, void *arg)
 
 int task_register_tools(struct engine *E)
 {
+	struct tasks *T = calloc(1, sizeof(*T));
+	if (!T)
+		return -1;
+	T->E = E;
+	timer_init(&T->wake_timer, engine_loop(E), wake_orphans);
 	const struct tool_def task = {
 		"task",
 		"Runs a subagent in a child session on a self-contained task and returns its "
@@ -520,7 +579,7 @@ int task_register_tools(struct engine *E)
 		"{\"type\":\"object\",\"properties\":{\"description\":{\"type\":\"string\"},"
 		"\"prompt\":{\"type\":\"string\"},\"subagent_type\":{\"type\":\"string\"},"
 		"\"background\":{\"type\":\"boolean\"}},\"required\":[\"prompt\"]}",
-		task_run, task_cancel, E,
+		task_run, task_cancel, T, tasks_free,
 	};
 	const struct tool_def check = {
 		"check_task",
@@ -528,9 +587,15 @@ int task_register_tools(struct engine *E)
 		"looks stalled, and its result when done.",
 		"{\"type\":\"object\",\"properties\":{\"task_id\":{\"type\":\"string\"}},"
 		"\"required\":[\"task_id\"]}",
-		check_run, NULL, E,
+		check_run, NULL, T, NULL,
 	};
-	return tools_register(&E->T, &task, "builtin") || tools_register(&E->T, &check, "builtin")
+	if (engine_tool_register(E, &task, "builtin")) {
+		tasks_free(T);
+		return -1;
+	}
+	/* check_task shares T, which goes with the task tool */
+	return engine_tool_register(E, &check, "builtin") ||
+			       hooks_add(E, HOOK_TURN_END, "builtin:task", orphan_ended, T)
 		       ? -1
 		       : 0;
 }

@@ -15,6 +15,8 @@ struct tool_entry {
 
 static void entry_free(struct tool_entry *t)
 {
+	if (t->def.release)
+		t->def.release(t->def.arg);
 	free((char *)t->def.name);
 	free((char *)t->def.description);
 	free((char *)t->def.parameters);

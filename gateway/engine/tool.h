@@ -34,6 +34,7 @@ struct tool_def {
 	void (*run)(struct tool_call *c, void *arg);
 	void (*cancel)(struct tool_call *c, void *arg); /* may be NULL: nothing to stop */
 	void *arg;
+	void (*release)(void *arg); /* may be NULL: called when the tool is freed */
 };
 
 struct tool_entry;

@@ -85,11 +85,11 @@ int tools_register_builtin(struct tools *T)
 		{"echo", "Returns the given text unchanged.",
 		 "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},"
 		 "\"required\":[\"text\"]}",
-		 echo_run, NULL, NULL},
+		 echo_run, NULL, NULL, NULL},
 		{"sleep", "Waits for the given number of milliseconds, then returns.",
 		 "{\"type\":\"object\",\"properties\":{\"ms\":{\"type\":\"integer\","
 		 "\"minimum\":0,\"maximum\":600000}},\"required\":[\"ms\"]}",
-		 sleep_run, sleep_cancel, NULL},
+		 sleep_run, sleep_cancel, NULL, NULL},
 	};
 	for (size_t i = 0; i < sizeof(defs) / sizeof(defs[0]); i++)
 		if (tools_register(T, &defs[i], "builtin"))

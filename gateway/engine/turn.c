@@ -163,6 +163,25 @@ static int check_prompt(struct engine *E, const struct prompt *p, struct session
 	return 0;
 }
 
+/* HOOK_SUBAGENT_START / END: a task's child session got its first turn, or that turn
+ * ended (its state, with a stall told apart from other failures). */
+static void subagent_hook(struct turn *t, enum hook_point at)
+{
+	struct session *s = t->s;
+	if (!hooks_any(s->E, at))
+		return;
+	const char *state = NULL;
+	if (at == HOOK_SUBAGENT_END)
+		state = t->state == T_FAILED && t->error && strstr(t->error, "LLM stream stalled")
+				? "stalled"
+				: turn_state_name(t->state);
+	struct hook_ctx c;
+	struct hook_subagent hs = {.child_id = s->id, .parent_call_id = s->parent_tool_call_id,
+				   .agent = t->agent, .background = s->background, .state = state};
+	hooks_ctx(s, NULL, &c);
+	hooks_run(s->E, at, &c, &hs, NULL, 0);
+}
+
 /* HOOK_PROMPT_SUBMIT: the prompt before its user message is written; a refusal is the
  * caller's error. */
 static int submit_hooks(struct engine *E, struct turn *t, const struct prompt *p, struct err *e)
@@ -227,6 +246,10 @@ int turn_accept(struct engine *E, const struct prompt *p, struct prompt_result *
 			return -1;
 		}
 		turnq_push(&s->q, &t->qi); /* STORE_LATE: kept, so it runs; the caller hears 503 */
+		if (s->parent_tool_call_id && !s->subagent_turn[0]) {
+			memcpy(s->subagent_turn, t->id, sizeof(t->id));
+			subagent_hook(t, HOOK_SUBAGENT_START);
+		}
 		log_info("session %s: turn %s queued (source %s, %zu waiting)", s->id, t->id,
 			 t->source, s->q.waiting);
 		if (v == TURNQ_INTERRUPT && s->cur)
@@ -362,6 +385,8 @@ void turn_end(struct turn *t, enum turn_state st, const char *err_name, const ch
 		hooks_ctx(s, t, &c);
 		hooks_run(E, HOOK_TURN_END, &c, &he, NULL, 0);
 	}
+	if (!strcmp(t->id, s->subagent_turn))
+		subagent_hook(t, HOOK_SUBAGENT_END);
 	notify(t, turn_state_name(t->state), t->terminal_msg, t->error);
 	turn_free(t);
 	if (turnq_busy(&s->q))
@@ -558,8 +583,6 @@ static void recover_running(struct engine *E, const struct trow *r)
 	log_warn("session %s: turn %s was running when the process stopped; failing it as "
 		 "interrupted", s->id, t->id);
 	turn_end(t, T_FAILED, "UnknownError", "interrupted");
-	if (s->background)
-		task_child_interrupted(E, s);
 out:
 	free(m.agent);
 	free(m.model);
@@ -656,7 +679,7 @@ static int evictable(struct session *s, int64_t now)
 {
 	return !s->cur && !turnq_busy(&s->q) && !timer_armed(&s->kick) && s->status == ST_IDLE &&
 	       now - s->last_used > SESSION_IDLE_EVICT_MS &&
-	       !task_running_children(s->E, s->id);
+	       !engine_tree_busy(s->E, s->id);
 }
 
 void turn_sweep(struct timer *tm)
