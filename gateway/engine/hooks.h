@@ -4,8 +4,9 @@
  * call costs a test of an empty list. Every callback gets the context of the session it
  * concerns. Loop thread only (the plugin host brings other threads' work in through the
  * inbox first). Strings and data are borrowed for the call; what a callback may change
- * is said per point. A callback must not call back into the engine (it is inside one of
- * the engine's operations): work it starts goes through loop_post. */
+ * is said per point. A callback runs inside one of the engine's operations: it may read
+ * (engine_session_info, engine_messages_json), but what it starts (a prompt, an abort)
+ * goes through loop_post or a timer, after that operation. */
 #ifndef AG_HOOKS_H
 #define AG_HOOKS_H
 #include <cjson/cJSON.h>
