@@ -251,3 +251,71 @@ static void check_all_ledgers(struct h *h)
 		free(sid);
 	}
 }
+
+/* The schema lives below this line: the helpers name what a test asks of the store. */
+
+/* "col='v'" or, for v NULL, "1" (any); b is the caller's buffer. */
+static const char *eq(char b[160], const char *col, const char *v)
+{
+	if (v)
+		snprintf(b, 160, "%s='%s'", col, v);
+	else
+		snprintf(b, 160, "1");
+	return b;
+}
+#define EQ(col, v) eq((char[160]){0}, col, v)
+
+char *h_turn_state(struct h *h, const char *turn)
+{
+	return h_sql_str(h, "SELECT state FROM turn WHERE id='%s'", turn);
+}
+
+char *h_turn_error(struct h *h, const char *turn)
+{
+	return h_sql_str(h, "SELECT error FROM turn WHERE id='%s'", turn);
+}
+
+char *h_turn_key(struct h *h, const char *turn)
+{
+	return h_sql_str(h, "SELECT dedupe_key FROM turn WHERE id='%s'", turn);
+}
+
+char *h_turn_prompt(struct h *h, const char *turn)
+{
+	return h_sql_str(h, "SELECT json_extract(p.data,'$.text') FROM turn t JOIN part p ON "
+			 "p.message_id=t.user_message_id WHERE t.id='%s' ORDER BY p.id LIMIT 1", turn);
+}
+
+int h_turns_from(struct h *h, const char *sid, const char *source, const char *state)
+{
+	return (int)h_sql_int(h, "SELECT COUNT(*) FROM turn WHERE %s AND %s AND %s",
+			      EQ("session_id", sid), EQ("source", source), EQ("state", state));
+}
+
+int h_turns(struct h *h, const char *sid, const char *state)
+{
+	return h_turns_from(h, sid, NULL, state);
+}
+
+int h_tree_turns(struct h *h, const char *root, const char *state)
+{
+	return (int)h_sql_int(h, "SELECT COUNT(*) FROM turn t JOIN session s ON s.id=t.session_id "
+			      "WHERE s.root_id='%s' AND %s", root, EQ("t.state", state));
+}
+
+int h_turns_keyed(struct h *h, const char *key)
+{
+	return (int)h_sql_int(h, "SELECT COUNT(*) FROM turn WHERE dedupe_key='%s'", key);
+}
+
+char *h_last_turn(struct h *h, const char *sid, const char *source, const char *state)
+{
+	return h_sql_str(h, "SELECT id FROM turn WHERE session_id='%s' AND %s AND %s ORDER BY id "
+			 "DESC LIMIT 1", sid, EQ("source", source), EQ("state", state));
+}
+
+int h_turn_after(struct h *h, const char *turn, const char *before)
+{
+	return (int)h_sql_int(h, "SELECT (SELECT time_started FROM turn WHERE id='%s') >= "
+			      "(SELECT time_ended FROM turn WHERE id='%s')", turn, before);
+}

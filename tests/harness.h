@@ -47,6 +47,22 @@ void h_prompt_model(struct h *h, const char *sid, const char *text, const char *
 int64_t h_sql_int(struct h *h, const char *sql, ...);
 char *h_sql_str(struct h *h, const char *sql, ...);
 
+/* What the store holds, asked by what it means (the schema stays in harness.c). Strings
+ * are malloc'd (NULL when there is none); a NULL filter matches anything. */
+
+/* Turns. */
+char *h_turn_state(struct h *h, const char *turn);  /* "queued", "running", "completed"... */
+char *h_turn_error(struct h *h, const char *turn);  /* why the turn failed */
+char *h_turn_key(struct h *h, const char *turn);    /* the turn's dedupe key */
+char *h_turn_prompt(struct h *h, const char *turn); /* text of the turn's user message */
+int h_turns(struct h *h, const char *sid, const char *state); /* count, in a session */
+int h_turns_from(struct h *h, const char *sid, const char *source, const char *state); /* count */
+int h_tree_turns(struct h *h, const char *root, const char *state); /* count, in root's tree */
+int h_turns_keyed(struct h *h, const char *key); /* count of turns with that dedupe key */
+/* The session's newest turn from source in state. */
+char *h_last_turn(struct h *h, const char *sid, const char *source, const char *state);
+int h_turn_after(struct h *h, const char *turn, const char *before); /* 1: started once before ended */
+
 /* The DESIGN.md ledger invariants, checked on what is durable (flushes first): one
  * terminal assistant message per user message, bound to its turn, none unfinished, turns
  * one at a time in order, replies never overlapping, nothing left queued or running. */

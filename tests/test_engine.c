@@ -52,11 +52,9 @@ static void prompts_from_many_sources_run_fifo_one_at_a_time(void **state)
 	h_prompt(&h, sid, "echo during the tool round-trip", "plugin", during);
 	assert_true(h_until(&h, h_idle, sid, 20000));
 	h_check_ledger(&h, sid);
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn WHERE session_id='%s' AND "
-				   "state='completed'", sid), 7);
+	assert_int_equal(h_turns(&h, sid, "completed"), 7);
 	/* the prompt sent during the tool waited for the whole first turn */
-	assert_int_equal(h_sql_int(&h, "SELECT (SELECT time_started FROM turn WHERE id='%s') >= "
-				   "(SELECT time_ended FROM turn WHERE id='%s')", during, first), 1);
+	assert_int_equal(h_turn_after(&h, during, first), 1);
 	/* the first turn's continuation after the tool answers the first user message */
 	char *text = h_sql_str(&h, "SELECT json_extract(p.data,'$.text') FROM part p JOIN message m "
 			       "ON m.id=p.message_id JOIN turn t ON t.id=m.turn_id WHERE t.id='%s' "
@@ -94,7 +92,7 @@ static void interrupt_cancels_the_running_turn_and_keeps_the_queue(void **state)
 	assert_int_equal(engine_prompt(h.E, &p, &r, NULL, &e), 0);
 	assert_true(h_until(&h, h_idle, sid, 10000));
 	h_check_ledger(&h, sid);
-	char *st = h_sql_str(&h, "SELECT state FROM turn WHERE id='%s'", t1);
+	char *st = h_turn_state(&h, t1);
 	assert_string_equal(st, "cancelled");
 	free(st);
 	/* the sleeping tool call ended as an error, and the turn got a terminal message */
@@ -105,8 +103,7 @@ static void interrupt_cancels_the_running_turn_and_keeps_the_queue(void **state)
 				   "finish='aborted' AND json_extract(data,'$.error.name')="
 				   "'MessageAbortedError'", t1), 1);
 	/* FIFO is kept: the earlier queued prompt ran before the interrupting one */
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn WHERE session_id='%s' AND "
-				   "state='completed'", sid), 2);
+	assert_int_equal(h_turns(&h, sid, "completed"), 2);
 	h_stop(&h);
 }
 
@@ -154,7 +151,7 @@ static void repeated_wakes_with_one_dedupe_key_coalesce(void **state)
 	assert_string_equal(r1.turn_id, r3.turn_id);
 	assert_true(h_until(&h, h_idle, sid, 10000));
 	h_check_ledger(&h, sid);
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn WHERE dedupe_key='todo-continue'"), 1);
+	assert_int_equal(h_turns_keyed(&h, "todo-continue"), 1);
 	h_stop(&h);
 }
 
@@ -235,7 +232,7 @@ static void stalled_stream_fails_after_its_retry_without_duplicate_text(void **s
 	h_prompt(&h, sid, "stall please", "web", t);
 	assert_true(h_until(&h, h_idle, sid, 10000));
 	h_check_ledger(&h, sid);
-	char *st = h_sql_str(&h, "SELECT error FROM turn WHERE id='%s'", t);
+	char *st = h_turn_error(&h, t);
 	assert_non_null(st);
 	assert_non_null(strstr(st, "LLM stream stalled"));
 	assert_non_null(strstr(st, "150 ms"));
@@ -264,7 +261,7 @@ static void step_limit_ends_the_turn_with_a_terminal_message(void **state)
 	h_prompt(&h, sid, "echo once", "web", t);
 	assert_true(h_until(&h, h_idle, sid, 10000));
 	h_check_ledger(&h, sid);
-	char *err = h_sql_str(&h, "SELECT error FROM turn WHERE id='%s'", t);
+	char *err = h_turn_error(&h, t);
 	assert_non_null(strstr(err, "step limit"));
 	free(err);
 	h_stop(&h);
@@ -308,7 +305,7 @@ static void streamed_text_is_in_the_database_while_it_streams(void **state)
 	struct stored st = {t, 100};
 	assert_true(h_until(&h, text_stored, &st, PART_STORE_MS + STORE_COMMIT_MS + 400));
 	int64_t len = stored_len(&h, t);
-	char *state_now = h_sql_str(&h, "SELECT state FROM turn WHERE id='%s'", t);
+	char *state_now = h_turn_state(&h, t);
 	assert_string_equal(state_now, "running");
 	free(state_now);
 	assert_true(len > 100);
@@ -374,16 +371,18 @@ static void kill_mid_turn_then_restart_loses_nothing(void **state)
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 	assert_true(len >= 50);
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn WHERE state='running'"), 1);
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn WHERE state='queued'"), 2);
+	assert_int_equal(h_turns(&h, NULL, "running"), 1);
+	assert_int_equal(h_turns(&h, NULL, "queued"), 2);
 
 	h_start(&h, 1); /* restart: recovery */
 	assert_true(h_until(&h, h_idle, sid, 20000));
 	h_check_ledger(&h, sid);
-	char *err = h_sql_str(&h, "SELECT error FROM turn WHERE state='failed'");
+	/* the child made the only session: its failed turn is the store's */
+	char *failed = h_last_turn(&h, sid, NULL, "failed");
+	char *err = h_turn_error(&h, failed);
 	assert_string_equal(err, "interrupted");
 	free(err);
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn WHERE state='completed'"), 2);
+	assert_int_equal(h_turns(&h, NULL, "completed"), 2);
 	/* the interrupted reply keeps its partial text and says why it ended */
 	assert_true(h_sql_int(&h, "SELECT length(json_extract(p.data,'$.text')) FROM part p JOIN "
 			      "message m ON m.id=p.message_id JOIN turn t ON t.id=m.turn_id WHERE "
@@ -391,6 +390,7 @@ static void kill_mid_turn_then_restart_loses_nothing(void **state)
 	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM message m JOIN turn t ON "
 				   "t.id=m.turn_id WHERE t.state='failed' AND m.finish='error' AND "
 				   "json_extract(m.data,'$.error.data.message')='interrupted'"), 1);
+	free(failed);
 	h_stop(&h);
 }
 
@@ -540,10 +540,11 @@ static void a_queued_turn_whose_agent_was_removed_fails_cleanly(void **state)
 	h_start(&h, 1);
 	assert_true(h_until(&h, h_idle, sid, 5000));
 	h_check_ledger(&h, sid);
-	char *err = h_sql_str(&h, "SELECT error FROM turn WHERE session_id='%s' ORDER BY id DESC "
-			      "LIMIT 1", sid);
+	char *last = h_last_turn(&h, sid, NULL, NULL);
+	char *err = h_turn_error(&h, last);
 	assert_non_null(strstr(err, "\"helper\" is no longer configured"));
 	free(err);
+	free(last);
 	h_stop(&h);
 }
 
@@ -589,7 +590,7 @@ static void a_client_cannot_claim_a_prompt_source(void **state)
 	assert_int_equal(e.code, ERR_BUSY);
 	api_prompt_free(&ap);
 	cJSON_Delete(body);
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn"), 0);
+	assert_int_equal(h_turns(&h, NULL, NULL), 0);
 	h_stop(&h);
 }
 

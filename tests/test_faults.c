@@ -126,8 +126,7 @@ static void a_disk_that_fills_mid_turn_loses_nothing_acknowledged(void **state)
 	assert_true(h_until(&h, store_writes, NULL, 10000));
 	assert_true(h_until(&h, h_idle, sid, 20000));
 	h_check_ledger(&h, sid);
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn WHERE session_id='%s' AND "
-				   "state='completed'", sid), 2);
+	assert_int_equal(h_turns(&h, sid, "completed"), 2);
 	/* each turn ran once: one step's assistant message for the text reply, two for the
 	 * tool round-trip; nothing refused was stored */
 	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM message WHERE role='assistant' AND "
@@ -168,7 +167,7 @@ static void a_prompt_refused_at_its_commit_is_never_run_later(void **state)
 	assert_true(h_until(&h, store_writes, NULL, 10000));
 	h_spin(&h, 300);
 	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM message WHERE session_id='%s'", sid), 0);
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn"), 0);
+	assert_int_equal(h_turns(&h, NULL, NULL), 0);
 	assert_int_equal(h_count(&h, "session.status", sid), 0);
 	/* and the store takes prompts again */
 	h_prompt(&h, sid, "hello", "http", NULL);

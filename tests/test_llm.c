@@ -119,7 +119,7 @@ static char *run(struct h *h, char *sid, const char *model, char *turn)
 	h_prompt_model(h, sid, "hi", model, turn);
 	assert_true(h_until(h, h_idle, sid, 20000));
 	engine_flush(h->E);
-	return h_sql_str(h, "SELECT state FROM turn WHERE id='%s'", turn);
+	return h_turn_state(h, turn);
 }
 
 static char *final_text(struct h *h, const char *turn)
@@ -129,18 +129,13 @@ static char *final_text(struct h *h, const char *turn)
 			 "m.role='assistant' AND p.type='text'", turn);
 }
 
-static char *turn_error(struct h *h, const char *turn)
-{
-	return h_sql_str(h, "SELECT error FROM turn WHERE id='%s'", turn);
-}
-
 /* Runs a prompt on model and fails the test, naming the turn's error, unless the turn
  * completed. Returns the turn's final text (the caller frees it). */
 static char *run_completed(struct h *h, char *sid, const char *model, char *turn)
 {
 	char *st = run(h, sid, model, turn);
 	if (!st || strcmp(st, "completed"))
-		fail_msg("%s: %s (%s)", model, st ? st : "no turn", turn_error(h, turn));
+		fail_msg("%s: %s (%s)", model, st ? st : "no turn", h_turn_error(h, turn));
 	free(st);
 	return final_text(h, turn);
 }
@@ -249,7 +244,7 @@ static void stalls_fail_after_their_retry_and_keep_partial_text(void **state)
 		char sid[ID_MAX], turn[ID_MAX];
 		char *st = run(&h, sid, models[i], turn);
 		assert_string_equal(st, "failed");
-		char *err = turn_error(&h, turn);
+		char *err = h_turn_error(&h, turn);
 		assert_non_null(strstr(err, "LLM stream stalled"));
 		assert_non_null(strstr(err, "400 ms"));
 		assert_int_equal(requests(strchr(models[i], '/') + 1), 2); /* stall_max 1 */
@@ -335,7 +330,7 @@ static void retry_after_over_the_cap_fails_at_once_naming_both(void **state)
 		      "\"cap_ms\":5000}}");
 		char sid[ID_MAX], turn[ID_MAX];
 		char *st = run(&h, sid, models[i], turn);
-		char *err = turn_error(&h, turn);
+		char *err = h_turn_error(&h, turn);
 		if (strcmp(st, "failed") || !strstr(err, "provider asked to retry after") ||
 		    !strstr(err, want[i]) || !strstr(err, "over retry.cap_ms 5000") ||
 		    !strstr(err, "Rate limit reached"))
@@ -393,7 +388,7 @@ static void scripted_retry_after_over_the_cap_fails_too(void **state)
 		h_prompt_model(&h, sid, prompts[i], "scripted/demo", turn);
 		assert_true(h_until(&h, h_idle, sid, 20000));
 		engine_flush(h.E);
-		char *err = turn_error(&h, turn);
+		char *err = h_turn_error(&h, turn);
 		assert_string_equal(err, want[i]);
 		assert_int_equal(retries_seen(&h, sid), 0);
 		free(err);
@@ -423,8 +418,8 @@ static int64_t text_kept(struct h *h, const char *turn)
 static void failed_visibly(struct h *h, const char *sid, const char *turn, const char *model,
 			   const char *want)
 {
-	char *st = h_sql_str(h, "SELECT state FROM turn WHERE id='%s'", turn);
-	char *err = turn_error(h, turn);
+	char *st = h_turn_state(h, turn);
+	char *err = h_turn_error(h, turn);
 	if (!st || strcmp(st, "failed") || !err || !strstr(err, want))
 		fail_msg("%s: turn %s: %s (want an error with \"%s\")", model, st ? st : "?",
 			 err ? err : "no error", want);
@@ -489,7 +484,7 @@ static void slow_drip_ends_at_max_attempt_ms(void **state)
 		assert_true(h_until(&h, h_idle, sid, 30000));
 		engine_flush(h.E);
 		failed_visibly(&h, sid, turn, models[i], "over limits.max_attempt_ms 600 ms");
-		char *err = turn_error(&h, turn);
+		char *err = h_turn_error(&h, turn);
 		assert_null(strstr(err, "stalled"));
 		free(err);
 		assert_int_equal(requests(strchr(models[i], '/') + 1), 2);
@@ -616,7 +611,7 @@ static void abort_cancels_the_transfer(void **state)
 	/* the provider sees its connection closed */
 	assert_true(h_until(&h, mock_idle, NULL, 5000));
 	engine_flush(h.E);
-	char *st = h_sql_str(&h, "SELECT state FROM turn WHERE id='%s'", turn);
+	char *st = h_turn_state(&h, turn);
 	assert_string_equal(st, "cancelled");
 	free(st);
 	h_stop(&h);
@@ -641,7 +636,7 @@ static void no_first_byte_fails_after_the_first_byte_timeout(void **state)
 	char sid[ID_MAX], turn[ID_MAX];
 	char *st = run(&h, sid, "openai/anything", turn);
 	assert_string_equal(st, "failed");
-	char *err = turn_error(&h, turn);
+	char *err = h_turn_error(&h, turn);
 	assert_non_null(strstr(err, "no response from the provider within 300 ms"));
 	assert_int_equal(retries_seen(&h, sid), 1);
 	free(err);

@@ -34,7 +34,8 @@ static char *run_tree(struct h *h, char *sid, const char *prompt)
 static void check_all_ended(struct h *h)
 {
 	engine_flush(h->E);
-	assert_int_equal(h_sql_int(h, "SELECT COUNT(*) FROM turn WHERE state IN ('queued','running')"), 0);
+	assert_int_equal(h_turns(h, NULL, "queued"), 0);
+	assert_int_equal(h_turns(h, NULL, "running"), 0);
 	assert_int_equal(h_sql_int(h, "SELECT COUNT(*) FROM message WHERE role='assistant' AND "
 				   "finish IS NULL"), 0);
 	assert_int_equal(h_sql_int(h, "SELECT COUNT(*) FROM part WHERE type='tool' AND "
@@ -101,8 +102,7 @@ static void failing_children_still_answer_their_parent(void **state)
 			fail_msg("%s: tool result \"%s\" lacks \"%s\"", cases[i].prompt, out, cases[i].expect);
 		/* the parent's turn went on and answered with the child's failure */
 		assert_non_null(strstr(final, "The subagent reported: "));
-		assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn WHERE session_id='%s' AND "
-					   "state='completed'", sid), 1);
+		assert_int_equal(h_turns(&h, sid, "completed"), 1);
 		free(final);
 		free(out);
 	}
@@ -149,8 +149,7 @@ static void aborting_a_child_gives_the_parent_an_error_result(void **state)
 	assert_non_null(strstr(w.buf, "\"status\":\"cancelled\""));
 	assert_non_null(strstr(w.buf, "\"endedAt\""));
 	jw_free(&w);
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn WHERE session_id='%s' AND "
-				   "state='completed'", sid), 1);
+	assert_int_equal(h_turns(&h, sid, "completed"), 1);
 	free(out);
 	free(child);
 	check_all_ended(&h);
@@ -207,8 +206,7 @@ static void aborting_the_root_ends_the_whole_tree(void **state)
 	assert_true(h_until(&h, h_idle, sid, 1000));
 	assert_true(mono_us() - t0 < 1000000);
 	engine_flush(h.E);
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn t JOIN session s ON "
-				   "s.id=t.session_id WHERE s.root_id='%s' AND t.state!='cancelled'", sid), 0);
+	assert_int_equal(h_tree_turns(&h, sid, NULL), h_tree_turns(&h, sid, "cancelled"));
 	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM session WHERE root_id='%s'", sid), 3);
 	/* each session of the tree announced its end */
 	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM session WHERE root_id='%s'", sid),
@@ -221,8 +219,7 @@ static void aborting_the_root_ends_the_whole_tree(void **state)
 
 static int has_wake(struct h *h, void *sid)
 {
-	return h_sql_int(h, "SELECT COUNT(*) FROM turn WHERE session_id='%s' AND source='task' AND "
-			 "state='completed'", (char *)sid) >= 1;
+	return h_turns_from(h, sid, "task", "completed") >= 1;
 }
 
 static void a_background_task_wakes_its_parent_once_as_its_own_turn(void **state)
@@ -238,22 +235,20 @@ static void a_background_task_wakes_its_parent_once_as_its_own_turn(void **state
 	assert_true(h_until(&h, h_idle, sid, 10000));
 	engine_flush(h.E);
 	/* exactly one wake, queued behind the turn that was running, answered in its turn */
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn WHERE session_id='%s' AND "
-				   "source='task'", sid), 1);
-	char *key = h_sql_str(&h, "SELECT dedupe_key FROM turn WHERE session_id='%s' AND "
-			      "source='task'", sid);
+	assert_int_equal(h_turns_from(&h, sid, "task", NULL), 1);
+	char *wake = h_last_turn(&h, sid, "task", NULL);
+	char *key = h_turn_key(&h, wake);
 	assert_non_null(strstr(key, "task:ses_"));
 	free(key);
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn WHERE session_id='%s' AND "
-				   "state='completed'", sid), 3);
-	assert_int_equal(h_sql_int(&h, "SELECT (SELECT id FROM turn WHERE session_id='%s' AND "
-				   "source='task') > (SELECT MAX(id) FROM turn WHERE session_id='%s' "
-				   "AND source!='task')", sid, sid), 1);
-	char *wake = h_sql_str(&h, "SELECT json_extract(p.data,'$.text') FROM turn t JOIN part p "
-			       "ON p.message_id=t.user_message_id WHERE t.session_id='%s' AND "
-			       "t.source='task'", sid);
-	assert_non_null(strstr(wake, "completed]"));
-	assert_non_null(strstr(wake, "Slept 300 ms."));
+	assert_int_equal(h_turns(&h, sid, "completed"), 3);
+	/* the only wake, with two other turns done, is the newest: it came after them all */
+	char *last = h_last_turn(&h, sid, NULL, NULL);
+	assert_string_equal(wake, last);
+	free(last);
+	char *text = h_turn_prompt(&h, wake);
+	assert_non_null(strstr(text, "completed]"));
+	assert_non_null(strstr(text, "Slept 300 ms."));
+	free(text);
 	free(wake);
 	/* one terminal reply per user message, including the wake */
 	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM message u WHERE u.role='user' AND "
@@ -265,8 +260,7 @@ static void a_background_task_wakes_its_parent_once_as_its_own_turn(void **state
 
 static int turn_failed(struct h *h, void *sid)
 {
-	return h_sql_int(h, "SELECT COUNT(*) FROM turn WHERE session_id='%s' AND state='failed'",
-			 (char *)sid) == 1;
+	return h_turns(h, sid, "failed") == 1;
 }
 
 static void the_sweeper_fails_a_turn_busy_with_nothing(void **state)
@@ -286,9 +280,11 @@ static void the_sweeper_fails_a_turn_busy_with_nothing(void **state)
 	s->cur->stream = NULL;
 	assert_true(h_until(&h, turn_failed, sid, 5000));
 	assert_true(h_until(&h, h_idle, sid, 1000));
-	char *err = h_sql_str(&h, "SELECT error FROM turn WHERE session_id='%s'", sid);
+	char *turn = h_last_turn(&h, sid, NULL, NULL); /* its only turn */
+	char *err = h_turn_error(&h, turn);
 	assert_non_null(strstr(err, "busy with nothing running"));
 	free(err);
+	free(turn);
 	check_all_ended(&h);
 	h_stop(&h);
 }
@@ -343,7 +339,7 @@ static void aborting_a_parent_does_not_restart_it_through_its_background_child(v
 	h_spin(&h, 100);
 	assert_false(engine_tree_busy(h.E, sid));
 	engine_flush(h.E);
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM turn WHERE session_id='%s'", sid), 1);
+	assert_int_equal(h_turns(&h, sid, NULL), 1);
 	check_all_ended(&h);
 	h_stop(&h);
 }
@@ -363,8 +359,7 @@ static void stopping_with_a_running_child_frees_cleanly(void **state)
 
 static int parent_woken(struct h *h, void *sid)
 {
-	return h_sql_int(h, "SELECT COUNT(*) FROM turn WHERE session_id='%s' AND source='task' AND "
-			 "state='completed'", (char *)sid) == 1;
+	return h_turns_from(h, sid, "task", "completed") == 1;
 }
 
 static void a_background_child_cut_by_a_restart_still_reports_to_its_parent(void **state)
@@ -381,10 +376,10 @@ static void a_background_child_cut_by_a_restart_still_reports_to_its_parent(void
 	h_start(&h, 1);
 	assert_true(h_until(&h, parent_woken, sid, 10000));
 	assert_true(h_until(&h, h_idle, sid, 10000));
-	char *wake = h_sql_str(&h, "SELECT json_extract(p.data,'$.text') FROM turn t JOIN part p ON "
-			       "p.message_id=t.user_message_id WHERE t.session_id='%s' AND "
-			       "t.source='task'", sid);
-	assert_non_null(strstr(wake, "interrupted"));
+	char *wake = h_last_turn(&h, sid, "task", NULL);
+	char *text = h_turn_prompt(&h, wake);
+	assert_non_null(strstr(text, "interrupted"));
+	free(text);
 	free(wake);
 	check_all_ended(&h);
 	h_stop(&h);
