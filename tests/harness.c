@@ -206,19 +206,14 @@ void h_check_ledger(struct h *h, const char *sid)
 {
 	engine_flush(h->E);
 	/* exactly one terminal assistant message per user message */
-	assert_int_equal(h_sql_int(h,
-		"SELECT COUNT(*) FROM message u WHERE u.role='user' AND u.session_id='%s' AND "
-		"(SELECT COUNT(*) FROM message a WHERE a.parent_id=u.id AND a.role='assistant' "
-		"AND a.finish IS NOT NULL AND a.finish != 'tool-calls') != 1", sid), 0);
+	assert_int_equal(h_unanswered(h, sid), 0);
 	/* every assistant message is bound to its turn's user message */
 	assert_int_equal(h_sql_int(h,
 		"SELECT COUNT(*) FROM message a LEFT JOIN turn t ON t.id=a.turn_id "
 		"WHERE a.session_id='%s' AND a.role='assistant' AND "
 		"(t.id IS NULL OR a.parent_id IS NOT t.user_message_id)", sid), 0);
 	/* nothing left unfinished once the turns ended */
-	assert_int_equal(h_sql_int(h,
-		"SELECT COUNT(*) FROM message WHERE session_id='%s' AND role='assistant' AND "
-		"finish IS NULL", sid), 0);
+	assert_int_equal(h_unfinished(h, sid), 0);
 	/* turns ran one at a time, in the order they were accepted */
 	assert_int_equal(h_sql_int(h,
 		"SELECT COUNT(*) FROM turn a JOIN turn b ON a.session_id=b.session_id AND a.id<b.id "
@@ -318,4 +313,96 @@ int h_turn_after(struct h *h, const char *turn, const char *before)
 {
 	return (int)h_sql_int(h, "SELECT (SELECT time_started FROM turn WHERE id='%s') >= "
 			      "(SELECT time_ended FROM turn WHERE id='%s')", turn, before);
+}
+
+int h_messages(struct h *h, const char *sid, const char *role)
+{
+	return (int)h_sql_int(h, "SELECT COUNT(*) FROM message WHERE %s AND %s",
+			      EQ("session_id", sid), EQ("role", role));
+}
+
+int h_replies(struct h *h, const char *turn, const char *finish)
+{
+	return (int)h_sql_int(h, "SELECT COUNT(*) FROM message WHERE turn_id='%s' AND "
+			      "role='assistant' AND %s", turn, EQ("finish", finish));
+}
+
+int h_unfinished(struct h *h, const char *sid)
+{
+	return (int)h_sql_int(h, "SELECT COUNT(*) FROM message WHERE %s AND role='assistant' AND "
+			      "finish IS NULL", EQ("session_id", sid));
+}
+
+int h_unanswered(struct h *h, const char *sid)
+{
+	return (int)h_sql_int(h,
+		"SELECT COUNT(*) FROM message u WHERE u.role='user' AND u.session_id='%s' AND "
+		"(SELECT COUNT(*) FROM message a WHERE a.parent_id=u.id AND a.role='assistant' "
+		"AND a.finish IS NOT NULL AND a.finish != 'tool-calls') != 1", sid);
+}
+
+char *h_reply_error(struct h *h, const char *turn)
+{
+	return h_sql_str(h, "SELECT json_extract(data,'$.error.data.message') FROM message WHERE "
+			 "turn_id='%s' AND role='assistant' AND finish='error'", turn);
+}
+
+char *h_reply_error_name(struct h *h, const char *turn, const char *finish)
+{
+	return h_sql_str(h, "SELECT json_extract(data,'$.error.name') FROM message WHERE "
+			 "turn_id='%s' AND role='assistant' AND finish='%s'", turn, finish);
+}
+
+int64_t h_reply_tokens(struct h *h, const char *turn)
+{
+	return h_sql_int(h, "SELECT json_extract(data,'$.tokens.output') FROM message WHERE "
+			 "turn_id='%s' AND role='assistant' ORDER BY id LIMIT 1", turn);
+}
+
+/* Parts of the assistant's messages (p, m) in a session or turn: ids of both differ. */
+#define REPLY_PARTS "part p JOIN message m ON m.id=p.message_id WHERE m.role='assistant' AND "
+static const char *in(char b[160], const char *of)
+{
+	if (of)
+		snprintf(b, 160, "(p.session_id='%s' OR m.turn_id='%s')", of, of);
+	else
+		snprintf(b, 160, "1");
+	return b;
+}
+#define IN(of) in((char[160]){0}, of)
+
+char *h_reply_text(struct h *h, const char *turn)
+{
+	return h_sql_str(h, "SELECT group_concat(t,'|') FROM (SELECT json_extract(p.data,'$.text') "
+			 "t FROM " REPLY_PARTS "m.turn_id='%s' AND p.type='text' ORDER BY m.id, p.id)",
+			 turn);
+}
+
+char *h_last_text(struct h *h, const char *of)
+{
+	return h_sql_str(h, "SELECT json_extract(p.data,'$.text') FROM " REPLY_PARTS "%s AND "
+			 "p.type='text' ORDER BY m.turn_id DESC, p.id DESC LIMIT 1", IN(of));
+}
+
+int64_t h_reply_len(struct h *h, const char *turn)
+{
+	return h_sql_int(h, "SELECT COALESCE(SUM(length(json_extract(p.data,'$.text'))),0) FROM "
+			 REPLY_PARTS "m.turn_id='%s' AND p.type='text'", turn);
+}
+
+int64_t h_longest_text(struct h *h, const char *sid)
+{
+	return h_sql_int(h, "SELECT COALESCE(MAX(length(json_extract(p.data,'$.text'))),0) FROM "
+			 REPLY_PARTS "p.session_id='%s' AND p.type='text'", sid);
+}
+
+int h_parts(struct h *h, const char *of, const char *type)
+{
+	return (int)h_sql_int(h, "SELECT COUNT(*) FROM " REPLY_PARTS "%s AND p.type='%s'", IN(of),
+			      type);
+}
+
+int h_parts_mentioning(struct h *h, const char *text)
+{
+	return (int)h_sql_int(h, "SELECT COUNT(*) FROM part WHERE data LIKE '%%%s%%'", text);
 }

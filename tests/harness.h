@@ -63,6 +63,23 @@ int h_turns_keyed(struct h *h, const char *key); /* count of turns with that ded
 char *h_last_turn(struct h *h, const char *sid, const char *source, const char *state);
 int h_turn_after(struct h *h, const char *turn, const char *before); /* 1: started once before ended */
 
+/* Messages. A reply is an assistant message: one per step of a turn. */
+int h_messages(struct h *h, const char *sid, const char *role); /* count */
+int h_replies(struct h *h, const char *turn, const char *finish); /* count, of the turn */
+int h_unfinished(struct h *h, const char *sid); /* replies with no finish yet */
+int h_unanswered(struct h *h, const char *sid); /* user messages without one terminal reply */
+char *h_reply_error(struct h *h, const char *turn); /* message of the reply that ended in error */
+char *h_reply_error_name(struct h *h, const char *turn, const char *finish); /* its error's name */
+int64_t h_reply_tokens(struct h *h, const char *turn); /* output tokens of the first reply */
+
+/* Reply parts; "of" is a session or a turn id. */
+char *h_reply_text(struct h *h, const char *turn);  /* the turn's text parts, in order, '|' between */
+char *h_last_text(struct h *h, const char *of);     /* the newest text part */
+int64_t h_reply_len(struct h *h, const char *turn); /* characters in the turn's text parts */
+int64_t h_longest_text(struct h *h, const char *sid); /* characters in the longest text part */
+int h_parts(struct h *h, const char *of, const char *type); /* count of parts of a type */
+int h_parts_mentioning(struct h *h, const char *text); /* count of any parts holding text (any case) */
+
 /* The DESIGN.md ledger invariants, checked on what is durable (flushes first): one
  * terminal assistant message per user message, bound to its turn, none unfinished, turns
  * one at a time in order, replies never overlapping, nothing left queued or running. */

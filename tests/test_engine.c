@@ -56,9 +56,7 @@ static void prompts_from_many_sources_run_fifo_one_at_a_time(void **state)
 	/* the prompt sent during the tool waited for the whole first turn */
 	assert_int_equal(h_turn_after(&h, during, first), 1);
 	/* the first turn's continuation after the tool answers the first user message */
-	char *text = h_sql_str(&h, "SELECT json_extract(p.data,'$.text') FROM part p JOIN message m "
-			       "ON m.id=p.message_id JOIN turn t ON t.id=m.turn_id WHERE t.id='%s' "
-			       "AND m.role='assistant' AND p.type='text' ORDER BY p.id DESC LIMIT 1", first);
+	char *text = h_last_text(&h, first);
 	assert_string_equal(text, "Slept 150 ms.");
 	free(text);
 	assert_int_equal(h_count(&h, "session.idle", sid), 1);
@@ -99,9 +97,10 @@ static void interrupt_cancels_the_running_turn_and_keeps_the_queue(void **state)
 	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM part p JOIN message m ON "
 				   "m.id=p.message_id WHERE m.turn_id='%s' AND p.type='tool' AND "
 				   "json_extract(p.data,'$.state.status')='error'", t1), 1);
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM message WHERE turn_id='%s' AND "
-				   "finish='aborted' AND json_extract(data,'$.error.name')="
-				   "'MessageAbortedError'", t1), 1);
+	assert_int_equal(h_replies(&h, t1, "aborted"), 1);
+	char *name = h_reply_error_name(&h, t1, "aborted");
+	assert_string_equal(name, "MessageAbortedError");
+	free(name);
 	/* FIFO is kept: the earlier queued prompt ran before the interrupting one */
 	assert_int_equal(h_turns(&h, sid, "completed"), 2);
 	h_stop(&h);
@@ -122,7 +121,7 @@ static void reject_when_busy_leaves_nothing_behind(void **state)
 	assert_int_equal(e.code, ERR_BUSY);
 	assert_non_null(strstr(e.msg, "busy"));
 	assert_true(h_until(&h, h_idle, sid, 10000));
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM message WHERE role='user'"), 1);
+	assert_int_equal(h_messages(&h, NULL, "user"), 1);
 	/* idle again: reject accepts */
 	memset(&e, 0, sizeof(e));
 	assert_int_equal(engine_prompt(h.E, &p, NULL, NULL, &e), 0);
@@ -182,7 +181,7 @@ static void bad_prompts_get_errors_that_name_the_problem(void **state)
 	p.agent = NULL;
 	p.text = "";
 	assert_int_equal(engine_prompt(h.E, &p, NULL, NULL, &e), -1);
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM message"), 0);
+	assert_int_equal(h_messages(&h, NULL, NULL), 0);
 	/* a client-chosen message id may not take over an existing message */
 	struct prompt_result r;
 	p.text = "hello";
@@ -194,7 +193,7 @@ static void bad_prompts_get_errors_that_name_the_problem(void **state)
 	assert_non_null(strstr(e.msg, "already used"));
 	assert_true(h_until(&h, h_idle, sid, 5000));
 	engine_flush(h.E);
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM message WHERE session_id='%s'", other), 0);
+	assert_int_equal(h_messages(&h, other, NULL), 0);
 	h_stop(&h);
 }
 
@@ -208,16 +207,15 @@ static void provider_error_fails_the_turn_visibly(void **state)
 	h_prompt(&h, sid, "fail now", "web", t);
 	assert_true(h_until(&h, h_idle, sid, 10000));
 	h_check_ledger(&h, sid);
-	char *err = h_sql_str(&h, "SELECT json_extract(data,'$.error.data.message') FROM message "
-			      "WHERE turn_id='%s' AND finish='error'", t);
+	char *err = h_reply_error(&h, t);
 	assert_non_null(err);
 	assert_non_null(strstr(err, "scripted failure"));
 	free(err);
 	assert_int_equal(h_count(&h, "session.error", sid), 1);
 	/* the partial text before the error is kept */
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM part p JOIN message m ON "
-				   "m.id=p.message_id WHERE m.turn_id='%s' AND "
-				   "json_extract(p.data,'$.text')='About to fail.'", t), 1);
+	char *text = h_reply_text(&h, t);
+	assert_string_equal(text, "About to fail.");
+	free(text);
 	h_stop(&h);
 }
 
@@ -243,8 +241,7 @@ static void stalled_stream_fails_after_its_retry_without_duplicate_text(void **s
 		retries += !strcmp(h.types[i], "session.status") &&
 			   strstr(h.events[i], "\"type\":\"retry\"") != NULL;
 	assert_int_equal(retries, 1);
-	char *text = h_sql_str(&h, "SELECT json_extract(p.data,'$.text') FROM part p JOIN message m "
-			       "ON m.id=p.message_id WHERE m.turn_id='%s' AND m.role='assistant' AND p.type='text'", t);
+	char *text = h_reply_text(&h, t);
 	assert_string_equal(text, "I will stop");
 	free(text);
 	h_stop(&h);
@@ -275,9 +272,7 @@ static int text_has_deltas(struct h *h, void *arg)
 /* Length of a turn's streamed text as another connection reads it from the database. */
 static int64_t stored_len(struct h *h, const char *turn)
 {
-	return h_sql_int(h, "SELECT length(json_extract(p.data,'$.text')) FROM part p "
-			 "JOIN message m ON m.id=p.message_id WHERE m.turn_id='%s' AND "
-			 "m.role='assistant' AND p.type='text'", turn);
+	return h_reply_len(h, turn);
 }
 
 struct stored {
@@ -364,9 +359,7 @@ static void kill_mid_turn_then_restart_loses_nothing(void **state)
 	int64_t len = 0;
 	for (int i = 0; i < 500 && len < 50; i++) {
 		usleep(10000);
-		len = h_sql_int(&h, "SELECT COALESCE(MAX(length(json_extract(data,'$.text'))),0) "
-				"FROM part WHERE type='text' AND session_id='%s' AND data LIKE "
-				"'%%\"time\"%%'", sid);
+		len = h_longest_text(&h, sid);
 	}
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
@@ -384,12 +377,10 @@ static void kill_mid_turn_then_restart_loses_nothing(void **state)
 	free(err);
 	assert_int_equal(h_turns(&h, NULL, "completed"), 2);
 	/* the interrupted reply keeps its partial text and says why it ended */
-	assert_true(h_sql_int(&h, "SELECT length(json_extract(p.data,'$.text')) FROM part p JOIN "
-			      "message m ON m.id=p.message_id JOIN turn t ON t.id=m.turn_id WHERE "
-			      "t.state='failed' AND m.role='assistant' AND p.type='text'") >= len);
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM message m JOIN turn t ON "
-				   "t.id=m.turn_id WHERE t.state='failed' AND m.finish='error' AND "
-				   "json_extract(m.data,'$.error.data.message')='interrupted'"), 1);
+	assert_true(h_reply_len(&h, failed) >= len);
+	err = h_reply_error(&h, failed); /* its one terminal reply: the ledger holds */
+	assert_string_equal(err, "interrupted");
+	free(err);
 	free(failed);
 	h_stop(&h);
 }

@@ -46,9 +46,7 @@ static int store_fails(struct h *h, void *arg)
 
 static int64_t stored_text_len(struct h *h, const char *sid)
 {
-	return h_sql_int(h, "SELECT COALESCE(MAX(length(json_extract(data,'$.text'))),0) FROM part "
-			 "WHERE type='text' AND session_id='%s' AND message_id IN (SELECT id FROM "
-			 "message WHERE role='assistant')", sid);
+	return h_longest_text(h, sid);
 }
 
 static int text_stored(struct h *h, void *arg)
@@ -129,11 +127,9 @@ static void a_disk_that_fills_mid_turn_loses_nothing_acknowledged(void **state)
 	assert_int_equal(h_turns(&h, sid, "completed"), 2);
 	/* each turn ran once: one step's assistant message for the text reply, two for the
 	 * tool round-trip; nothing refused was stored */
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM message WHERE role='assistant' AND "
-				   "turn_id='%s'", t1), 1);
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM message WHERE role='assistant' AND "
-				   "turn_id='%s'", t2), 2);
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM part WHERE data LIKE '%%refused%%'"), 0);
+	assert_int_equal(h_replies(&h, t1, NULL), 1);
+	assert_int_equal(h_replies(&h, t2, NULL), 2);
+	assert_int_equal(h_parts_mentioning(&h, "refused"), 0);
 	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM session"), 1);
 	char *title = h_sql_str(&h, "SELECT json_extract(data,'$.title') FROM session");
 	assert_string_equal(title, "test");
@@ -166,7 +162,7 @@ static void a_prompt_refused_at_its_commit_is_never_run_later(void **state)
 	disk(NULL);
 	assert_true(h_until(&h, store_writes, NULL, 10000));
 	h_spin(&h, 300);
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM message WHERE session_id='%s'", sid), 0);
+	assert_int_equal(h_messages(&h, sid, NULL), 0);
 	assert_int_equal(h_turns(&h, NULL, NULL), 0);
 	assert_int_equal(h_count(&h, "session.status", sid), 0);
 	/* and the store takes prompts again */
@@ -234,7 +230,7 @@ static void a_frozen_disk_delays_commits_not_the_loop(void **state)
 	assert_true(h_until(&h, h_idle, sid, 20000));
 	h_check_ledger(&h, sid);
 	assert_true(stored_text_len(&h, sid) > 1000);
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM part WHERE data LIKE '%%frozen%%'"), 0);
+	assert_int_equal(h_parts_mentioning(&h, "frozen"), 0);
 	h_stop(&h);
 }
 

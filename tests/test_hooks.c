@@ -202,7 +202,7 @@ static void a_refusing_prompt_hook_stops_the_prompt_before_anything_is_written(v
 	assert_int_equal(e.code, ERR_INVALID);
 	assert_non_null(strstr(e.msg, "no thanks from the test"));
 	h_spin(&h, 150);
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM message"), 0);
+	assert_int_equal(h_messages(&h, NULL, NULL), 0);
 	assert_int_equal(h_turns(&h, NULL, NULL), 0);
 	assert_int_equal(count(&r, HOOK_PROVIDER_REQUEST, NULL, -1), 0);
 	h_stop(&h);

@@ -122,13 +122,6 @@ static char *run(struct h *h, char *sid, const char *model, char *turn)
 	return h_turn_state(h, turn);
 }
 
-static char *final_text(struct h *h, const char *turn)
-{
-	return h_sql_str(h, "SELECT group_concat(json_extract(p.data,'$.text'),'|') FROM part p "
-			 "JOIN message m ON m.id=p.message_id WHERE m.turn_id='%s' AND "
-			 "m.role='assistant' AND p.type='text'", turn);
-}
-
 /* Runs a prompt on model and fails the test, naming the turn's error, unless the turn
  * completed. Returns the turn's final text (the caller frees it). */
 static char *run_completed(struct h *h, char *sid, const char *model, char *turn)
@@ -137,7 +130,7 @@ static char *run_completed(struct h *h, char *sid, const char *model, char *turn
 	if (!st || strcmp(st, "completed"))
 		fail_msg("%s: %s (%s)", model, st ? st : "no turn", h_turn_error(h, turn));
 	free(st);
-	return final_text(h, turn);
+	return h_reply_text(h, turn);
 }
 
 static int retries_seen(struct h *h, const char *sid)
@@ -167,8 +160,7 @@ static void normal_streams_in_both_formats(void **state)
 		char *text = run_completed(&h, sid, models[i], turn);
 		assert_string_equal(text, "Hello from mock.");
 		assert_true(h_count(&h, "message.part.delta", sid) >= 1);
-		assert_true(h_sql_int(&h, "SELECT json_extract(data,'$.tokens.output') FROM message "
-				      "WHERE turn_id='%s' AND role='assistant'", turn) > 0);
+		assert_true(h_reply_tokens(&h, turn) > 0);
 		cJSON *j = stats();
 		const cJSON *hd = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "last"), "headers");
 		const cJSON *body = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "last"), "body");
@@ -227,8 +219,7 @@ static void every_byte_split_and_malformed_lines_still_parse(void **state)
 		if (i < 2)
 			assert_string_equal(text, "Hello from mock.");
 		if (i == 3)
-			assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM part WHERE session_id='%s' "
-						   "AND type='reasoning'", sid), 1);
+			assert_int_equal(h_parts(&h, sid, "reasoning"), 1);
 		free(text);
 		h_stop(&h);
 	}
@@ -251,7 +242,7 @@ static void stalls_fail_after_their_retry_and_keep_partial_text(void **state)
 		assert_int_equal(retries_seen(&h, sid), 1);
 		assert_int_equal(h_count(&h, "session.error", sid), 1);
 		if (i > 0) {
-			char *text = final_text(&h, turn);
+			char *text = h_reply_text(&h, turn);
 			assert_string_equal(text, "Partial answer");
 			free(text);
 		}
@@ -338,8 +329,7 @@ static void retry_after_over_the_cap_fails_at_once_naming_both(void **state)
 		assert_int_equal(requests(strchr(models[i], '/') + 1), 1);
 		assert_int_equal(retries_seen(&h, sid), 0);
 		assert_int_equal(h_count(&h, "session.error", sid), 1);
-		char *msg = h_sql_str(&h, "SELECT json_extract(data,'$.error.data.message') FROM "
-				      "message WHERE turn_id='%s' AND finish='error'", turn);
+		char *msg = h_reply_error(&h, turn);
 		assert_string_equal(msg, err);
 		assert_false(engine_tree_busy(h.E, sid));
 		free(msg);
@@ -398,21 +388,6 @@ static void scripted_retry_after_over_the_cap_fails_too(void **state)
 
 static int mock_idle(struct h *h, void *arg);
 
-static int part_count(struct h *h, const char *turn, const char *type)
-{
-	return (int)h_sql_int(h, "SELECT COUNT(*) FROM part p JOIN message m ON "
-			      "m.id=p.message_id WHERE m.turn_id='%s' AND m.role='assistant' AND "
-			      "p.type='%s'", turn, type);
-}
-
-/* Bytes of text the turn's assistant messages kept. */
-static int64_t text_kept(struct h *h, const char *turn)
-{
-	return h_sql_int(h, "SELECT COALESCE(SUM(length(json_extract(p.data,'$.text'))),0) FROM "
-			 "part p JOIN message m ON m.id=p.message_id WHERE m.turn_id='%s' AND "
-			 "m.role='assistant' AND p.type='text'", turn);
-}
-
 /* The failed turn's terminal assistant message carries the turn's error, session.error
  * went out once, and nothing is busy any more. */
 static void failed_visibly(struct h *h, const char *sid, const char *turn, const char *model,
@@ -423,8 +398,7 @@ static void failed_visibly(struct h *h, const char *sid, const char *turn, const
 	if (!st || strcmp(st, "failed") || !err || !strstr(err, want))
 		fail_msg("%s: turn %s: %s (want an error with \"%s\")", model, st ? st : "?",
 			 err ? err : "no error", want);
-	char *msg = h_sql_str(h, "SELECT json_extract(data,'$.error.data.message') FROM message "
-			      "WHERE turn_id='%s' AND role='assistant' AND finish='error'", turn);
+	char *msg = h_reply_error(h, turn);
 	assert_non_null(msg);
 	assert_string_equal(msg, err);
 	assert_int_equal(h_count(h, "session.error", sid), 1);
@@ -453,10 +427,10 @@ static void endless_stream_ends_at_max_output_bytes(void **state)
 		failed_visibly(&h, sid, turn, models[i], "over limits.max_output_bytes 65536");
 		assert_int_equal(requests(strchr(models[i], '/') + 1), 1);
 		assert_int_equal(retries_seen(&h, sid), 0);
-		int64_t kept = text_kept(&h, turn);
+		int64_t kept = h_reply_len(&h, turn);
 		if (i < 2 && (kept <= 0 || kept > 65536))
 			fail_msg("%s: %lld bytes of text kept", models[i], (long long)kept);
-		assert_int_equal(part_count(&h, turn, "tool"), 0);
+		assert_int_equal(h_parts(&h, turn, "tool"), 0);
 		assert_true(h_until(&h, mock_idle, NULL, 5000));
 		h_stop(&h);
 	}
@@ -489,7 +463,7 @@ static void slow_drip_ends_at_max_attempt_ms(void **state)
 		free(err);
 		assert_int_equal(requests(strchr(models[i], '/') + 1), 2);
 		assert_int_equal(retries_seen(&h, sid), 1);
-		char *text = final_text(&h, turn);
+		char *text = h_reply_text(&h, turn);
 		assert_non_null(text);
 		assert_int_equal(strncmp(text, "drip drip ", 10), 0);
 		free(text);
@@ -532,10 +506,10 @@ static void scripted_rules_are_held_to_the_same_limits(void **state)
 		engine_flush(h.E);
 		failed_visibly(&h, sid, turn, prompts[i], want[i]);
 		assert_int_equal(retries_seen(&h, sid), i == 2 ? 1 : 0);
-		int64_t kept = text_kept(&h, turn);
+		int64_t kept = h_reply_len(&h, turn);
 		if (kept <= 0 || kept > 8192)
 			fail_msg("%.20s: %lld bytes of text kept", prompts[i], (long long)kept);
-		assert_int_equal(part_count(&h, turn, "tool"), 0);
+		assert_int_equal(h_parts(&h, turn, "tool"), 0);
 	}
 	free(bigargs);
 	h_stop(&h);
@@ -553,11 +527,9 @@ static void client_errors_are_not_retried_and_show_the_providers_message(void **
 		char *st = run(&h, sid, models[i], turn);
 		assert_string_equal(st, "failed");
 		assert_int_equal(requests(strchr(models[i], '/') + 1) - before, 1);
-		char *msg = h_sql_str(&h, "SELECT json_extract(data,'$.error.data.message') FROM "
-				      "message WHERE turn_id='%s' AND finish='error'", turn);
+		char *msg = h_reply_error(&h, turn);
 		assert_non_null(strstr(msg, i == 2 ? "Incorrect API key" : "does not exist"));
-		char *nm = h_sql_str(&h, "SELECT json_extract(data,'$.error.name') FROM message WHERE "
-				     "turn_id='%s' AND finish='error'", turn);
+		char *nm = h_reply_error_name(&h, turn, "error");
 		assert_string_equal(nm, name[i]);
 		assert_int_equal(h_count(&h, "session.error", sid), 1);
 		assert_int_equal(retries_seen(&h, sid), 0);
@@ -657,9 +629,7 @@ static void back_pressure_pauses_and_resumes_without_loss(void **state)
 	assert_true(h_until(&h, h_idle, sid, 60000));
 	assert_true(llmio_pauses(h.E->io) > 0); /* the threshold was hit: pauses happened */
 	engine_flush(h.E);
-	assert_int_equal(h_sql_int(&h, "SELECT length(json_extract(p.data,'$.text')) FROM part p "
-				   "JOIN message m ON m.id=p.message_id WHERE m.turn_id='%s' AND "
-				   "m.role='assistant' AND p.type='text'", turn), 20000 * 4);
+	assert_int_equal(h_reply_len(&h, turn), 20000 * 4);
 	h_stop(&h);
 }
 
@@ -677,14 +647,14 @@ static void each_step_sees_the_ended_turns_and_its_own_but_no_queued_prompt(void
 	h_prompt_model(&h, sid, "two", "openai/tools", t2);
 	assert_true(h_until(&h, h_idle, sid, 20000));
 	engine_flush(h.E);
-	char *r1 = final_text(&h, t1);
+	char *r1 = h_reply_text(&h, t1);
 	assert_string_equal(r1, "1 msgs: user:one");
 	/* the third and fourth are both accepted before the third runs */
 	h_prompt_model(&h, sid, "three", "openai/recall", t3);
 	h_prompt_model(&h, sid, "four", "openai/recall", t4);
 	assert_true(h_until(&h, h_idle, sid, 20000));
 	engine_flush(h.E);
-	char *r3 = final_text(&h, t3), *r4 = final_text(&h, t4);
+	char *r3 = h_reply_text(&h, t3), *r4 = h_reply_text(&h, t4);
 	/* user one, its answer, user two, the tool call, its result, the answer, user three */
 	assert_int_equal(strncmp(r3, "7 msgs: user:one|assistant:1 msgs: user:one|user:two|"
 			 "assistant:", 53), 0);
@@ -702,7 +672,7 @@ static void each_step_sees_the_ended_turns_and_its_own_but_no_queued_prompt(void
 	h_prompt_model(&h, sid, "five", "openai/recall", t5);
 	assert_true(h_until(&h, h_idle, sid, 20000));
 	engine_flush(h.E);
-	char *r5 = final_text(&h, t5);
+	char *r5 = h_reply_text(&h, t5);
 	assert_int_equal(strncmp(r5, "11 msgs: ", 9), 0);
 	assert_non_null(strstr(r5, r4 + strlen("9 msgs: "))); /* turn four's view, whole */
 	free(r1);

@@ -25,9 +25,7 @@ static char *run_tree(struct h *h, char *sid, const char *prompt)
 	h_prompt(h, sid, prompt, "http", NULL);
 	assert_true(h_until(h, h_idle, sid, 20000));
 	engine_flush(h->E);
-	return h_sql_str(h, "SELECT json_extract(p.data,'$.text') FROM part p JOIN message m ON "
-			 "m.id=p.message_id WHERE m.session_id='%s' AND m.role='assistant' AND "
-			 "p.type='text' ORDER BY m.turn_id DESC, p.id DESC LIMIT 1", sid);
+	return h_last_text(h, sid);
 }
 
 /* Nothing in the database is left busy or unfinished. */
@@ -36,8 +34,7 @@ static void check_all_ended(struct h *h)
 	engine_flush(h->E);
 	assert_int_equal(h_turns(h, NULL, "queued"), 0);
 	assert_int_equal(h_turns(h, NULL, "running"), 0);
-	assert_int_equal(h_sql_int(h, "SELECT COUNT(*) FROM message WHERE role='assistant' AND "
-				   "finish IS NULL"), 0);
+	assert_int_equal(h_unfinished(h, NULL), 0);
 	assert_int_equal(h_sql_int(h, "SELECT COUNT(*) FROM part WHERE type='tool' AND "
 				   "json_extract(data,'$.state.status') IN ('pending','running')"), 0);
 	assert_int_equal(engine_running(h->E), 0);
@@ -251,9 +248,7 @@ static void a_background_task_wakes_its_parent_once_as_its_own_turn(void **state
 	free(text);
 	free(wake);
 	/* one terminal reply per user message, including the wake */
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM message u WHERE u.role='user' AND "
-				   "u.session_id='%s' AND (SELECT COUNT(*) FROM message a WHERE "
-				   "a.parent_id=u.id AND a.finish!='tool-calls') != 1", sid), 0);
+	assert_int_equal(h_unanswered(&h, sid), 0);
 	check_all_ended(&h);
 	h_stop(&h);
 }

@@ -81,9 +81,7 @@ static void start(struct h *h, char *sid)
 static char *reply(struct h *h, const char *sid)
 {
 	engine_flush(h->E);
-	return h_sql_str(h, "SELECT json_extract(p.data,'$.text') FROM part p JOIN message m ON "
-			 "m.id=p.message_id WHERE m.session_id='%s' AND m.role='assistant' AND "
-			 "p.type='text' ORDER BY p.id DESC LIMIT 1", sid);
+	return h_last_text(h, sid);
 }
 
 static int tool_running(struct h *h, void *arg)
@@ -123,7 +121,7 @@ static void a_completion_after_an_abort_is_dropped(void **state)
 	assert_int_equal(tool_fail(kept.E, kept.id, "later still", NULL), -1);
 	assert_int_equal(tool_done(h.E, 999999, "never was", NULL, NULL), -1);
 	assert_int_equal(tool_dropped(h.E) - dropped, 3);
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM part WHERE data LIKE '%%too late%%'"), 0);
+	assert_int_equal(h_parts_mentioning(&h, "too late"), 0);
 	h_stop(&h);
 }
 
