@@ -406,3 +406,89 @@ int h_parts_mentioning(struct h *h, const char *text)
 {
 	return (int)h_sql_int(h, "SELECT COUNT(*) FROM part WHERE data LIKE '%%%s%%'", text);
 }
+
+#define TOOL_STATE(field) "json_extract(p.data,'$.state." field "')"
+
+int h_tool_calls(struct h *h, const char *of, const char *tool, const char *status)
+{
+	return (int)h_sql_int(h, "SELECT COUNT(*) FROM " REPLY_PARTS "%s AND p.type='tool' AND %s "
+			      "AND %s", IN(of), EQ("json_extract(p.data,'$.tool')", tool),
+			      EQ(TOOL_STATE("status"), status));
+}
+
+char *h_tool_output(struct h *h, const char *of, const char *tool)
+{
+	return h_sql_str(h, "SELECT " TOOL_STATE("output") " FROM " REPLY_PARTS "%s AND "
+			 "p.type='tool' AND %s ORDER BY p.id LIMIT 1", IN(of),
+			 EQ("json_extract(p.data,'$.tool')", tool));
+}
+
+char *h_tool_error(struct h *h, const char *of)
+{
+	return h_sql_str(h, "SELECT " TOOL_STATE("error") " FROM " REPLY_PARTS "%s AND "
+			 "p.type='tool' AND " TOOL_STATE("status") "='error' ORDER BY p.id DESC "
+			 "LIMIT 1", IN(of));
+}
+
+int h_tool_errors_like(struct h *h, const char *pattern)
+{
+	return (int)h_sql_int(h, "SELECT COUNT(*) FROM part p WHERE p.type='tool' AND "
+			      TOOL_STATE("error") " LIKE '%s'", pattern);
+}
+
+char *h_task_session(struct h *h, const char *sid)
+{
+	return h_sql_str(h, "SELECT " TOOL_STATE("metadata.sessionId") " FROM part p WHERE "
+			 "p.session_id='%s' AND p.type='tool' ORDER BY p.id LIMIT 1", sid);
+}
+
+char *h_session_at(struct h *h, int i)
+{
+	return h_sql_str(h, "SELECT id FROM session ORDER BY id LIMIT 1 OFFSET %d", i);
+}
+
+int h_sessions(struct h *h, const char *root)
+{
+	return (int)h_sql_int(h, "SELECT COUNT(*) FROM session WHERE %s", EQ("root_id", root));
+}
+
+char *h_session_title(struct h *h, const char *sid)
+{
+	return h_sql_str(h, "SELECT json_extract(data,'$.title') FROM session WHERE id='%s'", sid);
+}
+
+char *h_child(struct h *h, const char *parent)
+{
+	return h_sql_str(h, "SELECT id FROM session WHERE parent_id='%s' ORDER BY id LIMIT 1",
+			 parent);
+}
+
+int h_children(struct h *h, const char *parent)
+{
+	return (int)h_sql_int(h, "SELECT COUNT(*) FROM session WHERE parent_id='%s'", parent);
+}
+
+char *h_parent(struct h *h, const char *sid)
+{
+	return h_sql_str(h, "SELECT parent_id FROM session WHERE id='%s'", sid);
+}
+
+char *h_spawned_by(struct h *h, const char *sid)
+{
+	return h_sql_str(h, "SELECT parent_tool_call_id FROM session WHERE id='%s'", sid);
+}
+
+int h_depth(struct h *h, const char *sid)
+{
+	return (int)h_sql_int(h, "SELECT depth FROM session WHERE id='%s'", sid);
+}
+
+int h_deepest(struct h *h)
+{
+	return (int)h_sql_int(h, "SELECT MAX(depth) FROM session");
+}
+
+int64_t h_durable_seq(struct h *h)
+{
+	return h_sql_int(h, "SELECT COALESCE(MAX(last_seq), 0) FROM event_batch");
+}

@@ -80,6 +80,27 @@ int64_t h_longest_text(struct h *h, const char *sid); /* characters in the longe
 int h_parts(struct h *h, const char *of, const char *type); /* count of parts of a type */
 int h_parts_mentioning(struct h *h, const char *text); /* count of any parts holding text (any case) */
 
+/* Tool calls (tool parts); "of" is a session or a turn id. */
+int h_tool_calls(struct h *h, const char *of, const char *tool, const char *status); /* count */
+char *h_tool_output(struct h *h, const char *of, const char *tool); /* the first call's output */
+char *h_tool_error(struct h *h, const char *of); /* error of the newest call that failed */
+int h_tool_errors_like(struct h *h, const char *pattern); /* count of errors matching SQL LIKE */
+char *h_task_session(struct h *h, const char *sid); /* session its first tool call started */
+
+/* Sessions. */
+char *h_session_at(struct h *h, int i); /* the i-th session by id */
+int h_sessions(struct h *h, const char *root); /* count, in root's tree */
+char *h_session_title(struct h *h, const char *sid);
+char *h_child(struct h *h, const char *parent); /* the first child session */
+int h_children(struct h *h, const char *parent); /* count of child sessions */
+char *h_parent(struct h *h, const char *sid);
+char *h_spawned_by(struct h *h, const char *sid); /* id of the tool call that started it */
+int h_depth(struct h *h, const char *sid); /* 0 for a root */
+int h_deepest(struct h *h); /* the greatest depth of any session */
+
+/* The highest event seq the store holds (0: none). */
+int64_t h_durable_seq(struct h *h);
+
 /* The DESIGN.md ledger invariants, checked on what is durable (flushes first): one
  * terminal assistant message per user message, bound to its turn, none unfinished, turns
  * one at a time in order, replies never overlapping, nothing left queued or running. */

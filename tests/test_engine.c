@@ -60,7 +60,8 @@ static void prompts_from_many_sources_run_fifo_one_at_a_time(void **state)
 	assert_string_equal(text, "Slept 150 ms.");
 	free(text);
 	assert_int_equal(h_count(&h, "session.idle", sid), 1);
-	/* every turn answered its own prompt, not a newer one that was waiting */
+	/* every turn answered its own prompt, not a newer one that was waiting (raw SQL: one
+	 * join pairs each turn's prompt with its final reply, a question only this test asks) */
 	const char *answers =
 		"FROM turn t JOIN part up ON up.message_id=t.user_message_id JOIN message a ON "
 		"a.turn_id=t.id AND a.role='assistant' AND a.finish='stop' JOIN part ap ON "
@@ -94,9 +95,7 @@ static void interrupt_cancels_the_running_turn_and_keeps_the_queue(void **state)
 	assert_string_equal(st, "cancelled");
 	free(st);
 	/* the sleeping tool call ended as an error, and the turn got a terminal message */
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM part p JOIN message m ON "
-				   "m.id=p.message_id WHERE m.turn_id='%s' AND p.type='tool' AND "
-				   "json_extract(p.data,'$.state.status')='error'", t1), 1);
+	assert_int_equal(h_tool_calls(&h, t1, NULL, "error"), 1);
 	assert_int_equal(h_replies(&h, t1, "aborted"), 1);
 	char *name = h_reply_error_name(&h, t1, "aborted");
 	assert_string_equal(name, "MessageAbortedError");
@@ -484,9 +483,9 @@ static void kill_mid_stream_never_reuses_a_seq_and_publishes_recovery(void **sta
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 	close(rfd);
-	char *sid = h_sql_str(&h, "SELECT id FROM session");
+	char *sid = h_session_at(&h, 0); /* the child's one session */
 	/* the test means something only if some seen events never reached the store */
-	assert_true(seen > h_sql_int(&h, "SELECT COALESCE(MAX(last_seq), 0) FROM event_batch"));
+	assert_true(seen > h_durable_seq(&h));
 
 	h_start(&h, 1); /* restart: recovery */
 	assert_true(h_until(&h, h_idle, sid, 20000));

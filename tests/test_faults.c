@@ -130,8 +130,8 @@ static void a_disk_that_fills_mid_turn_loses_nothing_acknowledged(void **state)
 	assert_int_equal(h_replies(&h, t1, NULL), 1);
 	assert_int_equal(h_replies(&h, t2, NULL), 2);
 	assert_int_equal(h_parts_mentioning(&h, "refused"), 0);
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM session"), 1);
-	char *title = h_sql_str(&h, "SELECT json_extract(data,'$.title') FROM session");
+	assert_int_equal(h_sessions(&h, NULL), 1);
+	char *title = h_session_title(&h, sid);
 	assert_string_equal(title, "test");
 	free(title);
 	/* the whole reply that streamed while the disk was full is stored */

@@ -139,7 +139,7 @@ static void every_point_is_called_from_its_place_with_its_context(void **state)
 	h_prompt(&h, sid, "task echo hi", "http", NULL);
 	assert_true(h_until(&h, h_idle, sid, 10000));
 	h_check_ledger(&h, sid);
-	char *child = h_sql_str(&h, "SELECT id FROM session WHERE parent_id='%s'", sid);
+	char *child = h_child(&h, sid);
 	assert_non_null(child);
 	/* the parent: one prompt, two model calls around the task tool, one turn end */
 	assert_int_equal(count(&r, HOOK_PROMPT_SUBMIT, sid, 0), 1);
@@ -219,8 +219,7 @@ static void a_refusing_tool_hook_fails_the_call_with_its_reason(void **state)
 	h_prompt(&h, sid, "echo hi", "http", NULL);
 	assert_true(h_until(&h, h_idle, sid, 5000));
 	h_check_ledger(&h, sid);
-	char *err = h_sql_str(&h, "SELECT json_extract(data,'$.state.error') FROM part WHERE "
-			      "type='tool' AND session_id='%s'", sid);
+	char *err = h_tool_error(&h, sid); /* of its one tool call */
 	assert_non_null(err);
 	assert_non_null(strstr(err, "no thanks from the test"));
 	free(err);

@@ -193,11 +193,8 @@ static void tool_calls_in_fragments_run_and_continue(void **state)
 		char sid[ID_MAX], turn[ID_MAX];
 		char *text = run_completed(&h, sid, models[i], turn);
 		assert_non_null(strstr(text, expect[i]));
-		assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM part WHERE session_id='%s' AND "
-					   "type='tool' AND json_extract(data,'$.state.status')='completed' "
-					   "AND json_extract(data,'$.tool')='echo'", sid), i < 2 ? 1 : 2);
-		char *out = h_sql_str(&h, "SELECT json_extract(data,'$.state.output') FROM part WHERE "
-				      "session_id='%s' AND type='tool' ORDER BY id LIMIT 1", sid);
+		assert_int_equal(h_tool_calls(&h, sid, "echo", "completed"), i < 2 ? 1 : 2);
+		char *out = h_tool_output(&h, sid, NULL);
 		assert_string_equal(out, i < 2 ? "from mock" : "a");
 		free(out);
 		free(text);

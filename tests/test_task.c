@@ -35,17 +35,17 @@ static void check_all_ended(struct h *h)
 	assert_int_equal(h_turns(h, NULL, "queued"), 0);
 	assert_int_equal(h_turns(h, NULL, "running"), 0);
 	assert_int_equal(h_unfinished(h, NULL), 0);
-	assert_int_equal(h_sql_int(h, "SELECT COUNT(*) FROM part WHERE type='tool' AND "
-				   "json_extract(data,'$.state.status') IN ('pending','running')"), 0);
+	assert_int_equal(h_tool_calls(h, NULL, NULL, "pending"), 0);
+	assert_int_equal(h_tool_calls(h, NULL, NULL, "running"), 0);
 	assert_int_equal(engine_running(h->E), 0);
 }
 
+/* The result of the parent's task call (its only tool call): output, or error. */
 static char *task_output(struct h *h, const char *sid)
 {
 	engine_flush(h->E);
-	return h_sql_str(h, "SELECT COALESCE(json_extract(data,'$.state.output'),"
-			 "json_extract(data,'$.state.error')) FROM part WHERE session_id='%s' AND "
-			 "type='tool' AND json_extract(data,'$.tool')='task'", sid);
+	char *out = h_tool_output(h, sid, "task");
+	return out ? out : h_tool_error(h, sid);
 }
 
 static void child_result_comes_back_to_the_parent(void **state)
@@ -58,13 +58,17 @@ static void child_result_comes_back_to_the_parent(void **state)
 	assert_string_equal(final, "The subagent reported: The echo tool returned: from the child");
 	free(final);
 	/* the child is a real session with parentID and the spawning call recorded */
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM session WHERE parent_id='%s' AND "
-				   "depth=1 AND parent_tool_call_id IS NOT NULL", sid), 1);
-	char *meta = h_sql_str(&h, "SELECT json_extract(data,'$.state.metadata.sessionId') FROM "
-			       "part WHERE session_id='%s' AND type='tool'", sid);
+	assert_int_equal(h_children(&h, sid), 1);
+	char *child = h_child(&h, sid), *call = h_spawned_by(&h, child);
+	assert_int_equal(h_depth(&h, child), 1);
+	assert_non_null(call);
+	free(call);
+	free(child);
+	char *meta = h_task_session(&h, sid);
 	assert_non_null(meta);
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM session WHERE id='%s' AND "
-				   "parent_id='%s'", meta, sid), 1);
+	char *parent = h_parent(&h, meta);
+	assert_string_equal(parent, sid);
+	free(parent);
 	/* child events carry the tree envelope */
 	char needle[128];
 	snprintf(needle, sizeof(needle), "\"rootID\":\"%s\",\"parentID\":\"%s\"", sid, sid);
@@ -104,17 +108,17 @@ static void failing_children_still_answer_their_parent(void **state)
 		free(out);
 	}
 	/* the stalled child kept its partial output and says so */
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM part WHERE type='tool' AND "
-				   "json_extract(data,'$.state.error') LIKE '%%Partial output:%%I will stop%%'"), 1);
+	assert_int_equal(h_tool_errors_like(&h, "%Partial output:%I will stop%"), 1);
 	check_all_ended(&h);
 	h_stop(&h);
 }
 
-static int child_tool_running(struct h *h, void *arg)
+static int child_tool_running(struct h *h, void *parent)
 {
-	return h_sql_int(h, "SELECT COUNT(*) FROM session s JOIN part p ON p.session_id=s.id WHERE "
-			 "s.parent_id='%s' AND p.type='tool' AND "
-			 "json_extract(p.data,'$.state.status')='running'", (char *)arg) == 1;
+	char *child = h_child(h, parent); /* the only one */
+	int n = child ? h_tool_calls(h, child, NULL, "running") : 0;
+	free(child);
+	return n == 1;
 }
 
 static void aborting_a_child_gives_the_parent_an_error_result(void **state)
@@ -127,7 +131,7 @@ static void aborting_a_child_gives_the_parent_an_error_result(void **state)
 	h_prompt(&h, sid, "task sleep 60000", "http", NULL);
 	engine_flush(h.E);
 	assert_true(h_until(&h, child_tool_running, sid, 5000));
-	char *child = h_sql_str(&h, "SELECT id FROM session WHERE parent_id='%s'", sid);
+	char *child = h_child(&h, sid);
 	/* check_task while it runs */
 	struct jw w;
 	struct err e = {0};
@@ -162,14 +166,13 @@ static void grandchildren_work_and_the_depth_limit_is_a_clear_error(void **state
 	char *final = run_tree(&h, sid, "task task echo deep");
 	assert_string_equal(final, "The subagent reported: The subagent reported: The echo tool "
 			    "returned: deep");
-	assert_int_equal(h_sql_int(&h, "SELECT MAX(depth) FROM session"), 2);
+	assert_int_equal(h_deepest(&h), 2);
 	free(final);
 	h_stop(&h);
 	h_dir(&h, CFG(",\"task\":{\"max_depth\":1}"));
 	h_start(&h, 1);
 	final = run_tree(&h, sid, "task task echo deep");
-	char *err = h_sql_str(&h, "SELECT json_extract(data,'$.state.error') FROM part WHERE "
-			      "type='tool' AND json_extract(data,'$.state.status')='error'");
+	char *err = h_tool_error(&h, NULL); /* the child's task call, the one that failed */
 	assert_non_null(strstr(err, "depth limit"));
 	free(err);
 	free(final);
@@ -177,11 +180,13 @@ static void grandchildren_work_and_the_depth_limit_is_a_clear_error(void **state
 	h_stop(&h);
 }
 
-static int grandchild_streaming(struct h *h, void *arg)
+static int grandchild_streaming(struct h *h, void *root)
 {
-	return h_sql_int(h, "SELECT COUNT(*) FROM session s JOIN turn t ON t.session_id=s.id "
-			 "WHERE s.depth=2 AND t.state='running'") >= 1 &&
-	       h_count(h, "message.part.delta", NULL) > 20;
+	char *child = h_child(h, root), *grandchild = child ? h_child(h, child) : NULL;
+	int running = grandchild && h_turns(h, grandchild, "running") >= 1;
+	free(child);
+	free(grandchild);
+	return running && h_count(h, "message.part.delta", NULL) > 20;
 }
 
 static void aborting_the_root_ends_the_whole_tree(void **state)
@@ -196,7 +201,7 @@ static void aborting_the_root_ends_the_whole_tree(void **state)
 	h_session(&h, other);
 	h_prompt(&h, other, "long", "http", NULL); /* another tree, left alone */
 	engine_flush(h.E);
-	assert_true(h_until(&h, grandchild_streaming, NULL, 10000));
+	assert_true(h_until(&h, grandchild_streaming, sid, 10000));
 	struct err e = {0};
 	int64_t t0 = mono_us();
 	assert_int_equal(engine_abort(h.E, sid, &e), 0);
@@ -204,10 +209,9 @@ static void aborting_the_root_ends_the_whole_tree(void **state)
 	assert_true(mono_us() - t0 < 1000000);
 	engine_flush(h.E);
 	assert_int_equal(h_tree_turns(&h, sid, NULL), h_tree_turns(&h, sid, "cancelled"));
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM session WHERE root_id='%s'", sid), 3);
+	assert_int_equal(h_sessions(&h, sid), 3);
 	/* each session of the tree announced its end */
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM session WHERE root_id='%s'", sid),
-			 h_count(&h, "session.idle", NULL) - 0);
+	assert_int_equal(h_sessions(&h, sid), h_count(&h, "session.idle", NULL) - 0);
 	assert_true(engine_tree_busy(h.E, other));
 	assert_int_equal(engine_abort(h.E, other, &e), 0);
 	check_all_ended(&h);
@@ -299,13 +303,10 @@ static void running_children_are_limited_per_session(void **state)
 	char sid[ID_MAX];
 	char *final = run_tree(&h, sid, "twice");
 	assert_string_equal(final, "done");
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM part WHERE session_id='%s' AND "
-				   "type='tool' AND json_extract(data,'$.state.status')='completed'", sid), 1);
-	char *err = h_sql_str(&h, "SELECT json_extract(data,'$.state.error') FROM part WHERE "
-			      "session_id='%s' AND type='tool' AND "
-			      "json_extract(data,'$.state.status')='error'", sid);
+	assert_int_equal(h_tool_calls(&h, sid, NULL, "completed"), 1);
+	char *err = h_tool_error(&h, sid);
 	assert_non_null(strstr(err, "already runs 1 subagents"));
-	assert_int_equal(h_sql_int(&h, "SELECT COUNT(*) FROM session WHERE parent_id='%s'", sid), 1);
+	assert_int_equal(h_children(&h, sid), 1);
 	free(err);
 	free(final);
 	check_all_ended(&h);
@@ -314,9 +315,10 @@ static void running_children_are_limited_per_session(void **state)
 
 static int child_streaming(struct h *h, void *parent)
 {
-	return h_sql_int(h, "SELECT COUNT(*) FROM session s JOIN turn t ON t.session_id=s.id WHERE "
-			 "s.parent_id='%s' AND t.state='running'", (char *)parent) == 1 &&
-	       h_count(h, "message.part.delta", NULL) > 30;
+	char *child = h_child(h, parent); /* the only one */
+	int n = child ? h_turns(h, child, "running") : 0;
+	free(child);
+	return n == 1 && h_count(h, "message.part.delta", NULL) > 30;
 }
 
 static void aborting_a_parent_does_not_restart_it_through_its_background_child(void **state)

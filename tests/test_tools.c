@@ -177,8 +177,7 @@ static void tools_removed_by_owner_leave_a_running_call_alone(void **state)
 	h_prompt(&h, sid, "call hold", "http", NULL);
 	assert_true(h_until(&h, h_idle, sid, 5000));
 	engine_flush(h.E);
-	char *err = h_sql_str(&h, "SELECT json_extract(data,'$.state.error') FROM part WHERE "
-			      "type='tool' AND session_id='%s' ORDER BY id DESC LIMIT 1", sid);
+	char *err = h_tool_error(&h, sid); /* the newest call: the first one completed */
 	assert_non_null(strstr(err, "unknown tool \"hold\""));
 	free(err);
 	h_stop(&h);
