@@ -226,8 +226,8 @@ void h_check_ledger(struct h *h, const char *sid)
 		"b.role='assistant' AND b.time_created < json_extract(a.data,'$.time.completed')",
 		sid), 0);
 	/* no turn is left queued or running */
-	assert_int_equal(h_sql_int(h, "SELECT COUNT(*) FROM turn WHERE session_id='%s' AND "
-				   "state IN ('queued','running')", sid), 0);
+	assert_int_equal(h_turns(h, sid, "queued"), 0);
+	assert_int_equal(h_turns(h, sid, "running"), 0);
 }
 
 /* The ledger invariants hold for every session whenever nothing runs or waits, so every
@@ -235,19 +235,20 @@ void h_check_ledger(struct h *h, const char *sid)
  * as far as the store knows) is checked once it has restarted and recovered. */
 static void check_all_ledgers(struct h *h)
 {
-	if (!h->E || engine_running(h->E) || engine_flush(h->E) ||
-	    h_sql_int(h, "SELECT COUNT(*) FROM turn WHERE state IN ('queued','running')"))
+	if (!h->E || engine_running(h->E) || engine_flush(h->E) || h_turns(h, NULL, "queued") ||
+	    h_turns(h, NULL, "running"))
 		return;
-	int n = (int)h_sql_int(h, "SELECT COUNT(*) FROM session");
+	int n = h_sessions(h, NULL);
 	for (int i = 0; i < n; i++) {
-		char *sid = h_sql_str(h, "SELECT id FROM session ORDER BY id LIMIT 1 OFFSET %d", i);
+		char *sid = h_session_at(h, i);
 		if (sid)
 			h_check_ledger(h, sid);
 		free(sid);
 	}
 }
 
-/* The schema lives below this line: the helpers name what a test asks of the store. */
+/* What a test asks of the store, by name: with the ledger above, the only code in the
+ * tests that knows the schema (and the SQL dialect). */
 
 /* "col='v'" or, for v NULL, "1" (any); b is the caller's buffer. */
 static const char *eq(char b[160], const char *col, const char *v)

@@ -43,7 +43,8 @@ void h_prompt_model(struct h *h, const char *sid, const char *text, const char *
 		    char *turn_out);
 
 /* SQL on a separate connection to h->dir/agentgate.db: the first column of the first
- * row as an integer / string (malloc'd, NULL when no row). */
+ * row as an integer / string (malloc'd, NULL when no row). Tests use the named helpers
+ * below; raw SQL is left for the odd question about the store's own format. */
 int64_t h_sql_int(struct h *h, const char *sql, ...);
 char *h_sql_str(struct h *h, const char *sql, ...);
 
@@ -61,7 +62,7 @@ int h_tree_turns(struct h *h, const char *root, const char *state); /* count, in
 int h_turns_keyed(struct h *h, const char *key); /* count of turns with that dedupe key */
 /* The session's newest turn from source in state. */
 char *h_last_turn(struct h *h, const char *sid, const char *source, const char *state);
-int h_turn_after(struct h *h, const char *turn, const char *before); /* 1: started once before ended */
+int h_turn_after(struct h *h, const char *turn, const char *before); /* 1: started after it ended */
 
 /* Messages. A reply is an assistant message: one per step of a turn. */
 int h_messages(struct h *h, const char *sid, const char *role); /* count */
@@ -73,12 +74,12 @@ char *h_reply_error_name(struct h *h, const char *turn, const char *finish); /* 
 int64_t h_reply_tokens(struct h *h, const char *turn); /* output tokens of the first reply */
 
 /* Reply parts; "of" is a session or a turn id. */
-char *h_reply_text(struct h *h, const char *turn);  /* the turn's text parts, in order, '|' between */
+char *h_reply_text(struct h *h, const char *turn);  /* its text parts in order, '|' between */
 char *h_last_text(struct h *h, const char *of);     /* the newest text part */
 int64_t h_reply_len(struct h *h, const char *turn); /* characters in the turn's text parts */
 int64_t h_longest_text(struct h *h, const char *sid); /* characters in the longest text part */
 int h_parts(struct h *h, const char *of, const char *type); /* count of parts of a type */
-int h_parts_mentioning(struct h *h, const char *text); /* count of any parts holding text (any case) */
+int h_parts_mentioning(struct h *h, const char *text); /* count of parts holding text, any case */
 
 /* Tool calls (tool parts); "of" is a session or a turn id. */
 int h_tool_calls(struct h *h, const char *of, const char *tool, const char *status); /* count */
