@@ -305,11 +305,6 @@ int server_check_bind(const char *host, const char *token, int insecure, struct 
 	return -1;
 }
 
-const struct lws_protocols *server_protocols(void)
-{
-	return protocols;
-}
-
 static void shutdown_fired(struct timer *t)
 {
 	struct server *S = lws_container_of(t, struct server, shutdown_timer);

@@ -106,7 +106,6 @@ void server_unwatch(struct conn *c); /* idempotent */
 int server_status_of(const struct err *e, const char **name);
 void server_error_json(struct jw *w, const char *name, const char *msg);
 
-const struct lws_protocols *server_protocols(void);
 /* The loop, listening on host:port for S (max_conns set): lws's options, the header
  * pool and timeouts, WS pings every ping_s. NULL when it cannot listen. */
 struct loop *server_listen(struct server *S, const char *host, int port, int ping_s);

@@ -81,9 +81,6 @@ const char *const store_sql[ST_COUNT] = {
 	[ST_PART_DATA] = "UPDATE part SET data = ? WHERE id = ?",
 	[ST_PART_LIST] = "SELECT id, message_id, session_id, type, data FROM part"
 			 " WHERE message_id = ? ORDER BY id",
-	[ST_PART_TOOLS] = "SELECT * FROM (SELECT id, message_id, session_id, type, data FROM part"
-			  " WHERE session_id = ? AND type = 'tool' ORDER BY id DESC LIMIT ?)"
-			  " ORDER BY id",
 	[ST_TURN_PUT] = "INSERT OR REPLACE INTO turn(" TURN_COLS ") VALUES(?,?,?,?,?,?,?,?,?,?,?)",
 	[ST_TURN_STATE] = "SELECT " TURN_COLS " FROM turn WHERE state = ? ORDER BY id",
 	[ST_EV_PUT] = "INSERT INTO event_batch(first_seq, last_seq, data) VALUES(?,?,?)",
@@ -494,17 +491,6 @@ int store_part_list(struct store *S, const char *message_id, store_part_cb cb, v
 		return -1;
 	bind_text(q, 1, message_id);
 	return read_parts(S, ST_PART_LIST, cb, arg);
-}
-
-int store_part_last_tools(struct store *S, const char *session_id, int n, store_part_cb cb,
-			  void *arg)
-{
-	sqlite3_stmt *q = reader(S, ST_PART_TOOLS);
-	if (!q)
-		return -1;
-	bind_text(q, 1, session_id);
-	sqlite3_bind_int(q, 2, n);
-	return read_parts(S, ST_PART_TOOLS, cb, arg);
 }
 
 static int part_row(sqlite3_stmt *q, void *ctx)

@@ -102,9 +102,6 @@ int store_part_put(struct store *S, const struct store_part *r);
 int store_part_set_data(struct store *S, const char *id, const char *data);
 typedef int (*store_part_cb)(void *arg, const struct store_part *r);
 int store_part_list(struct store *S, const char *message_id, store_part_cb cb, void *arg);
-/* A session's last n tool parts, oldest first. */
-int store_part_last_tools(struct store *S, const char *session_id, int n, store_part_cb cb,
-			  void *arg);
 
 int store_turn_put(struct store *S, const struct store_turn *r);
 typedef int (*store_turn_cb)(void *arg, const struct store_turn *r);

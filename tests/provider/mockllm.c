@@ -454,26 +454,16 @@ struct errdef {
 #define MSG_RATE "Rate limit reached for requests"
 #define MSG_500 "The server had an error while processing your request"
 #define MSG_AUTH "Incorrect API key provided"
-static const struct errdef E_RATE = { 429, "rate_limit_error", NULL, MSG_RATE,
-				      "rate_limit_error", MSG_RATE, "retry-after: 1" };
-static const struct errdef E_RATE_MS = { 429, "rate_limit_error", NULL, MSG_RATE,
-					 "rate_limit_error", MSG_RATE, "retry-after-ms: 50" };
-static const struct errdef E_RATE_HOUR = { 429, "rate_limit_error", NULL, MSG_RATE,
-					   "rate_limit_error", MSG_RATE, "retry-after: 3600" };
-static const struct errdef E_RATE_HUGE = { 429, "rate_limit_error", NULL, MSG_RATE,
-					   "rate_limit_error", MSG_RATE,
-					   "retry-after: 99999999999999999" };
-static const struct errdef E_RATE_MS_HUGE = { 429, "rate_limit_error", NULL, MSG_RATE,
-					      "rate_limit_error", MSG_RATE,
-					      "retry-after-ms: 99999999999999999999999" };
-static const struct errdef E_RATE_DATE = { 429, "rate_limit_error", NULL, MSG_RATE,
-					   "rate_limit_error", MSG_RATE,
-					   "retry-after: Fri, 31 Dec 2100 23:59:59 GMT" };
-static const struct errdef E_RATE_PAST = { 429, "rate_limit_error", NULL, MSG_RATE,
-					   "rate_limit_error", MSG_RATE,
-					   "retry-after: Wed, 21 Oct 2015 07:28:00 GMT" };
-static const struct errdef E_RATE_DECIMAL = { 429, "rate_limit_error", NULL, MSG_RATE,
-					      "rate_limit_error", MSG_RATE, "retry-after: 0.25" };
+/* A 429 in both formats, with the given retry header line. */
+#define RATE_LIMITED(header) { 429, "rate_limit_error", NULL, MSG_RATE, "rate_limit_error", MSG_RATE, header }
+static const struct errdef E_RATE = RATE_LIMITED("retry-after: 1");
+static const struct errdef E_RATE_MS = RATE_LIMITED("retry-after-ms: 50");
+static const struct errdef E_RATE_HOUR = RATE_LIMITED("retry-after: 3600");
+static const struct errdef E_RATE_HUGE = RATE_LIMITED("retry-after: 99999999999999999");
+static const struct errdef E_RATE_MS_HUGE = RATE_LIMITED("retry-after-ms: 99999999999999999999999");
+static const struct errdef E_RATE_DATE = RATE_LIMITED("retry-after: Fri, 31 Dec 2100 23:59:59 GMT");
+static const struct errdef E_RATE_PAST = RATE_LIMITED("retry-after: Wed, 21 Oct 2015 07:28:00 GMT");
+static const struct errdef E_RATE_DECIMAL = RATE_LIMITED("retry-after: 0.25");
 static const struct errdef E_SERVER = { 500, "server_error", NULL, MSG_500, "api_error", MSG_500, NULL };
 static const struct errdef E_OVERLOADED = { 529, "overloaded_error", NULL, "Overloaded",
 					    "overloaded_error", "Overloaded", NULL };
