@@ -205,7 +205,7 @@ enum ag_permission {
 struct ag_permission_ask {
 	uint32_t size;
 	const char *permission;    /* "edit", "bash", "read", ... */
-	const char *patterns_json; /* what it is asked for: ["src/*.c"], ["git status"] */
+	const char *patterns_json; /* what it is asked for: ["src/main.c"], ["git status"] */
 	const char *metadata_json; /* the tool's details, an object */
 	int decision;              /* out: enum ag_permission (starts as ASK) */
 	char *reason;              /* out: shown with a DENY */
