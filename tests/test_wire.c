@@ -294,6 +294,50 @@ static void requests_take_each_providers_shape(void **state)
 	cJSON_Delete(opts);
 }
 
+/* A request's params go over the configured options, but never over what the wire
+ * format owns; extra headers are refused where they would break or hijack the request. */
+static void request_params_override_options_but_not_owned_keys(void **state)
+{
+	cJSON *msgs = history();
+	cJSON *opts = cJSON_Parse("{\"temperature\":0.5,\"top_p\":0.9}");
+	cJSON *params = cJSON_Parse("{\"temperature\":0.1,\"metadata\":{\"user\":\"u1\"},"
+				    "\"model\":\"evil\",\"stream\":false,\"messages\":[],"
+				    "\"tools\":[],\"system\":\"evil\"}");
+	struct llm_request rq = {.model = "m1", .system = "be brief", .messages = msgs,
+				 .params = params};
+	struct err e = {0};
+	for (int k = 0; k < 2; k++) {
+		char *body = wire_request(k ? WIRE_ANTHROPIC : WIRE_OPENAI, &rq, opts, &e);
+		cJSON *j = cJSON_Parse(body);
+		assert_int_equal(cJSON_GetObjectItem(j, "temperature")->valuedouble * 10, 1);
+		assert_int_equal(cJSON_GetObjectItem(j, "top_p")->valuedouble * 10, 9);
+		assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "metadata"), "user")
+					    ->valuestring, "u1");
+		assert_string_equal(cJSON_GetObjectItem(j, "model")->valuestring, "m1");
+		assert_true(cJSON_IsTrue(cJSON_GetObjectItem(j, "stream")));
+		assert_true(cJSON_GetArraySize(cJSON_GetObjectItem(j, "messages")) >= 3);
+		assert_null(cJSON_GetObjectItem(j, "tools"));
+		const cJSON *sys = cJSON_GetObjectItem(j, "system");
+		assert_true(k ? !strcmp(sys->valuestring, "be brief") : sys == NULL);
+		cJSON_Delete(j);
+		free(body);
+	}
+	cJSON_Delete(msgs);
+	cJSON_Delete(opts);
+	cJSON_Delete(params);
+	assert_true(wire_header_allowed("x-trace-id", "abc 123"));
+	assert_true(wire_header_allowed("OpenAI-Beta", "assistants=v2\tx"));
+	static const char *const names[] = {"Content-Type", "content-length", "HOST",
+		"Authorization", "X-Api-Key", "Connection", "Transfer-Encoding", "Proxy-Authorization",
+		"a:b", "a b", "a\r\nb", "", "Expect", "Accept"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (wire_header_allowed(names[i], "v"))
+			fail_msg("header name \"%s\" was allowed", names[i]);
+	assert_false(wire_header_allowed("x-ok", "a\r\nInjected: 1"));
+	assert_false(wire_header_allowed("x-ok", "a\nb"));
+	assert_false(wire_header_allowed("x-ok", NULL));
+}
+
 /* Scratch parses (the arena behind stream chunks) give the trees cJSON_Parse gives,
  * also when a document outgrows the arena, and one tree after another reuses it. */
 static void scratch_parses_equal_heap_parses(void **state)
@@ -385,6 +429,7 @@ int main(void)
 		cmocka_unit_test(stream_errors_are_reported_with_retryability),
 		cmocka_unit_test(output_stops_at_max_output),
 		cmocka_unit_test(requests_take_each_providers_shape),
+		cmocka_unit_test(request_params_override_options_but_not_owned_keys),
 		cmocka_unit_test(retry_after_parses_seconds_ms_and_dates_without_overflow),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

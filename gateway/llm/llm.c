@@ -22,7 +22,7 @@ struct llm_stream {
 	/* owned copy of the request */
 	struct llm_request rq;
 	char *session_id, *provider, *model, *system;
-	cJSON *messages, *tools;
+	cJSON *messages, *tools, *params, *headers;
 	int64_t stall_ms;
 	int retries, stall_retries;
 	int64_t out_bytes;          /* text + reasoning + tool-call arguments, this attempt */
@@ -133,6 +133,8 @@ static void stream_free(struct llm_stream *st)
 	free(st->system);
 	cJSON_Delete(st->messages);
 	cJSON_Delete(st->tools);
+	cJSON_Delete(st->params);
+	cJSON_Delete(st->headers);
 	cJSON_Delete(st->calls);
 	free(st);
 }
@@ -387,12 +389,16 @@ static int copy_request(struct llm_stream *st, const struct llm_request *rq)
 	st->system = rq->system ? strdup(rq->system) : NULL;
 	st->messages = keep_messages(rq->messages);
 	st->tools = rq->tools ? cJSON_Duplicate(rq->tools, 1) : cJSON_CreateArray();
-	if (!st->session_id || !st->provider || !st->model || !st->messages || !st->tools)
+	/* every attempt, retries included, sends this request's params and headers */
+	st->params = rq->params ? cJSON_Duplicate(rq->params, 1) : NULL;
+	st->headers = rq->headers ? cJSON_Duplicate(rq->headers, 1) : NULL;
+	if (!st->session_id || !st->provider || !st->model || !st->messages || !st->tools ||
+	    (rq->params && !st->params) || (rq->headers && !st->headers))
 		return -1;
 	st->rq = (struct llm_request){
 		.session_id = st->session_id, .provider = st->provider, .model = st->model,
 		.system = st->system, .messages = st->messages, .tools = st->tools,
-		.stall_ms = st->stall_ms,
+		.stall_ms = st->stall_ms, .params = st->params, .headers = st->headers,
 	};
 	return 0;
 }

@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -642,28 +643,46 @@ void llmio_stop(struct llmio *io)
 
 /* ---- the provider interface, loop thread ---- */
 
-static struct curl_slist *request_headers(struct netprov *P)
+/* Appends the header line fmt makes; NULL (everything freed) when out of memory. */
+__attribute__((format(printf, 2, 3)))
+static struct curl_slist *add_header(struct curl_slist *h, const char *fmt, ...)
+{
+	char *line;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = h ? vasprintf(&line, fmt, ap) : -1;
+	va_end(ap);
+	if (n < 0) {
+		curl_slist_free_all(h);
+		return NULL;
+	}
+	struct curl_slist *grown = curl_slist_append(h, line);
+	free(line);
+	if (!grown)
+		curl_slist_free_all(h);
+	return grown;
+}
+
+/* The provider's own headers, the configured ones, and the request's (which replace
+ * configured ones of the same name; those the provider owns are never taken). */
+static struct curl_slist *request_headers(struct netprov *P, const struct llm_request *rq)
 {
 	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-	h = curl_slist_append(h, "Accept: text/event-stream");
-	h = curl_slist_append(h, "Expect:"); /* no 100-continue round trip */
-	char line[1024];
-	if (P->api_key && *P->api_key) {
-		if (P->kind == WIRE_OPENAI)
-			snprintf(line, sizeof(line), "Authorization: Bearer %s", P->api_key);
-		else
-			snprintf(line, sizeof(line), "x-api-key: %s", P->api_key);
-		h = curl_slist_append(h, line);
-	}
-	if (P->kind == WIRE_ANTHROPIC && !cJSON_GetObjectItem(P->headers, "anthropic-version"))
-		h = curl_slist_append(h, "anthropic-version: 2023-06-01");
+	h = add_header(h, "Accept: text/event-stream");
+	h = add_header(h, "Expect:"); /* no 100-continue round trip */
+	if (P->api_key && *P->api_key)
+		h = P->kind == WIRE_OPENAI ? add_header(h, "Authorization: Bearer %s", P->api_key)
+					   : add_header(h, "x-api-key: %s", P->api_key);
+	if (P->kind == WIRE_ANTHROPIC && !cJSON_GetObjectItem(P->headers, "anthropic-version") &&
+	    !cJSON_GetObjectItem(rq->headers, "anthropic-version"))
+		h = add_header(h, "anthropic-version: 2023-06-01");
 	const cJSON *it;
-	cJSON_ArrayForEach(it, P->headers) {
-		if (cJSON_IsString(it)) {
-			snprintf(line, sizeof(line), "%s: %s", it->string, it->valuestring);
-			h = curl_slist_append(h, line);
-		}
-	}
+	cJSON_ArrayForEach(it, P->headers)
+		if (cJSON_IsString(it) && !cJSON_GetObjectItem(rq->headers, it->string))
+			h = add_header(h, "%s: %s", it->string, it->valuestring);
+	cJSON_ArrayForEach(it, rq->headers)
+		if (cJSON_IsString(it) && wire_header_allowed(it->string, it->valuestring))
+			h = add_header(h, "%s: %s", it->string, it->valuestring);
 	return h;
 }
 
@@ -695,7 +714,7 @@ static void *net_start(void *self, const struct llm_request *rq, const struct ll
 		bl--;
 	if (asprintf(&x->url, "%.*s%s", (int)bl, P->base_url, path) < 0)
 		x->url = NULL;
-	x->headers = request_headers(P);
+	x->headers = request_headers(P, rq);
 	if (!x->body || !x->url || !x->headers || !x->model) {
 		err_set(e, ERR_INTERNAL, "cannot build the %s request", P->name);
 		atomic_store(&x->refs, 1);

@@ -31,6 +31,12 @@ struct llm_request {
 	const cJSON *messages;
 	const cJSON *tools;
 	int64_t stall_ms;       /* 0 = the configured default */
+	/* This request only (a provider request hook's changes): members set at the body's
+	 * top level over the provider's configured options, except the keys the wire format
+	 * owns (wire_param_owned); and extra HTTP headers, name -> string value, replacing
+	 * configured ones of the same name (wire_header_allowed). Either may be NULL. */
+	const cJSON *params;
+	const cJSON *headers;
 };
 
 #endif

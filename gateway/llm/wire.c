@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 void wire_init(struct wire_state *w, enum wire_kind kind)
@@ -160,6 +161,61 @@ static void anthropic_body(cJSON *b, const struct llm_request *rq)
 	}
 }
 
+int wire_param_owned(const char *key)
+{
+	static const char *const owned[] = {"model", "messages", "stream", "tools", "system"};
+	for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++)
+		if (!strcmp(key, owned[i]))
+			return 1;
+	return 0;
+}
+
+/* The configured options may tune anything but the conversation and streaming. */
+static int option_refused(const char *key)
+{
+	return !strcmp(key, "messages") || !strcmp(key, "stream");
+}
+
+/* Sets each member of from (an object, or NULL) at the body's top level, over what is
+ * there, except the keys refused() names. */
+static void merge(cJSON *b, const cJSON *from, int (*refused)(const char *key))
+{
+	const cJSON *it;
+	cJSON_ArrayForEach(it, from) {
+		if (!it->string || refused(it->string))
+			continue;
+		cJSON_DeleteItemFromObjectCaseSensitive(b, it->string);
+		cJSON_AddItemToObject(b, it->string, cJSON_Duplicate(it, 1));
+	}
+}
+
+static int is_tchar(int c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+int wire_header_allowed(const char *name, const char *value)
+{
+	static const char *const refused[] = {
+		"content-type", "content-length", "host", "authorization", "x-api-key", "accept",
+		"expect", "connection", "keep-alive", "te", "trailer", "transfer-encoding",
+		"upgrade",
+	};
+	if (!name || !*name || !value || !strncasecmp(name, "proxy-", 6))
+		return 0;
+	for (const char *p = name; *p; p++)
+		if (!is_tchar((unsigned char)*p))
+			return 0;
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+		if (!strcasecmp(name, refused[i]))
+			return 0;
+	for (const unsigned char *p = (const unsigned char *)value; *p; p++)
+		if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+			return 0;
+	return 1;
+}
+
 char *wire_request(enum wire_kind kind, const struct llm_request *rq, const cJSON *options,
 		   struct err *e)
 {
@@ -173,13 +229,8 @@ char *wire_request(enum wire_kind kind, const struct llm_request *rq, const cJSO
 		openai_body(b, rq);
 	else
 		anthropic_body(b, rq);
-	const cJSON *opt;
-	cJSON_ArrayForEach(opt, options) {
-		if (!opt->string || !strcmp(opt->string, "messages") || !strcmp(opt->string, "stream"))
-			continue;
-		cJSON_DeleteItemFromObjectCaseSensitive(b, opt->string);
-		cJSON_AddItemToObject(b, opt->string, cJSON_Duplicate(opt, 1));
-	}
+	merge(b, options, option_refused);
+	merge(b, rq->params, wire_param_owned);
 	char *s = cJSON_PrintUnformatted(b);
 	cJSON_Delete(b);
 	if (!s)

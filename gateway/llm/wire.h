@@ -47,9 +47,18 @@ struct wire_state {
 void wire_init(struct wire_state *w, enum wire_kind kind);
 void wire_free(struct wire_state *w);
 
-/* The JSON request body; options (may be NULL) are merged in at the top level. */
+/* The JSON request body; options (may be NULL), then rq->params, are merged in at the
+ * top level (options may not set messages or stream, params none of wire_param_owned). */
 char *wire_request(enum wire_kind kind, const struct llm_request *rq, const cJSON *options,
 		   struct err *e);
+/* 1 for the body keys the wire format owns, which a request's params may not set:
+ * model, messages, stream, tools, system. */
+int wire_param_owned(const char *key);
+/* 1 when "name: value" may go out as an extra request header: name an HTTP token and
+ * none the provider owns (Content-Type, Content-Length, Host, Authorization, x-api-key,
+ * Accept, Expect) or a hop-by-hop one (Connection, Keep-Alive, Proxy-*, TE, Trailer,
+ * Transfer-Encoding, Upgrade); value without CR, LF or other control bytes but tab. */
+int wire_header_allowed(const char *name, const char *value);
 
 /* One SSE event (type may be empty). 0, or 1 when the stream reported an error (see
  * w->error) or passed max_output (w->over_limit: this event's output past the limit, and
