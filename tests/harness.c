@@ -424,6 +424,13 @@ char *h_tool_output(struct h *h, const char *of, const char *tool)
 			 EQ("json_extract(p.data,'$.tool')", tool));
 }
 
+char *h_tool_input(struct h *h, const char *of, const char *tool)
+{
+	return h_sql_str(h, "SELECT json(" TOOL_STATE("input") ") FROM " REPLY_PARTS "%s AND "
+			 "p.type='tool' AND %s ORDER BY p.id LIMIT 1", IN(of),
+			 EQ("json_extract(p.data,'$.tool')", tool));
+}
+
 char *h_tool_error(struct h *h, const char *of)
 {
 	return h_sql_str(h, "SELECT " TOOL_STATE("error") " FROM " REPLY_PARTS "%s AND "

@@ -84,6 +84,7 @@ int h_parts_mentioning(struct h *h, const char *text); /* count of parts holding
 /* Tool calls (tool parts); "of" is a session or a turn id. */
 int h_tool_calls(struct h *h, const char *of, const char *tool, const char *status); /* count */
 char *h_tool_output(struct h *h, const char *of, const char *tool); /* the first call's output */
+char *h_tool_input(struct h *h, const char *of, const char *tool); /* its input, as JSON */
 char *h_tool_error(struct h *h, const char *of); /* error of the newest call that failed */
 int h_tool_errors_like(struct h *h, const char *pattern); /* count of errors matching SQL LIKE */
 char *h_task_session(struct h *h, const char *sid); /* session its first tool call started */

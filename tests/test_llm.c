@@ -10,92 +10,29 @@
 
 #include <cjson/cJSON.h>
 #include <arpa/inet.h>
-#include <curl/curl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "engine_int.h"
 #include "harness.h"
+#include "mock.h"
 #include "llm_http.h"
 #include "id.h"
 
-static pid_t mock_pid;
-static int mock_stdin = -1;
-static char openai_base[64], anthropic_base[64], stats_url[64];
-
-static int start_mock(void **state)
+/* Every transfer pauses and resumes: the loop is made to fall behind at once. */
+static int setup(void **state)
 {
-	int in[2], out[2];
-	assert_int_equal(pipe(in), 0);
-	assert_int_equal(pipe(out), 0);
-	mock_pid = fork();
-	if (mock_pid == 0) {
-		dup2(in[0], 0);
-		dup2(out[1], 1);
-		close(in[1]);
-		close(out[0]);
-		execl(MOCKLLM_BIN, MOCKLLM_BIN, "--exit-on-stdin-eof", (char *)NULL);
-		_exit(127);
-	}
-	close(in[0]);
-	close(out[1]);
-	mock_stdin = in[1];
-	char line[64] = "";
-	FILE *f = fdopen(out[0], "r");
-	assert_non_null(fgets(line, sizeof(line), f));
-	int port = 0;
-	assert_int_equal(sscanf(line, "PORT %d", &port), 1);
-	fclose(f);
-	snprintf(openai_base, sizeof(openai_base), "http://127.0.0.1:%d/v1", port);
-	snprintf(anthropic_base, sizeof(anthropic_base), "http://127.0.0.1:%d", port);
-	snprintf(stats_url, sizeof(stats_url), "http://127.0.0.1:%d/_stats", port);
-	setenv("OPENAI_API_KEY", "sk-test-secret-0001", 1);
 	setenv("AGENTGATE_LLM_PENDING_MAX", "64", 1);
-	setenv("ANTHROPIC_API_KEY", "ak-test-secret-0002", 1);
-	return 0;
-}
-
-static int stop_mock(void **state)
-{
-	close(mock_stdin);
-	kill(mock_pid, SIGTERM);
-	waitpid(mock_pid, NULL, 0);
-	return 0;
-}
-
-static size_t sink(char *p, size_t s, size_t n, void *arg)
-{
-	struct jw *w = arg;
-	jw_append(w, p, s * n);
-	return s * n;
-}
-
-/* The mock's /_stats as JSON. */
-static cJSON *stats(void)
-{
-	struct jw w;
-	jw_init(&w);
-	CURL *c = curl_easy_init();
-	curl_easy_setopt(c, CURLOPT_URL, stats_url);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &w);
-	assert_int_equal(curl_easy_perform(c), CURLE_OK);
-	curl_easy_cleanup(c);
-	cJSON *j = cJSON_ParseWithLength(w.buf, w.len);
-	jw_free(&w);
-	assert_non_null(j);
-	return j;
+	return mock_start(state);
 }
 
 static int requests(const char *model)
 {
-	cJSON *j = stats();
+	cJSON *j = mock_stats();
 	const cJSON *n = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "by_model"), model);
 	int v = cJSON_IsNumber(n) ? n->valueint : 0;
 	cJSON_Delete(j);
@@ -107,8 +44,8 @@ static int requests(const char *model)
 static void start(struct h *h, const char *cfg)
 {
 	h_dir(h, cfg ? cfg : CFG);
-	h->openai_base = openai_base;
-	h->anthropic_base = anthropic_base;
+	h->openai_base = mock_openai_base;
+	h->anthropic_base = mock_anthropic_base;
 	h_start(h, 1);
 }
 
@@ -161,7 +98,7 @@ static void normal_streams_in_both_formats(void **state)
 		assert_string_equal(text, "Hello from mock.");
 		assert_true(h_count(&h, "message.part.delta", sid) >= 1);
 		assert_true(h_reply_tokens(&h, turn) > 0);
-		cJSON *j = stats();
+		cJSON *j = mock_stats();
 		const cJSON *hd = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "last"), "headers");
 		const cJSON *body = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "last"), "body");
 		if (i == 0) {
@@ -558,7 +495,7 @@ static int has_delta(struct h *h, void *sid)
 
 static int mock_idle(struct h *h, void *arg)
 {
-	cJSON *j = stats();
+	cJSON *j = mock_stats();
 	const cJSON *open = cJSON_GetObjectItem(j, "active_streams");
 	const cJSON *aborts = cJSON_GetObjectItem(j, "client_aborts");
 	int idle = cJSON_IsNumber(open) && open->valueint == 0 && aborts->valueint >= 1;
@@ -663,7 +600,7 @@ static void each_step_sees_the_ended_turns_and_its_own_but_no_queued_prompt(void
 	assert_non_null(strstr(r4, "|user:four"));
 	/* after a restart the kept history is rebuilt from the store: the same conversation */
 	h_stop(&h);
-	h.openai_base = openai_base;
+	h.openai_base = mock_openai_base;
 	h_start(&h, 1);
 	char t5[ID_MAX];
 	h_prompt_model(&h, sid, "five", "openai/recall", t5);
@@ -701,5 +638,5 @@ int main(void)
 		cmocka_unit_test(slow_drip_ends_at_max_attempt_ms),
 		cmocka_unit_test(scripted_rules_are_held_to_the_same_limits),
 	};
-	return cmocka_run_group_tests(tests, start_mock, stop_mock);
+	return cmocka_run_group_tests(tests, setup, mock_stop);
 }

@@ -129,6 +129,9 @@ struct turn {
 	struct timer cont;       /* continues the loop after tools, outside their callbacks */
 	struct turn_waiter *waiters;
 	char terminal_msg[ID_MAX];
+	/* the names of the tools the current step's request offered, when a provider
+	 * request hook changed them (NULL: the agent's) */
+	cJSON *offered;
 };
 
 /* session.c: the session cache */
@@ -219,11 +222,38 @@ void hooks_ctx(const struct session *s, const struct turn *t, struct hook_ctx *c
 #define hooks_any(E, at) ((E)->H.head[(at)] != NULL)
 void hooks_free(struct engine *E);
 
+/* The engine's side of the data the changing points hand out (hooks.h): the hook_*_set
+ * functions find it from the public part and keep what they are given here. */
+struct hook_prompt_run {
+	struct hook_prompt pub;
+	char *text; /* the replaced text, or NULL (owned) */
+};
+
+struct hook_request_run {
+	struct hook_request pub; /* pub.rq = &rq */
+	struct llm_request rq;
+	struct engine *E;
+	char *system;            /* owned once appended to (rq.system) */
+	cJSON *tools;            /* owned (rq.tools) */
+	cJSON *params, *headers; /* owned once set (rq.params, rq.headers) */
+	int tools_changed;
+};
+void hook_request_free(struct hook_request_run *hr);
+
+struct hook_tool_run {
+	struct hook_tool pub;
+	enum hook_point at;
+	struct toolrun *r;
+};
+
 /* tool_call.c: a call's part is final; the last one of a turn continues the loop */
 void toolrun_finish(struct toolrun *r);
 /* Gives r its id and makes it findable by it; toolrun_forget when it is freed. */
 void toolrun_track(struct engine *E, struct toolrun *r);
 void toolrun_forget(struct engine *E, struct toolrun *r);
+/* Runs HOOK_TOOL_BEFORE or HOOK_TOOL_AFTER for r (which they may change); -1 refused,
+ * with why (TOOL_BEFORE). */
+int toolrun_hooks(struct toolrun *r, enum hook_point at, char *why, size_t why_len);
 
 /* step.c */
 void step_begin(struct turn *t);

@@ -1,6 +1,9 @@
-/* hooks: the lists of callbacks per point, and the bus observer behind HOOK_EVENT. */
+/* hooks: the lists of callbacks per point, the bus observer behind HOOK_EVENT, and the
+ * changes callbacks make to a prompt, a provider request or a tool call. */
 #include "engine_int.h"
 #include "log.h"
+#include "jsonin.h"
+#include "wire.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -131,4 +134,167 @@ static void on_event(void *arg, struct event *ev)
 	struct hook_ctx c = {.session_id = ev->session_id, .root_id = root,
 			     .parent_id = parent[0] ? parent : NULL, .depth = depth};
 	hooks_run(E, HOOK_EVENT, &c, ev, NULL, 0);
+}
+
+/* ---- what callbacks may change ---- */
+
+/* Replaces *dst with a copy of v; -1 (nothing changed) when out of memory. */
+static int replace(char **dst, const char *v)
+{
+	char *copy = strdup(v);
+	if (!copy)
+		return -1;
+	free(*dst);
+	*dst = copy;
+	return 0;
+}
+
+int hook_prompt_set_text(struct hook_prompt *hp, const char *text)
+{
+	struct hook_prompt_run *run = container_of(hp, struct hook_prompt_run, pub);
+	if (!text || !*text || replace(&run->text, text))
+		return -1;
+	hp->text = run->text;
+	return 0;
+}
+
+void hook_request_free(struct hook_request_run *hr)
+{
+	free(hr->system);
+	cJSON_Delete(hr->tools);
+	cJSON_Delete(hr->params);
+	cJSON_Delete(hr->headers);
+}
+
+int hook_request_append_system(struct hook_request *hr, const char *text)
+{
+	struct hook_request_run *run = container_of(hr, struct hook_request_run, pub);
+	const char *old = run->rq.system;
+	char *joined;
+	if (!text || !*text ||
+	    asprintf(&joined, "%s%s%s", old ? old : "", old && *old ? "\n\n" : "", text) < 0)
+		return -1;
+	free(run->system);
+	run->system = joined;
+	run->rq.system = joined;
+	return 0;
+}
+
+/* The object *o (created when NULL), or NULL when out of memory. */
+static cJSON *object(cJSON **o)
+{
+	if (!*o)
+		*o = cJSON_CreateObject();
+	return *o;
+}
+
+int hook_request_set_param(struct hook_request *hr, const char *key, cJSON *value)
+{
+	struct hook_request_run *run = container_of(hr, struct hook_request_run, pub);
+	if (!key || !value || wire_param_owned(key) || !object(&run->params)) {
+		cJSON_Delete(value);
+		return -1;
+	}
+	cJSON_DeleteItemFromObjectCaseSensitive(run->params, key);
+	cJSON_AddItemToObject(run->params, key, value);
+	run->rq.params = run->params;
+	return 0;
+}
+
+int hook_request_set_header(struct hook_request *hr, const char *name, const char *value)
+{
+	struct hook_request_run *run = container_of(hr, struct hook_request_run, pub);
+	if (!wire_header_allowed(name, value) || !object(&run->headers))
+		return -1;
+	cJSON_DeleteItemFromObject(run->headers, name); /* header names have no case */
+	if (!cJSON_AddStringToObject(run->headers, name, value))
+		return -1;
+	run->rq.headers = run->headers;
+	return 0;
+}
+
+/* The position of the tool called name in a request's tools, or -1. */
+static int tool_at(const cJSON *tools, const char *name)
+{
+	int i = 0;
+	for (const cJSON *t = tools ? tools->child : NULL; name && t; t = t->next, i++) {
+		const char *n = jsonin_get(t, "name");
+		if (n && !strcmp(n, name))
+			return i;
+	}
+	return -1;
+}
+
+int hook_request_hide_tool(struct hook_request *hr, const char *name)
+{
+	struct hook_request_run *run = container_of(hr, struct hook_request_run, pub);
+	int i = tool_at(run->tools, name);
+	if (i < 0)
+		return -1;
+	cJSON_DeleteItemFromArray(run->tools, i);
+	run->tools_changed = 1;
+	return 0;
+}
+
+int hook_request_add_tool(struct hook_request *hr, const char *name)
+{
+	struct hook_request_run *run = container_of(hr, struct hook_request_run, pub);
+	const struct tool_def *def = name ? tools_find(&run->E->T, name) : NULL;
+	if (!def)
+		return -1;
+	if (tool_at(run->tools, name) >= 0)
+		return 0;
+	cJSON *schema = tools_schema(def);
+	if (!schema || !cJSON_AddItemToArray(run->tools, schema)) {
+		cJSON_Delete(schema);
+		return -1;
+	}
+	run->tools_changed = 1;
+	return 0;
+}
+
+int hook_tool_set_input(struct hook_tool *ht, cJSON *input)
+{
+	struct hook_tool_run *run = container_of(ht, struct hook_tool_run, pub);
+	char *json = run->at == HOOK_TOOL_BEFORE && cJSON_IsObject(input)
+			     ? cJSON_PrintUnformatted(input) : NULL;
+	if (!json) {
+		cJSON_Delete(input);
+		return -1;
+	}
+	struct toolrun *r = run->r;
+	cJSON_Delete(r->input);
+	r->input = input;
+	r->pub.input = input;
+	free(r->p->input);
+	r->p->input = json; /* the part's state.input: what ran */
+	ht->input = input;
+	return 0;
+}
+
+/* TOOL_AFTER: the call ends as ts with text as its output or error. */
+static int set_result(struct hook_tool *ht, enum tool_state ts, const char *text)
+{
+	struct hook_tool_run *run = container_of(ht, struct hook_tool_run, pub);
+	struct part *p = run->r->p;
+	char **keep = ts == TS_COMPLETED ? &p->output : &p->error;
+	char **drop = ts == TS_COMPLETED ? &p->error : &p->output;
+	if (run->at != HOOK_TOOL_AFTER || !text || replace(keep, text))
+		return -1;
+	free(*drop);
+	*drop = NULL;
+	p->ts = ts;
+	ht->output = p->output;
+	ht->error = p->error;
+	return 0;
+}
+
+int hook_tool_set_output(struct hook_tool *ht, const char *output)
+{
+	return set_result(ht, TS_COMPLETED, output);
+}
+
+int hook_tool_set_error(struct hook_tool *ht, const char *error)
+{
+	return error && *error ? set_result(ht, TS_ERROR, error) : -1;
 }

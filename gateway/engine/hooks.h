@@ -3,14 +3,20 @@
  * named below; callbacks run there in the order they were added, and with none added a
  * call costs a test of an empty list. Every callback gets the context of the session it
  * concerns. Loop thread only (the plugin host brings other threads' work in through the
- * inbox first). Strings and data are borrowed for the call; what a callback may change
- * is said per point. A callback runs inside one of the engine's operations: it may read
- * (engine_session_info, engine_messages_json), but what it starts (a prompt, an abort)
- * goes through loop_post or a timer, after that operation. */
+ * inbox first). Strings and data are borrowed for the call. Four points may change what
+ * they are shown, only through the hook_*_set functions below: the engine owns all
+ * memory (it copies what it is given, except where a cJSON value is said to be taken),
+ * and the changes accumulate — a later callback at the same point sees the earlier
+ * ones' in the data's fields. A callback runs inside one of the engine's operations: it
+ * may read (engine_session_info, engine_messages_json, engine_kv_get), but what it
+ * starts (a prompt, an abort, an emitted event) goes through loop_post or a timer,
+ * after that operation. */
 #ifndef AG_HOOKS_H
 #define AG_HOOKS_H
 #include <cjson/cJSON.h>
 #include <stddef.h>
+
+#include "llm_types.h"
 
 struct engine;
 
@@ -27,12 +33,14 @@ struct hook_ctx {
 enum hook_point {
 	HOOK_EVENT,            /* every bus event (bus subscription); data: const struct event * */
 	HOOK_PROMPT_SUBMIT,    /* engine_prompt, before the user message is written;
-				* data: struct hook_prompt *; may refuse */
+				* data: struct hook_prompt *; may refuse, may change the text */
 	HOOK_PROVIDER_REQUEST, /* step_begin, before each provider request; data: struct
-				* llm_request * (system, messages, tools may be replaced by
-				* pointers the callback keeps alive for the call) */
-	HOOK_TOOL_BEFORE,      /* before a tool runs; data: struct hook_tool *; may refuse */
-	HOOK_TOOL_AFTER,       /* when its call ended (toolrun_finish); data: struct hook_tool * */
+				* hook_request *; may change the request (hook_request_*) */
+	HOOK_TOOL_BEFORE,      /* before a tool runs; data: struct hook_tool *; may refuse,
+				* may change the input */
+	HOOK_TOOL_AFTER,       /* when its call ended, before its result is saved and shown
+				* (toolrun_finish); data: struct hook_tool *; may change the
+				* output or error */
 	HOOK_PERMISSION_ASK,   /* when a permission is asked (the permission work calls it) */
 	HOOK_SUBAGENT_START,   /* a task's child session was prompted; data: struct hook_subagent * */
 	HOOK_SUBAGENT_END,     /* the child's turn ended; data: struct hook_subagent * */
@@ -48,12 +56,58 @@ struct hook_prompt {
 	const char *message_id; /* the user message about to be written */
 };
 
+/* Replaces the prompt's text (copied): it is what the user message's text part stores
+ * and what the model is sent; hp->text points at it from now on. The client's parts are
+ * left as they came. 0, or -1 for an empty or NULL text (or out of memory). */
+int hook_prompt_set_text(struct hook_prompt *hp, const char *text);
+
+/* One provider request, changed for this request only (the agent and the provider's
+ * configuration stay as they are). rq shows it as it stands: system, tools, params and
+ * headers include the changes made so far; messages are the history, read-only. */
+struct hook_request {
+	const struct llm_request *rq;
+};
+
+/* Appends text (copied) to the system prompt, after a blank line. 0, or -1 for an
+ * empty or NULL text. */
+int hook_request_append_system(struct hook_request *hr, const char *text);
+/* Sets key to value in the provider's request body, over the provider's configured
+ * `options`. value is taken (freed by the engine, also when refused). -1 for a key the
+ * wire format owns (model, messages, stream, tools, system), a NULL key or value. */
+int hook_request_set_param(struct hook_request *hr, const char *key, cJSON *value);
+/* Sends the HTTP header "name: value" (copied) with this request, replacing a configured
+ * header or an earlier call's of the same name (any case). -1 for a name that is not an
+ * HTTP token (CR, LF, ':' or space in it) or that the provider owns or is hop-by-hop
+ * (Content-Type, Content-Length, Host, Authorization, x-api-key, Accept, Expect,
+ * Connection, Keep-Alive, Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade), or a value
+ * with CR, LF or another control byte. Providers without HTTP (scripted) ignore it. */
+int hook_request_set_header(struct hook_request *hr, const char *name, const char *value);
+/* Takes a tool out of this request's tools: the model is not offered it, and a call
+ * to it from this request's reply fails ("not offered"). -1 when it is not offered. */
+int hook_request_hide_tool(struct hook_request *hr, const char *name);
+/* Offers a registered tool the agent does not list, in this request: a call to it from
+ * this request's reply runs. 0 also when it is offered already; -1 for an unknown tool. */
+int hook_request_add_tool(struct hook_request *hr, const char *name);
+
 struct hook_tool {
 	const char *tool, *call_id;
-	const cJSON *input;
+	const cJSON *input;     /* the arguments the tool runs with */
 	const char *output;     /* TOOL_AFTER: the result, or NULL when it failed */
 	const char *error;      /* TOOL_AFTER: why it failed, or NULL */
 };
+
+/* TOOL_BEFORE: the tool runs with input instead (taken: freed by the engine, also when
+ * refused), and the tool part's state.input stores it. -1 unless input is a JSON object,
+ * or at another point. */
+int hook_tool_set_input(struct hook_tool *ht, cJSON *input);
+/* TOOL_AFTER: the call completes with output (copied) — what is stored and what the
+ * model sees — also when it had failed; ht->output points at it, ht->error is NULL.
+ * -1 for a NULL output, or at another point. */
+int hook_tool_set_output(struct hook_tool *ht, const char *output);
+/* TOOL_AFTER: the call fails with error (copied), also when it had completed;
+ * ht->error points at it, ht->output is NULL. -1 for an empty or NULL error, or at
+ * another point. */
+int hook_tool_set_error(struct hook_tool *ht, const char *error);
 
 struct hook_subagent {
 	const char *child_id;

@@ -153,13 +153,8 @@ struct schemas {
 static void add_schema(void *arg, const struct tool_def *d)
 {
 	struct schemas *x = arg;
-	if (!agent_allows(x->a, d->name))
-		return;
-	cJSON *t = cJSON_CreateObject();
-	cJSON_AddStringToObject(t, "name", d->name);
-	cJSON_AddStringToObject(t, "description", d->description);
-	cJSON_AddItemToObject(t, "parameters", cJSON_Parse(d->parameters));
-	cJSON_AddItemToArray(x->arr, t);
+	if (agent_allows(x->a, d->name))
+		cJSON_AddItemToArray(x->arr, tools_schema(d));
 }
 
 static cJSON *tool_schemas(struct engine *E, const struct agent *a)
@@ -238,17 +233,6 @@ static int count_tools(const struct msg *m)
 	for (struct part *p = m->parts; p; p = p->next)
 		n += p->type == P_TOOL;
 	return n;
-}
-
-/* HOOK_TOOL_BEFORE: may refuse the call (it then fails with the reason). */
-static int tool_hooks_refuse(struct engine *E, struct toolrun *r, char *why, size_t n)
-{
-	if (!hooks_any(E, HOOK_TOOL_BEFORE))
-		return 0;
-	struct hook_ctx c;
-	struct hook_tool ht = {.tool = r->p->tool, .call_id = r->p->call_id, .input = r->input};
-	hooks_ctx(r->t->s, r->t, &c);
-	return hooks_run(E, HOOK_TOOL_BEFORE, &c, &ht, why, n) != 0;
 }
 
 static void run_tools(struct turn *t);
@@ -347,7 +331,17 @@ static struct toolrun *toolrun_new(struct turn *t, struct part *p)
 	return r;
 }
 
-/* Why a call cannot run, or NULL. */
+static int offered(const cJSON *names, const char *tool)
+{
+	const cJSON *n;
+	cJSON_ArrayForEach(n, names)
+		if (!strcmp(n->valuestring, tool))
+			return 1;
+	return 0;
+}
+
+/* Why a call cannot run, or NULL: its arguments, an unknown tool, or one its step did
+ * not offer (the agent's tools, or those a provider request hook left). */
 static const char *refusal(struct engine *E, struct turn *t, struct toolrun *r, char *buf,
 			   size_t n)
 {
@@ -358,7 +352,11 @@ static const char *refusal(struct engine *E, struct turn *t, struct toolrun *r, 
 		snprintf(buf, n, "unknown tool \"%s\"", r->p->tool);
 		return buf;
 	}
-	if (a && !agent_allows(a, r->p->tool)) {
+	if (t->offered && !offered(t->offered, r->p->tool)) {
+		snprintf(buf, n, "tool \"%s\" was not offered to the model in this step", r->p->tool);
+		return buf;
+	}
+	if (!t->offered && a && !agent_allows(a, r->p->tool)) {
 		snprintf(buf, n, "tool \"%s\" is not available to agent %s", r->p->tool, a->name);
 		return buf;
 	}
@@ -375,7 +373,7 @@ static void run_tools(struct turn *t)
 		next = r->next; /* a synchronous failure below must not lose our place */
 		char buf[256];
 		const char *why = refusal(E, t, r, buf, sizeof(buf));
-		if (!why && tool_hooks_refuse(E, r, buf, sizeof(buf)))
+		if (!why && toolrun_hooks(r, HOOK_TOOL_BEFORE, buf, sizeof(buf)))
 			why = buf;
 		r->p->start = now_ms();
 		if (why) {
@@ -435,6 +433,53 @@ void step_cancel(struct turn *t, const char *why)
 
 /* ---- the step ---- */
 
+static cJSON *tool_names(const cJSON *tools)
+{
+	cJSON *names = cJSON_CreateArray();
+	const cJSON *t;
+	cJSON_ArrayForEach(t, tools)
+		cJSON_AddItemToArray(names, cJSON_CreateString(jsonin_get(t, "name")));
+	return names;
+}
+
+/* HOOK_PROVIDER_REQUEST: the callbacks change hr for this request. The tools it offers,
+ * when they changed, are what this step's tool calls may use. */
+static void request_hooks(struct turn *t, struct hook_request_run *hr)
+{
+	struct engine *E = t->s->E;
+	cJSON_Delete(t->offered);
+	t->offered = NULL;
+	if (!hooks_any(E, HOOK_PROVIDER_REQUEST))
+		return;
+	struct hook_ctx c;
+	hooks_ctx(t->s, t, &c);
+	hooks_run(E, HOOK_PROVIDER_REQUEST, &c, &hr->pub, NULL, 0);
+	if (hr->tools_changed)
+		t->offered = tool_names(hr->tools);
+}
+
+/* The step's provider request: the agent's system prompt and tools, msgs, and what the
+ * provider request hooks change. */
+static void start_request(struct turn *t, const struct agent *a, const cJSON *msgs)
+{
+	struct engine *E = t->s->E;
+	const char *slash = strchr(t->model, '/');
+	char provider[64];
+	snprintf(provider, sizeof(provider), "%.*s", (int)(slash - t->model), t->model);
+	struct hook_request_run hr = {.E = E, .tools = tool_schemas(E, a)};
+	hr.rq = (struct llm_request){
+		.session_id = t->s->id, .provider = provider, .model = slash + 1,
+		.system = a->prompt, .messages = msgs, .tools = hr.tools, .stall_ms = a->stall_ms,
+	};
+	hr.pub.rq = &hr.rq;
+	request_hooks(t, &hr);
+	struct err e = {0};
+	t->stream = llm_stream_start(E->M, &hr.rq, &sink, t, &e);
+	hook_request_free(&hr);
+	if (!t->stream)
+		turn_end(t, T_FAILED, "UnknownError", e.msg);
+}
+
 void step_begin(struct turn *t)
 {
 	struct session *s = t->s;
@@ -464,29 +509,11 @@ void step_begin(struct turn *t)
 	struct part *p = part_add(E, t->am, P_STEP_START);
 	if (p)
 		part_save(E, p);
-	cJSON *msgs = history(E, s, t), *tools = tool_schemas(E, a);
+	cJSON *msgs = history(E, s, t);
 	if (!msgs) {
-		cJSON_Delete(tools);
 		turn_end(t, T_FAILED, "UnknownError", "out of memory building the history");
 		return;
 	}
-	const char *slash = strchr(t->model, '/');
-	char provider[64];
-	snprintf(provider, sizeof(provider), "%.*s", (int)(slash - t->model), t->model);
-	struct llm_request rq = {
-		.session_id = s->id, .provider = provider, .model = slash + 1,
-		.system = a ? a->prompt : NULL, .messages = msgs, .tools = tools,
-		.stall_ms = a ? a->stall_ms : 0,
-	};
-	struct err e = {0};
-	if (hooks_any(E, HOOK_PROVIDER_REQUEST)) {
-		struct hook_ctx c;
-		hooks_ctx(s, t, &c);
-		hooks_run(E, HOOK_PROVIDER_REQUEST, &c, &rq, NULL, 0);
-	}
-	t->stream = llm_stream_start(E->M, &rq, &sink, t, &e);
+	start_request(t, a, msgs);
 	cJSON_Delete(msgs);
-	cJSON_Delete(tools);
-	if (!t->stream)
-		turn_end(t, T_FAILED, "UnknownError", e.msg);
 }

@@ -105,3 +105,12 @@ void tools_free(struct tools *T)
 		entry_free(t);
 	}
 }
+
+cJSON *tools_schema(const struct tool_def *def)
+{
+	cJSON *t = cJSON_CreateObject();
+	cJSON_AddStringToObject(t, "name", def->name);
+	cJSON_AddStringToObject(t, "description", def->description);
+	cJSON_AddItemToObject(t, "parameters", cJSON_Parse(def->parameters));
+	return t;
+}

@@ -55,6 +55,8 @@ void tools_release(struct tools *T, const struct tool_def *def);
 void tools_each(const struct tools *T, void (*fn)(void *arg, const struct tool_def *def),
 		void *arg);
 void tools_free(struct tools *T);
+/* def as a provider request offers it: {name, description, parameters} (caller frees). */
+cJSON *tools_schema(const struct tool_def *def);
 /* Registers echo and sleep. */
 int tools_register_builtin(struct tools *T);
 

@@ -3,7 +3,8 @@
  * call that has ended or was cancelled finds nothing and is dropped (and counted). One
  * from another thread crosses to the loop through its inbox. The call's part is saved
  * and announced; when the turn's last call ends, the agent loop continues (step.c)
- * from a timer, outside the tool's own callback. */
+ * from a timer, outside the tool's own callback. Tool hooks run here too, before the
+ * call starts and before its end is saved, so what they change is what is stored. */
 #include "engine_int.h"
 
 #include <stdlib.h>
@@ -15,18 +16,29 @@ void toolrun_finish(struct toolrun *r)
 	struct engine *E = t->s->E;
 	r->finished = 1;
 	r->p->end = now_ms();
+	toolrun_hooks(r, HOOK_TOOL_AFTER, NULL, 0); /* before the result is saved and shown */
 	part_save(E, r->p);
-	if (hooks_any(E, HOOK_TOOL_AFTER)) {
-		struct hook_ctx c;
-		struct hook_tool ht = {.tool = r->p->tool, .call_id = r->p->call_id,
-				       .input = r->input,
-				       .output = r->p->ts == TS_COMPLETED ? r->p->output : NULL,
-				       .error = r->p->ts == TS_ERROR ? r->p->error : NULL};
-		hooks_ctx(t->s, t, &c);
-		hooks_run(E, HOOK_TOOL_AFTER, &c, &ht, NULL, 0);
-	}
 	if (--t->tools_pending == 0)
 		timer_arm_us(&t->cont, 1); /* continue outside the tool's own callback */
+}
+
+int toolrun_hooks(struct toolrun *r, enum hook_point at, char *why, size_t why_len)
+{
+	struct engine *E = r->t->s->E;
+	if (!hooks_any(E, at))
+		return 0;
+	struct part *p = r->p;
+	struct hook_tool_run ht = {
+		.pub = {.tool = p->tool, .call_id = p->call_id, .input = r->input},
+		.at = at, .r = r,
+	};
+	if (at == HOOK_TOOL_AFTER) {
+		ht.pub.output = p->ts == TS_COMPLETED ? p->output : NULL;
+		ht.pub.error = p->ts == TS_ERROR ? p->error : NULL;
+	}
+	struct hook_ctx c;
+	hooks_ctx(r->t->s, r->t, &c);
+	return hooks_run(E, at, &c, &ht.pub, why, why_len);
 }
 
 /* Replaces *dst with a copy of v (NULL keeps the old value). */

@@ -78,6 +78,7 @@ void turn_free(struct turn *t)
 	free(t->agent);
 	free(t->model);
 	free(t->error);
+	cJSON_Delete(t->offered);
 	free(t);
 }
 
@@ -183,20 +184,44 @@ static void subagent_hook(struct turn *t, enum hook_point at)
 }
 
 /* HOOK_PROMPT_SUBMIT: the prompt before its user message is written; a refusal is the
- * caller's error. */
-static int submit_hooks(struct engine *E, struct turn *t, const struct prompt *p, struct err *e)
+ * caller's error. *text: the text a callback put in its place (owned), or NULL. */
+static int submit_hooks(struct engine *E, struct turn *t, const struct prompt *p, char **text,
+			struct err *e)
 {
+	*text = NULL;
 	if (!hooks_any(E, HOOK_PROMPT_SUBMIT))
 		return 0;
 	struct hook_ctx c;
-	struct hook_prompt hp = {.text = p->text, .parts = p->parts, .source = t->source,
-				 .message_id = t->user_msg};
+	struct hook_prompt_run hp = {.pub = {.text = p->text, .parts = p->parts,
+					     .source = t->source, .message_id = t->user_msg}};
 	char why[256];
 	hooks_ctx(t->s, t, &c);
-	if (hooks_run(E, HOOK_PROMPT_SUBMIT, &c, &hp, why, sizeof(why)) == 0)
+	if (hooks_run(E, HOOK_PROMPT_SUBMIT, &c, &hp.pub, why, sizeof(why)) == 0) {
+		*text = hp.text;
 		return 0;
+	}
+	free(hp.text);
 	err_set(e, ERR_INVALID, "the prompt was refused: %s", why);
 	return -1;
+}
+
+/* A new turn's user message (with the text the prompt hooks left) and row, committed:
+ * 0; -1 refused, nothing kept; STORE_LATE kept, not on disk yet (engine_commit). */
+static int write_turn(struct engine *E, struct turn *t, const struct prompt *p, struct err *e)
+{
+	char *text;
+	if (submit_hooks(E, t, p, &text, e))
+		return -1;
+	uint64_t mark = store_mark(E->S);
+	int bad = write_user_message(E, t, text ? text : p->text) | turn_save(E, t);
+	free(text);
+	if (bad) {
+		err_set(e, ERR_INTERNAL, "out of memory saving the prompt");
+		return -1;
+	}
+	char what[96];
+	snprintf(what, sizeof(what), "the prompt (message %s)", t->user_msg);
+	return engine_commit(E, mark, what, e);
 }
 
 static int verdict_error(struct session *s, enum turnq_verdict v, struct err *e)
@@ -228,19 +253,7 @@ int turn_accept(struct engine *E, const struct prompt *p, struct prompt_result *
 		if (!t)
 			goto oom;
 		t->policy = p->policy;
-		if (submit_hooks(E, t, p, e)) {
-			turn_free(t);
-			return -1;
-		}
-		uint64_t mark = store_mark(E->S);
-		if (write_user_message(E, t, p->text) | turn_save(E, t)) {
-			err_set(e, ERR_INTERNAL, "out of memory saving the prompt");
-			turn_free(t);
-			return -1;
-		}
-		char what[96];
-		snprintf(what, sizeof(what), "the prompt (message %s)", t->user_msg);
-		int rc = engine_commit(E, mark, what, e);
+		int rc = write_turn(E, t, p, e);
 		if (rc == -1) {
 			turn_free(t);
 			return -1;
