@@ -1,7 +1,8 @@
 /* Replay and back-pressure of the event bus, as SSE and WebSocket clients use it:
  * resuming from a sequence number pages through the store and the ring without gaps,
  * a sequence number older than what is kept yields an explicit resync, and a live
- * subscriber that is not drained is bounded and marked for disconnection. */
+ * subscriber that is not drained is bounded and marked for disconnection. Custom
+ * events (engine_emit) travel like the engine's own. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +16,9 @@
 #include <string.h>
 
 #include "harness.h"
+#include "hooks.h"
 #include "id.h"
+#include "ndjson.h"
 #include "subscriber.h"
 
 static void nop_wake(struct subscriber *s)
@@ -269,6 +272,141 @@ static void an_event_is_released_safely_from_two_threads(void **state)
 	bus_destroy(B);
 }
 
+
+/* The next event s has, which must be of type; its JSON parsed (caller frees). */
+static cJSON *next_of(struct subscriber *s, const char *type, int64_t *seq)
+{
+	struct event *ev = subscriber_next(s);
+	assert_non_null(ev);
+	assert_string_equal(ev->type, type);
+	cJSON *j = cJSON_ParseWithLength(ev->json, ev->len);
+	if (seq)
+		*seq = ev->seq;
+	event_unref(ev);
+	assert_non_null(j);
+	return j;
+}
+
+static void has_envelope(const cJSON *j, const char *sid, const char *root, int depth)
+{
+	assert_string_equal(cJSON_GetObjectItem(j, "sessionID")->valuestring, sid);
+	assert_string_equal(cJSON_GetObjectItem(j, "rootID")->valuestring, root);
+	assert_string_equal(cJSON_GetObjectItem(j, "parentID")->valuestring, root);
+	assert_int_equal(cJSON_GetObjectItem(j, "depth")->valueint, depth);
+	assert_true(cJSON_GetObjectItem(j, "seq")->valuedouble > 0);
+	assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "properties"), "n")->valueint, 1);
+}
+
+static void emit_refused(struct h *h, const char *sid, const char *type, const char *props,
+			 enum err_code code, const char *says)
+{
+	struct err e = {0};
+	assert_int_equal(engine_emit(h->E, sid, type, props, &e), -1);
+	assert_int_equal(e.code, code);
+	if (!strstr(e.msg, says))
+		fail_msg("emit %s %s: \"%s\" does not say \"%s\"", type, props, e.msg, says);
+}
+
+/* An emit from inside an event callback would overtake the event being delivered. */
+static int emit_from_callback(void *arg, const struct hook_ctx *c, void *data, char *why,
+			      size_t n)
+{
+	struct h *h = arg;
+	struct err e = {0};
+	if (engine_emit(h->E, c->session_id, "plugin.test.inner", "{}", &e) == -1 &&
+	    e.code == ERR_BUSY)
+		hooks_remove_owner(h->E, "inner");
+	return 0;
+}
+
+/* A root and its child session; the child's id to child. */
+static void tree_of_two(struct h *h, char *root, char *child)
+{
+	h_dir(h, NULL);
+	h_start(h, 1);
+	h_session(h, root);
+	struct session_params p = {.parent_id = root, .title = "child"};
+	struct err e = {0};
+	assert_int_equal(engine_session_create(h->E, &p, child, &e), 0);
+}
+
+/* A custom event reaches a live subscriber of the root's tree and `agentgate run
+ * --format json` with the session's tree envelope, and is replayed with its type after
+ * a restart. */
+static void a_custom_event_carries_the_tree_envelope_and_replays(void **state)
+{
+	struct h h;
+	char root[ID_MAX], child[ID_MAX];
+	tree_of_two(&h, root, child);
+	struct subscriber live;
+	assert_int_equal(subscriber_start(&live, engine_bus(h.E), root, 1, -1, nop_wake), 0);
+	char *out = NULL;
+	size_t outlen = 0;
+	FILE *f = open_memstream(&out, &outlen);
+	struct ndjson nd;
+	struct bus_sub run_sub;
+	ndjson_init(&nd, f, root, 1); /* agentgate run --format json */
+	bus_subscribe(engine_bus(h.E), &run_sub, ndjson_on_event, &nd);
+	struct err e = {0};
+	assert_int_equal(engine_emit(h.E, child, "plugin.test.ping", "{ \"n\": 1 }", &e), 0);
+	bus_unsubscribe(engine_bus(h.E), &run_sub);
+	fclose(f);
+	int64_t seq;
+	cJSON *j = next_of(&live, "plugin.test.ping", &seq);
+	has_envelope(j, child, root, 1);
+	cJSON_Delete(j);
+	subscriber_stop(&live);
+	j = cJSON_Parse(out); /* one NDJSON line: the root's, naming the child */
+	assert_non_null(j);
+	assert_string_equal(cJSON_GetObjectItem(j, "type")->valuestring, "plugin.test.ping");
+	assert_string_equal(cJSON_GetObjectItem(j, "sessionID")->valuestring, root);
+	assert_string_equal(cJSON_GetObjectItem(j, "childSessionID")->valuestring, child);
+	assert_int_equal(cJSON_GetObjectItem(j, "depth")->valueint, 1);
+	assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "properties"), "n")->valueint, 1);
+	cJSON_Delete(j);
+	free(out);
+	assert_true(h_until(&h, stored_upto, &seq, 2000));
+	h_stop(&h);
+	h_start(&h, 1);
+	struct subscriber replay;
+	assert_int_equal(subscriber_start(&replay, engine_bus(h.E), root, 1, seq - 1, nop_wake), 0);
+	j = next_of(&replay, "plugin.test.ping", NULL);
+	has_envelope(j, child, root, 1);
+	cJSON_Delete(j);
+	subscriber_stop(&replay);
+	h_stop(&h);
+}
+
+/* A bad type or properties, a type of the engine's own, an unknown session, and an
+ * emit from inside an event callback are refused, naming why. */
+static void a_custom_event_is_refused_naming_why(void **state)
+{
+	struct h h;
+	char root[ID_MAX], child[ID_MAX];
+	tree_of_two(&h, root, child);
+	char long_type[EVENT_TYPE_MAX + 2];
+	memset(long_type, 'x', sizeof(long_type) - 1);
+	long_type[sizeof(long_type) - 1] = 0;
+	emit_refused(&h, child, long_type, "{}", ERR_INVALID, "1 to 47 bytes");
+	emit_refused(&h, child, "", "{}", ERR_INVALID, "1 to 47 bytes");
+	emit_refused(&h, child, "plugin.a b", "{}", ERR_INVALID, "not printable");
+	emit_refused(&h, child, "plugin.\"q", "{}", ERR_INVALID, "quote");
+	emit_refused(&h, child, "session.idle", "{}", ERR_INVALID, "engine's own namespace");
+	emit_refused(&h, child, "plugin.test.x", "[1]", ERR_INVALID, "must be a JSON object");
+	emit_refused(&h, child, "plugin.test.x", "{oops", ERR_INVALID, "must be a JSON object");
+	emit_refused(&h, child, "plugin.test.x", NULL, ERR_INVALID, "must be a JSON object");
+	emit_refused(&h, "ses_nope", "plugin.test.x", "{}", ERR_NOTFOUND, "ses_nope");
+	assert_int_equal(hooks_add(h.E, HOOK_EVENT, "inner", emit_from_callback, &h), 0);
+	struct err e = {0};
+	assert_int_equal(engine_emit(h.E, root, "plugin.test.outer", "{}", &e), 0);
+	assert_int_equal(h_count(&h, "plugin.test.inner", NULL), 0);
+	assert_int_equal(h_count(&h, "plugin.test.outer", root), 1);
+	/* the callback saw ERR_BUSY and removed itself; nothing of the refusals went out */
+	assert_int_equal(engine_emit(h.E, root, "plugin.test.after", "{}", &e), 0);
+	assert_int_equal(h_count(&h, "plugin.test.x", NULL), 0);
+	h_stop(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -279,6 +417,8 @@ int main(void)
 		cmocka_unit_test(a_burst_is_stored_in_bounded_batches_and_replays_whole),
 		cmocka_unit_test(a_damaged_stored_batch_is_skipped_not_overread),
 		cmocka_unit_test(an_event_is_released_safely_from_two_threads),
+		cmocka_unit_test(a_custom_event_carries_the_tree_envelope_and_replays),
+		cmocka_unit_test(a_custom_event_is_refused_naming_why),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -70,7 +70,8 @@ int64_t bus_publish(struct bus *B, struct jw *w, const char *type, const struct 
 	atomic_init(&ev->refs, 1);
 	ev->seq = seq;
 	ev->time = now_ms();
-	ev->type = type;
+	snprintf(ev->type_buf, sizeof(ev->type_buf), "%s", type); /* custom types are borrowed */
+	ev->type = ev->type_buf;
 	snprintf(ev->session_id, sizeof(ev->session_id), "%s", env->session_id);
 	memcpy(ev->json, w->buf, w->len + 1);
 	ev->len = w->len;

@@ -24,6 +24,9 @@ struct bus_env {
 	int depth;
 };
 
+/* The longest event type, in bytes. */
+#define EVENT_TYPE_MAX 47
+
 /* An encoded event, shared by reference between subscribers' queues. The reference
  * count is atomic and the event owns its strings, so a reference may be handed to
  * another thread; the event is immutable once published. */
@@ -31,8 +34,8 @@ struct event {
 	atomic_int refs;
 	int64_t seq;
 	int64_t time; /* ms since 1970, when published */
-	const char *type; /* a static string, or type_buf (events read back from the store) */
-	char type_buf[48];
+	const char *type; /* type_buf, or a static string (a resync notice) */
+	char type_buf[EVENT_TYPE_MAX + 1];
 	char *path;       /* ancestry for tree filters (owned) */
 	char session_id[48];
 	size_t len;
@@ -41,6 +44,10 @@ struct event {
 
 void event_ref(struct event *ev);
 void event_unref(struct event *ev);
+
+/* 1 for a type in the engine's own namespaces (session.*, message.*, server.*,
+ * permission.*, resync): clients act on those, so a custom event may not take one. */
+int event_type_reserved(const char *type);
 
 /* Does ev belong to session_id (or, with descendants, to its subtree)? NULL id = all. */
 int event_matches(const struct event *ev, const char *session_id, int descendants);

@@ -39,3 +39,13 @@ int event_matches(const struct event *ev, const char *session_id, int descendant
 		return 1;
 	return descendants && path_has(ev->path, session_id);
 }
+
+int event_type_reserved(const char *type)
+{
+	static const char *const own[] = {"session.", "message.", "server.", "permission.",
+					  "resync"};
+	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+		if (!strncmp(type, own[i], strlen(own[i])))
+			return 1;
+	return 0;
+}

@@ -122,6 +122,21 @@ static void json_child(struct ndjson *n, const struct event *e, const cJSON *ev)
 	emit(n, &w);
 }
 
+/* A custom event (engine_emit, e.g. plugin.<id>.<name>) goes out as it is, under its
+ * own type: {type, timestamp, sessionID: root, childSessionID?, properties, envelope}. */
+static void json_custom(struct ndjson *n, const struct event *e, const cJSON *ev, int child)
+{
+	struct jw w;
+	begin(&w, e->type, n->root, e->time);
+	if (child)
+		jw_kstr(&w, "childSessionID", e->session_id);
+	char *p = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(ev, "properties"));
+	jw_kraw(&w, "properties", p ? p : "{}");
+	free(p);
+	envelope(&w, ev);
+	emit(n, &w);
+}
+
 static void text_newline(struct ndjson *n)
 {
 	if (!n->at_line_start)
@@ -175,6 +190,8 @@ void ndjson_on_event(void *arg, struct event *e)
 	int child = strcmp(e->session_id, n->root) != 0;
 	if (!n->json)
 		text_event(n, e, ev, child);
+	else if (!event_type_reserved(e->type))
+		json_custom(n, e, ev, child);
 	else if (child)
 		json_child(n, e, ev);
 	else

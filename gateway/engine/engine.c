@@ -336,6 +336,79 @@ int engine_session_delete(struct engine *E, const char *id, struct err *e)
 	return engine_commit(E, mark, "the deletion", e) ? -1 : 0;
 }
 
+/* A custom event's type: see engine_emit. */
+static int check_event_type(const char *type, struct err *e)
+{
+	size_t n = type ? strlen(type) : 0;
+	if (n == 0 || n > EVENT_TYPE_MAX) {
+		err_set(e, ERR_INVALID, "event type \"%.60s\" must be 1 to %d bytes", type ? type : "",
+			EVENT_TYPE_MAX);
+		return -1;
+	}
+	for (const char *p = type; *p; p++) {
+		if (*p <= ' ' || *p > '~' || *p == '"' || *p == '\\') {
+			err_set(e, ERR_INVALID, "event type \"%.60s\" has a byte that is not printable "
+				"ASCII, or a space, quote or backslash", type);
+			return -1;
+		}
+	}
+	if (event_type_reserved(type)) {
+		err_set(e, ERR_INVALID, "event type \"%s\" is in the engine's own namespace "
+			"(session., message., server., permission., resync)", type);
+		return -1;
+	}
+	return 0;
+}
+
+/* properties_json as compact JSON text (caller frees), or NULL with e naming why. */
+static char *event_properties(const char *type, const char *json, struct err *e)
+{
+	size_t n = json ? strlen(json) : 0;
+	if (n > ENGINE_EMIT_MAX) {
+		err_set(e, ERR_LIMIT, "the properties of event %s are %zu bytes, over the limit of "
+			"%d", type, n, ENGINE_EMIT_MAX);
+		return NULL;
+	}
+	struct err pe = {0};
+	cJSON *props = jsonin_parse(json ? json : "", n, &pe);
+	char *out = cJSON_IsObject(props) ? cJSON_PrintUnformatted(props) : NULL;
+	cJSON_Delete(props);
+	if (!out)
+		err_set(e, ERR_INVALID, "the properties of event %s must be a JSON object%s%.300s",
+			type, pe.msg[0] ? ": " : "", pe.msg);
+	return out;
+}
+
+int engine_emit(struct engine *E, const char *session_id, const char *type,
+		const char *properties_json, struct err *e)
+{
+	if (check_event_type(type, e))
+		return -1;
+	struct session *s = session_get(E, session_id);
+	if (!s) {
+		err_set(e, ERR_NOTFOUND, "session %s not found", session_id ? session_id : "(none)");
+		return -1;
+	}
+	if (E->H.in_event) {
+		err_set(e, ERR_BUSY, "event %s: engine_emit from inside a HOOK_EVENT callback "
+			"would overtake the event being delivered; post it (loop_post)", type);
+		return -1;
+	}
+	char *props = event_properties(type, properties_json, e);
+	if (!props)
+		return -1;
+	struct bus_env env;
+	session_env(s, s->cur, &env);
+	bus_begin(E->B, &E->jw, type);
+	jw_raw(&E->jw, props);
+	free(props);
+	if (bus_publish(E->B, &E->jw, type, &env) < 0) {
+		err_set(e, ERR_INTERNAL, "out of memory publishing event %s", type);
+		return -1;
+	}
+	return 0;
+}
+
 int engine_running(struct engine *E)
 {
 	return E->running;

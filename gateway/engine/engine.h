@@ -139,6 +139,19 @@ void engine_waiter_cancel(struct engine *E, struct turn_waiter *w);
 /* Aborts the session's running and queued turns and those of all its descendants. */
 int engine_abort(struct engine *E, const char *session_id, struct err *e);
 
+/* Custom events: at most this much properties JSON. */
+#define ENGINE_EMIT_MAX (64 * 1024)
+/* Publishes an event of type (the plugin host uses plugin.<id>.<name>) with
+ * properties_json (a JSON object, copied) and the session's tree envelope, on the bus:
+ * every transport, the event log and replay carry it. type: 1 to EVENT_TYPE_MAX bytes
+ * of printable ASCII without space, quote or backslash, outside the engine's own
+ * namespaces (event_type_reserved). ERR_INVALID naming what is wrong with the type or
+ * the properties; ERR_LIMIT over ENGINE_EMIT_MAX; ERR_NOTFOUND for an unknown session;
+ * ERR_BUSY from inside a HOOK_EVENT callback (it would reach some subscribers before
+ * the event being delivered: post it with loop_post instead). */
+int engine_emit(struct engine *E, const char *session_id, const char *type,
+		const char *properties_json, struct err *e);
+
 /* Number of sessions with a running turn (for the sweeper and tests). */
 int engine_running(struct engine *E);
 

@@ -38,6 +38,7 @@ struct engine {
 		struct hook *head[HOOK_COUNT];
 		struct bus_sub sub; /* HOOK_EVENT's bus subscription, while it has callbacks */
 		int observing, running;
+		int in_event; /* HOOK_EVENT callbacks are running (engine_emit waits) */
 	} H;
 };
 

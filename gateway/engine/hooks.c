@@ -133,7 +133,9 @@ static void on_event(void *arg, struct event *ev)
 		depth += *p == '/';
 	struct hook_ctx c = {.session_id = ev->session_id, .root_id = root,
 			     .parent_id = parent[0] ? parent : NULL, .depth = depth};
+	E->H.in_event++;
 	hooks_run(E, HOOK_EVENT, &c, ev, NULL, 0);
+	E->H.in_event--;
 }
 
 /* ---- what callbacks may change ---- */
