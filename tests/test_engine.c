@@ -1,6 +1,6 @@
 /* The turn ledger and the store, tried against a real engine, loop and SQLite: prompts
  * from several sources at once and during a tool round-trip, interrupt / reject /
- * dedupe, abort, provider errors, stalls, step limits, streamed text visible in the
+ * dedupe, a queued turn cancelled, abort, provider errors, stalls, step limits, streamed text visible in the
  * database while it streams, and a SIGKILL in the middle of a turn. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -102,6 +102,77 @@ static void interrupt_cancels_the_running_turn_and_keeps_the_queue(void **state)
 	free(name);
 	/* FIFO is kept: the earlier queued prompt ran before the interrupting one */
 	assert_int_equal(h_turns(&h, sid, "completed"), 2);
+	h_stop(&h);
+}
+
+struct waited {
+	struct turn_waiter w;
+	char state[16], msg[ID_MAX], error[128];
+	int calls;
+};
+
+static void on_turn_end(struct turn_waiter *w, const char *state, const char *msg_id,
+			const char *error)
+{
+	struct waited *x = container_of(w, struct waited, w);
+	x->calls++;
+	snprintf(x->state, sizeof(x->state), "%s", state);
+	snprintf(x->msg, sizeof(x->msg), "%s", msg_id);
+	snprintf(x->error, sizeof(x->error), "%s", error ? error : "");
+}
+
+static void cancel_fails(struct h *h, const char *sid, const char *turn, enum err_code code,
+			 const char *says)
+{
+	struct err e = {0};
+	assert_int_equal(engine_turn_cancel(h->E, sid, turn, &e), -1);
+	assert_int_equal(e.code, code);
+	if (!strstr(e.msg, says))
+		fail_msg("cancel %s: \"%s\" does not say \"%s\"", turn, e.msg, says);
+}
+
+/* A queued turn cancelled before it ran ends the one way turns end: its user message
+ * gets its one terminal reply (aborted, naming why), its waiter hears it, the turns
+ * around it run in order. A running turn is refused as busy; an unknown or ended one
+ * is not found. */
+static void a_queued_turn_is_cancelled_before_it_runs(void **state)
+{
+	struct h h;
+	h_dir(&h, FAST);
+	h_start(&h, 1);
+	char sid[ID_MAX], t1[ID_MAX], t3[ID_MAX];
+	h_session(&h, sid);
+	h_prompt(&h, sid, "sleep 300", "web", t1);
+	struct waited x = {.w.fn = on_turn_end};
+	struct prompt p = {.session_id = sid, .text = "echo never", .source = "plugin:t"};
+	struct prompt_result r2;
+	struct err e = {0};
+	assert_int_equal(engine_prompt(h.E, &p, &r2, &x.w, &e), 0);
+	h_prompt(&h, sid, "echo third", "http", t3);
+	assert_true(h_until(&h, saw_running_tool, NULL, 5000));
+	cancel_fails(&h, sid, t1, ERR_BUSY, "is running; abort the session to stop it");
+	assert_int_equal(engine_turn_cancel(h.E, sid, r2.turn_id, &e), 0);
+	assert_int_equal(x.calls, 1);
+	assert_string_equal(x.state, "cancelled");
+	assert_string_equal(x.error, "cancelled before it ran");
+	assert_true(x.msg[0]);
+	cancel_fails(&h, sid, r2.turn_id, ERR_NOTFOUND, "no queued turn");
+	cancel_fails(&h, sid, "turn_nope", ERR_NOTFOUND, "no queued turn");
+	cancel_fails(&h, "ses_nope", t3, ERR_NOTFOUND, "ses_nope");
+	assert_true(h_until(&h, h_idle, sid, 10000));
+	h_check_ledger(&h, sid);
+	char *st = h_turn_state(&h, r2.turn_id), *why = h_turn_error(&h, r2.turn_id);
+	assert_string_equal(st, "cancelled");
+	assert_string_equal(why, "cancelled before it ran");
+	assert_int_equal(h_replies(&h, r2.turn_id, NULL), 1); /* its terminal reply alone */
+	assert_int_equal(h_replies(&h, r2.turn_id, "aborted"), 1);
+	char *name = h_reply_error_name(&h, r2.turn_id, "aborted");
+	assert_string_equal(name, "MessageAbortedError");
+	assert_int_equal(h_turns(&h, sid, "completed"), 2);
+	assert_true(h_turn_after(&h, t3, t1));
+	free(st);
+	free(why);
+	free(name);
 	h_stop(&h);
 }
 
@@ -589,6 +660,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(prompts_from_many_sources_run_fifo_one_at_a_time),
 		cmocka_unit_test(interrupt_cancels_the_running_turn_and_keeps_the_queue),
+		cmocka_unit_test(a_queued_turn_is_cancelled_before_it_runs),
 		cmocka_unit_test(reject_when_busy_leaves_nothing_behind),
 		cmocka_unit_test(repeated_wakes_with_one_dedupe_key_coalesce),
 		cmocka_unit_test(bad_prompts_get_errors_that_name_the_problem),

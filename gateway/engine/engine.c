@@ -587,6 +587,12 @@ int engine_abort(struct engine *E, const char *session_id, struct err *e)
 	return turn_abort_tree(E, session_id, e);
 }
 
+int engine_turn_cancel(struct engine *E, const char *session_id, const char *turn_id,
+		       struct err *e)
+{
+	return turn_cancel(E, session_id, turn_id, e);
+}
+
 int engine_recover(struct engine *E, int resume_queued)
 {
 	return turn_recover(E, resume_queued);

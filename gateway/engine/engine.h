@@ -139,6 +139,14 @@ void engine_waiter_cancel(struct engine *E, struct turn_waiter *w);
 /* Aborts the session's running and queued turns and those of all its descendants. */
 int engine_abort(struct engine *E, const char *session_id, struct err *e);
 
+/* Cancels a queued turn of the session: it leaves the queue and ends as cancelled the
+ * way every turn ends (its user message gets its one terminal reply, with the error
+ * "cancelled before it ran"; waiters are called; events published). ERR_BUSY when the
+ * turn is running (engine_abort stops it), ERR_NOTFOUND for an unknown session, or a
+ * turn it does not have or that has ended. */
+int engine_turn_cancel(struct engine *E, const char *session_id, const char *turn_id,
+		       struct err *e);
+
 /* Custom events: at most this much properties JSON. */
 #define ENGINE_EMIT_MAX (64 * 1024)
 /* Publishes an event of type (the plugin host uses plugin.<id>.<name>) with

@@ -195,11 +195,12 @@ void session_emit_error(struct engine *E, struct session *s, struct turn *t,
 /* The no-silent-busy sweeper (a timer callback). */
 void turn_sweep(struct timer *t);
 /* The implementations of engine_prompt, engine_waiter_cancel, engine_abort,
- * engine_recover and engine_shutdown (engine.h documents them). */
+ * engine_turn_cancel, engine_recover and engine_shutdown (engine.h documents them). */
 int turn_accept(struct engine *E, const struct prompt *p, struct prompt_result *r,
 		struct turn_waiter *w, struct err *e);
 void turn_waiter_cancel(struct engine *E, struct turn_waiter *w);
 int turn_abort_tree(struct engine *E, const char *session_id, struct err *e);
+int turn_cancel(struct engine *E, const char *session_id, const char *turn_id, struct err *e);
 int turn_recover(struct engine *E, int resume_queued);
 void turn_shutdown(struct engine *E);
 void turn_start_next(struct session *s);

@@ -419,6 +419,29 @@ static void abort_session(struct session *s, void *arg)
 		turn_end(s->cur, T_CANCELLED, "MessageAbortedError", "aborted");
 }
 
+int turn_cancel(struct engine *E, const char *session_id, const char *turn_id, struct err *e)
+{
+	struct session *s = session_get(E, session_id);
+	if (!s) {
+		err_set(e, ERR_NOTFOUND, "session %s not found", session_id ? session_id : "(none)");
+		return -1;
+	}
+	if (s->cur && turn_id && !strcmp(s->cur->id, turn_id)) {
+		err_set(e, ERR_BUSY, "turn %s is running; abort the session to stop it", turn_id);
+		return -1;
+	}
+	for (struct turnq_item *it = s->q.head; it && turn_id; it = it->next) {
+		struct turn *t = container_of(it, struct turn, qi);
+		if (!strcmp(t->id, turn_id)) {
+			turn_end(t, T_CANCELLED, "MessageAbortedError", "cancelled before it ran");
+			return 0;
+		}
+	}
+	err_set(e, ERR_NOTFOUND, "session %s has no queued turn %s (unknown, or ended)", s->id,
+		turn_id ? turn_id : "(none)");
+	return -1;
+}
+
 int turn_in_abort(struct engine *E, const char *session_id)
 {
 	struct session *s = session_get(E, session_id);

@@ -123,6 +123,16 @@ static int do_abort(struct engine *E, const cJSON *p, struct jw *w, struct err *
 	return 0;
 }
 
+static int do_turn_cancel(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	const char *id, *turn;
+	if (session_id(p, &id, e) || jsonin_str(p, "turnID", 1, &turn, e) ||
+	    engine_turn_cancel(E, id, turn, e))
+		return -1;
+	jw_bool(w, 1);
+	return 0;
+}
+
 static int do_status(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
 {
 	engine_status_json(E, w);
@@ -169,6 +179,7 @@ static const struct {
 	{"session.delete", do_delete},     {"session.children", do_children},
 	{"session.messages", do_messages}, {"session.message", do_message},
 	{"session.abort", do_abort},       {"session.status", do_status},
+	{"turn.cancel", do_turn_cancel},
 	{"session.prompt_async", do_prompt_async},
 	{"agent.list", do_agents},         {"global.health", do_health},
 	{"task.get", do_task},
@@ -373,6 +384,7 @@ static const struct api_route routes[] = {
 	{"GET", "/session/*/message/*", "session.message", {"sessionID", "messageID"}, API_CALL, 0},
 	{"POST", "/session/*/prompt_async", "session.prompt_async", {"sessionID"}, API_PROMPT, 0},
 	{"POST", "/session/*/abort", "session.abort", {"sessionID"}, API_CALL, 0},
+	{"DELETE", "/session/*/turn/*", "turn.cancel", {"sessionID", "turnID"}, API_CALL, 0},
 	{"GET", "/agent", "agent.list", {NULL}, API_CALL, 0},
 	{"GET", "/task/*", "task.get", {"taskID"}, API_CALL, 0},
 };

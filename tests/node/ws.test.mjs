@@ -166,6 +166,37 @@ test("WS: JSON-RPC errors keep the connection up", T, async (t) => {
 	await alive("after prompt -32004");
 });
 
+test("turn.cancel (WS) and DELETE /session/{id}/turn/{turnID}: a queued turn ends cancelled, a running one is busy", T, async (t) => {
+	const srv = await startServer();
+	t.after(() => srv.stop());
+	const c = await wsConnect(srv.wsUrl);
+	t.after(() => c.close());
+	const s = await c.call("session.create", { title: "cancel" });
+	const run = await c.call("session.prompt", { sessionID: s.id, text: "sleep 60000" });
+	const q1 = await c.call("session.prompt", { sessionID: s.id, text: "echo queued one" });
+	const q2 = await c.call("session.prompt", { sessionID: s.id, text: "echo queued two" });
+	await pollUntil(async () => (await apiOk(srv, "GET", "/session/status"))[s.id]?.type === "busy", { label: "busy" });
+
+	assert.equal(await c.call("turn.cancel", { sessionID: s.id, turnID: q1.turnID }), true);
+	assert.equal((await apiOk(srv, "DELETE", `/session/${s.id}/turn/${q2.turnID}`)), true);
+	const busy = await api(srv, "DELETE", `/session/${s.id}/turn/${run.turnID}`);
+	assert.equal(busy.status, 409, busy.text);
+	assert.ok(busy.json.message.includes("is running; abort the session"), busy.text);
+	await rejects(c.call("turn.cancel", { sessionID: s.id, turnID: run.turnID }), -32009, "running turn", run.turnID);
+	await rejects(c.call("turn.cancel", { sessionID: s.id, turnID: q1.turnID }), -32004, "ended turn", q1.turnID);
+	assert.equal((await api(srv, "DELETE", `/session/${s.id}/turn/turn_nope`)).status, 404);
+	await rejects(c.call("turn.cancel", { sessionID: s.id }), -32602, "without turnID", "turnID");
+
+	await apiOk(srv, "POST", `/session/${s.id}/abort`);
+	const msgs = await c.call("session.messages", { sessionID: s.id });
+	for (const q of [q1, q2]) {
+		const replies = msgs.filter((m) => m.info.role === "assistant" && m.info.parentID === q.messageID);
+		assert.equal(replies.length, 1, `one terminal reply for ${q.messageID}`);
+		assert.equal(replies[0].info.finish, "aborted");
+		assert.equal(replies[0].info.error.data.message, "cancelled before it ran");
+	}
+});
+
 test("WS: subscribe {since} after a disconnect replays what was missed", T, async (t) => {
 	const srv = await startServer();
 	t.after(() => srv.stop());
