@@ -514,13 +514,18 @@ void engine_destroy(struct engine *E)
 		return;
 	E->closing = 1;
 	timer_cancel(&E->sweeper);
+	/* first stop what runs, while every session is still cached: a task's cancel
+	 * aborts its child, and a child freed before its parent would be loaded again
+	 * into a bucket already emptied (and leak) */
+	for (int b = 0; b < SES_BUCKETS; b++)
+		for (struct session *s = E->buckets[b]; s; s = s->hnext)
+			if (s->cur)
+				step_cancel(s->cur, "server shutting down");
 	for (int b = 0; b < SES_BUCKETS; b++) {
 		while (E->buckets[b]) {
 			struct session *s = E->buckets[b];
 			E->buckets[b] = s->hnext;
 			struct turnq_item *it;
-			if (s->cur)
-				step_cancel(s->cur, "server shutting down");
 			while ((it = turnq_start_next(&s->q)) || (it = s->q.running)) {
 				turnq_finish(&s->q);
 				turn_free(container_of(it, struct turn, qi));
