@@ -496,6 +496,35 @@ int h_deepest(struct h *h)
 	return (int)h_sql_int(h, "SELECT MAX(depth) FROM session");
 }
 
+char *h_kv_value(struct h *h, const char *owner, const char *key)
+{
+	return h_sql_str(h, "SELECT CAST(value AS TEXT) FROM kv WHERE owner='%s' AND key='%s'",
+			 owner, key);
+}
+
+static int kv_join(void *arg, const char *key, const void *value, size_t len)
+{
+	struct jw *w = arg;
+	if (w->len)
+		jw_append(w, ",", 1);
+	jw_append(w, key, strlen(key));
+	jw_append(w, "=", 1);
+	jw_append(w, value, len);
+	return 0;
+}
+
+char *h_kv_list(struct h *h, const char *owner, const char *prefix)
+{
+	struct jw w;
+	jw_init(&w);
+	jw_append(&w, "", 0);
+	if (engine_kv_list(h->E, owner, prefix, kv_join, &w) < 0) {
+		jw_free(&w);
+		return NULL;
+	}
+	return jw_take(&w, NULL);
+}
+
 int64_t h_durable_seq(struct h *h)
 {
 	return h_sql_int(h, "SELECT COALESCE(MAX(last_seq), 0) FROM event_batch");

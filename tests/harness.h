@@ -100,6 +100,12 @@ char *h_spawned_by(struct h *h, const char *sid); /* id of the tool call that st
 int h_depth(struct h *h, const char *sid); /* 0 for a root */
 int h_deepest(struct h *h); /* the greatest depth of any session */
 
+/* The value of owner's kv key on disk, as text (NULL: none). */
+char *h_kv_value(struct h *h, const char *owner, const char *key);
+/* The engine's listing of owner's kv keys under prefix, "k=v,k=v" (text values; NULL
+ * when the listing failed). Not the disk's: the engine's view, writes waiting included. */
+char *h_kv_list(struct h *h, const char *owner, const char *prefix);
+
 /* The highest event seq the store holds (0: none). */
 int64_t h_durable_seq(struct h *h);
 

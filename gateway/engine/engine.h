@@ -160,6 +160,33 @@ int engine_turn_cancel(struct engine *E, const char *session_id, const char *tur
 int engine_emit(struct engine *E, const char *session_id, const char *type,
 		const char *properties_json, struct err *e);
 
+/* A small key-value store per owner (the plugin host gives each plugin its own,
+ * "plugin:<id>"), in the engine's store. owner and key: 1 to ENGINE_KV_KEY_MAX bytes
+ * (ERR_LIMIT past it, ERR_INVALID when empty); a value: bytes, at most
+ * ENGINE_KV_VALUE_MAX. Reads see every write made so far. Strings and values passed in
+ * are copied. */
+#define ENGINE_KV_KEY_MAX 256
+#define ENGINE_KV_VALUE_MAX (64 * 1024)
+/* owner's value of key in *value_out (malloc'd, the caller frees it; a NUL follows the
+ * len_out bytes). ERR_NOTFOUND when there is none; ERR_UNAVAILABLE while the disk is
+ * too slow to read. */
+int engine_kv_get(struct engine *E, const char *owner, const char *key, char **value_out,
+		  size_t *len_out, struct err *e);
+/* Sets key to len bytes of value: durable before it returns 0, like a prompt. While the
+ * store cannot write, ERR_UNAVAILABLE (503) naming why: refused and forgotten, or — the
+ * disk slow — kept and written later, which the message says. */
+int engine_kv_set(struct engine *E, const char *owner, const char *key, const void *value,
+		  size_t len, struct err *e);
+/* Deletes key, durable as engine_kv_set; ERR_NOTFOUND when there is none. */
+int engine_kv_delete(struct engine *E, const char *owner, const char *key, struct err *e);
+/* Calls fn for each of owner's keys that start with prefix (NULL or "": all), in byte
+ * order, with its value (valid during the call), until fn returns non-zero. fn may read
+ * but not write the store. The number of calls, or -1 (a bad owner, the disk too slow
+ * to read, out of memory). */
+typedef int (*engine_kv_fn)(void *arg, const char *key, const void *value, size_t len);
+int engine_kv_list(struct engine *E, const char *owner, const char *prefix, engine_kv_fn fn,
+		   void *arg);
+
 /* Number of sessions with a running turn (for the sweeper and tests). */
 int engine_running(struct engine *E);
 

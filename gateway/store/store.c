@@ -49,6 +49,9 @@ static const char *const migrations[] = {
 	/* 5: small named values: seq_reserved, the highest event seq that may have been
 	 * sent (reserved durably before it is used, so a restart never reuses one) */
 	"CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+	/* 6: a small key-value store per owner (a plugin's own state) */
+	"CREATE TABLE kv(owner TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,"
+	" PRIMARY KEY(owner, key)) WITHOUT ROWID;",
 };
 
 
@@ -96,6 +99,11 @@ const char *const store_sql[ST_COUNT] = {
 			" FROM event_batch) - ?",
 	[ST_SEQ_PUT] = "INSERT OR REPLACE INTO meta(key, value) VALUES('seq_reserved', ?)",
 	[ST_SEQ_GET] = "SELECT COALESCE((SELECT value FROM meta WHERE key = 'seq_reserved'), 0)",
+	[ST_KV_PUT] = "INSERT OR REPLACE INTO kv(owner, key, value) VALUES(?,?,?)",
+	[ST_KV_DEL] = "DELETE FROM kv WHERE owner = ? AND key = ?",
+	[ST_KV_GET] = "SELECT key, value FROM kv WHERE owner = ? AND key = ?",
+	/* keys sort bytewise (BINARY), as strcmp does: the list stops past the prefix */
+	[ST_KV_LIST] = "SELECT key, value FROM kv WHERE owner = ? AND key >= ? ORDER BY key",
 };
 
 
@@ -620,4 +628,169 @@ int store_seq_reserve(struct store *S, int64_t upto)
 int64_t store_seq_reserved(struct store *S)
 {
 	return scalar(S, ST_SEQ_GET);
+}
+
+/* ---- the key-value store ----
+ * Reads answer from the batch log first: a value set while a commit was in flight or
+ * the store was failing is in no transaction yet, but it was written. */
+
+int store_kv_put(struct store *S, const char *owner, const char *key, const void *value,
+		 size_t len)
+{
+	struct op *o = op_new(S, ST_KV_PUT);
+	op_text(o, owner);
+	op_text(o, key);
+	op_blob(o, value, len);
+	return op_done(S, o);
+}
+
+int store_kv_delete(struct store *S, const char *owner, const char *key)
+{
+	struct op *o = op_new(S, ST_KV_DEL);
+	op_text(o, owner);
+	op_text(o, key);
+	return op_done(S, o);
+}
+
+static int kv_op(const struct op *o, const char *owner)
+{
+	return (o->st == ST_KV_PUT || o->st == ST_KV_DEL) && !strcmp(o->v[0].p, owner);
+}
+
+struct kv_find {
+	const char *owner, *key;
+	const struct op *found;
+};
+
+static int kv_find(void *arg, const struct op *o)
+{
+	struct kv_find *f = arg;
+	if (!kv_op(o, f->owner) || strcmp(o->v[1].p, f->key))
+		return 0;
+	f->found = o;
+	return 1;
+}
+
+static int kv_row(sqlite3_stmt *q, void *ctx)
+{
+	struct visit *v = ctx;
+	return ((store_kv_cb)v->cb)(v->arg, col(q, 0), sqlite3_column_blob(q, 1),
+				    (size_t)sqlite3_column_bytes(q, 1));
+}
+
+int store_kv_get(struct store *S, const char *owner, const char *key, store_kv_cb cb,
+		 void *arg)
+{
+	struct kv_find f = {owner, key, NULL};
+	store_log_each(S, kv_find, &f);
+	if (f.found && f.found->st == ST_KV_DEL)
+		return 0;
+	if (f.found) {
+		cb(arg, key, f.found->v[2].p, f.found->v[2].n);
+		return 1;
+	}
+	sqlite3_stmt *q = reader(S, ST_KV_GET);
+	if (!q)
+		return -1;
+	bind_text(q, 1, owner);
+	bind_text(q, 2, key);
+	struct visit v = {(void *)cb, arg};
+	return each_row(S, ST_KV_GET, kv_row, &v);
+}
+
+/* A listing: the log's newest write of each key under the prefix (copied, in key order),
+ * merged into the rows on disk as they come. */
+struct kv_list {
+	const char *owner, *prefix;
+	size_t plen;
+	struct kv_write {
+		char *key, *value; /* value NULL: deleted */
+		size_t len;
+	} *w;
+	int n, cap, next;
+	store_kv_cb cb;
+	void *arg;
+	int calls, stop, oom;
+};
+
+static int kv_collect(void *arg, const struct op *o)
+{
+	struct kv_list *l = arg;
+	if (!kv_op(o, l->owner) || strncmp(o->v[1].p, l->prefix, l->plen))
+		return 0;
+	for (int i = 0; i < l->n; i++)
+		if (!strcmp(l->w[i].key, o->v[1].p))
+			return 0; /* a newer write of the key came first */
+	void *grown = vec_reserve(l->w, &l->cap, l->n, sizeof(*l->w));
+	if (!grown)
+		return l->oom = 1;
+	l->w = grown;
+	struct kv_write *w = &l->w[l->n++];
+	*w = (struct kv_write){.key = strdup(o->v[1].p), .len = o->v[2].n};
+	if (o->st == ST_KV_PUT && (w->value = malloc(w->len + 1)))
+		memcpy(w->value, o->v[2].p, w->len);
+	l->oom |= !w->key || (o->st == ST_KV_PUT && !w->value);
+	return l->oom;
+}
+
+static int by_key(const void *a, const void *b)
+{
+	return strcmp(((const struct kv_write *)a)->key, ((const struct kv_write *)b)->key);
+}
+
+static void kv_give(struct kv_list *l, const char *key, const void *value, size_t len)
+{
+	if (!l->stop && value) {
+		l->calls++;
+		l->stop = l->cb(l->arg, key, value, len) != 0;
+	}
+}
+
+/* Gives the logged writes of keys before key (NULL: all that are left). */
+static void kv_give_logged(struct kv_list *l, const char *key)
+{
+	for (; l->next < l->n && (!key || strcmp(l->w[l->next].key, key) < 0); l->next++)
+		kv_give(l, l->w[l->next].key, l->w[l->next].value, l->w[l->next].len);
+}
+
+static int kv_list_row(sqlite3_stmt *q, void *ctx)
+{
+	struct kv_list *l = ctx;
+	const char *key = col(q, 0);
+	if (strncmp(key, l->prefix, l->plen))
+		return 1; /* past the prefix */
+	kv_give_logged(l, key);
+	if (l->next < l->n && !strcmp(l->w[l->next].key, key)) {
+		struct kv_write *w = &l->w[l->next++]; /* the log's is newer */
+		kv_give(l, key, w->value, w->len);
+	} else {
+		kv_give(l, key, sqlite3_column_blob(q, 1) ? sqlite3_column_blob(q, 1) : "",
+			(size_t)sqlite3_column_bytes(q, 1));
+	}
+	return l->stop;
+}
+
+int store_kv_list(struct store *S, const char *owner, const char *prefix, store_kv_cb cb,
+		  void *arg)
+{
+	struct kv_list l = {.owner = owner, .prefix = prefix, .plen = strlen(prefix), .cb = cb,
+			    .arg = arg};
+	store_log_each(S, kv_collect, &l);
+	if (!l.oom && l.n)
+		qsort(l.w, (size_t)l.n, sizeof(*l.w), by_key);
+	sqlite3_stmt *q = l.oom ? NULL : reader(S, ST_KV_LIST);
+	int rc = -1;
+	if (q) {
+		bind_text(q, 1, owner);
+		bind_text(q, 2, prefix);
+		rc = each_row(S, ST_KV_LIST, kv_list_row, &l);
+	}
+	if (rc >= 0)
+		kv_give_logged(&l, NULL);
+	for (int i = 0; i < l.n; i++) {
+		free(l.w[i].key);
+		free(l.w[i].value);
+	}
+	free(l.w);
+	return rc < 0 ? -1 : l.calls;
 }

@@ -6,6 +6,7 @@
  * are queried. Loop thread only. Strings passed in are borrowed for the call. */
 #ifndef AG_STORE_H
 #define AG_STORE_H
+#include <stddef.h>
 #include <stdint.h>
 
 #include "loop.h"
@@ -124,5 +125,21 @@ int store_seq_reserve(struct store *S, int64_t upto);
 int64_t store_seq_reserved(struct store *S); /* 0 when none was recorded */
 /* Deletes the batches whose events are all older than the newest keep. */
 int store_event_prune(struct store *S, int64_t keep);
+
+/* A small key-value store per owner. Reads see every write made so far, also one that
+ * waits in the batch log (a commit in flight, a failing store). Values are bytes. */
+typedef int (*store_kv_cb)(void *arg, const char *key, const void *value, size_t len);
+int store_kv_put(struct store *S, const char *owner, const char *key, const void *value,
+		 size_t len);
+int store_kv_delete(struct store *S, const char *owner, const char *key);
+/* Calls cb with owner's key and its value (valid during the call): 1; 0 when there is
+ * none; -1 when the disk cannot be read now (store_slow). cb may not write. */
+int store_kv_get(struct store *S, const char *owner, const char *key, store_kv_cb cb,
+		 void *arg);
+/* Calls cb for each of owner's keys that start with prefix, in byte order, until it
+ * returns non-zero: the number of calls, or -1 (the disk cannot be read now, or out of
+ * memory). cb may not write. */
+int store_kv_list(struct store *S, const char *owner, const char *prefix, store_kv_cb cb,
+		  void *arg);
 
 #endif

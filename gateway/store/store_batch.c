@@ -239,6 +239,13 @@ int op_done(struct store *S, struct op *o)
 	return 0;
 }
 
+void store_log_each(struct store *S, int (*fn)(void *arg, const struct op *o), void *arg)
+{
+	for (int i = S->nops - 1; i >= 0; i--)
+		if (fn(arg, &S->ops[i]))
+			return;
+}
+
 /* ---- commits on the committer thread ---- */
 
 /* The checkpoint thread copies the WAL into the database, but SQLite starts the WAL over

@@ -19,6 +19,7 @@ enum stmt {
 	ST_TURN_PUT, ST_TURN_STATE,
 	ST_EV_PUT, ST_EV_SINCE, ST_EV_MAX, ST_EV_MIN, ST_EV_PRUNE,
 	ST_SEQ_PUT, ST_SEQ_GET,
+	ST_KV_PUT, ST_KV_DEL, ST_KV_GET, ST_KV_LIST,
 	ST_COUNT
 };
 
@@ -114,5 +115,10 @@ void op_text(struct op *o, const char *s);
 void op_blob(struct op *o, const void *p, size_t n);
 void op_int(struct op *o, int64_t i, int null_if_zero);
 int op_done(struct store *S, struct op *o);
+/* Calls fn for each logged write not yet known to be on disk, newest first, until it
+ * returns non-zero. Such a write may be outside the open transaction (a commit in
+ * flight, a failing store): a read that must see every write looks here first. fn may
+ * not write. */
+void store_log_each(struct store *S, int (*fn)(void *arg, const struct op *o), void *arg);
 
 #endif
