@@ -4,13 +4,14 @@
  * call costs a test of an empty list. Every callback gets the context of the session it
  * concerns. Loop thread only (the plugin host brings other threads' work in through the
  * inbox first). Strings and data are borrowed for the call. Four points may change what
- * they are shown, only through the hook_*_set functions below: the engine owns all
- * memory (it copies what it is given, except where a cJSON value is said to be taken),
- * and the changes accumulate — a later callback at the same point sees the earlier
- * ones' in the data's fields. A callback runs inside one of the engine's operations: it
- * may read (engine_session_info, engine_messages_json, engine_kv_get), but what it
- * starts (a prompt, an abort, an emitted event) goes through loop_post or a timer,
- * after that operation. */
+ * they are shown, only through the hook_prompt_*, hook_request_* and hook_tool_*
+ * functions below, called on the data of the running callback during its call: the
+ * engine owns all memory (it copies what it is given, except where a cJSON value is
+ * said to be taken), and the changes accumulate — a later callback at the same point
+ * sees the earlier ones' in the data's fields. A callback runs inside one of the
+ * engine's operations: it may read (engine_session_info, engine_messages_json,
+ * engine_kv_get) and emit (engine_emit, except from HOOK_EVENT), but what it starts (a
+ * prompt, an abort) goes through loop_post or a timer, after that operation. */
 #ifndef AG_HOOKS_H
 #define AG_HOOKS_H
 #include <cjson/cJSON.h>
