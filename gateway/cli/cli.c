@@ -13,7 +13,8 @@ const char *cli_usage(void)
 	       "                  [--plugin PATH.so]... [--token TOKEN | --token-file FILE]\n"
 	       "                  [--insecure] [--web DIR]\n"
 	       "  agentgate run [--format default|json] [--session ID] [--agent NAME]\n"
-	       "                [--model PROVIDER/MODEL] [--data DIR] [--config FILE] PROMPT...\n"
+	       "                [--model PROVIDER/MODEL] [--data DIR] [--config FILE] [--plugin PATH.so]...\n"
+	       "                PROMPT...\n"
 	       "common: --model PROVIDER/MODEL (default scripted/demo), --stall-timeout-ms N,\n"
 	       "        --openai-base-url URL, --anthropic-base-url URL\n"
 	       "env: AGENTGATE_STALL_TIMEOUT_MS, AGENTGATE_TOKEN, AGENTGATE_LOG, OPENAI_BASE_URL,\n"
@@ -38,7 +39,7 @@ static const struct opt opts[] = {
 	{"port", A_PORT, O(port), SRV},
 	{"data", A_STR, O(data), SRV | RUN},
 	{"config", A_STR, O(config), SRV | RUN},
-	{"plugin", A_PLUGIN, 0, SRV},
+	{"plugin", A_PLUGIN, 0, SRV | RUN},
 	{"token", A_STR, O(token), SRV},
 	{"token-file", A_STR, O(token_file), SRV},
 	{"web", A_STR, O(web_root), SRV},

@@ -3,12 +3,14 @@
 #include "id.h"
 #include "log.h"
 #include "ndjson.h"
+#include "plugins.h"
 
 #include <stdio.h>
 #include <string.h>
 
 struct run {
 	struct engine *E;
+	struct plugins *P;
 	struct loop *L;
 	struct ndjson out;
 	struct bus_sub sub;
@@ -75,7 +77,10 @@ static int start(struct run *r, const struct cli *c)
 		.openai_base_url = c->openai_base_url, .anthropic_base_url = c->anthropic_base_url,
 	};
 	r->E = engine_create(r->L, &o, &e);
-	if (!r->E || engine_recover(r->E, 0) || open_session(r, c, &e)) {
+	if (r->E && !(r->P = plugins_create(r->E)))
+		snprintf(e.msg, sizeof(e.msg), "out of memory");
+	if (!r->P || plugins_load_all(r->P, c->plugins, c->nplugins, &e) ||
+	    engine_recover(r->E, 0) || open_session(r, c, &e)) {
 		fprintf(stderr, "agentgate run: %s\n", e.msg[0] ? e.msg : "cannot start");
 		return e.code == ERR_INTERNAL ? 1 : 2;
 	}
@@ -114,7 +119,10 @@ int cmd_run(const struct cli *c)
 	if (r.E) {
 		engine_waiter_cancel(r.E, &r.w);
 		bus_unsubscribe(engine_bus(r.E), &r.sub);
+		plugins_stop(r.P);
+		engine_shutdown(r.E);
 	}
+	plugins_destroy(r.P);
 	engine_destroy(r.E);
 	loop_destroy(r.L);
 	return rc;

@@ -189,6 +189,8 @@ int config_load(struct config *c, const char *path, struct err *e)
 		return -1;
 	}
 	free(text);
+	const char *slash = strrchr(path, '/');
+	c->dir = slash ? strndup(path, (size_t)(slash - path + (slash == path))) : strdup(".");
 	const cJSON *prov = cJSON_GetObjectItemCaseSensitive(c->root, "providers");
 	if (str_field(c->root, "model", &c->model, e, path) || parse_numbers(c, path, e) ||
 	    parse_limits(c, path, e) ||
@@ -233,6 +235,7 @@ const cJSON *config_provider(const struct config *c, const char *name)
 void config_free(struct config *c)
 {
 	cJSON_Delete(c->root);
+	free(c->dir);
 	free(c->model);
 	free(c->openai_base_url);
 	free(c->anthropic_base_url);

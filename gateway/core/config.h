@@ -15,6 +15,7 @@
 
 struct config {
 	cJSON *root;              /* the whole file, or an empty object */
+	char *dir;                /* the file's directory (relative paths in it), or NULL */
 	char *model;              /* default PROVIDER/MODEL */
 	int64_t stall_ms;         /* no content token for this long = stalled */
 	int retry_max;            /* retries of 429/5xx/dropped (default 3) */

@@ -632,6 +632,16 @@ int engine_session_info(struct engine *E, const char *id, struct session_info *o
 	return 0;
 }
 
+void engine_set_host(struct engine *E, void *host)
+{
+	E->host = host;
+}
+
+void *engine_host(struct engine *E)
+{
+	return E->host;
+}
+
 struct loop *engine_loop(struct engine *E)
 {
 	return E->L;
@@ -645,4 +655,12 @@ const struct tool_def *engine_tool(struct engine *E, const char *name)
 int engine_tool_register(struct engine *E, const struct tool_def *def, const char *owner)
 {
 	return tools_register(&E->T, def, owner);
+}
+
+int engine_tool_unregister(struct engine *E, const char *owner, const char *name)
+{
+	if (name)
+		return tools_unregister_name(&E->T, owner, name);
+	tools_unregister(&E->T, owner);
+	return 0;
 }

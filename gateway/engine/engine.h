@@ -77,12 +77,18 @@ struct session_info {
 };
 int engine_session_info(struct engine *E, const char *id, struct session_info *out,
 			struct err *e);
+/* The plugin host serving this engine, kept for the transports (opaque here), or NULL. */
+void engine_set_host(struct engine *E, void *host);
+void *engine_host(struct engine *E);
 /* The loop the engine runs on (for timers of code built on this header). */
 struct loop *engine_loop(struct engine *E);
 /* A registered tool's definition, or NULL. */
 const struct tool_def *engine_tool(struct engine *E, const char *name);
 /* Registers a tool for owner (tools_register on the engine's registry). */
 int engine_tool_register(struct engine *E, const struct tool_def *def, const char *owner);
+/* Unregisters owner's tool name, or all of owner's tools when name is NULL; -1 if
+ * owner has no tool of that name. Running calls keep their definition. */
+int engine_tool_unregister(struct engine *E, const char *owner, const char *name);
 /* Writes the Session JSON. */
 int engine_session_json(struct engine *E, const char *id, struct jw *w, struct err *e);
 /* Writes Session[]: every session (parent_id NULL) or the roots (""), most recently
@@ -130,6 +136,10 @@ struct turn_waiter {
 	struct turn_waiter *next;
 	void *turn;
 };
+
+/* The text of a prompt's parts ([{"type":"text","text":...}, ...]): its text parts
+ * joined by a blank line (malloc'd into *out), or -1 with e naming the bad part. */
+int engine_parts_text(const cJSON *parts, char **out, struct err *e);
 
 /* Accepts a prompt: durable before it returns 0. w (optional) is attached to the turn. */
 int engine_prompt(struct engine *E, const struct prompt *p, struct prompt_result *r,

@@ -21,6 +21,7 @@ struct engine {
 	struct bus *B;
 	struct llm *M;
 	struct llmio *io;   /* the LLM I/O thread (network providers) */
+	void *host;         /* the plugin host (engine_set_host), opaque here */
 	struct config C;
 	struct agents A;
 	struct tools T;

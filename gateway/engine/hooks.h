@@ -42,7 +42,8 @@ enum hook_point {
 	HOOK_TOOL_AFTER,       /* when its call ended, before its result is saved and shown
 				* (toolrun_finish); data: struct hook_tool *; may change the
 				* output or error */
-	HOOK_PERMISSION_ASK,   /* when a permission is asked (the permission work calls it) */
+	HOOK_PERMISSION_ASK,   /* when a permission is asked (the permission work calls it);
+				* data: struct hook_permission *; callbacks may decide */
 	HOOK_SUBAGENT_START,   /* a task's child session was prompted; data: struct hook_subagent * */
 	HOOK_SUBAGENT_END,     /* the child's turn ended; data: struct hook_subagent * */
 	HOOK_TURN_END,         /* turn_end, the one way out of a turn; data: struct hook_turn_end * */
@@ -123,6 +124,21 @@ struct hook_turn_end {
 	const char *error;              /* NULL when it completed */
 	const char *user_message_id;
 	const char *terminal_message_id;
+	const char *source;             /* the source of the prompt that opened it */
+};
+
+enum hook_decision {
+	HOOK_PERMISSION_UNDECIDED = 0, /* ask a human (the first callback to decide wins) */
+	HOOK_PERMISSION_ALLOWED,
+	HOOK_PERMISSION_DENIED,
+};
+
+struct hook_permission {
+	const char *permission;  /* "edit", "bash", ... */
+	const cJSON *patterns;   /* array of what is asked for */
+	const cJSON *metadata;   /* object: the tool's details */
+	int decision;            /* enum hook_decision; callbacks set it once */
+	char reason[256];        /* why, with a decision */
 };
 
 /* 0 to go on. At a point that may refuse, -1 refuses, with the reason written to

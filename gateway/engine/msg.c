@@ -3,6 +3,7 @@
  * message.part.delta, and written to the store by the flush hook (within one commit
  * interval) rather than once per token. */
 #include "engine_int.h"
+#include "jsonin.h"
 #include "log.h"
 
 #include <stdlib.h>
@@ -389,3 +390,37 @@ void msg_set_error(struct msg *m, const char *name, const char *message, int sta
 	m->error_json = jw_take(&w, NULL);
 }
 
+
+int engine_parts_text(const cJSON *parts, char **out, struct err *e)
+{
+	const cJSON *it;
+	if (!cJSON_IsArray(parts)) {
+		err_set(e, ERR_INVALID, "missing \"parts\" (an array of {\"type\":\"text\",\"text\"})");
+		return -1;
+	}
+	struct jw w;
+	jw_init(&w);
+	jw_append(&w, "", 0);
+	int i = 0;
+	cJSON_ArrayForEach(it, parts) {
+		const char *type = NULL, *t = NULL;
+		if (!cJSON_IsObject(it) || jsonin_str(it, "type", 1, &type, e)) {
+			err_set(e, ERR_INVALID, "parts[%d] must be an object with a \"type\"", i);
+			jw_free(&w);
+			return -1;
+		}
+		if (!strcmp(type, "text")) {
+			if (jsonin_str(it, "text", 1, &t, e)) {
+				err_set(e, ERR_INVALID, "parts[%d].text must be a string", i);
+				jw_free(&w);
+				return -1;
+			}
+			if (w.len)
+				jw_append(&w, "\n\n", 2);
+			jw_append(&w, t, strlen(t));
+		}
+		i++;
+	}
+	*out = jw_take(&w, NULL);
+	return *out ? 0 : -1;
+}

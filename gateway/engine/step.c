@@ -321,7 +321,7 @@ static struct toolrun *toolrun_new(struct turn *t, struct part *p)
 	r->input = cJSON_Parse(p->input);
 	r->pub = (struct tool_call){
 		.E = E, .session_id = t->s->id, .call_id = p->call_id, .tool = p->tool,
-		.input = r->input,
+		.input = r->input, .turn_id = t->id, .agent = t->agent,
 	};
 	toolrun_track(E, r);
 	struct toolrun **tail = &t->tools;

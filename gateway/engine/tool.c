@@ -37,6 +37,7 @@ int tools_register(struct tools *T, const struct tool_def *def, const char *owne
 	t->def.parameters = strdup(def->parameters ? def->parameters : "{\"type\":\"object\"}");
 	t->owner = strdup(owner ? owner : "");
 	if (!t->def.name || !t->def.description || !t->def.parameters || !t->owner) {
+		t->def.release = NULL; /* the caller keeps its arg */
 		entry_free(t);
 		return -1;
 	}
@@ -67,6 +68,17 @@ void tools_unregister(struct tools *T, const char *owner)
 		if (!strcmp(t->owner, owner ? owner : ""))
 			t->removed = 1;
 	sweep(T);
+}
+
+int tools_unregister_name(struct tools *T, const char *owner, const char *name)
+{
+	for (struct tool_entry *t = T->head; t; t = t->next)
+		if (!t->removed && !strcmp(t->owner, owner) && !strcmp(t->def.name, name)) {
+			t->removed = 1;
+			sweep(T);
+			return 0;
+		}
+	return -1;
 }
 
 const struct tool_def *tools_find(const struct tools *T, const char *name)

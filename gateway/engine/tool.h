@@ -24,6 +24,8 @@ struct tool_call {
 	const char *call_id;    /* the model's tool call id */
 	const char *tool;
 	const cJSON *input;     /* arguments object */
+	const char *turn_id;    /* the turn that made the call */
+	const char *agent;      /* that turn's agent (NULL: the default) */
 	void *state;            /* the tool's own */
 };
 
@@ -42,10 +44,13 @@ struct tools {
 	struct tool_entry *head;
 };
 
-/* Copies def (its strings too) for owner. -1 if the name is taken or out of memory. */
+/* Copies def (its strings too) for owner. -1 if the name is taken or out of memory;
+ * def->release is then not called (the caller still owns def->arg). */
 int tools_register(struct tools *T, const struct tool_def *def, const char *owner);
 /* Removes every tool of owner: no new call finds them; running calls keep theirs. */
 void tools_unregister(struct tools *T, const char *owner);
+/* Removes owner's tool called name; -1 if owner has none of that name. */
+int tools_unregister_name(struct tools *T, const char *owner, const char *name);
 /* The registered tool called name, or NULL. The pointer stays valid while held. */
 const struct tool_def *tools_find(const struct tools *T, const char *name);
 /* A running call's hold on its definition (it outlives an unregister until released). */

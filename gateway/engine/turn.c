@@ -394,7 +394,7 @@ void turn_end(struct turn *t, enum turn_state st, const char *err_name, const ch
 	if (hooks_any(E, HOOK_TURN_END)) {
 		struct hook_ctx c;
 		struct hook_turn_end he = {turn_state_name(t->state), t->error, t->user_msg,
-					   t->terminal_msg};
+					   t->terminal_msg, t->source};
 		hooks_ctx(s, t, &c);
 		hooks_run(E, HOOK_TURN_END, &c, &he, NULL, 0);
 	}

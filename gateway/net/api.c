@@ -1,6 +1,7 @@
 #include "api.h"
 #include "container.h"
 #include "jsonin.h"
+#include "plugins.h"
 #include "task.h"
 
 #include <stdlib.h>
@@ -165,6 +166,12 @@ static int do_task(struct engine *E, const cJSON *p, struct jw *w, struct err *e
 	return jsonin_str(p, "taskID", 1, &id, e) || task_json(E, id, w, e) ? -1 : 0;
 }
 
+static int do_plugins(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	plugins_json(engine_host(E), w);
+	return 0;
+}
+
 static int do_prompt_async(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
 {
 	return api_prompt(E, p, "ws", NULL, w, e);
@@ -182,7 +189,7 @@ static const struct {
 	{"turn.cancel", do_turn_cancel},
 	{"session.prompt_async", do_prompt_async},
 	{"agent.list", do_agents},         {"global.health", do_health},
-	{"task.get", do_task},
+	{"task.get", do_task},             {"plugin.list", do_plugins},
 };
 
 int api_call(struct engine *E, const char *method, const cJSON *params, struct jw *w,
@@ -218,36 +225,7 @@ static int prompt_text(const cJSON *p, char **out, struct err *e)
 		*out = strdup(text);
 		return 0;
 	}
-	const cJSON *parts = cJSON_GetObjectItemCaseSensitive(p, "parts"), *it;
-	if (!cJSON_IsArray(parts)) {
-		err_set(e, ERR_INVALID, "missing \"parts\" (an array of {\"type\":\"text\",\"text\"})");
-		return -1;
-	}
-	struct jw w;
-	jw_init(&w);
-	jw_append(&w, "", 0);
-	int i = 0;
-	cJSON_ArrayForEach(it, parts) {
-		const char *type = NULL, *t = NULL;
-		if (!cJSON_IsObject(it) || jsonin_str(it, "type", 1, &type, e)) {
-			err_set(e, ERR_INVALID, "parts[%d] must be an object with a \"type\"", i);
-			jw_free(&w);
-			return -1;
-		}
-		if (!strcmp(type, "text")) {
-			if (jsonin_str(it, "text", 1, &t, e)) {
-				err_set(e, ERR_INVALID, "parts[%d].text must be a string", i);
-				jw_free(&w);
-				return -1;
-			}
-			if (w.len)
-				jw_append(&w, "\n\n", 2);
-			jw_append(&w, t, strlen(t));
-		}
-		i++;
-	}
-	*out = jw_take(&w, NULL);
-	return *out ? 0 : -1;
+	return engine_parts_text(cJSON_GetObjectItemCaseSensitive(p, "parts"), out, e);
 }
 
 void api_prompt_free(struct api_prompt *ap)
@@ -387,6 +365,7 @@ static const struct api_route routes[] = {
 	{"DELETE", "/session/*/turn/*", "turn.cancel", {"sessionID", "turnID"}, API_CALL, 0},
 	{"GET", "/agent", "agent.list", {NULL}, API_CALL, 0},
 	{"GET", "/task/*", "task.get", {"taskID"}, API_CALL, 0},
+	{"GET", "/plugin", "plugin.list", {NULL}, API_CALL, 0},
 };
 
 /* Matches path against pattern, capturing '*' segments into ids[]. */

@@ -2,6 +2,7 @@
  * to a graceful stop. */
 #include "serve.h"
 #include "log.h"
+#include "plugins.h"
 #include "server.h"
 
 #include <arpa/inet.h>
@@ -40,17 +41,29 @@ static void find_web_root(struct server *S, const char *flag)
 	log_warn("serve: no web/ directory found: static files are off (use --web DIR)");
 }
 
-static struct engine *start_engine(struct loop *L, const struct serve_opts *so)
+/* The engine, its plugins (loaded before recovery resumes any queued turn), then
+ * recovery. NULL when the engine or a required plugin cannot start (told on stderr). */
+static struct engine *start_engine(struct server *S, const struct serve_opts *so)
 {
 	struct err e = {0};
 	char owner[300];
 	snprintf(owner, sizeof(owner), "agentgate serve at http://%s:%d", so->host, so->port);
 	struct engine_opts o = so->engine;
 	o.owner = owner;
-	struct engine *E = engine_create(L, &o, &e);
-	if (!E)
+	struct engine *E = engine_create(S->L, &o, &e);
+	if (!E) {
 		fprintf(stderr, "agentgate serve: %s\n", e.msg);
-	else if (engine_recover(E, 1))
+		return NULL;
+	}
+	S->P = plugins_create(E);
+	if (!S->P || plugins_load_all(S->P, so->plugins, so->nplugins, &e)) {
+		fprintf(stderr, "agentgate serve: %s\n", S->P ? e.msg : "out of memory");
+		plugins_destroy(S->P);
+		S->P = NULL;
+		engine_destroy(E);
+		return NULL;
+	}
+	if (engine_recover(E, 1))
 		log_error("serve: start-up recovery failed; see the lines above");
 	return E;
 }
@@ -132,7 +145,7 @@ int serve_run(const struct serve_opts *o)
 		free_settings(&S);
 		return 1;
 	}
-	S.E = start_engine(S.L, o);
+	S.E = start_engine(&S, o);
 	if (!S.E) {
 		loop_destroy(S.L);
 		free_settings(&S);
@@ -142,8 +155,10 @@ int serve_run(const struct serve_opts *o)
 	log_info("serve: listening on http://%s:%d (data %s, model %s%s)", o->host, o->port,
 		 o->engine.data_dir, engine_config(S.E)->model, o->token ? ", token required" : "");
 	loop_run(S.L);
-	engine_shutdown(S.E);   /* a no-op after a signal; covers any other way out */
+	plugins_stop(S.P);      /* no-ops after a signal; cover any other way out */
+	engine_shutdown(S.E);
 	server_detach_all(&S);  /* lws closes the sockets later, in loop_destroy */
+	plugins_destroy(S.P);   /* after the engine ended every call a plugin had */
 	engine_destroy(S.E);
 	loop_destroy(S.L);
 	free_settings(&S);

@@ -11,6 +11,8 @@ struct serve_opts {
 	const char *token;    /* required on every request when set */
 	int insecure;         /* allow a non-loopback bind without a token */
 	const char *web_root; /* --web, or NULL: $AGENTGATE_WEB, ./web, then beside the binary */
+	const char *const *plugins; /* --plugin paths (each required) */
+	int nplugins;
 	struct engine_opts engine; /* data_dir set; the owner line is filled in here */
 };
 

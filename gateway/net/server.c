@@ -1,6 +1,7 @@
 /* server: the lws protocol that carries HTTP, SSE and WebSocket, access control
  * (token, Origin), the connection limit, and start-up / graceful shutdown. */
 #include "server.h"
+#include "plugins.h"
 #include "api.h"
 #include "log.h"
 
@@ -321,7 +322,8 @@ void server_shutdown(struct server *S)
 	S->shutting_down = 1;
 	log_info("serve: shutting down (%d connections)", S->nconns);
 	/* first the engine, while the loop still runs: held prompts get their answers and
-	 * streams their last events before they end */
+	 * streams their last events before they end; plugins may start nothing new */
+	plugins_stop(S->P);
 	engine_shutdown(S->E);
 	for (struct conn *c = S->conns.next; c != &S->conns; c = c->next) {
 		if (c->kind != C_SSE && c->kind != C_WS)

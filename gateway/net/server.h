@@ -71,6 +71,7 @@ struct conn {
 
 struct server {
 	struct engine *E;
+	struct plugins *P;
 	struct loop *L;
 	const char *token;
 	const char *bind_host;     /* --host */

@@ -125,9 +125,12 @@ enum ag_hook_id {
 	 * Data: const struct ag_subagent *. */
 	AG_HOOK_SUBAGENT_START = 7,
 	AG_HOOK_SUBAGENT_END = 8,
-	/* A turn ended, whatever way. Loop. Data: const struct ag_turn_end *. */
+	/* A turn ended, whatever way; ctx->turn_id is that turn. Loop.
+	 * Data: const struct ag_turn_end *. */
 	AG_HOOK_TURN_END = 9,
-	/* A session has nothing running or queued. Loop. Data: NULL. */
+	/* A session has nothing running or queued. Loop. Data: NULL. When a turn's end
+	 * leaves its session idle, the turn's TURN_END comes first, in the same operation
+	 * (so a plugin can remember how the last turn ended). */
 	AG_HOOK_SESSION_IDLE = 10,
 };
 #define AG_HOOK_MAX 10
@@ -150,6 +153,7 @@ struct ag_event {
 	const char *json;       /* the whole event as clients receive it */
 	size_t json_len;
 	uint64_t dropped;       /* events this plugin missed just before this one */
+	const char *session_id; /* the session it concerns (also in ctx), or "" */
 };
 
 struct ag_prompt_submit {
@@ -354,7 +358,8 @@ struct ag_host {
 			 const char *metadata_json);
 
 	/* loop: the plugin's own keys (≤ 256 bytes) and values (≤ 64 KiB) in the gateway's
-	 * store, durable when kv_set returns AG_OK. kv_get: *value host-allocated. */
+	 * store, durable when kv_set returns AG_OK. kv_get: *value host-allocated, followed
+	 * by a NUL not counted in *len (so text can be used as a string). */
 	int (*kv_get)(ag_plugin *self, const char *key, char **value, size_t *len,
 		      struct ag_error *err);
 	int (*kv_set)(ag_plugin *self, const char *key, const void *value, size_t len,
@@ -368,8 +373,12 @@ struct ag_host {
 
 	/* any: 1 on the loop thread. */
 	int (*on_loop)(ag_plugin *self);
-	/* any: the id this plugin was loaded as. */
+	/* any: the plugin's id (its descriptor's); its prompts' source is "plugin:<id>". */
 	const char *(*id)(ag_plugin *self);
+	/* loop: AG_HOOK_EVENT for the listed event types only — a JSON array of exact types
+	 * and prefixes ending in ".*" (["session.idle", "plugin.*"]). The others never
+	 * reach the plugin's queue, so they cost it nothing and are not counted as drops. */
+	int (*hook_events)(ag_plugin *self, ag_hook_fn fn, void *user, const char *types_json);
 };
 
 /* ---- the descriptor ------------------------------------------------------------------- */
@@ -383,8 +392,9 @@ struct ag_plugin_info {
 	const char *description;
 	/* loop: registers hooks and tools, starts threads. options_json is the plugin's
 	 * "options" from the config ("{}" when none), borrowed. Return AG_OK, or an
-	 * AG_E_* with err filled: the plugin is then not loaded (and, if required, the
-	 * gateway does not start). What it registered before failing is removed. */
+	 * AG_E_* with err (never NULL here) filled: the plugin is then not loaded (and, if
+	 * required, the gateway does not start). What it registered before failing is
+	 * removed. */
 	int (*on_load)(ag_plugin *self, const struct ag_host *host, const char *options_json,
 		       struct ag_error *err);
 	/* loop, may be NULL: stop threads, free state. Runs only when no work of the

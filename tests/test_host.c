@@ -1,0 +1,481 @@
+/* The plugin host against plugins that misbehave on purpose (tests/plugins/fx.c, built
+ * against the SDK header alone): every refusal names the file and the reason; a newer
+ * minor loads and reads what the host lacks as NULL; hooks transform, refuse and fail
+ * open; tool calls end exactly once whatever the plugin does (twice, late, from a
+ * thread, never); loop-only calls from a thread are refused; slow hooks and dropped
+ * events are counted; unloading is refused while work is in flight and removes
+ * everything the plugin left registered. The engine behind stays consistent (the
+ * ledger check in h_stop), and all of it runs under ASan+UBSan and TSan too. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <agentgate/plugin.h>
+
+#include "engine_int.h"
+#include "harness.h"
+#include "plugins.h"
+
+/* Mirrors tests/plugins/fx.c's record. */
+struct fx_state {
+	atomic_int loaded, unloaded;
+	atomic_int second_done_rc, thread_done_rc, thread_loop_rc, late_done_rc;
+	atomic_int cancels;
+	atomic_int events, seq_out_of_order;
+	atomic_llong last_seq;
+	atomic_llong dropped_seen;
+	atomic_int future_fn_present;
+	atomic_int turn_ends;
+	atomic_int idle_calls;
+	atomic_int kv_rc;
+	char kv_value[64];
+	atomic_int prompts_ok, prompts_failed, coalesced, dones, threads_done;
+};
+
+#define FX FIXTURES "/fx.so"
+
+#define RULES                                                                               \
+	"{\"regex\":\"^fx (.+)$\",\"steps\":[{\"text\":\"Calling fx.\",\"tools\":[{\"name\":"   \
+	"\"fx\",\"input\":{\"mode\":\"{{1}}\"}}]},{\"text\":\"fx said: {{tool_output}}\"}]},"   \
+	"{\"regex\":\"^slow$\",\"steps\":[{\"text\":\"Calling fx_slow.\",\"tools\":[{\"name\":" \
+	"\"fx_slow\",\"input\":{}}]},{\"text\":\"fx_slow said: {{tool_output}}\"}]},"           \
+	"{\"regex\":\"^echo (.+)$\",\"steps\":[{\"text\":\"Calling echo.\",\"tools\":[{"        \
+	"\"name\":\"echo\",\"input\":{\"text\":\"{{1}}\"}}]},"                                  \
+	"{\"text\":\"echo said: {{tool_output}}\"}]},"                                          \
+	"{\"steps\":[{\"text\":\"You said: {{prompt}}\"}]}"
+
+#define CONFIG(plugins)                                                                     \
+	"{\"providers\":{\"scripted\":{\"pace_ms\":1,\"rules\":[" RULES "]}},"               \
+	"\"plugins\":" plugins "}"
+
+struct t {
+	struct h h;
+	struct plugins *P;
+	char sid[ID_MAX];
+};
+
+static void start(struct t *t, const char *plugins_section)
+{
+	char cfg[4096];
+	snprintf(cfg, sizeof(cfg), CONFIG("%s"), plugins_section ? plugins_section
+								 : "{\"slow_hook_ms\":20}");
+	h_dir(&t->h, cfg);
+	h_start(&t->h, 1);
+	t->P = plugins_create(t->h.E);
+	assert_non_null(t->P);
+	h_session(&t->h, t->sid);
+}
+
+static void stop(struct t *t)
+{
+	plugins_stop(t->P);
+	engine_shutdown(t->h.E);
+	plugins_destroy(t->P);
+	h_stop(&t->h);
+}
+
+static void load(struct t *t, const char *path, const char *options)
+{
+	struct err e = {0};
+	if (plugins_load(t->P, path, options, &e))
+		fail_msg("plugins_load %s: %s", path, e.msg);
+}
+
+/* The fixture's record, while the host holds it loaded. */
+static struct fx_state *fx(void)
+{
+	void *dl = dlopen(FX, RTLD_NOW | RTLD_NOLOAD);
+	assert_non_null(dl);
+	struct fx_state *st = dlsym(dl, "fx_state");
+	dlclose(dl);
+	assert_non_null(st);
+	return st;
+}
+
+/* A counter of plugin id from the host's listing. */
+static int64_t counter(struct t *t, const char *id, const char *name)
+{
+	struct jw w;
+	jw_init(&w);
+	plugins_json(t->P, &w);
+	cJSON *arr = cJSON_Parse(w.buf), *p;
+	jw_free(&w);
+	int64_t v = -1;
+	cJSON_ArrayForEach(p, arr) {
+		const cJSON *pid = cJSON_GetObjectItem(p, "id");
+		if (cJSON_IsString(pid) && !strcmp(pid->valuestring, id))
+			v = (int64_t)cJSON_GetObjectItem(cJSON_GetObjectItem(p, "counters"), name)->valuedouble;
+	}
+	cJSON_Delete(arr);
+	return v;
+}
+
+static void prompt_and_wait(struct t *t, const char *text)
+{
+	h_prompt(&t->h, t->sid, text, "http", NULL);
+	assert_true(h_until(&t->h, h_idle, t->sid, 10000));
+	assert_int_equal(engine_flush(t->h.E), 0); /* what SQL sees below */
+}
+
+/* ---- loading ---- */
+
+static void expect_refusal(struct t *t, const char *path, const char *options,
+			   const char *reason)
+{
+	struct err e = {0};
+	assert_int_equal(plugins_load(t->P, path, options, &e), -1);
+	if (!strstr(e.msg, path) || !strstr(e.msg, reason))
+		fail_msg("refusal of %s: \"%s\" does not name the file and \"%s\"", path, e.msg,
+			 reason);
+}
+
+static void every_refusal_names_the_file_and_the_reason(void **state)
+{
+	struct t t;
+	start(&t, NULL);
+	expect_refusal(&t, FIXTURES "/fx_badmagic.so", NULL, "bad magic");
+	expect_refusal(&t, FIXTURES "/fx_major2.so", NULL, "ABI 2.0");
+	expect_refusal(&t, FIXTURES "/fx_noentry.so", NULL, "no agentgate_plugin_entry");
+	expect_refusal(&t, FIXTURES "/missing.so", NULL, "cannot load");
+	expect_refusal(&t, t.h.dir, NULL, "cannot load"); /* a directory, not an object */
+	/* on_load failing after it registered hooks and tools: all of it is removed */
+	expect_refusal(&t, FX, "{\"fail_load\":true}", "fx was told to fail");
+	assert_null(engine_tool(t.h.E, "fx"));
+	assert_false(hooks_any(t.h.E, HOOK_TOOL_BEFORE));
+	/* the gateway goes on, and the same plugin loads when it behaves */
+	load(&t, FX, "{}");
+	expect_refusal(&t, FX, "{}", "is loaded already");
+	prompt_and_wait(&t, "fx now");
+	char *out = h_tool_output(&t.h, t.sid, "fx");
+	assert_non_null(out);
+	assert_non_null(strstr(out, "fx ran in ses_"));
+	free(out);
+	stop(&t);
+}
+
+static void a_newer_minor_loads_and_what_the_host_lacks_reads_null(void **state)
+{
+	struct t t;
+	start(&t, NULL);
+	load(&t, FIXTURES "/fx_minor99.so", "{}");
+	void *dl = dlopen(FIXTURES "/fx_minor99.so", RTLD_NOW | RTLD_NOLOAD);
+	assert_non_null(dl);
+	struct fx_state *st = dlsym(dl, "fx_state");
+	assert_int_equal(atomic_load(&st->loaded), 1);
+	assert_int_equal(atomic_load(&st->future_fn_present), 0);
+	dlclose(dl);
+	stop(&t);
+}
+
+static void a_required_plugin_in_the_config_that_fails_stops_start_up(void **state)
+{
+	struct t t;
+	start(&t, "[{\"path\":\"" FIXTURES "/fx_major2.so\",\"required\":true}]");
+	struct err e = {0};
+	assert_int_equal(plugins_load_all(t.P, NULL, 0, &e), -1);
+	assert_non_null(strstr(e.msg, "fx_major2.so"));
+	stop(&t);
+	/* optional: a warning, and the next entry loads */
+	start(&t, "{\"load\":[{\"path\":\"" FIXTURES "/fx_major2.so\"},"
+		  "{\"path\":\"" FIXTURES "/fx.so\",\"options\":{\"emit\":1}}]}");
+	assert_int_equal(plugins_load_all(t.P, NULL, 0, &e), 0);
+	assert_non_null(engine_tool(t.h.E, "fx"));
+	stop(&t);
+}
+
+/* ---- hooks ---- */
+
+static void hooks_rewrite_prompts_requests_inputs_and_outputs(void **state)
+{
+	struct t t;
+	start(&t, NULL);
+	load(&t, FX, "{\"rewrite\":1,\"emit\":1}");
+	prompt_and_wait(&t, "shout hello");
+	char *turn = h_last_turn(&t.h, t.sid, "http", "completed");
+	char *text = h_turn_prompt(&t.h, turn);
+	assert_string_equal(text, "SHOUTED hello"); /* stored as the hook made it */
+	free(text);
+	free(turn);
+	prompt_and_wait(&t, "echo original");
+	char *out = h_tool_output(&t.h, t.sid, "echo");
+	assert_string_equal(out, "after: rewritten input");
+	free(out);
+	assert_true(h_count(&t.h, "plugin.fx.turn", t.sid) >= 2); /* emitted, with the envelope */
+	assert_int_equal(counter(&t, "fx", "hookErrors"), 0);
+	stop(&t);
+}
+
+static void a_refusing_hook_stops_the_prompt_and_tells_the_model_why_a_tool_was_blocked(void **state)
+{
+	struct t t;
+	start(&t, NULL);
+	load(&t, FX, "{\"refuse\":1}");
+	struct err e = {0};
+	struct prompt p = {.session_id = t.sid, .text = "a forbidden prompt", .source = "ws"};
+	assert_int_equal(engine_prompt(t.h.E, &p, NULL, NULL, &e), -1);
+	assert_non_null(strstr(e.msg, "fx refuses forbidden prompts (plugin fx)"));
+	assert_int_equal(h_turns(&t.h, t.sid, NULL), 0);
+	prompt_and_wait(&t, "echo my secret");
+	char *err = h_tool_error(&t.h, t.sid);
+	assert_non_null(err);
+	assert_non_null(strstr(err, "fx says no to secrets"));
+	free(err);
+	assert_int_equal(counter(&t, "fx", "hookRefusals"), 2);
+	stop(&t);
+}
+
+static void hook_errors_and_malformed_out_values_fail_open(void **state)
+{
+	struct t t;
+	start(&t, NULL);
+	load(&t, FX, "{\"hook_error\":1}");
+	prompt_and_wait(&t, "echo still runs");
+	char *out = h_tool_output(&t.h, t.sid, "echo");
+	assert_string_equal(out, "still runs");
+	free(out);
+	assert_int_equal(counter(&t, "fx", "hookErrors"), 1);
+	stop(&t);
+
+	start(&t, NULL);
+	load(&t, FX, "{\"malformed\":1}");
+	prompt_and_wait(&t, "echo untouched");
+	out = h_tool_output(&t.h, t.sid, "echo");
+	assert_string_equal(out, "untouched"); /* input_out was not JSON, error_out misplaced */
+	free(out);
+	char *turn = h_last_turn(&t.h, t.sid, "http", "completed");
+	char *text = h_turn_prompt(&t.h, turn);
+	assert_string_equal(text, "echo untouched"); /* parts_out did not parse */
+	free(text);
+	free(turn);
+	/* prompt, params, hide-tools (per request), input, error_out */
+	assert_true(counter(&t, "fx", "hookErrors") >= 5);
+	stop(&t);
+}
+
+static void a_slow_hook_is_counted(void **state)
+{
+	struct t t;
+	start(&t, NULL); /* slow_hook_ms 20; the hook sleeps 60 ms */
+	load(&t, FX, "{\"slow_hook\":1}");
+	prompt_and_wait(&t, "echo slowly");
+	assert_int_equal(counter(&t, "fx", "slowHooks"), 1);
+	stop(&t);
+}
+
+/* ---- tools ---- */
+
+static void a_tool_call_ends_once_whatever_the_plugin_does(void **state)
+{
+	struct t t;
+	start(&t, NULL);
+	load(&t, FX, "{}");
+	struct fx_state *st = fx();
+	prompt_and_wait(&t, "fx twice");
+	assert_int_equal(atomic_load(&st->second_done_rc), AG_E_GONE);
+	char *out = h_tool_output(&t.h, t.sid, "fx");
+	assert_string_equal(out, "first");
+	free(out);
+
+	prompt_and_wait(&t, "fx thread"); /* completed from a thread, 30 ms later */
+	assert_int_equal(atomic_load(&st->thread_done_rc), AG_OK);
+	assert_int_equal(atomic_load(&st->thread_loop_rc), AG_E_THREAD);
+	assert_int_equal(counter(&t, "fx", "threadErrors"), 1);
+	assert_int_equal(h_tool_calls(&t.h, t.sid, "fx", "completed"), 2);
+
+	prompt_and_wait(&t, "slow"); /* never completes: its 200 ms timeout ends it */
+	char *err = h_tool_error(&t.h, t.sid);
+	assert_non_null(strstr(err, "tool fx_slow timed out after 200 ms"));
+	free(err);
+	assert_int_equal(atomic_load(&st->cancels), 1);
+	assert_int_equal(atomic_load(&st->late_done_rc), AG_E_GONE);
+
+	prompt_and_wait(&t, "fx fail");
+	err = h_tool_error(&t.h, t.sid);
+	assert_string_equal(err, "fx failed on purpose");
+	free(err);
+	assert_int_equal(counter(&t, "fx", "toolDropped"), 2);
+	assert_int_equal(counter(&t, "fx", "toolCalls"), 4);
+	stop(&t);
+}
+
+static int tool_running(struct h *h, void *arg)
+{
+	return h_tool_calls(h, arg, "fx", "running") == 1;
+}
+
+static void unloading_waits_for_work_in_flight_and_removes_everything_left(void **state)
+{
+	struct t t;
+	start(&t, NULL);
+	load(&t, FX, "{\"observer\":1}");
+	struct fx_state *st = fx();
+	h_prompt(&t.h, t.sid, "fx hang", "http", NULL);
+	assert_true(h_until(&t.h, tool_running, t.sid, 5000));
+	struct err e = {0};
+	assert_int_equal(plugins_unload(t.P, "fx", &e), -1);
+	assert_int_equal(e.code, ERR_BUSY);
+	assert_non_null(strstr(e.msg, "in flight"));
+	assert_int_equal(atomic_load(&st->unloaded), 0);
+	assert_int_equal(engine_abort(t.h.E, t.sid, NULL), 0); /* cancels the call */
+	assert_true(h_until(&t.h, h_idle, t.sid, 5000));
+	assert_int_equal(atomic_load(&st->cancels), 1);
+	assert_int_equal(plugins_unload(t.P, "fx", &e), 0);
+	/* everything it never unregistered went with it */
+	assert_null(engine_tool(t.h.E, "fx"));
+	assert_null(engine_tool(t.h.E, "fx_slow"));
+	for (int at = 0; at < HOOK_COUNT; at++) /* turn end: the task tool's own is there */
+		assert_true(at == HOOK_TURN_END || !hooks_any(t.h.E, (enum hook_point)at));
+	assert_null(dlopen(FX, RTLD_NOW | RTLD_NOLOAD)); /* closed */
+	prompt_and_wait(&t, "fx now"); /* the model calls a tool that is gone: a clean error */
+	char *err = h_tool_error(&t.h, t.sid);
+	assert_non_null(strstr(err, "unknown tool \"fx\""));
+	free(err);
+	stop(&t);
+}
+
+static void the_observer_sees_every_event_in_order_or_counts_what_it_missed(void **state)
+{
+	struct t t;
+	start(&t, "{\"event_queue\":4}");
+	load(&t, FX, "{\"observer\":1,\"observer_slow\":1}"); /* 20 ms per event */
+	struct fx_state *st = fx();
+	prompt_and_wait(&t, "echo a burst of events");
+	int64_t dropped = counter(&t, "fx", "eventsDropped");
+	assert_true(dropped > 0); /* a queue of 4 cannot keep up with 20 ms per event */
+	plugins_unload(t.P, "fx", NULL); /* delivers what is queued first */
+	stop(&t);
+
+	start(&t, NULL);
+	load(&t, FX, "{\"observer\":1}");
+	st = fx();
+	prompt_and_wait(&t, "echo every event");
+	plugins_stop(t.P);
+	int64_t delivered = counter(&t, "fx", "eventsDelivered");
+	assert_int_equal(counter(&t, "fx", "eventsDropped"), 0);
+	assert_true(delivered > 5);
+	plugins_unload(t.P, "fx", NULL);
+	stop(&t);
+	(void)st;
+}
+
+static void kv_and_session_calls_work_from_a_tool(void **state)
+{
+	struct t t;
+	start(&t, NULL);
+	load(&t, FX, "{}");
+	struct fx_state *st = fx();
+	prompt_and_wait(&t, "fx kv");
+	assert_int_equal(atomic_load(&st->kv_rc), AG_OK);
+	assert_string_equal(st->kv_value, "kept value");
+	char *v = NULL;
+	size_t n = 0;
+	assert_int_equal(engine_kv_get(t.h.E, "plugin:fx", "greeting", &v, &n, NULL), 0);
+	assert_int_equal(n, 10);
+	free(v);
+	stop(&t);
+}
+
+/* ---- prompts from plugins ---- */
+
+/* The race's end: the plugin's threads are done, every prompt they got accepted has
+ * had its done callback, and the session is at rest. */
+static struct fx_state *race;
+static const char *race_sid;
+
+static int race_over(struct h *h, void *arg)
+{
+	return atomic_load(&race->threads_done) == *(int *)arg &&
+	       atomic_load(&race->dones) == atomic_load(&race->prompts_ok) &&
+	       !engine_tree_busy(h->E, race_sid);
+}
+
+/* Seed 003: a tool round-trip in flight while HTTP and WS prompts arrive and plugin
+ * threads fire bursts of prompt_async (half with a dedupe key). Every user message
+ * ends with one terminal reply bound to it (h_check_ledger), nothing is lost, and
+ * the keyed wakes coalesce. */
+static void plugin_wakes_racing_user_prompts_never_make_sibling_replies(void **state)
+{
+	struct t t;
+	start(&t, NULL);
+	load(&t, FX, "{}");
+	struct fx_state *st = fx();
+	void (*fire_fn)(const char *, int, int, const char *);
+	void *dl = dlopen(FX, RTLD_NOW | RTLD_NOLOAD);
+	*(void **)&fire_fn = dlsym(dl, "fx_fire");
+	dlclose(dl);
+	assert_non_null(fire_fn);
+	race = st;
+	race_sid = t.sid;
+	for (int round = 1; round <= 5; round++) {
+		h_prompt(&t.h, t.sid, "fx thread", "http", NULL); /* a tool call in flight */
+		fire_fn(t.sid, 4, 6, "wake");
+		for (int i = 0; i < 4; i++)
+			h_prompt(&t.h, t.sid, i % 2 ? "echo from ws" : "hello from http",
+				 i % 2 ? "ws" : "http", NULL);
+		int threads = 4 * round;
+		assert_true(h_until(&t.h, race_over, &threads, 20000));
+		assert_int_equal(engine_flush(t.h.E), 0);
+		h_check_ledger(&t.h, t.sid);
+	}
+	int ok = atomic_load(&st->prompts_ok);
+	assert_int_equal(atomic_load(&st->prompts_failed), 0);
+	assert_int_equal(ok, 5 * 4 * 6);
+	int coalesced = atomic_load(&st->coalesced);
+	/* every accepted prompt is a turn of its own, or joined a keyed one */
+	assert_int_equal(h_turns_from(&t.h, t.sid, "plugin:fx", NULL), ok - coalesced);
+	assert_int_equal(h_turns_from(&t.h, t.sid, "http", NULL), 5 * 3);
+	assert_int_equal(h_turns_from(&t.h, t.sid, "ws", NULL), 5 * 2);
+	assert_int_equal(h_unanswered(&t.h, t.sid), 0);
+	assert_int_equal(atomic_load(&st->dones), ok);
+	stop(&t);
+}
+
+static void a_prompt_from_a_thread_after_the_host_stopped_is_refused(void **state)
+{
+	struct t t;
+	start(&t, NULL);
+	load(&t, FX, "{}");
+	struct fx_state *st = fx();
+	void (*fire_fn)(const char *, int, int, const char *);
+	void *dl = dlopen(FX, RTLD_NOW | RTLD_NOLOAD);
+	*(void **)&fire_fn = dlsym(dl, "fx_fire");
+	dlclose(dl);
+	plugins_stop(t.P);
+	fire_fn(t.sid, 1, 3, NULL);
+	race = st;
+	race_sid = t.sid;
+	int threads = 1;
+	assert_true(h_until(&t.h, race_over, &threads, 5000));
+	assert_int_equal(atomic_load(&st->prompts_failed), 3);
+	assert_int_equal(h_turns(&t.h, t.sid, NULL), 0);
+	stop(&t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(every_refusal_names_the_file_and_the_reason),
+		cmocka_unit_test(a_newer_minor_loads_and_what_the_host_lacks_reads_null),
+		cmocka_unit_test(a_required_plugin_in_the_config_that_fails_stops_start_up),
+		cmocka_unit_test(hooks_rewrite_prompts_requests_inputs_and_outputs),
+		cmocka_unit_test(a_refusing_hook_stops_the_prompt_and_tells_the_model_why_a_tool_was_blocked),
+		cmocka_unit_test(hook_errors_and_malformed_out_values_fail_open),
+		cmocka_unit_test(a_slow_hook_is_counted),
+		cmocka_unit_test(a_tool_call_ends_once_whatever_the_plugin_does),
+		cmocka_unit_test(unloading_waits_for_work_in_flight_and_removes_everything_left),
+		cmocka_unit_test(the_observer_sees_every_event_in_order_or_counts_what_it_missed),
+		cmocka_unit_test(kv_and_session_calls_work_from_a_tool),
+		cmocka_unit_test(plugin_wakes_racing_user_prompts_never_make_sibling_replies),
+		cmocka_unit_test(a_prompt_from_a_thread_after_the_host_stopped_is_refused),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
