@@ -53,9 +53,11 @@ int bridge_call(struct hookreg *r, const struct ag_ctx *ctx, void *data)
 	struct ag_plugin *p = r->p;
 	int on_loop = r->id != AG_HOOK_EVENT;
 	int64_t t0 = mono_us();
-	p->H->in_hook += on_loop;
+	if (on_loop)
+		p->H->in_hook++;
 	int rc = r->fn(r->user, ctx, data);
-	p->H->in_hook -= on_loop;
+	if (on_loop)
+		p->H->in_hook--;
 	int64_t us = mono_us() - t0;
 	atomic_fetch_add(&p->n.hook_calls, 1);
 	if (us > p->H->slow_hook_us && on_loop) {

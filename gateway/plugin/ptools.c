@@ -29,6 +29,8 @@ struct pcall {
 	char root[ID_MAX], parent[ID_MAX];
 	char *input;
 	struct timer timeout;
+	int in_run;   /* run() has not returned: the call stays readable until it does */
+	int ended;    /* ended while in_run: freed when run() returns */
 };
 
 /* ---- the live set ---- */
@@ -59,6 +61,10 @@ static struct pcall *calls_take(struct plugins *H, struct ag_plugin *p, uint64_t
 static void pcall_free(struct pcall *pc)
 {
 	timer_cancel(&pc->timeout);
+	if (pc->in_run) {
+		pc->ended = 1;
+		return;
+	}
 	pc->p->inflight--;
 	free(pc->input);
 	free(pc);
@@ -118,8 +124,12 @@ static void run(struct tool_call *c, void *arg)
 	if (t->timeout_ms > 0)
 		timer_arm(&pc->timeout, t->timeout_ms);
 	p->H->in_hook++; /* inside the engine's step: no interrupting prompt from here */
-	t->run(t->user, &pc->call); /* may end the call (and free pc) before it returns */
+	pc->in_run = 1;
+	t->run(t->user, &pc->call); /* may end the call before it returns */
+	pc->in_run = 0;
 	p->H->in_hook--;
+	if (pc->ended)
+		pcall_free(pc);
 }
 
 static void cancel(struct tool_call *c, void *arg)

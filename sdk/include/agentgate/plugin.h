@@ -236,7 +236,8 @@ struct ag_turn_end {
 /* ---- tools -------------------------------------------------------------------------- */
 
 /* One running call. Valid on the loop from run() until the call ends (tool_done,
- * tool_fail, cancel or timeout); other threads keep only `id`. */
+ * tool_fail, cancel or timeout) — and at least until run() returns, even when run()
+ * ended it; other threads keep only `id`. */
 struct ag_tool_call {
 	uint32_t size;
 	uint64_t id;            /* the handle for tool_done / tool_fail, from any thread */
