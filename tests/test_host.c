@@ -39,6 +39,8 @@ struct fx_state {
 	atomic_int kv_rc;
 	char kv_value[64];
 	atomic_int prompts_ok, prompts_failed, coalesced, dones, threads_done;
+	atomic_int timer_fired, timer_cancelled_fired, posted_ran, post_at_unload_rc;
+	char last_done_state[16], last_done_error[96];
 };
 
 #define FX FIXTURES "/fx.so"
@@ -460,6 +462,91 @@ static void a_prompt_from_a_thread_after_the_host_stopped_is_refused(void **stat
 	stop(&t);
 }
 
+/* A call into the fixture made from a thread of its own (as a plugin's would be). */
+struct xthread {
+	const char *fn, *sid, *arg;
+	char turn[48];
+	int rc;
+};
+
+static void *xthread_run(void *arg)
+{
+	struct xthread *x = arg;
+	void *dl = dlopen(FX, RTLD_NOW | RTLD_NOLOAD);
+	if (!strcmp(x->fn, "fx_prompt")) {
+		int (*f)(const char *, const char *, char *);
+		*(void **)&f = dlsym(dl, "fx_prompt");
+		x->rc = f(x->sid, x->arg, x->turn);
+	} else {
+		int (*f)(const char *, const char *);
+		*(void **)&f = dlsym(dl, "fx_cancel");
+		x->rc = f(x->sid, x->arg);
+	}
+	dlclose(dl);
+	return NULL;
+}
+
+/* Runs it, servicing the loop until the thread ends (its call waits for the loop). */
+static int on_thread(struct t *t, const char *fn, const char *arg, char *turn_out)
+{
+	struct xthread x = {.fn = fn, .sid = t->sid, .arg = arg};
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, xthread_run, &x), 0);
+	int joined = 0;
+	for (int i = 0; i < 1000 && !joined; i++) {
+		h_spin(&t->h, 5);
+		joined = pthread_tryjoin_np(th, NULL) == 0;
+	}
+	assert_true(joined);
+	if (turn_out)
+		snprintf(turn_out, 48, "%s", x.turn);
+	return x.rc;
+}
+
+static void a_plugin_cancels_its_queued_prompt_but_not_a_running_turn(void **state)
+{
+	struct t t;
+	start(&t, NULL);
+	load(&t, FX, "{}");
+	struct fx_state *st = fx();
+	char running[48], queued[48];
+	h_prompt(&t.h, t.sid, "fx hang", "http", running); /* a turn that will not end */
+	assert_true(h_until(&t.h, tool_running, t.sid, 5000));
+	assert_int_equal(on_thread(&t, "fx_prompt", "wake up", queued), AG_OK);
+	assert_int_equal(on_thread(&t, "fx_cancel", running, NULL), AG_E_BUSY);
+	assert_int_equal(on_thread(&t, "fx_cancel", queued, NULL), AG_OK);
+	assert_string_equal(st->last_done_state, "cancelled");
+	assert_int_equal(on_thread(&t, "fx_cancel", queued, NULL), AG_E_NOTFOUND);
+	assert_int_equal(engine_abort(t.h.E, t.sid, NULL), 0);
+	assert_true(h_until(&t.h, h_idle, t.sid, 5000));
+	assert_int_equal(engine_flush(t.h.E), 0);
+	assert_int_equal(h_turns_from(&t.h, t.sid, "plugin:fx", "cancelled"), 1);
+	stop(&t);
+}
+
+static int timers_done(struct h *h, void *arg)
+{
+	struct fx_state *st = arg;
+	return atomic_load(&st->posted_ran) && atomic_load(&st->timer_fired);
+}
+
+static void posts_and_timers_run_on_the_loop_and_stop_at_unload(void **state)
+{
+	struct t t;
+	start(&t, NULL);
+	load(&t, FX, "{\"timers\":1}");
+	struct fx_state *st = fx();
+	assert_true(h_until(&t.h, timers_done, st, 5000));
+	assert_int_equal(atomic_load(&st->posted_ran), 1); /* ran on the loop */
+	h_spin(&t.h, 40);
+	assert_int_equal(atomic_load(&st->timer_cancelled_fired), 0);
+	void *dl = dlopen(FX, RTLD_NOW | RTLD_NOLOAD); /* keeps its record readable */
+	assert_int_equal(plugins_unload(t.P, "fx", NULL), 0);
+	assert_int_equal(atomic_load(&st->post_at_unload_rc), AG_E_GONE);
+	dlclose(dl);
+	stop(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -476,6 +563,8 @@ int main(void)
 		cmocka_unit_test(kv_and_session_calls_work_from_a_tool),
 		cmocka_unit_test(plugin_wakes_racing_user_prompts_never_make_sibling_replies),
 		cmocka_unit_test(a_prompt_from_a_thread_after_the_host_stopped_is_refused),
+		cmocka_unit_test(a_plugin_cancels_its_queued_prompt_but_not_a_running_turn),
+		cmocka_unit_test(posts_and_timers_run_on_the_loop_and_stop_at_unload),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

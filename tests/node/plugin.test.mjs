@@ -7,7 +7,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
 import fs from "node:fs";
-import { startServer, apiOk, createSession, promptAsync, getMessages, wsConnect, pollUntil, BIN } from "./lib.mjs";
+import os from "node:os";
+import { startServer, apiOk, createSession, promptAsync, getMessages, wsConnect, pollUntil, runBin, BIN } from "./lib.mjs";
 
 const FX = path.join(path.dirname(BIN), "tests/plugins/fx.so");
 const T = { timeout: 120_000 };
@@ -64,6 +65,18 @@ test("a --plugin that cannot load stops serve with status 2, naming file and rea
 		startServer({ config: CONFIG, args: ["--plugin", "/nonexistent/nope.so"] }),
 		(err) => /exited before it was ready \(code 2/.test(err.message) && /nope\.so: cannot load/.test(err.message),
 	);
+});
+
+test("agentgate run --plugin: the plugin's tool runs in the headless turn", T, async (t) => {
+	const dir = fs.mkdtempSync(path.join(os.tmpdir(), "agentgate-run-plugin-"));
+	t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+	fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(CONFIG));
+	const r = await runBin(["run", "--data", path.join(dir, "data"), "--config", path.join(dir, "config.json"), "--plugin", FX, "fx now"]);
+	assert.equal(r.code, 0, r.stderr);
+	assert.match(r.stdout, /fx said: fx ran in ses_\w+ at depth 0/);
+	const bad = await runBin(["run", "--data", path.join(dir, "data"), "--plugin", path.join(dir, "config.json"), "hi"]);
+	assert.equal(bad.code, 2);
+	assert.match(bad.stderr, /config\.json: cannot load/);
 });
 
 test("plugin wakes racing WS and HTTP prompts around a tool round-trip: one terminal reply per user message", T, async (t) => {

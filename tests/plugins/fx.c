@@ -41,6 +41,8 @@ struct fx_state {
 	atomic_int kv_rc;
 	char kv_value[64];
 	atomic_int prompts_ok, prompts_failed, coalesced, dones, threads_done;
+	atomic_int timer_fired, timer_cancelled_fired, posted_ran, post_at_unload_rc;
+	char last_done_state[16], last_done_error[96];
 };
 AG_EXPORT struct fx_state fx_state;
 
@@ -169,7 +171,25 @@ struct wave {
 static void prompt_done(void *user, const char *turn_id, const char *state,
 			const char *assistant_message_id, const char *error)
 {
+	snprintf(fx_state.last_done_state, sizeof(fx_state.last_done_state), "%s", state);
+	snprintf(fx_state.last_done_error, sizeof(fx_state.last_done_error), "%s",
+		 error ? error : "");
 	atomic_fetch_add(&fx_state.dones, 1);
+}
+
+/* One prompt from a thread of the caller's (the test's): prompt_async's rc, the turn. */
+AG_EXPORT int fx_prompt(const char *sid, const char *text, char *turn_out)
+{
+	struct ag_prompt pr = {.size = sizeof(pr), .text = text};
+	struct ag_prompt_ack ack = {.size = sizeof(ack)};
+	int rc = host->prompt_async(self, sid, &pr, prompt_done, NULL, &ack, NULL);
+	snprintf(turn_out, 48, "%s", ack.turn_id);
+	return rc;
+}
+
+AG_EXPORT int fx_cancel(const char *sid, const char *turn)
+{
+	return host->prompt_cancel(self, sid, turn, NULL);
 }
 
 static void *fire(void *arg)
@@ -296,6 +316,35 @@ static const struct ag_tool fx_slow_tool = {
 	.timeout_ms = 200,
 };
 
+/* ---- timers and posts ---- */
+
+static void timer_fn(void *user)
+{
+	atomic_fetch_add((atomic_int *)user, 1);
+}
+
+static void posted(void *user)
+{
+	/* on the loop: a loop-only call works here */
+	atomic_store(&fx_state.posted_ran, host->on_loop(self) ? 1 : -1);
+	host->timer_add(self, 5, timer_fn, &fx_state.timer_fired);
+}
+
+static void *post_from_thread(void *arg)
+{
+	host->post(self, posted, NULL);
+	return NULL;
+}
+
+static void start_timers(void)
+{
+	uint64_t t = host->timer_add(self, 20, timer_fn, &fx_state.timer_cancelled_fired);
+	host->timer_cancel(self, t);
+	pthread_t th;
+	pthread_create(&th, NULL, post_from_thread, NULL);
+	pthread_join(th, NULL);
+}
+
 /* A host table one minor newer than this gateway's, as a newer plugin would see it. */
 struct ag_host_future {
 	struct ag_host base;
@@ -322,6 +371,8 @@ static int on_load(ag_plugin *p, const struct ag_host *h, const char *options,
 	h->hook(p, AG_HOOK_SESSION_IDLE, on_idle, NULL);
 	if (has("observer"))
 		h->hook(p, AG_HOOK_EVENT, on_event, NULL);
+	if (has("timers"))
+		start_timers();
 	if (has("fail_load")) {
 		snprintf(err->message, sizeof(err->message), "fx was told to fail");
 		return AG_E_INVALID;
@@ -332,6 +383,7 @@ static int on_load(ag_plugin *p, const struct ag_host *h, const char *options,
 
 static void on_unload(ag_plugin *p)
 {
+	atomic_store(&fx_state.post_at_unload_rc, host->post(self, posted, NULL));
 	atomic_store(&fx_state.unloaded, 1);
 }
 
