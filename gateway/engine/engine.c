@@ -625,6 +625,7 @@ int engine_session_info(struct engine *E, const char *id, struct session_info *o
 	out->background = s->background;
 	const char *model = s->cur ? s->cur->model : s->model;
 	snprintf(out->model, sizeof(out->model), "%s", model ? model : "");
+	snprintf(out->directory, sizeof(out->directory), "%s", s->directory ? s->directory : "");
 	out->busy = turnq_busy(&s->q);
 	out->last_activity = s->last_activity;
 	if (s->cur && s->cur->stream)

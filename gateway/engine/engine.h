@@ -74,6 +74,7 @@ struct session_info {
 	int busy;               /* a turn runs or waits */
 	int64_t last_activity;  /* ms since 1970 of its last stream event, 0 if none */
 	int64_t quiet_ms;       /* how long its live provider stream has sent no content (0: none) */
+	char directory[4096];   /* its working directory */
 };
 int engine_session_info(struct engine *E, const char *id, struct session_info *out,
 			struct err *e);

@@ -112,6 +112,7 @@ void hooks_ctx(const struct session *s, const struct turn *t, struct hook_ctx *c
 	c->depth = s->depth;
 	c->agent = t ? t->agent : s->agent;
 	c->turn_id = t ? t->id : NULL;
+	c->directory = s->directory;
 }
 
 /* The event's context from its envelope: the path is root/.../parent/session. */

@@ -29,6 +29,7 @@ struct hook_ctx {
 	int depth;
 	const char *agent;       /* the turn's agent, else the session's (NULL: the default) */
 	const char *turn_id;     /* NULL where no turn applies */
+	const char *directory;   /* the session's working directory (NULL for bus events) */
 };
 
 enum hook_point {

@@ -80,6 +80,9 @@ struct loop *tool_call_loop(struct tool_call *c);
 int tool_done(struct engine *E, uint64_t id, const char *output, const char *title,
 	      const char *metadata_json);
 int tool_fail(struct engine *E, uint64_t id, const char *error, const char *metadata_json);
+/* Replaces running call id's title and metadata (what clients see while it runs), from
+ * any thread; -1 when the call is gone. Strings are copied. */
+int tool_progress(struct engine *E, uint64_t id, const char *title, const char *metadata_json);
 /* Completions dropped so far (late, repeated, or for calls that are gone). */
 uint64_t tool_dropped(struct engine *E);
 

@@ -109,14 +109,18 @@ void tool_call_fail(struct tool_call *c, const char *error, const char *metadata
 	tool_fail(c->E, c->id, error, metadata_json);
 }
 
+static void progress(struct toolrun *r, const char *title, const char *metadata_json)
+{
+	set_str(&r->p->title, title);
+	set_str(&r->p->meta, metadata_json);
+	part_save(r->t->s->E, r->p);
+}
+
 void tool_call_set_metadata(struct tool_call *c, const char *title, const char *metadata_json)
 {
 	struct toolrun *r = live(c->E, c->id);
-	if (!r)
-		return;
-	set_str(&r->p->title, title);
-	set_str(&r->p->meta, metadata_json);
-	part_save(c->E, r->p);
+	if (r)
+		progress(r, title, metadata_json);
 }
 
 struct loop *tool_call_loop(struct tool_call *c)
@@ -126,10 +130,12 @@ struct loop *tool_call_loop(struct tool_call *c)
 
 /* ---- completions from any thread ---- */
 
+enum { END_FAIL, END_DONE, PROGRESS };
+
 struct completion {
 	struct engine *E;
 	uint64_t id;
-	int ok;
+	int ok; /* END_FAIL, END_DONE, or PROGRESS (the call goes on) */
 	char *text, *title, *meta;
 };
 
@@ -137,7 +143,9 @@ static void complete(void *arg)
 {
 	struct completion *m = arg;
 	struct toolrun *r = live(m->E, m->id);
-	if (r)
+	if (r && m->ok == PROGRESS)
+		progress(r, m->title, m->meta);
+	else if (r)
 		end_call(r, m->ok, m->text, m->title, m->meta);
 	free(m->text);
 	free(m->title);
@@ -152,7 +160,10 @@ static int post_completion(struct engine *E, uint64_t id, int ok, const char *te
 		struct toolrun *r = live(E, id);
 		if (!r)
 			return -1;
-		end_call(r, ok, text, title, meta);
+		if (ok == PROGRESS)
+			progress(r, title, meta);
+		else
+			end_call(r, ok, text, title, meta);
 		return 0;
 	}
 	struct completion *m = calloc(1, sizeof(*m));
@@ -173,12 +184,17 @@ static int post_completion(struct engine *E, uint64_t id, int ok, const char *te
 int tool_done(struct engine *E, uint64_t id, const char *output, const char *title,
 	      const char *metadata_json)
 {
-	return post_completion(E, id, 1, output, title, metadata_json);
+	return post_completion(E, id, END_DONE, output, title, metadata_json);
 }
 
 int tool_fail(struct engine *E, uint64_t id, const char *error, const char *metadata_json)
 {
-	return post_completion(E, id, 0, error, NULL, metadata_json);
+	return post_completion(E, id, END_FAIL, error, NULL, metadata_json);
+}
+
+int tool_progress(struct engine *E, uint64_t id, const char *title, const char *metadata_json)
+{
+	return post_completion(E, id, PROGRESS, NULL, title, metadata_json);
 }
 
 uint64_t tool_dropped(struct engine *E)

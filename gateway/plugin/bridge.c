@@ -45,7 +45,8 @@ void bridge_ctx(const struct hook_ctx *c, struct ag_ctx *out)
 {
 	*out = (struct ag_ctx){.size = sizeof(*out), .session_id = c->session_id,
 			       .root_id = c->root_id, .parent_id = c->parent_id,
-			       .depth = c->depth, .agent = c->agent, .turn_id = c->turn_id};
+			       .depth = c->depth, .agent = c->agent, .turn_id = c->turn_id,
+			       .directory = c->directory};
 }
 
 int bridge_call(struct hookreg *r, const struct ag_ctx *ctx, void *data)

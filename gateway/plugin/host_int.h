@@ -104,6 +104,7 @@ int ptools_register(struct ag_plugin *p, const struct ag_tool *t, struct ag_erro
 int ptools_unregister(struct ag_plugin *p, const char *name);
 int ptools_end(struct ag_plugin *p, uint64_t id, const char *output, const char *title,
 	       const char *error, const char *metadata_json);
+int ptools_progress(struct ag_plugin *p, uint64_t id, const char *title, const char *meta);
 void ptools_remove_all(struct ag_plugin *p);
 /* Writes the names of p's tools as a JSON array. */
 void ptools_json(struct ag_plugin *p, struct jw *w);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifndef AGENTGATE_VERSION
 #define AGENTGATE_VERSION "0.0.0"
@@ -501,6 +502,12 @@ static int api_tool_fail(ag_plugin *p, uint64_t id, const char *error, const cha
 		 : AG_E_INVALID;
 }
 
+static int api_tool_progress(ag_plugin *p, uint64_t id, const char *title,
+			     const char *metadata_json)
+{
+	return p ? ptools_progress(p, id, title, metadata_json) : AG_E_INVALID;
+}
+
 /* ---- kv ---- */
 
 static int api_kv_get(ag_plugin *p, const char *key, char **value, size_t *len,
@@ -570,6 +577,32 @@ static int api_emit(ag_plugin *p, const char *session_id, const char *name,
 		       ? from_err(&e, err) : AG_OK;
 }
 
+/* ---- settings ---- */
+
+/* Environment variables no tool may hand to a child process. */
+static const char *const secrets[] = {"OPENAI_API_KEY", "ANTHROPIC_API_KEY", "AGENTGATE_TOKEN"};
+
+static char *api_setting(ag_plugin *p, const char *name)
+{
+	const cJSON *root = p ? engine_config(p->H->E)->root : NULL;
+	cJSON *v = NULL;
+	if (!root || !name)
+		return NULL;
+	if (!strcmp(name, "workspace")) {
+		const cJSON *ws = cJSON_GetObjectItemCaseSensitive(root, "workspace");
+		char cwd[4096];
+		v = cJSON_IsString(ws) ? cJSON_CreateString(ws->valuestring)
+		    : getcwd(cwd, sizeof(cwd)) ? cJSON_CreateString(cwd) : NULL;
+	} else if (!strcmp(name, "mcp")) {
+		v = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(root, "mcp"), 1);
+	} else if (!strcmp(name, "secrets")) {
+		v = cJSON_CreateStringArray(secrets, (int)(sizeof(secrets) / sizeof(secrets[0])));
+	}
+	char *out = v ? cJSON_PrintUnformatted(v) : NULL;
+	cJSON_Delete(v);
+	return out;
+}
+
 /* ---- identity ---- */
 
 static int api_on_loop(ag_plugin *p)
@@ -597,6 +630,7 @@ void hostapi_init(struct ag_host *a)
 		.tool_done = api_tool_done, .tool_fail = api_tool_fail,
 		.kv_get = api_kv_get, .kv_set = api_kv_set, .kv_delete = api_kv_delete,
 		.emit = api_emit, .on_loop = api_on_loop, .id = api_id,
-		.hook_events = api_hook_events,
+		.hook_events = api_hook_events, .tool_progress = api_tool_progress,
+		.setting = api_setting,
 	};
 }

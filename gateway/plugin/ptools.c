@@ -27,7 +27,7 @@ struct pcall {
 	struct ag_tool_call call;
 	struct ag_ctx ctx;
 	char root[ID_MAX], parent[ID_MAX];
-	char *input;
+	char *input, *directory;
 	struct timer timeout;
 	int in_run;   /* run() has not returned: the call stays readable until it does */
 	int ended;    /* ended while in_run: freed when run() returns */
@@ -67,6 +67,7 @@ static void pcall_free(struct pcall *pc)
 	}
 	pc->p->inflight--;
 	free(pc->input);
+	free(pc->directory);
 	free(pc);
 }
 
@@ -93,9 +94,12 @@ static int fill_ctx(struct ag_plugin *p, struct pcall *pc, const struct tool_cal
 		return -1;
 	memcpy(pc->root, si.root_id[0] ? si.root_id : si.id, ID_MAX);
 	memcpy(pc->parent, si.parent_id, ID_MAX);
+	if (!(pc->directory = strdup(si.directory)))
+		return -1;
 	pc->ctx = (struct ag_ctx){.size = sizeof(pc->ctx), .session_id = c->session_id,
 				  .root_id = pc->root, .parent_id = pc->parent[0] ? pc->parent : NULL,
-				  .depth = si.depth, .agent = c->agent, .turn_id = c->turn_id};
+				  .depth = si.depth, .agent = c->agent, .turn_id = c->turn_id,
+				  .directory = pc->directory};
 	return 0;
 }
 
@@ -106,7 +110,10 @@ static void run(struct tool_call *c, void *arg)
 	struct pcall *pc = calloc(1, sizeof(*pc));
 	if (atomic_load(&p->closing) || !pc || fill_ctx(p, pc, c) ||
 	    !(pc->input = cJSON_PrintUnformatted(c->input))) {
-		free(pc ? pc->input : NULL);
+		if (pc) {
+			free(pc->input);
+			free(pc->directory);
+		}
 		free(pc);
 		tool_call_fail(c, atomic_load(&p->closing) ? "the tool's plugin is unloading"
 							    : "out of memory starting the tool", NULL);
@@ -217,6 +224,17 @@ int ptools_end(struct ag_plugin *p, uint64_t id, const char *output, const char 
 		return AG_E_INTERNAL;
 	}
 	return AG_OK;
+}
+
+int ptools_progress(struct ag_plugin *p, uint64_t id, const char *title, const char *meta)
+{
+	struct plugins *H = p->H;
+	int live = 0;
+	pthread_mutex_lock(&H->calls_lock);
+	for (struct pcall *pc = H->calls; pc && !live; pc = pc->next)
+		live = pc->call.id == id && pc->p == p;
+	pthread_mutex_unlock(&H->calls_lock);
+	return live && tool_progress(H->E, id, title, meta) == 0 ? AG_OK : AG_E_GONE;
 }
 
 static int valid_name(const char *s)

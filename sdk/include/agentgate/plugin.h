@@ -93,6 +93,8 @@ struct ag_ctx {
 	int depth;             /* 0 for a root, 1 for its children, ... */
 	const char *agent;     /* the turn's agent, else the session's; NULL: the default */
 	const char *turn_id;   /* the turn under way, NULL where none applies */
+	const char *directory; /* the session's working directory (absolute); tools resolve
+				* paths against it. NULL where unknown (observer events). */
 };
 
 /* ---- hooks ------------------------------------------------------------------------ */
@@ -261,6 +263,25 @@ struct ag_tool {
 	int64_t timeout_ms;          /* > 0: the call fails with a timeout after this */
 };
 
+/* ---- permissions --------------------------------------------------------------------- */
+
+/* What a running tool call asks a human (or the rules, or a plugin) to allow. */
+struct ag_permission_request {
+	uint32_t size;
+	uint64_t call;             /* the asking tool call's id (ag_tool_call.id) */
+	const char *permission;    /* "edit", "bash", "read", ...: the rules' key */
+	const char *patterns_json; /* what is asked for, matched by the rules: ["src/a.c"],
+				    * ["git status"] */
+	const char *always_json;   /* what an "always" reply remembers (NULL: patterns) */
+	const char *title;         /* one line a human reads: "Edit src/a.c" */
+	const char *metadata_json; /* details a client shows (a diff, a command), or NULL */
+};
+
+/* Loop. The answer: AG_PERMISSION_ALLOW or AG_PERMISSION_DENY, with why (the human's
+ * message, the rule, the plugin, an abort or timeout; borrowed). Runs exactly once,
+ * also when the call is aborted first (DENY). */
+typedef void (*ag_permission_done_fn)(void *user, int decision, const char *message);
+
 /* ---- prompts ------------------------------------------------------------------------ */
 
 enum ag_prompt_flags {
@@ -380,6 +401,24 @@ struct ag_host {
 	 * and prefixes ending in ".*" (["session.idle", "plugin.*"]). The others never
 	 * reach the plugin's queue, so they cost it nothing and are not counted as drops. */
 	int (*hook_events)(ag_plugin *self, ag_hook_fn fn, void *user, const char *types_json);
+
+	/* loop: asks for a permission on behalf of running tool call rq->call. The rules
+	 * (config "permission", global and per agent) decide at once, or a plugin's
+	 * PERMISSION_ASK hook, or a human: the ask is published (permission.asked, with
+	 * the session's tree envelope) and waits for a reply. Time spent waiting is not a
+	 * stall and not a subagent's budget. done runs once with the decision (possibly
+	 * before permission_ask returns). AG_E_NOTFOUND if the call is not running. */
+	int (*permission_ask)(ag_plugin *self, const struct ag_permission_request *rq,
+			      ag_permission_done_fn done, void *user, struct ag_error *err);
+	/* any: replaces a running call's title and metadata (what clients show while it
+	 * runs, e.g. a command's output so far). AG_E_GONE once the call ended. */
+	int (*tool_progress)(ag_plugin *self, uint64_t id, const char *title,
+			     const char *metadata_json);
+	/* any: a gateway setting a plugin may need, as JSON text (host-allocated), or NULL
+	 * if unset: "workspace" (the default working directory), "mcp" (the config's
+	 * "mcp" section), "secrets" (an array of environment variable names a tool must
+	 * not hand to a child process: provider keys, the gateway's token). */
+	char *(*setting)(ag_plugin *self, const char *name);
 };
 
 /* ---- the descriptor ------------------------------------------------------------------- */
