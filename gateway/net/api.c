@@ -172,6 +172,22 @@ static int do_plugins(struct engine *E, const cJSON *p, struct jw *w, struct err
 	return 0;
 }
 
+/* The mcp plugin keeps its servers' status in its kv store ("status": a JSON array). */
+static int do_mcp(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	char *status = NULL;
+	size_t n = 0;
+	if (engine_kv_get(E, "plugin:mcp", "status", &status, &n, NULL)) {
+		jw_raw(w, "[]");
+		return 0;
+	}
+	cJSON *j = cJSON_ParseWithLength(status, n);
+	jw_raw(w, cJSON_IsArray(j) ? status : "[]");
+	cJSON_Delete(j);
+	free(status);
+	return 0;
+}
+
 static int do_prompt_async(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
 {
 	return api_prompt(E, p, "ws", NULL, w, e);
@@ -190,6 +206,7 @@ static const struct {
 	{"session.prompt_async", do_prompt_async},
 	{"agent.list", do_agents},         {"global.health", do_health},
 	{"task.get", do_task},             {"plugin.list", do_plugins},
+	{"mcp.status", do_mcp},
 };
 
 int api_call(struct engine *E, const char *method, const cJSON *params, struct jw *w,
@@ -366,6 +383,7 @@ static const struct api_route routes[] = {
 	{"GET", "/agent", "agent.list", {NULL}, API_CALL, 0},
 	{"GET", "/task/*", "task.get", {"taskID"}, API_CALL, 0},
 	{"GET", "/plugin", "plugin.list", {NULL}, API_CALL, 0},
+	{"GET", "/mcp", "mcp.status", {NULL}, API_CALL, 0},
 };
 
 /* Matches path against pattern, capturing '*' segments into ids[]. */

@@ -5,9 +5,15 @@
 #include "log.h"
 
 #include <dlfcn.h>
+#include <limits.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifndef AG_PLUGIN_INSTALL_DIR
+#define AG_PLUGIN_INSTALL_DIR "/usr/local/lib/agentgate/plugins"
+#endif
 
 /* The descriptor as ABI 1.0 defined it: anything smaller is refused. */
 #define INFO_V1_SIZE (offsetof(struct ag_plugin_info, on_unload) + sizeof(void (*)(void)))
@@ -209,10 +215,53 @@ static int load_entry(struct plugins *H, const cJSON *ent, int i, struct err *e)
 	return rc;
 }
 
+/* The directory of the first-party plugins: $AGENTGATE_PLUGIN_DIR, plugins/ beside the
+ * binary (a build tree), then the installed one. 0, or -1 when none exists. */
+static int plugin_dir(char *out, size_t n)
+{
+	char exe[PATH_MAX];
+	const char *env = getenv("AGENTGATE_PLUGIN_DIR");
+	if (env && *env) {
+		snprintf(out, n, "%s", env);
+		return 0;
+	}
+	ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (len > 0) {
+		exe[len] = 0;
+		char *slash = strrchr(exe, '/');
+		if (slash)
+			*slash = 0;
+		snprintf(out, n, "%s/plugins", exe);
+		if (access(out, R_OK | X_OK) == 0)
+			return 0;
+	}
+	snprintf(out, n, "%s", AG_PLUGIN_INSTALL_DIR);
+	return access(out, R_OK | X_OK) == 0 ? 0 : -1;
+}
+
+/* With no list in the config, the first-party plugins that come with the gateway load
+ * (optional: a build without one starts without it). */
+static int load_defaults(struct plugins *H)
+{
+	static const char *const names[] = {"workspace", "mcp"};
+	char dir[PATH_MAX], path[PATH_MAX + 64];
+	if (plugin_dir(dir, sizeof(dir)))
+		return 0;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s.so", dir, names[i]);
+		struct err e = {0};
+		if (access(path, R_OK) == 0 && plugins_load(H, path, NULL, &e))
+			log_warn("%s (a default plugin: starting without it)", e.msg);
+	}
+	return 0;
+}
+
 int plugins_load_all(struct plugins *H, const char *const *paths, int npaths, struct err *e)
 {
 	const cJSON *sec = cJSON_GetObjectItemCaseSensitive(engine_config(H->E)->root, "plugins");
 	const cJSON *list = cJSON_IsObject(sec) ? cJSON_GetObjectItemCaseSensitive(sec, "load") : sec;
+	if (!list)
+		load_defaults(H); /* a config that lists plugins decides alone */
 	if (list && !cJSON_IsArray(list)) {
 		err_set(e, ERR_INVALID, "config plugins: expected a list of {path, options, "
 			"required}, or {\"slow_hook_ms\": N, \"event_queue\": N, \"load\": [...]}");

@@ -18,7 +18,8 @@ const RULES = [
 	{ regex: "^echo (.+)$", steps: [{ text: "Calling echo.", tools: [{ name: "echo", input: { text: "{{1}}" } }] }, { text: "echo said: {{tool_output}}" }] },
 	{ steps: [{ text: "You said: {{prompt}}" }] },
 ];
-const CONFIG = { providers: { scripted: { pace_ms: 1, rules: RULES } }, retry: { base_ms: 10 } };
+// no first-party plugins: what loads is what a test names
+const CONFIG = { providers: { scripted: { pace_ms: 1, rules: RULES } }, retry: { base_ms: 10 }, plugins: [] };
 
 /** The ledger's invariants over a session's messages (the client's view). */
 function checkLedger(msgs) {
@@ -58,6 +59,22 @@ test("GET /plugin lists what is loaded: id, version, path, hooks, tools, counter
 	const ws = await wsConnect(srv.wsUrl);
 	t.after(() => ws.close());
 	assert.deepEqual((await ws.call("plugin.list", {}))[0].tools, ["fx", "fx_slow"]);
+});
+
+test("with no plugins list in the config the first-party plugins load; a list decides alone", T, async (t) => {
+	const dir = fs.mkdtempSync(path.join(os.tmpdir(), "agentgate-plugin-dir-"));
+	t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+	fs.copyFileSync(FX, path.join(dir, "workspace.so")); // stands in for the real one
+	const env = { AGENTGATE_PLUGIN_DIR: dir };
+	const { plugins, ...noList } = CONFIG;
+	const srv = await startServer({ config: noList, env });
+	const loaded = await apiOk(srv, "GET", "/plugin");
+	await srv.stop();
+	assert.deepEqual(loaded.map((p) => [p.id, p.path]), [["fx", path.join(dir, "workspace.so")]]);
+	const none = await startServer({ config: CONFIG, env });
+	t.after(() => none.stop());
+	assert.deepEqual(await apiOk(none, "GET", "/plugin"), []);
+	assert.deepEqual(await apiOk(none, "GET", "/mcp"), []); // no mcp plugin: no servers
 });
 
 test("a --plugin that cannot load stops serve with status 2, naming file and reason", T, async () => {
