@@ -23,6 +23,7 @@
 
 #include "engine_int.h"
 #include "harness.h"
+#include "mock.h"
 #include "plugins.h"
 
 /* Mirrors tests/plugins/fx.c's record. */
@@ -71,6 +72,8 @@ static void start(struct t *t, const char *plugins_section)
 	snprintf(cfg, sizeof(cfg), CONFIG("%s"), plugins_section ? plugins_section
 								 : "{\"slow_hook_ms\":20}");
 	h_dir(&t->h, cfg);
+	t->h.openai_base = mock_openai_base; /* for the tests that use mockllm */
+	t->h.anthropic_base = mock_anthropic_base;
 	h_start(&t->h, 1);
 	t->P = plugins_create(t->h.E);
 	assert_non_null(t->P);
@@ -213,6 +216,38 @@ static void hooks_rewrite_prompts_requests_inputs_and_outputs(void **state)
 	free(out);
 	assert_true(h_count(&t.h, "plugin.fx.turn", t.sid) >= 2); /* emitted, with the envelope */
 	assert_int_equal(counter(&t, "fx", "hookErrors"), 0);
+	stop(&t);
+}
+
+static const char *field(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItem(o, k);
+	return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+/* The provider receives what the plugin's request hook set: the system prompt appended
+ * to, a body param, a header, a tool hidden (mockllm records each request). */
+static void a_request_hook_changes_what_the_provider_receives(void **state)
+{
+	struct t t;
+	start(&t, NULL);
+	load(&t, FX, "{\"request\":1}");
+	char turn[ID_MAX];
+	h_prompt_model(&t.h, t.sid, "hi", "openai/normal@host", turn);
+	assert_true(h_until(&t.h, h_idle, t.sid, 10000));
+	cJSON *last = mock_last_request("normal@host");
+	assert_non_null(last);
+	const cJSON *body = cJSON_GetObjectItem(last, "body");
+	assert_string_equal(field(cJSON_GetObjectItem(last, "headers"), "x-fx"), "from the plugin");
+	assert_int_equal(cJSON_GetObjectItem(body, "temperature")->valuedouble * 10, 3);
+	const char *system = field(cJSON_GetArrayItem(cJSON_GetObjectItem(body, "messages"), 0),
+				   "content");
+	assert_non_null(strstr(system, "\n\nfx was here"));
+	char *tools = cJSON_PrintUnformatted(cJSON_GetObjectItem(body, "tools"));
+	assert_non_null(strstr(tools, "\"echo\""));
+	assert_null(strstr(tools, "\"sleep\""));
+	free(tools);
+	cJSON_Delete(last);
 	stop(&t);
 }
 
@@ -554,6 +589,7 @@ int main(void)
 		cmocka_unit_test(a_newer_minor_loads_and_what_the_host_lacks_reads_null),
 		cmocka_unit_test(a_required_plugin_in_the_config_that_fails_stops_start_up),
 		cmocka_unit_test(hooks_rewrite_prompts_requests_inputs_and_outputs),
+		cmocka_unit_test(a_request_hook_changes_what_the_provider_receives),
 		cmocka_unit_test(a_refusing_hook_stops_the_prompt_and_tells_the_model_why_a_tool_was_blocked),
 		cmocka_unit_test(hook_errors_and_malformed_out_values_fail_open),
 		cmocka_unit_test(a_slow_hook_is_counted),
@@ -566,5 +602,5 @@ int main(void)
 		cmocka_unit_test(a_plugin_cancels_its_queued_prompt_but_not_a_running_turn),
 		cmocka_unit_test(posts_and_timers_run_on_the_loop_and_stop_at_unload),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, mock_start, mock_stop);
 }

@@ -127,6 +127,11 @@ static int on_request(void *user, const struct ag_ctx *ctx, void *data)
 		return AG_HOOK_CONTINUE;
 	}
 	d->system_append = host->strdup("fx was here");
+	if (has("request")) {
+		d->params_json = host->strdup("{\"temperature\":0.3}");
+		d->headers_json = host->strdup("{\"x-fx\":\"from the plugin\"}");
+		d->hide_tools_json = host->strdup("[\"sleep\"]");
+	}
 	return AG_HOOK_CONTINUE;
 }
 
