@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up and runs every test: the normal build, then the same suite under
 # AddressSanitizer + UndefinedBehaviorSanitizer, then the cross-thread tests under
-# ThreadSanitizer.
+# ThreadSanitizer (the tool registry, the plugin host and the plugins' own threads).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 contrib/deps.sh --test
@@ -17,6 +17,7 @@ cmake --build build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --output-on-failure -j2)
 cmake -S . -B build-tsan -DAG_TSAN=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
-cmake --build build-tsan -j"$jobs" --target test_tools test_host
+cmake --build build-tsan -j"$jobs" --target test_tools test_host test_plugins
 TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_tools
 TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_host
+TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_plugins
