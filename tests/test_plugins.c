@@ -427,6 +427,7 @@ static void continuation_refuses_bad_options_naming_them(void **state)
 {
 	load_fails("continuation", "{\"max_wakes\":-1}", "\"max_wakes\"");
 	load_fails("continuation", "{\"max_wakes\":\"3\"}", "\"max_wakes\"");
+	load_fails("continuation", "{\"max_wakes\":1e300}", "\"max_wakes\"");
 	load_fails("continuation", "{\"wakes\":3}", "unknown option \"wakes\"");
 }
 

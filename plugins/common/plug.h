@@ -67,7 +67,8 @@ static inline int plug_opt_int(const cJSON *o, const char *name, long long def, 
 		return AG_OK;
 	}
 	double d = cJSON_IsNumber(v) ? v->valuedouble : 0.5;
-	if (d != (double)(long long)d || d < (double)min || d > (double)max)
+	/* the range first: casting a double out of long long's range is undefined */
+	if (!(d >= (double)min && d <= (double)max) || d != (double)(long long)d)
 		return plug_fail(err, AG_E_INVALID, "option \"%s\" must be an integer from %lld "
 				 "to %lld", name, min, max);
 	*out = (long long)d;
