@@ -49,12 +49,11 @@ static int template_load(ag_plugin *p, const struct ag_host *h, const char *opti
 		.run = turns_run,
 	};
 	int rc = host->hook(self, AG_HOOK_TURN_END, on_turn_end, NULL);
-	if (rc && err) {
+	if (rc) { /* err is never NULL in on_load */
 		err->code = rc;
 		snprintf(err->message, sizeof(err->message), "cannot register the turn_end hook");
-	}
-	if (rc)
 		return rc;
+	}
 	/* the host copies the definition: it may live on the stack */
 	return host->tool_register(self, &tool, err);
 }
