@@ -94,7 +94,7 @@ static void guard_refuses_protected_paths_naming_the_pattern(void **state)
 	refused("glob", "{\"pattern\":\"*\",\"path\":\"./.env\"}", ".env");
 	refused("multiedit", "{\"edits\":[{\"filePath\":\"a/key.pem\"}]}", "*.pem");
 	before("read", "{\"filePath\":\"/w/app/.env\"}", why, sizeof(why));
-	assert_string_equal(why, "guard: refused: filePath \"/w/app/.env\" matches the "
+	assert_string_equal(why, "refused: filePath \"/w/app/.env\" matches the "
 			    "protected pattern \".env\"");
 	allowed("read", "{\"filePath\":\"src/main.c\"}");
 	allowed("read", "{\"filePath\":\"src/.envrc\"}");
@@ -115,7 +115,7 @@ static void guard_reads_every_word_of_a_shell_command(void **state)
 	refused("bash", "{\"command\":\"wc<.env;ls\"}", ".env");
 	refused("bash", "{\"command\":\"cat \\\".e\\\"nv\"}", ".env");
 	before("bash", "{\"command\":\"cd app && cat ./config/.env | head\"}", why, sizeof(why));
-	assert_string_equal(why, "guard: refused: command word \"./config/.env\" matches the "
+	assert_string_equal(why, "refused: command word \"./config/.env\" matches the "
 			    "protected pattern \".env\"");
 	allowed("bash", "{\"command\":\"ls -la && echo env\"}");
 	allowed("run", "{\"command\":\"cat .env\"}"); /* not a shell tool */
@@ -499,19 +499,23 @@ static void webhook_event(const char *type, int64_t seq, const char *json)
 
 static void webhook_posts_chosen_events_and_retries_a_5xx(void **state)
 {
-	struct receiver r = {.n = 2, .status = {503, 200}};
+	struct receiver r = {.n = 3, .status = {503, 200, 200}};
 	char opts[256];
 	const char idle_json[] = "{\"type\":\"session.idle\",\"seq\":7}";
 	r.fd = listen_any(&r.port);
 	pthread_create(&r.thread, NULL, receive, &r);
 	snprintf(opts, sizeof(opts), "{\"url\":\"http://127.0.0.1:%d/hook\",\"retry_ms\":10,"
-		 "\"headers\":{\"X-Token\":\"abc\"}}", r.port);
-	assert_int_equal(load("webhook", opts), 0);
+		 "\"headers\":{\"X-Token\":\"abc\"},\"events\":[\"session.idle\",\"plugin.*\"]}",
+		 r.port);
+	assert_int_equal(load("webhook", opts), 0); /* this host has no hook_events: all come */
 	webhook_event("message.updated", 6, "{\"type\":\"message.updated\"}");
 	webhook_event("session.idle", 7, idle_json);
+	webhook_event("pluginx", 8, "{\"type\":\"pluginx\"}");
+	webhook_event("plugin.probe.turn_end", 9, "{\"type\":\"plugin.probe.turn_end\"}");
 	pthread_join(r.thread, NULL);
 	close(r.fd);
-	assert_int_equal(r.got, 2);
+	assert_int_equal(r.got, 3);
+	assert_non_null(strstr(r.req[2], "X-Agentgate-Event: plugin.probe.turn_end\r\n"));
 	for (int i = 0; i < 2; i++) {
 		assert_non_null(strstr(r.req[i], "POST /hook HTTP/1.1\r\n"));
 		assert_non_null(strstr(r.req[i], "X-Agentgate-Event: session.idle\r\n"));

@@ -23,8 +23,9 @@ static int refuse(const struct ag_ctx *ctx, struct ag_tool_before *tb, const cha
 		  const char *value, const char *pattern)
 {
 	char why[768];
-	snprintf(why, sizeof(why), "guard: refused: %s \"%.256s\" matches the protected "
-		 "pattern \"%.128s\"", what, value, pattern);
+	/* the host adds which plugin refused: "... (plugin guard)" */
+	snprintf(why, sizeof(why), "refused: %s \"%.256s\" matches the protected pattern "
+		 "\"%.128s\"", what, value, pattern);
 	G.host->log(G.self, AG_LOG_INFO, "session %s: %s call %s: %s", ctx->session_id,
 		    tb->tool, tb->call_id, why);
 	tb->reason = G.host->strdup(why);

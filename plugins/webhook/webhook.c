@@ -1,5 +1,5 @@
 /* webhook: POSTs chosen events (option "events", default session.idle, session.error
- * and permission.asked; "*" for all) as JSON to "url", so a bot learns a session
+ * and permission.asked; "*" for all, "plugin.*" for a prefix) as JSON to "url", so a bot learns a session
  * finished without polling. The observer thread only copies an event into a bounded
  * outbox (option "outbox"; when full, new events are dropped, counted and logged); one
  * sender thread of the plugin's own delivers them in order with libcurl, each request
@@ -38,6 +38,19 @@ static struct webhook {
 
 /* ---- the observer thread ---------------------------------------------------------- */
 
+/* Is type one of "events": exact, "*", or a prefix ending in ".*" ("plugin.*"). A host
+ * with hook_events filters already; an older one sends everything. */
+static int wanted(const char *type)
+{
+	for (char **e = W.events; *e; e++) {
+		size_t n = strlen(*e);
+		if (!strcmp(*e, "*") || !strcmp(*e, type) ||
+		    (n > 2 && !strcmp(*e + n - 2, ".*") && !strncmp(*e, type, n - 1)))
+			return 1;
+	}
+	return 0;
+}
+
 static int on_event(void *user, const struct ag_ctx *ctx, void *data)
 {
 	const struct ag_event *ev = data;
@@ -46,7 +59,7 @@ static int on_event(void *user, const struct ag_ctx *ctx, void *data)
 		W.host->log(W.self, AG_LOG_WARN, "%" PRIu64 " events were dropped before seq %"
 			    PRId64 " (this observer fell behind); any of them may be missing",
 			    ev->dropped, ev->seq);
-	if (!plug_strv_has(W.events, "*") && !plug_strv_has(W.events, ev->type))
+	if (!wanted(ev->type))
 		return AG_HOOK_CONTINUE;
 	long long full = outbox_push(&W.box, ev->type, ev->seq, ev->json, ev->json_len, &ended);
 	if (full == 1 || full < 0)
@@ -267,6 +280,25 @@ static int curl_setup(struct ag_error *err)
 	return AG_OK;
 }
 
+/* The observer, for the chosen types only where the host can filter (ABI 1.0 hosts
+ * without hook_events send every event, and wanted() picks). */
+static int hook_events(struct ag_error *err)
+{
+	int (*filtered)(ag_plugin *, ag_hook_fn, void *, const char *) =
+		AG_HOST_FN(W.host, hook_events);
+	int n = 0;
+	while (W.events[n])
+		n++;
+	if (!filtered || plug_strv_has(W.events, "*"))
+		return W.host->hook(W.self, AG_HOOK_EVENT, on_event, NULL);
+	cJSON *a = cJSON_CreateStringArray((const char *const *)W.events, n);
+	char *types = cJSON_PrintUnformatted(a);
+	int rc = types ? filtered(W.self, on_event, NULL, types) : AG_E_INTERNAL;
+	cJSON_free(types);
+	cJSON_Delete(a);
+	return rc;
+}
+
 static void webhook_free(void)
 {
 	size_t left = 0;
@@ -307,7 +339,7 @@ static int webhook_load(ag_plugin *self, const struct ag_host *host, const char 
 	if (!rc && pthread_create(&W.thread, NULL, sender, NULL))
 		rc = plug_fail(err, AG_E_INTERNAL, "cannot start the sender thread");
 	W.running = !rc;
-	if (!rc && (rc = host->hook(self, AG_HOOK_EVENT, on_event, NULL)))
+	if (!rc && (rc = hook_events(err)))
 		plug_fail(err, rc, "cannot register the event hook");
 	if (rc)
 		webhook_free();

@@ -30,9 +30,10 @@ import {
 } from "./lib.mjs";
 
 const T = { timeout: 120_000 };
-const BUILD = process.env.AGENTGATE_BUILD_DIR || path.dirname(BIN);
-const PLUGINS = process.env.AGENTGATE_PLUGIN_DIR || path.join(BUILD, "plugins");
-const PROBE = process.env.AGENTGATE_PROBE || path.join(BUILD, "tests/plugins/probe.so");
+// absolute: a relative plugin path in a config is resolved against the config's folder
+const BUILD = path.resolve(process.env.AGENTGATE_BUILD_DIR || path.dirname(BIN));
+const PLUGINS = path.resolve(process.env.AGENTGATE_PLUGIN_DIR || path.join(BUILD, "plugins"));
+const PROBE = path.resolve(process.env.AGENTGATE_PROBE || path.join(BUILD, "tests/plugins/probe.so"));
 const so = (name) => path.join(PLUGINS, `${name}.so`);
 
 /** A server whose scripted model follows rules, with these plugins ({name|path, options}). */
@@ -67,9 +68,10 @@ const prompt = (srv, id, text) =>
 const textOf = (parts) => parts.filter((p) => p.type === "text").map((p) => p.text).join("");
 const userTexts = (msgs) => msgs.filter((m) => m.info.role === "user").map((m) => textOf(m.parts));
 const toolParts = (msgs, tool) => msgs.flatMap((m) => m.parts).filter((p) => p.type === "tool" && p.tool === tool);
-const turnEnds = (sse, id) =>
-	sse.events.filter((e) => e.type === "plugin.probe.turn_end" && e.properties.sessionID === id).map((e) => e.properties);
-const pluginEvents = (sse, type, id) => sse.events.filter((e) => e.type === type && e.properties.sessionID === id);
+/** The events (JSON) of type for session id received so far. */
+const eventsOf = (sse, type, id) => sse.events.map((f) => f.json).filter((e) => e.type === type && e.sessionID === id);
+const turnEnds = (sse, id) => eventsOf(sse, "plugin.probe.turn_end", id).map((e) => e.properties);
+const pluginEvents = eventsOf;
 
 /** Every user message has exactly one terminal assistant reply, bound to it. */
 function assertOneReplyEach(msgs) {
@@ -194,16 +196,18 @@ test("guard: a tool call on a protected path fails with a reason naming the patt
 	});
 	const s = await createSession(srv);
 	const cases = [
-		["read config/.env", "error", 'guard: refused: filePath "config/.env" matches the protected pattern ".env"'],
+		["read config/.env", "error", 'refused: filePath "config/.env" matches the protected pattern ".env"'],
 		["read src/main.c", "completed", "read src/main.c"],
-		["run cat certs/server.pem | head", "error", 'guard: refused: command word "certs/server.pem" matches the protected pattern "*.pem"'],
+		["run cat certs/server.pem | head", "error", 'refused: command word "certs/server.pem" matches the protected pattern "*.pem"'],
 		["run ls -la", "completed", "ran ls -la"],
 	];
 	for (const [text, status, says] of cases) {
 		await prompt(srv, s.id, text);
 		const part = toolParts(await getMessages(srv, s.id), text.startsWith("read") ? "probe_read" : "probe_bash").at(-1);
 		assert.equal(part.state.status, status, text);
-		assert.equal(status === "error" ? part.state.error : part.state.output, says, text);
+		if (status === "completed") assert.equal(part.state.output, says, text);
+		// the model reads the reason, with the host's note of who refused
+		else assert.ok(part.state.error.startsWith(says) && part.state.error.includes("guard"), part.state.error);
 	}
 	assertOneReplyEach(await getMessages(srv, s.id));
 });
@@ -287,6 +291,7 @@ test("webhook: session.idle and session.error reach a local receiver as JSON", T
 	t.after(() => rx.close());
 	const srv = await serve(t, {
 		plugins: [{ name: "webhook", options: { url: `http://127.0.0.1:${port}/hook`, headers: { "X-Token": "t0k" } } }],
+		rules: [{ regex: "^fail", steps: [{ text: "About to fail.", error: { status: 400, message: "scripted failure" } }] }],
 	});
 	const s = await createSession(srv);
 	await prompt(srv, s.id, "hello");
