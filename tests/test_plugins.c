@@ -2,7 +2,7 @@
  * (tests/plugins/fakehost.h): what guard refuses and how it says so, where audit-log
  * rotates, when continuation wakes a session and when it stops, how webhook retries and
  * that its observer never waits on the network. Against the real gateway they are
- * tested end to end in tests/node/plugins.test.mjs. */
+ * tested end to end in tests/node/firstparty.test.mjs. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
