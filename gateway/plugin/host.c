@@ -231,7 +231,7 @@ static int plugin_dir(char *out, size_t n)
 		char *slash = strrchr(exe, '/');
 		if (slash)
 			*slash = 0;
-		snprintf(out, n, "%s/plugins", exe);
+		snprintf(out, n, "%.*s/plugins", (int)(n > 9 ? n - 9 : 0), exe);
 		if (access(out, R_OK | X_OK) == 0)
 			return 0;
 	}

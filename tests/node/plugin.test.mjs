@@ -11,10 +11,18 @@ import os from "node:os";
 import { startServer, apiOk, createSession, promptAsync, getMessages, wsConnect, pollUntil, runBin, BIN } from "./lib.mjs";
 
 const FX = path.join(path.dirname(BIN), "tests/plugins/fx.so");
+const CONTINUATION = path.join(path.dirname(BIN), "plugins/continuation.so");
 const T = { timeout: 120_000 };
 
 const RULES = [
 	{ regex: "^fx (.+)$", steps: [{ text: "Calling fx.", tools: [{ name: "fx", input: { mode: "{{1}}" } }] }, { text: "fx said: {{tool_output}}" }] },
+	{
+		regex: "^plan (.+)$",
+		steps: [
+			{ text: "Planning.", tools: [{ name: "todowrite", input: { todos: [{ content: "{{1}}", status: "pending", priority: "high", id: "1" }] } }] },
+			{ text: "Planned." },
+		],
+	},
 	{ regex: "^echo (.+)$", steps: [{ text: "Calling echo.", tools: [{ name: "echo", input: { text: "{{1}}" } }] }, { text: "echo said: {{tool_output}}" }] },
 	{ steps: [{ text: "You said: {{prompt}}" }] },
 ];
@@ -97,13 +105,16 @@ test("agentgate run --plugin: the plugin's tool runs in the headless turn", T, a
 });
 
 test("plugin wakes racing WS and HTTP prompts around a tool round-trip: one terminal reply per user message", T, async (t) => {
-	const srv = await startServer({ config: CONFIG, args: ["--plugin", FX] });
+	// fx fires bursts of prompt_async from its threads; continuation wakes the session
+	// on idle while its todo stays open
+	const srv = await startServer({ config: CONFIG, args: ["--plugin", FX, "--plugin", CONTINUATION] });
 	t.after(() => srv.stop());
 	const ws = await wsConnect(srv.wsUrl);
 	t.after(() => ws.close());
 	const s = await createSession(srv, {});
 	const sent = [];
 	for (let round = 0; round < 4; round++) {
+		sent.push(promptAsync(srv, s.id, `plan step ${round}`));
 		// the burst starts from inside the tool call, while its round-trip is in flight
 		sent.push(promptAsync(srv, s.id, "fx burst"));
 		for (let i = 0; i < 3; i++) {
@@ -112,20 +123,23 @@ test("plugin wakes racing WS and HTTP prompts around a tool round-trip: one term
 		}
 	}
 	await Promise.all(sent);
-	const listing = async () => (await apiOk(srv, "GET", "/plugin"))[0];
+	const listing = async (id) => (await apiOk(srv, "GET", "/plugin")).find((p) => p.id === id);
 	await pollUntil(
 		async () => {
 			const st = await apiOk(srv, "GET", "/session/status");
-			const p = await listing();
-			// 4 bursts × 2 threads × 5 prompts, all accepted and all of their turns ended
-			return Object.keys(st).length === 0 && p.counters.prompts === 40 && p.inflight === 0;
+			const fx = await listing("fx");
+			const cont = await listing("continuation");
+			// 4 bursts × 2 threads × 5 prompts accepted and ended, continuation has
+			// woken the session and stopped (its wakes are bounded), nothing runs
+			return Object.keys(st).length === 0 && fx.counters.prompts === 40 && fx.inflight === 0 &&
+				cont.counters.prompts >= 1 && cont.inflight === 0;
 		},
 		{ timeout: 60000, label: "every turn ended" },
 	);
 	const msgs = await getMessages(srv, s.id);
 	const users = checkLedger(msgs);
-	// 25 client prompts and 40 plugin wakes, minus the wakes that joined a queued one
-	assert.ok(users >= 25 + 20 && users <= 25 + 40, `${users} user messages`);
-	const p = await listing();
-	assert.equal(p.counters.hookErrors, 0);
+	const wakes = (await listing("continuation")).counters.prompts;
+	// 29 client prompts, 40 fx prompts (minus those that joined a queued one), the wakes
+	assert.ok(users >= 29 + 20 && users <= 29 + 40 + wakes, `${users} user messages`);
+	assert.equal((await listing("fx")).counters.hookErrors, 0);
 });
