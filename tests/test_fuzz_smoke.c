@@ -25,6 +25,9 @@ static const char *seeds[] = {
 	"{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"x\\\":1}\"}}\n\n"
 	"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"}}\n\n"
 	"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\"}}\n\n",
+	"\x03{\"bash\":{\"git *\":\"allow\",\"rm *\":\"deny\",\"[a-c]?x\\\\*\":\"ask\"},"
+	"\"edit\":{\"~/src/*\":\"deny\"},\"*\":\"ask\",\"timeout_ms\":5}\ngit *\ngit status\n"
+	"rm -rf /\n[!b]*.c\nsrc/main.c\n~/src/a.c\n",
 };
 
 static uint64_t rng = 0x9e3779b97f4a7c15ULL;
@@ -77,10 +80,11 @@ static size_t mutate(uint8_t *b, size_t n, size_t cap)
 }
 
 extern unsigned long fuzz_bodies_parsed, fuzz_bodies_refused, fuzz_stream_events;
+extern unsigned long fuzz_rules_parsed, fuzz_rules_matched;
 
 /* Every mutated input must leave the parsers whole (the sanitizers watch), and the
- * mutations must reach both sides: bodies that parse and bodies refused, and stream
- * events decoded, or the run proves nothing. */
+ * mutations must reach both sides: bodies that parse and bodies refused, stream events
+ * decoded, permission rules parsed and wildcards matching, or the run proves nothing. */
 static void parsers_survive_mutated_inputs(void **state)
 {
 	enum { CAP = 8192, ROUNDS = 20000 };
@@ -101,6 +105,8 @@ static void parsers_survive_mutated_inputs(void **state)
 	assert_true(fuzz_bodies_parsed > 1000);
 	assert_true(fuzz_bodies_refused > 1000);
 	assert_true(fuzz_stream_events > 10000);
+	assert_true(fuzz_rules_parsed > 1000);
+	assert_true(fuzz_rules_matched > 1000);
 }
 
 int main(void)

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "id.h"
 #include "jw.h"
+#include "permrule.h"
 #include "turnq.h"
 
 static void ids_sort_by_creation_and_validate(void **state)
@@ -166,6 +167,131 @@ static void config_limits_default_and_reject_bad_values_by_name(void **state)
 	}
 }
 
+static void permission_wildcards_match_like_opencode(void **state)
+{
+	static const struct {
+		const char *pattern, *s;
+		int match;
+	} cases[] = {
+		{"*", "", 1}, {"*", "anything at all/with/slashes", 1},
+		{"git *", "git status", 1}, {"git *", "git", 1}, /* the tail is optional */
+		{"git *", "gitk", 0}, {"git *", "git log src/a.c", 1},
+		{"rm *", "rm -rf /", 1}, {"rm *", "echo rm -rf /", 0},
+		{"src/*", "src/a/b/c.c", 1}, {"src/*", "lib/src/a.c", 0},
+		{"*.c", "src/main.c", 1}, {"*.c", "src/main.h", 0},
+		{"?.txt", "a.txt", 1}, {"?.txt", "ab.txt", 0},
+		{"[ab]*", "apple", 1}, {"[ab]*", "cherry", 0}, {"[!ab]*", "cherry", 1},
+		{"[^ab]*", "apple", 0}, {"[a-c]x", "bx", 1}, {"[a-c]x", "dx", 0},
+		{"[]]", "]", 1}, {"[unclosed", "[unclosed", 1}, {"a\\*b", "a*b", 1},
+		{"a\\*b", "axb", 0}, {"", "", 1}, {"", "x", 0}, {"abc", "abc", 1},
+		{"abc", "abcd", 0}, {"*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 0},
+		{"mcp_*", "mcp_fetch", 1}, {"trailing\\", "trailing\\", 1},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (perm_match(cases[i].pattern, cases[i].s) != cases[i].match)
+			fail_msg("\"%s\" vs \"%s\": expected %d", cases[i].pattern, cases[i].s,
+				 cases[i].match);
+	assert_int_equal(perm_match(NULL, "x"), 0);
+	assert_int_equal(perm_match("x", NULL), 0);
+}
+
+static struct perm_rules rules_of(const char *json, const char *origin)
+{
+	struct perm_rules r = {0};
+	struct err e = {0};
+	cJSON *j = cJSON_Parse(json);
+	snprintf(r.origin, sizeof(r.origin), "%s", origin);
+	if (perm_rules_parse(&r, j, "/home/u", "test", &e))
+		fail_msg("%s: %s", json, e.msg);
+	cJSON_Delete(j);
+	return r;
+}
+
+static enum perm_action eval(const struct perm_rules *const *sets, int n, const char *perm,
+			     const char *patterns_json, struct perm_hit *hit)
+{
+	cJSON *pats = patterns_json ? cJSON_Parse(patterns_json) : NULL;
+	enum perm_action a = perm_eval(sets, n, perm, pats, hit);
+	cJSON_Delete(pats);
+	return a;
+}
+
+static void permission_rules_last_match_wins_agent_over_global(void **state)
+{
+	struct perm_rules def = rules_of("{\"*\":\"allow\",\"edit\":\"ask\",\"bash\":\"ask\"}",
+					 "default");
+	struct perm_rules cfg = rules_of("{\"bash\":{\"*\":\"ask\",\"git *\":\"allow\","
+					 "\"rm *\":\"deny\"},\"edit\":{\"~/secret/*\":\"deny\"},"
+					 "\"timeout_ms\":5000}", "config");
+	struct perm_rules agent = rules_of("{\"bash\":{\"git push *\":\"deny\"},\"read\":\"deny\"}",
+					   "agent build");
+	const struct perm_rules *all[] = {&def, &cfg, &agent};
+	struct perm_hit hit;
+	char buf[256];
+	assert_int_equal(cfg.n, 4); /* timeout_ms is not a rule */
+	assert_int_equal(eval(all, 3, "bash", "[\"git status\"]", &hit), PERM_ALLOW);
+	assert_string_equal(hit.set->origin, "config");
+	assert_int_equal(eval(all, 3, "bash", "[\"git push origin\"]", &hit), PERM_DENY);
+	perm_hit_describe(&hit, buf, sizeof(buf));
+	assert_string_equal(buf, "\"bash\": {\"git push *\": \"deny\"} (agent build)");
+	assert_int_equal(eval(all, 2, "bash", "[\"git push origin\"]", &hit), PERM_ALLOW);
+	assert_int_equal(eval(all, 3, "bash", "[\"make\"]", &hit), PERM_ASK);
+	/* one denied subject denies the ask; one asking subject asks */
+	assert_int_equal(eval(all, 3, "bash", "[\"git status\",\"rm -rf x\"]", &hit), PERM_DENY);
+	assert_int_equal(eval(all, 3, "bash", "[\"git status\",\"make\"]", &hit), PERM_ASK);
+	assert_string_equal(hit.rule->pattern, "*");
+	/* ~ is the home directory; "edit" rules cover write, patch and multiedit */
+	assert_int_equal(eval(all, 3, "write", "[\"/home/u/secret/k\"]", &hit), PERM_DENY);
+	assert_int_equal(eval(all, 3, "edit", "[\"/home/u/notes\"]", &hit), PERM_ASK);
+	assert_int_equal(eval(all, 3, "read", "[\"a.c\"]", &hit), PERM_DENY);
+	assert_int_equal(eval(all, 2, "read", "[\"a.c\"]", &hit), PERM_ALLOW);
+	/* no patterns is the subject "*"; an unknown permission takes the "*" rule */
+	assert_int_equal(eval(all, 3, "bash", NULL, &hit), PERM_ASK);
+	assert_int_equal(eval(all, 3, "srv_fetch", "[]", &hit), PERM_ALLOW);
+	/* nothing matching: ask, no rule */
+	assert_int_equal(eval(all + 2, 1, "glob", "[\"x\"]", &hit), PERM_ASK);
+	assert_null(hit.rule);
+	perm_hit_describe(&hit, buf, sizeof(buf));
+	assert_string_equal(buf, "no rule");
+	/* a lone action is every permission */
+	struct perm_rules one = rules_of("\"deny\"", "config");
+	const struct perm_rules *sets[] = {&def, &one};
+	assert_int_equal(eval(sets, 2, "read", "[\"x\"]", &hit), PERM_DENY);
+	perm_rules_free(&one);
+	perm_rules_free(&def);
+	perm_rules_free(&cfg);
+	perm_rules_free(&agent);
+}
+
+static void permission_config_errors_name_the_key(void **state)
+{
+	static const struct {
+		const char *json, *named;
+	} bad[] = {
+		{"[1]", "test must be an object"},
+		{"\"maybe\"", "test must be \"allow\""},
+		{"{\"bash\":\"yes\"}", "\"bash\" must be \"allow\", \"ask\" or \"deny\""},
+		{"{\"bash\":{\"git *\":\"ok\"}}", "\"bash\": {\"git *\": ...}"},
+		{"{\"bash\":{\"git *\":1}}", "\"bash\": {\"git *\": ...}"},
+		{"{\"edit\":true}", "\"edit\" must be"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct perm_rules r = {0};
+		struct err e = {0};
+		cJSON *j = cJSON_Parse(bad[i].json);
+		assert_int_equal(perm_rules_parse(&r, j, NULL, "test", &e), -1);
+		if (!strstr(e.msg, bad[i].named))
+			fail_msg("%s: \"%s\" does not name %s", bad[i].json, e.msg, bad[i].named);
+		cJSON_Delete(j);
+		perm_rules_free(&r);
+	}
+	enum perm_action a;
+	assert_int_equal(perm_action_parse("ask", &a), 0);
+	assert_int_equal(a, PERM_ASK);
+	assert_int_equal(perm_action_parse(NULL, &a), -1);
+	assert_string_equal(perm_action_name(PERM_DENY), "deny");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -175,6 +301,9 @@ int main(void)
 		cmocka_unit_test(turnq_dedupe_reject_interrupt_and_limit),
 		cmocka_unit_test(turn_policy_names_parse),
 		cmocka_unit_test(config_limits_default_and_reject_bad_values_by_name),
+		cmocka_unit_test(permission_wildcards_match_like_opencode),
+		cmocka_unit_test(permission_rules_last_match_wins_agent_over_global),
+		cmocka_unit_test(permission_config_errors_name_the_key),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

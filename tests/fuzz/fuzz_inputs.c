@@ -1,7 +1,8 @@
 /* Fuzz target for what clients and providers send that is parsed before anything else
  * checks it: request bodies (jsonin_parse, then the prompt and model fields of api.c's
  * parser, then the JSON-RPC envelope fields) and provider stream events (wire_event for
- * both formats, fed through the SSE parser). The first byte picks the target. Built
+ * both formats, fed through the SSE parser) and permission rules (a config section
+ * and the subjects an ask is judged on). The first byte picks the target. Built
  * with libFuzzer under clang (fuzz_inputs) and, for CI with gcc, driven by
  * test_fuzz_smoke with seeded random inputs. */
 #include <stdint.h>
@@ -9,12 +10,14 @@
 #include <string.h>
 
 #include "jsonin.h"
+#include "permrule.h"
 #include "sse.h"
 #include "wire.h"
 
 /* What the inputs reached: bodies that parsed and bodies refused, stream events. The
  * smoke test checks its mutations exercise both sides. */
 unsigned long fuzz_bodies_parsed, fuzz_bodies_refused, fuzz_stream_events;
+unsigned long fuzz_rules_parsed, fuzz_rules_matched;
 
 static void on_text(void *arg, int reasoning, const char *s, size_t n)
 {
@@ -72,16 +75,55 @@ static void stream(enum wire_kind kind, const uint8_t *data, size_t size)
 	wire_free(&w);
 }
 
+/* The first line is a permission config section (JSON), each other line a subject: the
+ * line is also a wildcard matched against the next one. */
+static void rules(const uint8_t *data, size_t size)
+{
+	char *buf = malloc(size + 1);
+	if (!buf)
+		return;
+	memcpy(buf, data, size);
+	buf[size] = 0;
+	size_t first = strcspn(buf, "\n");
+	struct err e = {0};
+	struct perm_rules R = {0};
+	cJSON *subjects = cJSON_CreateArray();
+	for (char *line = buf + first; *line; line += strcspn(line, "\n")) {
+		*line++ = 0;
+		char *next = line + strcspn(line, "\n");
+		char keep = *next;
+		*next = 0;
+		fuzz_rules_matched += (unsigned long)perm_match(line, next + (keep != 0));
+		cJSON_AddItemToArray(subjects, cJSON_CreateString(line));
+		*next = keep;
+	}
+	cJSON *section = jsonin_parse(buf, strlen(buf), &e);
+	if (section && perm_rules_parse(&R, section, "/home/fuzz", "fuzz", &e) == 0) {
+		const struct perm_rules *sets[] = {&R};
+		struct perm_hit hit;
+		char why[256];
+		fuzz_rules_parsed++;
+		perm_eval(sets, 1, "bash", subjects, &hit);
+		perm_hit_describe(&hit, why, sizeof(why));
+		perm_eval(sets, 1, "write", subjects, &hit);
+	}
+	perm_rules_free(&R);
+	cJSON_Delete(section);
+	cJSON_Delete(subjects);
+	free(buf);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	switch (data[0] % 3) {
+	switch (data[0] % 4) {
 	case 0: body(data + 1, size - 1); break;
 	case 1: stream(WIRE_OPENAI, data + 1, size - 1); break;
-	default: stream(WIRE_ANTHROPIC, data + 1, size - 1); break;
+	case 2: stream(WIRE_ANTHROPIC, data + 1, size - 1); break;
+	default: rules(data + 1, size - 1); break;
 	}
 	return 0;
 }
