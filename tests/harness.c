@@ -54,6 +54,7 @@ void h_start(struct h *h, int recover)
 	struct engine_opts o = {
 		.data_dir = h->dir, .config_path = access(cfg, R_OK) == 0 ? cfg : NULL,
 		.openai_base_url = h->openai_base, .anthropic_base_url = h->anthropic_base,
+		.workspace = h->workspace,
 	};
 	h->E = engine_create(h->L, &o, &e);
 	if (!h->E)

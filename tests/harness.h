@@ -16,6 +16,7 @@ struct h {
 	char **types;
 	int nevents, cap;
 	const char *openai_base, *anthropic_base; /* set before h_start to reach a mock */
+	const char *workspace;                    /* set before h_start: --workspace */
 };
 
 /* Creates dir and writes config_json (NULL: none) to dir/config.json. */

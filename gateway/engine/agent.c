@@ -26,6 +26,7 @@ static void agent_clear(struct agent *a)
 	for (int i = 0; i < a->ntools; i++)
 		free(a->tools[i]);
 	free(a->tools);
+	perm_rules_free(&a->perm);
 	memset(a, 0, sizeof(*a));
 }
 
@@ -43,6 +44,7 @@ static struct agent *slot(struct agents *A, const char *name)
 	a->name = strdup(name);
 	a->mode = strdup("all");
 	a->max_steps = 25;
+	snprintf(a->perm.origin, sizeof(a->perm.origin), "agent %.50s", name);
 	return a;
 }
 
@@ -119,6 +121,11 @@ static int load_one(struct agents *A, const cJSON *o, struct err *e)
 		return -1;
 	a->max_steps = (int)steps;
 	a->stall_ms = stall;
+	char where[128];
+	snprintf(where, sizeof(where), "agent %.60s: \"permission\"", a->name);
+	if (perm_rules_parse(&a->perm, cJSON_GetObjectItemCaseSensitive(o, "permission"),
+			     getenv("HOME"), where, e))
+		return -1;
 	if (a->model && !strchr(a->model, '/')) {
 		err_set(e, ERR_INVALID, "agent %s: model \"%s\" must be PROVIDER/MODEL", a->name,
 			a->model);

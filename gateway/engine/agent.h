@@ -8,6 +8,7 @@
 
 #include "err.h"
 #include "jw.h"
+#include "permrule.h"
 
 struct agent {
 	char *name;
@@ -19,6 +20,7 @@ struct agent {
 	int ntools;
 	int max_steps;
 	int64_t stall_ms; /* 0 = the global stall timeout */
+	struct perm_rules perm; /* its "permission" rules, over the config's */
 	int builtin;
 };
 

@@ -8,9 +8,11 @@
 #include "scripted.h"
 #include "vec.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int engine_store_ok(struct engine *E, const char *what, struct err *e)
@@ -75,6 +77,10 @@ static int session_fill_tree(struct engine *E, struct session *s, const struct s
 int engine_session_create(struct engine *E, const struct session_params *p, char *id_out,
 			  struct err *e)
 {
+	if (p->directory && p->directory[0] != '/') {
+		err_set(e, ERR_INVALID, "directory \"%.200s\" must be an absolute path", p->directory);
+		return -1;
+	}
 	if (check_agent_model(E, p->agent, p->model, e) || engine_store_ok(E, "the session", e))
 		return -1;
 	uint64_t mark = store_mark(E->S);
@@ -96,10 +102,8 @@ int engine_session_create(struct engine *E, const struct session_params *p, char
 		session_free(s);
 		return -1;
 	}
-	if (!s->directory) {
-		char cwd[PATH_MAX];
-		s->directory = strdup(getcwd(cwd, sizeof(cwd)) ? cwd : "/");
-	}
+	if (!s->directory)
+		s->directory = strdup(E->workspace);
 	if (p->title)
 		s->title = strdup(p->title);
 	else if (asprintf(&s->title, "%s - %s", s->parent_id[0] ? "Child session" : "New session",
@@ -166,23 +170,13 @@ int engine_tree_busy(struct engine *E, const char *session_id)
 
 void engine_status_json(struct engine *E, struct jw *w)
 {
-	static const char *names[] = {"idle", "busy", "retry"};
 	jw_obj(w);
 	for (int b = 0; b < SES_BUCKETS; b++) {
 		for (struct session *s = E->buckets[b]; s; s = s->hnext) {
 			if (s->status == ST_IDLE)
 				continue;
 			jw_key(w, s->id);
-			jw_obj(w);
-			jw_kstr(w, "type", names[s->status]);
-			if (s->status == ST_RETRY) {
-				jw_kint(w, "attempt", s->retry_attempt);
-				jw_kstr(w, "message", s->retry_msg);
-				jw_kint(w, "next", s->retry_next);
-			}
-			if (s->parent_id[0])
-				jw_kstr(w, "parentID", s->parent_id);
-			jw_obj_end(w);
+			session_status_json(E, s, w, 1);
 		}
 	}
 	jw_obj_end(w);
@@ -322,6 +316,8 @@ static void delete_one(struct engine *E, const char *id)
 	struct bus_env env;
 	session_env(s, NULL, &env);
 	bus_publish(E->B, &E->jw, "session.deleted", &env);
+	if (!s->parent_id[0])
+		permission_forget_tree(E, s->id);
 	session_unlink(E, s);
 	session_free(s);
 }
@@ -455,6 +451,37 @@ static int load_config(struct engine *E, const struct engine_opts *o, struct err
 	return agents_load(&E->A, cJSON_GetObjectItemCaseSensitive(E->C.root, "agent"), e);
 }
 
+/* The working directory of root sessions: the flag's (relative to the cwd), else the
+ * config's (relative to its file), else the cwd — an existing directory, made absolute. */
+static int set_workspace(struct engine *E, const char *flag, struct err *e)
+{
+	const cJSON *ws = cJSON_GetObjectItemCaseSensitive(E->C.root, "workspace");
+	char *joined = NULL, real[PATH_MAX];
+	if (ws && (!cJSON_IsString(ws) || !*ws->valuestring)) {
+		err_set(e, ERR_INVALID, "config: \"workspace\" must be a directory's path");
+		return -1;
+	}
+	const char *dir = flag ? flag : ws ? ws->valuestring : ".";
+	if (!flag && ws && dir[0] != '/' && E->C.dir && asprintf(&joined, "%s/%s", E->C.dir, dir) > 0)
+		dir = joined;
+	int ok = realpath(dir, real) != NULL;
+	free(joined);
+	struct stat st;
+	if (!ok || stat(real, &st) || !S_ISDIR(st.st_mode)) {
+		err_set(e, ERR_INVALID, "%s %s: %s", flag ? "--workspace" : ws ? "config workspace"
+			: "the working directory", flag ? flag : ws ? ws->valuestring : ".",
+			ok ? "not a directory" : strerror(errno));
+		return -1;
+	}
+	E->workspace = strdup(real);
+	return E->workspace ? 0 : -1;
+}
+
+const char *engine_workspace(struct engine *E)
+{
+	return E->workspace;
+}
+
 static int load_providers(struct engine *E, struct err *e)
 {
 	static const char *const net[] = {"openai", "anthropic"};
@@ -483,7 +510,8 @@ struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct
 	jw_init(&E->jw);
 	const char *dir = o->data_dir ? o->data_dir : "./data";
 	E->lock_fd = datadir_lock(dir, o->owner, e);
-	if (E->lock_fd < 0 || load_config(E, o, e) || load_providers(E, e))
+	if (E->lock_fd < 0 || load_config(E, o, e) || set_workspace(E, o->workspace, e) ||
+	    permission_init(E, e) || load_providers(E, e))
 		goto fail;
 	if (tools_register_builtin(&E->T) || task_register_tools(E)) {
 		err_set(e, ERR_INTERNAL, "cannot register the built-in tools");
@@ -542,6 +570,8 @@ void engine_destroy(struct engine *E)
 	llmio_stop(E->io); /* no transfer may outlive the providers it points to */
 	llm_destroy(E->M);
 	tools_free(&E->T);
+	permission_free(E);
+	free(E->workspace);
 	agents_free(&E->A);
 	config_free(&E->C);
 	jw_free(&E->jw);

@@ -28,6 +28,7 @@ struct engine_opts {
 	const char *model;       /* overrides the config's default model */
 	int64_t stall_ms;        /* > 0 overrides config and environment */
 	const char *openai_base_url, *anthropic_base_url; /* flags override env/config */
+	const char *workspace;   /* --workspace: over the config's "workspace", over the cwd */
 };
 
 /* Takes the data directory's lock (datadir.h: a second owner gets ERR_BUSY naming the
@@ -197,6 +198,50 @@ int engine_kv_delete(struct engine *E, const char *owner, const char *key, struc
 typedef int (*engine_kv_fn)(void *arg, const char *key, const void *value, size_t len);
 int engine_kv_list(struct engine *E, const char *owner, const char *prefix, engine_kv_fn fn,
 		   void *arg);
+
+/* ---- permissions (permission.c) ----
+ * A running tool call asks before it acts. The rules decide first (config "permission",
+ * then the agent's "permission"; last match wins; allow and deny answer at once, naming
+ * the rule), then HOOK_PERMISSION_ASK callbacks (a plugin may decide), then "always"
+ * replies remembered for the session's tree, then a human: permission.asked is
+ * published with the session's tree envelope and the ask waits, listed by
+ * engine_permission_list_json, until engine_permission_reply answers it, the call ends
+ * (an abort: "aborted"), or permission.timeout_ms passes. While a human is asked the
+ * session shows busy with a note, and the time is neither a stall nor a subagent's
+ * budget (HOOK_HUMAN_WAIT pauses it). */
+
+/* The answer: allowed (1) or not (0), and why — the rule, the plugin, the human's
+ * message, an abort or the timeout (borrowed for the call). Runs once, on the loop,
+ * possibly before engine_permission_ask returns. */
+typedef void (*permission_done_fn)(void *arg, int allowed, const char *message);
+
+/* Asks for call_id (a running tool call's tool_call.id) to use permission ("bash",
+ * "edit", an MCP tool's name, ...) on patterns (an array of strings: commands, paths;
+ * NULL or empty: "*"). always: what an "always" reply remembers (NULL: patterns); title:
+ * one line a human reads (NULL: made from the permission and patterns); metadata: an
+ * object a client shows (NULL: {}). Everything is copied. 0 once done ran or the ask
+ * waits; -1 with ERR_NOTFOUND when call_id is not a running call, ERR_INVALID naming a
+ * malformed argument (done is then not called). */
+int engine_permission_ask(struct engine *E, uint64_t call_id, const char *permission,
+			  const cJSON *patterns, const cJSON *always, const char *title,
+			  const cJSON *metadata, permission_done_fn done, void *arg,
+			  struct err *e);
+/* Answers a pending ask: reply "once" (allowed this time), "always" (allowed, and the
+ * ask's always patterns are allowed for the rest of the session tree, which also
+ * answers the tree's pending asks they cover) or "reject" (not allowed; message, when
+ * given, is what the model reads; the session's other pending asks are rejected too).
+ * session_id (may be NULL) must be the ask's session or an ancestor of it. Publishes
+ * permission.replied. ERR_NOTFOUND for an ask that is not pending, ERR_INVALID for
+ * another reply. */
+int engine_permission_reply(struct engine *E, const char *request_id, const char *reply,
+			    const char *message, const char *session_id, struct err *e);
+/* Writes the pending asks, oldest first, as permission.asked's properties. */
+void engine_permission_list_json(struct engine *E, struct jw *w);
+
+/* The working directory of new root sessions (absolute): --workspace, else the
+ * config's "workspace" (relative to the config file), else the process's. Fixed at
+ * engine_create; any thread. */
+const char *engine_workspace(struct engine *E);
 
 /* Number of sessions with a running turn (for the sweeper and tests). */
 int engine_running(struct engine *E);

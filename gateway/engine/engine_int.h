@@ -35,6 +35,14 @@ struct engine {
 	int closing;
 	struct toolrun *calls[64]; /* running and just-finished tool calls, by id */
 	uint64_t next_call_id, calls_dropped;
+	char *workspace;     /* engine_workspace: the default directory of root sessions */
+	struct {
+		struct perm_rules defaults, global; /* the built-in rules, then the config's */
+		int64_t timeout_ms;  /* permission.timeout_ms: 0, asks wait for ever */
+		struct ask *asks;    /* waiting on a human, oldest first */
+		uint64_t seq;        /* asks made so far (an ask's place in time) */
+		struct approval *approved; /* "always" replies, per session tree */
+	} perm;
 	struct {
 		struct hook *head[HOOK_COUNT];
 		struct bus_sub sub; /* HOOK_EVENT's bus subscription, while it has callbacks */
@@ -61,6 +69,8 @@ struct session {
 	int64_t last_activity;  /* time of the session's last stream event */
 	int64_t last_used;      /* for evicting idle sessions from the cache */
 	int background;         /* a background task's child: its parent is woken when it ends */
+	int asks;               /* its tool calls' asks waiting on a human */
+	int waiting;            /* asks waiting on a human in its subtree, its own included */
 	/* a subagent's session: the turn its task started, for HOOK_SUBAGENT_START/END */
 	char subagent_turn[ID_MAX];
 	/* the ended turns' messages as the model sees them, up to turn hist_upto (step.c) */
@@ -142,6 +152,13 @@ struct session *session_get(struct engine *E, const char *id);
 struct session *session_alloc(struct engine *E, const char *id);
 void session_env(const struct session *s, const struct turn *t, struct bus_env *env);
 void session_set_status(struct engine *E, struct session *s, enum status_type st);
+/* Publishes session.status as it stands (a permission note came or went). */
+void session_announce_status(struct engine *E, struct session *s);
+/* Writes the status object ({type, attempt?, message?, next?, permission?}), with the
+ * session's parentID inside it when parent is set. */
+void session_status_json(struct engine *E, const struct session *s, struct jw *w, int parent);
+/* 1 if path (root/.../id) has the segment id: the session at path is id or below it. */
+int session_path_has(const char *path, const char *id);
 void session_write_json(const struct session *s, struct jw *w);
 void session_kick(struct session *s);
 void session_unlink(struct engine *E, struct session *s);
@@ -212,6 +229,18 @@ int turn_in_abort(struct engine *E, const char *session_id);
 const char *turn_state_name(enum turn_state st);
 void turn_free(struct turn *t);
 
+/* permission.c (engine.h has the asks' public face) */
+/* The built-in rules, the config's and permission.timeout_ms; -1 with e naming a bad one. */
+int permission_init(struct engine *E, struct err *e);
+void permission_free(struct engine *E);
+/* Call id ended (done, failed, cancelled): its pending asks end as not allowed, why. */
+void permission_call_ended(struct engine *E, uint64_t call, const char *why);
+/* Forgets the "always" replies of the tree rooted at root_id (deleted). */
+void permission_forget_tree(struct engine *E, const char *root_id);
+/* The note a session's busy status carries while it has asks pending (message,
+ * permission: the oldest ask's id). */
+void permission_status_note(struct engine *E, const struct session *s, struct jw *w);
+
 /* task.c: registers task and check_task (built on engine.h, tool.h and hooks.h only) */
 int task_register_tools(struct engine *E);
 
@@ -254,6 +283,8 @@ void toolrun_finish(struct toolrun *r);
 /* Gives r its id and makes it findable by it; toolrun_forget when it is freed. */
 void toolrun_track(struct engine *E, struct toolrun *r);
 void toolrun_forget(struct engine *E, struct toolrun *r);
+/* The running (not finished) call with that id, or NULL; nothing counted. */
+struct toolrun *toolrun_find(struct engine *E, uint64_t id);
 /* Runs HOOK_TOOL_BEFORE or HOOK_TOOL_AFTER for r (which they may change); -1 refused,
  * with why (TOOL_BEFORE). */
 int toolrun_hooks(struct toolrun *r, enum hook_point at, char *why, size_t why_len);

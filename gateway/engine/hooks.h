@@ -49,6 +49,10 @@ enum hook_point {
 	HOOK_SUBAGENT_END,     /* the child's turn ended; data: struct hook_subagent * */
 	HOOK_TURN_END,         /* turn_end, the one way out of a turn; data: struct hook_turn_end * */
 	HOOK_SESSION_IDLE,     /* a session's status became idle; data: NULL */
+	HOOK_HUMAN_WAIT,       /* a session's subtree began or stopped waiting on a human (a
+				* permission ask in it or below it), called by permission.c for
+				* each session on the asking one's path whose state changed,
+				* itself first; data: const struct hook_wait * */
 	HOOK_COUNT
 };
 
@@ -140,6 +144,10 @@ struct hook_permission {
 	const cJSON *metadata;   /* object: the tool's details */
 	int decision;            /* enum hook_decision; callbacks set it once */
 	char reason[256];        /* why, with a decision */
+};
+
+struct hook_wait {
+	int waiting; /* 1: the subtree now waits on a human; 0: no longer */
 };
 
 /* 0 to go on. At a point that may refuse, -1 refuses, with the reason written to

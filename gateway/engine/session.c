@@ -187,32 +187,48 @@ void session_save(struct engine *E, struct session *s, const char *type)
 	bus_publish(E->B, &E->jw, type, &env);
 }
 
-void session_set_status(struct engine *E, struct session *s, enum status_type st)
+void session_status_json(struct engine *E, const struct session *s, struct jw *w, int parent)
 {
 	static const char *names[] = {"idle", "busy", "retry"};
-	if (st == s->status && st != ST_RETRY)
-		return;
-	s->status = st;
+	jw_obj(w);
+	jw_kstr(w, "type", names[s->status]);
+	if (s->status == ST_RETRY) {
+		jw_kint(w, "attempt", s->retry_attempt);
+		jw_kstr(w, "message", s->retry_msg);
+		jw_kint(w, "next", s->retry_next);
+	} else if (s->status == ST_BUSY && s->asks) {
+		permission_status_note(E, s, w);
+	}
+	if (parent && s->parent_id[0])
+		jw_kstr(w, "parentID", s->parent_id);
+	jw_obj_end(w);
+}
+
+void session_announce_status(struct engine *E, struct session *s)
+{
 	struct bus_env env;
 	session_env(s, s->cur, &env);
 	bus_begin(E->B, &E->jw, "session.status");
 	jw_obj(&E->jw);
 	jw_kstr(&E->jw, "sessionID", s->id);
 	jw_key(&E->jw, "status");
-	jw_obj(&E->jw);
-	jw_kstr(&E->jw, "type", names[st]);
-	if (st == ST_RETRY) {
-		jw_kint(&E->jw, "attempt", s->retry_attempt);
-		jw_kstr(&E->jw, "message", s->retry_msg);
-		jw_kint(&E->jw, "next", s->retry_next);
-	}
-	jw_obj_end(&E->jw);
+	session_status_json(E, s, &E->jw, 0);
 	if (s->parent_id[0])
 		jw_kstr(&E->jw, "parentID", s->parent_id);
 	jw_obj_end(&E->jw);
 	bus_publish(E->B, &E->jw, "session.status", &env);
+}
+
+void session_set_status(struct engine *E, struct session *s, enum status_type st)
+{
+	if (st == s->status && st != ST_RETRY)
+		return;
+	s->status = st;
+	session_announce_status(E, s);
 	if (st != ST_IDLE)
 		return;
+	struct bus_env env;
+	session_env(s, s->cur, &env);
 	bus_begin(E->B, &E->jw, "session.idle");
 	jw_obj(&E->jw);
 	jw_kstr(&E->jw, "sessionID", s->id);
@@ -235,16 +251,23 @@ void session_unlink(struct engine *E, struct session *s)
 	}
 }
 
+int session_path_has(const char *path, const char *id)
+{
+	size_t n = strlen(id);
+	for (const char *p = path ? strstr(path, id) : NULL; p; p = strstr(p + 1, id))
+		if ((p == path || p[-1] == '/') && (p[n] == 0 || p[n] == '/'))
+			return 1;
+	return 0;
+}
+
 /* Iterates the cached sessions of id's subtree, id itself included. */
 void session_for_tree(struct engine *E, const char *id, void (*fn)(struct session *, void *),
 		     void *arg)
 {
-	size_t n = strlen(id);
 	for (int b = 0; b < SES_BUCKETS; b++) {
 		for (struct session *s = E->buckets[b], *next; s; s = next) {
 			next = s->hnext;
-			const char *p = s->path ? strstr(s->path, id) : NULL;
-			if (p && (p == s->path || p[-1] == '/') && (p[n] == 0 || p[n] == '/'))
+			if (session_path_has(s->path, id))
 				fn(s, arg);
 		}
 	}

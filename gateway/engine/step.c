@@ -425,6 +425,8 @@ void step_cancel(struct turn *t, const char *why)
 		free(r->p->error);
 		r->p->error = strdup(why);
 		r->p->end = now_ms();
+		/* after: an answer's completion of the call finds it ended */
+		permission_call_ended(E, r->pub.id, why);
 		part_save(E, r->p);
 	}
 	toolruns_free(t);

@@ -44,6 +44,9 @@ struct task {
 	struct tool_call *call;   /* foreground: the parent's waiting tool call */
 	struct turn_waiter w;
 	struct timer budget;
+	int64_t budget_end_us;  /* when the budget runs out (monotonic), while it runs */
+	int64_t budget_left_us; /* what is left of it while the child's tree waits on a human */
+	int paused;
 	int over_budget;
 };
 
@@ -288,6 +291,27 @@ static void child_ended(struct turn_waiter *w, const char *state, const char *ms
 	free(all);
 }
 
+/* HOOK_HUMAN_WAIT: a human asked in the child's tree is not the child working, so its
+ * budget stops while the tree waits and goes on with what was left after. */
+static int human_wait(void *arg, const struct hook_ctx *c, void *data, char *why, size_t n)
+{
+	struct task *t = find(arg, c->session_id);
+	const struct hook_wait *hw = data;
+	if (!t || t->status != TK_RUNNING)
+		return 0;
+	if (hw->waiting && timer_armed(&t->budget)) {
+		int64_t left = t->budget_end_us - mono_us();
+		t->budget_left_us = left > 0 ? left : 0;
+		timer_cancel(&t->budget);
+		t->paused = 1;
+	} else if (!hw->waiting && t->paused) {
+		t->paused = 0;
+		t->budget_end_us = mono_us() + t->budget_left_us;
+		timer_arm_us(&t->budget, t->budget_left_us);
+	}
+	return 0;
+}
+
 static void budget_fired(struct timer *tm)
 {
 	struct task *t = container_of(tm, struct task, budget);
@@ -407,6 +431,7 @@ static struct task *spawn(struct tasks *T, struct tool_call *c,
 		t->error = strdup(why);
 		return NULL;
 	}
+	t->budget_end_us = mono_us() + engine_config(E)->task_budget_ms * 1000;
 	timer_arm(&t->budget, engine_config(E)->task_budget_ms);
 	return t;
 }
@@ -595,7 +620,8 @@ int task_register_tools(struct engine *E)
 	}
 	/* check_task shares T, which goes with the task tool */
 	return engine_tool_register(E, &check, "builtin") ||
-			       hooks_add(E, HOOK_TURN_END, "builtin:task", orphan_ended, T)
+			       hooks_add(E, HOOK_TURN_END, "builtin:task", orphan_ended, T) ||
+			       hooks_add(E, HOOK_HUMAN_WAIT, "builtin:task", human_wait, T)
 		       ? -1
 		       : 0;
 }

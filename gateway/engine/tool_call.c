@@ -16,6 +16,9 @@ void toolrun_finish(struct toolrun *r)
 	struct engine *E = t->s->E;
 	r->finished = 1;
 	r->p->end = now_ms();
+	/* an ask it left waiting has no one to act on its answer now */
+	permission_call_ended(E, r->pub.id, "the tool call ended before the permission was "
+			      "answered");
 	toolrun_hooks(r, HOOK_TOOL_AFTER, NULL, 0); /* before the result is saved and shown */
 	part_save(E, r->p);
 	if (--t->tools_pending == 0)
@@ -72,17 +75,22 @@ void toolrun_forget(struct engine *E, struct toolrun *r)
 	}
 }
 
-/* The call id names while it still runs; NULL (and the completion counted as dropped)
- * when it has ended, was cancelled, or never was. */
-static struct toolrun *live(struct engine *E, uint64_t id)
+struct toolrun *toolrun_find(struct engine *E, uint64_t id)
 {
 	struct toolrun *r = E->calls[id % CALL_BUCKETS];
 	while (r && r->pub.id != id)
 		r = r->hnext;
-	if (r && !r->finished)
-		return r;
-	E->calls_dropped++;
-	return NULL;
+	return r && !r->finished ? r : NULL;
+}
+
+/* The call id names while it still runs; NULL (and the completion counted as dropped)
+ * when it has ended, was cancelled, or never was. */
+static struct toolrun *live(struct engine *E, uint64_t id)
+{
+	struct toolrun *r = toolrun_find(E, id);
+	if (!r)
+		E->calls_dropped++;
+	return r;
 }
 
 static void end_call(struct toolrun *r, int ok, const char *text, const char *title,

@@ -445,12 +445,9 @@ int turn_cancel(struct engine *E, const char *session_id, const char *turn_id, s
 int turn_in_abort(struct engine *E, const char *session_id)
 {
 	struct session *s = session_get(E, session_id);
-	for (int i = 0; s && s->path && i < E->naborting; i++) {
-		const char *p = strstr(s->path, E->aborting[i]);
-		size_t n = strlen(E->aborting[i]);
-		if (p && (p == s->path || p[-1] == '/') && (p[n] == 0 || p[n] == '/'))
+	for (int i = 0; s && i < E->naborting; i++)
+		if (session_path_has(s->path, E->aborting[i]))
 			return 1;
-	}
 	return 0;
 }
 
@@ -687,7 +684,7 @@ static void sweep_session(struct session *s)
 {
 	struct engine *E = s->E;
 	struct turn *t = s->cur;
-	if (t && !t->stream && t->tools_pending == 0 && !timer_armed(&t->cont)) {
+	if (t && !t->stream && t->tools_pending == 0 && !timer_armed(&t->cont) && !s->asks) {
 		log_error("BUG: session %s turn %s is busy with no provider request, tool or "
 			  "subagent running; failing it", s->id, t->id);
 		turn_end(t, T_FAILED, "UnknownError", "internal error: the turn was busy with "
@@ -714,6 +711,7 @@ static void sweep_session(struct session *s)
 static int evictable(struct session *s, int64_t now)
 {
 	return !s->cur && !turnq_busy(&s->q) && !timer_armed(&s->kick) && s->status == ST_IDLE &&
+	       !s->waiting &&
 	       now - s->last_used > SESSION_IDLE_EVICT_MS &&
 	       !engine_tree_busy(s->E, s->id);
 }
