@@ -42,6 +42,9 @@ struct fx_state {
 	atomic_int prompts_ok, prompts_failed, coalesced, dones, threads_done;
 	atomic_int timer_fired, timer_cancelled_fired, posted_ran, post_at_unload_rc;
 	char last_done_state[16], last_done_error[96];
+	atomic_int perm_rc, perm_foreign_rc, perm_decision, perm_answers;
+	char perm_message[256];
+	char workspace[512];
 };
 
 #define FX FIXTURES "/fx.so"
@@ -583,6 +586,79 @@ static void posts_and_timers_run_on_the_loop_and_stop_at_unload(void **state)
 	stop(&t);
 }
 
+/* ---- permissions ---- */
+
+static int64_t inflight(struct t *t)
+{
+	struct jw w;
+	jw_init(&w);
+	plugins_json(t->P, &w);
+	cJSON *arr = cJSON_Parse(w.buf);
+	jw_free(&w);
+	int64_t v = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetArrayItem(arr, 0),
+								       "inflight"));
+	cJSON_Delete(arr);
+	return v;
+}
+
+static int asked(struct h *h, void *n)
+{
+	return h_count(h, "permission.asked", NULL) == *(int *)n;
+}
+
+static void a_plugin_asks_through_the_host_and_its_hook_answers(void **state)
+{
+	struct t t;
+	start(&t, NULL);
+	load(&t, FX, "permission_hook");
+	struct fx_state *st = fx();
+	char ws[600];
+	snprintf(ws, sizeof(ws), "\"%s\"", engine_workspace(t.h.E)); /* the effective one */
+	assert_string_equal(st->workspace, ws);
+	/* its hook decides; a call that is not the plugin's cannot ask */
+	prompt_and_wait(&t, "fx ask fx-allow");
+	assert_int_equal(atomic_load(&st->perm_foreign_rc), AG_E_NOTFOUND);
+	assert_int_equal(atomic_load(&st->perm_rc), AG_OK);
+	assert_int_equal(atomic_load(&st->perm_decision), AG_PERMISSION_ALLOW);
+	assert_string_equal(st->perm_message, "allowed (plugin fx)");
+	prompt_and_wait(&t, "fx ask fx-deny");
+	assert_int_equal(atomic_load(&st->perm_decision), AG_PERMISSION_DENY);
+	char *err = h_tool_error(&t.h, t.sid);
+	assert_string_equal(err, "fx denies it (plugin fx)");
+	free(err);
+	assert_int_equal(h_count(&t.h, "permission.asked", NULL), 0);
+	/* undecided: a human is asked, and the ask is the plugin's work in flight */
+	h_prompt(&t.h, t.sid, "fx ask make", "http", NULL);
+	int n = 1;
+	assert_true(h_until(&t.h, asked, &n, 5000));
+	assert_int_equal(inflight(&t), 2); /* the call and its ask */
+	struct jw w;
+	jw_init(&w);
+	engine_permission_list_json(t.h.E, &w);
+	cJSON *list = cJSON_Parse(w.buf);
+	jw_free(&w);
+	char id[ID_MAX];
+	snprintf(id, sizeof(id), "%s", cJSON_GetStringValue(cJSON_GetObjectItem(
+					      cJSON_GetArrayItem(list, 0), "id")));
+	cJSON_Delete(list);
+	assert_int_equal(engine_permission_reply(t.h.E, id, "once", NULL, NULL, NULL), 0);
+	assert_true(h_until(&t.h, h_idle, t.sid, 10000));
+	assert_int_equal(atomic_load(&st->perm_decision), AG_PERMISSION_ALLOW);
+	assert_int_equal(inflight(&t), 0);
+	/* an abort answers the ask DENY, "aborted", once */
+	h_prompt(&t.h, t.sid, "fx ask make", "http", NULL);
+	n = 2;
+	assert_true(h_until(&t.h, asked, &n, 5000));
+	int answers = atomic_load(&st->perm_answers);
+	assert_int_equal(engine_abort(t.h.E, t.sid, NULL), 0);
+	assert_true(h_until(&t.h, h_idle, t.sid, 10000));
+	assert_int_equal(atomic_load(&st->perm_answers), answers + 1);
+	assert_int_equal(atomic_load(&st->perm_decision), AG_PERMISSION_DENY);
+	assert_string_equal(st->perm_message, "aborted");
+	assert_int_equal(inflight(&t), 0);
+	stop(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -602,6 +678,7 @@ int main(void)
 		cmocka_unit_test(a_prompt_from_a_thread_after_the_host_stopped_is_refused),
 		cmocka_unit_test(a_plugin_cancels_its_queued_prompt_but_not_a_running_turn),
 		cmocka_unit_test(posts_and_timers_run_on_the_loop_and_stop_at_unload),
+		cmocka_unit_test(a_plugin_asks_through_the_host_and_its_hook_answers),
 	};
 	return cmocka_run_group_tests(tests, mock_start, mock_stop);
 }

@@ -105,6 +105,8 @@ int ptools_unregister(struct ag_plugin *p, const char *name);
 int ptools_end(struct ag_plugin *p, uint64_t id, const char *output, const char *title,
 	       const char *error, const char *metadata_json);
 int ptools_progress(struct ag_plugin *p, uint64_t id, const char *title, const char *meta);
+/* 1 while call id is one of p's running calls (not ended, cancelled or timed out). */
+int ptools_running(struct ag_plugin *p, uint64_t id);
 void ptools_remove_all(struct ag_plugin *p);
 /* Writes the names of p's tools as a JSON array. */
 void ptools_json(struct ag_plugin *p, struct jw *w);

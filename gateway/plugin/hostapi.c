@@ -577,6 +577,75 @@ static int api_emit(ag_plugin *p, const char *session_id, const char *name,
 		       ? from_err(&e, err) : AG_OK;
 }
 
+/* ---- permissions ---- */
+
+struct pask {
+	struct ag_plugin *p;
+	ag_permission_done_fn done;
+	void *user;
+};
+
+static void pask_done(void *arg, int allowed, const char *message)
+{
+	struct pask *pa = arg;
+	pa->p->inflight--;
+	pa->done(pa->user, allowed ? AG_PERMISSION_ALLOW : AG_PERMISSION_DENY, message);
+	free(pa);
+}
+
+/* JSON text a plugin passed (NULL stays NULL); -1 when it does not parse. */
+static int parse_arg(const char *json, const char *what, cJSON **out, struct ag_error *err)
+{
+	*out = json ? cJSON_Parse(json) : NULL;
+	if (!json || *out)
+		return 0;
+	plugin_errorf(err, AG_E_INVALID, "permission_ask: %s is not JSON", what);
+	return -1;
+}
+
+static int api_permission_ask(ag_plugin *p, const struct ag_permission_request *rq,
+			      ag_permission_done_fn done, void *user, struct ag_error *err)
+{
+	int rc = loop_call(p, "permission_ask", err);
+	if (rc)
+		return rc;
+	if (!rq || !AG_HAS(rq, struct ag_permission_request, metadata_json) || !done) {
+		plugin_errorf(err, AG_E_INVALID, "permission_ask needs a request of ABI 1.0's size "
+			      "and a done function");
+		return AG_E_INVALID;
+	}
+	if (!ptools_running(p, rq->call)) {
+		plugin_errorf(err, AG_E_NOTFOUND, "tool call %llu is not a running call of plugin %s",
+			      (unsigned long long)rq->call, p->id);
+		return AG_E_NOTFOUND;
+	}
+	cJSON *pats = NULL, *always = NULL, *meta = NULL;
+	struct pask *pa = NULL;
+	struct err e = {0};
+	rc = AG_E_INVALID;
+	if (parse_arg(rq->patterns_json, "patterns_json", &pats, err) ||
+	    parse_arg(rq->always_json, "always_json", &always, err) ||
+	    parse_arg(rq->metadata_json, "metadata_json", &meta, err))
+		goto out;
+	if (!(pa = calloc(1, sizeof(*pa)))) {
+		plugin_errorf(err, rc = AG_E_INTERNAL, "out of memory");
+		goto out;
+	}
+	*pa = (struct pask){p, done, user};
+	p->inflight++; /* an ask waiting is the plugin's work in flight */
+	rc = engine_permission_ask(p->H->E, rq->call, rq->permission, pats, always, rq->title,
+				   meta, pask_done, pa, &e) ? from_err(&e, err) : AG_OK;
+	if (rc) {
+		p->inflight--;
+		free(pa);
+	}
+out:
+	cJSON_Delete(pats);
+	cJSON_Delete(always);
+	cJSON_Delete(meta);
+	return rc;
+}
+
 /* ---- settings ---- */
 
 /* Environment variables no tool may hand to a child process. */
@@ -589,10 +658,7 @@ static char *api_setting(ag_plugin *p, const char *name)
 	if (!root || !name)
 		return NULL;
 	if (!strcmp(name, "workspace")) {
-		const cJSON *ws = cJSON_GetObjectItemCaseSensitive(root, "workspace");
-		char cwd[4096];
-		v = cJSON_IsString(ws) ? cJSON_CreateString(ws->valuestring)
-		    : getcwd(cwd, sizeof(cwd)) ? cJSON_CreateString(cwd) : NULL;
+		v = cJSON_CreateString(engine_workspace(p->H->E)); /* flag, config or cwd */
 	} else if (!strcmp(name, "mcp")) {
 		v = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(root, "mcp"), 1);
 	} else if (!strcmp(name, "secrets")) {
@@ -631,6 +697,6 @@ void hostapi_init(struct ag_host *a)
 		.kv_get = api_kv_get, .kv_set = api_kv_set, .kv_delete = api_kv_delete,
 		.emit = api_emit, .on_loop = api_on_loop, .id = api_id,
 		.hook_events = api_hook_events, .tool_progress = api_tool_progress,
-		.setting = api_setting,
+		.setting = api_setting, .permission_ask = api_permission_ask,
 	};
 }

@@ -226,7 +226,7 @@ int ptools_end(struct ag_plugin *p, uint64_t id, const char *output, const char 
 	return AG_OK;
 }
 
-int ptools_progress(struct ag_plugin *p, uint64_t id, const char *title, const char *meta)
+int ptools_running(struct ag_plugin *p, uint64_t id)
 {
 	struct plugins *H = p->H;
 	int live = 0;
@@ -234,7 +234,13 @@ int ptools_progress(struct ag_plugin *p, uint64_t id, const char *title, const c
 	for (struct pcall *pc = H->calls; pc && !live; pc = pc->next)
 		live = pc->call.id == id && pc->p == p;
 	pthread_mutex_unlock(&H->calls_lock);
-	return live && tool_progress(H->E, id, title, meta) == 0 ? AG_OK : AG_E_GONE;
+	return live;
+}
+
+int ptools_progress(struct ag_plugin *p, uint64_t id, const char *title, const char *meta)
+{
+	return ptools_running(p, id) && tool_progress(p->H->E, id, title, meta) == 0 ? AG_OK
+										     : AG_E_GONE;
 }
 
 static int valid_name(const char *s)

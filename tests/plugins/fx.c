@@ -2,7 +2,8 @@
  * descriptor's defects are compile-time (FX_MAGIC, FX_MAJOR, FX_MINOR, FX_NO_ENTRY,
  * FX_ID); its behaviour is chosen by words in its options ("fail_load", "rewrite",
  * "refuse", "hook_error", "malformed", "slow", "observer", "observer_slow", "leave",
- * "emit"). What it saw is kept in fx_state, which tests read with dlsym. */
+ * "emit", "permission_hook"). What it saw is kept in fx_state, which tests read with
+ * dlsym. */
 #include <agentgate/plugin.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -43,6 +44,10 @@ struct fx_state {
 	atomic_int prompts_ok, prompts_failed, coalesced, dones, threads_done;
 	atomic_int timer_fired, timer_cancelled_fired, posted_ran, post_at_unload_rc;
 	char last_done_state[16], last_done_error[96];
+	/* permission_ask: its rc, the rc for a call that is not the plugin's, the answer */
+	atomic_int perm_rc, perm_foreign_rc, perm_decision, perm_answers;
+	char perm_message[256];
+	char workspace[512]; /* setting("workspace") at load */
 };
 AG_EXPORT struct fx_state fx_state;
 
@@ -160,6 +165,20 @@ static int on_turn_end(void *user, const struct ag_ctx *ctx, void *data)
 	return AG_HOOK_CONTINUE;
 }
 
+/* "permission_hook": patterns with fx-allow are allowed, with fx-deny denied; the rest
+ * are left to a human. */
+static int on_permission(void *user, const struct ag_ctx *ctx, void *data)
+{
+	struct ag_permission_ask *d = data;
+	if (strstr(d->patterns_json, "fx-allow")) {
+		d->decision = AG_PERMISSION_ALLOW;
+	} else if (strstr(d->patterns_json, "fx-deny")) {
+		d->decision = AG_PERMISSION_DENY;
+		d->reason = host->strdup("fx denies it");
+	}
+	return AG_HOOK_CONTINUE;
+}
+
 static int on_idle(void *user, const struct ag_ctx *ctx, void *data)
 {
 	atomic_fetch_add(&fx_state.idle_calls, 1);
@@ -231,7 +250,7 @@ AG_EXPORT void fx_fire(const char *sid, int threads, int each, const char *key)
 	}
 }
 
-/* ---- the tool: input {"mode": now|twice|thread|hang|kv|fail} ---- */
+/* ---- the tool: input {"mode": now|twice|thread|hang|kv|fail|ask PATTERN} ---- */
 
 struct later {
 	uint64_t id;
@@ -262,6 +281,42 @@ static void spawn(uint64_t id, int delay_ms)
 	pthread_detach(t);
 }
 
+/* ---- mode "ask PATTERN": asks for bash PATTERN; the answer ends the call ---- */
+
+static void asked(void *user, int decision, const char *message)
+{
+	uint64_t *id = user;
+	char out[300];
+	atomic_store(&fx_state.perm_decision, decision);
+	atomic_fetch_add(&fx_state.perm_answers, 1);
+	snprintf(fx_state.perm_message, sizeof(fx_state.perm_message), "%s", message ? message : "");
+	snprintf(out, sizeof(out), "allowed (%s)", message ? message : "");
+	if (decision == AG_PERMISSION_ALLOW)
+		host->tool_done(self, *id, out, NULL, NULL);
+	else
+		host->tool_fail(self, *id, message, NULL);
+	free(id);
+}
+
+static void ask(const struct ag_tool_call *c, const char *pattern)
+{
+	char pats[200];
+	struct ag_error err = {0};
+	snprintf(pats, sizeof(pats), "[\"%.*s\"]", (int)strcspn(pattern, "\""), pattern);
+	struct ag_permission_request rq = {.size = sizeof(rq), .call = c->id + 1000,
+					   .permission = "bash", .patterns_json = pats};
+	atomic_store(&fx_state.perm_foreign_rc, host->permission_ask(self, &rq, asked, NULL, NULL));
+	uint64_t *id = malloc(sizeof(*id));
+	*id = c->id;
+	rq.call = c->id;
+	int rc = host->permission_ask(self, &rq, asked, id, &err);
+	atomic_store(&fx_state.perm_rc, rc);
+	if (rc) {
+		free(id);
+		host->tool_fail(self, c->id, err.message, NULL);
+	}
+}
+
 static void tool_run(void *user, const struct ag_tool_call *c)
 {
 	const char *in = c->input_json;
@@ -286,6 +341,8 @@ static void tool_run(void *user, const struct ag_tool_call *c)
 		snprintf(fx_state.kv_value, sizeof(fx_state.kv_value), "%.*s", (int)n, v ? v : "");
 		host->free(v);
 		host->tool_done(self, c->id, "kv done", NULL, NULL);
+	} else if (strstr(in, "\"ask ")) {
+		ask(c, strstr(in, "\"ask ") + 5);
 	} else if (strstr(in, "\"fail\"")) {
 		host->tool_fail(self, c->id, "fx failed on purpose", NULL);
 	} else {
@@ -376,6 +433,11 @@ static int on_load(ag_plugin *p, const struct ag_host *h, const char *options,
 	h->hook(p, AG_HOOK_SESSION_IDLE, on_idle, NULL);
 	if (has("observer"))
 		h->hook(p, AG_HOOK_EVENT, on_event, NULL);
+	if (has("permission_hook"))
+		h->hook(p, AG_HOOK_PERMISSION_ASK, on_permission, NULL);
+	char *ws = AG_HOST_FN(h, setting) ? h->setting(p, "workspace") : NULL;
+	snprintf(fx_state.workspace, sizeof(fx_state.workspace), "%s", ws ? ws : "");
+	h->free(ws);
 	if (has("timers"))
 		start_timers();
 	if (has("fail_load")) {
