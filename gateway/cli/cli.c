@@ -11,10 +11,12 @@ const char *cli_usage(void)
 	return "usage:\n"
 	       "  agentgate serve [--host 127.0.0.1] [--port 4096] [--data DIR] [--config FILE]\n"
 	       "                  [--plugin PATH.so]... [--token TOKEN | --token-file FILE]\n"
-	       "                  [--insecure] [--web DIR]\n"
+	       "                  [--insecure] [--web DIR] [--workspace DIR]\n"
 	       "  agentgate run [--format default|json] [--session ID] [--agent NAME]\n"
 	       "                [--model PROVIDER/MODEL] [--data DIR] [--config FILE] [--plugin PATH.so]...\n"
-	       "                PROMPT...\n"
+	       "                [--workspace DIR] [--yes] PROMPT...\n"
+	       "run: permission asks go to the terminal (y/n/always); without one they are\n"
+	       "     rejected unless --yes allows every ask\n"
 	       "common: --model PROVIDER/MODEL (default scripted/demo), --stall-timeout-ms N,\n"
 	       "        --openai-base-url URL, --anthropic-base-url URL\n"
 	       "env: AGENTGATE_STALL_TIMEOUT_MS, AGENTGATE_TOKEN, AGENTGATE_LOG, OPENAI_BASE_URL,\n"
@@ -44,6 +46,8 @@ static const struct opt opts[] = {
 	{"token-file", A_STR, O(token_file), SRV},
 	{"web", A_STR, O(web_root), SRV},
 	{"insecure", A_FLAG, O(insecure), SRV},
+	{"workspace", A_STR, O(workspace), SRV | RUN},
+	{"yes", A_FLAG, O(yes), RUN},
 	{"format", A_FORMAT, O(json), RUN},
 	{"session", A_STR, O(session), RUN},
 	{"agent", A_STR, O(agent), RUN},

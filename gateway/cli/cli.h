@@ -27,6 +27,8 @@ struct cli {
 	char *token_read;    /* the token read from token_file (owned; token points to it) */
 	const char *web_root;
 	int insecure;
+	const char *workspace; /* --workspace: the default directory of new root sessions */
+	int yes;               /* run --yes: allow every permission ask */
 	char *prompt;        /* run: the words joined by spaces (owned) */
 };
 

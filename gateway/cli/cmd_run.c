@@ -4,6 +4,7 @@
 #include "log.h"
 #include "ndjson.h"
 #include "plugins.h"
+#include "runask.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +14,7 @@ struct run {
 	struct plugins *P;
 	struct loop *L;
 	struct ndjson out;
+	struct runask *ask;
 	struct bus_sub sub;
 	struct turn_waiter w;
 	char session[ID_MAX];
@@ -31,6 +33,7 @@ static void on_event(void *arg, struct event *ev)
 {
 	struct run *r = arg;
 	ndjson_on_event(&r->out, ev);
+	runask_on_event(r->ask, ev);
 	if (!strcmp(ev->type, "session.idle"))
 		maybe_finish(r);
 }
@@ -75,11 +78,13 @@ static int start(struct run *r, const struct cli *c)
 		.config_path = c->config,
 		.model = c->model, .stall_ms = c->stall_ms,
 		.openai_base_url = c->openai_base_url, .anthropic_base_url = c->anthropic_base_url,
+		.workspace = c->workspace,
 	};
 	r->E = engine_create(r->L, &o, &e);
 	if (r->E && !(r->P = plugins_create(r->E)))
 		snprintf(e.msg, sizeof(e.msg), "out of memory");
 	if (!r->P || plugins_load_all(r->P, c->plugins, c->nplugins, &e) ||
+	    !(r->ask = runask_start(r->E, r->L, c->yes, 0, stderr)) || /* after the plugins' hooks */
 	    engine_recover(r->E, 0) || open_session(r, c, &e)) {
 		fprintf(stderr, "agentgate run: %s\n", e.msg[0] ? e.msg : "cannot start");
 		return e.code == ERR_INTERNAL ? 1 : 2;
@@ -119,6 +124,7 @@ int cmd_run(const struct cli *c)
 	if (r.E) {
 		engine_waiter_cancel(r.E, &r.w);
 		bus_unsubscribe(engine_bus(r.E), &r.sub);
+		runask_stop(r.ask);
 		plugins_stop(r.P);
 		engine_shutdown(r.E);
 	}

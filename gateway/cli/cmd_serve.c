@@ -13,7 +13,7 @@ int cmd_serve(const struct cli *c)
 			.data_dir = c->data ? c->data : "./data", .config_path = c->config,
 			.model = c->model, .stall_ms = c->stall_ms,
 			.openai_base_url = c->openai_base_url,
-			.anthropic_base_url = c->anthropic_base_url,
+			.anthropic_base_url = c->anthropic_base_url, .workspace = c->workspace,
 		},
 	};
 	return serve_run(&o);

@@ -190,7 +190,7 @@ void ndjson_on_event(void *arg, struct event *e)
 	int child = strcmp(e->session_id, n->root) != 0;
 	if (!n->json)
 		text_event(n, e, ev, child);
-	else if (!event_type_reserved(e->type))
+	else if (!event_type_reserved(e->type) || !strncmp(e->type, "permission.", 11))
 		json_custom(n, e, ev, child);
 	else if (child)
 		json_child(n, e, ev);

@@ -1,8 +1,9 @@
 /* ndjson: turns bus events into the lines of `agentgate run`: OpenCode's run shape
  * (step_start, text, reasoning, tool_use, step_finish, error) for the root session and
  * subtask_event / subtask_delta for every descendant, live, each with the tree
- * envelope, and custom events (engine_emit) under their own type; or, in the default
- * format, the reply as plain text with an indented line per child step. Loop thread. */
+ * envelope, and custom events (engine_emit), permission.asked and permission.replied
+ * under their own type; or, in the default format, the reply as plain text with an
+ * indented line per child step. Loop thread. */
 #ifndef AG_NDJSON_H
 #define AG_NDJSON_H
 #include <stdio.h>
