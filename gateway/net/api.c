@@ -188,6 +188,28 @@ static int do_mcp(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
 	return 0;
 }
 
+static int do_permissions(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	engine_permission_list_json(E, w);
+	return 0;
+}
+
+/* Both of OpenCode's shapes: {requestID, reply, message?} (POST /permission/{id}/reply)
+ * and {sessionID, permissionID, response} (POST /session/{id}/permissions/{id}). */
+static int do_permission_reply(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	const char *id = NULL, *reply = NULL, *message = NULL, *sid = NULL;
+	if (jsonin_str(p, "requestID", 0, &id, e) ||
+	    (!id && jsonin_str(p, "permissionID", 1, &id, e)) ||
+	    jsonin_str(p, "reply", 0, &reply, e) ||
+	    (!reply && jsonin_str(p, "response", 1, &reply, e)) ||
+	    jsonin_str(p, "message", 0, &message, e) || jsonin_str(p, "sessionID", 0, &sid, e) ||
+	    engine_permission_reply(E, id, reply, message, sid, e))
+		return -1;
+	jw_bool(w, 1);
+	return 0;
+}
+
 static int do_prompt_async(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
 {
 	return api_prompt(E, p, "ws", NULL, w, e);
@@ -207,6 +229,7 @@ static const struct {
 	{"agent.list", do_agents},         {"global.health", do_health},
 	{"task.get", do_task},             {"plugin.list", do_plugins},
 	{"mcp.status", do_mcp},
+	{"permission.list", do_permissions}, {"permission.reply", do_permission_reply},
 };
 
 int api_call(struct engine *E, const char *method, const cJSON *params, struct jw *w,
@@ -384,6 +407,10 @@ static const struct api_route routes[] = {
 	{"GET", "/task/*", "task.get", {"taskID"}, API_CALL, 0},
 	{"GET", "/plugin", "plugin.list", {NULL}, API_CALL, 0},
 	{"GET", "/mcp", "mcp.status", {NULL}, API_CALL, 0},
+	{"GET", "/permission", "permission.list", {NULL}, API_CALL, 0},
+	{"POST", "/permission/*/reply", "permission.reply", {"requestID"}, API_CALL, 0},
+	{"POST", "/session/*/permissions/*", "permission.reply", {"sessionID", "permissionID"},
+	 API_CALL, 0},
 };
 
 /* Matches path against pattern, capturing '*' segments into ids[]. */

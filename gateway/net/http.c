@@ -463,6 +463,11 @@ static void add_query(struct conn *c, cJSON *params)
 	}
 	if (query_flag(c->wsi, "roots"))
 		cJSON_AddBoolToObject(params, "roots", 1);
+	char dir[4096];
+	/* the v2 SDK sends a new session's directory as ?directory=; the body's wins */
+	if (!cJSON_GetObjectItemCaseSensitive(params, "directory") &&
+	    !query_arg(c->wsi, "directory", dir, sizeof(dir)))
+		cJSON_AddStringToObject(params, "directory", dir);
 }
 
 /* The route's '*' segments as the params they name (over what the body said). */
