@@ -154,6 +154,15 @@ static void reply(struct h *h, const char *id, const char *how, const char *mess
 		fail_msg("reply %s %s: %s", id, how, e.msg);
 }
 
+/* Starts with config and a session (sid) whose prompt text leaves n asks waiting. */
+static void asking(struct h *h, const char *config, char *sid, const char *text, int n)
+{
+	start(h, config);
+	h_session(h, sid);
+	h_prompt(h, sid, text, "http", NULL);
+	wait_asked(h, n);
+}
+
 static void assert_contains(const char *s, const char *part)
 {
 	if (!s || !strstr(s, part))
@@ -178,7 +187,8 @@ static void rules_decide_at_once_last_match_wins_agent_over_config(void **state)
 	char sid[ID_MAX];
 	h_session(&h, sid);
 	prompt_wait(&h, sid, "ask bash git status");
-	assert_text(&h, sid, "result: allowed: allowed by the rule \"bash\": {\"git *\": \"allow\"} (config)");
+	assert_text(&h, sid, "result: allowed: allowed by the rule \"bash\": {\"git *\": "
+		    "\"allow\"} (config)");
 	prompt_wait(&h, sid, "ask bash rm -rf /tmp/x");
 	assert_text(&h, sid, "result: Error: The user has specified a rule which prevents you");
 	assert_text(&h, sid, "\"bash\": {\"rm *\": \"deny\"} (config)");
@@ -258,13 +268,11 @@ static void always_is_remembered_for_the_tree_only(void **state)
 static void always_answers_the_trees_other_waiting_asks_it_covers(void **state)
 {
 	struct h h;
-	start(&h, "{" SCRIPTED ",\"permission\":{\"bash\":{\"make *\":\"ask\"}}}");
 	char sid[ID_MAX], id[ID_MAX];
-	h_session(&h, sid);
-	h_prompt(&h, sid, "two asks", "http", NULL);
-	wait_asked(&h, 2);
-	/* "always" for "make a" leaves "make b" waiting */
+	asking(&h, "{" SCRIPTED ",\"permission\":{\"bash\":{\"make *\":\"ask\"}}}", sid,
+	       "two asks", 2);
 	pending_id(&h, 0, id);
+	/* "always" for "make a" leaves "make b" waiting */
 	reply(&h, id, "always", NULL);
 	assert_int_equal(n_pending(&h), 1);
 	pending_id(&h, 0, id);
@@ -278,11 +286,8 @@ static void always_answers_the_trees_other_waiting_asks_it_covers(void **state)
 static void reject_message_reaches_the_model_and_ends_the_sessions_other_asks(void **state)
 {
 	struct h h;
-	start(&h, "{" SCRIPTED "}");
 	char sid[ID_MAX], id[ID_MAX];
-	h_session(&h, sid);
-	h_prompt(&h, sid, "two asks", "http", NULL);
-	wait_asked(&h, 2);
+	asking(&h, "{" SCRIPTED "}", sid, "two asks", 2);
 	pending_id(&h, 0, id);
 	reply(&h, id, "reject", "use make -n first");
 	settle(&h, sid);
@@ -300,12 +305,9 @@ static void reject_message_reaches_the_model_and_ends_the_sessions_other_asks(vo
 static void replies_that_do_not_fit_are_refused_by_name(void **state)
 {
 	struct h h;
-	start(&h, "{" SCRIPTED "}");
 	char sid[ID_MAX], other[ID_MAX], id[ID_MAX];
-	h_session(&h, sid);
+	asking(&h, "{" SCRIPTED "}", sid, "ask bash make", 1);
 	h_session(&h, other);
-	h_prompt(&h, sid, "ask bash make", "http", NULL);
-	wait_asked(&h, 1);
 	pending_id(&h, 0, id);
 	struct err e = {0};
 	assert_int_equal(engine_permission_reply(h.E, id, "sometimes", NULL, NULL, &e), -1);
@@ -332,11 +334,8 @@ static void replies_that_do_not_fit_are_refused_by_name(void **state)
 static void abort_and_delete_reject_waiting_asks_with_aborted(void **state)
 {
 	struct h h;
-	start(&h, "{" SCRIPTED "}");
 	char sid[ID_MAX];
-	h_session(&h, sid);
-	h_prompt(&h, sid, "task ask bash make", "http", NULL);
-	wait_asked(&h, 1);
+	asking(&h, "{" SCRIPTED "}", sid, "task ask bash make", 1);
 	assert_int_equal(engine_abort(h.E, sid, NULL), 0);
 	settle(&h, sid);
 	assert_int_equal(dones, 1);
@@ -356,11 +355,8 @@ static void abort_and_delete_reject_waiting_asks_with_aborted(void **state)
 static void an_ask_nobody_answers_times_out_by_name(void **state)
 {
 	struct h h;
-	start(&h, "{" SCRIPTED ",\"permission\":{\"timeout_ms\":150}}");
 	char sid[ID_MAX];
-	h_session(&h, sid);
-	h_prompt(&h, sid, "ask bash make", "http", NULL);
-	wait_asked(&h, 1);
+	asking(&h, "{" SCRIPTED ",\"permission\":{\"timeout_ms\":150}}", sid, "ask bash make", 1);
 	settle(&h, sid);
 	assert_contains(last_answer, "timed out: nobody answered within permission.timeout_ms "
 			"(150 ms)");
@@ -426,11 +422,9 @@ static int status_note(struct h *h, void *sid)
 static void waiting_on_a_human_is_no_stall_no_budget_and_not_swept(void **state)
 {
 	struct h h;
-	start(&h, "{" SCRIPTED ",\"stall_timeout_ms\":200,\"task\":{\"budget_ms\":400}}");
 	char sid[ID_MAX], id[ID_MAX];
-	h_session(&h, sid);
-	h_prompt(&h, sid, "task task ask bash make", "http", NULL);
-	wait_asked(&h, 1);
+	asking(&h, "{" SCRIPTED ",\"stall_timeout_ms\":200,\"task\":{\"budget_ms\":400}}", sid,
+	       "task task ask bash make", 1);
 	assert_true(h_until(&h, status_note, sid, 1000));
 	cJSON *list = pending(&h);
 	const char *asker = jsonin_get(cJSON_GetArrayItem(list, 0), "sessionID");
