@@ -54,6 +54,8 @@ struct fx_state {
 	"\"fx\",\"input\":{\"mode\":\"{{1}}\"}}]},{\"text\":\"fx said: {{tool_output}}\"}]},"   \
 	"{\"regex\":\"^slow$\",\"steps\":[{\"text\":\"Calling fx_slow.\",\"tools\":[{\"name\":" \
 	"\"fx_slow\",\"input\":{}}]},{\"text\":\"fx_slow said: {{tool_output}}\"}]},"           \
+	"{\"regex\":\"^slow (.+)$\",\"steps\":[{\"text\":\"Calling fx_slow.\",\"tools\":[{\"name\":" \
+	"\"fx_slow\",\"input\":{\"mode\":\"{{1}}\"}}]},{\"text\":\"fx_slow said: {{tool_output}}\"}]}," \
 	"{\"regex\":\"^echo (.+)$\",\"steps\":[{\"text\":\"Calling echo.\",\"tools\":[{"        \
 	"\"name\":\"echo\",\"input\":{\"text\":\"{{1}}\"}}]},"                                  \
 	"{\"text\":\"echo said: {{tool_output}}\"}]},"                                          \
@@ -601,6 +603,21 @@ static int64_t inflight(struct t *t)
 	return v;
 }
 
+/* The oldest pending ask's id (a static buffer). */
+static const char *pending_first(struct t *t)
+{
+	static char id[ID_MAX];
+	struct jw w;
+	jw_init(&w);
+	engine_permission_list_json(t->h.E, &w);
+	cJSON *list = cJSON_Parse(w.buf);
+	jw_free(&w);
+	snprintf(id, sizeof(id), "%s", cJSON_GetStringValue(cJSON_GetObjectItem(
+					      cJSON_GetArrayItem(list, 0), "id")));
+	cJSON_Delete(list);
+	return id;
+}
+
 static int asked(struct h *h, void *n)
 {
 	return h_count(h, "permission.asked", NULL) == *(int *)n;
@@ -632,15 +649,8 @@ static void a_plugin_asks_through_the_host_and_its_hook_answers(void **state)
 	int n = 1;
 	assert_true(h_until(&t.h, asked, &n, 5000));
 	assert_int_equal(inflight(&t), 2); /* the call and its ask */
-	struct jw w;
-	jw_init(&w);
-	engine_permission_list_json(t.h.E, &w);
-	cJSON *list = cJSON_Parse(w.buf);
-	jw_free(&w);
 	char id[ID_MAX];
-	snprintf(id, sizeof(id), "%s", cJSON_GetStringValue(cJSON_GetObjectItem(
-					      cJSON_GetArrayItem(list, 0), "id")));
-	cJSON_Delete(list);
+	snprintf(id, sizeof(id), "%s", pending_first(&t));
 	assert_int_equal(engine_permission_reply(t.h.E, id, "once", NULL, NULL, NULL), 0);
 	assert_true(h_until(&t.h, h_idle, t.sid, 10000));
 	assert_int_equal(atomic_load(&st->perm_decision), AG_PERMISSION_ALLOW);
@@ -656,6 +666,18 @@ static void a_plugin_asks_through_the_host_and_its_hook_answers(void **state)
 	assert_int_equal(atomic_load(&st->perm_decision), AG_PERMISSION_DENY);
 	assert_string_equal(st->perm_message, "aborted");
 	assert_int_equal(inflight(&t), 0);
+	/* fx_slow times out after 200 ms; not while its ask waits, and after with what was left */
+	h_prompt(&t.h, t.sid, "slow ask make", "http", NULL);
+	n = 3;
+	assert_true(h_until(&t.h, asked, &n, 5000));
+	assert_false(h_until(&t.h, h_idle, t.sid, 500)); /* 2.5 timeouts waiting: still asked */
+	snprintf(id, sizeof(id), "%s", pending_first(&t));
+	assert_int_equal(engine_permission_reply(t.h.E, id, "once", NULL, NULL, NULL), 0);
+	assert_true(h_until(&t.h, h_idle, t.sid, 10000));
+	assert_int_equal(engine_flush(t.h.E), 0);
+	err = h_tool_output(&t.h, t.sid, "fx_slow");
+	assert_string_equal(err, "allowed (allowed once by a reply)");
+	free(err);
 	stop(&t);
 }
 

@@ -107,6 +107,9 @@ int ptools_end(struct ag_plugin *p, uint64_t id, const char *output, const char 
 int ptools_progress(struct ag_plugin *p, uint64_t id, const char *title, const char *meta);
 /* 1 while call id is one of p's running calls (not ended, cancelled or timed out). */
 int ptools_running(struct ag_plugin *p, uint64_t id);
+/* Loop. p's call id has one more (delta 1) or one less (-1) ask waiting: while any
+ * waits, the tool's timeout_ms is paused, then goes on with what was left. */
+void ptools_asking(struct ag_plugin *p, uint64_t id, int delta);
 void ptools_remove_all(struct ag_plugin *p);
 /* Writes the names of p's tools as a JSON array. */
 void ptools_json(struct ag_plugin *p, struct jw *w);

@@ -583,12 +583,14 @@ struct pask {
 	struct ag_plugin *p;
 	ag_permission_done_fn done;
 	void *user;
+	uint64_t call;
 };
 
 static void pask_done(void *arg, int allowed, const char *message)
 {
 	struct pask *pa = arg;
 	pa->p->inflight--;
+	ptools_asking(pa->p, pa->call, -1);
 	pa->done(pa->user, allowed ? AG_PERMISSION_ALLOW : AG_PERMISSION_DENY, message);
 	free(pa);
 }
@@ -631,12 +633,14 @@ static int api_permission_ask(ag_plugin *p, const struct ag_permission_request *
 		plugin_errorf(err, rc = AG_E_INTERNAL, "out of memory");
 		goto out;
 	}
-	*pa = (struct pask){p, done, user};
+	*pa = (struct pask){p, done, user, rq->call};
 	p->inflight++; /* an ask waiting is the plugin's work in flight */
+	ptools_asking(p, rq->call, 1); /* and the tool's timeout waits with it */
 	rc = engine_permission_ask(p->H->E, rq->call, rq->permission, pats, always, rq->title,
 				   meta, pask_done, pa, &e) ? from_err(&e, err) : AG_OK;
 	if (rc) {
 		p->inflight--;
+		ptools_asking(p, rq->call, -1);
 		free(pa);
 	}
 out:

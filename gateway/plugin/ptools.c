@@ -29,6 +29,9 @@ struct pcall {
 	char root[ID_MAX], parent[ID_MAX];
 	char *input, *directory;
 	struct timer timeout;
+	int64_t timeout_end_us; /* when the timeout fires (monotonic), while armed */
+	int64_t timeout_left_us; /* what was left of it when its asks paused it, or -1 */
+	int asks;     /* its permission asks not answered yet: the timeout waits meanwhile */
 	int in_run;   /* run() has not returned: the call stays readable until it does */
 	int ended;    /* ended while in_run: freed when run() returns */
 };
@@ -128,8 +131,11 @@ static void run(struct tool_call *c, void *arg)
 	p->inflight++;
 	atomic_fetch_add(&p->n.tool_calls, 1);
 	calls_add(p->H, pc);
-	if (t->timeout_ms > 0)
+	pc->timeout_left_us = -1;
+	if (t->timeout_ms > 0) {
+		pc->timeout_end_us = mono_us() + t->timeout_ms * 1000;
 		timer_arm(&pc->timeout, t->timeout_ms);
+	}
 	p->H->in_hook++; /* inside the engine's step: no interrupting prompt from here */
 	pc->in_run = 1;
 	t->run(t->user, &pc->call); /* may end the call before it returns */
@@ -235,6 +241,28 @@ int ptools_running(struct ag_plugin *p, uint64_t id)
 		live = pc->call.id == id && pc->p == p;
 	pthread_mutex_unlock(&H->calls_lock);
 	return live;
+}
+
+void ptools_asking(struct ag_plugin *p, uint64_t id, int delta)
+{
+	struct plugins *H = p->H;
+	pthread_mutex_lock(&H->calls_lock);
+	struct pcall *pc = H->calls;
+	while (pc && (pc->call.id != id || pc->p != p))
+		pc = pc->next;
+	pthread_mutex_unlock(&H->calls_lock);
+	if (!pc)
+		return; /* ended: freed only on the loop, where this runs, so pc stayed valid */
+	pc->asks += delta;
+	if (delta > 0 && pc->asks == 1 && timer_armed(&pc->timeout)) {
+		int64_t left = pc->timeout_end_us - mono_us();
+		pc->timeout_left_us = left > 0 ? left : 0;
+		timer_cancel(&pc->timeout);
+	} else if (delta < 0 && pc->asks == 0 && pc->timeout_left_us >= 0) {
+		pc->timeout_end_us = mono_us() + pc->timeout_left_us;
+		timer_arm_us(&pc->timeout, pc->timeout_left_us);
+		pc->timeout_left_us = -1;
+	}
 }
 
 int ptools_progress(struct ag_plugin *p, uint64_t id, const char *title, const char *meta)

@@ -328,6 +328,8 @@ static void tool_run(void *user, const struct ag_tool_call *c)
 	} else if (strstr(in, "\"burst\"")) { /* wakes race the tool's own round-trip */
 		fx_fire(c->ctx->session_id, 2, 5, "wake");
 		spawn(c->id, 30);
+	} else if (strstr(in, "\"ask ")) { /* fx_slow too: its timeout waits for the answer */
+		ask(c, strstr(in, "\"ask ") + 5);
 	} else if (strstr(in, "\"hang\"") || !strcmp(c->tool, "fx_slow")) {
 		atomic_store(&hung_call, c->id);
 	} else if (strstr(in, "\"kv\"")) {
@@ -341,8 +343,6 @@ static void tool_run(void *user, const struct ag_tool_call *c)
 		snprintf(fx_state.kv_value, sizeof(fx_state.kv_value), "%.*s", (int)n, v ? v : "");
 		host->free(v);
 		host->tool_done(self, c->id, "kv done", NULL, NULL);
-	} else if (strstr(in, "\"ask ")) {
-		ask(c, strstr(in, "\"ask ") + 5);
 	} else if (strstr(in, "\"fail\"")) {
 		host->tool_fail(self, c->id, "fx failed on purpose", NULL);
 	} else {
