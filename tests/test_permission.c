@@ -416,14 +416,15 @@ static int status_note(struct h *h, void *sid)
 	return has;
 }
 
-/* A grandchild asks; the stall timeout (200 ms) and the task budget (400 ms) pass
- * several times over, and so does the sweeper's round (2 s), while the question waits:
- * nothing fails. Without the budget pausing, both tasks would be over it. */
+/* A grandchild asks; the stall timeout (200 ms) and the task budget (1 s: room for a
+ * loaded machine to reach the ask) pass over and over, and so does the sweeper's round
+ * (2 s), while the question waits: nothing fails. Without the budget pausing, both
+ * tasks would be over it. */
 static void waiting_on_a_human_is_no_stall_no_budget_and_not_swept(void **state)
 {
 	struct h h;
 	char sid[ID_MAX], id[ID_MAX];
-	asking(&h, "{" SCRIPTED ",\"stall_timeout_ms\":200,\"task\":{\"budget_ms\":400}}", sid,
+	asking(&h, "{" SCRIPTED ",\"stall_timeout_ms\":200,\"task\":{\"budget_ms\":1000}}", sid,
 	       "task task ask bash make", 1);
 	assert_true(h_until(&h, status_note, sid, 1000));
 	cJSON *list = pending(&h);
@@ -442,7 +443,7 @@ static void waiting_on_a_human_is_no_stall_no_budget_and_not_swept(void **state)
 	/* the budget still counts when no one is asked */
 	h_prompt(&h, sid, "task sleep 5000", "http", NULL);
 	settle(&h, sid);
-	assert_int_equal(h_tool_errors_like(&h, "%exceeded its time budget of 400 ms%"), 1);
+	assert_int_equal(h_tool_errors_like(&h, "%exceeded its time budget of 1000 ms%"), 1);
 	h_stop(&h);
 }
 
