@@ -176,6 +176,26 @@ static void a_queued_turn_is_cancelled_before_it_runs(void **state)
 	h_stop(&h);
 }
 
+/* A prompt accepted by an idle session makes it busy at once — before its turn starts
+ * (on the next loop iteration), a client asking for statuses must not see it idle. */
+static void a_session_is_busy_from_the_moment_a_prompt_is_accepted(void **state)
+{
+	struct h h;
+	h_dir(&h, NULL);
+	h_start(&h, 1);
+	char sid[ID_MAX];
+	h_session(&h, sid);
+	h_prompt(&h, sid, "hello", "http", NULL); /* accepted; the loop has not run since */
+	struct jw w;
+	jw_init(&w);
+	engine_status_json(h.E, &w);
+	assert_non_null(strstr(w.buf, sid));
+	assert_non_null(strstr(w.buf, "\"busy\""));
+	jw_free(&w);
+	assert_true(h_until(&h, h_idle, sid, 5000));
+	h_stop(&h);
+}
+
 static void reject_when_busy_leaves_nothing_behind(void **state)
 {
 	struct h h;
@@ -661,6 +681,7 @@ int main(void)
 		cmocka_unit_test(prompts_from_many_sources_run_fifo_one_at_a_time),
 		cmocka_unit_test(interrupt_cancels_the_running_turn_and_keeps_the_queue),
 		cmocka_unit_test(a_queued_turn_is_cancelled_before_it_runs),
+		cmocka_unit_test(a_session_is_busy_from_the_moment_a_prompt_is_accepted),
 		cmocka_unit_test(reject_when_busy_leaves_nothing_behind),
 		cmocka_unit_test(repeated_wakes_with_one_dedupe_key_coalesce),
 		cmocka_unit_test(bad_prompts_get_errors_that_name_the_problem),

@@ -268,6 +268,10 @@ int turn_accept(struct engine *E, const struct prompt *p, struct prompt_result *
 		if (v == TURNQ_INTERRUPT && s->cur)
 			turn_end(s->cur, T_CANCELLED, "MessageAbortedError",
 				 "interrupted by a newer prompt");
+		/* busy from the moment work is accepted, not from when it starts: a client
+		 * asking between the two must never see idle with a turn waiting */
+		if (s->status == ST_IDLE) /* a retry under way keeps saying so */
+			session_set_status(E, s, ST_BUSY);
 		session_kick(s);
 		if (rc)
 			return -1;
