@@ -23,29 +23,9 @@
 
 #include "engine_int.h"
 #include "harness.h"
+#include "plugins/fx_state.h"
 #include "mock.h"
 #include "plugins.h"
-
-/* Mirrors tests/plugins/fx.c's record. */
-struct fx_state {
-	atomic_int loaded, unloaded;
-	atomic_int second_done_rc, thread_done_rc, thread_loop_rc, late_done_rc;
-	atomic_int cancels;
-	atomic_int events, seq_out_of_order;
-	atomic_llong last_seq;
-	atomic_llong dropped_seen;
-	atomic_int future_fn_present;
-	atomic_int turn_ends;
-	atomic_int idle_calls;
-	atomic_int kv_rc;
-	char kv_value[64];
-	atomic_int prompts_ok, prompts_failed, coalesced, dones, threads_done;
-	atomic_int timer_fired, timer_cancelled_fired, posted_ran, post_at_unload_rc;
-	char last_done_state[16], last_done_error[96];
-	atomic_int perm_rc, perm_foreign_rc, perm_decision, perm_answers;
-	char perm_message[256];
-	char workspace[512];
-};
 
 #define FX FIXTURES "/fx.so"
 
