@@ -245,6 +245,18 @@ static int free_port(void)
 	return ntohs(a.sin_port);
 }
 
+static pid_t server; /* a server a test started: killed by the teardown if it failed */
+
+static int kill_server(void **state)
+{
+	if (server > 0) {
+		kill(server, SIGKILL);
+		waitpid(server, NULL, 0);
+		server = 0;
+	}
+	return 0;
+}
+
 /* Starts `agentgate serve` on data_dir() and waits (bounded) until it owns it. */
 static pid_t start_server(int port)
 {
@@ -259,13 +271,17 @@ static pid_t start_server(int port)
 		      (char *)NULL);
 		_exit(98);
 	}
-	char *owner = NULL;
-	for (int i = 0; i < 1000 && !(owner && strstr(owner, "pid")); i++) {
+	/* its own pid: the file may still hold an earlier owner's line (a `run` that
+	 * ended), which says nothing about this server */
+	char mine[32], *owner = NULL;
+	snprintf(mine, sizeof(mine), "pid %d\n", (int)pid);
+	server = pid;
+	for (int i = 0; i < 1000 && !(owner && strstr(owner, mine)); i++) {
 		free(owner);
 		usleep(10000);
 		owner = slurp(lock);
 	}
-	assert_non_null(strstr(owner, "pid"));
+	assert_non_null(strstr(owner, mine));
 	free(owner);
 	return pid;
 }
@@ -288,8 +304,7 @@ static void a_second_owner_of_a_data_directory_is_refused_naming_the_first(void 
 	assert_int_equal(agentgate("serve", "--data", data_dir(), "--port", ps, NULL), 2);
 	assert_non_null(strstr(errs, url));
 	/* a lock left by a killed owner is no obstacle */
-	kill(srv, SIGKILL);
-	waitpid(srv, NULL, 0);
+	kill_server(NULL);
 	assert_int_equal(agentgate("run", "--data", data_dir(), "echo", "after", NULL), 0);
 	assert_non_null(strstr(out, "The echo tool returned: after"));
 	assert_int_equal(agentgate("run", "--data", data_dir(), "echo", "again", NULL), 0);
@@ -305,7 +320,8 @@ int main(void)
 		cmocka_unit_test(a_failed_turn_exits_1_with_an_error_line),
 		cmocka_unit_test(stall_timeout_flag_bounds_a_stalled_stream),
 		cmocka_unit_test(child_activity_streams_before_the_task_completes),
-		cmocka_unit_test(a_second_owner_of_a_data_directory_is_refused_naming_the_first),
+		cmocka_unit_test_teardown(a_second_owner_of_a_data_directory_is_refused_naming_the_first,
+					  kill_server),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
