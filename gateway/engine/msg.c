@@ -143,6 +143,10 @@ void msg_write_info(const struct msg *m, struct jw *w)
 		jw_kstr(w, "turnID", m->t->id);
 	jw_kstr(w, "agent", m->agent);
 	if (!m->assistant) {
+		/* who sent it (http, ws, cli, task, plugin:<id>): the web UI shows a queued
+		 * prompt's sender */
+		if (m->t)
+			jw_kstr(w, "source", m->t->source);
 		write_model(m, w);
 		jw_obj_end(w);
 		return;

@@ -107,6 +107,26 @@ static int do_messages(struct engine *E, const cJSON *p, struct jw *w, struct er
 	return engine_messages_json(E, id, (int)(limit > 100000 ? 100000 : limit), w, e);
 }
 
+/* A session and its messages with the last event seq they reflect: the loop computes
+ * both at once, so a subscriber applies only events after that seq (a delta the
+ * snapshot already holds would otherwise be appended twice). */
+static int do_snapshot(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	const char *id;
+	if (session_id(p, &id, e) || engine_session_exists(E, id, e))
+		return -1;
+	jw_obj(w);
+	jw_kint(w, "seq", bus_last_seq(engine_bus(E)));
+	jw_key(w, "session");
+	if (engine_session_json(E, id, w, e))
+		return -1;
+	jw_key(w, "messages");
+	if (engine_messages_json(E, id, 0, w, e))
+		return -1;
+	jw_obj_end(w);
+	return 0;
+}
+
 static int do_message(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
 {
 	const char *id, *mid;
@@ -223,6 +243,7 @@ static const struct {
 	{"session.get", do_get},           {"session.update", do_update},
 	{"session.delete", do_delete},     {"session.children", do_children},
 	{"session.messages", do_messages}, {"session.message", do_message},
+	{"session.snapshot", do_snapshot},
 	{"session.abort", do_abort},       {"session.status", do_status},
 	{"turn.cancel", do_turn_cancel},
 	{"session.prompt_async", do_prompt_async},
