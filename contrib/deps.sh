@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what agentgate needs to build and test on Debian 12, if it is missing.
-# Usage: contrib/deps.sh [--test]   (--test adds what only the tests use: Node.js and npm)
+# Usage: contrib/deps.sh [--test]   (--test adds what only the tests use: Node.js and npm,
+#        and Chromium for the web UI's browser tests)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libwebsockets-dev libsqlite3-dev libcurl4-openssl-dev
       libcjson-dev libcmocka-dev)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(sqlite3)
+  pkgs+=(sqlite3 chromium)
   # Node may come from elsewhere than Debian's package (as on the CI image): keep it.
   command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
 fi
