@@ -15,8 +15,8 @@ export const SHOTS = process.env.AGENTGATE_SCREENSHOTS || path.join(REPO, "build
 
 /** The scripted model the UI tests drive: paced replies, subagent trees, waits, failures. */
 export const RULES = [
-	// a reply slow enough to watch it stream: ~60 tokens, 40 ms apart, ending in "END."
-	{ regex: "^slow (.+)$", steps: [{ text: `Streaming {{1}}: ${"one two three four five six seven eight nine ten ".repeat(6)}END.`, pace_ms: 40 }] },
+	// a reply slow enough to watch it stream: ~100 tokens, 40 ms apart, ending in "END."
+	{ regex: "^slow (.+)$", steps: [{ text: `Streaming {{1}}: ${"one two three four five six seven eight nine ten ".repeat(10)}END.`, pace_ms: 40 }] },
 	// parent → child → grandchild, each streaming before it delegates
 	{
 		regex: "^tree$",
