@@ -62,6 +62,7 @@ export const RULES = [
 	},
 	{ regex: "^flaky$", steps: [{ text: "Trying.", error: { status: 503, message: "scripted overload", retry_after_ms: 2500 } }] },
 	{ regex: "^stall$", steps: [{ text: "I will stop talking after this", stall_after: 3 }] },
+	{ regex: "^think$", steps: [{ reasoning: "Weighing the options carefully.", text: "Decided." }] },
 	{ regex: "^markdown$", steps: [{ text: "# Title\n\nSome **bold** and `code`.\n\n- one\n- two\n\n<img src=x onerror=\"window.__xss=1\"><script>window.__xss=2</script>" }] },
 	{ steps: [{ text: "You said: {{prompt}}" }] },
 ];

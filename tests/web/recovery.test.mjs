@@ -62,6 +62,13 @@ uiTest("a server that needs a token: the browser's login with the token as passw
 	await openUI(page, srv);
 	await sendPrompt(page, "echo behind a token");
 	await untilText(transcript(page), /Echoed: behind a token/, { label: "a reply over the authenticated WebSocket" });
+	// restarted with another token: the page says so and offers to log in again
+	const { port, dir } = srv;
+	await srv.stop({ keepDir: true });
+	const again = await startServer({ config: UI_CONFIG, args: ["--token", "another-token"], dir, port });
+	t.after(() => again.stop());
+	await untilText(page.locator("#conn"), /the server needs a token/, { label: "the login notice", timeout: 20000 });
+	await page.getByRole("button", { name: "Log in" }).waitFor();
 });
 
 uiTest("a wrong token is refused", { context: { httpCredentials: { username: "agentgate", password: "not-the-token" } } }, async ({ page, t }) => {

@@ -111,6 +111,70 @@ uiTest("Markdown is rendered and model HTML is sanitised", async ({ page }) => {
 	assert.equal(await page.evaluate(() => window.__xss), undefined, "nothing from the reply ran");
 });
 
+uiTest("tool calls are cards with name, input, output, status and duration; reasoning is collapsed", async ({ page }) => {
+	await openUI(page, srv);
+	await sendPrompt(page, "echo card contents");
+	await untilText(transcript(page), /Echoed: card contents/);
+	const card = transcript(page).locator(".tool-card").first();
+	assert.match(await card.locator("summary").getAttribute("aria-label"), /^Tool echo.*: completed$/);
+	assert.match(await card.locator(".dur").textContent(), /^\d+(\.\d)? m?s$/);
+	await card.locator("summary").click();
+	await untilText(card.locator(".tool-io"), /Input[\s\S]*"text": "card contents"[\s\S]*Output[\s\S]*card contents/, { label: "input and output" });
+	await sendPrompt(page, "think");
+	await untilText(transcript(page), /Decided\./);
+	const reasoning = transcript(page).locator("details.reasoning").last();
+	assert.equal(await reasoning.getAttribute("open"), null, "reasoning starts collapsed");
+	assert.ok(!(await reasoning.locator(".md").isVisible()), "its text is hidden");
+	await reasoning.locator("summary").click();
+	await untilText(reasoning.locator(".md"), /Weighing the options carefully/);
+});
+
+uiTest("edit's diff and bash's output show from their tool metadata", async ({ page }) => {
+	// the workspace plugin's tools are not in this build: its events, as OpenCode's tools
+	// shape them, are fed to the page's store the way the client would
+	await openUI(page, srv);
+	const s = await createSession(srv, { title: "tool metadata" });
+	await page.goto(`${srv.url}/#/s/${s.id}`);
+	await untilText(page.locator(".chat-title"), /tool metadata/);
+	await until(page, (id) => window.agentgate.store.sessions.get(id)?.msgs?.map, s.id, { label: "the session loaded" });
+	await page.evaluate((sid) => {
+		const st = window.agentgate.store;
+		const seq = 1e12; // after anything the snapshot holds
+		const msg = { id: "msg_zzzzzzzzzzzz00000000000001", sessionID: sid, role: "assistant", time: { created: Date.now() } };
+		const tool = (id, tool, state) => ({ id, sessionID: sid, messageID: msg.id, type: "tool", callID: `call_${id}`, tool, state });
+		const parts = [
+			tool("prt_zzzzzzzzzzzz00000000000001", "edit", {
+				status: "completed",
+				input: { filePath: "src/a.c", oldString: "int x = 1;", newString: "int x = 2;" },
+				output: "Edited src/a.c",
+				title: "src/a.c",
+				metadata: { diff: "--- a/src/a.c\n+++ b/src/a.c\n@@ -1 +1 @@\n-int x = 1;\n+int x = 2;" },
+				time: { start: 1000, end: 1450 },
+			}),
+			tool("prt_zzzzzzzzzzzz00000000000002", "bash", {
+				status: "completed",
+				input: { command: "make test", description: "run the tests" },
+				output: "ok",
+				title: "make test",
+				metadata: { output: "cc -o t t.c\nall 3 tests passed", exit: 0, description: "run the tests" },
+				time: { start: 2000, end: 4100 },
+			}),
+		];
+		st.apply({ type: "message.updated", properties: { sessionID: sid, info: msg }, sessionID: sid, seq });
+		parts.forEach((p, i) => st.apply({ type: "message.part.updated", properties: { sessionID: sid, part: p }, sessionID: sid, seq: seq + 1 + i }));
+	}, s.id);
+	const edit = transcript(page).locator('.tool-card:has(.tool-name:text-is("edit"))');
+	await edit.locator("summary").click();
+	await edit.locator(".diff-view .del", { hasText: "-int x = 1;" }).waitFor();
+	await edit.locator(".diff-view .add", { hasText: "+int x = 2;" }).waitFor();
+	assert.equal(await edit.locator(".dur").textContent(), "450 ms");
+	const bash = transcript(page).locator('.tool-card:has(.tool-name:text-is("bash"))');
+	await bash.locator("summary").click();
+	await untilText(bash.locator(".tool-io"), /Output \(exit 0\)[\s\S]*cc -o t t\.c\s+all 3 tests passed/, { label: "bash's output" });
+	assert.equal(await bash.locator(".dur").textContent(), "2.1 s");
+	assert.match(await bash.locator(".tool-title").textContent(), /make test/);
+});
+
 uiTest("a subagent and its own subagent show as nested panels streaming before the parent finishes", async ({ page }) => {
 	await openUI(page, srv);
 	await sendPrompt(page, "tree");

@@ -694,3 +694,5 @@ function init() {
 }
 
 init();
+// for the console and the browser tests: the client and what the page knows
+window.agentgate = { client, store };

@@ -81,8 +81,12 @@ export class Store {
 		} catch {
 			this.perms.clear();
 		}
-		// messages may have moved on while we were away: load them again when shown
-		for (const s of this.sessions.values()) s.msgs = null;
+		// messages and turns may have moved on while we were away: load them again when shown
+		for (const s of this.sessions.values()) {
+			s.msgs = null;
+			s.turns.clear();
+			s.running.clear();
+		}
 		this.loadedAt = Date.now();
 		this.changed();
 		// the queue of a busy session is in its newest messages
