@@ -2,10 +2,13 @@
 // streaming, the live subagent tree, abort, the queue, reload mid-stream, two tabs,
 // session management, phone width, accessible names, the status page.
 import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
 import { after, before } from "node:test";
 import {
 	api,
 	apiOk,
+	BIN,
 	closeBrowser,
 	createSession,
 	getMessages,
@@ -380,7 +383,7 @@ uiTest("usable at phone width", { viewport: { width: 390, height: 800 } }, async
 		return r.x >= 0 && r.right <= window.innerWidth;
 	}, undefined, { label: "the drawer on screen" });
 	await page.keyboard.press("Escape");
-	await until(page, () => !document.body.classList.contains("drawer-open"), undefined, { label: "drawer closed" });
+	await until(page, () => !document.body.classList.contains("drawer-open") && document.getElementById("sidebar").getBoundingClientRect().right <= 0, undefined, { label: "drawer closed" });
 });
 
 uiTest("every control has an accessible name", async ({ page, context }) => {
@@ -399,71 +402,31 @@ uiTest("every control has an accessible name", async ({ page, context }) => {
 	assert.ok(named > 10, `the tree has the page's controls (${named})`);
 });
 
-uiTest("the status page lists plugins and MCP servers from the server", async ({ page }) => {
-	await openUI(page, srv, "#/status");
+uiTest("the status page lists the loaded plugins and the MCP servers from the server", async ({ page, t }) => {
+	// two first-party plugins from this build, loaded on the command line
+	const dir = path.join(path.dirname(BIN), "plugins");
+	const sos = ["guard", "continuation"].map((n) => path.join(dir, `${n}.so`)).filter((f) => fs.existsSync(f));
+	const psrv = sos.length ? await startServer({ config: UI_CONFIG, args: sos.flatMap((f) => ["--plugin", f]) }) : srv;
+	if (psrv !== srv) t.after(() => psrv.stop());
+	await openUI(page, psrv, "#/status");
 	await page.getByRole("heading", { name: "Server status" }).waitFor();
 	await page.getByRole("heading", { name: "Plugins" }).waitFor();
 	await page.getByRole("heading", { name: "MCP servers" }).waitFor();
 	await untilText(page.locator(".health"), /Healthy · version/);
-	const plugins = await apiOk(srv, "GET", "/plugin");
-	if (plugins.length) for (const p of plugins) await page.getByRole("cell", { name: new RegExp(`^${p.id}`) }).first().waitFor();
-	else await page.getByText("No plugins loaded.").waitFor();
-	const mcp = await apiOk(srv, "GET", "/mcp");
+	const plugins = await apiOk(psrv, "GET", "/plugin");
+	assert.equal(plugins.length, sos.length);
+	for (const p of plugins) {
+		const row = page.getByRole("row").filter({ has: page.getByRole("cell", { name: new RegExp(`^${p.id} — `) }) });
+		await row.waitFor();
+		const text = await row.textContent();
+		for (const hook of p.hooks) assert.ok(text.includes(hook), `${p.id}'s hook ${hook} listed`);
+		for (const tool of p.tools) assert.ok(text.includes(tool), `${p.id}'s tool ${tool} listed`);
+	}
+	if (!plugins.length) await page.getByText("No plugins loaded.").waitFor();
+	const mcp = await apiOk(psrv, "GET", "/mcp");
 	if (!mcp.length) await page.getByText("No MCP servers.").waitFor();
 	await page.getByRole("cell", { name: "build", exact: true }).waitFor();
-});
-
-uiTest("a permission ask from a grandchild shows in place and in the banner; the reply names the choice and the message", async ({ page }) => {
-	// the asks are fed to the page's store as the server would send them (OpenCode's
-	// permission.asked shape) and permission.reply is caught in the page, so this runs
-	// with or without the server's permission system; the test below does the round trip
-	await openUI(page, srv);
-	await sendPrompt(page, "deep-hold");
-	await until(page, () => !!document.querySelector('.child-panel .child-panel .tool-card[data-status="running"]'), undefined, { label: "the grandchild's running tool" });
-	const where = await page.evaluate(() => {
-		const st = window.agentgate.store;
-		for (const s of st.sessions.values())
-			if (s.info?.depth === 2 && s.msgs?.map)
-				for (const m of s.msgs.map.values())
-					for (const p of m.parts.values()) if (p.type === "tool" && p.tool === "sleep") return { sessionID: s.id, messageID: m.info.id, callID: p.callID };
-		return null;
-	});
-	assert.ok(where, "found the grandchild's sleep call");
-	await page.evaluate((w) => {
-		window.__replies = [];
-		const c = window.agentgate.client;
-		const call = c.call.bind(c);
-		c.call = (m, p, o) => (m === "permission.reply" ? (window.__replies.push(p), Promise.resolve(true)) : call(m, p, o));
-		const ask = (id) => ({
-			type: "permission.asked",
-			sessionID: w.sessionID,
-			seq: 1e12,
-			properties: { id, sessionID: w.sessionID, permission: "sleep", patterns: ["60000"], metadata: {}, always: ["*"], title: "Sleep for a minute", tool: { messageID: w.messageID, callID: w.callID } },
-		});
-		window.__ask = ask;
-		window.agentgate.store.apply(ask("per_one"));
-	}, where);
-	const inPlace = page.locator('.child-panel .child-panel .tool-card[data-status="running"] .perm-ask');
-	await untilText(inPlace, /Permission asked: Sleep for a minute \(in subagent “holding grandchild”\)/, { label: "the ask in place" });
-	const banner = page.getByRole("region", { name: "Permission requests" });
-	await untilText(banner, /Sleep for a minute/, { label: "the banner" });
-	await untilText(page.locator(".chat-head .badge"), /waiting for permission/, { label: "the root waits for permission" });
-	await untilText(page.locator("#session-list .session-item .badge").first(), /waiting for permission/);
-	await banner.getByLabel("Message for the reply to: Sleep for a minute").fill("not now");
-	await banner.getByRole("button", { name: "Reject: Sleep for a minute" }).click();
-	await banner.waitFor({ state: "hidden" });
-	assert.deepEqual(await page.evaluate(() => window.__replies), [{ requestID: "per_one", reply: "reject", message: "not now" }]);
-	await page.evaluate(() => window.agentgate.store.apply(window.__ask("per_two")));
-	await inPlace.getByRole("button", { name: "Always allow: Sleep for a minute" }).click();
-	await banner.waitFor({ state: "hidden" });
-	assert.deepEqual((await page.evaluate(() => window.__replies))[1], { requestID: "per_two", reply: "always" });
-	// a permission.replied event (another tab answered) clears it too
-	await page.evaluate(() => window.agentgate.store.apply(window.__ask("per_three")));
-	await banner.waitFor();
-	await page.evaluate((sid) => window.agentgate.store.apply({ type: "permission.replied", sessionID: sid, seq: 1e12 + 1, properties: { sessionID: sid, requestID: "per_three", reply: "once" } }), where.sessionID);
-	await banner.waitFor({ state: "hidden" });
-	await page.getByRole("textbox", { name: "Prompt" }).press("Escape");
-	await untilText(page.locator(".chat-head .badge"), /^idle$/);
+	assert.ok(await page.getByRole("button", { name: /^Abort/ }).isDisabled(), "nothing to abort on the status page");
 });
 
 // The permission system (permission.asked / permission.reply) is not on main yet: the UI

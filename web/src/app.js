@@ -1,7 +1,7 @@
 // agentgate's web UI: the session list, the chat view with the live subagent tree, the
 // queue, permission asks, and a status page — all through the WebSocket JSON-RPC API
 // (client.js). Rendering is plain DOM, updated once per animation frame after changes.
-import { errorLine, makePerm, makeTranscript, permText, updatePerm, updateTranscript } from "./chat.js";
+import { errorLine, makePerm, makeTranscript, updatePerm, updateTranscript } from "./chat.js";
 import { AgentgateClient, defaultUrl, RPC } from "./client.js";
 import { ago, atBottom, h, setAttr, setText, syncList } from "./dom.js";
 import { Store } from "./state.js";
@@ -396,7 +396,9 @@ async function loadStatusPage() {
 function renderStatusPage() {
 	const view = $("view");
 	const sp = ui.statusPage;
-	if (view._sp === sp && view._conn === ui.conn.status) return;
+	$("abort").disabled = true;
+	const shown = view.firstElementChild?.classList.contains("status-page");
+	if (shown && view._sp === sp && view._conn === ui.conn.status) return;
 	view._sp = sp;
 	view._conn = ui.conn.status;
 	document.title = "Status · agentgate";
