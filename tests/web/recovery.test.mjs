@@ -20,6 +20,9 @@ uiTest("a stalled provider shows the stall live, then the failure with its durat
 	await untilText(page.locator(".chat-head .badge"), /^stalled$/);
 	await untilText(transcript(page).locator(".msg-error"), /Stalled after 8\.0 s without a token: LLM stream stalled/, { label: "the failure in place", timeout: 10000 });
 	await untilText(item, /^stalled$/, { label: "the list still says stalled" });
+	await page.reload();
+	await untilText(transcript(page).locator(".msg-error"), /Stalled after 8\.0 s/, { label: "the failure after a reload" });
+	await untilText(item, /^stalled$/, { label: "the list says stalled after a reload" });
 	const msgs = await getMessages(srv, id);
 	assert.match(JSON.stringify(msgs.at(-1).info.error), /LLM stream stalled/);
 });

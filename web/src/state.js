@@ -158,6 +158,9 @@ export class Store {
 		}
 		if (snap.session) s.info = snap.session;
 		s.msgs = { floor: snap.seq, loading: false, held: null, map };
+		// a session whose last turn failed says so in the list after a reload too
+		const last = [...map.values()].filter((m) => m.info.role === "assistant").sort((a, b) => (a.info.id < b.info.id ? -1 : 1)).at(-1);
+		if (!s.error && last?.info.error && s.status.type === "idle") s.error = { ...last.info.error, at: last.info.time?.completed || 0 };
 		for (const ev of held) if (ev.seq > snap.seq) this.applyToMessages(s, ev);
 		s.v++;
 		this.changed();
