@@ -147,7 +147,7 @@ function renderList(c) {
 			return li;
 		},
 		(li, s) => {
-			const title = s.info.title || s.id;
+			const title = store.title(s.id);
 			const st = store.statusOf(s.id, c.now);
 			setAttr(li.link, "href", `#/s/${s.id}`);
 			setAttr(li.link, "aria-current", ui.route.id === s.id ? "page" : null);
@@ -254,7 +254,7 @@ function renderChat(c) {
 		return;
 	}
 	const info = s.info;
-	const title = info.title || id;
+	const title = store.title(id);
 	document.title = `${title} · agentgate`;
 	setText(v.title, title);
 	const st = store.statusOf(id, c.now);
@@ -268,7 +268,7 @@ function renderChat(c) {
 	const chain = [];
 	for (let p = info.parentID, i = 0; p && i < 16; i++) {
 		const ps = store.sessions.get(p);
-		chain.unshift({ id: p, title: ps?.info?.title || p });
+		chain.unshift({ id: p, title: store.title(p) });
 		p = ps?.info?.parentID;
 	}
 	v.crumbs.hidden = chain.length === 0;
@@ -456,7 +456,7 @@ const actions = {
 		if (!s?.info) return;
 		const dlg = $("rename-dialog");
 		const input = $("rename-title");
-		input.value = s.info.title || "";
+		input.value = store.title(id);
 		dlg._id = id;
 		dlg.showModal();
 		input.select();
@@ -464,7 +464,7 @@ const actions = {
 	async remove(id) {
 		const s = store.sessions.get(id);
 		if (!s?.info) return;
-		if (!confirm(`Delete the session “${s.info.title || id}” and its subagents?`)) return;
+		if (!confirm(`Delete the session “${store.title(id)}” and its subagents?`)) return;
 		try {
 			await client.call("session.delete", { sessionID: id });
 			if (ui.route.id === id) location.hash = "#/";

@@ -210,7 +210,7 @@ function makePanel(id) {
 
 function updatePanel(el, id, ctx) {
 	const s = ctx.store.sessions.get(id);
-	const title = s?.info?.title || id;
+	const title = ctx.store.title(id);
 	el._open = () => ctx.actions.open(id);
 	setText(el.titleEl, title);
 	setAttr(el, "aria-label", `Subagent: ${title}`);

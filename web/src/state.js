@@ -61,32 +61,36 @@ export class Store {
 
 	// ---- loading ----
 
-	/** Replaces the session list and statuses (at start and after a resync). */
+	/**
+	 * Replaces the session list, statuses and permission asks (at start and after a
+	 * resync). Each answer is applied the moment it arrives: the events that follow it
+	 * are newer and are applied on top; applied later, an answer would undo them.
+	 */
 	async loadAll() {
-		const [list, status] = await Promise.all([this.call("session.list", {}), this.call("session.status", {})]);
-		const seen = new Set();
-		for (const info of list) {
-			seen.add(info.id);
-			const s = this.session(info.id);
-			s.info = info;
-			s.status = status[info.id] || { type: "idle" };
-			s.v++;
-		}
-		for (const id of [...this.sessions.keys()]) if (!seen.has(id)) this.sessions.delete(id);
-		// open permission asks (a server without the permission system has none)
-		try {
-			const asks = await this.call("permission.list", {});
-			this.perms.clear();
-			for (const a of asks) this.perms.set(a.id, { ...a, seq: 0, at: Date.now() });
-		} catch {
-			this.perms.clear();
-		}
 		// messages and turns may have moved on while we were away: load them again when shown
 		for (const s of this.sessions.values()) {
 			s.msgs = null;
 			s.turns.clear();
 			s.running.clear();
 		}
+		const listP = this.call("session.list", {});
+		const statusP = this.call("session.status", {});
+		const permsP = this.call("permission.list", {}).catch(() => []); // none without the permission system
+		statusP.catch(() => {}); // awaited below; a failure of the list comes first
+		const list = await listP;
+		const seen = new Set();
+		for (const info of list) {
+			seen.add(info.id);
+			const s = this.session(info.id);
+			s.info = info;
+			s.v++;
+		}
+		for (const id of [...this.sessions.keys()]) if (!seen.has(id)) this.sessions.delete(id);
+		const status = await statusP;
+		for (const s of this.sessions.values()) s.status = status[s.id] || { type: "idle" };
+		const asks = await permsP;
+		this.perms.clear();
+		for (const a of asks) this.perms.set(a.id, { ...a, seq: 0, at: Date.now() });
 		this.loadedAt = Date.now();
 		this.changed();
 		// the queue of a busy session is in its newest messages
@@ -348,6 +352,19 @@ export class Store {
 		if (!s?.msgs?.map) return null;
 		const queued = new Set(this.queue(id).map((t) => t.userMsg));
 		return [...s.msgs.map.values()].filter((m) => !queued.has(m.info.id)).sort((a, b) => (a.info.id < b.info.id ? -1 : a.info.id > b.info.id ? 1 : 0));
+	}
+
+	/**
+	 * The name to show: the title, or, while it is still the server's default
+	 * ("New session - <id>"), the first line of the session's first prompt when known.
+	 */
+	title(id) {
+		const s = this.sessions.get(id);
+		const title = s?.info?.title || id;
+		if (!s || !/^New session - /.test(title)) return title;
+		const first = [...s.turns.values()].filter((t) => t.userMsg && t.text).sort((a, b) => (a.userMsg < b.userMsg ? -1 : 1))[0];
+		const line = first?.text.split("\n").find((l) => l.trim())?.trim();
+		return line ? (line.length > 60 ? line.slice(0, 57) + "…" : line) : title;
 	}
 
 	children(id) {
