@@ -52,14 +52,16 @@ export const RULES = [
 	{ regex: "^bg-hold$", steps: [{ text: "Starting background work.", tools: [{ name: "task", input: { description: "background job", prompt: "sleep 1500", subagent_type: "general", background: true } }] }, { text: "Started: {{tool_output}}" }] },
 	{ regex: "^sleep ([0-9]+)$", steps: [{ text: "Sleeping.", tools: [{ name: "sleep", input: { ms: "{{1}}" } }] }, { text: "Slept {{1}} ms." }] },
 	{ regex: "^echo (.+)$", steps: [{ text: "Calling echo.", tools: [{ name: "echo", input: { text: "{{1}}" } }] }, { text: "Echoed: {{tool_output}}" }] },
-	// a child whose echo call the permission rules put on hold
+	// a child whose tool asks for permission (the fx test plugin's "ask" mode asks for
+	// `bash`, which the default rules leave to a human)
 	{
 		regex: "^perm-tree$",
 		steps: [
-			{ text: "Parent delegates.", tools: [{ name: "task", input: { description: "asking child", prompt: "echo needs-permission", subagent_type: "general" } }] },
+			{ text: "Parent delegates.", tools: [{ name: "task", input: { description: "asking child", prompt: "fx-ask", subagent_type: "general" } }] },
 			{ text: "Parent finished: {{tool_output}}" },
 		],
 	},
+	{ regex: "^fx-ask$", steps: [{ text: "Child asks.", tools: [{ name: "fx", input: { mode: "ask make all" } }] }, { text: "fx said: {{tool_output}}" }] },
 	{ regex: "^flaky$", steps: [{ text: "Trying.", error: { status: 503, message: "scripted overload", retry_after_ms: 2500 } }] },
 	{ regex: "^stall$", steps: [{ text: "I will stop talking after this", stall_after: 3 }] },
 	{ regex: "^think$", steps: [{ reasoning: "Weighing the options carefully.", text: "Decided." }] },

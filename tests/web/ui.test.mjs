@@ -23,7 +23,6 @@ import {
 	uiTest,
 	until,
 	untilText,
-	wsConnect,
 } from "./lib.mjs";
 
 let srv;
@@ -429,38 +428,94 @@ uiTest("the status page lists the loaded plugins and the MCP servers from the se
 	assert.ok(await page.getByRole("button", { name: /^Abort/ }).isDisabled(), "nothing to abort on the status page");
 });
 
-// The permission system (permission.asked / permission.reply) is not on main yet: the UI
-// is written against OpenCode's shapes, and this test runs as soon as the server has
-// permission.list; until then it is skipped, saying so.
+uiTest("a permission ask from a grandchild shows in place and in the banner; the reply names the choice and the message", async ({ page }) => {
+	// the asks are fed to the page's store as the server sends them (OpenCode's
+	// permission.asked shape) and permission.reply is caught in the page: the shapes, a
+	// grandchild's ask, "always" and a reply from another tab; the test below does the
+	// round trip with the server's permission system
+	await openUI(page, srv);
+	await sendPrompt(page, "deep-hold");
+	await until(page, () => !!document.querySelector('.child-panel .child-panel .tool-card[data-status="running"]'), undefined, { label: "the grandchild's running tool" });
+	const where = await page.evaluate(() => {
+		const st = window.agentgate.store;
+		for (const s of st.sessions.values())
+			if (s.info?.depth === 2 && s.msgs?.map)
+				for (const m of s.msgs.map.values())
+					for (const p of m.parts.values()) if (p.type === "tool" && p.tool === "sleep") return { sessionID: s.id, messageID: m.info.id, callID: p.callID };
+		return null;
+	});
+	assert.ok(where, "found the grandchild's sleep call");
+	await page.evaluate((w) => {
+		window.__replies = [];
+		const c = window.agentgate.client;
+		const call = c.call.bind(c);
+		c.call = (m, p, o) => (m === "permission.reply" ? (window.__replies.push(p), Promise.resolve(true)) : call(m, p, o));
+		const ask = (id) => ({
+			type: "permission.asked",
+			sessionID: w.sessionID,
+			seq: 1e12,
+			properties: { id, sessionID: w.sessionID, permission: "sleep", patterns: ["60000"], metadata: {}, always: ["*"], title: "Sleep for a minute", tool: { messageID: w.messageID, callID: w.callID } },
+		});
+		window.__ask = ask;
+		window.agentgate.store.apply(ask("per_one"));
+	}, where);
+	const inPlace = page.locator('.child-panel .child-panel .tool-card[data-status="running"] .perm-ask');
+	await untilText(inPlace, /Permission asked: Sleep for a minute \(in subagent “holding grandchild”\)/, { label: "the ask in place" });
+	const banner = page.getByRole("region", { name: "Permission requests" });
+	await untilText(banner, /Sleep for a minute/, { label: "the banner" });
+	await untilText(page.locator(".chat-head .badge"), /waiting for permission/, { label: "the root waits for permission" });
+	await untilText(page.locator("#session-list .session-item .badge").first(), /waiting for permission/);
+	await banner.getByLabel("Message for the reply to: Sleep for a minute").fill("not now");
+	await banner.getByRole("button", { name: "Reject: Sleep for a minute" }).click();
+	await banner.waitFor({ state: "hidden" });
+	assert.deepEqual(await page.evaluate(() => window.__replies), [{ requestID: "per_one", reply: "reject", message: "not now" }]);
+	await page.evaluate(() => window.agentgate.store.apply(window.__ask("per_two")));
+	await inPlace.getByRole("button", { name: "Always allow: Sleep for a minute" }).click();
+	await banner.waitFor({ state: "hidden" });
+	assert.deepEqual((await page.evaluate(() => window.__replies))[1], { requestID: "per_two", reply: "always" });
+	// a permission.replied event (another tab answered) clears it too
+	await page.evaluate(() => window.agentgate.store.apply(window.__ask("per_three")));
+	await banner.waitFor();
+	await page.evaluate((sid) => window.agentgate.store.apply({ type: "permission.replied", sessionID: sid, seq: 1e12 + 1, properties: { sessionID: sid, requestID: "per_three", reply: "once" } }), where.sessionID);
+	await banner.waitFor({ state: "hidden" });
+	await page.getByRole("textbox", { name: "Prompt" }).press("Escape");
+	await untilText(page.locator(".chat-head .badge"), /^idle$/);
+});
+
+// The round trip with the server's permission system: the fx test plugin's tool asks for
+// `bash` in a child; the page answers in place (once), then from the banner (reject with
+// a message the model reads).
 uiTest("a permission asked in a child is answered from the page", { timeout: 60000 }, async ({ page, t }) => {
-	const probe = await wsConnect(srv.wsUrl);
-	let has = true;
-	try {
-		await probe.call("permission.list", {});
-	} catch (e) {
-		if (e.code === -32601) has = false;
-		else throw e;
-	} finally {
-		await probe.close();
-	}
-	if (!has) {
-		t.skip("the server has no permission system yet (WS permission.list: no such method)");
+	const fx = path.join(path.dirname(BIN), "tests", "plugins", "fx.so");
+	if (!fs.existsSync(fx)) {
+		t.skip(`${fx} is not built (the fixture plugin whose tool asks)`);
 		return;
 	}
-	const psrv = await startServer({ config: { ...UI_CONFIG, permission: { echo: "ask" } } });
-	try {
-		await openUI(page, psrv);
-		await sendPrompt(page, "perm-tree");
-		// in place, in the child's tool card, and in the banner
-		const inPlace = page.locator(".child-panel .tool-card .perm-ask");
-		await inPlace.waitFor({ timeout: 15000 });
-		const banner = page.getByRole("region", { name: "Permission requests" });
-		await banner.locator(".perm-ask").waitFor();
-		await untilText(page.locator(".chat-head .badge"), /waiting for permission/);
-		await inPlace.getByRole("button", { name: /^Allow once/ }).click();
-		await banner.waitFor({ state: "hidden" });
-		await untilText(transcript(page), /Parent finished: Echoed: needs-permission/, { timeout: 15000 });
-	} finally {
-		await psrv.stop();
-	}
+	const psrv = await startServer({ config: UI_CONFIG, args: ["--plugin", fx] });
+	t.after(() => psrv.stop());
+	await openUI(page, psrv);
+	await sendPrompt(page, "perm-tree");
+	const id = await openSessionId(page);
+	// in place, in the child's tool card, and in the banner
+	const inPlace = page.locator('.child-panel .tool-card[data-status="running"] .perm-ask');
+	await untilText(inPlace, /Permission asked: bash make all \(in subagent “asking child”\)/, { label: "the ask in place" });
+	const banner = page.getByRole("region", { name: "Permission requests" });
+	await untilText(banner, /bash make all/, { label: "the banner" });
+	await untilText(page.locator(".chat-head .badge"), /waiting for permission/);
+	await untilText(page.locator(`#session-list .session-item:has(a[href="#/s/${id}"]) .badge`), /waiting for permission/);
+	assert.equal((await apiOk(psrv, "GET", "/permission")).length, 1);
+	await inPlace.getByRole("button", { name: "Allow once: bash make all" }).click();
+	await banner.waitFor({ state: "hidden" });
+	await untilText(transcript(page), /Parent finished: fx said: allowed \(allowed once by a reply\)/, { label: "the tree went on", timeout: 15000 });
+	// again, rejected from the banner with a message the model reads
+	await sendPrompt(page, "perm-tree");
+	await untilText(banner, /bash make all/, { label: "the second ask" });
+	await banner.getByLabel("Message for the reply to: bash make all").fill("use make clean");
+	await banner.getByRole("button", { name: "Reject: bash make all" }).click();
+	await banner.waitFor({ state: "hidden" });
+	await untilText(transcript(page), /Parent finished: fx said: Error: The user rejected permission to use this specific tool call with the following feedback: use make clean/, {
+		label: "the rejection's message reached the model",
+		timeout: 15000,
+	});
+	assert.deepEqual(await apiOk(psrv, "GET", "/permission"), []);
 });
