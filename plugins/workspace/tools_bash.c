@@ -122,9 +122,10 @@ static void bash_act(struct ws_job *j)
 		ws_fail(j, "out of memory");
 	else if (r.cancelled)
 		ws_fail(j, "cancelled: the command and every process it started were stopped");
-	else if (r.timed_out)
+	else if (r.timed_out) /* the status is the kill's: not worth showing */
 		ws_fail(j, "Command timed out after %lld ms: it and every process it started were "
-			"stopped. Output so far:\n%s", (long long)j->num1, text);
+			"stopped. Output so far:\n%s", (long long)j->num1,
+			*r.output ? r.output : "(none)");
 	else
 		ws_done(j, text, title_of(j, title, sizeof(title)), meta);
 	free(text);

@@ -22,7 +22,6 @@ struct ws_config WS;
 static struct pool *pool;
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ws_job *registry;
-static char *fallback_root; /* setting "workspace", for a call without ctx->directory */
 
 static const struct ws_tool *const tools[] = {&ws_read, &ws_write, &ws_edit, &ws_list,
 					       &ws_glob, &ws_grep, &ws_bash};
@@ -171,26 +170,40 @@ static void prepare_work(void *arg)
 
 /* ---- the host's side ------------------------------------------------------------------- */
 
+/* The gateway's "workspace" setting (malloc'd), for a call without ctx->directory. */
+static char *fallback_root(void)
+{
+	char *ws = WS.host->setting(WS.self, "workspace"), *dir = NULL;
+	cJSON *v = ws ? cJSON_Parse(ws) : NULL;
+	if (cJSON_IsString(v))
+		dir = strdup(v->valuestring);
+	cJSON_Delete(v);
+	WS.host->free(ws);
+	return dir;
+}
+
 static struct ws_job *job_new(const struct ws_tool *t, const struct ag_tool_call *call,
 			      char *why, size_t wn)
 {
 	struct ws_job *j = calloc(1, sizeof(*j));
-	const char *dir = AG_HAS(call->ctx, struct ag_ctx, directory) && call->ctx->directory
-				  ? call->ctx->directory : fallback_root;
-	if (!j) {
-		snprintf(why, wn, "out of memory");
+	int has = AG_HAS(call->ctx, struct ag_ctx, directory) && call->ctx->directory;
+	char *fallback = has ? NULL : fallback_root();
+	const char *dir = has ? call->ctx->directory : fallback;
+	if (!j || !dir || !realpath(dir, j->root)) {
+		if (j)
+			snprintf(why, wn, "the session's directory %s cannot be used: %s",
+				 dir ? dir : "(none)", dir ? strerror(errno) : "the gateway sets none");
+		else
+			snprintf(why, wn, "out of memory");
+		free(fallback);
+		free(j);
 		return NULL;
 	}
+	free(fallback);
 	j->tool = t;
 	j->id = call->id;
 	j->cancel_fd = -1;
 	atomic_init(&j->cancelled, 0);
-	if (!dir || !realpath(dir, j->root)) {
-		snprintf(why, wn, "the session's directory %s cannot be used: %s",
-			 dir ? dir : "(none)", dir ? strerror(errno) : "the gateway sets none");
-		free(j);
-		return NULL;
-	}
 	return j;
 }
 
@@ -322,16 +335,6 @@ static int read_options(const cJSON *o, long long *workers, struct ag_error *err
 	return rc;
 }
 
-static void fallback_load(void)
-{
-	char *ws = WS.host->setting(WS.self, "workspace");
-	cJSON *v = ws ? cJSON_Parse(ws) : NULL;
-	if (cJSON_IsString(v))
-		fallback_root = strdup(v->valuestring);
-	cJSON_Delete(v);
-	WS.host->free(ws);
-}
-
 /* ---- load ---------------------------------------------------------------------------- */
 
 static void release(void)
@@ -339,8 +342,6 @@ static void release(void)
 	free(WS.ignore);
 	free(WS.envp);
 	free(WS.shell);
-	free(fallback_root);
-	fallback_root = NULL;
 	WS.ignore = WS.envp = NULL;
 	WS.shell = NULL;
 }
@@ -377,7 +378,6 @@ static int workspace_load(ag_plugin *self, const struct ag_host *host, const cha
 	if (!rc)
 		rc = make_env(o, err);
 	cJSON_Delete(o);
-	fallback_load();
 	if (!rc && !(pool = pool_create(2, (int)workers)))
 		rc = plug_fail(err, AG_E_INTERNAL, "cannot start the worker threads");
 	if (!rc)
