@@ -20,7 +20,8 @@ cmake --build build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --output-on-failure -j2)
 cmake -S . -B build-tsan -DAG_TSAN=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
-cmake --build build-tsan -j"$jobs" --target test_tools test_host test_plugins
+cmake --build build-tsan -j"$jobs" --target test_tools test_host test_plugins test_workspace
 TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_tools
 TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_host
 TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_plugins
+TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_workspace

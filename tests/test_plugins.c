@@ -1,8 +1,9 @@
 /* The first-party plugins' own rules, each .so driven through a fake host table
  * (tests/plugins/fakehost.h): what guard refuses and how it says so, where audit-log
  * rotates, when continuation wakes a session and when it stops, how webhook retries and
- * that its observer never waits on the network. Against the real gateway they are
- * tested end to end in tests/node/firstparty.test.mjs. */
+ * that its observer never waits on the network, what workspace asks before it acts and
+ * that a cancel stops its command. Against the real gateway they are tested end to end
+ * in tests/node/firstparty.test.mjs (workspace in tests/node/workspace.test.mjs). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -561,6 +562,188 @@ static void webhook_refuses_bad_options_naming_them(void **state)
 	load_fails("webhook", "{\"url\":\"http://x/\",\"outbox\":0}", "\"outbox\"");
 }
 
+/* ---- workspace ---------------------------------------------------------------------- */
+
+static char ws_dir[256];
+
+static int ws_setup(void **state)
+{
+	snprintf(ws_dir, sizeof(ws_dir), "/tmp/ws-plugin-XXXXXX");
+	assert_non_null(mkdtemp(ws_dir));
+	char real[4096];
+	assert_non_null(realpath(ws_dir, real));
+	assert_true(strlen(real) < sizeof(ws_dir));
+	memcpy(ws_dir, real, strlen(real) + 1);
+	fh_permissions(1);
+	assert_int_equal(load("workspace", NULL), 0);
+	FH.perm = FH_PERM_ALLOW;
+	return 0;
+}
+
+static int ws_teardown(void **state)
+{
+	char cmd[512];
+	fh_unload();
+	fh_permissions(0);
+	fh_set_workspace(NULL);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", ws_dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static void ws_put(const char *rel, const char *text)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "%s/%s", ws_dir, rel);
+	FILE *f = fopen(p, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static char *ws_get(const char *rel)
+{
+	static char buf[4096];
+	char p[512];
+	snprintf(p, sizeof(p), "%s/%s", ws_dir, rel);
+	FILE *f = fopen(p, "r");
+	if (!f)
+		return NULL;
+	buf[fread(buf, 1, sizeof(buf) - 1, f)] = 0;
+	fclose(f);
+	return buf;
+}
+
+/* Runs tool with input in a session working in ws_dir; waits for its ending. */
+static void ws_call(const char *tool, const char *input)
+{
+	struct ag_ctx c = fh_ctx("ses_ws", 0);
+	c.directory = ws_dir;
+	assert_int_equal(fh_tool(tool, &c, input), 0);
+	if (!fh_wait(10000))
+		fail_msg("%s %s did not end", tool, input);
+}
+
+static void workspace_asks_before_it_edits_and_a_denial_reaches_the_model(void **state)
+{
+	ws_put("a.txt", "one\n");
+	FH.perm = FH_PERM_DENY;
+	snprintf(FH.perm_message, sizeof(FH.perm_message), "not today");
+	ws_call("edit", "{\"filePath\":\"a.txt\",\"oldString\":\"one\",\"newString\":\"two\"}");
+	assert_true(FH.failed);
+	assert_string_equal(FH.error, "permission denied: not today");
+	assert_string_equal(ws_get("a.txt"), "one\n");
+	assert_int_equal(FH.nasks, 1);
+	assert_string_equal(FH.asks[0].permission, "edit");
+	assert_string_equal(FH.asks[0].patterns, "[\"a.txt\"]");
+	assert_string_equal(FH.asks[0].title, "Edit a.txt");
+	assert_non_null(strstr(FH.asks[0].metadata, "\"diff\":\"--- a/a.txt\\n+++ b/a.txt\\n@@ -1,1 "
+						    "+1,1 @@\\n-one\\n+two\\n\""));
+}
+
+static void workspace_goes_on_when_allowed_later_or_without_a_permission_system(void **state)
+{
+	FH.perm = FH_PERM_LATER; /* the answer comes after permission_ask returned */
+	ws_call("write", "{\"filePath\":\"sub/new.txt\",\"content\":\"hello\\n\"}");
+	if (!FH.done)
+		fail_msg("write failed: %s", FH.error);
+	assert_string_equal(ws_get("sub/new.txt"), "hello\n");
+	assert_string_equal(FH.asks[0].title, "Create sub/new.txt");
+	assert_non_null(strstr(FH.metadata, "\"exists\":false"));
+	fh_permissions(0); /* a gateway without one: allowed, nothing asked */
+	ws_call("edit", "{\"filePath\":\"sub/new.txt\",\"oldString\":\"hello\",\"newString\":\"bye\"}");
+	assert_true(FH.done);
+	assert_string_equal(ws_get("sub/new.txt"), "bye\n");
+	assert_int_equal(FH.nasks, 1);
+	fh_permissions(1);
+	FH.perm = FH_PERM_NOTFOUND; /* an ask that fails says so */
+	ws_call("write", "{\"filePath\":\"x.txt\",\"content\":\"x\"}");
+	assert_true(FH.failed);
+	assert_non_null(strstr(FH.error, "cannot ask for permission to Create x.txt: the call is not "
+				      "running"));
+	assert_null(ws_get("x.txt"));
+}
+
+static void workspace_each_tool_asks_its_own_permission(void **state)
+{
+	ws_put("a.c", "int x;\n");
+	const char *calls[][4] = {
+		{"read", "{\"filePath\":\"a.c\"}", "read", "[\"a.c\"]"},
+		{"list", "{}", "list", "[\".\"]"},
+		{"glob", "{\"pattern\":\"*.c\"}", "glob", "[\"*.c\"]"},
+		{"grep", "{\"pattern\":\"int\",\"include\":\"*.c\"}", "grep", "[\"int\"]"},
+		{"bash", "{\"command\":\"echo hi\"}", "bash", "[\"echo hi\"]"},
+	};
+	for (int i = 0; i < 5; i++) {
+		ws_call(calls[i][0], calls[i][1]);
+		if (!FH.done)
+			fail_msg("%s failed: %s", calls[i][0], FH.error);
+		assert_string_equal(FH.asks[i].permission, calls[i][2]);
+		assert_string_equal(FH.asks[i].patterns, calls[i][3]);
+	}
+	assert_string_equal(FH.asks[4].title, "Run: echo hi");
+	assert_non_null(strstr(FH.asks[4].metadata, "\"command\":\"echo hi\""));
+	assert_string_equal(FH.output, "hi\n");
+}
+
+static void workspace_cancel_stops_a_running_command_and_drops_its_ending(void **state)
+{
+	struct ag_ctx c = fh_ctx("ses_ws", 0);
+	c.directory = ws_dir;
+	assert_int_equal(fh_tool("bash", &c, "{\"command\":\"echo started; sleep 100\"}"), 0);
+	assert_true(fh_wait_progress(10000)); /* running, its output streamed */
+	assert_non_null(strstr(FH.progress, "\"output\":\"started\\n\""));
+	int64_t t0 = now_ms();
+	fh_cancel();
+	assert_false(fh_wait(300)); /* no ending after a cancel */
+	fh_unload(); /* joins the workers: the command was killed, not waited for */
+	assert_true(now_ms() - t0 < 5000);
+	assert_int_equal(load("workspace", NULL), 0); /* for the teardown */
+}
+
+static void workspace_works_in_the_fallback_directory_and_hides_secrets(void **state)
+{
+	struct ag_ctx c = fh_ctx("ses_ws", 0); /* no directory: the setting "workspace" */
+	ws_put("f.txt", "fallback\n");
+	fh_set_workspace(ws_dir);
+	assert_int_equal(fh_tool("read", &c, "{\"filePath\":\"f.txt\"}"), 0);
+	assert_true(fh_wait(10000));
+	assert_non_null(strstr(FH.output, "1\tfallback"));
+	fh_set_workspace(NULL);
+	assert_int_equal(fh_tool("read", &c, "{\"filePath\":\"f.txt\"}"), 0);
+	assert_true(FH.failed);
+	assert_non_null(strstr(FH.error, "the session's directory (none) cannot be used"));
+	fh_unload();
+	setenv("FH_SECRET", "s3cret", 1); /* the host names it a secret */
+	setenv("FH_OTHER", "other", 1);   /* env_deny names this one */
+	setenv("FH_KEEP", "kept", 1);
+	assert_int_equal(load("workspace", "{\"env_deny\":[\"FH_OTHER\"]}"), 0);
+	ws_call("bash", "{\"command\":\"echo ${FH_SECRET-none} ${FH_OTHER-none} ${FH_KEEP-none}\"}");
+	assert_string_equal(FH.output, "none none kept\n");
+	unsetenv("FH_SECRET");
+	unsetenv("FH_OTHER");
+	unsetenv("FH_KEEP");
+}
+
+static void workspace_refuses_bad_options_and_inputs_naming_them(void **state)
+{
+	fh_unload();
+	load_fails("workspace", "{\"timeout_ms\":0}", "\"timeout_ms\"");
+	load_fails("workspace", "{\"timeout_ms\":5000,\"max_timeout_ms\":1000}", "over");
+	load_fails("workspace", "{\"shell\":\"sh\"}", "absolute");
+	load_fails("workspace", "{\"nope\":1}", "\"nope\"");
+	assert_int_equal(load("workspace", NULL), 0);
+	ws_call("read", "{}");
+	assert_string_equal(FH.error, "the parameter \"filePath\" is required");
+	ws_call("read", "{\"filePath\":\"a\",\"offset\":\"x\"}");
+	assert_non_null(strstr(FH.error, "\"offset\" must be a whole number"));
+	ws_call("bash", "{\"command\":\"true\",\"timeout\":-5}");
+	assert_non_null(strstr(FH.error, "\"timeout\""));
+	ws_call("grep", "{\"pattern\":\"(\"}");
+	assert_non_null(strstr(FH.error, "bad regular expression \"(\""));
+	ws_call("edit", "{\"filePath\":\"a\",\"oldString\":1,\"newString\":\"b\"}");
+	assert_string_equal(FH.error, "the parameter \"oldString\" must be a string");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -581,6 +764,22 @@ int main(void)
 		cmocka_unit_test(webhook_posts_chosen_events_and_retries_a_5xx),
 		cmocka_unit_test(webhook_never_blocks_the_observer_and_drops_past_the_outbox),
 		cmocka_unit_test(webhook_refuses_bad_options_naming_them),
+		cmocka_unit_test_setup_teardown(
+			workspace_asks_before_it_edits_and_a_denial_reaches_the_model, ws_setup,
+			ws_teardown),
+		cmocka_unit_test_setup_teardown(
+			workspace_goes_on_when_allowed_later_or_without_a_permission_system, ws_setup,
+			ws_teardown),
+		cmocka_unit_test_setup_teardown(workspace_each_tool_asks_its_own_permission, ws_setup,
+						ws_teardown),
+		cmocka_unit_test_setup_teardown(
+			workspace_cancel_stops_a_running_command_and_drops_its_ending, ws_setup,
+			ws_teardown),
+		cmocka_unit_test_setup_teardown(
+			workspace_works_in_the_fallback_directory_and_hides_secrets, ws_setup,
+			ws_teardown),
+		cmocka_unit_test_setup_teardown(workspace_refuses_bad_options_and_inputs_naming_them,
+						ws_setup, ws_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -218,12 +218,13 @@ export async function startServer({
 	return server;
 }
 
-/** Runs the binary to completion (bounded) and returns {code, signal, stdout, stderr}. */
-export function runBin(args, { env = {}, timeout = 10000 } = {}) {
+/** Runs the binary to completion (bounded) and returns {code, signal, stdout, stderr}.
+ * cwd: its working directory (default the repository). */
+export function runBin(args, { env = {}, timeout = 10000, cwd = REPO } = {}) {
 	return new Promise((resolve, reject) => {
 		const fullEnv = { ...process.env, AGENTGATE_LOG: "warn", ...env };
 		if (!("AGENTGATE_TOKEN" in env)) delete fullEnv.AGENTGATE_TOKEN;
-		const p = spawn(BIN, args, { cwd: REPO, env: fullEnv, stdio: ["ignore", "pipe", "pipe"] });
+		const p = spawn(BIN, args, { cwd, env: fullEnv, stdio: ["ignore", "pipe", "pipe"] });
 		live.add(p);
 		let stdout = "",
 			stderr = "",

@@ -6,8 +6,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct fakehost FH;
+
+struct fh_post {
+	void (*fn)(void *user);
+	void *user;
+};
 
 static struct {
 	void *dl;
@@ -23,7 +29,19 @@ static struct {
 	pthread_mutex_t mu; /* the log: any thread */
 	char *log;
 	size_t log_len;
-} H = {.mu = PTHREAD_MUTEX_INITIALIZER};
+	/* tool endings, progress, asks and posts: any thread */
+	pthread_mutex_t end_mu;
+	pthread_cond_t end_cv;
+	uint64_t live_call; /* the last call, until it ends or is cancelled */
+	struct ag_tool_call last_call;
+	struct ag_ctx last_ctx;
+	char *last_input;
+	int last_tool;
+	struct fh_post posts[FH_MAX * 4];
+	int nposts;
+	char *workspace;
+} H = {.mu = PTHREAD_MUTEX_INITIALIZER, .end_mu = PTHREAD_MUTEX_INITIALIZER,
+       .end_cv = PTHREAD_COND_INITIALIZER};
 
 static int on_loop(ag_plugin *self)
 {
@@ -110,31 +128,193 @@ int fh_tool(const char *name, const struct ag_ctx *ctx, const char *input_json)
 	for (int i = 0; i < H.ntools; i++) {
 		if (strcmp(H.tools[i].name, name))
 			continue;
-		struct ag_tool_call call = {.size = sizeof(call), .id = ++H.next_call, .ctx = ctx,
-					    .tool = name, .call_id = "call_1",
-					    .input_json = input_json};
+		free(H.last_input);
+		H.last_input = strdup(input_json);
+		H.last_ctx = *ctx;
+		H.last_tool = i;
+		pthread_mutex_lock(&H.end_mu);
+		H.last_call = (struct ag_tool_call){.size = sizeof(H.last_call), .id = ++H.next_call,
+						    .ctx = &H.last_ctx, .tool = H.tools[i].name,
+						    .call_id = "call_1", .input_json = H.last_input};
+		H.live_call = H.last_call.id;
 		FH.done = FH.failed = 0;
-		FH.output[0] = FH.title[0] = FH.error[0] = 0;
-		H.tools[i].run(H.tools[i].user, &call);
+		FH.output[0] = FH.title[0] = FH.error[0] = FH.metadata[0] = 0;
+		pthread_mutex_unlock(&H.end_mu);
+		H.tools[i].run(H.tools[i].user, &H.last_call);
 		return 0;
 	}
 	return -1;
 }
 
+/* Ends the live call id (any thread): AG_E_GONE when it ended or was cancelled. */
+static int end_call(uint64_t id, int ok, const char *text, const char *title, const char *meta)
+{
+	pthread_mutex_lock(&H.end_mu);
+	if (id != H.live_call) {
+		pthread_mutex_unlock(&H.end_mu);
+		return AG_E_GONE;
+	}
+	H.live_call = 0;
+	if (ok) {
+		FH.done = 1;
+		snprintf(FH.output, sizeof(FH.output), "%s", text);
+		snprintf(FH.title, sizeof(FH.title), "%s", title ? title : "");
+	} else {
+		FH.failed = 1;
+		snprintf(FH.error, sizeof(FH.error), "%s", text);
+	}
+	snprintf(FH.metadata, sizeof(FH.metadata), "%s", meta ? meta : "");
+	pthread_cond_broadcast(&H.end_cv);
+	pthread_mutex_unlock(&H.end_mu);
+	return AG_OK;
+}
+
 static int tool_done(ag_plugin *self, uint64_t id, const char *output, const char *title,
 		     const char *metadata_json)
 {
-	FH.done = 1;
-	snprintf(FH.output, sizeof(FH.output), "%s", output);
-	snprintf(FH.title, sizeof(FH.title), "%s", title ? title : "");
-	return AG_OK;
+	return end_call(id, 1, output, title, metadata_json);
 }
 
 static int tool_fail(ag_plugin *self, uint64_t id, const char *error, const char *metadata)
 {
-	FH.failed = 1;
-	snprintf(FH.error, sizeof(FH.error), "%s", error);
+	return end_call(id, 0, error, NULL, metadata);
+}
+
+static int tool_progress(ag_plugin *self, uint64_t id, const char *title, const char *meta)
+{
+	pthread_mutex_lock(&H.end_mu);
+	int live = id == H.live_call;
+	if (live) {
+		FH.nprogress++;
+		snprintf(FH.progress, sizeof(FH.progress), "%s", meta ? meta : "");
+	}
+	pthread_mutex_unlock(&H.end_mu);
+	return live ? AG_OK : AG_E_GONE;
+}
+
+static int post(ag_plugin *self, void (*fn)(void *user), void *user)
+{
+	pthread_mutex_lock(&H.end_mu);
+	int full = H.nposts == (int)(sizeof(H.posts) / sizeof(H.posts[0]));
+	if (!full)
+		H.posts[H.nposts++] = (struct fh_post){fn, user};
+	pthread_cond_broadcast(&H.end_cv);
+	pthread_mutex_unlock(&H.end_mu);
+	return full ? AG_E_LIMIT : AG_OK;
+}
+
+static int ended(void)
+{
+	return FH.done || FH.failed;
+}
+
+static int progressed(void)
+{
+	return FH.nprogress > 0;
+}
+
+/* Until pred() (under end_mu) or ms pass, running posted callbacks meanwhile. */
+static int wait_for(int (*pred)(void), int ms)
+{
+	struct timespec end;
+	clock_gettime(CLOCK_REALTIME, &end);
+	end.tv_sec += ms / 1000;
+	end.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (end.tv_nsec >= 1000000000L)
+		end.tv_sec++, end.tv_nsec -= 1000000000L;
+	pthread_mutex_lock(&H.end_mu);
+	for (;;) {
+		if (pred()) {
+			pthread_mutex_unlock(&H.end_mu);
+			return 1;
+		}
+		if (H.nposts) { /* as the loop would: posted callbacks run here, unlocked */
+			struct fh_post p = H.posts[0];
+			memmove(H.posts, H.posts + 1, (size_t)--H.nposts * sizeof(H.posts[0]));
+			pthread_mutex_unlock(&H.end_mu);
+			p.fn(p.user);
+			pthread_mutex_lock(&H.end_mu);
+			continue;
+		}
+		if (pthread_cond_timedwait(&H.end_cv, &H.end_mu, &end)) {
+			int ok = pred();
+			pthread_mutex_unlock(&H.end_mu);
+			return ok;
+		}
+	}
+}
+
+int fh_wait(int ms)
+{
+	return wait_for(ended, ms);
+}
+
+int fh_wait_progress(int ms)
+{
+	return wait_for(progressed, ms);
+}
+
+void fh_cancel(void)
+{
+	pthread_mutex_lock(&H.end_mu);
+	uint64_t id = H.live_call;
+	H.live_call = 0;
+	pthread_mutex_unlock(&H.end_mu);
+	if (id && H.tools[H.last_tool].cancel)
+		H.tools[H.last_tool].cancel(H.tools[H.last_tool].user, &H.last_call);
+}
+
+struct later {
+	ag_permission_done_fn done;
+	void *user;
+};
+
+static void allow_later(void *arg)
+{
+	struct later *l = arg;
+	l->done(l->user, AG_PERMISSION_ALLOW, "");
+	free(l);
+}
+
+static int permission_ask(ag_plugin *self, const struct ag_permission_request *rq,
+			  ag_permission_done_fn done, void *user, struct ag_error *err)
+{
+	pthread_mutex_lock(&H.end_mu);
+	if (FH.nasks < FH_MAX) {
+		struct fh_ask *a = &FH.asks[FH.nasks++];
+		snprintf(a->permission, sizeof(a->permission), "%s", rq->permission);
+		snprintf(a->patterns, sizeof(a->patterns), "%s", rq->patterns_json);
+		snprintf(a->title, sizeof(a->title), "%s", rq->title ? rq->title : "");
+		snprintf(a->metadata, sizeof(a->metadata), "%s", rq->metadata_json ? rq->metadata_json : "");
+	}
+	int live = rq->call == H.live_call;
+	pthread_mutex_unlock(&H.end_mu);
+	if (!live || FH.perm == FH_PERM_NOTFOUND)
+		return fail(err, AG_E_NOTFOUND, "the call is not running");
+	if (FH.perm == FH_PERM_LATER) {
+		struct later *l = malloc(sizeof(*l));
+		*l = (struct later){done, user};
+		return post(self, allow_later, l);
+	}
+	done(user, FH.perm == FH_PERM_DENY ? AG_PERMISSION_DENY : AG_PERMISSION_ALLOW,
+	     FH.perm == FH_PERM_DENY ? FH.perm_message : "");
 	return AG_OK;
+}
+
+static char *setting(ag_plugin *self, const char *name)
+{
+	char *v = NULL;
+	if (!strcmp(name, "secrets"))
+		v = strdup("[\"FH_SECRET\"]");
+	else if (!strcmp(name, "workspace") && H.workspace && asprintf(&v, "\"%s\"", H.workspace) < 0)
+		v = NULL;
+	return v;
+}
+
+void fh_set_workspace(const char *dir)
+{
+	free(H.workspace);
+	H.workspace = dir ? strdup(dir) : NULL;
 }
 
 static int kv_find(const char *key)
@@ -238,7 +418,7 @@ static char *host_strdup(const char *s)
 	return strdup(s);
 }
 
-static const struct ag_host host = {
+static struct ag_host host = {
 	.size = sizeof(struct ag_host),
 	.abi_major = AG_ABI_MAJOR,
 	.abi_minor = AG_ABI_MINOR,
@@ -258,7 +438,15 @@ static const struct ag_host host = {
 	.emit = emit,
 	.on_loop = on_loop,
 	.id = plugin_id,
+	.post = post,
+	.tool_progress = tool_progress,
+	.setting = setting,
 };
+
+void fh_permissions(int on)
+{
+	host.permission_ask = on ? permission_ask : NULL;
+}
 
 /* Forgets the plugin's hooks, tools and kv and closes it (the log stays for the test). */
 static void drop(void)
@@ -273,6 +461,10 @@ static void drop(void)
 	if (H.dl)
 		dlclose(H.dl);
 	H.dl = NULL;
+	H.nposts = 0;
+	H.live_call = 0;
+	free(H.last_input);
+	H.last_input = NULL;
 	H.info = NULL;
 	H.nhooks = H.ntools = 0;
 }
