@@ -87,3 +87,15 @@ char *ws_meta(const char *type, ...)
 	cJSON_Delete(o);
 	return text;
 }
+
+void ws_ask_fill(struct ws_ask *a, const char *permission, const char *pattern,
+		 char *metadata, const char *title_fmt, ...)
+{
+	va_list ap;
+	va_start(ap, title_fmt);
+	vsnprintf(a->title, sizeof(a->title), title_fmt, ap);
+	va_end(ap);
+	a->permission = permission;
+	a->pattern = pattern;
+	a->metadata = metadata;
+}

@@ -271,32 +271,49 @@ static int glob_file(struct walker *w, const char *rel, const struct stat *st)
 	return 0;
 }
 
+/* Walks s with file() collecting into h, then sorts h: newest first. */
+static int collect(const struct search *s, struct hits *h,
+		   int (*file)(struct walker *w, const char *rel, const struct stat *st))
+{
+	struct walker w = {.s = s, .file = file, .arg = h};
+	if (h->prefix)
+		walk_dir(&w, s->dir, "", 0);
+	qsort(h->v, (size_t)h->n, sizeof(*h->v), hit_cmp);
+	return w.stopped;
+}
+
+/* The text built in out (NULL with why when anything failed); frees h. */
+static char *hits_text(struct hits *h, struct sbuf *out, char *why, size_t wn)
+{
+	int ok = h->prefix != NULL;
+	hits_free(h);
+	free((char *)h->prefix);
+	char *text = ok ? sbuf_take(out, NULL) : NULL;
+	if (!ok)
+		sbuf_free(out);
+	if (!text)
+		snprintf(why, wn, "out of memory");
+	return text;
+}
+
 char *search_glob(const struct search *s, const struct glob *g, struct search_stats *st,
 		  char *why, size_t wn)
 {
 	struct hits h = {.g = g, .prefix = prefix_of(s)};
-	struct walker w = {.s = s, .file = glob_file, .arg = &h};
 	struct sbuf out = {0};
-	if (h.prefix)
-		walk_dir(&w, s->dir, "", 0);
-	qsort(h.v, (size_t)h.n, sizeof(*h.v), hit_cmp);
+	int stopped = collect(s, &h, glob_file);
 	int shown = h.n < s->limit ? h.n : s->limit;
 	for (int i = 0; i < shown; i++)
 		sbuf_printf(&out, "%s\n", h.v[i].path);
 	if (h.n == 0)
-		sbuf_puts(&out, w.stopped ? "No files found before the search was cut short.\n"
-					  : "No files found.\n");
-	else if (shown < h.n || w.stopped)
+		sbuf_puts(&out, stopped ? "No files found before the search was cut short.\n"
+					: "No files found.\n");
+	else if (shown < h.n || stopped)
 		sbuf_printf(&out, "\n(Showing the %d most recently modified of %d%s matching files. "
 			    "Narrow the pattern or pass a subfolder as path.)\n", shown, h.n,
-			    w.stopped ? " or more" : "");
-	*st = (struct search_stats){h.n, shown < h.n || w.stopped};
-	hits_free(&h);
-	free((char *)h.prefix);
-	char *text = h.prefix ? sbuf_take(&out, NULL) : (sbuf_free(&out), NULL);
-	if (!text)
-		snprintf(why, wn, "out of memory");
-	return text;
+			    stopped ? " or more" : "");
+	*st = (struct search_stats){h.n, shown < h.n || stopped};
+	return hits_text(&h, &out, why, wn);
 }
 
 /* ---- grep ---- */
@@ -370,18 +387,15 @@ char *search_grep(const struct search *s, const regex_t *re, const struct glob *
 		  struct search_stats *st, char *why, size_t wn)
 {
 	struct hits h = {.g = include, .re = re, .prefix = prefix_of(s)};
-	struct walker w = {.s = s, .file = grep_file, .arg = &h};
 	struct sbuf out = {0};
-	if (h.prefix)
-		walk_dir(&w, s->dir, "", 0);
-	qsort(h.v, (size_t)h.n, sizeof(*h.v), hit_cmp);
+	int stopped = collect(s, &h, grep_file);
 	int shown = h.n < s->limit ? h.n : s->limit;
 	if (h.n == 0)
-		sbuf_puts(&out, w.stopped ? "No matches found before the search was cut short.\n"
-					  : "No matches found.\n");
+		sbuf_puts(&out, stopped ? "No matches found before the search was cut short.\n"
+					: "No matches found.\n");
 	else
-		sbuf_printf(&out, "Found %d%s match%s%s\n", h.n, w.stopped ? " or more" : "",
-			    h.n == 1 && !w.stopped ? "" : "es",
+		sbuf_printf(&out, "Found %d%s match%s%s\n", h.n, stopped ? " or more" : "",
+			    h.n == 1 && !stopped ? "" : "es",
 			    shown < h.n ? " (the first in the most recently modified files shown)"
 					: "");
 	for (int i = 0; i < shown; i++)
@@ -389,13 +403,8 @@ char *search_grep(const struct search *s, const regex_t *re, const struct glob *
 	if (shown < h.n)
 		sbuf_printf(&out, "\n(Showing %d of %d matches. Narrow the pattern, pass include "
 			    "or a subfolder as path.)\n", shown, h.n);
-	*st = (struct search_stats){h.n, shown < h.n || w.stopped};
-	hits_free(&h);
-	free((char *)h.prefix);
-	char *text = h.prefix ? sbuf_take(&out, NULL) : (sbuf_free(&out), NULL);
-	if (!text)
-		snprintf(why, wn, "out of memory");
-	return text;
+	*st = (struct search_stats){h.n, shown < h.n || stopped};
+	return hits_text(&h, &out, why, wn);
 }
 
 /* The ']' ending the bracket expression that starts at p, or NULL. */

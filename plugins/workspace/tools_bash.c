@@ -59,11 +59,10 @@ static void bash_ask(struct ws_job *j, struct ws_ask *a)
 {
 	char s[128];
 	short_command(j->arg, s, sizeof(s));
-	a->permission = "bash";
-	a->pattern = j->arg;
-	snprintf(a->title, sizeof(a->title), "Run: %s", s);
-	a->metadata = ws_meta("s", "command", j->arg, "s", "description", j->arg2, "s",
-			      "workdir", j->rel, NULL);
+	ws_ask_fill(a, "bash", j->arg,
+		    ws_meta("s", "command", j->arg, "s", "description", j->arg2, "s", "workdir", j->rel,
+			    NULL),
+		    "Run: %s", s);
 }
 
 static const char *title_of(struct ws_job *j, char *buf, size_t n)

@@ -157,10 +157,7 @@ static int read_parse(struct ws_job *j, const cJSON *in, char *why, size_t wn)
 
 static void read_ask(struct ws_job *j, struct ws_ask *a)
 {
-	a->permission = "read";
-	a->pattern = j->rel;
-	snprintf(a->title, sizeof(a->title), "Read %s", j->rel);
-	a->metadata = ws_meta("s", "filePath", j->rel, NULL);
+	ws_ask_fill(a, "read", j->rel, ws_meta("s", "filePath", j->rel, NULL), "Read %s", j->rel);
 }
 
 /* "File not found", with up to three names of its folder that look like it. */
@@ -337,10 +334,11 @@ static int write_parse(struct ws_job *j, const cJSON *in, char *why, size_t wn)
 		snprintf(why, wn, "the parameter \"filePath\" is empty");
 		return -1;
 	}
-	if (!(j->arg = strdup(content))) {
+	if (!(j->after = strdup(content))) {
 		snprintf(why, wn, "out of memory");
 		return -1;
 	}
+	j->after_len = strlen(content);
 	return ws_resolve(j, path, why, wn);
 }
 
@@ -372,7 +370,7 @@ static int write_prepare(struct ws_job *j, char *why, size_t wn)
 	/* a file too big to diff is still replaced: the diff says so */
 	j->diff = rc == -2 ? strdup("(the old file is too big to show a diff)")
 			   : diff_unified(j->rel, j->before ? j->before : "", j->before_len,
-					  j->arg, strlen(j->arg));
+					  j->after, j->after_len);
 	if (!j->diff)
 		snprintf(why, wn, "out of memory");
 	return j->diff ? 0 : -1;
@@ -380,32 +378,35 @@ static int write_prepare(struct ws_job *j, char *why, size_t wn)
 
 static void write_ask(struct ws_job *j, struct ws_ask *a)
 {
-	a->permission = "edit";
-	a->pattern = j->rel;
-	snprintf(a->title, sizeof(a->title), "%s %s", j->existed ? "Overwrite" : "Create", j->rel);
-	a->metadata = ws_meta("s", "filePath", j->rel, "s", "diff", j->diff, "b", "exists",
-			      j->existed, NULL);
+	ws_ask_fill(a, "edit", j->rel, ws_meta("s", "filePath", j->rel, "s", "diff", j->diff, "b",
+						   "exists", j->existed, NULL),
+		    "%s %s", j->existed ? "Overwrite" : "Create", j->rel);
+}
+
+/* Writes j->after if the file is still what prepare read; ends the call. */
+static void commit(struct ws_job *j, const char *summary, char *meta)
+{
+	char why[PATH_MAX + 256];
+	struct stat st;
+	if (!unchanged(j, &st, why, sizeof(why)) ||
+	    write_atomic(j->path, j->after, j->after_len, j->existed ? &st : NULL, why,
+			 sizeof(why)))
+		ws_fail(j, "%s", why);
+	else
+		ws_done(j, summary, j->rel, meta);
+	free(meta);
 }
 
 static void write_act(struct ws_job *j)
 {
-	char why[PATH_MAX + 256], out[PATH_MAX + 128];
-	struct stat st;
-	size_t len = strlen(j->arg);
-	if (!unchanged(j, &st, why, sizeof(why)) ||
-	    write_atomic(j->path, j->arg, len, j->existed ? &st : NULL, why, sizeof(why))) {
-		ws_fail(j, "%s", why);
-		return;
-	}
+	char out[PATH_MAX + 128];
 	if (j->existed)
-		snprintf(out, sizeof(out), "Wrote %zu bytes to %s, replacing its content.", len,
-			 j->rel);
+		snprintf(out, sizeof(out), "Wrote %zu bytes to %s, replacing its content.",
+			 j->after_len, j->rel);
 	else
-		snprintf(out, sizeof(out), "Created %s (%zu bytes).", j->rel, len);
-	char *meta = ws_meta("s", "filePath", j->rel, "s", "diff", j->diff, "b", "exists",
-			     j->existed, NULL);
-	ws_done(j, out, j->rel, meta);
-	free(meta);
+		snprintf(out, sizeof(out), "Created %s (%zu bytes).", j->rel, j->after_len);
+	commit(j, out, ws_meta("s", "filePath", j->rel, "s", "diff", j->diff, "b", "exists",
+			       j->existed, NULL));
 }
 
 /* ---- edit ---- */
@@ -458,31 +459,20 @@ static int edit_prepare(struct ws_job *j, char *why, size_t wn)
 
 static void edit_ask(struct ws_job *j, struct ws_ask *a)
 {
-	a->permission = "edit";
-	a->pattern = j->rel;
-	snprintf(a->title, sizeof(a->title), "Edit %s", j->rel);
-	a->metadata = ws_meta("s", "filePath", j->rel, "s", "diff", j->diff, NULL);
+	ws_ask_fill(a, "edit", j->rel, ws_meta("s", "filePath", j->rel, "s", "diff", j->diff, NULL),
+		    "Edit %s", j->rel);
 }
 
 static void edit_act(struct ws_job *j)
 {
-	char why[PATH_MAX + 256], out[PATH_MAX + 128];
-	struct stat st;
-	if (!unchanged(j, &st, why, sizeof(why)) ||
-	    write_atomic(j->path, j->after, j->after_len, j->existed ? &st : NULL, why,
-			 sizeof(why))) {
-		ws_fail(j, "%s", why);
-		return;
-	}
+	char out[PATH_MAX + 128];
 	if (j->existed)
 		snprintf(out, sizeof(out), "Edited %s: %d occurrence%s replaced.", j->rel, j->count,
 			 j->count == 1 ? "" : "s");
 	else
 		snprintf(out, sizeof(out), "Created %s (%zu bytes).", j->rel, j->after_len);
-	char *meta = ws_meta("s", "filePath", j->rel, "s", "diff", j->diff, "i", "replacements",
-			     (int64_t)j->count, NULL);
-	ws_done(j, out, j->rel, meta);
-	free(meta);
+	commit(j, out, ws_meta("s", "filePath", j->rel, "s", "diff", j->diff, "i",
+			       "replacements", (int64_t)j->count, NULL));
 }
 
 /* ---- the definitions ---- */

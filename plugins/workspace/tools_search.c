@@ -50,10 +50,7 @@ static int list_parse(struct ws_job *j, const cJSON *in, char *why, size_t wn)
 
 static void list_ask(struct ws_job *j, struct ws_ask *a)
 {
-	a->permission = "list";
-	a->pattern = j->rel;
-	snprintf(a->title, sizeof(a->title), "List %s", j->rel);
-	a->metadata = ws_meta("s", "path", j->rel, NULL);
+	ws_ask_fill(a, "list", j->rel, ws_meta("s", "path", j->rel, NULL), "List %s", j->rel);
 }
 
 static void list_act(struct ws_job *j)
@@ -98,10 +95,8 @@ static int glob_parse(struct ws_job *j, const cJSON *in, char *why, size_t wn)
 
 static void glob_ask(struct ws_job *j, struct ws_ask *a)
 {
-	a->permission = "glob";
-	a->pattern = j->arg;
-	snprintf(a->title, sizeof(a->title), "Find files %.120s", j->arg);
-	a->metadata = ws_meta("s", "pattern", j->arg, "s", "path", j->rel, NULL);
+	ws_ask_fill(a, "glob", j->arg, ws_meta("s", "pattern", j->arg, "s", "path", j->rel, NULL),
+		    "Find files %.120s", j->arg);
 }
 
 static void glob_act(struct ws_job *j)
@@ -143,11 +138,9 @@ static int grep_parse(struct ws_job *j, const cJSON *in, char *why, size_t wn)
 
 static void grep_ask(struct ws_job *j, struct ws_ask *a)
 {
-	a->permission = "grep";
-	a->pattern = j->arg;
-	snprintf(a->title, sizeof(a->title), "Search for %.120s", j->arg);
-	a->metadata = ws_meta("s", "pattern", j->arg, "s", "path", j->rel, "s", "include",
-			      j->arg2, NULL);
+	ws_ask_fill(a, "grep", j->arg,
+		    ws_meta("s", "pattern", j->arg, "s", "path", j->rel, "s", "include", j->arg2, NULL),
+		    "Search for %.120s", j->arg);
 }
 
 static void grep_act(struct ws_job *j)

@@ -51,7 +51,7 @@ struct ws_job {
 	char path[PATH_MAX];  /* the resolved file or folder (or bash's workdir) */
 	const char *rel;      /* path relative to root: inside path, or "." */
 	/* what the tools read from their input and prepare */
-	char *arg;            /* write: content; edit: oldString; bash: command; glob/grep: pattern */
+	char *arg;            /* edit: oldString; bash: command; glob/grep: pattern */
 	char *arg2;           /* edit: newString; bash: description */
 	int64_t num1, num2;   /* read: offset, limit; bash: timeout */
 	int flag;             /* edit: replaceAll */
@@ -62,7 +62,7 @@ struct ws_job {
 	char *before;         /* write/edit: the file as it was (NULL: it did not exist) */
 	size_t before_len;
 	int existed;
-	char *after;          /* write/edit: the file as it will be */
+	char *after;          /* write/edit: the file as it will be (write: its content) */
 	size_t after_len;
 	char *diff;
 	int count;            /* edit: occurrences replaced */
@@ -99,6 +99,10 @@ int ws_in_int(const cJSON *in, const char *name, int64_t def, int64_t min, int64
 int ws_in_bool(const cJSON *in, const char *name, int *out, char *why, size_t wn);
 /* Resolves path (NULL or "": the root) into j->path / j->rel. */
 int ws_resolve(struct ws_job *j, const char *path, char *why, size_t wn);
+
+/* Fills a: the permission, its one pattern, the metadata (taken) and a title. */
+void ws_ask_fill(struct ws_ask *a, const char *permission, const char *pattern,
+		 char *metadata, const char *title_fmt, ...) AG_PRINTF(5, 6);
 
 /* A JSON object's text from key/value pairs: "s" a string, "i" an int64, "b" a
  * boolean: ws_meta("s", "diff", d, "b", "exists", 1, NULL). malloc'd. */
