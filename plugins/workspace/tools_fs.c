@@ -60,13 +60,14 @@ static int slurp(const char *path, const char *rel, long max, char **out, size_t
 	return 0;
 }
 
-/* Creates the folders of path's parent that do not exist (inside the root: the
- * missing part of a resolved path holds plain names only). */
-static int make_parents(const char *path, char *why, size_t wn)
+/* Creates the folders of path's parent that do not exist, below root (the missing part
+ * of a resolved path holds plain names only). */
+static int make_parents(const char *root, const char *path, char *why, size_t wn)
 {
 	char dir[PATH_MAX];
+	size_t rl = strlen(root);
 	snprintf(dir, sizeof(dir), "%s", path);
-	for (char *p = dir + 1; (p = strchr(p, '/')); p++) {
+	for (char *p = dir + (rl > 1 ? rl : 0) + 1; (p = strchr(p, '/')); p++) {
 		*p = 0;
 		if (mkdir(dir, 0777) && errno != EEXIST) {
 			snprintf(why, wn, "cannot create the folder %s: %s", dir, strerror(errno));
@@ -78,14 +79,14 @@ static int make_parents(const char *path, char *why, size_t wn)
 }
 
 /* Replaces path's content at once: a temporary file beside it, renamed over it. */
-static int write_atomic(const char *path, const char *data, size_t len, const struct stat *old,
-			char *why, size_t wn)
+static int write_atomic(const char *root, const char *path, const char *data, size_t len,
+			const struct stat *old, char *why, size_t wn)
 {
 	static atomic_uint counter;
 	char tmp[PATH_MAX + 64];
 	const char *slash = strrchr(path, '/');
 	int fd = -1;
-	if (make_parents(path, why, wn))
+	if (make_parents(root, path, why, wn))
 		return -1;
 	for (int i = 0; i < 100 && fd < 0; i++) {
 		snprintf(tmp, sizeof(tmp), "%.*s/.ws-%d-%u.tmp", (int)(slash - path), path,
@@ -389,7 +390,7 @@ static void commit(struct ws_job *j, const char *summary, char *meta)
 	char why[PATH_MAX + 256];
 	struct stat st;
 	if (!unchanged(j, &st, why, sizeof(why)) ||
-	    write_atomic(j->path, j->after, j->after_len, j->existed ? &st : NULL, why,
+	    write_atomic(j->root, j->path, j->after, j->after_len, j->existed ? &st : NULL, why,
 			 sizeof(why)))
 		ws_fail(j, "%s", why);
 	else
