@@ -17,6 +17,8 @@
 
 extern char **environ;
 
+#define FILE_TIMEOUT_MS 300000 /* the host's bound on a call of the other tools */
+
 struct ws_config WS;
 
 static struct pool *pool;
@@ -349,12 +351,16 @@ static void release(void)
 static int register_tools(struct ag_error *err)
 {
 	for (size_t i = 0; i < sizeof(tools) / sizeof(tools[0]); i++) {
-		/* no host timeout: time waiting for a human's permission would count; each
-		 * tool bounds its own work (bash its timeout, the walks their size) */
+		/* the host's timeout is a safety net behind each tool's own bounds (bash's
+		 * timeout, the walks' size): a worker stuck on a hung disk ends its call, not
+		 * the session. The host pauses it while a permission ask waits. */
+		int64_t limit = tools[i] == &ws_bash ? WS.max_timeout_ms + WS.grace_ms + 30000
+						     : FILE_TIMEOUT_MS;
 		struct ag_tool t = {.size = sizeof(t), .name = tools[i]->name,
 				    .description = tools[i]->description,
 				    .parameters_json = tools[i]->parameters, .run = tool_run,
-				    .cancel = tool_cancel, .user = (void *)tools[i]};
+				    .cancel = tool_cancel, .user = (void *)tools[i],
+				    .timeout_ms = limit};
 		int rc = WS.host->tool_register(WS.self, &t, err);
 		if (rc)
 			return rc;

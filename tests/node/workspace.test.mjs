@@ -3,8 +3,9 @@
 // is checked from outside — the tool parts of the session's messages, the files on disk,
 // the processes in /proc. Paths out of the session's directory are refused; bash's
 // timeout, output cap and environment hold; an abort leaves no process of the command
-// behind; a subagent works in its parent's directory; and a conversation that reads,
-// edits and runs a file works through `agentgate run --format json` and the server.
+// behind; a subagent works in its parent's directory; a conversation that reads, edits
+// and runs a file works through `agentgate run --format json` and the server; and write,
+// edit and bash ask the permission system first.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -20,7 +21,6 @@ import {
 	promptAsync,
 	getMessages,
 	apiOk,
-	api,
 	pollUntil,
 	runBin,
 } from "./lib.mjs";
@@ -28,8 +28,8 @@ import {
 const T = { timeout: 120_000 };
 const BUILD = process.env.AGENTGATE_BUILD_DIR || path.dirname(BIN);
 const WORKSPACE = path.join(process.env.AGENTGATE_PLUGIN_DIR || path.join(BUILD, "plugins"), "workspace.so");
-// Once the gateway has a permission system, write/edit/bash ask by default: these tests
-// allow them by rule (an older gateway ignores the key, and allows everything).
+// write, edit and bash ask by default: these tests allow them by rule, except those about
+// the asks themselves.
 const ALLOW = { edit: "allow", bash: "allow" };
 
 /** A rule: the prompt `ws:KEY` makes the model call tool with input, then report. */
@@ -269,6 +269,14 @@ test("bash: aborting the session kills the command's whole process tree, and its
 	const secs = 5000 + Math.floor(Math.random() * 4000); // a command line no one else runs
 	const a = `${secs}.1`,
 		b = `${secs}.2`;
+	let pgid = 0;
+	t.after(() => {
+		// only when the test failed: registered before the server's stop, which may hang on it
+		for (const pid of pgid ? groupMembers(pgid) : [])
+			try {
+				process.kill(pid, "SIGKILL");
+			} catch {}
+	});
 	const srv = await serve(t, [call("tree", "bash", { command: `echo started; sh -c 'sleep ${a} & sleep ${b}'` })]);
 	const sse = await sseSubscribe(srv);
 	t.after(() => sse.close());
@@ -281,11 +289,8 @@ test("bash: aborting the session kills the command's whole process tree, and its
 		},
 		{ timeout: 10000, label: "both sleeps running" },
 	);
-	const pgid = procs[0].pgid;
+	pgid = procs[0].pgid;
 	assert.equal(procs[1].pgid, pgid, "one process group");
-	t.after(() => {
-		for (const pid of groupMembers(pgid)) process.kill(pid, "SIGKILL"); // only if the test failed
-	});
 	const running = await sse.waitFor(
 		(e) =>
 			e.type === "message.part.updated" &&
@@ -373,6 +378,43 @@ test("a conversation that reads, edits and runs a file: agentgate run --format j
 	assert.equal(fs.readFileSync(path.join(dir, "hello.sh"), "utf8"), "echo hello world\n");
 });
 
+test("agentgate run: edit and bash ask — refused without a terminal, naming --yes, and allowed with --yes", T, async (t) => {
+	const dir = await tree(t, { "hello.sh": "echo hello wrold\n" });
+	const work = await tree(t, {});
+	const cfg = path.join(work, "config.json");
+	const { permission, ...defaults } = { ...config(CONVERSATION), plugins: [] }; // the default rules
+	fs.writeFileSync(cfg, JSON.stringify(defaults));
+	const args = ["run", "--format", "json", "--config", cfg, "--plugin", WORKSPACE];
+	const tools = (r) =>
+		r.stdout
+			.trim()
+			.split("\n")
+			.map((l) => JSON.parse(l))
+			.filter((l) => l.type === "tool_use")
+			.map((l) => l.part);
+	const no = await runBin([...args, "--data", path.join(work, "d1"), "fix and run hello.sh"], { cwd: dir, timeout: 30000 });
+	assert.equal(no.code, 0, no.stderr);
+	const refused = tools(no);
+	assert.deepEqual(refused.map((p) => [p.tool, p.state.status]), [
+		["read", "completed"], // read is allowed by default
+		["edit", "error"],
+		["bash", "error"],
+	]);
+	for (const p of refused.slice(1)) assert.match(p.state.error, /^permission denied: .*--yes/);
+	assert.equal(fs.readFileSync(path.join(dir, "hello.sh"), "utf8"), "echo hello wrold\n");
+	const yes = await runBin([...args, "--yes", "--data", path.join(work, "d2"), "fix and run hello.sh"], {
+		cwd: dir,
+		timeout: 30000,
+	});
+	assert.equal(yes.code, 0, yes.stderr);
+	assert.deepEqual(tools(yes).map((p) => [p.tool, p.state.status]), [
+		["read", "completed"],
+		["edit", "completed"],
+		["bash", "completed"],
+	]);
+	assert.equal(tools(yes)[2].state.output, "hello world\n");
+});
+
 test("a conversation that reads, edits and runs a file through the server", T, async (t) => {
 	const dir = await tree(t, { "hello.sh": "echo hello wrold\n" });
 	const srv = await serve(t, CONVERSATION);
@@ -388,7 +430,7 @@ test("a conversation that reads, edits and runs a file through the server", T, a
 	assert.equal(fs.readFileSync(path.join(dir, "hello.sh"), "utf8"), "echo hello world\n");
 });
 
-test("with a permission system, edit and bash ask first — a reject reaches the model and changes nothing", T, async (t) => {
+test("edit and bash ask first: the ask names the file or command, a reject reaches the model, once lets it go on", T, async (t) => {
 	const dir = await tree(t, { "a.txt": "one\n" });
 	const srv = await serve(
 		t,
@@ -398,10 +440,6 @@ test("with a permission system, edit and bash ask first — a reject reaches the
 		],
 		{ extra: { permission: { edit: "ask", bash: "ask" } } },
 	);
-	if ((await api(srv, "GET", "/permission")).status !== 200) {
-		t.skip("this gateway has no permission system yet (host->permission_ask is NULL: allowed)");
-		return;
-	}
 	const sse = await sseSubscribe(srv);
 	t.after(() => sse.close());
 	const s = await createSession(srv, { directory: dir });
@@ -424,4 +462,12 @@ test("with a permission system, edit and bash ask first — a reject reaches the
 	}
 	assert.equal(fs.readFileSync(path.join(dir, "a.txt"), "utf8"), "one\n");
 	assert.ok(!fs.existsSync(path.join(dir, "made-by-bash")));
+	// allowed once, the edit goes on
+	const from = sse.frames.length;
+	await promptAsync(srv, s.id, "ws:edit");
+	const asked = await sse.waitFor((e) => e.type === "permission.asked", { from, timeout: 10000, label: "asks again" });
+	await apiOk(srv, "POST", `/permission/${asked.properties.id}/reply`, { reply: "once" });
+	await pollUntil(async () => !(await apiOk(srv, "GET", "/session/status"))[s.id], { label: "idle" });
+	completed(toolParts(await getMessages(srv, s.id)).at(-1));
+	assert.equal(fs.readFileSync(path.join(dir, "a.txt"), "utf8"), "two\n");
 });
