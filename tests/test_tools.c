@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,10 +46,12 @@ static void hold_run(struct tool_call *c, void *arg)
 	kept.runs++;
 }
 
+static sem_t go; /* the thread completes once the test lets it */
+
 static void *complete_later(void *arg)
 {
 	struct kept *k = arg;
-	usleep(20000);
+	sem_wait(&go);
 	tool_done(k->E, k->id, "from a thread", NULL, NULL);
 	return NULL;
 }
@@ -138,6 +141,7 @@ static void a_completion_from_another_thread_reaches_the_loop(void **state)
 	char sid[ID_MAX];
 	start(&h, sid);
 	add_tool(&h, "thread", thread_run, "test");
+	sem_init(&go, 0, 1); /* the first completes as soon as its thread runs */
 	h_prompt(&h, sid, "call thread", "http", NULL);
 	assert_true(h_until(&h, h_idle, sid, 5000));
 	pthread_join(worker, NULL);
@@ -151,9 +155,11 @@ static void a_completion_from_another_thread_reaches_the_loop(void **state)
 	assert_true(h_until(&h, tool_running, NULL, 5000));
 	dropped_before = tool_dropped(h.E);
 	assert_int_equal(engine_abort(h.E, sid, &e), 0);
+	sem_post(&go); /* only now: after the abort, whatever the machine's load */
 	pthread_join(worker, NULL);
 	assert_true(h_until(&h, one_more_dropped, NULL, 5000)); /* delivered, then dropped */
 	assert_int_equal(tool_dropped(h.E) - dropped_before, 1);
+	sem_destroy(&go);
 	h_stop(&h);
 }
 
