@@ -127,8 +127,9 @@ static void sync_tools(int server, const struct tooldef *tools, int n)
 		if (old && tools_same(old, &tools[i]) ? 0 : register_one(server, &tools[i]))
 			continue;
 		if (tools_copy(&now[k], &tools[i]))
-			tools_free(&now[k], 0);
-		k++;
+			tools_clear(&now[k]); /* out of memory: registered, not listed */
+		else
+			k++;
 	}
 	tools_free(v->tools, v->ntools);
 	v->tools = now;

@@ -204,14 +204,15 @@ static int drain(struct server *s, int fd, struct linebuf *lb, line_fn fn)
 	}
 }
 
-/* The process ended (status st) or stopped talking: report it, once. */
-static void ended(struct server *s, const char *how)
+/* The process ended or stopped talking: report it, once, with its last stderr line
+ * when it exited by itself (why it did, most often). */
+static void ended(struct server *s, const char *how, int st)
 {
 	struct stdio_proc *p = &s->proc;
 	char why[512];
 	if (p->err >= 0)
 		drain(s, p->err, &p->errl, on_err_line); /* its last words */
-	if (p->last_err[0])
+	if (p->last_err[0] && WIFEXITED(st))
 		snprintf(why, sizeof(why), "%s (stderr: %s)", how, p->last_err);
 	else
 		snprintf(why, sizeof(why), "%s", how);
@@ -221,14 +222,14 @@ static void ended(struct server *s, const char *how)
 static void out_closed(struct server *s)
 {
 	struct stdio_proc *p = &s->proc;
-	int st;
+	int st = 0;
 	char how[128];
 	fd_close(&p->out);
 	if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
 		kill(-p->pid, SIGKILL); /* whatever it started */
 		p->pid = 0;
 		describe_status(st, how, sizeof(how));
-		ended(s, how);
+		ended(s, how, st);
 		return;
 	}
 	p->exit_deadline = mono_ms() + EXIT_WAIT_MS;
@@ -262,7 +263,7 @@ int stdio_fds(struct server *s, struct curl_waitfd *fds)
 void stdio_tick(struct server *s, int64_t now)
 {
 	struct stdio_proc *p = &s->proc;
-	int st;
+	int st = 0;
 	char how[160];
 	if (!p->pid || !p->exit_deadline)
 		return;
@@ -277,7 +278,7 @@ void stdio_tick(struct server *s, int64_t now)
 	}
 	kill(-p->pid, SIGKILL);
 	p->pid = 0;
-	ended(s, how);
+	ended(s, how, st);
 }
 
 int64_t stdio_deadline(const struct server *s)

@@ -32,7 +32,7 @@ int tools_name(const char *server, const char *tool, char *out, size_t n)
 	return 0;
 }
 
-static void clear(struct tooldef *t)
+void tools_clear(struct tooldef *t)
 {
 	free(t->name);
 	free(t->orig);
@@ -44,7 +44,7 @@ static void clear(struct tooldef *t)
 void tools_free(struct tooldef *t, int n)
 {
 	for (int i = 0; t && i < n; i++)
-		clear(&t[i]);
+		tools_clear(&t[i]);
 	free(t);
 }
 
@@ -123,7 +123,7 @@ int tools_from_list(const char *server, const cJSON *tools, struct tooldef **out
 		if (rc == 0 && name_taken(t, k, t[k].name)) {
 			note(skipped, skipped_len, "%s: another tool has the same name once "
 			     "sanitised; ", t[k].orig);
-			clear(&t[k]);
+			tools_clear(&t[k]);
 			continue;
 		}
 		k += rc == 0;

@@ -29,7 +29,8 @@ int tools_name(const char *server, const char *tool, char *out, size_t n);
  * described in skipped (a line each, may be NULL). Returns 0, -1 out of memory. */
 int tools_from_list(const char *server, const cJSON *tools, struct tooldef **out, int *n,
 		    char *skipped, size_t skipped_len);
-void tools_free(struct tooldef *t, int n);
+void tools_free(struct tooldef *t, int n); /* the array and its n definitions */
+void tools_clear(struct tooldef *t);         /* one definition's strings */
 /* A deep copy of one definition (NULL when out of memory). */
 int tools_copy(struct tooldef *dst, const struct tooldef *src);
 /* Same name, description and schema? */
