@@ -11,8 +11,8 @@
 
 #define STATUS_DELAY_MS 50 /* changes within this are written as one */
 
-static const char *const known_options[] = {"mcp", "timeout_ms", "restart_ms",
-					    "restart_max_ms", NULL};
+static const char *const known_options[] = {"mcp", "timeout_ms", "startup_timeout_ms",
+					    "restart_ms", "restart_max_ms", NULL};
 
 static struct mcp {
 	struct mcp_env env;
@@ -172,10 +172,12 @@ void mcp_post_update(struct mcp_update *u)
 /* The options object (*o, the caller deletes it) and its knobs into M.env. */
 static int read_options(const char *json, cJSON **o, long long *timeout, struct ag_error *err)
 {
-	long long restart = 0, restart_max = 0;
+	long long restart = 0, restart_max = 0, startup = 0;
 	int rc = plug_options(json, known_options, o, err);
 	if (!rc)
 		rc = plug_opt_int(*o, "timeout_ms", 60000, 1, 86400000, timeout, err);
+	if (!rc)
+		rc = plug_opt_int(*o, "startup_timeout_ms", 30000, 1, 3600000, &startup, err);
 	if (!rc)
 		rc = plug_opt_int(*o, "restart_ms", 1000, 10, 3600000, &restart, err);
 	if (!rc)
@@ -185,6 +187,7 @@ static int read_options(const char *json, cJSON **o, long long *timeout, struct 
 			       "\"restart_ms\"");
 	M.env.restart_ms = restart;
 	M.env.restart_max_ms = restart_max;
+	M.env.startup_ms = startup;
 	return rc;
 }
 

@@ -27,7 +27,7 @@ struct srv_conf {
 	char *url;            /* remote */
 	struct curl_slist *headers; /* remote: "headers", as "Name: value" lines */
 	int enabled;
-	int64_t timeout_ms;   /* bound on every request: initialize, tools/list, tools/call */
+	int64_t timeout_ms;   /* bound on a tools/call (the tool's timeout) */
 	char *error;          /* a config error: the server never starts (state failed) */
 };
 
@@ -36,6 +36,7 @@ struct mcp_env {
 	const struct ag_host *host;
 	ag_plugin *self;
 	int64_t restart_ms, restart_max_ms;
+	int64_t startup_ms;   /* bound on initialize and each tools/list page */
 };
 
 /* config.c (loop) */

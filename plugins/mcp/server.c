@@ -2,12 +2,12 @@
  * initialize + notifications/initialized, tools/list page by page (again on
  * notifications/tools/list_changed), tools/call and notifications/cancelled, the
  * server's own requests answered (ping; anything else "not supported"). Every request
- * is a pending record by JSON-RPC id; initialize and tools/list have a deadline (the
- * server's timeout), calls have the host's tool timeout. Whatever ends a server — it
- * exits, its transport fails, it misses a deadline — goes through server_on_down: its
- * calls fail at once naming the server and why, and it starts again after a backoff
- * (restart_ms doubling to restart_max_ms; back to restart_ms once it stayed up that
- * long). Changes go to the loop as struct mcp_update (mcp.c). */
+ * is a pending record by JSON-RPC id; initialize and tools/list have a deadline
+ * (startup_timeout_ms), calls the host's tool timeout (the server's "timeout"). Whatever
+ * ends a server — it exits, its transport fails, it misses a deadline — goes through
+ * server_on_down: its calls fail at once naming the server and why, and it starts
+ * again after a backoff (restart_ms doubling to restart_max_ms; back to restart_ms once
+ * it stayed up that long). Changes go to the loop as struct mcp_update (mcp.c). */
 #include "mcp.h"
 
 #include <stdlib.h>
@@ -95,7 +95,7 @@ static int64_t request(struct server *s, enum pend_kind kind, const char *method
 	free(msg);
 	*p = (struct pending){.id = id, .kind = kind, .call = call,
 			      .tool = tool ? strdup(tool) : NULL,
-			      .deadline = kind == P_CALL ? 0 : mono_ms() + s->conf->timeout_ms};
+			      .deadline = kind == P_CALL ? 0 : mono_ms() + s->env->startup_ms};
 	p->next = s->pending;
 	s->pending = p;
 	return id;
@@ -510,7 +510,7 @@ static void deadlines(struct server *s, int64_t now)
 		if (p->deadline && now >= p->deadline) {
 			snprintf(why, sizeof(why), "no answer to %s within %lld ms",
 				 p->kind == P_INIT ? "initialize" : "tools/list",
-				 (long long)s->conf->timeout_ms);
+				 (long long)s->env->startup_ms);
 			server_on_down(s, why);
 			return;
 		}
