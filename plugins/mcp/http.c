@@ -101,16 +101,8 @@ static size_t on_body(char *data, size_t size, size_t n, void *user)
 		x->too_big = 1;
 		return 0;
 	}
-	if (x->rlen + len + 1 > x->rcap) {
-		size_t c = x->rcap ? x->rcap : 4096;
-		while (c < x->rlen + len + 1)
-			c *= 2;
-		char *p = realloc(x->resp, c);
-		if (!p)
-			return 0;
-		x->resp = p;
-		x->rcap = c;
-	}
+	if (buf_reserve(&x->resp, &x->rcap, x->rlen + len + 1))
+		return 0;
 	memcpy(x->resp + x->rlen, data, len);
 	x->rlen += len;
 	x->resp[x->rlen] = '\0';

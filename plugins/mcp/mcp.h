@@ -101,7 +101,7 @@ struct stdio_proc {
 	int in, out, err;   /* pipes; -1 when closed */
 	struct linebuf outl, errl;
 	char *wbuf;         /* what stdin has not taken yet */
-	size_t wlen;
+	size_t wlen, wcap;
 	char last_err[256]; /* the last stderr line, for the failure message */
 	int64_t exit_deadline; /* stdout ended: reap by then, else kill */
 };

@@ -24,31 +24,30 @@ static cJSON *envelope(void)
 	return o;
 }
 
-char *rpc_request(int64_t id, const char *method, cJSON *params)
+/* A request (id >= 0) or a notification (id < 0); params is taken. */
+static char *message(int64_t id, const char *method, cJSON *params)
 {
 	cJSON *o = envelope();
 	if (!o) {
 		cJSON_Delete(params);
 		return NULL;
 	}
-	cJSON_AddNumberToObject(o, "id", (double)id);
+	if (id >= 0)
+		cJSON_AddNumberToObject(o, "id", (double)id);
 	cJSON_AddStringToObject(o, "method", method);
 	if (params)
 		cJSON_AddItemToObject(o, "params", params);
 	return print_take(o);
 }
 
+char *rpc_request(int64_t id, const char *method, cJSON *params)
+{
+	return message(id < 0 ? 0 : id, method, params);
+}
+
 char *rpc_notification(const char *method, cJSON *params)
 {
-	cJSON *o = envelope();
-	if (!o) {
-		cJSON_Delete(params);
-		return NULL;
-	}
-	cJSON_AddStringToObject(o, "method", method);
-	if (params)
-		cJSON_AddItemToObject(o, "params", params);
-	return print_take(o);
+	return message(-1, method, params);
 }
 
 char *rpc_result(const cJSON *id, cJSON *result)
@@ -190,7 +189,7 @@ void rpc_error_text(const cJSON *error, char *buf, size_t n)
 
 /* ---- framing ---- */
 
-static int reserve(char **buf, size_t *cap, size_t need)
+int buf_reserve(char **buf, size_t *cap, size_t need)
 {
 	if (need <= *cap)
 		return 0;
@@ -225,7 +224,7 @@ int linebuf_feed(struct linebuf *b, const char *data, size_t n, line_fn fn, void
 			b->len = 0;
 		}
 		if (!b->skipping) {
-			if (reserve(&b->buf, &b->cap, b->len + take + 1))
+			if (buf_reserve(&b->buf, &b->cap, b->len + take + 1))
 				return -1;
 			memcpy(b->buf + b->len, data, take);
 			b->len += take;
@@ -286,7 +285,7 @@ static void sse_line(void *user, char *line, size_t len)
 	} else if (!strcmp(line, "data")) {
 		size_t vl = strlen(value);
 		if (s->len + vl + 2 > s->lines.max ||
-		    reserve(&s->data, &s->cap, s->len + vl + 2))
+		    buf_reserve(&s->data, &s->cap, s->len + vl + 2))
 			return; /* an oversized event arrives truncated and fails to parse */
 		memcpy(s->data + s->len, value, vl);
 		s->len += vl;

@@ -49,6 +49,9 @@ void rpc_error_text(const cJSON *error, char *buf, size_t n);
 
 /* ---- framing ---- */
 
+/* Grows *buf (capacity *cap) to hold need bytes: 0, or -1 out of memory (unchanged). */
+int buf_reserve(char **buf, size_t *cap, size_t need);
+
 /* Splits a byte stream into lines. A line longer than max is dropped whole (counted
  * in ->dropped) rather than grown without bound. */
 struct linebuf {

@@ -152,10 +152,8 @@ int stdio_send(struct server *s, const char *line)
 	size_t n = strlen(line);
 	if (p->in < 0)
 		return -1;
-	char *b = realloc(p->wbuf, p->wlen + n + 1);
-	if (!b)
+	if (buf_reserve(&p->wbuf, &p->wcap, p->wlen + n + 1))
 		return -1;
-	p->wbuf = b;
 	memcpy(p->wbuf + p->wlen, line, n);
 	p->wbuf[p->wlen + n] = '\n';
 	p->wlen += n + 1;
@@ -302,7 +300,7 @@ void stdio_stop(struct server *s)
 	linebuf_free(&p->errl);
 	free(p->wbuf);
 	p->wbuf = NULL;
-	p->wlen = 0;
+	p->wlen = p->wcap = 0;
 	p->exit_deadline = 0;
 	if (p->pid > 0) {
 		struct reaped *r = malloc(sizeof(*r));

@@ -1,5 +1,6 @@
 /* tools: MCP tools as agentgate tools (tools.h). */
 #include "tools.h"
+#include "rpc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,20 +144,8 @@ struct text {
 
 static void put(struct text *b, const char *s, size_t n)
 {
-	if (b->oom)
+	if (b->oom || (b->oom = buf_reserve(&b->s, &b->cap, b->len + n + 1) != 0))
 		return;
-	if (b->len + n + 2 > b->cap) {
-		size_t c = b->cap ? b->cap : 256;
-		while (c < b->len + n + 2)
-			c *= 2;
-		char *p = realloc(b->s, c);
-		if (!p) {
-			b->oom = 1;
-			return;
-		}
-		b->s = p;
-		b->cap = c;
-	}
 	memcpy(b->s + b->len, s, n);
 	b->len += n;
 	b->s[b->len] = '\0';

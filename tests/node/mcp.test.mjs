@@ -28,7 +28,6 @@ import {
 	api,
 	pollUntil,
 	freePort,
-	withTimeout,
 } from "./lib.mjs";
 
 const T = { timeout: 120_000 };
@@ -97,6 +96,13 @@ async function promptTools(srv, id, text) {
 }
 const toolParts = (msgs) => msgs.flatMap((m) => m.parts).filter((p) => p.type === "tool");
 const lastTool = (parts) => parts[parts.length - 1];
+
+/** Waits (bounded) until a tool part of session id has the state status; returns it. */
+const waitToolState = (srv, id, status, label) =>
+	pollUntil(async () => toolParts(await getMessages(srv, id)).find((p) => p.state.status === status), {
+		timeout: 15000,
+		label,
+	});
 
 /** Processes whose command line contains marker (a scan of /proc). */
 function processesWith(marker) {
@@ -242,16 +248,10 @@ test("a server killed mid-call: the call fails at once naming the server, the se
 	const before = await waitServer(srv, "everything", connected, "everything connected");
 	const s = await createSession(srv);
 	await promptAsync(srv, s.id, "long");
-	await pollUntil(async () => toolParts(await getMessages(srv, s.id)).some((p) => p.state.status === "running"), {
-		timeout: 15000,
-		label: "the long call runs",
-	});
+	await waitToolState(srv, s.id, "running", "the long call runs");
 	const killedAt = Date.now();
 	process.kill(before.pid, "SIGKILL");
-	const part = await pollUntil(
-		async () => toolParts(await getMessages(srv, s.id)).find((p) => p.state.status === "error"),
-		{ timeout: 10000, label: "the call fails" },
-	);
+	const part = await waitToolState(srv, s.id, "error", "the call fails");
 	assert.ok(Date.now() - killedAt < 5000, "the call failed at once, not at a timeout");
 	assert.match(part.state.error, /MCP server "everything" failed during the call to trigger-long-running-operation: was killed by signal 9/);
 
@@ -296,15 +296,9 @@ test("abort and timeout of a call cancel it on the server, which stays up and an
 	await waitServer(srv, "slow", connected, "slow connected");
 	const s = await createSession(srv);
 	await promptAsync(srv, s.id, "long");
-	await pollUntil(async () => toolParts(await getMessages(srv, s.id)).some((p) => p.state.status === "running"), {
-		timeout: 15000,
-		label: "the long call runs",
-	});
+	await waitToolState(srv, s.id, "running", "the long call runs");
 	await apiOk(srv, "POST", `/session/${s.id}/abort`);
-	await pollUntil(async () => toolParts(await getMessages(srv, s.id)).some((p) => p.state.status === "error"), {
-		timeout: 10000,
-		label: "the call ends aborted",
-	});
+	await waitToolState(srv, s.id, "error", "the call ends aborted");
 	// the I/O thread gets the cancel after the abort; the server stays connected
 	await pollUntil(async () => (await apiOk(srv, "GET", "/session/status"))[s.id] === undefined, { timeout: 10000, label: "idle" });
 	let part = lastTool(await promptTools(srv, s.id, "echo it"));
@@ -349,13 +343,19 @@ readline.createInterface({ input: process.stdin }).on("line", (line) => {
 });
 `;
 
-test("tools/list is read page by page, and list_changed unregisters removed tools and registers new ones", T, async (t) => {
+/** PAGER in a temporary file: the command that runs it. */
+async function pagerCommand(t) {
 	const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "agentgate-mcp-pager-"));
 	t.after(() => fsp.rm(dir, { recursive: true, force: true }));
 	const script = path.join(dir, "pager.mjs");
 	await fsp.writeFile(script, PAGER);
+	return [process.execPath, script];
+}
+
+test("tools/list is read page by page, and list_changed unregisters removed tools and registers new ones", T, async (t) => {
+	const command = await pagerCommand(t);
 	const srv = await serve(t, {
-		mcp: { "my pager": { type: "local", command: [process.execPath, script] } },
+		mcp: { "my pager": { type: "local", command } },
 		rules: [
 			callRule("alpha", "my_pager_alpha", {}),
 			callRule("gamma", "my_pager_gamma", {}),
@@ -372,21 +372,14 @@ test("tools/list is read page by page, and list_changed unregisters removed tool
 });
 
 test("an aborted call is cancelled on the server: notifications/cancelled names its request", T, async (t) => {
-	const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "agentgate-mcp-pager-"));
-	t.after(() => fsp.rm(dir, { recursive: true, force: true }));
-	const script = path.join(dir, "pager.mjs");
-	await fsp.writeFile(script, PAGER);
 	const srv = await serve(t, {
-		mcp: { pager: { type: "local", command: [process.execPath, script] } },
+		mcp: { pager: { type: "local", command: await pagerCommand(t) } },
 		rules: [callRule("hold", "pager_hold", {}), callRule("cancelled", "pager_cancelled", {})],
 	});
 	await waitServer(srv, "pager", connected, "pager connected");
 	const s = await createSession(srv);
 	await promptAsync(srv, s.id, "hold");
-	await pollUntil(async () => toolParts(await getMessages(srv, s.id)).some((p) => p.state.status === "running"), {
-		timeout: 15000,
-		label: "hold runs",
-	});
+	await waitToolState(srv, s.id, "running", "hold runs");
 	await apiOk(srv, "POST", `/session/${s.id}/abort`);
 	await pollUntil(async () => (await apiOk(srv, "GET", "/session/status"))[s.id] === undefined, { timeout: 10000, label: "idle" });
 	const told = await pollUntil(
