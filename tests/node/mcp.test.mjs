@@ -268,7 +268,7 @@ test("a server that never answers initialize fails with a timeout, its process g
 		options: { startup_timeout_ms: 1500 },
 	});
 	const st = await waitServer(srv, "silent", (s) => s.error && s.restarts >= 1, "silent timed out", 15000);
-	assert.match(st.error, /no answer to initialize within 1500 ms/);
+	assert.match(st.error, /no answer to initialize within 1500 ms/, `${st.error}\n${srv.output().slice(-3000)}`);
 	assert.deepEqual(st.tools, []);
 	const s = await createSession(srv);
 	const reply = await apiOk(srv, "POST", `/session/${s.id}/message`, { parts: [{ type: "text", text: "hi there" }] });
