@@ -1,4 +1,4 @@
-// The mcp plugin end to end: a real `agentgate serve --plugin build/plugins/mcp.so` with a
+// The mcp plugin end to end: a real `agentgate serve` loading build/plugins/mcp.so, with a
 // config "mcp" section, a scripted model whose rules call the servers' tools, and real MCP
 // servers installed from npm (node_modules/.bin, never downloaded at test time):
 // @modelcontextprotocol/server-everything over stdio and over Streamable HTTP, and
@@ -7,8 +7,9 @@
 // written here (pager): it pages its tools/list and changes its tools on demand, which
 // neither npm server does at will.
 //
-// The servers' state is the record the plugin writes (kv "status"): GET /mcp when the
-// gateway serves it, else read from the data directory with the sqlite3 tool.
+// The servers' state is the record the plugin writes (kv "status", OpenCode's GET /mcp
+// shape: an object by server name): GET /mcp once the gateway serves that object, else
+// read from the data directory with the sqlite3 tool.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
@@ -43,17 +44,17 @@ const callRule = (trigger, tool, input) => ({
 	steps: [{ text: `Calling ${tool}.`, tools: [{ name: tool, input }] }, { text: "Result: {{tool_output}}" }],
 });
 
-/** agentgate serve with the mcp plugin (--plugin, or from the config's plugins when it
- * has options), these servers and rules. */
-async function serve(t, { mcp, rules = [], options }) {
+/** agentgate serve with these servers and rules, and the mcp plugin: named in the
+ * config's plugins list (with options, if any), or — defaults — loaded as a first-party
+ * plugin by default (a config without a plugins list). */
+async function serve(t, { mcp, rules = [], options = {}, defaults = false }) {
 	const config = {
 		...DEFAULT_CONFIG,
 		providers: { scripted: { pace_ms: 1, rules: [...rules, { match: "", steps: [{ text: "You said: {{prompt}}" }] }] } },
 		mcp,
-		...(options ? { plugins: [{ path: MCP_SO, options, required: true }] } : {}),
+		...(defaults ? {} : { plugins: [{ path: MCP_SO, options, required: true }] }),
 	};
-	const args = options ? [] : ["--plugin", MCP_SO];
-	const srv = await startServer({ config, args, env: { AGENTGATE_LOG: "info" } });
+	const srv = await startServer({ config, env: { AGENTGATE_LOG: "info", AGENTGATE_PLUGIN_DIR: PLUGIN_DIR } });
 	t.after(() => srv.stop());
 	return srv;
 }
@@ -61,7 +62,7 @@ async function serve(t, { mcp, rules = [], options }) {
 /** The plugin's status record: {NAME: {status, type, error?, tools, restarts, pid?}}. */
 async function mcpStatus(srv) {
 	const r = await api(srv, "GET", "/mcp");
-	if (r.status === 200 && r.json && typeof r.json === "object") return r.json;
+	if (r.status === 200 && r.json && typeof r.json === "object" && !Array.isArray(r.json)) return r.json;
 	const db = path.join(srv.dir, "agentgate.db");
 	const q = spawnSync("sqlite3", [db, "SELECT value FROM kv WHERE owner = 'plugin:mcp' AND key = 'status'"], {
 		encoding: "utf8",
@@ -121,6 +122,7 @@ function processesWith(marker) {
 
 test("stdio: everything's tools are registered as everything_*, called, and their content flattened", T, async (t) => {
 	const srv = await serve(t, {
+		defaults: true, // the config's top-level "mcp" alone: the plugin loads by default
 		mcp: { everything: { type: "local", command: [EVERYTHING] } },
 		rules: [
 			callRule("echo it", "everything_echo", { message: "hello over stdio" }),
