@@ -280,7 +280,7 @@ static void stream_done(struct server *s, CURLcode res, long status)
 }
 
 /* A request's transfer ended without its answer: say why. */
-static void unanswered(struct xfer *x, CURLcode res, long status)
+static void unanswered(struct xfer *x, long status)
 {
 	char why[CURL_ERROR_SIZE + 300];
 	if (x->too_big)
@@ -291,7 +291,6 @@ static void unanswered(struct xfer *x, CURLcode res, long status)
 	else
 		snprintf(why, sizeof(why), "no answer to request %lld (HTTP %ld)",
 			 (long long)x->id, status);
-	(void)res;
 	server_request_failed(x->s, x->id, why);
 }
 
@@ -321,7 +320,7 @@ void http_done(CURL *easy, CURLcode res)
 		server_on_down(s, "the server ended the session (HTTP 404)");
 		return;
 	} else if (x->id >= 0 && !x->answered) {
-		unanswered(x, res, status);
+		unanswered(x, status);
 	}
 	xfer_free(x);
 }
