@@ -1,9 +1,10 @@
 /* mcp: MCP servers' tools as agentgate tools. The servers come from the config's "mcp"
  * section (host->setting) and the plugin's own "mcp" option (which wins, per name), in
  * OpenCode's shape. This file is the loop's side: options, each server's tools
- * registered as SERVER_TOOL (and changed as the server's list changes), every call and
- * cancel handed to the I/O thread (io.c), and the servers' state written to the kv
- * store under "status" (status.h has the shape) a moment after each change. */
+ * registered as SERVER_TOOL (and changed as the server's list changes), a permission ask
+ * per call (the tool's name is the permission), every call and cancel handed to the I/O
+ * thread (io.c), and the servers' state written to the kv store under "status"
+ * (status.h has the shape) a moment after each change. */
 #include "mcp.h"
 
 #include <stdlib.h>
@@ -57,6 +58,71 @@ static const struct tooldef *find_tool(const char *name, int *server)
 	return NULL;
 }
 
+/* ---- permission: the call's tool name is the permission (OpenCode's rule for MCP
+ * tools; the gateway's defaults allow it), asked before the call goes to the server ---- */
+
+enum ask_state { ASKING, ANSWERED_INSIDE, WAITING };
+struct ask {
+	struct io_cmd *cmd; /* sent on ALLOW */
+	enum ask_state state;
+};
+
+static void ask_done(void *user, int decision, const char *message)
+{
+	struct ask *a = user;
+	if (decision == AG_PERMISSION_ALLOW) {
+		io_push(a->cmd);
+	} else {
+		M.env.host->tool_fail(M.env.self, a->cmd->call, message && *message ? message
+				      : "permission denied", NULL);
+		io_cmd_free(a->cmd);
+	}
+	if (a->state == ASKING)
+		a->state = ANSWERED_INSIDE; /* permission_ask frees it when it returns */
+	else
+		free(a);
+}
+
+/* The request: the tool, every pattern ("*"), what a human reads. */
+static void ask(const struct ag_tool_call *call, struct io_cmd *cmd, int server)
+{
+	int (*perm)(ag_plugin *, const struct ag_permission_request *, ag_permission_done_fn,
+		    void *, struct ag_error *) = AG_HOST_FN(M.env.host, permission_ask);
+	struct ag_error err = {0};
+	char title[TOOL_NAME_MAX + 32];
+	cJSON *meta = cJSON_CreateObject();
+	struct ask *a = malloc(sizeof(*a));
+	if (!perm || !a || !meta) { /* no permission system: as the defaults, allowed */
+		free(a);
+		cJSON_Delete(meta);
+		io_push(cmd);
+		return;
+	}
+	cJSON_AddStringToObject(meta, "server", M.conf[server].name);
+	cJSON_AddStringToObject(meta, "tool", cmd->tool);
+	cJSON_AddItemToObject(meta, "input", cJSON_Parse(cmd->args));
+	char *meta_json = cJSON_PrintUnformatted(meta);
+	cJSON_Delete(meta);
+	snprintf(title, sizeof(title), "Use MCP tool %s", call->tool);
+	struct ag_permission_request rq = {.size = sizeof(rq), .call = call->id,
+					   .permission = call->tool, .patterns_json = "[\"*\"]",
+					   .always_json = "[\"*\"]", .title = title,
+					   .metadata_json = meta_json};
+	*a = (struct ask){cmd, ASKING};
+	int rc = perm(M.env.self, &rq, ask_done, a, &err);
+	free(meta_json);
+	if (a->state == ANSWERED_INSIDE) {
+		free(a);
+	} else if (rc) { /* refused before asking: done does not run */
+		M.env.host->tool_fail(M.env.self, call->id, err.message[0] ? err.message
+				      : "the permission ask failed", NULL);
+		io_cmd_free(cmd);
+		free(a);
+	} else {
+		a->state = WAITING; /* ask_done frees it */
+	}
+}
+
 static void tool_run(void *user, const struct ag_tool_call *call)
 {
 	int server = -1;
@@ -76,7 +142,7 @@ static void tool_run(void *user, const struct ag_tool_call *call)
 		M.env.host->tool_fail(M.env.self, call->id, "out of memory", NULL);
 		return;
 	}
-	io_push(c);
+	ask(call, c, server);
 }
 
 static void tool_cancel(void *user, const struct ag_tool_call *call)

@@ -47,9 +47,10 @@ const callRule = (trigger, tool, input) => ({
 /** agentgate serve with these servers and rules, and the mcp plugin: named in the
  * config's plugins list (with options, if any), or — defaults — loaded as a first-party
  * plugin by default (a config without a plugins list). */
-async function serve(t, { mcp, rules = [], options = {}, defaults = false }) {
+async function serve(t, { mcp, rules = [], options = {}, defaults = false, extra = {} }) {
 	const config = {
 		...DEFAULT_CONFIG,
+		...extra,
 		providers: { scripted: { pace_ms: 1, rules: [...rules, { match: "", steps: [{ text: "You said: {{prompt}}" }] }] } },
 		mcp,
 		...(defaults ? {} : { plugins: [{ path: MCP_SO, options, required: true }] }),
@@ -393,6 +394,39 @@ test("an aborted call is cancelled on the server: notifications/cancelled names 
 	);
 	assert.equal(told.held, true, JSON.stringify(told));
 	assert.match(told.reason, /cancelled or timed out/);
+});
+
+test("permissions: the tool's name is the permission — a deny rule refuses, an ask waits for a reply", T, async (t) => {
+	const srv = await serve(t, {
+		mcp: { everything: { type: "local", command: [EVERYTHING] } },
+		extra: { permission: { everything_echo: "deny", "everything_get-sum": "ask" } },
+		rules: [
+			callRule("echo it", "everything_echo", { message: "refused" }),
+			callRule("sum", "everything_get-sum", { a: 40, b: 2 }),
+			callRule("image", "everything_get-tiny-image", {}),
+		],
+	});
+	await waitServer(srv, "everything", connected, "everything connected");
+	const s = await createSession(srv);
+	let part = lastTool(await promptTools(srv, s.id, "echo it"));
+	assert.equal(part.state.status, "error");
+	assert.match(part.state.error, /denied by the rule/);
+
+	await promptAsync(srv, s.id, "sum");
+	const asked = await pollUntil(
+		async () => (await apiOk(srv, "GET", "/permission")).find((p) => p.permission === "everything_get-sum"),
+		{ timeout: 15000, label: "the ask is listed" },
+	);
+	assert.equal(asked.sessionID, s.id);
+	await apiOk(srv, "POST", `/permission/${asked.id}/reply`, { reply: "once" });
+	part = await waitToolState(srv, s.id, "completed", "the call runs once allowed");
+	assert.equal(part.tool, "everything_get-sum");
+	assert.match(part.state.output, /42/);
+
+	// a tool no rule names is allowed, as the defaults say
+	await pollUntil(async () => (await apiOk(srv, "GET", "/session/status"))[s.id] === undefined, { timeout: 10000, label: "idle" });
+	part = lastTool(await promptTools(srv, s.id, "image"));
+	assert.equal(part.state.status, "completed");
 });
 
 test("a remote server nobody listens for fails naming its URL and is tried again", T, async (t) => {
