@@ -192,17 +192,18 @@ static int do_plugins(struct engine *E, const cJSON *p, struct jw *w, struct err
 	return 0;
 }
 
-/* The mcp plugin keeps its servers' status in its kv store ("status": a JSON array). */
+/* The mcp plugin keeps its servers' status in its kv store ("status": OpenCode's
+ * {name: McpStatus} object); no plugin, no servers: {}. */
 static int do_mcp(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
 {
 	char *status = NULL;
 	size_t n = 0;
 	if (engine_kv_get(E, "plugin:mcp", "status", &status, &n, NULL)) {
-		jw_raw(w, "[]");
+		jw_raw(w, "{}");
 		return 0;
 	}
 	cJSON *j = cJSON_ParseWithLength(status, n);
-	jw_raw(w, cJSON_IsArray(j) ? status : "[]");
+	jw_raw(w, cJSON_IsObject(j) ? status : "{}");
 	cJSON_Delete(j);
 	free(status);
 	return 0;

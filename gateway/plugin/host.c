@@ -239,8 +239,21 @@ static int plugin_dir(char *out, size_t n)
 	return access(out, R_OK | X_OK) == 0 ? 0 : -1;
 }
 
+/* Is the object at path loaded already (named on the command line too)? */
+static int loaded_from(struct plugins *H, const char *path)
+{
+	char a[PATH_MAX], b[PATH_MAX];
+	if (!realpath(path, a))
+		return 0;
+	for (struct ag_plugin *p = H->head; p; p = p->next)
+		if (realpath(p->path, b) && !strcmp(a, b))
+			return 1;
+	return 0;
+}
+
 /* With no list in the config, the first-party plugins that come with the gateway load
- * (optional: a build without one starts without it). */
+ * (optional: a build without one starts without it; one the command line named already
+ * is not loaded twice). */
 static int load_defaults(struct plugins *H)
 {
 	static const char *const names[] = {"workspace", "mcp"};
@@ -250,7 +263,7 @@ static int load_defaults(struct plugins *H)
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		snprintf(path, sizeof(path), "%s/%s.so", dir, names[i]);
 		struct err e = {0};
-		if (access(path, R_OK) == 0 && plugins_load(H, path, NULL, &e))
+		if (access(path, R_OK) == 0 && !loaded_from(H, path) && plugins_load(H, path, NULL, &e))
 			log_warn("%s (a default plugin: starting without it)", e.msg);
 	}
 	return 0;
@@ -260,8 +273,6 @@ int plugins_load_all(struct plugins *H, const char *const *paths, int npaths, st
 {
 	const cJSON *sec = cJSON_GetObjectItemCaseSensitive(engine_config(H->E)->root, "plugins");
 	const cJSON *list = cJSON_IsObject(sec) ? cJSON_GetObjectItemCaseSensitive(sec, "load") : sec;
-	if (!list)
-		load_defaults(H); /* a config that lists plugins decides alone */
 	if (list && !cJSON_IsArray(list)) {
 		err_set(e, ERR_INVALID, "config plugins: expected a list of {path, options, "
 			"required}, or {\"slow_hook_ms\": N, \"event_queue\": N, \"load\": [...]}");
@@ -275,6 +286,8 @@ int plugins_load_all(struct plugins *H, const char *const *paths, int npaths, st
 	for (int k = 0; k < npaths; k++)
 		if (plugins_load(H, paths[k], NULL, e))
 			return -1;
+	if (!list)
+		load_defaults(H); /* a config that lists plugins decides alone */
 	return 0;
 }
 

@@ -79,10 +79,15 @@ test("with no plugins list in the config the first-party plugins load; a list de
 	const loaded = await apiOk(srv, "GET", "/plugin");
 	await srv.stop();
 	assert.deepEqual(loaded.map((p) => [p.id, p.path]), [["fx", path.join(dir, "workspace.so")]]);
+	// named on the command line too: loaded once, not refused as a second of its id
+	const twice = await startServer({ config: noList, env, args: ["--plugin", path.join(dir, "workspace.so")] });
+	const once = await apiOk(twice, "GET", "/plugin");
+	await twice.stop();
+	assert.equal(once.length, 1);
 	const none = await startServer({ config: CONFIG, env });
 	t.after(() => none.stop());
 	assert.deepEqual(await apiOk(none, "GET", "/plugin"), []);
-	assert.deepEqual(await apiOk(none, "GET", "/mcp"), []); // no mcp plugin: no servers
+	assert.deepEqual(await apiOk(none, "GET", "/mcp"), {}); // no mcp plugin: no servers
 });
 
 test("a --plugin that cannot load stops serve with status 2, naming file and reason", T, async () => {

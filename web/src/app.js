@@ -426,7 +426,9 @@ function renderStatusPage() {
 				),
 			);
 		body.push(h("h2", { text: "MCP servers" }));
-		const mcp = Array.isArray(sp.mcp) ? sp.mcp : [];
+		// OpenCode's shape, {name: {status, tools, error?}}; an array from older servers
+		const mcp = Array.isArray(sp.mcp) ? sp.mcp
+			: sp.mcp && !sp.mcp.error ? Object.entries(sp.mcp).map(([name, st]) => ({ name, ...st })) : [];
 		if (sp.mcp.error) body.push(h("p", { text: sp.mcp.error }));
 		else if (!mcp.length) body.push(h("p", { text: "No MCP servers." }));
 		else
