@@ -15,8 +15,13 @@ const char *cli_usage(void)
 	       "  agentgate run [--format default|json] [--session ID] [--agent NAME]\n"
 	       "                [--model PROVIDER/MODEL] [--data DIR] [--config FILE] [--plugin PATH.so]...\n"
 	       "                [--workspace DIR] [--yes] PROMPT...\n"
-	       "run: permission asks go to the terminal (y/n/always); without one they are\n"
-	       "     rejected unless --yes allows every ask\n"
+	       "  agentgate attach URL [--session ID] [--format default|json] [--token T | --token-file F]\n"
+	       "                [--agent NAME] [--model PROVIDER/MODEL] [--yes] [PROMPT...]\n"
+	       "  agentgate config check FILE\n"
+	       "  agentgate --version\n"
+	       "run, attach: permission asks go to the terminal (y/n/always); without one they\n"
+	       "     are rejected unless --yes allows every ask. attach without PROMPT follows\n"
+	       "     --session until interrupted\n"
 	       "common: --model PROVIDER/MODEL (default scripted/demo), --stall-timeout-ms N,\n"
 	       "        --openai-base-url URL, --anthropic-base-url URL\n"
 	       "env: AGENTGATE_STALL_TIMEOUT_MS, AGENTGATE_TOKEN, AGENTGATE_LOG, OPENAI_BASE_URL,\n"
@@ -34,6 +39,7 @@ struct opt {
 
 #define SRV (1u << CLI_SERVE)
 #define RUN (1u << CLI_RUN)
+#define ATT (1u << CLI_ATTACH)
 #define O(f) offsetof(struct cli, f)
 
 static const struct opt opts[] = {
@@ -42,16 +48,16 @@ static const struct opt opts[] = {
 	{"data", A_STR, O(data), SRV | RUN},
 	{"config", A_STR, O(config), SRV | RUN},
 	{"plugin", A_PLUGIN, 0, SRV | RUN},
-	{"token", A_STR, O(token), SRV},
-	{"token-file", A_STR, O(token_file), SRV},
+	{"token", A_STR, O(token), SRV | ATT},
+	{"token-file", A_STR, O(token_file), SRV | ATT},
 	{"web", A_STR, O(web_root), SRV},
 	{"insecure", A_FLAG, O(insecure), SRV},
 	{"workspace", A_STR, O(workspace), SRV | RUN},
-	{"yes", A_FLAG, O(yes), RUN},
-	{"format", A_FORMAT, O(json), RUN},
-	{"session", A_STR, O(session), RUN},
-	{"agent", A_STR, O(agent), RUN},
-	{"model", A_STR, O(model), SRV | RUN},
+	{"yes", A_FLAG, O(yes), RUN | ATT},
+	{"format", A_FORMAT, O(json), RUN | ATT},
+	{"session", A_STR, O(session), RUN | ATT},
+	{"agent", A_STR, O(agent), RUN | ATT},
+	{"model", A_STR, O(model), SRV | RUN | ATT},
 	{"stall-timeout-ms", A_MS, O(stall_ms), SRV | RUN},
 	{"openai-base-url", A_STR, O(openai_base_url), SRV | RUN},
 	{"anthropic-base-url", A_STR, O(anthropic_base_url), SRV | RUN},
@@ -59,7 +65,8 @@ static const struct opt opts[] = {
 
 static const char *cmd_name(enum cli_cmd c)
 {
-	return c == CLI_SERVE ? "serve" : "run";
+	return c == CLI_SERVE ? "serve" : c == CLI_ATTACH ? "attach" : c == CLI_CONFIG ? "config"
+										    : "run";
 }
 
 static int set_value(struct cli *c, const struct opt *o, const char *v, char *err, size_t n)
@@ -155,12 +162,16 @@ static int parse_command(struct cli *c, const char *w, char *err, size_t n)
 		c->cmd = CLI_SERVE;
 	else if (!strcmp(w, "run"))
 		c->cmd = CLI_RUN;
+	else if (!strcmp(w, "attach"))
+		c->cmd = CLI_ATTACH;
+	else if (!strcmp(w, "config"))
+		c->cmd = CLI_CONFIG;
 	else if (!strcmp(w, "help") || !strcmp(w, "--help") || !strcmp(w, "-h"))
 		c->cmd = CLI_HELP;
 	else if (!strcmp(w, "version") || !strcmp(w, "--version"))
 		c->cmd = CLI_VERSION;
 	else {
-		snprintf(err, n, "unknown command \"%s\" (expected serve or run)", w);
+		snprintf(err, n, "unknown command \"%s\" (expected serve, run, attach or config)", w);
 		return -1;
 	}
 	return 0;
@@ -197,14 +208,15 @@ int cli_parse(struct cli *c, int argc, char **argv, char *err, size_t n)
 	c->port = 4096;
 	c->token = getenv("AGENTGATE_TOKEN");
 	if (argc < 2) {
-		snprintf(err, n, "missing command (expected serve or run)");
+		snprintf(err, n, "missing command (expected serve, run, attach or config)");
 		return -1;
 	}
 	if (parse_command(c, argv[1], err, n))
 		return -1;
 	if (c->cmd == CLI_HELP || c->cmd == CLI_VERSION)
 		return 0;
-	int words_only = 0;
+	int words_only = 0, nconfig = 0;
+	const char *config_words[2] = {NULL, NULL};
 	for (int i = 2; i < argc; i++) {
 		const char *a = argv[i];
 		if (!words_only && !strcmp(a, "--")) {
@@ -216,9 +228,16 @@ int cli_parse(struct cli *c, int argc, char **argv, char *err, size_t n)
 			snprintf(err, n, "unknown flag %s for agentgate %s (see agentgate --help)", a,
 				 cmd_name(c->cmd));
 			return -1;
-		} else if (c->cmd == CLI_RUN) {
+		} else if (c->cmd == CLI_ATTACH && !c->url) {
+			c->url = a;
+		} else if (c->cmd == CLI_RUN || c->cmd == CLI_ATTACH) {
 			if (add_word(c, a))
 				return -1;
+		} else if (c->cmd == CLI_CONFIG && nconfig < 2) {
+			config_words[nconfig++] = a;
+		} else if (c->cmd == CLI_CONFIG) {
+			snprintf(err, n, "agentgate config check takes one file (got \"%s\" too)", a);
+			return -1;
 		} else {
 			snprintf(err, n, "agentgate serve takes no arguments (got \"%s\")", a);
 			return -1;
@@ -229,6 +248,22 @@ int cli_parse(struct cli *c, int argc, char **argv, char *err, size_t n)
 	if (c->cmd == CLI_RUN && (!c->prompt || !*c->prompt)) {
 		snprintf(err, n, "agentgate run needs a prompt: agentgate run \"your message\"");
 		return -1;
+	}
+	if (c->cmd == CLI_ATTACH && !c->url) {
+		snprintf(err, n, "agentgate attach needs the gateway's URL: agentgate attach "
+			 "http://127.0.0.1:4096 \"your message\"");
+		return -1;
+	}
+	if (c->cmd == CLI_ATTACH && (!c->prompt || !*c->prompt) && !c->session) {
+		snprintf(err, n, "agentgate attach needs a prompt, or --session ID to follow");
+		return -1;
+	}
+	if (c->cmd == CLI_CONFIG) {
+		if (!config_words[0] || strcmp(config_words[0], "check") || !config_words[1]) {
+			snprintf(err, n, "expected: agentgate config check FILE");
+			return -1;
+		}
+		c->check = config_words[1];
 	}
 	return 0;
 }

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum cli_cmd { CLI_NONE, CLI_SERVE, CLI_RUN, CLI_HELP, CLI_VERSION };
+enum cli_cmd { CLI_NONE, CLI_SERVE, CLI_RUN, CLI_HELP, CLI_VERSION, CLI_ATTACH, CLI_CONFIG };
 
 #define CLI_MAX_PLUGINS 32
 
@@ -28,8 +28,10 @@ struct cli {
 	const char *web_root;
 	int insecure;
 	const char *workspace; /* --workspace: the default directory of new root sessions */
-	int yes;               /* run --yes: allow every permission ask */
-	char *prompt;        /* run: the words joined by spaces (owned) */
+	int yes;               /* run, attach --yes: allow every permission ask */
+	char *prompt;        /* run, attach: the words joined by spaces (owned) */
+	const char *url;     /* attach: the gateway */
+	const char *check;   /* config check: the file */
 };
 
 /* 0, or -1 with err naming the problem (the caller prints it and exits 2). */

@@ -1,5 +1,6 @@
 /* agentgate: the command-line entry point. */
 #include "cli.h"
+#include "cmd_attach.h"
 #include "cmd_run.h"
 #include "jsonin.h"
 
@@ -24,6 +25,9 @@ int main(int argc, char **argv)
 		break;
 	case CLI_SERVE:
 		rc = cmd_serve(&c);
+		break;
+	case CLI_ATTACH:
+		rc = cmd_attach(&c);
 		break;
 	case CLI_VERSION:
 		puts("agentgate 0.1.0");

@@ -71,7 +71,13 @@ static void begin(struct jw *w, const char *type, const char *root, int64_t ts)
 	jw_kstr(w, "sessionID", root);
 }
 
-static void json_root(struct ndjson *n, const struct event *e, const cJSON *ev)
+/* One event, read from its JSON: its type, session and the time it is stamped with. */
+struct ev {
+	const char *type, *session_id;
+	int64_t time;
+};
+
+static void json_root(struct ndjson *n, const struct ev *e, const cJSON *ev)
 {
 	const cJSON *props = cJSON_GetObjectItemCaseSensitive(ev, "properties");
 	struct jw w;
@@ -99,7 +105,7 @@ static void json_root(struct ndjson *n, const struct event *e, const cJSON *ev)
 	emit(n, &w);
 }
 
-static void json_child(struct ndjson *n, const struct event *e, const cJSON *ev)
+static void json_child(struct ndjson *n, const struct ev *e, const cJSON *ev)
 {
 	const cJSON *props = cJSON_GetObjectItemCaseSensitive(ev, "properties");
 	struct jw w;
@@ -124,7 +130,7 @@ static void json_child(struct ndjson *n, const struct event *e, const cJSON *ev)
 
 /* A custom event (engine_emit, e.g. plugin.<id>.<name>) goes out as it is, under its
  * own type: {type, timestamp, sessionID: root, childSessionID?, properties, envelope}. */
-static void json_custom(struct ndjson *n, const struct event *e, const cJSON *ev, int child)
+static void json_custom(struct ndjson *n, const struct ev *e, const cJSON *ev, int child)
 {
 	struct jw w;
 	begin(&w, e->type, n->root, e->time);
@@ -145,7 +151,7 @@ static void text_newline(struct ndjson *n)
 }
 
 /* Default format: the root's reply streams as text; tools and child steps get a line. */
-static void text_event(struct ndjson *n, const struct event *e, const cJSON *ev, int child)
+static void text_event(struct ndjson *n, const struct ev *e, const cJSON *ev, int child)
 {
 	const cJSON *props = cJSON_GetObjectItemCaseSensitive(ev, "properties");
 	const cJSON *depth = cJSON_GetObjectItemCaseSensitive(ev, "depth");
@@ -179,22 +185,29 @@ static void text_event(struct ndjson *n, const struct event *e, const cJSON *ev,
 	fflush(n->out);
 }
 
+void ndjson_feed(struct ndjson *n, const cJSON *ev, int64_t time)
+{
+	struct ev e = {jsonin_get(ev, "type"), jsonin_get(ev, "sessionID"), time};
+	if (!e.type || !e.session_id)
+		return;
+	int child = strcmp(e.session_id, n->root) != 0;
+	if (!n->json)
+		text_event(n, &e, ev, child);
+	else if (!event_type_reserved(e.type) || !strncmp(e.type, "permission.", 11))
+		json_custom(n, &e, ev, child);
+	else if (child)
+		json_child(n, &e, ev);
+	else
+		json_root(n, &e, ev);
+}
+
 void ndjson_on_event(void *arg, struct event *e)
 {
 	struct ndjson *n = arg;
 	if (!event_matches(e, n->root, 1))
 		return;
 	cJSON *ev = cJSON_ParseWithLength(e->json, e->len);
-	if (!ev)
-		return;
-	int child = strcmp(e->session_id, n->root) != 0;
-	if (!n->json)
-		text_event(n, e, ev, child);
-	else if (!event_type_reserved(e->type) || !strncmp(e->type, "permission.", 11))
-		json_custom(n, e, ev, child);
-	else if (child)
-		json_child(n, e, ev);
-	else
-		json_root(n, e, ev);
+	if (ev)
+		ndjson_feed(n, ev, e->time);
 	cJSON_Delete(ev);
 }

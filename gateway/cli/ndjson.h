@@ -6,6 +6,8 @@
  * indented line per child step. Loop thread. */
 #ifndef AG_NDJSON_H
 #define AG_NDJSON_H
+#include <cjson/cJSON.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "bus.h"
@@ -19,7 +21,12 @@ struct ndjson {
 };
 
 void ndjson_init(struct ndjson *n, FILE *out, const char *root, int json);
-/* A bus subscriber callback (arg = struct ndjson *). */
+/* One event of the root's tree, as its JSON object ({type, properties, sessionID, ...
+ * the envelope}), stamped with time (ms since 1970): `agentgate attach` feeds what it
+ * receives over WebSocket, filtered to the tree by its subscription. */
+void ndjson_feed(struct ndjson *n, const cJSON *ev, int64_t time);
+/* A bus subscriber callback (arg = struct ndjson *): the events of the root's tree,
+ * parsed and fed. */
 void ndjson_on_event(void *arg, struct event *ev);
 
 #endif

@@ -240,7 +240,8 @@ export function runBin(args, { env = {}, timeout = 10000, cwd = REPO } = {}) {
 			live.delete(p);
 			reject(e);
 		});
-		p.on("exit", (code, signal) => {
+		// "close", not "exit": a process may exit before its last output has been read
+		p.on("close", (code, signal) => {
 			clearTimeout(t);
 			live.delete(p);
 			resolve({ code, signal, stdout, stderr, timedOut });
