@@ -12,6 +12,7 @@
 struct bus {
 	struct evlog *log;
 	struct bus_sub subs; /* sentinel */
+	uint64_t dropped;    /* subscribers cut off for falling behind (bus_note_dropped) */
 };
 
 struct bus *bus_create(struct store *S, size_t ring_size, int64_t keep)
@@ -117,4 +118,14 @@ int bus_replay(struct bus *B, int64_t since, const char *session_id, int descend
 int64_t bus_oldest_seq(struct bus *B)
 {
 	return evlog_oldest_seq(B->log);
+}
+
+void bus_note_dropped(struct bus *B)
+{
+	B->dropped++;
+}
+
+uint64_t bus_dropped(struct bus *B)
+{
+	return B->dropped;
 }

@@ -89,4 +89,9 @@ int bus_replay(struct bus *B, int64_t since, const char *session_id, int descend
 /* The oldest seq still replayable. */
 int64_t bus_oldest_seq(struct bus *B);
 
+/* A subscriber fell too far behind and is being cut off (subscriber.c); how many were,
+ * since the start (GET /metrics). */
+void bus_note_dropped(struct bus *B);
+uint64_t bus_dropped(struct bus *B);
+
 #endif

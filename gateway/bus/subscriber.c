@@ -7,6 +7,8 @@
 static void push(struct subscriber *s, struct event *ev)
 {
 	if (s->n == SUB_QUEUE_MAX) {
+		if (!s->overflow)
+			bus_note_dropped(s->B);
 		s->overflow = 1;
 		return;
 	}

@@ -575,6 +575,7 @@ void engine_destroy(struct engine *E)
 	agents_free(&E->A);
 	config_free(&E->C);
 	jw_free(&E->jw);
+	free(E->stats);
 	datadir_unlock(E->lock_fd); /* last: nothing of this process touches the store now */
 	free(E);
 }
@@ -676,6 +677,11 @@ void *engine_host(struct engine *E)
 struct loop *engine_loop(struct engine *E)
 {
 	return E->L;
+}
+
+struct llm *engine_llm(struct engine *E)
+{
+	return E->M;
 }
 
 const struct tool_def *engine_tool(struct engine *E, const char *name)

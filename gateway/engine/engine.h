@@ -243,6 +243,23 @@ void engine_permission_list_json(struct engine *E, struct jw *w);
  * engine_create; any thread. */
 const char *engine_workspace(struct engine *E);
 
+/* GET /metrics: what the engine is doing now, read from its cache (sessions not in
+ * memory are idle and not counted). */
+struct engine_metrics {
+	int sessions[3];          /* in memory, by status: idle, busy, retry */
+	int turns_running, turns_queued;
+	uint64_t tool_completions_dropped; /* late, repeated or foreign tool completions */
+	int store_failing;        /* the store cannot write now */
+};
+void engine_metrics(struct engine *E, struct engine_metrics *m);
+/* Turns by source (http, ws, cli, task, plugin:<id>) and outcome: accepted, coalesced
+ * (joined a turn with the same dedupe key), completed, failed, cancelled — each count
+ * since the process started. */
+typedef void (*engine_count_fn)(void *arg, const char *source, const char *outcome, uint64_t n);
+void engine_turn_counts(struct engine *E, engine_count_fn fn, void *arg);
+/* The provider supervisor (llm_stats for its counters). */
+struct llm *engine_llm(struct engine *E);
+
 /* Number of sessions with a running turn (for the sweeper and tests). */
 int engine_running(struct engine *E);
 

@@ -6,10 +6,18 @@
 #include "hooks.h"
 #include "id.h"
 #include "store.h"
+#include "vec.h"
 
 #define SES_BUCKETS 1024
 
 enum status_type { ST_IDLE, ST_BUSY, ST_RETRY };
+/* What became of prompts, by source (stats.c) */
+enum stat_outcome { STAT_ACCEPTED, STAT_COALESCED, STAT_COMPLETED, STAT_FAILED, STAT_CANCELLED,
+		    STAT_OUTCOMES };
+struct turn_stat {
+	char source[48];
+	uint64_t n[STAT_OUTCOMES];
+};
 enum turn_state { T_QUEUED, T_RUNNING, T_COMPLETED, T_FAILED, T_CANCELLED };
 enum part_type { P_TEXT, P_REASONING, P_TOOL, P_STEP_START, P_STEP_FINISH };
 enum tool_state { TS_PENDING, TS_RUNNING, TS_COMPLETED, TS_ERROR };
@@ -33,6 +41,8 @@ struct engine {
 	int naborting;
 	struct timer sweeper;
 	int closing;
+	struct turn_stat *stats;   /* turns by source and outcome, for GET /metrics (stats.c) */
+	int nstats, capstats;
 	struct toolrun *calls[64]; /* running and just-finished tool calls, by id */
 	uint64_t next_call_id, calls_dropped;
 	char *workspace;     /* engine_workspace: the default directory of root sessions */
@@ -240,6 +250,9 @@ void permission_forget_tree(struct engine *E, const char *root_id);
 /* The note a session's busy status carries while it has asks pending (message,
  * permission: the oldest ask's id). */
 void permission_status_note(struct engine *E, const struct session *s, struct jw *w);
+
+/* stats.c: counts a turn of source accepted, coalesced into another, or ended */
+void stats_turn(struct engine *E, const char *source, enum stat_outcome o);
 
 /* task.c: registers task and check_task (built on engine.h, tool.h and hooks.h only) */
 int task_register_tools(struct engine *E);

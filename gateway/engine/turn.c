@@ -265,6 +265,7 @@ int turn_accept(struct engine *E, const struct prompt *p, struct prompt_result *
 		}
 		log_info("session %s: turn %s queued (source %s, %zu waiting)", s->id, t->id,
 			 t->source, s->q.waiting);
+		stats_turn(E, t->source, STAT_ACCEPTED);
 		if (v == TURNQ_INTERRUPT && s->cur)
 			turn_end(s->cur, T_CANCELLED, "MessageAbortedError",
 				 "interrupted by a newer prompt");
@@ -276,6 +277,8 @@ int turn_accept(struct engine *E, const struct prompt *p, struct prompt_result *
 		if (rc)
 			return -1;
 	}
+	if (v == TURNQ_COALESCE)
+		stats_turn(E, p->source, STAT_COALESCED);
 	if (r) {
 		snprintf(r->turn_id, sizeof(r->turn_id), "%s", t->id);
 		snprintf(r->user_message_id, sizeof(r->user_message_id), "%s", t->user_msg);
@@ -388,6 +391,8 @@ void turn_end(struct turn *t, enum turn_state st, const char *err_name, const ch
 	session_save(E, s, "session.updated");
 	log_info("session %s: turn %s %s%s%s", s->id, t->id, turn_state_name(st),
 		 err_msg ? ": " : "", err_msg ? err_msg : "");
+	stats_turn(E, t->source, st == T_COMPLETED ? STAT_COMPLETED
+				 : st == T_CANCELLED ? STAT_CANCELLED : STAT_FAILED);
 	if (s->cur == t) {
 		s->cur = NULL;
 		E->running--;

@@ -10,6 +10,7 @@ struct llm {
 	struct loop *L;
 	const struct config *C;
 	struct provider prov[MAX_PROVIDERS];
+	struct llm_stats stats[MAX_PROVIDERS]; /* prov[i]'s */
 	int nprov;
 };
 
@@ -115,6 +116,20 @@ int llm_check_model(struct llm *M, const char *id, struct err *e)
 		return -1;
 	}
 	return p->check_model ? p->check_model(p->self, slash + 1, e) : 0;
+}
+
+static struct llm_stats *stats_of(const struct llm_stream *st)
+{
+	return &st->M->stats[st->p - st->M->prov];
+}
+
+int llm_stats(struct llm *M, int i, struct llm_stats *out)
+{
+	if (!M || i < 0 || i >= M->nprov)
+		return -1;
+	*out = M->stats[i];
+	out->provider = M->prov[i].name;
+	return 0;
 }
 
 int64_t llm_stream_last_activity(const struct llm_stream *st)
@@ -227,6 +242,15 @@ static void on_done(void *arg, const char *finish, const struct llm_usage *u)
 		st->sink.tool_call(st->arg, cJSON_GetObjectItem(c, "id")->valuestring,
 				   cJSON_GetObjectItem(c, "name")->valuestring,
 				   cJSON_GetObjectItem(c, "arguments")->valuestring);
+	struct llm_stats *ps = stats_of(st);
+	ps->completed++;
+	if (u) {
+		ps->tokens_input += u->input;
+		ps->tokens_output += u->output;
+		ps->tokens_reasoning += u->reasoning;
+		ps->tokens_cache_read += u->cache_read;
+		ps->tokens_cache_write += u->cache_write;
+	}
 	struct llm_sink sink = st->sink;
 	void *sarg = st->arg;
 	stream_free(st);
@@ -235,6 +259,7 @@ static void on_done(void *arg, const char *finish, const struct llm_usage *u)
 
 static void fail(struct llm_stream *st, const struct llm_error *e)
 {
+	stats_of(st)->failed++;
 	struct llm_sink sink = st->sink;
 	void *sarg = st->arg;
 	st->attempt = NULL;
@@ -263,6 +288,7 @@ static int schedule_retry(struct llm_stream *st, const struct llm_error *e)
 	if (!e->retryable || *used >= max)
 		return -1;
 	(*used)++;
+	stats_of(st)->retries++;
 	int attempt = st->retries + st->stall_retries;
 	int64_t wait = llm_backoff_ms(C->retry_base_ms, C->retry_cap_ms, *used,
 				      e->retry_after_ms, (unsigned)rand());
@@ -322,6 +348,7 @@ static void stall_fired(struct timer *t)
 	snprintf(msg, sizeof(msg), "LLM stream stalled: no content token for %lld ms from %s/%s",
 		 (long long)st->stall_ms, st->provider, st->model);
 	log_warn("session %s: %s", st->session_id, msg);
+	stats_of(st)->stalls++;
 	if (st->attempt)
 		st->p->cancel(st->p->self, st->attempt);
 	struct llm_error e = {.name = "APIError", .message = msg, .retryable = 1, .stalled = 1};
@@ -339,6 +366,7 @@ static void attempt_fired(struct timer *t)
 		 "while %s/%s was still streaming", (long long)st->M->C->max_attempt_ms,
 		 st->provider, st->model);
 	log_warn("session %s: %s", st->session_id, msg);
+	stats_of(st)->too_slow++;
 	if (st->attempt)
 		st->p->cancel(st->p->self, st->attempt);
 	struct llm_error e = {.name = "APIError", .message = msg, .retryable = 1, .stalled = 1};
@@ -354,6 +382,7 @@ static int start_attempt(struct llm_stream *st, struct err *e)
 	st->last_progress_us = mono_us();
 	timer_arm(&st->stall_timer, st->stall_ms);
 	timer_arm(&st->attempt_timer, st->M->C->max_attempt_ms);
+	stats_of(st)->requests++;
 	st->attempt = st->p->start(st->p->self, &st->rq, &inner, st, e);
 	if (!st->attempt) {
 		timer_cancel(&st->stall_timer);

@@ -63,6 +63,21 @@ void llm_stream_cancel(struct llm_stream *st);
 /* Epoch ms of the last content token (or of the start), for check_task. */
 int64_t llm_stream_last_activity(const struct llm_stream *st);
 
+/* What one provider's streams did since the start (GET /metrics). */
+struct llm_stats {
+	const char *provider;      /* its name */
+	uint64_t requests;         /* attempts started (retries included) */
+	uint64_t retries;          /* attempts scheduled again after a failure or stall */
+	uint64_t stalls;           /* attempts cut by the stall watchdog */
+	uint64_t too_slow;         /* attempts cut at limits.max_attempt_ms */
+	uint64_t completed;        /* streams that ended with a reply */
+	uint64_t failed;           /* streams that ended with an error (after any retries) */
+	uint64_t tokens_input, tokens_output, tokens_reasoning, tokens_cache_read,
+		tokens_cache_write;  /* as the providers reported them */
+};
+/* Provider i's counters (registration order): 0, or -1 past the last. */
+int llm_stats(struct llm *M, int i, struct llm_stats *out);
+
 /* The error of a reply over limits.max_output_bytes, the same from every provider. Pure. */
 void llm_output_limit_message(char *buf, size_t n, int64_t limit, const char *provider,
 			      const char *model);

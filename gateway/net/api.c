@@ -429,6 +429,7 @@ static const struct api_route routes[] = {
 	{"GET", "/task/*", "task.get", {"taskID"}, API_CALL, 0},
 	{"GET", "/plugin", "plugin.list", {NULL}, API_CALL, 0},
 	{"GET", "/mcp", "mcp.status", {NULL}, API_CALL, 0},
+	{"GET", "/metrics", "metrics", {NULL}, API_TEXT, 0},
 	{"GET", "/permission", "permission.list", {NULL}, API_CALL, 0},
 	{"POST", "/permission/*/reply", "permission.reply", {"requestID"}, API_CALL, 0},
 	{"POST", "/session/*/permissions/*", "permission.reply", {"sessionID", "permissionID"},

@@ -18,6 +18,7 @@ enum api_kind {
 	API_CALL,   /* api_call(rpc, params) */
 	API_PROMPT, /* api_prompt: held until the turn ends when wait is set */
 	API_EVENTS, /* an event stream (api_subscribe) */
+	API_TEXT,   /* GET /metrics: text the server writes itself (metrics.c) */
 };
 
 struct api_route {

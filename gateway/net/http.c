@@ -414,6 +414,21 @@ static int serve_static(struct conn *c)
 	return 0;
 }
 
+/* ---- GET /metrics ---- */
+
+static int serve_metrics(struct conn *c)
+{
+	struct jw w;
+	jw_init(&w);
+	size_t len;
+	char *body = metrics_write(c->srv, &w) ? NULL : jw_take(&w, &len);
+	jw_free(&w);
+	if (!body)
+		return respond_error(c, 500, "UnknownError", "out of memory", NULL, NULL);
+	return respond_ex(c, 200, "text/plain; version=0.0.4; charset=utf-8", body, len, NULL,
+			  NULL);
+}
+
 /* ---- dispatch ---- */
 
 /* A body must say it is JSON: a web page can send text/plain or a form to any origin
@@ -538,6 +553,8 @@ static int handle(struct conn *c)
 				     "at most)", NULL, NULL);
 	if (r->kind == API_EVENTS)
 		return events_start(c);
+	if (r->kind == API_TEXT)
+		return serve_metrics(c);
 	char why[200];
 	if (json_body_type(c, why, sizeof(why)))
 		return respond_error(c, 415, "UnsupportedMediaType", why, NULL, NULL);

@@ -124,6 +124,9 @@ int http_unknown_method(struct lws *wsi, const char *in, size_t len);
 /* Lets go of everything the connection holds in the engine (idempotent). */
 void http_detach(struct conn *c);
 
+/* metrics.c: GET /metrics, Prometheus' text format, into w. 0, or -1 out of memory. */
+int metrics_write(struct server *S, struct jw *w);
+
 /* ws.c */
 int ws_callback(struct conn *c, enum lws_callback_reasons reason, void *in, size_t len);
 void ws_detach(struct conn *c);

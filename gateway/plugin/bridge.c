@@ -61,6 +61,7 @@ int bridge_call(struct hookreg *r, const struct ag_ctx *ctx, void *data)
 		p->H->in_hook--;
 	int64_t us = mono_us() - t0;
 	atomic_fetch_add(&p->n.hook_calls, 1);
+	atomic_fetch_add(&p->n.hook_us, (uint_fast64_t)us);
 	if (us > p->H->slow_hook_us && on_loop) {
 		atomic_fetch_add(&p->n.slow_hooks, 1);
 		log_warn("plugin %s: hook %s took %lld ms on the loop (plugins.slow_hook_ms is "

@@ -372,6 +372,7 @@ static void counters_json(const struct plugin_counters *n, struct jw *w)
 	jw_kint(w, "hookErrors", (int64_t)n->hook_errors);
 	jw_kint(w, "hookRefusals", (int64_t)n->hook_refusals);
 	jw_kint(w, "slowHooks", (int64_t)n->slow_hooks);
+	jw_kint(w, "hookTimeUs", (int64_t)n->hook_us);
 	jw_kint(w, "eventsDelivered", (int64_t)n->events_delivered);
 	jw_kint(w, "eventsDropped", (int64_t)n->events_dropped);
 	jw_kint(w, "prompts", (int64_t)n->prompts);

@@ -29,6 +29,7 @@ struct hookreg {
 /* Counters reported by GET /plugin; atomics where other threads count. */
 struct plugin_counters {
 	atomic_uint_fast64_t hook_calls, hook_errors, hook_refusals, slow_hooks;
+	atomic_uint_fast64_t hook_us; /* time spent in hooks, microseconds */
 	atomic_uint_fast64_t events_delivered, events_dropped;
 	atomic_uint_fast64_t prompts, tool_calls, tool_dropped, thread_errors;
 };
