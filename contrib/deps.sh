@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what agentgate needs to build and test on Debian 12, if it is missing.
 # Usage: contrib/deps.sh [--test]   (--test adds what only the tests use: Node.js and npm,
-#        and Chromium for the web UI's browser tests)
+#        Chromium for the web UI's browser tests, and systemd for `systemd-analyze verify`
+#        of the unit — it needs no running systemd)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libwebsockets-dev libsqlite3-dev libcurl4-openssl-dev
       libcjson-dev libcmocka-dev)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(sqlite3 chromium)
+  pkgs+=(sqlite3 chromium systemd)
   # Node may come from elsewhere than Debian's package (as on the CI image): keep it.
   command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
 fi

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include "config.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -310,6 +311,124 @@ static void a_second_owner_of_a_data_directory_is_refused_naming_the_first(void 
 	assert_int_equal(agentgate("run", "--data", data_dir(), "echo", "again", NULL), 0);
 }
 
+/* ---- agentgate config, --version ---- */
+
+static char *write_config(const char *name, const char *text)
+{
+	static char path[256];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+	fputs(text, f);
+	fclose(f);
+	return path;
+}
+
+static void config_check_names_each_problem(void **state)
+{
+	char *bad = write_config("bad.json",
+		"// comments are allowed\n{\"model\": \"scripted/demo\",\n"
+		" \"retry\": {\"max\": \"3\", \"cap_msx\": 5},\n"
+		" \"agent\": {\"build\": {\"maxSteps\": 10, \"temperature\": 0.2}},\n"
+		" \"plugins\": [{\"path\": \"x.so\"}, {\"path\": \"y.so\", \"requird\": true}]}");
+	assert_int_equal(agentgate("config", "check", bad, NULL), 1);
+	assert_non_null(strstr(out, "\"retry.max\" must be a number (it is a string)"));
+	assert_non_null(strstr(out, "unknown key \"retry.cap_msx\""));
+	assert_non_null(strstr(out, "unknown key \"agent.build.temperature\""));
+	assert_non_null(strstr(out, "unknown key \"plugins[1].requird\""));
+	assert_non_null(strstr(out, "4 problems"));
+	/* the types are right: the gateway's own readers say what is wrong with the values */
+	bad = write_config("values.json", "{\"limits\": {\"max_output_bytes\": 0}}");
+	assert_int_equal(agentgate("config", "check", bad, NULL), 1);
+	assert_non_null(strstr(out, "\"limits.max_output_bytes\" must be an integer from 1"));
+	bad = write_config("model.json", "{\"model\": \"nope/x\"}");
+	assert_int_equal(agentgate("config", "check", bad, NULL), 1);
+	assert_non_null(strstr(out, "unknown provider \"nope\""));
+	bad = write_config("hosts.json", "{\"server\": {\"allowed_hosts\": [\"\"]}}");
+	assert_int_equal(agentgate("config", "check", bad, NULL), 1);
+	assert_non_null(strstr(out, "server.allowed_hosts"));
+	bad = write_config("agent.json", "{\"agent\": {\"x\": {\"permission\": {\"bash\": \"maybe\"}}}}");
+	assert_int_equal(agentgate("config", "check", bad, NULL), 1);
+	assert_non_null(strstr(out, "agent x: \"permission\": \"bash\" must be"));
+	bad = write_config("syntax.json", "{\"model\": ");
+	assert_int_equal(agentgate("config", "check", bad, NULL), 1);
+	assert_non_null(strstr(out, "not a JSON object"));
+	assert_int_equal(agentgate("config", "check", "/nonexistent.json", NULL), 1);
+	assert_non_null(strstr(errs, "/nonexistent.json"));
+	assert_int_equal(agentgate("config", "lint", NULL), 2);
+	/* a good one, comments and all, and the installed default */
+	assert_int_equal(agentgate("config", "check", SOURCE_DIR "/contrib/agentgate.sample.json", NULL), 0);
+	assert_non_null(strstr(out, ": ok"));
+	assert_int_equal(agentgate("config", "check", SOURCE_DIR "/contrib/agentgate.json", NULL), 0);
+	/* and the gateway reads such a file */
+	char *commented = write_config("commented.json", "{ /* paced */ \"providers\": {\"scripted\": "
+				       "{\"pace_ms\": 1}} // the demo\n}");
+	assert_int_equal(agentgate("run", "--data", data_dir(), "--config", commented, "echo c", NULL), 0);
+}
+
+/* Does the table's pattern (its '*' any member) match a path of the sample? */
+static int covers(const char *pattern, const char *path)
+{
+	while (*pattern && *path) {
+		if (*pattern == '*') {
+			pattern++;
+			path += strcspn(path, ".[");
+			continue;
+		}
+		if (*pattern++ != *path++)
+			return 0;
+	}
+	return !*pattern && !*path;
+}
+
+static void sample_paths(const cJSON *v, char *path, size_t cap, char **all, int *n)
+{
+	size_t len = strlen(path);
+	const cJSON *m;
+	cJSON_ArrayForEach(m, v) {
+		snprintf(path + len, cap - len, cJSON_IsArray(v) ? "[]" : len ? ".%s" : "%s",
+			 cJSON_IsArray(v) ? "" : m->string);
+		if (*n < 4096)
+			all[(*n)++] = strdup(path);
+		sample_paths(m, path, cap, all, n);
+		path[len] = 0;
+	}
+}
+
+static void the_sample_config_shows_every_option(void **state)
+{
+	assert_int_equal(agentgate("config", "keys", NULL), 0);
+	char *keys = strdup(out);
+	char *text = slurp(SOURCE_DIR "/contrib/agentgate.sample.json");
+	cJSON *sample = config_parse(text);
+	assert_non_null(sample);
+	static char *all[4096];
+	int n = 0;
+	char path[512] = "";
+	sample_paths(sample, path, sizeof(path), all, &n);
+	int nkeys = 0;
+	for (char *k = strtok(keys, "\n"); k; k = strtok(NULL, "\n"), nkeys++) {
+		/* "plugins": [...] is the short form of "plugins": {"load": [...]}, shown so */
+		int found = !strncmp(k, "plugins[]", 9);
+		for (int i = 0; i < n && !found; i++)
+			found = covers(k, all[i]);
+		if (!found)
+			fail_msg("contrib/agentgate.sample.json does not show the option %s", k);
+	}
+	assert_true(nkeys > 50);
+	for (int i = 0; i < n; i++)
+		free(all[i]);
+	cJSON_Delete(sample);
+	free(text);
+	free(keys);
+}
+
+static void version_names_the_abis(void **state)
+{
+	assert_int_equal(agentgate("--version", NULL), 0);
+	assert_non_null(strstr(out, "agentgate " AGENTGATE_VERSION " (plugin ABI 1."));
+	assert_non_null(strstr(out, "client library 1."));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -322,6 +441,9 @@ int main(void)
 		cmocka_unit_test(child_activity_streams_before_the_task_completes),
 		cmocka_unit_test_teardown(a_second_owner_of_a_data_directory_is_refused_naming_the_first,
 					  kill_server),
+		cmocka_unit_test(config_check_names_each_problem),
+		cmocka_unit_test(the_sample_config_shows_every_option),
+		cmocka_unit_test(version_names_the_abis),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

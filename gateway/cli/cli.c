@@ -1,5 +1,6 @@
 #include "cli.h"
 #include "config.h"
+#include "paths.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -17,13 +18,16 @@ const char *cli_usage(void)
 	       "                [--workspace DIR] [--yes] PROMPT...\n"
 	       "  agentgate attach URL [--session ID] [--format default|json] [--token T | --token-file F]\n"
 	       "                [--agent NAME] [--model PROVIDER/MODEL] [--yes] [PROMPT...]\n"
-	       "  agentgate config check FILE\n"
+	       "  agentgate config check FILE     validates a config, naming each problem\n"
+	       "  agentgate config keys           lists every option the config takes\n"
 	       "  agentgate --version\n"
 	       "run, attach: permission asks go to the terminal (y/n/always); without one they\n"
 	       "     are rejected unless --yes allows every ask. attach without PROMPT follows\n"
 	       "     --session until interrupted\n"
 	       "common: --model PROVIDER/MODEL (default scripted/demo), --stall-timeout-ms N,\n"
 	       "        --openai-base-url URL, --anthropic-base-url URL\n"
+	       "config: --config FILE, else $AGENTGATE_CONFIG, else the installation's\n"
+	       "        (SYSCONFDIR/agentgate/config.json beside an installed binary)\n"
 	       "env: AGENTGATE_STALL_TIMEOUT_MS, AGENTGATE_TOKEN, AGENTGATE_LOG, OPENAI_BASE_URL,\n"
 	       "     OPENAI_API_KEY, ANTHROPIC_BASE_URL, ANTHROPIC_API_KEY\n";
 }
@@ -245,6 +249,15 @@ int cli_parse(struct cli *c, int argc, char **argv, char *err, size_t n)
 	}
 	if (c->token_file && read_token_file(c, err, n))
 		return -1;
+	/* serve and run without --config: $AGENTGATE_CONFIG, else the one installed with the
+	 * binary (a build tree's binary has none, so tests never read an installed one) */
+	if ((c->cmd == CLI_SERVE || c->cmd == CLI_RUN) && !c->config) {
+		const char *env = getenv("AGENTGATE_CONFIG");
+		if (env && *env)
+			c->config = env;
+		else if (!paths_beside_exe(AG_REL_CONFIG, c->config_found, sizeof(c->config_found)))
+			c->config = c->config_found;
+	}
 	if (c->cmd == CLI_RUN && (!c->prompt || !*c->prompt)) {
 		snprintf(err, n, "agentgate run needs a prompt: agentgate run \"your message\"");
 		return -1;
@@ -259,8 +272,10 @@ int cli_parse(struct cli *c, int argc, char **argv, char *err, size_t n)
 		return -1;
 	}
 	if (c->cmd == CLI_CONFIG) {
-		if (!config_words[0] || strcmp(config_words[0], "check") || !config_words[1]) {
-			snprintf(err, n, "expected: agentgate config check FILE");
+		c->list_keys = config_words[0] && !strcmp(config_words[0], "keys") && !config_words[1];
+		if (!c->list_keys &&
+		    (!config_words[0] || strcmp(config_words[0], "check") || !config_words[1])) {
+			snprintf(err, n, "expected: agentgate config check FILE, or agentgate config keys");
 			return -1;
 		}
 		c->check = config_words[1];

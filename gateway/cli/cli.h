@@ -1,7 +1,8 @@
 /* cli: the command line (DESIGN.md "CLI"). Parses into a struct; errors name the bad
- * flag or command. Pure apart from reading the environment for AGENTGATE_TOKEN and the
- * file --token-file names (a token on the command line is visible to every local
- * user in /proc/PID/cmdline). */
+ * flag or command. Pure apart from reading the environment for AGENTGATE_TOKEN and
+ * AGENTGATE_CONFIG, the file --token-file names (a token on the command line is visible
+ * to every local user in /proc/PID/cmdline), and looking for the installation's default
+ * config beside the binary (paths.h). */
 #ifndef AG_CLI_H
 #define AG_CLI_H
 #include <stddef.h>
@@ -15,7 +16,7 @@ struct cli {
 	enum cli_cmd cmd;
 	const char *host;
 	int port;
-	const char *data, *config;
+	const char *data, *config; /* config: --config, $AGENTGATE_CONFIG or the installed one */
 	const char *plugins[CLI_MAX_PLUGINS];
 	int nplugins;
 	int json;            /* --format json */
@@ -32,6 +33,8 @@ struct cli {
 	char *prompt;        /* run, attach: the words joined by spaces (owned) */
 	const char *url;     /* attach: the gateway */
 	const char *check;   /* config check: the file */
+	int list_keys;       /* config keys */
+	char config_found[4096]; /* the installation's default config, when config is it */
 };
 
 /* 0, or -1 with err naming the problem (the caller prints it and exits 2). */

@@ -1,12 +1,21 @@
 /* agentgate: the command-line entry point. */
 #include "cli.h"
 #include "cmd_attach.h"
+#include "cmd_config.h"
 #include "cmd_run.h"
 #include "jsonin.h"
+
+#include <agentgate/client.h>
+#include <agentgate/plugin.h>
 
 #include <stdio.h>
 
 int cmd_serve(const struct cli *c);
+
+static void print_key(void *arg, const char *path)
+{
+	puts(path);
+}
 
 int main(int argc, char **argv)
 {
@@ -29,8 +38,12 @@ int main(int argc, char **argv)
 	case CLI_ATTACH:
 		rc = cmd_attach(&c);
 		break;
+	case CLI_CONFIG:
+		rc = c.list_keys ? (config_keys(print_key, NULL), 0) : cmd_config(&c);
+		break;
 	case CLI_VERSION:
-		puts("agentgate 0.1.0");
+		printf("agentgate %s (plugin ABI %d.%d, client library %d.%d)\n", AGENTGATE_VERSION,
+		       AG_ABI_MAJOR, AG_ABI_MINOR, AG_CLIENT_VERSION_MAJOR, AG_CLIENT_VERSION_MINOR);
 		break;
 	default:
 		fputs(cli_usage(), stdout);

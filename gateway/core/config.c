@@ -39,6 +39,25 @@ char *config_read_file(const char *path, const char *what, struct err *e)
 	return buf;
 }
 
+cJSON *config_parse(char *text)
+{
+	cJSON *j = cJSON_Parse(text);
+	if (j)
+		return j;
+	/* // and block comments: cJSON_Minify drops them (and blanks), minding strings. The
+	 * error offset then stays the one of the text as written, when that is where the
+	 * problem is: only a text that parses once minified is taken. */
+	char *copy = strdup(text);
+	if (!copy)
+		return NULL;
+	cJSON_Minify(copy);
+	j = cJSON_Parse(copy);
+	free(copy);
+	if (!j)
+		cJSON_Parse(text); /* the error pointer into the text as written */
+	return j;
+}
+
 int64_t config_parse_ms(const char *s)
 {
 	if (!s || !*s)
@@ -177,7 +196,7 @@ int config_load(struct config *c, const char *path, struct err *e)
 	char *text = config_read_file(path, "config file", e);
 	if (!text)
 		return -1;
-	c->root = cJSON_Parse(text);
+	c->root = config_parse(text);
 	if (!c->root || !cJSON_IsObject(c->root)) {
 		const char *at = cJSON_GetErrorPtr();
 		long off = at && c->root == NULL ? (long)(at - text) : 0;

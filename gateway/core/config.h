@@ -47,6 +47,11 @@ const cJSON *config_provider(const struct config *c, const char *name);
  * ("cannot read <what> <path>: <reason>"). */
 char *config_read_file(const char *path, const char *what, struct err *e);
 
+/* Parses a config file's text: JSON, in which // and block comments are allowed (the
+ * sample config documents every option in them). NULL when it is not JSON;
+ * cJSON_GetErrorPtr then points into text. */
+cJSON *config_parse(char *text);
+
 /* Parses a positive decimal integer; -1 on anything else. */
 int64_t config_parse_ms(const char *s);
 

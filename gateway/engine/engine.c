@@ -499,6 +499,23 @@ static int load_providers(struct engine *E, struct err *e)
 	return llm_check_model(E->M, E->C.model, e);
 }
 
+int engine_check_config(struct loop *L, const char *path, struct err *e)
+{
+	struct engine *E = calloc(1, sizeof(*E));
+	if (!E) {
+		err_set(e, ERR_INTERNAL, "out of memory");
+		return -1;
+	}
+	E->L = L;
+	E->lock_fd = -1;
+	jw_init(&E->jw);
+	struct engine_opts o = {.config_path = path};
+	int rc = load_config(E, &o, e) || set_workspace(E, NULL, e) || permission_init(E, e) ||
+		 load_providers(E, e) ? -1 : 0;
+	engine_destroy(E);
+	return rc;
+}
+
 struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct err *e)
 {
 	struct engine *E = calloc(1, sizeof(*E));

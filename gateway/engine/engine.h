@@ -34,6 +34,10 @@ struct engine_opts {
 /* Takes the data directory's lock (datadir.h: a second owner gets ERR_BUSY naming the
  * first), opens the store, loads config, agents, tools and providers. NULL with e filled. */
 struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct err *e);
+/* Reads the config file at path as engine_create would — numbers and limits, agents,
+ * permission rules, the workspace, the providers (scripted rules included) and the
+ * model — without a data directory: 0, or -1 with e naming the first problem. */
+int engine_check_config(struct loop *L, const char *path, struct err *e);
 /* Ends running turns as interrupted (in memory only: a restart recovers them the same
  * way), flushes and frees everything. */
 void engine_destroy(struct engine *E);

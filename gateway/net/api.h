@@ -83,6 +83,8 @@ int api_waiting(const struct api_wait *aw);
 int api_subscribe(struct engine *E, struct subscriber *s, const cJSON *params,
 		  void (*wake)(struct subscriber *s), int64_t *seq, struct err *e);
 
+#ifndef AGENTGATE_VERSION /* CMake's project version */
 #define AGENTGATE_VERSION "0.1.0"
+#endif
 
 #endif

@@ -2,8 +2,13 @@
  * to a graceful stop. */
 #include "serve.h"
 #include "log.h"
+#include "paths.h"
 #include "plugins.h"
 #include "server.h"
+
+#ifndef AG_WEB_INSTALL_DIR
+#define AG_WEB_INSTALL_DIR "/usr/local/share/agentgate/web"
+#endif
 
 #include <arpa/inet.h>
 #include <limits.h>
@@ -19,24 +24,18 @@ static void on_signal(void *arg, int signo)
 	server_shutdown(S);
 }
 
-/* --web, AGENTGATE_WEB, ./web, then web/ beside the binary's build directory. */
+/* --web, AGENTGATE_WEB, ./web, web/ beside the binary's build directory, where an
+ * installation beside the binary keeps it, then the installed one. */
 static void find_web_root(struct server *S, const char *flag)
 {
-	char exe[PATH_MAX], cand[PATH_MAX + 16];
 	const char *tries[3] = {flag, getenv("AGENTGATE_WEB"), "web"};
 	for (int i = 0; i < 3; i++)
 		if (tries[i] && realpath(tries[i], S->web_root))
 			return;
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n > 0) {
-		exe[n] = 0;
-		char *slash = strrchr(exe, '/');
-		if (slash)
-			*slash = 0;
-		snprintf(cand, sizeof(cand), "%s/../web", exe);
-		if (realpath(cand, S->web_root))
-			return;
-	}
+	if (!paths_beside_exe("../web", S->web_root, sizeof(S->web_root)) ||
+	    !paths_beside_exe(AG_REL_WEB, S->web_root, sizeof(S->web_root)) ||
+	    realpath(AG_WEB_INSTALL_DIR, S->web_root))
+		return;
 	S->web_root[0] = 0;
 	log_warn("serve: no web/ directory found: static files are off (use --web DIR)");
 }
@@ -119,6 +118,16 @@ static int server_settings(const char *config_path, struct server *S, int *ping_
 	*ping_s = cJSON_IsNumber(ping) && ping->valueint > 0 ? ping->valueint : 30;
 	int rc = allowed_hosts(sec, S, e);
 	config_free(&cfg);
+	return rc;
+}
+
+int serve_check_config(const char *path, struct err *e)
+{
+	struct server S;
+	int ping_s;
+	memset(&S, 0, sizeof(S));
+	int rc = server_settings(path, &S, &ping_s, e);
+	free_settings(&S);
 	return rc;
 }
 

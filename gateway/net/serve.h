@@ -16,6 +16,10 @@ struct serve_opts {
 	struct engine_opts engine; /* data_dir set; the owner line is filled in here */
 };
 
+/* Reads the config's "server" section as serve_run would: 0, or -1 with e naming what is
+ * wrong (`agentgate config check`). */
+int serve_check_config(const char *path, struct err *e);
+
 /* Runs until SIGINT/SIGTERM and a graceful stop: 0; 1 when it cannot listen; 2 on a bad
  * setting or a data directory in use (the reason printed on stderr). */
 int serve_run(const struct serve_opts *o);

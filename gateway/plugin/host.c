@@ -3,6 +3,7 @@
  * "plugins" section, and the listing GET /plugin serves. */
 #include "host_int.h"
 #include "log.h"
+#include "paths.h"
 
 #include <dlfcn.h>
 #include <limits.h>
@@ -216,25 +217,17 @@ static int load_entry(struct plugins *H, const cJSON *ent, int i, struct err *e)
 }
 
 /* The directory of the first-party plugins: $AGENTGATE_PLUGIN_DIR, plugins/ beside the
- * binary (a build tree), then the installed one. 0, or -1 when none exists. */
+ * binary (a build tree), where an installation beside the binary keeps them, then the
+ * installed one. 0, or -1 when none exists. */
 static int plugin_dir(char *out, size_t n)
 {
-	char exe[PATH_MAX];
 	const char *env = getenv("AGENTGATE_PLUGIN_DIR");
 	if (env && *env) {
 		snprintf(out, n, "%s", env);
 		return 0;
 	}
-	ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (len > 0) {
-		exe[len] = 0;
-		char *slash = strrchr(exe, '/');
-		if (slash)
-			*slash = 0;
-		snprintf(out, n, "%.*s/plugins", (int)(n > 9 ? n - 9 : 0), exe);
-		if (access(out, R_OK | X_OK) == 0)
-			return 0;
-	}
+	if (!paths_beside_exe("plugins", out, n) || !paths_beside_exe(AG_REL_PLUGINS, out, n))
+		return 0;
 	snprintf(out, n, "%s", AG_PLUGIN_INSTALL_DIR);
 	return access(out, R_OK | X_OK) == 0 ? 0 : -1;
 }

@@ -86,10 +86,13 @@ static void on_state(void *user, enum ag_client_state st, const char *why)
 
 static void on_subscribed(void *user, const struct ag_client_result *r)
 {
+	const char *session = user;
 	if (r->code) {
 		fprintf(stderr, "watch: subscribe: %s\n", r->message);
 		kill(getpid(), SIGTERM);
+		return;
 	}
+	fprintf(stderr, "watch: following %s (Ctrl-C stops)\n", session ? session : "every session");
 }
 
 int main(int argc, char **argv)
@@ -128,7 +131,7 @@ int main(int argc, char **argv)
 		.size = sizeof(s), .session_id = session, .descendants = 1, .since = since,
 		.on_event = on_event,
 	};
-	ag_client_subscribe(c, &s, on_subscribed, NULL);
+	ag_client_subscribe(c, &s, on_subscribed, (void *)session);
 	int sig;
 	sigwait(&set, &sig);
 	long long last = (long long)ag_client_last_seq(c);
