@@ -134,6 +134,12 @@ test("installed to a prefix: the gateway finds its config, web UI and plugins; t
 	assert.equal(ui.status, 200);
 	assert.match(ui.type, /text\/html/);
 	assert.equal(ui.text, fs.readFileSync(path.join(REPO, "web/index.html"), "utf8"), "the installed web UI");
+	for (const asset of ui.text.match(/(?<=(src|href)=")[^"]+(?=")/g) || []) {
+		if (/^(https?:|#|data:)/.test(asset)) continue;
+		const a = await get(new URL(asset, `${srv.url}/`).href);
+		assert.equal(a.status, 200, `the page's ${asset} is installed`);
+	}
+	assert.ok(!fs.existsSync(path.join(prefix, "share/agentgate/web/src")), "not the UI's sources");
 
 	const plugins = await (await fetch(`${srv.url}/plugin`)).json();
 	const ids = plugins.map((p) => p.id);

@@ -163,7 +163,8 @@ test("GET /metrics parses, and its counters move as turns run", T, async (t) => 
 		"agentgate_bus_subscribers_dropped_total", "agentgate_plugin_hook_seconds_total", "agentgate_plugin_events_dropped_total",
 		"agentgate_mcp_server_up", "agentgate_mcp_server_status", "process_resident_memory_bytes"])
 		assert.ok(before[f] && before[f].help, `family ${f} with its HELP`);
-	assert.equal(value(before, "agentgate_plugins_loaded"), 1);
+	assert.ok(value(before, "agentgate_plugins_loaded") >= 1, "the probe, and the first-party plugins built here");
+	assert.ok(before.agentgate_plugin_inflight.samples.some((x) => x.labels.plugin === "probe"));
 
 	const s = await createSession(srv);
 	const sse = await sseSubscribe(srv, `?sessionID=${s.id}&descendants=true`);
