@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets up and runs every test: the normal build, then the same suite under
 # AddressSanitizer + UndefinedBehaviorSanitizer, then the cross-thread tests under
-# ThreadSanitizer (the tool registry, the plugin host, the plugins' own threads, and the
-# mcp plugin in a gateway against real MCP servers).
+# ThreadSanitizer (the tool registry, the plugin host, the plugins' own threads, the
+# client library's service thread and its callers, and the mcp plugin in a gateway
+# against real MCP servers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 contrib/deps.sh --test
@@ -22,7 +23,7 @@ cmake --build build-asan -j"$jobs"
   ctest --output-on-failure -j2)
 cmake -S . -B build-tsan -DAG_TSAN=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build-tsan -j"$jobs" --target test_tools test_host test_plugins test_workspace \
-  agentgate plugin_mcp
+  test_client agentgate plugin_mcp
 TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_tools
 TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_host
 TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_plugins
@@ -32,3 +33,4 @@ if command -v node >/dev/null; then
   (cd tests/node && TSAN_OPTIONS=halt_on_error=1 AGENTGATE_BIN="$PWD/../../build-tsan/agentgate" \
     node --test --test-concurrency=1 mcp.test.mjs)
 fi
+TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_client
