@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include "cmd_config.h"
 #include "config.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -337,18 +338,23 @@ static void config_check_names_each_problem(void **state)
 	assert_non_null(strstr(out, "unknown key \"plugins[1].requird\""));
 	assert_non_null(strstr(out, "4 problems"));
 	/* the types are right: the gateway's own readers say what is wrong with the values */
-	bad = write_config("values.json", "{\"limits\": {\"max_output_bytes\": 0}}");
-	assert_int_equal(agentgate("config", "check", bad, NULL), 1);
-	assert_non_null(strstr(out, "\"limits.max_output_bytes\" must be an integer from 1"));
-	bad = write_config("model.json", "{\"model\": \"nope/x\"}");
-	assert_int_equal(agentgate("config", "check", bad, NULL), 1);
-	assert_non_null(strstr(out, "unknown provider \"nope\""));
-	bad = write_config("hosts.json", "{\"server\": {\"allowed_hosts\": [\"\"]}}");
-	assert_int_equal(agentgate("config", "check", bad, NULL), 1);
-	assert_non_null(strstr(out, "server.allowed_hosts"));
-	bad = write_config("agent.json", "{\"agent\": {\"x\": {\"permission\": {\"bash\": \"maybe\"}}}}");
-	assert_int_equal(agentgate("config", "check", bad, NULL), 1);
-	assert_non_null(strstr(out, "agent x: \"permission\": \"bash\" must be"));
+	static const struct {
+		const char *text, *says;
+	} values[] = {
+		{"{\"limits\": {\"max_output_bytes\": 0}}",
+		 "\"limits.max_output_bytes\" must be an integer from 1"},
+		{"{\"model\": \"nope/x\"}", "unknown provider \"nope\""},
+		{"{\"server\": {\"allowed_hosts\": [\"\"]}}", "server.allowed_hosts"},
+		{"{\"agent\": {\"x\": {\"permission\": {\"bash\": \"maybe\"}}}}",
+		 "agent x: \"permission\": \"bash\" must be"},
+		{"{\"workspace\": \"/nonexistent/dir\"}", "/nonexistent/dir"},
+	};
+	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+		bad = write_config("values.json", values[i].text);
+		assert_int_equal(agentgate("config", "check", bad, NULL), 1);
+		if (!strstr(out, values[i].says))
+			fail_msg("config check of %s: \"%s\" not in %s", values[i].text, values[i].says, out);
+	}
 	bad = write_config("syntax.json", "{\"model\": ");
 	assert_int_equal(agentgate("config", "check", bad, NULL), 1);
 	assert_non_null(strstr(out, "not a JSON object"));
@@ -363,21 +369,6 @@ static void config_check_names_each_problem(void **state)
 	char *commented = write_config("commented.json", "{ /* paced */ \"providers\": {\"scripted\": "
 				       "{\"pace_ms\": 1}} // the demo\n}");
 	assert_int_equal(agentgate("run", "--data", data_dir(), "--config", commented, "echo c", NULL), 0);
-}
-
-/* Does the table's pattern (its '*' any member) match a path of the sample? */
-static int covers(const char *pattern, const char *path)
-{
-	while (*pattern && *path) {
-		if (*pattern == '*') {
-			pattern++;
-			path += strcspn(path, ".[");
-			continue;
-		}
-		if (*pattern++ != *path++)
-			return 0;
-	}
-	return !*pattern && !*path;
 }
 
 static void sample_paths(const cJSON *v, char *path, size_t cap, char **all, int *n)
@@ -410,7 +401,7 @@ static void the_sample_config_shows_every_option(void **state)
 		/* "plugins": [...] is the short form of "plugins": {"load": [...]}, shown so */
 		int found = !strncmp(k, "plugins[]", 9);
 		for (int i = 0; i < n && !found; i++)
-			found = covers(k, all[i]);
+			found = config_key_matches(k, all[i]);
 		if (!found)
 			fail_msg("contrib/agentgate.sample.json does not show the option %s", k);
 	}

@@ -120,8 +120,7 @@ static void expected(unsigned kinds, char *out, size_t n)
 		}
 }
 
-/* Does a table path match the pattern path (its '*' any one member)? */
-static int path_match(const char *pattern, const char *path)
+int config_key_matches(const char *pattern, const char *path)
 {
 	while (*pattern && *path) {
 		if (*pattern == '*') {
@@ -138,7 +137,7 @@ static int path_match(const char *pattern, const char *path)
 static const struct key *find_key(const char *path)
 {
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		if (path_match(keys[i].path, path))
+		if (config_key_matches(keys[i].path, path))
 			return &keys[i];
 	return NULL;
 }

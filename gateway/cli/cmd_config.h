@@ -15,6 +15,9 @@ typedef void (*config_problem_fn)(void *arg, const char *problem);
 /* Reports root's unknown keys and values of the wrong type through fn; returns how many
  * values had the wrong type. */
 int config_check_keys(const cJSON *root, config_problem_fn fn, void *arg);
+/* Does the option pattern ("agent.*.mode": '*' is any one member) name path
+ * ("agent.build.mode")? */
+int config_key_matches(const char *pattern, const char *path);
 /* Calls fn with every option's path ("retry.max", "agent.*.mode", "plugins[].path"). */
 void config_keys(void (*fn)(void *arg, const char *path), void *arg);
 

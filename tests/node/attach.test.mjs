@@ -11,7 +11,7 @@ import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { BIN, startServer, runBin, createSession, apiOk, pollUntil, withTimeout } from "./lib.mjs";
+import { BIN, startServer, runBin, runOnTty, createSession, apiOk, pollUntil, withTimeout } from "./lib.mjs";
 
 const T = { timeout: 120_000 };
 const FX = path.join(path.dirname(BIN), "tests/plugins/fx.so");
@@ -42,6 +42,18 @@ async function serve(t, config = CONFIG, args = []) {
 }
 
 const attach = (srv, args, opts = {}) => runBin(["attach", srv.url, ...args], { timeout: 30000, ...opts });
+
+/** attach in the background: {out(), err(), exited, kill(sig)}, killed when the test ends. */
+function attachLive(t, srv, args) {
+	const p = spawn(BIN, ["attach", srv.url, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+	let out = "",
+		err = "";
+	p.stdout.on("data", (d) => (out += d));
+	p.stderr.on("data", (d) => (err += d));
+	const exited = new Promise((r) => p.on("close", (code, signal) => r({ code, signal })));
+	t.after(() => p.kill("SIGKILL"));
+	return { out: () => out, err: () => err, exited, kill: (sig) => p.kill(sig) };
+}
 
 test("attach --format json prints the same event types as run, subagents included, and ends with the final step", T, async (t) => {
 	const srv = await serve(t);
@@ -119,67 +131,31 @@ test("attach with a token: sent as Bearer; a wrong one is named", T, async (t) =
 test("attach without a prompt follows the session until interrupted", T, async (t) => {
 	const srv = await serve(t);
 	const s = await createSession(srv);
-	const p = spawn(BIN, ["attach", srv.url, "--session", s.id, "--format", "json"], { stdio: ["ignore", "pipe", "pipe"] });
-	let out = "",
-		err = "";
-	p.stdout.on("data", (d) => (out += d));
-	p.stderr.on("data", (d) => (err += d));
-	const exited = new Promise((r) => p.on("close", (code, signal) => r({ code, signal })));
-	t.after(() => p.kill("SIGKILL"));
-	await pollUntil(() => err.includes(`following ${s.id}`), { timeout: 20000, label: "attach follows" });
+	const a = attachLive(t, srv, ["--session", s.id, "--format", "json"]);
+	await pollUntil(() => a.err().includes(`following ${s.id}`), { timeout: 20000, label: "attach follows" });
 	await apiOk(srv, "POST", `/session/${s.id}/message`, { parts: [{ type: "text", text: "task echo followed" }] });
-	await pollUntil(() => lines(out).some((l) => l.type === "text" && /The subagent reported/.test(l.part.text)), { timeout: 20000, label: "the turn's lines" });
-	assert.ok(types(out).includes("subtask_event"));
-	p.kill("SIGINT");
-	const x = await withTimeout(exited, 10000, "attach exits on SIGINT");
+	await pollUntil(() => lines(a.out()).some((l) => l.type === "text" && /The subagent reported/.test(l.part.text)), { timeout: 20000, label: "the turn's lines" });
+	assert.ok(types(a.out()).includes("subtask_event"));
+	a.kill("SIGINT");
+	const x = await withTimeout(a.exited, 10000, "attach exits on SIGINT");
 	assert.equal(x.code, 130);
 });
 
 test("attach carries a turn across a server killed and restarted: the interruption is its last line, exit 1", T, async (t) => {
 	const slow = { ...CONFIG, providers: { scripted: { pace_ms: 20 } } };
 	const srv = await startServer({ config: slow }); /* killed below: no stop() */
-	const p = spawn(BIN, ["attach", srv.url, "--format", "json", "long"], { stdio: ["ignore", "pipe", "pipe"] });
-	let out = "",
-		err = "";
-	p.stdout.on("data", (d) => (out += d));
-	p.stderr.on("data", (d) => (err += d));
-	const exited = new Promise((r) => p.on("close", (code, signal) => r({ code, signal })));
-	t.after(() => p.kill("SIGKILL"));
-	await pollUntil(() => types(out).includes("step_start"), { label: "the turn started" });
+	const a = attachLive(t, srv, ["--format", "json", "long"]);
+	await pollUntil(() => types(a.out()).includes("step_start"), { label: "the turn started" });
 	await srv.kill("SIGKILL");
 	const again = await startServer({ config: slow, dir: srv.dir, port: srv.port });
 	t.after(() => again.stop());
-	const x = await withTimeout(exited, 30000, `attach exits after the restart; stderr: ${err}`);
-	assert.equal(x.code, 1, err);
-	assert.match(err, /connection lost/);
-	const last = lines(out).at(-1);
+	const x = await withTimeout(a.exited, 30000, `attach exits after the restart; stderr: ${a.err()}`);
+	assert.equal(x.code, 1, a.err());
+	assert.match(a.err(), /connection lost/);
+	const last = lines(a.out()).at(-1);
 	assert.equal(last.type, "error");
 	assert.match(JSON.stringify(last.error), /interrupted/);
 });
-
-function runOnTty(args, answer, question) {
-	const q = (a) => `'${a.replace(/'/g, "'\\''")}'`;
-	const p = spawn("script", ["-qfec", [BIN, ...args].map(q).join(" "), "/dev/null"], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, AGENTGATE_LOG: "warn" } });
-	let out = "";
-	let typed = false;
-	return new Promise((resolve, reject) => {
-		const timer = setTimeout(() => {
-			p.kill("SIGKILL");
-			reject(new Error(`no exit within 20 s; the terminal showed: ${out}`));
-		}, 20000);
-		p.stdout.on("data", (d) => {
-			out += d;
-			if (!typed && question.test(out)) {
-				typed = true;
-				p.stdin.write(answer + "\n");
-			}
-		});
-		p.on("close", (code) => {
-			clearTimeout(timer);
-			resolve({ code, out });
-		});
-	});
-}
 
 const hasScript = spawnSync("script", ["--version"]).status === 0;
 

@@ -6,7 +6,6 @@
 // real path and shell argument names. Paths come from ctest (tests/CMakeLists.txt).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import http from "node:http";
@@ -27,6 +26,8 @@ import {
 	freePort,
 	firstGap,
 	firstNonIncreasing,
+	runCmd,
+	findFile,
 } from "./lib.mjs";
 
 const T = { timeout: 120_000 };
@@ -338,23 +339,6 @@ test("webhook: with the receiver down the event is retried, and delivered once i
 // ---------------------------------------------------------------------------
 // the SDK, installed, and the template built against it out of tree
 
-function run(cmd, args, opts = {}) {
-	const r = spawnSync(cmd, args, { encoding: "utf8", timeout: 120000, ...opts });
-	if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} → ${r.status}\n${r.stdout}\n${r.stderr}`);
-	return r.stdout;
-}
-
-function findFile(dir, name) {
-	for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-		const p = path.join(dir, e.name);
-		if (e.isDirectory()) {
-			const f = findFile(p, name);
-			if (f) return f;
-		} else if (e.name === name) return p;
-	}
-	return null;
-}
-
 /** Loads the template at so, and checks its hook fires and its tool answers. */
 async function checkTemplate(t, so) {
 	const srv = await serve(t, {
@@ -378,24 +362,24 @@ async function checkTemplate(t, so) {
 
 test("sdk: the template builds out of tree against the installed SDK (CMake and pkg-config) and loads", T, async (t) => {
 	const prefix = await tmp(t);
-	run("cmake", ["--install", BUILD, "--prefix", prefix]);
+	runCmd("cmake", ["--install", BUILD, "--prefix", prefix]);
 	assert.ok(findFile(prefix, "plugin.h").endsWith("include/agentgate/plugin.h"));
 	for (const name of ["continuation.so", "audit-log.so", "guard.so", "webhook.so"])
 		assert.match(findFile(prefix, name) || "", /\/agentgate\/plugins\//, `${name} installed`);
 
 	// CMake: find_package through CMAKE_PREFIX_PATH
 	const tb = path.join(prefix, "template-build");
-	run("cmake", ["-S", path.join(REPO, "sdk/template"), "-B", tb, `-DCMAKE_PREFIX_PATH=${prefix}`]);
-	run("cmake", ["--build", tb]);
+	runCmd("cmake", ["-S", path.join(REPO, "sdk/template"), "-B", tb, `-DCMAKE_PREFIX_PATH=${prefix}`]);
+	runCmd("cmake", ["--build", tb]);
 	const viaCmake = path.join(tb, "template.so");
 	assert.ok(fs.existsSync(viaCmake));
 
 	// pkg-config: the .pc of the installed prefix, wherever that is
 	const env = { ...process.env, PKG_CONFIG_PATH: path.dirname(findFile(prefix, "agentgate-plugin.pc")) };
-	const cflags = run("pkg-config", ["--cflags", "agentgate-plugin"], { env }).trim();
+	const cflags = runCmd("pkg-config", ["--cflags", "agentgate-plugin"], { env }).trim();
 	assert.ok(cflags.includes(prefix) || cflags.includes("pkgconfig/.."), cflags);
 	const viaPc = path.join(prefix, "template-pc.so");
-	run("sh", ["-c", `cc -shared -fPIC -fvisibility=hidden ${cflags} "$1" -o "$2"`, "sh", path.join(REPO, "sdk/template/template.c"), viaPc]);
+	runCmd("sh", ["-c", `cc -shared -fPIC -fvisibility=hidden ${cflags} "$1" -o "$2"`, "sh", path.join(REPO, "sdk/template/template.c"), viaPc]);
 
 	await checkTemplate(t, viaCmake);
 	await checkTemplate(t, viaPc);

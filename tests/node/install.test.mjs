@@ -12,30 +12,13 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { BIN, REPO, freePort, pollUntil, withTimeout } from "./lib.mjs";
+import { BIN, REPO, freePort, pollUntil, withTimeout, runCmd, findFile } from "./lib.mjs";
 
 const T = { timeout: 300_000 };
 const BUILD = path.resolve(process.env.AGENTGATE_BUILD_DIR || path.dirname(BIN));
 // a sanitizer build's library needs programs built with the same sanitizer
 const cache = fs.existsSync(path.join(BUILD, "CMakeCache.txt")) ? fs.readFileSync(path.join(BUILD, "CMakeCache.txt"), "utf8") : "";
 const SAN = /^AG_SANITIZE:BOOL=ON$/m.test(cache) ? "-fsanitize=address,undefined" : /^AG_TSAN:BOOL=ON$/m.test(cache) ? "-fsanitize=thread" : "";
-
-function run(cmd, args, opts = {}) {
-	const r = spawnSync(cmd, args, { encoding: "utf8", timeout: 240000, ...opts });
-	if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} → ${r.status}\n${r.stdout}\n${r.stderr}`);
-	return r.stdout;
-}
-
-function findFile(dir, name) {
-	for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-		const p = path.join(dir, e.name);
-		if (e.isDirectory()) {
-			const f = findFile(p, name);
-			if (f) return f;
-		} else if (e.name === name) return p;
-	}
-	return null;
-}
 
 /** The environment an administrator's shell would have: none of the test's overrides. */
 function cleanEnv(extra = {}) {
@@ -83,7 +66,7 @@ const post = async (url, body) => {
 test("installed to a prefix: the gateway finds its config, web UI and plugins; the SDK builds plugins and clients", T, async (t) => {
 	const prefix = await fsp.mkdtemp(path.join(os.tmpdir(), "agentgate-prefix-"));
 	t.after(() => fsp.rm(prefix, { recursive: true, force: true }));
-	run("cmake", ["--install", BUILD, "--prefix", prefix]);
+	runCmd("cmake", ["--install", BUILD, "--prefix", prefix]);
 
 	const bin = path.join(prefix, "bin/agentgate");
 	const config = path.join(prefix, "etc/agentgate/config.json");
@@ -95,9 +78,9 @@ test("installed to a prefix: the gateway finds its config, web UI and plugins; t
 		"agentgate-plugin.pc", "agentgate.sample.json", "nginx.conf", "Dockerfile", "guard.so"])
 		assert.ok(findFile(prefix, name), `${name} installed`);
 	assert.match(findFile(prefix, "guard.so"), /\/agentgate\/plugins\/guard\.so$/);
-	assert.match(run(bin, ["--version"]), /^agentgate \d+\.\d+\.\d+ \(plugin ABI 1\.\d+, client library 1\.\d+\)/);
-	assert.match(run(bin, ["config", "check", config]), /: ok/);
-	assert.match(run(bin, ["config", "check", findFile(prefix, "agentgate.sample.json")]), /: ok/);
+	assert.match(runCmd(bin, ["--version"]), /^agentgate \d+\.\d+\.\d+ \(plugin ABI 1\.\d+, client library 1\.\d+\)/);
+	assert.match(runCmd(bin, ["config", "check", config]), /: ok/);
+	assert.match(runCmd(bin, ["config", "check", findFile(prefix, "agentgate.sample.json")]), /: ok/);
 
 	// the admin's config: installing again keeps it
 	const rules = [
@@ -107,22 +90,22 @@ test("installed to a prefix: the gateway finds its config, web UI and plugins; t
 	];
 	const mine = { model: "scripted/demo", providers: { scripted: { pace_ms: 1, rules } } };
 	fs.writeFileSync(config, JSON.stringify(mine));
-	run("cmake", ["--install", BUILD, "--prefix", prefix]);
+	runCmd("cmake", ["--install", BUILD, "--prefix", prefix]);
 	assert.deepEqual(JSON.parse(fs.readFileSync(config, "utf8")), mine, "cmake --install keeps an existing config");
 
 	// an out-of-tree plugin and a client program, built against the installed SDK
 	const tb = path.join(prefix, "template-build");
-	run("cmake", ["-S", path.join(REPO, "sdk/template"), "-B", tb, `-DCMAKE_PREFIX_PATH=${prefix}`]);
-	run("cmake", ["--build", tb]);
+	runCmd("cmake", ["-S", path.join(REPO, "sdk/template"), "-B", tb, `-DCMAKE_PREFIX_PATH=${prefix}`]);
+	runCmd("cmake", ["--build", tb]);
 	const template = path.join(tb, "template.so");
 	const wb = path.join(prefix, "watch-build");
-	run("cmake", ["-S", path.join(REPO, "sdk/examples"), "-B", wb, `-DCMAKE_PREFIX_PATH=${prefix}`, `-DCMAKE_C_FLAGS=${SAN}`]);
-	run("cmake", ["--build", wb]);
+	runCmd("cmake", ["-S", path.join(REPO, "sdk/examples"), "-B", wb, `-DCMAKE_PREFIX_PATH=${prefix}`, `-DCMAKE_C_FLAGS=${SAN}`]);
+	runCmd("cmake", ["--build", wb]);
 	const watchCmake = path.join(wb, "watch");
 	const pcEnv = { ...process.env, PKG_CONFIG_PATH: path.dirname(findFile(prefix, "agentgate-client.pc")) };
-	const flags = run("pkg-config", ["--cflags", "--libs", "agentgate-client", "libcjson"], { env: pcEnv }).trim();
+	const flags = runCmd("pkg-config", ["--cflags", "--libs", "agentgate-client", "libcjson"], { env: pcEnv }).trim();
 	const watchPc = path.join(prefix, "watch-pc");
-	run("sh", ["-c", `cc ${SAN} "$1" ${flags} -o "$2"`, "sh", path.join(REPO, "sdk/examples/watch.c"), watchPc]);
+	runCmd("sh", ["-c", `cc ${SAN} "$1" ${flags} -o "$2"`, "sh", path.join(REPO, "sdk/examples/watch.c"), watchPc]);
 
 	// the installed gateway, run from an empty directory, with no flag pointing anywhere
 	const cwd = await fsp.mkdtemp(path.join(os.tmpdir(), "agentgate-cwd-"));

@@ -1,7 +1,7 @@
 // Helpers for the agentgate integration tests: start a server on a free loopback port
 // with a fresh data dir, read SSE incrementally, talk JSON-RPC over WebSocket.
 // Every wait is bounded; nothing sleeps and then asserts.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import http from "node:http";
@@ -247,6 +247,56 @@ export function runBin(args, { env = {}, timeout = 10000, cwd = REPO } = {}) {
 			resolve({ code, signal, stdout, stderr, timedOut });
 		});
 	});
+}
+
+/**
+ * Runs `agentgate ARGS` on a pseudo-terminal (util-linux's script), typing answer once
+ * the terminal shows question; resolves with {code, out} (what the terminal showed).
+ */
+export function runOnTty(args, answer, question) {
+	const q = (a) => `'${a.replace(/'/g, "'\\''")}'`;
+	const p = spawn("script", ["-qfec", [BIN, ...args].map(q).join(" "), "/dev/null"], {
+		stdio: ["pipe", "pipe", "pipe"],
+		env: { ...process.env, AGENTGATE_LOG: "warn" },
+	});
+	let out = "";
+	let typed = false;
+	return new Promise((resolve, reject) => {
+		const timer = setTimeout(() => {
+			p.kill("SIGKILL");
+			reject(new Error(`no exit within 20 s; the terminal showed: ${out}`));
+		}, 20000);
+		p.stdout.on("data", (d) => {
+			out += d;
+			if (!typed && question.test(out)) {
+				typed = true;
+				p.stdin.write(answer + "\n");
+			}
+		});
+		p.on("close", (code) => {
+			clearTimeout(timer);
+			resolve({ code, out });
+		});
+	});
+}
+
+/** Runs a command to completion (bounded); its stdout, or throws with its output. */
+export function runCmd(cmd, args, opts = {}) {
+	const r = spawnSync(cmd, args, { encoding: "utf8", timeout: 240000, ...opts });
+	if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} → ${r.status}\n${r.stdout}\n${r.stderr}`);
+	return r.stdout;
+}
+
+/** The first file called name below dir, or null. */
+export function findFile(dir, name) {
+	for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+		const p = path.join(dir, e.name);
+		if (e.isDirectory()) {
+			const f = findFile(p, name);
+			if (f) return f;
+		} else if (e.name === name) return p;
+	}
+	return null;
 }
 
 // ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import fs from "node:fs";
 import os from "node:os";
 import { createOpencodeClient as createV1 } from "@opencode-ai/sdk";
 import { createOpencodeClient as createV2 } from "@opencode-ai/sdk/v2";
-import { startServer, api, apiOk, createSession, promptAsync, getMessages, sseSubscribe, wsConnect, pollUntil, runBin, BIN } from "./lib.mjs";
+import { startServer, api, apiOk, createSession, promptAsync, getMessages, sseSubscribe, wsConnect, pollUntil, runBin, runOnTty, BIN } from "./lib.mjs";
 
 const FX = path.join(path.dirname(BIN), "tests/plugins/fx.so");
 const T = { timeout: 120_000 };
@@ -180,31 +180,7 @@ test("agentgate run: without a terminal an ask is rejected naming --yes; --yes a
 	assert.match(bad.stderr, /--workspace .*nope: No such file or directory/);
 });
 
-/** Runs `agentgate run ARGS` on a pseudo-terminal (util-linux's script), typing answer
- * once the question shows; resolves with what the terminal showed. */
-function runOnTty(args, answer) {
-	const q = (a) => `'${a.replace(/'/g, "'\\''")}'`;
-	const p = spawn("script", ["-qfec", [BIN, ...args].map(q).join(" "), "/dev/null"], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, AGENTGATE_LOG: "warn" } });
-	let out = "";
-	let typed = false;
-	return new Promise((resolve, reject) => {
-		const timer = setTimeout(() => {
-			p.kill("SIGKILL");
-			reject(new Error(`no exit within 20 s; the terminal showed: ${out}`));
-		}, 20000);
-		p.stdout.on("data", (d) => {
-			out += d;
-			if (!typed && /Allow bash make all\? \[y\]es \/ \[n\]o \/ \[a\]lways: /.test(out)) {
-				typed = true;
-				p.stdin.write(answer + "\n");
-			}
-		});
-		p.on("exit", (code) => {
-			clearTimeout(timer);
-			resolve({ code, out });
-		});
-	});
-}
+const QUESTION = /Allow bash make all\? \[y\]es \/ \[n\]o \/ \[a\]lways: /;
 
 const hasScript = spawnSync("script", ["--version"]).status === 0;
 
@@ -213,10 +189,10 @@ test("agentgate run on a terminal asks the user: y allows once, n rejects", { ..
 	t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
 	fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(CONFIG));
 	const base = ["run", "--config", path.join(dir, "config.json"), "--plugin", FX];
-	const y = await runOnTty([...base, "--data", path.join(dir, "d1"), "task fx ask make all"], "y");
+	const y = await runOnTty([...base, "--data", path.join(dir, "d1"), "task fx ask make all"], "y", QUESTION);
 	assert.equal(y.code, 0, y.out);
 	assert.match(y.out, /sub: fx said: allowed \(allowed once by a reply\)/);
-	const n = await runOnTty([...base, "--data", path.join(dir, "d2"), "fx ask make all"], "n");
+	const n = await runOnTty([...base, "--data", path.join(dir, "d2"), "fx ask make all"], "n", QUESTION);
 	assert.match(n.out, /fx said: Error: The user rejected permission to use this specific tool call\./);
 });
 
