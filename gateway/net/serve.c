@@ -107,8 +107,10 @@ static int server_settings(const char *config_path, struct server *S, int *ping_
 			   struct err *e)
 {
 	struct config cfg;
-	if (config_load(&cfg, config_path, e))
+	if (config_load(&cfg, config_path, e)) {
+		config_free(&cfg); /* what it had read before the bad value */
 		return -1;
+	}
 	const cJSON *sec = cJSON_GetObjectItemCaseSensitive(cfg.root, "server");
 	const cJSON *mc = cJSON_GetObjectItemCaseSensitive(sec, "max_connections");
 	const cJSON *ping = cJSON_GetObjectItemCaseSensitive(sec, "ws_ping_s");
