@@ -760,6 +760,37 @@ static void a_stopped_and_restarted_server_resumes_exactly(void **state)
 	watch_free(&w);
 }
 
+static void a_session_deleted_while_away_ends_the_subscription_with_a_resync(void **state)
+{
+	struct proxy px;
+	proxy_start(&px, port);
+	struct watch w, d;
+	watch_init(&w);
+	watch_init(&d);
+	struct ag_client *c = open_client(&w, px.port, NULL);
+	struct ag_client *direct = open_client(&d, port, NULL);
+	char root[64], p[200];
+	create_session(direct, &d, root);
+	subscribe(c, &w, root, -1);
+	atomic_store(&px.refuse, 1);
+	proxy_cut(&px);
+	int down = AG_CLIENT_DISCONNECTED;
+	assert_true(wait_for(&w, has_state, &down, WAIT_MS));
+	snprintf(p, sizeof(p), "{\"sessionID\":\"%s\"}", root);
+	assert_int_equal(call(direct, &d, "session.delete", p), 0);
+	atomic_store(&px.refuse, 0);
+	int one = 1;
+	assert_true(wait_for(&w, events_at_least, &one, WAIT_MS));
+	ag_client_close(c);
+	ag_client_close(direct);
+	proxy_stop(&px);
+	assert_int_equal(w.n, 1);
+	assert_string_equal(w.ev[0].type, "resync");
+	assert_string_equal(w.ev[0].session, root);
+	watch_free(&w);
+	watch_free(&d);
+}
+
 static void a_resume_from_before_what_is_kept_is_a_resync(void **state)
 {
 	/* a since from a numbering the server never had: it resumes live and says so */
@@ -877,6 +908,7 @@ int main(void)
 		cmocka_unit_test(cut_connections_resume_with_every_event_once_in_order),
 		cmocka_unit_test(a_killed_and_restarted_server_loses_the_client_nothing),
 		cmocka_unit_test(a_stopped_and_restarted_server_resumes_exactly),
+		cmocka_unit_test(a_session_deleted_while_away_ends_the_subscription_with_a_resync),
 		cmocka_unit_test(a_resume_from_before_what_is_kept_is_a_resync),
 		cmocka_unit_test(close_ends_queued_calls_and_no_callback_follows),
 		cmocka_unit_test(close_from_a_callback_is_refused),
