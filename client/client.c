@@ -492,7 +492,8 @@ static void connect_attempt(lws_sorted_usec_list_t *sul)
 	c->attempting = 1;
 	c->close_why[0] = 0;
 	report(c, AG_CLIENT_CONNECTING, "");
-	if (!lws_client_connect_via_info(&i))
+	/* lws reports a failure here by returning NULL, not through the callback */
+	if (!(c->wsi = lws_client_connect_via_info(&i)))
 		on_down(c, "cannot start a connection", 0);
 }
 
@@ -665,12 +666,34 @@ static void connect_error(struct ag_client *c, struct lws *wsi, const char *in, 
 	}
 }
 
+/* Is wsi this client's connection now? Callbacks of one it has let go of (closing it,
+ * or already counting it as down) must not touch the next one's state. */
+static int current_wsi(const struct ag_client *c, const struct lws *wsi)
+{
+	return c->wsi && wsi == c->wsi;
+}
+
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 		    size_t len)
 {
 	struct ag_client *c = lws_context_user(lws_get_context(wsi));
 	if (!c)
 		return 0;
+	switch (reason) {
+	case LWS_CALLBACK_CLIENT_ESTABLISHED:
+	case LWS_CALLBACK_CLIENT_RECEIVE:
+	case LWS_CALLBACK_CLIENT_WRITEABLE:
+	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+	case LWS_CALLBACK_CLIENT_CLOSED:
+	case LWS_CALLBACK_WSI_DESTROY:
+		if (!current_wsi(c, wsi))
+			return reason == LWS_CALLBACK_CLIENT_RECEIVE ||
+			       reason == LWS_CALLBACK_CLIENT_WRITEABLE ? -1 : 0;
+		break;
+	default:
+		break;
+	}
 	switch (reason) {
 	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
 		if (!c->finished)
@@ -710,6 +733,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		return 0;
 	}
 	case LWS_CALLBACK_CLIENT_CLOSED:
+	case LWS_CALLBACK_WSI_DESTROY: /* the last word on a connection, whatever else came */
 		if (!c->finished)
 			on_down(c, c->close_why[0] ? c->close_why : "the connection closed", 0);
 		return 0;

@@ -218,7 +218,9 @@ static int wait_idle(struct watch *w, const char *session, int from)
 {
 	struct idle_q q = {session, from};
 	if (!wait_for(w, went_idle, &q, WAIT_MS))
-		fail_msg("no session.idle of %s within %d ms (%d events)", session, WAIT_MS, w->n);
+		fail_msg("no session.idle of %s within %d ms (%d events; connected %d times, "
+			 "disconnected %d times, last: %s)", session, WAIT_MS, w->n,
+			 w->states[AG_CLIENT_CONNECTED], w->states[AG_CLIENT_DISCONNECTED], w->why);
 	pthread_mutex_lock(&w->mu);
 	int i = from;
 	while (strcmp(w->ev[i].type, "session.idle") || strcmp(w->ev[i].session, session))
