@@ -8,10 +8,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
-import { BIN, startServer, apiOk, createSession, sseSubscribe, wsConnect, rawHttp } from "./lib.mjs";
+import { BIN, HERE, startServer, apiOk, createSession, sseSubscribe, wsConnect, rawHttp, pollUntil } from "./lib.mjs";
 
 const T = { timeout: 120_000 };
 const PROBE = path.resolve(process.env.AGENTGATE_PROBE || path.join(path.dirname(BIN), "tests/plugins/probe.so"));
+const EVERYTHING = path.join(HERE, "node_modules/.bin/mcp-server-everything");
 
 const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const LABEL = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
@@ -207,6 +208,25 @@ test("GET /metrics parses, and its counters move as turns run", T, async (t) => 
 	// GET /plugin reports the hook time /metrics shows
 	const probe = (await apiOk(srv, "GET", "/plugin")).find((p) => p.id === "probe");
 	assert.equal(typeof probe.counters.hookTimeUs, "number");
+});
+
+test("GET /metrics shows the MCP servers as GET /mcp does: up, status, tools", T, async (t) => {
+	const srv = await startServer({
+		config: { mcp: { everything: { type: "local", command: [EVERYTHING] }, off: { type: "local", command: [EVERYTHING], enabled: false } } },
+	});
+	t.after(() => srv.stop());
+	const m = await pollUntil(async () => {
+		const f = await scrape(srv);
+		return value(f, "agentgate_mcp_server_up", { server: "everything" }) === 1 && f;
+	}, { timeout: 60000, label: "the everything server connected" });
+	const mcp = await apiOk(srv, "GET", "/mcp");
+	assert.equal(mcp.everything.status, "connected");
+	assert.equal(value(m, "agentgate_mcp_server_tools", { server: "everything" }), mcp.everything.tools.length);
+	assert.ok(mcp.everything.tools.length > 0);
+	assert.equal(value(m, "agentgate_mcp_server_status", { server: "everything", status: "connected" }), 1);
+	assert.equal(value(m, "agentgate_mcp_server_status", { server: "everything", status: "failed" }), 0);
+	assert.equal(value(m, "agentgate_mcp_server_up", { server: "off" }), 0);
+	assert.equal(value(m, "agentgate_mcp_server_status", { server: "off", status: "disabled" }), 1);
 });
 
 test("GET /metrics is protected like every route: the token, the Host check", T, async (t) => {
