@@ -448,6 +448,37 @@ static void proxy_stop(struct proxy *p)
 	close(p->ctl[1]);
 }
 
+/* ---- a client behind the proxy, and one beside it ---- */
+
+/* c follows a new session (root) through the proxy; direct talks to the server itself
+ * (prompts, checks) and never loses its connection to a cut. */
+struct rig {
+	struct proxy px;
+	struct watch w, d;
+	struct ag_client *c, *direct;
+	char root[64];
+	int64_t start; /* the seq the subscription started from */
+};
+
+static void rig_open(struct rig *r);
+static void rig_close(struct rig *r);
+
+/* The proxy cuts c off and refuses it until rig_back; returns once c knows. */
+static void rig_away(struct rig *r)
+{
+	pthread_mutex_lock(&r->w.mu);
+	int down[2] = {AG_CLIENT_DISCONNECTED, r->w.states[AG_CLIENT_DISCONNECTED] + 1};
+	pthread_mutex_unlock(&r->w.mu);
+	atomic_store(&r->px.refuse, 1);
+	proxy_cut(&r->px);
+	assert_true(wait_for(&r->w, state_count_at_least, down, WAIT_MS));
+}
+
+static void rig_back(struct rig *r)
+{
+	atomic_store(&r->px.refuse, 0);
+}
+
 /* ---- the server ---- */
 
 static int port;
@@ -481,6 +512,28 @@ static int teardown(void **state)
 {
 	spawn_stop(server, SIGKILL);
 	return 0;
+}
+
+static void rig_open(struct rig *r)
+{
+	memset(r, 0, sizeof(*r));
+	proxy_start(&r->px, port);
+	watch_init(&r->w);
+	watch_init(&r->d);
+	r->c = open_client(&r->w, r->px.port, NULL);
+	r->direct = open_client(&r->d, port, NULL);
+	create_session(r->direct, &r->d, r->root);
+	subscribe(r->c, &r->w, r->root, -1);
+	r->start = r->w.sub_seq;
+}
+
+/* Closes both clients and the proxy; r->w stays for the checks (watch_free it). */
+static void rig_close(struct rig *r)
+{
+	ag_client_close(r->c);
+	ag_client_close(r->direct);
+	proxy_stop(&r->px);
+	watch_free(&r->d);
 }
 
 /* ---- the tests ---- */
@@ -615,56 +668,42 @@ static void a_subscription_streams_the_tree_with_its_envelope(void **state)
 
 static void cut_connections_resume_with_every_event_once_in_order(void **state)
 {
-	struct proxy px;
-	proxy_start(&px, port);
-	struct watch w, d;
-	watch_init(&w);
-	watch_init(&d);
-	struct ag_client *c = open_client(&w, px.port, NULL);
-	struct ag_client *direct = open_client(&d, port, NULL);
-	char root[64];
-	create_session(direct, &d, root);
-	subscribe(c, &w, root, -1);
-	int64_t start = w.sub_seq;
+	struct rig r;
+	rig_open(&r);
+	struct watch *w = &r.w;
 	/* a reply of ~600 deltas and a subagent, cut five times while they stream */
-	prompt(direct, &d, root, "long");
+	prompt(r.direct, &r.d, r.root, "long");
 	for (int k = 1; k <= 5; k++) {
 		int want = k * 60;
-		if (!wait_for(&w, events_at_least, &want, WAIT_MS))
-			fail_msg("only %d events before cut %d", w.n, k);
-		proxy_cut(&px);
+		if (!wait_for(w, events_at_least, &want, WAIT_MS))
+			fail_msg("only %d events before cut %d", w->n, k);
+		proxy_cut(&r.px);
 		int again[2] = {AG_CLIENT_CONNECTED, k + 1};
-		if (!wait_for(&w, state_count_at_least, again, WAIT_MS))
-			fail_msg("no reconnect after cut %d (%s)", k, w.why);
+		if (!wait_for(w, state_count_at_least, again, WAIT_MS))
+			fail_msg("no reconnect after cut %d (%s)", k, w->why);
 	}
-	int first_idle = wait_idle(&w, root, 0);
+	int first_idle = wait_idle(w, r.root, 0);
 	/* calls made while no connection can be had wait in the queue */
-	atomic_store(&px.refuse, 1);
-	proxy_cut(&px);
-	int down[2] = {AG_CLIENT_DISCONNECTED, 7};
-	assert_true(wait_for(&w, state_count_at_least, down, WAIT_MS));
+	rig_away(&r);
 	char p[200];
-	snprintf(p, sizeof(p), "{\"sessionID\":\"%s\"}", root);
-	assert_int_equal(ag_client_call(c, "session.get", p, on_done, &w), 0);
-	atomic_store(&px.refuse, 0);
+	snprintf(p, sizeof(p), "{\"sessionID\":\"%s\"}", r.root);
+	assert_int_equal(ag_client_call(r.c, "session.get", p, on_done, w), 0);
+	rig_back(&r);
 	int one = 1;
-	assert_true(wait_for(&w, calls_at_least, &one, WAIT_MS));
-	assert_int_equal(w.code, 0);
-	assert_non_null(strstr(w.result, root));
-	prompt(direct, &d, root, "task echo after the cuts");
-	wait_idle(&w, root, first_idle);
-	ag_client_close(c);
-	ag_client_close(direct);
-	proxy_stop(&px);
-	assert_true(atomic_load(&px.cuts) >= 6);
-	assert_increasing(&w);
+	assert_true(wait_for(w, calls_at_least, &one, WAIT_MS));
+	assert_int_equal(w->code, 0);
+	assert_non_null(strstr(w->result, r.root));
+	prompt(r.direct, &r.d, r.root, "task echo after the cuts");
+	wait_idle(w, r.root, first_idle);
+	rig_close(&r);
+	assert_true(atomic_load(&r.px.cuts) >= 6);
+	assert_increasing(w);
 	struct watch ref;
-	replay(&ref, port, root, start, 2);
+	replay(&ref, port, r.root, r.start, 2);
 	assert_true(ref.n > 600);
-	assert_same_events(&w, &ref);
+	assert_same_events(w, &ref);
 	watch_free(&ref);
-	watch_free(&w);
-	watch_free(&d);
+	watch_free(w);
 }
 
 /* The client's numbered events hold every one of ref's, in order, once. The client may
@@ -687,110 +726,81 @@ static void assert_holds_replay(struct watch *got, struct watch *ref)
 /* The server stops mid-stream (signo) and starts again; while it is away and coming
  * back the client cannot reach it (the proxy refuses), so everything the restart and
  * a prompt after it publish must come to the client by resuming from its last seq. */
-static void restart_under_a_client(int signo, struct watch *w, char root[64], int64_t *start)
+static void restart_under_a_client(int signo, struct rig *r)
 {
-	struct proxy px;
-	proxy_start(&px, port);
-	struct watch d;
-	watch_init(&d);
-	struct ag_client *c = open_client(w, px.port, NULL);
-	struct ag_client *direct = open_client(&d, port, NULL);
-	create_session(direct, &d, root);
-	subscribe(c, w, root, -1);
-	*start = w->sub_seq;
-	prompt(direct, &d, root, "long");
+	rig_open(r);
+	struct watch *w = &r->w;
+	prompt(r->direct, &r->d, r->root, "long");
 	int want = 100;
 	assert_true(wait_for(w, events_at_least, &want, WAIT_MS));
-	atomic_store(&px.refuse, 1);
+	atomic_store(&r->px.refuse, 1);
 	int st = spawn_stop(server, signo); /* mid-stream */
 	if (signo == SIGTERM)
 		assert_true(WIFEXITED(st));
-	proxy_cut(&px);
-	int down = AG_CLIENT_DISCONNECTED;
-	assert_true(wait_for(w, has_state, &down, WAIT_MS));
+	rig_away(r);
 	start_server();
 	int back[2] = {AG_CLIENT_CONNECTED, 2};
-	assert_true(wait_for(&d, state_count_at_least, back, WAIT_MS));
+	assert_true(wait_for(&r->d, state_count_at_least, back, WAIT_MS));
 	char p[200];
-	snprintf(p, sizeof(p), "{\"sessionID\":\"%s\",\"text\":\"hello\",\"wait\":true}", root);
-	assert_int_equal(call(direct, &d, "session.prompt", p), 0);
+	snprintf(p, sizeof(p), "{\"sessionID\":\"%s\",\"text\":\"hello\",\"wait\":true}", r->root);
+	assert_int_equal(call(r->direct, &r->d, "session.prompt", p), 0);
 	pthread_mutex_lock(&w->mu);
 	int before = w->n;
 	pthread_mutex_unlock(&w->mu);
-	atomic_store(&px.refuse, 0);
+	rig_back(r);
 	/* the cut turn ends as interrupted (at shutdown, or by recovery), then hello's */
-	int next = signo == SIGKILL ? wait_idle(w, root, before) : before;
-	wait_idle(w, root, next);
-	ag_client_close(c);
-	ag_client_close(direct);
-	proxy_stop(&px);
-	watch_free(&d);
+	int next = signo == SIGKILL ? wait_idle(w, r->root, before) : before;
+	wait_idle(w, r->root, next);
+	rig_close(r);
 	assert_increasing(w);
 }
 
 static void a_killed_and_restarted_server_loses_the_client_nothing(void **state)
 {
-	struct watch w, ref;
-	char root[64];
-	int64_t start;
-	watch_init(&w);
-	restart_under_a_client(SIGKILL, &w, root, &start);
+	struct rig r;
+	struct watch ref;
+	restart_under_a_client(SIGKILL, &r);
 	int interrupted = 0;
-	for (int i = 0; i < w.n; i++)
-		interrupted |= !strcmp(w.ev[i].type, "session.error");
+	for (int i = 0; i < r.w.n; i++)
+		interrupted |= !strcmp(r.w.ev[i].type, "session.error");
 	assert_true(interrupted); /* recovery's, published before the client was back */
-	replay(&ref, port, root, start, 2);
-	assert_holds_replay(&w, &ref);
+	replay(&ref, port, r.root, r.start, 2);
+	assert_holds_replay(&r.w, &ref);
 	watch_free(&ref);
-	watch_free(&w);
+	watch_free(&r.w);
 }
 
 static void a_stopped_and_restarted_server_resumes_exactly(void **state)
 {
-	struct watch w, ref;
-	char root[64];
-	int64_t start;
-	watch_init(&w);
-	restart_under_a_client(SIGTERM, &w, root, &start);
+	struct rig r;
+	struct watch ref;
+	restart_under_a_client(SIGTERM, &r);
 	int seen_bye = 0;
-	for (int i = 0; i < w.n; i++)
-		seen_bye |= !strcmp(w.ev[i].type, "server.shutdown");
+	for (int i = 0; i < r.w.n; i++)
+		seen_bye |= !strcmp(r.w.ev[i].type, "server.shutdown");
 	assert_true(seen_bye);
-	replay(&ref, port, root, start, 2);
-	assert_same_events(&w, &ref);
+	replay(&ref, port, r.root, r.start, 2);
+	assert_same_events(&r.w, &ref);
 	watch_free(&ref);
-	watch_free(&w);
+	watch_free(&r.w);
 }
 
 static void a_session_deleted_while_away_ends_the_subscription_with_a_resync(void **state)
 {
-	struct proxy px;
-	proxy_start(&px, port);
-	struct watch w, d;
-	watch_init(&w);
-	watch_init(&d);
-	struct ag_client *c = open_client(&w, px.port, NULL);
-	struct ag_client *direct = open_client(&d, port, NULL);
-	char root[64], p[200];
-	create_session(direct, &d, root);
-	subscribe(c, &w, root, -1);
-	atomic_store(&px.refuse, 1);
-	proxy_cut(&px);
-	int down = AG_CLIENT_DISCONNECTED;
-	assert_true(wait_for(&w, has_state, &down, WAIT_MS));
-	snprintf(p, sizeof(p), "{\"sessionID\":\"%s\"}", root);
-	assert_int_equal(call(direct, &d, "session.delete", p), 0);
-	atomic_store(&px.refuse, 0);
+	struct rig r;
+	rig_open(&r);
+	rig_away(&r);
+	char p[200];
+	snprintf(p, sizeof(p), "{\"sessionID\":\"%s\"}", r.root);
+	assert_int_equal(call(r.direct, &r.d, "session.delete", p), 0);
+	rig_back(&r);
 	int one = 1;
-	assert_true(wait_for(&w, events_at_least, &one, WAIT_MS));
-	ag_client_close(c);
-	ag_client_close(direct);
-	proxy_stop(&px);
-	assert_int_equal(w.n, 1);
-	assert_string_equal(w.ev[0].type, "resync");
-	assert_string_equal(w.ev[0].session, root);
-	watch_free(&w);
-	watch_free(&d);
+	assert_true(wait_for(&r.w, events_at_least, &one, WAIT_MS));
+	rig_close(&r);
+	assert_int_equal(r.w.n, 1);
+	assert_string_equal(r.w.ev[0].type, "resync");
+	assert_string_equal(r.w.ev[0].session, r.root);
+	watch_free(&r.w);
 }
 
 static void a_resume_from_before_what_is_kept_is_a_resync(void **state)
