@@ -36,7 +36,7 @@ static int decide(void *arg, const struct hook_ctx *c, void *data, char *why, si
 	return 0;
 }
 
-static void on_input(struct loop_watch *w, int hup);
+static void on_input(struct loop_watch *w, int ev);
 
 /* Reads the terminal once a question is on it (and from then on). */
 static void watch_terminal(struct runask *ra)
@@ -46,7 +46,7 @@ static void watch_terminal(struct runask *ra)
 	ra->flags = fcntl(ra->fd, F_GETFL);
 	if (ra->flags >= 0)
 		fcntl(ra->fd, F_SETFL, ra->flags | O_NONBLOCK);
-	if (loop_watch(ra->L, &ra->w, ra->fd, on_input))
+	if (loop_watch(ra->L, &ra->w, ra->fd, LOOP_IN, on_input))
 		fprintf(ra->out, "(cannot read the terminal: %s)\n", strerror(errno));
 }
 
@@ -67,9 +67,10 @@ static void stop_reading(struct runask *ra)
 	ra->flags = -1;
 }
 
-static void on_input(struct loop_watch *w, int hup)
+static void on_input(struct loop_watch *w, int ev)
 {
 	struct runask *ra = container_of(w, struct runask, w);
+	int hup = ev & LOOP_HUP;
 	char buf[256];
 	for (;;) {
 		ssize_t n = read(ra->fd, buf, sizeof(buf));

@@ -92,8 +92,10 @@ static void watch_fire(struct loop *L)
 		n = epoll_wait(L->epfd, ev, 64, 0);
 		for (int i = 0; i < n; i++) {
 			struct loop_watch *w = ev[i].data.ptr;
+			uint32_t e = ev[i].events;
 			if (w->on)
-				w->fn(w, !!(ev[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)));
+				w->fn(w, (e & EPOLLIN ? LOOP_IN : 0) | (e & EPOLLOUT ? LOOP_OUT : 0) |
+					 (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR) ? LOOP_HUP : 0));
 		}
 	} while (n == 64);
 }
@@ -120,10 +122,12 @@ static int watch_set(struct loop *L)
 	return 0;
 }
 
-int loop_watch(struct loop *L, struct loop_watch *w, int fd,
-	       void (*fn)(struct loop_watch *w, int hup))
+int loop_watch(struct loop *L, struct loop_watch *w, int fd, int ev_mask,
+	       void (*fn)(struct loop_watch *w, int ev))
 {
-	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.ptr = w};
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET |
+					   (ev_mask & LOOP_OUT ? EPOLLOUT : 0u),
+				 .data.ptr = w};
 	if (w->on)
 		return 0;
 	if (watch_set(L) || epoll_ctl(L->epfd, EPOLL_CTL_ADD, fd, &ev))
@@ -205,11 +209,6 @@ struct loop *loop_create(const struct loop_config *cfg)
 	info.max_http_header_pool2 = (unsigned)(cfg->header_pool > 0 ? cfg->header_pool : 64);
 	info.max_http_header_data2 = (unsigned)cfg->header_bytes;
 	info.timeout_secs_ah_idle = (unsigned)cfg->head_timeout_s;
-	if (cfg->fallback_protocol) {
-		info.options |= LWS_SERVER_OPTION_FALLBACK_TO_APPLY_LISTEN_ACCEPT_CONFIG;
-		info.listen_accept_role = "raw-skt";
-		info.listen_accept_protocol = cfg->fallback_protocol;
-	}
 	L->ctx = lws_create_context(&info);
 	if (!L->ctx) {
 		log_error("loop: cannot create the libwebsockets context (port %d)", cfg->port);

@@ -33,9 +33,6 @@ struct loop_config {
 	int header_bytes;         /* the longest request head lws can read (0: 4096) */
 	/* Seconds a connection may take to send its request head (0: lws's 10 s). */
 	int head_timeout_s;
-	/* The protocol that gets a connection lws cannot parse as HTTP (an unknown
-	 * method), as a raw socket with what was read (LWS_CALLBACK_RAW_RX), or NULL. */
-	const char *fallback_protocol;
 };
 
 /* Creates the context; NULL on failure (logged). Loop thread = the caller. */
@@ -61,19 +58,24 @@ int loop_post(struct loop *L, void (*fn)(void *arg), void *arg);
 /* Runs what is queued now. Loop thread only (used by tests that drive the loop). */
 void loop_drain(struct loop *L);
 
-/* A watch on a descriptor lws does not read (a connection whose answer is under way):
- * fn(w, hup) runs on the loop thread when input arrives (edge-triggered: once per
- * arrival, so fn reads until EAGAIN or leaves it) or, with hup set, when the peer
- * shut its side or the socket failed. Embedded in its owner, which must unwatch
- * before it frees it or closes the descriptor; fn must not free other watches.
- * Loop thread only. loop_watch returns 0, or -1 with errno set. */
+/* A watch on a descriptor lws does not read: a connection whose answer is under way (is
+ * its client still there?), or the front door's sockets. fn(w, ev) runs on the loop
+ * thread with LOOP_IN when input arrived, LOOP_OUT when the descriptor became writable
+ * (only if asked for), LOOP_HUP when the peer shut its side or the socket failed.
+ * Edge-triggered: once per arrival, so fn reads until EAGAIN (or a short read) or
+ * remembers that it did not. Embedded in its owner, which must unwatch before it frees
+ * it or closes the descriptor; fn must not free other watches (it may unwatch them:
+ * their events are then dropped). Loop thread only. loop_watch returns 0, or -1 with
+ * errno set. */
+enum { LOOP_IN = 1, LOOP_OUT = 2, LOOP_HUP = 4 };
 struct loop_watch {
-	void (*fn)(struct loop_watch *w, int hup);
+	void (*fn)(struct loop_watch *w, int ev);
 	int fd;
 	int on;
 };
-int loop_watch(struct loop *L, struct loop_watch *w, int fd,
-	       void (*fn)(struct loop_watch *w, int hup));
+/* ev: LOOP_IN, or LOOP_IN | LOOP_OUT (LOOP_HUP is always reported) */
+int loop_watch(struct loop *L, struct loop_watch *w, int fd, int ev,
+	       void (*fn)(struct loop_watch *w, int ev));
 void loop_unwatch(struct loop *L, struct loop_watch *w); /* idempotent */
 
 /* A timer embedded in its owner; no allocation. Loop thread only. */

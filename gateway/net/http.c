@@ -173,33 +173,6 @@ static void read_method(struct conn *c)
 			snprintf(c->method, sizeof(c->method), "%s", m[i].name);
 }
 
-/* lws cannot parse a request with a method it does not know: it hands the connection
- * over as a raw socket with what it read (LWS_SERVER_OPTION_FALLBACK_TO_APPLY_LISTEN_
- * ACCEPT_CONFIG), and the answer names the method. */
-int http_unknown_method(struct lws *wsi, const char *in, size_t len)
-{
-	char method[32], msg[128];
-	size_t n = 0;
-	while (n < len && n < sizeof(method) - 1 && in[n] > ' ' && in[n] < 127)
-		method[n] = in[n], n++;
-	method[n] = 0;
-	snprintf(msg, sizeof(msg), "the method %s is not implemented (GET, HEAD, POST, PATCH "
-		 "and DELETE are)", n ? method : "(none)");
-	struct jw w;
-	jw_init(&w);
-	server_error_json(&w, "NotImplemented", msg);
-	unsigned char buf[LWS_PRE + 512];
-	int hl = snprintf((char *)buf + LWS_PRE, 200, "HTTP/1.1 501 Not Implemented\r\n"
-			  "content-type: application/json\r\ncontent-length: %zu\r\n"
-			  "connection: close\r\n\r\n", w.len);
-	if (!w.oom && (size_t)hl + w.len < sizeof(buf) - LWS_PRE) {
-		memcpy(buf + LWS_PRE + hl, w.buf, w.len);
-		lws_write(wsi, buf + LWS_PRE, (size_t)hl + w.len, LWS_WRITE_RAW);
-	}
-	jw_free(&w);
-	return -1; /* close */
-}
-
 /* ---- the long-held prompt ---- */
 
 static void prompt_answered(struct api_wait *aw, struct jw *result, const struct err *e)
@@ -508,8 +481,8 @@ static int call_api(struct conn *c, const char *method, cJSON *params)
 	return respond_json(c, 200, &w);
 }
 
-/* "/session/" where an id is expected: also what "/session/%00" reads as (lws decodes
- * the NUL into the path), which must not fall back to the "/session" list. */
+/* "/session/" where an id is expected, which must not fall back to the "/session" list
+ * (a NUL byte, "/session/%00", is refused by the door). */
 static int empty_id(const char *path)
 {
 	char probe[sizeof(((struct conn *)0)->path) + 1];
@@ -529,8 +502,8 @@ static int handle(struct conn *c)
 	c->handled = 1;
 	if (empty_id(c->path)) {
 		char msg[1200];
-		snprintf(msg, sizeof(msg), "%s ends where an id is expected: the id is empty or "
-			 "not valid (a NUL byte, %%00, ends it)", c->path);
+		snprintf(msg, sizeof(msg), "%s ends where an id is expected: the id is empty",
+			 c->path);
 		return respond_error(c, 400, "BadRequest", msg, NULL, NULL);
 	}
 	int is_get = !strcmp(c->method, "GET") || !strcmp(c->method, "HEAD");
@@ -590,8 +563,17 @@ static int on_request(struct conn *c, const char *uri, size_t len)
 	read_method(c);
 	char cl[32] = "";
 	lws_hdr_copy(c->wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH);
-	long long clen = atoll(cl);
-	c->expect_body = clen > 0 || lws_hdr_total_length(c->wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
+	long long clen = atoll(cl); /* digits only: the door checked it */
+	c->expect_body = clen > 0;
+	/* the door's stand-in for a request head it refused (door.h): answered before
+	 * anything else, and the connection closed */
+	const struct doorcheck_refusal *refused;
+	if (!strcmp(uri, DOOR_REFUSAL_PATH) &&
+	    (refused = door_refusal(c->srv->door, lws_get_socket_fd(c->wsi)))) {
+		c->handled = 1;
+		return respond_error(c, refused->status, refused->name, refused->message,
+				     "connection:", "close");
+	}
 	if (c->srv->nconns > c->srv->max_conns) {
 		char msg[96];
 		snprintf(msg, sizeof(msg), "too many connections (server.max_connections is %d)",
@@ -612,21 +594,9 @@ static int on_request(struct conn *c, const char *uri, size_t len)
 		return respond_error(c, 414, "URITooLong", "the path is over 1023 bytes",
 				     "connection:", "close");
 	}
-	/* lws decodes %00 into the path: read as a C string it would be a shorter path */
-	if (strlen(uri) != len) {
-		c->handled = 1;
-		return respond_error(c, 400, "BadRequest", "the path contains a NUL byte (%00): "
-				     "no route or file has one", "connection:", "close");
-	}
 	if (clen > MAX_BODY) {
 		c->body_too_big = 1;
 		return handle(c);
-	}
-	if (lws_hdr_total_length(c->wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
-		c->handled = 1;
-		return respond_error(c, 411, "LengthRequired", "chunked request bodies are not "
-				     "accepted: send the body with a Content-Length",
-				     "connection:", "close");
 	}
 	if (clen > 0 && strcmp(c->method, "GET") && strcmp(c->method, "HEAD"))
 		return 0; /* handled at LWS_CALLBACK_HTTP_BODY_COMPLETION */

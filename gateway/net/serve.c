@@ -150,15 +150,14 @@ int serve_run(const struct serve_opts *o)
 		return 2;
 	}
 	find_web_root(&S, o->web_root);
-	S.L = server_listen(&S, o->host, o->port, ping_s);
-	if (!S.L) {
-		fprintf(stderr, "agentgate serve: cannot listen on %s:%d\n", o->host, o->port);
+	if (server_listen(&S, o->host, o->port, ping_s, &e)) {
+		fprintf(stderr, "agentgate serve: %s\n", e.msg);
 		free_settings(&S);
 		return 1;
 	}
 	S.E = start_engine(&S, o);
 	if (!S.E) {
-		loop_destroy(S.L);
+		server_close(&S);
 		free_settings(&S);
 		return 2;
 	}
@@ -171,7 +170,7 @@ int serve_run(const struct serve_opts *o)
 	server_detach_all(&S);  /* lws closes the sockets later, in loop_destroy */
 	plugins_destroy(S.P);   /* after the engine ended every call a plugin had */
 	engine_destroy(S.E);
-	loop_destroy(S.L);
+	server_close(&S);
 	free_settings(&S);
 	log_info("serve: stopped");
 	return 0;

@@ -89,10 +89,10 @@ static int peer_gone(struct conn *c, int hup)
 	return 1; /* an SSE client streaming data at us is not an SSE client */
 }
 
-static void held_input(struct loop_watch *w, int hup)
+static void held_input(struct loop_watch *w, int ev)
 {
 	struct conn *c = lws_container_of(w, struct conn, hup);
-	if (!peer_gone(c, hup))
+	if (!peer_gone(c, ev & LOOP_HUP))
 		return;
 	server_unwatch(c);
 	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
@@ -103,7 +103,7 @@ static void held_input(struct loop_watch *w, int hup)
  * fails. The loop's watch tells us at once instead. */
 void server_watch(struct server *S, struct conn *c)
 {
-	if (loop_watch(S->L, &c->hup, lws_get_socket_fd(c->wsi), held_input))
+	if (loop_watch(S->L, &c->hup, lws_get_socket_fd(c->wsi), LOOP_IN, held_input))
 		log_warn("serve: cannot watch a held connection for a hang-up (%s)", strerror(errno));
 }
 
@@ -258,10 +258,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 {
 	struct server *S = loop_user(lws_context_user(lws_get_context(wsi)));
 	struct conn *c = user;
-	if (reason == LWS_CALLBACK_HTTP_CONFIRM_UPGRADE)
-		return server_confirm_upgrade(S, wsi);
-	if (reason == LWS_CALLBACK_RAW_RX)
-		return http_unknown_method(wsi, in, len);
+	if (reason == LWS_CALLBACK_HTTP_CONFIRM_UPGRADE) {
+		int rc = server_confirm_upgrade(S, wsi);
+		if (rc > 0) /* answered over HTTP: the connection goes on as HTTP */
+			door_upgraded(S->door, lws_get_socket_fd(wsi), 0);
+		return rc;
+	}
 	if (!c || !S)
 		return 0;
 	if (!c->srv) {
@@ -358,21 +360,32 @@ void server_detach_all(struct server *S)
 	}
 }
 
-struct loop *server_listen(struct server *S, const char *host, int port, int ping_s)
+int server_listen(struct server *S, const char *host, int port, int ping_s, struct err *e)
 {
 	S->idle.secs_since_valid_ping = (uint16_t)ping_s;
 	S->idle.secs_since_valid_hangup = (uint16_t)(ping_s * 2 + 15);
-	/* lws binds an IPv4 address only with IPv6 off; otherwise it listens on every
-	 * interface. An IPv6 address is bound v6-only. */
-	struct in_addr a4;
-	const char *iface = strcmp(host, "localhost") ? host : "127.0.0.1";
-	uint64_t opts = inet_pton(AF_INET, iface, &a4) == 1
-				? LWS_SERVER_OPTION_DISABLE_IPV6
-				: LWS_SERVER_OPTION_IPV6_V6ONLY_MODIFY | LWS_SERVER_OPTION_IPV6_V6ONLY_VALUE;
-	struct loop_config lc = {.port = port, .iface = iface, .protocols = protocols,
-				 .user = S, .retry = &S->idle, .options = opts,
+	/* lws listens on nothing: the door accepts, and hands lws what passes */
+	struct loop_config lc = {.port = -1, .protocols = protocols, .user = S, .retry = &S->idle,
 				 .header_pool = S->max_conns + HEAD_SLACK,
-				 .head_timeout_s = HEAD_TIMEOUT_S, .header_bytes = HEAD_BYTES,
-				 .fallback_protocol = protocols[0].name};
-	return loop_create(&lc);
+				 .head_timeout_s = HEAD_TIMEOUT_S, .header_bytes = HEAD_BYTES};
+	S->L = loop_create(&lc);
+	if (!S->L) {
+		err_set(e, ERR_INTERNAL, "cannot create the libwebsockets context");
+		return -1;
+	}
+	S->door = door_create(S->L, host, port, e);
+	if (!S->door) {
+		loop_destroy(S->L);
+		S->L = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+void server_close(struct server *S)
+{
+	door_destroy(S->door);
+	S->door = NULL;
+	loop_destroy(S->L);
+	S->L = NULL;
 }

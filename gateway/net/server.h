@@ -7,6 +7,7 @@
 #include <libwebsockets.h>
 
 #include "api.h"
+#include "door.h"
 #include "engine.h"
 #include "subscriber.h"
 
@@ -19,7 +20,10 @@
  * streams and WebSockets give their header table back, so these are always enough
  * to read a request and answer 503 when the server is full. */
 #define HEAD_SLACK 64
-#define HEAD_BYTES 16384  /* the longest request head read (lws's default is 4 KiB) */
+/* The front door (door.c) passes request heads of at most DOORCHECK_HEAD_MAX bytes and
+ * DOORCHECK_FIELDS_MAX lines; lws's header table must hold any of them: it keeps 8
+ * bytes more per unknown header and one more per query argument. */
+#define HEAD_BYTES (DOORCHECK_HEAD_MAX + 1024)
 #define HEAD_TIMEOUT_S 5   /* to send a whole request head, or lose the header slot */
 
 enum conn_kind { C_NONE, C_HTTP, C_SSE, C_WS };
@@ -73,6 +77,7 @@ struct server {
 	struct engine *E;
 	struct plugins *P;
 	struct loop *L;
+	struct door *door;         /* owns the listening socket */
 	const char *token;
 	const char *bind_host;     /* --host */
 	char **allowed_hosts;      /* config server.allowed_hosts (owned) */
@@ -107,9 +112,12 @@ void server_unwatch(struct conn *c); /* idempotent */
 int server_status_of(const struct err *e, const char **name);
 void server_error_json(struct jw *w, const char *name, const char *msg);
 
-/* The loop, listening on host:port for S (max_conns set): lws's options, the header
- * pool and timeouts, WS pings every ping_s. NULL when it cannot listen. */
-struct loop *server_listen(struct server *S, const char *host, int port, int ping_s);
+/* The loop (lws's header pool, timeouts, WS pings every ping_s) and the front door
+ * listening on host:port for S (max_conns set) into S->L and S->door. -1 with e set when
+ * it cannot listen. */
+int server_listen(struct server *S, const char *host, int port, int ping_s, struct err *e);
+/* Closes the door and the loop (after server_detach_all). */
+void server_close(struct server *S);
 /* Refuses a non-loopback bind without a token unless insecure. */
 int server_check_bind(const char *host, const char *token, int insecure, struct err *e);
 void server_shutdown(struct server *S);
@@ -119,8 +127,6 @@ void server_detach_all(struct server *S);
 
 /* http.c */
 int http_callback(struct conn *c, enum lws_callback_reasons reason, void *in, size_t len);
-/* Answers a request whose method lws could not parse (501) and closes it. */
-int http_unknown_method(struct lws *wsi, const char *in, size_t len);
 /* Lets go of everything the connection holds in the engine (idempotent). */
 void http_detach(struct conn *c);
 

@@ -1,0 +1,39 @@
+/* door: the front door. It owns the listening socket and reads what every client sends
+ * before libwebsockets does: each connection is relayed through a socketpair whose other
+ * end lws serves as an adopted HTTP socket, and only bytes that pass doorcheck.c's rules
+ * go through — every request head (the first and each one after it on a keep-alive
+ * connection) and every WebSocket frame header. What is refused is not dropped in
+ * silence: a refused head is replaced by a request of the door's own (DOOR_REFUSAL_PATH),
+ * which http.c answers with the refusal's JSON error, in order after the answers to the
+ * requests before it, and closes; a refused frame is replaced by a close frame with 1002,
+ * which lws answers in kind. Loop thread only. */
+#ifndef AG_DOOR_H
+#define AG_DOOR_H
+#include "doorcheck.h"
+#include "err.h"
+#include "loop.h"
+
+/* The path of the door's stand-in for a refused head. A client cannot send it: the
+ * door refuses a control character in a request target. */
+#define DOOR_REFUSAL_PATH "/\x7f"
+
+struct door;
+
+/* Listens on host:port (an IPv4 or IPv6 address, or a name; "localhost" is 127.0.0.1;
+ * an IPv6 address is bound v6-only) and hands what passes to L's lws vhost. NULL with e
+ * set when it cannot listen. */
+struct door *door_create(struct loop *L, const char *host, int port, struct err *e);
+/* Closes the listening socket and every client connection's relay (lws closes its ends
+ * when its context is destroyed). Before loop_destroy. */
+void door_destroy(struct door *D);
+
+/* The refusal the server must answer on its connection with lws descriptor fd (whose
+ * request path is DOOR_REFUSAL_PATH), or NULL. Valid until the connection closes. */
+const struct doorcheck_refusal *door_refusal(struct door *D, int fd);
+
+/* The WebSocket upgrade last passed on fd was accepted (websocket 1), or answered over
+ * HTTP (0): the door goes on with the client's bytes, as frames or as the next request.
+ * Until then it holds them. */
+void door_upgraded(struct door *D, int fd, int websocket);
+
+#endif
