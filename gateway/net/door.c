@@ -30,6 +30,7 @@
 enum up_state {
 	UP_HEAD,   /* reading a request head */
 	UP_BODY,   /* passing a request body on (body_left bytes to go) */
+	UP_WAIT,   /* a whole request was passed on: holding what follows until it is answered */
 	UP_PAUSED, /* a WebSocket upgrade was passed on: holding what follows until lws decides */
 	UP_WS,     /* WebSocket frames */
 	UP_CLOSED, /* nothing more is passed on (refused, or lws is gone): reading and dropping */
@@ -278,7 +279,8 @@ static int up_check(struct relay *r)
 			else if (r->head.content_length > 0) {
 				r->up = UP_BODY;
 				r->body_left = (uint64_t)r->head.content_length;
-			}
+			} else
+				r->up = UP_WAIT;
 			doorcheck_head_init(&r->head);
 			progress = 1;
 			break;
@@ -287,7 +289,7 @@ static int up_check(struct relay *r)
 			r->uvalid += take;
 			r->body_left -= take;
 			if (!r->body_left)
-				r->up = UP_HEAD;
+				r->up = UP_WAIT;
 			if (!take)
 				return progress;
 			progress = 1;
@@ -300,6 +302,7 @@ static int up_check(struct relay *r)
 				return refuse(r, &why, 1) ? -1 : 1;
 			return progress || n;
 		}
+		case UP_WAIT:
 		case UP_PAUSED:
 			return progress;
 		case UP_CLOSED:
@@ -312,14 +315,15 @@ static int up_check(struct relay *r)
 /* Reads from the client: into ub to be checked, or to drop it once nothing passes. */
 static int up_read(struct relay *r)
 {
-	if (!r->c_in || r->c_eof || r->up == UP_PAUSED)
+	if (!r->c_in || r->c_eof)
 		return 0;
 	unsigned char *to = r->D->scratch;
 	size_t want = CHUNK;
 	if (r->up != UP_CLOSED) {
-		/* a whole head and one byte more, so an over-long one is seen; nothing while
-		 * a chunk waits for lws to read it */
-		size_t room = r->up == UP_HEAD ? DOORCHECK_HEAD_MAX + 1 : CHUNK;
+		/* a whole head and one byte more, so an over-long one is seen (also while
+		 * holding: the read notices a client that leaves); nothing while a chunk
+		 * waits for lws to read it */
+		size_t room = r->up == UP_BODY || r->up == UP_WS ? CHUNK : DOORCHECK_HEAD_MAX + 1;
 		if (r->uvalid >= CHUNK || r->ulen - r->uvalid >= room)
 			return 0;
 		want = room - (r->ulen - r->uvalid);
@@ -377,7 +381,11 @@ static int up_write(struct relay *r)
 			progress = 1;
 		}
 	}
-	if (r->c_eof && !r->uvalid && r->up != UP_PAUSED && !r->p_shut) {
+	/* the client's FIN goes after everything it sent before it: what is held waits
+	 * for its turn; an unfinished head or frame header will never be whole */
+	if (r->c_eof && r->up != UP_WAIT && r->up != UP_PAUSED)
+		r->ulen = r->uvalid;
+	if (r->c_eof && !r->ulen && !r->p_shut) {
 		shutdown(r->pfd, SHUT_WR);
 		r->p_shut = 1;
 		progress = 1;
@@ -673,11 +681,20 @@ const struct doorcheck_refusal *door_refusal(struct door *D, int fd)
 	return r && r->refused ? &r->refusal : NULL;
 }
 
-void door_upgraded(struct door *D, int fd, int websocket)
+void door_answered(struct door *D, int fd)
+{
+	struct relay *r = lookup(D, fd);
+	if (!r || (r->up != UP_WAIT && r->up != UP_PAUSED))
+		return;
+	r->up = UP_HEAD;
+	pump(r);
+}
+
+void door_websocket(struct door *D, int fd)
 {
 	struct relay *r = lookup(D, fd);
 	if (!r || r->up != UP_PAUSED)
 		return;
-	r->up = websocket ? UP_WS : UP_HEAD;
+	r->up = UP_WS;
 	pump(r);
 }

@@ -2,7 +2,10 @@
  * before libwebsockets does: each connection is relayed through a socketpair whose other
  * end lws serves as an adopted HTTP socket, and only bytes that pass doorcheck.c's rules
  * go through — every request head (the first and each one after it on a keep-alive
- * connection) and every WebSocket frame header. What is refused is not dropped in
+ * connection) and every WebSocket frame header. lws gets one request at a time: the
+ * next one is held until the server has answered the last (lws 4.1.6 spins at 100 % CPU
+ * on bytes that arrive while it answers a request that had a body, and would parse a
+ * pipelined head itself). What is refused is not dropped in
  * silence: a refused head is replaced by a request of the door's own (DOOR_REFUSAL_PATH),
  * which http.c answers with the refusal's JSON error, in order after the answers to the
  * requests before it, and closes; a refused frame is replaced by a close frame with 1002,
@@ -31,9 +34,13 @@ void door_destroy(struct door *D);
  * request path is DOOR_REFUSAL_PATH), or NULL. Valid until the connection closes. */
 const struct doorcheck_refusal *door_refusal(struct door *D, int fd);
 
-/* The WebSocket upgrade last passed on fd was accepted (websocket 1), or answered over
- * HTTP (0): the door goes on with the client's bytes, as frames or as the next request.
- * Until then it holds them. */
-void door_upgraded(struct door *D, int fd, int websocket);
+/* The request last passed on lws descriptor fd is answered, and lws waits for the next
+ * one (also after a WebSocket upgrade answered over HTTP): the door passes on the next
+ * request it holds. */
+void door_answered(struct door *D, int fd);
+
+/* The WebSocket upgrade last passed on fd was accepted: the bytes the door held since,
+ * and all that follow, are frames. */
+void door_websocket(struct door *D, int fd);
 
 #endif

@@ -258,12 +258,15 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 {
 	struct server *S = loop_user(lws_context_user(lws_get_context(wsi)));
 	struct conn *c = user;
-	if (reason == LWS_CALLBACK_HTTP_CONFIRM_UPGRADE) {
-		int rc = server_confirm_upgrade(S, wsi);
-		if (rc > 0) /* answered over HTTP: the connection goes on as HTTP */
-			door_upgraded(S->door, lws_get_socket_fd(wsi), 0);
-		return rc;
-	}
+	if (reason == LWS_CALLBACK_HTTP_CONFIRM_UPGRADE)
+		return server_confirm_upgrade(S, wsi);
+	/* lws 4.1.6 names why it unbinds a connection's protocol: this is the end of a
+	 * keep-alive transaction, after every byte of the answer went out, whoever ended
+	 * it (http.c, lws itself for a file range it cannot serve, a refused upgrade).
+	 * The door holds the next request until now. */
+	if (reason == LWS_CALLBACK_HTTP_DROP_PROTOCOL && S && in &&
+	    !strcmp(in, "lws_http_transaction_completed"))
+		door_answered(S->door, lws_get_socket_fd(wsi));
 	if (!c || !S)
 		return 0;
 	if (!c->srv) {

@@ -385,7 +385,7 @@ int ws_callback(struct conn *c, enum lws_callback_reasons reason, void *in, size
 		if (!c->counted)
 			server_track(c->srv, c);
 		/* the door held the client's bytes since the upgrade: frames from now on */
-		door_upgraded(c->srv->door, lws_get_socket_fd(c->wsi), 1);
+		door_websocket(c->srv->door, lws_get_socket_fd(c->wsi));
 		return 0;
 	case LWS_CALLBACK_RECEIVE:
 		return on_receive(c, in, len);
