@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz/mutate.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char *seeds[] = {
@@ -30,54 +32,8 @@ static const char *seeds[] = {
 	"rm -rf /\n[!b]*.c\nsrc/main.c\n~/src/a.c\n",
 };
 
-static uint64_t rng = 0x9e3779b97f4a7c15ULL;
-
-static uint32_t next(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (uint32_t)rng;
-}
-
-/* One mutation: flip, insert, delete, duplicate a span, or splice an interesting byte. */
-static size_t mutate(uint8_t *b, size_t n, size_t cap)
-{
-	static const uint8_t interesting[] = {'"', '\\', '{', '}', '[', ']', ':', ',', '\n', '\r',
-					      0, 0xff, 0xc3, 0x80, 'u', '0'};
-	size_t at = n ? next() % n : 0;
-	switch (next() % 5) {
-	case 0:
-		if (n)
-			b[at] ^= (uint8_t)(1u << (next() % 8));
-		break;
-	case 1:
-		if (n < cap) {
-			memmove(b + at + 1, b + at, n - at);
-			b[at] = interesting[next() % sizeof(interesting)];
-			n++;
-		}
-		break;
-	case 2:
-		if (n > 1) {
-			memmove(b + at, b + at + 1, n - at - 1);
-			n--;
-		}
-		break;
-	case 3: {
-		size_t len = n - at < 16 ? n - at : 16;
-		if (n + len <= cap) {
-			memmove(b + at + len, b + at, n - at);
-			n += len;
-		}
-		break;
-	}
-	default:
-		if (n)
-			b[at] = interesting[next() % sizeof(interesting)];
-	}
-	return n;
-}
+static const uint8_t interesting[] = {'"', '\\', '{', '}', '[', ']', ':', ',', '\n', '\r',
+				      0, 0xff, 0xc3, 0x80, 'u', '0'};
 
 extern unsigned long fuzz_bodies_parsed, fuzz_bodies_refused, fuzz_stream_events;
 extern unsigned long fuzz_rules_parsed, fuzz_rules_matched;
@@ -94,9 +50,9 @@ static void parsers_survive_mutated_inputs(void **state)
 		for (int r = 0; r < ROUNDS; r++) {
 			memcpy(buf, seeds[s], len0);
 			size_t n = len0;
-			int k = 1 + (int)(next() % 8);
+			int k = 1 + (int)(mutate_next() % 8);
 			for (int i = 0; i < k; i++)
-				n = mutate(buf, n, CAP);
+				n = mutate(buf, n, CAP, interesting, sizeof(interesting));
 			buf[0] = (uint8_t)seeds[s][0]; /* keep the target */
 			LLVMFuzzerTestOneInput(buf, n);
 		}
