@@ -131,7 +131,8 @@ static void finish(struct relay *r)
 	r->dead = 1;
 	loop_unwatch(r->D->L, &r->cw);
 	loop_unwatch(r->D->L, &r->pw);
-	close(r->cfd);
+	if (r->cfd >= 0)
+		close(r->cfd);
 	if (r->pfd >= 0)
 		close(r->pfd);
 	table_clear(r);
@@ -687,6 +688,36 @@ void door_answered(struct door *D, int fd)
 	if (!r || (r->up != UP_WAIT && r->up != UP_PAUSED))
 		return;
 	r->up = UP_HEAD;
+	pump(r);
+}
+
+int door_hand_over(struct door *D, int fd)
+{
+	struct relay *r = lookup(D, fd);
+	if (!r || r->pfd < 0)
+		return -1;
+	r->p_in = 1;
+	if (down(r) < 0) {
+		finish(r);
+		return -1;
+	}
+	/* lws does not write while this runs: an empty pair stays empty */
+	if (r->dlen > r->doff || r->p_eof || dup2(r->cfd, fd) < 0)
+		return -1;
+	loop_unwatch(D->L, &r->cw); /* before the door's descriptor closes: the socket lives on */
+	close(r->cfd);
+	r->cfd = -1;
+	table_clear(r);
+	finish(r);
+	return 0;
+}
+
+void door_flush(struct door *D, int fd)
+{
+	struct relay *r = lookup(D, fd);
+	if (!r)
+		return;
+	r->p_in = 1;
 	pump(r);
 }
 

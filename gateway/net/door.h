@@ -43,4 +43,17 @@ void door_answered(struct door *D, int fd);
  * and all that follow, are frames. */
 void door_websocket(struct door *D, int fd);
 
+/* Moves what lws wrote on fd on to the client now, as far as the client takes it: lws's
+ * end of the pair has room again for a writer that found it full (a socketpair reports
+ * room only while less than a quarter of its buffer is in use). */
+void door_flush(struct door *D, int fd);
+
+/* The connection on lws descriptor fd will never read a request again (an SSE stream):
+ * once what lws wrote so far has reached the client, the client's socket takes the
+ * pair's place under the same descriptor number (dup2), so lws writes to the client
+ * itself and the door is out of the way. What the client sent after its request is
+ * dropped (the stream would drop it). Watches on fd must be made after this call.
+ * 0, or -1 when the door goes on relaying (the client did not take everything yet). */
+int door_hand_over(struct door *D, int fd);
+
 #endif

@@ -251,10 +251,9 @@ static int events_start(struct conn *c)
 	if (write_headers(c, 200, "text/event-stream", -1, "x-accel-buffering:", "no"))
 		return -1;
 	/* a stream lives long: give its header table back to the pool (we read what we
-	 * need above), and notice a client that leaves at once */
+	 * need above) */
 	lws_http_headers_detach(c->wsi);
 	lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
-	server_watch(c->srv, c);
 	timer_init(&c->hb, c->srv->L, events_heartbeat);
 	timer_arm(&c->hb, c->srv->heartbeat_ms);
 	static const char hello[] = "data: {\"type\":\"server.connected\",\"properties\":{}}\n\n";
@@ -262,6 +261,11 @@ static int events_start(struct conn *c)
 	memcpy(buf + LWS_PRE, hello, sizeof(hello) - 1);
 	if (lws_write(c->wsi, buf + LWS_PRE, sizeof(hello) - 1, LWS_WRITE_HTTP) < 0)
 		return -1;
+	/* nothing the client sends is read from now on: the door hands the client's
+	 * socket itself to lws, so the stream costs no relaying; and a client that
+	 * leaves is noticed at once */
+	door_hand_over(c->srv->door, lws_get_socket_fd(c->wsi));
+	server_watch(c->srv, c);
 	lws_callback_on_writable(c->wsi);
 	return 0;
 }

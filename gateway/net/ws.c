@@ -335,6 +335,16 @@ static int write_next(struct conn *c)
 	return rc ? -1 : 1;
 }
 
+/* Can another frame be written now? Behind the front door the socket is lws's end of a
+ * socketpair, full long before the client's socket is: the door empties it first. */
+static int has_room(struct conn *c)
+{
+	if (!lws_send_pipe_choked(c->wsi))
+		return 1;
+	door_flush(c->srv->door, lws_get_socket_fd(c->wsi));
+	return !lws_send_pipe_choked(c->wsi);
+}
+
 /* As many frames as the socket takes now (up to WS_FRAMES_PER_WRITE, so other
  * connections get their turn): one frame per writable callback could not keep up with
  * a busy server, and the subscriber was cut off where SSE, writing 64 KiB at a time,
@@ -344,7 +354,7 @@ static int on_writable(struct conn *c)
 	int rc, budget = WS_FRAMES_PER_WRITE;
 	do
 		rc = write_next(c);
-	while (rc == 1 && --budget && !lws_send_pipe_choked(c->wsi));
+	while (rc == 1 && --budget && has_room(c));
 	if (rc < 0)
 		return -1;
 	if (c->closing && !c->out_head && !(c->subscribed && subscriber_pending(&c->sub)))
