@@ -216,7 +216,8 @@ static void *subscriber(void *arg)
 {
 	struct run *r = arg;
 	struct sse_parser p;
-	sse_init(&p, 0, on_sse, r);
+	/* a long reply's final message.part.updated carries its whole text (20,000 tokens: 240 KB) */
+	sse_init(&p, 1 << 20, on_sse, r);
 	char url[128];
 	snprintf(url, sizeof(url), "%s/event", r->url);
 	CURL *c = curl_easy_init();

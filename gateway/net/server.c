@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 static int tokens_equal(const char *a, const char *b)
@@ -363,8 +364,25 @@ void server_detach_all(struct server *S)
 	}
 }
 
+/* A client connection takes three descriptors once a request passed the front door
+ * (its socket, the door's end of the pair, lws's end), where it took one: the soft limit
+ * is raised for max_connections, up to the hard limit, before lws sizes its tables by it. */
+static void raise_fd_limit(int max_conns)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)(max_conns + HEAD_SLACK) * 3 + 256;
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want ? rl.rlim_max : want;
+	if (setrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur < want)
+		log_warn("serve: %llu open files allowed (ulimit -n), server.max_connections %d needs "
+			 "%llu: raise the hard limit, or lower max_connections",
+			 (unsigned long long)rl.rlim_cur, max_conns, (unsigned long long)want);
+}
+
 int server_listen(struct server *S, const char *host, int port, int ping_s, struct err *e)
 {
+	raise_fd_limit(S->max_conns);
 	S->idle.secs_since_valid_ping = (uint16_t)ping_s;
 	S->idle.secs_since_valid_hangup = (uint16_t)(ping_s * 2 + 15);
 	/* lws listens on nothing: the door accepts, and hands lws what passes */
