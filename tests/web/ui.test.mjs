@@ -252,8 +252,11 @@ uiTest("prompts sent while busy are queued with their source, then run in order"
 	await untilText(page.locator(".chat-head .badge"), /busy/, { label: "busy" });
 	// the prompt box stays usable while busy
 	await sendPrompt(page, "echo queued-mine");
-	await promptAsync(srv, id, "echo queued-http");
 	const queue = page.getByRole("region", { name: "Queued prompts" });
+	// the server has the page's prompt before the HTTP one is sent: which of the two
+	// arrived first was a race the page's WebSocket could lose
+	await untilText(queue, /echo queued-mine/, { label: "the page's prompt queued" });
+	await promptAsync(srv, id, "echo queued-http");
 	await untilText(queue, /echo queued-mine.*from you.*echo queued-http.*from an HTTP client/s, { label: "both queued prompts with their senders" });
 	await untilText(page.locator(`#session-list .session-item:has(a[href="#/s/${id}"]) .badge`), /queued 2/, { label: "the list's queued count" });
 	await untilText(page.locator(".chat-head .badge"), /queued 2/, { label: "the header's queued count" });
