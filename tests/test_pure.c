@@ -13,6 +13,7 @@
 
 #include <unistd.h>
 
+#include "catalog.h"
 #include "config.h"
 #include "id.h"
 #include "jw.h"
@@ -292,6 +293,64 @@ static void permission_config_errors_name_the_key(void **state)
 	assert_string_equal(perm_action_name(PERM_DENY), "deny");
 }
 
+/* The catalog: config entries in OpenCode's shape, ids only, the built-in demo, models
+ * only named by the default or an agent; bad entries named by their path. */
+static void catalog_reads_the_config_and_names_bad_entries(void **state)
+{
+	struct config c;
+	struct err e = {0};
+	assert_int_equal(load_json(&c, "{\"model\": \"openai/gpt-x\", \"agent\": {\"a\": "
+		"{\"model\": \"anthropic/claude-z\"}}, \"providers\": {\"scripted\": {\"models\": "
+		"{\"tiny\": {\"limit\": {\"context\": 2000, \"output\": 500}, \"modalities\": "
+		"{\"input\": [\"text\"]}}}}, \"openai\": {\"models\": {\"gpt-4o\": {\"name\": \"GPT-4o\","
+		" \"limit\": {\"context\": 128000}, \"modalities\": {\"input\": [\"text\", \"image\"]},"
+		" \"cost\": {\"input\": 2.5, \"output\": 10}}}}, \"anthropic\": {\"models\": [\"c1\"]}}}",
+		&e), 0);
+	struct catalog *K = catalog_load(&c, &e);
+	assert_non_null(K);
+	const struct model_info *t = catalog_lookup(K, "scripted/tiny");
+	assert_non_null(t);
+	assert_int_equal(t->context, 2000);
+	assert_int_equal(t->output, 500);
+	assert_false(t->attachment);
+	const struct model_info *d = catalog_lookup(K, "scripted/demo");
+	assert_non_null(d);
+	assert_true(d->input_image && d->context > 0);
+	const struct model_info *g = catalog_find(K, "openai", "gpt-4o");
+	assert_string_equal(g->name, "GPT-4o");
+	assert_true(g->input_image && g->attachment && g->configured);
+	assert_true(g->cost_output == 10.0);
+	assert_non_null(catalog_lookup(K, "anthropic/c1"));
+	const struct model_info *x = catalog_lookup(K, "openai/gpt-x");
+	assert_non_null(x);
+	assert_false(x->configured);
+	assert_int_equal(x->context, 0);
+	assert_non_null(catalog_lookup(K, "anthropic/claude-z"));
+	assert_null(catalog_lookup(K, "openai/none"));
+	assert_null(catalog_lookup(K, "nonsense"));
+	assert_int_equal(catalog_count(K), 6);
+	catalog_free(K);
+	config_free(&c);
+
+	static const char *const bad[][2] = {
+		{"{\"providers\": {\"openai\": {\"models\": {\"m\": {\"limit\": {\"context\": -1}}}}}}",
+		 "providers.openai.models.m.limit.context"},
+		{"{\"providers\": {\"openai\": {\"models\": {\"m\": {\"attachment\": 1}}}}}",
+		 "providers.openai.models.m.attachment"},
+		{"{\"providers\": {\"openai\": {\"models\": {\"m\": {\"modalities\": "
+		 "{\"input\": [\"smell\"]}}}}}}", "\"smell\""},
+		{"{\"providers\": {\"anthropic\": {\"models\": [\"a\", \"a\"]}}}", "twice"},
+		{"{\"providers\": {\"anthropic\": {\"models\": 3}}}", "providers.anthropic.models"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&e, 0, sizeof(e));
+		assert_int_equal(load_json(&c, bad[i][0], &e), 0);
+		assert_null(catalog_load(&c, &e));
+		assert_non_null(strstr(e.msg, bad[i][1]));
+		config_free(&c);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -304,6 +363,7 @@ int main(void)
 		cmocka_unit_test(permission_wildcards_match_like_opencode),
 		cmocka_unit_test(permission_rules_last_match_wins_agent_over_global),
 		cmocka_unit_test(permission_config_errors_name_the_key),
+		cmocka_unit_test(catalog_reads_the_config_and_names_bad_entries),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

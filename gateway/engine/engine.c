@@ -488,7 +488,8 @@ static int load_providers(struct engine *E, struct err *e)
 	struct provider p;
 	E->M = llm_create(E->L, &E->C);
 	E->io = llmio_start(E->L);
-	if (!E->M || !E->io || scripted_provider(&p, E->L, &E->C, e) || llm_register(E->M, &p)) {
+	if (!E->M || !E->io || llm_load_catalog(E->M, e) ||
+	    scripted_provider(&p, E->L, &E->C, e) || llm_register(E->M, &p)) {
 		if (e && !e->msg[0])
 			err_set(e, ERR_INTERNAL, "cannot start the LLM providers");
 		return -1;

@@ -12,6 +12,7 @@ struct llm {
 	struct provider prov[MAX_PROVIDERS];
 	struct llm_stats stats[MAX_PROVIDERS]; /* prov[i]'s */
 	int nprov;
+	struct catalog *K;
 };
 
 struct llm_stream {
@@ -77,7 +78,20 @@ void llm_destroy(struct llm *M)
 	for (int i = 0; i < M->nprov; i++)
 		if (M->prov[i].destroy)
 			M->prov[i].destroy(M->prov[i].self);
+	catalog_free(M->K);
 	free(M);
+}
+
+int llm_load_catalog(struct llm *M, struct err *e)
+{
+	catalog_free(M->K);
+	M->K = catalog_load(M->C, e);
+	return M->K ? 0 : -1;
+}
+
+const struct catalog *llm_catalog(const struct llm *M)
+{
+	return M->K;
 }
 
 int llm_register(struct llm *M, const struct provider *p)

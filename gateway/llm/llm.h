@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "catalog.h"
 #include "config.h"
 #include "err.h"
 #include "llm_types.h"
@@ -51,6 +52,11 @@ struct llm *llm_create(struct loop *L, const struct config *C);
 void llm_destroy(struct llm *M);
 /* Copies p; the provider's self is destroyed with the llm. */
 int llm_register(struct llm *M, const struct provider *p);
+/* Loads the model catalog from the config (catalog_load): 0, or -1 with e naming the
+ * bad entry. Before the first llm_catalog. */
+int llm_load_catalog(struct llm *M, struct err *e);
+/* The models known (catalog.h): immutable once loaded, any thread may read it. */
+const struct catalog *llm_catalog(const struct llm *M);
 /* Validates "PROVIDER/MODEL"; fills e with what is wrong. */
 int llm_check_model(struct llm *M, const char *id, struct err *e);
 

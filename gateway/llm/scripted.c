@@ -138,9 +138,10 @@ static int load_models(struct scripted *P, const cJSON *sec)
 		return -1;
 	P->models[P->nmodels++] = strdup("demo");
 	const cJSON *it;
-	cJSON_ArrayForEach(it, m) {
-		if (cJSON_IsString(it))
-			P->models[P->nmodels++] = strdup(it->valuestring);
+	cJSON_ArrayForEach(it, m) { /* ids, or {id: model} (catalog.h) */
+		const char *id = cJSON_IsString(it) ? it->valuestring : it->string;
+		if (id && strcmp(id, "demo"))
+			P->models[P->nmodels++] = strdup(id);
 	}
 	return 0;
 }
