@@ -348,6 +348,11 @@ static void config_check_names_each_problem(void **state)
 		{"{\"agent\": {\"x\": {\"permission\": {\"bash\": \"maybe\"}}}}",
 		 "agent x: \"permission\": \"bash\" must be"},
 		{"{\"workspace\": \"/nonexistent/dir\"}", "/nonexistent/dir"},
+		{"{\"command\": {\"x\": {}}}", "command.x.template is missing"},
+		{"{\"command\": {\"x\": {\"template\": \"t\", \"agent\": \"nope\"}}}",
+		 "command.x.agent: there is no agent \"nope\""},
+		{"{\"command\": {\"x\": {\"template\": \"t\", \"model\": \"m\"}}}",
+		 "command.x.model \"m\" must be PROVIDER/MODEL"},
 	};
 	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
 		bad = write_config("values.json", values[i].text);

@@ -58,6 +58,13 @@ static const struct key {
 	{"agent.*.stall_timeout_ms", K_NUM},
 	{"agent.*.permission", K_STR | K_OBJ | K_OPEN},
 	{"permission", K_STR | K_OBJ | K_OPEN}, /* OpenCode's rules, and timeout_ms */
+	{"command", K_OBJ}, /* prompt templates (engine/command.h) */
+	{"command.*", K_OBJ},
+	{"command.*.template", K_STR},
+	{"command.*.description", K_STR},
+	{"command.*.agent", K_STR},
+	{"command.*.model", K_STR},
+	{"command.*.subtask", K_BOOL},
 	{"providers", K_OBJ},
 	{"providers.openai", K_OBJ},
 	{"providers.openai.base_url", K_STR},

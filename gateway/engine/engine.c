@@ -413,6 +413,7 @@ int engine_running(struct engine *E)
 struct bus *engine_bus(struct engine *E) { return E->B; }
 const struct config *engine_config(struct engine *E) { return &E->C; }
 const struct agents *engine_agents(struct engine *E) { return &E->A; }
+const struct commands *engine_commands(struct engine *E) { return &E->cmds; }
 
 const char *engine_store_failure(struct engine *E)
 {
@@ -448,7 +449,9 @@ static int load_config(struct engine *E, const struct engine_opts *o, struct err
 		free(E->C.anthropic_base_url);
 		E->C.anthropic_base_url = strdup(o->anthropic_base_url);
 	}
-	return agents_load(&E->A, cJSON_GetObjectItemCaseSensitive(E->C.root, "agent"), e);
+	return agents_load(&E->A, cJSON_GetObjectItemCaseSensitive(E->C.root, "agent"), e) ||
+	       commands_load(&E->cmds, cJSON_GetObjectItemCaseSensitive(E->C.root, "command"),
+			     &E->A, e) ? -1 : 0;
 }
 
 /* The working directory of root sessions: the flag's (relative to the cwd), else the
@@ -591,6 +594,7 @@ void engine_destroy(struct engine *E)
 	permission_free(E);
 	free(E->workspace);
 	agents_free(&E->A);
+	commands_free(&E->cmds);
 	config_free(&E->C);
 	jw_free(&E->jw);
 	free(E->stats);

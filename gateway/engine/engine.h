@@ -9,6 +9,7 @@
 
 #include "agent.h"
 #include "bus.h"
+#include "command.h"
 #include "config.h"
 #include "err.h"
 #include "id.h"
@@ -52,6 +53,8 @@ int engine_recover(struct engine *E, int resume_queued);
 struct bus *engine_bus(struct engine *E);
 const struct config *engine_config(struct engine *E);
 const struct agents *engine_agents(struct engine *E);
+/* The config's prompt templates (command.h). */
+const struct commands *engine_commands(struct engine *E);
 /* NULL while the store writes; else why it cannot (store_failure). */
 const char *engine_store_failure(struct engine *E);
 /* 1 while the disk is so slow that reading the store would wait for it (store_slow). */

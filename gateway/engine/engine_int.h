@@ -2,6 +2,7 @@
  * turn.c the ledger, step.c the agent loop). Loop thread only. */
 #ifndef AG_ENGINE_INT_H
 #define AG_ENGINE_INT_H
+#include "command.h"
 #include "engine.h"
 #include "hooks.h"
 #include "id.h"
@@ -32,6 +33,7 @@ struct engine {
 	void *host;         /* the plugin host (engine_set_host), opaque here */
 	struct config C;
 	struct agents A;
+	struct commands cmds; /* the config's prompt templates (command.h) */
 	struct tools T;
 	struct session *buckets[SES_BUCKETS];
 	struct part *dirty;  /* parts whose text changed since the last store write */

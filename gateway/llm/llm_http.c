@@ -2,6 +2,7 @@
 #include "jsonin.h"
 #include "jw.h"
 #include "log.h"
+#include "provider_info.h"
 #include "sse.h"
 #include "wire.h"
 
@@ -762,16 +763,13 @@ int llm_http_provider(struct provider *p, struct llmio *io, const char *name,
 	if (!P)
 		return -1;
 	const cJSON *sec = config_provider(C, name);
-	const char *cfg_key = jsonin_get(sec, "api_key");
-	const char *env_key = getenv(openai ? "OPENAI_API_KEY" : "ANTHROPIC_API_KEY");
-	const char *base = openai ? C->openai_base_url : C->anthropic_base_url;
+	const char *key = provider_api_key(C, name);
 	P->io = io;
 	P->C = C;
 	P->kind = openai ? WIRE_OPENAI : WIRE_ANTHROPIC;
 	snprintf(P->name, sizeof(P->name), "%s", name);
-	P->base_url = strdup(base ? base : openai ? "https://api.openai.com/v1"
-						 : "https://api.anthropic.com");
-	P->api_key = env_key && *env_key ? strdup(env_key) : cfg_key ? strdup(cfg_key) : NULL;
+	P->base_url = strdup(provider_base_url(C, name));
+	P->api_key = key ? strdup(key) : NULL;
 	P->headers = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(sec, "headers"), 1);
 	P->options = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(sec, "options"), 1);
 	*p = (struct provider){

@@ -1,4 +1,5 @@
 #include "api.h"
+#include "api_ops.h"
 #include "container.h"
 #include "jsonin.h"
 #include "plugins.h"
@@ -252,6 +253,8 @@ static const struct {
 	{"task.get", do_task},             {"plugin.list", do_plugins},
 	{"mcp.status", do_mcp},
 	{"permission.list", do_permissions}, {"permission.reply", do_permission_reply},
+	{"config.providers", api_config_providers}, {"provider.list", api_provider_list},
+	{"provider.auth", api_provider_auth},       {"config.get", api_config_get},
 };
 
 int api_call(struct engine *E, const char *method, const cJSON *params, struct jw *w,
@@ -434,6 +437,10 @@ static const struct api_route routes[] = {
 	{"POST", "/permission/*/reply", "permission.reply", {"requestID"}, API_CALL, 0},
 	{"POST", "/session/*/permissions/*", "permission.reply", {"sessionID", "permissionID"},
 	 API_CALL, 0},
+	{"GET", "/config", "config.get", {NULL}, API_CALL, 0},
+	{"GET", "/config/providers", "config.providers", {NULL}, API_CALL, 0},
+	{"GET", "/provider", "provider.list", {NULL}, API_CALL, 0},
+	{"GET", "/provider/auth", "provider.auth", {NULL}, API_CALL, 0},
 };
 
 /* Matches path against pattern, capturing '*' segments into ids[]. */

@@ -1,0 +1,22 @@
+/* api_ops: operations of api.c's route table that live in files of their own, one per
+ * topic (api_catalog.c: the model catalog; api_config.c: GET /config). Each has
+ * api_call's shape: params (an object or NULL) in, the result written to w, or -1 and
+ * e. Loop thread. */
+#ifndef AG_API_OPS_H
+#define AG_API_OPS_H
+#include "api.h"
+#include "catalog.h"
+
+/* GET /config/providers: {providers: Provider[] (the connected ones), default}. */
+int api_config_providers(struct engine *E, const cJSON *p, struct jw *w, struct err *e);
+/* GET /provider: {all: Provider[], default, connected: [id...]}. */
+int api_provider_list(struct engine *E, const cJSON *p, struct jw *w, struct err *e);
+/* GET /provider/auth: {} (no provider is signed in to through the gateway). */
+int api_provider_auth(struct engine *E, const cJSON *p, struct jw *w, struct err *e);
+/* GET /config: OpenCode's Config, from agentgate's config. */
+int api_config_get(struct engine *E, const cJSON *p, struct jw *w, struct err *e);
+
+/* "modalities": {input: ["text", ...], output: ["text"]} of a model (models.dev's). */
+void api_modalities_json(struct jw *w, const struct model_info *mi);
+
+#endif
