@@ -425,6 +425,82 @@ static void version_names_the_abis(void **state)
 	assert_non_null(strstr(out, "client library 1."));
 }
 
+/* One entry of `agentgate models --format json`'s array, by id; fails when absent. */
+static const cJSON *model_entry(const cJSON *list, const char *id)
+{
+	const cJSON *m;
+	cJSON_ArrayForEach(m, list) {
+		if (!strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(m, "id")), id))
+			return m;
+	}
+	fail_msg("agentgate models: no %s in %s", id, out);
+	return NULL;
+}
+
+static double num_at(const cJSON *m, const char *obj, const char *k)
+{
+	const cJSON *o = obj ? cJSON_GetObjectItem(m, obj) : m;
+	return cJSON_GetNumberValue(cJSON_GetObjectItem(o, k));
+}
+
+static void models_lists_the_catalog_without_a_server(void **state)
+{
+	char *cfg = write_config("models.json",
+		"{\"providers\": {\"scripted\": {\"models\": {\"fast\": {\"name\": \"Fast\", "
+		"\"limit\": {\"context\": 8000, \"output\": 500}, \"reasoning\": true, "
+		"\"modalities\": {\"input\": [\"text\", \"pdf\"]}, \"cost\": {\"input\": 1.5, "
+		"\"output\": 6, \"cache_read\": 0.5}}}}, \"anthropic\": {\"models\": [\"claude-x\"]}}}");
+	unsetenv("ANTHROPIC_API_KEY");
+	unsetenv("ANTHROPIC_BASE_URL");
+	assert_int_equal(agentgate("models", "--config", cfg, NULL), 0);
+	assert_non_null(strstr(out, "MODEL"));
+	char *line = strstr(out, "scripted/fast");
+	assert_non_null(line);
+	line[strcspn(line, "\n")] = 0;
+	assert_non_null(strstr(line, "Fast"));
+	assert_non_null(strstr(line, "8000"));
+	assert_non_null(strstr(line, "reasoning,pdf"));
+	assert_non_null(strstr(line, "1.5 6 0.5 0"));
+	assert_non_null(strstr(line, " yes"));
+
+	assert_int_equal(agentgate("models", "--config", cfg, "--format", "json", "--model",
+				   "scripted/fast", NULL), 0);
+	cJSON *list = cJSON_Parse(out);
+	assert_true(cJSON_IsArray(list));
+	const cJSON *fast = model_entry(list, "scripted/fast");
+	assert_int_equal((int)num_at(fast, NULL, "context"), 8000);
+	assert_int_equal((int)num_at(fast, NULL, "output"), 500);
+	assert_true(num_at(fast, "cost", "input") == 1.5);
+	assert_true(num_at(fast, "cost", "cache_read") == 0.5);
+	const cJSON *caps = cJSON_GetObjectItem(fast, "capabilities");
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(caps, "reasoning")));
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(caps, "attachment")));
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(fast, "connected")));
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(fast, "default")));
+	const cJSON *demo = model_entry(list, "scripted/demo");
+	assert_true(num_at(demo, NULL, "context") > 0);
+	const cJSON *claude = model_entry(list, "anthropic/claude-x");
+	assert_true(cJSON_IsFalse(cJSON_GetObjectItem(claude, "connected")));
+	cJSON_Delete(list);
+
+	/* a key in the environment connects the provider */
+	setenv("ANTHROPIC_API_KEY", "sk-test", 1);
+	assert_int_equal(agentgate("models", "--config", cfg, "--format", "json", NULL), 0);
+	unsetenv("ANTHROPIC_API_KEY");
+	list = cJSON_Parse(out);
+	claude = model_entry(list, "anthropic/claude-x");
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(claude, "connected")));
+	assert_null(strstr(out, "sk-test"));
+	cJSON_Delete(list);
+
+	assert_int_equal(agentgate("models", "--config", "/nonexistent.json", NULL), 1);
+	assert_non_null(strstr(errs, "/nonexistent.json"));
+	cfg = write_config("badmodels.json", "{\"providers\": {\"openai\": {\"models\": 3}}}");
+	assert_int_equal(agentgate("models", "--config", cfg, NULL), 1);
+	assert_non_null(strstr(errs, "providers.openai.models"));
+	assert_int_equal(agentgate("models", "--data", "x", NULL), 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -440,6 +516,7 @@ int main(void)
 		cmocka_unit_test(config_check_names_each_problem),
 		cmocka_unit_test(the_sample_config_shows_every_option),
 		cmocka_unit_test(version_names_the_abis),
+		cmocka_unit_test(models_lists_the_catalog_without_a_server),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

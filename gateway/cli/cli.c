@@ -20,6 +20,8 @@ const char *cli_usage(void)
 	       "                [--agent NAME] [--model PROVIDER/MODEL] [--yes] [PROMPT...]\n"
 	       "  agentgate config check FILE     validates a config, naming each problem\n"
 	       "  agentgate config keys           lists every option the config takes\n"
+	       "  agentgate models [--format default|json] [--config FILE] [--model PROVIDER/MODEL]\n"
+	       "                  lists the model catalog: limits, capabilities, costs, connected\n"
 	       "  agentgate --version\n"
 	       "run, attach: permission asks go to the terminal (y/n/always); without one they\n"
 	       "     are rejected unless --yes allows every ask. attach without PROMPT follows\n"
@@ -44,13 +46,14 @@ struct opt {
 #define SRV (1u << CLI_SERVE)
 #define RUN (1u << CLI_RUN)
 #define ATT (1u << CLI_ATTACH)
+#define MOD (1u << CLI_MODELS)
 #define O(f) offsetof(struct cli, f)
 
 static const struct opt opts[] = {
 	{"host", A_STR, O(host), SRV},
 	{"port", A_PORT, O(port), SRV},
 	{"data", A_STR, O(data), SRV | RUN},
-	{"config", A_STR, O(config), SRV | RUN},
+	{"config", A_STR, O(config), SRV | RUN | MOD},
 	{"plugin", A_PLUGIN, 0, SRV | RUN},
 	{"token", A_STR, O(token), SRV | ATT},
 	{"token-file", A_STR, O(token_file), SRV | ATT},
@@ -58,19 +61,19 @@ static const struct opt opts[] = {
 	{"insecure", A_FLAG, O(insecure), SRV},
 	{"workspace", A_STR, O(workspace), SRV | RUN},
 	{"yes", A_FLAG, O(yes), RUN | ATT},
-	{"format", A_FORMAT, O(json), RUN | ATT},
+	{"format", A_FORMAT, O(json), RUN | ATT | MOD},
 	{"session", A_STR, O(session), RUN | ATT},
 	{"agent", A_STR, O(agent), RUN | ATT},
-	{"model", A_STR, O(model), SRV | RUN | ATT},
+	{"model", A_STR, O(model), SRV | RUN | ATT | MOD},
 	{"stall-timeout-ms", A_MS, O(stall_ms), SRV | RUN},
-	{"openai-base-url", A_STR, O(openai_base_url), SRV | RUN},
-	{"anthropic-base-url", A_STR, O(anthropic_base_url), SRV | RUN},
+	{"openai-base-url", A_STR, O(openai_base_url), SRV | RUN | MOD},
+	{"anthropic-base-url", A_STR, O(anthropic_base_url), SRV | RUN | MOD},
 };
 
 static const char *cmd_name(enum cli_cmd c)
 {
 	return c == CLI_SERVE ? "serve" : c == CLI_ATTACH ? "attach" : c == CLI_CONFIG ? "config"
-										    : "run";
+	       : c == CLI_MODELS ? "models" : "run";
 }
 
 static int set_value(struct cli *c, const struct opt *o, const char *v, char *err, size_t n)
@@ -170,12 +173,15 @@ static int parse_command(struct cli *c, const char *w, char *err, size_t n)
 		c->cmd = CLI_ATTACH;
 	else if (!strcmp(w, "config"))
 		c->cmd = CLI_CONFIG;
+	else if (!strcmp(w, "models"))
+		c->cmd = CLI_MODELS;
 	else if (!strcmp(w, "help") || !strcmp(w, "--help") || !strcmp(w, "-h"))
 		c->cmd = CLI_HELP;
 	else if (!strcmp(w, "version") || !strcmp(w, "--version"))
 		c->cmd = CLI_VERSION;
 	else {
-		snprintf(err, n, "unknown command \"%s\" (expected serve, run, attach or config)", w);
+		snprintf(err, n, "unknown command \"%s\" (expected serve, run, attach, config or "
+			 "models)", w);
 		return -1;
 	}
 	return 0;
@@ -212,7 +218,7 @@ int cli_parse(struct cli *c, int argc, char **argv, char *err, size_t n)
 	c->port = 4096;
 	c->token = getenv("AGENTGATE_TOKEN");
 	if (argc < 2) {
-		snprintf(err, n, "missing command (expected serve, run, attach or config)");
+		snprintf(err, n, "missing command (expected serve, run, attach, config or models)");
 		return -1;
 	}
 	if (parse_command(c, argv[1], err, n))
@@ -243,15 +249,17 @@ int cli_parse(struct cli *c, int argc, char **argv, char *err, size_t n)
 			snprintf(err, n, "agentgate config check takes one file (got \"%s\" too)", a);
 			return -1;
 		} else {
-			snprintf(err, n, "agentgate serve takes no arguments (got \"%s\")", a);
+			snprintf(err, n, "agentgate %s takes no arguments (got \"%s\")",
+				 cmd_name(c->cmd), a);
 			return -1;
 		}
 	}
 	if (c->token_file && read_token_file(c, err, n))
 		return -1;
-	/* serve and run without --config: $AGENTGATE_CONFIG, else the one installed with the
-	 * binary (a build tree's binary has none, so tests never read an installed one) */
-	if ((c->cmd == CLI_SERVE || c->cmd == CLI_RUN) && !c->config) {
+	/* serve, run and models without --config: $AGENTGATE_CONFIG, else the one installed
+	 * with the binary (a build tree's binary has none, so tests never read an installed
+	 * one) */
+	if ((c->cmd == CLI_SERVE || c->cmd == CLI_RUN || c->cmd == CLI_MODELS) && !c->config) {
 		const char *env = getenv("AGENTGATE_CONFIG");
 		if (env && *env)
 			c->config = env;

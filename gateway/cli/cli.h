@@ -8,7 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum cli_cmd { CLI_NONE, CLI_SERVE, CLI_RUN, CLI_HELP, CLI_VERSION, CLI_ATTACH, CLI_CONFIG };
+enum cli_cmd { CLI_NONE, CLI_SERVE, CLI_RUN, CLI_HELP, CLI_VERSION, CLI_ATTACH, CLI_CONFIG,
+	       CLI_MODELS };
 
 #define CLI_MAX_PLUGINS 32
 

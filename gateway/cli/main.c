@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "cmd_attach.h"
 #include "cmd_config.h"
+#include "cmd_models.h"
 #include "cmd_run.h"
 #include "jsonin.h"
 
@@ -40,6 +41,9 @@ int main(int argc, char **argv)
 		break;
 	case CLI_CONFIG:
 		rc = c.list_keys ? (config_keys(print_key, NULL), 0) : cmd_config(&c);
+		break;
+	case CLI_MODELS:
+		rc = cmd_models(&c);
 		break;
 	case CLI_VERSION:
 		printf("agentgate %s (plugin ABI %d.%d, client library %d.%d)\n", AGENTGATE_VERSION,

@@ -70,7 +70,14 @@ export const RULES = [
 ];
 
 export const UI_CONFIG = Object.freeze({
-	providers: { scripted: { pace_ms: 2, rules: RULES } },
+	providers: {
+		scripted: {
+			pace_ms: 2,
+			rules: RULES,
+			// the catalog the model picker offers (GET /config/providers)
+			models: { fast: { name: "Fast scripted", limit: { context: 8000, output: 1000 }, cost: { input: 1.5, output: 6 } } },
+		},
+	},
 	retry: { base_ms: 10, max: 1 },
 });
 

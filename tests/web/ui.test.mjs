@@ -369,6 +369,26 @@ uiTest("new session with agent, model and directory; search, rename and delete",
 	assert.ok(order.indexOf(`#/s/${b.id}`) < order.indexOf(`#/s/${a.id}`), "newest first");
 });
 
+uiTest("the model picker offers the catalog, and the prompt runs on the model picked", async ({ page }) => {
+	await openUI(page, srv);
+	// the catalog's models, labelled with what the catalog says of them
+	const option = page.locator('#models option[value="scripted/fast"]');
+	await until(page, () => !!document.querySelector('#models option[value="scripted/fast"]'), undefined, { label: "the catalog in the picker" });
+	assert.equal(await option.getAttribute("label"), "Fast scripted · 8k context · $1.5/$6 per M tokens");
+	const offered = await page.locator("#models option").evaluateAll((els) => els.map((e) => e.value));
+	assert.ok(offered.includes("scripted/demo"), `the embedded model too: ${offered}`);
+	// pick it (the datalist fills the box with the option's value) and send
+	await page.getByRole("combobox", { name: "Model" }).fill(await option.getAttribute("value"));
+	await sendPrompt(page, "picked model");
+	const id = await openSessionId(page);
+	await untilText(transcript(page), /You said: picked model/, { label: "the reply" });
+	await untilText(page.locator(".chat-head"), /scripted\/fast/, { label: "the header names the model" });
+	await serverIdle(id);
+	const msgs = await getMessages(srv, id);
+	const reply = msgs.find((m) => m.info.role === "assistant");
+	assert.equal(`${reply.info.providerID}/${reply.info.modelID}`, "scripted/fast", "the server ran the prompt on the picked model");
+});
+
 uiTest("usable at phone width", { viewport: { width: 390, height: 800 } }, async ({ page }) => {
 	await openUI(page, srv);
 	const menu = page.getByRole("button", { name: "Sessions" });

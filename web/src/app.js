@@ -577,7 +577,18 @@ function fillPickers() {
 		sel.replaceChildren(h("option", { value: "", text: "Default agent" }), ...primary.map((a) => h("option", { value: a.name, text: a.name, title: a.description || "" })));
 		sel.value = cur;
 	}
-	$("models").replaceChildren(...store.models.map((m) => h("option", { value: m })));
+	$("models").replaceChildren(...store.models.map((m) => h("option", { value: m, label: modelLabel(m) })));
+}
+
+/** "GPT-4o · 128k context · $2.5/$10 per M tokens": what the catalog says of a model. */
+function modelLabel(id) {
+	const m = store.modelInfo.get(id);
+	if (!m) return id;
+	const k = (n) => (n >= 1000 ? `${Math.round(n / 1000)}k` : String(n));
+	const bits = [m.name && m.name !== m.id ? m.name : id];
+	if (m.limit?.context) bits.push(`${k(m.limit.context)} context`);
+	if (m.cost && (m.cost.input || m.cost.output)) bits.push(`$${m.cost.input}/$${m.cost.output} per M tokens`);
+	return bits.join(" · ");
 }
 
 // ---- routing, keys, layout ----

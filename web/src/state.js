@@ -21,6 +21,7 @@ export class Store {
 		this.listeners = new Set();
 		this.agents = [];
 		this.models = [];
+		this.modelInfo = new Map(); // "provider/model" → the catalog's Model (name, limit, cost)
 		this.loadedAt = 0;
 	}
 
@@ -109,19 +110,25 @@ export class Store {
 	}
 
 	/**
-	 * The models to offer: a catalog method when the server has one (OpenCode's
-	 * /config/providers shape), else the agents' and sessions' models and the default.
+	 * The models to offer: the catalog of the connected providers (config.providers,
+	 * GET /config/providers' operation; OpenCode's shape) when the server has one, else
+	 * the agents' models and the default. What the catalog says of each model is kept in
+	 * modelInfo for the picker's labels.
 	 */
 	async loadModels() {
 		const found = new Set();
+		this.modelInfo = new Map();
 		for (const method of ["config.providers", "provider.list"]) {
 			try {
 				const r = await this.call(method, {});
 				const providers = Array.isArray(r) ? r : r?.providers || r?.all || [];
 				for (const p of providers) {
 					const models = p.models || {};
-					for (const m of Array.isArray(models) ? models : Object.values(models))
-						found.add(`${p.id}/${m.id || m}`);
+					for (const m of Array.isArray(models) ? models : Object.values(models)) {
+						const id = `${p.id}/${m.id || m}`;
+						found.add(id);
+						if (typeof m === "object") this.modelInfo.set(id, m);
+					}
 				}
 				if (found.size) break;
 			} catch {
