@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "catalog.h"
+#include "command.h"
 #include "config.h"
 #include "id.h"
 #include "jw.h"
@@ -351,6 +352,72 @@ static void catalog_reads_the_config_and_names_bad_entries(void **state)
 	}
 }
 
+static void command_templates_expand_like_opencode(void **state)
+{
+	static const char *const cases[][3] = {
+		/* template, arguments, expected */
+		{"Say hello to $1 and $2", "Ann \"Bob Smith\" and 'friends'",
+		 "Say hello to Ann and Bob Smith and friends"},
+		{"$2 then $1", "a b c", "b c then a"},
+		{"x $3 y", "a", "x  y"},
+		{"Echo: $ARGUMENTS", "  a  b ", "Echo:   a  b"},
+		{"Just this", "more", "Just this\n\nmore"},
+		{"Just this", "   ", "Just this"},
+		{"$1 | $ARGUMENTS", "one two", "one two | one two"},
+		{"$1/$2", "[Image 12] x", "[Image 12]/x"},
+		{"$1,$2", "\"ab c", "ab,c"},
+		{"cost $5 now", "", "cost  now"},
+		{"$ $x $ARGUMENTSX", "q", "$ $x qX"},
+		{"  padded $1  ", "w", "padded w"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *got = command_expand(cases[i][0], cases[i][1]);
+		assert_non_null(got);
+		if (strcmp(got, cases[i][2]))
+			fail_msg("expand(\"%s\", \"%s\") = \"%s\", want \"%s\"", cases[i][0],
+				 cases[i][1], got, cases[i][2]);
+		free(got);
+	}
+}
+
+static void commands_load_checks_each_entry(void **state)
+{
+	struct agents A;
+	struct commands K;
+	struct err e = {0};
+	assert_int_equal(agents_load(&A, NULL, &e), 0);
+	cJSON *ok = cJSON_Parse("{\"r\": {\"template\": \"Review $1 then $ARGUMENTS $1\", "
+				"\"agent\": \"general\", \"subtask\": false}}");
+	assert_int_equal(commands_load(&K, ok, &A, &e), 0);
+	assert_int_equal(K.n, 1);
+	assert_int_equal(K.v[0].subtask, 0);
+	struct jw w;
+	jw_init(&w);
+	commands_write_json(&K, &w);
+	assert_string_equal(w.buf, "[{\"name\":\"r\",\"template\":\"Review $1 then $ARGUMENTS $1\","
+			    "\"agent\":\"general\",\"subtask\":false,\"source\":\"command\","
+			    "\"hints\":[\"$1\",\"$ARGUMENTS\"]}]");
+	jw_free(&w);
+	commands_free(&K);
+	cJSON_Delete(ok);
+	static const char *const bad[][2] = {
+		{"{\"x\": \"just text\"}", "command.x must be an object"},
+		{"{\"x\": {\"template\": \"t\", \"description\": 3}}", "command.x.description"},
+		{"{\"\": {\"template\": \"t\"}}", "name is empty"},
+		{"[]", "\"command\" must be an object"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cJSON *j = cJSON_Parse(bad[i][0]);
+		memset(&e, 0, sizeof(e));
+		assert_int_equal(commands_load(&K, j, &A, &e), -1);
+		if (!strstr(e.msg, bad[i][1]))
+			fail_msg("%s: \"%s\" not in \"%s\"", bad[i][0], bad[i][1], e.msg);
+		commands_free(&K);
+		cJSON_Delete(j);
+	}
+	agents_free(&A);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -364,6 +431,8 @@ int main(void)
 		cmocka_unit_test(permission_rules_last_match_wins_agent_over_global),
 		cmocka_unit_test(permission_config_errors_name_the_key),
 		cmocka_unit_test(catalog_reads_the_config_and_names_bad_entries),
+		cmocka_unit_test(command_templates_expand_like_opencode),
+		cmocka_unit_test(commands_load_checks_each_entry),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -46,7 +46,8 @@ void event_ref(struct event *ev);
 void event_unref(struct event *ev);
 
 /* 1 for a type in the engine's own namespaces (session.*, message.*, server.*,
- * permission.*, resync): clients act on those, so a custom event may not take one. */
+ * permission.*, todo.*, command.*, resync): clients act on those, so a custom event may
+ * not take one. */
 int event_type_reserved(const char *type);
 
 /* Does ev belong to session_id (or, with descendants, to its subtree)? NULL id = all. */

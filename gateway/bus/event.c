@@ -43,7 +43,7 @@ int event_matches(const struct event *ev, const char *session_id, int descendant
 int event_type_reserved(const char *type)
 {
 	static const char *const own[] = {"session.", "message.", "server.", "permission.",
-					  "resync"};
+					  "todo.", "command.", "resync"};
 	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
 		if (!strncmp(type, own[i], strlen(own[i])))
 			return 1;

@@ -1,4 +1,5 @@
 #include "command.h"
+#include "engine_int.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -374,4 +375,24 @@ char *command_expand(const char *template, const char *arguments)
 	jw_free(&a);
 	jw_free(&b);
 	return out ? trimmed(out) : NULL;
+}
+
+/* ---- the event ---- */
+
+void engine_command_executed(struct engine *E, const char *session_id, const char *name,
+			     const char *arguments, const char *message_id)
+{
+	struct session *s = session_get(E, session_id);
+	if (!s)
+		return;
+	struct bus_env env;
+	session_env(s, s->cur, &env);
+	bus_begin(E->B, &E->jw, "command.executed");
+	jw_obj(&E->jw);
+	jw_kstr(&E->jw, "name", name);
+	jw_kstr(&E->jw, "sessionID", s->id);
+	jw_kstr(&E->jw, "arguments", arguments);
+	jw_kstr(&E->jw, "messageID", message_id);
+	jw_obj_end(&E->jw);
+	bus_publish(E->B, &E->jw, "command.executed", &env);
 }

@@ -1,8 +1,9 @@
 /* command: prompt templates from the config's "command" section, in OpenCode's shape
  * {NAME: {template, description?, agent?, model?, subtask?}}, listed by GET /command
  * and run by POST /session/{id}/command, which expands a template with the command's
- * arguments as OpenCode does (command_expand). Read-only after load. Loop thread for
- * the engine's set; command_expand is pure. */
+ * arguments as OpenCode does (command_expand) and announces the run (command.executed,
+ * engine_command_executed in engine.h). Read-only after load. Loop thread for the
+ * engine's set; command_expand is pure. */
 #ifndef AG_COMMAND_H
 #define AG_COMMAND_H
 #include <cjson/cJSON.h>

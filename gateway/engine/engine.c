@@ -306,6 +306,7 @@ static void delete_one(struct engine *E, const char *id)
 	jw_init(&info);
 	session_write_json(s, &info);
 	store_session_delete(E->S, id);
+	todo_forget(E, id);
 	bus_begin(E->B, &E->jw, "session.deleted");
 	jw_obj(&E->jw);
 	jw_kstr(&E->jw, "sessionID", s->id);
@@ -350,7 +351,7 @@ static int check_event_type(const char *type, struct err *e)
 	}
 	if (event_type_reserved(type)) {
 		err_set(e, ERR_INVALID, "event type \"%s\" is in the engine's own namespace "
-			"(session., message., server., permission., resync)", type);
+			"(session., message., server., permission., todo., command., resync)", type);
 		return -1;
 	}
 	return 0;
@@ -485,6 +486,11 @@ const char *engine_workspace(struct engine *E)
 	return E->workspace;
 }
 
+const char *engine_data_dir(struct engine *E)
+{
+	return E->data_dir ? E->data_dir : "";
+}
+
 static int load_providers(struct engine *E, struct err *e)
 {
 	static const char *const net[] = {"openai", "anthropic"};
@@ -531,6 +537,7 @@ struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct
 	jw_init(&E->jw);
 	const char *dir = o->data_dir ? o->data_dir : "./data";
 	E->lock_fd = datadir_lock(dir, o->owner, e);
+	E->data_dir = realpath(dir, NULL);
 	if (E->lock_fd < 0 || load_config(E, o, e) || set_workspace(E, o->workspace, e) ||
 	    permission_init(E, e) || load_providers(E, e))
 		goto fail;
@@ -593,6 +600,7 @@ void engine_destroy(struct engine *E)
 	tools_free(&E->T);
 	permission_free(E);
 	free(E->workspace);
+	free(E->data_dir);
 	agents_free(&E->A);
 	commands_free(&E->cmds);
 	config_free(&E->C);

@@ -206,6 +206,19 @@ typedef int (*engine_kv_fn)(void *arg, const char *key, const void *value, size_
 int engine_kv_list(struct engine *E, const char *owner, const char *prefix, engine_kv_fn fn,
 		   void *arg);
 
+/* ---- todo lists (todo.c) ----
+ * A session's todo list, OpenCode's Todo[] ({content, status, priority, id?}), set by a
+ * plugin (the host's session_todo_set) and durable like a prompt. */
+/* Replaces the list with todos_json (a JSON array; "[]" empties it) and publishes
+ * todo.updated {sessionID, todos}. ERR_NOTFOUND for an unknown session, ERR_INVALID
+ * naming a malformed item, ERR_LIMIT over ENGINE_KV_VALUE_MAX, ERR_UNAVAILABLE while the
+ * store cannot write. */
+int engine_todo_set(struct engine *E, const char *session_id, const char *todos_json,
+		    struct err *e);
+/* Writes the session's list ([] when none was set). ERR_NOTFOUND for an unknown
+ * session. */
+int engine_todo_json(struct engine *E, const char *session_id, struct jw *w, struct err *e);
+
 /* ---- permissions (permission.c) ----
  * A running tool call asks before it acts. The rules decide first (config "permission",
  * then the agent's "permission"; last match wins; allow and deny answer at once, naming
@@ -249,6 +262,15 @@ void engine_permission_list_json(struct engine *E, struct jw *w);
  * config's "workspace" (relative to the config file), else the process's. Fixed at
  * engine_create; any thread. */
 const char *engine_workspace(struct engine *E);
+/* The data directory (absolute; "" when it could not be resolved). Any thread. */
+const char *engine_data_dir(struct engine *E);
+/* The directory a session works in, when the session is in the cache (the store is
+ * not read: cheap enough per event), else the workspace. */
+const char *engine_session_directory(struct engine *E, const char *id);
+/* Publishes command.executed {name, sessionID, arguments, messageID} for a command
+ * whose prompt was accepted (command.c). */
+void engine_command_executed(struct engine *E, const char *session_id, const char *name,
+			     const char *arguments, const char *message_id);
 
 /* GET /metrics: what the engine is doing now, read from its cache (sessions not in
  * memory are idle and not counted). */

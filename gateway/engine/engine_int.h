@@ -48,6 +48,7 @@ struct engine {
 	struct toolrun *calls[64]; /* running and just-finished tool calls, by id */
 	uint64_t next_call_id, calls_dropped;
 	char *workspace;     /* engine_workspace: the default directory of root sessions */
+	char *data_dir;      /* engine_data_dir: the data directory, absolute */
 	struct {
 		struct perm_rules defaults, global; /* the built-in rules, then the config's */
 		int64_t timeout_ms;  /* permission.timeout_ms: 0, asks wait for ever */
@@ -160,6 +161,8 @@ struct turn {
 
 /* session.c: the session cache */
 struct session *session_get(struct engine *E, const char *id);
+/* The session if it is in the cache (the store is not read), else NULL. */
+struct session *session_cached(struct engine *E, const char *id);
 /* A new session in the cache (not yet in the store), or NULL. */
 struct session *session_alloc(struct engine *E, const char *id);
 void session_env(const struct session *s, const struct turn *t, struct bus_env *env);
@@ -307,5 +310,8 @@ int toolrun_hooks(struct toolrun *r, enum hook_point at, char *why, size_t why_l
 /* step.c */
 void step_begin(struct turn *t);
 void step_cancel(struct turn *t, const char *why);
+
+/* todo.c: drops a deleted session's todo list (in the deletion's batch). */
+void todo_forget(struct engine *E, const char *session_id);
 
 #endif

@@ -88,15 +88,30 @@ static int load_row(void *arg, const struct store_session *r)
 	return 1;
 }
 
+struct session *session_cached(struct engine *E, const char *id)
+{
+	if (!id || !*id || strlen(id) >= ID_MAX)
+		return NULL;
+	for (struct session *s = E->buckets[hash(id)]; s; s = s->hnext)
+		if (!strcmp(s->id, id))
+			return s;
+	return NULL;
+}
+
+const char *engine_session_directory(struct engine *E, const char *id)
+{
+	struct session *s = session_cached(E, id);
+	return s && s->directory ? s->directory : E->workspace;
+}
+
 struct session *session_get(struct engine *E, const char *id)
 {
 	if (!id || !*id || strlen(id) >= ID_MAX)
 		return NULL;
-	for (struct session *s = E->buckets[hash(id)]; s; s = s->hnext) {
-		if (!strcmp(s->id, id)) {
-			s->last_used = now_ms();
-			return s;
-		}
+	struct session *cached = session_cached(E, id);
+	if (cached) {
+		cached->last_used = now_ms();
+		return cached;
 	}
 	struct session probe = {0}, *ps = &probe;
 	if (store_session_get(E->S, id, load_row, &ps) <= 0)

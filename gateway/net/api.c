@@ -255,6 +255,9 @@ static const struct {
 	{"permission.list", do_permissions}, {"permission.reply", do_permission_reply},
 	{"config.providers", api_config_providers}, {"provider.list", api_provider_list},
 	{"provider.auth", api_provider_auth},       {"config.get", api_config_get},
+	{"command.list", api_command_list},         {"session.command", api_session_command},
+	{"path.get", api_path_get},                 {"app.log", api_app_log},
+	{"session.todo", api_session_todo},
 };
 
 int api_call(struct engine *E, const char *method, const cJSON *params, struct jw *w,
@@ -441,6 +444,12 @@ static const struct api_route routes[] = {
 	{"GET", "/config/providers", "config.providers", {NULL}, API_CALL, 0},
 	{"GET", "/provider", "provider.list", {NULL}, API_CALL, 0},
 	{"GET", "/provider/auth", "provider.auth", {NULL}, API_CALL, 0},
+	{"GET", "/command", "command.list", {NULL}, API_CALL, 0},
+	{"POST", "/session/*/command", "session.command", {"sessionID"}, API_PROMPT, 1},
+	{"GET", "/session/*/todo", "session.todo", {"sessionID"}, API_CALL, 0},
+	{"GET", "/path", "path.get", {NULL}, API_CALL, 0},
+	{"POST", "/log", "app.log", {NULL}, API_CALL, 0},
+	{"GET", "/global/event", "global.event", {NULL}, API_EVENTS, 0},
 };
 
 /* Matches path against pattern, capturing '*' segments into ids[]. */

@@ -77,6 +77,22 @@ void api_wait_cancel(struct api_wait *aw);
 /* 1 while aw waits for a turn. */
 int api_waiting(const struct api_wait *aw);
 
+/* POST /session/{id}/command (api_command.c): params {sessionID, command, arguments,
+ * agent?, model?, messageID?, parts?} become the prompt params of the command's
+ * template expanded with its arguments (params, for api_prompt). Release with
+ * api_command_free whatever the result. ERR_NOTFOUND for an unknown command or session,
+ * ERR_INVALID naming a bad field or a command that would be a subtask. */
+struct api_command {
+	cJSON *params;
+	char session_id[64], name[256], message_id[64];
+	char *arguments;
+};
+int api_command_prepare(struct engine *E, const cJSON *params, struct api_command *ac,
+			struct err *e);
+/* Announces a command whose prompt api_prompt accepted (command.executed). */
+void api_command_executed(struct engine *E, const struct api_command *ac);
+void api_command_free(struct api_command *ac);
+
 /* Starts s on params {sessionID?, descendants?, since?}: a session must exist; since
  * replays what came after it. wake is the transport's "write now". The newest seq now
  * goes to *seq when given. */

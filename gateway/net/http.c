@@ -201,20 +201,44 @@ static void prompt_answered(struct api_wait *aw, struct jw *result, const struct
 		respond_json(c, 200, result);
 }
 
+/* A prompt held until its turn ends: the header table goes back to the pool (everything
+ * needed is copied), and a client that leaves is noticed at once. */
+static int hold(struct conn *c)
+{
+	lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
+	lws_http_headers_detach(c->wsi);
+	server_watch(c->srv, c);
+	return 0;
+}
+
+/* POST /session/{id}/command: the command's prompt, then as POST /session/{id}/message. */
+static int do_command(struct conn *c, const cJSON *params)
+{
+	struct api_command ac;
+	struct err e = {0};
+	if (api_command_prepare(c->srv->E, params, &ac, &e)) {
+		api_command_free(&ac);
+		return respond_err(c, &e);
+	}
+	c->aw.fn = prompt_answered;
+	int rc = api_prompt(c->srv->E, ac.params, "http", &c->aw, NULL, &e);
+	if (!rc)
+		api_command_executed(c->srv->E, &ac);
+	api_command_free(&ac);
+	return rc ? respond_err(c, &e) : hold(c);
+}
+
 static int do_prompt(struct conn *c, const struct api_route *r, const cJSON *params)
 {
 	struct err e = {0};
+	if (!strcmp(r->rpc, "session.command"))
+		return do_command(c, params);
 	c->aw.fn = prompt_answered;
 	if (api_prompt(c->srv->E, params, "http", r->wait ? &c->aw : NULL, NULL, &e))
 		return respond_err(c, &e);
 	if (!r->wait)
 		return respond_ex(c, 204, "application/json", NULL, 0, NULL, NULL);
-	/* held until the turn ends: the header table goes back to the pool (everything
-	 * needed is copied), and a client that leaves is noticed at once */
-	lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
-	lws_http_headers_detach(c->wsi);
-	server_watch(c->srv, c);
-	return 0;
+	return hold(c);
 }
 
 /* ---- the event stream (GET /event, SSE output; the SSE parser is llm/sse.c) ---- */
@@ -245,9 +269,10 @@ static int64_t since_of(struct lws *wsi)
 	return *v && !*end && s >= 0 ? s : -1;
 }
 
-static int events_start(struct conn *c)
+static int events_start(struct conn *c, int global)
 {
 	char sid[64] = "";
+	c->global = global;
 	if (query_arg(c->wsi, "sessionID", sid, sizeof(sid)) == -2)
 		return respond_error(c, 400, "BadRequest", "a query argument is too long (a "
 				     "sessionID is at most 63 characters)", NULL, NULL);
@@ -272,9 +297,13 @@ static int events_start(struct conn *c)
 	timer_init(&c->hb, c->srv->L, events_heartbeat);
 	timer_arm(&c->hb, c->srv->heartbeat_ms);
 	static const char hello[] = "data: {\"type\":\"server.connected\",\"properties\":{}}\n\n";
-	unsigned char buf[LWS_PRE + sizeof(hello)];
-	memcpy(buf + LWS_PRE, hello, sizeof(hello) - 1);
-	if (lws_write(c->wsi, buf + LWS_PRE, sizeof(hello) - 1, LWS_WRITE_HTTP) < 0)
+	static const char global_hello[] =
+		"data: {\"payload\":{\"type\":\"server.connected\",\"properties\":{}}}\n\n";
+	const char *h = global ? global_hello : hello;
+	size_t hl = global ? sizeof(global_hello) - 1 : sizeof(hello) - 1;
+	unsigned char buf[LWS_PRE + sizeof(global_hello)];
+	memcpy(buf + LWS_PRE, h, hl);
+	if (lws_write(c->wsi, buf + LWS_PRE, hl, LWS_WRITE_HTTP) < 0)
 		return -1;
 	/* nothing the client sends is read from now on: the door hands the client's
 	 * socket itself to lws, so the stream costs no relaying; and a client that
@@ -287,6 +316,8 @@ static int events_start(struct conn *c)
 
 static const char shutdown_frame[] =
 	"data: {\"type\":\"server.shutdown\",\"properties\":{}}\n\n";
+static const char global_shutdown_frame[] =
+	"data: {\"payload\":{\"type\":\"server.shutdown\",\"properties\":{}}}\n\n";
 
 /* A buffer with LWS_PRE headroom, grown as needed and reused (loop thread only). */
 static unsigned char *scratch(size_t need)
@@ -306,15 +337,37 @@ static unsigned char *scratch(size_t need)
 	return buf + LWS_PRE;
 }
 
-/* Appends one SSE frame for ev at *n; NULL when out of memory. */
-static unsigned char *events_frame(unsigned char *p, size_t *n, const struct event *ev)
+/* GET /global/event's wrapping of ev, OpenCode's GlobalEvent: {"directory": the
+ * directory of ev's session (the workspace for events of none), "payload": ev}. The
+ * part before ev goes to pre (the closing brace is the caller's). */
+static void global_prefix(struct conn *c, const struct event *ev, struct jw *pre)
 {
-	p = scratch(*n + ev->len + 48);
-	if (!p)
+	const char *dir = engine_session_directory(c->srv->E, ev->session_id);
+	jw_reset(pre);
+	jw_append(pre, "{\"directory\":\"", 14);
+	jw_escape(pre, dir, strlen(dir));
+	jw_append(pre, "\",\"payload\":", 12);
+}
+
+/* Appends one SSE frame for ev at *n; NULL when out of memory. */
+static unsigned char *events_frame(struct conn *c, unsigned char *p, size_t *n,
+				   const struct event *ev)
+{
+	static struct jw pre; /* loop thread only, reused */
+	if (c->global)
+		global_prefix(c, ev, &pre);
+	size_t extra = c->global ? pre.len + 1 : 0;
+	if (pre.oom || !(p = scratch(*n + ev->len + extra + 48)))
 		return NULL;
 	*n += (size_t)sprintf((char *)p + *n, "id: %lld\ndata: ", (long long)ev->seq);
+	if (c->global) {
+		memcpy(p + *n, pre.buf, pre.len);
+		*n += pre.len;
+	}
 	memcpy(p + *n, ev->json, ev->len);
 	*n += ev->len;
+	if (c->global)
+		p[(*n)++] = '}';
 	p[(*n)++] = '\n';
 	p[(*n)++] = '\n';
 	return p;
@@ -332,7 +385,7 @@ static int events_write(struct conn *c)
 	unsigned char *p = scratch(256);
 	struct event *ev;
 	while (p && n < 65536 && (ev = subscriber_next(&c->sub))) {
-		p = events_frame(p, &n, ev);
+		p = events_frame(c, p, &n, ev);
 		c->sub.sent_seq = ev->seq;
 		event_unref(ev);
 	}
@@ -342,8 +395,10 @@ static int events_write(struct conn *c)
 		n = (size_t)sprintf((char *)p, ": heartbeat %lld\n\n", (long long)now_ms());
 	c->hb_due = 0;
 	if (!n && c->closing) {
-		memcpy(p, shutdown_frame, sizeof(shutdown_frame) - 1);
-		lws_write(c->wsi, p, sizeof(shutdown_frame) - 1, LWS_WRITE_HTTP_FINAL);
+		const char *bye = c->global ? global_shutdown_frame : shutdown_frame;
+		size_t bl = c->global ? sizeof(global_shutdown_frame) - 1 : sizeof(shutdown_frame) - 1;
+		memcpy(p, bye, bl);
+		lws_write(c->wsi, p, bl, LWS_WRITE_HTTP_FINAL);
 		return -1; /* close after the final event */
 	}
 	if (n && lws_write(c->wsi, p, n, LWS_WRITE_HTTP) < (int)n)
@@ -544,7 +599,7 @@ static int handle(struct conn *c)
 		return respond_error(c, 400, "BadRequest", "a query argument is too long (4 KiB "
 				     "at most)", NULL, NULL);
 	if (r->kind == API_EVENTS)
-		return events_start(c);
+		return events_start(c, !strcmp(r->rpc, "global.event"));
 	if (r->kind == API_TEXT)
 		return serve_metrics(c);
 	char why[200];

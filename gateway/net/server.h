@@ -60,6 +60,7 @@ struct conn {
 	/* SSE / WS events */
 	struct subscriber sub;
 	int subscribed;
+	int global;                /* GET /global/event: each event as {directory, payload} */
 	struct timer hb;
 	int hb_due;
 	struct loop_watch hup;     /* held: lws does not read it, server.c watches for EOF */

@@ -577,6 +577,16 @@ static int api_emit(ag_plugin *p, const char *session_id, const char *name,
 		       ? from_err(&e, err) : AG_OK;
 }
 
+static int api_session_todo_set(ag_plugin *p, const char *session_id, const char *todos_json,
+				struct ag_error *err)
+{
+	int rc = loop_call(p, "session_todo_set", err);
+	if (rc)
+		return rc;
+	struct err e = {0};
+	return engine_todo_set(p->H->E, session_id, todos_json, &e) ? from_err(&e, err) : AG_OK;
+}
+
 /* ---- permissions ---- */
 
 struct pask {
@@ -702,5 +712,6 @@ void hostapi_init(struct ag_host *a)
 		.emit = api_emit, .on_loop = api_on_loop, .id = api_id,
 		.hook_events = api_hook_events, .tool_progress = api_tool_progress,
 		.setting = api_setting, .permission_ask = api_permission_ask,
+		.session_todo_set = api_session_todo_set,
 	};
 }

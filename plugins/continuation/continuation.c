@@ -5,7 +5,9 @@
  * "continuation:<session>", so it can never race a user's message; at most max_wakes
  * wakes follow one prompt from anyone else, so a model that never finishes is not woken
  * forever. Lists and wake counts live in the plugin's kv store ("todos/<session>",
- * "wakes/<session>"); a list with nothing open is forgotten. Everything runs on the loop.
+ * "wakes/<session>"); a list with nothing open is forgotten there. Each list written is
+ * also handed to the gateway (session_todo_set, ABI 1.1), which serves it to clients
+ * (GET /session/{id}/todo) and announces it (todo.updated). Everything runs on the loop.
  */
 #include "plug.h"
 #include "todos.h"
@@ -61,6 +63,23 @@ static int todos_store(const char *session, const cJSON *todos, struct ag_error 
 	if (!text)
 		return plug_fail(err, AG_E_INTERNAL, "out of memory");
 	int rc = C.host->kv_set(C.self, key, text, strlen(text), err);
+	cJSON_free(text);
+	return rc;
+}
+
+/* Hands the whole list, open or not, to the gateway, which serves it (GET
+ * /session/{id}/todo) and announces it (todo.updated); a host older than ABI 1.1 has no
+ * such list. */
+static int todos_publish(const char *session, const cJSON *todos, struct ag_error *err)
+{
+	int (*set)(ag_plugin *, const char *, const char *, struct ag_error *) =
+		AG_HOST_FN(C.host, session_todo_set);
+	if (!set)
+		return AG_OK;
+	char *text = cJSON_PrintUnformatted(todos);
+	if (!text)
+		return plug_fail(err, AG_E_INTERNAL, "out of memory");
+	int rc = set(C.self, session, text, err);
 	cJSON_free(text);
 	return rc;
 }
@@ -144,7 +163,8 @@ static void todowrite_run(void *user, const struct ag_tool_call *call)
 		C.host->tool_fail(C.self, call->id, why, NULL);
 		return;
 	}
-	if (todos_store(call->ctx->session_id, todos, &err))
+	if (todos_store(call->ctx->session_id, todos, &err) ||
+	    todos_publish(call->ctx->session_id, todos, &err))
 		C.host->tool_fail(C.self, call->id, err.message, NULL);
 	else
 		reply_list(call->id, todos);

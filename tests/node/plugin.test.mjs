@@ -60,7 +60,7 @@ test("GET /plugin lists what is loaded: id, version, path, hooks, tools, counter
 	assert.equal(p.id, "fx");
 	assert.equal(p.version, "1.2.3");
 	assert.equal(p.path, FX);
-	assert.equal(p.abi, "1.0");
+	assert.equal(p.abi, "1.1", "the ABI it was built for (AG_ABI_MINOR)");
 	assert.deepEqual(p.tools, ["fx", "fx_slow"]);
 	assert.ok(p.hooks.includes("tool.before") && p.hooks.includes("turn.end"));
 	assert.equal(p.counters.hookErrors, 0);

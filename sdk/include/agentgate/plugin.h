@@ -41,7 +41,7 @@ extern "C" {
 
 #define AG_PLUGIN_MAGIC 0x41475031u /* "AGP1" */
 #define AG_ABI_MAJOR 1
-#define AG_ABI_MINOR 0
+#define AG_ABI_MINOR 1
 
 /* The one symbol a plugin exports. */
 #define AG_PLUGIN_ENTRY agentgate_plugin_entry
@@ -419,6 +419,17 @@ struct ag_host {
 	 * "mcp" section), "secrets" (an array of environment variable names a tool must
 	 * not hand to a child process: provider keys, the gateway's token). */
 	char *(*setting)(ag_plugin *self, const char *name);
+
+	/* ---- ABI 1.1 ---- */
+
+	/* loop: replaces session_id's todo list — a JSON array of OpenCode's Todo
+	 * {content, status, priority, id} ("[]" empties it) — which clients read with GET
+	 * /session/{id}/todo; publishes todo.updated {sessionID, todos}. Durable when it
+	 * returns AG_OK, and deleted with the session. AG_E_NOTFOUND for an unknown session,
+	 * AG_E_INVALID naming a malformed item, AG_E_LIMIT over 64 KiB, AG_E_BUSY from
+	 * inside an AG_HOOK_EVENT callback (post it). */
+	int (*session_todo_set)(ag_plugin *self, const char *session_id, const char *todos_json,
+				struct ag_error *err);
 };
 
 /* ---- the descriptor ------------------------------------------------------------------- */

@@ -1,0 +1,162 @@
+/* api_command: the config's prompt templates over the API — GET /command (Command[]) and
+ * POST /session/{id}/command (WS session.command), which expands the template with the
+ * command's arguments (command_expand, OpenCode's rules) and sends the result as the
+ * session's next prompt, with the command's agent and model. A command that OpenCode
+ * would run as a subtask (its agent is a subagent, or "subtask": true) is refused: a
+ * subtask needs a task tool call in the parent's turn, which agentgate only makes when
+ * the model asks for it. Loop thread. */
+#include "api_ops.h"
+#include "id.h"
+#include "jsonin.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int api_command_list(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	commands_write_json(engine_commands(E), w);
+	return 0;
+}
+
+/* The command, or NULL with e naming it and what there is. */
+static const struct command *find(struct engine *E, const char *name, struct err *e)
+{
+	const struct commands *K = engine_commands(E);
+	const struct command *c = commands_find(K, name);
+	if (c)
+		return c;
+	char names[300] = "";
+	for (int i = 0; i < K->n; i++) {
+		size_t l = strlen(names);
+		snprintf(names + l, sizeof(names) - l, "%s%s", i ? ", " : "", K->v[i].name);
+	}
+	err_set(e, ERR_NOTFOUND, "Command not found: \"%.100s\".%s%s", name,
+		*names ? " Available commands: " : " The config has no \"command\" section.",
+		names);
+	return NULL;
+}
+
+/* The agent the command runs with (NULL: the session's), refusing a subtask. */
+static int pick_agent(struct engine *E, const struct command *c, const char *given,
+		      const char **out, struct err *e)
+{
+	const char *name = c->agent ? c->agent : given;
+	const struct agent *a = name ? agents_find(engine_agents(E), name) : NULL;
+	if (name && !a) {
+		err_set(e, ERR_INVALID, "Agent not found: \"%.100s\" (\"agent\")", name);
+		return -1;
+	}
+	if (c->subtask == 1 || (a && !strcmp(a->mode, "subagent") && c->subtask != 0)) {
+		err_set(e, ERR_INVALID, "command \"%.100s\" would run as a subtask (%s), which "
+			"agentgate does not start from a command: give it a primary agent, or "
+			"\"subtask\": false to run it in this session", c->name,
+			c->subtask == 1 ? "\"subtask\": true" : "its agent is a subagent");
+		return -1;
+	}
+	*out = name;
+	return 0;
+}
+
+/* The model: the command's, else its agent's, else the caller's (NULL: the session's). */
+static const char *pick_model(struct engine *E, const struct command *c, const char *given)
+{
+	const struct agent *a = c->agent ? agents_find(engine_agents(E), c->agent) : NULL;
+	return c->model ? c->model : a && a->model ? a->model : given;
+}
+
+/* The prompt's parts: the expanded text, then the caller's file parts. */
+static cJSON *prompt_parts(const char *text, const cJSON *extra, struct err *e)
+{
+	cJSON *parts = cJSON_CreateArray(), *t = cJSON_CreateObject();
+	cJSON_AddItemToArray(parts, t);
+	cJSON_AddStringToObject(t, "type", "text");
+	cJSON_AddStringToObject(t, "text", text);
+	if (extra && !cJSON_IsArray(extra)) {
+		err_set(e, ERR_INVALID, "\"parts\" must be an array of file parts");
+		cJSON_Delete(parts);
+		return NULL;
+	}
+	const cJSON *it;
+	cJSON_ArrayForEach(it, extra) {
+		cJSON_AddItemToArray(parts, cJSON_Duplicate(it, 1));
+	}
+	return parts;
+}
+
+void api_command_free(struct api_command *ac)
+{
+	cJSON_Delete(ac->params);
+	free(ac->arguments);
+	memset(ac, 0, sizeof(*ac));
+}
+
+int api_command_prepare(struct engine *E, const cJSON *p, struct api_command *ac,
+			struct err *e)
+{
+	const char *sid, *name, *args = NULL, *agent = NULL, *model = NULL, *mid = NULL,
+		*variant = NULL, *use_agent;
+	memset(ac, 0, sizeof(*ac));
+	if (jsonin_str(p, "sessionID", 1, &sid, e) || jsonin_str(p, "command", 1, &name, e) ||
+	    jsonin_str(p, "arguments", 0, &args, e) || jsonin_str(p, "agent", 0, &agent, e) ||
+	    jsonin_str(p, "model", 0, &model, e) || jsonin_str(p, "messageID", 0, &mid, e) ||
+	    jsonin_str(p, "variant", 0, &variant, e))
+		return -1;
+	if (variant) {
+		err_set(e, ERR_INVALID, "\"variant\" (a model variant) is not supported: agentgate's "
+			"models have none");
+		return -1;
+	}
+	const struct command *c = find(E, name, e);
+	if (!c || engine_session_exists(E, sid, e) || pick_agent(E, c, agent, &use_agent, e))
+		return -1;
+	char *text = command_expand(c->template, args ? args : "");
+	cJSON *parts = text ? prompt_parts(text, cJSON_GetObjectItemCaseSensitive(p, "parts"), e)
+			    : NULL;
+	free(text);
+	if (!parts) {
+		if (e && !e->code)
+			err_set(e, ERR_INTERNAL, "out of memory");
+		return -1;
+	}
+	/* an id of our own when the caller gave none: command.executed names the message */
+	if (mid)
+		snprintf(ac->message_id, sizeof(ac->message_id), "%s", mid);
+	else
+		id_new(ac->message_id, "msg");
+	snprintf(ac->session_id, sizeof(ac->session_id), "%s", sid);
+	snprintf(ac->name, sizeof(ac->name), "%s", c->name);
+	ac->arguments = strdup(args ? args : "");
+	ac->params = cJSON_CreateObject();
+	cJSON_AddStringToObject(ac->params, "sessionID", sid);
+	cJSON_AddItemToObject(ac->params, "parts", parts);
+	cJSON_AddStringToObject(ac->params, "messageID", ac->message_id);
+	if (use_agent)
+		cJSON_AddStringToObject(ac->params, "agent", use_agent);
+	if ((model = pick_model(E, c, model)))
+		cJSON_AddStringToObject(ac->params, "model", model);
+	if (!ac->arguments) {
+		api_command_free(ac);
+		err_set(e, ERR_INTERNAL, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+void api_command_executed(struct engine *E, const struct api_command *ac)
+{
+	engine_command_executed(E, ac->session_id, ac->name, ac->arguments, ac->message_id);
+}
+
+/* WS session.command: accepted like session.prompt_async ({sessionID, turnID,
+ * messageID, coalesced}). */
+int api_session_command(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	struct api_command ac;
+	if (api_command_prepare(E, p, &ac, e))
+		return -1;
+	int rc = api_prompt(E, ac.params, "ws", NULL, w, e);
+	if (!rc)
+		api_command_executed(E, &ac);
+	api_command_free(&ac);
+	return rc;
+}

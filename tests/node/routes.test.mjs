@@ -1,0 +1,240 @@
+// The rest of what SDK front ends call, through the official SDK (v1 and v2):
+// GET /session/{id}/todo (the continuation plugin's todos, todo.updated), GET /command and
+// POST /session/{id}/command (templates expanded as OpenCode does), GET /path, POST /log,
+// GET /global/event (GlobalEvent {directory, payload}).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { createOpencodeClient as createV1 } from "@opencode-ai/sdk";
+import { createOpencodeClient as createV2 } from "@opencode-ai/sdk/v2";
+import { startServer, api, BIN, REPO, withTimeout } from "./lib.mjs";
+
+const T = { timeout: 90_000 };
+const CONTINUATION = path.resolve(process.env.AGENTGATE_PLUGIN_DIR || path.join(path.dirname(BIN), "plugins"), "continuation.so");
+
+const todo = (content, status, priority, id) => ({ content, status, priority, id });
+const TODOS = [todo("write the parser", "completed", "high", "1"), todo("write the tests", "in_progress", "medium", "2"), todo("ship it", "pending", "low", "3")];
+
+const CONFIG = {
+	retry: { base_ms: 10 },
+	providers: {
+		scripted: {
+			pace_ms: 2,
+			models: { fast: { name: "Fast" } },
+			rules: [
+				{ regex: "^plan$", steps: [{ text: "Planning.", tools: [{ name: "todowrite", input: { todos: TODOS } }] }, { text: "Planned." }] },
+				{ match: "", steps: [{ text: "You said: {{prompt}}" }] },
+			],
+		},
+	},
+	agent: { reviewer: { mode: "subagent", description: "reviews" } },
+	command: {
+		greet: { template: "Say hello to $1 and $2", description: "greets two people", model: "scripted/fast" },
+		all: { template: "Echo: $ARGUMENTS" },
+		bare: { template: "Just this" },
+		review: { template: "Review $1", agent: "reviewer" },
+		forked: { template: "Off you go", subtask: true },
+	},
+	plugins: { load: [{ path: CONTINUATION, options: { max_wakes: 0 } }] },
+};
+
+/** The same calls in v1 ({path, body}) and v2 (flat) style. */
+const STYLES = {
+	v1: (url, opts = {}) => {
+		const c = createV1({ baseUrl: url, ...opts });
+		return {
+			create: (body = {}) => c.session.create({ body }),
+			prompt: (id, text) => c.session.prompt({ path: { id }, body: { parts: [{ type: "text", text }] } }),
+			messages: (id) => c.session.messages({ path: { id } }),
+			todo: (id) => c.session.todo({ path: { id } }),
+			commands: () => c.command.list(),
+			command: (id, command, args) => c.session.command({ path: { id }, body: { command, arguments: args } }),
+			path: () => c.path.get(),
+			log: (body) => c.app.log({ body }),
+			events: (signal) => c.event.subscribe({ signal, sseMaxRetryAttempts: 1 }),
+			global: (signal) => c.global.event({ signal, sseMaxRetryAttempts: 1 }),
+		};
+	},
+	v2: (url, opts = {}) => {
+		const c = createV2({ baseUrl: url, ...opts });
+		return {
+			create: (body = {}) => c.session.create(body),
+			prompt: (sessionID, text) => c.session.prompt({ sessionID, parts: [{ type: "text", text }] }),
+			messages: (sessionID) => c.session.messages({ sessionID }),
+			todo: (sessionID) => c.session.todo({ sessionID }),
+			commands: () => c.command.list(),
+			command: (sessionID, command, args) => c.session.command({ sessionID, command, arguments: args }),
+			path: () => c.path.get(),
+			log: (body) => c.app.log(body),
+			events: (signal) => c.event.subscribe(undefined, { signal, sseMaxRetryAttempts: 1 }),
+			global: (signal) => c.global.event(undefined, { signal, sseMaxRetryAttempts: 1 }),
+		};
+	},
+};
+
+function ok(r, label, status = 200) {
+	assert.equal(r.error, undefined, `${label}: SDK error ${JSON.stringify(r.error)}`);
+	assert.equal(r.response?.status, status, `${label}: HTTP status`);
+	return r.data;
+}
+
+function failed(r, status, label) {
+	assert.equal(r.response?.status, status, `${label}: HTTP status (${JSON.stringify(r.error)})`);
+	return r.error?.data?.message ?? r.error?.message ?? JSON.stringify(r.error);
+}
+
+/** Reads an SDK event stream in the background; until(pred) waits (bounded) for an item. */
+function collect(result, t) {
+	const seen = [];
+	const waiters = new Set();
+	(async () => {
+		try {
+			for await (const e of result.stream) {
+				seen.push(e);
+				for (const w of waiters) w();
+			}
+		} catch {}
+	})();
+	return {
+		seen,
+		until: (pred, label, ms = 20000) =>
+			withTimeout(
+				new Promise((resolve) => {
+					const check = () => {
+						const hit = seen.find(pred);
+						if (hit) {
+							waiters.delete(check);
+							resolve(hit);
+						}
+					};
+					waiters.add(check);
+					check();
+				}),
+				ms,
+				`${label}; saw ${seen.map((e) => e.type ?? e.payload?.type).join(",").slice(-400)}`,
+			),
+	};
+}
+
+const textOf = (parts) => parts.filter((p) => p.type === "text").map((p) => p.text).join("");
+
+for (const style of ["v1", "v2"]) {
+	test(`SDK ${style}: session.todo is [] until the continuation plugin's todowrite sets it, announced as todo.updated`, T, async (t) => {
+		assert.ok(fs.existsSync(CONTINUATION), `${CONTINUATION} is built`);
+		const srv = await startServer({ config: CONFIG });
+		t.after(() => srv.stop());
+		const c = STYLES[style](srv.url);
+		const ac = new AbortController();
+		t.after(() => ac.abort());
+		const events = collect(await c.events(ac.signal), t);
+		const s = ok(await c.create({}), "session.create");
+		assert.deepEqual(ok(await c.todo(s.id), "session.todo"), [], "no list yet");
+		ok(await c.prompt(s.id, "plan"), "session.prompt");
+		const ev = await events.until((e) => e.type === "todo.updated" && e.properties.sessionID === s.id, "todo.updated");
+		assert.deepEqual(ev.properties.todos, TODOS, "the event carries the whole list");
+		assert.deepEqual(ok(await c.todo(s.id), "session.todo"), TODOS, "completed items included");
+		const other = ok(await c.create({}), "session.create");
+		assert.deepEqual(ok(await c.todo(other.id), "session.todo"), [], "another session's list is its own");
+		failed(await c.todo("ses_nosuchsession0000000000000"), 404, "unknown session");
+	});
+
+	test(`SDK ${style}: command.list and session.command expand templates as OpenCode does`, T, async (t) => {
+		const srv = await startServer({ config: CONFIG });
+		t.after(() => srv.stop());
+		const c = STYLES[style](srv.url);
+		const list = ok(await c.commands(), "command.list");
+		assert.deepEqual(list.map((x) => x.name), ["greet", "all", "bare", "review", "forked"]);
+		const greet = list[0];
+		assert.equal(greet.template, "Say hello to $1 and $2");
+		assert.equal(greet.description, "greets two people");
+		assert.equal(greet.model, "scripted/fast");
+		assert.deepEqual(greet.hints, ["$1", "$2"], "v2: the placeholders");
+		assert.equal(list[4].subtask, true);
+
+		const ac = new AbortController();
+		t.after(() => ac.abort());
+		const events = collect(await c.events(ac.signal), t);
+		const s = ok(await c.create({}), "session.create");
+		// quoted words are one argument; the highest placeholder takes the rest
+		const r = ok(await c.command(s.id, "greet", `Ann "Bob Smith" and 'friends'`), "session.command");
+		assert.equal(r.info.role, "assistant");
+		assert.equal(textOf(r.parts), "You said: Say hello to Ann and Bob Smith and friends");
+		assert.equal(r.info.modelID, "fast", "the command's model");
+		const ran = await events.until((e) => e.type === "command.executed" && e.properties.sessionID === s.id, "command.executed");
+		assert.equal(ran.properties.name, "greet");
+		assert.equal(ran.properties.arguments, `Ann "Bob Smith" and 'friends'`);
+		assert.equal(ran.properties.messageID, r.info.parentID, "names the user message the command became");
+
+		assert.equal(textOf(ok(await c.command(s.id, "all", "a  b"), "all").parts), "You said: Echo: a  b", "$ARGUMENTS as given");
+		assert.equal(textOf(ok(await c.command(s.id, "bare", "more words"), "bare").parts), "You said: Just this\n\nmore words", "no placeholder: appended");
+		const msgs = ok(await c.messages(s.id), "session.messages");
+		const users = msgs.filter((m) => m.info.role === "user").map((m) => textOf(m.parts));
+		assert.deepEqual(users, ["Say hello to Ann and Bob Smith and friends", "Echo: a  b", "Just this\n\nmore words"]);
+
+		assert.match(failed(await c.command(s.id, "nope", ""), 404, "unknown command"), /Command not found: "nope"\. Available commands: greet, all, bare, review, forked/);
+		assert.match(failed(await c.command(s.id, "review", "x"), 400, "subagent command"), /subtask.*its agent is a subagent/);
+		assert.match(failed(await c.command(s.id, "forked", ""), 400, "subtask command"), /subtask.*"subtask": true/);
+		assert.equal(ok(await c.messages(s.id), "session.messages").length, msgs.length, "a refused command leaves nothing behind");
+	});
+
+	test(`SDK ${style}: path.get and app.log`, T, async (t) => {
+		const srv = await startServer({ config: CONFIG });
+		t.after(() => srv.stop());
+		const c = STYLES[style](srv.url);
+		const p = ok(await c.path(), "path.get");
+		for (const k of ["state", "config", "worktree", "directory"]) assert.equal(typeof p[k], "string", `path.${k}`);
+		assert.equal(p.state, fs.realpathSync(srv.dir), "state: the data directory");
+		assert.equal(p.config, fs.realpathSync(srv.root), "config: the config file's directory");
+		assert.equal(p.directory, fs.realpathSync(REPO), "directory: the workspace (the server's working directory)");
+		assert.equal(p.worktree, p.directory);
+		if (style === "v2") {
+			assert.equal(typeof p.home, "string");
+			const there = ok(await STYLES.v2(srv.url, { directory: "/tmp" }).path(), "path.get ?directory=");
+			assert.equal(there.directory, "/tmp", "the directory the v2 client works in");
+		}
+		assert.equal(ok(await c.log({ service: "sdk-test", level: "warn", message: `from ${style}\nsecond line`, extra: { n: 1 } }), "app.log"), true);
+		const line = srv.output().split("\n").find((l) => l.includes(`client sdk-test: from ${style}`));
+		assert.ok(line, `the log line: ${srv.output().slice(-500)}`);
+		assert.match(line, /from v[12] second line \{"n":1\}/, "one line, extra appended");
+		const bad = await api(srv, "POST", "/log", { service: "x", level: "loud", message: "m" });
+		assert.equal(bad.status, 400);
+		assert.match(bad.json.message, /"level" must be debug, info, warn or error/);
+		const missing = await api(srv, "POST", "/log", { level: "info" });
+		assert.equal(missing.status, 400);
+		assert.match(missing.json.message, /service/);
+	});
+
+	test(`SDK ${style}: global.event streams GlobalEvent {directory, payload}`, T, async (t) => {
+		const srv = await startServer({ config: CONFIG });
+		t.after(() => srv.stop());
+		const c = STYLES[style](srv.url);
+		const ac = new AbortController();
+		t.after(() => ac.abort());
+		const g = collect(await c.global(ac.signal), t);
+		await g.until((e) => e.payload?.type === "server.connected", "server.connected");
+		const s = ok(await c.create({ directory: "/tmp" }), "session.create");
+		const created = await g.until((e) => e.payload?.type === "session.created" && e.payload.properties.sessionID === s.id, "session.created");
+		assert.equal(created.directory, "/tmp", "the session's directory");
+		assert.equal(created.payload.properties.info.id, s.id);
+		ok(await c.prompt(s.id, "hello"), "session.prompt");
+		const idle = await g.until((e) => e.payload?.type === "session.idle" && e.payload.properties.sessionID === s.id, "session.idle");
+		assert.equal(idle.directory, "/tmp");
+		for (const e of g.seen) assert.ok(e.payload && typeof e.payload.type === "string", `every item is {directory?, payload}: ${JSON.stringify(e).slice(0, 200)}`);
+	});
+}
+
+test("a session's todo list outlives a restart and goes with the session", T, async (t) => {
+	const srv = await startServer({ config: CONFIG });
+	const c = STYLES.v2(srv.url);
+	const s = ok(await c.create({}), "session.create");
+	ok(await c.prompt(s.id, "plan"), "session.prompt");
+	assert.deepEqual(ok(await c.todo(s.id), "session.todo"), TODOS);
+	await srv.kill("SIGTERM");
+	const again = await startServer({ config: CONFIG, dir: srv.dir });
+	t.after(() => again.stop());
+	const c2 = STYLES.v2(again.url);
+	assert.deepEqual(ok(await c2.todo(s.id), "session.todo after a restart"), TODOS);
+	assert.equal((await api(again, "DELETE", `/session/${s.id}`)).status, 200);
+	assert.equal((await api(again, "GET", `/session/${s.id}/todo`)).status, 404);
+});
