@@ -488,12 +488,11 @@ const struct api_route *api_route(const char *method, const char *path, char ids
 				  char *allowed, size_t allowed_len)
 {
 	const char *pattern = api_path_pattern(path);
-	allowed[0] = 0;
-	if (!pattern)
-		return NULL;
-	match(pattern, path, ids);
 	const struct api_route *found = NULL;
-	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+	allowed[0] = 0;
+	if (pattern)
+		match(pattern, path, ids);
+	for (size_t i = 0; pattern && i < sizeof(routes) / sizeof(routes[0]); i++) {
 		if (strcmp(routes[i].pattern, pattern))
 			continue;
 		if (!strcmp(routes[i].http_method, method))
@@ -501,5 +500,7 @@ const struct api_route *api_route(const char *method, const char *path, char ids
 		size_t l = strlen(allowed);
 		snprintf(allowed + l, allowed_len - l, "%s%s", l ? "," : "", routes[i].http_method);
 	}
-	return found;
+	/* OpenCode's routes agentgate does not implement answer 501, not 404 or 405 */
+	const struct api_route *ni = api_not_implemented(method, path, allowed, allowed_len);
+	return found ? found : ni;
 }

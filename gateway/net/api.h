@@ -19,6 +19,8 @@ enum api_kind {
 	API_PROMPT, /* api_prompt: held until the turn ends when wait is set */
 	API_EVENTS, /* an event stream (api_subscribe) */
 	API_TEXT,   /* GET /metrics: text the server writes itself (metrics.c) */
+	API_NOTIMPL, /* a route of OpenCode's that agentgate does not implement: 501, naming
+		      * why (api_not_implemented_why); its pattern is OpenCode's template */
 };
 
 struct api_route {
@@ -36,6 +38,14 @@ const struct api_route *api_route(const char *method, const char *path, char ids
 				  char *allowed, size_t allowed_len);
 /* The route pattern a path matches (any method), or NULL. */
 const char *api_path_pattern(const char *path);
+/* The 501 routes (api_notimpl.c): method on path's entry, or NULL; the methods the
+ * path's entries take are appended to allowed. */
+const struct api_route *api_not_implemented(const char *method, const char *path,
+					    char *allowed, size_t allowed_len);
+/* Why an API_NOTIMPL route is not implemented (one clause). */
+const char *api_not_implemented_why(const struct api_route *r);
+/* Calls fn with each of them, in the table's order. */
+void api_not_implemented_list(void (*fn)(void *arg, const struct api_route *r), void *arg);
 
 /* Runs method with params (an object or NULL). 0 and the result in w, or -1 and e.
  * ERR_NOTFOUND with code -32601 semantics when the method does not exist: *unknown = 1. */

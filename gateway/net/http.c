@@ -602,6 +602,13 @@ static int handle(struct conn *c)
 		return events_start(c, !strcmp(r->rpc, "global.event"));
 	if (r->kind == API_TEXT)
 		return serve_metrics(c);
+	if (r->kind == API_NOTIMPL) {
+		char msg[1200];
+		snprintf(msg, sizeof(msg), "%s %s is not implemented by agentgate: %s (docs/API.md, "
+			 "\"Not implemented\")", r->http_method, r->pattern,
+			 api_not_implemented_why(r));
+		return respond_error(c, 501, "NotImplemented", msg, NULL, NULL);
+	}
 	char why[200];
 	if (json_body_type(c, why, sizeof(why)))
 		return respond_error(c, 415, "UnsupportedMediaType", why, NULL, NULL);

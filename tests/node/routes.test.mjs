@@ -238,3 +238,93 @@ test("a session's todo list outlives a restart and goes with the session", T, as
 	assert.equal((await api(again, "DELETE", `/session/${s.id}`)).status, 200);
 	assert.equal((await api(again, "GET", `/session/${s.id}/todo`)).status, 404);
 });
+
+// ---- the routes agentgate deliberately does not implement: 501, never a bare 404 ----
+
+/** The 501 list as docs/API.md states it ("Not implemented"): [[method, template]]. */
+function documented501() {
+	const doc = fs.readFileSync(path.join(REPO, "docs/API.md"), "utf8");
+	const section = doc.slice(doc.indexOf("## Not implemented"), doc.indexOf("\n## ", doc.indexOf("## Not implemented") + 5));
+	return [...section.matchAll(/`(GET|POST|PUT|PATCH|DELETE) (\/[^`]*)`/g)].map((m) => [m[1], m[2]]);
+}
+
+/** The same list as the server's table (gateway/net/api_notimpl.c) holds it. */
+function served501() {
+	const src = fs.readFileSync(path.join(REPO, "gateway/net/api_notimpl.c"), "utf8");
+	return [...src.matchAll(/\{\{"(GET|POST|PUT|PATCH|DELETE)", "([^"]+)"/g)].map((m) => [m[1], m[2]]);
+}
+
+const NOT_IMPLEMENTED = { status: 501 };
+
+const calls501 = {
+	v1: (c, sid) => [
+		["POST /session/{sessionID}/share", () => c.session.share({ path: { id: sid } })],
+		["DELETE /session/{sessionID}/share", () => c.session.unshare({ path: { id: sid } })],
+		["POST /session/{sessionID}/shell", () => c.session.shell({ path: { id: sid }, body: { agent: "build", command: "ls" } })],
+		["POST /session/{sessionID}/init", () => c.session.init({ path: { id: sid }, body: { messageID: "msg_x", providerID: "scripted", modelID: "demo" } })],
+		["GET /file/content", () => c.file.read({ query: { path: "README.md" } })],
+		["GET /find", () => c.find.text({ query: { pattern: "x" } })],
+		["GET /pty", () => c.pty.list()],
+		["POST /tui/show-toast", () => c.tui.showToast({ body: { message: "hi", variant: "info" } })],
+		["PATCH /config", () => c.config.update({ body: { model: "scripted/demo" } })],
+		["GET /vcs", () => c.vcs.get()],
+		["POST /instance/dispose", () => c.instance.dispose()],
+		["PUT /auth/{providerID}", () => c.auth.set({ path: { id: "openai" }, body: { type: "api", key: "k" } })],
+	],
+	v2: (c, sid) => [
+		["POST /session/{sessionID}/share", () => c.session.share({ sessionID: sid })],
+		["DELETE /session/{sessionID}/share", () => c.session.unshare({ sessionID: sid })],
+		["POST /session/{sessionID}/shell", () => c.session.shell({ sessionID: sid, agent: "build", command: "ls" })],
+		["GET /file/content", () => c.file.read({ path: "README.md" })],
+		["GET /find", () => c.find.text({ pattern: "x" })],
+		["GET /pty/shells", () => c.pty.shells()],
+		["POST /tui/show-toast", () => c.tui.showToast({ message: "hi", variant: "info" })],
+		["PATCH /config", () => c.config.update({ config: { model: "scripted/demo" } })],
+		["PATCH /global/config", () => c.global.config.update({ config: {} })],
+		["GET /question", () => c.question.list()],
+		["GET /vcs", () => c.vcs.get()],
+		["POST /sync/start", () => c.sync.start()],
+		["GET /skill", () => c.app.skills()],
+		["PUT /auth/{providerID}", () => c.auth.set({ providerID: "openai", auth: { type: "api", key: "k" } })],
+	],
+};
+
+for (const style of ["v1", "v2"]) {
+	test(`SDK ${style}: OpenCode's routes agentgate does not implement answer 501 naming the route`, T, async (t) => {
+		const srv = await startServer({ config: CONFIG });
+		t.after(() => srv.stop());
+		const c = style === "v1" ? createV1({ baseUrl: srv.url }) : createV2({ baseUrl: srv.url });
+		const sid = ok(await STYLES[style](srv.url).create({}), "session.create").id;
+		for (const [route, call] of calls501[style](c, sid)) {
+			const r = await call();
+			assert.equal(r.response?.status, NOT_IMPLEMENTED.status, `${route}: ${JSON.stringify(r.error)}`);
+			assert.equal(r.error?.name, "NotImplemented", route);
+			assert.ok(r.error?.message?.startsWith(`${route} is not implemented by agentgate: `), `${route}: ${r.error?.message}`);
+		}
+	});
+}
+
+test("every route of the documented 501 list answers 501, and the list is the server's", T, async (t) => {
+	const documented = documented501();
+	const served = served501();
+	assert.ok(documented.length >= 60, `the docs list them (${documented.length})`);
+	assert.deepEqual(documented.map((r) => r.join(" ")).sort(), served.map((r) => r.join(" ")).sort(), "docs/API.md and the server's table agree");
+	const srv = await startServer({ config: CONFIG });
+	t.after(() => srv.stop());
+	for (const [method, template] of documented) {
+		const p = template.replace(/\{[^}]+\}/g, "x1");
+		const r = await api(srv, method, p, method === "GET" || method === "DELETE" ? undefined : {});
+		assert.equal(r.status, 501, `${method} ${p}: ${r.text.slice(0, 200)}`);
+		assert.equal(r.json?.name, "NotImplemented");
+		assert.match(r.json.message, new RegExp(`^${method} ${template.replace(/[{}]/g, "\\$&")} is not implemented by agentgate: .+\\(docs/API\\.md, "Not implemented"\\)$`));
+		assert.equal(r.json.data?.message, r.json.message);
+	}
+	// another method on such a path: 405 naming what it takes; an unknown path stays 404
+	const other = await api(srv, "PUT", "/session/x1/share", {});
+	assert.equal(other.status, 405);
+	assert.match(other.json.message, /allowed: POST,DELETE/);
+	assert.equal((await api(srv, "POST", "/no/such/route", {})).status, 404);
+	// implemented routes beside them are untouched
+	assert.equal((await api(srv, "GET", "/config")).status, 200);
+	assert.equal((await api(srv, "GET", "/mcp")).status, 200);
+});
