@@ -1,5 +1,5 @@
 #include "cmd_models.h"
-#include "catalog.h"
+#include "catalog_json.h"
 #include "config.h"
 #include "jw.h"
 #include "provider_info.h"
@@ -30,48 +30,16 @@ static int connected(const struct config *C, const char *provider)
 	return !provider_info_of(C, provider, &pi) && pi.connected;
 }
 
-static void kdouble(struct jw *w, const char *k, double v)
-{
-	jw_key(w, k);
-	jw_double(w, v);
-}
-
+/* models.dev's shape (catalog_json.h), with the full id and what the gateway knows. */
 static void model_json(struct jw *w, const struct config *C, const struct model_info *mi)
 {
-	static const char *const inputs[] = {"image", "pdf", "audio", "video"};
-	const int on[] = {mi->input_image, mi->input_pdf, mi->input_audio, mi->input_video};
 	char id[512];
 	snprintf(id, sizeof(id), "%s/%s", mi->provider, mi->id);
 	jw_obj(w);
 	jw_kstr(w, "id", id);
-	jw_kstr(w, "provider", mi->provider);
-	jw_kstr(w, "model", mi->id);
-	jw_kstr(w, "name", mi->name);
-	if (*mi->release_date)
-		jw_kstr(w, "releaseDate", mi->release_date);
-	jw_kint(w, "context", mi->context);
-	jw_kint(w, "output", mi->output);
-	jw_key(w, "capabilities");
-	jw_obj(w);
-	jw_kbool(w, "toolcall", mi->tool_call);
-	jw_kbool(w, "reasoning", mi->reasoning);
-	jw_kbool(w, "attachment", mi->attachment);
-	jw_kbool(w, "temperature", mi->temperature);
-	jw_key(w, "input");
-	jw_arr(w);
-	jw_str(w, "text");
-	for (int i = 0; i < 4; i++)
-		if (on[i])
-			jw_str(w, inputs[i]);
-	jw_arr_end(w);
-	jw_obj_end(w);
-	jw_key(w, "cost");
-	jw_obj(w);
-	kdouble(w, "input", mi->cost_input);
-	kdouble(w, "output", mi->cost_output);
-	kdouble(w, "cache_read", mi->cost_cache_read);
-	kdouble(w, "cache_write", mi->cost_cache_write);
-	jw_obj_end(w);
+	jw_kstr(w, "providerID", mi->provider);
+	jw_kstr(w, "modelID", mi->id);
+	catalog_write_modelsdev(w, mi);
 	jw_kbool(w, "configured", mi->configured);
 	jw_kbool(w, "connected", connected(C, mi->provider));
 	jw_kbool(w, "default", !strcmp(id, C->model));

@@ -4,7 +4,7 @@
  * providers' names, URLs and connection state provider_info's. API keys are never
  * written. Loop thread. */
 #include "api_ops.h"
-#include "catalog.h"
+#include "catalog_json.h"
 #include "provider_info.h"
 
 #include <string.h>
@@ -62,29 +62,6 @@ static void cost(struct jw *w, const struct model_info *mi, int flat)
 	jw_obj_end(w);
 }
 
-void api_modalities_json(struct jw *w, const struct model_info *mi)
-{
-	jw_key(w, "modalities");
-	jw_obj(w);
-	jw_key(w, "input");
-	jw_arr(w);
-	jw_str(w, "text");
-	if (mi->input_audio)
-		jw_str(w, "audio");
-	if (mi->input_image)
-		jw_str(w, "image");
-	if (mi->input_video)
-		jw_str(w, "video");
-	if (mi->input_pdf)
-		jw_str(w, "pdf");
-	jw_arr_end(w);
-	jw_key(w, "output");
-	jw_arr(w);
-	jw_str(w, "text");
-	jw_arr_end(w);
-	jw_obj_end(w);
-}
-
 static void empty(struct jw *w, const char *k)
 {
 	jw_key(w, k);
@@ -118,13 +95,8 @@ static void model_json(struct jw *w, const struct model_info *mi,
 	empty(w, "options");
 	empty(w, "headers");
 	jw_kstr(w, "release_date", mi->release_date);
-	if (v1) {
-		jw_kbool(w, "attachment", mi->attachment);
-		jw_kbool(w, "reasoning", mi->reasoning);
-		jw_kbool(w, "temperature", mi->temperature);
-		jw_kbool(w, "tool_call", mi->tool_call);
-		api_modalities_json(w, mi);
-	}
+	if (v1)
+		catalog_write_flags(w, mi);
 	jw_obj_end(w);
 }
 

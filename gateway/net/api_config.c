@@ -5,6 +5,7 @@
  * MCP servers. agentgate's own options (limits, retries, server, plugins...) are not
  * OpenCode's and are not shown. Loop thread. */
 #include "api_ops.h"
+#include "catalog_json.h"
 #include "provider_info.h"
 
 #include <stdlib.h>
@@ -63,37 +64,12 @@ static void agents_json(struct jw *w, struct engine *E)
 	jw_obj_end(w);
 }
 
-static void num(struct jw *w, const char *k, double v)
-{
-	jw_key(w, k);
-	jw_double(w, v);
-}
-
 /* A model as the config describes one (models.dev's shape). */
 static void config_model(struct jw *w, const struct model_info *mi)
 {
 	jw_obj(w);
 	jw_kstr(w, "id", mi->id);
-	jw_kstr(w, "name", mi->name);
-	if (*mi->release_date)
-		jw_kstr(w, "release_date", mi->release_date);
-	jw_kbool(w, "attachment", mi->attachment);
-	jw_kbool(w, "reasoning", mi->reasoning);
-	jw_kbool(w, "temperature", mi->temperature);
-	jw_kbool(w, "tool_call", mi->tool_call);
-	jw_key(w, "cost");
-	jw_obj(w);
-	num(w, "input", mi->cost_input);
-	num(w, "output", mi->cost_output);
-	num(w, "cache_read", mi->cost_cache_read);
-	num(w, "cache_write", mi->cost_cache_write);
-	jw_obj_end(w);
-	jw_key(w, "limit");
-	jw_obj(w);
-	jw_kint(w, "context", mi->context);
-	jw_kint(w, "output", mi->output);
-	jw_obj_end(w);
-	api_modalities_json(w, mi);
+	catalog_write_modelsdev(w, mi);
 	jw_kstr(w, "status", "active");
 	jw_obj_end(w);
 }

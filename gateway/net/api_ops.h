@@ -6,7 +6,6 @@
 #ifndef AG_API_OPS_H
 #define AG_API_OPS_H
 #include "api.h"
-#include "catalog.h"
 
 /* GET /config/providers: {providers: Provider[] (the connected ones), default}. */
 int api_config_providers(struct engine *E, const cJSON *p, struct jw *w, struct err *e);
@@ -25,8 +24,5 @@ int api_session_command(struct engine *E, const cJSON *p, struct jw *w, struct e
 int api_path_get(struct engine *E, const cJSON *p, struct jw *w, struct err *e);
 int api_app_log(struct engine *E, const cJSON *p, struct jw *w, struct err *e);
 int api_session_todo(struct engine *E, const cJSON *p, struct jw *w, struct err *e);
-
-/* "modalities": {input: ["text", ...], output: ["text"]} of a model (models.dev's). */
-void api_modalities_json(struct jw *w, const struct model_info *mi);
 
 #endif
