@@ -65,3 +65,108 @@ int id_valid(const char *s, const char *prefix)
 	}
 	return 1;
 }
+
+/* ---- id_between: digit by digit, each position with its own alphabet ---- */
+
+#define ID_STAMP 12 /* hex digits, then ID_TAIL base62 characters */
+#define ID_TAIL 14
+#define ID_BODY (ID_STAMP + ID_TAIL)
+
+static const char hex_digits[] = "0123456789abcdef";
+static const char b62_digits[] =
+	"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+static const char *alphabet(int pos, int *n)
+{
+	*n = pos < ID_STAMP ? 16 : 62;
+	return pos < ID_STAMP ? hex_digits : b62_digits;
+}
+
+/* The body's digits as indexes into their alphabets; -1 for a bad character. */
+static int digits_of(const char *body, int out[ID_BODY])
+{
+	for (int i = 0; i < ID_BODY; i++) {
+		int n;
+		const char *a = alphabet(i, &n), *c = body[i] ? memchr(a, body[i], (size_t)n) : NULL;
+		if (!c)
+			return -1;
+		out[i] = (int)(c - a);
+	}
+	return 0;
+}
+
+static unsigned rnd(void)
+{
+	unsigned r;
+	if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		r = (unsigned)clock() * 2654435761u;
+	return r;
+}
+
+/* d[from..] random; d[at] = a digit in [min, max] (inclusive). */
+static void fill(int d[ID_BODY], int at, int min, int max)
+{
+	d[at] = min + (int)(rnd() % (unsigned)(max - min + 1));
+	for (int i = at + 1; i < ID_BODY; i++) {
+		int n;
+		alphabet(i, &n);
+		d[i] = (int)(rnd() % (unsigned)n);
+	}
+}
+
+/* A digit string strictly between l and h (l may be all -1: below everything). */
+static int between(const int l[ID_BODY], const int h[ID_BODY], int d[ID_BODY])
+{
+	int i = 0;
+	while (i < ID_BODY && l[i] == h[i])
+		d[i] = h[i], i++;
+	if (i == ID_BODY || l[i] > h[i])
+		return -1; /* not below hi */
+	if (h[i] - l[i] >= 2) {
+		fill(d, i, l[i] + 1, h[i] - 1);
+		return 0;
+	}
+	/* adjacent digits at i: keep lo's and go above it further on, or hi's and below */
+	for (int j = i + 1; l[i] >= 0 && j < ID_BODY; j++) {
+		int n;
+		alphabet(j, &n);
+		if (l[j] < n - 1) {
+			memcpy(d, l, sizeof(int) * (size_t)j);
+			fill(d, j, l[j] + 1, n - 1);
+			return 0;
+		}
+	}
+	for (int j = i + 1; j < ID_BODY; j++) {
+		if (h[j] > 0) {
+			memcpy(d, h, sizeof(int) * (size_t)j);
+			fill(d, j, 0, h[j] - 1);
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int id_between(char out[ID_MAX], const char *lo, const char *hi)
+{
+	const char *us = hi ? strrchr(hi, '_') : NULL;
+	if (!us || us == hi || strlen(us + 1) != ID_BODY)
+		return -1;
+	size_t plen = (size_t)(us - hi);
+	int l[ID_BODY], h[ID_BODY], d[ID_BODY];
+	if (digits_of(us + 1, h))
+		return -1;
+	int lo_ok = lo && strlen(lo) == plen + 1 + ID_BODY && !strncmp(lo, hi, plen + 1) &&
+		    digits_of(lo + plen + 1, l) == 0;
+	if (!lo_ok)
+		for (int i = 0; i < ID_BODY; i++)
+			l[i] = -1;
+	if (plen + 1 + ID_BODY >= ID_MAX || between(l, h, d))
+		return -1;
+	memcpy(out, hi, plen + 1);
+	for (int i = 0; i < ID_BODY; i++) {
+		int n;
+		out[plen + 1 + i] = alphabet(i, &n)[d[i]];
+	}
+	out[plen + 1 + ID_BODY] = 0;
+	return 0;
+}

@@ -14,4 +14,12 @@ void id_new(char out[ID_MAX], const char *prefix);
 /* 1 if s looks like an id with that prefix (prefix, '_', 26 id characters). */
 int id_valid(const char *s, const char *prefix);
 
+/* Writes into out an id with hi's prefix that sorts strictly between lo and hi, for a
+ * record that must take its place just before hi in id order (a compaction turn run in
+ * front of a queued turn). lo: the greatest id below hi that must stay below (NULL or
+ * "" for none; an id of another prefix counts as none). The characters past the ones
+ * that decide the order are random, so two calls with the same bounds differ. 0, or -1
+ * when hi is not a valid id, lo is not below hi, or no id fits between them. */
+int id_between(char out[ID_MAX], const char *lo, const char *hi);
+
 #endif

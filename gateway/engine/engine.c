@@ -521,7 +521,7 @@ int engine_check_config(struct loop *L, const char *path, struct err *e)
 	jw_init(&E->jw);
 	struct engine_opts o = {.config_path = path};
 	int rc = load_config(E, &o, e) || set_workspace(E, NULL, e) || permission_init(E, e) ||
-		 load_providers(E, e) ? -1 : 0;
+		 compact_init(E, e) || load_providers(E, e) ? -1 : 0;
 	engine_destroy(E);
 	return rc;
 }
@@ -539,7 +539,7 @@ struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct
 	E->lock_fd = datadir_lock(dir, o->owner, e);
 	E->data_dir = realpath(dir, NULL);
 	if (E->lock_fd < 0 || load_config(E, o, e) || set_workspace(E, o->workspace, e) ||
-	    permission_init(E, e) || load_providers(E, e))
+	    permission_init(E, e) || compact_init(E, e) || load_providers(E, e))
 		goto fail;
 	if (tools_register_builtin(&E->T) || task_register_tools(E)) {
 		err_set(e, ERR_INTERNAL, "cannot register the built-in tools");

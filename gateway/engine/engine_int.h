@@ -20,7 +20,7 @@ struct turn_stat {
 	uint64_t n[STAT_OUTCOMES];
 };
 enum turn_state { T_QUEUED, T_RUNNING, T_COMPLETED, T_FAILED, T_CANCELLED };
-enum part_type { P_TEXT, P_REASONING, P_TOOL, P_STEP_START, P_STEP_FINISH };
+enum part_type { P_TEXT, P_REASONING, P_TOOL, P_STEP_START, P_STEP_FINISH, P_COMPACTION };
 enum tool_state { TS_PENDING, TS_RUNNING, TS_COMPLETED, TS_ERROR };
 
 struct engine {
@@ -57,6 +57,10 @@ struct engine {
 		struct approval *approved; /* "always" replies, per session tree */
 	} perm;
 	struct {
+		int automatic;   /* compaction.auto: compact before a turn that would not fit */
+		int64_t reserve; /* compaction.reserve_tokens (0: from the model's output limit) */
+	} compact;
+	struct {
 		struct hook *head[HOOK_COUNT];
 		struct bus_sub sub; /* HOOK_EVENT's bus subscription, while it has callbacks */
 		int observing, running;
@@ -89,6 +93,10 @@ struct session {
 	/* the ended turns' messages as the model sees them, up to turn hist_upto (step.c) */
 	cJSON *hist;
 	char hist_upto[ID_MAX];
+	/* tokens of the context its next request starts from: the last step's prompt and
+	 * reply (0 after a compaction), known once read (compact.c) */
+	int64_t ctx_tokens;
+	int ctx_known;
 	struct engine *E;
 };
 
@@ -109,6 +117,7 @@ struct part {
 	enum tool_state ts;
 	char *reason;
 	struct llm_usage tokens;
+	int flags; /* P_COMPACTION: its COMPACT_* bits */
 };
 
 struct msg {
@@ -122,6 +131,7 @@ struct msg {
 	char *error_json; /* {"name":..,"data":{..}} */
 	struct llm_usage tokens;
 	int64_t created, completed;
+	int summary; /* a compaction's summary: summary: true, agent and mode "compaction" */
 	struct part *parts, *tail;
 	struct part *open[2]; /* text / reasoning part receiving deltas */
 };
@@ -157,6 +167,9 @@ struct turn {
 	/* the names of the tools the current step's request offered, when a provider
 	 * request hook changed them (NULL: the agent's) */
 	cJSON *offered;
+	int compact;          /* a compaction turn: its COMPACT_* bits (0: a prompt's turn) */
+	int compacted;        /* an automatic compaction was put in front of it */
+	int overflow_retried; /* its request was retried once after a context overflow */
 };
 
 /* session.c: the session cache */
@@ -196,6 +209,10 @@ int engine_store_ok(struct engine *E, const char *what, struct err *e);
 int engine_commit(struct engine *E, uint64_t mark, const char *what, struct err *e);
 
 /* msg.c */
+/* A compaction turn's kind (its user message's compaction part, turn->compact). */
+#define COMPACT_ON 1       /* a compaction turn (POST /session/{id}/summarize alone) */
+#define COMPACT_AUTO 2     /* started by the engine: the context nears the model's limit */
+#define COMPACT_OVERFLOW 4 /* started by a provider's context-overflow error */
 struct msg *msg_new(struct engine *E, struct session *s, struct turn *t, int assistant);
 void msg_free(struct engine *E, struct msg *m);
 struct part *part_add(struct engine *E, struct msg *m, enum part_type type);
@@ -208,6 +225,9 @@ void part_write_json(const struct part *p, struct jw *w);
 void msg_set_error(struct msg *m, const char *name, const char *message, int status,
 		   int retryable);
 void msg_close_open_parts(struct engine *E, struct msg *m);
+/* Deletes a message and its parts from the store, announcing message.part.removed and
+ * message.removed; m stays for the caller to free. */
+int msg_delete(struct engine *E, struct msg *m);
 /* Streamed text goes to the store at most every PART_STORE_MS per part (the commit
  * hook, msg_store_due), so a long reply is not rewritten whole ten times a second;
  * its deltas are in the event log by the next commit. Reads that need every part as
@@ -237,6 +257,9 @@ int turn_cancel(struct engine *E, const char *session_id, const char *turn_id, s
 int turn_recover(struct engine *E, int resume_queued);
 void turn_shutdown(struct engine *E);
 void turn_start_next(struct session *s);
+struct turn *turn_alloc(struct session *s, const char *id, const char *user_msg,
+			const char *source, const char *dedupe, const char *agent,
+			const char *model);
 void turn_end(struct turn *t, enum turn_state st, const char *err_name, const char *err_msg);
 int turn_save(struct engine *E, struct turn *t);
 /* 1 while engine_abort is ending a subtree that contains session_id. */
@@ -290,6 +313,11 @@ struct hook_request_run {
 };
 void hook_request_free(struct hook_request_run *hr);
 
+struct hook_compact_run {
+	struct hook_compact pub;
+	char *summary; /* set by a callback (owned), or NULL */
+};
+
 struct hook_tool_run {
 	struct hook_tool pub;
 	enum hook_point at;
@@ -310,6 +338,47 @@ int toolrun_hooks(struct toolrun *r, enum hook_point at, char *why, size_t why_l
 /* step.c */
 void step_begin(struct turn *t);
 void step_cancel(struct turn *t, const char *why);
+/* The callbacks of a step's stream (compact.c takes text, error and retry from them). */
+extern const struct llm_sink step_sink;
+/* The messages t's next request sends (its session's kept history and its own turn's):
+ * a new array, or NULL (out of memory). */
+cJSON *step_history(struct engine *E, struct session *s, const struct turn *t);
+/* Starts t's provider request with system, tools (taken) and msgs, reporting to sink
+ * with t as its argument, after HOOK_PROVIDER_REQUEST; a failure ends the turn. */
+void step_request(struct turn *t, const char *system, cJSON *tools, const cJSON *msgs,
+		  int64_t stall_ms, const struct llm_sink *sink);
+/* The step's message is final: its parts closed, a step-finish part, finish and usage. */
+void step_finish_message(struct engine *E, struct turn *t, const char *finish,
+			 const struct llm_usage *u);
+
+/* compact.c: a long session outlives its model's context window. A compaction turn asks
+ * the model (or a HOOK_SESSION_COMPACT callback) for a summary of the history before it;
+ * from then on the model sees the summary instead of that history (step_history). It
+ * runs in the session's turn queue like every turn: asked for (POST .../summarize, a
+ * prompt with compact set), put in front of the next turn when the last request's
+ * context nears the model's limit, or in front of a turn whose request the provider
+ * refused as over the context window (that turn then runs its request once more). */
+/* compaction.auto and compaction.reserve_tokens; -1 with e naming a bad value. */
+int compact_init(struct engine *E, struct err *e);
+/* turn_start_next: before the next queued turn starts, a compaction goes in front of it
+ * when the session's context nears its model's limit. */
+void compact_before_start(struct session *s);
+/* step_begin of a compaction turn: its summary. */
+void compact_step(struct turn *t);
+/* A step's request failed as over the context window: 1 when that is handled (a
+ * compaction put in front of the turn, which waits to run its request again; or the
+ * turn failed naming the cause), 0 for the usual failure. */
+int compact_on_overflow(struct turn *t, const struct llm_error *le);
+/* A step of a prompt's turn finished with usage u: the context the next one starts from. */
+void compact_note_usage(struct session *s, const struct llm_usage *u);
+/* The texts a compaction turn stands for in history: its request (the instruction, in
+ * its own turn) and the question its summary answers (in later turns). */
+const char *compact_instruction(void);
+const char *compact_question(void);
+/* turn_accept of a compaction request: writes its user message (a compaction part). */
+int compact_write_request(struct engine *E, struct turn *t);
+/* Recovery: the compaction bits of a turn read back from the store (0: a prompt's). */
+int compact_kind(struct engine *E, const char *user_msg);
 
 /* todo.c: drops a deleted session's todo list (in the deletion's batch). */
 void todo_forget(struct engine *E, const char *session_id);

@@ -161,6 +161,15 @@ int hook_prompt_set_text(struct hook_prompt *hp, const char *text)
 	return 0;
 }
 
+int hook_compact_set_summary(struct hook_compact *hc, const char *text)
+{
+	struct hook_compact_run *run = container_of(hc, struct hook_compact_run, pub);
+	if (!text || !*text || replace(&run->summary, text))
+		return -1;
+	hc->summary = run->summary;
+	return 0;
+}
+
 void hook_request_free(struct hook_request_run *hr)
 {
 	free(hr->system);

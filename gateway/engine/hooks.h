@@ -53,6 +53,9 @@ enum hook_point {
 				* permission ask in it or below it), called by permission.c for
 				* each session on the asking one's path whose state changed,
 				* itself first; data: const struct hook_wait * */
+	HOOK_SESSION_COMPACT,  /* a compaction turn, before the model is asked for the summary
+				* (compact.c); data: struct hook_compact *; may supply the
+				* summary itself (hook_compact_set_summary) */
 	HOOK_COUNT
 };
 
@@ -149,6 +152,20 @@ struct hook_permission {
 struct hook_wait {
 	int waiting; /* 1: the subtree now waits on a human; 0: no longer */
 };
+
+struct hook_compact {
+	int automatic;          /* 1: the engine started it (the context nears the model's
+				 * limit, or the provider said it is over); 0: asked for */
+	int overflow;           /* started by a provider's context-overflow error */
+	const char *model;      /* PROVIDER/MODEL that would write the summary */
+	const cJSON *messages;  /* the history it summarises, in the provider-neutral shape
+				 * (llm_types.h), the compaction's instruction last */
+	const char *summary;    /* the summary a callback set so far, or NULL */
+};
+
+/* The compaction's summary is text (copied) and the model is not asked; hc->summary
+ * points at it. -1 for an empty or NULL text (or out of memory). */
+int hook_compact_set_summary(struct hook_compact *hc, const char *text);
 
 /* 0 to go on. At a point that may refuse, -1 refuses, with the reason written to
  * why (why_len bytes); elsewhere the return value is ignored. */

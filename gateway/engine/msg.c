@@ -11,7 +11,8 @@
 
 static const char *part_type_name(enum part_type t)
 {
-	static const char *n[] = {"text", "reasoning", "tool", "step-start", "step-finish"};
+	static const char *n[] = {"text", "reasoning", "tool", "step-start", "step-finish",
+				  "compaction"};
 	return n[t];
 }
 
@@ -33,7 +34,9 @@ struct msg *msg_new(struct engine *E, struct session *s, struct turn *t, int ass
 	m->created = now_ms();
 	if (t) {
 		snprintf(m->parent_id, sizeof(m->parent_id), "%s", t->user_msg);
-		m->agent = strdup(t->agent);
+		/* a compaction turn's replies are its summary (OpenCode's shape) */
+		m->summary = assistant && t->compact;
+		m->agent = strdup(m->summary ? "compaction" : t->agent);
 		const char *slash = strchr(t->model, '/');
 		m->provider = strndup(t->model, (size_t)(slash - t->model));
 		m->model = strdup(slash + 1);
@@ -160,6 +163,8 @@ void msg_write_info(const struct msg *m, struct jw *w)
 	jw_kstr(w, "cwd", m->s->directory);
 	jw_kstr(w, "root", m->s->directory);
 	jw_obj_end(w);
+	if (m->summary)
+		jw_kbool(w, "summary", 1);
 	jw_kint(w, "cost", 0);
 	write_tokens(w, &m->tokens);
 	if (m->finish)
@@ -231,6 +236,11 @@ void part_write_json(const struct part *p, struct jw *w)
 		jw_kstr(w, "reason", p->reason);
 		jw_kint(w, "cost", 0);
 		write_tokens(w, &p->tokens);
+		break;
+	case P_COMPACTION:
+		jw_kbool(w, "auto", (p->flags & COMPACT_AUTO) != 0);
+		if (p->flags & COMPACT_OVERFLOW)
+			jw_kbool(w, "overflow", 1);
 		break;
 	}
 	jw_obj_end(w);
@@ -357,6 +367,29 @@ void msg_flush_dirty(void *arg)
 void msg_store_due(void *arg)
 {
 	store_dirty(arg, PART_STORE_MS * 1000LL);
+}
+
+/* OpenCode's message.part.removed / message.removed: {sessionID, messageID[, partID]} */
+static void publish_removed(struct engine *E, struct msg *m, const char *part_id)
+{
+	const char *type = part_id ? "message.part.removed" : "message.removed";
+	bus_begin(E->B, &E->jw, type);
+	jw_obj(&E->jw);
+	jw_kstr(&E->jw, "sessionID", m->s->id);
+	jw_kstr(&E->jw, "messageID", m->id);
+	if (part_id)
+		jw_kstr(&E->jw, "partID", part_id);
+	jw_obj_end(&E->jw);
+	session_publish(E, m->s, m->t, type);
+}
+
+int msg_delete(struct engine *E, struct msg *m)
+{
+	int rc = store_message_delete(E->S, m->id);
+	for (struct part *p = m->parts; p; p = p->next)
+		publish_removed(E, m, p->id);
+	publish_removed(E, m, NULL);
+	return rc;
 }
 
 void msg_close_open_parts(struct engine *E, struct msg *m)

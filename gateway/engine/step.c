@@ -17,7 +17,7 @@
  * belongs to a later turn, so the model never sees, or answers, it. */
 
 struct hrow {
-	char *id, *role, *turn_id;
+	char *id, *role, *turn_id, *finish;
 };
 
 struct hrows {
@@ -35,6 +35,7 @@ static int hist_row(void *arg, const struct store_message *r)
 	l->v[l->n].id = strdup(r->id);
 	l->v[l->n].role = strdup(r->role);
 	l->v[l->n].turn_id = strdup(r->turn_id ? r->turn_id : "");
+	l->v[l->n].finish = r->finish ? strdup(r->finish) : NULL;
 	l->n++;
 	return 0;
 }
@@ -43,6 +44,7 @@ struct hmsg {
 	struct jw text;
 	cJSON *calls;   /* assistant tool_calls */
 	cJSON *results; /* tool messages that follow */
+	int compaction; /* a compaction turn's request (its user message) */
 };
 
 static void add_tool_part(struct hmsg *h, const cJSON *d)
@@ -86,12 +88,25 @@ static int hist_part(void *arg, const struct store_part *r)
 			jw_append(&h->text, t, strlen(t));
 	} else if (!strcmp(r->type, "tool")) {
 		add_tool_part(h, d);
+	} else if (!strcmp(r->type, "compaction")) {
+		h->compaction = 1;
 	}
 	cJSON_Delete(d);
 	return 0;
 }
 
-static void hist_add(struct engine *E, cJSON *out, const struct hrow *r)
+static void add_text_message(cJSON *out, const char *role, const char *text)
+{
+	cJSON *m = cJSON_CreateObject();
+	cJSON_AddStringToObject(m, "role", role);
+	cJSON_AddStringToObject(m, "content", text);
+	cJSON_AddItemToArray(out, m);
+}
+
+/* Adds message r to out; 1 when it is a compaction turn's request, which stands for
+ * the compaction's instruction in its own turn (own) and for nothing by itself in a
+ * later one (the summary that follows it does: hist_pivot). */
+static int hist_add(struct engine *E, cJSON *out, const struct hrow *r, int own)
 {
 	struct hmsg h = {.calls = cJSON_CreateArray(), .results = cJSON_CreateArray()};
 	jw_init(&h.text);
@@ -99,7 +114,9 @@ static void hist_add(struct engine *E, cJSON *out, const struct hrow *r)
 	store_part_list(E->S, r->id, hist_part, &h);
 	int is_user = !strcmp(r->role, "user");
 	int ncalls = cJSON_GetArraySize(h.calls);
-	if (is_user || h.text.len || ncalls) {
+	if (h.compaction && own)
+		add_text_message(out, "user", compact_instruction());
+	if (!h.compaction && (is_user || h.text.len || ncalls)) {
 		cJSON *m = cJSON_CreateObject();
 		cJSON_AddStringToObject(m, "role", is_user ? "user" : "assistant");
 		cJSON_AddStringToObject(m, "content", h.text.buf ? h.text.buf : "");
@@ -115,24 +132,47 @@ static void hist_add(struct engine *E, cJSON *out, const struct hrow *r)
 	cJSON_Delete(h.calls);
 	cJSON_Delete(h.results);
 	jw_free(&h.text);
+	return h.compaction;
 }
 
-static cJSON *history(struct engine *E, struct session *s, const struct turn *t)
+/* A compaction turn's reply in a later turn's history: when it is the finished summary,
+ * everything before it is replaced by the question and the summary. */
+static void hist_pivot(struct engine *E, cJSON *hist, const struct hrow *r)
+{
+	if (strcmp(r->role, "assistant") || !r->finish || !strcmp(r->finish, "error") ||
+	    !strcmp(r->finish, "aborted"))
+		return; /* a compaction that failed changes nothing */
+	cJSON *m;
+	while ((m = cJSON_DetachItemFromArray(hist, 0)))
+		cJSON_Delete(m);
+	add_text_message(hist, "user", compact_question());
+	hist_add(E, hist, r, 0);
+}
+
+cJSON *step_history(struct engine *E, struct session *s, const struct turn *t)
 {
 	msg_flush_dirty(E);
 	if (!s->hist && !(s->hist = cJSON_CreateArray()))
 		return NULL;
 	struct hrows rows = {0};
 	cJSON *out = cJSON_CreateArray(), *tail = cJSON_CreateArray();
+	char compaction[ID_MAX] = ""; /* the compaction turn the rows now read belong to */
 	store_message_list_turns(E->S, s->id, s->hist_upto, t->id, hist_row, &rows);
 	for (int i = 0; i < rows.n; i++) {
-		int ended = strcmp(rows.v[i].turn_id, t->id) < 0;
-		hist_add(E, ended ? s->hist : tail, &rows.v[i]);
+		struct hrow *r = &rows.v[i];
+		int ended = strcmp(r->turn_id, t->id) < 0;
+		if (!strcmp(r->turn_id, compaction)) {
+			if (ended)
+				hist_pivot(E, s->hist, r);
+		} else if (hist_add(E, ended ? s->hist : tail, r, !ended)) {
+			snprintf(compaction, sizeof(compaction), "%s", r->turn_id);
+		}
 		if (ended)
-			snprintf(s->hist_upto, sizeof(s->hist_upto), "%s", rows.v[i].turn_id);
-		free(rows.v[i].id);
-		free(rows.v[i].role);
-		free(rows.v[i].turn_id);
+			snprintf(s->hist_upto, sizeof(s->hist_upto), "%s", r->turn_id);
+		free(r->id);
+		free(r->role);
+		free(r->turn_id);
+		free(r->finish);
 	}
 	free(rows.v);
 	/* the kept messages by reference (the request is encoded before out is freed) */
@@ -207,8 +247,8 @@ static void on_tool_call(void *arg, const char *id, const char *name, const char
 	part_save(E, p);
 }
 
-static void finish_message(struct engine *E, struct turn *t, const char *finish,
-			   const struct llm_usage *u)
+void step_finish_message(struct engine *E, struct turn *t, const char *finish,
+			 const struct llm_usage *u)
 {
 	struct msg *m = t->am;
 	msg_close_open_parts(E, m);
@@ -246,7 +286,8 @@ static void on_done(void *arg, const char *finish, const struct llm_usage *u)
 	if (t->s->status == ST_RETRY)
 		session_set_status(E, t->s, ST_BUSY);
 	int ntools = count_tools(t->am);
-	finish_message(E, t, ntools ? "tool-calls" : finish, u);
+	step_finish_message(E, t, ntools ? "tool-calls" : finish, u);
+	compact_note_usage(t->s, u);
 	if (!ntools) {
 		turn_end(t, T_COMPLETED, NULL, NULL);
 		return;
@@ -268,6 +309,8 @@ static void on_error(void *arg, const struct llm_error *le)
 	struct turn *t = arg;
 	struct engine *E = t->s->E;
 	t->stream = NULL;
+	if (le->overflow && compact_on_overflow(t, le))
+		return;
 	msg_close_open_parts(E, t->am);
 	msg_set_error(t->am, le->name ? le->name : "APIError", le->message ? le->message : "error",
 		      le->status, le->retryable);
@@ -289,7 +332,7 @@ static void on_retry(void *arg, int attempt, const char *message, int64_t next)
 	session_set_status(s->E, s, ST_RETRY);
 }
 
-static const struct llm_sink sink = {
+const struct llm_sink step_sink = {
 	.text = on_text, .tool_call = on_tool_call, .done = on_done, .error = on_error,
 	.retry = on_retry,
 };
@@ -460,23 +503,23 @@ static void request_hooks(struct turn *t, struct hook_request_run *hr)
 		t->offered = tool_names(hr->tools);
 }
 
-/* The step's provider request: the agent's system prompt and tools, msgs, and what the
- * provider request hooks change. */
-static void start_request(struct turn *t, const struct agent *a, const cJSON *msgs)
+/* The step's provider request with what the provider request hooks change. */
+void step_request(struct turn *t, const char *system, cJSON *tools, const cJSON *msgs,
+		  int64_t stall_ms, const struct llm_sink *sink)
 {
 	struct engine *E = t->s->E;
 	const char *slash = strchr(t->model, '/');
 	char provider[64];
 	snprintf(provider, sizeof(provider), "%.*s", (int)(slash - t->model), t->model);
-	struct hook_request_run hr = {.E = E, .tools = tool_schemas(E, a)};
+	struct hook_request_run hr = {.E = E, .tools = tools};
 	hr.rq = (struct llm_request){
 		.session_id = t->s->id, .provider = provider, .model = slash + 1,
-		.system = a->prompt, .messages = msgs, .tools = hr.tools, .stall_ms = a->stall_ms,
+		.system = system, .messages = msgs, .tools = hr.tools, .stall_ms = stall_ms,
 	};
 	hr.pub.rq = &hr.rq;
 	request_hooks(t, &hr);
 	struct err e = {0};
-	t->stream = llm_stream_start(E->M, &hr.rq, &sink, t, &e);
+	t->stream = llm_stream_start(E->M, &hr.rq, sink, t, &e);
 	hook_request_free(&hr);
 	if (!t->stream)
 		turn_end(t, T_FAILED, "UnknownError", e.msg);
@@ -490,6 +533,10 @@ void step_begin(struct turn *t)
 		/* the history is read from the store: while it cannot write (or is slow), what
 		 * the last step wrote is not there yet. Wait; the sweeper sees the timer. */
 		timer_arm(&t->cont, STORE_WAIT_MS);
+		return;
+	}
+	if (t->compact) {
+		compact_step(t);
 		return;
 	}
 	const struct agent *a = agents_find(&E->A, t->agent);
@@ -511,11 +558,11 @@ void step_begin(struct turn *t)
 	struct part *p = part_add(E, t->am, P_STEP_START);
 	if (p)
 		part_save(E, p);
-	cJSON *msgs = history(E, s, t);
+	cJSON *msgs = step_history(E, s, t);
 	if (!msgs) {
 		turn_end(t, T_FAILED, "UnknownError", "out of memory building the history");
 		return;
 	}
-	start_request(t, a, msgs);
+	step_request(t, a->prompt, tool_schemas(E, a), msgs, a->stall_ms, &step_sink);
 	cJSON_Delete(msgs);
 }

@@ -39,9 +39,9 @@ static void cont_fired(struct timer *tm)
 	step_begin(t);
 }
 
-static struct turn *turn_alloc(struct session *s, const char *id, const char *user_msg,
-			       const char *source, const char *dedupe, const char *agent,
-			       const char *model)
+struct turn *turn_alloc(struct session *s, const char *id, const char *user_msg,
+			const char *source, const char *dedupe, const char *agent,
+			const char *model)
 {
 	struct turn *t = calloc(1, sizeof(*t));
 	if (!t)
@@ -137,7 +137,7 @@ static int check_prompt(struct engine *E, const struct prompt *p, struct session
 		err_set(e, ERR_NOTFOUND, "session %s not found", p->session_id ? p->session_id : "");
 		return -1;
 	}
-	if (!p->text || !*p->text) {
+	if (!p->compact && (!p->text || !*p->text)) {
 		err_set(e, ERR_INVALID, "the prompt has no text");
 		return -1;
 	}
@@ -209,11 +209,13 @@ static int submit_hooks(struct engine *E, struct turn *t, const struct prompt *p
  * 0; -1 refused, nothing kept; STORE_LATE kept, not on disk yet (engine_commit). */
 static int write_turn(struct engine *E, struct turn *t, const struct prompt *p, struct err *e)
 {
-	char *text;
-	if (submit_hooks(E, t, p, &text, e))
+	char *text = NULL;
+	if (!p->compact && submit_hooks(E, t, p, &text, e))
 		return -1;
 	uint64_t mark = store_mark(E->S);
-	int bad = write_user_message(E, t, text ? text : p->text) | turn_save(E, t);
+	int bad = (p->compact ? compact_write_request(E, t)
+			      : write_user_message(E, t, text ? text : p->text)) |
+		  turn_save(E, t);
 	free(text);
 	if (bad) {
 		err_set(e, ERR_INTERNAL, "out of memory saving the prompt");
@@ -253,6 +255,7 @@ int turn_accept(struct engine *E, const struct prompt *p, struct prompt_result *
 		if (!t)
 			goto oom;
 		t->policy = p->policy;
+		t->compact = p->compact ? COMPACT_ON : 0;
 		int rc = write_turn(E, t, p, e);
 		if (rc == -1) {
 			turn_free(t);
@@ -317,6 +320,7 @@ void turn_start_next(struct session *s)
 		timer_arm(&s->kick, STORE_WAIT_MS);
 		return;
 	}
+	compact_before_start(s);
 	struct turnq_item *it = turnq_start_next(&s->q);
 	if (!it)
 		return;
@@ -569,6 +573,7 @@ static struct turn *turn_from_row(struct engine *E, struct session *s, const str
 	t->created = r->created;
 	t->started = r->started;
 	turnq_policy_parse(r->policy, &t->policy);
+	t->compact = compact_kind(E, r->user_msg);
 	return t;
 }
 

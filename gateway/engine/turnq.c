@@ -65,6 +65,23 @@ void turnq_finish(struct turnq *q)
 	q->running = NULL;
 }
 
+void turnq_push_front(struct turnq *q, struct turnq_item *it)
+{
+	it->next = q->head;
+	q->head = it;
+	if (!q->tail)
+		q->tail = it;
+	q->waiting++;
+}
+
+void turnq_requeue(struct turnq *q)
+{
+	struct turnq_item *it = q->running;
+	q->running = NULL;
+	if (it)
+		turnq_push_front(q, it);
+}
+
 int turnq_remove(struct turnq *q, struct turnq_item *it)
 {
 	struct turnq_item *prev = NULL;

@@ -39,6 +39,12 @@ void turnq_push(struct turnq *q, struct turnq_item *it);
 struct turnq_item *turnq_start_next(struct turnq *q);
 /* The running item ended (any terminal state). */
 void turnq_finish(struct turnq *q);
+/* Puts it first in line, before every waiting item (a compaction run in front of the
+ * turn it makes room for). Not bounded by TURNQ_MAX: the engine's own, not a prompt. */
+void turnq_push_front(struct turnq *q, struct turnq_item *it);
+/* The running item goes back to the front of the line, to run again when it is next
+ * (its request is retried after a compaction put in front of it). */
+void turnq_requeue(struct turnq *q);
 /* Removes a waiting item (cancelled before it ran); returns 0, or -1 if absent. */
 int turnq_remove(struct turnq *q, struct turnq_item *it);
 int turnq_busy(const struct turnq *q);

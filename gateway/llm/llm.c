@@ -1,5 +1,6 @@
 #include "llm.h"
 #include "log.h"
+#include "wire.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -345,6 +346,15 @@ static void on_error(void *arg, const struct llm_error *e)
 {
 	struct llm_stream *st = arg;
 	st->attempt = NULL;
+	/* a request over the context window fails the same way every time: not retried
+	 * here (the engine compacts and retries), whoever said so (scripted included) */
+	struct llm_error le = *e;
+	le.overflow = e->overflow || wire_context_overflow(e->message);
+	if (le.overflow) {
+		le.retryable = 0;
+		fail(st, &le);
+		return;
+	}
 	if (retry_after_over_cap(st, e) || schedule_retry(st, e) == 0)
 		return;
 	fail(st, e);

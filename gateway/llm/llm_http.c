@@ -319,6 +319,8 @@ static void http_error_locked(struct xfer *x)
 	int retry = s == 429 || s == 529 || s == 408 || s >= 500;
 	const char *name = s == 401 || s == 403 ? "ProviderAuthError" : "APIError";
 	fail_locked(x, (int)s, name, retry, "%s", detail);
+	/* the whole body: OpenAI's code says it where the message may not */
+	x->err.overflow = x->errbody && wire_context_overflow(x->errbody);
 }
 
 static void collect_calls(struct xfer *x)

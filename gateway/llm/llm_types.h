@@ -17,6 +17,9 @@ struct llm_error {
 	int64_t retry_after_ms; /* from retry-after / retry-after-ms, 0 if absent */
 	int stalled;           /* set by the supervisor for stalls and attempts over
 				* limits.max_attempt_ms: both retried from retry.stall_max */
+	int overflow;          /* the request is over the model's context window
+				* (wire_context_overflow): never retried as it is; the
+				* engine compacts the session and retries the turn once */
 };
 
 /* Neutral request. messages: [{role: user|assistant|tool, content, tool_calls?:

@@ -350,6 +350,10 @@ static int openai_event(struct wire_state *w, const cJSON *j, const struct wire_
 			  "reasoning_tokens", &w->usage.reasoning);
 		usage_num(cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens_details"),
 			  "cached_tokens", &w->usage.cache_read);
+		/* prompt_tokens counts the cached ones too; OpenCode's input does not (as
+		 * Anthropic's input_tokens does not), so input + cache.read is the prompt */
+		if (w->usage.cache_read > 0 && w->usage.cache_read <= w->usage.input)
+			w->usage.input -= w->usage.cache_read;
 	}
 	const cJSON *ch = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0);
 	const cJSON *d = cJSON_GetObjectItemCaseSensitive(ch, "delta");
@@ -495,6 +499,19 @@ char *wire_error_message(const char *body, size_t len)
 	char *out = msg ? strdup(msg) : NULL;
 	cJSON_Delete(j);
 	return out;
+}
+
+int wire_context_overflow(const char *text)
+{
+	static const char *const says[] = {
+		"context_length_exceeded", "maximum context length", "prompt is too long",
+		"exceed context limit", "exceeds the context window", "context length exceeded",
+		"context window exceeded",
+	};
+	for (size_t i = 0; text && i < sizeof(says) / sizeof(says[0]); i++)
+		if (strcasestr(text, says[i]))
+			return 1;
+	return 0;
 }
 
 /* ---- retry-after ---- */

@@ -80,4 +80,11 @@ int64_t wire_retry_after_ms(const char *value, size_t len, int64_t unit_ms, int6
 /* The provider's own message from an HTTP error body, or NULL (caller frees). */
 char *wire_error_message(const char *body, size_t len);
 
+/* 1 when an error body or message (NUL-terminated) says the request is over the
+ * model's context window, as the providers word it: OpenAI's code
+ * "context_length_exceeded" and "maximum context length is N tokens", Anthropic's
+ * "prompt is too long" and "input length and `max_tokens` exceed context limit", and
+ * the common "exceeds the context window" / "context length exceeded". Any case. */
+int wire_context_overflow(const char *text);
+
 #endif

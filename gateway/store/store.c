@@ -104,6 +104,11 @@ const char *const store_sql[ST_COUNT] = {
 	[ST_KV_GET] = "SELECT key, value FROM kv WHERE owner = ? AND key = ?",
 	/* keys sort bytewise (BINARY), as strcmp does: the list stops past the prefix */
 	[ST_KV_LIST] = "SELECT key, value FROM kv WHERE owner = ? AND key >= ? ORDER BY key",
+	[ST_MSG_DEL] = "DELETE FROM message WHERE id = ?",
+	[ST_PART_DEL_MSG] = "DELETE FROM part WHERE message_id = ?",
+	/* the session's turn just before ?2 in conversation order */
+	[ST_TURN_BEFORE] = "SELECT " TURN_COLS " FROM turn WHERE session_id = ?1 AND id < ?2"
+			   " ORDER BY id DESC LIMIT 1",
 };
 
 
@@ -410,6 +415,18 @@ int store_session_delete(struct store *S, const char *id)
 	return 0;
 }
 
+int store_message_delete(struct store *S, const char *id)
+{
+	static const enum stmt order[] = {ST_PART_DEL_MSG, ST_MSG_DEL};
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		struct op *o = op_new(S, order[i]);
+		op_text(o, id);
+		if (op_done(S, o))
+			return -1;
+	}
+	return 0;
+}
+
 int store_message_put(struct store *S, const struct store_message *r)
 {
 	struct op *o = op_new(S, ST_MSG_PUT);
@@ -561,6 +578,17 @@ int store_turn_list_state(struct store *S, const char *state, store_turn_cb cb, 
 		return -1;
 	bind_text(q, 1, state);
 	return read_turns(S, ST_TURN_STATE, cb, arg);
+}
+
+int store_turn_before(struct store *S, const char *session_id, const char *turn_id,
+		      store_turn_cb cb, void *arg)
+{
+	sqlite3_stmt *q = reader(S, ST_TURN_BEFORE);
+	if (!q)
+		return -1;
+	bind_text(q, 1, session_id);
+	bind_text(q, 2, turn_id);
+	return read_turns(S, ST_TURN_BEFORE, cb, arg);
 }
 
 int store_event_batch_put(struct store *S, int64_t first_seq, int64_t last_seq,

@@ -89,6 +89,8 @@ int store_session_list(struct store *S, const char *parent_id, store_session_cb 
 int store_session_delete(struct store *S, const char *id);
 
 int store_message_put(struct store *S, const struct store_message *r);
+/* Deletes a message and its parts. */
+int store_message_delete(struct store *S, const char *id);
 typedef int (*store_message_cb)(void *arg, const struct store_message *r);
 /* A session's messages in conversation order: by turn, then by id within the turn. */
 int store_message_list(struct store *S, const char *session_id, store_message_cb cb, void *arg);
@@ -108,6 +110,9 @@ int store_turn_put(struct store *S, const struct store_turn *r);
 typedef int (*store_turn_cb)(void *arg, const struct store_turn *r);
 /* Turns in a state (any session), oldest first. */
 int store_turn_list_state(struct store *S, const char *state, store_turn_cb cb, void *arg);
+/* The session's turn with the greatest id below turn_id (cb called once, or not). */
+int store_turn_before(struct store *S, const char *session_id, const char *turn_id,
+		      store_turn_cb cb, void *arg);
 
 /* The event log: opaque batches of events, first_seq..last_seq, one row per batch. */
 int store_event_batch_put(struct store *S, int64_t first_seq, int64_t last_seq,

@@ -493,16 +493,24 @@ static const struct errdef E_HDRBIG = { 431, "invalid_request_error", NULL,
 					"Request header fields too large", NULL };
 static const struct errdef E_BADHTTP = { 400, "invalid_request_error", NULL, "Malformed HTTP request",
 					 "invalid_request_error", "Malformed HTTP request", NULL };
+/* A request over the model's context window, as each API words it. */
+static const struct errdef E_OVERFLOW = {
+	400, "invalid_request_error", "context_length_exceeded",
+	"This model's maximum context length is 8192 tokens. However, your messages resulted "
+	"in 9012 tokens. Please reduce the length of the messages.",
+	"invalid_request_error", "prompt is too long: 208310 tokens > 200000 maximum", NULL };
 static const struct errdef E_ROUTE = { 404, "not_found_error", NULL, "Unknown route: %s",
 				       "not_found_error", "Unknown route: %s", NULL };
 
 enum { F_BYTEWISE = 1, F_TSID = 2, F_STAMP = 4 };
+#define ERR_ODD (-2)
 
 struct scenario {
 	const char *name;
 	void (*build)(struct script *s, const struct reqinfo *ri);
 	const struct errdef *err; /* answered instead of streaming ... */
-	int err_times;            /* ... for the first err_times requests; -1: always */
+	int err_times;            /* ... for the first err_times requests; -1: always;
+				   * ERR_ODD: the 1st, 3rd, 5th... */
 	int flags;
 };
 
@@ -537,6 +545,9 @@ static const struct scenario SCENARIOS[] = {
 	{ "drip", b_drip, NULL, 0, 0 },
 	{ "recall", b_recall, NULL, 0, 0 },
 	{ "stamped", b_stamped, NULL, 0, F_STAMP },
+	{ "overflow", b_recall, &E_OVERFLOW, 1, 0 },
+	{ "overflow-odd", b_recall, &E_OVERFLOW, ERR_ODD, 0 },
+	{ "overflow-always", NULL, &E_OVERFLOW, -1, 0 },
 };
 
 static const struct scenario *scenario_find(const char *model)
@@ -1234,7 +1245,8 @@ static void decide(struct conn *c, const cJSON *body, const char *model, const s
 		respond_error(c, p, &E_NOSTREAM, model);
 	else if (!sc)
 		respond_error(c, p, &E_UNKNOWN, model);
-	else if (sc->err && (sc->err_times < 0 || ri->n < sc->err_times))
+	else if (sc->err && (sc->err_times == -1 || ri->n < sc->err_times ||
+			     (sc->err_times == ERR_ODD && ri->n % 2 == 0)))
 		respond_error(c, p, sc->err, model);
 	else
 		stream_start(c, p, sc, ri, model);

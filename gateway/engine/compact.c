@@ -1,0 +1,415 @@
+/* compact: a long session outlives its model's context window (engine_int.h has the
+ * contract). A compaction is a turn of its own — a user message with a compaction part,
+ * answered by an assistant message with summary: true — in the session's queue like
+ * every turn. It takes its place in conversation order (turn ids) just before the turn
+ * it makes room for, so the turns before it are the history it summarises and the
+ * turns after it see the summary instead (step_history). Loop thread only. */
+#include "engine_int.h"
+#include "jsonin.h"
+#include "log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Without compaction.reserve_tokens a reply is given the model's output limit, at most
+ * this and half the window (OpenCode caps it the same way). */
+#define RESERVE_MAX 32000
+
+static const char instruction[] =
+	"Summarize the conversation so far for another agent who will continue it without "
+	"seeing it. Keep what is needed to go on: the user's goals and instructions, what was "
+	"decided and why, what was done and what is left to do, the files, names, commands and "
+	"values that matter, and open questions. Do not call tools; reply with the summary "
+	"only.";
+static const char question[] = "What have we done so far?";
+static const char summarizer[] =
+	"You summarize a conversation between a user and an AI agent so that the work can go "
+	"on from your summary alone.";
+
+const char *compact_instruction(void)
+{
+	return instruction;
+}
+
+const char *compact_question(void)
+{
+	return question;
+}
+
+int compact_init(struct engine *E, struct err *e)
+{
+	const cJSON *c = cJSON_GetObjectItemCaseSensitive(E->C.root, "compaction");
+	long long reserve = 0;
+	int automatic = 1;
+	E->compact.automatic = 1;
+	if (!c)
+		return 0;
+	if (!cJSON_IsObject(c)) {
+		err_set(e, ERR_INVALID, "config: \"compaction\" must be an object");
+		return -1;
+	}
+	if (jsonin_bool(c, "auto", &automatic, e) || jsonin_int(c, "reserve_tokens", 0, &reserve, e) ||
+	    reserve < 0) {
+		err_set(e, ERR_INVALID, "config: \"compaction.auto\" must be true or false and "
+			"\"compaction.reserve_tokens\" a non-negative integer");
+		return -1;
+	}
+	E->compact.automatic = automatic;
+	E->compact.reserve = reserve;
+	return 0;
+}
+
+/* ---- how full the context is ---- */
+
+static int64_t usage_total(const struct llm_usage *u)
+{
+	return u->input + u->cache_read + u->cache_write + u->output;
+}
+
+void compact_note_usage(struct session *s, const struct llm_usage *u)
+{
+	if (u && usage_total(u) > 0) {
+		s->ctx_tokens = usage_total(u);
+		s->ctx_known = 1;
+	}
+}
+
+static int finished_ok(const char *finish)
+{
+	return finish && strcmp(finish, "error") && strcmp(finish, "aborted");
+}
+
+static int64_t count(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+	return cJSON_IsNumber(v) && v->valuedouble > 0 && v->valuedouble < 9e15
+		       ? (int64_t)v->valuedouble : 0;
+}
+
+/* The last reply in conversation order tells: a summary starts from nothing, another
+ * reply from its prompt and itself. */
+static int ctx_row(void *arg, const struct store_message *r)
+{
+	int64_t *tokens = arg;
+	if (strcmp(r->role, "assistant") || !r->finish)
+		return 0;
+	cJSON *d = cJSON_Parse(r->data);
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(d, "tokens");
+	const cJSON *cache = cJSON_GetObjectItemCaseSensitive(t, "cache");
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "summary"))) {
+		if (finished_ok(r->finish))
+			*tokens = 0;
+	} else {
+		struct llm_usage u = {
+			.input = count(t, "input"), .output = count(t, "output"),
+			.cache_read = count(cache, "read"), .cache_write = count(cache, "write"),
+		};
+		if (usage_total(&u) > 0)
+			*tokens = usage_total(&u);
+	}
+	cJSON_Delete(d);
+	return 0;
+}
+
+static int64_t context_tokens(struct session *s)
+{
+	if (!s->ctx_known) {
+		int64_t tokens = 0;
+		if (store_message_list(s->E->S, s->id, ctx_row, &tokens) < 0)
+			return 0;
+		s->ctx_tokens = tokens;
+		s->ctx_known = 1;
+	}
+	return s->ctx_tokens;
+}
+
+/* What a request to model may fill: its window less the room for a reply; 0 unknown. */
+static int64_t usable(struct engine *E, const char *model)
+{
+	const struct model_info *mi = catalog_lookup(llm_catalog(E->M), model);
+	if (!mi || mi->context <= 0)
+		return 0;
+	int64_t reserve = E->compact.reserve;
+	if (!reserve) {
+		reserve = mi->output > 0 && mi->output < RESERVE_MAX ? mi->output : RESERVE_MAX;
+		if (reserve > mi->context / 2)
+			reserve = mi->context / 2;
+	}
+	return mi->context - reserve > 0 ? mi->context - reserve : 1;
+}
+
+/* ---- the compaction turn in the ledger ---- */
+
+int compact_write_request(struct engine *E, struct turn *t)
+{
+	struct msg *m = msg_new(E, t->s, t, 0);
+	if (!m)
+		return -1;
+	memcpy(m->id, t->user_msg, sizeof(m->id));
+	struct part *p = part_add(E, m, P_COMPACTION);
+	if (!p) {
+		msg_free(E, m);
+		return -1;
+	}
+	p->flags = t->compact;
+	int rc = msg_save(E, m) | part_save(E, p);
+	msg_free(E, m);
+	return rc ? -1 : 0;
+}
+
+static int compaction_part(void *arg, const struct store_part *r)
+{
+	int *flags = arg;
+	if (strcmp(r->type, "compaction"))
+		return 0;
+	cJSON *d = cJSON_Parse(r->data);
+	*flags = COMPACT_ON | (cJSON_IsTrue(cJSON_GetObjectItem(d, "auto")) ? COMPACT_AUTO : 0) |
+		 (cJSON_IsTrue(cJSON_GetObjectItem(d, "overflow")) ? COMPACT_OVERFLOW : 0);
+	cJSON_Delete(d);
+	return 1;
+}
+
+int compact_kind(struct engine *E, const char *user_msg)
+{
+	int flags = 0;
+	store_part_list(E->S, user_msg, compaction_part, &flags);
+	return flags;
+}
+
+static int turn_id_row(void *arg, const struct store_turn *r)
+{
+	snprintf(arg, ID_MAX, "%s", r->id);
+	return 1;
+}
+
+/* A compaction turn that sorts just before next (after every turn before it, earlier
+ * compactions in front of next included), written; not yet queued. NULL logged. */
+static struct turn *make_before(struct session *s, struct turn *next, int flags)
+{
+	struct engine *E = s->E;
+	char lo[ID_MAX] = "", id[ID_MAX];
+	store_turn_before(E->S, s->id, next->id, turn_id_row, lo);
+	struct turn *c = id_between(id, lo, next->id) ? NULL
+			 : turn_alloc(s, id, NULL, "compaction", NULL, next->agent, next->model);
+	if (c) {
+		c->compact = flags;
+		if (compact_write_request(E, c) | turn_save(E, c)) {
+			turn_free(c);
+			c = NULL;
+		}
+	}
+	if (!c)
+		log_error("session %s: cannot put a compaction in front of turn %s", s->id, next->id);
+	else
+		stats_turn(E, c->source, STAT_ACCEPTED);
+	return c;
+}
+
+void compact_before_start(struct session *s)
+{
+	struct engine *E = s->E;
+	if (!E->compact.automatic || !s->q.head)
+		return;
+	struct turn *next = container_of(s->q.head, struct turn, qi);
+	if (next->compact || next->compacted)
+		return;
+	int64_t limit = usable(E, next->model), used = limit ? context_tokens(s) : 0;
+	if (!limit || used < limit)
+		return;
+	next->compacted = 1; /* once: a compaction that fails is not tried again for it */
+	struct turn *c = make_before(s, next, COMPACT_ON | COMPACT_AUTO);
+	if (!c)
+		return;
+	log_info("session %s: %lld tokens of context reach %s's limit of %lld; turn %s "
+		 "compacts the history first", s->id, (long long)used, next->model,
+		 (long long)limit, c->id);
+	turnq_push_front(&s->q, &c->qi);
+}
+
+/* ---- the summary ---- */
+
+/* HOOK_SESSION_COMPACT: the summary a callback supplies (owned), or NULL. */
+static char *hook_summary(struct turn *t, const cJSON *msgs)
+{
+	struct engine *E = t->s->E;
+	if (!hooks_any(E, HOOK_SESSION_COMPACT))
+		return NULL;
+	struct hook_ctx c;
+	struct hook_compact_run hc = {.pub = {
+		.automatic = (t->compact & COMPACT_AUTO) != 0,
+		.overflow = (t->compact & COMPACT_OVERFLOW) != 0,
+		.model = t->model, .messages = msgs}};
+	hooks_ctx(t->s, t, &c);
+	hooks_run(E, HOOK_SESSION_COMPACT, &c, &hc.pub, NULL, 0);
+	return hc.summary;
+}
+
+static int has_text(const struct msg *m)
+{
+	for (const struct part *p = m ? m->parts : NULL; p; p = p->next)
+		if (p->type == P_TEXT && p->len)
+			return 1;
+	return 0;
+}
+
+/* The summary is written: the session's next request starts from it. */
+static void compacted(struct turn *t, const char *finish, const struct llm_usage *u)
+{
+	struct session *s = t->s;
+	struct engine *E = s->E;
+	if (!has_text(t->am)) {
+		turn_end(t, T_FAILED, "UnknownError", "the summary was empty: the compaction "
+			 "changed nothing");
+		return;
+	}
+	step_finish_message(E, t, finish, u);
+	s->ctx_tokens = 0;
+	s->ctx_known = 1;
+	bus_begin(E->B, &E->jw, "session.compacted");
+	jw_obj(&E->jw);
+	jw_kstr(&E->jw, "sessionID", s->id);
+	jw_obj_end(&E->jw);
+	session_publish(E, s, t, "session.compacted");
+	turn_end(t, T_COMPLETED, NULL, NULL);
+}
+
+static void on_done(void *arg, const char *finish, const struct llm_usage *u)
+{
+	struct turn *t = arg;
+	t->stream = NULL;
+	if (t->s->status == ST_RETRY)
+		session_set_status(t->s->E, t->s, ST_BUSY);
+	compacted(t, finish && strcmp(finish, "tool-calls") ? finish : "stop", u);
+}
+
+static void on_tool_call(void *arg, const char *id, const char *name, const char *args)
+{
+	struct turn *t = arg;
+	log_warn("session %s: turn %s: the model called tool %s while summarizing (it was "
+		 "offered none); ignored", t->s->id, t->id, name ? name : "?");
+}
+
+static void write_summary(struct turn *t, char *summary)
+{
+	struct engine *E = t->s->E;
+	struct part *p = part_add(E, t->am, P_TEXT);
+	if (!p) {
+		free(summary);
+		turn_end(t, T_FAILED, "UnknownError", "out of memory");
+		return;
+	}
+	p->text = summary;
+	p->len = p->cap = strlen(summary);
+	p->end = now_ms();
+	part_save(E, p);
+	compacted(t, "stop", NULL);
+}
+
+void compact_step(struct turn *t)
+{
+	struct session *s = t->s;
+	struct engine *E = s->E;
+	msg_free(E, t->am);
+	t->steps++;
+	t->am = msg_new(E, s, t, 1); /* summary: true (msg_new) */
+	if (!t->am) {
+		turn_end(t, T_FAILED, "UnknownError", "out of memory");
+		return;
+	}
+	msg_save(E, t->am);
+	struct part *p = part_add(E, t->am, P_STEP_START);
+	if (p)
+		part_save(E, p);
+	cJSON *msgs = step_history(E, s, t);
+	if (!msgs) {
+		turn_end(t, T_FAILED, "UnknownError", "out of memory building the history");
+		return;
+	}
+	char *summary = hook_summary(t, msgs);
+	if (summary) {
+		cJSON_Delete(msgs);
+		write_summary(t, summary);
+		return;
+	}
+	const struct agent *a = agents_find(&E->A, t->agent);
+	struct llm_sink sink = step_sink; /* text, errors and retries as any step's */
+	sink.tool_call = on_tool_call;
+	sink.done = on_done;
+	step_request(t, summarizer, cJSON_CreateArray(), msgs, a ? a->stall_ms : 0, &sink);
+	cJSON_Delete(msgs);
+}
+
+/* ---- a request over the context window ---- */
+
+static int first_turn_row(void *arg, const struct store_message *r)
+{
+	const char **turn = arg;
+	*turn = r->turn_id && strcmp(r->turn_id, *turn) < 0 ? "" : *turn;
+	return 1;
+}
+
+/* 1 when the session has messages of turns before t: something to compact. */
+static int has_history(struct engine *E, struct session *s, const struct turn *t)
+{
+	const char *turn = t->id;
+	store_message_list_turns(E->S, s->id, "", t->id, first_turn_row, &turn);
+	return !*turn;
+}
+
+/* The turn fails with ContextOverflowError: what (a format naming the model) and the
+ * provider's own words. */
+static void fail_overflow(struct turn *t, const struct llm_error *le, const char *what)
+{
+	struct engine *E = t->s->E;
+	char head[300], why[800];
+	snprintf(head, sizeof(head), what, t->model);
+	snprintf(why, sizeof(why), "%s: %s", head, le->message ? le->message : "the provider "
+		 "said so");
+	msg_close_open_parts(E, t->am);
+	msg_set_error(t->am, "ContextOverflowError", why, le->status, 0);
+	free(t->am->finish);
+	t->am->finish = strdup("error");
+	t->am->completed = now_ms();
+	msg_save(E, t->am);
+	turn_end(t, T_FAILED, "ContextOverflowError", why);
+}
+
+int compact_on_overflow(struct turn *t, const struct llm_error *le)
+{
+	struct session *s = t->s;
+	struct engine *E = s->E;
+	if (t->compact || t->am->parts != t->am->tail)
+		return 0; /* the summary itself, or a reply already under way: as any error */
+	if (t->overflow_retried) {
+		fail_overflow(t, le, "the request is still over the context window of %s after "
+			      "a compaction was tried");
+		return 1;
+	}
+	if (!has_history(E, s, t)) {
+		fail_overflow(t, le, "the request is over the context window of %s and the "
+			      "session has no older turns to compact");
+		return 1;
+	}
+	struct turn *c = make_before(s, t, COMPACT_ON | COMPACT_AUTO | COMPACT_OVERFLOW);
+	if (!c)
+		return 0;
+	log_warn("session %s: turn %s: the request is over %s's context window (%s); turn %s "
+		 "compacts the history, then the request runs once more", s->id, t->id, t->model,
+		 le->message ? le->message : "", c->id);
+	/* the failed step leaves no trace: its message (a step-start, nothing else) goes,
+	 * and the turn waits behind the compaction to run that step again */
+	msg_delete(E, t->am);
+	msg_free(E, t->am);
+	t->am = NULL;
+	t->steps--;
+	t->overflow_retried = 1;
+	t->state = T_QUEUED;
+	t->started = 0;
+	turn_save(E, t);
+	s->cur = NULL;
+	E->running--;
+	turnq_requeue(&s->q);
+	turnq_push_front(&s->q, &c->qi);
+	session_kick(s);
+	return 1;
+}
