@@ -35,6 +35,41 @@ static void ids_sort_by_creation_and_validate(void **state)
 	assert_false(id_valid("msg_../../etc/passwd000000000", "msg"));
 }
 
+/* An id that sorts between two others: what a compaction put in front of a queued turn
+ * takes, again and again in front of the same turn, and refusals where none fits. */
+static void id_between_sorts_strictly_between(void **state)
+{
+	char lo[ID_MAX], hi[ID_MAX], mid[ID_MAX];
+	id_new(lo, "turn");
+	id_new(hi, "turn");
+	for (int i = 0; i < 200; i++) { /* each one in front of hi, after the one before */
+		assert_int_equal(id_between(mid, lo, hi), 0);
+		assert_true(id_valid(mid, "turn"));
+		assert_true(strcmp(lo, mid) < 0 && strcmp(mid, hi) < 0);
+		memcpy(lo, mid, sizeof(lo));
+	}
+	assert_int_equal(id_between(mid, NULL, hi), 0); /* nothing below: anything under hi */
+	assert_true(strcmp(mid, hi) < 0 && id_valid(mid, "turn"));
+	assert_int_equal(id_between(mid, "msg_000000000000AAAAAAAAAAAAAA", hi), 0);
+	assert_true(strcmp(mid, hi) < 0);
+	/* adjacent ids at their last digit: the digits after the first difference decide */
+	assert_int_equal(id_between(mid, "turn_00000000000000000000000000",
+				    "turn_00000000000000000000000002"), 0);
+	assert_string_equal(mid, "turn_00000000000000000000000001");
+	assert_int_equal(id_between(mid, "turn_0000000000000000000000000z",
+				    "turn_00000000000000000000000010"), -1);
+	assert_int_equal(id_between(mid, "turn_0000000000000000000000000y",
+				    "turn_00000000000000000000000010"), 0);
+	assert_string_equal(mid, "turn_0000000000000000000000000z");
+	assert_int_equal(id_between(mid, NULL, "turn_00000000000000000000000000"), -1);
+	assert_int_equal(id_between(mid, NULL, "turn_00000000000000000000000001"), 0);
+	assert_string_equal(mid, "turn_00000000000000000000000000");
+	assert_int_equal(id_between(mid, hi, lo), -1); /* lo above hi */
+	assert_int_equal(id_between(mid, lo, lo), -1);
+	assert_int_equal(id_between(mid, NULL, "turn_short"), -1);
+	assert_int_equal(id_between(mid, NULL, "turn_0000000000000000000000000!"), -1);
+}
+
 static void jw_escapes_and_replaces_bad_utf8(void **state)
 {
 	struct jw w;
@@ -80,6 +115,31 @@ static void turnq_runs_one_at_a_time_in_fifo_order(void **state)
 		assert_null(turnq_start_next(&q)); /* one runs at a time */
 		turnq_finish(&q);
 	}
+	assert_false(turnq_busy(&q));
+}
+
+/* A compaction goes first in line; a running turn goes back to the front behind it. */
+static void turnq_puts_in_front_and_requeues_the_running(void **state)
+{
+	struct turnq q = {0};
+	struct item it[4];
+	memset(it, 0, sizeof(it));
+	turnq_push(&q, &it[0].qi);
+	turnq_push(&q, &it[1].qi);
+	assert_ptr_equal(turnq_start_next(&q), &it[0].qi);
+	turnq_requeue(&q); /* it[0] waits again, first */
+	assert_null(q.running);
+	turnq_push_front(&q, &it[2].qi);
+	assert_int_equal(q.waiting, 3);
+	struct turnq_item *order[] = {&it[2].qi, &it[0].qi, &it[1].qi};
+	for (int i = 0; i < 3; i++) {
+		assert_ptr_equal(turnq_start_next(&q), order[i]);
+		turnq_finish(&q);
+	}
+	turnq_push_front(&q, &it[3].qi); /* into an empty line */
+	assert_ptr_equal(q.tail, &it[3].qi);
+	assert_ptr_equal(turnq_start_next(&q), &it[3].qi);
+	turnq_finish(&q);
 	assert_false(turnq_busy(&q));
 }
 
@@ -422,8 +482,10 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(ids_sort_by_creation_and_validate),
+		cmocka_unit_test(id_between_sorts_strictly_between),
 		cmocka_unit_test(jw_escapes_and_replaces_bad_utf8),
 		cmocka_unit_test(turnq_runs_one_at_a_time_in_fifo_order),
+		cmocka_unit_test(turnq_puts_in_front_and_requeues_the_running),
 		cmocka_unit_test(turnq_dedupe_reject_interrupt_and_limit),
 		cmocka_unit_test(turn_policy_names_parse),
 		cmocka_unit_test(config_limits_default_and_reject_bad_values_by_name),

@@ -419,6 +419,51 @@ static void retry_after_parses_seconds_ms_and_dates_without_overflow(void **stat
 	assert_int_equal(wire_retry_after_ms("12345", 2, 1000, now), 12000);
 }
 
+/* OpenAI's prompt_tokens counts the cached tokens too; input is the rest (OpenCode's
+ * shape, and Anthropic's input_tokens), so input + cache.read is the prompt. */
+static void openai_cached_tokens_are_not_counted_twice(void **state)
+{
+	static const char stream[] =
+		"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok\"}}]}\n\n"
+		"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1000,\"completion_tokens\":7,"
+		"\"prompt_tokens_details\":{\"cached_tokens\":600}}}\n\n"
+		"data: [DONE]\n\n";
+	struct result r;
+	parse(&r, WIRE_OPENAI, stream, NULL, 0);
+	assert_int_equal(r.ws.usage.input, 400);
+	assert_int_equal(r.ws.usage.cache_read, 600);
+	assert_int_equal(r.ws.usage.output, 7);
+	result_free(&r);
+}
+
+/* The providers' own words for a request over the context window, and nothing else. */
+static void context_overflow_is_told_from_other_errors(void **state)
+{
+	static const char *const over[] = {
+		"{\"error\":{\"message\":\"This model's maximum context length is 128000 tokens. "
+		"However, your messages resulted in 130512 tokens. Please reduce the length of the "
+		"messages.\",\"type\":\"invalid_request_error\",\"param\":\"messages\","
+		"\"code\":\"context_length_exceeded\"}}",
+		"{\"error\":{\"message\":\"too long\",\"code\":\"context_length_exceeded\"}}",
+		"{\"type\":\"error\",\"error\":{\"type\":\"invalid_request_error\",\"message\":"
+		"\"prompt is too long: 208310 tokens > 200000 maximum\"}}",
+		"input length and `max_tokens` exceed context limit: 197264 + 8192 > 200000, "
+		"decrease input length or `max_tokens` and try again",
+		"Prompt Is Too Long",
+	};
+	static const char *const other[] = {
+		"{\"error\":{\"message\":\"Rate limit reached\",\"type\":\"rate_limit_error\"}}",
+		"{\"error\":{\"message\":\"The model `x` does not exist\",\"code\":"
+		"\"model_not_found\"}}",
+		"max_tokens: 100000 > 64000, which is the maximum allowed number of output tokens",
+		"", NULL,
+	};
+	for (size_t i = 0; i < sizeof(over) / sizeof(over[0]); i++)
+		assert_true(wire_context_overflow(over[i]));
+	for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++)
+		assert_false(wire_context_overflow(other[i]));
+}
+
 int main(void)
 {
 	jsonin_init(); /* as agentgate runs: stream chunks parsed in the scratch arena */
@@ -431,6 +476,8 @@ int main(void)
 		cmocka_unit_test(requests_take_each_providers_shape),
 		cmocka_unit_test(request_params_override_options_but_not_owned_keys),
 		cmocka_unit_test(retry_after_parses_seconds_ms_and_dates_without_overflow),
+		cmocka_unit_test(openai_cached_tokens_are_not_counted_twice),
+		cmocka_unit_test(context_overflow_is_told_from_other_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
