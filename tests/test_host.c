@@ -283,6 +283,48 @@ static void hook_errors_and_malformed_out_values_fail_open(void **state)
 	stop(&t);
 }
 
+/* A compaction hook writes the summary: the model is not asked for it, and the next
+ * request carries it in place of the history (mockllm's recall shows what it got). */
+static void a_compaction_hook_supplies_the_summary(void **state)
+{
+	struct t t;
+	start(&t, NULL);
+	load(&t, FX, "{\"compact\":1}");
+	h_prompt_model(&t.h, t.sid, "the first question", "openai/recall@fxc", NULL);
+	assert_true(h_until(&t.h, h_idle, t.sid, 10000));
+	struct prompt ask = {.session_id = t.sid, .source = "http", .compact = 1,
+			     .model = "openai/recall@fxc"};
+	struct err e = {0};
+	struct prompt_result r;
+	assert_int_equal(engine_prompt(t.h.E, &ask, &r, NULL, &e), 0);
+	assert_true(h_until(&t.h, h_idle, t.sid, 10000));
+	assert_int_equal(engine_flush(t.h.E), 0);
+	struct fx_state *st = fx();
+	assert_int_equal(st->compacts, 1);
+	assert_int_equal(st->compact_auto, 0);
+	assert_int_equal(st->compact_overflow, 0);
+	assert_int_equal(st->compact_msgs, 3); /* question, answer, the instruction */
+	assert_string_equal(st->compact_model, "openai/recall@fxc");
+	char *summary = h_reply_text(&t.h, r.turn_id);
+	assert_string_equal(summary, "fx summary of 3 messages");
+	free(summary);
+	cJSON *stats = mock_stats();
+	assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(stats, "by_model"),
+					     "recall@fxc")->valueint, 1);
+	cJSON_Delete(stats);
+	h_prompt_model(&t.h, t.sid, "go on", "openai/recall@fxc", NULL);
+	assert_true(h_until(&t.h, h_idle, t.sid, 10000));
+	cJSON *last = mock_last_request("recall@fxc");
+	const cJSON *msgs = cJSON_GetObjectItem(cJSON_GetObjectItem(last, "body"), "messages");
+	assert_int_equal(cJSON_GetArraySize(msgs), 4); /* the system prompt, then three */
+	assert_string_equal(field(cJSON_GetArrayItem(msgs, 2), "content"),
+			    "fx summary of 3 messages");
+	assert_string_equal(field(cJSON_GetArrayItem(msgs, 3), "content"), "go on");
+	cJSON_Delete(last);
+	assert_int_equal(counter(&t, "fx", "hookErrors"), 0);
+	stop(&t);
+}
+
 static void a_slow_hook_is_counted(void **state)
 {
 	struct t t;
@@ -671,6 +713,7 @@ int main(void)
 		cmocka_unit_test(a_request_hook_changes_what_the_provider_receives),
 		cmocka_unit_test(a_refusing_hook_stops_the_prompt_and_tells_the_model_why_a_tool_was_blocked),
 		cmocka_unit_test(hook_errors_and_malformed_out_values_fail_open),
+		cmocka_unit_test(a_compaction_hook_supplies_the_summary),
 		cmocka_unit_test(a_slow_hook_is_counted),
 		cmocka_unit_test(a_tool_call_ends_once_whatever_the_plugin_does),
 		cmocka_unit_test(unloading_waits_for_work_in_flight_and_removes_everything_left),

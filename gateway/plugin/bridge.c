@@ -21,6 +21,7 @@ static const char *const names[AG_HOOK_MAX + 1] = {
 	[AG_HOOK_SUBAGENT_END] = "subagent.end",
 	[AG_HOOK_TURN_END] = "turn.end",
 	[AG_HOOK_SESSION_IDLE] = "session.idle",
+	[AG_HOOK_SESSION_COMPACT] = "session.compact",
 };
 
 static const enum hook_point points[AG_HOOK_MAX + 1] = {
@@ -34,6 +35,7 @@ static const enum hook_point points[AG_HOOK_MAX + 1] = {
 	[AG_HOOK_SUBAGENT_END] = HOOK_SUBAGENT_END,
 	[AG_HOOK_TURN_END] = HOOK_TURN_END,
 	[AG_HOOK_SESSION_IDLE] = HOOK_SESSION_IDLE,
+	[AG_HOOK_SESSION_COMPACT] = HOOK_SESSION_COMPACT,
 };
 
 const char *bridge_hook_name(int id)
@@ -320,6 +322,19 @@ static void turn_end(struct hookreg *r, const struct ag_ctx *ctx, const struct h
 	verdict(r, bridge_call(r, ctx, &d), 0);
 }
 
+static void session_compact(struct hookreg *r, const struct ag_ctx *ctx, struct hook_compact *hc)
+{
+	char *msgs = print(hc->messages);
+	struct ag_session_compact d = {.size = sizeof(d), .automatic = hc->automatic,
+				       .overflow = hc->overflow, .model = hc->model,
+				       .messages_json = msgs ? msgs : "[]"};
+	if (verdict(r, bridge_call(r, ctx, &d), 0) == 0 && d.summary_out &&
+	    hook_compact_set_summary(hc, d.summary_out))
+		failed_open(r, "summary_out is empty");
+	free(msgs);
+	free(d.summary_out);
+}
+
 /* Does an event filter (hook_events) take this event? */
 static int wanted(const struct hookreg *r, const struct event *ev)
 {
@@ -358,6 +373,7 @@ static int on_hook(void *arg, const struct hook_ctx *c, void *data, char *why, s
 	case AG_HOOK_SUBAGENT_START:
 	case AG_HOOK_SUBAGENT_END: subagent(r, &ctx, data); return 0;
 	case AG_HOOK_TURN_END: turn_end(r, &ctx, data); return 0;
+	case AG_HOOK_SESSION_COMPACT: session_compact(r, &ctx, data); return 0;
 	default: verdict(r, bridge_call(r, &ctx, NULL), 0); return 0; /* SESSION_IDLE */
 	}
 }

@@ -2,7 +2,7 @@
  * descriptor's defects are compile-time (FX_MAGIC, FX_MAJOR, FX_MINOR, FX_NO_ENTRY,
  * FX_ID); its behaviour is chosen by words in its options ("fail_load", "rewrite",
  * "refuse", "hook_error", "malformed", "slow", "observer", "observer_slow", "leave",
- * "emit", "permission_hook"). What it saw is kept in fx_state, which tests read with
+ * "emit", "permission_hook", "compact"). What it saw is kept in fx_state, which tests read with
  * dlsym. */
 #include <agentgate/plugin.h>
 #include <pthread.h>
@@ -153,6 +153,26 @@ static int on_permission(void *user, const struct ag_ctx *ctx, void *data)
 	} else if (strstr(d->patterns_json, "fx-deny")) {
 		d->decision = AG_PERMISSION_DENY;
 		d->reason = host->strdup("fx denies it");
+	}
+	return AG_HOOK_CONTINUE;
+}
+
+/* "compact": the summary is fx's own, naming how many messages it was shown */
+static int on_compact(void *user, const struct ag_ctx *ctx, void *data)
+{
+	struct ag_session_compact *d = data;
+	int n = 0;
+	for (const char *p = d->messages_json; (p = strstr(p, "\"role\"")); p++)
+		n++;
+	atomic_fetch_add(&fx_state.compacts, 1);
+	atomic_store(&fx_state.compact_auto, d->automatic);
+	atomic_store(&fx_state.compact_overflow, d->overflow);
+	atomic_store(&fx_state.compact_msgs, n);
+	snprintf(fx_state.compact_model, sizeof(fx_state.compact_model), "%s", d->model);
+	if (has("compact")) {
+		char buf[64];
+		snprintf(buf, sizeof(buf), "fx summary of %d messages", n);
+		d->summary_out = host->strdup(buf);
 	}
 	return AG_HOOK_CONTINUE;
 }
@@ -409,6 +429,7 @@ static int on_load(ag_plugin *p, const struct ag_host *h, const char *options,
 	h->hook(p, AG_HOOK_PROVIDER_REQUEST, on_request, NULL);
 	h->hook(p, AG_HOOK_TURN_END, on_turn_end, NULL);
 	h->hook(p, AG_HOOK_SESSION_IDLE, on_idle, NULL);
+	h->hook(p, AG_HOOK_SESSION_COMPACT, on_compact, NULL);
 	if (has("observer"))
 		h->hook(p, AG_HOOK_EVENT, on_event, NULL);
 	if (has("permission_hook"))

@@ -26,6 +26,9 @@ struct fx_state {
 	atomic_int perm_rc, perm_foreign_rc, perm_decision, perm_answers;
 	char perm_message[256];
 	char workspace[512]; /* setting("workspace") at load */
+	/* session.compact: calls, the last one's flags, model and messages in its history */
+	atomic_int compacts, compact_auto, compact_overflow, compact_msgs;
+	char compact_model[64];
 };
 
 #endif

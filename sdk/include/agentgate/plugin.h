@@ -134,8 +134,15 @@ enum ag_hook_id {
 	 * leaves its session idle, the turn's TURN_END comes first, in the same operation
 	 * (so a plugin can remember how the last turn ended). */
 	AG_HOOK_SESSION_IDLE = 10,
+	/* A compaction turn is about to ask the model for a summary of the session's
+	 * history (the context nears the model's window, the provider said it is over, or
+	 * a client asked: POST /session/{id}/summarize): the hook may write the summary
+	 * itself (summary_out), and then the model is not asked. The summary stands for
+	 * that history in every later request. Loop. Data: struct ag_session_compact *.
+	 * Since ABI 1.1. */
+	AG_HOOK_SESSION_COMPACT = 11,
 };
-#define AG_HOOK_MAX 10
+#define AG_HOOK_MAX 11
 
 /* Hook return values. Anything else (a negative AG_E_*) is an error: logged with the
  * plugin id, counted, and the gateway goes on as if the hook were absent. */
@@ -233,6 +240,18 @@ struct ag_turn_end {
 	const char *user_message_id;
 	const char *terminal_message_id; /* its one terminal assistant message */
 	const char *source;              /* who sent the prompt that opened it */
+};
+
+struct ag_session_compact {
+	uint32_t size;
+	int automatic;             /* 1: the gateway started it; 0: a client asked for it */
+	int overflow;              /* started by the provider's context-overflow error */
+	const char *model;         /* "provider/model" that would write the summary */
+	const char *messages_json; /* the history it summarises, the model's view:
+				    * [{"role":"user"|"assistant"|"tool","content":...,
+				    *   "tool_calls"?:[{id,name,arguments}],"tool_call_id"?}],
+				    * the compaction's instruction last */
+	char *summary_out;         /* out: the summary (non-empty text) */
 };
 
 /* ---- tools -------------------------------------------------------------------------- */
