@@ -127,10 +127,11 @@ struct prompt {
 	const char *dedupe_key;
 	enum turn_policy policy;
 	const cJSON *parts;     /* the client's parts, when it sent them (for hooks), or NULL */
-	int compact;            /* a compaction (POST /session/{id}/summarize): the turn asks
-				 * the model for a summary of the history before it, which the
-				 * model sees instead of that history from then on; text and
-				 * parts are not used, nor the prompt hooks */
+	int compact;            /* 1: a compaction (POST /session/{id}/summarize): the turn
+				 * asks the model for a summary of the history before it, which
+				 * the model sees instead of that history from then on; text
+				 * and parts are not used, nor the prompt hooks. 2: the same,
+				 * marked automatic (OpenCode's auto: true) */
 };
 
 struct prompt_result {

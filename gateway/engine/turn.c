@@ -255,7 +255,7 @@ int turn_accept(struct engine *E, const struct prompt *p, struct prompt_result *
 		if (!t)
 			goto oom;
 		t->policy = p->policy;
-		t->compact = p->compact ? COMPACT_ON : 0;
+		t->compact = !p->compact ? 0 : COMPACT_ON | (p->compact > 1 ? COMPACT_AUTO : 0);
 		int rc = write_turn(E, t, p, e);
 		if (rc == -1) {
 			turn_free(t);

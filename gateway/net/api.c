@@ -345,6 +345,11 @@ static void turn_ended(struct turn_waiter *tw, const char *state, const char *ms
 	jw_init(&w);
 	if (!*msg_id) /* shutting down: the prompt stays queued */
 		err_set(e, ERR_UNAVAILABLE, "%s", error ? error : "the server is shutting down");
+	else if (aw->summary && strcmp(state, "completed"))
+		err_set(e, ERR_INTERNAL, "the compaction %s: %s (message %s)", state,
+			error ? error : "no summary", msg_id);
+	else if (aw->summary)
+		jw_bool(&w, 1);
 	else
 		engine_message_json(aw->E, aw->session, msg_id, &w, e);
 	aw->fn(aw, e->code ? NULL : &w, e->code ? e : NULL);
@@ -362,6 +367,7 @@ int api_prompt(struct engine *E, const cJSON *params, const char *source, struct
 	if (aw) {
 		aw->E = E;
 		aw->tw.fn = turn_ended;
+		aw->summary = 0;
 		snprintf(aw->session, sizeof(aw->session), "%s", sid);
 	}
 	int rc = api_parse_prompt(params, sid, source, &ap, e) ||
@@ -378,6 +384,38 @@ int api_prompt(struct engine *E, const cJSON *params, const char *source, struct
 		jw_obj_end(w);
 	}
 	return 0;
+}
+
+int api_summarize(struct engine *E, const cJSON *params, const char *source,
+		  struct api_wait *aw, struct err *e)
+{
+	const char *sid, *pid = NULL, *mid = NULL;
+	int automatic = 0;
+	char model[256];
+	if (session_id(params, &sid, e) || jsonin_str(params, "providerID", 0, &pid, e) ||
+	    jsonin_str(params, "modelID", 0, &mid, e) || jsonin_bool(params, "auto", &automatic, e))
+		return -1;
+	if (!pid != !mid) {
+		err_set(e, ERR_INVALID, "\"%s\" needs \"%s\": the model is {providerID, modelID}",
+			pid ? "providerID" : "modelID", pid ? "modelID" : "providerID");
+		return -1;
+	}
+	snprintf(model, sizeof(model), "%s/%s", pid ? pid : "", mid ? mid : "");
+	struct prompt p = {.session_id = sid, .source = source, .model = pid ? model : NULL,
+			   .compact = automatic ? 2 : 1};
+	aw->E = E;
+	aw->tw.fn = turn_ended;
+	aw->summary = 1;
+	snprintf(aw->session, sizeof(aw->session), "%s", sid);
+	return engine_prompt(E, &p, NULL, &aw->tw, e);
+}
+
+int api_submit(struct engine *E, const char *rpc, const cJSON *params, const char *source,
+	       struct api_wait *aw, struct jw *w, struct err *e)
+{
+	if (!strcmp(rpc, "session.summarize"))
+		return api_summarize(E, params, source, aw, e);
+	return api_prompt(E, params, source, aw, w, e);
 }
 
 void api_wait_cancel(struct api_wait *aw)
@@ -430,6 +468,7 @@ static const struct api_route routes[] = {
 	{"GET", "/session/*/message/*", "session.message", {"sessionID", "messageID"}, API_CALL, 0},
 	{"POST", "/session/*/prompt_async", "session.prompt_async", {"sessionID"}, API_PROMPT, 0},
 	{"POST", "/session/*/abort", "session.abort", {"sessionID"}, API_CALL, 0},
+	{"POST", "/session/*/summarize", "session.summarize", {"sessionID"}, API_PROMPT, 1},
 	{"DELETE", "/session/*/turn/*", "turn.cancel", {"sessionID", "turnID"}, API_CALL, 0},
 	{"GET", "/agent", "agent.list", {NULL}, API_CALL, 0},
 	{"GET", "/task/*", "task.get", {"taskID"}, API_CALL, 0},

@@ -74,6 +74,7 @@ struct api_wait {
 	struct turn_waiter tw;
 	struct engine *E;
 	char session[64];
+	int summary; /* a compaction (api_summarize): the result is true */
 };
 
 /* Submits a prompt: params {sessionID, parts|text, agent, model, messageID, policy,
@@ -82,6 +83,16 @@ struct api_wait {
  * answers when the turn ends. -1 and e when the prompt was not accepted. */
 int api_prompt(struct engine *E, const cJSON *params, const char *source, struct api_wait *aw,
 	       struct jw *w, struct err *e);
+/* Submits a compaction (POST /session/{id}/summarize, WS session.summarize): params
+ * {sessionID, providerID?, modelID?, auto?} — the model that writes the summary (both
+ * or neither; default: the session's), and auto marks it as OpenCode's automatic ones.
+ * It queues like a prompt; aw->fn answers true when it completed, or an error naming
+ * how it ended. -1 and e when it was not accepted. */
+int api_summarize(struct engine *E, const cJSON *params, const char *source,
+		  struct api_wait *aw, struct err *e);
+/* A route of kind API_PROMPT by its rpc: api_summarize or api_prompt. */
+int api_submit(struct engine *E, const char *rpc, const cJSON *params, const char *source,
+	       struct api_wait *aw, struct jw *w, struct err *e);
 /* Detaches a waiter whose client went away (idempotent). */
 void api_wait_cancel(struct api_wait *aw);
 /* 1 while aw waits for a turn. */

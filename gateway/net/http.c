@@ -234,7 +234,7 @@ static int do_prompt(struct conn *c, const struct api_route *r, const cJSON *par
 	if (!strcmp(r->rpc, "session.command"))
 		return do_command(c, params);
 	c->aw.fn = prompt_answered;
-	if (api_prompt(c->srv->E, params, "http", r->wait ? &c->aw : NULL, NULL, &e))
+	if (api_submit(c->srv->E, r->rpc, params, "http", r->wait ? &c->aw : NULL, NULL, &e))
 		return respond_err(c, &e);
 	if (!r->wait)
 		return respond_ex(c, 204, "application/json", NULL, 0, NULL, NULL);

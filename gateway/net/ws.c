@@ -141,12 +141,13 @@ static void wait_done(struct api_wait *aw, struct jw *result, const struct err *
 }
 
 /* session.prompt: without "wait" it is session.prompt_async; with it, the reply to this
- * request is the turn's terminal message, sent when the turn ends. */
-static int do_prompt(struct conn *c, const char *id_json, const cJSON *p, struct jw *w,
-		     struct err *e)
+ * request is the turn's terminal message, sent when the turn ends. session.summarize:
+ * always answered when its compaction ends (true). */
+static int do_prompt(struct conn *c, const char *method, const char *id_json, const cJSON *p,
+		     struct jw *w, struct err *e)
 {
-	int wait = 0;
-	if (jsonin_bool(p, "wait", &wait, e))
+	int wait = !strcmp(method, "session.summarize");
+	if (!wait && jsonin_bool(p, "wait", &wait, e))
 		return -1;
 	if (!wait)
 		return api_prompt(c->srv->E, p, "ws", NULL, w, e);
@@ -158,7 +159,7 @@ static int do_prompt(struct conn *c, const char *id_json, const cJSON *p, struct
 	}
 	ww->c = c;
 	ww->aw.fn = wait_done;
-	if (api_prompt(c->srv->E, p, "ws", &ww->aw, NULL, e)) {
+	if (api_submit(c->srv->E, method, p, "ws", &ww->aw, NULL, e)) {
 		free(ww->id_json);
 		free(ww);
 		return -1;
@@ -188,8 +189,8 @@ static int dispatch(struct conn *c, const char *method, const char *id_json, con
 		jw_bool(w, 1);
 		return 0;
 	}
-	if (!strcmp(method, "session.prompt"))
-		return do_prompt(c, id_json, p, w, e);
+	if (!strcmp(method, "session.prompt") || !strcmp(method, "session.summarize"))
+		return do_prompt(c, method, id_json, p, w, e);
 	return api_call(c->srv->E, method, p, w, unknown, e);
 }
 
