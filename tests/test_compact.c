@@ -320,6 +320,32 @@ static void a_summary_asked_for_waits_its_turn_and_answers_when_it_ends(void **s
 	stop(&t);
 }
 
+static void a_compaction_that_fails_changes_nothing(void **state)
+{
+	struct t t;
+	start(&t, "{\"model\":\"scripted/tiny\",\"providers\":{\"scripted\":{\"pace_ms\":1,"
+		  "\"models\":[\"tiny\"],\"rules\":[{\"regex\":\"^Summarize\",\"steps\":[{\"error\":"
+		  "{\"status\":400,\"message\":\"no summaries today\"}}]},"
+		  "{\"steps\":[{\"text\":\"Noted.\"}]}]}}}");
+	prompt_wait(&t, "hello", NULL, NULL);
+	struct prompt ask = {.session_id = t.sid, .source = "http", .compact = 1};
+	struct err e = {0};
+	struct prompt_result r;
+	assert_int_equal(engine_prompt(t.h.E, &ask, &r, NULL, &e), 0);
+	prompt_wait(&t, "again", NULL, NULL);
+	char *st = h_turn_state(&t.h, r.turn_id);
+	assert_string_equal(st, "failed");
+	free(st);
+	assert_int_equal(h_count(&t.h, "session.compacted", t.sid), 0);
+	/* the whole history, as if no compaction had been tried */
+	const int last = t.r.n - 1;
+	assert_int_equal(cJSON_GetArraySize(t.r.msgs[last]), 3);
+	assert_string_equal(content_at(&t.r, last, 0), "hello");
+	assert_string_equal(content_at(&t.r, last, 1), "Noted.");
+	assert_string_equal(content_at(&t.r, last, 2), "again");
+	stop(&t);
+}
+
 /* ---- a provider's context-overflow error ---- */
 
 static cJSON *last_messages(const char *model)
@@ -556,6 +582,7 @@ int main(void)
 		cmocka_unit_test(the_summary_is_kept_across_a_restart),
 		cmocka_unit_test(prompts_queued_during_a_compaction_run_after_it_in_order),
 		cmocka_unit_test(a_summary_asked_for_waits_its_turn_and_answers_when_it_ends),
+		cmocka_unit_test(a_compaction_that_fails_changes_nothing),
 		cmocka_unit_test(openai_overflow_compacts_and_retries_the_request_once),
 		cmocka_unit_test(anthropic_overflow_compacts_and_retries_the_request_once),
 		cmocka_unit_test(a_second_overflow_fails_the_turn_naming_the_cause),

@@ -188,8 +188,9 @@ static struct turn *make_before(struct session *s, struct turn *next, int flags)
 {
 	struct engine *E = s->E;
 	char lo[ID_MAX] = "", id[ID_MAX];
-	store_turn_before(E->S, s->id, next->id, turn_id_row, lo);
-	struct turn *c = id_between(id, lo, next->id) ? NULL
+	/* the turn below next must be known: an id under it would reorder the past */
+	int known = store_turn_before(E->S, s->id, next->id, turn_id_row, lo) >= 0;
+	struct turn *c = !known || id_between(id, lo, next->id) ? NULL
 			 : turn_alloc(s, id, NULL, "compaction", NULL, next->agent, next->model);
 	if (c) {
 		c->compact = flags;
@@ -348,12 +349,13 @@ static int first_turn_row(void *arg, const struct store_message *r)
 	return 1;
 }
 
-/* 1 when the session has messages of turns before t: something to compact. */
+/* 1 when the session has messages of turns before t: something to compact (also when
+ * the store cannot say: a compaction is then tried). */
 static int has_history(struct engine *E, struct session *s, const struct turn *t)
 {
 	const char *turn = t->id;
-	store_message_list_turns(E->S, s->id, "", t->id, first_turn_row, &turn);
-	return !*turn;
+	return store_message_list_turns(E->S, s->id, "", t->id, first_turn_row, &turn) < 0 ||
+	       !*turn;
 }
 
 /* The turn fails with ContextOverflowError: what (a format naming the model) and the
@@ -403,6 +405,7 @@ int compact_on_overflow(struct turn *t, const struct llm_error *le)
 	t->am = NULL;
 	t->steps--;
 	t->overflow_retried = 1;
+	t->compacted = 1; /* no automatic one in front of the retry as well */
 	t->state = T_QUEUED;
 	t->started = 0;
 	turn_save(E, t);

@@ -156,3 +156,24 @@ test("WebSocket session.summarize answers true; bad requests are named", T, asyn
 	// nothing refused was written: one compaction in the session
 	assert.equal(compactions(await ws.call("session.messages", { sessionID: s.id })).length, 1);
 });
+
+test("a compaction that fails answers an error naming it, and changes nothing", T, async (t) => {
+	const config = structuredClone(CONFIG);
+	config.providers.scripted.rules[0].steps = [{ error: { status: 400, message: "no summaries today" } }];
+	const srv = await startServer({ config });
+	t.after(() => srv.stop());
+	const c = createV1({ baseUrl: srv.url });
+	const s = ok(await c.session.create({ body: {} }), "create");
+	ok(await c.session.prompt({ path: { id: s.id }, body: { parts: [{ type: "text", text: "hello" }] } }), "prompt");
+	const r = await c.session.summarize({ path: { id: s.id }, body: {} });
+	assert.equal(r.response.status, 500);
+	assert.match(r.error?.data?.message ?? "", /the compaction failed: no summaries today/);
+	const msgs = ok(await c.session.messages({ path: { id: s.id } }), "messages");
+	const [cp] = compactions(msgs);
+	assert.equal(cp.summary.info.summary, true);
+	assert.equal(cp.summary.info.finish, "error");
+	assert.equal(cp.summary.info.error.data.message, "no summaries today");
+	// the session goes on (what the model is then sent: tests/test_compact.c)
+	const reply = ok(await c.session.prompt({ path: { id: s.id }, body: { parts: [{ type: "text", text: "still there?" }] } }), "prompt 2");
+	assert.equal(reply.info.finish, "stop");
+});
