@@ -3,7 +3,7 @@
  * answered by an assistant message with summary: true — in the session's queue like
  * every turn. It takes its place in conversation order (turn ids) just before the turn
  * it makes room for, so the turns before it are the history it summarises and the
- * turns after it see the summary instead (step_history). Loop thread only. */
+ * turns after it see the summary instead (step.c's history). Loop thread only. */
 #include "engine_int.h"
 #include "jsonin.h"
 #include "log.h"
@@ -140,23 +140,6 @@ static int64_t usable(struct engine *E, const char *model)
 
 /* ---- the compaction turn in the ledger ---- */
 
-int compact_write_request(struct engine *E, struct turn *t)
-{
-	struct msg *m = msg_new(E, t->s, t, 0);
-	if (!m)
-		return -1;
-	memcpy(m->id, t->user_msg, sizeof(m->id));
-	struct part *p = part_add(E, m, P_COMPACTION);
-	if (!p) {
-		msg_free(E, m);
-		return -1;
-	}
-	p->flags = t->compact;
-	int rc = msg_save(E, m) | part_save(E, p);
-	msg_free(E, m);
-	return rc ? -1 : 0;
-}
-
 static int compaction_part(void *arg, const struct store_part *r)
 {
 	int *flags = arg;
@@ -194,7 +177,7 @@ static struct turn *make_before(struct session *s, struct turn *next, int flags)
 			 : turn_alloc(s, id, NULL, "compaction", NULL, next->agent, next->model);
 	if (c) {
 		c->compact = flags;
-		if (compact_write_request(E, c) | turn_save(E, c)) {
+		if (turn_write_user(E, c, NULL) | turn_save(E, c)) {
 			turn_free(c);
 			c = NULL;
 		}
@@ -308,24 +291,10 @@ static void write_summary(struct turn *t, char *summary)
 
 void compact_step(struct turn *t)
 {
-	struct session *s = t->s;
-	struct engine *E = s->E;
-	msg_free(E, t->am);
-	t->steps++;
-	t->am = msg_new(E, s, t, 1); /* summary: true (msg_new) */
-	if (!t->am) {
-		turn_end(t, T_FAILED, "UnknownError", "out of memory");
+	struct engine *E = t->s->E;
+	cJSON *msgs = step_open(t); /* its message is the summary (msg_new) */
+	if (!msgs)
 		return;
-	}
-	msg_save(E, t->am);
-	struct part *p = part_add(E, t->am, P_STEP_START);
-	if (p)
-		part_save(E, p);
-	cJSON *msgs = step_history(E, s, t);
-	if (!msgs) {
-		turn_end(t, T_FAILED, "UnknownError", "out of memory building the history");
-		return;
-	}
 	char *summary = hook_summary(t, msgs);
 	if (summary) {
 		cJSON_Delete(msgs);

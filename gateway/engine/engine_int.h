@@ -260,6 +260,9 @@ void turn_start_next(struct session *s);
 struct turn *turn_alloc(struct session *s, const char *id, const char *user_msg,
 			const char *source, const char *dedupe, const char *agent,
 			const char *model);
+/* Writes t's user message: a text part with text, or a compaction turn's compaction
+ * part (text unused). 0, or -1 out of memory. */
+int turn_write_user(struct engine *E, struct turn *t, const char *text);
 void turn_end(struct turn *t, enum turn_state st, const char *err_name, const char *err_msg);
 int turn_save(struct engine *E, struct turn *t);
 /* 1 while engine_abort is ending a subtree that contains session_id. */
@@ -340,9 +343,10 @@ void step_begin(struct turn *t);
 void step_cancel(struct turn *t, const char *why);
 /* The callbacks of a step's stream (compact.c takes text, error and retry from them). */
 extern const struct llm_sink step_sink;
-/* The messages t's next request sends (its session's kept history and its own turn's):
- * a new array, or NULL (out of memory). */
-cJSON *step_history(struct engine *E, struct session *s, const struct turn *t);
+/* Opens t's next step: its assistant message (with a step-start part) and the messages
+ * its request sends, the session's kept history and its own turn's (a new array). NULL
+ * when that failed: the turn ended. */
+cJSON *step_open(struct turn *t);
 /* Starts t's provider request with system, tools (taken) and msgs, reporting to sink
  * with t as its argument, after HOOK_PROVIDER_REQUEST; a failure ends the turn. */
 void step_request(struct turn *t, const char *system, cJSON *tools, const cJSON *msgs,
@@ -353,7 +357,7 @@ void step_finish_message(struct engine *E, struct turn *t, const char *finish,
 
 /* compact.c: a long session outlives its model's context window. A compaction turn asks
  * the model (or a HOOK_SESSION_COMPACT callback) for a summary of the history before it;
- * from then on the model sees the summary instead of that history (step_history). It
+ * from then on the model sees the summary instead of that history (step.c's history). It
  * runs in the session's turn queue like every turn: asked for (POST .../summarize, a
  * prompt with compact set), put in front of the next turn when the last request's
  * context nears the model's limit, or in front of a turn whose request the provider
@@ -375,8 +379,6 @@ void compact_note_usage(struct session *s, const struct llm_usage *u);
  * its own turn) and the question its summary answers (in later turns). */
 const char *compact_instruction(void);
 const char *compact_question(void);
-/* turn_accept of a compaction request: writes its user message (a compaction part). */
-int compact_write_request(struct engine *E, struct turn *t);
 /* Recovery: the compaction bits of a turn read back from the store (0: a prompt's). */
 int compact_kind(struct engine *E, const char *user_msg);
 

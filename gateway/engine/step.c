@@ -149,7 +149,7 @@ static void hist_pivot(struct engine *E, cJSON *hist, const struct hrow *r)
 	hist_add(E, hist, r, 0);
 }
 
-cJSON *step_history(struct engine *E, struct session *s, const struct turn *t)
+static cJSON *history(struct engine *E, struct session *s, const struct turn *t)
 {
 	msg_flush_dirty(E);
 	if (!s->hist && !(s->hist = cJSON_CreateArray()))
@@ -525,6 +525,27 @@ void step_request(struct turn *t, const char *system, cJSON *tools, const cJSON 
 		turn_end(t, T_FAILED, "UnknownError", e.msg);
 }
 
+cJSON *step_open(struct turn *t)
+{
+	struct session *s = t->s;
+	struct engine *E = s->E;
+	msg_free(E, t->am); /* the previous step's message, saved already */
+	t->steps++;
+	t->am = msg_new(E, s, t, 1);
+	if (!t->am) {
+		turn_end(t, T_FAILED, "UnknownError", "out of memory");
+		return NULL;
+	}
+	msg_save(E, t->am);
+	struct part *p = part_add(E, t->am, P_STEP_START);
+	if (p)
+		part_save(E, p);
+	cJSON *msgs = history(E, s, t);
+	if (!msgs)
+		turn_end(t, T_FAILED, "UnknownError", "out of memory building the history");
+	return msgs;
+}
+
 void step_begin(struct turn *t)
 {
 	struct session *s = t->s;
@@ -547,22 +568,9 @@ void step_begin(struct turn *t)
 		turn_end(t, T_FAILED, "UnknownError", why);
 		return;
 	}
-	msg_free(E, t->am); /* the previous step's message, saved already */
-	t->steps++;
-	t->am = msg_new(E, s, t, 1);
-	if (!t->am) {
-		turn_end(t, T_FAILED, "UnknownError", "out of memory");
+	cJSON *msgs = step_open(t);
+	if (!msgs)
 		return;
-	}
-	msg_save(E, t->am);
-	struct part *p = part_add(E, t->am, P_STEP_START);
-	if (p)
-		part_save(E, p);
-	cJSON *msgs = step_history(E, s, t);
-	if (!msgs) {
-		turn_end(t, T_FAILED, "UnknownError", "out of memory building the history");
-		return;
-	}
 	step_request(t, a->prompt, tool_schemas(E, a), msgs, a->stall_ms, &step_sink);
 	cJSON_Delete(msgs);
 }

@@ -97,19 +97,23 @@ static int resolve(struct engine *E, struct session *s, const struct prompt *p,
 	return llm_check_model(E->M, *model, e);
 }
 
-static int write_user_message(struct engine *E, struct turn *t, const char *text)
+int turn_write_user(struct engine *E, struct turn *t, const char *text)
 {
 	struct msg *m = msg_new(E, t->s, t, 0);
 	if (!m)
 		return -1;
 	memcpy(m->id, t->user_msg, sizeof(m->id));
-	struct part *p = part_add(E, m, P_TEXT);
+	struct part *p = part_add(E, m, t->compact ? P_COMPACTION : P_TEXT);
 	if (!p) {
 		msg_free(E, m);
 		return -1;
 	}
-	p->text = strdup(text);
-	p->len = p->cap = strlen(text);
+	if (t->compact) {
+		p->flags = t->compact;
+	} else {
+		p->text = strdup(text);
+		p->len = p->cap = strlen(text);
+	}
 	int rc = msg_save(E, m) | part_save(E, p);
 	msg_free(E, m);
 	return rc ? -1 : 0;
@@ -213,9 +217,7 @@ static int write_turn(struct engine *E, struct turn *t, const struct prompt *p, 
 	if (!p->compact && submit_hooks(E, t, p, &text, e))
 		return -1;
 	uint64_t mark = store_mark(E->S);
-	int bad = (p->compact ? compact_write_request(E, t)
-			      : write_user_message(E, t, text ? text : p->text)) |
-		  turn_save(E, t);
+	int bad = turn_write_user(E, t, text ? text : p->text) | turn_save(E, t);
 	free(text);
 	if (bad) {
 		err_set(e, ERR_INTERNAL, "out of memory saving the prompt");

@@ -402,11 +402,10 @@ int store_session_list(struct store *S, const char *parent_id, store_session_cb 
 	return read_sessions(S, ST_SES_CHILDREN, cb, arg);
 }
 
-int store_session_delete(struct store *S, const char *id)
+/* Logs each statement of order, n of them, with id as its one parameter. */
+static int delete_by_id(struct store *S, const enum stmt *order, size_t n, const char *id)
 {
-	static const enum stmt order[] = {ST_SES_DEL_PART, ST_SES_DEL_MSG, ST_SES_DEL_TURN,
-					  ST_SES_DEL};
-	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+	for (size_t i = 0; i < n; i++) {
 		struct op *o = op_new(S, order[i]);
 		op_text(o, id);
 		if (op_done(S, o))
@@ -415,16 +414,17 @@ int store_session_delete(struct store *S, const char *id)
 	return 0;
 }
 
+int store_session_delete(struct store *S, const char *id)
+{
+	static const enum stmt order[] = {ST_SES_DEL_PART, ST_SES_DEL_MSG, ST_SES_DEL_TURN,
+					  ST_SES_DEL};
+	return delete_by_id(S, order, sizeof(order) / sizeof(order[0]), id);
+}
+
 int store_message_delete(struct store *S, const char *id)
 {
 	static const enum stmt order[] = {ST_PART_DEL_MSG, ST_MSG_DEL};
-	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
-		struct op *o = op_new(S, order[i]);
-		op_text(o, id);
-		if (op_done(S, o))
-			return -1;
-	}
-	return 0;
+	return delete_by_id(S, order, sizeof(order) / sizeof(order[0]), id);
 }
 
 int store_message_put(struct store *S, const struct store_message *r)
