@@ -14,7 +14,9 @@
  * are converted once and kept with the session (s->hist, up to turn s->hist_upto). Each
  * step reads from the store only what it lacks: turns that ended since, and the running
  * turn's own messages (its earlier steps' text and tool results). A prompt still queued
- * belongs to a later turn, so the model never sees, or answers, it. */
+ * belongs to a later turn, so the model never sees, or answers, it. A compaction turn
+ * (compact.c) is its instruction in its own request; once its summary is written, that
+ * summary (after a question) is all a later turn sees of what came before it. */
 
 struct hrow {
 	char *id, *role, *turn_id, *finish;
