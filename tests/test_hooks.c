@@ -24,7 +24,8 @@
 
 static const char *const names[HOOK_COUNT] = {
 	"event", "prompt", "provider", "tool_before", "tool_after", "permission",
-	"subagent_start", "subagent_end", "turn_end", "idle", "human_wait", "compact",
+	"subagent_start", "subagent_end", "turn_end", "idle", "human_wait", "compact", "revert",
+	"diff",
 };
 
 struct call {

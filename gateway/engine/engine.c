@@ -550,6 +550,7 @@ struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct
 		err_set(e, ERR_INTERNAL, "cannot open the store in %s (see the log line above)", dir);
 		goto fail;
 	}
+	E->data_dir = realpath(dir, NULL);
 	store_add_flush_hook(E->S, msg_store_due, E);
 	timer_init(&E->sweeper, L, turn_sweep);
 	timer_arm(&E->sweeper, SWEEP_MS);

@@ -117,6 +117,35 @@ void engine_status_json(struct engine *E, struct jw *w);
 /* 1 if the session or any descendant has a running or queued turn. */
 int engine_tree_busy(struct engine *E, const char *session_id);
 
+/* ---- fork, revert and the workspace diff (revert.c), OpenCode's semantics ----
+ * Messages are in conversation order: by turn, then by id within the turn. */
+
+/* A new root session titled "<title> (fork #N)" with the source's directory, agent
+ * and model, and copies (new ids) of its messages before message_id (NULL: all), none
+ * of a turn still running or queued and none hidden by a revert. Its id goes to id_out. */
+int engine_session_fork(struct engine *E, const char *id, const char *message_id,
+			char *id_out, struct err *e);
+/* Rewinds the session to message_id (part_id: inside it, the parts from there on):
+ * OpenCode's rule picks the point (an assistant message without a part: from its
+ * prompt on). The messages from the point on stay in the store and in GET /message,
+ * marked by Session.revert; the plugins undo what their hidden tool calls did
+ * (HOOK_SESSION_REVERT); the session's next prompt deletes them for good. ERR_BUSY
+ * while a turn runs or waits; ERR_NOTFOUND for a message or part it does not have. */
+int engine_session_revert(struct engine *E, const char *id, const char *message_id,
+			  const char *part_id, struct err *e);
+/* Brings back what the last revert hid (and the plugins' files); nothing to do when the
+ * session is not rewound. ERR_BUSY while a turn runs or waits. */
+int engine_session_unrevert(struct engine *E, const char *id, struct err *e);
+/* Deletes a message and its parts (message.removed). ERR_BUSY while its turn runs or
+ * waits, naming the turn. */
+int engine_message_delete(struct engine *E, const char *session_id, const char *message_id,
+			  struct err *e);
+/* Writes FileDiff[]: what the session's visible turns changed in the workspace (from
+ * its first snapshot to now), or message_id's turn alone, as the plugins tell
+ * (HOOK_SESSION_DIFF); [] when none can. */
+int engine_session_diff_json(struct engine *E, const char *id, const char *message_id,
+			     struct jw *w, struct err *e);
+
 struct prompt {
 	const char *session_id;
 	const char *text;

@@ -97,6 +97,7 @@ struct session {
 	 * reply (0 after a compaction), known once read (compact.c) */
 	int64_t ctx_tokens;
 	int ctx_known;
+	struct revert_point *revert; /* the point its history is rewound to (revert.c), or NULL */
 	struct engine *E;
 };
 
@@ -199,6 +200,26 @@ void session_save(struct engine *E, struct session *s, const char *type);
 void session_for_tree(struct engine *E, const char *id, void (*fn)(struct session *, void *),
 		      void *arg);
 
+/* revert.c: where a session's history is rewound to (Session.revert) */
+struct revert_point {
+	char message_id[ID_MAX]; /* the first message hidden */
+	char part_id[ID_MAX];    /* "", or inside message_id the first part hidden */
+	char turn_id[ID_MAX];    /* message_id's turn: its place in the conversation */
+	char *snapshot, *diff;   /* what the plugins kept, or NULL */
+};
+/* Writes "revert": {...} into the session's JSON object when it is rewound. */
+void revert_write_json(const struct session *s, struct jw *w);
+/* Reads the point back from a stored Session JSON (d: its object). */
+void revert_load(struct session *s, const cJSON *d);
+void revert_free(struct revert_point *rp);
+/* The next prompt of a rewound session deletes the hidden messages for good: the
+ * writes join the prompt's (call it after its store_mark), and the point it cleared
+ * is returned (NULL when the session was not rewound) for revert_settle. */
+struct revert_point *revert_commit(struct engine *E, struct session *s);
+/* After the prompt's commit: forgotten (its writes were dropped) puts the point back;
+ * else it is freed. */
+void revert_settle(struct session *s, struct revert_point *rp, int forgotten);
+
 /* engine.c */
 /* 0 when the store can write; else ERR_UNAVAILABLE naming why and that what (e.g. "the
  * prompt") was not accepted. */
@@ -228,6 +249,10 @@ void msg_close_open_parts(struct engine *E, struct msg *m);
 /* Deletes a message and its parts from the store, announcing message.part.removed and
  * message.removed; m stays for the caller to free. */
 int msg_delete(struct engine *E, struct msg *m);
+/* OpenCode's message.part.removed (part_id set) / message.removed: {sessionID,
+ * messageID[, partID]}, with t's envelope (t may be NULL). */
+void msg_publish_removed(struct engine *E, struct session *s, struct turn *t,
+			 const char *message_id, const char *part_id);
 /* Streamed text goes to the store at most every PART_STORE_MS per part (the commit
  * hook, msg_store_due), so a long reply is not rewritten whole ten times a second;
  * its deltas are in the event log by the next commit. Reads that need every part as

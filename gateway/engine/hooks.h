@@ -56,6 +56,12 @@ enum hook_point {
 	HOOK_SESSION_COMPACT,  /* a compaction turn, before the model is asked for the summary
 				* (compact.c); data: struct hook_compact *; may supply the
 				* summary itself (hook_compact_set_summary) */
+	HOOK_SESSION_REVERT,   /* revert.c: a session's history rewound (revert), brought
+				* back (unrevert) or its hidden part deleted by the next
+				* prompt (commit); data: struct hook_revert *; revert and
+				* unrevert may refuse */
+	HOOK_SESSION_DIFF,     /* revert.c: what the session's turns changed in the
+				* workspace (GET /session/{id}/diff); data: struct hook_diff * */
 	HOOK_COUNT
 };
 
@@ -166,6 +172,35 @@ struct hook_compact {
 /* The compaction's summary is text (copied) and the model is not asked; hc->summary
  * points at it. -1 for an empty or NULL text (or out of memory). */
 int hook_compact_set_summary(struct hook_compact *hc, const char *text);
+
+enum hook_revert_action { HOOK_REVERT_REWIND, HOOK_REVERT_RESTORE, HOOK_REVERT_COMMIT };
+
+struct hook_revert {
+	enum hook_revert_action action;
+	const char *message_id; /* REWIND, COMMIT: the first message hidden / deleted */
+	const char *part_id;    /* REWIND, COMMIT: the first part hidden / deleted inside
+				 * message_id (its earlier parts stay), or NULL */
+	const cJSON *calls;     /* REWIND: the tool calls hidden, in conversation order:
+				 * [{turnID, callID, tool, messageID, partID}] */
+	const cJSON *turns;     /* COMMIT: the turns whose messages were all deleted */
+	const char *snapshot;   /* REWIND: what an earlier rewind of the session kept (NULL:
+				 * none); RESTORE: the state to bring back */
+	const char *snapshot_out, *diff_out; /* REWIND: set by hook_revert_set */
+};
+/* REWIND: the state before the rewind (what RESTORE gets back as snapshot) and a
+ * unified diff of what it changed, both copied; NULL leaves one as it is. -1 at
+ * another action (or out of memory). */
+int hook_revert_set(struct hook_revert *hr, const char *snapshot, const char *diff);
+
+struct hook_diff {
+	const char *message_id; /* NULL: the whole session, else the turn of this message */
+	const cJSON *turns;     /* the turns asked about, in order: ["turn_..."] */
+	const cJSON *files;     /* FileDiff[] added so far */
+};
+/* Adds files (a JSON array of FileDiff objects: {file, before, after, additions,
+ * deletions, ...}; taken, freed by the engine also when refused) to the answer. -1
+ * unless it is an array of objects each with a string "file". */
+int hook_diff_add(struct hook_diff *hd, cJSON *files);
 
 /* 0 to go on. At a point that may refuse, -1 refuses, with the reason written to
  * why (why_len bytes); elsewhere the return value is ignored. */

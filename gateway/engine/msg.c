@@ -369,26 +369,26 @@ void msg_store_due(void *arg)
 	store_dirty(arg, PART_STORE_MS * 1000LL);
 }
 
-/* OpenCode's message.part.removed / message.removed: {sessionID, messageID[, partID]} */
-static void publish_removed(struct engine *E, struct msg *m, const char *part_id)
+void msg_publish_removed(struct engine *E, struct session *s, struct turn *t,
+			 const char *message_id, const char *part_id)
 {
 	const char *type = part_id ? "message.part.removed" : "message.removed";
 	bus_begin(E->B, &E->jw, type);
 	jw_obj(&E->jw);
-	jw_kstr(&E->jw, "sessionID", m->s->id);
-	jw_kstr(&E->jw, "messageID", m->id);
+	jw_kstr(&E->jw, "sessionID", s->id);
+	jw_kstr(&E->jw, "messageID", message_id);
 	if (part_id)
 		jw_kstr(&E->jw, "partID", part_id);
 	jw_obj_end(&E->jw);
-	session_publish(E, m->s, m->t, type);
+	session_publish(E, s, t, type);
 }
 
 int msg_delete(struct engine *E, struct msg *m)
 {
 	int rc = store_message_delete(E->S, m->id);
 	for (struct part *p = m->parts; p; p = p->next)
-		publish_removed(E, m, p->id);
-	publish_removed(E, m, NULL);
+		msg_publish_removed(E, m->s, m->t, m->id, p->id);
+	msg_publish_removed(E, m->s, m->t, m->id, NULL);
 	return rc;
 }
 

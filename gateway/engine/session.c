@@ -54,6 +54,7 @@ void session_free(struct session *s)
 	free(s->directory);
 	free(s->retry_msg);
 	cJSON_Delete(s->hist);
+	revert_free(s->revert);
 	free(s);
 }
 
@@ -84,6 +85,7 @@ static int load_row(void *arg, const struct store_session *r)
 	const char *mid = jsonin_get(model, "id");
 	if (pid && mid && asprintf(&s->model, "%s/%s", pid, mid) < 0)
 		s->model = NULL;
+	revert_load(s, d);
 	cJSON_Delete(d);
 	return 1;
 }
@@ -131,6 +133,7 @@ struct session *session_get(struct engine *E, const char *id)
 	s->path = probe.path ? probe.path : strdup(id);
 	s->model = probe.model;
 	s->background = probe.background;
+	s->revert = probe.revert;
 	s->last_used = now_ms();
 	return s;
 }
@@ -168,6 +171,7 @@ void session_write_json(const struct session *s, struct jw *w)
 		jw_kstr(w, "agent", s->agent);
 	if (s->model)
 		model_write_json(w, "model", s->model, "id");
+	revert_write_json(s, w);
 	jw_key(w, "time");
 	jw_obj(w);
 	jw_kint(w, "created", s->created);

@@ -217,15 +217,20 @@ static int write_turn(struct engine *E, struct turn *t, const struct prompt *p, 
 	if (!p->compact && submit_hooks(E, t, p, &text, e))
 		return -1;
 	uint64_t mark = store_mark(E->S);
+	/* a rewound session's hidden messages go for good with the prompt (revert.c) */
+	struct revert_point *rewound = revert_commit(E, t->s);
 	int bad = turn_write_user(E, t, text ? text : p->text) | turn_save(E, t);
 	free(text);
 	if (bad) {
+		revert_settle(t->s, rewound, 1);
 		err_set(e, ERR_INTERNAL, "out of memory saving the prompt");
 		return -1;
 	}
 	char what[96];
 	snprintf(what, sizeof(what), "the prompt (message %s)", t->user_msg);
-	return engine_commit(E, mark, what, e);
+	int rc = engine_commit(E, mark, what, e);
+	revert_settle(t->s, rewound, rc == -1);
+	return rc;
 }
 
 static int verdict_error(struct session *s, enum turnq_verdict v, struct err *e)

@@ -136,6 +136,53 @@ static int do_message(struct engine *E, const cJSON *p, struct jw *w, struct err
 	return engine_message_json(E, id, mid, w, e);
 }
 
+/* ---- fork, revert, deleting a message, the workspace diff (engine revert.c) ---- */
+
+static int do_fork(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	const char *id, *mid = NULL;
+	char fork[ID_MAX];
+	if (session_id(p, &id, e) || jsonin_str(p, "messageID", 0, &mid, e) ||
+	    engine_session_fork(E, id, mid, fork, e))
+		return -1;
+	return engine_session_json(E, fork, w, e);
+}
+
+static int do_revert(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	const char *id, *mid, *part = NULL;
+	if (session_id(p, &id, e) || jsonin_str(p, "messageID", 1, &mid, e) ||
+	    jsonin_str(p, "partID", 0, &part, e) || engine_session_revert(E, id, mid, part, e))
+		return -1;
+	return engine_session_json(E, id, w, e);
+}
+
+static int do_unrevert(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	const char *id;
+	if (session_id(p, &id, e) || engine_session_unrevert(E, id, e))
+		return -1;
+	return engine_session_json(E, id, w, e);
+}
+
+static int do_delete_message(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	const char *id, *mid;
+	if (session_id(p, &id, e) || jsonin_str(p, "messageID", 1, &mid, e) ||
+	    engine_message_delete(E, id, mid, e))
+		return -1;
+	jw_bool(w, 1);
+	return 0;
+}
+
+static int do_diff(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	const char *id, *mid = NULL;
+	if (session_id(p, &id, e) || jsonin_str(p, "messageID", 0, &mid, e))
+		return -1;
+	return engine_session_diff_json(E, id, mid, w, e);
+}
+
 static int do_abort(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
 {
 	const char *id;
@@ -252,6 +299,9 @@ static const struct {
 	{"agent.list", do_agents},         {"global.health", do_health},
 	{"task.get", do_task},             {"plugin.list", do_plugins},
 	{"mcp.status", do_mcp},
+	{"session.fork", do_fork},         {"session.revert", do_revert},
+	{"session.unrevert", do_unrevert}, {"session.deleteMessage", do_delete_message},
+	{"session.diff", do_diff},
 	{"permission.list", do_permissions}, {"permission.reply", do_permission_reply},
 	{"config.providers", api_config_providers}, {"provider.list", api_provider_list},
 	{"provider.auth", api_provider_auth},       {"config.get", api_config_get},
@@ -467,6 +517,12 @@ static const struct api_route routes[] = {
 	{"POST", "/session/*/message", "session.prompt", {"sessionID"}, API_PROMPT, 1},
 	{"GET", "/session/*/message/*", "session.message", {"sessionID", "messageID"}, API_CALL, 0},
 	{"POST", "/session/*/prompt_async", "session.prompt_async", {"sessionID"}, API_PROMPT, 0},
+	{"DELETE", "/session/*/message/*", "session.deleteMessage", {"sessionID", "messageID"},
+	 API_CALL, 0},
+	{"POST", "/session/*/fork", "session.fork", {"sessionID"}, API_CALL, 0},
+	{"POST", "/session/*/revert", "session.revert", {"sessionID"}, API_CALL, 0},
+	{"POST", "/session/*/unrevert", "session.unrevert", {"sessionID"}, API_CALL, 0},
+	{"GET", "/session/*/diff", "session.diff", {"sessionID"}, API_CALL, 0},
 	{"POST", "/session/*/abort", "session.abort", {"sessionID"}, API_CALL, 0},
 	{"POST", "/session/*/summarize", "session.summarize", {"sessionID"}, API_PROMPT, 1},
 	{"DELETE", "/session/*/turn/*", "turn.cancel", {"sessionID", "turnID"}, API_CALL, 0},

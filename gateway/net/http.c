@@ -525,6 +525,11 @@ static void add_query(struct conn *c, cJSON *params)
 	}
 	if (query_flag(c->wsi, "roots"))
 		cJSON_AddBoolToObject(params, "roots", 1);
+	char mid[256];
+	/* GET /session/{id}/diff?messageID= (the route's own id segments come after) */
+	if (!cJSON_GetObjectItemCaseSensitive(params, "messageID") &&
+	    !query_arg(c->wsi, "messageID", mid, sizeof(mid)))
+		cJSON_AddStringToObject(params, "messageID", mid);
 	char dir[4096];
 	/* the v2 SDK sends a new session's directory as ?directory=; the body's wins */
 	if (!cJSON_GetObjectItemCaseSensitive(params, "directory") &&

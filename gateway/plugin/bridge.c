@@ -22,6 +22,8 @@ static const char *const names[AG_HOOK_MAX + 1] = {
 	[AG_HOOK_TURN_END] = "turn.end",
 	[AG_HOOK_SESSION_IDLE] = "session.idle",
 	[AG_HOOK_SESSION_COMPACT] = "session.compact",
+	[AG_HOOK_SESSION_REVERT] = "session.revert",
+	[AG_HOOK_SESSION_DIFF] = "session.diff",
 };
 
 static const enum hook_point points[AG_HOOK_MAX + 1] = {
@@ -36,11 +38,13 @@ static const enum hook_point points[AG_HOOK_MAX + 1] = {
 	[AG_HOOK_TURN_END] = HOOK_TURN_END,
 	[AG_HOOK_SESSION_IDLE] = HOOK_SESSION_IDLE,
 	[AG_HOOK_SESSION_COMPACT] = HOOK_SESSION_COMPACT,
+	[AG_HOOK_SESSION_REVERT] = HOOK_SESSION_REVERT,
+	[AG_HOOK_SESSION_DIFF] = HOOK_SESSION_DIFF,
 };
 
 const char *bridge_hook_name(int id)
 {
-	return id >= 1 && id <= AG_HOOK_MAX ? names[id] : "unknown";
+	return id >= 1 && id <= AG_HOOK_MAX && names[id] ? names[id] : "unknown";
 }
 
 void bridge_ctx(const struct hook_ctx *c, struct ag_ctx *out)
@@ -335,6 +339,43 @@ static void session_compact(struct hookreg *r, const struct ag_ctx *ctx, struct 
 	free(d.summary_out);
 }
 
+static const char *const revert_actions[] = {"revert", "unrevert", "commit"};
+
+static int session_revert(struct hookreg *r, const struct ag_ctx *ctx, struct hook_revert *hr,
+			  char *why, size_t why_len)
+{
+	char *calls = print(hr->calls), *turns = print(hr->turns);
+	struct ag_session_revert d = {.size = sizeof(d), .action = revert_actions[hr->action],
+				      .message_id = hr->message_id, .part_id = hr->part_id,
+				      .calls_json = calls ? calls : "[]",
+				      .turns_json = turns ? turns : "[]",
+				      .snapshot = hr->snapshot};
+	int v = verdict(r, bridge_call(r, ctx, &d), hr->action != HOOK_REVERT_COMMIT);
+	if (v == 1)
+		refusal(r, d.reason, why, why_len);
+	else if (v == 0 && (d.snapshot_out || d.diff_out) &&
+		 hook_revert_set(hr, d.snapshot_out, d.diff_out))
+		failed_open(r, "snapshot_out / diff_out set at an action other than revert");
+	free(calls);
+	free(turns);
+	free(d.snapshot_out);
+	free(d.diff_out);
+	free(d.reason);
+	return v == 1 ? -1 : 0;
+}
+
+static void session_diff(struct hookreg *r, const struct ag_ctx *ctx, struct hook_diff *hd)
+{
+	char *turns = print(hd->turns);
+	struct ag_session_diff d = {.size = sizeof(d), .message_id = hd->message_id,
+				    .turns_json = turns ? turns : "[]"};
+	if (verdict(r, bridge_call(r, ctx, &d), 0) == 0 && d.files_out &&
+	    hook_diff_add(hd, cJSON_Parse(d.files_out)))
+		failed_open(r, "files_out is not a JSON array of FileDiff objects with a \"file\"");
+	free(turns);
+	free(d.files_out);
+}
+
 /* Does an event filter (hook_events) take this event? */
 static int wanted(const struct hookreg *r, const struct event *ev)
 {
@@ -374,6 +415,8 @@ static int on_hook(void *arg, const struct hook_ctx *c, void *data, char *why, s
 	case AG_HOOK_SUBAGENT_END: subagent(r, &ctx, data); return 0;
 	case AG_HOOK_TURN_END: turn_end(r, &ctx, data); return 0;
 	case AG_HOOK_SESSION_COMPACT: session_compact(r, &ctx, data); return 0;
+	case AG_HOOK_SESSION_REVERT: return session_revert(r, &ctx, data, why, why_len);
+	case AG_HOOK_SESSION_DIFF: session_diff(r, &ctx, data); return 0;
 	default: verdict(r, bridge_call(r, &ctx, NULL), 0); return 0; /* SESSION_IDLE */
 	}
 }
@@ -406,7 +449,7 @@ int bridge_hook_events(struct ag_plugin *p, ag_hook_fn fn, void *user, const cha
 
 static int add(struct ag_plugin *p, int id, ag_hook_fn fn, void *user, cJSON *types)
 {
-	if (id < 1 || id > AG_HOOK_MAX || !fn) {
+	if (id < 1 || id > AG_HOOK_MAX || !names[id] || !fn) {
 		log_warn("plugin %s: hook: %s", p->id, fn ? "unknown hook id" : "NULL function");
 		return AG_E_INVALID;
 	}

@@ -675,6 +675,8 @@ static char *api_setting(ag_plugin *p, const char *name)
 		v = cJSON_CreateString(engine_workspace(p->H->E)); /* flag, config or cwd */
 	} else if (!strcmp(name, "mcp")) {
 		v = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(root, "mcp"), 1);
+	} else if (!strcmp(name, "data") && *engine_data_dir(p->H->E)) {
+		v = cJSON_CreateString(engine_data_dir(p->H->E)); /* a plugin keeps files below */
 	} else if (!strcmp(name, "secrets")) {
 		v = cJSON_CreateStringArray(secrets, (int)(sizeof(secrets) / sizeof(secrets[0])));
 	}

@@ -86,6 +86,8 @@ const char *const store_sql[ST_COUNT] = {
 			 " WHERE message_id = ? ORDER BY id",
 	[ST_TURN_PUT] = "INSERT OR REPLACE INTO turn(" TURN_COLS ") VALUES(?,?,?,?,?,?,?,?,?,?,?)",
 	[ST_TURN_STATE] = "SELECT " TURN_COLS " FROM turn WHERE state = ? ORDER BY id",
+	[ST_PART_DEL] = "DELETE FROM part WHERE id = ?",
+	[ST_TURN_DEL] = "DELETE FROM turn WHERE id = ?",
 	[ST_EV_PUT] = "INSERT INTO event_batch(first_seq, last_seq, data) VALUES(?,?,?)",
 	/* the first batch holding an event after ?1: batches are contiguous and ordered */
 	[ST_EV_SINCE] = "SELECT first_seq, last_seq, data FROM event_batch WHERE first_seq >="
@@ -425,6 +427,18 @@ int store_message_delete(struct store *S, const char *id)
 {
 	static const enum stmt order[] = {ST_PART_DEL_MSG, ST_MSG_DEL};
 	return delete_by_id(S, order, sizeof(order) / sizeof(order[0]), id);
+}
+
+int store_part_delete(struct store *S, const char *id)
+{
+	static const enum stmt order[] = {ST_PART_DEL};
+	return delete_by_id(S, order, 1, id);
+}
+
+int store_turn_delete(struct store *S, const char *id)
+{
+	static const enum stmt order[] = {ST_TURN_DEL};
+	return delete_by_id(S, order, 1, id);
 }
 
 int store_message_put(struct store *S, const struct store_message *r)

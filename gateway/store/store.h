@@ -101,12 +101,14 @@ int store_message_list_turns(struct store *S, const char *session_id, const char
 			     const char *upto, store_message_cb cb, void *arg);
 
 int store_part_put(struct store *S, const struct store_part *r);
+int store_part_delete(struct store *S, const char *id);
 /* Replaces the JSON of a part already stored (no index churn: for streamed text). */
 int store_part_set_data(struct store *S, const char *id, const char *data);
 typedef int (*store_part_cb)(void *arg, const struct store_part *r);
 int store_part_list(struct store *S, const char *message_id, store_part_cb cb, void *arg);
 
 int store_turn_put(struct store *S, const struct store_turn *r);
+int store_turn_delete(struct store *S, const char *id);
 typedef int (*store_turn_cb)(void *arg, const struct store_turn *r);
 /* Turns in a state (any session), oldest first. */
 int store_turn_list_state(struct store *S, const char *state, store_turn_cb cb, void *arg);

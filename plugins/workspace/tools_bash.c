@@ -169,4 +169,5 @@ const struct ws_tool ws_bash = {
 		"\"description\":{\"type\":\"string\",\"description\":\"What the command does, in "
 		"5-10 words\"}},\"required\":[\"command\"]}",
 	.parse = bash_parse, .ask = bash_ask, .act = bash_act,
+	.writes = 1,
 };

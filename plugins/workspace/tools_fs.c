@@ -522,6 +522,7 @@ const struct ws_tool ws_write = {
 		"\"content\":{\"type\":\"string\",\"description\":\"The complete new content of the "
 		"file\"}},\"required\":[\"filePath\",\"content\"]}",
 	.parse = write_parse, .prepare = write_prepare, .ask = write_ask, .act = write_act,
+	.writes = 1,
 };
 
 const struct ws_tool ws_edit = {
@@ -553,4 +554,5 @@ const struct ws_tool ws_edit = {
 		"oldString (default false)\"}},"
 		"\"required\":[\"filePath\",\"oldString\",\"newString\"]}",
 	.parse = edit_parse, .prepare = edit_prepare, .ask = edit_ask, .act = edit_act,
+	.writes = 1,
 };

@@ -6,6 +6,7 @@
  * threads (pool.c), never on the gateway's loop. This file is the plumbing every call
  * goes through (ws.h); the tools are in tools_*.c. */
 #include "ws.h"
+#include "history.h"
 #include "paths.h"
 #include "pool.h"
 
@@ -32,6 +33,7 @@ static const struct ws_tool *const tools[] = {&ws_read, &ws_write, &ws_edit, &ws
 
 static void job_free(struct ws_job *j)
 {
+	free(j->repo);
 	if (j->cancel_fd >= 0)
 		close(j->cancel_fd);
 	if (j->has_glob)
@@ -66,6 +68,7 @@ int ws_cancelled(struct ws_job *j)
 
 void ws_done(struct ws_job *j, const char *output, const char *title, const char *metadata)
 {
+	history_end(j);
 	WS.host->tool_done(WS.self, j->id, output, title, metadata);
 	job_end(j);
 }
@@ -77,6 +80,7 @@ void ws_fail(struct ws_job *j, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	history_end(j);
 	WS.host->tool_fail(WS.self, j->id, msg, NULL);
 	job_end(j);
 }
@@ -94,10 +98,12 @@ int ws_resolve(struct ws_job *j, const char *path, char *why, size_t wn)
 static void act_work(void *arg)
 {
 	struct ws_job *j = arg;
-	if (ws_cancelled(j))
+	if (ws_cancelled(j)) {
 		job_end(j); /* the call ended with the cancel */
-	else
-		j->tool->act(j);
+		return;
+	}
+	history_begin(j);
+	j->tool->act(j);
 }
 
 static void permitted(struct ws_job *j, int decision, const char *message)
@@ -204,6 +210,10 @@ static struct ws_job *job_new(const struct ws_tool *t, const struct ag_tool_call
 	free(fallback);
 	j->tool = t;
 	j->id = call->id;
+	const struct ag_ctx *c = call->ctx;
+	snprintf(j->session, sizeof(j->session), "%s", c && c->session_id ? c->session_id : "");
+	snprintf(j->turn, sizeof(j->turn), "%s", c && c->turn_id ? c->turn_id : "");
+	snprintf(j->call, sizeof(j->call), "%s", call->call_id ? call->call_id : "");
 	j->cancel_fd = -1;
 	atomic_init(&j->cancelled, 0);
 	return j;
@@ -384,6 +394,15 @@ static int workspace_load(ag_plugin *self, const struct ag_host *host, const cha
 	if (!rc)
 		rc = make_env(o, err);
 	cJSON_Delete(o);
+	if (!rc) {
+		char *data = WS.host->setting(WS.self, "data"), *dir = NULL;
+		cJSON *v = data ? cJSON_Parse(data) : NULL;
+		if (cJSON_IsString(v))
+			dir = v->valuestring;
+		rc = history_load(dir, err);
+		cJSON_Delete(v);
+		WS.host->free(data);
+	}
 	if (!rc && !(pool = pool_create(2, (int)workers)))
 		rc = plug_fail(err, AG_E_INTERNAL, "cannot start the worker threads");
 	if (!rc)
@@ -400,6 +419,7 @@ static void workspace_unload(ag_plugin *self)
 {
 	pool_destroy(pool); /* a cancelled command finishes killing its group first */
 	pool = NULL;
+	history_unload();
 	pthread_mutex_lock(&reg_lock);
 	struct ws_job *j = registry; /* left only by a permission answer that never came */
 	registry = NULL;

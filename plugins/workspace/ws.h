@@ -11,6 +11,7 @@
 #ifndef WS_WS_H
 #define WS_WS_H
 
+#include "git.h"
 #include "glob.h"
 #include "plug.h"
 
@@ -39,6 +40,7 @@ struct ws_tool {
 	void (*ask)(struct ws_job *j, struct ws_ask *a);
 	/* worker: does the work and ends the call (ws_done or ws_fail) */
 	void (*act)(struct ws_job *j);
+	int writes; /* it may change files: snapshotted around act (history.c) */
 };
 
 struct ws_job {
@@ -69,6 +71,10 @@ struct ws_job {
 	/* the permission answer while permission_ask runs */
 	int asking, answered, decision;
 	char *answer;
+	/* whose call it is, and the worktree before it acted (history.c) */
+	char session[64], turn[64], call[128];
+	struct git_repo *repo; /* set while its changes are being recorded */
+	char snap_before[GIT_HASH_MAX];
 };
 
 /* The plugin's settings, read in on_load. */

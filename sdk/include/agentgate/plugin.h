@@ -1,4 +1,4 @@
-/* agentgate plugin ABI, version 1. The only header a plugin needs: it depends on the C
+/* agentgate plugin ABI, version 1.1. The only header a plugin needs: it depends on the C
  * standard headers alone, and a plugin links nothing from the gateway — everything it
  * may call arrives as the host table handed to on_load.
  *
@@ -141,8 +141,21 @@ enum ag_hook_id {
 	 * that history in every later request. Loop. Data: struct ag_session_compact *.
 	 * Since ABI 1.1. */
 	AG_HOOK_SESSION_COMPACT = 11,
+	/* A session's history is rewound to a message (action "revert": the messages
+	 * from there on are hidden from the model and clients), brought back ("unrevert"),
+	 * or the hidden messages are deleted for good by the session's next prompt
+	 * ("commit"). A plugin undoes and redoes here what the hidden tool calls did
+	 * outside the store (files). Revert and unrevert may refuse (AG_HOOK_REFUSE with
+	 * reason: nothing changes and the client gets the reason). Loop: the work done
+	 * here holds the gateway up, so keep it to what the rewind touches. Since ABI 1.1.
+	 * Data: struct ag_session_revert *. */
+	AG_HOOK_SESSION_REVERT = 12,
+	/* A client asks what the session's turns changed in the workspace
+	 * (GET /session/{id}/diff): add files to files_out. Loop. Since ABI 1.1.
+	 * Data: struct ag_session_diff *. */
+	AG_HOOK_SESSION_DIFF = 13,
 };
-#define AG_HOOK_MAX 11
+#define AG_HOOK_MAX 13
 
 /* Hook return values. Anything else (a negative AG_E_*) is an error: logged with the
  * plugin id, counted, and the gateway goes on as if the hook were absent. */
@@ -252,6 +265,37 @@ struct ag_session_compact {
 				    *   "tool_calls"?:[{id,name,arguments}],"tool_call_id"?}],
 				    * the compaction's instruction last */
 	char *summary_out;         /* out: the summary (non-empty text) */
+};
+
+struct ag_session_revert {
+	uint32_t size;
+	const char *action;     /* "revert", "unrevert" or "commit" */
+	const char *message_id; /* revert, commit: the first message hidden / deleted */
+	const char *part_id;    /* revert, commit: inside message_id, the first part hidden /
+				 * deleted (the message's earlier parts stay), or NULL */
+	/* revert: the tool calls hidden, in conversation order (undo them newest last):
+	 * [{"turnID","callID","tool","messageID","partID"}] */
+	const char *calls_json;
+	/* commit: the turns whose messages were all deleted: ["turn_...", ...] */
+	const char *turns_json;
+	/* revert: what an earlier revert of this session (not yet unreverted) handed back
+	 * in snapshot_out, or NULL; unrevert: the one to restore */
+	const char *snapshot;
+	char *snapshot_out; /* out, revert: the state before it, which unrevert restores
+			     * (shown to clients as Session.revert.snapshot) */
+	char *diff_out;     /* out, revert: a unified diff of what it changed
+			     * (Session.revert.diff) */
+	char *reason;       /* out, with AG_HOOK_REFUSE: why */
+};
+
+struct ag_session_diff {
+	uint32_t size;
+	const char *message_id; /* NULL: the whole session; else the turn of this message */
+	const char *turns_json; /* the turns asked about, in order: ["turn_...", ...] */
+	/* out: a JSON array of OpenCode's FileDiff objects, {"file", "before", "after",
+	 * "additions", "deletions", "status"?, "patch"?}; the gateway answers with every
+	 * plugin's files together */
+	char *files_out;
 };
 
 /* ---- tools -------------------------------------------------------------------------- */
@@ -436,7 +480,9 @@ struct ag_host {
 	/* any: a gateway setting a plugin may need, as JSON text (host-allocated), or NULL
 	 * if unset: "workspace" (the default working directory), "mcp" (the config's
 	 * "mcp" section), "secrets" (an array of environment variable names a tool must
-	 * not hand to a child process: provider keys, the gateway's token). */
+	 * not hand to a child process: provider keys, the gateway's token), "data" (the
+	 * gateway's data directory, absolute: a plugin may keep files in a folder of its
+	 * own below it, named for its id; since ABI 1.1). */
 	char *(*setting)(ag_plugin *self, const char *name);
 
 	/* ---- ABI 1.1 ---- */
