@@ -716,8 +716,28 @@ static int copy_message(struct engine *E, struct session *ns, const struct hmsg 
 	return rc;
 }
 
-/* Copies c.v[0..stop) into ns: new message, part and turn ids; what a revert hides and
- * what belongs to a turn still under way stays behind. */
+struct turn_copy {
+	struct engine *E;
+	const char *session_id, *id;
+	const struct idmap *msgs;
+	int rc;
+};
+
+static int copy_turn_row(void *arg, const struct store_turn *r)
+{
+	struct turn_copy *x = arg;
+	const char *user = idmap_get(x->msgs, r->user_message_id);
+	struct store_turn t = *r;
+	t.id = x->id;
+	t.session_id = x->session_id;
+	t.user_message_id = user ? user : r->user_message_id;
+	x->rc = store_turn_put(x->E->S, &t);
+	return 1;
+}
+
+/* Copies c.v[0..stop) into ns: new message, part and turn ids (the turns' rows copied
+ * too, so the fork's ledger reads like any session's); what a revert hides and what
+ * belongs to a turn still under way stays behind. */
 static int copy_history(struct engine *E, const struct session *s, struct session *ns,
 			const struct conv *c, int stop)
 {
@@ -730,18 +750,22 @@ static int copy_history(struct engine *E, const struct session *s, struct sessio
 			break;
 		if (turn_live(s, m->turn))
 			continue;
+		snprintf(msgs.from[msgs.n], ID_MAX, "%s", m->id);
+		id_new(msgs.to[msgs.n], "msg");
+		msgs.n++;
 		const char *turn = idmap_get(&turns, m->turn);
 		if (!turn) {
 			snprintf(turns.from[turns.n], ID_MAX, "%s", m->turn);
 			id_new(turns.to[turns.n], "turn");
 			turn = turns.to[turns.n++];
+			struct turn_copy x = {E, ns->id, turn, &msgs, 0};
+			store_turn_get(E->S, m->turn, copy_turn_row, &x);
+			rc = x.rc;
 		}
-		snprintf(msgs.from[msgs.n], ID_MAX, "%s", m->id);
-		id_new(msgs.to[msgs.n], "msg");
 		cJSON *d = m->user ? NULL : cJSON_Parse(m->data);
 		const char *parent = idmap_get(&msgs, jsonin_get(d, "parentID"));
-		rc = copy_message(E, ns, m, msgs.to[msgs.n], turn, parent, s->revert);
-		msgs.n++;
+		if (!rc)
+			rc = copy_message(E, ns, m, msgs.to[msgs.n - 1], turn, parent, s->revert);
 		cJSON_Delete(d);
 	}
 	free(msgs.from);

@@ -88,6 +88,7 @@ const char *const store_sql[ST_COUNT] = {
 	[ST_TURN_STATE] = "SELECT " TURN_COLS " FROM turn WHERE state = ? ORDER BY id",
 	[ST_PART_DEL] = "DELETE FROM part WHERE id = ?",
 	[ST_TURN_DEL] = "DELETE FROM turn WHERE id = ?",
+	[ST_TURN_GET] = "SELECT " TURN_COLS " FROM turn WHERE id = ?",
 	[ST_EV_PUT] = "INSERT INTO event_batch(first_seq, last_seq, data) VALUES(?,?,?)",
 	/* the first batch holding an event after ?1: batches are contiguous and ordered */
 	[ST_EV_SINCE] = "SELECT first_seq, last_seq, data FROM event_batch WHERE first_seq >="
@@ -583,6 +584,15 @@ static int read_turns(struct store *S, enum stmt s, store_turn_cb cb, void *arg)
 {
 	struct visit v = {(void *)cb, arg};
 	return each_row(S, s, turn_row, &v);
+}
+
+int store_turn_get(struct store *S, const char *id, store_turn_cb cb, void *arg)
+{
+	sqlite3_stmt *q = reader(S, ST_TURN_GET);
+	if (!q)
+		return -1;
+	bind_text(q, 1, id);
+	return read_turns(S, ST_TURN_GET, cb, arg);
 }
 
 int store_turn_list_state(struct store *S, const char *state, store_turn_cb cb, void *arg)

@@ -110,6 +110,8 @@ int store_part_list(struct store *S, const char *message_id, store_part_cb cb, v
 int store_turn_put(struct store *S, const struct store_turn *r);
 int store_turn_delete(struct store *S, const char *id);
 typedef int (*store_turn_cb)(void *arg, const struct store_turn *r);
+/* The turn with that id (cb called once, or not at all). */
+int store_turn_get(struct store *S, const char *id, store_turn_cb cb, void *arg);
 /* Turns in a state (any session), oldest first. */
 int store_turn_list_state(struct store *S, const char *state, store_turn_cb cb, void *arg);
 /* The session's turn with the greatest id below turn_id (cb called once, or not). */
