@@ -446,3 +446,31 @@ test("WebSocket methods: session.fork, session.revert, session.unrevert, session
 	await assert.rejects(ws.call("session.revert", { sessionID: s.id }), (e) => e.code === -32602 && /messageID/.test(e.message));
 	await assert.rejects(ws.call("session.fork", { sessionID: "ses_nope" }), (e) => e.code === -32004);
 });
+
+test("the web UI's store hides what a revert hides and drops what the next prompt deletes", T, async (t) => {
+	const { wsConnect, pollUntil } = await import("./lib.mjs");
+	const { Store } = await import("../../web/src/state.js");
+	const srv = await serve(t);
+	let store = null;
+	const ws = await wsConnect(srv.wsUrl, { keepEvents: false, onEvent: (ev) => store?.apply(ev) });
+	t.after(() => ws.close());
+	store = new Store((m, p) => ws.call(m, p));
+	const { v2 } = clients(srv);
+	const s = (await v2.session.create({})).data;
+	await ws.call("subscribe", { sessionID: s.id });
+	store.apply({ type: "session.updated", properties: { info: s }, seq: 0 });
+	await prompt(v2, s.id, "one");
+	await prompt(v2, s.id, "two");
+	await store.loadMessages(s.id);
+	const shown = () => texts(store.messages(s.id).map((m) => ({ parts: [...m.parts.values()] })));
+	assert.deepEqual(shown(), ["one", "You said: one", "two", "You said: two"]);
+	const msgs = await messages(v2, s.id);
+	await v2.session.revert({ sessionID: s.id, messageID: msgs[2].info.id });
+	await pollUntil(() => shown().length === 2, { label: "the store hides the reverted turn" });
+	await v2.session.unrevert({ sessionID: s.id });
+	await pollUntil(() => shown().length === 4, { label: "unrevert shows it again" });
+	await v2.session.revert({ sessionID: s.id, messageID: msgs[2].info.id });
+	await prompt(v2, s.id, "three");
+	await pollUntil(() => shown().join("|") === "one|You said: one|three|You said: three", { label: "the deleted turn is gone" });
+	assert.ok(!store.sessions.get(s.id).msgs.map.has(msgs[2].info.id), "message.removed dropped it");
+});

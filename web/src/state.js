@@ -243,6 +243,13 @@ export class Store {
 				s.v++;
 				break;
 			}
+			case "message.removed":
+			case "message.part.removed": {
+				const s = this.session(sid);
+				this.applyToMessages(s, ev);
+				s.v++;
+				break;
+			}
 			case "permission.asked": {
 				this.perms.set(p.id, { ...p, seq: ev.seq, at: now });
 				const s = this.session(sid);
@@ -282,6 +289,11 @@ export class Store {
 			const old = m.parts.get(p.part.id);
 			m.parts.set(p.part.id, { ...p.part, v: (old?.v || 0) + 1 });
 			m.v++;
+		} else if (ev.type === "message.removed") {
+			ms.map.delete(p.messageID);
+		} else if (ev.type === "message.part.removed") {
+			const m = ms.map.get(p.messageID);
+			if (m && m.parts.delete(p.partID)) m.v++;
 		} else if (ev.type === "message.part.delta") {
 			const m = this.messageFor(ms, p.messageID, s.id);
 			let part = m.parts.get(p.partID);
@@ -358,7 +370,8 @@ export class Store {
 		const s = this.sessions.get(id);
 		if (!s?.msgs?.map) return null;
 		const queued = new Set(this.queue(id).map((t) => t.userMsg));
-		return [...s.msgs.map.values()].filter((m) => !queued.has(m.info.id)).sort((a, b) => (a.info.id < b.info.id ? -1 : a.info.id > b.info.id ? 1 : 0));
+		const list = [...s.msgs.map.values()].filter((m) => !queued.has(m.info.id)).sort((a, b) => (a.info.id < b.info.id ? -1 : a.info.id > b.info.id ? 1 : 0));
+		return hideReverted(list, s.info?.revert);
 	}
 
 	/**
@@ -443,3 +456,26 @@ export function errorText(err) {
 
 export const isStall = (err) => /LLM stream stalled/.test(errorText(err));
 export const isAbort = (err) => err?.name === "MessageAbortedError" || /abort/i.test(err?.name || "");
+
+/**
+ * A rewound session (Session.revert) shows its conversation up to the revert point, as
+ * OpenCode's clients do: the messages from there on (by turn, then id) are hidden, and
+ * inside the point's message, with a partID, the parts from that one on. The next prompt
+ * deletes them on the server (message.removed).
+ */
+function hideReverted(list, revert) {
+	if (!revert?.messageID) return list;
+	const key = (m) => [m.info.turnID || "", m.info.id];
+	const at = [revert.turnID || "", revert.messageID];
+	const before = (m) => {
+		const k = key(m);
+		return k[0] < at[0] || (k[0] === at[0] && k[1] < at[1]);
+	};
+	const out = list.filter(before);
+	const point = list.find((m) => m.info.id === revert.messageID);
+	if (point && revert.partID) {
+		const parts = new Map([...point.parts].filter(([pid]) => pid < revert.partID));
+		out.push({ ...point, parts });
+	}
+	return out;
+}
