@@ -5,7 +5,8 @@
  * concerns. Loop thread only (the plugin host brings other threads' work in through the
  * inbox first). Strings and data are borrowed for the call. Four points may change what
  * they are shown, only through the hook_prompt_*, hook_request_* and hook_tool_*
- * functions below, called on the data of the running callback during its call: the
+ * functions below (and two hand something back, through hook_revert_set and
+ * hook_diff_add), called on the data of the running callback during its call: the
  * engine owns all memory (it copies what it is given, except where a cJSON value is
  * said to be taken), and the changes accumulate — a later callback at the same point
  * sees the earlier ones' in the data's fields. A callback runs inside one of the

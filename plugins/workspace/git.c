@@ -43,6 +43,13 @@ int git_init(char *const *envp)
 	return git_bin[0] ? 0 : -1;
 }
 
+void git_shutdown(void)
+{
+	free(base_env);
+	base_env = NULL;
+	git_bin[0] = 0;
+}
+
 static int64_t mono_ms(void)
 {
 	struct timespec t;

@@ -21,6 +21,8 @@ struct git_repo {
 
 /* Finds git on PATH (envp's) once; 0, or -1 when there is none. */
 int git_init(char *const *envp);
+/* Forgets what git_init kept. */
+void git_shutdown(void);
 
 /* Runs `git ARGS...` in r->top with the private environment (index: the index file to
  * use, NULL for r->store/index), stdin from in (inlen bytes, may be NULL), and puts its

@@ -62,6 +62,8 @@ void snap_shutdown(void)
 	pthread_mutex_unlock(&cache_lock);
 	free(data_root);
 	data_root = NULL;
+	git_shutdown();
+	git_ok = 0;
 }
 
 int snap_enabled(void)
