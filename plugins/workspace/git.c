@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,18 +70,6 @@ struct proc {
 	size_t errlen;
 };
 
-/* The child: async-signal-safe calls only. */
-static void child(const struct proc *p, int in, int out, int err)
-{
-	if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0 || chdir(p->cwd))
-		_exit(126);
-	if (close_range(3, ~0U, 0))
-		for (int fd = 3; fd < 4096; fd++)
-			close(fd);
-	execve(p->argv[0], p->argv, p->envp);
-	_exit(127);
-}
-
 /* Feeds stdin and reads stdout and stderr until both close or the deadline passes. */
 static int pump(struct proc *p, int in, int out, int err)
 {
@@ -91,13 +80,14 @@ static int pump(struct proc *p, int in, int out, int err)
 		close(in);
 		in = -1;
 	}
+	int rc = 0;
 	while (out >= 0 || err >= 0) {
 		struct pollfd f[3] = {{in, POLLOUT, 0}, {out, POLLIN, 0}, {err, POLLIN, 0}};
 		int64_t left = deadline - mono_ms();
-		if (left <= 0)
-			return -1;
-		if (poll(f, 3, (int)left) < 0 && errno != EINTR)
-			return -1;
+		if (left <= 0 || (poll(f, 3, (int)left) < 0 && errno != EINTR)) {
+			rc = -1;
+			break;
+		}
 		if (in >= 0 && f[0].revents) {
 			ssize_t w = f[0].revents & POLLOUT ? write(in, p->in + off, p->inlen - off) : -1;
 			if (w > 0)
@@ -130,7 +120,45 @@ static int pump(struct proc *p, int in, int out, int err)
 	}
 	if (in >= 0)
 		close(in);
-	return 0;
+	if (out >= 0)
+		close(out);
+	if (err >= 0)
+		close(err);
+	return rc;
+}
+
+/* Starts p with its stdin, stdout and stderr on the pipes' ends: posix_spawn (no copy
+ * of the gateway's page tables, as a fork would make), default signals, nothing else
+ * of the gateway's open. The pid, or -1. */
+static pid_t spawn(const struct proc *p, int in, int out, int err)
+{
+	static const int sigs[] = {SIGPIPE, SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGCHLD};
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t none, dfl;
+	pid_t pid = -1;
+	sigemptyset(&none);
+	sigemptyset(&dfl);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaddset(&dfl, sigs[i]);
+	if (posix_spawn_file_actions_init(&fa))
+		return -1;
+	if (posix_spawnattr_init(&at)) {
+		posix_spawn_file_actions_destroy(&fa);
+		return -1;
+	}
+	int bad = posix_spawn_file_actions_adddup2(&fa, in, 0) ||
+		  posix_spawn_file_actions_adddup2(&fa, out, 1) ||
+		  posix_spawn_file_actions_adddup2(&fa, err, 2) ||
+		  posix_spawn_file_actions_addclosefrom_np(&fa, 3) ||
+		  posix_spawn_file_actions_addchdir_np(&fa, p->cwd) ||
+		  posix_spawnattr_setsigmask(&at, &none) || posix_spawnattr_setsigdefault(&at, &dfl) ||
+		  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	if (!bad && posix_spawn(&pid, p->argv[0], &fa, &at, p->argv, p->envp))
+		pid = -1;
+	posix_spawnattr_destroy(&at);
+	posix_spawn_file_actions_destroy(&fa);
+	return pid;
 }
 
 /* Runs p; its exit status, or -1 (not started, timed out: killed). */
@@ -145,23 +173,18 @@ static int run(struct proc *p)
 		}
 		return -1;
 	}
-	pid_t pid = fork();
-	if (pid == 0)
-		child(p, in[0], out[1], err[1]);
+	pid_t pid = spawn(p, in[0], out[1], err[1]);
 	close(in[0]);
 	close(out[1]);
 	close(err[1]);
-	int timed_out = pid < 0;
-	if (pid > 0) {
-		fcntl(in[1], F_SETFL, O_NONBLOCK);
-		timed_out = pump(p, in[1], out[0], err[0]) != 0;
-	} else {
+	if (pid < 0) {
 		close(in[1]);
 		close(out[0]);
 		close(err[0]);
-	}
-	if (pid < 0)
 		return -1;
+	}
+	fcntl(in[1], F_SETFL, O_NONBLOCK);
+	int timed_out = pump(p, in[1], out[0], err[0]) != 0;
 	if (timed_out) {
 		kill(pid, SIGKILL);
 		snprintf(p->err, sizeof(p->err), "git took over %d ms and was killed", GIT_TIMEOUT_MS);
@@ -213,12 +236,18 @@ int git_run(const struct git_repo *r, const char *index, const char *const *args
 	/* settings of the user's repository that would act beyond our private index */
 	static const char *const pre[] = {"-c", "core.fsmonitor=false", "-c", "gc.auto=0",
 					  "-c", "core.quotepath=false", NULL};
-	const char *argv[64];
-	int n = 0;
+	size_t nargs = 0, n = 0;
+	while (args[nargs])
+		nargs++;
+	const char **argv = calloc(nargs + 8, sizeof(char *));
+	if (!argv) {
+		snprintf(why, wn, "out of memory");
+		return -1;
+	}
 	argv[n++] = git_bin;
 	for (int i = 0; pre[i]; i++)
 		argv[n++] = pre[i];
-	for (int i = 0; args[i] && n < 63; i++)
+	for (size_t i = 0; i < nargs; i++)
 		argv[n++] = args[i];
 	argv[n] = NULL;
 	char *own[8] = {0};
@@ -227,6 +256,7 @@ int git_run(const struct git_repo *r, const char *index, const char *const *args
 			 .inlen = in ? inlen : 0};
 	int rc = env ? run(&p) : -1;
 	free(env);
+	free(argv);
 	for (int i = 0; i < 8; i++)
 		free(own[i]);
 	size_t len = 0;

@@ -438,7 +438,7 @@ static int on_revert(void *user, const struct ag_ctx *ctx, void *data)
 static int on_diff(void *user, const struct ag_ctx *ctx, void *data)
 {
 	struct ag_session_diff *d = data;
-	char why[512], now[GIT_HASH_MAX];
+	char why[512];
 	struct git_repo r;
 	(void)user;
 	cJSON *turns = cJSON_Parse(d->turns_json);
@@ -461,11 +461,9 @@ static int on_diff(void *user, const struct ag_ctx *ctx, void *data)
 	}
 	const char *from = str(first, "before");
 	cJSON *last = cJSON_GetArrayItem(picked, cJSON_GetArraySize(picked) - 1);
-	cJSON *files = NULL;
-	if (d->message_id) /* one turn: from its first snapshot to its last */
-		files = snap_diff(&r, from, str(last, "after"), paths, why, sizeof(why));
-	else if (!snap_partial(&r, from, paths, now, why, sizeof(why)))
-		files = snap_diff(&r, from, now, NULL, why, sizeof(why));
+	/* one turn: from its first snapshot to its last; the session: to the worktree now */
+	cJSON *files = snap_diff(&r, from, d->message_id ? str(last, "after") : NULL, paths, why,
+				 sizeof(why));
 	if (!files)
 		WS.host->log(WS.self, AG_LOG_WARN, "session %s: no diff of %s: %s", ctx->session_id,
 			     r.top, why);

@@ -1,4 +1,5 @@
 #include "snap.h"
+#include "diff.h"
 #include "sbuf.h"
 #include "text.h"
 
@@ -160,17 +161,6 @@ static char *nul_list(const cJSON *paths, size_t *len)
 	return sbuf_take(&b, len);
 }
 
-static int has_path(const cJSON *paths, const char *path)
-{
-	const cJSON *p;
-	if (!paths)
-		return 1;
-	cJSON_ArrayForEach(p, paths)
-		if (cJSON_IsString(p) && !strcmp(p->valuestring, path))
-			return 1;
-	return 0;
-}
-
 /* ---- trees ---- */
 
 int snap_tree(const struct git_repo *r, char tree[GIT_HASH_MAX], char *why, size_t wn)
@@ -272,19 +262,43 @@ cJSON *snap_present(const struct git_repo *r, const char *tree, const cJSON *pat
 	return arr;
 }
 
+/* argv for `git CMD... -- paths` (borrowed strings; free the array). */
+static const char **with_paths(const char *const *head, const cJSON *paths)
+{
+	size_t n = 0, k = 0;
+	while (head[n])
+		n++;
+	const char **argv = calloc(n + (size_t)cJSON_GetArraySize(paths) + 2, sizeof(char *));
+	const cJSON *p;
+	if (!argv)
+		return NULL;
+	for (; k < n; k++)
+		argv[k] = head[k];
+	argv[k++] = "--";
+	cJSON_ArrayForEach(p, paths)
+		if (cJSON_IsString(p))
+			argv[k++] = p->valuestring;
+	return argv;
+}
+
+/* Only the paths' entries of tree go into a fresh index (`ls-tree` of those paths fed
+ * to `update-index --index-info`), so the work follows the paths, not the tree's size. */
 int snap_checkout(const struct git_repo *r, const char *tree, const cJSON *paths, char *why,
 		  size_t wn)
 {
-	const char *read[] = {"read-tree", tree, NULL};
-	static const char *const checkout[] = {"checkout-index", "-f", "-z", "--stdin", NULL};
-	char index[PATH_MAX + 64];
+	const char *const list[] = {"ls-tree", "-r", "-z", tree, NULL};
+	static const char *const info[] = {"update-index", "-z", "--index-info", NULL};
+	static const char *const checkout[] = {"checkout-index", "-a", "-f", NULL};
+	char index[PATH_MAX + 64], *entries = NULL;
 	size_t len = 0;
-	char *list = nul_list(paths, &len);
+	const char **argv = with_paths(list, paths);
 	tmp_index(r, index, sizeof(index));
-	int rc = !list || git_run(r, index, read, NULL, 0, NULL, NULL, why, wn) ||
-		 git_run(r, index, checkout, list, len, NULL, NULL, why, wn);
+	int rc = !argv || git_run(r, NULL, argv, NULL, 0, &entries, &len, why, wn) ||
+		 (len && (git_run(r, index, info, entries, len, NULL, NULL, why, wn) ||
+			  git_run(r, index, checkout, NULL, 0, NULL, NULL, why, wn)));
 	unlink(index);
-	free(list);
+	free(argv);
+	free(entries);
 	return rc ? -1 : 0;
 }
 
@@ -319,152 +333,196 @@ char *snap_patch(const struct git_repo *r, const char *a, const char *b, char *w
 	return clean;
 }
 
-/* numstat -z: "added\tdeleted\tpath\0" ("-" for binary files). */
-static void add_counts(cJSON *files, const char *out, size_t len)
-{
-	for (size_t i = 0; i < len;) {
-		const char *rec = out + i;
-		i += strlen(rec) + 1;
-		const char *t1 = strchr(rec, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
-		if (!t2)
-			continue;
-		cJSON *f;
-		cJSON_ArrayForEach(f, files) {
-			const char *file = cJSON_GetObjectItemCaseSensitive(f, "file")->valuestring;
-			if (strcmp(file, t2 + 1))
-				continue;
-			cJSON_ReplaceItemInObjectCaseSensitive(f, "additions",
-							       cJSON_CreateNumber(atof(rec)));
-			cJSON_ReplaceItemInObjectCaseSensitive(f, "deletions",
-							       cJSON_CreateNumber(atof(t1 + 1)));
-		}
-	}
-}
+/* ---- FileDiff, computed here over the paths' contents ---- */
 
-/* Splits a diff-tree patch at its "diff --git a/P b/P" headers into each file's patch. */
-static void add_patches(cJSON *files, const char *patch)
-{
-	cJSON *f;
-	cJSON_ArrayForEach(f, files) {
-		const char *file = cJSON_GetObjectItemCaseSensitive(f, "file")->valuestring;
-		char *head = NULL;
-		if (asprintf(&head, "diff --git a/%s b/%s\n", file, file) < 0)
-			continue;
-		const char *at = strncmp(patch, head, strlen(head)) ? NULL : patch;
-		if (!at) {
-			char *nl_head = NULL;
-			if (asprintf(&nl_head, "\n%s", head) >= 0) {
-				at = strstr(patch, nl_head);
-				at = at ? at + 1 : NULL;
-			}
-			free(nl_head);
-		}
-		free(head);
-		if (!at)
-			continue;
-		const char *end = strstr(at + 1, "\ndiff --git ");
-		size_t n = end ? (size_t)(end - at) + 1 : strlen(at);
-		char *one = strndup(at, n);
-		if (one)
-			cJSON_ReplaceItemInObjectCaseSensitive(f, "patch", cJSON_CreateString(one));
-		free(one);
-	}
-}
+struct side {
+	int exists, known; /* known: data holds its content (else it is over the bound) */
+	char sha[GIT_HASH_MAX];
+	char *data;
+	size_t len;
+};
 
-/* The text of each blob named in a `cat-file --batch` answer, in order ("" for a
- * missing, binary or large one), set as key of files[i]. */
-static void set_contents(const struct git_repo *r, cJSON *files, const char *tree,
-			 const char *key)
+/* The blobs tree has at paths (one `cat-file --batch-check`, then one `--batch` for
+ * those within SNAP_CONTENT_MAX). */
+static int tree_sides(const struct git_repo *r, const char *tree, const cJSON *paths,
+		      struct side *out, char *why, size_t wn)
 {
-	static const char *const args[] = {"cat-file", "--batch", NULL};
-	char why[256];
-	struct sbuf in = {0};
-	cJSON *f;
-	cJSON_ArrayForEach(f, files) {
-		const char *name = cJSON_GetObjectItemCaseSensitive(f, "file")->valuestring;
-		if (!strchr(name, '\n')) /* one line per name: such a name is left out */
-			sbuf_printf(&in, "%s:%s\n", tree, name);
-	}
-	size_t len = 0, olen = 0;
-	char *text = sbuf_take(&in, &len), *out = NULL;
-	if (!text || git_run(r, NULL, args, text, len, &out, &olen, why, sizeof(why))) {
-		free(text);
-		return;
-	}
-	size_t i = 0;
-	cJSON_ArrayForEach(f, files) {
-		const char *name = cJSON_GetObjectItemCaseSensitive(f, "file")->valuestring;
-		if (strchr(name, '\n'))
+	static const char *const batch[] = {"cat-file", "--batch", NULL};
+	char *check = batch_check(r, tree, paths, why, wn), *line = check;
+	struct sbuf want = {0};
+	const cJSON *p;
+	int i = 0;
+	if (!check)
+		return -1;
+	cJSON_ArrayForEach(p, paths) {
+		if (strchr(p->valuestring, '\n')) { /* not asked: batch_check leaves it out */
+			i++;
 			continue;
-		if (i >= olen)
-			break;
-		const char *line = out + i;
+		}
 		size_t n = strcspn(line, "\n");
-		i += n + 1;
 		char type[16] = "";
 		unsigned long long size = 0;
-		if (sscanf(line, "%*s %15s %llu", type, &size) != 2)
-			continue; /* "<name> missing" */
-		const char *body = out + i;
-		i += (size_t)size + 1;
-		if (i > olen + 1 || strcmp(type, "blob") || size > SNAP_CONTENT_MAX)
-			continue;
-		char bwhy[64];
-		if (text_is_binary(name, (const unsigned char *)body, (size_t)size, bwhy,
-				   sizeof(bwhy)))
-			continue;
-		char *clean = text_utf8_clean(body, (size_t)size, NULL);
-		if (clean)
-			cJSON_ReplaceItemInObjectCaseSensitive(f, key, cJSON_CreateString(clean));
-		free(clean);
+		if (sscanf(line, "%64s %15s %llu", out[i].sha, type, &size) == 3 &&
+		    !strcmp(type, "blob")) {
+			out[i].exists = 1;
+			if (size <= SNAP_CONTENT_MAX) {
+				out[i].known = 1;
+				sbuf_printf(&want, "%s\n", out[i].sha);
+			}
+		}
+		line += n + (line[n] == '\n');
+		i++;
 	}
-	free(text);
-	free(out);
+	free(check);
+	size_t len = 0, olen = 0;
+	char *in = sbuf_take(&want, &len), *out_text = NULL;
+	if (!in || (len && git_run(r, NULL, batch, in, len, &out_text, &olen, why, wn))) {
+		free(in);
+		return -1;
+	}
+	size_t at = 0;
+	for (int k = 0; k < i && out_text; k++) {
+		if (!out[k].known)
+			continue;
+		unsigned long long size = 0;
+		size_t n = strcspn(out_text + at, "\n");
+		if (sscanf(out_text + at, "%*s %*s %llu", &size) != 1 || at + n + 1 + size > olen)
+			break;
+		at += n + 1;
+		out[k].data = malloc(size + 1);
+		if (out[k].data) {
+			memcpy(out[k].data, out_text + at, size);
+			out[k].data[size] = 0;
+			out[k].len = size;
+		} else {
+			out[k].known = 0;
+		}
+		at += size + 1;
+	}
+	free(in);
+	free(out_text);
+	return 0;
 }
 
-static const char *status_name(char s)
+/* The paths as the worktree has them now: files read, links' targets (as git keeps
+ * them); a file over SNAP_CONTENT_MAX gets its blob id from `git hash-object`. */
+static void worktree_sides(const struct git_repo *r, const cJSON *paths, struct side *out)
 {
-	return s == 'A' ? "added" : s == 'D' ? "deleted" : "modified";
+	const cJSON *p;
+	int i = 0;
+	cJSON_ArrayForEach(p, paths) {
+		struct side *x = &out[i++];
+		char full[PATH_MAX], why[256];
+		struct stat st;
+		if (snprintf(full, sizeof(full), "%s/%s", r->top, p->valuestring) >= (int)sizeof(full) ||
+		    lstat(full, &st) || !(S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)))
+			continue;
+		x->exists = 1;
+		if (S_ISLNK(st.st_mode)) {
+			char target[PATH_MAX];
+			ssize_t n = readlink(full, target, sizeof(target) - 1);
+			x->known = n >= 0 && (x->data = strndup(target, (size_t)(n >= 0 ? n : 0)));
+			x->len = n > 0 ? (size_t)n : 0;
+			continue;
+		}
+		if (st.st_size > SNAP_CONTENT_MAX) {
+			const char *const args[] = {"hash-object", "--", p->valuestring, NULL};
+			char *out_text = NULL;
+			if (!git_run(r, NULL, args, NULL, 0, &out_text, NULL, why, sizeof(why)))
+				snprintf(x->sha, sizeof(x->sha), "%.*s", (int)strcspn(out_text, "\n"),
+					 out_text);
+			free(out_text);
+			continue;
+		}
+		FILE *f = fopen(full, "rb");
+		x->data = f ? malloc((size_t)st.st_size + 1) : NULL;
+		x->len = x->data ? fread(x->data, 1, (size_t)st.st_size, f) : 0;
+		if (x->data) {
+			x->data[x->len] = 0;
+			x->known = 1;
+		}
+		if (f)
+			fclose(f);
+	}
+}
+
+static int same(const struct side *a, const struct side *b)
+{
+	if (a->exists != b->exists)
+		return 0;
+	if (!a->exists)
+		return 1;
+	if (a->known && b->known)
+		return a->len == b->len && !memcmp(a->data, b->data, a->len);
+	return a->sha[0] && !strcmp(a->sha, b->sha);
+}
+
+static int is_text(const char *name, const struct side *x)
+{
+	char why[64];
+	return x->known && !text_is_binary(name, (const unsigned char *)x->data, x->len, why,
+					   sizeof(why));
+}
+
+/* One FileDiff: contents (text only), counts and patch from diff.c's unified diff. */
+static cJSON *file_diff(const char *path, const struct side *a, const struct side *b)
+{
+	int text = (!a->exists || is_text(path, a)) && (!b->exists || is_text(path, b));
+	cJSON *f = cJSON_CreateObject();
+	char *before = text && a->exists ? text_utf8_clean(a->data, a->len, NULL) : NULL;
+	char *after = text && b->exists ? text_utf8_clean(b->data, b->len, NULL) : NULL;
+	char *body = text ? diff_unified(path, before ? before : "", before ? strlen(before) : 0,
+					 after ? after : "", after ? strlen(after) : 0) : NULL;
+	int adds = 0, dels = 0;
+	for (const char *l = body; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : "") {
+		if (*l == '+' && strncmp(l, "+++ ", 4))
+			adds++;
+		else if (*l == '-' && strncmp(l, "--- ", 4))
+			dels++;
+	}
+	char *patch = NULL;
+	if (asprintf(&patch, "diff --git a/%s b/%s\n%s", path, path,
+		     body ? body : "Binary files differ\n") < 0)
+		patch = NULL;
+	cJSON_AddStringToObject(f, "file", path);
+	cJSON_AddStringToObject(f, "before", before ? before : "");
+	cJSON_AddStringToObject(f, "after", after ? after : "");
+	cJSON_AddNumberToObject(f, "additions", adds);
+	cJSON_AddNumberToObject(f, "deletions", dels);
+	cJSON_AddStringToObject(f, "status", !a->exists ? "added" : !b->exists ? "deleted"
+									 : "modified");
+	cJSON_AddStringToObject(f, "patch", patch ? patch : "");
+	free(before);
+	free(after);
+	free(body);
+	free(patch);
+	return f;
 }
 
 cJSON *snap_diff(const struct git_repo *r, const char *a, const char *b, const cJSON *paths,
 		 char *why, size_t wn)
 {
-	const char *numstat[] = {"diff-tree", "-r", "-z", "--no-renames", "--numstat", a, b, NULL};
-	cJSON *changes = snap_changes(r, a, b, why, wn), *files = cJSON_CreateArray(), *c;
-	cJSON_ArrayForEach(c, changes) {
-		const char *st = cJSON_GetArrayItem(c, 0)->valuestring;
-		const char *path = cJSON_GetArrayItem(c, 1)->valuestring;
-		if (!has_path(paths, path))
-			continue;
-		cJSON *f = cJSON_CreateObject();
-		cJSON_AddStringToObject(f, "file", path);
-		cJSON_AddStringToObject(f, "before", "");
-		cJSON_AddStringToObject(f, "after", "");
-		cJSON_AddNumberToObject(f, "additions", 0);
-		cJSON_AddNumberToObject(f, "deletions", 0);
-		cJSON_AddStringToObject(f, "status", status_name(st[0]));
-		cJSON_AddStringToObject(f, "patch", "");
-		cJSON_AddItemToArray(files, f);
+	int n = cJSON_GetArraySize(paths);
+	struct side *x = calloc((size_t)n + 1, sizeof(*x)), *y = calloc((size_t)n + 1, sizeof(*y));
+	cJSON *files = NULL;
+	if (!x || !y)
+		snprintf(why, wn, "out of memory");
+	else if (!tree_sides(r, a, paths, x, why, wn) &&
+		 (b ? !tree_sides(r, b, paths, y, why, wn) : (worktree_sides(r, paths, y), 1)))
+		files = cJSON_CreateArray();
+	const cJSON *p, *list = files ? paths : NULL;
+	int i = 0;
+	cJSON_ArrayForEach(p, list) {
+		/* a name with a line break cannot be asked of git line by line: left out */
+		if (!strchr(p->valuestring, '\n') && !same(&x[i], &y[i]))
+			cJSON_AddItemToArray(files, file_diff(p->valuestring, &x[i], &y[i]));
+		i++;
 	}
-	int failed = !changes;
-	cJSON_Delete(changes);
-	if (failed || !files || !cJSON_GetArraySize(files)) {
-		if (failed) {
-			cJSON_Delete(files);
-			return NULL;
-		}
-		return files;
+	for (i = 0; x && y && i < n; i++) {
+		free(x[i].data);
+		free(y[i].data);
 	}
-	char *out = NULL, *patch;
-	size_t len = 0;
-	if (!git_run(r, NULL, numstat, NULL, 0, &out, &len, why, wn))
-		add_counts(files, out, len);
-	free(out);
-	if ((patch = snap_patch(r, a, b, why, wn)))
-		add_patches(files, patch);
-	free(patch);
-	set_contents(r, files, a, "before");
-	set_contents(r, files, b, "after");
+	free(x);
+	free(y);
 	return files;
 }

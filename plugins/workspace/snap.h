@@ -35,16 +35,19 @@ int snap_partial(const struct git_repo *r, const char *base, const cJSON *paths,
 /* The paths of the list that tree has (a new array). NULL with why. */
 cJSON *snap_present(const struct git_repo *r, const char *tree, const cJSON *paths, char *why,
 		    size_t wn);
-/* Writes paths into the worktree as tree has them (each must be in it). */
+/* Writes paths into the worktree as tree has them (each must be in it); the work
+ * follows the paths, not the tree's size. */
 int snap_checkout(const struct git_repo *r, const char *tree, const cJSON *paths, char *why,
 		  size_t wn);
 /* Deletes path from the worktree, and its folders left empty (up to the top). */
 void snap_remove(const struct git_repo *r, const char *path);
 /* The unified diff between trees a and b (malloc'd, valid UTF-8; "" when equal). */
 char *snap_patch(const struct git_repo *r, const char *a, const char *b, char *why, size_t wn);
-/* FileDiff[] of the paths (NULL: all) between trees a and b: {file, before, after,
- * additions, deletions, status, patch}; before/after are "" for binary files and files
- * over SNAP_CONTENT_MAX. NULL with why. */
+/* FileDiff[] of the paths (an array of strings) that differ between tree a and tree b
+ * (NULL: the worktree now): {file, before, after, additions, deletions, status, patch},
+ * computed here from the paths' contents (git only reads the blobs), so the cost follows
+ * the paths, not the worktree's size. before/after are "" for a binary file, one over
+ * SNAP_CONTENT_MAX, or a side without the file. NULL with why. */
 #define SNAP_CONTENT_MAX (256 * 1024)
 cJSON *snap_diff(const struct git_repo *r, const char *a, const char *b, const cJSON *paths,
 		 char *why, size_t wn);
