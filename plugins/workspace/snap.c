@@ -302,11 +302,22 @@ int snap_checkout(const struct git_repo *r, const char *tree, const cJSON *paths
 	return rc ? -1 : 0;
 }
 
+/* Does path (relative, '/'-separated) climb out: an absolute path or a ".." part? */
+static int climbs(const char *path)
+{
+	if (*path == '/')
+		return 1;
+	for (const char *p = path; p; p = strchr(p, '/') ? strchr(p, '/') + 1 : NULL)
+		if (p[0] == '.' && p[1] == '.' && (p[2] == '/' || !p[2]))
+			return 1;
+	return 0;
+}
+
 void snap_remove(const struct git_repo *r, const char *path)
 {
 	char full[PATH_MAX];
-	if (strstr(path, "..") || snprintf(full, sizeof(full), "%s/%s", r->top, path) >=
-				      (int)sizeof(full))
+	if (climbs(path) || snprintf(full, sizeof(full), "%s/%s", r->top, path) >=
+			    (int)sizeof(full))
 		return;
 	if (unlink(full) && errno != ENOENT)
 		return;
