@@ -291,6 +291,22 @@ static void put_back(const struct git_repo *r, const cJSON *targets)
 	cJSON_Delete(by_tree);
 }
 
+/* Session.revert.diff travels with every Session: past REVERT_DIFF_MAX it is cut at a
+ * line's end, and says so. */
+#define REVERT_DIFF_MAX (64 * 1024)
+static char *cut_patch(char *patch)
+{
+	static const char note[] = "\n[the diff goes on: cut at 64 KiB]\n";
+	size_t n = strlen(patch);
+	if (n <= REVERT_DIFF_MAX)
+		return patch;
+	n = REVERT_DIFF_MAX - sizeof(note);
+	while (n && patch[n - 1] != '\n')
+		n--;
+	memcpy(patch + n, note + 1, sizeof(note) - 1);
+	return patch;
+}
+
 static int revert(const struct ag_ctx *ctx, struct ag_session_revert *d)
 {
 	char why[512], redo[GIT_HASH_MAX], after[GIT_HASH_MAX], key[256];
@@ -341,7 +357,7 @@ static int revert(const struct ag_ctx *ctx, struct ag_session_revert *d)
 		kv_put(key, keep);
 		cJSON_Delete(keep);
 		d->snapshot_out = WS.host->strdup(redo);
-		d->diff_out = patch ? WS.host->strdup(patch) : NULL;
+		d->diff_out = patch ? WS.host->strdup(cut_patch(patch)) : NULL;
 		free(patch);
 	}
 	cJSON_Delete(all);
