@@ -14,8 +14,10 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <errno.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -56,6 +58,7 @@ static int agentgate(const char *first, ...)
 	if (pid == 0) {
 		if (!freopen(o, "w", stdout) || !freopen(e, "w", stderr))
 			_exit(99);
+		alarm(60); /* bounded: a `serve` that should have refused to start is killed */
 		execv(argv[0], (char *const *)argv);
 		_exit(98);
 	}
@@ -312,6 +315,101 @@ static void a_second_owner_of_a_data_directory_is_refused_naming_the_first(void 
 	assert_int_equal(agentgate("run", "--data", data_dir(), "echo", "again", NULL), 0);
 }
 
+/* ---- what serve refuses at start-up ---- */
+
+/* serve exits non-zero at once, naming what it could not use and the OS's reason. */
+static void serve_refuses(const char *what, const char *reason, const char *first, ...)
+{
+	const char *argv[12] = {0};
+	int n = 0;
+	va_list ap;
+	va_start(ap, first);
+	for (const char *a = first; a && n < 11; a = va_arg(ap, const char *))
+		argv[n++] = a;
+	va_end(ap);
+	int rc = agentgate("serve", argv[0], argv[1], argv[2], argv[3], argv[4], argv[5], argv[6],
+			   argv[7], argv[8], argv[9], argv[10], NULL);
+	if (rc == 0 || rc >= 128 || !strstr(errs, what) || (reason && !strstr(errs, reason)))
+		fail_msg("serve %s: exit %d, stderr \"%s\" (expected it to name \"%s\" and \"%s\")",
+			 argv[0], rc, errs, what, reason ? reason : "");
+	assert_null(strstr(errs, "listening"));
+}
+
+static void serve_refuses_an_address_a_port_or_a_data_dir_it_cannot_use(void **state)
+{
+	char ps[16], data[256];
+	snprintf(ps, sizeof(ps), "%d", free_port());
+	/* an address no interface has, a name that does not resolve */
+	serve_refuses("10.255.255.1", strerror(EADDRNOTAVAIL), "--host", "10.255.255.1",
+		      "--port", ps, "--data", data_dir(), "--token", "t", NULL);
+	serve_refuses("no-such-host.invalid", NULL, "--host", "no-such-host.invalid", "--port", ps,
+		      "--data", data_dir(), "--token", "t", NULL);
+	/* a port another socket listens on */
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof(a);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(fd, 1), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+	char busy[16], where[64];
+	snprintf(busy, sizeof(busy), "%d", ntohs(a.sin_port));
+	snprintf(where, sizeof(where), "127.0.0.1:%s", busy);
+	serve_refuses(where, strerror(EADDRINUSE), "--port", busy, "--data", data_dir(), NULL);
+	close(fd);
+	/* a data directory that is a file, under a missing parent, or one the store cannot
+	 * use (its database's path is a directory) */
+	snprintf(data, sizeof(data), "%s/a-file", dir);
+	FILE *f = fopen(data, "w");
+	assert_non_null(f);
+	fclose(f);
+	serve_refuses(data, strerror(ENOTDIR), "--port", ps, "--data", data, NULL);
+	snprintf(data, sizeof(data), "%s/missing/data", dir);
+	serve_refuses(data, strerror(ENOENT), "--port", ps, "--data", data, NULL);
+	snprintf(data, sizeof(data), "%s/db-is-a-dir", dir);
+	char db[300];
+	snprintf(db, sizeof(db), "%s/agentgate.db", data);
+	assert_int_equal(mkdir(data, 0700), 0);
+	assert_int_equal(mkdir(db, 0700), 0);
+	serve_refuses(db, strerror(EISDIR), "--port", ps, "--data", data, NULL);
+	if (geteuid() != 0) { /* root writes where the mode says it may not */
+		snprintf(data, sizeof(data), "%s/read-only", dir);
+		assert_int_equal(mkdir(data, 0500), 0);
+		serve_refuses(data, strerror(EACCES), "--port", ps, "--data", data, NULL);
+	}
+}
+
+static void each_command_prints_its_usage_with_help(void **state)
+{
+	static const char *const cmds[] = {"serve", "run", "attach", "config"};
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		char synopsis[64];
+		snprintf(synopsis, sizeof(synopsis), "usage:\n  agentgate %s ", cmds[i]);
+		const char *flags[] = {"--help", "-h"};
+		for (int f = 0; f < 2; f++) {
+			if (agentgate(cmds[i], flags[f], NULL) != 0 || strncmp(out, synopsis, strlen(synopsis)))
+				fail_msg("agentgate %s %s printed \"%s\" / \"%s\"", cmds[i], flags[f], out, errs);
+			assert_string_equal(errs, "");
+			/* that command's usage, not the overview */
+			for (size_t j = 0; j < sizeof(cmds) / sizeof(cmds[0]); j++) {
+				char other[64];
+				snprintf(other, sizeof(other), "agentgate %s ", cmds[j]);
+				assert_true((strstr(out, other) != NULL) == (i == j));
+			}
+		}
+	}
+	/* with other flags and words around it; and as `agentgate help run` */
+	assert_int_equal(agentgate("run", "--data", data_dir(), "--help", "some", "prompt", NULL), 0);
+	assert_non_null(strstr(out, "--format default|json"));
+	assert_int_equal(agentgate("help", "run", NULL), 0);
+	assert_non_null(strstr(out, "usage:\n  agentgate run "));
+	assert_int_equal(agentgate("serve", "--port", "0", "--data", data_dir(), "-h", NULL), 0);
+	assert_non_null(strstr(out, "--host ADDR"));
+	/* a usage error shows the command's own usage */
+	assert_int_equal(agentgate("attach", "--bogus", NULL), 2);
+	assert_non_null(strstr(errs, "see agentgate attach --help"));
+	assert_null(strstr(errs, "agentgate serve "));
+}
+
 /* ---- agentgate config, --version ---- */
 
 static char *write_config(const char *name, const char *text)
@@ -514,6 +612,8 @@ int main(void)
 		cmocka_unit_test(child_activity_streams_before_the_task_completes),
 		cmocka_unit_test_teardown(a_second_owner_of_a_data_directory_is_refused_naming_the_first,
 					  kill_server),
+		cmocka_unit_test(serve_refuses_an_address_a_port_or_a_data_dir_it_cannot_use),
+		cmocka_unit_test(each_command_prints_its_usage_with_help),
 		cmocka_unit_test(config_check_names_each_problem),
 		cmocka_unit_test(the_sample_config_shows_every_option),
 		cmocka_unit_test(version_names_the_abis),

@@ -29,7 +29,7 @@ static void open_store(struct fixture *f)
 	h_dir(&f->h, NULL);
 	h_start(&f->h, 0);
 	snprintf(f->dir, sizeof(f->dir), "%s/store", f->h.dir);
-	f->S = store_open(f->dir, f->h.L);
+	f->S = store_open(f->dir, f->h.L, NULL);
 	assert_non_null(f->S);
 }
 

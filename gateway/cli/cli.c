@@ -7,31 +7,92 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Each command's synopsis, shared by the overview and the command's own --help. */
+#define SERVE_SYNOPSIS                                                                      \
+	"  agentgate serve [--host 127.0.0.1] [--port 4096] [--data DIR] [--config FILE]\n"   \
+	"                  [--plugin PATH.so]... [--token TOKEN | --token-file FILE]\n"       \
+	"                  [--insecure] [--web DIR] [--workspace DIR]\n"
+#define RUN_SYNOPSIS                                                                        \
+	"  agentgate run [--format default|json] [--session ID] [--agent NAME]\n"              \
+	"                [--model PROVIDER/MODEL] [--data DIR] [--config FILE] [--plugin PATH.so]...\n" \
+	"                [--workspace DIR] [--yes] PROMPT...\n"
+#define ATTACH_SYNOPSIS                                                                     \
+	"  agentgate attach URL [--session ID] [--format default|json] [--token T | --token-file F]\n" \
+	"                [--agent NAME] [--model PROVIDER/MODEL] [--yes] [PROMPT...]\n"
+#define CONFIG_SYNOPSIS                                                                     \
+	"  agentgate config check FILE     validates a config, naming each problem\n"          \
+	"  agentgate config keys           lists every option the config takes\n"
+#define MODELS_SYNOPSIS                                                                     \
+	"  agentgate models [--format default|json] [--config FILE] [--model PROVIDER/MODEL]\n" \
+	"                  lists the model catalog: limits, capabilities, costs, connected\n"
+#define ENGINE_FLAGS                                                                        \
+	"  --model PROVIDER/MODEL   the default model (scripted/demo)\n"                       \
+	"  --stall-timeout-ms N     no content token for N ms fails a stream (180000)\n"       \
+	"  --openai-base-url URL, --anthropic-base-url URL   where the providers are\n"        \
+	"  --data DIR               the data directory (./data), one owner at a time\n"       \
+	"  --config FILE            else $AGENTGATE_CONFIG, else the installation's\n"        \
+	"  --plugin PATH.so         load a plugin (repeatable)\n"                             \
+	"  --workspace DIR          the working directory of new root sessions\n"
+#define ENV_NOTE                                                                            \
+	"env: AGENTGATE_STALL_TIMEOUT_MS, AGENTGATE_TOKEN, AGENTGATE_LOG, OPENAI_BASE_URL,\n"  \
+	"     OPENAI_API_KEY, ANTHROPIC_BASE_URL, ANTHROPIC_API_KEY\n"
+
 const char *cli_usage(void)
 {
-	return "usage:\n"
-	       "  agentgate serve [--host 127.0.0.1] [--port 4096] [--data DIR] [--config FILE]\n"
-	       "                  [--plugin PATH.so]... [--token TOKEN | --token-file FILE]\n"
-	       "                  [--insecure] [--web DIR] [--workspace DIR]\n"
-	       "  agentgate run [--format default|json] [--session ID] [--agent NAME]\n"
-	       "                [--model PROVIDER/MODEL] [--data DIR] [--config FILE] [--plugin PATH.so]...\n"
-	       "                [--workspace DIR] [--yes] PROMPT...\n"
-	       "  agentgate attach URL [--session ID] [--format default|json] [--token T | --token-file F]\n"
-	       "                [--agent NAME] [--model PROVIDER/MODEL] [--yes] [PROMPT...]\n"
-	       "  agentgate config check FILE     validates a config, naming each problem\n"
-	       "  agentgate config keys           lists every option the config takes\n"
-	       "  agentgate models [--format default|json] [--config FILE] [--model PROVIDER/MODEL]\n"
-	       "                  lists the model catalog: limits, capabilities, costs, connected\n"
+	return "usage:\n" SERVE_SYNOPSIS RUN_SYNOPSIS ATTACH_SYNOPSIS CONFIG_SYNOPSIS MODELS_SYNOPSIS
 	       "  agentgate --version\n"
+	       "  agentgate COMMAND --help        that command's usage\n"
 	       "run, attach: permission asks go to the terminal (y/n/always); without one they\n"
 	       "     are rejected unless --yes allows every ask. attach without PROMPT follows\n"
 	       "     --session until interrupted\n"
 	       "common: --model PROVIDER/MODEL (default scripted/demo), --stall-timeout-ms N,\n"
 	       "        --openai-base-url URL, --anthropic-base-url URL\n"
 	       "config: --config FILE, else $AGENTGATE_CONFIG, else the installation's\n"
-	       "        (SYSCONFDIR/agentgate/config.json beside an installed binary)\n"
-	       "env: AGENTGATE_STALL_TIMEOUT_MS, AGENTGATE_TOKEN, AGENTGATE_LOG, OPENAI_BASE_URL,\n"
-	       "     OPENAI_API_KEY, ANTHROPIC_BASE_URL, ANTHROPIC_API_KEY\n";
+	       "        (SYSCONFDIR/agentgate/config.json beside an installed binary)\n" ENV_NOTE;
+}
+
+const char *cli_command_usage(enum cli_cmd cmd)
+{
+	switch (cmd) {
+	case CLI_SERVE:
+		return "usage:\n" SERVE_SYNOPSIS
+		       "Serves sessions over HTTP (OpenCode's API), SSE and WebSocket until SIGTERM.\n"
+		       "  --host ADDR              the address to listen on (127.0.0.1); another\n"
+		       "                           than loopback needs a token (or --insecure)\n"
+		       "  --port N                 the port (4096)\n"
+		       "  --token T, --token-file F   clients must send it (also AGENTGATE_TOKEN)\n"
+		       "  --web DIR                the web UI's files\n" ENGINE_FLAGS ENV_NOTE;
+	case CLI_RUN:
+		return "usage:\n" RUN_SYNOPSIS
+		       "Runs one prompt in-process and prints the reply (exit 0 completed, 1 failed,\n"
+		       "2 usage, 130 interrupted).\n"
+		       "  --format default|json    the reply as text, or OpenCode's NDJSON lines\n"
+		       "  --session ID             continue a session\n"
+		       "  --agent NAME             the agent that answers\n"
+		       "  --yes                    allow every permission ask (else the terminal asks)\n"
+		       ENGINE_FLAGS ENV_NOTE;
+	case CLI_ATTACH:
+		return "usage:\n" ATTACH_SYNOPSIS
+		       "Runs a prompt on a running gateway (or follows --session without PROMPT)\n"
+		       "and prints it as run does, exiting as run does.\n"
+		       "  --format default|json    the reply as text, or OpenCode's NDJSON lines\n"
+		       "  --session ID             the session to prompt or follow\n"
+		       "  --token T, --token-file F   the gateway's token (also AGENTGATE_TOKEN)\n"
+		       "  --agent NAME, --model PROVIDER/MODEL   for this prompt\n"
+		       "  --yes                    allow every permission ask (else the terminal asks)\n";
+	case CLI_CONFIG:
+		return "usage:\n" CONFIG_SYNOPSIS
+		       "check exits 0 when the file is good, 1 naming each problem: unknown keys by\n"
+		       "their path, values of the wrong type, what the gateway's readers refuse.\n";
+	case CLI_MODELS:
+		return "usage:\n" MODELS_SYNOPSIS
+		       "  --format default|json    a table, or the catalog as JSON\n"
+		       "  --config FILE            else $AGENTGATE_CONFIG, else the installation's\n"
+		       "  --model PROVIDER/MODEL   the default model, marked in the list\n"
+		       "  --openai-base-url URL, --anthropic-base-url URL   where the providers are\n";
+	default:
+		return cli_usage();
+	}
 }
 
 enum arg_kind { A_STR, A_PORT, A_MS, A_FORMAT, A_PLUGIN, A_FLAG };
@@ -145,8 +206,8 @@ static int parse_flag(struct cli *c, int argc, char **argv, int *i, char *err, s
 		}
 		return set_value(c, o, v, err, n);
 	}
-	snprintf(err, n, "unknown flag --%.*s for agentgate %s (see agentgate --help)", (int)len,
-		 arg, cmd_name(c->cmd));
+	snprintf(err, n, "unknown flag --%.*s for agentgate %s (see agentgate %s --help)",
+		 (int)len, arg, cmd_name(c->cmd), cmd_name(c->cmd));
 	return -1;
 }
 
@@ -223,8 +284,21 @@ int cli_parse(struct cli *c, int argc, char **argv, char *err, size_t n)
 	}
 	if (parse_command(c, argv[1], err, n))
 		return -1;
+	/* agentgate help COMMAND: that command's usage */
+	if (c->cmd == CLI_HELP && argc > 2) {
+		if (parse_command(c, argv[2], err, n))
+			return -1;
+		c->help = 1;
+		return 0;
+	}
 	if (c->cmd == CLI_HELP || c->cmd == CLI_VERSION)
 		return 0;
+	/* COMMAND --help (or -h) anywhere before "--": the usage, whatever else is there */
+	for (int i = 2; i < argc && strcmp(argv[i], "--"); i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			c->help = 1;
+			return 0;
+		}
 	int words_only = 0, nconfig = 0;
 	const char *config_words[2] = {NULL, NULL};
 	for (int i = 2; i < argc; i++) {
@@ -235,8 +309,8 @@ int cli_parse(struct cli *c, int argc, char **argv, char *err, size_t n)
 			if (parse_flag(c, argc, argv, &i, err, n))
 				return -1;
 		} else if (!words_only && a[0] == '-' && a[1]) {
-			snprintf(err, n, "unknown flag %s for agentgate %s (see agentgate --help)", a,
-				 cmd_name(c->cmd));
+			snprintf(err, n, "unknown flag %s for agentgate %s (see agentgate %s --help)",
+				 a, cmd_name(c->cmd), cmd_name(c->cmd));
 			return -1;
 		} else if (c->cmd == CLI_ATTACH && !c->url) {
 			c->url = a;

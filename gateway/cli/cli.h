@@ -35,6 +35,7 @@ struct cli {
 	const char *url;     /* attach: the gateway */
 	const char *check;   /* config check: the file */
 	int list_keys;       /* config keys */
+	int help;            /* COMMAND --help: print cli_command_usage(cmd), exit 0 */
 	char config_found[4096]; /* the installation's default config, when config is it */
 };
 
@@ -42,5 +43,7 @@ struct cli {
 int cli_parse(struct cli *c, int argc, char **argv, char *err, size_t errlen);
 void cli_free(struct cli *c);
 const char *cli_usage(void);
+/* One command's usage (its synopsis, flags and what it does); the overview for others. */
+const char *cli_command_usage(enum cli_cmd cmd);
 
 #endif

@@ -24,11 +24,16 @@ int main(int argc, char **argv)
 	char err[512];
 	jsonin_init(); /* before any thread: cJSON's allocation hooks */
 	if (cli_parse(&c, argc, argv, err, sizeof(err))) {
-		fprintf(stderr, "agentgate: %s\n%s", err, cli_usage());
+		fprintf(stderr, "agentgate: %s\n%s", err, cli_command_usage(c.cmd));
 		cli_free(&c);
 		return 2;
 	}
 	int rc = 0;
+	if (c.help) {
+		fputs(cli_command_usage(c.cmd), stdout);
+		cli_free(&c);
+		return 0;
+	}
 	switch (c.cmd) {
 	case CLI_RUN:
 		rc = cmd_run(&c);

@@ -545,12 +545,9 @@ struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct
 		err_set(e, ERR_INTERNAL, "cannot register the built-in tools");
 		goto fail;
 	}
-	E->S = store_open(dir, L);
-	if (!E->S) {
-		err_set(e, ERR_INTERNAL, "cannot open the store in %s (see the log line above)", dir);
+	E->S = store_open(dir, L, e);
+	if (!E->S)
 		goto fail;
-	}
-	E->data_dir = realpath(dir, NULL);
 	store_add_flush_hook(E->S, msg_store_due, E);
 	timer_init(&E->sweeper, L, turn_sweep);
 	timer_arm(&E->sweeper, SWEEP_MS);

@@ -121,19 +121,21 @@ int store_fail_sql(struct store *S, const char *what)
 	return -1;
 }
 
-static int migrate(struct store *S)
+static int migrate(struct store *S, struct err *e)
 {
 	sqlite3_stmt *q;
 	int ver = 0;
-	if (sqlite3_prepare_v2(S->db, "PRAGMA user_version", -1, &q, NULL) != SQLITE_OK)
-		return store_fail_sql(S, "read schema version");
+	if (sqlite3_prepare_v2(S->db, "PRAGMA user_version", -1, &q, NULL) != SQLITE_OK) {
+		err_set(e, ERR_INTERNAL, "cannot read %.300s: %s", S->path, sqlite3_errmsg(S->db));
+		return -1;
+	}
 	if (sqlite3_step(q) == SQLITE_ROW)
 		ver = sqlite3_column_int(q, 0);
 	sqlite3_finalize(q);
 	int target = (int)(sizeof(migrations) / sizeof(migrations[0]));
 	if (ver > target) {
-		log_error("store: %s has schema version %d, newer than this build knows (%d)",
-			  S->path, ver, target);
+		err_set(e, ERR_INTERNAL, "%.300s has schema version %d, newer than this build knows (%d)",
+			S->path, ver, target);
 		return -1;
 	}
 	for (; ver < target; ver++) {
@@ -144,7 +146,10 @@ static int migrate(struct store *S)
 		    sqlite3_exec(S->db, migrations[ver], NULL, NULL, &err) ||
 		    sqlite3_exec(S->db, bump, NULL, NULL, &err) ||
 		    sqlite3_exec(S->db, "COMMIT", NULL, NULL, &err)) {
-			log_error("store: migration %d failed: %s", ver + 1, err ? err : "?");
+			int os = sqlite3_system_errno(S->db);
+			err_set(e, ERR_INTERNAL, "cannot write %.300s (schema migration %d): %.100s%s%s%s",
+				S->path, ver + 1, err ? err : "?", os ? " (" : "",
+				os ? strerror(os) : "", os ? ")" : "");
 			sqlite3_free(err);
 			sqlite3_exec(S->db, "ROLLBACK", NULL, NULL, NULL);
 			return -1;
@@ -161,28 +166,37 @@ static int wal_frames_hook(void *arg, sqlite3 *db, const char *name, int frames)
 	return SQLITE_OK;
 }
 
-static int open_db(struct store *S, const char *dir)
+/* Why the database cannot be used, for the one who asked to open it: SQLite's message
+ * and the OS's reason behind it (an unwritable directory, a path that is a directory). */
+static int open_failed(struct store *S, const char *what, struct err *e)
+{
+	int os = S->db ? sqlite3_system_errno(S->db) : 0;
+	err_set(e, ERR_INTERNAL, "cannot %s %.300s: %.100s%s%s%s", what, S->path,
+		S->db ? sqlite3_errmsg(S->db) : "out of memory", os ? " (" : "",
+		os ? strerror(os) : "", os ? ")" : "");
+	return -1;
+}
+
+static int open_db(struct store *S, const char *dir, struct err *e)
 {
 	if (mkdir(dir, 0700) && errno != EEXIST) {
-		log_error("store: cannot create data directory %s: %s", dir, strerror(errno));
+		err_set(e, ERR_INTERNAL, "cannot create the data directory %.300s: %s", dir,
+			strerror(errno));
 		return -1;
 	}
 	snprintf(S->path, sizeof(S->path), "%s/agentgate.db", dir);
 	/* serialized: the committer thread runs COMMIT on this connection while the loop
 	 * keeps away from it */
 	if (sqlite3_open_v2(S->path, &S->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-			    SQLITE_OPEN_FULLMUTEX, store_faults_vfs())) {
-		log_error("store: cannot open %s: %s", S->path,
-			  S->db ? sqlite3_errmsg(S->db) : "out of memory");
-		return -1;
-	}
+			    SQLITE_OPEN_FULLMUTEX, store_faults_vfs()))
+		return open_failed(S, "open", e);
 	sqlite3_busy_timeout(S->db, 5000);
 	/* WAL: readers (other connections, tests) see each commit while we keep writing.
 	 * synchronous=NORMAL: a commit survives a process crash; only power loss may
 	 * undo the last commits. */
 	if (sqlite3_exec(S->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
 			 "PRAGMA foreign_keys=OFF; PRAGMA wal_autocheckpoint=0;", NULL, NULL, NULL))
-		return store_fail_sql(S, "set pragmas");
+		return open_failed(S, "set up", e);
 	/* after the pragmas: wal_autocheckpoint installs a WAL hook of its own */
 	sqlite3_wal_hook(S->db, wal_frames_hook, S);
 	return 0;
@@ -247,29 +261,36 @@ static void ckpt_stop(struct store *S)
 	pthread_mutex_destroy(&S->ckpt_lock);
 }
 
-struct store *store_open(const char *dir, struct loop *L)
+struct store *store_open(const char *dir, struct loop *L, struct err *e)
 {
 	struct store *S = calloc(1, sizeof(*S));
-	if (!S)
+	if (!S) {
+		err_set(e, ERR_INTERNAL, "out of memory");
 		return NULL;
-	if (open_db(S, dir) || migrate(S))
+	}
+	if (open_db(S, dir, e))
+		goto fail;
+	if (migrate(S, e))
 		goto fail;
 	for (int i = 0; i < ST_COUNT; i++) {
 		if (sqlite3_prepare_v3(S->db, store_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &S->st[i],
 				       NULL) != SQLITE_OK) {
 			store_fail_sql(S, store_sql[i]);
+			open_failed(S, "prepare statements on", e);
 			goto fail;
 		}
 	}
 	struct stat st;
 	if (stat(S->path, &st)) {
-		log_error("store: %s: %s", S->path, strerror(errno));
+		err_set(e, ERR_INTERNAL, "cannot stat %.300s: %s", S->path, strerror(errno));
 		goto fail;
 	}
 	S->dev = st.st_dev;
 	S->ino = st.st_ino;
-	if (store_batch_start(S, L))
+	if (store_batch_start(S, L)) {
+		err_set(e, ERR_INTERNAL, "cannot start the store's committer thread");
 		goto fail;
+	}
 	ckpt_start(S);
 	return S;
 fail:

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "err.h"
 #include "loop.h"
 
 #define STORE_COMMIT_MS 100
@@ -39,8 +40,9 @@ struct store_turn {
 	int64_t time_created, time_started, time_ended;
 };
 
-/* Opens (creating and migrating) DIR/agentgate.db. NULL on failure, logged with the reason. */
-struct store *store_open(const char *dir, struct loop *L);
+/* Opens (creating and migrating) DIR/agentgate.db. NULL on failure, with e naming the
+ * file and why (SQLite's message and the OS's reason). */
+struct store *store_open(const char *dir, struct loop *L, struct err *e);
 void store_close(struct store *S); /* commits what is pending */
 /* Commits the open batch now and waits for it, bounded: 0 durable; -1 not written (the
  * store is failing, or the disk is slow and a commit before this one still runs: see
