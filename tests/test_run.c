@@ -262,18 +262,19 @@ static int kill_server(void **state)
 	return 0;
 }
 
-/* Starts `agentgate serve` on data_dir() and waits (bounded) until it owns it. */
-static pid_t start_server(int port)
+/* Starts `agentgate serve` on data_dir() (with --config config when not NULL, its stderr
+ * to log, else /dev/null) and waits (bounded) until it owns the data directory. */
+static pid_t start_server_with(int port, const char *config, const char *log)
 {
 	char ps[16], lock[256];
 	snprintf(ps, sizeof(ps), "%d", port);
 	snprintf(lock, sizeof(lock), "%s/agentgate.lock", data_dir());
 	pid_t pid = fork();
 	if (pid == 0) {
-		if (!freopen("/dev/null", "w", stderr))
+		if (!freopen(log ? log : "/dev/null", "w", stderr))
 			_exit(99);
 		execl(AGENTGATE_BIN, AGENTGATE_BIN, "serve", "--data", data_dir(), "--port", ps,
-		      (char *)NULL);
+		      config ? "--config" : (char *)NULL, config, (char *)NULL);
 		_exit(98);
 	}
 	/* its own pid: the file may still hold an earlier owner's line (a `run` that
@@ -289,6 +290,11 @@ static pid_t start_server(int port)
 	assert_non_null(strstr(owner, mine));
 	free(owner);
 	return pid;
+}
+
+static pid_t start_server(int port)
+{
+	return start_server_with(port, NULL, NULL);
 }
 
 static void a_second_owner_of_a_data_directory_is_refused_naming_the_first(void **state)
@@ -474,6 +480,42 @@ static void config_check_names_each_problem(void **state)
 	assert_int_equal(agentgate("run", "--data", data_dir(), "--config", commented, "echo c", NULL), 0);
 }
 
+static void unknown_config_keys_are_warned_with_their_path_when_serve_and_run_start(void **state)
+{
+	static const char *const unknown[] = {"\"retry.cap_msx\"", "\"agent.build.temperature\"",
+					      "\"plugins[0].requird\""};
+	char *cfg = write_config("unknown.json",
+		"{\"retry\": {\"cap_msx\": 5}, \"providers\": {\"scripted\": {\"pace_ms\": 1}},\n"
+		" \"agent\": {\"build\": {\"maxSteps\": 10, \"temperature\": 0.2}},\n"
+		" \"plugins\": [{\"path\": \"none.so\", \"requird\": true}]}");
+	/* run: a warning line per key on stderr, and the run goes on */
+	assert_int_equal(agentgate("run", "--data", data_dir(), "--config", cfg, "echo warned", NULL), 0);
+	assert_non_null(strstr(out, "The echo tool returned: warned"));
+	for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
+		char line[400];
+		snprintf(line, sizeof(line), "WARN  config %s: unknown key %s", cfg, unknown[i]);
+		if (!strstr(errs, line))
+			fail_msg("run: no \"%s\" in stderr: %s", line, errs);
+	}
+	assert_null(strstr(errs, "\"retry\""));    /* known keys are not named */
+	assert_null(strstr(errs, "maxSteps"));
+	/* serve, the same before it listens */
+	char log[256];
+	snprintf(log, sizeof(log), "%s/serve.log", dir);
+	start_server_with(free_port(), cfg, log);
+	char *said = slurp(log);
+	kill_server(NULL);
+	for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++)
+		if (!strstr(said, unknown[i]) || !strstr(said, "unknown key"))
+			fail_msg("serve: no warning for %s in: %s", unknown[i], said);
+	free(said);
+	/* a value of the wrong type is still an error that stops it */
+	cfg = write_config("wrongtype.json", "{\"retry\": {\"max\": \"3\", \"zz\": 1}}");
+	assert_int_equal(agentgate("run", "--data", data_dir(), "--config", cfg, "hi", NULL), 2);
+	assert_non_null(strstr(errs, "unknown key \"retry.zz\""));
+	assert_non_null(strstr(errs, "\"max\" must be"));
+}
+
 static void sample_paths(const cJSON *v, char *path, size_t cap, char **all, int *n)
 {
 	size_t len = strlen(path);
@@ -615,6 +657,9 @@ int main(void)
 		cmocka_unit_test(serve_refuses_an_address_a_port_or_a_data_dir_it_cannot_use),
 		cmocka_unit_test(each_command_prints_its_usage_with_help),
 		cmocka_unit_test(config_check_names_each_problem),
+		cmocka_unit_test_teardown(
+			unknown_config_keys_are_warned_with_their_path_when_serve_and_run_start,
+			kill_server),
 		cmocka_unit_test(the_sample_config_shows_every_option),
 		cmocka_unit_test(version_names_the_abis),
 		cmocka_unit_test(models_lists_the_catalog_without_a_server),

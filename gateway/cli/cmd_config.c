@@ -5,11 +5,14 @@
  * right, the second hands the file to the gateway's own readers: the engine's
  * (config_load, agents, permission rules, workspace, providers and the scripted rules,
  * the model) and the server's (server.*), which say what is wrong with the values.
+ * `serve` and `run` walk the same table at start-up and warn of each unknown key
+ * (config_warn_unknown_keys); wrong types stay the engine's errors there.
  * A key added to the config is added to `keys` below and to contrib/agentgate.sample.json
  * (test_run checks that the two agree). */
 #include "cmd_config.h"
 #include "config.h"
 #include "engine.h"
+#include "log.h"
 #include "serve.h"
 
 #include <stdio.h>
@@ -154,11 +157,11 @@ static const struct key *find_key(const char *path)
 	return NULL;
 }
 
-/* Reports unknown keys and wrong types; returns how many of the latter. pattern is the
- * path as the table writes it ("plugins[].path"), shown as the user wrote it
- * ("plugins[2].path"). */
-static int walk(const cJSON *v, char *pattern, char *shown, size_t cap, config_problem_fn fn,
-		void *arg)
+/* Reports unknown keys and (unless unknown_only) wrong types; returns how many of the
+ * latter. pattern is the path as the table writes it ("plugins[].path"), shown as the
+ * user wrote it ("plugins[2].path"). */
+static int walk(const cJSON *v, char *pattern, char *shown, size_t cap, int unknown_only,
+		config_problem_fn fn, void *arg)
 {
 	int wrong = 0, i = 0;
 	size_t plen = strlen(pattern), slen = strlen(shown);
@@ -181,10 +184,11 @@ static int walk(const cJSON *v, char *pattern, char *shown, size_t cap, config_p
 			expected(k->kinds, want, sizeof(want));
 			snprintf(msg, sizeof(msg), "\"%s\" must be %s (it is %s)", shown, want,
 				 kind_name(m));
-			fn(arg, msg);
+			if (!unknown_only)
+				fn(arg, msg);
 			wrong++;
 		} else if (!(k->kinds & K_OPEN) && (cJSON_IsObject(m) || cJSON_IsArray(m))) {
-			wrong += walk(m, pattern, shown, cap, fn, arg);
+			wrong += walk(m, pattern, shown, cap, unknown_only, fn, arg);
 		}
 		pattern[plen] = 0;
 		shown[slen] = 0;
@@ -195,7 +199,23 @@ static int walk(const cJSON *v, char *pattern, char *shown, size_t cap, config_p
 int config_check_keys(const cJSON *root, config_problem_fn fn, void *arg)
 {
 	char pattern[512] = "", shown[512] = "";
-	return walk(root, pattern, shown, sizeof(pattern), fn, arg);
+	return walk(root, pattern, shown, sizeof(pattern), 0, fn, arg);
+}
+
+static void warn_unknown(void *arg, const char *msg)
+{
+	log_warn("config %s: %s", (const char *)arg, msg);
+}
+
+void config_warn_unknown_keys(const char *path)
+{
+	char pattern[512] = "", shown[512] = "";
+	char *text = path ? config_read_file(path, "config file", NULL) : NULL;
+	cJSON *root = text ? config_parse(text) : NULL;
+	if (cJSON_IsObject(root))
+		walk(root, pattern, shown, sizeof(pattern), 1, warn_unknown, (void *)path);
+	cJSON_Delete(root);
+	free(text);
 }
 
 void config_keys(void (*fn)(void *arg, const char *path), void *arg)

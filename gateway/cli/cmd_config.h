@@ -15,6 +15,10 @@ typedef void (*config_problem_fn)(void *arg, const char *problem);
 /* Reports root's unknown keys and values of the wrong type through fn; returns how many
  * values had the wrong type. */
 int config_check_keys(const cJSON *root, config_problem_fn fn, void *arg);
+/* serve and run at start-up: a warning line (log_warn) on stderr for each unknown key
+ * of the config file at path, naming its path. Nothing when path is NULL or the file
+ * cannot be read or parsed: the engine's own reading refuses that. Main thread. */
+void config_warn_unknown_keys(const char *path);
 /* Does the option pattern ("agent.*.mode": '*' is any one member) name path
  * ("agent.build.mode")? */
 int config_key_matches(const char *pattern, const char *path);

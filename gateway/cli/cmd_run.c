@@ -1,4 +1,5 @@
 #include "cmd_run.h"
+#include "cmd_config.h"
 #include "engine.h"
 #include "id.h"
 #include "log.h"
@@ -109,6 +110,7 @@ int cmd_run(const struct cli *c)
 	struct run r;
 	memset(&r, 0, sizeof(r));
 	log_init_from_env(LOG_WARN);
+	config_warn_unknown_keys(c->config);
 	struct loop_config lc = {.port = -1};
 	r.L = loop_create(&lc);
 	if (!r.L)

@@ -1,5 +1,7 @@
 /* cmd_serve: `agentgate serve` — the command line's flags handed to net's serve_run. */
 #include "cli.h"
+#include "cmd_config.h"
+#include "log.h"
 #include "serve.h"
 
 #include <stdio.h>
@@ -16,5 +18,7 @@ int cmd_serve(const struct cli *c)
 			.anthropic_base_url = c->anthropic_base_url, .workspace = c->workspace,
 		},
 	};
+	log_init_from_env(LOG_INFO);
+	config_warn_unknown_keys(c->config);
 	return serve_run(&o);
 }
