@@ -475,6 +475,50 @@ static void client_errors_are_not_retried_and_show_the_providers_message(void **
 	}
 }
 
+/* Without a key a request still goes out (a local OpenAI-compatible server may take it);
+ * a provider that refuses it gets the missing variable named in the session's error. */
+static void a_refusal_without_a_key_names_the_missing_variable(void **state)
+{
+	const char *models[] = {"openai/auth", "anthropic/auth"};
+	const char *says[] = {"no OPENAI_API_KEY set (nor providers.openai.api_key): ",
+			      "no ANTHROPIC_API_KEY set (nor providers.anthropic.api_key): "};
+	unsetenv("OPENAI_API_KEY");
+	unsetenv("ANTHROPIC_API_KEY");
+	for (int i = 0; i < 2; i++) {
+		struct h h;
+		start(&h, NULL);
+		char sid[ID_MAX], turn[ID_MAX];
+		char *st = run(&h, sid, models[i], turn);
+		assert_string_equal(st, "failed");
+		char *msg = h_reply_error(&h, turn);
+		if (!strstr(msg, says[i]) || !strstr(msg, "Incorrect API key"))
+			fail_msg("%s without a key: \"%s\"", models[i], msg);
+		int named = 0; /* in the session.error event too */
+		for (int k = 0; k < h.nevents; k++)
+			named += !strcmp(h.types[k], "session.error") && strstr(h.events[k], says[i]);
+		assert_int_equal(named, 1);
+		free(msg);
+		free(st);
+		/* keyless is no refusal: a server that takes requests without a key answers */
+		char *text = run_completed(&h, sid, i ? "anthropic/normal" : "openai/normal", turn);
+		assert_string_equal(text, "Hello from mock.");
+		free(text);
+		h_stop(&h);
+	}
+	/* with a key, a refusal is the provider's word alone */
+	setenv("OPENAI_API_KEY", "sk-test-secret-0001", 1); /* as mock_start set them */
+	setenv("ANTHROPIC_API_KEY", "ak-test-secret-0002", 1);
+	struct h h;
+	start(&h, NULL);
+	char sid[ID_MAX], turn[ID_MAX];
+	free(run(&h, sid, "openai/auth", turn));
+	char *msg = h_reply_error(&h, turn);
+	assert_non_null(strstr(msg, "Incorrect API key"));
+	assert_null(strstr(msg, "OPENAI_API_KEY"));
+	free(msg);
+	h_stop(&h);
+}
+
 static void server_errors_stop_after_the_retry_budget(void **state)
 {
 	struct h h;
@@ -629,6 +673,7 @@ int main(void)
 		cmocka_unit_test(retry_after_decimal_and_past_date_are_honoured),
 		cmocka_unit_test(scripted_retry_after_over_the_cap_fails_too),
 		cmocka_unit_test(client_errors_are_not_retried_and_show_the_providers_message),
+		cmocka_unit_test(a_refusal_without_a_key_names_the_missing_variable),
 		cmocka_unit_test(server_errors_stop_after_the_retry_budget),
 		cmocka_unit_test(abort_cancels_the_transfer),
 		cmocka_unit_test(no_first_byte_fails_after_the_first_byte_timeout),

@@ -516,6 +516,39 @@ static void unknown_config_keys_are_warned_with_their_path_when_serve_and_run_st
 	assert_non_null(strstr(errs, "\"max\" must be"));
 }
 
+static void a_missing_provider_key_is_named_before_the_first_request(void **state)
+{
+	char *cfg = write_config("keys.json", "{\"retry\": {\"max\": 0}, \"agent\": {\"helper\": "
+				 "{\"mode\": \"subagent\", \"model\": \"anthropic/claude-x\"}}}");
+	char base[64];
+	snprintf(base, sizeof(base), "http://127.0.0.1:%d/v1", free_port()); /* nobody there */
+	unsetenv("OPENAI_API_KEY");
+	unsetenv("ANTHROPIC_API_KEY");
+	assert_int_equal(agentgate("run", "--data", data_dir(), "--config", cfg, "--model",
+				   "openai/gpt-x", "--openai-base-url", base, "hi", NULL), 1);
+	char *warned = strstr(errs, "WARN  no OPENAI_API_KEY set (nor providers.openai.api_key), "
+			      "which openai/gpt-x (the default model) needs");
+	char *failed = strstr(errs, "error: connection to the provider failed");
+	if (!warned || !failed || warned > failed)
+		fail_msg("the missing key is not named before the request: %s", errs);
+	assert_non_null(strstr(errs, "no ANTHROPIC_API_KEY set (nor providers.anthropic.api_key), "
+			       "which anthropic/claude-x (the model of agent helper)"));
+	/* a key from the environment (or the config) silences it; scripted needs none */
+	setenv("OPENAI_API_KEY", "sk-from-env", 1);
+	assert_int_equal(agentgate("run", "--data", data_dir(), "--config", cfg, "--model",
+				   "openai/gpt-x", "--openai-base-url", base, "hi", NULL), 1);
+	assert_null(strstr(errs, "OPENAI_API_KEY"));
+	assert_non_null(strstr(errs, "no ANTHROPIC_API_KEY set"));
+	unsetenv("OPENAI_API_KEY");
+	cfg = write_config("keyed.json", "{\"retry\": {\"max\": 0}, \"providers\": {\"openai\": "
+			   "{\"api_key\": \"sk-from-config\"}}}");
+	assert_int_equal(agentgate("run", "--data", data_dir(), "--config", cfg, "--model",
+				   "openai/gpt-x", "--openai-base-url", base, "hi", NULL), 1);
+	assert_null(strstr(errs, "API_KEY"));
+	assert_int_equal(agentgate("run", "--data", data_dir(), "hi", NULL), 0);
+	assert_null(strstr(errs, "API_KEY"));
+}
+
 static void sample_paths(const cJSON *v, char *path, size_t cap, char **all, int *n)
 {
 	size_t len = strlen(path);
@@ -660,6 +693,7 @@ int main(void)
 		cmocka_unit_test_teardown(
 			unknown_config_keys_are_warned_with_their_path_when_serve_and_run_start,
 			kill_server),
+		cmocka_unit_test(a_missing_provider_key_is_named_before_the_first_request),
 		cmocka_unit_test(the_sample_config_shows_every_option),
 		cmocka_unit_test(version_names_the_abis),
 		cmocka_unit_test(models_lists_the_catalog_without_a_server),

@@ -5,6 +5,7 @@
 #include "jsonin.h"
 #include "llm_http.h"
 #include "log.h"
+#include "provider_info.h"
 #include "scripted.h"
 #include "vec.h"
 
@@ -509,6 +510,32 @@ static int load_providers(struct engine *E, struct err *e)
 	return llm_check_model(E->M, E->C.model, e);
 }
 
+/* A provider that the default model or an agent's model uses and that has no key is
+ * named now rather than at its first 401. Only a warning: a local OpenAI-compatible
+ * server may take requests without one. */
+static void warn_missing_keys(struct engine *E)
+{
+	char told[PROVIDER_COUNT][16] = {{0}};
+	for (int i = -1; i < E->A.n; i++) {
+		const char *model = i < 0 ? E->C.model : E->A.v[i].model;
+		const char *slash = model ? strchr(model, '/') : NULL;
+		struct provider_info pi;
+		char id[16];
+		snprintf(id, sizeof(id), "%.*s", slash ? (int)(slash - model) : 0, model ? model : "");
+		if (provider_info_of(&E->C, id, &pi) || !*pi.env || pi.key_source)
+			continue;
+		int k = 0;
+		while (k < PROVIDER_COUNT && told[k][0] && strcmp(told[k], id))
+			k++;
+		if (k == PROVIDER_COUNT || told[k][0])
+			continue;
+		snprintf(told[k], sizeof(told[k]), "%s", id);
+		log_warn("no %s set (nor providers.%s.api_key), which %s (%s%s) needs unless its "
+			 "server takes requests without a key", pi.env, id, model,
+			 i < 0 ? "the default model" : "the model of agent ", i < 0 ? "" : E->A.v[i].name);
+	}
+}
+
 int engine_check_config(struct loop *L, const char *path, struct err *e)
 {
 	struct engine *E = calloc(1, sizeof(*E));
@@ -541,6 +568,7 @@ struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct
 	if (E->lock_fd < 0 || load_config(E, o, e) || set_workspace(E, o->workspace, e) ||
 	    permission_init(E, e) || compact_init(E, e) || load_providers(E, e))
 		goto fail;
+	warn_missing_keys(E);
 	if (tools_register_builtin(&E->T) || task_register_tools(E)) {
 		err_set(e, ERR_INTERNAL, "cannot register the built-in tools");
 		goto fail;

@@ -57,6 +57,7 @@ struct netprov {
 	enum wire_kind kind;
 	char name[16];
 	char *base_url, *api_key;
+	const char *key_env; /* the variable a key comes from (static), named when refused */
 	cJSON *headers, *options;
 	const struct config *C;
 };
@@ -311,11 +312,14 @@ static void fail_locked(struct xfer *x, int status, const char *name, int retrya
 static void http_error_locked(struct xfer *x)
 {
 	char *msg = x->errbody ? wire_error_message(x->errbody, x->errlen) : NULL;
-	char detail[560];
-	snprintf(detail, sizeof(detail), "%s (HTTP %ld from %s)",
+	char detail[560], nokey[120] = "";
+	long s = x->status;
+	if ((s == 401 || s == 403) && !x->P->api_key) /* refused, and we sent no key */
+		snprintf(nokey, sizeof(nokey), "no %s set (nor providers.%s.api_key): ",
+			 x->P->key_env, x->P->name);
+	snprintf(detail, sizeof(detail), "%s%s (HTTP %ld from %s)", nokey,
 		 msg ? msg : "the provider returned an error", x->status, x->P->name);
 	free(msg);
-	long s = x->status;
 	int retry = s == 429 || s == 529 || s == 408 || s >= 500;
 	const char *name = s == 401 || s == 403 ? "ProviderAuthError" : "APIError";
 	fail_locked(x, (int)s, name, retry, "%s", detail);
@@ -772,6 +776,8 @@ int llm_http_provider(struct provider *p, struct llmio *io, const char *name,
 	snprintf(P->name, sizeof(P->name), "%s", name);
 	P->base_url = strdup(provider_base_url(C, name));
 	P->api_key = key ? strdup(key) : NULL;
+	struct provider_info pi;
+	P->key_env = provider_info_of(C, name, &pi) ? "the API key" : pi.env;
 	P->headers = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(sec, "headers"), 1);
 	P->options = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(sec, "options"), 1);
 	*p = (struct provider){
