@@ -11,7 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "engine_int.h"
+#include "llm.h"
 #include "harness.h"
 #include "task.h"
 
@@ -153,6 +156,131 @@ static void aborting_a_child_gives_the_parent_an_error_result(void **state)
 	assert_int_equal(h_turns(&h, sid, "completed"), 1);
 	free(out);
 	free(child);
+	check_all_ended(&h);
+	h_stop(&h);
+}
+
+/* check_task of a child as JSON (asserts it is known). */
+static cJSON *check_task(struct h *h, const char *child)
+{
+	struct jw w;
+	struct err e = {0};
+	jw_init(&w);
+	assert_int_equal(task_json(h->E, child, &w, &e), 0);
+	cJSON *j = cJSON_Parse(w.buf);
+	jw_free(&w);
+	assert_non_null(j);
+	return j;
+}
+
+static int64_t num(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+	assert_true(cJSON_IsNumber(v));
+	return (int64_t)v->valuedouble;
+}
+
+static void check_task_keeps_its_report_after_the_parent_is_deleted(void **state)
+{
+	struct h h;
+	h_dir(&h, CFG(""));
+	h_start(&h, 1);
+	char sid[ID_MAX];
+	h_session(&h, sid);
+	h_prompt(&h, sid, "task sleep 60000", "http", NULL);
+	engine_flush(h.E);
+	assert_true(h_until(&h, child_tool_running, sid, 5000));
+	char *child = h_child(&h, sid);
+	cJSON *before = check_task(&h, child);
+	int64_t active = num(before, "lastActivity");
+	cJSON_Delete(before);
+	struct err e = {0};
+	assert_int_equal(engine_session_delete(h.E, sid, &e), 0); /* the child goes with it */
+	assert_int_not_equal(engine_session_exists(h.E, child, &e), 0);
+	cJSON *j = check_task(&h, child);
+	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(j, "status")), "cancelled");
+	const cJSON *calls = cJSON_GetObjectItem(j, "lastToolCalls");
+	assert_int_equal(cJSON_GetArraySize(calls), 1);
+	const cJSON *sleep = cJSON_GetArrayItem(calls, 0);
+	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(sleep, "tool")), "sleep");
+	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(sleep, "status")), "error");
+	assert_true(num(j, "lastActivity") >= active); /* its own, not the start's */
+	assert_true(num(j, "lastActivity") >= num(j, "startedAt"));
+	assert_true(num(j, "endedAt") >= num(j, "lastActivity"));
+	cJSON_Delete(j);
+	free(child);
+	h_stop(&h);
+}
+
+/* The child's second provider attempt (after the first stalled and its backoff) runs. */
+static int second_attempt_started(struct h *h, void *arg)
+{
+	struct llm_stats st;
+	for (int i = 0; llm_stats(h->E->M, i, &st) == 0; i++)
+		if (!strcmp(st.provider, "scripted"))
+			return st.requests >= 3; /* the parent's step, the child's two attempts */
+	return 0;
+}
+
+/* A retry was announced (only the child's model stalls here). */
+static int retry_announced(struct h *h, void *arg)
+{
+	for (int i = 0; i < h->nevents; i++)
+		if (!strcmp(h->types[i], "session.status") && strstr(h->events[i], "\"type\":\"retry\""))
+			return 1;
+	return 0;
+}
+
+/* The time a retry announced its attempt would start (session.status retry's next). */
+static int64_t retry_next(struct h *h, const char *sid)
+{
+	for (int i = h->nevents - 1; i >= 0; i--) {
+		if (strcmp(h->types[i], "session.status") || !strstr(h->events[i], sid) ||
+		    !strstr(h->events[i], "\"retry\""))
+			continue;
+		cJSON *ev = cJSON_Parse(h->events[i]);
+		const cJSON *st = cJSON_GetObjectItem(cJSON_GetObjectItem(ev, "properties"), "status");
+		int64_t next = num(st, "next");
+		cJSON_Delete(ev);
+		return next;
+	}
+	fail_msg("no retry announced for %s", sid);
+	return 0;
+}
+
+static void check_task_last_activity_moves_when_a_retry_attempt_starts(void **state)
+{
+	struct h h;
+	/* the child's model says nothing: its first attempt stalls, the retry waits 400 ms */
+	h_dir(&h, "{\"stall_timeout_ms\":300,\"retry\":{\"base_ms\":400,\"stall_max\":1},"
+		  "\"providers\":{\"scripted\":{\"pace_ms\":1,\"rules\":["
+		  "{\"match\":\"quiet\",\"steps\":[{\"stall_after\":0}]},"
+		  "{\"match\":\"spawn\",\"steps\":[{\"tools\":[{\"name\":\"task\",\"input\":"
+		  "{\"prompt\":\"quiet\"}}]},{\"text\":\"done\"}]}]}}}");
+	h_start(&h, 1);
+	char sid[ID_MAX];
+	h_session(&h, sid);
+	h_prompt(&h, sid, "spawn", "http", NULL);
+	assert_true(h_until(&h, retry_announced, sid, 10000));
+	char *child = h_child(&h, sid);
+	/* the retry is announced when the first attempt stalls, 300 ms after it began */
+	cJSON *j = check_task(&h, child);
+	if (num(j, "lastActivity") < num(j, "startedAt") + 250)
+		fail_msg("lastActivity %lld did not move with the retry (started %lld)",
+			 (long long)num(j, "lastActivity"), (long long)num(j, "startedAt"));
+	cJSON_Delete(j);
+	assert_true(h_until(&h, second_attempt_started, NULL, 10000));
+	int64_t next = retry_next(&h, child);
+	j = check_task(&h, child);
+	/* the announcement came a backoff (400 ms +-20%) before the attempt: lastActivity is
+	 * the attempt's start, and the new attempt has not been quiet for long */
+	if (num(j, "lastActivity") < next - 50)
+		fail_msg("lastActivity %lld is before the retry's attempt (due at %lld)",
+			 (long long)num(j, "lastActivity"), (long long)next);
+	assert_true(num(j, "stalledForMs") < 300);
+	cJSON_Delete(j);
+	free(child);
+	assert_true(h_until(&h, h_idle, sid, 10000));
 	check_all_ended(&h);
 	h_stop(&h);
 }
@@ -388,6 +516,8 @@ int main(void)
 		cmocka_unit_test(child_result_comes_back_to_the_parent),
 		cmocka_unit_test(failing_children_still_answer_their_parent),
 		cmocka_unit_test(aborting_a_child_gives_the_parent_an_error_result),
+		cmocka_unit_test(check_task_keeps_its_report_after_the_parent_is_deleted),
+		cmocka_unit_test(check_task_last_activity_moves_when_a_retry_attempt_starts),
 		cmocka_unit_test(grandchildren_work_and_the_depth_limit_is_a_clear_error),
 		cmocka_unit_test(aborting_the_root_ends_the_whole_tree),
 		cmocka_unit_test(a_background_task_wakes_its_parent_once_as_its_own_turn),

@@ -715,8 +715,13 @@ int engine_session_info(struct engine *E, const char *id, struct session_info *o
 	snprintf(out->directory, sizeof(out->directory), "%s", s->directory ? s->directory : "");
 	out->busy = turnq_busy(&s->q);
 	out->last_activity = s->last_activity;
-	if (s->cur && s->cur->stream)
-		out->quiet_ms = now_ms() - llm_stream_last_activity(s->cur->stream);
+	if (s->cur && s->cur->stream) {
+		/* a token, or a retry's attempt starting after its backoff */
+		int64_t streamed = llm_stream_last_activity(s->cur->stream);
+		out->quiet_ms = now_ms() - streamed;
+		if (streamed > out->last_activity)
+			out->last_activity = streamed;
+	}
 	return 0;
 }
 

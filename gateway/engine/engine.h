@@ -80,7 +80,8 @@ struct session_info {
 	int depth, background;
 	char model[128];        /* the running turn's model, else the session's, else "" */
 	int busy;               /* a turn runs or waits */
-	int64_t last_activity;  /* ms since 1970 of its last stream event, 0 if none */
+	int64_t last_activity;  /* ms since 1970 of its last stream event or provider attempt
+				 * (a retry's included), 0 if none */
 	int64_t quiet_ms;       /* how long its live provider stream has sent no content (0: none) */
 	char directory[4096];   /* its working directory */
 };

@@ -331,6 +331,7 @@ static void on_retry(void *arg, int attempt, const char *message, int64_t next)
 	free(s->retry_msg);
 	s->retry_msg = strdup(message ? message : "retrying");
 	s->retry_next = next;
+	s->last_activity = now_ms(); /* a retry is the child at work, for check_task */
 	session_set_status(s->E, s, ST_RETRY);
 }
 

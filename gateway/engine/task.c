@@ -41,6 +41,10 @@ struct task {
 	enum task_status status;
 	int64_t started, ended;
 	char *result, *error;
+	/* as the child ended: check_task still reports them once its session is gone (a
+	 * deleted parent takes its children with it) */
+	char *last_tools;       /* the lastToolCalls array, as JSON */
+	int64_t last_activity;
 	struct tool_call *call;   /* foreground: the parent's waiting tool call */
 	struct turn_waiter w;
 	struct timer budget;
@@ -80,6 +84,7 @@ static void task_free(struct task *t)
 	free(t->agent);
 	free(t->result);
 	free(t->error);
+	free(t->last_tools);
 	free(t);
 }
 
@@ -258,12 +263,15 @@ static int orphan_ended(void *arg, const struct hook_ctx *c, void *data, char *w
 	return 0;
 }
 
+static void snapshot(struct task *t);
+
 static void child_ended(struct turn_waiter *w, const char *state, const char *msg_id,
 			const char *error)
 {
 	struct task *t = container_of(w, struct task, w);
 	struct engine *E = t->E;
 	timer_cancel(&t->budget);
+	snapshot(t);
 	char *all = NULL;
 	child_output(E, t->id, &t->result, &all);
 	if (!t->over_budget && error) {
@@ -526,10 +534,24 @@ static void write_last_tools(struct engine *E, const char *child, struct jw *w)
 	cJSON_Delete(msgs);
 }
 
+/* What check_task reports of an ended child, kept as it ended. */
+static void snapshot(struct task *t)
+{
+	struct session_info si;
+	struct jw w;
+	jw_init(&w);
+	write_last_tools(t->E, t->id, &w);
+	free(t->last_tools);
+	t->last_tools = jw_take(&w, NULL);
+	if (engine_session_info(t->E, t->id, &si, NULL) == 0)
+		t->last_activity = si.last_activity;
+}
+
 static void write_task(struct engine *E, const struct task *t, struct jw *w)
 {
 	struct session_info si;
 	int known = engine_session_info(E, t->id, &si, NULL) == 0;
+	int ended = t->status != TK_RUNNING && t->last_tools;
 	int64_t stall_ms = engine_config(E)->stall_ms;
 	int64_t stalled = t->status == TK_STALLED ? stall_ms
 			  : t->status == TK_RUNNING && known ? si.quiet_ms : 0;
@@ -545,9 +567,13 @@ static void write_task(struct engine *E, const struct task *t, struct jw *w)
 	jw_kint(w, "startedAt", t->started);
 	if (t->ended)
 		jw_kint(w, "endedAt", t->ended);
-	jw_kint(w, "lastActivity", known && si.last_activity ? si.last_activity : t->started);
+	int64_t active = ended ? t->last_activity : known ? si.last_activity : 0;
+	jw_kint(w, "lastActivity", active ? active : t->started);
 	jw_key(w, "lastToolCalls");
-	write_last_tools(E, t->id, w);
+	if (ended)
+		jw_raw(w, t->last_tools);
+	else
+		write_last_tools(E, t->id, w);
 	jw_kbool(w, "stallDetected", t->status == TK_STALLED || stalled >= warn);
 	jw_kint(w, "stalledForMs", stalled);
 	if (t->status == TK_COMPLETED)

@@ -32,7 +32,7 @@ struct llm_stream {
 	int over_limit;             /* tool calls passed max_output_bytes: done becomes error */
 	cJSON *calls;               /* this attempt's tool calls, handed on with done */
 	size_t delivered[2], seen[2]; /* text/reasoning bytes shown, and seen this attempt */
-	int64_t last_activity;      /* epoch ms of the last content token */
+	int64_t last_activity;      /* epoch ms of the last content token or attempt start */
 	int64_t last_progress_us;   /* the same, monotonic, for the watchdog */
 	struct timer stall_timer, retry_timer, attempt_timer;
 };
@@ -404,6 +404,7 @@ static const struct llm_sink inner = {
 static int start_attempt(struct llm_stream *st, struct err *e)
 {
 	st->last_progress_us = mono_us();
+	st->last_activity = now_ms(); /* a retry's attempt is activity: check_task sees it */
 	timer_arm(&st->stall_timer, st->stall_ms);
 	timer_arm(&st->attempt_timer, st->M->C->max_attempt_ms);
 	stats_of(st)->requests++;

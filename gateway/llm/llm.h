@@ -66,7 +66,7 @@ struct llm_stream *llm_stream_start(struct llm *M, const struct llm_request *rq,
 				    const struct llm_sink *sink, void *arg, struct err *e);
 /* Stops a stream that has not ended; no callback follows. */
 void llm_stream_cancel(struct llm_stream *st);
-/* Epoch ms of the last content token (or of the start), for check_task. */
+/* Epoch ms of the last content token or of the current attempt's start, for check_task. */
 int64_t llm_stream_last_activity(const struct llm_stream *st);
 
 /* What one provider's streams did since the start (GET /metrics). */
