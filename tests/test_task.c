@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -285,6 +286,148 @@ static void check_task_last_activity_moves_when_a_retry_attempt_starts(void **st
 	h_stop(&h);
 }
 
+/* The state of sid's task tool part (its only one), as the API shows it. */
+static cJSON *task_state(struct h *h, const char *sid)
+{
+	struct jw w;
+	struct err e = {0};
+	jw_init(&w);
+	assert_int_equal(engine_messages_json(h->E, sid, 0, &w, &e), 0);
+	cJSON *msgs = cJSON_Parse(w.buf), *m, *p, *found = NULL;
+	jw_free(&w);
+	cJSON_ArrayForEach(m, msgs) {
+		cJSON_ArrayForEach(p, cJSON_GetObjectItem(m, "parts")) {
+			const char *tool = cJSON_GetStringValue(cJSON_GetObjectItem(p, "tool"));
+			if (tool && !strcmp(tool, "task") && !found)
+				found = cJSON_Duplicate(cJSON_GetObjectItem(p, "state"), 1);
+		}
+	}
+	cJSON_Delete(msgs);
+	assert_non_null(found);
+	return found;
+}
+
+static const char *sget(const cJSON *o, const char *k)
+{
+	const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k));
+	if (!v)
+		fail_msg("no string \"%s\" in %s", k, cJSON_PrintUnformatted(o));
+	return v;
+}
+
+/* The one shape of an aborted child's result: the tool part ended in error; its error
+ * reads "subagent ID (AGENT) STATE: REASON\n\nPartial output:\nTEXT"; its metadata has
+ * the same status (STATE), reason and partialOutput, and names the child. */
+static void aborted_shape(struct h *h, const char *sid, const char *status, const char *reason)
+{
+	char *child = h_child(h, sid);
+	cJSON *st = task_state(h, sid);
+	const cJSON *meta = cJSON_GetObjectItem(st, "metadata");
+	assert_string_equal(sget(st, "status"), "error");
+	assert_string_equal(sget(meta, "sessionId"), child);
+	assert_string_equal(sget(meta, "status"), status);
+	if (!strstr(sget(meta, "reason"), reason))
+		fail_msg("reason \"%s\" lacks \"%s\"", sget(meta, "reason"), reason);
+	const char *partial = sget(meta, "partialOutput");
+	if (!strstr(partial, "Streaming a long answer."))
+		fail_msg("partialOutput \"%s\"; error \"%s\"", partial, sget(st, "error"));
+	char *want = NULL;
+	assert_true(asprintf(&want, "subagent %s (general) %s: %s\n\nPartial output:\n%s", child,
+			     status, sget(meta, "reason"), partial) > 0);
+	assert_string_equal(sget(st, "error"), want);
+	/* check_task says the same */
+	cJSON *j = check_task(h, child);
+	assert_string_equal(sget(j, "status"), status);
+	assert_string_equal(sget(j, "error"), sget(meta, "reason"));
+	cJSON_Delete(j);
+	free(want);
+	cJSON_Delete(st);
+	free(child);
+}
+
+/* Deltas of session sid seen so far. */
+static int deltas_of(struct h *h, const char *sid)
+{
+	int n = 0;
+	for (int i = 0; sid && i < h->nevents; i++)
+		n += !strcmp(h->types[i], "message.part.delta") && strstr(h->events[i], sid);
+	return n;
+}
+
+static int child_has_said(struct h *h, void *parent)
+{
+	char *child = h_child(h, parent);
+	int n = deltas_of(h, child);
+	free(child);
+	return n > 5;
+}
+
+static int grandchild_has_said(struct h *h, void *root)
+{
+	char *child = h_child(h, root);
+	int n = child ? child_has_said(h, child) : 0;
+	free(child);
+	return n;
+}
+
+/* Starts "task long" (or prompt) in a new session and waits until the child has streamed. */
+static void child_streams(struct h *h, char *sid, const char *prompt)
+{
+	h_session(h, sid);
+	h_prompt(h, sid, prompt, "http", NULL);
+	engine_flush(h->E);
+	assert_true(h_until(h, child_has_said, sid, 10000));
+}
+
+static void an_aborted_childs_result_has_one_shape_whatever_aborted_it(void **state)
+{
+	struct h h;
+	h_dir(&h, "{\"providers\":{\"scripted\":{\"pace_ms\":10}},\"task\":{\"budget_ms\":1500}}");
+	h_start(&h, 1);
+	struct err e = {0};
+	char sid[ID_MAX], reason[128];
+	/* the user aborts the child: the parent's turn goes on with the result */
+	child_streams(&h, sid, "task long");
+	char *child = h_child(&h, sid);
+	assert_int_equal(engine_abort(h.E, child, &e), 0);
+	assert_true(h_until(&h, h_idle, sid, 5000));
+	engine_flush(h.E);
+	snprintf(reason, sizeof(reason), "aborted (its session %s was aborted)", child);
+	aborted_shape(&h, sid, "cancelled", reason);
+	assert_int_equal(h_turns(&h, sid, "completed"), 1);
+	free(child);
+	/* the parent is aborted (whichever of the two the abort reaches first) */
+	for (int i = 0; i < 4; i++) {
+		child_streams(&h, sid, "task long");
+		assert_int_equal(engine_abort(h.E, sid, &e), 0);
+		assert_true(h_until(&h, h_idle, sid, 5000));
+		engine_flush(h.E);
+		snprintf(reason, sizeof(reason), "aborted with its parent session %s", sid);
+		aborted_shape(&h, sid, "cancelled", reason);
+		assert_int_equal(h_turns(&h, sid, "cancelled"), 1);
+	}
+	/* an ancestor's abort, two levels up */
+	char root[ID_MAX];
+	h_session(&h, root);
+	h_prompt(&h, root, "task task long", "http", NULL);
+	engine_flush(h.E);
+	assert_true(h_until(&h, grandchild_has_said, root, 10000));
+	char *mid = h_child(&h, root);
+	assert_int_equal(engine_abort(h.E, root, &e), 0);
+	assert_true(h_until(&h, h_idle, root, 5000));
+	engine_flush(h.E);
+	snprintf(reason, sizeof(reason), "aborted with its ancestor session %s", root);
+	aborted_shape(&h, mid, "cancelled", reason);
+	free(mid);
+	/* its time budget runs out */
+	child_streams(&h, sid, "task long");
+	assert_true(h_until(&h, h_idle, sid, 10000));
+	engine_flush(h.E);
+	aborted_shape(&h, sid, "failed", "exceeded its time budget of 1500 ms");
+	check_all_ended(&h);
+	h_stop(&h);
+}
+
 static void grandchildren_work_and_the_depth_limit_is_a_clear_error(void **state)
 {
 	struct h h;
@@ -518,6 +661,7 @@ int main(void)
 		cmocka_unit_test(aborting_a_child_gives_the_parent_an_error_result),
 		cmocka_unit_test(check_task_keeps_its_report_after_the_parent_is_deleted),
 		cmocka_unit_test(check_task_last_activity_moves_when_a_retry_attempt_starts),
+		cmocka_unit_test(an_aborted_childs_result_has_one_shape_whatever_aborted_it),
 		cmocka_unit_test(grandchildren_work_and_the_depth_limit_is_a_clear_error),
 		cmocka_unit_test(aborting_the_root_ends_the_whole_tree),
 		cmocka_unit_test(a_background_task_wakes_its_parent_once_as_its_own_turn),

@@ -679,6 +679,11 @@ int engine_abort(struct engine *E, const char *session_id, struct err *e)
 	return turn_abort_tree(E, session_id, e);
 }
 
+const char *engine_abort_origin(struct engine *E, const char *session_id)
+{
+	return turn_abort_origin(E, session_id);
+}
+
 int engine_turn_cancel(struct engine *E, const char *session_id, const char *turn_id,
 		       struct err *e)
 {

@@ -192,6 +192,11 @@ int engine_prompt(struct engine *E, const struct prompt *p, struct prompt_result
 void engine_waiter_cancel(struct engine *E, struct turn_waiter *w);
 /* Aborts the session's running and queued turns and those of all its descendants. */
 int engine_abort(struct engine *E, const char *session_id, struct err *e);
+/* While an engine_abort is ending session_id's turns (e.g. from a turn waiter): the
+ * session that abort was called on — session_id itself, or the ancestor whose tree it
+ * ends (the first of nested aborts). NULL when no abort is under way for it. The string
+ * lives as long as the call that asked. */
+const char *engine_abort_origin(struct engine *E, const char *session_id);
 
 /* Cancels a queued turn of the session: it leaves the queue and ends as cancelled the
  * way every turn ends (its user message gets its one terminal reply, with the error

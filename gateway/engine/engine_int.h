@@ -290,8 +290,9 @@ struct turn *turn_alloc(struct session *s, const char *id, const char *user_msg,
 int turn_write_user(struct engine *E, struct turn *t, const char *text);
 void turn_end(struct turn *t, enum turn_state st, const char *err_name, const char *err_msg);
 int turn_save(struct engine *E, struct turn *t);
-/* 1 while engine_abort is ending a subtree that contains session_id. */
-int turn_in_abort(struct engine *E, const char *session_id);
+/* While engine_abort is ending a subtree that contains session_id: the session it was
+ * first called on (session_id itself or an ancestor); else NULL. */
+const char *turn_abort_origin(struct engine *E, const char *session_id);
 const char *turn_state_name(enum turn_state st);
 void turn_free(struct turn *t);
 

@@ -460,12 +460,13 @@ void step_cancel(struct turn *t, const char *why)
 		llm_stream_cancel(t->stream);
 		t->stream = NULL;
 	}
-	timer_cancel(&t->cont);
 	for (struct toolrun *r = t->tools; r; r = r->next) {
 		if (r->finished)
 			continue;
 		if (r->def && r->def->cancel)
 			r->def->cancel(&r->pub, r->def->arg);
+		if (r->finished) /* its cancel ended the call with a result of its own */
+			continue;
 		r->finished = 1;
 		r->p->ts = TS_ERROR;
 		free(r->p->error);
@@ -475,6 +476,7 @@ void step_cancel(struct turn *t, const char *why)
 		permission_call_ended(E, r->pub.id, why);
 		part_save(E, r->p);
 	}
+	timer_cancel(&t->cont); /* after: a call a cancel ended armed it */
 	toolruns_free(t);
 	t->tools_pending = 0;
 }

@@ -52,6 +52,7 @@ struct task {
 	int64_t budget_left_us; /* what is left of it while the child's tree waits on a human */
 	int paused;
 	int over_budget;
+	int parent_ended;       /* the parent's turn ended while the child ran (task_cancel) */
 };
 
 static const char *status_name(enum task_status s)
@@ -164,7 +165,9 @@ static void child_output(struct engine *E, const char *child, char **final, char
 
 /* ---- ending ---- */
 
-static char *metadata(const struct task *t)
+/* The task call's metadata. A child that ended without completing adds why (reason,
+ * = t->error) and the text it had written (partialOutput): one shape whatever ended it. */
+static char *metadata(const struct task *t, const char *partial)
 {
 	struct jw w;
 	jw_init(&w);
@@ -175,6 +178,10 @@ static char *metadata(const struct task *t)
 	jw_kstr(&w, "agent", t->agent);
 	jw_kbool(&w, "background", t->background);
 	jw_kstr(&w, "status", status_name(t->status));
+	if (t->status != TK_RUNNING && t->status != TK_COMPLETED) {
+		jw_kstr(&w, "reason", t->error ? t->error : "no reason recorded");
+		jw_kstr(&w, "partialOutput", partial ? partial : "");
+	}
 	jw_obj_end(&w);
 	return jw_take(&w, NULL);
 }
@@ -188,6 +195,22 @@ static enum task_status status_of(const struct task *t, const char *state, const
 	if (!strcmp(state, "cancelled"))
 		return TK_CANCELLED;
 	return err && strstr(err, "LLM stream stalled") ? TK_STALLED : TK_FAILED;
+}
+
+/* Why a cancelled child ended: the abort that reached it (its own session's, or an
+ * ancestor's taking its tree), or its parent's turn ending under it. */
+static void cancel_reason(struct task *t, const char *error, char *out, size_t n)
+{
+	const char *origin = engine_abort_origin(t->E, t->id);
+	if (origin && strcmp(origin, t->id))
+		snprintf(out, n, "aborted with %s session %s", strcmp(origin, t->parent)
+			 ? "its ancestor" : "its parent", origin);
+	else if (t->parent_ended)
+		snprintf(out, n, "its parent's turn (session %s) ended while it ran", t->parent);
+	else if (origin)
+		snprintf(out, n, "aborted (its session %s was aborted)", t->id);
+	else
+		snprintf(out, n, "%s", error ? error : "cancelled");
 }
 
 static char *report_text(const struct task *t, const char *all)
@@ -274,14 +297,19 @@ static void child_ended(struct turn_waiter *w, const char *state, const char *ms
 	snapshot(t);
 	char *all = NULL;
 	child_output(E, t->id, &t->result, &all);
-	if (!t->over_budget && error) {
+	if (!t->over_budget && !strcmp(state, "cancelled")) {
+		char why[300];
+		cancel_reason(t, error, why, sizeof(why));
+		free(t->error);
+		t->error = strdup(why);
+	} else if (!t->over_budget && error) {
 		free(t->error);
 		t->error = strdup(error);
 	}
 	t->status = status_of(t, state, t->error);
 	t->ended = now_ms();
 	char *report = report_text(t, all ? all : "");
-	char *meta = metadata(t);
+	char *meta = metadata(t, all);
 	log_info("task %s: %s (parent %s)", t->id, status_name(t->status), t->parent);
 	if (t->call) {
 		struct tool_call *c = t->call;
@@ -464,7 +492,7 @@ static void task_run(struct tool_call *c, void *arg)
 		tool_call_fail(c, why, NULL);
 		return;
 	}
-	char *meta = metadata(t);
+	char *meta = metadata(t, NULL);
 	if (t->background) {
 		char out[512];
 		snprintf(out, sizeof(out), "Started subagent %s in the background (task_id %s). "
@@ -479,16 +507,20 @@ static void task_run(struct tool_call *c, void *arg)
 	free(meta);
 }
 
-/* The parent's turn ended while the child ran: the child goes too. */
+/* The parent's turn ended while the child ran: the child goes too, and its end (in
+ * child_ended, from the abort) is the call's result, the same as any abort's. */
 static void task_cancel(struct tool_call *c, void *arg)
 {
 	struct tasks *T = arg;
 	struct task *t = c->state;
 	if (!t)
 		return;
-	t->call = NULL;
-	c->state = NULL;
+	t->parent_ended = 1;
 	engine_abort(T->E, t->id, NULL);
+	if (t->call) { /* the child's turn did not end (it cannot: an abort ends it) */
+		t->call = NULL;
+		c->state = NULL;
+	}
 }
 
 /* ---- reports ---- */

@@ -34,7 +34,10 @@ struct tool_def {
 	const char *description;
 	const char *parameters; /* JSON Schema of the input, as JSON text */
 	void (*run)(struct tool_call *c, void *arg);
-	void (*cancel)(struct tool_call *c, void *arg); /* may be NULL: nothing to stop */
+	/* May be NULL: nothing to stop. The call is still live inside it: a cancel that
+	 * ends it (tool_call_done/fail, on the loop) gives it that result; otherwise it
+	 * ends as an error naming why the turn ended. */
+	void (*cancel)(struct tool_call *c, void *arg);
 	void *arg;
 	void (*release)(void *arg); /* may be NULL: called when the tool is freed */
 };

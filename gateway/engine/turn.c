@@ -161,7 +161,7 @@ static int check_prompt(struct engine *E, const struct prompt *p, struct session
 	}
 	/* nothing may restart a subtree while engine_abort is ending it (a background
 	 * child's wake would otherwise revive its aborted parent) */
-	if (turn_in_abort(E, (*s)->id)) {
+	if (turn_abort_origin(E, (*s)->id)) {
 		err_set(e, ERR_BUSY, "session %s is being aborted", (*s)->id);
 		return -1;
 	}
@@ -462,13 +462,13 @@ int turn_cancel(struct engine *E, const char *session_id, const char *turn_id, s
 	return -1;
 }
 
-int turn_in_abort(struct engine *E, const char *session_id)
+const char *turn_abort_origin(struct engine *E, const char *session_id)
 {
 	struct session *s = session_get(E, session_id);
-	for (int i = 0; s && i < E->naborting; i++)
+	for (int i = 0; s && i < E->naborting; i++) /* outermost first: the first cause */
 		if (session_path_has(s->path, E->aborting[i]))
-			return 1;
-	return 0;
+			return E->aborting[i];
+	return NULL;
 }
 
 int turn_abort_tree(struct engine *E, const char *session_id, struct err *e)
