@@ -23,6 +23,7 @@
 
 static char dir[128];
 static char *out, *errs;
+static int merged; /* agentgate() sends stderr where stdout goes (2>&1): all in out */
 
 static char *slurp(const char *path)
 {
@@ -56,7 +57,8 @@ static int agentgate(const char *first, ...)
 	snprintf(e, sizeof(e), "%s/stderr", dir);
 	pid_t pid = fork();
 	if (pid == 0) {
-		if (!freopen(o, "w", stdout) || !freopen(e, "w", stderr))
+		if (!freopen(o, "w", stdout) || !freopen(e, "w", stderr) ||
+		    (merged && dup2(fileno(stdout), 2) < 0))
 			_exit(99);
 		alarm(60); /* bounded: a `serve` that should have refused to start is killed */
 		execv(argv[0], (char *const *)argv);
@@ -83,6 +85,16 @@ static char *data_dir(void)
 	static char d[200];
 	snprintf(d, sizeof(d), "%s/data", dir);
 	return d;
+}
+
+static char *write_config(const char *name, const char *text)
+{
+	static char path[256];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+	fputs(text, f);
+	fclose(f);
+	return path;
 }
 
 static void usage_errors_exit_2_and_name_the_problem(void **state)
@@ -204,6 +216,61 @@ static void a_failed_turn_exits_1_with_an_error_line(void **state)
 	free((char *)sid);
 	assert_int_equal(agentgate("run", "--data", data_dir(), "fail", NULL), 1);
 	assert_non_null(strstr(errs, "scripted failure"));
+}
+
+/* The lines of out (modified in place) that are neither a log record nor the reply's. */
+static void no_line_mixes_reply_and_log(const char *reply_start)
+{
+	int reply_lines = 0;
+	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+		int is_log = strlen(line) > 24 && line[4] == '-' && line[10] == 'T' && line[23] == 'Z';
+		int is_error = !strncmp(line, "error: ", 7);
+		int is_reply = !strncmp(line, reply_start, strlen(reply_start));
+		if (!is_log && !is_error && !is_reply)
+			fail_msg("a line that is neither the reply, a log record nor an error: \"%s\"", line);
+		if (is_reply && (strstr(line, "WARN") || strstr(line, "error:")))
+			fail_msg("a log or error line inside the reply's: \"%s\"", line);
+		reply_lines += is_reply;
+	}
+	assert_int_equal(reply_lines, 1);
+}
+
+static int unmerge(void **state)
+{
+	merged = 0;
+	return 0;
+}
+
+static void run_keeps_logs_and_errors_off_the_replys_line(void **state)
+{
+	char *cfg = write_config("midline.json",
+		"{\"retry\": {\"max\": 1, \"base_ms\": 20}, \"providers\": {\"scripted\": "
+		"{\"pace_ms\": 1, \"rules\": ["
+		"{\"match\": \"flaky\", \"steps\": [{\"text\": \"Partial answer\", \"error\": "
+		"{\"status\": 500, \"message\": \"boom\"}}]},"
+		"{\"match\": \"halt\", \"steps\": [{\"text\": \"Half a reply\", \"error\": "
+		"{\"status\": 400, \"message\": \"refused\"}}]}]}}}");
+	merged = 1; /* 2>&1: one file */
+	/* a retry's WARN record comes while the reply's line is open, then the error */
+	int rc = agentgate("run", "--data", data_dir(), "--config", cfg, "flaky", NULL);
+	assert_int_equal(rc, 1);
+	char *whole = strdup(out);
+	if (!strstr(whole, "Partial answer\n") || !strstr(whole, "Z WARN  session ") ||
+	    !strstr(whole, "\nerror: boom\n"))
+		fail_msg("2>&1 output: %s", whole);
+	no_line_mixes_reply_and_log("Partial answer");
+	free(whole);
+	/* an error with no log before it still starts a line of its own */
+	rc = agentgate("run", "--data", data_dir(), "--config", cfg, "halt", NULL);
+	assert_int_equal(rc, 1);
+	if (strncmp(out, "Half a reply\nerror: refused\n", 30))
+		fail_msg("2>&1 output: %s", out);
+	merged = 0;
+	/* apart, the reply is untouched by the log: no line break added to it */
+	assert_int_equal(agentgate("run", "--data", data_dir(), "--config", cfg, "flaky", NULL), 1);
+	assert_string_equal(out, "Partial answer\n");
+	assert_non_null(strstr(errs, "WARN  session "));
+	assert_non_null(strstr(errs, "error: boom\n"));
 }
 
 static void stall_timeout_flag_bounds_a_stalled_stream(void **state)
@@ -418,15 +485,6 @@ static void each_command_prints_its_usage_with_help(void **state)
 
 /* ---- agentgate config, --version ---- */
 
-static char *write_config(const char *name, const char *text)
-{
-	static char path[256];
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	FILE *f = fopen(path, "w");
-	fputs(text, f);
-	fclose(f);
-	return path;
-}
 
 static void config_check_names_each_problem(void **state)
 {
@@ -683,6 +741,7 @@ int main(void)
 		cmocka_unit_test(default_format_prints_the_reply),
 		cmocka_unit_test(json_format_is_ndjson_of_the_documented_shape),
 		cmocka_unit_test(a_failed_turn_exits_1_with_an_error_line),
+		cmocka_unit_test_teardown(run_keeps_logs_and_errors_off_the_replys_line, unmerge),
 		cmocka_unit_test(stall_timeout_flag_bounds_a_stalled_stream),
 		cmocka_unit_test(child_activity_streams_before_the_task_completes),
 		cmocka_unit_test_teardown(a_second_owner_of_a_data_directory_is_refused_naming_the_first,

@@ -9,6 +9,8 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 struct run {
 	struct engine *E;
@@ -57,6 +59,15 @@ static void on_signal(void *arg, int signo)
 	loop_stop(r->L);
 }
 
+/* Do stdout and stderr reach the same place (a terminal each, or one pipe or file)? */
+static int same_screen(void)
+{
+	struct stat o, e;
+	if (isatty(1) && isatty(2))
+		return 1;
+	return !fstat(1, &o) && !fstat(2, &e) && o.st_dev == e.st_dev && o.st_ino == e.st_ino;
+}
+
 static int open_session(struct run *r, const struct cli *c, struct err *e)
 {
 	if (c->session) {
@@ -91,6 +102,7 @@ static int start(struct run *r, const struct cli *c)
 		return e.code == ERR_INTERNAL ? 1 : 2;
 	}
 	ndjson_init(&r->out, stdout, r->session, c->json);
+	ndjson_share_screen(&r->out, same_screen());
 	bus_subscribe(engine_bus(r->E), &r->sub, on_event, r);
 	r->w.fn = on_turn_end;
 	struct prompt p = {
@@ -120,8 +132,7 @@ int cmd_run(const struct cli *c)
 	if (rc == 0) {
 		loop_run(r.L);
 		rc = r.interrupted ? 130 : (r.failed || r.out.errors) ? 1 : 0;
-		if (!c->json && !r.out.at_line_start)
-			fputc('\n', stdout);
+		ndjson_end(&r.out);
 	}
 	if (r.E) {
 		engine_waiter_cancel(r.E, &r.w);
@@ -133,5 +144,6 @@ int cmd_run(const struct cli *c)
 	plugins_destroy(r.P);
 	engine_destroy(r.E);
 	loop_destroy(r.L);
+	ndjson_share_screen(&r.out, 0); /* r goes: the log forgets it, however start ended */
 	return rc;
 }

@@ -1,6 +1,7 @@
 #include "ndjson.h"
 #include "jsonin.h"
 #include "jw.h"
+#include "log.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -55,9 +56,11 @@ static void emit(struct ndjson *n, struct jw *w)
 {
 	jw_obj_end(w);
 	if (!w->oom) {
+		log_lock(); /* a whole line, never cut by a log record */
 		fwrite(w->buf, 1, w->len, n->out);
 		fputc('\n', n->out);
 		fflush(n->out);
+		log_unlock();
 	}
 	jw_free(w);
 }
@@ -143,15 +146,45 @@ static void json_custom(struct ndjson *n, const struct ev *e, const cJSON *ev, i
 	emit(n, &w);
 }
 
+/* Ends the reply's current line, and gets it out before anything goes to stderr. */
 static void text_newline(struct ndjson *n)
 {
 	if (!n->at_line_start)
 		fputc('\n', n->out);
 	n->at_line_start = 1;
+	fflush(n->out);
 }
 
-/* Default format: the root's reply streams as text; tools and child steps get a line. */
+/* The log's line hook: a record is about to go to where the reply goes. */
+static void end_line_for_log(void *arg)
+{
+	text_newline(arg);
+}
+
+void ndjson_share_screen(struct ndjson *n, int shared)
+{
+	log_set_line_hook(shared && !n->json ? end_line_for_log : NULL, n);
+}
+
+void ndjson_end(struct ndjson *n)
+{
+	log_set_line_hook(NULL, NULL);
+	if (!n->json)
+		text_newline(n);
+}
+
+static void text_event_locked(struct ndjson *n, const struct ev *e, const cJSON *ev, int child);
+
+/* Default format: the root's reply streams as text; tools and child steps get a line.
+ * Under the log's lock: a log record waits, then ends the line first (end_line_for_log). */
 static void text_event(struct ndjson *n, const struct ev *e, const cJSON *ev, int child)
+{
+	log_lock();
+	text_event_locked(n, e, ev, child);
+	log_unlock();
+}
+
+static void text_event_locked(struct ndjson *n, const struct ev *e, const cJSON *ev, int child)
 {
 	const cJSON *props = cJSON_GetObjectItemCaseSensitive(ev, "properties");
 	const cJSON *depth = cJSON_GetObjectItemCaseSensitive(ev, "depth");

@@ -1,5 +1,6 @@
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,27 @@
 #include <unistd.h>
 
 static int level = LOG_INFO;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static void (*line_hook)(void *arg);
+static void *line_hook_arg;
+
+void log_lock(void)
+{
+	pthread_mutex_lock(&lock);
+}
+
+void log_unlock(void)
+{
+	pthread_mutex_unlock(&lock);
+}
+
+void log_set_line_hook(void (*fn)(void *arg), void *arg)
+{
+	pthread_mutex_lock(&lock);
+	line_hook = fn;
+	line_hook_arg = arg;
+	pthread_mutex_unlock(&lock);
+}
 
 void log_set_level(enum log_level l)
 {
@@ -50,6 +72,10 @@ void log_msg(enum log_level l, const char *fmt, ...)
 	if (len > sizeof(line) - 2)
 		len = sizeof(line) - 2;
 	line[len++] = '\n';
-	if (write(2, line, len) < 0)
-		return;
+	pthread_mutex_lock(&lock);
+	if (line_hook)
+		line_hook(line_hook_arg);
+	ssize_t w = write(2, line, len);
+	pthread_mutex_unlock(&lock);
+	(void)w;
 }

@@ -1,5 +1,6 @@
 /* log: one line per record on stderr: time, level, message. Callers put the session id
- * in the line where one applies. Any thread (each record is one write(2)). */
+ * in the line where one applies. Any thread (each record is one write(2), under a lock
+ * shared with a writer that ends its line first: log_set_line_hook). */
 #ifndef AG_LOG_H
 #define AG_LOG_H
 
@@ -10,6 +11,15 @@ void log_set_level(enum log_level l);
 void log_init_from_env(enum log_level dflt);
 int log_enabled(enum log_level l);
 void log_msg(enum log_level l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A writer that shares the screen or pipe with the log (agentgate run's reply on stdout
+ * when stderr goes to the same place) registers fn: before each record, under the log's
+ * lock, fn ends the writer's current line. The writer holds the same lock (log_lock /
+ * log_unlock) while it writes, so no record lands in the middle of its line. NULL fn
+ * removes it. fn must not log. Any thread. */
+void log_set_line_hook(void (*fn)(void *arg), void *arg);
+void log_lock(void);
+void log_unlock(void);
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
