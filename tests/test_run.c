@@ -485,7 +485,6 @@ static void each_command_prints_its_usage_with_help(void **state)
 
 /* ---- agentgate config, --version ---- */
 
-
 static void config_check_names_each_problem(void **state)
 {
 	char *bad = write_config("bad.json",

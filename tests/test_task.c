@@ -125,17 +125,23 @@ static int child_tool_running(struct h *h, void *parent)
 	return n == 1;
 }
 
+/* A new session sid whose child runs its sleep tool; returns the child's id (free it). */
+static char *child_sleeping(struct h *h, char *sid)
+{
+	h_session(h, sid);
+	h_prompt(h, sid, "task sleep 60000", "http", NULL);
+	engine_flush(h->E);
+	assert_true(h_until(h, child_tool_running, sid, 5000));
+	return h_child(h, sid);
+}
+
 static void aborting_a_child_gives_the_parent_an_error_result(void **state)
 {
 	struct h h;
 	h_dir(&h, CFG(""));
 	h_start(&h, 1);
 	char sid[ID_MAX];
-	h_session(&h, sid);
-	h_prompt(&h, sid, "task sleep 60000", "http", NULL);
-	engine_flush(h.E);
-	assert_true(h_until(&h, child_tool_running, sid, 5000));
-	char *child = h_child(&h, sid);
+	char *child = child_sleeping(&h, sid);
 	/* check_task while it runs */
 	struct jw w;
 	struct err e = {0};
@@ -187,11 +193,7 @@ static void check_task_keeps_its_report_after_the_parent_is_deleted(void **state
 	h_dir(&h, CFG(""));
 	h_start(&h, 1);
 	char sid[ID_MAX];
-	h_session(&h, sid);
-	h_prompt(&h, sid, "task sleep 60000", "http", NULL);
-	engine_flush(h.E);
-	assert_true(h_until(&h, child_tool_running, sid, 5000));
-	char *child = h_child(&h, sid);
+	char *child = child_sleeping(&h, sid);
 	cJSON *before = check_task(&h, child);
 	int64_t active = num(before, "lastActivity");
 	cJSON_Delete(before);
