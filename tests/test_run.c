@@ -453,7 +453,7 @@ static void serve_refuses_an_address_a_port_or_a_data_dir_it_cannot_use(void **s
 
 static void each_command_prints_its_usage_with_help(void **state)
 {
-	static const char *const cmds[] = {"serve", "run", "attach", "config"};
+	static const char *const cmds[] = {"serve", "run", "attach", "config", "models"};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		char synopsis[64];
 		snprintf(synopsis, sizeof(synopsis), "usage:\n  agentgate %s ", cmds[i]);
