@@ -12,12 +12,15 @@
 #include <string.h>
 
 #include <unistd.h>
+#include <libwebsockets.h>
 
 #include "catalog.h"
 #include "command.h"
 #include "config.h"
 #include "id.h"
 #include "jw.h"
+#include "loop.h"
+#include "timerq.h"
 #include "permrule.h"
 #include "turnq.h"
 
@@ -476,6 +479,74 @@ static void commands_load_checks_each_entry(void **state)
 		cJSON_Delete(j);
 	}
 	agents_free(&A);
+
+/* The timer queue pops in deadline order whatever was inserted, re-armed or removed. */
+static void timerq_pops_in_deadline_order(void **state)
+{
+	enum { N = 2000 };
+	static struct tq_node nodes[N];
+	struct timerq q = {0};
+	srand(7);
+	for (int round = 0; round < 5; round++) {
+		for (int i = 0; i < N; i++)
+			tq_insert(&q, &nodes[i], rand() % 1000);
+		for (int i = 0; i < N; i += 3)
+			tq_remove(&q, &nodes[i]);
+		for (int i = 1; i < N; i += 7)
+			tq_insert(&q, &nodes[i], rand() % 1000); /* re-arm: moves it */
+		int64_t last = -1;
+		int popped = 0, queued = 0;
+		for (int i = 0; i < N; i++)
+			queued += nodes[i].queued;
+		int expect = 0;
+		for (int i = 0; i < N; i++)
+			expect += i % 3 != 0 || i % 7 == 1;
+		assert_int_equal(queued, expect);
+		struct tq_node *n;
+		while ((n = tq_first(&q))) {
+			assert_true(n->due >= last);
+			last = n->due;
+			tq_remove(&q, n);
+			assert_false(n->queued);
+			popped++;
+		}
+		assert_int_equal(popped, queued);
+	}
+}
+
+static int fired;
+static void on_timer(struct timer *t)
+{
+	(void)t;
+	fired++;
+}
+
+/* The loop sleeps until a timer is due: a few wake-ups for a timer 1.5 ms away, not the
+ * hundreds of zero-timeout polls that rounding its wait down to whole ms would make. */
+static void loop_sleeps_until_its_timer_without_spinning(void **state)
+{
+	struct loop_config cfg = {.port = -1};
+	struct loop *L = loop_create(&cfg);
+	assert_non_null(L);
+	struct timer t;
+	timer_init(&t, L, on_timer);
+	for (int round = 0; round < 20; round++) {
+		fired = 0;
+		int64_t start = mono_us();
+		timer_arm_us(&t, 1500);
+		int wakes = 0;
+		while (!fired) {
+			lws_service(loop_lws(L), 0);
+			wakes++;
+		}
+		assert_true(mono_us() - start >= 1500); /* never early */
+		assert_true(wakes <= 3);
+		assert_false(timer_armed(&t));
+	}
+	timer_arm(&t, 50);
+	timer_cancel(&t);
+	assert_false(timer_armed(&t));
+	loop_destroy(L);
 }
 
 int main(void)
@@ -492,6 +563,8 @@ int main(void)
 		cmocka_unit_test(permission_wildcards_match_like_opencode),
 		cmocka_unit_test(permission_rules_last_match_wins_agent_over_global),
 		cmocka_unit_test(permission_config_errors_name_the_key),
+		cmocka_unit_test(timerq_pops_in_deadline_order),
+		cmocka_unit_test(loop_sleeps_until_its_timer_without_spinning),
 		cmocka_unit_test(catalog_reads_the_config_and_names_bad_entries),
 		cmocka_unit_test(command_templates_expand_like_opencode),
 		cmocka_unit_test(commands_load_checks_each_entry),

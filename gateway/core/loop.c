@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,6 +31,9 @@ struct loop {
 	void *signal_arg;
 	pthread_t thread; /* the loop's: its creator, which runs it */
 	int epfd; /* the watched descriptors; lws owns it once adopted */
+	struct timerq timers;
+	struct loop_watch tw; /* the timerfd, in the watch set */
+	int64_t tfd_due;      /* what the timerfd is set to (ns), 0: disarmed */
 };
 
 static struct loop *signal_loop;
@@ -84,20 +88,26 @@ void loop_drain(struct loop *L)
 	}
 }
 
+static void timers_run(struct loop *L);
+
 static void watch_fire(struct loop *L)
 {
 	struct epoll_event ev[64];
-	int n;
+	int n, timers = 0;
 	do {
 		n = epoll_wait(L->epfd, ev, 64, 0);
 		for (int i = 0; i < n; i++) {
 			struct loop_watch *w = ev[i].data.ptr;
 			uint32_t e = ev[i].events;
-			if (w->on)
+			if (w == &L->tw)
+				timers = 1; /* after the batch: a timer may free a watch in it */
+			else if (w->on)
 				w->fn(w, (e & EPOLLIN ? LOOP_IN : 0) | (e & EPOLLOUT ? LOOP_OUT : 0) |
 					 (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR) ? LOOP_HUP : 0));
 		}
 	} while (n == 64);
+	if (timers)
+		timers_run(L);
 }
 
 /* One epoll set holds every watched descriptor, and lws polls that set as a raw file:
@@ -192,6 +202,7 @@ struct loop *loop_create(const struct loop_config *cfg)
 	L->thread = pthread_self();
 	L->user = cfg->user;
 	L->epfd = -1;
+	L->tw.fd = -1;
 	L->protocols = build_protocols(cfg->protocols);
 	if (!L->protocols)
 		goto fail;
@@ -229,6 +240,8 @@ void loop_destroy(struct loop *L)
 	if (signal_loop == L)
 		signal_loop = NULL;
 	lws_context_destroy(L->ctx);
+	if (L->tw.fd >= 0)
+		close(L->tw.fd);
 	loop_drain(L); /* callbacks posted during teardown still free what they carry */
 	free(L->protocols);
 	pthread_mutex_destroy(&L->lock);
@@ -285,19 +298,65 @@ int loop_post(struct loop *L, void (*fn)(void *arg), void *arg)
 	return 0;
 }
 
-static lws_sorted_usec_list_t *sul_of(struct timer *t)
+static int64_t mono_ns(void)
 {
-	_Static_assert(sizeof(lws_sorted_usec_list_t) <= TIMER_SUL_BYTES,
-		       "struct timer has no room for lws's timer entry");
-	_Static_assert(_Alignof(lws_sorted_usec_list_t) <= 8,
-		       "struct timer's storage is not aligned for lws's timer entry");
-	return (lws_sorted_usec_list_t *)(void *)t->sul.b;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static void timer_fire(lws_sorted_usec_list_t *sul)
+static void tfd_noop(struct loop_watch *w, int ev)
 {
-	struct timer *t = container_of((void *)sul, struct timer, sul);
-	t->fn(t);
+	(void)w;
+	(void)ev; /* never called: watch_fire runs the timers itself */
+}
+
+/* The timerfd, made and watched on first use. */
+static int tfd_open(struct loop *L)
+{
+	if (L->tw.fd >= 0)
+		return 0;
+	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (loop_watch(L, &L->tw, fd, LOOP_IN, tfd_noop)) {
+		close(fd);
+		return -1;
+	}
+	return 0;
+}
+
+/* Sets the timerfd to the first deadline when it would otherwise wake later (or not
+ * at all). A deadline that was cancelled is left set: that wake finds nothing due. */
+static void tfd_update(struct loop *L)
+{
+	struct tq_node *first = tq_first(&L->timers);
+	if (!first || (L->tfd_due && L->tfd_due <= first->due) || tfd_open(L))
+		return;
+	int64_t due = first->due > 0 ? first->due : 1;
+	struct itimerspec its = {.it_value = {.tv_sec = due / 1000000000,
+					      .tv_nsec = due % 1000000000}};
+	if (timerfd_settime(L->tw.fd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
+		L->tfd_due = due;
+	else
+		log_error("loop: cannot set the timer: %s", strerror(errno));
+}
+
+/* Runs every timer that is due; each may arm or cancel timers, its own included. */
+static void timers_run(struct loop *L)
+{
+	uint64_t ticks;
+	while (read(L->tw.fd, &ticks, sizeof(ticks)) > 0)
+		;
+	L->tfd_due = 0;
+	int64_t now = mono_ns();
+	struct tq_node *n;
+	while ((n = tq_first(&L->timers)) && n->due <= now) {
+		tq_remove(&L->timers, n);
+		struct timer *t = container_of(n, struct timer, node);
+		t->fn(t);
+	}
+	tfd_update(L);
 }
 
 void timer_init(struct timer *t, struct loop *L, void (*fn)(struct timer *t))
@@ -309,7 +368,8 @@ void timer_init(struct timer *t, struct loop *L, void (*fn)(struct timer *t))
 
 void timer_arm_us(struct timer *t, int64_t us)
 {
-	lws_sul_schedule(t->L->ctx, 0, sul_of(t), timer_fire, us < 1 ? 1 : us);
+	tq_insert(&t->L->timers, &t->node, mono_ns() + (us < 1 ? 1 : us) * 1000);
+	tfd_update(t->L);
 }
 
 void timer_arm(struct timer *t, int64_t ms)
@@ -320,10 +380,10 @@ void timer_arm(struct timer *t, int64_t ms)
 void timer_cancel(struct timer *t)
 {
 	if (t->L)
-		lws_sul_cancel(sul_of(t));
+		tq_remove(&t->L->timers, &t->node);
 }
 
 int timer_armed(const struct timer *t)
 {
-	return sul_of((struct timer *)t)->list.owner != NULL;
+	return t->node.queued;
 }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "container.h"
+#include "timerq.h"
 
 /* libwebsockets' types stay behind this header: only loop.c and net/ include lws. */
 struct loop;
@@ -78,15 +79,11 @@ int loop_watch(struct loop *L, struct loop_watch *w, int fd, int ev,
 	       void (*fn)(struct loop_watch *w, int ev));
 void loop_unwatch(struct loop *L, struct loop_watch *w); /* idempotent */
 
-/* A timer embedded in its owner; no allocation. Loop thread only. */
-#define TIMER_SUL_BYTES 64
+/* A timer embedded in its owner; arming never allocates. Deadlines are kept to the
+ * nanosecond in the loop's own queue (timerq.h) and one timerfd wakes the loop at the
+ * first of them: the loop sleeps until then, never polls early. Loop thread only. */
 struct timer {
-	/* lws's sorted-usec-list entry, opaque outside loop.c (which checks that it fits) */
-	union {
-		void *align;
-		int64_t align64;
-		unsigned char b[TIMER_SUL_BYTES];
-	} sul;
+	struct tq_node node; /* its place in the loop's queue (loop.c) */
 	struct loop *L;
 	void (*fn)(struct timer *t);
 };
