@@ -1,7 +1,8 @@
 /* Replay and back-pressure of the event bus, as SSE and WebSocket clients use it:
  * resuming from a sequence number pages through the store and the ring without gaps,
- * a sequence number older than what is kept yields an explicit resync, and a live
- * subscriber that is not drained is bounded and marked for disconnection. Custom
+ * a sequence number older than what is kept yields an explicit resync, a burst does
+ * not cut off a reader that keeps up, and a live subscriber that is not drained is
+ * bounded by bytes and time behind and marked for disconnection. Custom
  * events (engine_emit) travel like the engine's own. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -107,36 +108,6 @@ static int stored_upto(struct h *h, void *arg)
 	return h_durable_seq(h) >= *(int64_t *)arg;
 }
 
-static void an_undrained_live_subscriber_is_bounded_and_marked(void **state)
-{
-	struct h h;
-	h_dir(&h, "{\"providers\":{\"scripted\":{\"pace_ms\":0.2}}}");
-	h_start(&h, 1);
-	struct subscriber slow, fast;
-	struct bus *B = engine_bus(h.E);
-	assert_int_equal(subscriber_start(&slow, B, NULL, 0, -1, nop_wake), 0);
-	assert_int_equal(subscriber_start(&fast, B, NULL, 0, -1, nop_wake), 0);
-	char sid[ID_MAX];
-	h_session(&h, sid);
-	int64_t start = bus_last_seq(B);
-	for (int i = 0; i < 8; i++)
-		h_prompt(&h, sid, "long", "web", NULL);
-	int64_t seen = start - 1; /* session.created was queued before `start` */
-	while (!h_idle(&h, sid)) {
-		h_spin(&h, 20);
-		seen = drain(&fast, seen, 1);
-	}
-	seen = drain(&fast, seen, 1);
-	assert_int_equal(seen, bus_last_seq(B));
-	print_message("events: %lld\n", (long long)(bus_last_seq(B) - start));
-	assert_true(bus_last_seq(B) - start > SUB_QUEUE_MAX);
-	assert_true(slow.overflow);
-	assert_int_equal((int)slow.n, SUB_QUEUE_MAX);
-	subscriber_stop(&slow);
-	subscriber_stop(&fast);
-	h_stop(&h);
-}
-
 static int64_t publish_note(struct bus *B, int i)
 {
 	struct jw w;
@@ -149,6 +120,81 @@ static int64_t publish_note(struct bus *B, int i)
 	int64_t seq = bus_publish(B, &w, "test.note", &env);
 	jw_free(&w);
 	return seq;
+}
+
+/* A burst far past any event count a client would hold (30 000 events at once) does
+ * not cut off a reader that drains after it: the bound is bytes and time behind. */
+static void a_burst_does_not_cut_off_a_reader_that_keeps_up(void **state)
+{
+	struct h h;
+	h_dir(&h, NULL);
+	h_start(&h, 1);
+	struct bus *B = engine_bus(h.E);
+	struct subscriber s;
+	assert_int_equal(subscriber_start(&s, B, NULL, 0, -1, nop_wake), 0);
+	int64_t start = bus_last_seq(B);
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 30000; i++)
+			assert_true(publish_note(B, i) > 0);
+		assert_false(s.overflow);
+		start = drain(&s, start, 1);
+		assert_int_equal(start, bus_last_seq(B));
+	}
+	assert_int_equal(bus_dropped(B), 0);
+	subscriber_stop(&s);
+	h_stop(&h);
+}
+
+static int64_t spin_until_ms;
+static int ms_passed(struct h *h, void *arg)
+{
+	(void)h;
+	(void)arg;
+	return now_ms() >= spin_until_ms;
+}
+
+/* A reader that does not drain is cut off past the byte bound, and one whose oldest
+ * unsent event is too far behind the newest past the time bound; the others are not. */
+static void an_undrained_subscriber_is_cut_off_by_bytes_or_time_behind(void **state)
+{
+	struct h h;
+	h_dir(&h, NULL);
+	h_start(&h, 1);
+	struct bus *B = engine_bus(h.E);
+	bus_set_sub_limits(B, &(struct bus_sub_limits){.max_bytes = 65536, .max_behind_ms = 300});
+	struct subscriber slow, fast;
+	assert_int_equal(subscriber_start(&slow, B, NULL, 0, -1, nop_wake), 0);
+	assert_int_equal(subscriber_start(&fast, B, NULL, 0, -1, nop_wake), 0);
+	int64_t seen = bus_last_seq(B);
+	int i = 0;
+	while (!slow.overflow && i < 100000) {
+		publish_note(B, i++);
+		seen = drain(&fast, seen, 1);
+	}
+	assert_int_equal(slow.overflow, 1);
+	assert_true(slow.bytes <= 65536 && slow.bytes > 60000);
+	assert_int_equal(bus_dropped(B), 1);
+	char why[96];
+	subscriber_why(&slow, why, sizeof(why));
+	assert_non_null(strstr(why, "65536 bytes"));
+	subscriber_stop(&slow);
+	/* time: one event, then another 300+ ms later */
+	assert_int_equal(subscriber_start(&slow, B, NULL, 0, -1, nop_wake), 0);
+	publish_note(B, 0);
+	seen = drain(&fast, seen, 1); /* the reader keeping up has nothing old queued */
+	spin_until_ms = now_ms() + 350;
+	assert_true(h_until(&h, ms_passed, NULL, 5000));
+	assert_false(slow.overflow);
+	publish_note(B, 1);
+	assert_int_equal(slow.overflow, 2);
+	subscriber_why(&slow, why, sizeof(why));
+	assert_non_null(strstr(why, "300 ms behind"));
+	seen = drain(&fast, seen, 1);
+	assert_false(fast.overflow);
+	assert_int_equal(seen, bus_last_seq(B));
+	subscriber_stop(&slow);
+	subscriber_stop(&fast);
+	h_stop(&h);
 }
 
 /* An event is stored by the next commit even when it is the only thing written, and
@@ -412,7 +458,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(resume_pages_through_store_and_ring_without_gaps),
 		cmocka_unit_test(too_old_a_sequence_number_gets_a_resync),
-		cmocka_unit_test(an_undrained_live_subscriber_is_bounded_and_marked),
+		cmocka_unit_test(a_burst_does_not_cut_off_a_reader_that_keeps_up),
+		cmocka_unit_test(an_undrained_subscriber_is_cut_off_by_bytes_or_time_behind),
 		cmocka_unit_test(an_event_alone_reaches_the_store_and_outlives_a_restart),
 		cmocka_unit_test(a_burst_is_stored_in_bounded_batches_and_replays_whole),
 		cmocka_unit_test(a_damaged_stored_batch_is_skipped_not_overread),

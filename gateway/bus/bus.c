@@ -13,7 +13,19 @@ struct bus {
 	struct evlog *log;
 	struct bus_sub subs; /* sentinel */
 	uint64_t dropped;    /* subscribers cut off for falling behind (bus_note_dropped) */
+	struct bus_sub_limits limits;
 };
+
+void bus_set_sub_limits(struct bus *B, const struct bus_sub_limits *l)
+{
+	B->limits.max_bytes = l->max_bytes ? l->max_bytes : BUS_SUB_MAX_BYTES;
+	B->limits.max_behind_ms = l->max_behind_ms > 0 ? l->max_behind_ms : BUS_SUB_MAX_BEHIND_MS;
+}
+
+struct bus_sub_limits bus_sub_limits(const struct bus *B)
+{
+	return B->limits;
+}
 
 struct bus *bus_create(struct store *S, size_t ring_size, int64_t keep)
 {
@@ -23,6 +35,7 @@ struct bus *bus_create(struct store *S, size_t ring_size, int64_t keep)
 		return NULL;
 	}
 	B->subs.next = B->subs.prev = &B->subs;
+	bus_set_sub_limits(B, &(struct bus_sub_limits){0});
 	return B;
 }
 

@@ -90,6 +90,17 @@ int bus_replay(struct bus *B, int64_t since, const char *session_id, int descend
 /* The oldest seq still replayable. */
 int64_t bus_oldest_seq(struct bus *B);
 
+/* What one subscriber's live queue may hold before it is cut off (subscriber.h): its
+ * events' JSON bytes, and the time between its oldest unsent event and the newest. */
+#define BUS_SUB_MAX_BYTES (64u << 20)
+#define BUS_SUB_MAX_BEHIND_MS 15000
+struct bus_sub_limits {
+	size_t max_bytes;      /* 0: BUS_SUB_MAX_BYTES */
+	int64_t max_behind_ms; /* 0: BUS_SUB_MAX_BEHIND_MS */
+};
+void bus_set_sub_limits(struct bus *B, const struct bus_sub_limits *l);
+struct bus_sub_limits bus_sub_limits(const struct bus *B);
+
 /* A subscriber fell too far behind and is being cut off (subscriber.c); how many were,
  * since the start (GET /metrics). */
 void bus_note_dropped(struct bus *B);

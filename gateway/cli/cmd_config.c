@@ -93,6 +93,8 @@ static const struct key {
 	{"server.max_connections", K_NUM},
 	{"server.ws_ping_s", K_NUM},
 	{"server.sse_heartbeat_ms", K_NUM},
+	{"server.subscriber_max_bytes", K_NUM},
+	{"server.subscriber_max_behind_ms", K_NUM},
 	{"server.allowed_hosts", K_ARR | K_OPEN},
 	{"plugins", K_ARR | K_OBJ},
 	{"plugins[]", K_OBJ},

@@ -377,8 +377,10 @@ static unsigned char *events_frame(struct conn *c, unsigned char *p, size_t *n,
 static int events_write(struct conn *c)
 {
 	if (c->sub.overflow) {
-		log_warn("sse: client more than %d events behind; closing (resume with "
-			 "Last-Event-ID: %lld)", SUB_QUEUE_MAX, (long long)c->sub.sent_seq);
+		char why[96];
+		subscriber_why(&c->sub, why, sizeof(why));
+		log_warn("sse: client %s; closing (resume with Last-Event-ID: %lld)", why,
+			 (long long)c->sub.sent_seq);
 		return -1;
 	}
 	size_t n = 0;

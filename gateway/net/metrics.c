@@ -192,7 +192,7 @@ static void bus_part(struct server *S, struct jw *w)
 	gauge(w, "agentgate_bus_lag_max_events", "Events waiting for the slowest subscriber.",
 	      (double)max);
 	family(w, "agentgate_bus_subscribers_dropped_total", "counter",
-	       "Subscribers cut off for falling more than 4096 events behind.");
+	       "Subscribers cut off for falling behind (server.subscriber_max_bytes or _max_behind_ms).");
 	sample(w, "agentgate_bus_subscribers_dropped_total", NULL, NULL, NULL, NULL,
 	       (double)bus_dropped(B));
 	gauge(w, "agentgate_connections", "HTTP requests, streams and WebSockets open.", S->nconns);

@@ -102,6 +102,7 @@ static void free_settings(struct server *S)
 
 /* The config's "server" section is needed before the engine (which needs the loop):
  * {"max_connections": 1024, "ws_ping_s": 30, "sse_heartbeat_ms": 10000,
+ *  "subscriber_max_bytes": 67108864, "subscriber_max_behind_ms": 15000,
  *  "allowed_hosts": ["gateway.internal"]}. */
 static int server_settings(const char *config_path, struct server *S, int *ping_s,
 			   struct err *e)
@@ -118,6 +119,12 @@ static int server_settings(const char *config_path, struct server *S, int *ping_
 	S->heartbeat_ms = cJSON_IsNumber(hb) && hb->valueint >= 50 ? hb->valueint : HEARTBEAT_MS;
 	S->max_conns = cJSON_IsNumber(mc) && mc->valueint > 0 ? mc->valueint : MAX_CONNECTIONS;
 	*ping_s = cJSON_IsNumber(ping) && ping->valueint > 0 ? ping->valueint : 30;
+	const cJSON *sb = cJSON_GetObjectItemCaseSensitive(sec, "subscriber_max_bytes");
+	const cJSON *sm = cJSON_GetObjectItemCaseSensitive(sec, "subscriber_max_behind_ms");
+	S->sub_limits.max_bytes = cJSON_IsNumber(sb) && sb->valuedouble >= 65536 &&
+				  sb->valuedouble <= 1e12 ? (size_t)sb->valuedouble : 0;
+	S->sub_limits.max_behind_ms = cJSON_IsNumber(sm) && sm->valuedouble >= 100 &&
+				      sm->valuedouble <= 864e5 ? (int64_t)sm->valuedouble : 0;
 	int rc = allowed_hosts(sec, S, e);
 	config_free(&cfg);
 	return rc;
@@ -161,6 +168,7 @@ int serve_run(const struct serve_opts *o)
 		free_settings(&S);
 		return 2;
 	}
+	bus_set_sub_limits(engine_bus(S.E), &S.sub_limits);
 	loop_on_signal(S.L, on_signal, &S);
 	log_info("serve: listening on http://%s:%d (data %s, model %s%s)", o->host, o->port,
 		 o->engine.data_dir, engine_config(S.E)->model, o->token ? ", token required" : "");

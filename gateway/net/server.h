@@ -87,6 +87,7 @@ struct server {
 	int nconns;
 	int max_conns;
 	int heartbeat_ms;
+	struct bus_sub_limits sub_limits; /* server.subscriber_max_bytes, _max_behind_ms */
 	int shutting_down;
 	lws_retry_bo_t idle; /* WS ping / hang-up policy; lives as long as the context */
 	struct conn conns; /* list sentinel */

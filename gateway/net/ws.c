@@ -269,9 +269,11 @@ static int write_frame(struct conn *c, unsigned char *p, size_t len)
 
 static int close_slow(struct conn *c)
 {
-	char why[120];
-	int n = snprintf(why, sizeof(why), "client too slow: over %d events queued; "
-			 "subscribe again with since=%lld", SUB_QUEUE_MAX, (long long)c->sub.sent_seq);
+	char why[123], what[80]; /* a close reason: at most 123 bytes */
+	subscriber_why(&c->sub, what, sizeof(what));
+	int n = snprintf(why, sizeof(why), "client too slow: %s; subscribe again with "
+			 "since=%lld", what, (long long)c->sub.sent_seq);
+	n = n < (int)sizeof(why) ? n : (int)sizeof(why) - 1;
 	log_warn("ws: closing a slow client at seq %lld", (long long)c->sub.sent_seq);
 	lws_close_reason(c->wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION, (unsigned char *)why,
 			 (size_t)n);
