@@ -5,7 +5,7 @@
 #        of the unit — it needs no running systemd)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libwebsockets-dev libsqlite3-dev libcurl4-openssl-dev
-      libcjson-dev libcmocka-dev)
+      libcjson-dev libcmocka-dev zlib1g-dev)
 if [ "${1:-}" = "--test" ]; then
   pkgs+=(sqlite3 chromium systemd)
   # Node may come from elsewhere than Debian's package (as on the CI image): keep it.

@@ -1,6 +1,6 @@
 #!/bin/sh
 # The layers of gateway/ may use only their own system libraries: libwebsockets in net/
-# and core/loop.c, SQLite in store/, libcurl in llm/, dlopen in plugin/. (Which project headers a layer
+# and core/loop.c, SQLite in store/, libcurl in llm/, dlopen in plugin/, zlib in bus/. (Which project headers a layer
 # sees is enforced by the include paths of its CMake library.) Run by every build;
 # prints each include that breaks the rule and fails.
 cd "$(dirname "$0")/../gateway" || exit 2
@@ -18,4 +18,5 @@ check 'libwebsockets\.h' 'net/.*|core/loop\.c' 'net/ and core/loop.c'
 check 'sqlite3\.h' 'store/.*' 'store/'
 check 'curl/curl\.h' 'llm/.*' 'llm/'
 check 'dlfcn\.h' 'plugin/.*' 'plugin/'
+check 'zlib\.h' 'bus/batchz\.c' 'bus/batchz.c'
 exit $bad

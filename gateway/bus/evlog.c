@@ -2,6 +2,7 @@
  * recent events, their persistence to the store (a batch per commit) and replay from a
  * seq. The bus (bus.c) fans events out; this keeps them. A shared log for several nodes
  * takes this one's place behind the same functions. Loop thread only. */
+#include "batchz.h"
 #include "evlog.h"
 #include "log.h"
 #include "loop.h"
@@ -25,6 +26,7 @@ struct evlog {
 	int64_t persisted; /* the newest seq handed to the store */
 	int64_t lost;      /* the newest seq neither stored nor in the ring (store errors) */
 	struct jw batch;   /* reused encoding buffer */
+	struct batchz *Z;  /* packs batches for the store, unpacks them for replay */
 };
 
 struct evlog *evlog_create(struct store *S, size_t ring_size, int64_t keep)
@@ -38,6 +40,12 @@ struct evlog *evlog_create(struct store *S, size_t ring_size, int64_t keep)
 		return NULL;
 	}
 	G->S = S;
+	G->Z = batchz_create();
+	if (!G->Z) {
+		free(G->ring);
+		free(G);
+		return NULL;
+	}
 	G->ring_size = ring_size;
 	G->keep = keep;
 	/* events up to the reservation may have reached subscribers without reaching the
@@ -63,6 +71,7 @@ void evlog_destroy(struct evlog *G)
 	for (size_t i = 0; i < G->ring_n; i++)
 		event_unref(G->ring[(G->ring_head + i) % G->ring_size]);
 	jw_free(&G->batch);
+	batchz_destroy(G->Z);
 	free(G->ring);
 	free(G);
 }
@@ -144,12 +153,14 @@ void evlog_persist(void *arg)
 	int64_t first = ring_at(G, from)->seq, last = ring_at(G, G->ring_n - 1)->seq;
 	for (size_t i = from; i < G->ring_n; i++)
 		encode_record(&G->batch, ring_at(G, i));
-	if (G->batch.oom) {
+	const void *packed;
+	size_t plen;
+	if (G->batch.oom || batchz_pack(G->Z, G->batch.buf, G->batch.len, &packed, &plen)) {
 		log_error("event log: out of memory writing events %lld..%lld to the store",
 			  (long long)first, (long long)last);
 		return;
 	}
-	if (store_event_batch_put(G->S, first, last, G->batch.buf, G->batch.len) == 0)
+	if (store_event_batch_put(G->S, first, last, packed, plen) == 0)
 		G->persisted = last;
 	/* prune once a quarter of `keep` has been added since the last time */
 	G->since_prune += last - first + 1;
@@ -202,6 +213,7 @@ static void reserve(struct evlog *G, int64_t seq)
 
 
 struct replay_ctx {
+	struct batchz *Z;
 	const char *session_id;
 	int descendants;
 	bus_fn fn;
@@ -229,8 +241,13 @@ static int replay_batch(void *arg, int64_t first_seq, int64_t last_seq, const vo
 			size_t len)
 {
 	struct replay_ctx *c = arg;
-	const unsigned char *p = data, *end = p + len;
-	(void)first_seq;
+	const void *raw = data;
+	if (batchz_unpack(c->Z, data, len, &raw, &len)) {
+		log_error("event log: stored events %lld..%lld are damaged: skipped",
+			  (long long)first_seq, (long long)last_seq);
+		len = 0;
+	}
+	const unsigned char *p = raw, *end = p + len;
 	while (c->n < c->max && end - p >= REC_HEAD) {
 		int64_t seq = (int64_t)get_le(p, 8);
 		size_t jl = get_le(p + 8, 4), sl = get_le(p + 12, 2), pl = get_le(p + 14, 2);
@@ -299,7 +316,8 @@ static int replay_from_store(struct evlog *G, struct replay_ctx *c, int64_t olde
 int evlog_replay(struct evlog *G, int64_t since, const char *session_id, int descendants,
 	       bus_fn fn, void *arg, int max, int64_t *upto)
 {
-	struct replay_ctx c = {session_id, descendants, fn, arg, since < 0 ? 0 : since, 0, max};
+	struct replay_ctx c = {G->Z, session_id, descendants, fn, arg, since < 0 ? 0 : since, 0,
+			       max};
 	*upto = G->seq;
 	if (c.last >= G->seq)
 		return 0;
