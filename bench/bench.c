@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -13,10 +14,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <sqlite3.h>
 
 #include "bus.h"
 #include "jw.h"
@@ -118,9 +124,24 @@ static void pure_stages(void)
 	bus_destroy(B);
 }
 
+/* "1.23 0.98 0.80": the load averages when the summary is printed. */
+static const char *loadavg(void)
+{
+	static char buf[64];
+	double a[3];
+	FILE *f = fopen("/proc/loadavg", "r");
+	if (f && fscanf(f, "%lf %lf %lf", &a[0], &a[1], &a[2]) == 3)
+		snprintf(buf, sizeof(buf), "%.2f %.2f %.2f", a[0], a[1], a[2]);
+	else
+		snprintf(buf, sizeof(buf), "unknown");
+	if (f)
+		fclose(f);
+	return buf;
+}
+
 /* ---- the server ---- */
 
-#define MAXS 256
+#define MAXS 1024
 
 struct run {
 	char url[64];
@@ -137,6 +158,8 @@ struct run {
 	int64_t prompted[MAXS];  /* when the prompt was sent */
 	int64_t first_seen[MAXS]; /* when its first delta arrived, 0 until then */
 	int mport;
+	char dir[64];
+	double floor_us; /* the floor probe's CPU per message, when measured */
 };
 
 static void add_lat(struct run *r, int64_t v)
@@ -301,6 +324,44 @@ static double cpu_seconds(pid_t pid)
 	return (double)total / 1e9;
 }
 
+/* The CPU time of pid's threads by name (ag-llm-io, ag-commit, ...; the loop is the
+ * process's name), into names/secs (at most max), for a breakdown. */
+static int cpu_by_thread(pid_t pid, char names[][16], double *secs, int max)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	DIR *d = opendir(path);
+	int n = 0;
+	for (struct dirent *e; d && (e = readdir(d));) {
+		if (e->d_name[0] == '.')
+			continue;
+		char p2[320], comm[16] = "";
+		unsigned long long ns = 0;
+		snprintf(p2, sizeof(p2), "/proc/%d/task/%s/comm", (int)pid, e->d_name);
+		FILE *f = fopen(p2, "r");
+		if (f && fgets(comm, sizeof(comm), f))
+			comm[strcspn(comm, "\n")] = 0;
+		if (f)
+			fclose(f);
+		snprintf(p2, sizeof(p2), "/proc/%d/task/%s/schedstat", (int)pid, e->d_name);
+		f = fopen(p2, "r");
+		if (f && fscanf(f, "%llu", &ns) != 1)
+			ns = 0;
+		if (f)
+			fclose(f);
+		int i = 0;
+		while (i < n && strcmp(names[i], comm))
+			i++;
+		if (i == n && n < max)
+			snprintf(names[n++], 16, "%s", comm), secs[i] = 0;
+		if (i < n)
+			secs[i] += (double)ns / 1e9;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
 static pid_t spawn(char *const argv[], int *out_fd)
 {
 	int fds[2];
@@ -337,6 +398,7 @@ static int free_port(void)
 static int start_processes(struct run *r, const char *dir)
 {
 	int fd;
+	snprintf(r->dir, sizeof(r->dir), "%s", dir);
 	char *mock_argv[] = {MOCKLLM_BIN, NULL};
 	r->mock = spawn(mock_argv, &fd);
 	char line[64] = "";
@@ -475,7 +537,8 @@ static struct run *run_start(char *dir)
 
 static void run_stop(struct run *r, const char *dir)
 {
-	stop_processes(r);
+	if (r->server)
+		stop_processes(r);
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd) != 0)
@@ -483,7 +546,62 @@ static void run_stop(struct run *r, const char *dir)
 	free(r);
 }
 
-static int server_run(int n, long tokens, int pace)
+/* What one server run measured, for the summary. */
+struct figures {
+	double cpu_us_per_token;
+	double p50_ms, p99_ms;
+	long tokens, expected;
+	long dropped;           /* subscribers cut off (agentgate_bus_subscribers_dropped_total) */
+	double log_bytes_per_token, db_bytes_per_token;
+};
+
+/* A counter from GET /metrics, or -1. */
+static long metric(const struct run *r, const char *name)
+{
+	char url[128];
+	snprintf(url, sizeof(url), "%s/metrics", r->url);
+	struct jw out;
+	jw_init(&out);
+	CURL *c = curl_easy_init();
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
+	curl_easy_perform(c);
+	curl_easy_cleanup(c);
+	long v = -1;
+	for (const char *p = out.buf; p && (p = strstr(p, name)); p += strlen(name))
+		if ((p == out.buf || p[-1] == '\n') && p[strlen(name)] == ' ')
+			v = atol(p + strlen(name) + 1);
+	jw_free(&out);
+	return v;
+}
+
+/* Bytes on disk after the server stopped: the event log's rows, and the whole database
+ * (its pages, after the checkpoint a clean stop makes, plus any WAL left). */
+static void disk_figures(const char *dir, long tokens, struct figures *f)
+{
+	char path[128], wal[140];
+	snprintf(path, sizeof(path), "%s/data/agentgate.db", dir);
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	sqlite3 *db;
+	sqlite3_stmt *q;
+	double log_bytes = 0;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db, "SELECT coalesce(sum(length(data)), 0) FROM event_batch", -1,
+			       &q, NULL) == SQLITE_OK) {
+		if (sqlite3_step(q) == SQLITE_ROW)
+			log_bytes = (double)sqlite3_column_int64(q, 0);
+		sqlite3_finalize(q);
+	}
+	sqlite3_close(db);
+	struct stat a, b;
+	double db_bytes = (stat(path, &a) ? 0 : (double)a.st_size) +
+			  (stat(wal, &b) ? 0 : (double)b.st_size);
+	f->log_bytes_per_token = tokens ? log_bytes / (double)tokens : 0;
+	f->db_bytes_per_token = tokens ? db_bytes / (double)tokens : 0;
+}
+
+static int server_run(int n, long tokens, int pace, struct figures *fig)
 {
 	char dir[] = "/tmp/agentgate-bench-XXXXXX";
 	struct run *r = run_start(dir);
@@ -497,7 +615,9 @@ static int server_run(int n, long tokens, int pace)
 	pthread_create(&th, NULL, subscriber, r);
 	for (int i = 0; i < 500 && !atomic_load(&r->connected); i++)
 		usleep(10000);
-	double cpu0 = cpu_seconds(r->server);
+	double cpu0 = cpu_seconds(r->server), t0[16], t1[16];
+	char names0[16][16], names1[16][16];
+	int nt0 = cpu_by_thread(r->server, names0, t0, 16);
 	create_and_prompt(r, n, tokens, pace);
 	long rss_peak = 0;
 	int64_t deadline = mono_us_() + 180 * 1000000LL;
@@ -513,12 +633,163 @@ static int server_run(int n, long tokens, int pace)
 		usleep(50000);
 	}
 	double cpu = cpu_seconds(r->server) - cpu0;
+	int nt1 = cpu_by_thread(r->server, names1, t1, 16);
+	struct figures f = {.tokens = (long)r->nlat, .expected = (long)n * tokens};
+	f.dropped = metric(r, "agentgate_bus_subscribers_dropped_total");
 	atomic_store(&r->stop, 1);
 	pthread_join(th, NULL);
 	report(r, n, tokens, pace, rss_idle, rss_peak, cpu);
+	f.cpu_us_per_token = r->nlat ? cpu * 1e6 / (double)r->nlat : 0;
+	f.p50_ms = pct(r->lat, r->nlat, 0.5);
+	f.p99_ms = pct(r->lat, r->nlat, 0.99);
+	stop_processes(r);
+	disk_figures(r->dir, f.tokens, &f);
+	printf("  CPU by thread         ");
+	for (int i = 0; i < nt1; i++) {
+		double before = 0;
+		for (int k = 0; k < nt0; k++)
+			before += strcmp(names0[k], names1[i]) ? 0 : t0[k];
+		printf("%s %.1f us  ", names1[i], r->nlat ? (t1[i] - before) * 1e6 / (double)r->nlat : 0);
+	}
+	printf("(per token)\n");
+	printf("  subscribers cut off   %ld\n", f.dropped);
+	printf("  on disk               event log %.1f B per token, whole database %.1f B per token\n",
+	       f.log_bytes_per_token, f.db_bytes_per_token);
+	if (fig)
+		*fig = f;
 	free(r->lat);
+	r->server = r->mock = 0;
 	run_stop(r, dir);
 	return 0;
+}
+
+/* ---- the floor: what relaying a token costs a thread that does nothing else ---- */
+
+/* A connected pair of TCP sockets on 127.0.0.1, Nagle off (tokens go out as written). */
+static int tcp_pair(int fd[2])
+{
+	int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+	if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 1) ||
+	    getsockname(l, (struct sockaddr *)&a, &al))
+		return -1;
+	fd[0] = socket(AF_INET, SOCK_STREAM, 0);
+	if (connect(fd[0], (struct sockaddr *)&a, sizeof(a)))
+		return -1;
+	fd[1] = accept(l, NULL, NULL);
+	close(l);
+	setsockopt(fd[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd[1] < 0 ? -1 : 0;
+}
+
+/* This thread's CPU time in ns (/proc/thread-self/schedstat). */
+static double thread_cpu_ns(void)
+{
+	FILE *f = fopen("/proc/thread-self/schedstat", "r");
+	unsigned long long ns = 0;
+	if (f && fscanf(f, "%llu", &ns) != 1)
+		ns = 0;
+	if (f)
+		fclose(f);
+	return (double)ns;
+}
+
+#define PROBE_MSG 300
+
+struct probe {
+	int in, out, n;
+	double cpu_ns;
+};
+
+/* The relay: sleeps in epoll until a message arrives, reads it, writes it on. */
+static void *relay_main(void *arg)
+{
+	struct probe *p = arg;
+	int ep = epoll_create1(0);
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = p->in};
+	epoll_ctl(ep, EPOLL_CTL_ADD, p->in, &ev);
+	char buf[4096];
+	double c0 = thread_cpu_ns();
+	for (long got = 0; got < (long)p->n * PROBE_MSG;) {
+		if (epoll_wait(ep, &ev, 1, 5000) <= 0)
+			break;
+		ssize_t k = read(p->in, buf, sizeof(buf));
+		if (k <= 0 || write(p->out, buf, (size_t)k) != k)
+			break;
+		got += k;
+	}
+	p->cpu_ns = thread_cpu_ns() - c0;
+	close(ep);
+	return NULL;
+}
+
+static void *sink_main(void *arg)
+{
+	struct probe *p = arg;
+	char buf[4096];
+	for (long got = 0; got < (long)p->n * PROBE_MSG;) {
+		ssize_t k = read(p->out, buf, sizeof(buf));
+		if (k <= 0)
+			break;
+		got += k;
+	}
+	return NULL;
+}
+
+/* n messages of PROBE_MSG bytes, one every pace_ms, source -> relay -> sink over
+ * loopback: the relay thread's CPU per message, in us. */
+static double floor_probe(int n, int pace_ms)
+{
+	int a[2], b[2];
+	if (tcp_pair(a) || tcp_pair(b))
+		return 0;
+	struct probe relay = {.in = a[1], .out = b[0], .n = n}, sink = {.out = b[1], .n = n};
+	pthread_t t1, t2;
+	pthread_create(&t1, NULL, relay_main, &relay);
+	pthread_create(&t2, NULL, sink_main, &sink);
+	char msg[PROBE_MSG];
+	memset(msg, 'x', sizeof(msg));
+	struct timespec next;
+	clock_gettime(CLOCK_MONOTONIC, &next);
+	for (int i = 0; i < n; i++) {
+		next.tv_nsec += (long)pace_ms * 1000000;
+		while (next.tv_nsec >= 1000000000) {
+			next.tv_nsec -= 1000000000;
+			next.tv_sec++;
+		}
+		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+		if (write(a[0], msg, sizeof(msg)) != (ssize_t)sizeof(msg))
+			break;
+	}
+	pthread_join(t1, NULL);
+	pthread_join(t2, NULL);
+	for (int i = 0; i < 2; i++) {
+		close(a[i]);
+		close(b[i]);
+	}
+	double us = relay.cpu_ns / 1000.0 / n;
+	printf("\nfloor probe: a thread relaying %d-byte messages over loopback (wake, read, "
+	       "write), one every %d ms\n  %.1f us CPU per message (%d messages)\n", PROBE_MSG,
+	       pace_ms, us, n);
+	return us;
+}
+
+/* An idle server's CPU: what it spends per second with nothing to do. */
+static double idle_run(int secs)
+{
+	char dir[] = "/tmp/agentgate-bench-XXXXXX";
+	struct run *r = run_start(dir);
+	if (!r)
+		return -1;
+	sleep(1); /* start-up settles */
+	double c0 = cpu_seconds(r->server);
+	sleep((unsigned)secs);
+	double ms = (cpu_seconds(r->server) - c0) * 1000.0 / secs;
+	printf("\nidle server, %d s: %.3f ms CPU per second\n", secs, ms);
+	run_stop(r, dir);
+	return ms;
 }
 
 static long get_json_int(const char *url, const char *key)
@@ -638,23 +909,49 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--tokens") && i + 1 < argc)
 			tokens = atol(argv[++i]);
 		else {
-			fprintf(stderr, "usage: agentgate_bench [--quick] [--only pure|burst|paced|abort|history] [--tokens N]\n");
+			fprintf(stderr, "usage: agentgate_bench [--quick] [--only pure|floor|idle|"
+				"one|burst|paced|many|abort|history] [--tokens N]\n");
 			return 2;
 		}
 	}
+#define WANT(name) (!only || !strcmp(only, name))
 	signal(SIGPIPE, SIG_IGN);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	printf("agentgate bench (%s)\n\n", quick ? "quick" : "full");
-	if (!only || !strcmp(only, "pure"))
+	double floor_us = 0, idle_ms = -1;
+	struct figures one = {0}, many = {0};
+	if (WANT("pure"))
 		pure_stages();
-	if (!only || !strcmp(only, "burst"))
-		server_run(20, tokens > 0 ? tokens : quick ? 100 : 500, 0);
-	if (!only || !strcmp(only, "paced"))
-		server_run(quick ? 20 : 100, tokens > 0 ? tokens : quick ? 50 : 200, 20);
-	if (!only || !strcmp(only, "abort"))
+	if (WANT("floor") || WANT("one"))
+		floor_us = floor_probe(quick ? 100 : 500, 20);
+	if (WANT("idle"))
+		idle_ms = idle_run(quick ? 3 : 10);
+	if (WANT("one"))
+		server_run(1, tokens > 0 ? tokens : quick ? 100 : 500, 20, &one);
+	if (WANT("burst"))
+		server_run(20, tokens > 0 ? tokens : quick ? 100 : 500, 0, NULL);
+	if (WANT("paced"))
+		server_run(quick ? 20 : 100, tokens > 0 ? tokens : quick ? 50 : 200, 20, NULL);
+	if (WANT("many"))
+		server_run(quick ? 200 : 1000, tokens > 0 ? tokens : quick ? 50 : 100, 20, &many);
+	if (WANT("abort"))
 		abort_run(quick ? 5 : 20);
-	if (!only || !strcmp(only, "history"))
+	if (WANT("history"))
 		history_run(quick);
+	printf("\nsummary (this machine, this run; load average %s)\n", loadavg());
+	if (floor_us > 0)
+		printf("  floor probe                    %.1f us CPU per relayed message\n", floor_us);
+	if (one.tokens)
+		printf("  one paced stream               %.1f us CPU per token = %.1fx the floor; "
+		       "event log %.1f B per token on disk\n", one.cpu_us_per_token,
+		       floor_us > 0 ? one.cpu_us_per_token / floor_us : 0, one.log_bytes_per_token);
+	if (many.expected)
+		printf("  %ld paced sessions           %.1f us CPU per token, token -> subscriber "
+		       "p50 %.1f ms p99 %.1f ms, %ld of %ld tokens, %ld subscribers cut off\n",
+		       many.expected / (tokens > 0 ? tokens : quick ? 50 : 100), many.cpu_us_per_token,
+		       many.p50_ms, many.p99_ms, many.tokens, many.expected, many.dropped);
+	if (idle_ms >= 0)
+		printf("  idle server                    %.3f ms CPU per second\n", idle_ms);
 	curl_global_cleanup();
 	return 0;
 }

@@ -87,6 +87,7 @@ int observer_start(struct ag_plugin *p)
 		free(o);
 		return -1;
 	}
+	pthread_setname_np(o->thread, "ag-observer"); /* at most 15 bytes: no plugin id */
 	return 0;
 }
 

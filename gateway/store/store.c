@@ -243,6 +243,8 @@ static void ckpt_start(struct store *S)
 	pthread_mutex_init(&S->ckpt_lock, NULL);
 	pthread_cond_init(&S->ckpt_cond, NULL);
 	S->ckpt_running = pthread_create(&S->ckpt_thread, NULL, ckpt_main, S) == 0;
+	if (S->ckpt_running)
+		pthread_setname_np(S->ckpt_thread, "ag-checkpoint");
 	if (!S->ckpt_running)
 		log_error("store: cannot start the checkpoint thread; the WAL will grow");
 }

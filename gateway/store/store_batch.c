@@ -540,6 +540,8 @@ int store_batch_start(struct store *S, struct loop *L)
 	pthread_cond_init(&S->cm_done_cond, &ca);
 	pthread_condattr_destroy(&ca);
 	S->cm_running = pthread_create(&S->cm_thread, NULL, cm_main, S) == 0;
+	if (S->cm_running)
+		pthread_setname_np(S->cm_thread, "ag-commit");
 	if (!S->cm_running) {
 		log_error("store: cannot start the committer thread");
 		return -1;
