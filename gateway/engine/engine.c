@@ -578,7 +578,7 @@ struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct
 		goto fail;
 	store_add_flush_hook(E->S, msg_store_due, E);
 	timer_init(&E->sweeper, L, turn_sweep);
-	timer_arm(&E->sweeper, SWEEP_MS);
+	timer_arm(&E->sweeper, SWEEP_IDLE_MS);
 	E->B = bus_create(E->S, (size_t)E->C.event_ring, E->C.event_keep);
 	if (!E->B) {
 		err_set(e, ERR_INTERNAL, "out of memory");

@@ -42,6 +42,7 @@ struct engine {
 	const char *aborting[16]; /* sessions whose subtree engine_abort is ending now */
 	int naborting;
 	struct timer sweeper;
+	int sweep_fast;      /* the sweeper runs every SWEEP_MS (else SWEEP_IDLE_MS) */
 	int closing;
 	struct turn_stat *stats;   /* turns by source and outcome, for GET /metrics (stats.c) */
 	int nstats, capstats;
@@ -270,8 +271,13 @@ void session_emit_error(struct engine *E, struct session *s, struct turn *t,
 /* Writes kept in memory for a failing store past this end the running turns (their
  * text so far is kept and written when the store recovers). */
 #define STORE_PENDING_MAX (64u << 20)
-/* The no-silent-busy sweeper (a timer callback). */
+/* With every cached session idle the sweeper only evicts: it runs this seldom. */
+#define SWEEP_IDLE_MS 60000
+/* The no-silent-busy sweeper (a timer callback), every SWEEP_MS while a session is busy,
+ * else every SWEEP_IDLE_MS; turn_sweep_soon brings it back to SWEEP_MS (a session
+ * became busy). */
 void turn_sweep(struct timer *t);
+void turn_sweep_soon(struct engine *E);
 /* The implementations of engine_prompt, engine_waiter_cancel, engine_abort,
  * engine_turn_cancel, engine_recover and engine_shutdown (engine.h documents them). */
 int turn_accept(struct engine *E, const struct prompt *p, struct prompt_result *r,

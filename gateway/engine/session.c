@@ -244,8 +244,10 @@ void session_set_status(struct engine *E, struct session *s, enum status_type st
 		return;
 	s->status = st;
 	session_announce_status(E, s);
-	if (st != ST_IDLE)
+	if (st != ST_IDLE) {
+		turn_sweep_soon(E); /* the sweeper watches what is busy */
 		return;
+	}
 	struct bus_env env;
 	session_env(s, s->cur, &env);
 	bus_begin(E->B, &E->jw, "session.idle");

@@ -741,6 +741,7 @@ void turn_sweep(struct timer *tm)
 {
 	struct engine *E = container_of(tm, struct engine, sweeper);
 	int64_t now = now_ms();
+	int active = 0;
 	for (int b = 0; b < SES_BUCKETS; b++)
 		for (struct session *s = E->buckets[b], *next; s; s = next) {
 			next = s->hnext;
@@ -748,7 +749,19 @@ void turn_sweep(struct timer *tm)
 			if (evictable(s, now)) {
 				session_unlink(E, s);
 				session_free(s);
+			} else {
+				active |= s->cur || turnq_busy(&s->q) || s->status != ST_IDLE;
 			}
 		}
-	timer_arm(tm, SWEEP_MS);
+	/* an idle server is not woken every SWEEP_MS: only eviction is left to do */
+	E->sweep_fast = active;
+	timer_arm(tm, active ? SWEEP_MS : SWEEP_IDLE_MS);
+}
+
+void turn_sweep_soon(struct engine *E)
+{
+	if (!E->sweep_fast && !E->closing) {
+		E->sweep_fast = 1;
+		timer_arm(&E->sweeper, SWEEP_MS);
+	}
 }

@@ -220,14 +220,21 @@ static void *ckpt_main(void *arg)
 		     NULL, NULL, NULL);
 	pthread_mutex_lock(&S->ckpt_lock);
 	while (!S->ckpt_stop) {
+		/* asleep until a commit wrote something, then at most one checkpoint every
+		 * CKPT_INTERVAL_MS: an idle server's checkpointer does not wake at all */
+		while (!S->ckpt_dirty && !S->ckpt_stop)
+			pthread_cond_wait(&S->ckpt_cond, &S->ckpt_lock);
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += CKPT_INTERVAL_MS * 1000000L;
 		ts.tv_sec += ts.tv_nsec / 1000000000L;
 		ts.tv_nsec %= 1000000000L;
-		pthread_cond_timedwait(&S->ckpt_cond, &S->ckpt_lock, &ts);
+		while (!S->ckpt_stop &&
+		       pthread_cond_timedwait(&S->ckpt_cond, &S->ckpt_lock, &ts) != ETIMEDOUT)
+			;
 		if (S->ckpt_stop)
 			break;
+		S->ckpt_dirty = 0;
 		pthread_mutex_unlock(&S->ckpt_lock);
 		/* PASSIVE: copies what it can without blocking the writer or readers */
 		sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
@@ -247,6 +254,16 @@ static void ckpt_start(struct store *S)
 		pthread_setname_np(S->ckpt_thread, "ag-checkpoint");
 	if (!S->ckpt_running)
 		log_error("store: cannot start the checkpoint thread; the WAL will grow");
+}
+
+void store_ckpt_kick(struct store *S)
+{
+	if (!S->ckpt_running)
+		return;
+	pthread_mutex_lock(&S->ckpt_lock);
+	S->ckpt_dirty = 1;
+	pthread_cond_signal(&S->ckpt_cond);
+	pthread_mutex_unlock(&S->ckpt_lock);
 }
 
 static void ckpt_stop(struct store *S)

@@ -280,6 +280,8 @@ static void *cm_main(void *arg)
 			snprintf(err, sizeof(err), "%s", sqlite3_errmsg(S->db));
 		else
 			wal_bound(S);
+		if (rc == SQLITE_DONE)
+			store_ckpt_kick(S);
 		pthread_mutex_lock(&S->cm_lock);
 		S->cm_rc = rc == SQLITE_DONE ? 0 : rc;
 		memcpy(S->cm_err, err, sizeof(err));

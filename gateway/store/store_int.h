@@ -61,6 +61,7 @@ struct store {
 	/* WAL checkpoints run on their own thread and connection (store.c) */
 	pthread_t ckpt_thread;
 	int ckpt_running, ckpt_stop;
+	int ckpt_dirty; /* a commit wrote since the last checkpoint (under ckpt_lock) */
 	pthread_mutex_t ckpt_lock;
 	pthread_cond_t ckpt_cond;
 	int wal_frames; /* frames in the WAL after the last commit (committer thread) */
@@ -110,6 +111,8 @@ void store_batch_stop(struct store *S);
 /* Before the loop reads: a commit in flight is waited for, bounded (STORE_STUCK_MS from
  * its start); 0 when the connection is the loop's again, -1 when the disk is slow. */
 int store_db_ready(struct store *S);
+/* Committer thread: a commit wrote pages, so the checkpoint thread has work (store.c). */
+void store_ckpt_kick(struct store *S);
 /* Building a logged write: op_new, then one op_* per statement parameter in order,
  * then op_done (which logs it and applies it to the open transaction). */
 struct op *op_new(struct store *S, enum stmt st);
