@@ -12,7 +12,7 @@
 #include "err.h"
 #include "loop.h"
 
-#define STORE_COMMIT_MS 100
+#define STORE_COMMIT_MS 200
 
 struct store;
 
