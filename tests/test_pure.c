@@ -479,6 +479,7 @@ static void commands_load_checks_each_entry(void **state)
 		cJSON_Delete(j);
 	}
 	agents_free(&A);
+}
 
 /* The timer queue pops in deadline order whatever was inserted, re-armed or removed. */
 static void timerq_pops_in_deadline_order(void **state)
