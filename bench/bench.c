@@ -555,6 +555,17 @@ struct figures {
 	double log_bytes_per_token, db_bytes_per_token;
 };
 
+/* GET url into out (jw_init'd by the caller). */
+static void http_get(const char *url, struct jw *out)
+{
+	CURL *c = curl_easy_init();
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+	curl_easy_perform(c);
+	curl_easy_cleanup(c);
+}
+
 /* A counter from GET /metrics, or -1. */
 static long metric(const struct run *r, const char *name)
 {
@@ -562,12 +573,7 @@ static long metric(const struct run *r, const char *name)
 	snprintf(url, sizeof(url), "%s/metrics", r->url);
 	struct jw out;
 	jw_init(&out);
-	CURL *c = curl_easy_init();
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
-	curl_easy_perform(c);
-	curl_easy_cleanup(c);
+	http_get(url, &out);
 	long v = -1;
 	for (const char *p = out.buf; p && (p = strstr(p, name)); p += strlen(name))
 		if ((p == out.buf || p[-1] == '\n') && p[strlen(name)] == ' ')
@@ -796,12 +802,7 @@ static long get_json_int(const char *url, const char *key)
 {
 	struct jw out;
 	jw_init(&out);
-	CURL *c = curl_easy_init();
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
-	curl_easy_perform(c);
-	curl_easy_cleanup(c);
+	http_get(url, &out);
 	const char *k = out.buf ? strstr(out.buf, key) : NULL;
 	long v = k ? atol(k + strlen(key) + 2) : -1;
 	jw_free(&out);
