@@ -143,6 +143,11 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 	return need;
 }
 
+size_t jw_utf8_len(const char *s, size_t n)
+{
+	return utf8_len((const unsigned char *)s, n);
+}
+
 void jw_escape(struct jw *w, const char *s, size_t n)
 {
 	const unsigned char *p = (const unsigned char *)s;

@@ -50,4 +50,8 @@ void jw_append(struct jw *w, const char *s, size_t n);
 /* Appends the escaped body of a JSON string (no quotes) to w. */
 void jw_escape(struct jw *w, const char *s, size_t n);
 
+/* Length of the valid UTF-8 sequence at s (n bytes available, n > 0), 0 if invalid
+ * (an ASCII byte is not a sequence here: 0 too). Pure. */
+size_t jw_utf8_len(const char *s, size_t n);
+
 #endif

@@ -536,6 +536,59 @@ static void warn_missing_keys(struct engine *E)
 	}
 }
 
+/* Where the store is (store_open's `where`, malloc'd): --store, else the config's
+ * "store" (a relative sqlite: path is relative to the config file), else the data
+ * directory's agentgate.db. */
+static char *store_where(struct engine *E, const char *flag, const char *dir, struct err *e)
+{
+	const cJSON *cs = cJSON_GetObjectItemCaseSensitive(E->C.root, "store");
+	const char *w = flag ? flag : cs ? cs->valuestring : NULL;
+	if (!flag && cs && !cJSON_IsString(cs)) {
+		err_set(e, ERR_INVALID, "config \"store\": expected sqlite:PATH or "
+			"postgres://USER@HOST:PORT/DATABASE");
+		return NULL;
+	}
+	if (w && store_check_where(w, flag ? "--store" : "config \"store\"", e))
+		return NULL;
+	char *out = NULL;
+	if (!w)
+		out = strdup(dir);
+	else if (!flag && !strncmp(w, "sqlite:", 7) && w[7] != '/' && E->C.dir)
+		out = asprintf(&out, "sqlite:%s/%s", E->C.dir, w + 7) < 0 ? NULL : out;
+	else
+		out = strdup(w);
+	if (!out)
+		err_set(e, ERR_INTERNAL, "out of memory");
+	return out;
+}
+
+/* A SQLite store outside the data directory: its directory gets the same one-owner lock
+ * (two gateways with two data directories must not share one database file). */
+static int lock_store_dir(struct engine *E, const char *where, const char *owner,
+			  struct err *e)
+{
+	E->store_lock_fd = -1;
+	if (strncmp(where, "sqlite:", 7))
+		return 0;
+	char *copy = strdup(where + 7), real[PATH_MAX];
+	if (!copy) {
+		err_set(e, ERR_INTERNAL, "out of memory");
+		return -1;
+	}
+	char *slash = strrchr(copy, '/');
+	const char *sdir = slash ? (slash == copy ? "/" : (*slash = 0, copy)) : ".";
+	int rc = 0;
+	if (!realpath(sdir, real)) {
+		err_set(e, ERR_INVALID, "store %s: %s: %s", where, sdir, strerror(errno));
+		rc = -1;
+	} else if (!E->data_dir || strcmp(real, E->data_dir)) {
+		E->store_lock_fd = datadir_lock(real, owner, e);
+		rc = E->store_lock_fd < 0 ? -1 : 0;
+	}
+	free(copy);
+	return rc;
+}
+
 int engine_check_config(struct loop *L, const char *path, struct err *e)
 {
 	struct engine *E = calloc(1, sizeof(*E));
@@ -544,11 +597,14 @@ int engine_check_config(struct loop *L, const char *path, struct err *e)
 		return -1;
 	}
 	E->L = L;
-	E->lock_fd = -1;
+	E->lock_fd = E->store_lock_fd = -1;
 	jw_init(&E->jw);
 	struct engine_opts o = {.config_path = path};
+	char *where = NULL;
 	int rc = load_config(E, &o, e) || set_workspace(E, NULL, e) || permission_init(E, e) ||
-		 compact_init(E, e) || load_providers(E, e) ? -1 : 0;
+		 compact_init(E, e) || load_providers(E, e) ||
+		 !(where = store_where(E, NULL, "./data", e)) ? -1 : 0;
+	free(where);
 	engine_destroy(E);
 	return rc;
 }
@@ -563,6 +619,7 @@ struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct
 	E->L = L;
 	jw_init(&E->jw);
 	const char *dir = o->data_dir ? o->data_dir : "./data";
+	E->store_lock_fd = -1;
 	E->lock_fd = datadir_lock(dir, o->owner, e);
 	E->data_dir = realpath(dir, NULL);
 	if (E->lock_fd < 0 || load_config(E, o, e) || set_workspace(E, o->workspace, e) ||
@@ -573,9 +630,12 @@ struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct
 		err_set(e, ERR_INTERNAL, "cannot register the built-in tools");
 		goto fail;
 	}
-	E->S = store_open(dir, L, e);
-	if (!E->S)
+	char *where = store_where(E, o->store, dir, e);
+	if (!where || lock_store_dir(E, where, o->owner, e) || !(E->S = store_open(where, L, e))) {
+		free(where);
 		goto fail;
+	}
+	free(where);
 	store_add_flush_hook(E->S, msg_store_due, E);
 	timer_init(&E->sweeper, L, turn_sweep);
 	timer_arm(&E->sweeper, SWEEP_IDLE_MS);
@@ -632,6 +692,7 @@ void engine_destroy(struct engine *E)
 	config_free(&E->C);
 	jw_free(&E->jw);
 	free(E->stats);
+	datadir_unlock(E->store_lock_fd);
 	datadir_unlock(E->lock_fd); /* last: nothing of this process touches the store now */
 	free(E);
 }

@@ -30,10 +30,13 @@ struct engine_opts {
 	int64_t stall_ms;        /* > 0 overrides config and environment */
 	const char *openai_base_url, *anthropic_base_url; /* flags override env/config */
 	const char *workspace;   /* --workspace: over the config's "workspace", over the cwd */
+	const char *store;       /* --store: over the config's "store", over DATA/agentgate.db */
 };
 
 /* Takes the data directory's lock (datadir.h: a second owner gets ERR_BUSY naming the
- * first), opens the store, loads config, agents, tools and providers. NULL with e filled. */
+ * first), opens the store (sqlite:PATH or postgres://...: store.h; a SQLite file outside
+ * the data directory has its own directory locked too), loads config, agents, tools and
+ * providers. NULL with e filled. */
 struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct err *e);
 /* Reads the config file at path as engine_create would — numbers and limits, agents,
  * permission rules, the workspace, the providers (scripted rules included) and the

@@ -26,6 +26,7 @@ enum tool_state { TS_PENDING, TS_RUNNING, TS_COMPLETED, TS_ERROR };
 struct engine {
 	struct loop *L;
 	int lock_fd;         /* the data directory's lock (datadir.h) */
+	int store_lock_fd;   /* a SQLite store's directory's, when not the data directory */
 	struct store *S;
 	struct bus *B;
 	struct llm *M;

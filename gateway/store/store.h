@@ -1,9 +1,11 @@
-/* store: everything durable, in one SQLite database (WAL) owned by the loop thread.
- * Writes join a transaction that a timer commits within STORE_COMMIT_MS, so streamed
- * text is readable by other connections while it streams; store_flush() commits at
- * once where a caller must not acknowledge before the data is durable. Nothing outside
- * this module speaks SQL. Records carry the API's JSON (`data`) beside the columns that
- * are queried. Loop thread only. Strings passed in are borrowed for the call. */
+/* store: everything durable, in one database owned by the loop thread: SQLite (a file,
+ * WAL; the default) or PostgreSQL, behind the same functions (store_int.h's backend
+ * table). Writes join a transaction that a timer commits within STORE_COMMIT_MS, so
+ * streamed text is readable by other connections while it streams; store_flush()
+ * commits at once where a caller must not acknowledge before the data is durable.
+ * Nothing outside this module speaks SQL. Records carry the API's JSON (`data`) beside
+ * the columns that are queried. Loop thread only. Strings passed in are borrowed for
+ * the call. */
 #ifndef AG_STORE_H
 #define AG_STORE_H
 #include <stddef.h>
@@ -40,9 +42,16 @@ struct store_turn {
 	int64_t time_created, time_started, time_ended;
 };
 
-/* Opens (creating and migrating) DIR/agentgate.db. NULL on failure, with e naming the
- * file and why (SQLite's message and the OS's reason). */
-struct store *store_open(const char *dir, struct loop *L, struct err *e);
+/* Opens, creating or migrating its schema, the database `where` names:
+ *   sqlite:PATH              the SQLite database file PATH (its directory must exist)
+ *   postgres://... (or postgresql://...) a PostgreSQL database, a libpq URL; one
+ *                            gateway at a time writes it (a session advisory lock)
+ *   DIR                      DIR/agentgate.db, DIR created if missing
+ * NULL on failure, with e naming the database and why. */
+struct store *store_open(const char *where, struct loop *L, struct err *e);
+/* Whether `where` names a store as a user gives one (sqlite:PATH or a PostgreSQL URL),
+ * without opening it: 0, or -1 with e naming it by `what` ("--store") and the problem. */
+int store_check_where(const char *where, const char *what, struct err *e);
 void store_close(struct store *S); /* commits what is pending */
 /* Commits the open batch now and waits for it, bounded: 0 durable; -1 not written (the
  * store is failing, or the disk is slow and a commit before this one still runs: see
@@ -59,11 +68,12 @@ int store_flush(struct store *S);
 uint64_t store_mark(struct store *S);
 int store_commit_since(struct store *S, uint64_t mark);
 /* NULL while writes go through; else why they do not (full disk, I/O error, the file
- * deleted or replaced, a commit that has run for more than 100 ms). Writes made
- * meanwhile are kept in memory and retried with backoff; reads see what is on disk,
- * except while the disk is slow (store_slow), when they fail at once. */
+ * deleted or replaced, PostgreSQL unreachable, a commit that has run for more than the
+ * backend's bound: 100 ms on SQLite). Writes made meanwhile are kept in memory and
+ * retried with backoff; reads see what is on disk (PostgreSQL: fail while it cannot
+ * be reached), except while the database is slow (store_slow), when they fail at once. */
 const char *store_failure(struct store *S);
-/* 1 while a commit has run longer than 100 ms: reads would wait for the disk. */
+/* 1 while a commit has run longer than the backend's bound: reads would wait for it. */
 int store_slow(struct store *S);
 /* Memory held by writes waiting for a failing store (0 while writes go through). */
 size_t store_pending_bytes(struct store *S);
@@ -76,6 +86,7 @@ size_t store_pending_bytes(struct store *S);
  * writes return -1 only when out of memory. */
 int store_begin(struct store *S);
 int store_add_flush_hook(struct store *S, void (*fn)(void *arg), void *arg);
+/* The database: SQLite's file, or PostgreSQL's URL without its password. */
 const char *store_path(struct store *S);
 /* The store_mark() of the newest write known to be on disk: a write whose mark (read
  * right after it) is at most this is durable. */

@@ -1,18 +1,20 @@
-/* store_batch: the open batch of writes and how it reaches the disk.
+/* store_batch: the open batch of writes and how it reaches the database, whichever the
+ * backend (store_int.h).
  *
  * Every write is applied to the open transaction at once (so reads see it) and also kept
  * as an operation in the batch log until its batch commits. COMMITs run on the committer
  * thread: the loop hands the transaction over and goes on serving streams and requests;
  * writes made meanwhile wait in the log and form the next batch. So a slow or frozen
- * disk delays commits but not the loop. Where an answer must wait for durability
- * (store_flush), the wait is bounded: ACK_WAIT_MS for the caller's own commit, and a
- * caller behind a commit that has run STORE_STUCK_MS is refused at once.
+ * database delays commits but not the loop. Where an answer must wait for durability
+ * (store_flush), the wait is bounded: the backend's ack_ms for the caller's own commit,
+ * and a caller behind a commit that has run the backend's slow_ms is refused at once.
  *
- * A failed write or commit (full disk, I/O error) rolls the transaction back; the log
- * is kept and applied again in a new transaction by a retry timer (backoff up to
- * RETRY_MAX_MS), and writes made meanwhile join it. A database file deleted or replaced
- * under the server is noticed before each commit (its inode) and ends all writing: no
- * retry can put the data where a restart will look. */
+ * A failed write or commit (full disk, I/O error, a lost connection) rolls the
+ * transaction back; the log is kept and applied again in a new transaction by a retry
+ * timer (backoff up to RETRY_MAX_MS), and writes made meanwhile join it. A database that
+ * can never be written again (SQLite: the file deleted or replaced under the server) is
+ * noticed before each commit and ends all writing: no retry can put the data where a
+ * restart will look. */
 #include "log.h"
 #include "store_int.h"
 #include "vec.h"
@@ -21,14 +23,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #define RETRY_FIRST_MS 100
 #define RETRY_MAX_MS 5000
-#define STORE_STUCK_MS 100 /* a commit running longer than this: the disk is slow */
-#define ACK_WAIT_MS 250    /* a durable answer waits this long for its own commit */
-#define WAL_RESTART_FRAMES 4096 /* 16 MiB of 4 KiB pages */
 
 /* A completion posted to the loop holds a reference: the store may be closed first. */
 struct cm_token {
@@ -67,26 +65,6 @@ static void log_drop(struct store *S, int from, int to)
 	S->nops -= to - from;
 }
 
-static int apply(struct store *S, const struct op *o)
-{
-	sqlite3_stmt *q = S->st[o->st];
-	for (int i = 0; i < o->nv; i++) {
-		const struct val *v = &o->v[i];
-		if (v->type == V_INT)
-			sqlite3_bind_int64(q, i + 1, v->i);
-		else if (v->type == V_TEXT)
-			sqlite3_bind_text(q, i + 1, v->p, (int)v->n, SQLITE_STATIC);
-		else if (v->type == V_BLOB)
-			sqlite3_bind_blob64(q, i + 1, v->p, v->n, SQLITE_STATIC);
-		else
-			sqlite3_bind_null(q, i + 1);
-	}
-	int rc = sqlite3_step(q);
-	sqlite3_clear_bindings(q);
-	sqlite3_reset(q);
-	return rc == SQLITE_DONE ? 0 : -1;
-}
-
 static int committing(const struct store *S)
 {
 	return S->cm_started_us != 0;
@@ -105,8 +83,7 @@ static void fail_batch(struct store *S, const char *what, const char *why)
 	} else if (S->backoff_ms < RETRY_MAX_MS) {
 		S->backoff_ms = S->backoff_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : S->backoff_ms * 2;
 	}
-	if (!sqlite3_get_autocommit(S->db))
-		sqlite3_exec(S->db, "ROLLBACK", NULL, NULL, NULL);
+	S->be->rollback(S);
 	S->in_tx = 0;
 	S->applied = S->committing_n = 0;
 	S->retry_due = S->retrying = 0;
@@ -123,11 +100,8 @@ int store_begin(struct store *S)
 		S->want_batch = 1; /* opened when the commit in flight ends, or by the retry */
 		return 0;
 	}
-	if (sqlite3_step(S->st[ST_BEGIN]) != SQLITE_DONE) {
-		sqlite3_reset(S->st[ST_BEGIN]);
+	if (S->be->begin(S))
 		return -1;
-	}
-	sqlite3_reset(S->st[ST_BEGIN]);
 	S->in_tx = 1;
 	S->want_batch = 0;
 	timer_arm(&S->commit_timer, STORE_COMMIT_MS);
@@ -141,12 +115,12 @@ static void apply_pending(struct store *S)
 	if (committing(S) || (S->failure && !S->retrying))
 		return;
 	if (store_begin(S)) {
-		fail_batch(S, "BEGIN", sqlite3_errmsg(S->db));
+		fail_batch(S, "BEGIN", S->be->errmsg(S));
 		return;
 	}
 	for (; S->applied < S->nops; S->applied++) {
-		if (apply(S, &S->ops[S->applied])) {
-			fail_batch(S, store_sql[S->ops[S->applied].st], sqlite3_errmsg(S->db));
+		if (S->be->apply(S, &S->ops[S->applied])) {
+			fail_batch(S, S->be->sql[S->ops[S->applied].st], S->be->errmsg(S));
 			return;
 		}
 	}
@@ -226,7 +200,7 @@ int op_done(struct store *S, struct op *o)
 	for (int i = 0; i < o->nv; i++) {
 		if (o->v[i].type < 0) {
 			op_free(o);
-			log_error("store: out of memory logging a write (%s)", store_sql[o->st]);
+			log_error("store: out of memory logging a write (%s)", S->be->sql[o->st]);
 			return -1;
 		}
 	}
@@ -248,18 +222,6 @@ void store_log_each(struct store *S, int (*fn)(void *arg, const struct op *o), v
 
 /* ---- commits on the committer thread ---- */
 
-/* The checkpoint thread copies the WAL into the database, but SQLite starts the WAL over
- * only when a transaction begins with every frame copied, which never happens while
- * commits follow each other without a pause. Past a bound the committer restarts it: the
- * frames not yet copied are copied, then the WAL is reused from its start. */
-static void wal_bound(struct store *S)
-{
-	if (S->wal_frames < WAL_RESTART_FRAMES)
-		return;
-	if (sqlite3_wal_checkpoint_v2(S->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL) == SQLITE_OK)
-		S->wal_frames = 0;
-}
-
 static void cm_posted(void *arg);
 
 static void *cm_main(void *arg)
@@ -273,17 +235,10 @@ static void *cm_main(void *arg)
 			break;
 		struct cm_token *tok = S->token;
 		pthread_mutex_unlock(&S->cm_lock);
-		int rc = sqlite3_step(S->st[ST_COMMIT]);
-		sqlite3_reset(S->st[ST_COMMIT]);
 		char err[sizeof(S->cm_err)] = "";
-		if (rc != SQLITE_DONE)
-			snprintf(err, sizeof(err), "%s", sqlite3_errmsg(S->db));
-		else
-			wal_bound(S);
-		if (rc == SQLITE_DONE)
-			store_ckpt_kick(S);
+		int rc = S->be->commit(S, err, sizeof(err));
 		pthread_mutex_lock(&S->cm_lock);
-		S->cm_rc = rc == SQLITE_DONE ? 0 : rc;
+		S->cm_rc = rc;
 		memcpy(S->cm_err, err, sizeof(err));
 		S->cm_state = CM_DONE;
 		pthread_cond_broadcast(&S->cm_done_cond);
@@ -382,24 +337,26 @@ static int cm_wait(struct store *S, int64_t until_us)
 
 int store_db_ready(struct store *S)
 {
-	return cm_wait(S, committing(S) ? S->cm_started_us + STORE_STUCK_MS * 1000 : 0);
+	return cm_wait(S, committing(S) ? S->cm_started_us + S->be->slow_ms * 1000LL : 0);
+}
+
+void store_batch_lost(struct store *S, const char *what, const char *why)
+{
+	fail_batch(S, what, why);
 }
 
 /* ---- committing ---- */
 
-/* Is the file at our path still the one we opened? Deleted or replaced, our writes go
- * to a file nobody will open again. */
-static int file_gone(struct store *S)
+/* Can the database still be written at all (SQLite: is the file at our path still the
+ * one we opened)? If not, writing ends for good. */
+static int db_gone(struct store *S)
 {
-	struct stat st;
-	if (stat(S->path, &st) == 0 && st.st_dev == S->dev && st.st_ino == S->ino)
+	char why[4200];
+	if (!S->be->gone || !S->be->gone(S, why, sizeof(why)))
 		return 0;
 	S->lost = 1;
 	free(S->failure);
 	S->failure = NULL;
-	char why[4200];
-	snprintf(why, sizeof(why), "the database file %.4000s was deleted or replaced while the "
-		 "server ran; nothing more can be written (restart the server)", S->path);
 	fail_batch(S, "commit", why);
 	return 1;
 }
@@ -434,7 +391,7 @@ static int commit(struct store *S, int64_t wait_ms)
 	S->in_hooks = 0;
 	if (!S->in_tx || committing(S))
 		return -1; /* a hook's write failed: the batch was rolled back and is kept */
-	if (file_gone(S))
+	if (db_gone(S))
 		return -1;
 	cm_ask(S);
 	if (wait_ms == 0)
@@ -463,7 +420,7 @@ int store_flush(struct store *S)
 	/* behind a commit that is already slow, a caller is refused rather than kept */
 	if (committing(S) && !S->closing && store_db_ready(S))
 		return -1;
-	int rc = commit(S, S->closing ? -1 : ACK_WAIT_MS);
+	int rc = commit(S, S->closing ? -1 : S->be->ack_ms);
 	return rc == STORE_PENDING ? STORE_LATE : rc;
 }
 
@@ -502,17 +459,17 @@ uint64_t store_durable(struct store *S)
 int store_slow(struct store *S)
 {
 	cm_finish(S);
-	return committing(S) && mono_us() - S->cm_started_us > STORE_STUCK_MS * 1000;
+	return committing(S) && mono_us() - S->cm_started_us > S->be->slow_ms * 1000LL;
 }
 
 const char *store_failure(struct store *S)
 {
 	if (store_slow(S)) {
 		free(S->slow_msg);
-		if (asprintf(&S->slow_msg, "the disk is slow: a commit has been in progress for "
-			     "%lld ms", (long long)(mono_us() - S->cm_started_us) / 1000) < 0)
+		if (asprintf(&S->slow_msg, "%s is slow: a commit has been in progress for %lld ms",
+			     S->be->slow_what, (long long)(mono_us() - S->cm_started_us) / 1000) < 0)
 			S->slow_msg = NULL;
-		return S->slow_msg ? S->slow_msg : "the disk is slow";
+		return S->slow_msg ? S->slow_msg : "the store is slow";
 	}
 	return S->failure;
 }

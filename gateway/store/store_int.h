@@ -1,15 +1,18 @@
-/* Internal to the store's files: store.c (schema, statements, rows, the checkpoint
- * thread) and store_batch.c (the batch log, commits on the committer thread, retries,
- * failures). Loop thread unless a field says otherwise. */
+/* Internal to the store's files. store.c: the rows (what each public function writes and
+ * reads) and store_open's choice of backend; store_batch.c: the batch log, commits on
+ * the committer thread, retries, failures; a backend (store_sqlite.c, store_pg.c): one
+ * database's connection, schema, SQL and transactions, behind struct store_backend.
+ * Loop thread unless a field or function says otherwise. */
 #ifndef AG_STORE_INT_H
 #define AG_STORE_INT_H
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "err.h"
 #include "store.h"
 
+/* Every statement the store runs; each backend has its SQL for each (its sql[] table). */
 enum stmt {
 	ST_BEGIN, ST_COMMIT,
 	ST_SES_PUT, ST_SES_GET, ST_SES_ALL, ST_SES_ROOTS, ST_SES_CHILDREN, ST_SES_DEL,
@@ -25,9 +28,8 @@ enum stmt {
 	ST_COUNT
 };
 
-extern const char *const store_sql[ST_COUNT];
-
-/* One logged write: a statement and its values, copied. */
+/* One value: a statement's parameter, copied into the log (op_*) or borrowed for a read
+ * (reader/bind_*). */
 enum { V_NULL, V_INT, V_TEXT, V_BLOB };
 
 struct val {
@@ -39,11 +41,52 @@ struct val {
 
 #define OP_VALS 11
 
+/* One logged write: a statement and its values, copied. */
 struct op {
 	enum stmt st;
 	int nv;
 	uint64_t seq;
 	struct val v[OP_VALS];
+};
+
+/* One row a read hands its visitor: column i is c[i] (p NULL: SQL NULL; text and blobs
+ * as p/n, valid during the call; integers as i). */
+#define ROW_COLS 12
+
+struct cell {
+	const char *p;
+	size_t n;
+	int64_t i;
+};
+
+struct row {
+	int n;
+	struct cell c[ROW_COLS];
+};
+
+typedef int (*row_fn)(const struct row *r, void *ctx); /* non-zero stops the read */
+
+/* A database behind the store. The loop thread calls everything but commit, and never
+ * while a commit runs (store_db_ready); the committer thread calls commit. */
+struct store_backend {
+	const char *name;
+	const char *const *sql;  /* the statements, by enum stmt (for logs) */
+	int slow_ms;             /* a commit running longer: store_slow, reads refused */
+	int ack_ms;              /* store_flush waits this long for its own commit */
+	const char *slow_what;   /* store_failure while slow: "the disk", "PostgreSQL" */
+	int (*begin)(struct store *S);                     /* opens a transaction */
+	int (*apply)(struct store *S, const struct op *o);  /* a logged write, into it */
+	void (*rollback)(struct store *S);                 /* drops the open transaction */
+	/* A read: visit each row of st with args; the rows seen, or -1 (logged). A backend
+	 * whose transaction dies with a failed read says so with store_batch_lost. */
+	int (*query)(struct store *S, enum stmt st, const struct val *args, int nargs,
+		     row_fn visit, void *ctx);
+	const char *(*errmsg)(struct store *S); /* why begin or apply failed */
+	/* Before a commit: 1 with why when nothing can be written ever again (NULL: never). */
+	int (*gone)(struct store *S, char *why, size_t n);
+	/* Committer thread: commits the open transaction; 0, or -1 with err. */
+	int (*commit)(struct store *S, char *err, size_t n);
+	void (*close)(struct store *S); /* after the committer stopped: frees db */
 };
 
 /* The committer thread's hand-off. The loop sets CM_ASKED; the thread runs the COMMIT
@@ -52,19 +95,10 @@ struct op {
 enum cm_state { CM_IDLE, CM_ASKED, CM_DONE };
 
 struct store {
-	sqlite3 *db;
-	sqlite3_stmt *st[ST_COUNT];
+	const struct store_backend *be;
+	void *db;          /* the backend's own state */
 	struct loop *L;
-	char path[4096];
-	dev_t dev;
-	ino_t ino;
-	/* WAL checkpoints run on their own thread and connection (store.c) */
-	pthread_t ckpt_thread;
-	int ckpt_running, ckpt_stop;
-	int ckpt_dirty; /* a commit wrote since the last checkpoint (under ckpt_lock) */
-	pthread_mutex_t ckpt_lock;
-	pthread_cond_t ckpt_cond;
-	int wal_frames; /* frames in the WAL after the last commit (committer thread) */
+	char where[4096];  /* store_path: the database, without secrets */
 	/* the open batch */
 	int in_tx, want_batch;
 	struct timer commit_timer;
@@ -98,21 +132,31 @@ struct store {
 	char cm_err[256];
 	int64_t cm_started_us;  /* loop: when the commit in flight was asked for, or 0 */
 	struct cm_token *token; /* lets a completion posted to the loop outlive the store */
+	/* the read being built (reader, bind_*) */
+	int rd_n;
+	struct val rd[OP_VALS];
 };
 
-/* store.c */
-int store_fail_sql(struct store *S, const char *what);
+/* The backends: open the database named by `where` (a file path for SQLite, a URL for
+ * PostgreSQL), create or migrate its schema and set S->be, S->db and S->where; 0, or -1
+ * with e naming the database and why. */
+int store_sqlite_open(struct store *S, const char *path, struct err *e);
+int store_pg_open(struct store *S, const char *url, struct err *e);
+/* The URL for messages (postgres://USER@HOST:PORT/DATABASE, never a password): 0, or -1
+ * with e naming it by `what` when it is no PostgreSQL URL. */
+int store_pg_describe(const char *url, char *out, size_t n, const char *what, struct err *e);
 
 /* store_batch.c */
 int store_batch_start(struct store *S, struct loop *L);
 /* Waits for a commit in flight (unbounded), makes a last attempt for the kept log, stops
  * the thread. */
 void store_batch_stop(struct store *S);
-/* Before the loop reads: a commit in flight is waited for, bounded (STORE_STUCK_MS from
- * its start); 0 when the connection is the loop's again, -1 when the disk is slow. */
+/* Before the loop reads: a commit in flight is waited for, bounded (the backend's
+ * slow_ms from its start); 0 when the connection is the loop's again, -1 when slow. */
 int store_db_ready(struct store *S);
-/* Committer thread: a commit wrote pages, so the checkpoint thread has work (store.c). */
-void store_ckpt_kick(struct store *S);
+/* The open transaction is gone with the connection (a backend's failed read): the
+ * batch is failed as a failed commit is, kept and retried. */
+void store_batch_lost(struct store *S, const char *what, const char *why);
 /* Building a logged write: op_new, then one op_* per statement parameter in order,
  * then op_done (which logs it and applies it to the open transaction). */
 struct op *op_new(struct store *S, enum stmt st);
