@@ -11,11 +11,11 @@
 #define SERVE_SYNOPSIS                                                                      \
 	"  agentgate serve [--host 127.0.0.1] [--port 4096] [--data DIR] [--config FILE]\n"   \
 	"                  [--plugin PATH.so]... [--token TOKEN | --token-file FILE]\n"       \
-	"                  [--insecure] [--web DIR] [--workspace DIR]\n"
+	"                  [--insecure] [--web DIR] [--workspace DIR] [--store STORE]\n"
 #define RUN_SYNOPSIS                                                                        \
 	"  agentgate run [--format default|json] [--session ID] [--agent NAME]\n"              \
 	"                [--model PROVIDER/MODEL] [--data DIR] [--config FILE] [--plugin PATH.so]...\n" \
-	"                [--workspace DIR] [--yes] PROMPT...\n"
+	"                [--workspace DIR] [--store STORE] [--yes] PROMPT...\n"
 #define ATTACH_SYNOPSIS                                                                     \
 	"  agentgate attach URL [--session ID] [--format default|json] [--token T | --token-file F]\n" \
 	"                [--agent NAME] [--model PROVIDER/MODEL] [--yes] [PROMPT...]\n"
@@ -32,7 +32,8 @@
 	"  --data DIR               the data directory (./data), one owner at a time\n"       \
 	"  --config FILE            else $AGENTGATE_CONFIG, else the installation's\n"        \
 	"  --plugin PATH.so         load a plugin (repeatable)\n"                             \
-	"  --workspace DIR          the working directory of new root sessions\n"
+	"  --workspace DIR          the working directory of new root sessions\n"             \
+	"  --store STORE            sqlite:PATH (DIR/agentgate.db) or postgres://USER@HOST:PORT/DB\n"
 #define ENV_NOTE                                                                            \
 	"env: AGENTGATE_STALL_TIMEOUT_MS, AGENTGATE_TOKEN, AGENTGATE_LOG, OPENAI_BASE_URL,\n"  \
 	"     OPENAI_API_KEY, ANTHROPIC_BASE_URL, ANTHROPIC_API_KEY\n"
@@ -47,6 +48,7 @@ const char *cli_usage(void)
 	       "     --session until interrupted\n"
 	       "common: --model PROVIDER/MODEL (default scripted/demo), --stall-timeout-ms N,\n"
 	       "        --openai-base-url URL, --anthropic-base-url URL\n"
+	       "store: --store sqlite:PATH (default: DIR/agentgate.db) or postgres://USER@HOST:PORT/DB\n"
 	       "config: --config FILE, else $AGENTGATE_CONFIG, else the installation's\n"
 	       "        (SYSCONFDIR/agentgate/config.json beside an installed binary)\n" ENV_NOTE;
 }
@@ -121,6 +123,7 @@ static const struct opt opts[] = {
 	{"web", A_STR, O(web_root), SRV},
 	{"insecure", A_FLAG, O(insecure), SRV},
 	{"workspace", A_STR, O(workspace), SRV | RUN},
+	{"store", A_STR, O(store), SRV | RUN},
 	{"yes", A_FLAG, O(yes), RUN | ATT},
 	{"format", A_FORMAT, O(json), RUN | ATT | MOD},
 	{"session", A_STR, O(session), RUN | ATT},

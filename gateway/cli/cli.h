@@ -30,6 +30,7 @@ struct cli {
 	const char *web_root;
 	int insecure;
 	const char *workspace; /* --workspace: the default directory of new root sessions */
+	const char *store;     /* --store: sqlite:PATH or postgres://... (store.h) */
 	int yes;               /* run, attach --yes: allow every permission ask */
 	char *prompt;        /* run, attach: the words joined by spaces (owned) */
 	const char *url;     /* attach: the gateway */

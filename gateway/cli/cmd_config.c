@@ -32,6 +32,7 @@ static const struct key {
 	{"$schema", K_STR},
 	{"model", K_STR},
 	{"workspace", K_STR},
+	{"store", K_STR}, /* sqlite:PATH or postgres://... (store.h) */
 	{"stall_timeout_ms", K_NUM},
 	{"connect_timeout_ms", K_NUM},
 	{"first_byte_timeout_ms", K_NUM},

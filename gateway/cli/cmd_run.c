@@ -90,7 +90,7 @@ static int start(struct run *r, const struct cli *c)
 		.config_path = c->config,
 		.model = c->model, .stall_ms = c->stall_ms,
 		.openai_base_url = c->openai_base_url, .anthropic_base_url = c->anthropic_base_url,
-		.workspace = c->workspace,
+		.workspace = c->workspace, .store = c->store,
 	};
 	r->E = engine_create(r->L, &o, &e);
 	if (r->E && !(r->P = plugins_create(r->E)))

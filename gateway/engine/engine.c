@@ -562,31 +562,26 @@ static char *store_where(struct engine *E, const char *flag, const char *dir, st
 	return out;
 }
 
-/* A SQLite store outside the data directory: its directory gets the same one-owner lock
- * (two gateways with two data directories must not share one database file). */
-static int lock_store_dir(struct engine *E, const char *where, const char *owner,
-			  struct err *e)
+/* A SQLite store outside the data directory has a one-owner lock of its own (two
+ * gateways with two data directories must not share one database file). */
+static int lock_store(struct engine *E, const char *where, const char *owner, struct err *e)
 {
 	E->store_lock_fd = -1;
 	if (strncmp(where, "sqlite:", 7))
 		return 0;
-	char *copy = strdup(where + 7), real[PATH_MAX];
-	if (!copy) {
-		err_set(e, ERR_INTERNAL, "out of memory");
+	const char *file = where + 7, *slash = strrchr(file, '/');
+	char dir[PATH_MAX], real[PATH_MAX], db[PATH_MAX + 256];
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - file) : 1,
+		 slash ? (slash == file ? "/" : file) : ".");
+	if (!realpath(dir, real)) {
+		err_set(e, ERR_INVALID, "store %.300s: %.100s: %s", where, dir, strerror(errno));
 		return -1;
 	}
-	char *slash = strrchr(copy, '/');
-	const char *sdir = slash ? (slash == copy ? "/" : (*slash = 0, copy)) : ".";
-	int rc = 0;
-	if (!realpath(sdir, real)) {
-		err_set(e, ERR_INVALID, "store %s: %s: %s", where, sdir, strerror(errno));
-		rc = -1;
-	} else if (!E->data_dir || strcmp(real, E->data_dir)) {
-		E->store_lock_fd = datadir_lock(real, owner, e);
-		rc = E->store_lock_fd < 0 ? -1 : 0;
-	}
-	free(copy);
-	return rc;
+	if (E->data_dir && !strcmp(real, E->data_dir))
+		return 0; /* the data directory's lock covers it */
+	snprintf(db, sizeof(db), "%s/%s", strcmp(real, "/") ? real : "", slash ? slash + 1 : file);
+	E->store_lock_fd = datadir_lock_db(db, owner, e);
+	return E->store_lock_fd < 0 ? -1 : 0;
 }
 
 int engine_check_config(struct loop *L, const char *path, struct err *e)
@@ -631,7 +626,7 @@ struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct
 		goto fail;
 	}
 	char *where = store_where(E, o->store, dir, e);
-	if (!where || lock_store_dir(E, where, o->owner, e) || !(E->S = store_open(where, L, e))) {
+	if (!where || lock_store(E, where, o->owner, e) || !(E->S = store_open(where, L, e))) {
 		free(where);
 		goto fail;
 	}

@@ -18,15 +18,10 @@ static void read_owner(int fd, char *buf, size_t n)
 		snprintf(buf, n, "another process (it has not recorded itself yet)");
 }
 
-int datadir_lock(const char *dir, const char *owner, struct err *e)
+/* Takes the lock at path for owner; busy_fmt words the refusal (the holder's line). */
+static int lock_file(const char *path, const char *owner, const char *what,
+		     const char *instead, struct err *e)
 {
-	char path[4096];
-	if (mkdir(dir, 0700) && errno != EEXIST) {
-		err_set(e, ERR_INTERNAL, "cannot create the data directory %.400s: %s", dir,
-			strerror(errno));
-		return -1;
-	}
-	snprintf(path, sizeof(path), "%s/agentgate.lock", dir);
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		err_set(e, ERR_INTERNAL, "cannot open %.400s: %s", path, strerror(errno));
@@ -37,8 +32,8 @@ int datadir_lock(const char *dir, const char *owner, struct err *e)
 		char who[300];
 		if (busy) {
 			read_owner(fd, who, sizeof(who));
-			err_set(e, ERR_BUSY, "the data directory %.150s is in use by %.200s; stop that "
-				"process, talk to it over its API, or choose another --data", dir, who);
+			err_set(e, ERR_BUSY, "%.160s is in use by %.200s; stop that process, talk to "
+				"it over its API, or %s", what, who, instead);
 		} else {
 			err_set(e, ERR_INTERNAL, "cannot lock %.400s: %s", path, strerror(errno));
 		}
@@ -54,6 +49,30 @@ int datadir_lock(const char *dir, const char *owner, struct err *e)
 		return -1;
 	}
 	return fd;
+}
+
+int datadir_lock(const char *dir, const char *owner, struct err *e)
+{
+	char path[4096], what[300];
+	if (mkdir(dir, 0700) && errno != EEXIST) {
+		err_set(e, ERR_INTERNAL, "cannot create the data directory %.400s: %s", dir,
+			strerror(errno));
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/agentgate.lock", dir);
+	snprintf(what, sizeof(what), "the data directory %.150s", dir);
+	return lock_file(path, owner, what, "choose another --data", e);
+}
+
+int datadir_lock_db(const char *db, const char *owner, struct err *e)
+{
+	char path[4096], what[300];
+	if (snprintf(path, sizeof(path), "%s.lock", db) >= (int)sizeof(path)) {
+		err_set(e, ERR_INVALID, "the database's path is too long");
+		return -1;
+	}
+	snprintf(what, sizeof(what), "the database %.150s", db);
+	return lock_file(path, owner, what, "choose another --store", e);
 }
 
 void datadir_unlock(int fd)

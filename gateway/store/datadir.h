@@ -11,6 +11,9 @@
  * recorded with the pid. Returns the lock's descriptor, or -1 with e: ERR_BUSY naming
  * the directory and its owner, or ERR_INTERNAL naming the system error. */
 int datadir_lock(const char *dir, const char *owner, struct err *e);
+/* The same for a SQLite database file outside any data directory: the lock is
+ * PATH.lock beside it, the refusal names the database. */
+int datadir_lock_db(const char *db, const char *owner, struct err *e);
 /* Releases the lock (the file stays: removing it would race a new owner). */
 void datadir_unlock(int fd);
 

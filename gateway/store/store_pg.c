@@ -27,11 +27,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PG_READ_MS 2000    /* a read waits this long for PostgreSQL, then fails */
 #define PG_COMMIT_MS 10000 /* a commit, then the connection is dropped and the batch failed */
 #define PG_LOCK_KEY "1634170983" /* 0x61676767 "aggg": the writing gateway's advisory lock */
+#define PG_LOCK_WAIT_MS 3000 /* for the lock a departed gateway's session still holds */
 
 /* A write or a read's parameters, as libpq sends them: text and integers as text
  * (format 0, NUL-terminated), blobs as bytes (format 1). */
@@ -169,9 +171,11 @@ static struct pg_db *DB(struct store *S)
 static void one_line(char *out, size_t n, const char *msg)
 {
 	snprintf(out, n, "%s", msg && *msg ? msg : "unknown error");
-	for (char *p = out; *p; p++)
-		if (*p == '\n')
-			*p = ' ';
+	char *w = out;
+	for (const char *p = out; *p; p++) /* newlines and tabs become one space */
+		if (!(*p == '\n' || *p == '\t' || *p == ' ') || (w > out && w[-1] != ' '))
+			*w++ = *p == '\n' || *p == '\t' ? ' ' : *p;
+	*w = 0;
 	for (size_t l = strlen(out); l && out[l - 1] == ' '; l--)
 		out[l - 1] = 0;
 }
@@ -392,23 +396,30 @@ static void lock_holder(PGconn *c, char *out, size_t n)
 	PQclear(r);
 }
 
-/* 0 holding the lock; 1 held by another (err says who); -1 failed. */
+/* 0 holding the lock; 1 held by another (err says who); -1 failed. A holder may be a
+ * gateway that has just exited or lost its connection, whose session the server has
+ * not ended yet: the lock is waited for, up to PG_LOCK_WAIT_MS. */
 static int take_lock(PGconn *c, char *err, size_t n)
 {
-	PGresult *r = PQexec(c, "SELECT pg_try_advisory_lock(" PG_LOCK_KEY ")");
-	int rc = -1;
-	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-		one_line(err, n, PQresultErrorMessage(r));
-	} else if (PQgetvalue(r, 0, 0)[0] == 't') {
-		rc = 0;
-	} else {
-		char who[300];
-		lock_holder(c, who, sizeof(who));
-		snprintf(err, n, "the database is in use by another gateway: %s", who);
-		rc = 1;
+	int64_t until = mono_us() + PG_LOCK_WAIT_MS * 1000LL;
+	for (;;) {
+		PGresult *r = PQexec(c, "SELECT pg_try_advisory_lock(" PG_LOCK_KEY ")");
+		int ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+		int got = ok && PQgetvalue(r, 0, 0)[0] == 't';
+		if (!ok)
+			one_line(err, n, PQresultErrorMessage(r));
+		PQclear(r);
+		if (!ok || got)
+			return got ? 0 : -1;
+		if (mono_us() >= until)
+			break;
+		struct timespec ts = {0, 50 * 1000000L};
+		nanosleep(&ts, NULL);
 	}
-	PQclear(r);
-	return rc;
+	char who[300];
+	lock_holder(c, who, sizeof(who));
+	snprintf(err, n, "the database is in use by another gateway: %s", who);
+	return 1;
 }
 
 static int migrate(PGconn *c, char *err, size_t n)
@@ -489,6 +500,10 @@ static PGconn *pg_connect(struct pg_db *d, int migrating, char *err, size_t n, i
 		return NULL;
 	}
 	PQsetNoticeProcessor(c, quiet, NULL);
+	/* the server too notices a gateway that vanished (its lock goes with the session) */
+	if (exec_ok(c, "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5;"
+		    " SET tcp_keepalives_count = 3", err, n))
+		goto fail;
 	int lock = take_lock(c, err, n);
 	*busy = lock == 1;
 	if (lock || (migrating && migrate(c, err, n)) || prepare_all(c, err, n))
@@ -634,12 +649,29 @@ static int pg_commit(struct store *S, char *err, size_t n)
 	return rc;
 }
 
+/* The lock is let go at once, so that a gateway opened right after finds it free (the
+ * server ends a closed connection's session when it gets to it). */
+static void unlock(struct store *S)
+{
+	struct pg_db *d = DB(S);
+	int begun;
+	struct trip t = {.c = d->conn, .ms = PG_READ_MS, .until_us = mono_us() + PG_READ_MS * 1000LL};
+	trip_prefix(&t, d, 0, &begun);
+	if (!t.dead && !PQsendQueryParams(t.c, "SELECT pg_advisory_unlock_all()", 0, NULL, NULL,
+					  NULL, NULL, 1))
+		trip_dead(&t, NULL);
+	if (trip_run(&t))
+		log_error("store: PostgreSQL at %s: %s", S->where, t.err);
+}
+
 static void pg_close(struct store *S)
 {
 	struct pg_db *d = DB(S);
 	drop_pending(d);
 	free(d->pending);
-	PQfinish(d->conn); /* the server rolls back what is open and drops the lock */
+	if (d->conn)
+		unlock(S);
+	PQfinish(d->conn); /* the server rolls back what is open */
 	free(d->url);
 	free(d);
 	S->db = NULL;
