@@ -124,12 +124,17 @@ static void bind_int(struct val *q, int i, int64_t v)
 
 static const char *col(const struct row *r, int i)
 {
-	return i < r->n ? r->c[i].p : NULL;
+	return r->ops->text(r, i);
 }
 
 static int64_t num(const struct row *r, int i)
 {
-	return i < r->n ? r->c[i].i : 0;
+	return r->ops->num(r, i);
+}
+
+static const void *blob(const struct row *r, int i, size_t *len)
+{
+	return r->ops->blob(r, i, len);
 }
 
 /* Runs read s with the parameters bound since reader(), handing each row to visit
@@ -420,8 +425,9 @@ int store_event_batch_put(struct store *S, int64_t first_seq, int64_t last_seq,
 static int event_batch_row(const struct row *q, void *ctx)
 {
 	struct visit *v = ctx;
-	return ((store_event_batch_cb)v->cb)(v->arg, num(q, 0), num(q, 1), col(q, 2),
-					       q->c[2].n);
+	size_t len;
+	const void *data = blob(q, 2, &len);
+	return ((store_event_batch_cb)v->cb)(v->arg, num(q, 0), num(q, 1), data, len);
 }
 
 int store_event_batch_after(struct store *S, int64_t after, store_event_batch_cb cb, void *arg)
@@ -521,7 +527,9 @@ static int kv_find(void *arg, const struct op *o)
 static int kv_row(const struct row *q, void *ctx)
 {
 	struct visit *v = ctx;
-	return ((store_kv_cb)v->cb)(v->arg, col(q, 0), col(q, 1), q->c[1].n);
+	size_t len;
+	const void *value = blob(q, 1, &len);
+	return ((store_kv_cb)v->cb)(v->arg, col(q, 0), value, len);
 }
 
 int store_kv_get(struct store *S, const char *owner, const char *key, store_kv_cb cb,
@@ -610,7 +618,9 @@ static int kv_list_row(const struct row *q, void *ctx)
 		struct kv_write *w = &l->w[l->next++]; /* the log's is newer */
 		kv_give(l, key, w->value, w->len);
 	} else {
-		kv_give(l, key, col(q, 1) ? col(q, 1) : "", q->c[1].n);
+		size_t len;
+		const void *value = blob(q, 1, &len);
+		kv_give(l, key, value ? value : "", len);
 	}
 	return l->stop;
 }

@@ -49,19 +49,22 @@ struct op {
 	struct val v[OP_VALS];
 };
 
-/* One row a read hands its visitor: column i is c[i] (p NULL: SQL NULL; text and blobs
- * as p/n, valid during the call; integers as i). */
-#define ROW_COLS 12
+/* One row a read hands its visitor, read column by column through its backend (so
+ * SQLite makes the same column calls it would make alone). Values are valid during the
+ * call. text: NULL for SQL NULL; num: 0 for NULL; blob: its bytes and length (NULL
+ * possible for an empty one). */
+struct row;
 
-struct cell {
-	const char *p;
-	size_t n;
-	int64_t i;
+struct row_ops {
+	const char *(*text)(const struct row *r, int i);
+	int64_t (*num)(const struct row *r, int i);
+	const void *(*blob)(const struct row *r, int i, size_t *len);
 };
 
 struct row {
-	int n;
-	struct cell c[ROW_COLS];
+	const struct row_ops *ops;
+	void *q;  /* the backend's statement or result */
+	int i;    /* the row's index in it, where the backend needs one */
 };
 
 typedef int (*row_fn)(const struct row *r, void *ctx); /* non-zero stops the read */

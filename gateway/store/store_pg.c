@@ -562,26 +562,38 @@ static int64_t be_int(const unsigned char *p, int len)
 
 enum { OID_BOOL = 16, OID_INT8 = 20, OID_INT2 = 21, OID_INT4 = 23 };
 
-/* Hands each row of a binary result to visit: the rows seen. */
-static int visit_rows(PGresult *r, row_fn visit, void *ctx)
+/* Results come in binary: integers big-endian, text and bytea as their bytes (libpq
+ * ends every value with a NUL). */
+static const char *pg_text(const struct row *r, int i)
 {
-	int rows = PQntuples(r), cols = PQnfields(r);
-	struct row row = {.n = cols < ROW_COLS ? cols : ROW_COLS};
-	for (int i = 0; i < rows; i++) {
-		for (int c = 0; c < row.n; c++) {
-			struct cell *x = &row.c[c];
-			*x = (struct cell){0};
-			if (PQgetisnull(r, i, c))
-				continue;
-			x->p = PQgetvalue(r, i, c);
-			x->n = (size_t)PQgetlength(r, i, c);
-			Oid t = PQftype(r, c);
-			if (t == OID_INT8 || t == OID_INT4 || t == OID_INT2 || t == OID_BOOL)
-				x->i = be_int((const unsigned char *)x->p, (int)x->n);
-		}
-		if (visit(&row, ctx))
-			return i + 1;
-	}
+	return PQgetisnull(r->q, r->i, i) ? NULL : PQgetvalue(r->q, r->i, i);
+}
+
+static int64_t pg_num(const struct row *r, int i)
+{
+	Oid t = PQftype(r->q, i);
+	if (PQgetisnull(r->q, r->i, i) ||
+	    !(t == OID_INT8 || t == OID_INT4 || t == OID_INT2 || t == OID_BOOL))
+		return 0;
+	return be_int((const unsigned char *)PQgetvalue(r->q, r->i, i), PQgetlength(r->q, r->i, i));
+}
+
+static const void *pg_blob(const struct row *r, int i, size_t *len)
+{
+	*len = (size_t)PQgetlength(r->q, r->i, i);
+	return pg_text(r, i);
+}
+
+static const struct row_ops pg_row = {pg_text, pg_num, pg_blob};
+
+/* Hands each row of a result to visit: the rows seen. */
+static int visit_rows(PGresult *res, row_fn visit, void *ctx)
+{
+	struct row r = {.ops = &pg_row, .q = res};
+	int rows = PQntuples(res);
+	for (r.i = 0; r.i < rows; r.i++)
+		if (visit(&r, ctx))
+			return r.i + 1;
 	return rows;
 }
 
@@ -727,7 +739,8 @@ int store_pg_open(struct store *S, const char *url, struct err *e)
 	}
 	char host[64] = "";
 	gethostname(host, sizeof(host) - 1);
-	snprintf(d->who, sizeof(d->who), "agentgate pid %ld on %s", (long)getpid(), host);
+	/* PostgreSQL keeps 63 bytes of an application_name */
+	snprintf(d->who, sizeof(d->who), "agentgate pid %ld on %.32s", (long)getpid(), host);
 	char why[400] = "";
 	int busy;
 	d->conn = pg_connect(d, 1, why, sizeof(why), &busy);

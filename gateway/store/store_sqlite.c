@@ -334,33 +334,24 @@ static void sq_rollback(struct store *S)
 		sqlite3_exec(DB(S)->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-static void fill_row(sqlite3_stmt *q, struct row *r)
+static const char *sq_text(const struct row *r, int i)
 {
-	r->n = sqlite3_column_count(q);
-	if (r->n > ROW_COLS)
-		r->n = ROW_COLS;
-	for (int i = 0; i < r->n; i++) {
-		struct cell *c = &r->c[i];
-		*c = (struct cell){0};
-		switch (sqlite3_column_type(q, i)) {
-		case SQLITE_INTEGER:
-			c->i = sqlite3_column_int64(q, i);
-			c->p = ""; /* not NULL */
-			break;
-		case SQLITE_BLOB:
-			c->p = sqlite3_column_blob(q, i);
-			c->n = (size_t)sqlite3_column_bytes(q, i);
-			if (!c->p)
-				c->p = ""; /* an empty blob */
-			break;
-		case SQLITE_NULL:
-			break;
-		default:
-			c->p = (const char *)sqlite3_column_text(q, i);
-			c->n = (size_t)sqlite3_column_bytes(q, i);
-		}
-	}
+	return (const char *)sqlite3_column_text(r->q, i);
 }
+
+static int64_t sq_num(const struct row *r, int i)
+{
+	return sqlite3_column_int64(r->q, i);
+}
+
+static const void *sq_blob(const struct row *r, int i, size_t *len)
+{
+	const void *p = sqlite3_column_blob(r->q, i);
+	*len = (size_t)sqlite3_column_bytes(r->q, i);
+	return p;
+}
+
+static const struct row_ops sq_row = {sq_text, sq_num, sq_blob};
 
 /* Steps statement st, handing each row to visit (non-zero stops); the number of rows
  * seen or -1. Bindings are cleared and the statement reset either way. */
@@ -370,10 +361,9 @@ static int sq_query(struct store *S, enum stmt st, const struct val *args, int n
 	sqlite3_stmt *q = DB(S)->st[st];
 	bind(q, args, nargs);
 	int rc, n = 0;
-	struct row r;
+	struct row r = {.ops = &sq_row, .q = q};
 	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
 		n++;
-		fill_row(q, &r);
 		if (visit(&r, ctx))
 			break;
 	}
