@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what agentgate needs to build and test on Debian 12, if it is missing.
 # Usage: contrib/deps.sh [--test]   (--test adds what only the tests use: Node.js and npm,
-#        Chromium for the web UI's browser tests, and systemd for `systemd-analyze verify`
-#        of the unit — it needs no running systemd)
+#        Chromium for the web UI's browser tests, systemd for `systemd-analyze verify`
+#        of the unit — it needs no running systemd — and PostgreSQL's server, which the
+#        store's tests start themselves in a temporary directory: tests/pgserver.sh)
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libwebsockets-dev libsqlite3-dev libcurl4-openssl-dev
-      libcjson-dev libcmocka-dev zlib1g-dev)
+pkgs=(build-essential cmake pkg-config libwebsockets-dev libsqlite3-dev libpq-dev
+      libcurl4-openssl-dev libcjson-dev libcmocka-dev zlib1g-dev)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(sqlite3 chromium systemd)
+  pkgs+=(sqlite3 chromium systemd postgresql)
   # Node may come from elsewhere than Debian's package (as on the CI image): keep it.
   command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
 fi

@@ -2,8 +2,8 @@
 # Sets up and runs every test: the normal build, then the same suite under
 # AddressSanitizer + UndefinedBehaviorSanitizer, then the cross-thread tests under
 # ThreadSanitizer (the tool registry, the plugin host, the plugins' own threads, the
-# client library's service thread and its callers, and the mcp plugin in a gateway
-# against real MCP servers).
+# client library's service thread and its callers, the mcp plugin in a gateway against
+# real MCP servers, and the store's committer thread on SQLite and PostgreSQL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 contrib/deps.sh --test
@@ -23,11 +23,13 @@ cmake --build build-asan -j"$jobs"
   ctest --output-on-failure -j2)
 cmake -S . -B build-tsan -DAG_TSAN=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build-tsan -j"$jobs" --target test_tools test_host test_plugins test_workspace \
-  test_client agentgate plugin_mcp
+  test_client agentgate plugin_mcp test_store_conformance
 TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_tools
 TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_host
 TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_plugins
 TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_workspace
+TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_store_conformance sqlite
+TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_store_conformance postgres
 # the mcp plugin's I/O thread against real servers, in a gateway under ThreadSanitizer
 if command -v node >/dev/null; then
   (cd tests/node && TSAN_OPTIONS=halt_on_error=1 AGENTGATE_BIN="$PWD/../../build-tsan/agentgate" \
