@@ -267,6 +267,8 @@ static int trip_wait(struct trip *t, int writable)
 			snprintf(why, sizeof(why), "no answer within %d ms", t->ms);
 			return trip_dead(t, why);
 		}
+		if (PQsocket(t->c) < 0)
+			return trip_dead(t, NULL);
 		struct pollfd p = {PQsocket(t->c), (short)(POLLIN | (writable ? POLLOUT : 0)), 0};
 		int r = poll(&p, 1, (int)left);
 		if (r > 0)
