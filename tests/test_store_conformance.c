@@ -552,6 +552,56 @@ static void deleting_a_session_takes_its_messages_parts_and_turns(void **state)
 	fx_close(&f);
 }
 
+static void single_rows_are_deleted_and_turns_found_by_id_and_by_order(void **state)
+{
+	struct fx f;
+	struct list l;
+	struct copy c = {0};
+	fx_open(&f);
+	put_session(f.S, "ses_1", NULL, 1, NULL);
+	put_message(f.S, "msg_1", "ses_1", "turn_a");
+	put_message(f.S, "msg_2", "ses_1", "turn_a");
+	const char *pids[] = {"prt_1", "prt_2", "prt_3"};
+	for (int i = 0; i < 3; i++) {
+		struct store_part p = {.id = pids[i], .message_id = i < 2 ? "msg_1" : "msg_2",
+				       .session_id = "ses_1", .type = "text", .data = "{}"};
+		assert_int_equal(store_part_put(f.S, &p), 0);
+	}
+	put_turn(f.S, "turn_B", "ses_1", "completed");
+	put_turn(f.S, "turn_a", "ses_1", "completed");
+	put_turn(f.S, "turn_c", "ses_1", "queued");
+	put_turn(f.S, "turn_0", "ses_other", "completed");
+	assert_int_equal(store_flush(f.S), 0);
+	/* by id; the one just before another in the session (ids compared bytewise) */
+	assert_int_equal(store_turn_get(f.S, "turn_a", got_turn, &c), 1);
+	assert_string_equal(c.t.session_id, "ses_1");
+	copy_free(&c);
+	assert_int_equal(store_turn_get(f.S, "turn_none", got_turn, &c), 0);
+	assert_int_equal(store_turn_before(f.S, "ses_1", "turn_c", got_turn, &c), 1);
+	assert_string_equal(c.t.id, "turn_a");
+	copy_free(&c);
+	assert_int_equal(store_turn_before(f.S, "ses_1", "turn_a", got_turn, &c), 1);
+	assert_string_equal(c.t.id, "turn_B");
+	copy_free(&c);
+	assert_int_equal(store_turn_before(f.S, "ses_1", "turn_B", got_turn, &c), 0);
+	/* a message goes with its parts; a part and a turn alone */
+	assert_int_equal(store_message_delete(f.S, "msg_1"), 0);
+	assert_int_equal(store_part_delete(f.S, "prt_3"), 0);
+	assert_int_equal(store_turn_delete(f.S, "turn_a"), 0);
+	for (int pass = 0; pass < 2; pass++) {
+		assert_string_equal(messages(f.S, "ses_1", &l), "msg_2");
+		assert_string_equal(parts(f.S, "msg_1", &l), "");
+		assert_string_equal(parts(f.S, "msg_2", &l), "");
+		assert_int_equal(store_turn_get(f.S, "turn_a", got_turn, &c), 0);
+		assert_int_equal(store_turn_before(f.S, "ses_1", "turn_c", got_turn, &c), 1);
+		assert_string_equal(c.t.id, "turn_B");
+		copy_free(&c);
+		fx_reopen(&f);
+	}
+	assert_int_equal(rows(&f, "part", "prt_1") + rows(&f, "part", "prt_2"), 0);
+	fx_close(&f);
+}
+
 /* ---- durability ---- */
 
 static void reads_see_writes_made_between_other_reads(void **state)
@@ -895,6 +945,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(listings_keep_their_order_with_ids_compared_bytewise),
 		cmocka_unit_test(a_second_put_replaces_the_row),
 		cmocka_unit_test(deleting_a_session_takes_its_messages_parts_and_turns),
+		cmocka_unit_test(single_rows_are_deleted_and_turns_found_by_id_and_by_order),
 		cmocka_unit_test(reads_see_writes_made_between_other_reads),
 		cmocka_unit_test(a_mark_and_its_commit_make_writes_durable_and_the_timer_commits_the_rest),
 		cmocka_unit_test(event_batches_are_found_by_their_seqs_kept_byte_for_byte_and_pruned_whole),
