@@ -36,6 +36,11 @@ const idleSeen = (sse, id) =>
 
 const texts = (msg) => msg.parts.filter((p) => p.type === "text").map((p) => p.text).join("");
 
+/** What PostgreSQL holds once the gateway's next commit (≤ STORE_COMMIT_MS) has run. */
+const committed = (db, sql, expected) =>
+	pollUntil(() => JSON.stringify(pg.query(db, sql)) === JSON.stringify(expected),
+		{ label: `${sql} → ${JSON.stringify(expected)}`, timeout: 10000 });
+
 test("a prompt on PostgreSQL is stored there: a restart with another data directory reads it all back", T, async (t) => {
 	const db = freshDb();
 	const srv = await startServer({ args: ["--store", db.url] });
@@ -50,7 +55,7 @@ test("a prompt on PostgreSQL is stored there: a restart with another data direct
 	assert.match(texts(before.at(-1)), /stored in postgres/);
 	// the rows are PostgreSQL's, written by the gateway's commits
 	assert.deepEqual(pg.query(db.name, `SELECT count(*) FROM session WHERE id = '${s.id}'`), ["1"]);
-	assert.deepEqual(pg.query(db.name, `SELECT state FROM turn WHERE session_id = '${s.id}'`), ["completed"]);
+	await committed(db.name, `SELECT state FROM turn WHERE session_id = '${s.id}'`, ["completed"]);
 	const lastSeq = Math.max(...sse.events.map((f) => f.seq));
 	await srv.stop();
 
@@ -99,7 +104,7 @@ test("kill -9 mid-turn on PostgreSQL: the restart fails the running turn as inte
 	const error = resumed.events.find((f) => f.type === "session.error");
 	assert.ok(error, resumed.events.map((f) => f.type).join(" "));
 	assert.match(JSON.stringify(error.json.properties.error), /interrupted/);
-	assert.deepEqual(pg.query(db.name, `SELECT state FROM turn WHERE session_id = '${s.id}' ORDER BY id`), ["failed", "completed"]);
+	await committed(db.name, `SELECT state FROM turn WHERE session_id = '${s.id}' ORDER BY id`, ["failed", "completed"]);
 	// one terminal reply per prompt: the interrupted one, then the queued one's answer
 	const msgs = await getMessages(again, s.id);
 	const users = msgs.filter((m) => m.info.role === "user");
@@ -147,12 +152,12 @@ test("PostgreSQL stopped for a few seconds: prompts get 503 naming it, nothing r
 	await promptAsync(srv, s.id, "echo after the outage");
 	await idleSeen(sse2, s.id);
 	// what was refused is nowhere; what was accepted is all there, each turn once
+	await committed(db.name, `SELECT state FROM turn WHERE session_id = '${s.id}'`, ["completed", "completed"]);
 	const stored = pg.query(db.name, `SELECT data FROM message WHERE session_id = '${s.id}' AND role = 'user' ORDER BY turn_id`);
 	assert.equal(stored.length, 2, stored.join("\n"));
 	for (const text of refused)
 		assert.deepEqual(pg.query(db.name, `SELECT count(*) FROM part WHERE data LIKE '%${text}%'`), ["0"], text);
 	assert.deepEqual(pg.query(db.name, "SELECT count(*) FROM session WHERE data LIKE '%\"refused\"%'"), ["0"]);
-	assert.deepEqual(pg.query(db.name, `SELECT state FROM turn WHERE session_id = '${s.id}'`), ["completed", "completed"]);
 	const msgs = await getMessages(srv, s.id);
 	assert.match(texts(msgs.at(-1)), /after the outage/);
 });
