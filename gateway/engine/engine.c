@@ -125,19 +125,14 @@ int engine_session_create(struct engine *E, const struct session_params *p, char
 
 int engine_session_exists(struct engine *E, const char *id, struct err *e)
 {
-	if (session_get(E, id))
-		return 0;
-	err_set(e, ERR_NOTFOUND, "session %s not found", id ? id : "(none)");
-	return -1;
+	return session_get(E, id) ? 0 : session_missing(E, id, e);
 }
 
 int engine_session_json(struct engine *E, const char *id, struct jw *w, struct err *e)
 {
 	struct session *s = session_get(E, id);
-	if (!s) {
-		err_set(e, ERR_NOTFOUND, "session %s not found", id ? id : "(none)");
-		return -1;
-	}
+	if (!s)
+		return session_missing(E, id, e);
 	session_write_json(s, w);
 	return 0;
 }

@@ -177,6 +177,10 @@ struct turn {
 
 /* session.c: the session cache */
 struct session *session_get(struct engine *E, const char *id);
+/* Why session_get found no session id, in e: ERR_NOTFOUND, or ERR_UNAVAILABLE naming
+ * the store's failure when it could not be read (PostgreSQL unreachable, a slow disk).
+ * Returns -1. */
+int session_missing(struct engine *E, const char *id, struct err *e);
 /* The session if it is in the cache (the store is not read), else NULL. */
 struct session *session_cached(struct engine *E, const char *id);
 /* A new session in the cache (not yet in the store), or NULL. */

@@ -100,6 +100,17 @@ struct session *session_cached(struct engine *E, const char *id)
 	return NULL;
 }
 
+int session_missing(struct engine *E, const char *id, struct err *e)
+{
+	const char *why = store_failure(E->S);
+	if (why)
+		err_set(e, ERR_UNAVAILABLE, "session %.64s cannot be read now (%.300s); GET "
+			"/global/health tells when it can again", id ? id : "(none)", why);
+	else
+		err_set(e, ERR_NOTFOUND, "session %s not found", id ? id : "(none)");
+	return -1;
+}
+
 const char *engine_session_directory(struct engine *E, const char *id)
 {
 	struct session *s = session_cached(E, id);

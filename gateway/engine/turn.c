@@ -137,10 +137,8 @@ static int check_prompt(struct engine *E, const struct prompt *p, struct session
 			struct err *e)
 {
 	*s = session_get(E, p->session_id);
-	if (!*s) {
-		err_set(e, ERR_NOTFOUND, "session %s not found", p->session_id ? p->session_id : "");
-		return -1;
-	}
+	if (!*s)
+		return session_missing(E, p->session_id, e);
 	if (!p->compact && (!p->text || !*p->text)) {
 		err_set(e, ERR_INVALID, "the prompt has no text");
 		return -1;

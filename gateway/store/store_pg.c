@@ -30,7 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PG_READ_MS 2000    /* a read waits this long for PostgreSQL, then fails */
+#define PG_READ_MS 1000    /* a read waits this long for PostgreSQL, then fails */
 #define PG_COMMIT_MS 10000 /* a commit, then the connection is dropped and the batch failed */
 #define PG_LOCK_KEY "1634170983" /* 0x61676767 "aggg": the writing gateway's advisory lock */
 #define PG_LOCK_WAIT_MS 3000 /* for the lock a departed gateway's session still holds */

@@ -162,6 +162,35 @@ test("PostgreSQL stopped for a few seconds: prompts get 503 naming it, nothing r
 	assert.match(texts(msgs.at(-1)), /after the outage/);
 });
 
+test("PostgreSQL down when a session is first read: its prompt gets 503 naming why, not 404", T, async (t) => {
+	const db = freshDb();
+	const first = await startServer({ args: ["--store", db.url] });
+	const s = await createSession(first);
+	await first.stop();
+	// a gateway that has not read the session yet
+	const srv = await startServer({ args: ["--store", db.url] });
+	t.after(() => srv.stop());
+	await pg.stop();
+	try {
+		const r = await api(srv, "POST", `/session/${s.id}/prompt_async`,
+			{ parts: [{ type: "text", text: "echo while down" }] }, { timeout: 5000 });
+		assert.equal(r.status, 503, r.text);
+		assert.match(r.json.message, /cannot be read now \(.*PostgreSQL at postgres:/);
+		const g = await api(srv, "GET", `/session/${s.id}`, undefined, { timeout: 5000 });
+		assert.equal(g.status, 503, g.text);
+	} finally {
+		await pg.start();
+	}
+	await pollUntil(async () => (await api(srv, "GET", "/global/health")).status === 200,
+		{ label: "healthy again", timeout: 20000 });
+	const sse = await sseSubscribe(srv, `?sessionID=${s.id}`);
+	t.after(() => sse.close());
+	await promptAsync(srv, s.id, "echo once it is back");
+	await idleSeen(sse, s.id);
+	const msgs = await getMessages(srv, s.id);
+	assert.equal(msgs.filter((m) => m.info.role === "user").length, 1);
+});
+
 test("a second gateway on the same PostgreSQL database is refused, naming the first", T, async (t) => {
 	const db = freshDb();
 	const srv = await startServer({ args: ["--store", db.url] });
