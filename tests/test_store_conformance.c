@@ -915,6 +915,49 @@ static void pg_a_commit_sent_twice_does_no_harm(void **state)
 	fx_close(&f);
 }
 
+static int slow(struct h *h, void *arg)
+{
+	return store_slow(((struct fx *)arg)->S);
+}
+
+static int not_slow(struct h *h, void *arg)
+{
+	return !store_slow(((struct fx *)arg)->S) && store_failure(((struct fx *)arg)->S) == NULL;
+}
+
+static void pg_a_commit_held_up_in_postgresql_does_not_hold_the_loop(void **state)
+{
+	struct fx f;
+	fx_open(&f);
+	put_session(f.S, "ses_1", NULL, 1, NULL);
+	assert_int_equal(store_flush(f.S), 0);
+	/* another connection holds the table: the next commit waits inside PostgreSQL */
+	PGconn *c = PQconnectdb(f.where);
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	PQclear(PQexec(c, "BEGIN"));
+	PGresult *r = PQexec(c, "LOCK TABLE session IN ACCESS EXCLUSIVE MODE");
+	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+	PQclear(r);
+	put_session(f.S, "ses_2", NULL, 2, NULL);
+	/* the answer waits a bounded time for its commit, then says it is not durable yet */
+	assert_int_equal(store_flush(f.S), STORE_LATE);
+	assert_true(h_until(&f.h, slow, &f, 5000));
+	const char *why = store_failure(f.S);
+	assert_non_null(why);
+	assert_non_null(strstr(why, "PostgreSQL is slow: a commit has been in progress"));
+	/* reads are refused at once rather than queued behind it; writes are kept */
+	struct list l;
+	l.s[0] = 0;
+	assert_int_equal(store_session_list(f.S, NULL, ses_id, &l), -1);
+	put_session(f.S, "ses_3", NULL, 3, NULL);
+	PQclear(PQexec(c, "COMMIT"));
+	PQfinish(c);
+	assert_true(h_until(&f.h, not_slow, &f, 10000));
+	assert_int_equal(store_flush(f.S), 0);
+	assert_string_equal(sessions(f.S, NULL, &l), "ses_3,ses_2,ses_1");
+	fx_close(&f);
+}
+
 int main(int argc, char **argv)
 {
 	const char *which = argc > 1 ? argv[1] : "sqlite";
@@ -959,6 +1002,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(pg_a_second_gateway_on_the_same_database_is_refused_naming_the_first),
 		cmocka_unit_test(pg_a_connection_killed_mid_batch_is_reconnected_and_nothing_is_lost),
 		cmocka_unit_test(pg_a_commit_sent_twice_does_no_harm),
+		cmocka_unit_test(pg_a_commit_held_up_in_postgresql_does_not_hold_the_loop),
 	};
 	int failed = cmocka_run_group_tests_name(B->name, common, NULL, NULL);
 	if (B == &backends[1])
