@@ -668,8 +668,9 @@ void engine_destroy(struct engine *E)
 	if (E->S)
 		engine_flush(E);
 	store_close(E->S); /* before the bus: its last attempt calls the bus's flush hook */
-	if (E->B)
-		hooks_free(E); /* HOOK_EVENT's bus subscription goes with its callbacks */
+	/* HOOK_EVENT's bus subscription goes with its callbacks; without a bus (a store
+	 * that did not open) there is none, but the built-in tools' hooks are there */
+	hooks_free(E);
 	bus_destroy(E->B);
 	llmio_stop(E->io); /* no transfer may outlive the providers it points to */
 	llm_destroy(E->M);
