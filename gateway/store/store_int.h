@@ -132,7 +132,7 @@ struct store {
 	pthread_cond_t cm_cond, cm_done_cond;
 	enum cm_state cm_state;
 	int cm_stop, cm_rc;
-	char cm_err[256];
+	char cm_err[512];
 	int64_t cm_started_us;  /* loop: when the commit in flight was asked for, or 0 */
 	struct cm_token *token; /* lets a completion posted to the loop outlive the store */
 	/* the read being built (reader, bind_*) */
