@@ -46,6 +46,7 @@ static const struct key {
 	{"limits", K_OBJ},
 	{"limits.max_output_bytes", K_NUM},
 	{"limits.max_attempt_ms", K_NUM},
+	{"limits.max_file_bytes", K_NUM},
 	{"compaction", K_OBJ},
 	{"compaction.auto", K_BOOL},
 	{"compaction.reserve_tokens", K_NUM},

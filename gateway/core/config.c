@@ -115,7 +115,10 @@ static int parse_limits(struct config *c, const char *path, struct err *e)
 	return limit_field(limits, "max_output_bytes", 1LL << 40, &c->max_output_bytes, e,
 			   path) ||
 	       limit_field(limits, "max_attempt_ms", 315360000000LL, &c->max_attempt_ms, e,
-			   path) ? -1 : 0;
+			   path) ||
+	       limit_field(limits, "max_file_bytes", 1LL << 34, &c->max_file_bytes, e, path)
+		       ? -1
+		       : 0;
 }
 
 static int str_field(const cJSON *o, const char *k, char **out, struct err *e,
@@ -146,6 +149,7 @@ static void defaults(struct config *c)
 	c->first_byte_timeout_ms = 120000;
 	c->max_output_bytes = DEFAULT_MAX_OUTPUT_BYTES;
 	c->max_attempt_ms = DEFAULT_MAX_ATTEMPT_MS;
+	c->max_file_bytes = DEFAULT_MAX_FILE_BYTES;
 	c->task_max_depth = 3;
 	c->task_max_running = 4;
 	c->task_budget_ms = 600000;

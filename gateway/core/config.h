@@ -12,6 +12,7 @@
 #define DEFAULT_STALL_MS 180000
 #define DEFAULT_MAX_OUTPUT_BYTES (4 * 1024 * 1024)
 #define DEFAULT_MAX_ATTEMPT_MS 600000
+#define DEFAULT_MAX_FILE_BYTES (5 * 1024 * 1024)
 
 struct config {
 	cJSON *root;              /* the whole file, or an empty object */
@@ -27,6 +28,7 @@ struct config {
 	/* limits: what one provider attempt may take, whatever the provider does */
 	int64_t max_output_bytes; /* text + reasoning + tool-call arguments of one reply */
 	int64_t max_attempt_ms;   /* wall clock of one attempt, start to end */
+	int64_t max_file_bytes;   /* the files attached to one prompt, together (decoded) */
 	int task_max_depth;       /* subagent nesting limit (default 3) */
 	int task_max_running;     /* children running at once per session (default 4) */
 	int64_t task_budget_ms;   /* time budget of one child (default 600000) */

@@ -177,7 +177,7 @@ static struct turn *make_before(struct session *s, struct turn *next, int flags)
 			 : turn_alloc(s, id, NULL, "compaction", NULL, next->agent, next->model);
 	if (c) {
 		c->compact = flags;
-		if (turn_write_user(E, c, NULL) | turn_save(E, c)) {
+		if (turn_write_user(E, c, NULL, NULL) | turn_save(E, c)) {
 			turn_free(c);
 			c = NULL;
 		}

@@ -78,8 +78,17 @@ static int session_fill_tree(struct engine *E, struct session *s, const struct s
 int engine_session_create(struct engine *E, const struct session_params *p, char *id_out,
 			  struct err *e)
 {
+	struct stat st;
 	if (p->directory && p->directory[0] != '/') {
 		err_set(e, ERR_INVALID, "directory \"%.200s\" must be an absolute path", p->directory);
+		return -1;
+	}
+	int missing = p->directory ? stat(p->directory, &st) : 0;
+	if (p->directory && (missing || !S_ISDIR(st.st_mode))) {
+		err_set(e, ERR_INVALID, "directory \"%.200s\" %s%s", p->directory,
+			!missing ? "is not a directory"
+			: errno == ENOENT ? "does not exist" : "cannot be reached: ",
+			missing && errno != ENOENT ? strerror(errno) : "");
 		return -1;
 	}
 	if (check_agent_model(E, p->agent, p->model, e) || engine_store_ok(E, "the session", e))

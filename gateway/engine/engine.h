@@ -152,23 +152,28 @@ int engine_session_diff_json(struct engine *E, const char *id, const char *messa
 
 struct prompt {
 	const char *session_id;
-	const char *text;
+	const char *text;       /* the prompt, when it has no parts */
 	const char *source;     /* web, ws, http, cli, plugin, task ... */
 	const char *agent;      /* NULL: the session's */
 	const char *model;      /* NULL: agent's, then session's, then default */
 	const char *message_id; /* client-chosen user message id (msg_...), or NULL */
 	const char *dedupe_key;
 	enum turn_policy policy;
-	const cJSON *parts;     /* the client's parts, when it sent them (for hooks), or NULL */
+	/* OpenCode's parts ([{type: text|file|agent|subtask, ...}], userparts.h): what the
+	 * user message keeps, in place of text; NULL: text is the prompt */
+	const cJSON *parts;
+	int no_reply;           /* keep the user message, run no turn (no reply) */
+	const char *system;     /* an extra system prompt for this turn, or NULL */
+	const cJSON *tools;     /* {tool: true|false} for this turn (wildcards), or NULL */
 	int compact;            /* 1: a compaction (POST /session/{id}/summarize): the turn
 				 * asks the model for a summary of the history before it, which
-				 * the model sees instead of that history from then on; text
-				 * and parts are not used, nor the prompt hooks. 2: the same,
-				 * marked automatic (OpenCode's auto: true) */
+				 * the model sees instead of that history from then on; text,
+				 * parts and the options above are not used, nor the prompt
+				 * hooks. 2: the same, marked automatic (OpenCode's auto: true) */
 };
 
 struct prompt_result {
-	char turn_id[48];
+	char turn_id[48];        /* "" for a noReply prompt: it has no turn */
 	char user_message_id[48];
 	int coalesced; /* joined an existing turn with the same dedupe key */
 };
@@ -185,10 +190,12 @@ struct turn_waiter {
 };
 
 /* The text of a prompt's parts ([{"type":"text","text":...}, ...]): its text parts
- * joined by a blank line (malloc'd into *out), or -1 with e naming the bad part. */
+ * joined by a blank line (malloc'd into *out; file, agent and subtask parts are passed
+ * over), or -1 with e naming the bad part. */
 int engine_parts_text(const cJSON *parts, char **out, struct err *e);
 
-/* Accepts a prompt: durable before it returns 0. w (optional) is attached to the turn. */
+/* Accepts a prompt: durable before it returns 0. w (optional) is attached to the turn;
+ * a noReply prompt has none (r->turn_id is "" and w is never called). */
 int engine_prompt(struct engine *E, const struct prompt *p, struct prompt_result *r,
 		  struct turn_waiter *w, struct err *e);
 /* Detaches a waiter that no longer wants its callback (client went away). */

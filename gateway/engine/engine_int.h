@@ -20,7 +20,10 @@ struct turn_stat {
 	uint64_t n[STAT_OUTCOMES];
 };
 enum turn_state { T_QUEUED, T_RUNNING, T_COMPLETED, T_FAILED, T_CANCELLED };
-enum part_type { P_TEXT, P_REASONING, P_TOOL, P_STEP_START, P_STEP_FINISH, P_COMPACTION };
+/* P_FILE, P_AGENT, P_SUBTASK: a user message's attachments, @agent mentions and
+ * subtasks (OpenCode's FilePart, AgentPart, SubtaskPart), their fields in extra */
+enum part_type { P_TEXT, P_REASONING, P_TOOL, P_STEP_START, P_STEP_FINISH, P_COMPACTION,
+		 P_FILE, P_AGENT, P_SUBTASK };
 enum tool_state { TS_PENDING, TS_RUNNING, TS_COMPLETED, TS_ERROR };
 
 struct engine {
@@ -121,6 +124,9 @@ struct part {
 	char *reason;
 	struct llm_usage tokens;
 	int flags; /* P_COMPACTION: its COMPACT_* bits */
+	/* members written after the type's own, in order (a user part's fields: a file's
+	 * mime, filename, url, source; a text's synthetic, ignored, metadata), or NULL */
+	cJSON *extra;
 };
 
 struct msg {
@@ -137,6 +143,13 @@ struct msg {
 	int summary; /* a compaction's summary: summary: true, agent and mode "compaction" */
 	struct part *parts, *tail;
 	struct part *open[2]; /* text / reasoning part receiving deltas */
+	/* a user message's prompt options (OpenCode's UserMessage.system and .tools, the
+	 * latter as JSON text), NULL when the prompt gave none */
+	char *system, *tools;
+	/* a user message without a turn (noReply): who sent it, and its place in the turn
+	 * order (an id from the turn sequence; the store keeps it as the row's turn_id) */
+	char *source;
+	char order[ID_MAX];
 };
 
 struct toolrun {
@@ -173,6 +186,10 @@ struct turn {
 	int compact;          /* a compaction turn: its COMPACT_* bits (0: a prompt's turn) */
 	int compacted;        /* an automatic compaction was put in front of it */
 	int overflow_retried; /* its request was retried once after a context overflow */
+	/* what the prompt asked of this turn (turnopts.c, loaded when it starts): an extra
+	 * system prompt, tools on or off ({name: bool}), subtasks to run first */
+	char *system;
+	cJSON *tools_map, *subtasks;
 };
 
 /* session.c: the session cache */
@@ -296,9 +313,12 @@ void turn_start_next(struct session *s);
 struct turn *turn_alloc(struct session *s, const char *id, const char *user_msg,
 			const char *source, const char *dedupe, const char *agent,
 			const char *model);
-/* Writes t's user message: a text part with text, or a compaction turn's compaction
- * part (text unused). 0, or -1 out of memory. */
-int turn_write_user(struct engine *E, struct turn *t, const char *text);
+/* Writes t's user message: the prompt's parts (moved out of u, userparts.h) with its
+ * options (p's system and tools), or a compaction turn's compaction part (p and u
+ * unused: NULL). 0, or -1 out of memory. */
+struct uparts;
+int turn_write_user(struct engine *E, struct turn *t, const struct prompt *p,
+		    struct uparts *u);
 void turn_end(struct turn *t, enum turn_state st, const char *err_name, const char *err_msg);
 int turn_save(struct engine *E, struct turn *t);
 /* While engine_abort is ending a subtree that contains session_id: the session it was

@@ -11,8 +11,9 @@
 
 static const char *part_type_name(enum part_type t)
 {
-	static const char *n[] = {"text", "reasoning", "tool", "step-start", "step-finish",
-				  "compaction"};
+	static const char *n[] = {"text",	 "reasoning",  "tool",  "step-start",
+				  "step-finish", "compaction", "file",  "agent",
+				  "subtask"};
 	return n[t];
 }
 
@@ -56,6 +57,7 @@ static void part_free(struct part *p)
 	free(p->title);
 	free(p->meta);
 	free(p->reason);
+	cJSON_Delete(p->extra);
 	free(p);
 }
 
@@ -86,6 +88,9 @@ void msg_free(struct engine *E, struct msg *m)
 	free(m->model);
 	free(m->finish);
 	free(m->error_json);
+	free(m->system);
+	free(m->tools);
+	free(m->source);
 	free(m);
 }
 
@@ -148,9 +153,13 @@ void msg_write_info(const struct msg *m, struct jw *w)
 	if (!m->assistant) {
 		/* who sent it (http, ws, cli, task, plugin:<id>): the web UI shows a queued
 		 * prompt's sender */
-		if (m->t)
-			jw_kstr(w, "source", m->t->source);
+		if (m->t || m->source)
+			jw_kstr(w, "source", m->t ? m->t->source : m->source);
 		write_model(m, w);
+		if (m->system)
+			jw_kstr(w, "system", m->system);
+		if (m->tools)
+			jw_kraw(w, "tools", m->tools);
 		jw_obj_end(w);
 		return;
 	}
@@ -201,6 +210,20 @@ static void write_tool_state(const struct part *p, struct jw *w)
 	jw_obj_end(w);
 }
 
+static void write_extra(const cJSON *extra, struct jw *w)
+{
+	const cJSON *it;
+	cJSON_ArrayForEach(it, extra) {
+		char *v = cJSON_PrintUnformatted(it);
+		if (!v) {
+			w->oom = 1;
+			return;
+		}
+		jw_kraw(w, it->string, v);
+		free(v);
+	}
+}
+
 void part_write_json(const struct part *p, struct jw *w)
 {
 	jw_obj(w);
@@ -242,7 +265,12 @@ void part_write_json(const struct part *p, struct jw *w)
 		if (p->flags & COMPACT_OVERFLOW)
 			jw_kbool(w, "overflow", 1);
 		break;
+	case P_FILE:
+	case P_AGENT:
+	case P_SUBTASK:
+		break;
 	}
+	write_extra(p->extra, w);
 	jw_obj_end(w);
 }
 
@@ -284,7 +312,8 @@ int msg_save(struct engine *E, struct msg *m)
 	msg_write_info(m, &w);
 	struct store_message r = {
 		.id = m->id, .session_id = m->s->id, .role = m->assistant ? "assistant" : "user",
-		.parent_id = m->assistant ? m->parent_id : NULL, .turn_id = m->t ? m->t->id : NULL,
+		.parent_id = m->assistant ? m->parent_id : NULL,
+		.turn_id = m->t ? m->t->id : m->order[0] ? m->order : NULL,
 		.finish = m->finish, .time_created = m->created, .data = w.buf,
 	};
 	int rc = w.oom ? -1 : store_message_put(E->S, &r);
@@ -455,6 +484,11 @@ int engine_parts_text(const cJSON *parts, char **out, struct err *e)
 			if (w.len)
 				jw_append(&w, "\n\n", 2);
 			jw_append(&w, t, strlen(t));
+		} else if (strcmp(type, "file") && strcmp(type, "agent") && strcmp(type, "subtask")) {
+			err_set(e, ERR_INVALID, "parts[%d].type: unknown part type \"%.60s\" (text, "
+				"file, agent or subtask)", i, type);
+			jw_free(&w);
+			return -1;
 		}
 		i++;
 	}

@@ -4,6 +4,8 @@
 #include "engine_int.h"
 #include "jsonin.h"
 #include "log.h"
+#include "turnopts.h"
+#include "userparts.h"
 #include "vec.h"
 
 #include <stdlib.h>
@@ -46,8 +48,20 @@ struct hmsg {
 	struct jw text;
 	cJSON *calls;   /* assistant tool_calls */
 	cJSON *results; /* tool messages that follow */
+	cJSON *files;   /* a user message's attachments */
+	int user;       /* a user message: its text parts are joined by a blank line */
 	int compaction; /* a compaction turn's request (its user message) */
 };
+
+/* What OpenCode puts in the conversation for a user's subtask part. */
+#define SUBTASK_TEXT "The following tool was executed by the user"
+
+static void hist_text(struct hmsg *h, const char *t)
+{
+	if (h->user && h->text.len)
+		jw_append(&h->text, "\n\n", 2);
+	jw_append(&h->text, t, strlen(t));
+}
 
 static void add_tool_part(struct hmsg *h, const cJSON *d)
 {
@@ -86,12 +100,16 @@ static int hist_part(void *arg, const struct store_part *r)
 	cJSON *d = cJSON_Parse(r->data);
 	if (!strcmp(r->type, "text")) {
 		const char *t = jsonin_get(d, "text");
-		if (t)
-			jw_append(&h->text, t, strlen(t));
+		if (t && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "ignored")))
+			hist_text(h, t);
 	} else if (!strcmp(r->type, "tool")) {
 		add_tool_part(h, d);
 	} else if (!strcmp(r->type, "compaction")) {
 		h->compaction = 1;
+	} else if (!strcmp(r->type, "file")) {
+		uparts_history_file(h->files, d);
+	} else if (!strcmp(r->type, "subtask")) {
+		hist_text(h, SUBTASK_TEXT);
 	}
 	cJSON_Delete(d);
 	return 0;
@@ -110,11 +128,12 @@ static void add_text_message(cJSON *out, const char *role, const char *text)
  * later one (the summary that follows it does: hist_pivot). */
 static int hist_add(struct engine *E, cJSON *out, const struct hrow *r, int own)
 {
-	struct hmsg h = {.calls = cJSON_CreateArray(), .results = cJSON_CreateArray()};
+	int is_user = !strcmp(r->role, "user");
+	struct hmsg h = {.calls = cJSON_CreateArray(), .results = cJSON_CreateArray(),
+			 .files = cJSON_CreateArray(), .user = is_user};
 	jw_init(&h.text);
 	jw_append(&h.text, "", 0);
 	store_part_list(E->S, r->id, hist_part, &h);
-	int is_user = !strcmp(r->role, "user");
 	int ncalls = cJSON_GetArraySize(h.calls);
 	if (h.compaction && own)
 		add_text_message(out, "user", compact_instruction());
@@ -126,6 +145,10 @@ static int hist_add(struct engine *E, cJSON *out, const struct hrow *r, int own)
 			cJSON_AddItemToObject(m, "tool_calls", h.calls);
 			h.calls = NULL;
 		}
+		if (cJSON_GetArraySize(h.files)) {
+			cJSON_AddItemToObject(m, "files", h.files);
+			h.files = NULL;
+		}
 		cJSON_AddItemToArray(out, m);
 		cJSON *res;
 		while ((res = cJSON_DetachItemFromArray(h.results, 0)))
@@ -133,6 +156,7 @@ static int hist_add(struct engine *E, cJSON *out, const struct hrow *r, int own)
 	}
 	cJSON_Delete(h.calls);
 	cJSON_Delete(h.results);
+	cJSON_Delete(h.files);
 	jw_free(&h.text);
 	return h.compaction;
 }
@@ -189,19 +213,21 @@ static cJSON *history(struct engine *E, struct session *s, const struct turn *t)
 
 struct schemas {
 	const struct agent *a;
+	const cJSON *tools; /* the prompt's tools on and off */
 	cJSON *arr;
 };
 
 static void add_schema(void *arg, const struct tool_def *d)
 {
 	struct schemas *x = arg;
-	if (agent_allows(x->a, d->name))
+	if (topts_tool_usable(x->a, x->tools, d->name))
 		cJSON_AddItemToArray(x->arr, tools_schema(d));
 }
 
-static cJSON *tool_schemas(struct engine *E, const struct agent *a)
+/* The tools a step offers: the agent's, with the prompt's turned on and off. */
+static cJSON *tool_schemas(struct engine *E, const struct agent *a, const struct turn *t)
 {
-	struct schemas x = {a, cJSON_CreateArray()};
+	struct schemas x = {a, t->tools_map, cJSON_CreateArray()};
 	tools_each(&E->T, add_schema, &x);
 	return x.arr;
 }
@@ -398,11 +424,17 @@ static const char *refusal(struct engine *E, struct turn *t, struct toolrun *r, 
 		snprintf(buf, n, "unknown tool \"%s\"", r->p->tool);
 		return buf;
 	}
+	int state = topts_tool_state(t->tools_map, r->p->tool);
+	if (state == 0) {
+		snprintf(buf, n, "tool \"%s\" is turned off for this prompt (its \"tools\" say "
+			 "false)", r->p->tool);
+		return buf;
+	}
 	if (t->offered && !offered(t->offered, r->p->tool)) {
 		snprintf(buf, n, "tool \"%s\" was not offered to the model in this step", r->p->tool);
 		return buf;
 	}
-	if (!t->offered && a && !agent_allows(a, r->p->tool)) {
+	if (!t->offered && a && state < 0 && !agent_allows(a, r->p->tool)) {
 		snprintf(buf, n, "tool \"%s\" is not available to agent %s", r->p->tool, a->name);
 		return buf;
 	}
@@ -508,7 +540,16 @@ static void request_hooks(struct turn *t, struct hook_request_run *hr)
 		t->offered = tool_names(hr->tools);
 }
 
-/* The step's provider request with what the provider request hooks change. */
+/* The attachment kinds the turn's model does not take (the catalog): the history's
+ * files of those kinds go to it as notes. */
+static int files_refused(struct engine *E, const struct turn *t)
+{
+	return (uparts_model_takes(E, t->model, MEDIA_IMAGE) ? 0 : LLM_FILES_IMAGE) |
+	       (uparts_model_takes(E, t->model, MEDIA_PDF) ? 0 : LLM_FILES_PDF);
+}
+
+/* The step's provider request (system: the agent's prompt, or a compaction's; the
+ * prompt's own system prompt after it) with what the provider request hooks change. */
 void step_request(struct turn *t, const char *system, cJSON *tools, const cJSON *msgs,
 		  int64_t stall_ms, const struct llm_sink *sink)
 {
@@ -520,8 +561,11 @@ void step_request(struct turn *t, const char *system, cJSON *tools, const cJSON 
 	hr.rq = (struct llm_request){
 		.session_id = t->s->id, .provider = provider, .model = slash + 1,
 		.system = system, .messages = msgs, .tools = hr.tools, .stall_ms = stall_ms,
+		.files_refused = files_refused(E, t),
 	};
 	hr.pub.rq = &hr.rq;
+	if (t->system)
+		hook_request_append_system(&hr.pub, t->system);
 	request_hooks(t, &hr);
 	struct err e = {0};
 	t->stream = llm_stream_start(E->M, &hr.rq, sink, t, &e);
@@ -551,6 +595,25 @@ cJSON *step_open(struct turn *t)
 	return msgs;
 }
 
+/* The prompt's subtask parts are the first step: the task tool is called for each, as
+ * if the model had asked, and the model answers once they are done. */
+static void run_subtasks(struct turn *t)
+{
+	const cJSON *st;
+	cJSON_ArrayForEach(st, t->subtasks) {
+		cJSON *in = cJSON_CreateObject();
+		cJSON_AddStringToObject(in, "description", jsonin_get(st, "description"));
+		cJSON_AddStringToObject(in, "prompt", jsonin_get(st, "prompt"));
+		cJSON_AddStringToObject(in, "subagent_type", jsonin_get(st, "agent"));
+		char *args = cJSON_PrintUnformatted(in);
+		char id[ID_MAX];
+		id_new(id, "call");
+		on_tool_call(t, id, "task", args ? args : "{}");
+		free(args);
+		cJSON_Delete(in);
+	}	on_done(t, "tool-calls", NULL);
+}
+
 void step_begin(struct turn *t)
 {
 	struct session *s = t->s;
@@ -576,6 +639,11 @@ void step_begin(struct turn *t)
 	cJSON *msgs = step_open(t);
 	if (!msgs)
 		return;
-	step_request(t, a->prompt, tool_schemas(E, a), msgs, a->stall_ms, &step_sink);
+	if (t->steps == 1 && t->subtasks) {
+		cJSON_Delete(msgs);
+		run_subtasks(t);
+		return;
+	}
+	step_request(t, a->prompt, tool_schemas(E, a, t), msgs, a->stall_ms, &step_sink);
 	cJSON_Delete(msgs);
 }

@@ -5,6 +5,8 @@
 #include "engine_int.h"
 #include "jsonin.h"
 #include "log.h"
+#include "turnopts.h"
+#include "userparts.h"
 #include "vec.h"
 
 #include <stdlib.h>
@@ -79,6 +81,7 @@ void turn_free(struct turn *t)
 	free(t->model);
 	free(t->error);
 	cJSON_Delete(t->offered);
+	topts_free(t);
 	free(t);
 }
 
@@ -97,24 +100,34 @@ static int resolve(struct engine *E, struct session *s, const struct prompt *p,
 	return llm_check_model(E->M, *model, e);
 }
 
-int turn_write_user(struct engine *E, struct turn *t, const char *text)
+/* Saves m, a prompt's user message, with the prompt's options and parts; frees m. */
+static int write_user_message(struct engine *E, struct msg *m, const struct prompt *p,
+			      struct uparts *u)
+{
+	if (p->system && *p->system)
+		m->system = strdup(p->system);
+	if (p->tools && p->tools->child)
+		m->tools = cJSON_PrintUnformatted(p->tools);
+	int rc = uparts_write(E, m, u);
+	msg_free(E, m);
+	return rc;
+}
+
+int turn_write_user(struct engine *E, struct turn *t, const struct prompt *p,
+		    struct uparts *u)
 {
 	struct msg *m = msg_new(E, t->s, t, 0);
 	if (!m)
 		return -1;
 	memcpy(m->id, t->user_msg, sizeof(m->id));
-	struct part *p = part_add(E, m, t->compact ? P_COMPACTION : P_TEXT);
-	if (!p) {
-		msg_free(E, m);
-		return -1;
+	if (!t->compact)
+		return write_user_message(E, m, p, u);
+	struct part *cp = part_add(E, m, P_COMPACTION);
+	int rc = -1;
+	if (cp) {
+		cp->flags = t->compact;
+		rc = msg_save(E, m) | part_save(E, cp);
 	}
-	if (t->compact) {
-		p->flags = t->compact;
-	} else {
-		p->text = strdup(text);
-		p->len = p->cap = strlen(text);
-	}
-	int rc = msg_save(E, m) | part_save(E, p);
 	msg_free(E, m);
 	return rc ? -1 : 0;
 }
@@ -139,10 +152,6 @@ static int check_prompt(struct engine *E, const struct prompt *p, struct session
 	*s = session_get(E, p->session_id);
 	if (!*s)
 		return session_missing(E, p->session_id, e);
-	if (!p->compact && (!p->text || !*p->text)) {
-		err_set(e, ERR_INVALID, "the prompt has no text");
-		return -1;
-	}
 	if (p->message_id && !id_valid(p->message_id, "msg")) {
 		err_set(e, ERR_INVALID, "messageID \"%s\" is not a msg_ id", p->message_id);
 		return -1;
@@ -185,22 +194,26 @@ static void subagent_hook(struct turn *t, enum hook_point at)
 	hooks_run(s->E, at, &c, &hs, NULL, 0);
 }
 
-/* HOOK_PROMPT_SUBMIT: the prompt before its user message is written; a refusal is the
- * caller's error. *text: the text a callback put in its place (owned), or NULL. */
-static int submit_hooks(struct engine *E, struct turn *t, const struct prompt *p, char **text,
-			struct err *e)
+/* HOOK_PROMPT_SUBMIT: the prompt before its user message (message_id, of turn t or of
+ * none) is written; a refusal is the caller's error. A callback's text replaces the
+ * client's text parts in u. */
+static int submit_hooks(struct engine *E, struct session *s, struct turn *t,
+			const char *source, const char *message_id, const struct prompt *p,
+			struct uparts *u, struct err *e)
 {
-	*text = NULL;
 	if (!hooks_any(E, HOOK_PROMPT_SUBMIT))
 		return 0;
 	struct hook_ctx c;
-	struct hook_prompt_run hp = {.pub = {.text = p->text, .parts = p->parts,
-					     .source = t->source, .message_id = t->user_msg}};
+	struct hook_prompt_run hp = {.pub = {.text = u->text, .parts = p->parts,
+					     .source = source, .message_id = message_id}};
 	char why[256];
-	hooks_ctx(t->s, t, &c);
+	hooks_ctx(s, t, &c);
 	if (hooks_run(E, HOOK_PROMPT_SUBMIT, &c, &hp.pub, why, sizeof(why)) == 0) {
-		*text = hp.text;
-		return 0;
+		int bad = hp.text && uparts_set_text(u, hp.text);
+		free(hp.text);
+		if (bad)
+			err_set(e, ERR_INTERNAL, "out of memory");
+		return bad ? -1 : 0;
 	}
 	free(hp.text);
 	err_set(e, ERR_INVALID, "the prompt was refused: %s", why);
@@ -209,16 +222,15 @@ static int submit_hooks(struct engine *E, struct turn *t, const struct prompt *p
 
 /* A new turn's user message (with the text the prompt hooks left) and row, committed:
  * 0; -1 refused, nothing kept; STORE_LATE kept, not on disk yet (engine_commit). */
-static int write_turn(struct engine *E, struct turn *t, const struct prompt *p, struct err *e)
+static int write_turn(struct engine *E, struct turn *t, const struct prompt *p,
+		      struct uparts *u, struct err *e)
 {
-	char *text = NULL;
-	if (!p->compact && submit_hooks(E, t, p, &text, e))
+	if (!p->compact && submit_hooks(E, t->s, t, t->source, t->user_msg, p, u, e))
 		return -1;
 	uint64_t mark = store_mark(E->S);
 	/* a rewound session's hidden messages go for good with the prompt (revert.c) */
 	struct revert_point *rewound = revert_commit(E, t->s);
-	int bad = turn_write_user(E, t, text ? text : p->text) | turn_save(E, t);
-	free(text);
+	int bad = turn_write_user(E, t, p, u) | turn_save(E, t);
 	if (bad) {
 		revert_settle(t->s, rewound, 1);
 		err_set(e, ERR_INTERNAL, "out of memory saving the prompt");
@@ -229,6 +241,96 @@ static int write_turn(struct engine *E, struct turn *t, const struct prompt *p, 
 	int rc = engine_commit(E, mark, what, e);
 	revert_settle(t->s, rewound, rc == -1);
 	return rc;
+}
+
+static int turn_enqueue(struct engine *E, struct session *s, const struct prompt *p,
+			const char *agent, const char *model, struct uparts *u,
+			struct prompt_result *r, struct turn_waiter *w, struct err *e);
+
+/* noReply: the user message is kept and announced, and no turn runs. It has no turn,
+ * so no reply; it takes a place in the turn order (an id of the turn sequence), so the
+ * turns accepted after it show it to the model and those before do not. */
+static int accept_no_reply(struct engine *E, struct session *s, const struct prompt *p,
+			   const char *agent, const char *model, struct uparts *u,
+			   struct prompt_result *r, struct err *e)
+{
+	if (engine_store_ok(E, "the prompt", e))
+		return -1;
+	struct msg *m = msg_new(E, s, NULL, 0);
+	const char *slash = strchr(model, '/');
+	if (!m)
+		goto oom;
+	if (p->message_id)
+		snprintf(m->id, sizeof(m->id), "%s", p->message_id);
+	id_new(m->order, "turn");
+	m->agent = strdup(agent);
+	m->provider = strndup(model, (size_t)(slash - model));
+	m->model = strdup(slash + 1);
+	m->source = strdup(p->source ? p->source : "api");
+	char id[ID_MAX];
+	memcpy(id, m->id, sizeof(id));
+	if (submit_hooks(E, s, NULL, m->source, id, p, u, e)) {
+		msg_free(E, m);
+		return -1;
+	}
+	uint64_t mark = store_mark(E->S);
+	/* a rewound session's hidden messages go for good with any prompt, one without a
+	 * reply too, as OpenCode's (revert.c) */
+	struct revert_point *rewound = revert_commit(E, s);
+	if (write_user_message(E, m, p, u)) {
+		revert_settle(s, rewound, 1);
+		goto oom;
+	}
+	s->updated = now_ms();
+	session_save(E, s, "session.updated");
+	if (r) {
+		r->turn_id[0] = 0;
+		snprintf(r->user_message_id, sizeof(r->user_message_id), "%s", id);
+		r->coalesced = 0;
+	}
+	log_info("session %s: message %s kept without a reply (noReply, source %s)", s->id, id,
+		 p->source ? p->source : "api");
+	char what[96];
+	snprintf(what, sizeof(what), "the prompt (message %s)", id);
+	int rc = engine_commit(E, mark, what, e);
+	revert_settle(s, rewound, rc == -1);
+	return rc ? -1 : 0;
+oom:
+	err_set(e, ERR_INTERNAL, "out of memory saving the prompt");
+	return -1;
+}
+
+/* What the prompt asks beyond its parts, checked before they are read: its tools, and
+ * what noReply cannot go with. */
+static int check_options(struct engine *E, const struct prompt *p, struct err *e)
+{
+	if (topts_check_tools(E, p->tools, e))
+		return -1;
+	if (p->no_reply && (p->dedupe_key || p->policy != TURN_POLICY_QUEUE)) {
+		err_set(e, ERR_INVALID, "noReply: a prompt without a reply has no turn, so no "
+			"\"%s\"", p->dedupe_key ? "dedupeKey" : "policy");
+		return -1;
+	}
+	return 0;
+}
+
+/* Subtask parts run the task tool: the turn must be able to call it. */
+static int check_subtasks(struct engine *E, const struct prompt *p, const char *agent,
+			  const struct uparts *u, struct err *e)
+{
+	if (!u->subtasks)
+		return 0;
+	if (p->no_reply) {
+		err_set(e, ERR_INVALID, "noReply: a subtask part needs a turn to run in");
+		return -1;
+	}
+	if (!topts_tool_usable(agents_find(&E->A, agent), p->tools, "task")) {
+		err_set(e, ERR_INVALID, "a subtask part runs the task tool, which this turn "
+			"cannot call (agent %s%s)", agent,
+			topts_tool_state(p->tools, "task") == 0 ? ", tools turns it off" : "");
+		return -1;
+	}
+	return 0;
 }
 
 static int verdict_error(struct session *s, enum turnq_verdict v, struct err *e)
@@ -246,8 +348,32 @@ int turn_accept(struct engine *E, const struct prompt *p, struct prompt_result *
 {
 	struct session *s;
 	const char *agent, *model;
+	struct uparts u = {0};
 	if (check_prompt(E, p, &s, e) || resolve(E, s, p, &agent, &model, e))
 		return -1;
+	/* a compaction has no parts nor options: its user message is its compaction part */
+	if (!p->compact && (check_options(E, p, e) || uparts_parse(E, s, p, agent, model, &u, e)))
+		return -1;
+	if (check_subtasks(E, p, agent, &u, e)) {
+		uparts_free(&u);
+		return -1;
+	}
+	if (p->no_reply) {
+		int rc = accept_no_reply(E, s, p, agent, model, &u, r, e);
+		uparts_free(&u);
+		return rc;
+	}
+	int rc = turn_enqueue(E, s, p, agent, model, &u, r, w, e);
+	uparts_free(&u);
+	return rc;
+}
+
+/* The prompt as a turn: queued (or joined to a queued turn with its dedupe key), its
+ * user message and row committed, the waiter attached. */
+static int turn_enqueue(struct engine *E, struct session *s, const struct prompt *p,
+			const char *agent, const char *model, struct uparts *u,
+			struct prompt_result *r, struct turn_waiter *w, struct err *e)
+{
 	struct turnq_item *match;
 	enum turnq_verdict v = turnq_decide(&s->q, p->policy, p->dedupe_key, &match);
 	if (v == TURNQ_BUSY || v == TURNQ_FULL)
@@ -261,7 +387,7 @@ int turn_accept(struct engine *E, const struct prompt *p, struct prompt_result *
 			goto oom;
 		t->policy = p->policy;
 		t->compact = !p->compact ? 0 : COMPACT_ON | (p->compact > 1 ? COMPACT_AUTO : 0);
-		int rc = write_turn(E, t, p, e);
+		int rc = write_turn(E, t, p, u, e);
 		if (rc == -1) {
 			turn_free(t);
 			return -1;
@@ -341,6 +467,7 @@ void turn_start_next(struct session *s)
 	E->running++;
 	log_info("session %s: turn %s running (%s, %s)", s->id, t->id, t->agent, t->model);
 	session_set_status(E, s, ST_BUSY);
+	topts_load(t);
 	step_begin(t);
 }
 

@@ -453,6 +453,7 @@ static int copy_request(struct llm_stream *st, const struct llm_request *rq)
 		.session_id = st->session_id, .provider = st->provider, .model = st->model,
 		.system = st->system, .messages = st->messages, .tools = st->tools,
 		.stall_ms = st->stall_ms, .params = st->params, .headers = st->headers,
+		.files_refused = rq->files_refused,
 	};
 	return 0;
 }

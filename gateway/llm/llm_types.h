@@ -22,8 +22,15 @@ struct llm_error {
 				* engine compacts the session and retries the turn once */
 };
 
+/* Attachment kinds a request's model does not take (llm_request.files_refused). */
+#define LLM_FILES_IMAGE 1
+#define LLM_FILES_PDF 2
+
 /* Neutral request. messages: [{role: user|assistant|tool, content, tool_calls?:
- * [{id,name,arguments}], tool_call_id?}]; tools: [{name, description, parameters}].
+ * [{id,name,arguments}], tool_call_id?, files?: [{mime, filename?, url}]}], a user
+ * message's files being its attachments after its text, url a base64 data: URL (images
+ * and PDFs go to the model as such, text and directory listings inline as text);
+ * tools: [{name, description, parameters}].
  * The stream copies what it needs, except message items that are cJSON references:
  * those it keeps by reference, and their targets must live until the stream ends (the
  * session's kept history does). */
@@ -40,6 +47,9 @@ struct llm_request {
 	 * configured ones of the same name (wire_header_allowed). Either may be NULL. */
 	const cJSON *params;
 	const cJSON *headers;
+	/* LLM_FILES_* the model does not take: such files go as a note naming them ("[the
+	 * model does not take images: photo.png, image/png]"); 0: every file goes. */
+	int files_refused;
 };
 
 #endif

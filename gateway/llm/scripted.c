@@ -2,6 +2,7 @@
 #include "jsonin.h"
 #include "jw.h"
 #include "log.h"
+#include "media.h"
 
 #include <errno.h>
 #include <regex.h>
@@ -31,6 +32,7 @@ static const char builtin_rules[] =
 	"\"stall_after\":3}]},"
 	"{\"regex\":\"^fail\",\"steps\":[{\"text\":\"About to fail.\",\"error\":"
 	"{\"status\":400,\"message\":\"scripted failure requested by the prompt\"}}]},"
+	"{\"attachments\":true,\"steps\":[{\"text\":\"I received {{files}}.\"}]},"
 	"{\"steps\":[{\"text\":\"You said: {{prompt}}\"}]}]";
 
 #define LONG_TEXT                                                                         \
@@ -41,6 +43,7 @@ struct rule {
 	char *substr;     /* case-insensitive substring, or */
 	regex_t re;       /* an extended regex */
 	int has_re;
+	int attachments;  /* matches only a prompt with files */
 	cJSON *steps;     /* array of step objects (owned) */
 };
 
@@ -99,6 +102,7 @@ static int rule_compile(struct rule *r, const cJSON *o, int idx, struct err *e)
 		r->substr = strdup(m->valuestring);
 	}
 	r->steps = cJSON_Duplicate(steps, 1);
+	r->attachments = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "attachments"));
 	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "long")))
 		cJSON_AddBoolToObject(cJSON_GetArrayItem(r->steps, 0), "long", 1);
 	return 0;
@@ -201,10 +205,11 @@ static int check_model(void *self, const char *model, struct err *e)
 	return -1;
 }
 
-/* What the request says: the prompt, how many assistant steps answered it, the last
- * tool output. */
+/* What the request says: the prompt and its files, how many assistant steps answered
+ * it, the last tool output. */
 struct view {
 	const char *prompt;
+	const cJSON *files; /* the prompt's attachments (llm_types.h), or NULL */
 	int step;
 	const char *tool_output;
 	int64_t chars;
@@ -225,6 +230,7 @@ static void read_request(const struct llm_request *rq, struct view *v)
 		v->chars += content ? (int64_t)strlen(content) : 0;
 		if (!strcmp(role, "user")) {
 			v->prompt = content ? content : "";
+			v->files = cJSON_GetObjectItemCaseSensitive(m, "files");
 			v->step = 0;
 			v->tool_output = "";
 		} else if (!strcmp(role, "assistant")) {
@@ -235,8 +241,11 @@ static void read_request(const struct llm_request *rq, struct view *v)
 	}
 }
 
-static int rule_matches(struct rule *r, const char *prompt, regmatch_t *g, size_t ng)
+static int rule_matches(struct rule *r, const struct view *v, regmatch_t *g, size_t ng)
 {
+	const char *prompt = v->prompt;
+	if (r->attachments && cJSON_GetArraySize(v->files) == 0)
+		return 0;
 	if (r->has_re)
 		return regexec(&r->re, prompt, ng, g, 0) == 0;
 	if (r->substr)
@@ -245,8 +254,31 @@ static int rule_matches(struct rule *r, const char *prompt, regmatch_t *g, size_
 	return 1;
 }
 
-/* Expands {{prompt}}, {{tool_output}} and {{N}} (regex group N). JSON-escapes the
- * inserted values when json is set, so templated tool inputs stay valid JSON. */
+/* {{files}}: each attachment as "NAME (MIME, N bytes)", joined by ", " ("no files"). */
+static char *describe_files(const cJSON *files)
+{
+	struct jw w;
+	jw_init(&w);
+	jw_append(&w, "", 0);
+	const cJSON *f;
+	cJSON_ArrayForEach(f, files) {
+		const char *name = jsonin_get(f, "filename"), *mime = jsonin_get(f, "mime");
+		const char *url = jsonin_get(f, "url"), *m, *b64;
+		size_t ml, bytes = 0;
+		if (url && !media_data_split(url, &m, &ml, &b64))
+			bytes = media_b64_decoded_len(b64, strlen(b64));
+		char one[512];
+		int n = snprintf(one, sizeof(one), "%s%s (%s, %zu bytes)", w.len ? ", " : "",
+				 name ? name : "file", mime ? mime : "?", bytes);
+		jw_append(&w, one, n < (int)sizeof(one) ? (size_t)n : sizeof(one) - 1);
+	}
+	if (!w.len)
+		jw_append(&w, "no files", 8);
+	return jw_take(&w, NULL);
+}
+
+/* Expands {{prompt}}, {{tool_output}}, {{files}} and {{N}} (regex group N). JSON-escapes
+ * the inserted values when json is set, so templated tool inputs stay valid JSON. */
 static char *expand(const char *tpl, const struct view *v, const regmatch_t *g, int json)
 {
 	struct jw w;
@@ -261,7 +293,12 @@ static char *expand(const char *tpl, const struct view *v, const regmatch_t *g, 
 		size_t klen = (size_t)(close - open - 2);
 		const char *val = "";
 		size_t vlen = 0;
-		if (klen == 6 && !strncmp(open + 2, "prompt", 6)) {
+		char *own = NULL;
+		if (klen == 5 && !strncmp(open + 2, "files", 5)) {
+			own = describe_files(v->files);
+			val = own ? own : "";
+			vlen = strlen(val);
+		} else if (klen == 6 && !strncmp(open + 2, "prompt", 6)) {
 			val = v->prompt;
 			vlen = strlen(val);
 		} else if (klen == 11 && !strncmp(open + 2, "tool_output", 11)) {
@@ -275,6 +312,7 @@ static char *expand(const char *tpl, const struct view *v, const regmatch_t *g, 
 			jw_escape(&w, val, vlen);
 		else if (vlen)
 			jw_append(&w, val, vlen);
+		free(own);
 		p = close + 2;
 	}
 	char *out = jw_take(&w, NULL);
@@ -358,7 +396,7 @@ static void plan(struct attempt *a, const struct view *v)
 		g[i].rm_so = g[i].rm_eo = -1;
 	struct rule *r = NULL;
 	for (int i = 0; i < P->nrules && !r; i++)
-		if (rule_matches(&P->rules[i], v->prompt, g, 10))
+		if (rule_matches(&P->rules[i], v, g, 10))
 			r = &P->rules[i];
 	if (!r)
 		return; /* no rule: an empty reply that finishes with "stop" */

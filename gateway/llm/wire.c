@@ -1,6 +1,7 @@
 #include "wire.h"
 #include "jsonin.h"
 #include "jw.h"
+#include "media.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,15 +27,137 @@ void wire_free(struct wire_state *w)
 
 /* ---- requests ---- */
 
-static cJSON *openai_message(const cJSON *m)
+/* ---- a user message's files ----
+ * Images and PDFs go as the provider's own content blocks (their base64 data: URL),
+ * text files and directory listings inline as text, and what the model does not take
+ * (files_refused) or cannot be read as a note naming it. */
+
+enum file_send { FS_IMAGE, FS_PDF, FS_TEXT };
+
+static char *file_note(const char *mime, const char *name, const char *why)
+{
+	char *s = NULL;
+	if (asprintf(&s, "[Attached %s: %s (not sent: %s)]", mime, name, why) < 0)
+		return NULL;
+	return s;
+}
+
+/* How file f goes: an image or PDF block, or text (*text, malloc'd). */
+static enum file_send file_send(const cJSON *f, int refused, char **text)
+{
+	const char *mime = jsonin_get(f, "mime"), *url = jsonin_get(f, "url");
+	const char *name = jsonin_get(f, "filename"), *m, *b64;
+	size_t ml;
+	*text = NULL;
+	mime = mime ? mime : "application/octet-stream";
+	name = name ? name : "file";
+	enum media_kind k = media_kind_of(mime);
+	if (!url || media_data_split(url, &m, &ml, &b64)) {
+		*text = file_note(mime, name, "its content is not a base64 data: URL");
+		return FS_TEXT;
+	}
+	if (k == MEDIA_IMAGE || k == MEDIA_PDF) {
+		if (!(refused & (k == MEDIA_IMAGE ? LLM_FILES_IMAGE : LLM_FILES_PDF)))
+			return k == MEDIA_IMAGE ? FS_IMAGE : FS_PDF;
+		*text = file_note(mime, name, k == MEDIA_IMAGE ? "the model does not take images"
+							      : "the model does not take PDFs");
+		return FS_TEXT;
+	}
+	char why[128];
+	size_t n;
+	unsigned char *bytes = media_b64_decode(b64, strlen(b64), &n, why, sizeof(why));
+	if (!bytes || (k != MEDIA_TEXT && k != MEDIA_DIR) || !media_utf8_text(bytes, n)) {
+		*text = file_note(mime, name, "not text");
+	} else if (asprintf(text, "<file name=\"%s\" type=\"%s\">\n%s%s</file>", name, mime,
+			    (char *)bytes, n && bytes[n - 1] != '\n' ? "\n" : "") < 0) {
+		*text = NULL;
+	}
+	free(bytes);
+	return FS_TEXT;
+}
+
+static cJSON *text_block(const char *text)
+{
+	cJSON *b = cJSON_CreateObject();
+	cJSON_AddStringToObject(b, "type", "text");
+	cJSON_AddStringToObject(b, "text", text);
+	return b;
+}
+
+/* OpenAI: a user message with files has an array content: its text, then each file as
+ * an image_url, a file (PDF) or a text part. */
+static void openai_user_content(cJSON *o, const char *content, const cJSON *files,
+				int refused)
+{
+	cJSON *arr = cJSON_AddArrayToObject(o, "content");
+	if (content && *content)
+		cJSON_AddItemToArray(arr, text_block(content));
+	const cJSON *f;
+	cJSON_ArrayForEach(f, files) {
+		char *text;
+		enum file_send how = file_send(f, refused, &text);
+		const char *url = jsonin_get(f, "url"), *name = jsonin_get(f, "filename");
+		cJSON *b = NULL;
+		if (how == FS_TEXT) {
+			b = text_block(text ? text : "[Attached file]");
+		} else if (how == FS_IMAGE) {
+			b = cJSON_CreateObject();
+			cJSON_AddStringToObject(b, "type", "image_url");
+			cJSON_AddStringToObject(cJSON_AddObjectToObject(b, "image_url"), "url", url);
+		} else {
+			b = cJSON_CreateObject();
+			cJSON_AddStringToObject(b, "type", "file");
+			cJSON *file = cJSON_AddObjectToObject(b, "file");
+			cJSON_AddStringToObject(file, "filename", name ? name : "file.pdf");
+			cJSON_AddStringToObject(file, "file_data", url);
+		}
+		free(text);
+		cJSON_AddItemToArray(arr, b);
+	}
+}
+
+/* Anthropic: each file after the text, as an image or document block with a base64
+ * source, or a text block. */
+static void anthropic_files(cJSON *blocks, const cJSON *files, int refused)
+{
+	const cJSON *f;
+	cJSON_ArrayForEach(f, files) {
+		char *text;
+		enum file_send how = file_send(f, refused, &text);
+		if (how == FS_TEXT) {
+			cJSON_AddItemToArray(blocks, text_block(text ? text : "[Attached file]"));
+			free(text);
+			continue;
+		}
+		const char *m, *b64, *name = jsonin_get(f, "filename");
+		size_t ml;
+		media_data_split(jsonin_get(f, "url"), &m, &ml, &b64);
+		cJSON *b = cJSON_CreateObject(), *src = cJSON_CreateObject();
+		char mime[128];
+		snprintf(mime, sizeof(mime), "%.*s", (int)(ml < sizeof(mime) ? ml : 0), m);
+		cJSON_AddStringToObject(b, "type", how == FS_IMAGE ? "image" : "document");
+		cJSON_AddStringToObject(src, "type", "base64");
+		cJSON_AddStringToObject(src, "media_type", mime);
+		cJSON_AddStringToObject(src, "data", b64);
+		cJSON_AddItemToObject(b, "source", src);
+		if (how == FS_PDF && name)
+			cJSON_AddStringToObject(b, "title", name);
+		cJSON_AddItemToArray(blocks, b);
+	}
+}
+
+static cJSON *openai_message(const cJSON *m, int refused)
 {
 	const char *role = jsonin_get(m, "role"), *content = jsonin_get(m, "content");
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "role", role ? role : "user");
 	const cJSON *calls = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
+	const cJSON *files = cJSON_GetObjectItemCaseSensitive(m, "files");
 	if (role && !strcmp(role, "tool"))
 		cJSON_AddStringToObject(o, "tool_call_id", jsonin_get(m, "tool_call_id"));
-	if (content && *content)
+	if (cJSON_GetArraySize(files) > 0 && (!role || !strcmp(role, "user")))
+		openai_user_content(o, content, files, refused);
+	else if (content && *content)
 		cJSON_AddStringToObject(o, "content", content);
 	else
 		cJSON_AddItemToObject(o, "content", calls ? cJSON_CreateNull() : cJSON_CreateString(""));
@@ -65,7 +188,7 @@ static void openai_body(cJSON *b, const struct llm_request *rq)
 	}
 	const cJSON *m;
 	cJSON_ArrayForEach(m, rq->messages)
-		cJSON_AddItemToArray(msgs, openai_message(m));
+		cJSON_AddItemToArray(msgs, openai_message(m, rq->files_refused));
 	cJSON_AddBoolToObject(b, "stream", 1);
 	cJSON *so = cJSON_AddObjectToObject(b, "stream_options");
 	cJSON_AddBoolToObject(so, "include_usage", 1);
@@ -98,7 +221,7 @@ static cJSON *anthropic_turn(cJSON *msgs, const char *role)
 	return content;
 }
 
-static void anthropic_message(cJSON *msgs, const cJSON *m)
+static void anthropic_message(cJSON *msgs, const cJSON *m, int refused)
 {
 	const char *role = jsonin_get(m, "role"), *content = jsonin_get(m, "content");
 	int tool = role && !strcmp(role, "tool"), assistant = role && !strcmp(role, "assistant");
@@ -118,6 +241,8 @@ static void anthropic_message(cJSON *msgs, const cJSON *m)
 	} else {
 		cJSON_Delete(b);
 	}
+	if (!assistant)
+		anthropic_files(blocks, cJSON_GetObjectItemCaseSensitive(m, "files"), refused);
 	const cJSON *c;
 	cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(m, "tool_calls")) {
 		cJSON *u = cJSON_CreateObject();
@@ -140,7 +265,7 @@ static void anthropic_body(cJSON *b, const struct llm_request *rq)
 	cJSON *msgs = cJSON_AddArrayToObject(b, "messages");
 	const cJSON *m;
 	cJSON_ArrayForEach(m, rq->messages)
-		anthropic_message(msgs, m);
+		anthropic_message(msgs, m, rq->files_refused);
 	/* a message whose content ended up empty is refused by the API: drop it */
 	for (int i = cJSON_GetArraySize(msgs) - 1; i >= 0; i--)
 		if (!cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetArrayItem(msgs, i), "content")))

@@ -333,30 +333,62 @@ int api_call(struct engine *E, const char *method, const cJSON *params, struct j
 	return -1;
 }
 
-/* The prompt's text: "text", or the text parts joined by a blank line. */
-static int prompt_text(const cJSON *p, char **out, struct err *e)
-{
-	const char *text = NULL;
-	if (jsonin_str(p, "text", 0, &text, e))
-		return -1;
-	if (text) {
-		*out = strdup(text);
-		return 0;
-	}
-	return engine_parts_text(cJSON_GetObjectItemCaseSensitive(p, "parts"), out, e);
-}
-
 void api_prompt_free(struct api_prompt *ap)
 {
 	free(ap->text);
 	ap->text = NULL;
 }
 
+/* The body's keys: OpenCode's prompt fields (SessionPromptData v1 and v2), agentgate's
+ * own (policy, dedupeKey, text), what the transports put there (sessionID, wait), and
+ * source, which the transport sets whatever the body says. */
+static int prompt_keys_known(const cJSON *p, struct err *e)
+{
+	static const char *const known[] = {
+		"sessionID", "parts", "text", "agent", "model", "messageID", "noReply", "tools",
+		"system", "format", "variant", "policy", "dedupeKey", "wait", "source",
+	};
+	const cJSON *it;
+	cJSON_ArrayForEach(it, p) {
+		size_t i = 0;
+		while (i < sizeof(known) / sizeof(known[0]) && strcmp(known[i], it->string))
+			i++;
+		if (i == sizeof(known) / sizeof(known[0])) {
+			err_set(e, ERR_INVALID, "\"%.100s\" is not a prompt field (parts, agent, "
+				"model, messageID, noReply, tools, system, format, policy, dedupeKey)",
+				it->string);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* v2's format and variant: only what agentgate does anyway is taken. Structured output
+ * (json_schema) and model variants would be dropped, so they are refused. */
+static int prompt_format_variant(const cJSON *p, struct err *e)
+{
+	const cJSON *f = cJSON_GetObjectItemCaseSensitive(p, "format");
+	const char *type = jsonin_get(f, "type"), *variant = NULL;
+	if (f && !cJSON_IsNull(f) && (!type || strcmp(type, "text"))) {
+		err_set(e, ERR_INVALID, "format: only {\"type\":\"text\"} is supported%s%s%s",
+			type ? " (structured output, \"" : "", type ? type : "", type ? "\", is not)" : "");
+		return -1;
+	}
+	if (jsonin_str(p, "variant", 0, &variant, e))
+		return -1;
+	if (variant && *variant && strcmp(variant, "default")) {
+		err_set(e, ERR_INVALID, "variant \"%.100s\": model variants are not supported",
+			variant);
+		return -1;
+	}
+	return 0;
+}
+
 int api_parse_prompt(const cJSON *p, const char *session_id, const char *source,
 		     struct api_prompt *ap, struct err *e)
 {
 	struct prompt *pr = &ap->p;
-	const char *policy = NULL;
+	const char *policy = NULL, *text = NULL;
 	memset(ap, 0, sizeof(*ap));
 	pr->session_id = session_id;
 	pr->source = source;
@@ -364,10 +396,13 @@ int api_parse_prompt(const cJSON *p, const char *session_id, const char *source,
 		err_set(e, ERR_INVALID, "the prompt must be a JSON object");
 		return -1;
 	}
-	if (jsonin_str(p, "agent", 0, &pr->agent, e) ||
+	if (prompt_keys_known(p, e) || jsonin_str(p, "agent", 0, &pr->agent, e) ||
 	    jsonin_str(p, "messageID", 0, &pr->message_id, e) ||
 	    jsonin_str(p, "policy", 0, &policy, e) ||
 	    jsonin_str(p, "dedupeKey", 0, &pr->dedupe_key, e) ||
+	    jsonin_str(p, "system", 0, &pr->system, e) ||
+	    jsonin_str(p, "text", 0, &text, e) || jsonin_bool(p, "noReply", &pr->no_reply, e) ||
+	    prompt_format_variant(p, e) ||
 	    parse_model(p, ap->model, sizeof(ap->model), &pr->model, e))
 		return -1;
 	/* the source is the transport's to say, never the client's: a body claiming to
@@ -377,10 +412,24 @@ int api_parse_prompt(const cJSON *p, const char *session_id, const char *source,
 			policy);
 		return -1;
 	}
-	if (prompt_text(p, &ap->text, e))
-		return -1;
-	pr->text = ap->text;
+	pr->tools = cJSON_GetObjectItemCaseSensitive(p, "tools");
 	pr->parts = cJSON_GetObjectItemCaseSensitive(p, "parts");
+	if (cJSON_IsNull(pr->parts))
+		pr->parts = NULL;
+	if (text && pr->parts) {
+		err_set(e, ERR_INVALID, "a prompt has \"parts\" or \"text\", not both");
+		return -1;
+	}
+	if (!text && !pr->parts) {
+		err_set(e, ERR_INVALID, "missing \"parts\" (an array of parts: {\"type\":\"text\","
+			"\"text\"}, file, agent, subtask)");
+		return -1;
+	}
+	if (text && !(ap->text = strdup(text))) {
+		err_set(e, ERR_INTERNAL, "out of memory");
+		return -1;
+	}
+	pr->text = ap->text;
 	return 0;
 }
 
@@ -425,10 +474,17 @@ int api_prompt(struct engine *E, const cJSON *params, const char *source, struct
 	api_prompt_free(&ap);
 	if (rc)
 		return -1;
+	if (aw && !r.turn_id[0]) {
+		/* noReply: no turn to wait for; the answer is the user message, as OpenCode's */
+		if (w && engine_message_json(E, sid, r.user_message_id, w, e))
+			return -1;
+		return 1;
+	}
 	if (!aw && w) {
 		jw_obj(w);
 		jw_kstr(w, "sessionID", sid);
-		jw_kstr(w, "turnID", r.turn_id);
+		if (r.turn_id[0])
+			jw_kstr(w, "turnID", r.turn_id);
 		jw_kstr(w, "messageID", r.user_message_id);
 		jw_kbool(w, "coalesced", r.coalesced);
 		jw_obj_end(w);

@@ -2,6 +2,7 @@
  * the long-held POST /session/{id}/message, SSE at GET /event, and static files. */
 #include "api.h"
 #include "jsonin.h"
+#include "media.h"
 #include "log.h"
 #include "server.h"
 
@@ -233,9 +234,16 @@ static int do_prompt(struct conn *c, const struct api_route *r, const cJSON *par
 	struct err e = {0};
 	if (!strcmp(r->rpc, "session.command"))
 		return do_command(c, params);
+	struct jw w;
+	jw_init(&w);
 	c->aw.fn = prompt_answered;
-	if (api_submit(c->srv->E, r->rpc, params, "http", r->wait ? &c->aw : NULL, NULL, &e))
-		return respond_err(c, &e);
+	int rc = api_submit(c->srv->E, r->rpc, params, "http", r->wait ? &c->aw : NULL, &w, &e);
+	if (rc < 0 || (r->wait && rc == 1)) { /* rc 1: noReply, the user message now */
+		rc = rc < 0 ? respond_err(c, &e) : respond_json(c, 200, &w);
+		jw_free(&w);
+		return rc;
+	}
+	jw_free(&w);
 	if (!r->wait)
 		return respond_ex(c, 204, "application/json", NULL, 0, NULL, NULL);
 	return hold(c);
@@ -514,6 +522,18 @@ static cJSON *body_object(struct conn *c, struct err *e)
 	return j;
 }
 
+/* The x-opencode-directory header, %-decoded, into dir (4096 bytes): 0, or -1 when
+ * absent or malformed (a malformed one is left to the body and the query). */
+static int header_directory(struct conn *c, char *dir)
+{
+	char raw[4096];
+	int n = lws_hdr_custom_copy(c->wsi, raw, sizeof(raw), "x-opencode-directory:", 21);
+	if (n <= 0)
+		return -1;
+	long d = media_pct_decode(raw, (size_t)n, dir);
+	return d > 0 && !memchr(dir, 0, (size_t)d) ? 0 : -1;
+}
+
 static void add_query(struct conn *c, cJSON *params)
 {
 	char v[32];
@@ -533,9 +553,11 @@ static void add_query(struct conn *c, cJSON *params)
 	    !query_arg(c->wsi, "messageID", mid, sizeof(mid)))
 		cJSON_AddStringToObject(params, "messageID", mid);
 	char dir[4096];
-	/* the v2 SDK sends a new session's directory as ?directory=; the body's wins */
+	/* a new session's directory: the body's, else ?directory= (the v2 SDK's
+	 * session.create), else x-opencode-directory (a client made with a directory
+	 * sends it on every request, %-encoded) */
 	if (!cJSON_GetObjectItemCaseSensitive(params, "directory") &&
-	    !query_arg(c->wsi, "directory", dir, sizeof(dir)))
+	    (!query_arg(c->wsi, "directory", dir, sizeof(dir)) || !header_directory(c, dir)))
 		cJSON_AddStringToObject(params, "directory", dir);
 }
 

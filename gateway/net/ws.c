@@ -159,10 +159,11 @@ static int do_prompt(struct conn *c, const char *method, const char *id_json, co
 	}
 	ww->c = c;
 	ww->aw.fn = wait_done;
-	if (api_submit(c->srv->E, method, p, "ws", &ww->aw, NULL, e)) {
+	int rc = api_submit(c->srv->E, method, p, "ws", &ww->aw, w, e);
+	if (rc) { /* -1, or 1: noReply, answered now with the user message */
 		free(ww->id_json);
 		free(ww);
-		return -1;
+		return rc < 0 ? -1 : 0;
 	}
 	ww->next = c->waits;
 	c->waits = ww;

@@ -229,27 +229,22 @@ static void prompt_ended(struct turn_waiter *tw, const char *state, const char *
 	free(w);
 }
 
-/* The prompt's text: text, or the text parts of parts_json. */
-static char *prompt_text(const struct ag_prompt *pr, struct err *e)
+/* The prompt: text, or parts_json parsed into *parts (OpenCode's parts, as the HTTP
+ * API takes them). */
+static int prompt_input(const struct ag_prompt *pr, cJSON **parts, struct err *e)
 {
-	if (pr->text) {
-		char *t = strdup(pr->text);
-		if (!t)
-			err_set(e, ERR_INTERNAL, "out of memory");
-		return t;
-	}
+	*parts = NULL;
+	if (pr->text)
+		return 0;
 	if (!pr->parts_json) {
 		err_set(e, ERR_INVALID, "the prompt has neither text nor parts_json");
-		return NULL;
+		return -1;
 	}
-	cJSON *parts = cJSON_Parse(pr->parts_json);
-	char *text = NULL;
-	if (!parts)
+	if (!(*parts = cJSON_Parse(pr->parts_json))) {
 		err_set(e, ERR_INVALID, "parts_json is not JSON");
-	else
-		engine_parts_text(parts, &text, e);
-	cJSON_Delete(parts);
-	return text;
+		return -1;
+	}
+	return 0;
 }
 
 static void do_prompt(struct xcall *x)
@@ -258,17 +253,17 @@ static void do_prompt(struct xcall *x)
 	const struct ag_prompt *pr = x->prompt;
 	struct err err = {0}, *e = &err;
 	struct pwait *w = NULL;
-	char *text = NULL;
+	cJSON *parts = NULL;
 	if ((pr->flags & AG_PROMPT_INTERRUPT) && p->H->in_hook) {
 		/* the running turn may be the one inside whose hook this runs */
 		err_set(e, ERR_BUSY, "a prompt with AG_PROMPT_INTERRUPT cannot be sent from "
 			"inside a hook (post it, then send it)");
 		goto fail;
 	}
-	if (!(text = prompt_text(pr, e)))
+	if (prompt_input(pr, &parts, e))
 		goto fail;
 	struct prompt q = {
-		.session_id = x->session_id, .text = text, .source = p->owner,
+		.session_id = x->session_id, .text = pr->text, .parts = parts, .source = p->owner,
 		.agent = pr->agent, .model = pr->model, .dedupe_key = pr->dedupe_key,
 		.policy = pr->flags & AG_PROMPT_INTERRUPT ? TURN_POLICY_INTERRUPT
 			  : pr->flags & AG_PROMPT_REJECT_IF_BUSY ? TURN_POLICY_REJECT : TURN_POLICY_QUEUE,
@@ -296,11 +291,11 @@ static void do_prompt(struct xcall *x)
 		snprintf(x->ack->message_id, sizeof(x->ack->message_id), "%s", r.user_message_id);
 		x->ack->coalesced = r.coalesced;
 	}
-	free(text);
+	cJSON_Delete(parts);
 	x->rc = AG_OK;
 	return;
 fail:
-	free(text);
+	cJSON_Delete(parts);
 	free(w);
 	x->rc = from_err(e, x->err);
 }

@@ -332,6 +332,15 @@ int store_part_list(struct store *S, const char *message_id, store_part_cb cb, v
 	return read_parts(S, ST_PART_LIST, cb, arg);
 }
 
+int store_part_get(struct store *S, const char *id, store_part_cb cb, void *arg)
+{
+	struct val *q = reader(S, ST_PART_GET);
+	if (!q)
+		return -1;
+	bind_text(q, 1, id);
+	return read_parts(S, ST_PART_GET, cb, arg);
+}
+
 static int part_row(const struct row *q, void *ctx)
 {
 	struct visit *v = ctx;

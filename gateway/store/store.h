@@ -119,6 +119,8 @@ int store_part_delete(struct store *S, const char *id);
 int store_part_set_data(struct store *S, const char *id, const char *data);
 typedef int (*store_part_cb)(void *arg, const struct store_part *r);
 int store_part_list(struct store *S, const char *message_id, store_part_cb cb, void *arg);
+/* The part with that id (cb once), as store_message_get: rows visited, or -1. */
+int store_part_get(struct store *S, const char *id, store_part_cb cb, void *arg);
 
 int store_turn_put(struct store *S, const struct store_turn *r);
 int store_turn_delete(struct store *S, const char *id);

@@ -127,6 +127,7 @@ static const char *const sql[ST_COUNT] = {
 	[ST_PART_DATA] = "UPDATE part SET data = $1 WHERE id = $2",
 	[ST_PART_LIST] = "SELECT id, message_id, session_id, type, data FROM part"
 			 " WHERE message_id = $1 ORDER BY id",
+	[ST_PART_GET] = "SELECT id, message_id, session_id, type, data FROM part WHERE id = $1",
 	[ST_TURN_PUT] = "INSERT INTO turn(" TURN_COLS ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)"
 			" ON CONFLICT (id) DO UPDATE SET " X("session_id") ", "
 			X("user_message_id") ", " X("source") ", " X("state") ", " X("policy") ", "

@@ -105,6 +105,7 @@ static const char *const sql[ST_COUNT] = {
 	[ST_PART_DATA] = "UPDATE part SET data = ? WHERE id = ?",
 	[ST_PART_LIST] = "SELECT id, message_id, session_id, type, data FROM part"
 			 " WHERE message_id = ? ORDER BY id",
+	[ST_PART_GET] = "SELECT id, message_id, session_id, type, data FROM part WHERE id = ?",
 	[ST_TURN_PUT] = "INSERT OR REPLACE INTO turn(" TURN_COLS ") VALUES(?,?,?,?,?,?,?,?,?,?,?)",
 	[ST_TURN_STATE] = "SELECT " TURN_COLS " FROM turn WHERE state = ? ORDER BY id",
 	[ST_PART_DEL] = "DELETE FROM part WHERE id = ?",

@@ -356,7 +356,8 @@ enum ag_prompt_flags {
 struct ag_prompt {
 	uint32_t size;
 	const char *text;       /* the prompt (or parts_json) */
-	const char *parts_json; /* instead of text: [{"type":"text","text":...}] */
+	const char *parts_json; /* instead of text: OpenCode's parts as the HTTP API takes
+				 * them ([{"type":"text","text":...}], file, agent, subtask) */
 	const char *agent;      /* NULL: the session's */
 	const char *model;      /* "provider/model", NULL: the agent's or session's */
 	const char *dedupe_key; /* a queued prompt of this session with the same key
