@@ -294,6 +294,105 @@ static void requests_take_each_providers_shape(void **state)
 	cJSON_Delete(opts);
 }
 
+/* A user message with files: the JSON of both wire formats' user content. */
+static cJSON *user_content(enum wire_kind kind, const cJSON *msgs, int refused)
+{
+	struct llm_request rq = {.model = "m", .messages = msgs, .files_refused = refused};
+	struct err e = {0};
+	char *body = wire_request(kind, &rq, NULL, &e);
+	assert_non_null(body);
+	cJSON *j = cJSON_Parse(body);
+	free(body);
+	cJSON *m = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "messages"), 0);
+	cJSON *c = cJSON_DetachItemFromObject(m, "content");
+	cJSON_Delete(j);
+	return c;
+}
+
+static const char *str_at(const cJSON *arr, int i, const char *k1, const char *k2)
+{
+	const cJSON *o = cJSON_GetObjectItem(cJSON_GetArrayItem(arr, i), k1);
+	return k2 ? cJSON_GetStringValue(cJSON_GetObjectItem(o, k2)) : cJSON_GetStringValue(o);
+}
+
+/* Files go after the message's text: images as OpenAI image_url parts and Anthropic
+ * image blocks, PDFs as an OpenAI file part and an Anthropic document block (base64
+ * sources), text files and listings inlined as text; what the model does not take, or
+ * cannot be read, goes as a note naming it. */
+static void files_take_each_providers_shape(void **state)
+{
+	cJSON *msgs = cJSON_Parse(
+		"[{\"role\":\"user\",\"content\":\"see\",\"files\":["
+		"{\"mime\":\"image/png\",\"filename\":\"a.png\",\"url\":\"data:image/png;base64,iVBORw0KGgo=\"},"
+		"{\"mime\":\"application/pdf\",\"filename\":\"d.pdf\",\"url\":\"data:application/pdf;base64,JVBERi0=\"},"
+		"{\"mime\":\"text/plain\",\"filename\":\"n.txt\",\"url\":\"data:text/plain;base64,aMOpbGxv\"},"
+		"{\"mime\":\"application/x-directory\",\"filename\":\"src\",\"url\":\"data:application/x-directory;base64,YS5jCg==\"},"
+		"{\"mime\":\"text/plain\",\"filename\":\"bad.txt\",\"url\":\"file:///x\"}]}]");
+	cJSON *o = user_content(WIRE_OPENAI, msgs, 0);
+	assert_int_equal(cJSON_GetArraySize(o), 6);
+	assert_string_equal(str_at(o, 0, "text", NULL), "see");
+	assert_string_equal(str_at(o, 1, "type", NULL), "image_url");
+	assert_string_equal(str_at(o, 1, "image_url", "url"), "data:image/png;base64,iVBORw0KGgo=");
+	assert_string_equal(str_at(o, 2, "type", NULL), "file");
+	assert_string_equal(str_at(o, 2, "file", "filename"), "d.pdf");
+	assert_string_equal(str_at(o, 2, "file", "file_data"), "data:application/pdf;base64,JVBERi0=");
+	assert_string_equal(str_at(o, 3, "text", NULL),
+			    "<file name=\"n.txt\" type=\"text/plain\">\nh\xc3\xa9llo\n</file>");
+	assert_string_equal(str_at(o, 4, "text", NULL),
+			    "<file name=\"src\" type=\"application/x-directory\">\na.c\n</file>");
+	assert_non_null(strstr(str_at(o, 5, "text", NULL), "[Attached text/plain: bad.txt (not sent"));
+	cJSON_Delete(o);
+
+	cJSON *a = user_content(WIRE_ANTHROPIC, msgs, 0);
+	assert_int_equal(cJSON_GetArraySize(a), 6);
+	assert_string_equal(str_at(a, 0, "type", NULL), "text");
+	assert_string_equal(str_at(a, 1, "type", NULL), "image");
+	assert_string_equal(str_at(a, 1, "source", "type"), "base64");
+	assert_string_equal(str_at(a, 1, "source", "media_type"), "image/png");
+	assert_string_equal(str_at(a, 1, "source", "data"), "iVBORw0KGgo=");
+	assert_string_equal(str_at(a, 2, "type", NULL), "document");
+	assert_string_equal(str_at(a, 2, "source", "media_type"), "application/pdf");
+	assert_string_equal(str_at(a, 2, "source", "data"), "JVBERi0=");
+	assert_string_equal(str_at(a, 2, "title", NULL), "d.pdf");
+	assert_string_equal(str_at(a, 3, "text", NULL),
+			    "<file name=\"n.txt\" type=\"text/plain\">\nh\xc3\xa9llo\n</file>");
+	cJSON_Delete(a);
+
+	/* a model that takes neither: notes, for both formats */
+	for (int k = 0; k < 2; k++) {
+		cJSON *c = user_content(k ? WIRE_ANTHROPIC : WIRE_OPENAI, msgs,
+					LLM_FILES_IMAGE | LLM_FILES_PDF);
+		assert_string_equal(str_at(c, 1, "text", NULL), "[Attached image/png: a.png (not "
+				    "sent: the model does not take images)]");
+		assert_string_equal(str_at(c, 2, "text", NULL), "[Attached application/pdf: d.pdf "
+				    "(not sent: the model does not take PDFs)]");
+		assert_non_null(strstr(str_at(c, 3, "text", NULL), "h\xc3\xa9llo"));
+		cJSON_Delete(c);
+	}
+	/* only images refused: the PDF still goes */
+	cJSON *c = user_content(WIRE_OPENAI, msgs, LLM_FILES_IMAGE);
+	assert_string_equal(str_at(c, 2, "type", NULL), "file");
+	cJSON_Delete(c);
+	cJSON_Delete(msgs);
+
+	/* without files a user message keeps its plain string content */
+	msgs = cJSON_Parse("[{\"role\":\"user\",\"content\":\"plain\",\"files\":[]}]");
+	c = user_content(WIRE_OPENAI, msgs, 0);
+	assert_string_equal(cJSON_GetStringValue(c), "plain");
+	cJSON_Delete(c);
+	cJSON_Delete(msgs);
+	/* a file-only message: no empty text block */
+	msgs = cJSON_Parse("[{\"role\":\"user\",\"content\":\"\",\"files\":[{\"mime\":"
+			   "\"image/gif\",\"url\":\"data:image/gif;base64,R0lGODlh\"}]}]");
+	for (int k = 0; k < 2; k++) {
+		c = user_content(k ? WIRE_ANTHROPIC : WIRE_OPENAI, msgs, 0);
+		assert_int_equal(cJSON_GetArraySize(c), 1);
+		assert_string_equal(str_at(c, 0, "type", NULL), k ? "image" : "image_url");
+		cJSON_Delete(c);
+	}
+	cJSON_Delete(msgs);
+}
+
 /* A request's params go over the configured options, but never over what the wire
  * format owns; extra headers are refused where they would break or hijack the request. */
 static void request_params_override_options_but_not_owned_keys(void **state)
@@ -474,6 +573,7 @@ int main(void)
 		cmocka_unit_test(stream_errors_are_reported_with_retryability),
 		cmocka_unit_test(output_stops_at_max_output),
 		cmocka_unit_test(requests_take_each_providers_shape),
+		cmocka_unit_test(files_take_each_providers_shape),
 		cmocka_unit_test(request_params_override_options_but_not_owned_keys),
 		cmocka_unit_test(retry_after_parses_seconds_ms_and_dates_without_overflow),
 		cmocka_unit_test(openai_cached_tokens_are_not_counted_twice),

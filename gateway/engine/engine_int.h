@@ -14,6 +14,7 @@
 enum status_type { ST_IDLE, ST_BUSY, ST_RETRY };
 /* What became of prompts, by source (stats.c) */
 enum stat_outcome { STAT_ACCEPTED, STAT_COALESCED, STAT_COMPLETED, STAT_FAILED, STAT_CANCELLED,
+		    STAT_KEPT, /* a noReply prompt: its user message kept, no turn */
 		    STAT_OUTCOMES };
 struct turn_stat {
 	char source[48];

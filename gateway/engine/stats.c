@@ -13,6 +13,7 @@
 static const char *const outcome_names[STAT_OUTCOMES] = {
 	[STAT_ACCEPTED] = "accepted", [STAT_COALESCED] = "coalesced",
 	[STAT_COMPLETED] = "completed", [STAT_FAILED] = "failed", [STAT_CANCELLED] = "cancelled",
+	[STAT_KEPT] = "kept",
 };
 
 void stats_turn(struct engine *E, const char *source, enum stat_outcome o)

@@ -290,6 +290,7 @@ static int accept_no_reply(struct engine *E, struct session *s, const struct pro
 	}
 	log_info("session %s: message %s kept without a reply (noReply, source %s)", s->id, id,
 		 p->source ? p->source : "api");
+	stats_turn(E, p->source, STAT_KEPT);
 	char what[96];
 	snprintf(what, sizeof(what), "the prompt (message %s)", id);
 	int rc = engine_commit(E, mark, what, e);

@@ -72,17 +72,23 @@ static void gauge(struct jw *w, const char *name, const char *help, double v)
 
 /* ---- sessions and turns ---- */
 
-/* The engine counts prompts (accepted, coalesced) and turns' ends by source: two
+/* The engine counts prompts (accepted, coalesced, kept) and turns' ends by source: two
  * families, one pass each. */
+static int prompt_outcome(const char *outcome)
+{
+	return !strcmp(outcome, "accepted") || !strcmp(outcome, "coalesced") ||
+	       !strcmp(outcome, "kept");
+}
+
 static void prompt_count(void *arg, const char *source, const char *outcome, uint64_t n)
 {
-	if (!strcmp(outcome, "accepted") || !strcmp(outcome, "coalesced"))
+	if (prompt_outcome(outcome))
 		sample(arg, "agentgate_prompts_total", "source", source, "result", outcome, (double)n);
 }
 
 static void turn_end_count(void *arg, const char *source, const char *outcome, uint64_t n)
 {
-	if (strcmp(outcome, "accepted") && strcmp(outcome, "coalesced"))
+	if (!prompt_outcome(outcome))
 		sample(arg, "agentgate_turns_total", "source", source, "outcome", outcome, (double)n);
 }
 
@@ -101,7 +107,8 @@ static void engine_part(struct server *S, struct jw *w)
 	      m.turns_queued);
 	family(w, "agentgate_prompts_total", "counter",
 	       "Prompts by source (http, ws, cli, task, plugin:<id>): accepted as a turn of "
-	       "their own, or coalesced into one with the same dedupe key.");
+	       "their own, coalesced into one with the same dedupe key, or kept without a "
+	       "turn (noReply).");
 	engine_turn_counts(S->E, prompt_count, w);
 	family(w, "agentgate_turns_total", "counter", "Turns ended, by source and outcome.");
 	engine_turn_counts(S->E, turn_end_count, w);
