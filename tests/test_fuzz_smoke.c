@@ -30,6 +30,9 @@ static const char *seeds[] = {
 	"\x03{\"bash\":{\"git *\":\"allow\",\"rm *\":\"deny\",\"[a-c]?x\\\\*\":\"ask\"},"
 	"\"edit\":{\"~/src/*\":\"deny\"},\"*\":\"ask\",\"timeout_ms\":5}\ngit *\ngit status\n"
 	"rm -rf /\n[!b]*.c\nsrc/main.c\n~/src/a.c\n",
+	"\x04\x02" "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQ",
+	"\x04\x06" "data:text/plain;charset=utf-8,caf%C3%A9%20au%20lait%0Aline%202",
+	"\x04\x0d" "data:application/pdf;base64,JVBERi0xLjQKJeLjz9MK",
 };
 
 static const uint8_t interesting[] = {'"', '\\', '{', '}', '[', ']', ':', ',', '\n', '\r',
@@ -37,10 +40,12 @@ static const uint8_t interesting[] = {'"', '\\', '{', '}', '[', ']', ':', ',', '
 
 extern unsigned long fuzz_bodies_parsed, fuzz_bodies_refused, fuzz_stream_events;
 extern unsigned long fuzz_rules_parsed, fuzz_rules_matched;
+extern unsigned long fuzz_urls_parsed, fuzz_urls_refused;
 
 /* Every mutated input must leave the parsers whole (the sanitizers watch), and the
  * mutations must reach both sides: bodies that parse and bodies refused, stream events
- * decoded, permission rules parsed and wildcards matching, or the run proves nothing. */
+ * decoded, permission rules parsed and wildcards matching, data: URLs decoded and
+ * refused, or the run proves nothing. */
 static void parsers_survive_mutated_inputs(void **state)
 {
 	enum { CAP = 8192, ROUNDS = 20000 };
@@ -63,6 +68,8 @@ static void parsers_survive_mutated_inputs(void **state)
 	assert_true(fuzz_stream_events > 10000);
 	assert_true(fuzz_rules_parsed > 1000);
 	assert_true(fuzz_rules_matched > 1000);
+	assert_true(fuzz_urls_parsed > 1000);
+	assert_true(fuzz_urls_refused > 1000);
 }
 
 int main(void)

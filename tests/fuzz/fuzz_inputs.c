@@ -2,7 +2,8 @@
  * checks it: request bodies (jsonin_parse, then the prompt and model fields of api.c's
  * parser, then the JSON-RPC envelope fields) and provider stream events (wire_event for
  * both formats, fed through the SSE parser) and permission rules (a config section
- * and the subjects an ask is judged on). The first byte picks the target. Built
+ * and the subjects an ask is judged on) and a prompt's data: URLs (decoded, then sent as
+ * an attachment in both wire formats). The first byte picks the target. Built
  * with libFuzzer under clang (fuzz_inputs) and, for CI with gcc, driven by
  * test_fuzz_smoke with seeded random inputs. */
 #include <stdint.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "jsonin.h"
+#include "media.h"
 #include "permrule.h"
 #include "sse.h"
 #include "wire.h"
@@ -18,6 +20,7 @@
  * smoke test checks its mutations exercise both sides. */
 unsigned long fuzz_bodies_parsed, fuzz_bodies_refused, fuzz_stream_events;
 unsigned long fuzz_rules_parsed, fuzz_rules_matched;
+unsigned long fuzz_urls_parsed, fuzz_urls_refused;
 
 static void on_text(void *arg, int reasoning, const char *s, size_t n)
 {
@@ -113,17 +116,61 @@ static void rules(const uint8_t *data, size_t size)
 	free(buf);
 }
 
+/* A data: URL (the first byte picks the bound and the refused kinds); what decodes goes
+ * back out as an attachment of a user message in both wire formats. */
+static void data_url(const uint8_t *data, size_t size)
+{
+	if (size < 1)
+		return;
+	char *url = malloc(size);
+	if (!url)
+		return;
+	memcpy(url, data + 1, size - 1);
+	url[size - 1] = 0;
+	struct media_data d;
+	char why[256];
+	size_t max = data[0] & 1 ? 64 : 0;
+	if (media_data_parse(url, max, &d, why, sizeof(why))) {
+		fuzz_urls_refused++;
+		free(url);
+		return;
+	}
+	fuzz_urls_parsed++;
+	const char *mime = *d.mime ? d.mime : "text/plain";
+	(void)media_sniff(d.bytes, d.len);
+	(void)media_utf8_text(d.bytes, d.len);
+	char *canon = media_data_url(mime, d.bytes, d.len);
+	cJSON *msgs = cJSON_CreateArray(), *m = cJSON_CreateObject(), *files = cJSON_CreateArray();
+	cJSON *f = cJSON_CreateObject();
+	cJSON_AddStringToObject(f, "mime", mime);
+	cJSON_AddStringToObject(f, "url", data[0] & 2 ? url : canon ? canon : "");
+	cJSON_AddItemToArray(files, f);
+	cJSON_AddStringToObject(m, "role", "user");
+	cJSON_AddStringToObject(m, "content", "");
+	cJSON_AddItemToObject(m, "files", files);
+	cJSON_AddItemToArray(msgs, m);
+	struct llm_request rq = {.model = "m", .messages = msgs, .files_refused = data[0] >> 2 & 3};
+	struct err e = {0};
+	for (int k = 0; k < 2; k++)
+		free(wire_request(k ? WIRE_ANTHROPIC : WIRE_OPENAI, &rq, NULL, &e));
+	cJSON_Delete(msgs);
+	free(canon);
+	media_data_free(&d);
+	free(url);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	switch (data[0] % 4) {
+	switch (data[0] % 5) {
 	case 0: body(data + 1, size - 1); break;
 	case 1: stream(WIRE_OPENAI, data + 1, size - 1); break;
 	case 2: stream(WIRE_ANTHROPIC, data + 1, size - 1); break;
-	default: rules(data + 1, size - 1); break;
+	case 3: rules(data + 1, size - 1); break;
+	default: data_url(data + 1, size - 1); break;
 	}
 	return 0;
 }
