@@ -225,8 +225,14 @@ char *h_sql_str(struct h *h, const char *sql, ...)
 void h_check_ledger(struct h *h, const char *sid)
 {
 	engine_flush(h->E);
-	/* exactly one terminal assistant message per user message */
+	/* exactly one terminal assistant message per turn's user message */
 	assert_int_equal(h_unanswered(h, sid), 0);
+	/* a user message no turn opened (noReply) has no reply and no turnID */
+	assert_int_equal(h_sql_int(h,
+		"SELECT COUNT(*) FROM message u WHERE u.role='user' AND u.session_id='%s' AND "
+		"u.id NOT IN (SELECT user_message_id FROM turn) AND (json_extract(u.data, "
+		"'$.turnID') IS NOT NULL OR EXISTS (SELECT 1 FROM message a WHERE "
+		"a.parent_id=u.id))", sid), 0);
 	/* every assistant message is bound to its turn's user message */
 	assert_int_equal(h_sql_int(h,
 		"SELECT COUNT(*) FROM message a LEFT JOIN turn t ON t.id=a.turn_id "
@@ -358,6 +364,7 @@ int h_unanswered(struct h *h, const char *sid)
 {
 	return (int)h_sql_int(h,
 		"SELECT COUNT(*) FROM message u WHERE u.role='user' AND u.session_id='%s' AND "
+		"u.id IN (SELECT user_message_id FROM turn) AND "
 		"(SELECT COUNT(*) FROM message a WHERE a.parent_id=u.id AND a.role='assistant' "
 		"AND a.finish IS NOT NULL AND a.finish != 'tool-calls') != 1", sid);
 }

@@ -69,7 +69,7 @@ int h_turn_after(struct h *h, const char *turn, const char *before); /* 1: start
 int h_messages(struct h *h, const char *sid, const char *role); /* count */
 int h_replies(struct h *h, const char *turn, const char *finish); /* count, of the turn */
 int h_unfinished(struct h *h, const char *sid); /* replies with no finish yet */
-int h_unanswered(struct h *h, const char *sid); /* user messages without one terminal reply */
+int h_unanswered(struct h *h, const char *sid); /* turns' user messages without one terminal reply */
 char *h_reply_error(struct h *h, const char *turn); /* message of the reply that ended in error */
 char *h_reply_error_name(struct h *h, const char *turn, const char *finish); /* its error's name */
 int64_t h_reply_tokens(struct h *h, const char *turn); /* output tokens of the first reply */
@@ -111,8 +111,9 @@ char *h_kv_list(struct h *h, const char *owner, const char *prefix);
 int64_t h_durable_seq(struct h *h);
 
 /* The DESIGN.md ledger invariants, checked on what is durable (flushes first): one
- * terminal assistant message per user message, bound to its turn, none unfinished, turns
- * one at a time in order, replies never overlapping, nothing left queued or running. */
+ * terminal assistant message per turn's user message (a noReply message has no turn and
+ * no reply), bound to its turn, none unfinished, turns one at a time in order, replies
+ * never overlapping, nothing left queued or running. */
 void h_check_ledger(struct h *h, const char *sid);
 
 #endif
