@@ -456,8 +456,7 @@ int uparts_parse(struct engine *E, const struct session *s, const struct prompt 
 	return 0;
 oom:
 	uparts_free(u);
-	err_set(e, ERR_INTERNAL, "out of memory");
-	return -1;
+	return oom(e);
 }
 
 int uparts_set_text(struct uparts *u, const char *text)

@@ -260,28 +260,28 @@ test("tools: a turned-off tool is not offered to the model (the provider's reque
 // ---------------------------------------------------------------------------------
 // system, agent, model, messageID, format, variant
 
-test("system: the extra system prompt reaches the provider's request (OpenAI and Anthropic) after the agent's, for that turn only; it is kept in the user message", T, async (t) => {
-	const { srv, mock } = await startWithMock(t, { agent: { build: { prompt: "AGENT PROMPT" } } });
-	const v2 = createV2({ baseUrl: srv.url });
-	const s = ok(await v2.session.create({}), "create");
-	const bodies = {};
-	for (const providerID of ["openai", "anthropic"]) {
-		ok(await v2.session.prompt({ sessionID: s.id, model: { providerID, modelID: "normal" }, system: `SYS-${providerID}`, parts: [text("hi")] }), `prompt ${providerID}`);
-		bodies[providerID] = (await mock.stats()).last.body;
-	}
-	const sysOpenAI = bodies.openai.messages[0];
-	assert.equal(sysOpenAI.role, "system");
-	assert.ok(sysOpenAI.content.startsWith("AGENT PROMPT"), sysOpenAI.content);
-	assert.ok(sysOpenAI.content.endsWith("SYS-openai"), sysOpenAI.content);
-	assert.ok(bodies.anthropic.system.startsWith("AGENT PROMPT") && bodies.anthropic.system.endsWith("SYS-anthropic"), bodies.anthropic.system);
-	// a prompt without system: the agent's alone
-	await v2.session.prompt({ sessionID: s.id, model: { providerID: "anthropic", modelID: "normal" }, parts: [text("plain")] });
-	assert.equal((await mock.stats()).last.body.system, "AGENT PROMPT");
-	const msgs = ok(await v2.session.messages({ sessionID: s.id }), "messages");
-	const users = userMessages(msgs);
-	assert.equal(users[0].info.system, "SYS-openai", "UserMessage.system");
-	assert.equal(users.at(-1).info.system, undefined);
-});
+for (const style of ["v1", "v2"]) {
+	test(`SDK ${style} system: the extra system prompt reaches the provider's request (OpenAI and Anthropic) after the agent's, for that turn only; it is kept in the user message`, T, async (t) => {
+		const { srv, mock } = await startWithMock(t, { agent: { build: { prompt: "AGENT PROMPT" } } });
+		const c = SDK[style](srv);
+		const s = ok(await c.create({}), "create");
+		const bodies = {};
+		for (const providerID of ["openai", "anthropic"]) {
+			ok(await c.prompt(s.id, { model: { providerID, modelID: "normal" }, system: `SYS-${providerID}`, parts: [text("hi")] }), `prompt ${providerID}`);
+			bodies[providerID] = (await mock.stats()).last.body;
+		}
+		const sysOpenAI = bodies.openai.messages[0];
+		assert.equal(sysOpenAI.role, "system");
+		assert.equal(sysOpenAI.content, "AGENT PROMPT\n\nSYS-openai");
+		assert.equal(bodies.anthropic.system, "AGENT PROMPT\n\nSYS-anthropic");
+		// a prompt without system: the agent's alone
+		ok(await c.prompt(s.id, { model: { providerID: "anthropic", modelID: "normal" }, parts: [text("plain")] }), "prompt plain");
+		assert.equal((await mock.stats()).last.body.system, "AGENT PROMPT");
+		const users = userMessages(ok(await c.messages(s.id), "messages"));
+		assert.equal(users[0].info.system, "SYS-openai", "UserMessage.system");
+		assert.equal(users.at(-1).info.system, undefined);
+	});
+}
 
 test("agent, model and messageID are honoured; an unknown agent or model, a used messageID, format json_schema, a variant and an unknown field are 400s naming them", T, async (t) => {
 	const { srv, mock } = await startWithMock(t);
@@ -476,6 +476,9 @@ test("file parts, hostile: malformed data: URLs, paths with .. and symbolic link
 		const msg = refusedHttp(r, `url ${url.slice(0, 60)}`, word);
 		assert.ok(!msg.includes("top secret"), "nothing of the file leaks");
 	}
+	// a data: URL past the request body's limit never reaches the parser
+	const huge = await api(srv, "POST", `/session/${s.id}/message`, { parts: [{ type: "file", mime: "text/plain", url: dataUrl("text/plain", Buffer.alloc(1 << 20, 67)) }] });
+	assert.equal(huge.status, 413, huge.text);
 	// two files within the limit each but over it together
 	const half = dataUrl("text/plain", Buffer.alloc(3000, 66));
 	refusedHttp(await api(srv, "POST", `/session/${s.id}/message`, { parts: [{ type: "file", mime: "text/plain", url: half }, { type: "file", mime: "text/plain", url: half }] }), "together", "parts[1]", "limits.max_file_bytes");
