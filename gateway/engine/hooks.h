@@ -67,15 +67,16 @@ enum hook_point {
 };
 
 struct hook_prompt {
-	const char *text;       /* the prompt as the model will see it */
+	const char *text;       /* the prompt's text parts joined by a blank line */
 	const cJSON *parts;     /* the client's parts array, when it sent one (else NULL) */
 	const char *source;     /* http, ws, cli, task, plugin:<id> */
 	const char *message_id; /* the user message about to be written */
 };
 
-/* Replaces the prompt's text (copied): it is what the user message's text part stores
- * and what the model is sent; hp->text points at it from now on. The client's parts are
- * left as they came. 0, or -1 for an empty or NULL text (or out of memory). */
+/* Replaces the prompt's text parts (copied) with one holding text, in the first one's
+ * place: it is what the user message stores and what the model is sent; hp->text points
+ * at it from now on. The prompt's file, agent and subtask parts stay. 0, or -1 for an
+ * empty or NULL text (or out of memory). */
 int hook_prompt_set_text(struct hook_prompt *hp, const char *text);
 
 /* One provider request, changed for this request only (the agent and the provider's

@@ -180,12 +180,15 @@ struct ag_event {
 
 struct ag_prompt_submit {
 	uint32_t size;
-	const char *text;       /* the prompt's text as the model will see it */
-	const char *parts_json; /* its parts: [{"type":"text","text":...}, ...] */
+	const char *text;       /* the prompt's text parts, joined by a blank line ("" for
+				 * a prompt of files only) */
+	const char *parts_json; /* its parts as the client sent them: [{"type":"text",
+				 * "text":...}, {"type":"file",...}, ...] */
 	const char *source;     /* "http", "ws", "cli", "task", "plugin:<id>" */
 	const char *message_id; /* the user message about to be written */
-	/* out: replaces the parts (a JSON array of parts; text parts are joined as the
-	 * prompt's text; an array with no text refuses nothing and is ignored, logged) */
+	/* out: a JSON array of parts whose text parts, joined, replace the prompt's text
+	 * parts (its file, agent and subtask parts stay as the client sent them; an array
+	 * with no text refuses nothing and is ignored, logged) */
 	char *parts_out;
 	char *reason;           /* out, with AG_HOOK_REFUSE: why (the client sees it) */
 };
