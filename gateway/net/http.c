@@ -523,15 +523,24 @@ static cJSON *body_object(struct conn *c, struct err *e)
 }
 
 /* The x-opencode-directory header, %-decoded, into dir (4096 bytes): 0, or -1 when
- * absent or malformed (a malformed one is left to the body and the query). */
+ * absent, malformed or not a directory here. A client made with a directory sends it on
+ * every request, also to a gateway on another machine: unlike a directory asked for in
+ * the body or the query, one that is not here is passed over (logged), not refused. */
 static int header_directory(struct conn *c, char *dir)
 {
 	char raw[4096];
+	struct stat st;
 	int n = lws_hdr_custom_copy(c->wsi, raw, sizeof(raw), "x-opencode-directory:", 21);
 	if (n <= 0)
 		return -1;
 	long d = media_pct_decode(raw, (size_t)n, dir);
-	return d > 0 && !memchr(dir, 0, (size_t)d) ? 0 : -1;
+	if (d <= 0 || memchr(dir, 0, (size_t)d))
+		return -1;
+	if (dir[0] != '/' || stat(dir, &st) || !S_ISDIR(st.st_mode)) {
+		log_warn("x-opencode-directory %.300s is not a directory here: passed over", dir);
+		return -1;
+	}
+	return 0;
 }
 
 static void add_query(struct conn *c, cJSON *params)

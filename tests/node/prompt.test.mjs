@@ -555,6 +555,13 @@ test("session.create({directory}): the v2 SDK's query parameter and a client's x
 	assert.equal(c.directory, other);
 	const d = ok(await scoped.session.create({ directory: dir }), "the query over the header");
 	assert.equal(d.directory, dir);
+	const scoped1 = createV1({ baseUrl: srv.url, directory: other });
+	assert.equal(ok(await scoped1.session.create({}), "v1 scoped create").directory, other);
+	// the header names a directory of the client's machine: one not here is passed over
+	const remote = createV2({ baseUrl: srv.url, directory: "/no/such/dir/on/this/machine" });
+	const e = ok(await remote.session.create({}), "a remote client's directory");
+	assert.notEqual(e.directory, "/no/such/dir/on/this/machine");
+	assert.equal(e.directory, (await apiOk(srv, "POST", "/session", {})).directory, "the gateway's workspace");
 	const missing = path.join(dir, "no", "such");
 	refused(await v2.session.create({ directory: missing }), "missing directory", missing, "does not exist");
 	await fsp.writeFile(path.join(dir, "plain"), "x");
