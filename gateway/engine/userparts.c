@@ -88,6 +88,11 @@ static void keep(cJSON *extra, const cJSON *it, const char *k)
 		cJSON_AddItemToObject(extra, k, cJSON_Duplicate(v, 1));
 }
 
+static int found(void *arg, const struct store_part *r)
+{
+	return 1;
+}
+
 static int check_id(struct engine *E, const struct uparts *u, const cJSON *it, int i,
 		    struct upart *p, struct err *e)
 {
@@ -101,7 +106,7 @@ static int check_id(struct engine *E, const struct uparts *u, const cJSON *it, i
 	for (int k = 0; k < u->n; k++)
 		if (!strcmp(u->v[k].id, id))
 			return part_err(e, i, "id", "%s is given to two parts", id);
-	if (store_part_get(E->S, id, NULL, NULL) != 0)
+	if (store_part_get(E->S, id, found, NULL) != 0)
 		return part_err(e, i, "id", "%s is already used", id);
 	snprintf(p->id, sizeof(p->id), "%s", id);
 	return 0;

@@ -304,6 +304,13 @@ test("agent, model and messageID are honoured; an unknown agent or model, a used
 	assert.equal(msgs[0].info.agent, "general");
 
 	refused(await v2.session.prompt({ sessionID: s.id, messageID: mid, parts: [text("x")] }), "messageID reused", mid, "already used");
+	// a part's id (the TUI sends its own): kept, and not taken twice
+	const pid = "prt_" + "0".repeat(12) + "ClientPart0001";
+	ok(await v2.session.prompt({ sessionID: s.id, noReply: true, parts: [{ id: pid, type: "text", text: "with my id" }] }), "part id");
+	const kept = ok(await v2.session.messages({ sessionID: s.id }), "messages").flatMap((m) => m.parts).find((p) => p.id === pid);
+	assert.equal(kept?.text, "with my id");
+	refused(await v2.session.prompt({ sessionID: s.id, parts: [{ id: pid, type: "text", text: "again" }] }), "part id reused", "parts[0].id", "already used");
+	refused(await v2.session.prompt({ sessionID: s.id, parts: [{ id: "p1", type: "text", text: "x" }] }), "part id malformed", "parts[0].id", "prt_");
 	refused(await v2.session.prompt({ sessionID: s.id, agent: "nobody", parts: [text("x")] }), "unknown agent", "nobody");
 	refused(await v2.session.prompt({ sessionID: s.id, model: { providerID: "scripted", modelID: "nope" }, parts: [text("x")] }), "unknown model", "scripted/nope");
 	refused(await v2.session.prompt({ sessionID: s.id, format: { type: "json_schema", schema: {} }, parts: [text("x")] }), "format", "format", "json_schema");
