@@ -206,8 +206,9 @@ static int file_bytes(const struct session *s, const char *url, size_t max, int 
 	if (!strncasecmp(url, "data:", 5)) {
 		struct media_data d;
 		if (media_data_parse(url, max, &d, why, sizeof(why)))
-			return part_err(e, i, "url", "%s (limits.max_file_bytes: %zu bytes left for "
-					"this prompt's files)", why, max);
+			return part_err(e, i, "url", "%s%s", why,
+					strstr(why, ", over ") ? " bytes left under limits.max_file_bytes "
+								 "for this prompt's files" : "");
 		f->bytes = d.bytes;
 		f->len = d.len;
 		return 0;
@@ -303,8 +304,10 @@ static int parse_file(struct engine *E, const struct session *s, const char *mod
 	const char *kept = file_mime(mime, &f, i, e);
 	enum media_kind k = kept ? media_kind_of(kept) : MEDIA_OTHER;
 	if (kept && !uparts_model_takes(E, model, k)) {
-		part_err(e, i, NULL, "model %s does not take %s (the model catalog lists no "
-			 "\"%s\" input for it)", model, k == MEDIA_IMAGE ? "images" : "PDFs",
+		const char *slash = strchr(model, '/');
+		part_err(e, i, NULL, "model %s does not take %s (its catalog entry, providers.%.*s"
+			 ".models.%s, lists no \"%s\" in modalities.input)", model,
+			 k == MEDIA_IMAGE ? "images" : "PDFs", (int)(slash - model), model, slash + 1,
 			 k == MEDIA_IMAGE ? "image" : "pdf");
 		kept = NULL;
 	}
