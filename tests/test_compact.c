@@ -24,12 +24,13 @@
 #include "mock.h"
 
 #define SUMMARY "SUMMARY: three long prompts, each noted."
-#define RULES(summary_pace)                                                                  \
-	"\"rules\":[{\"regex\":\"^Summarize the conversation\",\"steps\":[{\"text\":\"" SUMMARY  \
+#define RULE_LIST(summary_pace)                                                              \
+	"{\"regex\":\"^Summarize the conversation\",\"steps\":[{\"text\":\"" SUMMARY             \
 	"\",\"pace_ms\":" summary_pace "}]},"                                                    \
 	"{\"regex\":\"^toolong\",\"steps\":[{\"error\":{\"status\":400,\"message\":"             \
 	"\"prompt is too long: 300000 tokens > 200000 maximum\"}}]},"                            \
-	"{\"steps\":[{\"text\":\"Noted.\"}]}]"
+	"{\"steps\":[{\"text\":\"Noted.\"}]}"
+#define RULES(summary_pace) "\"rules\":[" RULE_LIST(summary_pace) "]"
 /* scripted/tiny: a 2000-token window with 200 for the reply; the scripted provider
  * counts a request's characters / 4 as its input tokens */
 #define CONFIG_PACED(summary_pace)                                                           \
@@ -346,6 +347,94 @@ static void a_compaction_that_fails_changes_nothing(void **state)
 	stop(&t);
 }
 
+/* ---- attachments around a compaction ---- */
+
+/* scripted/tiny as CONFIG, and a rule that names the files the fourth prompt carried */
+#define CONFIG_FILES                                                                         \
+	"{\"model\":\"scripted/tiny\",\"providers\":{\"scripted\":{\"pace_ms\":1,\"models\":"   \
+	"{\"tiny\":{\"limit\":{\"context\":2000,\"output\":200}}},\"rules\":["                  \
+	"{\"attachments\":true,\"regex\":\"^fourth\",\"steps\":[{\"text\":\"I received "        \
+	"{{files}}.\"}]}," RULE_LIST("1") "]}}}"
+
+/* A prompt of parts (JSON), accepted, then idle and on disk; its turn into turn. */
+static void parts_wait(struct t *t, const char *parts_json, char *turn)
+{
+	cJSON *parts = cJSON_Parse(parts_json);
+	assert_non_null(parts);
+	struct prompt p = {.session_id = t->sid, .parts = parts, .source = "http"};
+	struct prompt_result r;
+	struct err e = {0};
+	if (engine_prompt(t->h.E, &p, &r, NULL, &e))
+		fail_msg("prompt refused: %s", e.msg);
+	cJSON_Delete(parts);
+	if (turn)
+		snprintf(turn, ID_MAX, "%s", r.turn_id);
+	assert_true(h_until(&t->h, h_idle, t->sid, 20000));
+	assert_int_equal(engine_flush(t->h.E), 0);
+}
+
+/* The files of message i of request req (its "files" array), or NULL. */
+static const cJSON *files_at(const struct reqs *r, int req, int i)
+{
+	return cJSON_GetObjectItem(cJSON_GetArrayItem(r->msgs[req], i), "files");
+}
+
+static const char *file_name(const cJSON *files, int k)
+{
+	return cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(files, k), "filename"));
+}
+
+/* The compaction's request shows the model the files of the history it summarises,
+ * each on its own message; the turn after it sees the summary and its own file, never
+ * the files from before the summary. */
+static void files_reach_the_compaction_and_the_turn_after_it_carries_its_own(void **state)
+{
+	struct t t;
+	start(&t, CONFIG_FILES);
+	char *first = filler("FIRST", 2400), parts[3000], turn[ID_MAX];
+	snprintf(parts, sizeof(parts), "[{\"type\":\"text\",\"text\":\"%s\"},{\"type\":\"file\","
+		 "\"mime\":\"text/plain\",\"filename\":\"old.txt\",\"url\":\"data:text/plain,"
+		 "OLDFILE%%20body\"}]", first);
+	free(first);
+	parts_wait(&t, parts, NULL);
+	long_prompt_wait(&t, "SECOND");
+	long_prompt_wait(&t, "THIRD");
+	parts_wait(&t, "[{\"type\":\"text\",\"text\":\"fourth, with a file\"},{\"type\":\"file\","
+		   "\"mime\":\"text/plain\",\"filename\":\"new.txt\",\"url\":\"data:text/plain,"
+		   "NEWFILE\"}]", turn);
+	assert_int_equal(h_turns_from(&t.h, t.sid, "compaction", "completed"), 1);
+
+	/* the compaction's request (the fourth of five): the old file on the first prompt */
+	assert_int_equal(t.r.n, 5);
+	assert_non_null(strstr(t.r.system[3], "summarize"));
+	const cJSON *old = files_at(&t.r, 3, 0);
+	assert_int_equal(cJSON_GetArraySize(old), 1);
+	assert_string_equal(file_name(old, 0), "old.txt");
+	assert_true(request_mentions(&t.r, 3, "data:text/plain;base64,"));
+	for (int i = 1; i < cJSON_GetArraySize(t.r.msgs[3]); i++)
+		assert_null(files_at(&t.r, 3, i));
+	assert_false(request_mentions(&t.r, 3, "new.txt"));
+	/* the turn after it: question, summary, the prompt with its own file only */
+	assert_int_equal(cJSON_GetArraySize(t.r.msgs[4]), 3);
+	assert_string_equal(content_at(&t.r, 4, 1), SUMMARY);
+	assert_null(files_at(&t.r, 4, 0));
+	assert_null(files_at(&t.r, 4, 1));
+	const cJSON *own = files_at(&t.r, 4, 2);
+	assert_int_equal(cJSON_GetArraySize(own), 1);
+	assert_string_equal(file_name(own, 0), "new.txt");
+	assert_false(request_mentions(&t.r, 4, "old.txt"));
+	char *reply = h_reply_text(&t.h, turn);
+	assert_string_equal(reply, "I received new.txt (text/plain, 7 bytes).");
+	free(reply);
+	/* and a turn after that one still sends the file it is owed (its history's) */
+	prompt_wait(&t, "fifth", NULL, NULL);
+	assert_int_equal(cJSON_GetArraySize(t.r.msgs[5]), 5);
+	assert_string_equal(file_name(files_at(&t.r, 5, 2), 0), "new.txt");
+	assert_false(request_mentions(&t.r, 5, "old.txt"));
+	h_check_ledger(&t.h, t.sid);
+	stop(&t);
+}
+
 /* ---- a provider's context-overflow error ---- */
 
 static cJSON *last_messages(const char *model)
@@ -416,6 +505,50 @@ static void openai_overflow_compacts_and_retries_the_request_once(void **state)
 static void anthropic_overflow_compacts_and_retries_the_request_once(void **state)
 {
 	overflow_compacts_and_retries("anthropic", "an1");
+}
+
+/* A noReply note between the last turn and one whose request overflows: the history
+ * the refused request was built from already holds it, so the compaction must sort
+ * after it (ids between the turn below and the turn are random: several rounds) — it
+ * summarises the note, and the retry is sent the summary, not the history again. */
+static void a_noreply_note_before_an_overflow_is_summarised(void **state)
+{
+	struct t t;
+	start(&t, CONFIG);
+	for (int round = 0; round < 4; round++) {
+		char recall[64], overflow[64], turn[ID_MAX], note[64];
+		snprintf(recall, sizeof(recall), "openai/recall@nr%d", round);
+		snprintf(overflow, sizeof(overflow), "openai/overflow@nr%d", round);
+		snprintf(note, sizeof(note), "NOTE of round %d", round);
+		h_session(&t.h, t.sid);
+		prompt_wait(&t, "OLDEST question", recall, NULL);
+		struct prompt p = {.session_id = t.sid, .text = note, .source = "http",
+				   .no_reply = 1};
+		struct prompt_result r;
+		struct err e = {0};
+		assert_int_equal(engine_prompt(t.h.E, &p, &r, NULL, &e), 0);
+		prompt_wait(&t, "the big one", overflow, turn);
+
+		char *st = h_turn_state(&t.h, turn);
+		assert_string_equal(st, "completed");
+		free(st);
+		char *order = h_sql_str(&t.h, "SELECT turn_id FROM message WHERE id='%s'",
+					r.user_message_id);
+		char *c = last_compaction(&t, "compaction");
+		char *summary = h_reply_text(&t.h, c);
+		assert_non_null(strstr(summary, note));
+		cJSON *msgs = last_messages(overflow + strlen("openai/"));
+		assert_int_equal(cJSON_GetArraySize(msgs), 3);
+		assert_string_equal(msg_text(msgs, 0), "What have we done so far?");
+		assert_string_equal(msg_text(msgs, 1), summary);
+		cJSON_Delete(msgs);
+		assert_true(strcmp(order, c) < 0 && strcmp(c, turn) < 0);
+		h_check_ledger(&t.h, t.sid);
+		free(summary);
+		free(c);
+		free(order);
+	}
+	stop(&t);
 }
 
 static void a_second_overflow_fails_the_turn_naming_the_cause(void **state)
@@ -583,8 +716,10 @@ int main(void)
 		cmocka_unit_test(prompts_queued_during_a_compaction_run_after_it_in_order),
 		cmocka_unit_test(a_summary_asked_for_waits_its_turn_and_answers_when_it_ends),
 		cmocka_unit_test(a_compaction_that_fails_changes_nothing),
+		cmocka_unit_test(files_reach_the_compaction_and_the_turn_after_it_carries_its_own),
 		cmocka_unit_test(openai_overflow_compacts_and_retries_the_request_once),
 		cmocka_unit_test(anthropic_overflow_compacts_and_retries_the_request_once),
+		cmocka_unit_test(a_noreply_note_before_an_overflow_is_summarised),
 		cmocka_unit_test(a_second_overflow_fails_the_turn_naming_the_cause),
 		cmocka_unit_test(an_overflow_with_nothing_older_fails_at_once),
 		cmocka_unit_test(a_scripted_overflow_error_is_one_too),

@@ -165,15 +165,35 @@ static int turn_id_row(void *arg, const struct store_turn *r)
 	return 1;
 }
 
-/* A compaction turn that sorts just before next (after every turn before it, earlier
- * compactions in front of next included), written; not yet queued. NULL logged. */
+struct below {
+	char lo[ID_MAX];
+	const char *next;
+};
+
+/* A message between the turn below next and next: a noReply prompt's, whose place in
+ * the order is a turn id with no turn row. */
+static int order_row(void *arg, const struct store_message *r)
+{
+	struct below *b = arg;
+	if (r->turn_id && strcmp(r->turn_id, b->next) < 0 && strcmp(r->turn_id, b->lo) > 0)
+		snprintf(b->lo, sizeof(b->lo), "%s", r->turn_id);
+	return 0;
+}
+
+/* A compaction turn that sorts just before next (after every turn and every message
+ * before it, earlier compactions in front of next included), written; not yet queued.
+ * NULL logged. */
 static struct turn *make_before(struct session *s, struct turn *next, int flags)
 {
 	struct engine *E = s->E;
-	char lo[ID_MAX] = "", id[ID_MAX];
-	/* the turn below next must be known: an id under it would reorder the past */
-	int known = store_turn_before(E->S, s->id, next->id, turn_id_row, lo) >= 0;
-	struct turn *c = !known || id_between(id, lo, next->id) ? NULL
+	struct below b = {.lo = "", .next = next->id};
+	char id[ID_MAX];
+	/* what sorts below next must be known: an id under it would reorder the past (a
+	 * compaction under a noReply message the history already holds would be skipped
+	 * by the next turn's history, which reads on from there) */
+	int known = store_turn_before(E->S, s->id, next->id, turn_id_row, b.lo) >= 0 &&
+		    store_message_list_turns(E->S, s->id, b.lo, next->id, order_row, &b) >= 0;
+	struct turn *c = !known || id_between(id, b.lo, next->id) ? NULL
 			 : turn_alloc(s, id, NULL, "compaction", NULL, next->agent, next->model);
 	if (c) {
 		c->compact = flags;
