@@ -144,6 +144,16 @@ static void a_revert_starts_at_the_prompt_and_shows_the_hidden_tool_calls(void *
 	h_stop(&h);
 }
 
+/* One commit happened, and the only turn it deleted whole was turn. */
+static void committed_one_turn(const struct seen *s, const char *turn)
+{
+	assert_int_equal(s->commits, 1);
+	cJSON *turns = cJSON_Parse(s->turns);
+	assert_int_equal(cJSON_GetArraySize(turns), 1);
+	assert_string_equal(cJSON_GetArrayItem(turns, 0)->valuestring, turn);
+	cJSON_Delete(turns);
+}
+
 static void the_next_prompt_deletes_what_was_hidden_for_good(void **state)
 {
 	struct h h;
@@ -159,11 +169,7 @@ static void the_next_prompt_deletes_what_was_hidden_for_good(void **state)
 	assert_int_equal(engine_session_revert(h.E, sid, ids[2], NULL, &e), 0);
 	h_prompt(&h, sid, "hey", "http", t3);
 	settle(&h, sid);
-	assert_int_equal(s.commits, 1);
-	cJSON *turns = cJSON_Parse(s.turns);
-	assert_int_equal(cJSON_GetArraySize(turns), 1);
-	assert_string_equal(cJSON_GetArrayItem(turns, 0)->valuestring, t2);
-	cJSON_Delete(turns);
+	committed_one_turn(&s, t2);
 	/* on disk: hello's turn and the new one; the echo turn's messages, parts and row gone */
 	assert_int_equal(h_messages(&h, sid, "user"), 2);
 	assert_int_equal(h_turns(&h, sid, NULL), 2);
@@ -209,6 +215,78 @@ static void a_refused_revert_changes_nothing(void **state)
 	assert_int_equal(engine_session_revert(h.E, sid, ids[1], "prt_nope", &e), -1);
 	assert_int_equal(e.code, ERR_NOTFOUND);
 	assert_non_null(strstr(e.msg, "part prt_nope not found in message"));
+	h_stop(&h);
+}
+
+/* What the last provider request carried (HOOK_PROVIDER_REQUEST). */
+static int last_request(void *arg, const struct hook_ctx *c, void *data, char *why, size_t n)
+{
+	char **json = arg;
+	free(*json);
+	*json = cJSON_PrintUnformatted(((const struct hook_request *)data)->rq->messages);
+	return 0;
+}
+
+/* OpenCode commits a revert on every prompt, one without a reply too: the hidden
+ * messages go (a hidden noReply note among them, which the plugins are not told about
+ * as a turn: it has none), the next turn's history is read again without them, and a
+ * fork copies the note that stayed. */
+static void a_noreply_prompt_deletes_what_was_hidden_too(void **state)
+{
+	struct h h;
+	struct seen s;
+	char sid[ID_MAX], t2[ID_MAX], t3[ID_MAX], ids[16][ID_MAX], fork[ID_MAX];
+	char *request = NULL;
+	struct err e = {0};
+	struct prompt_result r;
+	start(&h, sid, &s);
+	assert_int_equal(hooks_add(h.E, HOOK_PROVIDER_REQUEST, "t", last_request, &request), 0);
+	h_prompt(&h, sid, "hello", "http", NULL);
+	settle(&h, sid);
+	struct prompt note = {.session_id = sid, .text = "first note", .source = "http",
+			      .no_reply = 1};
+	assert_int_equal(engine_prompt(h.E, &note, &r, NULL, &e), 0);
+	h_prompt(&h, sid, "echo gone", "http", t2);
+	settle(&h, sid);
+	/* hello: user + reply; the note; echo: user + two steps */
+	assert_int_equal(message_ids(&h, sid, ids), 6);
+	assert_string_equal(ids[2], r.user_message_id);
+	assert_int_equal(engine_session_revert(h.E, sid, ids[2], NULL, &e), 0);
+	struct prompt again = {.session_id = sid, .text = "second note", .source = "http",
+			       .no_reply = 1};
+	assert_int_equal(engine_prompt(h.E, &again, &r, NULL, &e), 0);
+	settle(&h, sid);
+	committed_one_turn(&s, t2);
+	char *js = session_json(&h, sid);
+	assert_null(strstr(js, "\"revert\""));
+	free(js);
+	/* on disk: hello's turn and the second note; the first note and the echo gone */
+	assert_int_equal(h_messages(&h, sid, "user"), 2);
+	assert_int_equal(h_turns(&h, sid, NULL), 1);
+	assert_int_equal(h_parts_mentioning(&h, "first note"), 0);
+	assert_int_equal(h_parts_mentioning(&h, "echo gone"), 0);
+	assert_int_equal(h_count(&h, "message.removed", sid), 4);
+	/* the next turn's request: what is left, nothing that was hidden */
+	h_prompt(&h, sid, "hey", "http", t3);
+	settle(&h, sid);
+	assert_non_null(request);
+	assert_non_null(strstr(request, "second note"));
+	assert_null(strstr(request, "first note"));
+	assert_null(strstr(request, "echo gone"));
+	h_check_ledger(&h, sid);
+	/* a fork copies the note with its place in the order, and no turn for it */
+	assert_int_equal(engine_session_fork(h.E, sid, NULL, fork, &e), 0);
+	h_spin(&h, 150);
+	assert_int_equal(h_messages(&h, fork, "user"), 3);
+	assert_int_equal(h_turns(&h, fork, NULL), 2);
+	assert_int_equal(message_ids(&h, fork, ids), 5);
+	char *kept = h_sql_str(&h, "SELECT data FROM part WHERE message_id='%s'", ids[2]);
+	assert_non_null(strstr(kept, "second note"));
+	free(kept);
+	h_check_ledger(&h, fork);
+	free(request);
+	free(s.calls);
+	free(s.turns);
 	h_stop(&h);
 }
 
@@ -320,6 +398,7 @@ int main(void)
 		cmocka_unit_test(a_revert_starts_at_the_prompt_and_shows_the_hidden_tool_calls),
 		cmocka_unit_test(the_next_prompt_deletes_what_was_hidden_for_good),
 		cmocka_unit_test(a_refused_revert_changes_nothing),
+		cmocka_unit_test(a_noreply_prompt_deletes_what_was_hidden_too),
 		cmocka_unit_test(busy_sessions_refuse_and_a_fork_leaves_live_turns_behind),
 		cmocka_unit_test(diff_hooks_answer_with_their_files_checked),
 	};

@@ -22,7 +22,9 @@ struct hpart {
 
 struct hmsg {
 	char id[ID_MAX], turn[ID_MAX];
-	int user, oom;
+	/* turnless: a noReply prompt's message, whose turn is only its place in the order
+	 * (no turn row, no reply) */
+	int user, turnless, oom;
 	char *data;
 	struct hpart *parts;
 	int nparts, cap;
@@ -48,6 +50,11 @@ static int conv_msg(void *arg, const struct store_message *r)
 	snprintf(m->id, sizeof(m->id), "%s", r->id);
 	snprintf(m->turn, sizeof(m->turn), "%s", r->turn_id ? r->turn_id : "");
 	m->user = !strcmp(r->role, "user");
+	if (m->user) {
+		cJSON *d = cJSON_Parse(r->data);
+		m->turnless = d && !cJSON_HasObjectItem(d, "turnID");
+		cJSON_Delete(d);
+	}
 	if (!(m->data = strdup(r->data))) {
 		c->oom = 1;
 		return 1;
@@ -422,7 +429,7 @@ static void delete_hidden(struct engine *E, struct session *s, const struct conv
 		store_message_delete(E->S, m->id);
 		msg_publish_removed(E, s, NULL, m->id, NULL);
 		int last = i + 1 == c->n || strcmp(m->turn, c->v[i + 1].turn);
-		if (last && hidden(rp, &c->v[first], -1) && m->turn[0]) {
+		if (last && hidden(rp, &c->v[first], -1) && m->turn[0] && !m->turnless) {
 			store_turn_delete(E->S, m->turn);
 			cJSON_AddItemToArray(turns, cJSON_CreateString(m->turn));
 		}
@@ -571,7 +578,7 @@ static cJSON *diff_turns(struct engine *E, const struct session *s, const char *
 		return NULL;
 	}
 	for (int i = 0; i < c.n; i++)
-		if (c.v[i].turn[0] && !hidden(s->revert, &c.v[i], -1) &&
+		if (c.v[i].turn[0] && !c.v[i].turnless && !hidden(s->revert, &c.v[i], -1) &&
 		    (i == 0 || strcmp(c.v[i].turn, c.v[i - 1].turn)))
 			cJSON_AddItemToArray(turns, cJSON_CreateString(c.v[i].turn));
 	conv_free(&c);
