@@ -265,8 +265,10 @@ struct ag_session_compact {
 	const char *model;         /* "provider/model" that would write the summary */
 	const char *messages_json; /* the history it summarises, the model's view:
 				    * [{"role":"user"|"assistant"|"tool","content":...,
-				    *   "tool_calls"?:[{id,name,arguments}],"tool_call_id"?}],
-				    * the compaction's instruction last */
+				    *   "tool_calls"?:[{id,name,arguments}],"tool_call_id"?,
+				    *   "files"?:[{mime,filename?,url}]}] (files: a user
+				    * message's attachments, url a data: URL), the
+				    * compaction's instruction last */
 	char *summary_out;         /* out: the summary (non-empty text) */
 };
 
