@@ -396,6 +396,13 @@ static void check_rows(struct store *S)
 	assert_string_equal(c.p.type, "text");
 	assert_string_equal(c.p.data, "{\"text\":\"hello\"}");
 	copy_free(&c);
+	/* a part by its id (a prompt's part id is checked unused this way) */
+	assert_int_equal(store_part_get(S, "prt_1", got_part, &c), 1);
+	assert_string_equal(c.p.message_id, "msg_1");
+	assert_string_equal(c.p.type, "text");
+	assert_string_equal(c.p.data, "{\"text\":\"hello\"}");
+	copy_free(&c);
+	assert_int_equal(store_part_get(S, "prt_none", got_part, &c), 0);
 
 	assert_int_equal(store_turn_list_state(S, "running", got_turn, &c), 1);
 	assert_string_equal(c.t.id, "turn_1");
