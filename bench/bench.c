@@ -324,9 +324,17 @@ static double cpu_seconds(pid_t pid)
 	return (double)total / 1e9;
 }
 
-/* The CPU time of pid's threads by name (ag-llm-io, ag-commit, ...; the loop is the
- * process's name), into names/secs (at most max), for a breakdown. */
-static int cpu_by_thread(pid_t pid, char names[][16], double *secs, int max)
+/* What one thread of the server did, by name (ag-commit, ag-checkpoint, ...; the loop
+ * has the process's name): CPU seconds, and how many times it was run (woken or
+ * resumed after being preempted). */
+struct tstat {
+	char name[16];
+	double secs;
+	unsigned long long runs;
+};
+
+/* pid's threads, summed by name, into t (at most max): how many names. */
+static int cpu_by_thread(pid_t pid, struct tstat *t, int max)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
@@ -336,7 +344,7 @@ static int cpu_by_thread(pid_t pid, char names[][16], double *secs, int max)
 		if (e->d_name[0] == '.')
 			continue;
 		char p2[320], comm[16] = "";
-		unsigned long long ns = 0;
+		unsigned long long ns = 0, wait = 0, runs = 0;
 		snprintf(p2, sizeof(p2), "/proc/%d/task/%s/comm", (int)pid, e->d_name);
 		FILE *f = fopen(p2, "r");
 		if (f && fgets(comm, sizeof(comm), f))
@@ -345,21 +353,41 @@ static int cpu_by_thread(pid_t pid, char names[][16], double *secs, int max)
 			fclose(f);
 		snprintf(p2, sizeof(p2), "/proc/%d/task/%s/schedstat", (int)pid, e->d_name);
 		f = fopen(p2, "r");
-		if (f && fscanf(f, "%llu", &ns) != 1)
-			ns = 0;
+		if (f && fscanf(f, "%llu %llu %llu", &ns, &wait, &runs) != 3)
+			ns = runs = 0;
 		if (f)
 			fclose(f);
 		int i = 0;
-		while (i < n && strcmp(names[i], comm))
+		while (i < n && strcmp(t[i].name, comm))
 			i++;
 		if (i == n && n < max)
-			snprintf(names[n++], 16, "%s", comm), secs[i] = 0;
-		if (i < n)
-			secs[i] += (double)ns / 1e9;
+			t[n++] = (struct tstat){.secs = 0};
+		if (i < n) {
+			snprintf(t[i].name, sizeof(t[i].name), "%s", comm);
+			t[i].secs += (double)ns / 1e9;
+			t[i].runs += runs;
+		}
 	}
 	if (d)
 		closedir(d);
 	return n;
+}
+
+/* Per token, each thread's CPU and runs between two readings. */
+static void print_threads(const struct tstat *a, int na, const struct tstat *b, int nb,
+			  size_t tokens)
+{
+	printf("  by thread, per token ");
+	for (int i = 0; i < nb && tokens; i++) {
+		struct tstat before = {.secs = 0};
+		for (int k = 0; k < na; k++)
+			if (!strcmp(a[k].name, b[i].name))
+				before = a[k];
+		printf(" %s %.1f us %.2f runs;", b[i].name,
+		       (b[i].secs - before.secs) * 1e6 / (double)tokens,
+		       (double)(b[i].runs - before.runs) / (double)tokens);
+	}
+	printf("\n");
 }
 
 static pid_t spawn(char *const argv[], int *out_fd)
@@ -621,9 +649,9 @@ static int server_run(int n, long tokens, int pace, struct figures *fig)
 	pthread_create(&th, NULL, subscriber, r);
 	for (int i = 0; i < 500 && !atomic_load(&r->connected); i++)
 		usleep(10000);
-	double cpu0 = cpu_seconds(r->server), t0[16], t1[16];
-	char names0[16][16], names1[16][16];
-	int nt0 = cpu_by_thread(r->server, names0, t0, 16);
+	double cpu0 = cpu_seconds(r->server);
+	struct tstat t0[16], t1[16];
+	int nt0 = cpu_by_thread(r->server, t0, 16);
 	create_and_prompt(r, n, tokens, pace);
 	long rss_peak = 0;
 	int64_t deadline = mono_us_() + 180 * 1000000LL;
@@ -639,7 +667,7 @@ static int server_run(int n, long tokens, int pace, struct figures *fig)
 		usleep(50000);
 	}
 	double cpu = cpu_seconds(r->server) - cpu0;
-	int nt1 = cpu_by_thread(r->server, names1, t1, 16);
+	int nt1 = cpu_by_thread(r->server, t1, 16);
 	struct figures f = {.tokens = (long)r->nlat, .expected = (long)n * tokens};
 	f.dropped = metric(r, "agentgate_bus_subscribers_dropped_total");
 	atomic_store(&r->stop, 1);
@@ -650,14 +678,7 @@ static int server_run(int n, long tokens, int pace, struct figures *fig)
 	f.p99_ms = pct(r->lat, r->nlat, 0.99);
 	stop_processes(r);
 	disk_figures(r->dir, f.tokens, &f);
-	printf("  CPU by thread         ");
-	for (int i = 0; i < nt1; i++) {
-		double before = 0;
-		for (int k = 0; k < nt0; k++)
-			before += strcmp(names0[k], names1[i]) ? 0 : t0[k];
-		printf("%s %.1f us  ", names1[i], r->nlat ? (t1[i] - before) * 1e6 / (double)r->nlat : 0);
-	}
-	printf("(per token)\n");
+	print_threads(t0, nt0, t1, nt1, r->nlat);
 	printf("  subscribers cut off   %ld\n", f.dropped);
 	printf("  on disk               event log %.1f B per token, whole database %.1f B per token\n",
 	       f.log_bytes_per_token, f.db_bytes_per_token);
