@@ -16,7 +16,6 @@
 #include <strings.h>
 
 #define ERRBODY_MAX 65536
-#define FIRST_BYTE_CHECK_MS 50
 
 /* A watched socket of curl's, kept by descriptor for the life of the llmio: the loop may
  * still hold an event for one that curl just gave up (loop_watch: unwatched, not freed). */
@@ -29,7 +28,8 @@ struct llmio {
 	struct loop *L;
 	CURLM *multi;
 	struct timer timeout;   /* curl's own timeout (CURLMOPT_TIMERFUNCTION) */
-	struct timer fb_check;  /* the first-byte check, while transfers run */
+	struct timer fb_check;  /* the first-byte check, while a transfer waits for one */
+	int64_t fb_due;         /* when it fires (monotonic us) */
 	struct xfer *active;    /* transfers curl runs */
 	struct xfer **ready;    /* transfers with something for their sink, in order */
 	size_t nready, capready;
@@ -340,25 +340,39 @@ static void act(struct llmio *io, curl_socket_t fd, int mask)
 	flush(io);
 }
 
-/* A provider that accepted the connection but sends no byte is a failure too. Checked
- * every FIRST_BYTE_CHECK_MS while transfers run, not on every read (that would be
- * O(streams) per token). */
+/* The first-byte timer set for due (monotonic us), unless it already fires sooner. */
+static void fb_arm(struct llmio *io, int64_t due)
+{
+	if (timer_armed(&io->fb_check) && io->fb_due <= due)
+		return;
+	io->fb_due = due;
+	timer_arm_us(&io->fb_check, due - mono_us());
+}
+
+/* A provider that accepted the connection but sends no byte is a failure too. The
+ * timer fires at the first transfer's first-byte deadline and only while some transfer
+ * still waits for its first byte: a stream that is flowing costs no wake-up. */
 static void check_first_byte(struct timer *t)
 {
 	struct llmio *io = container_of(t, struct llmio, fb_check);
-	int64_t now = mono_us();
-	for (struct xfer *x = io->active, *next; x; x = next) {
-		next = x->next_active;
-		if (x->got_byte || now - x->started_us < x->first_byte_ms * 1000)
+	int64_t now = mono_us(), next = 0;
+	for (struct xfer *x = io->active, *nx; x; x = nx) {
+		nx = x->next_active;
+		int64_t due = x->started_us + x->first_byte_ms * 1000;
+		if (x->got_byte)
 			continue;
+		if (now < due) {
+			next = next && next < due ? next : due;
+			continue;
+		}
 		char detail[64];
 		snprintf(detail, sizeof(detail), "%lld ms", (long long)x->first_byte_ms);
 		fail(x, 0, "APIError", 1, "no response from the provider within %s", detail);
 		queue(x);
 		detach(io, x);
 	}
-	if (io->active)
-		timer_arm(t, FIRST_BYTE_CHECK_MS);
+	if (next)
+		fb_arm(io, next);
 	flush(io);
 }
 
@@ -450,8 +464,7 @@ static void start(struct llmio *io, struct xfer *x)
 	x->next_active = io->active;
 	io->active = x;
 	x->refs++; /* the transfer's */
-	if (!timer_armed(&io->fb_check))
-		timer_arm(&io->fb_check, FIRST_BYTE_CHECK_MS);
+	fb_arm(io, x->started_us + x->first_byte_ms * 1000);
 	curl_multi_add_handle(io->multi, e);
 }
 

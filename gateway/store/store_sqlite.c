@@ -275,8 +275,9 @@ static void ckpt_kick(struct sqlite_db *d)
 	if (!d->ckpt_running)
 		return;
 	pthread_mutex_lock(&d->ckpt_lock);
+	if (!d->ckpt_dirty) /* else it is already counting down to its next checkpoint */
+		pthread_cond_signal(&d->ckpt_cond);
 	d->ckpt_dirty = 1;
-	pthread_cond_signal(&d->ckpt_cond);
 	pthread_mutex_unlock(&d->ckpt_lock);
 }
 
