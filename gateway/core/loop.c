@@ -132,24 +132,12 @@ static int watch_set(struct loop *L)
 	return 0;
 }
 
-static uint32_t epoll_bits(int ev_mask)
-{
-	return (ev_mask & LOOP_IN ? EPOLLIN | EPOLLRDHUP : 0u) |
-	       (ev_mask & LOOP_LEVEL ? 0u : EPOLLET) | (ev_mask & LOOP_OUT ? EPOLLOUT : 0u);
-}
-
-int loop_watch_mod(struct loop *L, struct loop_watch *w, int ev_mask)
-{
-	struct epoll_event ev = {.events = epoll_bits(ev_mask), .data.ptr = w};
-	return w->on ? epoll_ctl(L->epfd, EPOLL_CTL_MOD, w->fd, &ev) : -1;
-}
-
 int loop_watch(struct loop *L, struct loop_watch *w, int fd, int ev_mask,
 	       void (*fn)(struct loop_watch *w, int ev))
 {
-	/* edge-triggered watches always read; a level-triggered one waits for what it asks */
-	int m = ev_mask & LOOP_LEVEL ? ev_mask : ev_mask | LOOP_IN;
-	struct epoll_event ev = {.events = epoll_bits(m), .data.ptr = w};
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET |
+					   (ev_mask & LOOP_OUT ? EPOLLOUT : 0u),
+				 .data.ptr = w};
 	if (w->on)
 		return 0;
 	if (watch_set(L) || epoll_ctl(L->epfd, EPOLL_CTL_ADD, fd, &ev))

@@ -74,14 +74,9 @@ struct loop_watch {
 	int fd;
 	int on;
 };
-/* ev: LOOP_IN, or LOOP_IN | LOOP_OUT (LOOP_HUP is always reported); with LOOP_LEVEL,
- * level-triggered instead: fn runs on every pass of the loop while the descriptor is
- * ready (for a reader such as libcurl that may leave input unread). */
-enum { LOOP_LEVEL = 8 };
+/* ev: LOOP_IN, or LOOP_IN | LOOP_OUT (LOOP_HUP is always reported) */
 int loop_watch(struct loop *L, struct loop_watch *w, int fd, int ev,
 	       void (*fn)(struct loop_watch *w, int ev));
-/* Changes what a watch waits for (ev as for loop_watch): 0, or -1 with errno set. */
-int loop_watch_mod(struct loop *L, struct loop_watch *w, int ev);
 void loop_unwatch(struct loop *L, struct loop_watch *w); /* idempotent */
 
 /* A timer embedded in its owner; arming never allocates. Deadlines are kept to the

@@ -1,7 +1,6 @@
 #include "llm_http.h"
 #include "jsonin.h"
 #include "jw.h"
-#include "container.h"
 #include "log.h"
 #include "provider_info.h"
 #include "sse.h"
@@ -11,31 +10,46 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
+/* Text waiting for the loop before a transfer pauses; AGENTGATE_LLM_PENDING_MAX changes it
+ * (tests make it tiny so pause/resume happens all the time). */
+#define PENDING_MAX (1024 * 1024)
+static size_t pending_max = PENDING_MAX;
 #define ERRBODY_MAX 65536
 
-/* A watched socket of curl's, kept by descriptor for the life of the llmio: the loop may
- * still hold an event for one that curl just gave up (loop_watch: unwatched, not freed). */
-struct sockw {
-	struct loop_watch w;
-	struct llmio *io;
+enum cmd_kind { CMD_START, CMD_CANCEL, CMD_RESUME };
+
+struct xfer;
+
+struct cmd {
+	struct cmd *next;
+	enum cmd_kind kind;
+	struct xfer *x;
 };
 
 struct llmio {
 	struct loop *L;
 	CURLM *multi;
-	struct timer timeout;   /* curl's own timeout (CURLMOPT_TIMERFUNCTION) */
-	struct timer fb_check;  /* the first-byte check, while a transfer waits for one */
-	int64_t fb_due;         /* when it fires (monotonic us) */
-	struct xfer *active;    /* transfers curl runs */
-	struct xfer **ready;    /* transfers with something for their sink, in order */
+	int ep, wake_fd;      /* epoll set of curl's sockets, and the inbox's eventfd */
+	int64_t deadline_us;  /* curl's next timeout (monotonic), or -1 */
+	int64_t fb_due_us;    /* the first first-byte deadline to check (monotonic), or 0 */
+	int64_t round_us;     /* when the last round that read a socket began, or 0 */
+	pthread_t th;
+	pthread_mutex_t lock;
+	struct cmd *head, *tail;
+	atomic_int stop;
+	atomic_uint pauses;  /* transfers paused for a loop that fell behind, ever */
+	struct xfer *active; /* I/O thread only */
+	/* xfers with something for the loop, handed over once per poll round (I/O thread) */
+	struct xfer **ready;
 	size_t nready, capready;
-	struct sockw **socks;   /* by descriptor */
-	int nsocks;
-	int stopping;
 };
 
 struct netprov {
@@ -48,17 +62,16 @@ struct netprov {
 	const struct config *C;
 };
 
-/* One attempt. References: the provider interface's (until its end is delivered or it
- * is cancelled), the transfer's (while curl has it), and the ready list's. */
 struct xfer {
-	int refs;
-	int cancelled, queued;
+	atomic_int refs;          /* the loop's, the I/O thread's, and one per pending post */
+	atomic_int cancelled;
 	struct netprov *P;
 	const struct llm_sink *sink;
 	void *arg;
 	char *url, *body, *model;
 	struct curl_slist *headers;
 	int64_t connect_ms, first_byte_ms;
+	/* I/O thread */
 	CURL *easy;
 	struct xfer *next_active;
 	struct sse_parser sse;
@@ -70,9 +83,10 @@ struct xfer {
 	int got_byte;
 	int64_t retry_after_ms, retry_after_s; /* the two headers, in ms; -1 if absent */
 	char curl_err[CURL_ERROR_SIZE];
-	/* what the sink has not been given yet */
+	/* handed from the I/O thread to the loop, under lock */
+	pthread_mutex_t lock;
 	struct jw pend[2];
-	int final; /* 1 done, 2 error */
+	int posted, paused, final; /* final: 1 done, 2 error */
 	struct llm_error err;
 	char errmsg[600];
 	cJSON *calls;
@@ -82,7 +96,7 @@ struct xfer {
 
 static void xfer_unref(struct xfer *x)
 {
-	if (--x->refs)
+	if (atomic_fetch_sub(&x->refs, 1) != 1)
 		return;
 	free(x->url);
 	free(x->body);
@@ -94,79 +108,134 @@ static void xfer_unref(struct xfer *x)
 	jw_free(&x->pend[0]);
 	jw_free(&x->pend[1]);
 	cJSON_Delete(x->calls);
+	pthread_mutex_destroy(&x->lock);
 	free(x);
 }
 
-/* ---- handing over to the sink: never from inside a curl callback ----
- * Text and ends gathered while curl reads are given to the sinks once curl has
- * returned, so a sink may cancel, start or end any stream (curl forbids changing its
- * handles from its own callbacks). */
-
-static void queue(struct xfer *x)
+/* Queues a command for the I/O thread. Cancel and resume carry a reference of their own
+ * (taken here, dropped by run_cmds); start carries the I/O thread's. */
+static void send_cmd(struct llmio *io, enum cmd_kind kind, struct xfer *x)
 {
-	struct llmio *io = x->P->io;
-	if (x->queued)
+	struct cmd *c = calloc(1, sizeof(*c));
+	if (!c) {
+		log_error("llm: out of memory queueing a command for the I/O thread");
 		return;
-	if (io->nready == io->capready) {
-		size_t cap = io->capready ? io->capready * 2 : 64;
-		struct xfer **r = realloc(io->ready, cap * sizeof(*r));
-		if (!r) {
-			log_error("llm: out of memory queueing a stream's text");
-			return; /* the text waits in pend for the next read of this stream */
-		}
-		io->ready = r;
-		io->capready = cap;
 	}
-	x->queued = 1;
-	x->refs++;
-	io->ready[io->nready++] = x;
+	if (kind != CMD_START)
+		atomic_fetch_add(&x->refs, 1);
+	c->kind = kind;
+	c->x = x;
+	pthread_mutex_lock(&io->lock);
+	if (io->tail)
+		io->tail->next = c;
+	else
+		io->head = c;
+	io->tail = c;
+	pthread_mutex_unlock(&io->lock);
+	uint64_t one = 1;
+	if (write(io->wake_fd, &one, sizeof(one)) < 0)
+		log_warn("llm: cannot wake the I/O thread");
 }
 
-static void deliver(struct xfer *x)
+/* ---- loop thread: what the I/O thread handed over ---- */
+
+static void deliver(void *arg)
 {
-	x->queued = 0;
-	for (int k = 1; k >= 0; k--) {
-		if (x->pend[k].len && !x->cancelled)
-			x->sink->text(x->arg, k, x->pend[k].buf, x->pend[k].len);
-		jw_reset(&x->pend[k]);
-	}
-	if (x->final && !x->cancelled) {
-		x->cancelled = 1; /* the attempt is over: nothing more reaches the sink */
+	struct xfer *x = arg;
+	struct jw pend[2];
+	pthread_mutex_lock(&x->lock);
+	pend[0] = x->pend[0];
+	pend[1] = x->pend[1];
+	jw_init(&x->pend[0]);
+	jw_init(&x->pend[1]);
+	int final = x->final, resume = x->paused && !final;
+	x->posted = 0;
+	x->paused = 0;
+	pthread_mutex_unlock(&x->lock);
+	for (int k = 1; k >= 0; k--)
+		if (pend[k].len && !atomic_load(&x->cancelled))
+			x->sink->text(x->arg, k, pend[k].buf, pend[k].len);
+	jw_free(&pend[0]);
+	jw_free(&pend[1]);
+	int live = !atomic_load(&x->cancelled); /* a sink callback may have cancelled */
+	if (live && resume)
+		send_cmd(x->P->io, CMD_RESUME, x);
+	if (live && final) {
+		atomic_store(&x->cancelled, 1); /* the attempt is over: nothing more reaches the sink */
 		const cJSON *c;
 		cJSON_ArrayForEach(c, x->calls)
 			x->sink->tool_call(x->arg, cJSON_GetObjectItem(c, "id")->valuestring,
 					   cJSON_GetObjectItem(c, "name")->valuestring,
 					   cJSON_GetObjectItem(c, "arguments")->valuestring);
-		if (x->final == 1)
+		if (final == 1)
 			x->sink->done(x->arg, x->finish, &x->usage);
 		else
 			x->sink->error(x->arg, &x->err);
-		xfer_unref(x); /* the provider interface's: the attempt has ended */
+		xfer_unref(x); /* the loop's reference: the attempt has ended */
 	}
-	xfer_unref(x); /* the ready list's */
+	xfer_unref(x); /* this post's */
 }
 
-static void flush(struct llmio *io)
+struct batch {
+	size_t n;
+	struct xfer *x[];
+};
+
+static void deliver_batch(void *arg)
 {
-	while (io->nready) {
-		/* a sink may queue more (another stream's end): take the list as it is */
-		struct xfer **r = io->ready;
-		size_t n = io->nready;
-		io->ready = NULL;
-		io->nready = io->capready = 0;
-		for (size_t i = 0; i < n; i++)
-			deliver(r[i]);
-		free(r);
-	}
+	struct batch *b = arg;
+	for (size_t i = 0; i < b->n; i++)
+		deliver(b->x[i]);
+	free(b);
 }
 
-/* ---- curl's callbacks ---- */
+/* I/O thread, with x->lock held: make sure a delivery is on its way. Deliveries are
+ * gathered and handed to the loop once per poll round (flush_ready), so a busy round
+ * with many streams wakes the loop once, not once per stream. */
+static void post_locked(struct xfer *x)
+{
+	struct llmio *io = x->P->io;
+	if (x->posted)
+		return;
+	if (io->nready == io->capready) {
+		size_t cap = io->capready ? io->capready * 2 : 64;
+		struct xfer **r = realloc(io->ready, cap * sizeof(*r));
+		if (!r)
+			return;
+		io->ready = r;
+		io->capready = cap;
+	}
+	x->posted = 1;
+	atomic_fetch_add(&x->refs, 1);
+	io->ready[io->nready++] = x;
+}
+
+static void flush_ready(struct llmio *io)
+{
+	if (!io->nready)
+		return;
+	struct batch *b = malloc(sizeof(*b) + io->nready * sizeof(b->x[0]));
+	if (b) {
+		b->n = io->nready;
+		memcpy(b->x, io->ready, io->nready * sizeof(b->x[0]));
+		if (loop_post(io->L, deliver_batch, b) == 0) {
+			io->nready = 0;
+			return;
+		}
+		free(b);
+	}
+	/* out of memory: try again next round (the xfers stay marked as posted) */
+}
+
+/* ---- I/O thread: the transfer ---- */
 
 static void on_text(void *arg, int reasoning, const char *s, size_t n)
 {
 	struct xfer *x = arg;
+	pthread_mutex_lock(&x->lock);
 	jw_append(&x->pend[reasoning ? 1 : 0], s, n);
-	queue(x);
+	post_locked(x);
+	pthread_mutex_unlock(&x->lock);
 }
 
 static int on_sse(void *arg, const struct sse_event *ev)
@@ -201,7 +270,7 @@ static size_t on_body(char *buf, size_t size, size_t n, void *arg)
 {
 	struct xfer *x = arg;
 	size_t len = size * n;
-	if (x->cancelled)
+	if (atomic_load(&x->cancelled))
 		return 0; /* aborts the transfer */
 	if (!x->status)
 		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
@@ -216,13 +285,20 @@ static size_t on_body(char *buf, size_t size, size_t n, void *arg)
 		}
 		return len;
 	}
+	pthread_mutex_lock(&x->lock);
+	int full = x->pend[0].len + x->pend[1].len > pending_max;
+	if (full)
+		x->paused = 1;
+	pthread_mutex_unlock(&x->lock);
+	if (full) {
+		atomic_fetch_add(&x->P->io->pauses, 1);
+		return CURL_WRITEFUNC_PAUSE; /* the loop resumes us once it has caught up */
+	}
 	return sse_feed(&x->sse, buf, len) < 0 ? 0 : len;
 }
 
-/* ---- the end of a transfer ---- */
-
-static void fail(struct xfer *x, int status, const char *name, int retryable, const char *fmt,
-		 const char *detail)
+static void fail_locked(struct xfer *x, int status, const char *name, int retryable,
+			const char *fmt, const char *detail)
 {
 	snprintf(x->errmsg, sizeof(x->errmsg), fmt, detail);
 	x->err = (struct llm_error){
@@ -233,7 +309,7 @@ static void fail(struct xfer *x, int status, const char *name, int retryable, co
 	x->final = 2;
 }
 
-static void http_error(struct xfer *x)
+static void http_error_locked(struct xfer *x)
 {
 	char *msg = x->errbody ? wire_error_message(x->errbody, x->errlen) : NULL;
 	char detail[560], nokey[120] = "";
@@ -246,7 +322,7 @@ static void http_error(struct xfer *x)
 	free(msg);
 	int retry = s == 429 || s == 529 || s == 408 || s >= 500;
 	const char *name = s == 401 || s == 403 ? "ProviderAuthError" : "APIError";
-	fail(x, (int)s, name, retry, "%s", detail);
+	fail_locked(x, (int)s, name, retry, "%s", detail);
 	/* the whole body: OpenAI's code says it where the message may not */
 	x->err.overflow = x->errbody && wire_context_overflow(x->errbody);
 }
@@ -266,27 +342,28 @@ static void collect_calls(struct xfer *x)
 	}
 }
 
-/* The transfer ended (rc from curl): decide done or error and queue it for the sink. */
+/* The transfer ended (rc from curl): decide done or error and hand it to the loop. */
 static void finish(struct xfer *x, CURLcode rc)
 {
 	if (!x->status)
 		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
+	pthread_mutex_lock(&x->lock);
 	if (x->ws.over_limit) { /* before rc: going over is what aborted the transfer */
 		char msg[300];
 		llm_output_limit_message(msg, sizeof(msg), (int64_t)x->ws.max_output, x->P->name,
 					 x->model);
-		fail(x, 0, "APIError", 0, "%s", msg);
+		fail_locked(x, 0, "APIError", 0, "%s", msg);
 	} else if (x->status >= 300) {
-		http_error(x);
+		http_error_locked(x);
 	} else if (rc != CURLE_OK) {
-		fail(x, 0, "APIError", 1, "connection to the provider failed: %s",
-		     x->curl_err[0] ? x->curl_err : curl_easy_strerror(rc));
+		fail_locked(x, 0, "APIError", 1, "connection to the provider failed: %s",
+			    x->curl_err[0] ? x->curl_err : curl_easy_strerror(rc));
 	} else if (x->ws.error[0]) {
-		fail(x, x->ws.error_status, "APIError", x->ws.error_retryable,
-		     "the provider reported: %s", x->ws.error);
+		fail_locked(x, x->ws.error_status, "APIError", x->ws.error_retryable,
+			    "the provider reported: %s", x->ws.error);
 	} else if (!x->ws.finished && !x->ws.finish[0]) {
-		fail(x, 0, "APIError", 1, "%s", "the provider closed the stream before it "
-		     "finished (connection dropped)");
+		fail_locked(x, 0, "APIError", 1, "%s", "the provider closed the stream before "
+			    "it finished (connection dropped)");
 	} else {
 		collect_calls(x);
 		x->usage = x->ws.usage;
@@ -296,7 +373,8 @@ static void finish(struct xfer *x, CURLcode rc)
 	}
 	if (x->ws.malformed)
 		log_warn("%s: skipped %d stream line(s) that were not JSON", x->P->name, x->ws.malformed);
-	queue(x);
+	post_locked(x);
+	pthread_mutex_unlock(&x->lock);
 }
 
 static void detach(struct llmio *io, struct xfer *x)
@@ -310,9 +388,125 @@ static void detach(struct llmio *io, struct xfer *x)
 	curl_multi_remove_handle(io->multi, x->easy);
 	curl_easy_cleanup(x->easy);
 	x->easy = NULL;
-	if (!io->active)
-		timer_cancel(&io->fb_check);
-	xfer_unref(x); /* the transfer's */
+	xfer_unref(x); /* the I/O thread's reference */
+}
+
+static void start(struct llmio *io, struct xfer *x)
+{
+	if (atomic_load(&x->cancelled) || !(x->easy = curl_easy_init())) {
+		xfer_unref(x);
+		return;
+	}
+	CURL *e = x->easy;
+	curl_easy_setopt(e, CURLOPT_URL, x->url);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->curl_err);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)x->connect_ms);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+	x->started_us = mono_us();
+	int64_t due = x->started_us + x->first_byte_ms * 1000;
+	if (!io->fb_due_us || due < io->fb_due_us)
+		io->fb_due_us = due;
+	x->next_active = io->active;
+	io->active = x;
+	curl_multi_add_handle(io->multi, e);
+}
+
+/* Unpausing hands curl's held data to on_body at once; if that fails (the output limit
+ * was passed, or the attempt was cancelled) curl reports it here and not through the
+ * multi handle, so the transfer ends here. */
+static void resume(struct llmio *io, struct xfer *x)
+{
+	CURLcode rc = curl_easy_pause(x->easy, CURLPAUSE_CONT);
+	if (rc == CURLE_OK)
+		return;
+	finish(x, rc);
+	detach(io, x);
+}
+
+static void run_cmds(struct llmio *io)
+{
+	pthread_mutex_lock(&io->lock);
+	struct cmd *c = io->head;
+	io->head = io->tail = NULL;
+	pthread_mutex_unlock(&io->lock);
+	while (c) {
+		struct cmd *next = c->next;
+		if (c->kind == CMD_START)
+			start(io, c->x);
+		else if (c->kind == CMD_CANCEL && c->x->easy)
+			detach(io, c->x);
+		else if (c->kind == CMD_RESUME && c->x->easy)
+			resume(io, c->x);
+		if (c->kind != CMD_START)
+			xfer_unref(c->x); /* the command's reference */
+		free(c);
+		c = next;
+	}
+}
+
+/* A provider that accepted the connection but sends no byte is a failure too. The
+ * thread wakes for that at the first transfer's first-byte deadline (fb_due_us), and
+ * only while some transfer still waits for its first byte: a flowing stream and an
+ * idle gateway cost no wake-up. A deadline met by a byte leaves a stale wake that finds
+ * nothing to do and sets the next one. */
+static void check_first_byte(struct llmio *io)
+{
+	int64_t now = mono_us();
+	if (!io->fb_due_us || now < io->fb_due_us)
+		return;
+	io->fb_due_us = 0;
+	for (struct xfer *x = io->active, *next; x; x = next) {
+		next = x->next_active;
+		int64_t due = x->started_us + x->first_byte_ms * 1000;
+		if (x->got_byte)
+			continue;
+		if (now < due) {
+			if (!io->fb_due_us || due < io->fb_due_us)
+				io->fb_due_us = due;
+			continue;
+		}
+		pthread_mutex_lock(&x->lock);
+		char detail[64];
+		snprintf(detail, sizeof(detail), "%lld ms", (long long)x->first_byte_ms);
+		fail_locked(x, 0, "APIError", 1, "no response from the provider within %s", detail);
+		post_locked(x);
+		pthread_mutex_unlock(&x->lock);
+		detach(io, x);
+	}
+}
+
+/* curl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION): kept in an epoll set
+ * so a wake-up costs the same with 1 stream or 500 (curl_multi_poll is poll(2), which
+ * scans every connection on every wake-up). */
+static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	struct llmio *io = userp;
+	if (what == CURL_POLL_REMOVE) {
+		epoll_ctl(io->ep, EPOLL_CTL_DEL, s, NULL);
+		return 0;
+	}
+	struct epoll_event ev = {.data.fd = s};
+	ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+	if (epoll_ctl(io->ep, socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev) && errno == EEXIST)
+		epoll_ctl(io->ep, EPOLL_CTL_MOD, s, &ev);
+	curl_multi_assign(io->multi, s, io);
+	return 0;
+}
+
+static int on_timer(CURLM *m, long timeout_ms, void *userp)
+{
+	struct llmio *io = userp;
+	io->deadline_us = timeout_ms < 0 ? -1 : mono_us() + timeout_ms * 1000;
+	return 0;
 }
 
 static void reap(struct llmio *io)
@@ -330,147 +524,107 @@ static void reap(struct llmio *io)
 	}
 }
 
-/* curl acts on a socket (or its timeout), then what ended is reaped and everything
- * gathered goes to the sinks. */
-static void act(struct llmio *io, curl_socket_t fd, int mask)
+/* How long to sleep: until curl's timeout or the first first-byte deadline, whichever
+ * comes first; without either, until something happens (-1). */
+static int wait_ms(struct llmio *io)
 {
-	int running;
-	curl_multi_socket_action(io->multi, fd, mask, &running);
-	reap(io);
-	flush(io);
+	int64_t due = io->deadline_us;
+	if (io->fb_due_us && (due < 0 || io->fb_due_us < due))
+		due = io->fb_due_us;
+	if (due < 0)
+		return -1;
+	int64_t left = (due - mono_us() + 999) / 1000;
+	return left <= 0 ? 0 : left > 3600000 ? 3600000 : (int)left;
 }
 
-/* The first-byte timer set for due (monotonic us), unless it already fires sooner. */
-static void fb_arm(struct llmio *io, int64_t due)
+/* Under load, rounds that read sockets begin at most every LLM_ROUND_MIN_US: what
+ * arrives meanwhile is read and handed to the loop together, so a token costs a share of
+ * a recv and a wake-up instead of one of each (measured: 4.2 -> 2.4 us of server CPU
+ * per token with 20 streams at full speed). A token waits at most that long more; when
+ * rounds are further apart than that, nothing waits — and a lone stream, whose next
+ * token is not there yet, goes straight back to sleep in epoll_wait: the pause is taken
+ * only when something is already waiting to be read. */
+#define LLM_ROUND_MIN_US 200
+
+/* epoll_wait, after the pause above when sockets are ready within it. */
+static int wait_round(struct llmio *io, struct epoll_event *evs, int max)
 {
-	if (timer_armed(&io->fb_check) && io->fb_due <= due)
-		return;
-	io->fb_due = due;
-	timer_arm_us(&io->fb_check, due - mono_us());
+	int64_t wait = io->round_us ? io->round_us + LLM_ROUND_MIN_US - mono_us() : 0;
+	if (wait <= 0)
+		return epoll_wait(io->ep, evs, max, wait_ms(io));
+	int n = epoll_wait(io->ep, evs, max, 0);
+	if (n == 0)
+		return epoll_wait(io->ep, evs, max, wait_ms(io));
+	if (n < 0)
+		return n;
+	/* level-triggered: what is ready stays ready while more gathers */
+	struct timespec ts = {0, (long)wait * 1000L};
+	nanosleep(&ts, NULL);
+	return epoll_wait(io->ep, evs, max, 0);
 }
 
-/* A provider that accepted the connection but sends no byte is a failure too. The
- * timer fires at the first transfer's first-byte deadline and only while some transfer
- * still waits for its first byte: a stream that is flowing costs no wake-up. */
-static void check_first_byte(struct timer *t)
+static void io_round(struct llmio *io)
 {
-	struct llmio *io = container_of(t, struct llmio, fb_check);
-	int64_t now = mono_us(), next = 0;
-	for (struct xfer *x = io->active, *nx; x; x = nx) {
-		nx = x->next_active;
-		int64_t due = x->started_us + x->first_byte_ms * 1000;
-		if (x->got_byte)
-			continue;
-		if (now < due) {
-			next = next && next < due ? next : due;
+	struct epoll_event evs[64];
+	int running, n = wait_round(io, evs, 64);
+	int64_t began = mono_us();
+	io->round_us = 0;
+	for (int i = 0; i < n; i++) {
+		int fd = evs[i].data.fd;
+		if (fd == io->wake_fd) {
+			uint64_t v;
+			if (read(io->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+				log_warn("llm: reading the wake-up eventfd: %s", strerror(errno));
 			continue;
 		}
-		char detail[64];
-		snprintf(detail, sizeof(detail), "%lld ms", (long long)x->first_byte_ms);
-		fail(x, 0, "APIError", 1, "no response from the provider within %s", detail);
-		queue(x);
-		detach(io, x);
+		int mask = (evs[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
+			   (evs[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+			   (evs[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
+		curl_multi_socket_action(io->multi, fd, mask, &running);
+		io->round_us = began;
 	}
-	if (next)
-		fb_arm(io, next);
-	flush(io);
-}
-
-/* ---- curl's sockets and timeout on the loop ---- */
-
-static void on_ready(struct loop_watch *w, int ev)
-{
-	struct sockw *sw = container_of(w, struct sockw, w);
-	int mask = (ev & LOOP_IN ? CURL_CSELECT_IN : 0) | (ev & LOOP_OUT ? CURL_CSELECT_OUT : 0) |
-		   (ev & LOOP_HUP ? CURL_CSELECT_ERR | CURL_CSELECT_IN : 0);
-	act(sw->io, w->fd, mask);
-}
-
-static struct sockw *sock_of(struct llmio *io, curl_socket_t s)
-{
-	if (s >= io->nsocks) {
-		int n = s + 64;
-		struct sockw **v = realloc(io->socks, (size_t)n * sizeof(*v));
-		if (!v)
-			return NULL;
-		memset(v + io->nsocks, 0, (size_t)(n - io->nsocks) * sizeof(*v));
-		io->socks = v;
-		io->nsocks = n;
+	if (io->deadline_us >= 0 && mono_us() >= io->deadline_us) {
+		io->deadline_us = -1;
+		curl_multi_socket_action(io->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	}
-	if (!io->socks[s] && (io->socks[s] = calloc(1, sizeof(struct sockw))))
-		io->socks[s]->io = io;
-	return io->socks[s];
 }
 
-/* CURLMOPT_SOCKETFUNCTION: what curl wants to hear about a socket, as a level-triggered
- * watch in the loop's own epoll set (a token wakes the loop once, and costs the same
- * with 1 stream or 1000). */
-static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+static void *io_main(void *arg)
 {
-	struct llmio *io = userp;
-	(void)e;
-	(void)socketp;
-	struct sockw *sw = sock_of(io, s);
-	if (!sw) {
-		log_error("llm: out of memory watching a provider socket");
-		return -1;
+	struct llmio *io = arg;
+	while (!atomic_load(&io->stop)) {
+		run_cmds(io);
+		flush_ready(io);
+		io_round(io);
+		reap(io);
+		check_first_byte(io);
 	}
-	if (what == CURL_POLL_REMOVE) {
-		loop_unwatch(io->L, &sw->w);
-		return 0;
-	}
-	int ev = LOOP_LEVEL | (what & CURL_POLL_IN ? LOOP_IN : 0) |
-		 (what & CURL_POLL_OUT ? LOOP_OUT : 0);
-	int rc = sw->w.on ? loop_watch_mod(io->L, &sw->w, ev) : loop_watch(io->L, &sw->w, s, ev, on_ready);
-	if (rc)
-		log_error("llm: cannot watch a provider socket: %s", strerror(errno));
-	return rc ? -1 : 0;
-}
-
-static void on_timeout(struct timer *t)
-{
-	act(container_of(t, struct llmio, timeout), CURL_SOCKET_TIMEOUT, 0);
-}
-
-/* CURLMOPT_TIMERFUNCTION: curl's next timeout; acted on from the loop, never from here. */
-static int on_timer(CURLM *m, long timeout_ms, void *userp)
-{
-	struct llmio *io = userp;
-	(void)m;
-	if (timeout_ms < 0)
-		timer_cancel(&io->timeout);
-	else
-		timer_arm_us(&io->timeout, timeout_ms ? timeout_ms * 1000 : 1);
-	return 0;
-}
-
-static void start(struct llmio *io, struct xfer *x)
-{
-	CURL *e = x->easy;
-	curl_easy_setopt(e, CURLOPT_URL, x->url);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->curl_err);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)x->connect_ms);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
-	x->started_us = mono_us();
-	x->next_active = io->active;
-	io->active = x;
-	x->refs++; /* the transfer's */
-	fb_arm(io, x->started_us + x->first_byte_ms * 1000);
-	curl_multi_add_handle(io->multi, e);
+	while (io->active)
+		detach(io, io->active);
+	run_cmds(io);
+	flush_ready(io);
+	return NULL;
 }
 
 static void global_init(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
+	const char *pm = getenv("AGENTGATE_LLM_PENDING_MAX");
+	if (pm && atol(pm) > 0)
+		pending_max = (size_t)atol(pm);
+}
+
+static void llmio_free(struct llmio *io)
+{
+	if (io->multi)
+		curl_multi_cleanup(io->multi);
+	if (io->ep >= 0)
+		close(io->ep);
+	if (io->wake_fd >= 0)
+		close(io->wake_fd);
+	pthread_mutex_destroy(&io->lock);
+	free(io->ready);
+	free(io);
 }
 
 struct llmio *llmio_start(struct loop *L)
@@ -481,39 +635,39 @@ struct llmio *llmio_start(struct loop *L)
 	if (!io)
 		return NULL;
 	io->L = L;
-	timer_init(&io->timeout, L, on_timeout);
-	timer_init(&io->fb_check, L, check_first_byte);
+	io->deadline_us = -1;
+	pthread_mutex_init(&io->lock, NULL);
 	io->multi = curl_multi_init();
-	if (!io->multi) {
-		log_error("llm: cannot create the curl multi handle");
-		free(io);
-		return NULL;
-	}
+	io->ep = epoll_create1(EPOLL_CLOEXEC);
+	io->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = io->wake_fd};
+	if (!io->multi || io->ep < 0 || io->wake_fd < 0 ||
+	    epoll_ctl(io->ep, EPOLL_CTL_ADD, io->wake_fd, &ev))
+		goto fail;
 	curl_multi_setopt(io->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
 	curl_multi_setopt(io->multi, CURLMOPT_SOCKETDATA, io);
 	curl_multi_setopt(io->multi, CURLMOPT_TIMERFUNCTION, on_timer);
 	curl_multi_setopt(io->multi, CURLMOPT_TIMERDATA, io);
+	if (pthread_create(&io->th, NULL, io_main, io))
+		goto fail;
+	pthread_setname_np(io->th, "ag-llm-io");
 	return io;
+fail:
+	log_error("llm: cannot start the LLM I/O thread");
+	llmio_free(io);
+	return NULL;
 }
 
 void llmio_stop(struct llmio *io)
 {
 	if (!io)
 		return;
-	while (io->active)
-		detach(io, io->active);
-	flush(io);
-	curl_multi_cleanup(io->multi); /* its sockets are unwatched through on_socket */
-	timer_cancel(&io->timeout);
-	timer_cancel(&io->fb_check);
-	for (int i = 0; i < io->nsocks; i++) {
-		if (io->socks[i])
-			loop_unwatch(io->L, &io->socks[i]->w);
-		free(io->socks[i]);
-	}
-	free(io->socks);
-	free(io->ready);
-	free(io);
+	atomic_store(&io->stop, 1);
+	uint64_t one = 1;
+	if (write(io->wake_fd, &one, sizeof(one)) < 0)
+		log_warn("llm: cannot wake the I/O thread to stop it");
+	pthread_join(io->th, NULL);
+	llmio_free(io);
 }
 
 /* ---- the provider interface, loop thread ---- */
@@ -570,7 +724,8 @@ static void *net_start(void *self, const struct llm_request *rq, const struct ll
 		err_set(e, ERR_INTERNAL, "out of memory");
 		return NULL;
 	}
-	x->refs = 1; /* the provider interface's */
+	atomic_init(&x->refs, 2);
+	pthread_mutex_init(&x->lock, NULL);
 	x->P = P;
 	x->sink = sink;
 	x->arg = arg;
@@ -589,27 +744,23 @@ static void *net_start(void *self, const struct llm_request *rq, const struct ll
 	if (asprintf(&x->url, "%.*s%s", (int)bl, P->base_url, path) < 0)
 		x->url = NULL;
 	x->headers = request_headers(P, rq);
-	x->easy = curl_easy_init();
-	if (!x->body || !x->url || !x->headers || !x->model || !x->easy) {
+	if (!x->body || !x->url || !x->headers || !x->model) {
 		err_set(e, ERR_INTERNAL, "cannot build the %s request", P->name);
-		curl_easy_cleanup(x->easy);
+		atomic_store(&x->refs, 1);
 		xfer_unref(x);
 		return NULL;
 	}
 	log_debug("session %s: POST %s (%zu bytes)", rq->session_id, x->url, strlen(x->body));
-	start(P->io, x);
+	send_cmd(P->io, CMD_START, x);
 	return x;
 }
 
-/* Never called from inside curl (sinks run after it returned): the handle can go now. */
 static void net_cancel(void *self, void *attempt)
 {
 	struct xfer *x = attempt;
-	(void)self;
-	x->cancelled = 1;
-	if (x->easy)
-		detach(x->P->io, x);
-	xfer_unref(x); /* the provider interface's */
+	atomic_store(&x->cancelled, 1);
+	send_cmd(x->P->io, CMD_CANCEL, x);
+	xfer_unref(x); /* the loop's */
 }
 
 static int net_check_model(void *self, const char *model, struct err *e)
@@ -657,4 +808,9 @@ int llm_http_provider(struct provider *p, struct llmio *io, const char *name,
 	};
 	(void)e;
 	return 0;
+}
+
+unsigned llmio_pauses(struct llmio *io)
+{
+	return atomic_load(&io->pauses);
 }

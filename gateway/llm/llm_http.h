@@ -1,11 +1,10 @@
 /* llm_http: the network providers — `openai` (any OpenAI-compatible chat-completions
- * server) and `anthropic` (Messages API) — on the loop. A curl multi handle is driven by
- * the loop itself: curl's sockets are level-triggered watches in the loop's epoll set
- * and its timeout a loop timer, so a token wakes one thread once (measured against the
- * I/O thread this replaced: docs/ARCHITECTURE.md). SSE is parsed as curl reads; what a
- * read gathered reaches the sinks after curl returns, so a sink may start, cancel or
- * end any stream. The loop reads only as fast as it handles what it reads: no buffer
- * between the two can grow. Loop thread only. */
+ * server) and `anthropic` (Messages API) — on the LLM I/O thread. That thread owns a curl
+ * multi handle driven by curl_multi_socket_action over its own epoll set; the loop
+ * thread hands it starts, cancels and resumes through an inbox and an eventfd. It parses
+ * SSE there and hands coalesced deltas back with loop_post; a loop that falls behind
+ * pauses the transfer instead of letting a buffer grow. (Why a thread and not the loop:
+ * docs/ARCHITECTURE.md, Threads.) */
 #ifndef AG_LLM_HTTP_H
 #define AG_LLM_HTTP_H
 #include "config.h"
@@ -13,10 +12,12 @@
 
 struct llmio;
 
-/* The transfers' curl multi handle on loop L. NULL on failure. */
+/* Starts the I/O thread. NULL on failure. */
 struct llmio *llmio_start(struct loop *L);
-/* Cancels what runs (no callback follows) and frees everything. */
+/* Stops the thread after cancelling what runs. Loop thread. */
 void llmio_stop(struct llmio *io);
+/* How many times a transfer was paused because the loop fell behind. Any thread. */
+unsigned llmio_pauses(struct llmio *io);
 
 /* Fills p with provider `name` ("openai" or "anthropic") on io, configured from C
  * (base URL, key from the environment, extra headers and options from the config). */
