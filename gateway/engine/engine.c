@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -157,6 +158,84 @@ int engine_session_list_json(struct engine *E, const char *parent_id, struct jw 
 	jw_arr(w);
 	int n = store_session_list(E->S, parent_id, list_row, w);
 	jw_arr_end(w);
+	return n < 0 ? -1 : 0;
+}
+
+/* needle in hay, ASCII letters in either case (SQLite's LIKE '%needle%', which
+ * OpenCode's search is). */
+static int has_text(const char *hay, const char *needle)
+{
+	size_t n = strlen(needle);
+	for (; *hay; hay++)
+		if (!strncasecmp(hay, needle, n))
+			return 1;
+	return !n;
+}
+
+/* dir is top or below it (top given with or without a trailing '/'). */
+static int dir_under(const char *dir, const char *top)
+{
+	size_t n = strlen(top);
+	while (n > 1 && top[n - 1] == '/')
+		n--;
+	return !strncmp(dir, top, n) && (!dir[n] || dir[n] == '/' || (n == 1 && *top == '/'));
+}
+
+static int query_match(const struct session_query *q, const struct store_session *r)
+{
+	if (q->start && r->time_updated < q->start)
+		return 0;
+	if (!q->search && !q->directory && !q->under)
+		return 1;
+	cJSON *d = cJSON_Parse(r->data);
+	const char *title = jsonin_get(d, "title"), *dir = jsonin_get(d, "directory");
+	int ok = (!q->search || (title && has_text(title, q->search))) &&
+		 (!q->directory || (dir && !strcmp(dir, q->directory))) &&
+		 (!q->under || (dir && dir_under(dir, q->under)));
+	cJSON_Delete(d);
+	return ok;
+}
+
+struct query_ctx {
+	const struct session_query *q;
+	struct jw *w;
+	int n;
+};
+
+static int query_row(void *arg, const struct store_session *r)
+{
+	struct query_ctx *c = arg;
+	if (!query_match(c->q, r))
+		return 0;
+	jw_raw(c->w, r->data);
+	return c->q->limit > 0 && ++c->n >= c->q->limit;
+}
+
+int engine_session_query_json(struct engine *E, const struct session_query *q, struct jw *w)
+{
+	struct query_ctx c = {q, w, 0};
+	jw_arr(w);
+	int n = store_session_list(E->S, q->parent_id, query_row, &c);
+	jw_arr_end(w);
+	return n < 0 ? -1 : 0;
+}
+
+static int times_row(void *arg, const struct store_session *r)
+{
+	int64_t *t = arg;
+	if (!t[0] || r->time_created < t[0])
+		t[0] = r->time_created;
+	if (r->time_updated > t[1])
+		t[1] = r->time_updated;
+	return 0;
+}
+
+int engine_session_times(struct engine *E, int64_t *first_created, int64_t *last_updated)
+{
+	int64_t t[2] = {0, 0};
+	int n = store_session_list(E->S, NULL, times_row, t);
+	*first_created = t[0];
+	*last_updated = t[1];
 	return n < 0 ? -1 : 0;
 }
 

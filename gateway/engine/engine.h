@@ -107,6 +107,21 @@ int engine_session_json(struct engine *E, const char *id, struct jw *w, struct e
 /* Writes Session[]: every session (parent_id NULL) or the roots (""), most recently
  * updated first, or one parent's children. */
 int engine_session_list_json(struct engine *E, const char *parent_id, struct jw *w);
+/* What GET /session filters by (OpenCode's query); a member left 0 or NULL filters
+ * nothing. Strings are borrowed for the call. */
+struct session_query {
+	const char *parent_id; /* as engine_session_list_json's */
+	int64_t start;         /* updated at or after this (ms since 1970) */
+	const char *search;    /* in the title, ASCII letters in either case */
+	const char *directory; /* working in exactly this directory */
+	const char *under;     /* working in this directory or below it */
+	int limit;             /* at most this many */
+};
+/* engine_session_list_json's Session[], filtered by q (same order). */
+int engine_session_query_json(struct engine *E, const struct session_query *q, struct jw *w);
+/* The oldest session's creation and the last update of any session (ms since 1970),
+ * both 0 when there is no session. 0, or -1 when the store cannot be read. */
+int engine_session_times(struct engine *E, int64_t *first_created, int64_t *last_updated);
 /* Changes the title (NULL keeps it) and announces session.updated. */
 int engine_session_update(struct engine *E, const char *id, const char *title, struct err *e);
 /* Deletes a session and its descendants (aborting what runs). */
@@ -307,6 +322,11 @@ int engine_permission_reply(struct engine *E, const char *request_id, const char
 			    const char *message, const char *session_id, struct err *e);
 /* Writes the pending asks, oldest first, as permission.asked's properties. */
 void engine_permission_list_json(struct engine *E, struct jw *w);
+/* Writes the rules an agent's asks are judged by (NULL or an unknown name: no agent's),
+ * in the order they apply — the built-in defaults, the config's, the agent's; the last
+ * that matches wins — as OpenCode's PermissionV2.Ruleset: [{action: the permission,
+ * resource: the pattern, effect: allow|ask|deny}]. */
+void engine_permission_rules_json(struct engine *E, const char *agent, struct jw *w);
 
 /* The working directory of new root sessions (absolute): --workspace, else the
  * config's "workspace" (relative to the config file), else the process's. Fixed at

@@ -579,3 +579,27 @@ int engine_permission_reply(struct engine *E, const char *request_id, const char
 		reply ? reply : "");
 	return -1;
 }
+
+/* ---- the rules as OpenCode's v2 API shows them ---- */
+
+static void rules_v2_json(const struct perm_rules *R, struct jw *w)
+{
+	for (int i = 0; i < R->n; i++) {
+		jw_obj(w);
+		jw_kstr(w, "action", R->v[i].permission);
+		jw_kstr(w, "resource", R->v[i].pattern);
+		jw_kstr(w, "effect", perm_action_name(R->v[i].action));
+		jw_obj_end(w);
+	}
+}
+
+void engine_permission_rules_json(struct engine *E, const char *agent, struct jw *w)
+{
+	const struct agent *a = agent ? agents_find(&E->A, agent) : NULL;
+	jw_arr(w);
+	rules_v2_json(&E->perm.defaults, w);
+	rules_v2_json(&E->perm.global, w);
+	if (a)
+		rules_v2_json(&a->perm, w);
+	jw_arr_end(w);
+}

@@ -1,5 +1,6 @@
 #include "api.h"
 #include "api_ops.h"
+#include "compat.h"
 #include "container.h"
 #include "jsonin.h"
 #include "plugins.h"
@@ -53,13 +54,51 @@ static int do_create(struct engine *E, const cJSON *p, struct jw *w, struct err 
 	return engine_session_json(E, id, w, e);
 }
 
+/* A non-negative integer param (absent: 0). */
+static int count_param(const cJSON *p, const char *name, long long *out, struct err *e)
+{
+	*out = 0;
+	if (jsonin_int(p, name, 0, out, e))
+		return -1;
+	if (*out >= 0)
+		return 0;
+	err_set(e, ERR_INVALID, "\"%s\" must not be negative", name);
+	return -1;
+}
+
+/* OpenCode's filters: roots, start (updated since, ms), search (in the title), limit,
+ * directory (exactly), path (a directory relative to the workspace, and below it; ""
+ * is every directory), scope "project" (every directory of the project, which is the
+ * workspace's: no directory filter). */
 static int do_list(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
 {
 	int roots = 0;
-	if (jsonin_bool(p, "roots", &roots, e))
+	long long start, limit;
+	const char *scope = NULL, *path = NULL;
+	struct session_query q = {0};
+	if (jsonin_bool(p, "roots", &roots, e) || count_param(p, "start", &start, e) ||
+	    count_param(p, "limit", &limit, e) || jsonin_str(p, "search", 0, &q.search, e) ||
+	    jsonin_str(p, "directory", 0, &q.directory, e) || jsonin_str(p, "path", 0, &path, e) ||
+	    jsonin_str(p, "scope", 0, &scope, e))
 		return -1;
+	if (scope && strcmp(scope, "project")) {
+		err_set(e, ERR_INVALID, "\"scope\" must be \"project\" (got \"%.100s\")", scope);
+		return -1;
+	}
+	char under[8192];
+	if (path && *path) {
+		snprintf(under, sizeof(under), "%s/%s", engine_workspace(E), path);
+		q.under = under;
+	}
+	if (path || scope)
+		q.directory = NULL;
 	/* roots only: the children of no one is every root session */
-	return engine_session_list_json(E, roots ? "" : NULL, w);
+	q.parent_id = roots ? "" : NULL;
+	q.start = start;
+	q.limit = limit > 1000000 ? 1000000 : (int)limit;
+	if (q.search && !*q.search)
+		q.search = NULL;
+	return engine_session_query_json(E, &q, w);
 }
 
 static int do_get(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
@@ -308,6 +347,17 @@ static const struct {
 	{"command.list", api_command_list},         {"session.command", api_session_command},
 	{"path.get", api_path_get},                 {"app.log", api_app_log},
 	{"session.todo", api_session_todo},
+	/* what OpenCode's front ends read besides sessions (compat.c) */
+	{"project.current", compat_project_current}, {"project.list", compat_project_list},
+	{"project.directories", compat_project_directories}, {"vcs.get", compat_vcs},
+	{"lsp.status", compat_lsp},                   {"formatter.status", compat_formatter},
+	{"experimental.capabilities", compat_capabilities},
+	{"experimental.console", compat_console},     {"experimental.resource", compat_resources},
+	{"experimental.workspace.list", compat_workspaces},
+	{"experimental.workspace.status", compat_workspaces},
+	{"v2.location.get", compat_location},         {"v2.agent.list", compat_agents_v2},
+	{"v2.model.list", compat_models_v2},          {"v2.integration.list", compat_empty_v2},
+	{"v2.skill.list", compat_empty_v2},           {"v2.reference.list", compat_empty_v2},
 };
 
 int api_call(struct engine *E, const char *method, const cJSON *params, struct jw *w,
@@ -601,6 +651,24 @@ static const struct api_route routes[] = {
 	{"GET", "/path", "path.get", {NULL}, API_CALL, 0},
 	{"POST", "/log", "app.log", {NULL}, API_CALL, 0},
 	{"GET", "/global/event", "global.event", {NULL}, API_EVENTS, 0},
+	{"GET", "/project", "project.list", {NULL}, API_CALL, 0},
+	{"GET", "/project/current", "project.current", {NULL}, API_CALL, 0},
+	{"GET", "/project/*/directories", "project.directories", {"projectID"}, API_CALL, 0},
+	{"GET", "/vcs", "vcs.get", {NULL}, API_CALL, 0},
+	{"GET", "/lsp", "lsp.status", {NULL}, API_CALL, 0},
+	{"GET", "/formatter", "formatter.status", {NULL}, API_CALL, 0},
+	{"GET", "/experimental/capabilities", "experimental.capabilities", {NULL}, API_CALL, 0},
+	{"GET", "/experimental/console", "experimental.console", {NULL}, API_CALL, 0},
+	{"GET", "/experimental/resource", "experimental.resource", {NULL}, API_CALL, 0},
+	{"GET", "/experimental/workspace", "experimental.workspace.list", {NULL}, API_CALL, 0},
+	{"GET", "/experimental/workspace/status", "experimental.workspace.status", {NULL},
+	 API_CALL, 0},
+	{"GET", "/api/location", "v2.location.get", {NULL}, API_CALL, 0},
+	{"GET", "/api/agent", "v2.agent.list", {NULL}, API_CALL, 0},
+	{"GET", "/api/model", "v2.model.list", {NULL}, API_CALL, 0},
+	{"GET", "/api/integration", "v2.integration.list", {NULL}, API_CALL, 0},
+	{"GET", "/api/skill", "v2.skill.list", {NULL}, API_CALL, 0},
+	{"GET", "/api/reference", "v2.reference.list", {NULL}, API_CALL, 0},
 };
 
 /* Matches path against pattern, capturing '*' segments into ids[]. */

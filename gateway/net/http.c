@@ -543,17 +543,38 @@ static int header_directory(struct conn *c, char *dir)
 	return 0;
 }
 
-static void add_query(struct conn *c, cJSON *params)
+/* A numeric query argument as a number (anything else as a string, which the
+ * operation rejects naming it). */
+static void add_query_number(struct conn *c, cJSON *params, const char *name)
 {
 	char v[32];
-	if (!query_arg(c->wsi, "limit", v, sizeof(v))) {
-		char *end;
-		long long n = strtoll(v, &end, 10);
-		if (*v && !*end)
-			cJSON_AddNumberToObject(params, "limit", (double)n);
-		else
-			cJSON_AddStringToObject(params, "limit", v); /* rejected with a clear error */
-	}
+	if (query_arg(c->wsi, name, v, sizeof(v)))
+		return;
+	char *end;
+	long long n = strtoll(v, &end, 10);
+	if (*v && !*end)
+		cJSON_AddNumberToObject(params, name, (double)n);
+	else
+		cJSON_AddStringToObject(params, name, v);
+}
+
+/* A string query argument, unless the body has that member. */
+static void add_query_string(struct conn *c, cJSON *params, const char *name)
+{
+	char v[4096];
+	if (!cJSON_GetObjectItemCaseSensitive(params, name) &&
+	    !query_arg(c->wsi, name, v, sizeof(v)))
+		cJSON_AddStringToObject(params, name, v);
+}
+
+static void add_query(struct conn *c, cJSON *params)
+{
+	add_query_number(c, params, "limit");
+	/* GET /session's filters, as OpenCode's (the TUI sends them) */
+	add_query_number(c, params, "start");
+	add_query_string(c, params, "search");
+	add_query_string(c, params, "path");
+	add_query_string(c, params, "scope");
 	if (query_flag(c->wsi, "roots"))
 		cJSON_AddBoolToObject(params, "roots", 1);
 	char mid[256];
