@@ -358,6 +358,7 @@ static const struct {
 	{"v2.location.get", compat_location},         {"v2.agent.list", compat_agents_v2},
 	{"v2.model.list", compat_models_v2},          {"v2.integration.list", compat_empty_v2},
 	{"v2.skill.list", compat_empty_v2},           {"v2.reference.list", compat_empty_v2},
+	{"v2.provider.list", compat_providers_v2},    {"v2.command.list", compat_commands_v2},
 };
 
 int api_call(struct engine *E, const char *method, const cJSON *params, struct jw *w,
@@ -669,6 +670,8 @@ static const struct api_route routes[] = {
 	{"GET", "/api/integration", "v2.integration.list", {NULL}, API_CALL, 0},
 	{"GET", "/api/skill", "v2.skill.list", {NULL}, API_CALL, 0},
 	{"GET", "/api/reference", "v2.reference.list", {NULL}, API_CALL, 0},
+	{"GET", "/api/provider", "v2.provider.list", {NULL}, API_CALL, 0},
+	{"GET", "/api/command", "v2.command.list", {NULL}, API_CALL, 0},
 };
 
 /* Matches path against pattern, capturing '*' segments into ids[]. */

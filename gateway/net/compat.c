@@ -2,6 +2,7 @@
 #include "agent.h"
 #include "jsonin.h"
 #include "llm.h"
+#include "provider_info.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -312,18 +313,29 @@ static void model_capabilities_json(const struct model_info *mi, struct jw *w)
 	jw_obj_end(w);
 }
 
-static void model_v2_json(const struct model_info *mi, struct jw *w)
+/* {type: "native", url?, settings: {}, ...}: agentgate speaks each wire format itself,
+ * through no AI SDK package; the caller may have opened it with members of its own. */
+static void api_native_json(const struct provider_info *pi, struct jw *w)
 {
+	jw_kstr(w, "type", "native");
+	if (pi && *pi->base_url)
+		jw_kstr(w, "url", pi->base_url);
+	jw_kraw(w, "settings", "{}");
+	jw_obj_end(w);
+}
+
+static void model_v2_json(const struct config *C, const struct model_info *mi, struct jw *w)
+{
+	struct provider_info pi;
+	int known = !provider_info_of(C, mi->provider, &pi);
 	jw_obj(w);
 	jw_kstr(w, "id", mi->id);
 	jw_kstr(w, "providerID", mi->provider);
 	jw_kstr(w, "name", mi->name);
-	jw_key(w, "api"); /* agentgate speaks each wire format itself: no AI SDK package */
+	jw_key(w, "api");
 	jw_obj(w);
 	jw_kstr(w, "id", mi->id);
-	jw_kstr(w, "type", "native");
-	jw_kraw(w, "settings", "{}");
-	jw_obj_end(w);
+	api_native_json(known ? &pi : NULL, w);
 	jw_key(w, "capabilities");
 	model_capabilities_json(mi, w);
 	jw_kraw(w, "request", "{\"headers\":{},\"body\":{}}");
@@ -349,7 +361,7 @@ static void model_v2_json(const struct model_info *mi, struct jw *w)
 	jw_obj_end(w);
 	jw_arr_end(w);
 	jw_kstr(w, "status", "active");
-	jw_kbool(w, "enabled", 1);
+	jw_kbool(w, "enabled", known && pi.connected);
 	jw_key(w, "limit");
 	jw_obj(w);
 	jw_kint(w, "context", mi->context);
@@ -363,7 +375,48 @@ int compat_models_v2(struct engine *E, const cJSON *p, struct jw *w, struct err 
 	const struct catalog *K = llm_catalog(engine_llm(E));
 	v2_begin(E, w);
 	for (int i = 0; i < catalog_count(K); i++)
-		model_v2_json(catalog_at(K, i), w);
+		model_v2_json(engine_config(E), catalog_at(K, i), w);
+	v2_end(w);
+	return 0;
+}
+
+int compat_providers_v2(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	struct provider_info pi;
+	v2_begin(E, w);
+	for (int i = 0; !provider_info_at(engine_config(E), i, &pi); i++) {
+		jw_obj(w);
+		jw_kstr(w, "id", pi.id);
+		jw_kstr(w, "name", pi.name);
+		jw_key(w, "api");
+		jw_obj(w);
+		api_native_json(&pi, w);
+		jw_kraw(w, "request", "{\"headers\":{},\"body\":{}}");
+		jw_obj_end(w);
+	}
+	v2_end(w);
+	return 0;
+}
+
+int compat_commands_v2(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+{
+	const struct commands *K = engine_commands(E);
+	v2_begin(E, w);
+	for (int i = 0; i < K->n; i++) {
+		const struct command *c = &K->v[i];
+		jw_obj(w);
+		jw_kstr(w, "name", c->name);
+		jw_kstr(w, "template", c->template);
+		if (c->description)
+			jw_kstr(w, "description", c->description);
+		if (c->agent)
+			jw_kstr(w, "agent", c->agent);
+		if (c->model)
+			model_write_json(w, "model", c->model, "id");
+		if (c->subtask >= 0)
+			jw_kbool(w, "subtask", c->subtask);
+		jw_obj_end(w);
+	}
 	v2_end(w);
 	return 0;
 }

@@ -40,8 +40,15 @@ int compat_location(struct engine *E, const cJSON *p, struct jw *w, struct err *
 /* GET /api/agent: AgentV2Info[] {id, model?, request, system?, description?, mode, hidden,
  * steps?, permissions} of the configured agents. */
 int compat_agents_v2(struct engine *E, const cJSON *p, struct jw *w, struct err *e);
-/* GET /api/model: ModelV2Info[] of the model catalog. */
+/* GET /api/model: ModelV2Info[] of the model catalog; enabled when its provider is
+ * connected (provider_info.h). */
 int compat_models_v2(struct engine *E, const cJSON *p, struct jw *w, struct err *e);
+/* GET /api/provider: ProviderV2Info[] {id, name, api: {type: "native", url?, settings},
+ * request} of the three providers. */
+int compat_providers_v2(struct engine *E, const cJSON *p, struct jw *w, struct err *e);
+/* GET /api/command: CommandV2Info[] {name, template, description?, agent?, model?,
+ * subtask?} of the config's commands. */
+int compat_commands_v2(struct engine *E, const cJSON *p, struct jw *w, struct err *e);
 /* GET /api/integration, /api/skill, /api/reference: data [] (provider keys come from the
  * config and the environment, not from sign-ins; no skills; no references). */
 int compat_empty_v2(struct engine *E, const cJSON *p, struct jw *w, struct err *e);
