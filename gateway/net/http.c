@@ -1,6 +1,7 @@
 /* http: the HTTP side of the server — routing onto api.c, JSON responses and errors,
  * the long-held POST /session/{id}/message, SSE at GET /event, and static files. */
 #include "api.h"
+#include "container.h"
 #include "jsonin.h"
 #include "media.h"
 #include "log.h"
@@ -191,15 +192,62 @@ static void read_method(struct conn *c)
 
 /* ---- the long-held prompt ---- */
 
+/* Its answer goes out after the turn's events: a client reading the event stream beside
+ * it may stop reading when the answer comes (OpenCode's `run --attach` exits), and the
+ * events were published before the answer but are written by the streams' next
+ * writable callbacks while the answer would be written at once. So the answer waits
+ * until no event stream has an event up to the turn's end still to write, or
+ * ANSWER_WAIT_MS (a stream whose client reads slowly holds no answer longer). */
+#define ANSWER_WAIT_MS 1000
+
+/* 1 while some event stream has events up to seq still to write. */
+static int streams_behind(struct server *S, int64_t seq)
+{
+	for (struct conn *x = S->conns.next; x != &S->conns && !S->shutting_down; x = x->next)
+		if (x->kind == C_SSE && x->subscribed && x->sub.sent_seq < seq &&
+		    subscriber_pending(&x->sub))
+			return 1;
+	return 0;
+}
+
+static void answer_release(struct conn *c)
+{
+	char *body = c->answer;
+	c->answer = NULL;
+	c->srv->answers_held--;
+	timer_cancel(&c->answer_t);
+	respond_ex(c, 200, "application/json", body, c->answer_len, NULL, NULL);
+}
+
+static void answer_timeout(struct timer *t)
+{
+	answer_release(container_of(t, struct conn, answer_t));
+}
+
+/* After a stream wrote: the answers held for it that may go now. */
+static void answers_due(struct server *S)
+{
+	for (struct conn *c = S->conns.next; c != &S->conns && S->answers_held; c = c->next)
+		if (c->answer && !streams_behind(S, c->answer_seq))
+			answer_release(c);
+}
+
 static void prompt_answered(struct api_wait *aw, struct jw *result, const struct err *e)
 {
 	struct conn *c = container_of(aw, struct conn, aw);
+	int64_t seq = bus_last_seq(engine_bus(c->srv->E));
 	if (e && e->code == ERR_UNAVAILABLE) /* shutting down: the prompt stays queued */
 		respond_error(c, 503, "ServiceUnavailable", e->msg, "connection:", "close");
 	else if (e)
 		respond_err(c, e);
-	else
+	else if (!streams_behind(c->srv, seq) || !(c->answer = jw_take(result, &c->answer_len)))
 		respond_json(c, 200, result);
+	else {
+		c->answer_seq = seq;
+		c->srv->answers_held++;
+		timer_init(&c->answer_t, c->srv->L, answer_timeout);
+		timer_arm(&c->answer_t, ANSWER_WAIT_MS);
+	}
 }
 
 /* A prompt held until its turn ends: the header table goes back to the pool (everything
@@ -415,6 +463,8 @@ static int events_write(struct conn *c)
 		return -1;
 	if (subscriber_pending(&c->sub) || c->closing)
 		lws_callback_on_writable(c->wsi);
+	if (c->srv->answers_held)
+		answers_due(c->srv);
 	return 0;
 }
 
@@ -764,6 +814,12 @@ static int on_body(struct conn *c, const void *in, size_t len)
 void http_detach(struct conn *c)
 {
 	api_wait_cancel(&c->aw);
+	if (c->answer) {
+		timer_cancel(&c->answer_t);
+		free(c->answer);
+		c->answer = NULL;
+		c->srv->answers_held--;
+	}
 	server_unwatch(c);
 	if (c->subscribed) {
 		subscriber_stop(&c->sub);

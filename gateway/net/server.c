@@ -348,7 +348,8 @@ void server_maybe_done(struct server *S)
 	if (!S->shutting_down)
 		return;
 	for (struct conn *c = S->conns.next; c != &S->conns; c = c->next)
-		if (c->kind == C_SSE || c->kind == C_WS || c->responding || api_waiting(&c->aw))
+		if (c->kind == C_SSE || c->kind == C_WS || c->responding || api_waiting(&c->aw) ||
+		    c->answer)
 			return;
 	loop_stop(S->L);
 }

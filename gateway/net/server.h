@@ -57,6 +57,11 @@ struct conn {
 	int close_after;
 	/* POST /session/{id}/message waiting for its turn */
 	struct api_wait aw;
+	/* its answer, held until the event streams have written the turn's events (http.c) */
+	char *answer;
+	size_t answer_len;
+	int64_t answer_seq;
+	struct timer answer_t;
 	/* SSE / WS events */
 	struct subscriber sub;
 	int subscribed;
@@ -89,6 +94,7 @@ struct server {
 	int heartbeat_ms;
 	struct bus_sub_limits sub_limits; /* server.subscriber_max_bytes, _max_behind_ms */
 	int shutting_down;
+	int answers_held;  /* connections with an answer held for the event streams */
 	lws_retry_bo_t idle; /* WS ping / hang-up policy; lives as long as the context */
 	struct conn conns; /* list sentinel */
 	struct timer shutdown_timer;

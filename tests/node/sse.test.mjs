@@ -1,6 +1,7 @@
 // GET /event: replay after a dropped connection, filters, resync, odd `since` values.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import http from "node:http";
 import {
 	startServer,
 	createSession,
@@ -16,6 +17,7 @@ import {
 	deltaText,
 	firstNonIncreasing,
 	firstGap,
+	pollUntil,
 } from "./lib.mjs";
 
 const T = { timeout: 90_000 };
@@ -258,4 +260,38 @@ test("SSE and WS: a since older than what is kept starts with a resync event", {
 	assert.equal(first.type, "resync", `WS first event ${JSON.stringify(first).slice(0, 300)}`);
 	assert.equal(first.properties.since, 1);
 	assert.ok(first.properties.oldest > 2);
+});
+
+test("SSE: a held POST /session/{id}/message is answered only after the event stream wrote its turn's events", T, async (t) => {
+	// a client that stops reading its stream when the answer comes (OpenCode's `run
+	// --attach` exits) must already have the turn's last events: their bytes reach it first
+	const srv = await startServer();
+	t.after(() => srv.stop());
+	const s = await createSession(srv, { title: "answer after events" });
+	const url = new URL(srv.url);
+	let streamed = "";
+	const stream = http.get({ host: url.hostname, port: url.port, path: `/event?sessionID=${s.id}` }, (res) => res.on("data", (d) => (streamed += d)));
+	t.after(() => stream.destroy());
+	await pollUntil(() => streamed.includes("server.connected"), { label: "the stream open" });
+	for (let i = 0; i < 5; i++) {
+		const { seen, answer } = await new Promise((resolve, reject) => {
+			const req = http.request({ host: url.hostname, port: url.port, method: "POST", path: `/session/${s.id}/message`, headers: { "content-type": "application/json" } }, (res) => {
+				const seen = streamed.length; // what the stream had delivered when the answer's head came
+				let body = "";
+				res.on("data", (d) => (body += d));
+				res.on("end", () => resolve({ seen, answer: JSON.parse(body) }));
+			});
+			req.on("error", reject);
+			req.end(JSON.stringify({ parts: [{ type: "text", text: `hello ${i}` }] }));
+		});
+		const before = streamed
+			.slice(0, seen)
+			.split("\n")
+			.filter((l) => l.startsWith("data: "))
+			.map((l) => JSON.parse(l.slice(6)));
+		const done = before.find((e) => e.type === "message.updated" && e.properties.info.id === answer.info.id && e.properties.info.time.completed);
+		assert.ok(done, `prompt ${i}: the answer (${answer.info.id}) came before its message.updated with time.completed on the stream`);
+		const text = answer.parts.find((p) => p.type === "text");
+		assert.ok(before.some((e) => e.type === "message.part.updated" && e.properties.part.id === text.id && e.properties.part.time?.end), `prompt ${i}: the reply's text part ended on the stream first`);
+	}
 });
