@@ -2,13 +2,14 @@
 # Installs what agentgate needs to build and test on Debian 12, if it is missing.
 # Usage: contrib/deps.sh [--test]   (--test adds what only the tests use: Node.js and npm,
 #        Chromium for the web UI's browser tests, systemd for `systemd-analyze verify`
-#        of the unit — it needs no running systemd — and PostgreSQL's server, which the
-#        store's tests start themselves in a temporary directory: tests/pgserver.sh)
+#        of the unit — it needs no running systemd — PostgreSQL's server, which the
+#        store's tests start themselves in a temporary directory: tests/pgserver.sh, and
+#        tmux, the terminal OpenCode's TUI runs in for node_opencode)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libwebsockets-dev libsqlite3-dev libpq-dev
       libcurl4-openssl-dev libcjson-dev libcmocka-dev zlib1g-dev)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(sqlite3 chromium systemd postgresql)
+  pkgs+=(sqlite3 chromium systemd postgresql tmux)
   # Node may come from elsewhere than Debian's package (as on the CI image): keep it.
   command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
 fi
