@@ -171,13 +171,7 @@ int compat_vcs(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
 
 /* ---- what agentgate does not have ---- */
 
-int compat_lsp(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
-{
-	jw_raw(w, "[]");
-	return 0;
-}
-
-int compat_formatter(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
+int compat_none(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
 {
 	jw_raw(w, "[]");
 	return 0;
@@ -198,12 +192,6 @@ int compat_console(struct engine *E, const cJSON *p, struct jw *w, struct err *e
 int compat_resources(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
 {
 	jw_raw(w, "{}");
-	return 0;
-}
-
-int compat_workspaces(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
-{
-	jw_raw(w, "[]");
 	return 0;
 }
 
@@ -300,14 +288,14 @@ static void model_capabilities_json(const struct model_info *mi, struct jw *w)
 	jw_key(w, "input");
 	jw_arr(w);
 	jw_str(w, "text");
-	if (mi->input_image)
-		jw_str(w, "image");
-	if (mi->input_pdf)
-		jw_str(w, "pdf");
 	if (mi->input_audio)
 		jw_str(w, "audio");
+	if (mi->input_image)
+		jw_str(w, "image");
 	if (mi->input_video)
 		jw_str(w, "video");
+	if (mi->input_pdf)
+		jw_str(w, "pdf");
 	jw_arr_end(w);
 	jw_kraw(w, "output", "[\"text\"]");
 	jw_obj_end(w);

@@ -18,9 +18,9 @@ int compat_project_list(struct engine *E, const cJSON *p, struct jw *w, struct e
 int compat_project_directories(struct engine *E, const cJSON *p, struct jw *w, struct err *e);
 /* GET /vcs: {branch?, default_branch?} of the workspace's git repository ({} outside one). */
 int compat_vcs(struct engine *E, const cJSON *p, struct jw *w, struct err *e);
-/* GET /lsp, GET /formatter: [] (agentgate runs no language server and no formatter). */
-int compat_lsp(struct engine *E, const cJSON *p, struct jw *w, struct err *e);
-int compat_formatter(struct engine *E, const cJSON *p, struct jw *w, struct err *e);
+/* []: GET /lsp and GET /formatter (agentgate runs no language server and no formatter),
+ * GET /experimental/workspace and …/status (no OpenCode workspaces). */
+int compat_none(struct engine *E, const cJSON *p, struct jw *w, struct err *e);
 /* GET /experimental/capabilities: {backgroundSubagents: false} — OpenCode's flag for
  * moving a running foreground task to the background, which agentgate cannot do (its
  * task tool's own "background" works whatever this says). */
@@ -29,8 +29,6 @@ int compat_capabilities(struct engine *E, const cJSON *p, struct jw *w, struct e
 int compat_console(struct engine *E, const cJSON *p, struct jw *w, struct err *e);
 /* GET /experimental/resource: {} (MCP servers' tools are served, not their resources). */
 int compat_resources(struct engine *E, const cJSON *p, struct jw *w, struct err *e);
-/* GET /experimental/workspace and …/status: [] (no OpenCode workspaces). */
-int compat_workspaces(struct engine *E, const cJSON *p, struct jw *w, struct err *e);
 
 /* The v2 API (/api/...): {location, data} with location the workspace's LocationInfo
  * {directory, project: {id, directory}}; the location a client asks for is not read
