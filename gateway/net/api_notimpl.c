@@ -3,7 +3,7 @@
  * 501 NotImplemented naming the route and why, never a bare 404, so a client learns at
  * once that it asked for something this server will not do. docs/API.md lists them.
  * Routes of the terminal UI's start-up family (under /project, /experimental and /api,
- * and /lsp, /formatter) are answered elsewhere. Pure; any thread. */
+ * and /lsp, /formatter, GET /vcs) are answered elsewhere (compat.c). Pure; any thread. */
 #include "api.h"
 
 #include <stdio.h>
@@ -20,7 +20,8 @@ static const char
 		"are not added, connected or signed in to through the API",
 	FILES[] = "agentgate does not serve the workspace's files to clients (the workspace "
 		  "plugin's tools read them for the model)",
-	VCS[] = "agentgate does not report or apply version control changes",
+	VCS[] = "agentgate does not report or apply version control changes (/vcs itself "
+		"names the workspace's branch)",
 	PTY[] = "agentgate has no terminals (pty)",
 	QUESTION[] = "agentgate has no question tool: no question ever waits for an answer",
 	INIT[] = "agentgate does not write AGENTS.md for a session: send that prompt yourself",
@@ -61,7 +62,6 @@ static const struct notimpl {
 	{{"GET", "/find", NULL, {NULL}, API_NOTIMPL, 0}, FILES},
 	{{"GET", "/find/file", NULL, {NULL}, API_NOTIMPL, 0}, FILES},
 	{{"GET", "/find/symbol", NULL, {NULL}, API_NOTIMPL, 0}, FILES},
-	{{"GET", "/vcs", NULL, {NULL}, API_NOTIMPL, 0}, VCS},
 	{{"GET", "/vcs/status", NULL, {NULL}, API_NOTIMPL, 0}, VCS},
 	{{"GET", "/vcs/diff", NULL, {NULL}, API_NOTIMPL, 0}, VCS},
 	{{"GET", "/vcs/diff/raw", NULL, {NULL}, API_NOTIMPL, 0}, VCS},
