@@ -450,7 +450,10 @@ static void listings_keep_their_order_with_ids_compared_bytewise(void **state)
 {
 	struct fx f;
 	struct list l;
+	int64_t first = -1, last = -1;
 	fx_open(&f);
+	assert_int_equal(store_session_times(f.S, &first, &last), 0);
+	assert_true(first == 0 && last == 0); /* no session yet */
 	put_session(f.S, "ses_B", NULL, 5, NULL);
 	put_session(f.S, "ses_a", NULL, 5, NULL);
 	put_session(f.S, "ses_c", NULL, 9, NULL);
@@ -493,6 +496,9 @@ static void listings_keep_their_order_with_ids_compared_bytewise(void **state)
 	/* a listing stops when its callback says so */
 	l.s[0] = 0;
 	assert_int_equal(store_session_list(f.S, NULL, ses_id, &l), 6);
+	/* the oldest creation and the newest update over every session */
+	assert_int_equal(store_session_times(f.S, &first, &last), 0);
+	assert_true(first == 1 && last == 9);
 	fx_reopen(&f);
 	assert_string_equal(messages(f.S, "ses_a", &l), "msg_y,msg_z,msg_A,msg_b");
 	assert_string_equal(sessions(f.S, "ses_c", &l), "ses_cA,ses_c_,ses_cb");

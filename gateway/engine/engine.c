@@ -220,23 +220,9 @@ int engine_session_query_json(struct engine *E, const struct session_query *q, s
 	return n < 0 ? -1 : 0;
 }
 
-static int times_row(void *arg, const struct store_session *r)
-{
-	int64_t *t = arg;
-	if (!t[0] || r->time_created < t[0])
-		t[0] = r->time_created;
-	if (r->time_updated > t[1])
-		t[1] = r->time_updated;
-	return 0;
-}
-
 int engine_session_times(struct engine *E, int64_t *first_created, int64_t *last_updated)
 {
-	int64_t t[2] = {0, 0};
-	int n = store_session_list(E->S, NULL, times_row, t);
-	*first_created = t[0];
-	*last_updated = t[1];
-	return n < 0 ? -1 : 0;
+	return store_session_times(E->S, first_created, last_updated);
 }
 
 static void busy_probe(struct session *s, void *arg)

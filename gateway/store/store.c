@@ -463,6 +463,13 @@ static int64_t scalar(struct store *S, enum stmt s)
 	return v;
 }
 
+int store_session_times(struct store *S, int64_t *first_created, int64_t *last_updated)
+{
+	*first_created = scalar(S, ST_SES_FIRST);
+	*last_updated = scalar(S, ST_SES_LAST);
+	return *first_created < 0 || *last_updated < 0 ? -1 : 0;
+}
+
 int64_t store_event_max_seq(struct store *S)
 {
 	return scalar(S, ST_EV_MAX);

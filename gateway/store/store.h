@@ -99,6 +99,9 @@ int store_session_get(struct store *S, const char *id, store_session_cb cb, void
 /* parent_id NULL: every session, "": root sessions (both most recently updated first);
  * an id: that session's children, oldest first. */
 int store_session_list(struct store *S, const char *parent_id, store_session_cb cb, void *arg);
+/* The oldest session's time_created and the newest time_updated (0 without sessions):
+ * 0, or -1 when they cannot be read. */
+int store_session_times(struct store *S, int64_t *first_created, int64_t *last_updated);
 int store_session_delete(struct store *S, const char *id);
 
 int store_message_put(struct store *S, const struct store_message *r);

@@ -161,6 +161,8 @@ static const char *const sql[ST_COUNT] = {
 	[ST_PART_DEL_MSG] = "DELETE FROM part WHERE message_id = $1",
 	[ST_TURN_BEFORE] = "SELECT " TURN_COLS " FROM turn WHERE session_id = $1 AND id < $2"
 			   " ORDER BY id DESC LIMIT 1",
+	[ST_SES_FIRST] = "SELECT COALESCE(MIN(time_created), 0) FROM session",
+	[ST_SES_LAST] = "SELECT COALESCE(MAX(time_updated), 0) FROM session",
 };
 
 static struct pg_db *DB(struct store *S)

@@ -134,6 +134,8 @@ static const char *const sql[ST_COUNT] = {
 	/* the session's turn just before ?2 in conversation order */
 	[ST_TURN_BEFORE] = "SELECT " TURN_COLS " FROM turn WHERE session_id = ?1 AND id < ?2"
 			   " ORDER BY id DESC LIMIT 1",
+	[ST_SES_FIRST] = "SELECT COALESCE(MIN(time_created), 0) FROM session",
+	[ST_SES_LAST] = "SELECT COALESCE(MAX(time_updated), 0) FROM session",
 };
 
 static struct sqlite_db *DB(struct store *S)
