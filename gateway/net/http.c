@@ -617,7 +617,7 @@ static void add_query_string(struct conn *c, cJSON *params, const char *name)
 		cJSON_AddStringToObject(params, name, v);
 }
 
-static void add_query(struct conn *c, cJSON *params)
+static void add_query(struct conn *c, const char *method, cJSON *params)
 {
 	add_query_number(c, params, "limit");
 	/* GET /session's filters, as OpenCode's (the TUI sends them) */
@@ -635,9 +635,11 @@ static void add_query(struct conn *c, cJSON *params)
 	char dir[4096];
 	/* a new session's directory: the body's, else ?directory= (the v2 SDK's
 	 * session.create), else x-opencode-directory (a client made with a directory
-	 * sends it on every request, %-encoded) */
+	 * sends it on every request, %-encoded; as in OpenCode, it filters no session
+	 * list: only ?directory= does) */
 	if (!cJSON_GetObjectItemCaseSensitive(params, "directory") &&
-	    (!query_arg(c->wsi, "directory", dir, sizeof(dir)) || !header_directory(c, dir)))
+	    (!query_arg(c->wsi, "directory", dir, sizeof(dir)) ||
+	     (!strcmp(method, "session.create") && !header_directory(c, dir))))
 		cJSON_AddStringToObject(params, "directory", dir);
 }
 
@@ -652,7 +654,7 @@ static void add_ids(const struct api_route *r, cJSON *params, char ids[2][64])
 
 static int call_api(struct conn *c, const char *method, cJSON *params)
 {
-	add_query(c, params);
+	add_query(c, method, params);
 	struct jw w;
 	struct err e = {0};
 	int unknown;

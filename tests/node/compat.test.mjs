@@ -205,4 +205,14 @@ test("GET /session takes OpenCode's filters: start, search, limit, directory, pa
 	}
 	const v1 = createV1({ baseUrl: srv.url });
 	assert.deepEqual(ok(await v1.session.list({ query: { search: "way" } }), "v1 search").map((s) => s.id), [way.id]);
+	// a client made for a directory: the SDKs send it as ?directory= on a GET, which
+	// filters as above; the x-opencode-directory header alone filters no list, as in
+	// OpenCode (it names where new sessions work)
+	const scoped = createV2({ baseUrl: srv.url, directory: path.join(ws, "sub") });
+	assert.deepEqual(ok(await scoped.session.list(), "scoped list").map((s) => s.id), [beta.id]);
+	const header = { "x-opencode-directory": encodeURIComponent(path.join(ws, "sub")) };
+	const listed = await api(srv, "GET", "/session", undefined, { headers: header });
+	assert.deepEqual(listed.json.map((s) => s.id).sort(), sorted(alpha, beta, deep, way, child));
+	const made = await api(srv, "POST", "/session", {}, { headers: header });
+	assert.equal(made.json.directory, path.join(ws, "sub"), "it is where a new session works");
 });
