@@ -125,14 +125,17 @@ int commands_load(struct commands *K, const cJSON *section, const struct agents 
 	return 0;
 }
 
-static void members(const struct command *c, struct jw *w)
+/* model_ref: the model as the v2 API's {id, providerID}, else as "provider/model". */
+static void members(const struct command *c, int model_ref, struct jw *w)
 {
 	jw_kstr(w, "template", c->template);
 	if (c->description)
 		jw_kstr(w, "description", c->description);
 	if (c->agent)
 		jw_kstr(w, "agent", c->agent);
-	if (c->model)
+	if (c->model && model_ref)
+		model_write_json(w, "model", c->model, "id");
+	else if (c->model)
 		jw_kstr(w, "model", c->model);
 	if (c->subtask >= 0)
 		jw_kbool(w, "subtask", c->subtask);
@@ -171,7 +174,7 @@ void commands_write_json(const struct commands *K, struct jw *w)
 	for (int i = 0; i < K->n; i++) {
 		jw_obj(w);
 		jw_kstr(w, "name", K->v[i].name);
-		members(&K->v[i], w);
+		members(&K->v[i], 0, w);
 		jw_kstr(w, "source", "command");
 		hints(K->v[i].template, w);
 		jw_obj_end(w);
@@ -185,10 +188,20 @@ void commands_write_config(const struct commands *K, struct jw *w)
 	for (int i = 0; i < K->n; i++) {
 		jw_key(w, K->v[i].name);
 		jw_obj(w);
-		members(&K->v[i], w);
+		members(&K->v[i], 0, w);
 		jw_obj_end(w);
 	}
 	jw_obj_end(w);
+}
+
+void commands_write_v2_json(const struct commands *K, struct jw *w)
+{
+	for (int i = 0; i < K->n; i++) {
+		jw_obj(w);
+		jw_kstr(w, "name", K->v[i].name);
+		members(&K->v[i], 1, w);
+		jw_obj_end(w);
+	}
 }
 
 /* ---- expansion ---- */

@@ -34,6 +34,9 @@ const struct command *commands_find(const struct commands *K, const char *name);
 void commands_write_json(const struct commands *K, struct jw *w);
 /* Writes the config section back, {NAME: {template, ...}} (GET /config). */
 void commands_write_config(const struct commands *K, struct jw *w);
+/* Writes the v2 API's CommandV2Info items, {name, template, description?, agent?, model?:
+ * {id, providerID}, subtask?}, into the array the caller has open (GET /api/command). */
+void commands_write_v2_json(const struct commands *K, struct jw *w);
 
 /* The template with the arguments in it, as OpenCode does it: the arguments are split
  * into words (a "double" or 'single' quoted run is one word, without its quotes; so is

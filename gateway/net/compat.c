@@ -388,23 +388,8 @@ int compat_providers_v2(struct engine *E, const cJSON *p, struct jw *w, struct e
 
 int compat_commands_v2(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
 {
-	const struct commands *K = engine_commands(E);
 	v2_begin(E, w);
-	for (int i = 0; i < K->n; i++) {
-		const struct command *c = &K->v[i];
-		jw_obj(w);
-		jw_kstr(w, "name", c->name);
-		jw_kstr(w, "template", c->template);
-		if (c->description)
-			jw_kstr(w, "description", c->description);
-		if (c->agent)
-			jw_kstr(w, "agent", c->agent);
-		if (c->model)
-			model_write_json(w, "model", c->model, "id");
-		if (c->subtask >= 0)
-			jw_kbool(w, "subtask", c->subtask);
-		jw_obj_end(w);
-	}
+	commands_write_v2_json(engine_commands(E), w);
 	v2_end(w);
 	return 0;
 }
