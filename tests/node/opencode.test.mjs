@@ -147,14 +147,19 @@ class Tui {
 	/** Starts `opencode attach URL [args]` in a detached 120x40 tmux session of a private
 	 * tmux server; the pane stays after the program exits, so its last words can be read. */
 	static async start(t, url, args = []) {
-		const dir = tempDir(t, "tui");
+		const dir = fs.mkdtempSync(path.join(os.tmpdir(), "agentgate-tui-"));
 		const tui = new Tui(path.join(dir, "tmux.sock"), dir);
+		// the terminal goes first, then its directory (which holds the tmux socket)
+		t.after(() => {
+			tui.stop();
+			fs.rmSync(dir, { recursive: true, force: true });
+		});
 		const env = isolatedEnv(path.join(dir, "home"));
 		const q = (s) => `'${String(s).replace(/'/g, "'\\''")}'`;
 		const cmd = ["exec", "env", "-i", ...Object.entries(env).map(([k, v]) => q(`${k}=${v}`)), q(OPENCODE.bin), "attach", q(url), ...args.map(q)].join(" ");
 		fs.mkdirSync(path.join(dir, "work"));
 		tui.tmux("-f", "/dev/null", "new-session", "-d", "-s", "tui", "-x", "120", "-y", "40", "-c", path.join(dir, "work"), cmd, ";", "set-option", "-t", "tui", "remain-on-exit", "on");
-		t.after(() => tui.stop());
+		tui.pid = Number(tui.tmux("display-message", "-p", "-t", "tui", "#{pane_pid}").trim());
 		await tui.waitFor(/Ask anything/, { label: "the TUI's prompt", timeout: 60_000 });
 		return tui;
 	}
@@ -196,8 +201,12 @@ class Tui {
 		this.keys("Enter");
 	}
 
+	/** Ends the tmux server and, should it outlive that, the program in the pane. */
 	stop() {
 		spawnSync("tmux", ["-S", this.sock, "kill-server"], { timeout: 10_000 });
+		try {
+			if (this.pid) process.kill(this.pid, "SIGKILL");
+		} catch {} // gone with its terminal, as it should be
 	}
 }
 
