@@ -312,9 +312,10 @@ static int64_t db_int(const char *dir, const char *sql)
 	return v;
 }
 
-/* Stored batches are packed: a streamed reply costs a few dozen bytes an event on disk,
- * and replay after a restart (from the store alone) gives back every event exactly as
- * it was sent live; a damaged packed batch is skipped, not misread. */
+/* Stored batches are packed, a session's records side by side: two interleaved streamed
+ * replies cost a few dozen bytes an event on disk, and replay after a restart (from the
+ * store alone) gives back every event exactly as it was sent live, in seq order; a
+ * damaged packed batch is skipped, not misread. */
 static void stored_batches_are_packed_and_replay_byte_for_byte(void **state)
 {
 	struct h h;
@@ -325,10 +326,13 @@ static void stored_batches_are_packed_and_replay_byte_for_byte(void **state)
 	struct copies sent = {0};
 	bus_subscribe(B, &live, keep_copy, &sent);
 	int64_t start = bus_last_seq(B);
-	char sid[ID_MAX];
+	char sid[ID_MAX], other[ID_MAX];
 	h_session(&h, sid);
+	h_session(&h, other);
 	h_prompt(&h, sid, "long", "web", NULL);
+	h_prompt(&h, other, "long", "web", NULL); /* two streams interleave in each batch */
 	assert_true(h_until(&h, h_idle, sid, 60000));
+	assert_true(h_until(&h, h_idle, other, 60000));
 	bus_unsubscribe(B, &live);
 	int64_t last = bus_last_seq(B);
 	assert_true(h_until(&h, stored_upto, &last, 5000));

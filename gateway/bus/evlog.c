@@ -138,7 +138,16 @@ static void encode_record(struct jw *w, const struct event *ev)
 	jw_append(w, ev->json, ev->len);
 }
 
-/* Events not yet in the store are the newest ones of the ring. */
+static int by_session_then_seq(const void *a, const void *b)
+{
+	const struct event *x = *(struct event *const *)a, *y = *(struct event *const *)b;
+	int c = strcmp(x->session_id, y->session_id);
+	return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+/* Events not yet in the store are the newest ones of the ring. A batch's records are
+ * grouped by session (replay puts them back in seq order): streams interleave, and
+ * a record next to its session's previous one packs to a few bytes. */
 void evlog_persist(void *arg)
 {
 	struct evlog *G = arg;
@@ -151,8 +160,15 @@ void evlog_persist(void *arg)
 		return;
 	jw_reset(&G->batch);
 	int64_t first = ring_at(G, from)->seq, last = ring_at(G, G->ring_n - 1)->seq;
-	for (size_t i = from; i < G->ring_n; i++)
-		encode_record(&G->batch, ring_at(G, i));
+	size_t n = G->ring_n - from;
+	struct event **v = malloc(n * sizeof(*v));
+	for (size_t i = 0; v && i < n; i++)
+		v[i] = ring_at(G, from + i);
+	if (v) /* a session's events side by side: its ids repeat within deflate's window */
+		qsort(v, n, sizeof(*v), by_session_then_seq);
+	for (size_t i = 0; i < n; i++)
+		encode_record(&G->batch, v ? v[i] : ring_at(G, from + i));
+	free(v);
 	const void *packed;
 	size_t plen;
 	if (G->batch.oom || batchz_pack(G->Z, G->batch.buf, G->batch.len, &packed, &plen)) {
@@ -212,8 +228,12 @@ static void reserve(struct evlog *G, int64_t seq)
 }
 
 
+struct rec_at;
+
 struct replay_ctx {
 	struct batchz *Z;
+	struct rec_at *recs; /* a batch's records in seq order (index_batch) */
+	int cap;
 	const char *session_id;
 	int descendants;
 	bus_fn fn;
@@ -236,6 +256,44 @@ static void type_from_json(struct event *ev)
 	ev->type = ev->type_buf;
 }
 
+/* One record of a batch being replayed: its seq and where it starts. */
+struct rec_at {
+	int64_t seq;
+	const unsigned char *p;
+};
+
+static int by_seq(const void *a, const void *b)
+{
+	const struct rec_at *x = a, *y = b;
+	return (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+/* The records of an unpacked batch, in seq order, into c->recs: how many (up to the
+ * first damaged one: what follows it cannot be trusted), or -1 (out of memory). */
+static int index_batch(struct replay_ctx *c, const unsigned char *p, const unsigned char *end)
+{
+	int n = 0;
+	while (end - p >= REC_HEAD) {
+		size_t jl = get_le(p + 8, 4), sl = get_le(p + 12, 2), pl = get_le(p + 14, 2);
+		if (sl >= sizeof(((struct event *)0)->session_id) ||
+		    (size_t)(end - p) < REC_HEAD + sl + pl + jl)
+			break;
+		if (n == c->cap) {
+			int cap = c->cap ? c->cap * 2 : 1024;
+			struct rec_at *r = realloc(c->recs, (size_t)cap * sizeof(*r));
+			if (!r)
+				return -1;
+			c->recs = r;
+			c->cap = cap;
+		}
+		c->recs[n++] = (struct rec_at){(int64_t)get_le(p, 8), p};
+		p += REC_HEAD + sl + pl + jl;
+	}
+	if (n > 1)
+		qsort(c->recs, (size_t)n, sizeof(*c->recs), by_seq);
+	return n;
+}
+
 /* Delivers the events of one stored batch after c->last, until c->max have matched. */
 static int replay_batch(void *arg, int64_t first_seq, int64_t last_seq, const void *data,
 			size_t len)
@@ -247,15 +305,14 @@ static int replay_batch(void *arg, int64_t first_seq, int64_t last_seq, const vo
 			  (long long)first_seq, (long long)last_seq);
 		len = 0;
 	}
-	const unsigned char *p = raw, *end = p + len;
-	while (c->n < c->max && end - p >= REC_HEAD) {
-		int64_t seq = (int64_t)get_le(p, 8);
+	int nrec = index_batch(c, raw, (const unsigned char *)raw + len);
+	if (nrec < 0)
+		return 1;
+	for (int i = 0; i < nrec && c->n < c->max; i++) {
+		const unsigned char *p = c->recs[i].p;
+		int64_t seq = c->recs[i].seq;
 		size_t jl = get_le(p + 8, 4), sl = get_le(p + 12, 2), pl = get_le(p + 14, 2);
-		if (sl >= sizeof(((struct event *)0)->session_id) ||
-		    (size_t)(end - p) < REC_HEAD + sl + pl + jl)
-			break; /* a damaged record: what follows cannot be trusted */
 		const unsigned char *sid = p + REC_HEAD, *path = sid + sl, *json = path + pl;
-		p = json + jl;
 		if (seq <= c->last)
 			continue;
 		c->last = seq;
@@ -316,14 +373,15 @@ static int replay_from_store(struct evlog *G, struct replay_ctx *c, int64_t olde
 int evlog_replay(struct evlog *G, int64_t since, const char *session_id, int descendants,
 	       bus_fn fn, void *arg, int max, int64_t *upto)
 {
-	struct replay_ctx c = {G->Z, session_id, descendants, fn, arg, since < 0 ? 0 : since, 0,
-			       max};
+	struct replay_ctx c = {.Z = G->Z, .session_id = session_id, .descendants = descendants,
+			       .fn = fn, .arg = arg, .last = since < 0 ? 0 : since, .max = max};
 	*upto = G->seq;
 	if (c.last >= G->seq)
 		return 0;
 	int64_t oldest_ring = G->ring_n ? G->ring[G->ring_head]->seq : G->seq + 1;
 	if (c.last + 1 < oldest_ring) {
 		int rc = replay_from_store(G, &c, oldest_ring);
+		free(c.recs);
 		if (rc < 0)
 			return rc;
 		if (c.n >= max) {
