@@ -17,7 +17,7 @@
 #include <time.h>
 
 #define WAL_RESTART_FRAMES 4096 /* 16 MiB of 4 KiB pages */
-#define CKPT_INTERVAL_MS 500
+#define CKPT_INTERVAL_MS 2000
 
 struct sqlite_db {
 	sqlite3 *db;
