@@ -722,7 +722,8 @@ const struct api_route *api_route(const char *method, const char *path, char ids
 		size_t l = strlen(allowed);
 		snprintf(allowed + l, allowed_len - l, "%s%s", l ? "," : "", routes[i].http_method);
 	}
+	if (found)
+		return found;
 	/* OpenCode's routes agentgate does not implement answer 501, not 404 or 405 */
-	const struct api_route *ni = api_not_implemented(method, path, allowed, allowed_len);
-	return found ? found : ni;
+	return api_not_implemented(method, path, allowed, allowed_len);
 }

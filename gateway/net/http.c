@@ -210,12 +210,21 @@ static int streams_behind(struct server *S, int64_t seq)
 	return 0;
 }
 
-static void answer_release(struct conn *c)
+/* Ends holding c's answer: its body (the caller's now), or NULL when none is held. */
+static char *answer_unhold(struct conn *c)
 {
 	char *body = c->answer;
+	if (!body)
+		return NULL;
 	c->answer = NULL;
 	c->srv->answers_held--;
 	timer_cancel(&c->answer_t);
+	return body;
+}
+
+static void answer_release(struct conn *c)
+{
+	char *body = answer_unhold(c);
 	respond_ex(c, 200, "application/json", body, c->answer_len, NULL, NULL);
 }
 
@@ -816,12 +825,7 @@ static int on_body(struct conn *c, const void *in, size_t len)
 void http_detach(struct conn *c)
 {
 	api_wait_cancel(&c->aw);
-	if (c->answer) {
-		timer_cancel(&c->answer_t);
-		free(c->answer);
-		c->answer = NULL;
-		c->srv->answers_held--;
-	}
+	free(answer_unhold(c));
 	server_unwatch(c);
 	if (c->subscribed) {
 		subscriber_stop(&c->sub);
