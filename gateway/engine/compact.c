@@ -74,11 +74,6 @@ void compact_note_usage(struct session *s, const struct llm_usage *u)
 	}
 }
 
-static int finished_ok(const char *finish)
-{
-	return finish && strcmp(finish, "error") && strcmp(finish, "aborted");
-}
-
 static int64_t count(const cJSON *o, const char *k)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -97,7 +92,7 @@ static int ctx_row(void *arg, const struct store_message *r)
 	const cJSON *t = cJSON_GetObjectItemCaseSensitive(d, "tokens");
 	const cJSON *cache = cJSON_GetObjectItemCaseSensitive(t, "cache");
 	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "summary"))) {
-		if (finished_ok(r->finish))
+		if (msg_finished_ok(r->finish))
 			*tokens = 0;
 	} else {
 		struct llm_usage u = {
@@ -351,18 +346,11 @@ static int has_history(struct engine *E, struct session *s, const struct turn *t
  * provider's own words. */
 static void fail_overflow(struct turn *t, const struct llm_error *le, const char *what)
 {
-	struct engine *E = t->s->E;
 	char head[300], why[800];
 	snprintf(head, sizeof(head), what, t->model);
 	snprintf(why, sizeof(why), "%s: %s", head, le->message ? le->message : "the provider "
 		 "said so");
-	msg_close_open_parts(E, t->am);
-	msg_set_error(t->am, "ContextOverflowError", why, le->status, 0);
-	free(t->am->finish);
-	t->am->finish = strdup("error");
-	t->am->completed = now_ms();
-	msg_save(E, t->am);
-	turn_end(t, T_FAILED, "ContextOverflowError", why);
+	step_fail(t, "ContextOverflowError", why, le->status, 0);
 }
 
 int compact_on_overflow(struct turn *t, const struct llm_error *le)

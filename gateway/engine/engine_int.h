@@ -273,6 +273,8 @@ void msg_close_open_parts(struct engine *E, struct msg *m);
 /* Deletes a message and its parts from the store, announcing message.part.removed and
  * message.removed; m stays for the caller to free. */
 int msg_delete(struct engine *E, struct msg *m);
+/* 1 for an assistant message's finish that stands (not NULL, "error" or "aborted"). */
+int msg_finished_ok(const char *finish);
 /* OpenCode's message.part.removed (part_id set) / message.removed: {sessionID,
  * messageID[, partID]}, with t's envelope (t may be NULL). */
 void msg_publish_removed(struct engine *E, struct session *s, struct turn *t,
@@ -399,6 +401,10 @@ int toolrun_hooks(struct toolrun *r, enum hook_point at, char *why, size_t why_l
 /* step.c */
 void step_begin(struct turn *t);
 void step_cancel(struct turn *t, const char *why);
+/* Fails the turn with its assistant message ending in error {name, message, status,
+ * retryable} (a provider's error, a context overflow). */
+void step_fail(struct turn *t, const char *name, const char *message, int status,
+	       int retryable);
 /* The callbacks of a step's stream (compact.c takes text, error and retry from them). */
 extern const struct llm_sink step_sink;
 /* Opens t's next step: its assistant message (with a step-start part) and the messages

@@ -412,6 +412,11 @@ void msg_publish_removed(struct engine *E, struct session *s, struct turn *t,
 	session_publish(E, s, t, type);
 }
 
+int msg_finished_ok(const char *finish)
+{
+	return finish && strcmp(finish, "error") && strcmp(finish, "aborted");
+}
+
 int msg_delete(struct engine *E, struct msg *m)
 {
 	int rc = store_message_delete(E->S, m->id);

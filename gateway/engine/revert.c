@@ -164,7 +164,7 @@ static struct session *find_session(struct engine *E, const char *id, struct err
 {
 	struct session *s = session_get(E, id);
 	if (!s)
-		err_set(e, ERR_NOTFOUND, "session %s not found", id ? id : "(none)");
+		session_missing(E, id, e);
 	return s;
 }
 

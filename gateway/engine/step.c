@@ -165,8 +165,7 @@ static int hist_add(struct engine *E, cJSON *out, const struct hrow *r, int own)
  * everything before it is replaced by the question and the summary. */
 static void hist_pivot(struct engine *E, cJSON *hist, const struct hrow *r)
 {
-	if (strcmp(r->role, "assistant") || !r->finish || !strcmp(r->finish, "error") ||
-	    !strcmp(r->finish, "aborted"))
+	if (strcmp(r->role, "assistant") || !msg_finished_ok(r->finish))
 		return; /* a compaction that failed changes nothing */
 	cJSON *m;
 	while ((m = cJSON_DetachItemFromArray(hist, 0)))
@@ -335,18 +334,23 @@ static void on_done(void *arg, const char *finish, const struct llm_usage *u)
 static void on_error(void *arg, const struct llm_error *le)
 {
 	struct turn *t = arg;
-	struct engine *E = t->s->E;
 	t->stream = NULL;
 	if (le->overflow && compact_on_overflow(t, le))
 		return;
+	step_fail(t, le->name ? le->name : "APIError", le->message, le->status, le->retryable);
+}
+
+void step_fail(struct turn *t, const char *name, const char *message, int status,
+	       int retryable)
+{
+	struct engine *E = t->s->E;
 	msg_close_open_parts(E, t->am);
-	msg_set_error(t->am, le->name ? le->name : "APIError", le->message ? le->message : "error",
-		      le->status, le->retryable);
+	msg_set_error(t->am, name, message ? message : "error", status, retryable);
 	free(t->am->finish);
 	t->am->finish = strdup("error");
 	t->am->completed = now_ms();
 	msg_save(E, t->am);
-	turn_end(t, T_FAILED, le->name ? le->name : "APIError", le->message);
+	turn_end(t, T_FAILED, name, message);
 }
 
 static void on_retry(void *arg, int attempt, const char *message, int64_t next)

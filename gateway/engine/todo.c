@@ -71,10 +71,8 @@ int engine_todo_set(struct engine *E, const char *session_id, const char *todos_
 		    struct err *e)
 {
 	struct session *s = session_get(E, session_id);
-	if (!s) {
-		err_set(e, ERR_NOTFOUND, "session %s not found", session_id ? session_id : "(none)");
-		return -1;
-	}
+	if (!s)
+		return session_missing(E, session_id, e);
 	if (E->H.in_event) {
 		err_set(e, ERR_BUSY, "a todo list set from inside a HOOK_EVENT callback would "
 			"overtake the event being delivered; post it (loop_post)");

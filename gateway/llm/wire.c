@@ -65,8 +65,9 @@ static enum file_send file_send(const cJSON *f, int refused, char **text)
 	}
 	char why[128];
 	size_t n;
-	unsigned char *bytes = media_b64_decode(b64, strlen(b64), &n, why, sizeof(why));
-	if (!bytes || (k != MEDIA_TEXT && k != MEDIA_DIR) || !media_utf8_text(bytes, n)) {
+	unsigned char *bytes = k == MEDIA_TEXT || k == MEDIA_DIR /* else never decoded */
+		? media_b64_decode(b64, strlen(b64), &n, why, sizeof(why)) : NULL;
+	if (!bytes || !media_utf8_text(bytes, n)) {
 		*text = file_note(mime, name, "not text");
 	} else if (asprintf(text, "<file name=\"%s\" type=\"%s\">\n%s%s</file>", name, mime,
 			    (char *)bytes, n && bytes[n - 1] != '\n' ? "\n" : "") < 0) {

@@ -137,7 +137,6 @@ struct store {
 	int64_t cm_started_us;  /* loop: when the commit in flight was asked for, or 0 */
 	struct cm_token *token; /* lets a completion posted to the loop outlive the store */
 	/* the read being built (reader, bind_*) */
-	int rd_n;
 	struct val rd[OP_VALS];
 };
 
