@@ -13,14 +13,7 @@ static int load(struct config *C, const struct cli *c, struct err *e)
 {
 	if (config_load(C, c->config, e) || config_apply_env(C, e))
 		return -1;
-	const char *flag[] = {c->model, c->openai_base_url, c->anthropic_base_url};
-	char **dst[] = {&C->model, &C->openai_base_url, &C->anthropic_base_url};
-	for (int i = 0; i < 3; i++) {
-		if (!flag[i])
-			continue;
-		free(*dst[i]);
-		*dst[i] = strdup(flag[i]);
-	}
+	config_apply_flags(C, c->model, 0, c->openai_base_url, c->anthropic_base_url);
 	return 0;
 }
 

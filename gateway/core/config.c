@@ -264,3 +264,21 @@ void config_free(struct config *c)
 	free(c->anthropic_base_url);
 	memset(c, 0, sizeof(*c));
 }
+
+static void replace(char **dst, const char *v)
+{
+	if (!v)
+		return;
+	free(*dst);
+	*dst = strdup(v);
+}
+
+void config_apply_flags(struct config *c, const char *model, int64_t stall_ms,
+			const char *openai_base_url, const char *anthropic_base_url)
+{
+	replace(&c->model, model);
+	if (stall_ms > 0)
+		c->stall_ms = stall_ms;
+	replace(&c->openai_base_url, openai_base_url);
+	replace(&c->anthropic_base_url, anthropic_base_url);
+}

@@ -42,6 +42,10 @@ int config_load(struct config *c, const char *path, struct err *e);
 void config_free(struct config *c);
 /* Applies AGENTGATE_STALL_TIMEOUT_MS, OPENAI_BASE_URL, ANTHROPIC_BASE_URL. */
 int config_apply_env(struct config *c, struct err *e);
+/* Applies the command line over the file and environment: each non-NULL string (and a
+ * stall_ms > 0) replaces the config's value. */
+void config_apply_flags(struct config *c, const char *model, int64_t stall_ms,
+			const char *openai_base_url, const char *anthropic_base_url);
 /* A provider's section ("providers": {"openai": {...}}) or NULL. */
 const cJSON *config_provider(const struct config *c, const char *name);
 

@@ -506,20 +506,7 @@ static int load_config(struct engine *E, const struct engine_opts *o, struct err
 {
 	if (config_load(&E->C, o->config_path, e) || config_apply_env(&E->C, e))
 		return -1;
-	if (o->model) {
-		free(E->C.model);
-		E->C.model = strdup(o->model);
-	}
-	if (o->stall_ms > 0)
-		E->C.stall_ms = o->stall_ms;
-	if (o->openai_base_url) {
-		free(E->C.openai_base_url);
-		E->C.openai_base_url = strdup(o->openai_base_url);
-	}
-	if (o->anthropic_base_url) {
-		free(E->C.anthropic_base_url);
-		E->C.anthropic_base_url = strdup(o->anthropic_base_url);
-	}
+	config_apply_flags(&E->C, o->model, o->stall_ms, o->openai_base_url, o->anthropic_base_url);
 	return agents_load(&E->A, cJSON_GetObjectItemCaseSensitive(E->C.root, "agent"), e) ||
 	       commands_load(&E->cmds, cJSON_GetObjectItemCaseSensitive(E->C.root, "command"),
 			     &E->A, e) ? -1 : 0;
