@@ -1,7 +1,8 @@
 #!/bin/sh
 # The layers of gateway/ may use only their own system libraries: libwebsockets in net/
 # and core/loop.c, SQLite in the store's SQLite backend (store/store_sqlite.c and its
-# fault-injecting VFS), libpq in its PostgreSQL backend (store/store_pg.c), libcurl in
+# fault-injecting VFS), libpq in its PostgreSQL backend (store/store_pg.c, and the cluster's leases:
+# store/lease_pg.c), libcurl in
 # llm/, dlopen in plugin/, zlib in bus/. (Which project headers a layer
 # sees is enforced by the include paths of its CMake library.) Run by every build;
 # prints each include that breaks the rule and fails.
@@ -18,7 +19,7 @@ check() { # header, then the paths (grep -E on ./dir/file) allowed to include it
 }
 check 'libwebsockets\.h' 'net/.*|core/loop\.c' 'net/ and core/loop.c'
 check 'sqlite3\.h' 'store/store_sqlite\.c|store/store_faults\.[ch]' 'store/store_sqlite.c and store/store_faults.c'
-check 'libpq-fe\.h' 'store/store_pg\.c' 'store/store_pg.c'
+check 'libpq-fe\.h' 'store/store_pg\.c|store/lease_pg\.c' 'store/store_pg.c and store/lease_pg.c'
 check 'curl/curl\.h' 'llm/.*' 'llm/'
 check 'dlfcn\.h' 'plugin/.*' 'plugin/'
 check 'zlib\.h' 'bus/batchz\.c' 'bus/batchz.c'

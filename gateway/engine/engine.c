@@ -128,6 +128,8 @@ int engine_session_create(struct engine *E, const struct session_params *p, char
 	}
 	if (rc)
 		return -1;
+	if (!s->parent_id[0])
+		engine_cluster_created(E, s->id);
 	if (id_out)
 		snprintf(id_out, ID_MAX, "%s", s->id);
 	return 0;
@@ -681,8 +683,16 @@ struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct
 		err_set(e, ERR_INTERNAL, "cannot register the built-in tools");
 		goto fail;
 	}
+	int clustered = o->bus && !strncmp(o->bus, "nats://", 7);
 	char *where = store_where(E, o->store, dir, e);
-	if (!where || lock_store(E, where, o->owner, e) || !(E->S = store_open(where, L, e))) {
+	if (where && clustered && strncmp(where, "postgres://", 11) &&
+	    strncmp(where, "postgresql://", 13))
+		err_set(e, ERR_INVALID, "--bus nats:// needs --store postgres://: nodes share the "
+			"store");
+	if (!where || e->code || lock_store(E, where, o->owner, e) ||
+	    !(E->S = store_open_as(where, clustered, L, e)) ||
+	    (clustered && engine_cluster_start(E, where, o->node, o->node_url,
+					       o->lease_ms > 0 ? o->lease_ms : 10000, e))) {
 		free(where);
 		goto fail;
 	}
@@ -707,6 +717,7 @@ void engine_destroy(struct engine *E)
 		return;
 	E->closing = 1;
 	timer_cancel(&E->sweeper);
+	engine_cluster_stop(E);
 	/* first stop what runs, while every session is still cached: a task's cancel
 	 * aborts its child, and a child freed before its parent would be loaded again
 	 * into a bucket already emptied (and leak) */

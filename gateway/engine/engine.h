@@ -31,6 +31,10 @@ struct engine_opts {
 	const char *openai_base_url, *anthropic_base_url; /* flags override env/config */
 	const char *workspace;   /* --workspace: over the config's "workspace", over the cwd */
 	const char *store;       /* --store: over the config's "store", over DATA/agentgate.db */
+	const char *bus;         /* --bus: "local" (NULL) or nats://HOST:PORT (a cluster node) */
+	const char *node;        /* a cluster node's name (unique among the nodes) */
+	const char *node_url;    /* how the node is reached, for GET /global/health */
+	int64_t lease_ms;        /* a cluster node's session leases expire after this */
 };
 
 /* Takes the data directory's lock (datadir.h: a second owner gets ERR_BUSY naming the
@@ -48,6 +52,34 @@ void engine_destroy(struct engine *E);
 /* Graceful stop: running turns fail with "interrupted" (terminal messages written),
  * queued turns stay queued for the next start, everything is committed. */
 void engine_shutdown(struct engine *E);
+/* ---- several nodes on one PostgreSQL store (cluster.c) ----
+ * With opts.bus nats://..., engine_create opens the store shared and starts the node:
+ * a session tree runs on the node holding its lease (store/lease.h). */
+
+/* Who runs session_id's tree: 0 this node (the lease is taken if it was free; a tree
+ * new to this node is recovered first, as after a restart); 1 another node, named in
+ * node (LEASE_NODE_MAX bytes: 64); -1 and e: ERR_NOTFOUND, or ERR_UNAVAILABLE
+ * (PostgreSQL unreachable, this node draining). Always 0 on a single node. */
+int engine_owner(struct engine *E, const char *session_id, char *node, struct err *e);
+/* A root session was created here: its lease is taken at once. */
+void engine_cluster_created(struct engine *E, const char *root);
+/* Graceful drain: no lease is taken any more; idle trees are given up now, busy ones
+ * when their turns end; then done(arg) runs (at once on a single node). */
+void engine_cluster_drain(struct engine *E, void (*done)(void *arg), void *arg);
+/* Gives up every lease (after engine_shutdown) and stops the node's timer. */
+void engine_cluster_stop(struct engine *E);
+/* The node's name, or NULL on a single node. */
+const char *engine_node(struct engine *E);
+int engine_draining(struct engine *E);
+/* {node, draining, leases, leaseMs, error?, nodes: [{id, url, alive, draining, leases,
+ * seenMsAgo}]} for GET /global/health. Cluster nodes only. */
+void engine_cluster_json(struct engine *E, struct jw *w);
+struct engine_cluster_counts {
+	int held, draining, lease_ok;
+	uint64_t taken, lost, released, adopted;
+};
+void engine_cluster_counts(struct engine *E, struct engine_cluster_counts *out);
+
 /* Start-up recovery: turns left running by a crash fail with "interrupted"; queued
  * turns are put back in their queues and start when resume_queued is set (serve), or
  * are left queued for the server (run). */

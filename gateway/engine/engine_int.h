@@ -66,6 +66,7 @@ struct engine {
 		int automatic;   /* compaction.auto: compact before a turn that would not fit */
 		int64_t reserve; /* compaction.reserve_tokens (0: from the model's output limit) */
 	} compact;
+	struct cluster *cluster; /* several nodes share the store (cluster.c), or NULL */
 	struct {
 		struct hook *head[HOOK_COUNT];
 		struct bus_sub sub; /* HOOK_EVENT's bus subscription, while it has callbacks */
@@ -311,6 +312,11 @@ void turn_waiter_cancel(struct engine *E, struct turn_waiter *w);
 int turn_abort_tree(struct engine *E, const char *session_id, struct err *e);
 int turn_cancel(struct engine *E, const char *session_id, const char *turn_id, struct err *e);
 int turn_recover(struct engine *E, int resume_queued);
+/* turn_recover for one session tree (root NULL: every tree). */
+int turn_recover_tree(struct engine *E, const char *root, int resume_queued);
+/* cluster.c: starts the node (engine_create, with opts.bus nats://). */
+int engine_cluster_start(struct engine *E, const char *pg_url, const char *node,
+			 const char *node_url, int64_t lease_ms, struct err *e);
 void turn_shutdown(struct engine *E);
 void turn_start_next(struct session *s);
 struct turn *turn_alloc(struct session *s, const char *id, const char *user_msg,

@@ -783,9 +783,29 @@ static void requeue(struct engine *E, const struct trow *r)
 	session_kick(s);
 }
 
-int turn_recover(struct engine *E, int resume_queued)
+static int root_row(void *arg, const struct store_session *r)
+{
+	snprintf(arg, ID_MAX, "%s", r->root_id);
+	return 0;
+}
+
+/* Is the row's session in root's tree (any tree when root is NULL)? Read from the
+ * store, so that sessions of trees another node runs are not cached here. */
+static int in_tree(struct engine *E, const struct trow *r, const char *root)
+{
+	char found[ID_MAX] = "";
+	if (!root)
+		return 1;
+	struct session *s = session_cached(E, r->session_id);
+	if (s)
+		return !strcmp(s->root_id, root);
+	return store_session_get(E->S, r->session_id, root_row, found) > 0 && !strcmp(found, root);
+}
+
+int turn_recover_tree(struct engine *E, const char *root, int resume_queued)
 {
 	struct trows running = {0}, queued = {0};
+	int failed = 0, resumed = 0;
 	if (store_turn_list_state(E->S, "running", collect_turn, &running) < 0 ||
 	    store_turn_list_state(E->S, "queued", collect_turn, &queued) < 0) {
 		trows_free(&running);
@@ -793,15 +813,26 @@ int turn_recover(struct engine *E, int resume_queued)
 		return -1;
 	}
 	for (int i = 0; i < running.n; i++)
-		recover_running(E, &running.v[i]);
+		if (in_tree(E, &running.v[i], root)) {
+			recover_running(E, &running.v[i]);
+			failed++;
+		}
 	for (int i = 0; resume_queued && i < queued.n; i++)
-		requeue(E, &queued.v[i]);
-	if (running.n || queued.n)
-		log_info("recovery: %d interrupted turn(s) failed, %d queued turn(s) resumed",
-			 running.n, queued.n);
+		if (in_tree(E, &queued.v[i], root)) {
+			requeue(E, &queued.v[i]);
+			resumed++;
+		}
+	if (failed || resumed)
+		log_info("recovery%s%s: %d interrupted turn(s) failed, %d queued turn(s) resumed",
+			 root ? " of session tree " : "", root ? root : "", failed, resumed);
 	trows_free(&running);
 	trows_free(&queued);
 	return store_flush(E->S);
+}
+
+int turn_recover(struct engine *E, int resume_queued)
+{
+	return turn_recover_tree(E, NULL, resume_queued);
 }
 
 void turn_shutdown(struct engine *E)

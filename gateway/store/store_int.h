@@ -103,6 +103,7 @@ struct store {
 	void *db;          /* the backend's own state */
 	struct loop *L;
 	char where[4096];  /* store_path: the database, without secrets */
+	int shared;        /* written by several nodes at once (store_open_as) */
 	/* the open batch */
 	int in_tx, want_batch;
 	struct timer commit_timer;

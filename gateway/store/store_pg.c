@@ -15,7 +15,10 @@
  * are sent with each invalid byte replaced by U+FFFD; one bad value would otherwise
  * fail every retry of the batch. One gateway writes a database at a time: each of its
  * connections holds a session advisory lock (PG_LOCK_KEY); a second is refused at
- * start-up naming the first. */
+ * start-up naming the first. Cluster nodes (a shared store, store_open_as) hold the
+ * same lock shared: they exclude a single gateway, not each other, and each writes
+ * only the session trees it holds the lease of (lease_pg.c). Schema migrations run
+ * under a second lock (PG_MIGRATE_KEY), one node at a time. */
 #include "store_int.h"
 #include "jw.h"
 #include "log.h"
@@ -33,6 +36,7 @@
 #define PG_READ_MS 1000    /* a read waits this long for PostgreSQL, then fails */
 #define PG_COMMIT_MS 10000 /* a commit, then the connection is dropped and the batch failed */
 #define PG_LOCK_KEY "1634170983" /* 0x61676767 "aggg": the writing gateway's advisory lock */
+#define PG_MIGRATE_KEY "1634170984" /* the schema's migration, one connection at a time */
 #define PG_LOCK_WAIT_MS 3000 /* for the lock a departed gateway's session still holds */
 
 /* A write or a read's parameters, as libpq sends them: text and integers as text
@@ -53,6 +57,7 @@ struct pg_db {
 	int npending, cap;
 	int srv_tx;            /* the open transaction has begun on the server */
 	int abort_srv;         /* a failed transaction may be open there: ROLLBACK first */
+	int shared;            /* a cluster node's: the lock is held shared */
 	char err[512];         /* why the last apply failed */
 };
 
@@ -86,6 +91,12 @@ static const char *const migrations[] = {
 	"CREATE TABLE meta(key " ID " PRIMARY KEY, value BIGINT NOT NULL);"
 	"CREATE TABLE kv(owner " ID " NOT NULL, key " ID " NOT NULL, value BYTEA NOT NULL,"
 	" PRIMARY KEY(owner, key));",
+	/* 2: cluster nodes (lease_pg.c): who runs each session tree, and who is there */
+	"CREATE TABLE lease(root_id " ID " PRIMARY KEY, node " ID " NOT NULL,"
+	" expires_at TIMESTAMPTZ NOT NULL);"
+	"CREATE INDEX lease_node ON lease(node);"
+	"CREATE TABLE node(id " ID " PRIMARY KEY, url TEXT NOT NULL, started BIGINT NOT NULL,"
+	" seen_at TIMESTAMPTZ NOT NULL, draining BOOLEAN NOT NULL);",
 };
 
 #define SES_COLS "id, parent_id, root_id, parent_tool_call_id, depth, time_created, time_updated, data"
@@ -404,11 +415,12 @@ static void lock_holder(PGconn *c, char *out, size_t n)
 /* 0 holding the lock; 1 held by another (err says who); -1 failed. A holder may be a
  * gateway that has just exited or lost its connection, whose session the server has
  * not ended yet: the lock is waited for, up to PG_LOCK_WAIT_MS. */
-static int take_lock(PGconn *c, char *err, size_t n)
+static int take_lock(PGconn *c, int shared, char *err, size_t n)
 {
 	int64_t until = mono_us() + PG_LOCK_WAIT_MS * 1000LL;
 	for (;;) {
-		PGresult *r = PQexec(c, "SELECT pg_try_advisory_lock(" PG_LOCK_KEY ")");
+		PGresult *r = PQexec(c, shared ? "SELECT pg_try_advisory_lock_shared(" PG_LOCK_KEY ")"
+					       : "SELECT pg_try_advisory_lock(" PG_LOCK_KEY ")");
 		int ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
 		int got = ok && PQgetvalue(r, 0, 0)[0] == 't';
 		if (!ok)
@@ -423,11 +435,25 @@ static int take_lock(PGconn *c, char *err, size_t n)
 	}
 	char who[300];
 	lock_holder(c, who, sizeof(who));
-	snprintf(err, n, "the database is in use by another gateway: %s", who);
+	snprintf(err, n, shared ? "the database is in use by a single gateway (not a cluster "
+		 "node): %s" : "the database is in use by another gateway: %s", who);
 	return 1;
 }
 
+static int migrate_locked(PGconn *c, char *err, size_t n);
+
+/* Nodes starting together would each create the schema: one at a time. */
 static int migrate(PGconn *c, char *err, size_t n)
+{
+	if (exec_ok(c, "SELECT pg_advisory_lock(" PG_MIGRATE_KEY ")", err, n))
+		return -1;
+	int rc = migrate_locked(c, err, n);
+	char ignored[200];
+	exec_ok(c, "SELECT pg_advisory_unlock(" PG_MIGRATE_KEY ")", ignored, sizeof(ignored));
+	return rc;
+}
+
+static int migrate_locked(PGconn *c, char *err, size_t n)
 {
 	int target = (int)(sizeof(migrations) / sizeof(migrations[0])), ver = 0;
 	if (exec_ok(c, "CREATE TABLE IF NOT EXISTS agentgate_schema(version INTEGER NOT NULL)",
@@ -509,7 +535,7 @@ static PGconn *pg_connect(struct pg_db *d, int migrating, char *err, size_t n, i
 	if (exec_ok(c, "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5;"
 		    " SET tcp_keepalives_count = 3", err, n))
 		goto fail;
-	int lock = take_lock(c, err, n);
+	int lock = take_lock(c, d->shared, err, n);
 	*busy = lock == 1;
 	if (lock || (migrating && migrate(c, err, n)) || prepare_all(c, err, n))
 		goto fail;
@@ -746,6 +772,7 @@ int store_pg_open(struct store *S, const char *url, struct err *e)
 	gethostname(host, sizeof(host) - 1);
 	/* PostgreSQL keeps 63 bytes of an application_name */
 	snprintf(d->who, sizeof(d->who), "agentgate pid %ld on %.32s", (long)getpid(), host);
+	d->shared = S->shared;
 	char why[400] = "";
 	int busy;
 	d->conn = pg_connect(d, 1, why, sizeof(why), &busy);

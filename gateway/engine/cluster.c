@@ -1,0 +1,426 @@
+/* cluster: the engine's side of several nodes sharing one PostgreSQL store. A node runs
+ * a session tree only while it holds the tree's lease (store/lease.h); this file keeps
+ * the set of trees it holds, takes a lease when a request for a free tree arrives here
+ * (recovering the tree first, as a restart would: its running turns failed as
+ * interrupted, its queued turns resumed), renews all leases every third of the expiry,
+ * takes over the trees of nodes that died (their leases expired with turns left
+ * running or queued), gives up idle trees (and drops their sessions from the cache, so
+ * another node's later writes are never shadowed by a stale copy here), and drains.
+ * Requests for a tree another node holds are forwarded to it by the transports
+ * (net/forward.c). Loop thread only. */
+#include "engine_int.h"
+#include "lease.h"
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HELD_BUCKETS 256
+#define ORPHANS_PER_TICK 32
+#define IDLE_RELEASE_MS 30000 /* an idle tree's lease is given up after this */
+
+struct held {
+	struct held *next;
+	int64_t used;  /* ms since 1970 of the last request for it */
+	int renewed;   /* seen in the last renewal */
+	char root[ID_MAX];
+};
+
+struct cluster {
+	struct engine *E;
+	struct lease *Ls;
+	struct held *held[HELD_BUCKETS];
+	int nheld;
+	struct timer tick;
+	int64_t renewed_at;   /* mono ms of the last renewal that went through */
+	char failure[sizeof(((struct err *)0)->msg)]; /* the last lease error, "" once they work again */
+	int draining;
+	void (*drained)(void *arg);
+	void *drained_arg;
+	uint64_t taken, lost, released, adopted; /* for GET /metrics */
+};
+
+static unsigned bucket(const char *root)
+{
+	unsigned h = 2166136261u;
+	for (; *root; root++)
+		h = (h ^ (unsigned char)*root) * 16777619u;
+	return h % HELD_BUCKETS;
+}
+
+static struct held **find(struct cluster *C, const char *root)
+{
+	struct held **pp = &C->held[bucket(root)];
+	while (*pp && strcmp((*pp)->root, root))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static struct held *hold(struct cluster *C, const char *root)
+{
+	struct held **pp = find(C, root);
+	if (*pp)
+		return *pp;
+	struct held *h = calloc(1, sizeof(*h));
+	if (!h)
+		return NULL;
+	snprintf(h->root, sizeof(h->root), "%s", root);
+	h->used = now_ms();
+	h->renewed = 1;
+	*pp = h;
+	C->nheld++;
+	return h;
+}
+
+static void unhold(struct cluster *C, const char *root)
+{
+	struct held **pp = find(C, root), *h = *pp;
+	if (!h)
+		return;
+	*pp = h->next;
+	free(h);
+	C->nheld--;
+}
+
+/* ---- a tree's sessions in this node's cache ---- */
+
+static void drop_if_idle(struct session *s, void *arg)
+{
+	struct engine *E = arg;
+	if (!s->cur && !turnq_busy(&s->q) && !timer_armed(&s->kick) && !s->waiting) {
+		session_unlink(E, s);
+		session_free(s);
+	}
+}
+
+/* Forgets the cached copies of root's sessions: another node may have written them. */
+static void forget_tree(struct engine *E, const char *root)
+{
+	session_for_tree(E, root, drop_if_idle, E);
+}
+
+static void fail_running(struct session *s, void *arg)
+{
+	(void)arg;
+	if (s->cur)
+		turn_end(s->cur, T_FAILED, "UnknownError",
+			 "interrupted: this node lost the session's lease (it could not renew it "
+			 "in time) and another node may run the session now");
+}
+
+/* A lease this node held is gone (it renewed too late and another node took it). */
+static void lose_tree(struct cluster *C, const char *root)
+{
+	log_warn("cluster: node %s lost the lease of session tree %s", lease_node(C->Ls), root);
+	session_for_tree(C->E, root, fail_running, NULL);
+	forget_tree(C->E, root);
+	unhold(C, root);
+	C->lost++;
+}
+
+/* A lease just taken: what the cache has of the tree may be stale; then the tree is
+ * recovered as after a restart. */
+static int adopt(struct cluster *C, const char *root)
+{
+	if (!hold(C, root))
+		return -1;
+	forget_tree(C->E, root);
+	C->taken++;
+	return turn_recover_tree(C->E, root, 1) < 0 ? -1 : 0;
+}
+
+/* ---- the owner of a session ---- */
+
+static int root_row(void *arg, const struct store_session *r)
+{
+	snprintf(arg, ID_MAX, "%s", r->root_id);
+	return 0;
+}
+
+static int root_of(struct engine *E, const char *id, char *root, struct err *e)
+{
+	struct session *s = id && strlen(id) < ID_MAX ? session_cached(E, id) : NULL;
+	if (s) {
+		snprintf(root, ID_MAX, "%s", s->root_id);
+		return 0;
+	}
+	if (!id || !*id || strlen(id) >= ID_MAX || store_session_get(E->S, id, root_row, root) <= 0)
+		return session_missing(E, id, e);
+	return 0;
+}
+
+int engine_owner(struct engine *E, const char *session_id, char *node, struct err *e)
+{
+	struct cluster *C = E->cluster;
+	char root[ID_MAX];
+	if (!C)
+		return 0;
+	if (root_of(E, session_id, root, e))
+		return -1;
+	struct held *h = *find(C, root);
+	if (h) {
+		h->used = now_ms();
+		return 0;
+	}
+	int rc = lease_take(C->Ls, root, node, e);
+	if (rc != 0)
+		return rc;
+	if (C->draining) { /* taken to learn it was free: not ours to run while draining */
+		lease_release(C->Ls, root, e);
+		err_set(e, ERR_UNAVAILABLE, "node %s is draining (shutting down): session %s "
+			"is served by the other nodes", lease_node(C->Ls), session_id);
+		return -1;
+	}
+	if (adopt(C, root)) {
+		err_set(e, ERR_UNAVAILABLE, "session %s: its tree could not be recovered on node "
+			"%s (%s)", session_id, lease_node(C->Ls),
+			store_failure(E->S) ? store_failure(E->S) : "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+void engine_cluster_created(struct engine *E, const char *root)
+{
+	struct cluster *C = E->cluster;
+	char node[LEASE_NODE_MAX];
+	struct err e = {0};
+	/* a new tree: nobody else can hold it; taken now so requests find it here */
+	if (C && !*find(C, root) && lease_take(C->Ls, root, node, &e) == 0)
+		hold(C, root);
+}
+
+/* ---- the tick: renew, adopt orphans, release idle trees ---- */
+
+static void renewed(void *arg, const char *root)
+{
+	struct cluster *C = arg;
+	struct held *h = *find(C, root);
+	if (h) {
+		h->renewed = 1;
+		return;
+	}
+	/* ours in the table but not here: a previous run under this node's name */
+	if (!C->draining && adopt(C, root))
+		log_error("cluster: recovering session tree %s failed", root);
+}
+
+static void each_held(struct cluster *C, void (*fn)(struct cluster *C, struct held *h))
+{
+	for (int b = 0; b < HELD_BUCKETS; b++)
+		for (struct held *h = C->held[b], *next; h; h = next) {
+			next = h->next;
+			fn(C, h);
+		}
+}
+
+static void clear_renewed(struct cluster *C, struct held *h)
+{
+	(void)C;
+	h->renewed = 0;
+}
+
+static void drop_unrenewed(struct cluster *C, struct held *h)
+{
+	if (!h->renewed)
+		lose_tree(C, h->root);
+}
+
+static void set_failure(struct cluster *C, const struct err *e)
+{
+	if (strcmp(C->failure, e->msg))
+		log_warn("cluster: %s", e->msg);
+	snprintf(C->failure, sizeof(C->failure), "%s", e->msg);
+}
+
+static void renew(struct cluster *C)
+{
+	struct err e = {0};
+	each_held(C, clear_renewed);
+	if (lease_renew(C->Ls, renewed, C, &e) >= 0) {
+		C->renewed_at = (mono_us() / 1000);
+		if (C->failure[0])
+			log_info("cluster: leases renewed again");
+		C->failure[0] = 0;
+		each_held(C, drop_unrenewed);
+		return;
+	}
+	set_failure(C, &e);
+}
+
+static void adopt_orphan(void *arg, const char *root)
+{
+	struct cluster *C = arg;
+	char node[LEASE_NODE_MAX];
+	struct err e = {0};
+	if (*find(C, root) || lease_take(C->Ls, root, node, &e) != 0)
+		return;
+	log_info("cluster: node %s takes over session tree %s (its node is gone)",
+		 lease_node(C->Ls), root);
+	C->adopted++;
+	if (adopt(C, root))
+		log_error("cluster: recovering session tree %s failed", root);
+}
+
+static void release_idle(struct cluster *C, struct held *h)
+{
+	struct err e = {0};
+	if (engine_tree_busy(C->E, h->root))
+		return;
+	if (!C->draining && now_ms() - h->used < IDLE_RELEASE_MS)
+		return;
+	if (lease_release(C->Ls, h->root, &e))
+		return set_failure(C, &e);
+	forget_tree(C->E, h->root);
+	unhold(C, h->root);
+	C->released++;
+}
+
+static void tick(struct timer *t)
+{
+	struct cluster *C = container_of(t, struct cluster, tick);
+	struct err e = {0};
+	int64_t every = lease_expiry_ms(C->Ls) / 3;
+	renew(C);
+	if (C->failure[0] && (mono_us() / 1000) - C->renewed_at > lease_expiry_ms(C->Ls)) {
+		/* past the expiry unrenewed: other nodes may run these trees now */
+		while (C->nheld)
+			for (int b = 0; b < HELD_BUCKETS && C->nheld; b++)
+				if (C->held[b])
+					lose_tree(C, C->held[b]->root);
+	}
+	if (!C->draining && !C->failure[0] && lease_orphans(C->Ls, ORPHANS_PER_TICK, adopt_orphan,
+							    C, &e) < 0)
+		set_failure(C, &e);
+	each_held(C, release_idle);
+	if (C->draining && !C->nheld && C->drained) {
+		void (*fn)(void *) = C->drained;
+		C->drained = NULL;
+		lease_release_all(C->Ls, &e);
+		fn(C->drained_arg);
+		return;
+	}
+	timer_arm(t, C->draining ? 200 : (every > 50 ? every : 50));
+}
+
+/* ---- start, drain, stop ---- */
+
+int engine_cluster_start(struct engine *E, const char *pg_url, const char *node,
+			 const char *node_url, int64_t lease_ms, struct err *e)
+{
+	struct cluster *C = calloc(1, sizeof(*C));
+	if (!C) {
+		err_set(e, ERR_INTERNAL, "out of memory");
+		return -1;
+	}
+	C->E = E;
+	C->Ls = lease_open(pg_url, node, node_url, lease_ms, e);
+	if (!C->Ls) {
+		free(C);
+		return -1;
+	}
+	C->renewed_at = (mono_us() / 1000);
+	E->cluster = C;
+	timer_init(&C->tick, E->L, tick);
+	timer_arm(&C->tick, 0); /* at once: trees a dead node left are taken over */
+	log_info("cluster: node %s, session leases of %lld ms", node, (long long)lease_ms);
+	return 0;
+}
+
+void engine_cluster_drain(struct engine *E, void (*done)(void *arg), void *arg)
+{
+	struct cluster *C = E->cluster;
+	struct err e = {0};
+	if (!C) {
+		done(arg);
+		return;
+	}
+	if (!C->draining)
+		log_info("cluster: node %s drains: no new sessions; %d tree(s) to finish or hand "
+			 "over", lease_node(C->Ls), C->nheld);
+	C->draining = 1;
+	C->drained = done;
+	C->drained_arg = arg;
+	if (lease_set_draining(C->Ls, &e))
+		set_failure(C, &e);
+	timer_arm(&C->tick, 0);
+}
+
+void engine_cluster_stop(struct engine *E)
+{
+	struct cluster *C = E->cluster;
+	struct err e = {0};
+	if (!C)
+		return;
+	timer_cancel(&C->tick);
+	/* what still runs was failed as interrupted (engine_shutdown); queued turns stay in
+	 * the store for the node that takes the trees over */
+	if (lease_release_all(C->Ls, &e))
+		log_warn("cluster: %s", e.msg);
+	for (int b = 0; b < HELD_BUCKETS; b++)
+		while (C->held[b])
+			unhold(C, C->held[b]->root);
+	lease_close(C->Ls);
+	free(C);
+	E->cluster = NULL;
+}
+
+/* ---- what the node tells about itself ---- */
+
+const char *engine_node(struct engine *E)
+{
+	return E->cluster ? lease_node(E->cluster->Ls) : NULL;
+}
+
+int engine_draining(struct engine *E)
+{
+	return E->cluster && E->cluster->draining;
+}
+
+static void peer_json(void *arg, const struct lease_peer *p)
+{
+	struct jw *w = arg;
+	jw_obj(w);
+	jw_kstr(w, "id", p->node);
+	jw_kstr(w, "url", p->url);
+	jw_kbool(w, "alive", p->alive);
+	jw_kbool(w, "draining", p->draining);
+	jw_kint(w, "leases", p->leases);
+	jw_kint(w, "seenMsAgo", p->seen_ms_ago);
+	jw_obj_end(w);
+}
+
+void engine_cluster_json(struct engine *E, struct jw *w)
+{
+	struct cluster *C = E->cluster;
+	struct err e = {0};
+	jw_obj(w);
+	jw_kstr(w, "node", lease_node(C->Ls));
+	jw_kbool(w, "draining", C->draining);
+	jw_kint(w, "leases", C->nheld);
+	jw_kint(w, "leaseMs", lease_expiry_ms(C->Ls));
+	if (C->failure[0])
+		jw_kstr(w, "error", C->failure);
+	jw_key(w, "nodes");
+	jw_arr(w);
+	if (lease_peers(C->Ls, peer_json, w, &e) < 0)
+		set_failure(C, &e);
+	jw_arr_end(w);
+	jw_obj_end(w);
+}
+
+void engine_cluster_counts(struct engine *E, struct engine_cluster_counts *out)
+{
+	struct cluster *C = E->cluster;
+	memset(out, 0, sizeof(*out));
+	if (!C)
+		return;
+	out->held = C->nheld;
+	out->taken = C->taken;
+	out->lost = C->lost;
+	out->released = C->released;
+	out->adopted = C->adopted;
+	out->draining = C->draining;
+	out->lease_ok = !C->failure[0];
+}

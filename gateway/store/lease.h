@@ -1,0 +1,64 @@
+/* lease: which node runs each session tree when several gateway nodes share one
+ * PostgreSQL store (store_open_as). A lease is a row (root session id, node, expiry);
+ * a node renews all of its leases in one statement, and a lease past its expiry is
+ * free for any node to take. The node table says who is there (heartbeat, draining).
+ * Time is PostgreSQL's clock, so the nodes' clocks do not matter.
+ *
+ * Each call is one round trip on the lease's own connection (not the store's, whose
+ * transactions are pipelined), bounded by LEASE_IO_MS; a lost connection is made again
+ * at the next call. Loop thread only; strings passed in are borrowed for the call. */
+#ifndef AG_LEASE_H
+#define AG_LEASE_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+#define LEASE_IO_MS 2000
+#define LEASE_NODE_MAX 64 /* a node's name, its NUL included */
+
+struct lease;
+
+/* Connects to the PostgreSQL URL as node (its schema: store_pg.c's migration 2, which
+ * the store has run). url_of_node is how the node is reached (for GET /global/health).
+ * NULL with e (ERR_UNAVAILABLE: PostgreSQL cannot be reached). */
+struct lease *lease_open(const char *url, const char *node, const char *url_of_node,
+			 int64_t expiry_ms, struct err *e);
+void lease_close(struct lease *Ls);
+int64_t lease_expiry_ms(const struct lease *Ls);
+const char *lease_node(const struct lease *Ls);
+
+/* Takes root's lease for this node (free, expired, or already ours: renewed). 0: ours;
+ * 1: another node's, live (its name in owner, LEASE_NODE_MAX bytes); -1 and e
+ * (ERR_UNAVAILABLE naming PostgreSQL's error). */
+int lease_take(struct lease *Ls, const char *root, char *owner, struct err *e);
+/* Renews every live lease of this node and calls fn with each root still held: the
+ * number held, or -1 and e (nothing renewed). A lease that expired before its renewal
+ * is not renewed (another node may have taken it). Also the node's heartbeat. */
+int lease_renew(struct lease *Ls, void (*fn)(void *arg, const char *root), void *arg,
+		struct err *e);
+/* Gives up root's lease (if this node holds it): 0 or -1 and e. */
+int lease_release(struct lease *Ls, const char *root, struct err *e);
+/* Gives up every lease of this node and leaves the node table: 0 or -1. */
+int lease_release_all(struct lease *Ls, struct err *e);
+/* The roots of session trees with a running or queued turn and no live lease (their
+ * node died, drained, or never held one), at most max of them: fn for each, the count
+ * or -1 and e. */
+int lease_orphans(struct lease *Ls, int max, void (*fn)(void *arg, const char *root),
+		  void *arg, struct err *e);
+/* Marks this node as draining in the node table (it takes no lease). */
+int lease_set_draining(struct lease *Ls, struct err *e);
+
+/* A node as the node table has it. */
+struct lease_peer {
+	const char *node, *url;
+	int64_t seen_ms_ago; /* since its last heartbeat */
+	int alive;           /* heartbeat within the lease expiry */
+	int draining;
+	int64_t leases;      /* live leases it holds */
+};
+/* Calls fn for every node in the table, by name: the count or -1 and e. */
+int lease_peers(struct lease *Ls, void (*fn)(void *arg, const struct lease_peer *p),
+		void *arg, struct err *e);
+
+#endif

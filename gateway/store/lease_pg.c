@@ -1,0 +1,263 @@
+/* lease_pg: session-tree leases in PostgreSQL (lease.h). The tables are the store's
+ * (store_pg.c, migration 2); this file only reads and writes them, on a connection of
+ * its own. Every statement uses clock_timestamp(), PostgreSQL's clock. */
+#include "lease.h"
+#include "log.h"
+#include "loop.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct lease {
+	PGconn *c; /* NULL until connected, and again once lost */
+	char *url;
+	char node[LEASE_NODE_MAX];
+	char *node_url;
+	int64_t expiry_ms;
+	char expiry[24]; /* expiry_ms as text, a statement parameter */
+	int64_t started;
+};
+
+#define UNTIL "clock_timestamp() + $2::bigint * interval '1 millisecond'"
+
+/* PostgreSQL's message on one line, without its trailing newline. */
+static void pg_why(struct err *e, const char *what, const char *msg)
+{
+	char line[300];
+	size_t n = 0;
+	for (; msg && msg[n] && n < sizeof(line) - 1; n++)
+		line[n] = msg[n] == '\n' ? ' ' : msg[n];
+	while (n && line[n - 1] == ' ')
+		n--;
+	line[n] = 0;
+	err_set(e, ERR_UNAVAILABLE, "PostgreSQL (session leases): %s: %s", what,
+		n ? line : "no answer");
+}
+
+static int connect_now(struct lease *Ls, struct err *e)
+{
+	if (Ls->c && PQstatus(Ls->c) == CONNECTION_OK)
+		return 0;
+	PQfinish(Ls->c);
+	char opts[64], who[96];
+	snprintf(opts, sizeof(opts), "-c statement_timeout=%d", LEASE_IO_MS);
+	snprintf(who, sizeof(who), "agentgate node %.60s (leases)", Ls->node);
+	const char *const kw[] = {"connect_timeout", "keepalives", "keepalives_idle",
+				  "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+				  "options", "application_name", "dbname", NULL};
+	const char *const val[] = {"2", "1", "5", "2", "2", "4000", opts, who, Ls->url, NULL};
+	Ls->c = PQconnectdbParams(kw, val, 1);
+	if (!Ls->c || PQstatus(Ls->c) != CONNECTION_OK) {
+		pg_why(e, "cannot connect", Ls->c ? PQerrorMessage(Ls->c) : "out of memory");
+		PQfinish(Ls->c);
+		Ls->c = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* Runs q with params; the result (PGRES_TUPLES_OK or COMMAND_OK) or NULL and e. A
+ * connection that broke is made again once. */
+static PGresult *run(struct lease *Ls, const char *what, const char *q, int n,
+		     const char *const *params, struct err *e)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (connect_now(Ls, e))
+			return NULL;
+		PGresult *r = PQexecParams(Ls->c, q, n, NULL, params, NULL, NULL, 0);
+		ExecStatusType st = PQresultStatus(r);
+		if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+			return r;
+		pg_why(e, what, PQresultErrorMessage(r));
+		PQclear(r);
+		if (PQstatus(Ls->c) == CONNECTION_OK)
+			return NULL; /* the statement failed, not the connection */
+		PQfinish(Ls->c);
+		Ls->c = NULL;
+	}
+	return NULL;
+}
+
+static int heartbeat(struct lease *Ls, const char *draining, struct err *e)
+{
+	char started[24];
+	snprintf(started, sizeof(started), "%lld", (long long)Ls->started);
+	const char *p[] = {Ls->node, Ls->node_url, started, draining};
+	PGresult *r = run(Ls, "node heartbeat",
+			  "INSERT INTO node(id, url, started, seen_at, draining)"
+			  " VALUES($1, $2, $3, clock_timestamp(), $4)"
+			  " ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url,"
+			  " started = EXCLUDED.started, seen_at = EXCLUDED.seen_at,"
+			  " draining = node.draining OR EXCLUDED.draining", 4, p, e);
+	PQclear(r);
+	return r ? 0 : -1;
+}
+
+struct lease *lease_open(const char *url, const char *node, const char *url_of_node,
+			 int64_t expiry_ms, struct err *e)
+{
+	struct lease *Ls = calloc(1, sizeof(*Ls));
+	if (!Ls || !(Ls->url = strdup(url)) || !(Ls->node_url = strdup(url_of_node))) {
+		if (Ls)
+			free(Ls->url);
+		free(Ls);
+		err_set(e, ERR_INTERNAL, "out of memory");
+		return NULL;
+	}
+	snprintf(Ls->node, sizeof(Ls->node), "%s", node);
+	Ls->expiry_ms = expiry_ms;
+	snprintf(Ls->expiry, sizeof(Ls->expiry), "%lld", (long long)expiry_ms);
+	Ls->started = now_ms();
+	/* a node restarted under the same name starts afresh: not draining */
+	const char *p[] = {Ls->node};
+	PGresult *r = run(Ls, "registering the node", "DELETE FROM node WHERE id = $1", 1, p, e);
+	PQclear(r);
+	if (!r || heartbeat(Ls, "f", e)) {
+		lease_close(Ls);
+		return NULL;
+	}
+	return Ls;
+}
+
+void lease_close(struct lease *Ls)
+{
+	if (!Ls)
+		return;
+	PQfinish(Ls->c);
+	free(Ls->url);
+	free(Ls->node_url);
+	free(Ls);
+}
+
+int64_t lease_expiry_ms(const struct lease *Ls)
+{
+	return Ls->expiry_ms;
+}
+
+const char *lease_node(const struct lease *Ls)
+{
+	return Ls->node;
+}
+
+int lease_take(struct lease *Ls, const char *root, char *owner, struct err *e)
+{
+	const char *p[] = {root, Ls->expiry, Ls->node};
+	/* the upsert takes a free, expired or own lease; else the other select names the
+	 * live holder (both see the table as it was when the statement began) */
+	static const char q[] =
+		"WITH up AS (INSERT INTO lease(root_id, node, expires_at)"
+		" VALUES($1, $3, " UNTIL ") ON CONFLICT (root_id) DO UPDATE"
+		" SET node = EXCLUDED.node, expires_at = EXCLUDED.expires_at"
+		" WHERE lease.node = EXCLUDED.node OR lease.expires_at < clock_timestamp()"
+		" RETURNING node)"
+		" SELECT node FROM up UNION ALL SELECT node FROM lease WHERE root_id = $1"
+		" AND NOT EXISTS (SELECT 1 FROM up)";
+	/* a node inserting the same new lease concurrently: it won, and the first select
+	 * saw the table without its row; asking again names it */
+	for (int attempt = 0; attempt < 3; attempt++) {
+		PGresult *r = run(Ls, "taking a lease", q, 3, p, e);
+		if (!r)
+			return -1;
+		int rows = PQntuples(r);
+		if (rows)
+			snprintf(owner, LEASE_NODE_MAX, "%s", PQgetvalue(r, 0, 0));
+		PQclear(r);
+		if (rows)
+			return strcmp(owner, Ls->node) ? 1 : 0;
+	}
+	err_set(e, ERR_UNAVAILABLE, "PostgreSQL (session leases): the lease of %.64s changed "
+		"hands three times while being taken", root);
+	return -1;
+}
+
+int lease_renew(struct lease *Ls, void (*fn)(void *arg, const char *root), void *arg,
+		struct err *e)
+{
+	if (heartbeat(Ls, "f", e))
+		return -1;
+	const char *p[] = {Ls->node, Ls->expiry};
+	PGresult *r = run(Ls, "renewing leases",
+			  "UPDATE lease SET expires_at = " UNTIL " WHERE node = $1"
+			  " AND expires_at >= clock_timestamp() RETURNING root_id", 2, p, e);
+	if (!r)
+		return -1;
+	int n = PQntuples(r);
+	for (int i = 0; i < n; i++)
+		fn(arg, PQgetvalue(r, i, 0));
+	PQclear(r);
+	return n;
+}
+
+int lease_release(struct lease *Ls, const char *root, struct err *e)
+{
+	const char *p[] = {root, Ls->node};
+	PGresult *r = run(Ls, "releasing a lease",
+			  "DELETE FROM lease WHERE root_id = $1 AND node = $2", 2, p, e);
+	PQclear(r);
+	return r ? 0 : -1;
+}
+
+int lease_release_all(struct lease *Ls, struct err *e)
+{
+	const char *p[] = {Ls->node};
+	PGresult *r = run(Ls, "releasing the node's leases",
+			  "DELETE FROM lease WHERE node = $1", 1, p, e);
+	PQclear(r);
+	if (!r)
+		return -1;
+	r = run(Ls, "leaving the node table", "DELETE FROM node WHERE id = $1", 1, p, e);
+	PQclear(r);
+	return r ? 0 : -1;
+}
+
+int lease_orphans(struct lease *Ls, int max, void (*fn)(void *arg, const char *root),
+		  void *arg, struct err *e)
+{
+	char lim[16];
+	snprintf(lim, sizeof(lim), "%d", max);
+	const char *p[] = {lim};
+	PGresult *r = run(Ls, "finding sessions without a node",
+			  "SELECT DISTINCT s.root_id FROM turn t JOIN session s ON s.id = t.session_id"
+			  " WHERE t.state IN ('running', 'queued') AND NOT EXISTS (SELECT 1 FROM"
+			  " lease l WHERE l.root_id = s.root_id AND l.expires_at >= clock_timestamp())"
+			  " LIMIT $1::int", 1, p, e);
+	if (!r)
+		return -1;
+	int n = PQntuples(r);
+	for (int i = 0; i < n; i++)
+		fn(arg, PQgetvalue(r, i, 0));
+	PQclear(r);
+	return n;
+}
+
+int lease_set_draining(struct lease *Ls, struct err *e)
+{
+	return heartbeat(Ls, "t", e);
+}
+
+int lease_peers(struct lease *Ls, void (*fn)(void *arg, const struct lease_peer *p),
+		void *arg, struct err *e)
+{
+	PGresult *r = run(Ls, "listing nodes",
+			  "SELECT n.id, n.url, (extract(epoch FROM clock_timestamp() - n.seen_at)"
+			  " * 1000)::bigint, n.draining, (SELECT count(*) FROM lease l WHERE"
+			  " l.node = n.id AND l.expires_at >= clock_timestamp())"
+			  " FROM node n ORDER BY n.id", 0, NULL, e);
+	if (!r)
+		return -1;
+	int n = PQntuples(r);
+	for (int i = 0; i < n; i++) {
+		struct lease_peer peer = {
+			.node = PQgetvalue(r, i, 0), .url = PQgetvalue(r, i, 1),
+			.seen_ms_ago = atoll(PQgetvalue(r, i, 2)),
+			.draining = PQgetvalue(r, i, 3)[0] == 't',
+			.leases = atoll(PQgetvalue(r, i, 4)),
+		};
+		peer.alive = peer.seen_ms_ago <= Ls->expiry_ms;
+		fn(arg, &peer);
+	}
+	PQclear(r);
+	return n;
+}
