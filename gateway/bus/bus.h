@@ -106,4 +106,8 @@ struct bus_sub_limits bus_sub_limits(const struct bus *B);
 void bus_note_dropped(struct bus *B);
 uint64_t bus_dropped(struct bus *B);
 
+/* The node's NATS connection (a cluster node's bus), or NULL for the local bus. */
+struct natslink;
+struct natslink *bus_natslink(struct bus *B);
+
 #endif

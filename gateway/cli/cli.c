@@ -11,7 +11,8 @@
 #define SERVE_SYNOPSIS                                                                      \
 	"  agentgate serve [--host 127.0.0.1] [--port 4096] [--data DIR] [--config FILE]\n"   \
 	"                  [--plugin PATH.so]... [--token TOKEN | --token-file FILE]\n"       \
-	"                  [--insecure] [--web DIR] [--workspace DIR] [--store STORE]\n"
+	"                  [--insecure] [--web DIR] [--workspace DIR] [--store STORE]\n"   \
+	"                  [--bus nats://HOST:PORT --node NAME --lease-ms N]\n"
 #define RUN_SYNOPSIS                                                                        \
 	"  agentgate run [--format default|json] [--session ID] [--agent NAME]\n"              \
 	"                [--model PROVIDER/MODEL] [--data DIR] [--config FILE] [--plugin PATH.so]...\n" \
@@ -63,7 +64,12 @@ const char *cli_command_usage(enum cli_cmd cmd)
 		       "                           than loopback needs a token (or --insecure)\n"
 		       "  --port N                 the port (4096)\n"
 		       "  --token T, --token-file F   clients must send it (also AGENTGATE_TOKEN)\n"
-		       "  --web DIR                the web UI's files\n" ENGINE_FLAGS ENV_NOTE;
+		       "  --web DIR                the web UI's files\n"
+		       "  --bus nats://HOST:PORT   a cluster node: events on NATS JetStream, the\n"
+		       "                           store (postgres://) shared with the other nodes\n"
+		       "  --node NAME              this node's name among them (HOST:PORT)\n"
+		       "  --lease-ms N             a node's session leases expire after N ms (10000)\n"
+		       ENGINE_FLAGS ENV_NOTE;
 	case CLI_RUN:
 		return "usage:\n" RUN_SYNOPSIS
 		       "Runs one prompt in-process and prints the reply (exit 0 completed, 1 failed,\n"
@@ -124,6 +130,8 @@ static const struct opt opts[] = {
 	{"insecure", A_FLAG, O(insecure), SRV},
 	{"workspace", A_STR, O(workspace), SRV | RUN},
 	{"store", A_STR, O(store), SRV | RUN},
+	{"node", A_STR, O(node), SRV},
+	{"lease-ms", A_MS, O(lease_ms), SRV},
 	{"yes", A_FLAG, O(yes), RUN | ATT},
 	{"format", A_FORMAT, O(json), RUN | ATT | MOD},
 	{"session", A_STR, O(session), RUN | ATT},
@@ -158,8 +166,8 @@ static int set_value(struct cli *c, const struct opt *o, const char *v, char *er
 		return -1;
 	}
 	case A_MS:
-		c->stall_ms = config_parse_ms(v);
-		if (c->stall_ms > 0)
+		*(int64_t *)(base + o->off) = config_parse_ms(v);
+		if (*(int64_t *)(base + o->off) > 0)
 			return 0;
 		snprintf(err, n, "--%s %s: expected a positive number of milliseconds", o->name, v);
 		return -1;

@@ -31,6 +31,8 @@ struct cli {
 	int insecure;
 	const char *workspace; /* --workspace: the default directory of new root sessions */
 	const char *store;     /* --store: sqlite:PATH or postgres://... (store.h) */
+	const char *node;      /* --node: a cluster node's name */
+	int64_t lease_ms;      /* --lease-ms: 0 when not given */
 	int yes;               /* run, attach --yes: allow every permission ask */
 	char *prompt;        /* run, attach: the words joined by spaces (owned) */
 	const char *url;     /* attach: the gateway */

@@ -33,6 +33,9 @@ static const struct key {
 	{"model", K_STR},
 	{"workspace", K_STR},
 	{"store", K_STR}, /* sqlite:PATH or postgres://... (store.h) */
+	{"cluster", K_OBJ}, /* a cluster node (engine/cluster.c) */
+	{"cluster.node", K_STR},
+	{"cluster.lease_ms", K_NUM},
 	{"stall_timeout_ms", K_NUM},
 	{"connect_timeout_ms", K_NUM},
 	{"first_byte_timeout_ms", K_NUM},

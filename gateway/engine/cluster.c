@@ -373,6 +373,16 @@ const char *engine_node(struct engine *E)
 	return E->cluster ? lease_node(E->cluster->Ls) : NULL;
 }
 
+int engine_node_alive(struct engine *E, const char *node, struct err *e)
+{
+	return E->cluster ? lease_node_alive(E->cluster->Ls, node, e) : 1;
+}
+
+int64_t engine_lease_ms(struct engine *E)
+{
+	return E->cluster ? lease_expiry_ms(E->cluster->Ls) : 0;
+}
+
 int engine_draining(struct engine *E)
 {
 	return E->cluster && E->cluster->draining;

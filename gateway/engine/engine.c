@@ -1,6 +1,7 @@
 /* engine: creation and teardown, and the public operations on sessions and messages.
  * The session cache is session.c, the turn ledger turn.c, the agent loop step.c. */
 #include "engine_int.h"
+#include "lease.h"
 #include "datadir.h"
 #include "jsonin.h"
 #include "llm_http.h"
@@ -662,6 +663,42 @@ int engine_check_config(struct loop *L, const char *path, struct err *e)
 	return rc;
 }
 
+/* A cluster node's name (--node, config cluster.node, else HOST:PORT) and lease expiry
+ * (--lease-ms, config cluster.lease_ms, else 10 s). */
+static int cluster_settings(struct engine *E, const struct engine_opts *o, char *node,
+			    int64_t *lease_ms, struct err *e)
+{
+	const cJSON *sec = cJSON_GetObjectItemCaseSensitive(E->C.root, "cluster");
+	const cJSON *n = cJSON_GetObjectItemCaseSensitive(sec, "node");
+	const cJSON *ms = cJSON_GetObjectItemCaseSensitive(sec, "lease_ms");
+	const char *name = o->node ? o->node : cJSON_IsString(n) ? n->valuestring : NULL;
+	*lease_ms = o->lease_ms > 0 ? o->lease_ms : cJSON_IsNumber(ms) ? (int64_t)ms->valuedouble
+		    : 10000;
+	if (*lease_ms < 300 || *lease_ms > 3600000) {
+		err_set(e, ERR_INVALID, "the lease expiry (--lease-ms, cluster.lease_ms) must be "
+			"300 to 3600000 ms (got %lld)", (long long)*lease_ms);
+		return -1;
+	}
+	if (name && (!*name || strlen(name) >= LEASE_NODE_MAX || strpbrk(name, " .*>\t\n"))) {
+		err_set(e, ERR_INVALID, "node name \"%.100s\" (--node, cluster.node): 1 to %d "
+			"bytes without spaces, '.', '*' or '>' (it names a NATS subject)", name,
+			LEASE_NODE_MAX - 1);
+		return -1;
+	}
+	if (name) {
+		snprintf(node, LEASE_NODE_MAX, "%s", name);
+		return 0;
+	}
+	char host[48] = "node";
+	gethostname(host, sizeof(host) - 1);
+	const char *port = o->node_url ? strrchr(o->node_url, ':') : NULL;
+	snprintf(node, LEASE_NODE_MAX, "%s-%s", host, port ? port + 1 : "0");
+	for (char *p = node; *p; p++)
+		if (strchr(" .*>", *p))
+			*p = '-';
+	return 0;
+}
+
 struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct err *e)
 {
 	struct engine *E = calloc(1, sizeof(*E));
@@ -684,6 +721,10 @@ struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct
 		goto fail;
 	}
 	int clustered = o->bus && !strncmp(o->bus, "nats://", 7);
+	char node[LEASE_NODE_MAX];
+	int64_t lease_ms = 0;
+	if (clustered && cluster_settings(E, o, node, &lease_ms, e))
+		goto fail;
 	char *where = store_where(E, o->store, dir, e);
 	if (where && clustered && strncmp(where, "postgres://", 11) &&
 	    strncmp(where, "postgresql://", 13))
@@ -691,8 +732,7 @@ struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct
 			"store");
 	if (!where || e->code || lock_store(E, where, o->owner, e) ||
 	    !(E->S = store_open_as(where, clustered, L, e)) ||
-	    (clustered && engine_cluster_start(E, where, o->node, o->node_url,
-					       o->lease_ms > 0 ? o->lease_ms : 10000, e))) {
+	    (clustered && engine_cluster_start(E, where, node, o->node_url, lease_ms, e))) {
 		free(where);
 		goto fail;
 	}

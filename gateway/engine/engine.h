@@ -71,6 +71,9 @@ void engine_cluster_stop(struct engine *E);
 /* The node's name, or NULL on a single node. */
 const char *engine_node(struct engine *E);
 int engine_draining(struct engine *E);
+/* Is the node's heartbeat within the lease expiry: 1, 0, or -1 and e. */
+int engine_node_alive(struct engine *E, const char *node, struct err *e);
+int64_t engine_lease_ms(struct engine *E); /* 0 on a single node */
 /* {node, draining, leases, leaseMs, error?, nodes: [{id, url, alive, draining, leases,
  * seenMsAgo}]} for GET /global/health. Cluster nodes only. */
 void engine_cluster_json(struct engine *E, struct jw *w);

@@ -260,9 +260,18 @@ static int do_health(struct engine *E, const cJSON *p, struct jw *w, struct err 
 		err_set(e, ERR_UNAVAILABLE, "unhealthy: the store cannot write (%.400s)", why);
 		return -1;
 	}
+	if (engine_draining(E)) { /* a load balancer sends elsewhere */
+		err_set(e, ERR_UNAVAILABLE, "unhealthy: node %s is draining (shutting down)",
+			engine_node(E));
+		return -1;
+	}
 	jw_obj(w);
 	jw_kbool(w, "healthy", 1);
 	jw_kstr(w, "version", AGENTGATE_VERSION);
+	if (engine_node(E)) {
+		jw_key(w, "cluster");
+		engine_cluster_json(E, w);
+	}
 	jw_obj_end(w);
 	return 0;
 }

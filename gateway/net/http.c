@@ -663,7 +663,6 @@ static void add_ids(const struct api_route *r, cJSON *params, char ids[2][64])
 
 static int call_api(struct conn *c, const char *method, cJSON *params)
 {
-	add_query(c, method, params);
 	struct jw w;
 	struct err e = {0};
 	int unknown;
@@ -673,6 +672,45 @@ static int call_api(struct conn *c, const char *method, cJSON *params)
 		return respond_err(c, &e);
 	}
 	return respond_json(c, 200, &w);
+}
+
+/* ---- requests another cluster node runs (forward.h) ---- */
+
+static void forwarded(struct fwd_call *f, const char *result, size_t len, const struct err *e)
+{
+	struct conn *c = container_of(f, struct conn, fwd);
+	const struct api_route *r = c->fwd_route;
+	if (e)
+		respond_err(c, e);
+	else if (r->kind == API_PROMPT && !r->wait && strcmp(r->rpc, "session.command"))
+		respond_ex(c, 204, "application/json", NULL, 0, NULL, NULL);
+	else {
+		if (!result) {
+			result = "null";
+			len = 4;
+		}
+		char *body = malloc(len + 1);
+		if (body)
+			memcpy(body, result, len + 1);
+		respond_ex(c, 200, "application/json", body, body ? len : 0, NULL, NULL);
+	}
+}
+
+/* 0: this node runs the request; 1: forwarded (held until the answer); -1: answered
+ * with the error. */
+static int forward(struct conn *c, const struct api_route *r, const cJSON *params)
+{
+	struct err e = {0};
+	enum fwd_kind kind = r->kind == API_CALL ? FWD_CALL
+			     : !strcmp(r->rpc, "session.command") ? FWD_COMMAND : FWD_PROMPT;
+	c->fwd.done = forwarded;
+	c->fwd_route = r;
+	int rc = forward_try(c->srv->fwd, &c->fwd, r->rpc, kind, r->wait, params, "http", &e);
+	if (rc < 0)
+		respond_err(c, &e);
+	else if (rc == 1)
+		hold(c);
+	return rc;
 }
 
 /* "/session/" where an id is expected, which must not fall back to the "/session" list
@@ -737,7 +775,13 @@ static int handle(struct conn *c)
 	if (!body)
 		return respond_err(c, &e);
 	add_ids(r, body, ids);
-	int rc = r->kind == API_PROMPT ? do_prompt(c, r, body) : call_api(c, r->rpc, body);
+	if (r->kind == API_CALL)
+		add_query(c, r->rpc, body);
+	int rc = forward(c, r, body);
+	if (rc == 0)
+		rc = r->kind == API_PROMPT ? do_prompt(c, r, body) : call_api(c, r->rpc, body);
+	else
+		rc = rc < 0 ? -1 : 0;
 	cJSON_Delete(body);
 	return rc;
 }
@@ -825,6 +869,7 @@ static int on_body(struct conn *c, const void *in, size_t len)
 void http_detach(struct conn *c)
 {
 	api_wait_cancel(&c->aw);
+	forward_cancel(&c->fwd);
 	free(answer_unhold(c));
 	server_unwatch(c);
 	if (c->subscribed) {

@@ -351,6 +351,44 @@ static void process_part(struct jw *w)
 	      tick > 0 && boot ? (double)boot + (double)start / (double)tick : 0);
 }
 
+/* ---- a cluster node (engine/cluster.c, forward.c) ---- */
+
+static void counter(struct jw *w, const char *name, const char *help, uint64_t v)
+{
+	family(w, name, "counter", help);
+	sample(w, name, NULL, NULL, NULL, NULL, (double)v);
+}
+
+static void cluster_part(struct server *S, struct jw *w)
+{
+	struct engine_cluster_counts c;
+	struct forward_counts f;
+	if (!engine_node(S->E))
+		return;
+	engine_cluster_counts(S->E, &c);
+	forward_counts(S->fwd, &f);
+	family(w, "agentgate_node_info", "gauge", "This cluster node's name.");
+	sample(w, "agentgate_node_info", "node", engine_node(S->E), NULL, NULL, 1);
+	gauge(w, "agentgate_node_draining", "1 while the node drains (SIGTERM).", c.draining);
+	gauge(w, "agentgate_node_leases_ok", "1 while the node's leases renew in PostgreSQL.",
+	      c.lease_ok);
+	gauge(w, "agentgate_leases_held", "Session trees this node runs (their leases).", c.held);
+	counter(w, "agentgate_leases_taken_total", "Leases this node took (a tree then recovered).",
+		c.taken);
+	counter(w, "agentgate_leases_adopted_total", "Trees taken over from a node that died.",
+		c.adopted);
+	counter(w, "agentgate_leases_released_total", "Leases of idle trees given up.",
+		c.released);
+	counter(w, "agentgate_leases_lost_total", "Leases lost (renewed too late).", c.lost);
+	counter(w, "agentgate_forwarded_total", "Requests sent to the node running their "
+		"session.", f.sent);
+	counter(w, "agentgate_forward_served_total", "Requests other nodes sent here.", f.served);
+	counter(w, "agentgate_forward_retries_total", "Forwarded requests sent again (their node "
+		"did not answer).", f.retried);
+	counter(w, "agentgate_forward_failures_total", "Forwarded requests answered with an error "
+		"(the owner's, or none answered in time).", f.failed);
+}
+
 int metrics_write(struct server *S, struct jw *w)
 {
 	family(w, "agentgate_build_info", "gauge", "The gateway's version.");
@@ -358,6 +396,7 @@ int metrics_write(struct server *S, struct jw *w)
 	engine_part(S, w);
 	provider_part(S, w);
 	bus_part(S, w);
+	cluster_part(S, w);
 	plugin_part(S, w);
 	mcp_part(S, w);
 	process_part(w);

@@ -11,16 +11,41 @@
 #endif
 
 #include <arpa/inet.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+static void drained(void *arg)
+{
+	struct server *S = arg;
+	log_info("serve: drained: every session tree finished or handed over");
+	server_shutdown(S);
+}
+
+/* A cluster node's first SIGTERM drains it (engine_cluster_drain): its trees finish or
+ * go to the other nodes, for at most DRAIN_MS; a second signal, or SIGINT, stops now. */
+#define DRAIN_MS 30000
+
+static void drain_over(struct timer *t)
+{
+	struct server *S = container_of(t, struct server, drain_timer);
+	log_warn("serve: drain took over %d ms: stopping (running turns fail as interrupted; "
+		 "queued turns go to the other nodes)", DRAIN_MS);
+	server_shutdown(S);
+}
+
 static void on_signal(void *arg, int signo)
 {
 	struct server *S = arg;
 	log_info("serve: signal %d", signo);
+	if (signo == SIGTERM && engine_node(S->E) && !engine_draining(S->E)) {
+		timer_arm(&S->drain_timer, DRAIN_MS);
+		engine_cluster_drain(S->E, drained, S);
+		return;
+	}
 	server_shutdown(S);
 }
 
@@ -48,7 +73,10 @@ static struct engine *start_engine(struct server *S, const struct serve_opts *so
 	char owner[300];
 	snprintf(owner, sizeof(owner), "agentgate serve at http://%s:%d", so->host, so->port);
 	struct engine_opts o = so->engine;
+	char url[300];
+	snprintf(url, sizeof(url), "http://%s:%d", so->host, so->port);
 	o.owner = owner;
+	o.node_url = url;
 	struct engine *E = engine_create(S->L, &o, &e);
 	if (!E) {
 		fprintf(stderr, "agentgate serve: %s\n", e.msg);
@@ -169,11 +197,23 @@ int serve_run(const struct serve_opts *o)
 		return 2;
 	}
 	bus_set_sub_limits(engine_bus(S.E), &S.sub_limits);
+	timer_init(&S.drain_timer, S.L, drain_over);
+	S.fwd = forward_start(S.E, &e);
+	if (!S.fwd && e.code) {
+		fprintf(stderr, "agentgate serve: %s\n", e.msg);
+		plugins_destroy(S.P);
+		engine_destroy(S.E);
+		server_close(&S);
+		free_settings(&S);
+		return 2;
+	}
 	loop_on_signal(S.L, on_signal, &S);
 	log_info("serve: listening on http://%s:%d (data %s, model %s%s)", o->host, o->port,
 		 o->engine.data_dir, engine_config(S.E)->model, o->token ? ", token required" : "");
 	loop_run(S.L);
 	plugins_stop(S.P);      /* no-ops after a signal; cover any other way out */
+	timer_cancel(&S.drain_timer);
+	forward_stop(S.fwd);    /* requests under way for other nodes are answered 503 */
 	engine_shutdown(S.E);
 	server_detach_all(&S);  /* lws closes the sockets later, in loop_destroy */
 	plugins_destroy(S.P);   /* after the engine ended every call a plugin had */

@@ -7,6 +7,7 @@
 #include <libwebsockets.h>
 
 #include "api.h"
+#include "forward.h"
 #include "door.h"
 #include "engine.h"
 #include "subscriber.h"
@@ -57,6 +58,9 @@ struct conn {
 	int close_after;
 	/* POST /session/{id}/message waiting for its turn */
 	struct api_wait aw;
+	/* a request another cluster node runs (forward.h) */
+	struct fwd_call fwd;
+	const struct api_route *fwd_route;
 	/* its answer, held until the event streams have written the turn's events (http.c) */
 	char *answer;
 	size_t answer_len;
@@ -98,6 +102,8 @@ struct server {
 	lws_retry_bo_t idle; /* WS ping / hang-up policy; lives as long as the context */
 	struct conn conns; /* list sentinel */
 	struct timer shutdown_timer;
+	struct forward *fwd; /* a cluster node's forwarder (forward.h), or NULL */
+	struct timer drain_timer; /* a cluster node's drain: its bound (serve.c) */
 };
 
 /* server.c */

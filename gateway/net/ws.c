@@ -27,6 +27,7 @@ enum {
 /* A session.prompt with "wait": answered when the turn ends. */
 struct ws_wait {
 	struct api_wait aw;
+	struct fwd_call fwd; /* or a request another cluster node runs */
 	struct conn *c;
 	struct ws_wait *next;
 	char *id_json; /* the request id, as JSON */
@@ -122,14 +123,8 @@ static int do_subscribe(struct conn *c, const cJSON *p, struct jw *w, struct err
 
 /* ---- prompts ---- */
 
-static void wait_done(struct api_wait *aw, struct jw *result, const struct err *e)
+static void ws_wait_drop(struct conn *c, struct ws_wait *ww)
 {
-	struct ws_wait *ww = container_of(aw, struct ws_wait, aw);
-	struct conn *c = ww->c;
-	if (e) /* ERR_UNAVAILABLE: the server stopped with the prompt still queued */
-		reply_error(c, ww->id_json, rpc_code(e), e->msg);
-	else
-		reply(c, ww->id_json, result->buf, result->len);
 	for (struct ws_wait **pp = &c->waits; *pp; pp = &(*pp)->next) {
 		if (*pp == ww) {
 			*pp = ww->next;
@@ -138,6 +133,17 @@ static void wait_done(struct api_wait *aw, struct jw *result, const struct err *
 	}
 	free(ww->id_json);
 	free(ww);
+}
+
+static void wait_done(struct api_wait *aw, struct jw *result, const struct err *e)
+{
+	struct ws_wait *ww = container_of(aw, struct ws_wait, aw);
+	struct conn *c = ww->c;
+	if (e) /* ERR_UNAVAILABLE: the server stopped with the prompt still queued */
+		reply_error(c, ww->id_json, rpc_code(e), e->msg);
+	else
+		reply(c, ww->id_json, result->buf, result->len);
+	ws_wait_drop(c, ww);
 }
 
 /* session.prompt: without "wait" it is session.prompt_async; with it, the reply to this
@@ -170,6 +176,46 @@ static int do_prompt(struct conn *c, const char *method, const char *id_json, co
 	return 1; /* answered later */
 }
 
+/* ---- requests another cluster node runs (forward.h) ---- */
+
+static void forwarded(struct fwd_call *f, const char *result, size_t len, const struct err *e)
+{
+	struct ws_wait *ww = container_of(f, struct ws_wait, fwd);
+	if (e)
+		reply_error(ww->c, ww->id_json, rpc_code(e), e->msg);
+	else
+		reply(ww->c, ww->id_json, result ? result : "null", result ? len : 4);
+	ws_wait_drop(ww->c, ww);
+}
+
+/* 0: this node runs it; 1: forwarded, answered later; -1 and e. */
+static int forward(struct conn *c, const char *method, const char *id_json, const cJSON *p,
+		   struct err *e)
+{
+	int prompt = !strcmp(method, "session.prompt") || !strcmp(method, "session.summarize");
+	int wait = !strcmp(method, "session.summarize");
+	if (!c->srv->fwd || (!wait && prompt && jsonin_bool(p, "wait", &wait, e)))
+		return c->srv->fwd ? -1 : 0;
+	struct ws_wait *ww = calloc(1, sizeof(*ww));
+	if (!ww || !(ww->id_json = strdup(id_json))) {
+		free(ww);
+		err_set(e, ERR_INTERNAL, "out of memory");
+		return -1;
+	}
+	ww->c = c;
+	ww->fwd.done = forwarded;
+	int rc = forward_try(c->srv->fwd, &ww->fwd, method, prompt ? FWD_PROMPT : FWD_CALL, wait,
+			     p, "ws", e);
+	if (rc != 1) {
+		free(ww->id_json);
+		free(ww);
+		return rc;
+	}
+	ww->next = c->waits;
+	c->waits = ww;
+	return 1;
+}
+
 /* ---- requests ---- */
 
 /* Runs one request; returns what to answer through w / e, or 1 when answered later. */
@@ -190,6 +236,9 @@ static int dispatch(struct conn *c, const char *method, const char *id_json, con
 		jw_bool(w, 1);
 		return 0;
 	}
+	int rc = forward(c, method, id_json, p, e);
+	if (rc)
+		return rc;
 	if (!strcmp(method, "session.prompt") || !strcmp(method, "session.summarize"))
 		return do_prompt(c, method, id_json, p, w, e);
 	return api_call(c->srv->E, method, p, w, unknown, e);
@@ -377,6 +426,7 @@ void ws_detach(struct conn *c)
 		struct ws_wait *ww = c->waits;
 		c->waits = ww->next;
 		api_wait_cancel(&ww->aw);
+		forward_cancel(&ww->fwd);
 		free(ww->id_json);
 		free(ww);
 	}

@@ -49,6 +49,10 @@ int lease_orphans(struct lease *Ls, int max, void (*fn)(void *arg, const char *r
 /* Marks this node as draining in the node table (it takes no lease). */
 int lease_set_draining(struct lease *Ls, struct err *e);
 
+/* 1 when node's heartbeat is within the lease expiry, 0 when it is older or the node
+ * left, -1 and e. */
+int lease_node_alive(struct lease *Ls, const char *node, struct err *e);
+
 /* A node as the node table has it. */
 struct lease_peer {
 	const char *node, *url;

@@ -261,3 +261,16 @@ int lease_peers(struct lease *Ls, void (*fn)(void *arg, const struct lease_peer 
 	PQclear(r);
 	return n;
 }
+
+int lease_node_alive(struct lease *Ls, const char *node, struct err *e)
+{
+	const char *p[] = {node, Ls->expiry};
+	PGresult *r = run(Ls, "asking for a node",
+			  "SELECT 1 FROM node WHERE id = $1 AND seen_at >= clock_timestamp() -"
+			  " $2::bigint * interval '1 millisecond'", 2, p, e);
+	if (!r)
+		return -1;
+	int alive = PQntuples(r) > 0;
+	PQclear(r);
+	return alive;
+}
