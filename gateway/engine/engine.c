@@ -241,6 +241,31 @@ int engine_tree_busy(struct engine *E, const char *session_id)
 	return busy;
 }
 
+struct status_rows {
+	struct engine *E;
+	struct jw *w;
+	char (*seen)[ID_MAX];
+	int n, cap;
+};
+
+/* A session busy on another node (its turn running or queued in the store): busy. */
+static int remote_status_row(void *arg, const struct store_turn *r)
+{
+	struct status_rows *sr = arg;
+	struct session *s = session_cached(sr->E, r->session_id);
+	for (int i = 0; i < sr->n; i++)
+		if (!strcmp(sr->seen[i], r->session_id))
+			return 0;
+	if ((s && s->status != ST_IDLE) || sr->n == sr->cap)
+		return 0; /* written from memory */
+	snprintf(sr->seen[sr->n++], ID_MAX, "%s", r->session_id);
+	jw_key(sr->w, r->session_id);
+	jw_obj(sr->w);
+	jw_kstr(sr->w, "type", "busy");
+	jw_obj_end(sr->w);
+	return 0;
+}
+
 void engine_status_json(struct engine *E, struct jw *w)
 {
 	jw_obj(w);
@@ -251,6 +276,15 @@ void engine_status_json(struct engine *E, struct jw *w)
 			jw_key(w, s->id);
 			session_status_json(E, s, w, 1);
 		}
+	}
+	if (E->cluster) { /* the other nodes' busy sessions, as the store has them */
+		struct status_rows sr = {.E = E, .w = w, .cap = 4096};
+		sr.seen = calloc((size_t)sr.cap, ID_MAX);
+		if (sr.seen) {
+			store_turn_list_state(E->S, "running", remote_status_row, &sr);
+			store_turn_list_state(E->S, "queued", remote_status_row, &sr);
+		}
+		free(sr.seen);
 	}
 	jw_obj_end(w);
 }
@@ -830,7 +864,14 @@ int engine_session_update(struct engine *E, const char *id, const char *title, s
 int engine_prompt(struct engine *E, const struct prompt *p, struct prompt_result *r,
 		  struct turn_waiter *w, struct err *e)
 {
-	return turn_accept(E, p, r, w, e);
+	char node[LEASE_NODE_MAX];
+	/* on a cluster node, whatever the prompt's source (a plugin's too), it runs here
+	 * only under the tree's lease; the transports forwarded theirs already */
+	int owner = engine_owner(E, p->session_id, node, e);
+	if (owner == 1)
+		err_set(e, ERR_UNAVAILABLE, "session %s runs on node %s: send the prompt there "
+			"(or to any node's HTTP API, which forwards it)", p->session_id, node);
+	return owner ? -1 : turn_accept(E, p, r, w, e);
 }
 
 void engine_waiter_cancel(struct engine *E, struct turn_waiter *w)
@@ -856,7 +897,9 @@ int engine_turn_cancel(struct engine *E, const char *session_id, const char *tur
 
 int engine_recover(struct engine *E, int resume_queued)
 {
-	return turn_recover(E, resume_queued);
+	/* a cluster node recovers only the trees it takes (cluster.c): the others' turns
+	 * are running elsewhere */
+	return E->cluster ? 0 : turn_recover(E, resume_queued);
 }
 
 void engine_shutdown(struct engine *E)
