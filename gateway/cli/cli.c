@@ -11,7 +11,8 @@
 #define SERVE_SYNOPSIS                                                                      \
 	"  agentgate serve [--host 127.0.0.1] [--port 4096] [--data DIR] [--config FILE]\n"   \
 	"                  [--plugin PATH.so]... [--token TOKEN | --token-file FILE]\n"       \
-	"                  [--insecure] [--web DIR] [--workspace DIR] [--store STORE]\n"
+	"                  [--insecure] [--web DIR] [--workspace DIR] [--store STORE]\n"   \
+	"                  [--bus local|nats://HOST:PORT]\n"
 #define RUN_SYNOPSIS                                                                        \
 	"  agentgate run [--format default|json] [--session ID] [--agent NAME]\n"              \
 	"                [--model PROVIDER/MODEL] [--data DIR] [--config FILE] [--plugin PATH.so]...\n" \
@@ -63,7 +64,11 @@ const char *cli_command_usage(enum cli_cmd cmd)
 		       "                           than loopback needs a token (or --insecure)\n"
 		       "  --port N                 the port (4096)\n"
 		       "  --token T, --token-file F   clients must send it (also AGENTGATE_TOKEN)\n"
-		       "  --web DIR                the web UI's files\n" ENGINE_FLAGS ENV_NOTE;
+		       "  --web DIR                the web UI's files\n"
+		       "  --bus nats://HOST:PORT   the event log on NATS JetStream, shared by the\n"
+		       "                           nodes of one store (needs --store postgres://);\n"
+		       "                           local (the default) keeps it in the store\n"
+		       ENGINE_FLAGS ENV_NOTE;
 	case CLI_RUN:
 		return "usage:\n" RUN_SYNOPSIS
 		       "Runs one prompt in-process and prints the reply (exit 0 completed, 1 failed,\n"
@@ -124,6 +129,7 @@ static const struct opt opts[] = {
 	{"insecure", A_FLAG, O(insecure), SRV},
 	{"workspace", A_STR, O(workspace), SRV | RUN},
 	{"store", A_STR, O(store), SRV | RUN},
+	{"bus", A_STR, O(bus), SRV},
 	{"yes", A_FLAG, O(yes), RUN | ATT},
 	{"format", A_FORMAT, O(json), RUN | ATT | MOD},
 	{"session", A_STR, O(session), RUN | ATT},

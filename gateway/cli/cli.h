@@ -31,6 +31,7 @@ struct cli {
 	int insecure;
 	const char *workspace; /* --workspace: the default directory of new root sessions */
 	const char *store;     /* --store: sqlite:PATH or postgres://... (store.h) */
+	const char *bus;       /* --bus: local or nats://HOST:PORT (bus.h) */
 	int yes;               /* run, attach --yes: allow every permission ask */
 	char *prompt;        /* run, attach: the words joined by spaces (owned) */
 	const char *url;     /* attach: the gateway */

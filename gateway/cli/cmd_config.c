@@ -33,6 +33,8 @@ static const struct key {
 	{"model", K_STR},
 	{"workspace", K_STR},
 	{"store", K_STR}, /* sqlite:PATH or postgres://... (store.h) */
+	{"bus", K_STR},   /* local or nats://HOST:PORT (bus.h) */
+	{"bus_buffer_bytes", K_NUM}, /* this node's events waiting for NATS, at most */
 	{"stall_timeout_ms", K_NUM},
 	{"connect_timeout_ms", K_NUM},
 	{"first_byte_timeout_ms", K_NUM},

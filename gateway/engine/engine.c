@@ -660,6 +660,48 @@ int engine_check_config(struct loop *L, const char *path, struct err *e)
 	return rc;
 }
 
+/* The bus: --bus, over the config's "bus", over "local" (evlog.c in the store). On
+ * nats:// the nodes share the store, so SQLite (one node's file) is refused. */
+static int make_bus(struct engine *E, const struct engine_opts *o, int shared_store,
+		    struct err *e)
+{
+	const cJSON *cb = cJSON_GetObjectItemCaseSensitive(E->C.root, "bus");
+	if (!o->bus && cb && !cJSON_IsString(cb)) {
+		err_set(e, ERR_INVALID, "config \"bus\": expected \"local\" or nats://HOST:PORT");
+		return -1;
+	}
+	const char *what = o->bus ? "--bus" : "config \"bus\"";
+	const char *bus = o->bus ? o->bus : cb ? cb->valuestring : "local";
+	if (!strcmp(bus, "local")) {
+		E->B = bus_create(E->S, (size_t)E->C.event_ring, E->C.event_keep);
+		if (!E->B)
+			err_set(e, ERR_INTERNAL, "out of memory");
+		return E->B ? 0 : -1;
+	}
+	if (strncmp(bus, "nats://", 7)) {
+		err_set(e, ERR_INVALID, "%s %s: expected local or nats://HOST:PORT", what, bus);
+		return -1;
+	}
+	if (!shared_store) {
+		err_set(e, ERR_INVALID, "--bus nats:// needs --store postgres://: nodes share the store");
+		return -1;
+	}
+	char node[128];
+	if (o->node && *o->node) {
+		snprintf(node, sizeof(node), "%s", o->node);
+	} else {
+		char host[64] = "node";
+		gethostname(host, sizeof(host) - 1);
+		snprintf(node, sizeof(node), "%s-%d", host, (int)getpid());
+	}
+	for (char *p = node; *p; p++) /* a header value and a subject token */
+		if (*p <= ' ' || *p == '.' || *p == '*' || *p == '>' || *p == 0x7f)
+			*p = '_';
+	E->B = bus_create_nats(E->L, bus, node, (size_t)E->C.event_ring, E->C.event_keep,
+			       (size_t)E->C.bus_buffer_bytes, e);
+	return E->B ? 0 : -1;
+}
+
 struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct err *e)
 {
 	struct engine *E = calloc(1, sizeof(*E));
@@ -682,6 +724,7 @@ struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct
 		goto fail;
 	}
 	char *where = store_where(E, o->store, dir, e);
+	int where_kind = where && !strncmp(where, "postgres", 8); /* postgres:// or postgresql:// */
 	if (!where || lock_store(E, where, o->owner, e) || !(E->S = store_open(where, L, e))) {
 		free(where);
 		goto fail;
@@ -690,11 +733,8 @@ struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct
 	store_add_flush_hook(E->S, msg_store_due, E);
 	timer_init(&E->sweeper, L, turn_sweep);
 	timer_arm(&E->sweeper, SWEEP_IDLE_MS);
-	E->B = bus_create(E->S, (size_t)E->C.event_ring, E->C.event_keep);
-	if (!E->B) {
-		err_set(e, ERR_INTERNAL, "out of memory");
+	if (make_bus(E, o, where_kind, e))
 		goto fail;
-	}
 	return E;
 fail:
 	engine_destroy(E);

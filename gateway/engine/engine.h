@@ -31,6 +31,8 @@ struct engine_opts {
 	const char *openai_base_url, *anthropic_base_url; /* flags override env/config */
 	const char *workspace;   /* --workspace: over the config's "workspace", over the cwd */
 	const char *store;       /* --store: over the config's "store", over DATA/agentgate.db */
+	const char *bus;         /* --bus: over the config's "bus", over "local" */
+	const char *node;        /* this node's name among several (NULL: hostname-pid) */
 };
 
 /* Takes the data directory's lock (datadir.h: a second owner gets ERR_BUSY naming the
