@@ -12,9 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bus.h"
+#include "jw.h"
 #include "loop.h"
 #include "natslink.h"
 #include "natstmp.h"
+
+#include <cjson/cJSON.h>
 
 static struct natstmp ns;
 static struct loop *L;
@@ -223,6 +227,257 @@ static void test_reconnect(void **state)
 	natslink_close(a);
 }
 
+/* ---- the bus on JetStream ---- */
+
+/* What one node's subscriber saw. */
+struct rec {
+	struct bus_sub sub;
+	int n, cap;
+	int64_t *seq;
+	int *own;
+	char **json;
+	char **type;
+};
+
+static void rec_add(struct rec *r, struct event *ev)
+{
+	if (r->n == r->cap) {
+		r->cap = r->cap ? r->cap * 2 : 256;
+		r->seq = realloc(r->seq, (size_t)r->cap * sizeof(*r->seq));
+		r->own = realloc(r->own, (size_t)r->cap * sizeof(*r->own));
+		r->json = realloc(r->json, (size_t)r->cap * sizeof(*r->json));
+		r->type = realloc(r->type, (size_t)r->cap * sizeof(*r->type));
+	}
+	r->seq[r->n] = ev->seq;
+	r->own[r->n] = ev->own;
+	r->json[r->n] = strndup(ev->json, ev->len);
+	r->type[r->n] = strdup(ev->type);
+	r->n++;
+}
+
+static void on_rec(void *arg, struct event *ev)
+{
+	rec_add(arg, ev);
+}
+
+static void rec_free(struct rec *r)
+{
+	for (int i = 0; i < r->n; i++) {
+		free(r->json[i]);
+		free(r->type[i]);
+	}
+	free(r->seq);
+	free(r->own);
+	free(r->json);
+	free(r->type);
+	memset(r, 0, sizeof(*r));
+}
+
+/* Events of type "test.note" a recorder holds. */
+static int notes(const struct rec *r)
+{
+	int n = 0;
+	for (int i = 0; i < r->n; i++)
+		n += !strcmp(r->type[i], "test.note");
+	return n;
+}
+
+struct want {
+	struct rec *r;
+	int n;
+};
+
+static int has_notes(void *arg)
+{
+	struct want *w = arg;
+	return notes(w->r) >= w->n;
+}
+
+static struct bus *node(const char *name, size_t ring, int64_t keep, size_t max_pending)
+{
+	struct err e = {0};
+	struct bus *B = bus_create_nats(L, ns.url, name, ring, keep, max_pending, &e);
+	if (!B)
+		fprintf(stderr, "bus_create_nats: %s\n", e.msg);
+	assert_non_null(B);
+	assert_non_null(bus_natslink(B));
+	assert_string_equal(natslink_node(bus_natslink(B)), name);
+	return B;
+}
+
+static int consuming(void *arg)
+{
+	struct bus_nats_info i;
+	return bus_nats_info(arg, &i) == 0 && i.consuming && !i.failure;
+}
+
+/* Publishes {"node":..,"i":i} in session sid (root root). */
+static void note(struct bus *B, const char *node_name, int i, const char *sid, const char *root)
+{
+	struct jw w;
+	jw_init(&w);
+	bus_begin(B, &w, "test.note");
+	jw_obj(&w);
+	jw_kstr(&w, "node", node_name);
+	jw_kint(&w, "i", i);
+	jw_obj_end(&w);
+	char path[128];
+	if (strcmp(sid, root))
+		snprintf(path, sizeof(path), "%s/%s", root, sid);
+	else
+		snprintf(path, sizeof(path), "%s", sid);
+	struct bus_env env = {.session_id = sid, .root_id = root, .path = path,
+			      .parent_id = strcmp(sid, root) ? root : NULL,
+			      .depth = strcmp(sid, root) ? 1 : 0};
+	assert_int_equal(bus_publish(B, &w, "test.note", &env), 0);
+	jw_free(&w);
+}
+
+/* The JSON is what the local bus writes: "seq" right after the properties, equal to the
+ * event's seq, then the envelope. */
+static void check_shape(const char *json, int64_t seq)
+{
+	cJSON *j = cJSON_Parse(json);
+	assert_non_null(j);
+	assert_int_equal((int64_t)cJSON_GetObjectItem(j, "seq")->valuedouble, seq);
+	assert_non_null(cJSON_GetObjectItem(j, "sessionID"));
+	assert_non_null(cJSON_GetObjectItem(j, "rootID"));
+	cJSON_Delete(j);
+	char want[64];
+	snprintf(want, sizeof(want), "},\"seq\":%lld,\"sessionID\":", (long long)seq);
+	assert_non_null(strstr(json, want));
+}
+
+/* What (node, i) an event carries, from its JSON. */
+static void note_of(const char *json, char *node_out, size_t n, int *i)
+{
+	cJSON *j = cJSON_Parse(json);
+	assert_non_null(j);
+	cJSON *p = cJSON_GetObjectItem(j, "properties");
+	snprintf(node_out, n, "%s", cJSON_GetObjectItem(p, "node")->valuestring);
+	*i = (int)cJSON_GetObjectItem(p, "i")->valuedouble;
+	cJSON_Delete(j);
+}
+
+/* Both recorders hold the same notes, in increasing seq order, each once; every node's
+ * notes are in its publishing order (i = 0, 1, ...); own says who published. Returns
+ * the first note's seq. */
+static int64_t check_same(struct rec *a, struct rec *b, const char *name_a, int per_node,
+			  int contiguous)
+{
+	assert_int_equal(notes(a), notes(b));
+	int64_t first = 0, prev = 0;
+	int next_a = 0, next_b = 0, ia = 0, ib = 0;
+	for (; ia < a->n; ia++) {
+		if (strcmp(a->type[ia], "test.note"))
+			continue;
+		while (strcmp(b->type[ib], "test.note"))
+			ib++;
+		assert_int_equal(a->seq[ia], b->seq[ib]);
+		assert_string_equal(a->json[ia], b->json[ib]);
+		if (prev)
+			assert_true(contiguous ? a->seq[ia] == prev + 1 : a->seq[ia] > prev);
+		prev = a->seq[ia];
+		if (!first)
+			first = prev;
+		check_shape(a->json[ia], a->seq[ia]);
+		char who[32];
+		int i;
+		note_of(a->json[ia], who, sizeof(who), &i);
+		int mine = !strcmp(who, name_a);
+		assert_int_equal(a->own[ia], mine);
+		assert_int_equal(b->own[ib], !mine);
+		assert_int_equal(i, mine ? next_a++ : next_b++);
+		ib++;
+	}
+	assert_int_equal(next_a, per_node);
+	assert_int_equal(next_b, per_node);
+	return first;
+}
+
+struct replayed {
+	struct rec r;
+};
+
+static void on_replayed(void *arg, struct event *ev)
+{
+	rec_add(arg, ev);
+}
+
+/* Two nodes publish at once: one global seq order, seen the same by both, exactly
+ * once; replay from before a ring of 16 reads JetStream; a session filter reads only
+ * its root's subject. */
+static void test_two_nodes(void **state)
+{
+	(void)state;
+	struct bus *A = node("node-a", 16, 100000, 0), *B = node("node-b", 16, 100000, 0);
+	assert_true(until(consuming, A, 15000));
+	assert_true(until(consuming, B, 15000));
+	struct rec ra = {0}, rb = {0};
+	bus_subscribe(A, &ra.sub, on_rec, &ra);
+	bus_subscribe(B, &rb.sub, on_rec, &rb);
+	enum { N = 200 };
+	for (int i = 0; i < N; i++) {
+		note(A, "node-a", i, i % 3 ? "ses_r1" : "ses_r1c", "ses_r1");
+		note(B, "node-b", i, "ses_r2", "ses_r2");
+	}
+	struct want wa = {&ra, 2 * N}, wb = {&rb, 2 * N};
+	assert_true(until(has_notes, &wa, 20000));
+	assert_true(until(has_notes, &wb, 20000));
+	int64_t first = check_same(&ra, &rb, "node-a", N, 1);
+	assert_int_equal(bus_last_seq(A), first + 2 * N - 1);
+	assert_int_equal(bus_last_seq(B), bus_last_seq(A));
+
+	/* replay from before the ring: JetStream, then the ring; the same events */
+	struct rec rp = {0};
+	int64_t upto = 0, since = first - 1;
+	int total = 0;
+	for (int page = 0; page < 100 && since < bus_last_seq(A); page++) {
+		int n = bus_replay(A, since, NULL, 0, on_replayed, &rp, 64, &upto);
+		assert_true(n >= 0);
+		assert_true(upto > since);
+		total += n;
+		since = upto;
+	}
+	assert_int_equal(total, 2 * N);
+	assert_int_equal(rp.n, 2 * N);
+	for (int i = 0; i < rp.n; i++) {
+		assert_int_equal(rp.seq[i], first + i);
+		assert_string_equal(rp.json[i], ra.json[i]);
+	}
+	rec_free(&rp);
+
+	/* a child session's replay with descendants: its root's subject only, in order */
+	int64_t n = bus_replay(B, first - 1, "ses_r1", 1, on_replayed, &rp, 10000, &upto);
+	assert_int_equal(n, N);
+	assert_int_equal(upto, bus_last_seq(B));
+	for (int i = 0; i < rp.n; i++) {
+		char who[32];
+		int k;
+		note_of(rp.json[i], who, sizeof(who), &k);
+		assert_string_equal(who, "node-a");
+		assert_int_equal(k, i);
+		assert_false(rp.own[i]); /* B replays A's events */
+	}
+	rec_free(&rp);
+	n = bus_replay(B, first - 1, "ses_r1c", 0, on_replayed, &rp, 10000, &upto);
+	assert_int_equal(n, (N + 2) / 3);
+	rec_free(&rp);
+
+	struct bus_nats_info info;
+	assert_int_equal(bus_nats_info(A, &info), 0);
+	assert_int_equal(info.published, N);
+	assert_int_equal(info.dropped, 0);
+	assert_int_equal(info.pending_bytes, 0);
+	assert_string_equal(info.url, ns.url);
+	bus_unsubscribe(A, &ra.sub);
+	bus_unsubscribe(B, &rb.sub);
+	rec_free(&ra);
+	rec_free(&rb);
+	bus_destroy(A);
+	bus_destroy(B);
+}
+
 int main(void)
 {
 	int rc = natstmp_start(&ns);
@@ -240,6 +495,7 @@ int main(void)
 		cmocka_unit_test(test_request_reply),
 		cmocka_unit_test(test_bad_url),
 		cmocka_unit_test(test_reconnect),
+		cmocka_unit_test(test_two_nodes),
 	};
 	rc = cmocka_run_group_tests(tests, NULL, NULL);
 	loop_destroy(L);

@@ -12,6 +12,9 @@
 #include "jw.h"
 
 struct store;
+struct loop;
+struct natslink;
+struct err;
 
 /* The tree envelope every event carries at its top level. Strings borrowed. */
 struct bus_env {
@@ -38,6 +41,7 @@ struct event {
 	char type_buf[EVENT_TYPE_MAX + 1];
 	char *path;       /* ancestry for tree filters (owned) */
 	char session_id[48];
+	int own;          /* 1: THIS node published it (always, on the local bus) */
 	size_t len;
 	char json[]; /* {"type":..,"properties":{..},"seq":..,envelope fields} */
 };
@@ -65,10 +69,37 @@ struct bus;
 
 /* ring_size: events kept in memory for replay; keep: events kept in the store. */
 struct bus *bus_create(struct store *S, size_t ring_size, int64_t keep);
+/* The bus of a node among several (natslog.h): events go to the JetStream stream
+ * AGENTGATE on the NATS server at url (nats://HOST:PORT), which numbers them; each node
+ * delivers every node's events in stream order. keep: the stream's max messages;
+ * max_pending: bytes of this node's events waiting for NATS before new ones are dropped
+ * (0: BUS_NATS_PENDING_MAX). node names this node. NULL with e filled. */
+#define BUS_NATS_PENDING_MAX ((size_t)64 << 20)
+struct bus *bus_create_nats(struct loop *L, const char *url, const char *node, size_t ring_size,
+			    int64_t keep, size_t max_pending, struct err *e);
 void bus_destroy(struct bus *B);
+/* The NATS bus's connection, for requests between nodes (natslink.h); NULL on the local
+ * bus. */
+struct natslink *bus_natslink(struct bus *B);
+/* What /metrics and /global/health say of the NATS bus: 0 and *out filled, or -1 on the
+ * local bus. */
+struct bus_nats_info {
+	const char *url;
+	const char *failure; /* NULL while connected */
+	uint64_t published;  /* this node's events stored by JetStream */
+	uint64_t dropped;    /* this node's events dropped: the buffer was full */
+	size_t pending_bytes; /* this node's events waiting for JetStream's ack */
+	uint64_t consumer_restarts; /* the ordered consumer re-created (reconnects, gaps) */
+	uint64_t duplicates; /* deliveries skipped as already delivered */
+	uint64_t reconnects;
+	int consuming;       /* the consumer runs: the stream's new events reach this node */
+};
+int bus_nats_info(struct bus *B, struct bus_nats_info *out);
 
 /* Building one event: begin writes the head into w, the caller writes the properties
- * object, publish completes, sequences and delivers it. Returns the seq or -1. */
+ * object, publish completes, sequences and delivers it. Returns the seq or -1. On the
+ * NATS bus the stream numbers it and it is delivered when it comes back: 0 (accepted),
+ * or -1 (out of memory). */
 void bus_begin(struct bus *B, struct jw *w, const char *type);
 int64_t bus_publish(struct bus *B, struct jw *w, const char *type, const struct bus_env *env);
 
@@ -105,9 +136,5 @@ struct bus_sub_limits bus_sub_limits(const struct bus *B);
  * since the start (GET /metrics). */
 void bus_note_dropped(struct bus *B);
 uint64_t bus_dropped(struct bus *B);
-
-/* The node's NATS connection (a cluster node's bus), or NULL for the local bus. */
-struct natslink;
-struct natslink *bus_natslink(struct bus *B);
 
 #endif

@@ -3,6 +3,7 @@
  * seq. The bus (bus.c) fans events out; this keeps them. A shared log for several nodes
  * takes this one's place behind the same functions. Loop thread only. */
 #include "batchz.h"
+#include "bus_int.h"
 #include "evlog.h"
 #include "log.h"
 #include "loop.h"
@@ -242,20 +243,6 @@ struct replay_ctx {
 	int n, max;
 };
 
-/* An event read back from the store names its type as it was published: the JSON
- * begins {"type":"...". */
-static void type_from_json(struct event *ev)
-{
-	static const char head[] = "{\"type\":\"";
-	size_t hl = sizeof(head) - 1, n = 0;
-	if (ev->len > hl && !memcmp(ev->json, head, hl))
-		while (hl + n < ev->len && ev->json[hl + n] != '"' && n < sizeof(ev->type_buf) - 1)
-			n++;
-	memcpy(ev->type_buf, ev->json + hl, n);
-	ev->type_buf[n] = 0;
-	ev->type = ev->type_buf;
-}
-
 /* One record of a batch being replayed: its seq and where it starts. */
 struct rec_at {
 	int64_t seq;
@@ -328,7 +315,7 @@ static int replay_batch(void *arg, int64_t first_seq, int64_t last_seq, const vo
 		memcpy(ev->session_id, sid, sl);
 		memcpy(ev->json, json, jl);
 		ev->len = jl;
-		type_from_json(ev);
+		event_type_from_json(ev);
 		if (event_matches(ev, c->session_id, c->descendants)) {
 			c->fn(c->arg, ev);
 			c->n++;

@@ -1,4 +1,5 @@
 #include "subscriber.h"
+#include "bus_int.h"
 #include "jw.h"
 
 #include <stdio.h>
@@ -46,7 +47,9 @@ static void push(struct subscriber *s, struct event *ev)
 static void on_live(void *arg, struct event *ev)
 {
 	struct subscriber *s = arg;
-	if (s->catching_up || s->overflow || !event_matches(ev, s->session_id, s->descendants))
+	int notice = ev->type && !strcmp(ev->type, "resync"); /* the log lost events: all hear it */
+	if (s->catching_up || s->overflow ||
+	    (!notice && !event_matches(ev, s->session_id, s->descendants)))
 		return;
 	struct bus_sub_limits l = bus_sub_limits(s->B);
 	if (s->bytes + ev->len > l.max_bytes)
@@ -65,33 +68,6 @@ static void on_replay(void *arg, struct event *ev)
 	push(arg, ev);
 }
 
-static struct event *resync_event(int64_t since, int64_t oldest, int64_t last)
-{
-	struct jw w;
-	jw_init(&w);
-	jw_obj(&w);
-	jw_kstr(&w, "type", "resync");
-	jw_key(&w, "properties");
-	jw_obj(&w);
-	jw_kint(&w, "since", since);
-	jw_kint(&w, "oldest", oldest);
-	jw_kint(&w, "last", last);
-	jw_obj_end(&w);
-	jw_kint(&w, "seq", last);
-	jw_obj_end(&w);
-	struct event *ev = w.oom ? NULL : calloc(1, sizeof(*ev) + w.len + 1);
-	if (ev) {
-		atomic_init(&ev->refs, 1);
-		ev->seq = last;
-		ev->type = "resync";
-		ev->path = strdup("");
-		memcpy(ev->json, w.buf, w.len + 1);
-		ev->len = w.len;
-	}
-	jw_free(&w);
-	return ev;
-}
-
 int subscriber_start(struct subscriber *s, struct bus *B, const char *session_id,
 		     int descendants, int64_t since, void (*wake)(struct subscriber *s))
 {
@@ -105,7 +81,7 @@ int subscriber_start(struct subscriber *s, struct bus *B, const char *session_id
 	s->queued_seq = s->sent_seq = since < 0 ? bus_last_seq(B) : since;
 	s->catching_up = since >= 0 && since < bus_last_seq(B);
 	if (s->catching_up && since + 1 < bus_oldest_seq(B)) {
-		s->resync = resync_event(since, bus_oldest_seq(B), bus_last_seq(B));
+		s->resync = event_resync(since, bus_oldest_seq(B), bus_last_seq(B));
 		s->catching_up = 0;
 		s->queued_seq = s->sent_seq = bus_last_seq(B);
 	}
@@ -136,7 +112,7 @@ static void refill(struct subscriber *s)
 	int rc = bus_replay(s->B, s->queued_seq, s->session_id, s->descendants, on_replay, s,
 			    SUB_PAGE, &upto);
 	if (rc < 0) { /* BUS_RESYNC, or the store could not be read: say so, skip nothing silently */
-		s->resync = resync_event(s->queued_seq, bus_oldest_seq(s->B), bus_last_seq(s->B));
+		s->resync = event_resync(s->queued_seq, bus_oldest_seq(s->B), bus_last_seq(s->B));
 		upto = bus_last_seq(s->B);
 	}
 	s->queued_seq = upto;

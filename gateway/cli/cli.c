@@ -12,7 +12,7 @@
 	"  agentgate serve [--host 127.0.0.1] [--port 4096] [--data DIR] [--config FILE]\n"   \
 	"                  [--plugin PATH.so]... [--token TOKEN | --token-file FILE]\n"       \
 	"                  [--insecure] [--web DIR] [--workspace DIR] [--store STORE]\n"   \
-	"                  [--bus nats://HOST:PORT --node NAME --lease-ms N]\n"
+	"                  [--bus local|nats://HOST:PORT --node NAME --lease-ms N]\n"
 #define RUN_SYNOPSIS                                                                        \
 	"  agentgate run [--format default|json] [--session ID] [--agent NAME]\n"              \
 	"                [--model PROVIDER/MODEL] [--data DIR] [--config FILE] [--plugin PATH.so]...\n" \
@@ -65,9 +65,10 @@ const char *cli_command_usage(enum cli_cmd cmd)
 		       "  --port N                 the port (4096)\n"
 		       "  --token T, --token-file F   clients must send it (also AGENTGATE_TOKEN)\n"
 		       "  --web DIR                the web UI's files\n"
-		       "  --bus nats://HOST:PORT   a cluster node: events on NATS JetStream, the\n"
-		       "                           store (postgres://) shared with the other nodes\n"
-		       "  --node NAME              this node's name among them (HOST:PORT)\n"
+		       "  --bus nats://HOST:PORT   a cluster node: the event log on NATS JetStream,\n"
+		       "                           the store (postgres://) shared with the other\n"
+		       "                           nodes; local (the default) keeps it in the store\n"
+		       "  --node NAME              this node's name among them (HOST-PORT)\n"
 		       "  --lease-ms N             a node's session leases expire after N ms (10000)\n"
 		       ENGINE_FLAGS ENV_NOTE;
 	case CLI_RUN:
@@ -132,6 +133,7 @@ static const struct opt opts[] = {
 	{"store", A_STR, O(store), SRV | RUN},
 	{"node", A_STR, O(node), SRV},
 	{"lease-ms", A_MS, O(lease_ms), SRV},
+	{"bus", A_STR, O(bus), SRV},
 	{"yes", A_FLAG, O(yes), RUN | ATT},
 	{"format", A_FORMAT, O(json), RUN | ATT | MOD},
 	{"session", A_STR, O(session), RUN | ATT},

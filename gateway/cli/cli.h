@@ -33,6 +33,7 @@ struct cli {
 	const char *store;     /* --store: sqlite:PATH or postgres://... (store.h) */
 	const char *node;      /* --node: a cluster node's name */
 	int64_t lease_ms;      /* --lease-ms: 0 when not given */
+	const char *bus;       /* --bus: local or nats://HOST:PORT (bus.h) */
 	int yes;               /* run, attach --yes: allow every permission ask */
 	char *prompt;        /* run, attach: the words joined by spaces (owned) */
 	const char *url;     /* attach: the gateway */

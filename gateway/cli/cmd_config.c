@@ -36,6 +36,8 @@ static const struct key {
 	{"cluster", K_OBJ}, /* a cluster node (engine/cluster.c) */
 	{"cluster.node", K_STR},
 	{"cluster.lease_ms", K_NUM},
+	{"bus", K_STR},   /* local or nats://HOST:PORT (bus.h) */
+	{"bus_buffer_bytes", K_NUM}, /* this node's events waiting for NATS, at most */
 	{"stall_timeout_ms", K_NUM},
 	{"connect_timeout_ms", K_NUM},
 	{"first_byte_timeout_ms", K_NUM},

@@ -16,7 +16,7 @@ int cmd_serve(const struct cli *c)
 			.model = c->model, .stall_ms = c->stall_ms,
 			.openai_base_url = c->openai_base_url,
 			.anthropic_base_url = c->anthropic_base_url, .workspace = c->workspace,
-			.store = c->store, .node = c->node, .lease_ms = c->lease_ms,
+			.store = c->store, .bus = c->bus, .node = c->node, .lease_ms = c->lease_ms,
 		},
 	};
 	log_init_from_env(LOG_INFO);

@@ -155,6 +155,7 @@ static void defaults(struct config *c)
 	c->task_budget_ms = 600000;
 	c->event_keep = 200000;
 	c->event_ring = 8192;
+	c->bus_buffer_bytes = 64 << 20;
 }
 
 static int parse_numbers(struct config *c, const char *path, struct err *e)
@@ -169,6 +170,7 @@ static int parse_numbers(struct config *c, const char *path, struct err *e)
 	    num_field(r, "first_byte_timeout_ms", &c->first_byte_timeout_ms, e, path) ||
 	    num_field(r, "event_keep", &c->event_keep, e, path) ||
 	    num_field(r, "event_ring", &c->event_ring, e, path) ||
+	    num_field(r, "bus_buffer_bytes", &c->bus_buffer_bytes, e, path) ||
 	    num_field(retry, "max", &rmax, e, path) ||
 	    num_field(retry, "stall_max", &smax, e, path) ||
 	    num_field(retry, "base_ms", &c->retry_base_ms, e, path) ||

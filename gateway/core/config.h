@@ -34,6 +34,7 @@ struct config {
 	int64_t task_budget_ms;   /* time budget of one child (default 600000) */
 	int64_t event_keep;       /* events kept in the store for replay */
 	int64_t event_ring;       /* events kept in memory for replay */
+	int64_t bus_buffer_bytes; /* NATS bus: this node's events waiting for NATS, at most */
 	char *openai_base_url, *anthropic_base_url;
 };
 

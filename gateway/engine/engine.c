@@ -733,6 +733,45 @@ static int cluster_settings(struct engine *E, const struct engine_opts *o, char 
 	return 0;
 }
 
+/* The bus: "local" (evlog.c in the store) or, on a cluster node, NATS JetStream. */
+static int make_bus(struct engine *E, const char *bus, const char *node, struct err *e)
+{
+	if (!strcmp(bus, "local")) {
+		E->B = bus_create(E->S, (size_t)E->C.event_ring, E->C.event_keep);
+		if (!E->B)
+			err_set(e, ERR_INTERNAL, "out of memory");
+		return E->B ? 0 : -1;
+	}
+	E->B = bus_create_nats(E->L, bus, node, (size_t)E->C.event_ring, E->C.event_keep,
+			       (size_t)E->C.bus_buffer_bytes, e);
+	return E->B ? 0 : -1;
+}
+
+/* --bus, over the config's "bus", over "local"; NULL and e when it is neither local nor
+ * nats://, or nats:// (the nodes share the store) with a store other than PostgreSQL. */
+static const char *bus_where(struct engine *E, const struct engine_opts *o, const char *store,
+			     struct err *e)
+{
+	const cJSON *cb = cJSON_GetObjectItemCaseSensitive(E->C.root, "bus");
+	if (!o->bus && cb && !cJSON_IsString(cb)) {
+		err_set(e, ERR_INVALID, "config \"bus\": expected \"local\" or nats://HOST:PORT");
+		return NULL;
+	}
+	const char *what = o->bus ? "--bus" : "config \"bus\"";
+	const char *bus = o->bus ? o->bus : cb ? cb->valuestring : "local";
+	if (strcmp(bus, "local") && strncmp(bus, "nats://", 7)) {
+		err_set(e, ERR_INVALID, "%s %s: expected local or nats://HOST:PORT", what, bus);
+		return NULL;
+	}
+	if (!strncmp(bus, "nats://", 7) && strncmp(store, "postgres://", 11) &&
+	    strncmp(store, "postgresql://", 13)) {
+		err_set(e, ERR_INVALID, "--bus nats:// needs --store postgres://: nodes share the "
+			"store");
+		return NULL;
+	}
+	return bus;
+}
+
 struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct err *e)
 {
 	struct engine *E = calloc(1, sizeof(*E));
@@ -754,18 +793,13 @@ struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct
 		err_set(e, ERR_INTERNAL, "cannot register the built-in tools");
 		goto fail;
 	}
-	int clustered = o->bus && !strncmp(o->bus, "nats://", 7);
+	char *where = store_where(E, o->store, dir, e);
+	const char *bus = where ? bus_where(E, o, where, e) : NULL;
+	int clustered = bus && strcmp(bus, "local");
 	char node[LEASE_NODE_MAX];
 	int64_t lease_ms = 0;
-	if (clustered && cluster_settings(E, o, node, &lease_ms, e))
-		goto fail;
-	char *where = store_where(E, o->store, dir, e);
-	if (where && clustered && strncmp(where, "postgres://", 11) &&
-	    strncmp(where, "postgresql://", 13))
-		err_set(e, ERR_INVALID, "--bus nats:// needs --store postgres://: nodes share the "
-			"store");
-	if (!where || e->code || lock_store(E, where, o->owner, e) ||
-	    !(E->S = store_open_as(where, clustered, L, e)) ||
+	if (!bus || (clustered && cluster_settings(E, o, node, &lease_ms, e)) ||
+	    lock_store(E, where, o->owner, e) || !(E->S = store_open_as(where, clustered, L, e)) ||
 	    (clustered && engine_cluster_start(E, where, node, o->node_url, lease_ms, e))) {
 		free(where);
 		goto fail;
@@ -774,11 +808,8 @@ struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct
 	store_add_flush_hook(E->S, msg_store_due, E);
 	timer_init(&E->sweeper, L, turn_sweep);
 	timer_arm(&E->sweeper, SWEEP_IDLE_MS);
-	E->B = bus_create(E->S, (size_t)E->C.event_ring, E->C.event_keep);
-	if (!E->B) {
-		err_set(e, ERR_INTERNAL, "out of memory");
+	if (make_bus(E, bus, clustered ? node : NULL, e))
 		goto fail;
-	}
 	return E;
 fail:
 	engine_destroy(E);

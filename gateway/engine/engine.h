@@ -31,7 +31,8 @@ struct engine_opts {
 	const char *openai_base_url, *anthropic_base_url; /* flags override env/config */
 	const char *workspace;   /* --workspace: over the config's "workspace", over the cwd */
 	const char *store;       /* --store: over the config's "store", over DATA/agentgate.db */
-	const char *bus;         /* --bus: "local" (NULL) or nats://HOST:PORT (a cluster node) */
+	const char *bus;         /* --bus: over the config's "bus", over "local"; nats://HOST:PORT:
+				  * a cluster node */
 	const char *node;        /* a cluster node's name (unique among the nodes) */
 	const char *node_url;    /* how the node is reached, for GET /global/health */
 	int64_t lease_ms;        /* a cluster node's session leases expire after this */

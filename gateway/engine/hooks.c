@@ -119,6 +119,10 @@ void hooks_ctx(const struct session *s, const struct turn *t, struct hook_ctx *c
 static void on_event(void *arg, struct event *ev)
 {
 	struct engine *E = arg;
+	/* on the NATS bus every node delivers every node's events: plugins react to their
+	 * own node's only, or each node would (a continuation woken once per node) */
+	if (!ev->own)
+		return;
 	char root[ID_MAX] = "", parent[ID_MAX] = "";
 	const char *path = ev->path ? ev->path : "";
 	int depth = 0;
