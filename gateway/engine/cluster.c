@@ -1,8 +1,9 @@
 /* cluster: the engine's side of several nodes sharing one PostgreSQL store. A node runs
  * a session tree only while it holds the tree's lease (store/lease.h); this file keeps
  * the set of trees it holds, takes a lease when a request for a free tree arrives here
- * (recovering the tree first, as a restart would: its running turns failed as
- * interrupted, its queued turns resumed), renews all leases every third of the expiry,
+ * (a draining node sends it to the live node with the fewest leases instead), recovering
+ * the tree first as a restart would (its running turns failed as interrupted, its queued
+ * turns resumed), renews all leases every third of the expiry,
  * takes over the trees of nodes that died (their leases expired with turns left
  * running or queued), gives up idle trees (and drops their sessions from the cache, so
  * another node's later writes are never shadowed by a stale copy here), and drains.
@@ -166,11 +167,13 @@ int engine_owner(struct engine *E, const char *session_id, char *node, struct er
 	int rc = lease_take(C->Ls, root, node, e);
 	if (rc != 0)
 		return rc;
-	if (C->draining) { /* taken to learn it was free: not ours to run while draining */
+	if (C->draining) { /* taken to learn it was free: another node is to run it */
 		lease_release(C->Ls, root, e);
-		err_set(e, ERR_UNAVAILABLE, "node %s is draining (shutting down): session %s "
-			"is served by the other nodes", lease_node(C->Ls), session_id);
-		return -1;
+		rc = lease_pick_peer(C->Ls, node, e);
+		if (rc == 0)
+			err_set(e, ERR_UNAVAILABLE, "node %s is draining (shutting down) and no "
+				"other node is up to run session %s", lease_node(C->Ls), session_id);
+		return rc == 1 ? 1 : -1;
 	}
 	if (adopt(C, root)) {
 		err_set(e, ERR_UNAVAILABLE, "session %s: its tree could not be recovered on node "

@@ -59,8 +59,9 @@ void engine_shutdown(struct engine *E);
 
 /* Who runs session_id's tree: 0 this node (the lease is taken if it was free; a tree
  * new to this node is recovered first, as after a restart); 1 another node, named in
- * node (LEASE_NODE_MAX bytes: 64); -1 and e: ERR_NOTFOUND, or ERR_UNAVAILABLE
- * (PostgreSQL unreachable, this node draining). Always 0 on a single node. */
+ * node (LEASE_NODE_MAX bytes: 64; a draining node names a live peer for a free tree);
+ * -1 and e: ERR_NOTFOUND, or ERR_UNAVAILABLE (PostgreSQL unreachable, or draining with
+ * no peer up). Always 0 on a single node. */
 int engine_owner(struct engine *E, const char *session_id, char *node, struct err *e);
 /* A root session was created here: its lease is taken at once. */
 void engine_cluster_created(struct engine *E, const char *root);

@@ -49,6 +49,9 @@ int lease_orphans(struct lease *Ls, int max, void (*fn)(void *arg, const char *r
 /* Marks this node as draining in the node table (it takes no lease). */
 int lease_set_draining(struct lease *Ls, struct err *e);
 
+/* A live node other than this one that is not draining, the one with the fewest
+ * leases, into node (LEASE_NODE_MAX bytes): 1, 0 when there is none, -1 and e. */
+int lease_pick_peer(struct lease *Ls, char *node, struct err *e);
 /* 1 when node's heartbeat is within the lease expiry, 0 when it is older or the node
  * left, -1 and e. */
 int lease_node_alive(struct lease *Ls, const char *node, struct err *e);

@@ -274,3 +274,20 @@ int lease_node_alive(struct lease *Ls, const char *node, struct err *e)
 	PQclear(r);
 	return alive;
 }
+
+int lease_pick_peer(struct lease *Ls, char *node, struct err *e)
+{
+	const char *p[] = {Ls->node, Ls->expiry};
+	PGresult *r = run(Ls, "choosing a node",
+			  "SELECT n.id FROM node n WHERE n.id <> $1 AND NOT n.draining AND"
+			  " n.seen_at >= clock_timestamp() - $2::bigint * interval '1 millisecond'"
+			  " ORDER BY (SELECT count(*) FROM lease l WHERE l.node = n.id), random()"
+			  " LIMIT 1", 2, p, e);
+	if (!r)
+		return -1;
+	int found = PQntuples(r) > 0;
+	if (found)
+		snprintf(node, LEASE_NODE_MAX, "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return found;
+}
