@@ -66,17 +66,17 @@ static void collect(void *arg, const char *root)
 	strcat(out, root);
 }
 
-static void one_node_holds_a_tree_until_it_expires_and_the_other_takes_it(void **state)
+static void one_node_holds_a_tree_until_it_expires_and_the_other_takes_it_over(void **state)
 {
 	(void)state;
 	char url[256], owner[LEASE_NODE_MAX];
 	struct err e = {0};
 	fresh(url, sizeof(url));
 	struct lease *a = node(url, "a", 400), *b = node(url, "b", 400);
-	assert_int_equal(lease_take(a, "ses_1", owner, &e), 0);
+	assert_int_equal(lease_take(a, "ses_1", 1, owner, &e), 0);
 	assert_string_equal(owner, "a");
-	assert_int_equal(lease_take(a, "ses_1", owner, &e), 0); /* again: still ours */
-	assert_int_equal(lease_take(b, "ses_1", owner, &e), 1);
+	assert_int_equal(lease_take(a, "ses_1", 1, owner, &e), 0); /* again: still ours */
+	assert_int_equal(lease_take(b, "ses_1", 1, owner, &e), 1);
 	assert_string_equal(owner, "a");
 	/* a renews: b still cannot take it past the first expiry */
 	for (int i = 0; i < 4; i++) {
@@ -84,19 +84,27 @@ static void one_node_holds_a_tree_until_it_expires_and_the_other_takes_it(void *
 		nap_ms(150);
 		assert_int_equal(lease_renew(a, collect, held, &e), 1);
 		assert_string_equal(held, "ses_1");
-		assert_int_equal(lease_take(b, "ses_1", owner, &e), 1);
+		assert_int_equal(lease_take(b, "ses_1", 1, owner, &e), 1);
 	}
-	/* a stops renewing: once expired, b takes it, and a's late renewal keeps nothing */
+	/* a stops renewing (PostgreSQL unreachable for it, say): expired, the lease is not
+	 * taken by a node that may not take over yet, and a's late renewal keeps it */
+	nap_ms(600);
+	assert_int_equal(lease_take(b, "ses_1", 0, owner, &e), 1);
+	assert_string_equal(owner, "a");
+	char held[256] = "";
+	assert_int_equal(lease_renew(a, collect, held, &e), 1);
+	assert_string_equal(held, "ses_1");
+	/* a stops again: once expired, b takes it over, and a's renewal keeps nothing */
 	int taken = 0;
 	for (int i = 0; i < 40 && !taken; i++) {
 		nap_ms(50);
-		taken = lease_take(b, "ses_1", owner, &e) == 0;
+		taken = lease_take(b, "ses_1", 1, owner, &e) == 0;
 	}
 	assert_true(taken);
-	char held[256] = "";
+	held[0] = 0;
 	assert_int_equal(lease_renew(a, collect, held, &e), 0);
 	assert_string_equal(held, "");
-	assert_int_equal(lease_take(a, "ses_1", owner, &e), 1);
+	assert_int_equal(lease_take(a, "ses_1", 1, owner, &e), 1);
 	assert_string_equal(owner, "b");
 	lease_close(a);
 	lease_close(b);
@@ -109,15 +117,15 @@ static void a_released_tree_is_free_at_once_and_release_all_leaves_the_node_tabl
 	struct err e = {0};
 	fresh(url, sizeof(url));
 	struct lease *a = node(url, "a", 60000), *b = node(url, "b", 60000);
-	assert_int_equal(lease_take(a, "ses_1", owner, &e), 0);
-	assert_int_equal(lease_take(a, "ses_2", owner, &e), 0);
+	assert_int_equal(lease_take(a, "ses_1", 1, owner, &e), 0);
+	assert_int_equal(lease_take(a, "ses_2", 1, owner, &e), 0);
 	assert_int_equal(lease_release(b, "ses_1", &e), 0); /* not b's: nothing happens */
-	assert_int_equal(lease_take(b, "ses_1", owner, &e), 1);
+	assert_int_equal(lease_take(b, "ses_1", 1, owner, &e), 1);
 	assert_int_equal(lease_release(a, "ses_1", &e), 0);
-	assert_int_equal(lease_take(b, "ses_1", owner, &e), 0);
+	assert_int_equal(lease_take(b, "ses_1", 1, owner, &e), 0);
 	assert_int_equal(lease_node_alive(b, "a", &e), 1);
 	assert_int_equal(lease_release_all(a, &e), 0);
-	assert_int_equal(lease_take(b, "ses_2", owner, &e), 0);
+	assert_int_equal(lease_take(b, "ses_2", 1, owner, &e), 0);
 	assert_int_equal(lease_node_alive(b, "a", &e), 0);
 	assert_int_equal(lease_node_alive(b, "nobody", &e), 0);
 	lease_close(a);
@@ -151,10 +159,10 @@ static void orphans_are_the_unfinished_trees_without_a_live_lease(void **state)
 		free(r);
 	}
 	struct lease *a = node(url, "a", 60000), *b = node(url, "b", 60000);
-	assert_int_equal(lease_take(b, "ses_d", owner, &e), 0);
+	assert_int_equal(lease_take(b, "ses_d", 1, owner, &e), 0);
 	assert_int_equal(lease_orphans(a, 10, collect, found, &e), 2);
 	assert_true(!strcmp(found, "ses_a,ses_b") || !strcmp(found, "ses_b,ses_a"));
-	assert_int_equal(lease_take(a, "ses_a", owner, &e), 0);
+	assert_int_equal(lease_take(a, "ses_a", 1, owner, &e), 0);
 	found[0] = 0;
 	assert_int_equal(lease_orphans(b, 10, collect, found, &e), 1);
 	assert_string_equal(found, "ses_b");
@@ -175,7 +183,7 @@ static void *race(void *arg)
 	struct racer *r = arg;
 	struct err e = {0};
 	pthread_barrier_wait(r->go);
-	r->rc = lease_take(r->Ls, r->root, r->owner, &e);
+	r->rc = lease_take(r->Ls, r->root, 1, r->owner, &e);
 	return NULL;
 }
 
@@ -246,16 +254,16 @@ static void an_unreachable_database_is_named_and_the_lease_reconnects(void **sta
 	struct err e = {0};
 	fresh(url, sizeof(url));
 	struct lease *a = node(url, "a", 60000);
-	assert_int_equal(lease_take(a, "ses_1", owner, &e), 0);
+	assert_int_equal(lease_take(a, "ses_1", 1, owner, &e), 0);
 	pgtmp_stop(&pg);
-	assert_int_equal(lease_take(a, "ses_2", owner, &e), -1);
+	assert_int_equal(lease_take(a, "ses_2", 1, owner, &e), -1);
 	assert_int_equal(e.code, ERR_UNAVAILABLE);
 	assert_non_null(strstr(e.msg, "PostgreSQL (session leases)"));
 	assert_int_equal(pgtmp_restart(&pg), 0);
 	char held[256] = "";
 	assert_int_equal(lease_renew(a, collect, held, &e), 1);
 	assert_string_equal(held, "ses_1");
-	assert_int_equal(lease_take(a, "ses_2", owner, &e), 0);
+	assert_int_equal(lease_take(a, "ses_2", 1, owner, &e), 0);
 	lease_close(a);
 }
 
@@ -270,7 +278,7 @@ int main(void)
 	if (rc)
 		return 1;
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(one_node_holds_a_tree_until_it_expires_and_the_other_takes_it),
+		cmocka_unit_test(one_node_holds_a_tree_until_it_expires_and_the_other_takes_it_over),
 		cmocka_unit_test(a_released_tree_is_free_at_once_and_release_all_leaves_the_node_table),
 		cmocka_unit_test(orphans_are_the_unfinished_trees_without_a_live_lease),
 		cmocka_unit_test(three_nodes_taking_one_tree_at_once_give_it_one_owner),

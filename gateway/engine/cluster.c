@@ -34,7 +34,7 @@ struct cluster {
 	struct held *held[HELD_BUCKETS];
 	int nheld;
 	struct timer tick;
-	int64_t renewed_at;   /* mono ms of the last renewal that went through */
+	int64_t healthy_since; /* mono ms since renewals go through without a failure */
 	char failure[sizeof(((struct err *)0)->msg)]; /* the last lease error, "" once they work again */
 	int draining;
 	void (*drained)(void *arg);
@@ -133,6 +133,14 @@ static int adopt(struct cluster *C, const char *root)
 
 /* ---- the owner of a session ---- */
 
+/* Expired leases of other nodes are taken over only once this node's own renewals have
+ * gone through for a whole expiry: when PostgreSQL was unreachable for every node, each
+ * live node renews its own leases first (they still name it) and keeps its trees. */
+static int may_take_over(struct cluster *C)
+{
+	return !C->failure[0] && mono_us() / 1000 - C->healthy_since >= lease_expiry_ms(C->Ls);
+}
+
 static int root_row(void *arg, const struct store_session *r)
 {
 	snprintf(arg, ID_MAX, "%s", r->root_id);
@@ -164,7 +172,7 @@ int engine_owner(struct engine *E, const char *session_id, char *node, struct er
 		h->used = now_ms();
 		return 0;
 	}
-	int rc = lease_take(C->Ls, root, node, e);
+	int rc = lease_take(C->Ls, root, may_take_over(C), node, e);
 	if (rc != 0)
 		return rc;
 	if (C->draining) { /* taken to learn it was free: another node is to run it */
@@ -190,7 +198,7 @@ void engine_cluster_created(struct engine *E, const char *root)
 	char node[LEASE_NODE_MAX];
 	struct err e = {0};
 	/* a new tree: nobody else can hold it; taken now so requests find it here */
-	if (C && !*find(C, root) && lease_take(C->Ls, root, node, &e) == 0)
+	if (C && !*find(C, root) && lease_take(C->Ls, root, 0, node, &e) == 0)
 		hold(C, root);
 }
 
@@ -242,9 +250,10 @@ static void renew(struct cluster *C)
 	struct err e = {0};
 	each_held(C, clear_renewed);
 	if (lease_renew(C->Ls, renewed, C, &e) >= 0) {
-		C->renewed_at = (mono_us() / 1000);
-		if (C->failure[0])
+		if (C->failure[0]) {
 			log_info("cluster: leases renewed again");
+			C->healthy_since = mono_us() / 1000;
+		}
 		C->failure[0] = 0;
 		each_held(C, drop_unrenewed);
 		return;
@@ -257,7 +266,7 @@ static void adopt_orphan(void *arg, const char *root)
 	struct cluster *C = arg;
 	char node[LEASE_NODE_MAX];
 	struct err e = {0};
-	if (*find(C, root) || lease_take(C->Ls, root, node, &e) != 0)
+	if (*find(C, root) || lease_take(C->Ls, root, 1, node, &e) != 0)
 		return;
 	log_info("cluster: node %s takes over session tree %s (its node is gone)",
 		 lease_node(C->Ls), root);
@@ -286,15 +295,8 @@ static void tick(struct timer *t)
 	struct err e = {0};
 	int64_t every = lease_expiry_ms(C->Ls) / 3;
 	renew(C);
-	if (C->failure[0] && (mono_us() / 1000) - C->renewed_at > lease_expiry_ms(C->Ls)) {
-		/* past the expiry unrenewed: other nodes may run these trees now */
-		while (C->nheld)
-			for (int b = 0; b < HELD_BUCKETS && C->nheld; b++)
-				if (C->held[b])
-					lose_tree(C, C->held[b]->root);
-	}
-	if (!C->draining && !C->failure[0] && lease_orphans(C->Ls, ORPHANS_PER_TICK, adopt_orphan,
-							    C, &e) < 0)
+	if (!C->draining && may_take_over(C) &&
+	    lease_orphans(C->Ls, ORPHANS_PER_TICK, adopt_orphan, C, &e) < 0)
 		set_failure(C, &e);
 	each_held(C, release_idle);
 	if (C->draining && !C->nheld && C->drained) {
@@ -323,7 +325,7 @@ int engine_cluster_start(struct engine *E, const char *pg_url, const char *node,
 		free(C);
 		return -1;
 	}
-	C->renewed_at = (mono_us() / 1000);
+	C->healthy_since = mono_us() / 1000;
 	E->cluster = C;
 	timer_init(&C->tick, E->L, tick);
 	timer_arm(&C->tick, 0); /* at once: trees a dead node left are taken over */

@@ -28,13 +28,16 @@ void lease_close(struct lease *Ls);
 int64_t lease_expiry_ms(const struct lease *Ls);
 const char *lease_node(const struct lease *Ls);
 
-/* Takes root's lease for this node (free, expired, or already ours: renewed). 0: ours;
- * 1: another node's, live (its name in owner, LEASE_NODE_MAX bytes); -1 and e
- * (ERR_UNAVAILABLE naming PostgreSQL's error). */
-int lease_take(struct lease *Ls, const char *root, char *owner, struct err *e);
-/* Renews every live lease of this node and calls fn with each root still held: the
- * number held, or -1 and e (nothing renewed). A lease that expired before its renewal
- * is not renewed (another node may have taken it). Also the node's heartbeat. */
+/* Takes root's lease for this node: a free one, one already ours (renewed), and with
+ * take_over an expired one of another node. 0: ours; 1: another node's (its name in
+ * owner, LEASE_NODE_MAX bytes); -1 and e (ERR_UNAVAILABLE naming PostgreSQL's error). */
+int lease_take(struct lease *Ls, const char *root, int take_over, char *owner,
+	       struct err *e);
+/* Renews every lease that still names this node, expired or not (nobody took it), and
+ * calls fn with each root: the number held, or -1 and e (nothing renewed). Also the
+ * node's heartbeat. A node may only take expired leases over once its own renewals have
+ * gone through for a whole expiry (cluster.c): after PostgreSQL was unreachable for all,
+ * each live node renews its own first. */
 int lease_renew(struct lease *Ls, void (*fn)(void *arg, const char *root), void *arg,
 		struct err *e);
 /* Gives up root's lease (if this node holds it): 0 or -1 and e. */

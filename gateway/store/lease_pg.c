@@ -141,23 +141,25 @@ const char *lease_node(const struct lease *Ls)
 	return Ls->node;
 }
 
-int lease_take(struct lease *Ls, const char *root, char *owner, struct err *e)
+int lease_take(struct lease *Ls, const char *root, int take_over, char *owner,
+	       struct err *e)
 {
-	const char *p[] = {root, Ls->expiry, Ls->node};
+	const char *p[] = {root, Ls->expiry, Ls->node, take_over ? "t" : "f"};
 	/* the upsert takes a free, expired or own lease; else the other select names the
 	 * live holder (both see the table as it was when the statement began) */
 	static const char q[] =
 		"WITH up AS (INSERT INTO lease(root_id, node, expires_at)"
 		" VALUES($1, $3, " UNTIL ") ON CONFLICT (root_id) DO UPDATE"
 		" SET node = EXCLUDED.node, expires_at = EXCLUDED.expires_at"
-		" WHERE lease.node = EXCLUDED.node OR lease.expires_at < clock_timestamp()"
+		" WHERE lease.node = EXCLUDED.node OR ($4::boolean AND"
+		" lease.expires_at < clock_timestamp())"
 		" RETURNING node)"
 		" SELECT node FROM up UNION ALL SELECT node FROM lease WHERE root_id = $1"
 		" AND NOT EXISTS (SELECT 1 FROM up)";
 	/* a node inserting the same new lease concurrently: it won, and the first select
 	 * saw the table without its row; asking again names it */
 	for (int attempt = 0; attempt < 3; attempt++) {
-		PGresult *r = run(Ls, "taking a lease", q, 3, p, e);
+		PGresult *r = run(Ls, "taking a lease", q, 4, p, e);
 		if (!r)
 			return -1;
 		int rows = PQntuples(r);
@@ -180,7 +182,7 @@ int lease_renew(struct lease *Ls, void (*fn)(void *arg, const char *root), void 
 	const char *p[] = {Ls->node, Ls->expiry};
 	PGresult *r = run(Ls, "renewing leases",
 			  "UPDATE lease SET expires_at = " UNTIL " WHERE node = $1"
-			  " AND expires_at >= clock_timestamp() RETURNING root_id", 2, p, e);
+			  " RETURNING root_id", 2, p, e);
 	if (!r)
 		return -1;
 	int n = PQntuples(r);
