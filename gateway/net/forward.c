@@ -140,6 +140,8 @@ static const char *tree_key(const cJSON *params, const char *rpc)
 	const char *sid = jsonin_get(params, "sessionID");
 	if (!sid && rpc && !strcmp(rpc, "session.create"))
 		sid = jsonin_get(params, "parentID");
+	if (!sid && rpc && !strcmp(rpc, "task.get")) /* a task's id is its child session's */
+		sid = jsonin_get(params, "taskID");
 	return sid && *sid ? sid : NULL;
 }
 

@@ -51,7 +51,8 @@ void forward_stop(struct forward *F);
 /* 0: the request is this node's to run (a single node, or it holds the tree); 1:
  * forwarded, f->done will answer; -1 and e (an unknown session, PostgreSQL or NATS
  * unreachable). rpc and kind as the route says; params hold sessionID (or, for
- * session.create, parentID) and are copied. */
+ * session.create, parentID; for task.get, taskID: the child session's id) and are
+ * copied. */
 int forward_try(struct forward *F, struct fwd_call *f, const char *rpc, enum fwd_kind kind,
 		int wait, const cJSON *params, const char *source, struct err *e);
 /* The caller went away: done is not called. Idempotent. */
