@@ -6,7 +6,8 @@
 # cleanly). The server's log is DIR/server.log. PostgreSQL refuses to run as root: run
 # by root (a CI container), the cluster belongs to the `postgres` user the Debian package
 # creates (else `nobody`) and the server runs as it, through setpriv. The server gets
-# SIGINT (a fast shutdown) when its parent dies, so a test that crashes leaves no server behind.
+# SIGINT (a fast shutdown) when its parent dies, so a test that crashes leaves no server behind
+# (unless AGENTGATE_DETACHED is set: contrib/cluster.sh keeps it running on its own).
 # The binaries: $AGENTGATE_PG_BIN, else the newest /usr/lib/postgresql/*/bin (Debian's
 # postgresql package). Exit 77 when there are none.
 set -eu
@@ -33,7 +34,9 @@ if [ ! -f "$dir/data/PG_VERSION" ]; then
 	fi
 fi
 # durability settings do not matter here (the tests kill gateways, never the machine)
+death="--pdeathsig INT"
+[ -n "${AGENTGATE_DETACHED:-}" ] && death=""
 # shellcheck disable=SC2086
-exec setpriv $as --pdeathsig INT -- "$bin/postgres" -D "$dir/data" -p "$port" -k "$dir" \
+exec setpriv $as $death -- "$bin/postgres" -D "$dir/data" -p "$port" -k "$dir" \
 	-c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off \
 	-c max_connections=50 -c shared_buffers=16MB >>"$dir/server.log" 2>&1
