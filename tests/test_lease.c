@@ -36,7 +36,7 @@ static void fresh(char *url, size_t n)
 	assert_int_equal(pgtmp_createdb(&pg, name, url, n), 0);
 	struct loop *L = new_loop();
 	assert_non_null(L);
-	struct store *S = store_open_as(url, 1, L, &e);
+	struct store *S = store_open_as(url, "n", L, &e);
 	if (!S)
 		fail_msg("%s", e.msg);
 	store_close(S);
@@ -94,15 +94,15 @@ static void one_node_holds_a_tree_until_it_expires_and_the_other_takes_it_over(v
 	char held[256] = "";
 	assert_int_equal(lease_renew(a, collect, held, &e), 1);
 	assert_string_equal(held, "ses_1");
-	/* a stops again: once expired, b takes it over, and a's renewal keeps nothing */
+	/* a stops again: once expired, b takes it over */
 	int taken = 0;
 	for (int i = 0; i < 40 && !taken; i++) {
 		nap_ms(50);
 		taken = lease_take(b, "ses_1", 1, owner, &e) == 0;
 	}
 	assert_true(taken);
-	held[0] = 0;
-	assert_int_equal(lease_renew(a, collect, held, &e), 0);
+	held[0] = 0; /* taken over, a was fenced: its renewal says so and keeps nothing */
+	assert_int_equal(lease_renew(a, collect, held, &e), LEASE_FENCED);
 	assert_string_equal(held, "");
 	assert_int_equal(lease_take(a, "ses_1", 1, owner, &e), 1);
 	assert_string_equal(owner, "b");
@@ -220,6 +220,57 @@ static void three_nodes_taking_one_tree_at_once_give_it_one_owner(void **state)
 		lease_close(n[i]);
 }
 
+/* A node whose expired lease another node took over is fenced: its next commit is
+ * refused (nothing it buffered lands after the tree was recovered elsewhere), its
+ * renewal says so, and the same node started again is not fenced. */
+static void taking_an_expired_lease_over_fences_its_node_s_commits(void **state)
+{
+	(void)state;
+	char url[256], owner[LEASE_NODE_MAX];
+	struct err e = {0};
+	fresh(url, sizeof(url));
+	struct loop *L = new_loop();
+	struct store *S = store_open_as(url, "a", L, &e);
+	assert_non_null(S);
+	struct lease *a = node(url, "a", 300), *b = node(url, "b", 300);
+	assert_int_equal(lease_take(a, "ses_1", 1, owner, &e), 0);
+	struct store_session row = {.id = "ses_1", .root_id = "ses_1", .time_created = 1,
+				    .time_updated = 1, .data = "{}"};
+	assert_int_equal(store_session_put(S, &row), 0);
+	assert_int_equal(store_flush(S), 0);
+	int taken = 0;
+	for (int i = 0; i < 40 && !taken; i++) {
+		nap_ms(50);
+		taken = lease_take(b, "ses_1", 1, owner, &e) == 0;
+	}
+	assert_true(taken);
+	row.time_updated = 2;
+	assert_int_equal(store_session_put(S, &row), 0);
+	assert_int_equal(store_flush(S), -1);
+	assert_true(store_fenced(S));
+	assert_non_null(strstr(store_failure(S), "(a) was fenced"));
+	char *updated = pgtmp_query(&pg, strrchr(url, '/') + 1,
+				    "SELECT time_updated FROM session WHERE id = 'ses_1'");
+	assert_string_equal(updated, "1");
+	free(updated);
+	char held[64] = "";
+	assert_int_equal(lease_renew(a, collect, held, &e), LEASE_FENCED);
+	assert_non_null(strstr(e.msg, "node a was fenced"));
+	store_close(S);
+	lease_close(a);
+	/* the node started again under its name */
+	a = node(url, "a", 300);
+	assert_true(lease_renew(a, collect, held, &e) >= 0);
+	S = store_open_as(url, "a", L, &e);
+	assert_non_null(S);
+	assert_int_equal(store_session_put(S, &row), 0);
+	assert_int_equal(store_flush(S), 0);
+	store_close(S);
+	lease_close(a);
+	lease_close(b);
+	loop_destroy(L);
+}
+
 static void nodes_share_the_store_and_a_single_gateway_is_refused_meanwhile(void **state)
 {
 	(void)state;
@@ -228,7 +279,7 @@ static void nodes_share_the_store_and_a_single_gateway_is_refused_meanwhile(void
 	fresh(url, sizeof(url));
 	struct loop *L = new_loop();
 	assert_non_null(L);
-	struct store *n1 = store_open_as(url, 1, L, &e), *n2 = store_open_as(url, 1, L, &e);
+	struct store *n1 = store_open_as(url, "n", L, &e), *n2 = store_open_as(url, "n", L, &e);
 	assert_non_null(n1);
 	assert_non_null(n2);
 	struct store *single = store_open(url, L, &e);
@@ -239,10 +290,10 @@ static void nodes_share_the_store_and_a_single_gateway_is_refused_meanwhile(void
 	single = store_open(url, L, &e);
 	assert_non_null(single);
 	e = (struct err){0};
-	assert_null(store_open_as(url, 1, L, &e));
+	assert_null(store_open_as(url, "n", L, &e));
 	assert_non_null(strstr(e.msg, "single gateway"));
 	store_close(single);
-	assert_null(store_open_as("sqlite:/tmp/x.db", 1, L, &e));
+	assert_null(store_open_as("sqlite:/tmp/x.db", "n", L, &e));
 	assert_non_null(strstr(e.msg, "PostgreSQL"));
 	loop_destroy(L);
 }
@@ -282,6 +333,7 @@ int main(void)
 		cmocka_unit_test(a_released_tree_is_free_at_once_and_release_all_leaves_the_node_table),
 		cmocka_unit_test(orphans_are_the_unfinished_trees_without_a_live_lease),
 		cmocka_unit_test(three_nodes_taking_one_tree_at_once_give_it_one_owner),
+		cmocka_unit_test(taking_an_expired_lease_over_fences_its_node_s_commits),
 		cmocka_unit_test(nodes_share_the_store_and_a_single_gateway_is_refused_meanwhile),
 		cmocka_unit_test(an_unreachable_database_is_named_and_the_lease_reconnects),
 	};

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define HELD_BUCKETS 256
 #define ORPHANS_PER_TICK 32
@@ -245,11 +246,25 @@ static void set_failure(struct cluster *C, const struct err *e)
 	snprintf(C->failure, sizeof(C->failure), "%s", e->msg);
 }
 
+/* Another node declared this one dead and took its trees over (lease.h): what this
+ * process holds in memory is no longer its to write, and every commit is refused. It
+ * stops at once, as after kill -9; a supervisor starts it again, afresh. */
+static void fenced_stop(struct cluster *C, const char *why)
+{
+	log_error("cluster: %s; stopping now (exit 70): start this node again", why);
+	_exit(70);
+}
+
 static void renew(struct cluster *C)
 {
 	struct err e = {0};
 	each_held(C, clear_renewed);
-	if (lease_renew(C->Ls, renewed, C, &e) >= 0) {
+	if (store_fenced(C->E->S))
+		fenced_stop(C, "the store refused a commit: this node was fenced by another");
+	int held = lease_renew(C->Ls, renewed, C, &e);
+	if (held == LEASE_FENCED)
+		fenced_stop(C, e.msg);
+	if (held >= 0) {
 		if (C->failure[0]) {
 			log_info("cluster: leases renewed again");
 			C->healthy_since = mono_us() / 1000;

@@ -799,7 +799,7 @@ struct engine *engine_create(struct loop *L, const struct engine_opts *o, struct
 	char node[LEASE_NODE_MAX];
 	int64_t lease_ms = 0;
 	if (!bus || (clustered && cluster_settings(E, o, node, &lease_ms, e)) ||
-	    lock_store(E, where, o->owner, e) || !(E->S = store_open_as(where, clustered, L, e)) ||
+	    lock_store(E, where, o->owner, e) || !(E->S = store_open_as(where, clustered ? node : NULL, L, e)) ||
 	    (clustered && engine_cluster_start(E, where, node, o->node_url, lease_ms, e))) {
 		free(where);
 		goto fail;

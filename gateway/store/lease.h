@@ -29,15 +29,18 @@ int64_t lease_expiry_ms(const struct lease *Ls);
 const char *lease_node(const struct lease *Ls);
 
 /* Takes root's lease for this node: a free one, one already ours (renewed), and with
- * take_over an expired one of another node. 0: ours; 1: another node's (its name in
+ * take_over an expired one of another node, which fences that node (lease_renew). 0: ours; 1: another node's (its name in
  * owner, LEASE_NODE_MAX bytes); -1 and e (ERR_UNAVAILABLE naming PostgreSQL's error). */
 int lease_take(struct lease *Ls, const char *root, int take_over, char *owner,
 	       struct err *e);
 /* Renews every lease that still names this node, expired or not (nobody took it), and
- * calls fn with each root: the number held, or -1 and e (nothing renewed). Also the
- * node's heartbeat. A node may only take expired leases over once its own renewals have
+ * calls fn with each root: the number held, or -1 and e (nothing renewed), or
+ * LEASE_FENCED: another node took an expired lease of this one over, which fenced this
+ * node (its commits are refused: store.h); the process is to stop. Also the node's
+ * heartbeat. A node may only take expired leases over once its own renewals have
  * gone through for a whole expiry (cluster.c): after PostgreSQL was unreachable for all,
  * each live node renews its own first. */
+#define LEASE_FENCED (-2)
 int lease_renew(struct lease *Ls, void (*fn)(void *arg, const char *root), void *arg,
 		struct err *e);
 /* Gives up root's lease (if this node holds it): 0 or -1 and e. */

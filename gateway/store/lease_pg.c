@@ -80,6 +80,8 @@ static PGresult *run(struct lease *Ls, const char *what, const char *q, int n,
 	return NULL;
 }
 
+/* The node's row, kept fresh; 1 when it was fenced (another node took its trees over:
+ * this process is to stop), 0, or -1 and e. */
 static int heartbeat(struct lease *Ls, const char *draining, struct err *e)
 {
 	char started[24];
@@ -90,9 +92,10 @@ static int heartbeat(struct lease *Ls, const char *draining, struct err *e)
 			  " VALUES($1, $2, $3, clock_timestamp(), $4)"
 			  " ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url,"
 			  " started = EXCLUDED.started, seen_at = EXCLUDED.seen_at,"
-			  " draining = node.draining OR EXCLUDED.draining", 4, p, e);
+			  " draining = node.draining OR EXCLUDED.draining RETURNING fenced", 4, p, e);
+	int fenced = r && PQntuples(r) && PQgetvalue(r, 0, 0)[0] == 't';
 	PQclear(r);
-	return r ? 0 : -1;
+	return !r ? -1 : fenced;
 }
 
 struct lease *lease_open(const char *url, const char *node, const char *url_of_node,
@@ -114,7 +117,7 @@ struct lease *lease_open(const char *url, const char *node, const char *url_of_n
 	const char *p[] = {Ls->node};
 	PGresult *r = run(Ls, "registering the node", "DELETE FROM node WHERE id = $1", 1, p, e);
 	PQclear(r);
-	if (!r || heartbeat(Ls, "f", e)) {
+	if (!r || heartbeat(Ls, "f", e) < 0) {
 		lease_close(Ls);
 		return NULL;
 	}
@@ -146,9 +149,16 @@ int lease_take(struct lease *Ls, const char *root, int take_over, char *owner,
 {
 	const char *p[] = {root, Ls->expiry, Ls->node, take_over ? "t" : "f"};
 	/* the upsert takes a free, expired or own lease; else the other select names the
-	 * live holder (both see the table as it was when the statement began) */
+	 * live holder (both see the table as it was when the statement began). Taking an
+	 * expired lease over fences its node first (store_pg.c's agentgate_fence): the
+	 * update waits for a commit of that node under way, and refuses every later one, so
+	 * nothing it buffered lands after the tree is recovered here */
 	static const char q[] =
-		"WITH up AS (INSERT INTO lease(root_id, node, expires_at)"
+		"WITH prev AS (SELECT node, expires_at FROM lease WHERE root_id = $1),"
+		" fence AS (UPDATE node SET fenced = true WHERE $4::boolean AND"
+		" id = (SELECT node FROM prev) AND id <> $3 AND"
+		" (SELECT expires_at FROM prev) < clock_timestamp() RETURNING id),"
+		" up AS (INSERT INTO lease(root_id, node, expires_at)"
 		" VALUES($1, $3, " UNTIL ") ON CONFLICT (root_id) DO UPDATE"
 		" SET node = EXCLUDED.node, expires_at = EXCLUDED.expires_at"
 		" WHERE lease.node = EXCLUDED.node OR ($4::boolean AND"
@@ -177,8 +187,14 @@ int lease_take(struct lease *Ls, const char *root, int take_over, char *owner,
 int lease_renew(struct lease *Ls, void (*fn)(void *arg, const char *root), void *arg,
 		struct err *e)
 {
-	if (heartbeat(Ls, "f", e))
+	int fenced = heartbeat(Ls, "f", e);
+	if (fenced < 0)
 		return -1;
+	if (fenced) {
+		err_set(e, ERR_UNAVAILABLE, "node %s was fenced: another node took its session "
+			"trees over (it did not renew its leases in time)", Ls->node);
+		return LEASE_FENCED;
+	}
 	const char *p[] = {Ls->node, Ls->expiry};
 	PGresult *r = run(Ls, "renewing leases",
 			  "UPDATE lease SET expires_at = " UNTIL " WHERE node = $1"
@@ -236,7 +252,7 @@ int lease_orphans(struct lease *Ls, int max, void (*fn)(void *arg, const char *r
 
 int lease_set_draining(struct lease *Ls, struct err *e)
 {
-	return heartbeat(Ls, "t", e);
+	return heartbeat(Ls, "t", e) < 0 ? -1 : 0;
 }
 
 int lease_peers(struct lease *Ls, void (*fn)(void *arg, const struct lease_peer *p),

@@ -59,18 +59,19 @@ static int open_backend(struct store *S, const char *where, struct err *e)
 
 struct store *store_open(const char *where, struct loop *L, struct err *e)
 {
-	return store_open_as(where, 0, L, e);
+	return store_open_as(where, NULL, L, e);
 }
 
-struct store *store_open_as(const char *where, int shared, struct loop *L, struct err *e)
+struct store *store_open_as(const char *where, const char *node, struct loop *L,
+			    struct err *e)
 {
 	struct store *S = calloc(1, sizeof(*S));
 	if (!S) {
 		err_set(e, ERR_INTERNAL, "out of memory");
 		return NULL;
 	}
-	S->shared = shared;
-	if (shared && !is_url(where, "postgres") && !is_url(where, "postgresql")) {
+	snprintf(S->node, sizeof(S->node), "%s", node ? node : "");
+	if (node && !is_url(where, "postgres") && !is_url(where, "postgresql")) {
 		err_set(e, ERR_INVALID, "only a PostgreSQL store is shared by several nodes (got "
 			"%.200s)", where);
 		free(S);

@@ -49,11 +49,16 @@ struct store_turn {
  *   DIR                      DIR/agentgate.db, DIR created if missing
  * NULL on failure, with e naming the database and why. */
 struct store *store_open(const char *where, struct loop *L, struct err *e);
-/* store_open, or with shared set, a PostgreSQL database written by several gateway
- * nodes at once, each running its own session trees (lease.h): the nodes hold the
- * advisory lock shared, so a single gateway cannot open it meanwhile, nor a node while
- * a single gateway has it. Anything but PostgreSQL is refused when shared. */
-struct store *store_open_as(const char *where, int shared, struct loop *L, struct err *e);
+/* store_open, or with node set, a PostgreSQL database written by several gateway nodes
+ * at once, each running its own session trees (lease.h): the nodes hold the advisory
+ * lock shared, so a single gateway cannot open it meanwhile, nor a node while a single
+ * gateway has it. Anything but PostgreSQL is refused for a node. A node's commits are
+ * fenced: once another node has taken its trees over (it was declared dead), each of
+ * its commits fails (store_fenced). */
+struct store *store_open_as(const char *where, const char *node, struct loop *L,
+			    struct err *e);
+/* 1 once a commit was refused because this node was fenced off by another. */
+int store_fenced(struct store *S);
 /* Whether `where` names a store as a user gives one (sqlite:PATH or a PostgreSQL URL),
  * without opening it: 0, or -1 with e naming it by `what` ("--store") and the problem. */
 int store_check_where(const char *where, const char *what, struct err *e);

@@ -456,6 +456,11 @@ uint64_t store_durable(struct store *S)
 	return S->durable;
 }
 
+int store_fenced(struct store *S)
+{
+	return atomic_load(&S->fenced);
+}
+
 int store_slow(struct store *S)
 {
 	cm_finish(S);

@@ -6,6 +6,7 @@
 #ifndef AG_STORE_INT_H
 #define AG_STORE_INT_H
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -103,7 +104,9 @@ struct store {
 	void *db;          /* the backend's own state */
 	struct loop *L;
 	char where[4096];  /* store_path: the database, without secrets */
-	int shared;        /* written by several nodes at once (store_open_as) */
+	char node[64];     /* a cluster node's name: written by several nodes at once
+			    * (store_open_as); "" for a single gateway */
+	_Atomic int fenced; /* a commit was refused: this node was fenced (committer sets) */
 	/* the open batch */
 	int in_tx, want_batch;
 	struct timer commit_timer;

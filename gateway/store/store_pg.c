@@ -57,7 +57,8 @@ struct pg_db {
 	int npending, cap;
 	int srv_tx;            /* the open transaction has begun on the server */
 	int abort_srv;         /* a failed transaction may be open there: ROLLBACK first */
-	int shared;            /* a cluster node's: the lock is held shared */
+	int shared;            /* a cluster node's: the lock is held shared, commits fenced */
+	struct store *S;
 	char err[512];         /* why the last apply failed */
 };
 
@@ -96,7 +97,15 @@ static const char *const migrations[] = {
 	" expires_at TIMESTAMPTZ NOT NULL);"
 	"CREATE INDEX lease_node ON lease(node);"
 	"CREATE TABLE node(id " ID " PRIMARY KEY, url TEXT NOT NULL, started BIGINT NOT NULL,"
-	" seen_at TIMESTAMPTZ NOT NULL, draining BOOLEAN NOT NULL);",
+	" seen_at TIMESTAMPTZ NOT NULL, draining BOOLEAN NOT NULL,"
+	" fenced BOOLEAN NOT NULL DEFAULT false);"
+	/* a node's commit ends with this: it fails once another node fenced it (took its
+	 * trees over), and its share lock on the row orders it against that fencing */
+	"CREATE FUNCTION agentgate_fence(n TEXT) RETURNS void LANGUAGE plpgsql AS $f$"
+	" DECLARE f BOOLEAN; BEGIN"
+	" SELECT fenced INTO f FROM node WHERE id = n FOR SHARE;"
+	" IF f THEN RAISE EXCEPTION 'this node (%) was fenced: another node took its"
+	" session trees over, and its writes are refused', n; END IF; END $f$;",
 };
 
 #define SES_COLS "id, parent_id, root_id, parent_tool_call_id, depth, time_created, time_updated, data"
@@ -683,10 +692,18 @@ static int pg_commit(struct store *S, char *err, size_t n)
 	struct trip t = {.c = d->conn, .ms = PG_COMMIT_MS,
 			 .until_us = mono_us() + PG_COMMIT_MS * 1000LL};
 	trip_prefix(&t, d, 1, &begun);
+	if (d->shared && !t.dead) { /* a cluster node: still in charge of its trees? */
+		const char *node[] = {S->node};
+		if (!PQsendQueryParams(t.c, "SELECT agentgate_fence($1)", 1, NULL, node, NULL,
+				       NULL, 1))
+			trip_dead(&t, NULL);
+	}
 	trip_send(&t, ST_COMMIT, NULL);
 	int rc = trip_run(&t);
 	trip_after(d, &t, rc == 0, begun);
 	d->srv_tx = 0; /* committed, or failed: either way no longer open */
+	if (rc && strstr(t.err, ") was fenced: "))
+		atomic_store(&S->fenced, 1);
 	if (rc)
 		snprintf(err, n, "PostgreSQL at %.150s: %s", S->where, t.err);
 	return rc;
@@ -772,7 +789,8 @@ int store_pg_open(struct store *S, const char *url, struct err *e)
 	gethostname(host, sizeof(host) - 1);
 	/* PostgreSQL keeps 63 bytes of an application_name */
 	snprintf(d->who, sizeof(d->who), "agentgate pid %ld on %.32s", (long)getpid(), host);
-	d->shared = S->shared;
+	d->shared = S->node[0] != 0;
+	d->S = S;
 	char why[400] = "";
 	int busy;
 	d->conn = pg_connect(d, 1, why, sizeof(why), &busy);
