@@ -393,6 +393,26 @@ const char *engine_node(struct engine *E)
 	return E->cluster ? lease_node(E->cluster->Ls) : NULL;
 }
 
+struct peers_ctx {
+	const char *self;
+	void (*fn)(void *arg, const char *node);
+	void *arg;
+};
+
+static void live_peer(void *arg, const struct lease_peer *p)
+{
+	struct peers_ctx *pc = arg;
+	if (p->alive && strcmp(p->node, pc->self))
+		pc->fn(pc->arg, p->node);
+}
+
+int engine_cluster_peers(struct engine *E, void (*fn)(void *arg, const char *node), void *arg,
+			 struct err *e)
+{
+	struct peers_ctx pc = {E->cluster ? lease_node(E->cluster->Ls) : "", fn, arg};
+	return E->cluster ? lease_peers(E->cluster->Ls, live_peer, &pc, e) : 0;
+}
+
 int engine_node_alive(struct engine *E, const char *node, struct err *e)
 {
 	return E->cluster ? lease_node_alive(E->cluster->Ls, node, e) : 1;

@@ -73,6 +73,10 @@ void engine_cluster_stop(struct engine *E);
 /* The node's name, or NULL on a single node. */
 const char *engine_node(struct engine *E);
 int engine_draining(struct engine *E);
+/* Calls fn with the name of every other node whose heartbeat is within the lease
+ * expiry: the nodes in the table, or -1 and e. */
+int engine_cluster_peers(struct engine *E, void (*fn)(void *arg, const char *node), void *arg,
+			 struct err *e);
 /* Is the node's heartbeat within the lease expiry: 1, 0, or -1 and e. */
 int engine_node_alive(struct engine *E, const char *node, struct err *e);
 int64_t engine_lease_ms(struct engine *E); /* 0 on a single node */

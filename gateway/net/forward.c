@@ -133,6 +133,189 @@ static void execute(struct fwd_exec *x, const cJSON *req)
 	jw_free(&w);
 }
 
+static void list_add(struct forward *F, struct fwd_call *f)
+{
+	f->prev = F->list.prev;
+	f->next = &F->list;
+	F->list.prev->next = f;
+	F->list.prev = f;
+}
+
+static void list_del(struct fwd_call *f)
+{
+	if (!f->next)
+		return;
+	f->prev->next = f->next;
+	f->next->prev = f->prev;
+	f->next = f->prev = NULL;
+}
+
+/* ---- asking every node (permission.list, permission.reply by id) ---- */
+
+#define GATHER_MS 3000
+
+enum gather_mode { G_CONCAT, G_FIRST_OK };
+
+struct leg {
+	struct natslink_call call;
+	struct gather *g;
+};
+
+struct gather {
+	struct fwd_call *f;
+	enum gather_mode mode;
+	int pending, nlegs;
+	struct leg *legs;
+	cJSON *all;         /* G_CONCAT: the arrays joined */
+	char *ok;           /* G_FIRST_OK: the first answer that is not an error */
+	struct err first_err; /* this node's own error, else the first */
+	struct timer t;
+};
+
+static enum gather_mode gather_mode(const char *rpc, const cJSON *params, int *gathered)
+{
+	*gathered = !strcmp(rpc, "permission.list") ||
+		    (!strcmp(rpc, "permission.reply") && !jsonin_get(params, "sessionID"));
+	return !strcmp(rpc, "permission.list") ? G_CONCAT : G_FIRST_OK;
+}
+
+static void gather_free(struct gather *g)
+{
+	for (int i = 0; i < g->nlegs; i++)
+		natslink_cancel(&g->legs[i].call);
+	timer_cancel(&g->t);
+	cJSON_Delete(g->all);
+	free(g->ok);
+	free(g->legs);
+	free(g);
+}
+
+static void gather_end(struct gather *g)
+{
+	struct fwd_call *f = g->f;
+	char *text = g->mode == G_CONCAT ? cJSON_PrintUnformatted(g->all) : g->ok;
+	const struct err *e = text || g->mode == G_CONCAT ? NULL : &g->first_err;
+	f->gather = NULL;
+	list_del(f);
+	f->done(f, text, text ? strlen(text) : 0, e);
+	if (g->mode == G_CONCAT)
+		free(text);
+	gather_free(g);
+}
+
+/* One node's answer ({"result"} or {"error"} as a forward's), or NULL: none. */
+static void gather_add(struct gather *g, const char *data, size_t len)
+{
+	cJSON *a = data ? cJSON_ParseWithLength(data, len) : NULL;
+	const cJSON *res = cJSON_GetObjectItemCaseSensitive(a, "result");
+	const cJSON *err = cJSON_GetObjectItemCaseSensitive(a, "error");
+	if (g->mode == G_CONCAT && cJSON_IsArray(res)) {
+		const cJSON *it;
+		cJSON_ArrayForEach(it, res)
+			cJSON_AddItemToArray(g->all, cJSON_Duplicate(it, 1));
+	} else if (g->mode == G_FIRST_OK && res && !g->ok) {
+		g->ok = cJSON_PrintUnformatted(res);
+	} else if (err && !g->first_err.code) {
+		const cJSON *code = cJSON_GetObjectItemCaseSensitive(err, "code");
+		const char *msg = jsonin_get(err, "message");
+		if (cJSON_IsNumber(code) && code->valueint > ERR_NONE &&
+		    code->valueint <= ERR_UNAVAILABLE && msg)
+			err_set(&g->first_err, (enum err_code)code->valueint, "%s", msg);
+	}
+	cJSON_Delete(a);
+	/* ended from the timer, never from inside forward_try (this node's own answer) */
+	if (--g->pending == 0 || (g->mode == G_FIRST_OK && g->ok))
+		timer_arm(&g->t, 0);
+}
+
+static void leg_reply(struct natslink_call *c, const char *data, size_t len,
+		      const struct err *e)
+{
+	struct leg *l = container_of(c, struct leg, call);
+	gather_add(l->g, e ? NULL : data, e ? 0 : len);
+}
+
+static void gather_due(struct timer *t)
+{
+	struct gather *g = container_of(t, struct gather, t);
+	gather_end(g); /* all answered, or the first that could; else those in time */
+}
+
+struct peer_names {
+	char (*v)[64];
+	int n, cap;
+};
+
+static void peer_name(void *arg, const char *node)
+{
+	struct peer_names *p = arg;
+	if (p->n < p->cap)
+		snprintf(p->v[p->n++], 64, "%s", node);
+}
+
+static void execute_local(struct forward *F, const char *rpc, const cJSON *params,
+			  struct gather *g)
+{
+	struct err er = {0}, *e = &er;
+	struct jw w;
+	int unknown;
+	size_t len = 0;
+	jw_init(&w);
+	int rc = api_call(F->E, rpc, params, &w, &unknown, e);
+	char *out = rc ? answer_error(e, &len) : answer_result(&w, &len);
+	jw_free(&w);
+	gather_add(g, out, len);
+	free(out);
+}
+
+/* Asks every live node, this one first: 1 (f->done answers), or -1 and e. */
+static int gather_start(struct forward *F, struct fwd_call *f, enum gather_mode mode,
+			const char *rpc, const cJSON *params, struct err *e)
+{
+	struct peer_names peers = {.cap = 64};
+	struct gather *g = calloc(1, sizeof(*g));
+	peers.v = calloc(64, 64);
+	cJSON *req = cJSON_CreateObject();
+	if (!g || !peers.v || !req || engine_cluster_peers(F->E, peer_name, &peers, e) < 0 ||
+	    !(g->legs = calloc((size_t)peers.n + 1, sizeof(*g->legs))) ||
+	    (mode == G_CONCAT && !(g->all = cJSON_CreateArray()))) {
+		if (!e->code)
+			err_set(e, ERR_INTERNAL, "out of memory");
+		free(peers.v);
+		cJSON_Delete(req);
+		if (g)
+			gather_free(g);
+		return -1;
+	}
+	g->f = f;
+	g->mode = mode;
+	g->pending = peers.n + 1;
+	f->F = F;
+	f->gather = g;
+	list_add(F, f);
+	timer_init(&g->t, engine_loop(F->E), gather_due);
+	timer_arm(&g->t, GATHER_MS);
+	cJSON_AddStringToObject(req, "rpc", rpc);
+	cJSON_AddStringToObject(req, "kind", "call");
+	cJSON_AddBoolToObject(req, "local", 1);
+	cJSON_AddItemToObject(req, "params", cJSON_Duplicate(params, 1));
+	char *body = cJSON_PrintUnformatted(req);
+	cJSON_Delete(req);
+	for (int i = 0; i < peers.n; i++) {
+		char subject[96];
+		struct leg *l = &g->legs[g->nlegs++];
+		l->g = g;
+		snprintf(subject, sizeof(subject), "ag.rpc.%s", peers.v[i]);
+		if (!body || natslink_request(F->N, &l->call, subject, body, strlen(body),
+					      GATHER_MS, leg_reply))
+			g->pending--; /* not asked: left out */
+	}
+	free(body);
+	free(peers.v);
+	execute_local(F, rpc, params, g);
+	return 1;
+}
+
 /* ---- serving the other nodes ---- */
 
 static const char *tree_key(const cJSON *params, const char *rpc)
@@ -152,8 +335,10 @@ static void on_request(void *arg, struct natslink_req *rq, const char *data, siz
 	char node[64], *out;
 	size_t olen = 0;
 	cJSON *req = cJSON_ParseWithLength(data, len);
-	const char *sid = tree_key(cJSON_GetObjectItemCaseSensitive(req, "params"),
-				   jsonin_get(req, "rpc"));
+	/* asked of every node ("local"): what this node holds, whoever owns the tree */
+	int local = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "local"));
+	const char *sid = local ? NULL : tree_key(cJSON_GetObjectItemCaseSensitive(req, "params"),
+						  jsonin_get(req, "rpc"));
 	int owner = sid ? engine_owner(F->E, sid, node, e) : 0;
 	if (!req)
 		err_set(e, ERR_INVALID, "a forwarded request that is not JSON");
@@ -181,23 +366,6 @@ static void on_request(void *arg, struct natslink_req *rq, const char *data, siz
 
 /* ---- forwarding ours ---- */
 
-static void list_add(struct forward *F, struct fwd_call *f)
-{
-	f->prev = F->list.prev;
-	f->next = &F->list;
-	F->list.prev->next = f;
-	F->list.prev = f;
-}
-
-static void list_del(struct fwd_call *f)
-{
-	if (!f->next)
-		return;
-	f->prev->next = f->next;
-	f->next->prev = f->prev;
-	f->next = f->prev = NULL;
-}
-
 static void finish(struct fwd_call *f, const char *result, size_t len, const struct err *e)
 {
 	list_del(f);
@@ -209,14 +377,14 @@ static void finish(struct fwd_call *f, const char *result, size_t len, const str
 	f->done(f, result, len, e);
 }
 
-static int send_to_owner(struct fwd_call *f, struct err *e);
+static int send_to_owner(struct fwd_call *f, int lookup, struct err *e);
 
 static void retry_due(struct timer *t)
 {
 	struct fwd_call *f = container_of(t, struct fwd_call, retry);
 	struct err er = {0}, *e = &er;
 	f->F->n.retried++;
-	if (send_to_owner(f, e))
+	if (send_to_owner(f, 1, e))
 		finish(f, NULL, 0, e);
 }
 
@@ -286,10 +454,12 @@ static int run_here(struct fwd_call *f, struct err *e)
 	return 0;
 }
 
-static int send_to_owner(struct fwd_call *f, struct err *e)
+/* Sends f to its tree's node: f->node as forward_try found it, or (lookup) as the lease
+ * table says now, which may be this node after a takeover. */
+static int send_to_owner(struct fwd_call *f, int lookup, struct err *e)
 {
 	struct forward *F = f->F;
-	int owner = engine_owner(F->E, f->session, f->node, e);
+	int owner = lookup ? engine_owner(F->E, f->session, f->node, e) : 1;
 	if (owner < 0)
 		return -1;
 	if (owner == 0)
@@ -313,6 +483,16 @@ int forward_try(struct forward *F, struct fwd_call *f, const char *rpc, enum fwd
 {
 	const char *sid = F ? tree_key(params, rpc) : NULL;
 	char node[64];
+	int gathered;
+	enum gather_mode mode = F ? gather_mode(rpc, params, &gathered) : G_CONCAT;
+	if (F && gathered && kind == FWD_CALL) {
+		memset(&f->call, 0, sizeof(f->call));
+		f->local = NULL;
+		f->req = NULL;
+		f->held = 0;
+		timer_init(&f->retry, engine_loop(F->E), retry_due);
+		return gather_start(F, f, mode, rpc, params, e);
+	}
 	if (!sid)
 		return 0;
 	int owner = engine_owner(F->E, sid, node, e);
@@ -340,7 +520,7 @@ int forward_try(struct forward *F, struct fwd_call *f, const char *rpc, enum fwd
 	}
 	cJSON_AddItemToObject(f->req, "params", p);
 	list_add(F, f);
-	if (send_to_owner(f, e)) {
+	if (send_to_owner(f, 0, e)) {
 		list_del(f);
 		cJSON_Delete(f->req);
 		f->req = NULL;
@@ -355,6 +535,12 @@ void forward_cancel(struct fwd_call *f)
 {
 	if (!f->F || !f->next)
 		return;
+	if (f->gather) {
+		gather_free(f->gather);
+		f->gather = NULL;
+		list_del(f);
+		return;
+	}
 	natslink_cancel(&f->call);
 	timer_cancel(&f->retry);
 	if (f->local) {
@@ -426,6 +612,10 @@ void forward_stop(struct forward *F)
 	timer_cancel(&F->watch);
 	while (F->list.next != &F->list) {
 		struct fwd_call *f = F->list.next;
+		if (f->gather) {
+			gather_free(f->gather);
+			f->gather = NULL;
+		}
 		struct err er = {0}, *e = &er;
 		natslink_cancel(&f->call);
 		err_set(e, ERR_UNAVAILABLE, "the server is shutting down");

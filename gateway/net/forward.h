@@ -42,6 +42,7 @@ struct fwd_call {
 	int64_t give_up_us;           /* mono_us: no owner answered by then */
 	char node[64], session[64];
 	int held;
+	struct gather *gather;        /* asking every node (forward_try) */
 };
 
 /* The forwarder of a cluster node (serving ag.rpc.<node>), or NULL on a single node. */
@@ -55,6 +56,11 @@ void forward_stop(struct forward *F);
  * copied. */
 int forward_try(struct forward *F, struct fwd_call *f, const char *rpc, enum fwd_kind kind,
 		int wait, const cJSON *params, const char *source, struct err *e);
+/* What names no session but is held by one node, which one unknown, is asked of every
+ * live node by forward_try (this one included) and the answers combined: the pending
+ * permission asks (permission.list: the arrays joined) and a reply to one by its id alone
+ * (permission.reply without sessionID: the node that has it answers). */
+
 /* The caller went away: done is not called. Idempotent. */
 void forward_cancel(struct fwd_call *f);
 
