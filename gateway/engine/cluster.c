@@ -297,8 +297,12 @@ static void release_idle(struct cluster *C, struct held *h)
 		return;
 	if (!C->draining && now_ms() - h->used < IDLE_RELEASE_MS)
 		return;
-	if (lease_release(C->Ls, h->root, &e))
-		return set_failure(C, &e);
+	/* draining without PostgreSQL: the lease expires by itself (lease-ms) */
+	if (lease_release(C->Ls, h->root, &e)) {
+		set_failure(C, &e);
+		if (!C->draining)
+			return;
+	}
 	forget_tree(C->E, h->root);
 	unhold(C, h->root);
 	C->released++;
