@@ -293,16 +293,22 @@ static int has_notes(void *arg)
 	return notes(w->r) >= w->n;
 }
 
-static struct bus *node(const char *name, size_t ring, int64_t keep, size_t max_pending)
+static struct bus *node_at(const char *url, const char *name, size_t ring, int64_t keep,
+			   size_t max_pending)
 {
 	struct err e = {0};
-	struct bus *B = bus_create_nats(L, ns.url, name, ring, keep, max_pending, &e);
+	struct bus *B = bus_create_nats(L, url, name, ring, keep, max_pending, &e);
 	if (!B)
 		fprintf(stderr, "bus_create_nats: %s\n", e.msg);
 	assert_non_null(B);
 	assert_non_null(bus_natslink(B));
 	assert_string_equal(natslink_node(bus_natslink(B)), name);
 	return B;
+}
+
+static struct bus *node(const char *name, size_t ring, int64_t keep, size_t max_pending)
+{
+	return node_at(ns.url, name, ring, keep, max_pending);
 }
 
 static int consuming(void *arg)
@@ -387,12 +393,28 @@ static int64_t check_same(struct rec *a, struct rec *b, const char *name_a, int 
 		int mine = !strcmp(who, name_a);
 		assert_int_equal(a->own[ia], mine);
 		assert_int_equal(b->own[ib], !mine);
+		if (i != (mine ? next_a : next_b) && getenv("NATSBUS_DEBUG"))
+			for (int j = 0; j < a->n; j++)
+				fprintf(stderr, "%lld %s\n", (long long)a->seq[j], a->json[j]);
 		assert_int_equal(i, mine ? next_a++ : next_b++);
 		ib++;
 	}
 	assert_int_equal(next_a, per_node);
 	assert_int_equal(next_b, per_node);
 	return first;
+}
+
+/* The node's events are all acknowledged: published reached n, nothing pending. */
+struct acked {
+	struct bus *B;
+	uint64_t n;
+};
+
+static int all_acked(void *arg)
+{
+	struct acked *a = arg;
+	struct bus_nats_info i;
+	return bus_nats_info(a->B, &i) == 0 && i.published >= a->n && i.pending_bytes == 0;
 }
 
 struct replayed {
@@ -464,6 +486,8 @@ static void test_two_nodes(void **state)
 	assert_int_equal(n, (N + 2) / 3);
 	rec_free(&rp);
 
+	struct acked ack = {A, N};
+	assert_true(until(all_acked, &ack, 10000));
 	struct bus_nats_info info;
 	assert_int_equal(bus_nats_info(A, &info), 0);
 	assert_int_equal(info.published, N);
@@ -476,6 +500,155 @@ static void test_two_nodes(void **state)
 	rec_free(&rb);
 	bus_destroy(A);
 	bus_destroy(B);
+}
+
+static int bus_down(void *arg)
+{
+	struct bus_nats_info i;
+	return bus_nats_info(arg, &i) == 0 && i.failure;
+}
+
+static int types(const struct rec *r, const char *type)
+{
+	int n = 0;
+	for (int i = 0; i < r->n; i++)
+		n += !strcmp(r->type[i], type);
+	return n;
+}
+
+/* nats-server killed (SIGKILL) while events are in flight, more published while it is
+ * gone, then started again: every event arrives at both nodes once, in order. */
+static void test_restart(void **state)
+{
+	(void)state;
+	struct bus *A = node("node-a", 64, 100000, 0), *B = node("node-b", 64, 100000, 0);
+	assert_true(until(consuming, A, 15000));
+	assert_true(until(consuming, B, 15000));
+	struct rec ra = {0}, rb = {0};
+	bus_subscribe(A, &ra.sub, on_rec, &ra);
+	bus_subscribe(B, &rb.sub, on_rec, &rb);
+	enum { N = 300 };
+	for (int i = 0; i < 100; i++) {
+		note(A, "node-a", i, "ses_k1", "ses_k1");
+		note(B, "node-b", i, "ses_k2", "ses_k2");
+	}
+	struct want some = {&ra, 20};
+	assert_true(until(has_notes, &some, 20000)); /* part delivered, part in flight */
+	natstmp_stop(&ns, SIGKILL);
+	for (int i = 100; i < 200; i++) {
+		note(A, "node-a", i, "ses_k1", "ses_k1");
+		note(B, "node-b", i, "ses_k2", "ses_k2");
+	}
+	assert_true(until(bus_down, A, 15000));
+	assert_int_equal(natstmp_restart(&ns), 0);
+	for (int i = 200; i < N; i++) {
+		note(A, "node-a", i, "ses_k1", "ses_k1");
+		note(B, "node-b", i, "ses_k2", "ses_k2");
+	}
+	struct want wa = {&ra, 2 * N}, wb = {&rb, 2 * N};
+	assert_true(until(has_notes, &wa, 60000));
+	assert_true(until(has_notes, &wb, 60000));
+	check_same(&ra, &rb, "node-a", N, 1);
+	assert_int_equal(types(&ra, "resync"), 0);
+	struct acked ack = {A, N};
+	assert_true(until(all_acked, &ack, 10000));
+	struct bus_nats_info ia;
+	assert_int_equal(bus_nats_info(A, &ia), 0);
+	assert_int_equal(ia.published, N);
+	assert_true(ia.reconnects >= 1);
+	assert_true(ia.consumer_restarts >= 1);
+	bus_unsubscribe(A, &ra.sub);
+	bus_unsubscribe(B, &rb.sub);
+	rec_free(&ra);
+	rec_free(&rb);
+	bus_destroy(A);
+	bus_destroy(B);
+}
+
+/* Past the buffer's bound while NATS is gone: new events are dropped and counted, local
+ * subscribers get a resync notice (and another when events flow again), and what was
+ * kept is published in order once NATS is back. */
+static void test_overflow(void **state)
+{
+	(void)state;
+	struct bus *A = node("node-a", 64, 100000, 8192);
+	assert_true(until(consuming, A, 15000));
+	struct rec ra = {0};
+	bus_subscribe(A, &ra.sub, on_rec, &ra);
+	natstmp_stop(&ns, SIGTERM);
+	assert_true(until(bus_down, A, 15000));
+	enum { N = 100 };
+	for (int i = 0; i < N; i++)
+		note(A, "node-a", i, "ses_o1", "ses_o1");
+	assert_int_equal(types(&ra, "resync"), 1); /* at once, while NATS is still gone */
+	assert_int_equal(notes(&ra), 0);
+	struct bus_nats_info info;
+	assert_int_equal(bus_nats_info(A, &info), 0);
+	assert_true(info.dropped > 0 && info.dropped < N);
+	assert_true(info.pending_bytes > 0 && info.pending_bytes <= 8192);
+	int kept = N - (int)info.dropped;
+	assert_int_equal(natstmp_restart(&ns), 0);
+	struct want w = {&ra, kept};
+	assert_true(until(has_notes, &w, 30000));
+	note(A, "node-a", N, "ses_o1", "ses_o1"); /* accepted again: a second notice */
+	assert_int_equal(types(&ra, "resync"), 2);
+	w.n = kept + 1;
+	assert_true(until(has_notes, &w, 30000));
+	int k = 0;
+	for (int i = 0; i < ra.n; i++) {
+		if (strcmp(ra.type[i], "test.note"))
+			continue;
+		char who[32];
+		int at;
+		note_of(ra.json[i], who, sizeof(who), &at);
+		assert_int_equal(at, k < kept ? k : N); /* the first `kept`, then the new one */
+		k++;
+	}
+	struct acked ack = {A, (uint64_t)kept + 1};
+	assert_true(until(all_acked, &ack, 10000)); /* the worker counts acks as it pops them */
+	bus_unsubscribe(A, &ra.sub);
+	rec_free(&ra);
+	bus_destroy(A);
+}
+
+/* A stream that keeps 50 events: a replay from before its first seq is a resync; from
+ * its first seq on it is served from JetStream and the ring. */
+static void test_retention(void **state)
+{
+	(void)state;
+	struct natstmp own;
+	assert_int_equal(natstmp_start(&own), 0);
+	struct bus *A = node_at(own.url, "node-a", 16, 50, 0);
+	assert_true(until(consuming, A, 15000));
+	struct rec ra = {0};
+	bus_subscribe(A, &ra.sub, on_rec, &ra);
+	struct want w = {&ra, 0};
+	for (int i = 0; i < 120; i++) { /* at the consumer's pace: none leaves unread */
+		note(A, "node-a", i, "ses_t1", "ses_t1");
+		w.n = i + 1;
+		assert_true(until(has_notes, &w, 20000));
+	}
+	int64_t last = bus_last_seq(A);
+	assert_int_equal(last, 120);
+	int64_t oldest = 0;
+	/* the worker looks at the stream's first seq every 2 s */
+	struct rec rp = {0};
+	int64_t upto;
+	for (int i = 0; i < 100 && (oldest = bus_oldest_seq(A)) != last - 49; i++) {
+		struct want none = {&rp, 1};
+		until(has_notes, &none, 100);
+	}
+	assert_int_equal(oldest, last - 49);
+	assert_int_equal(bus_replay(A, 10, NULL, 0, on_replayed, &rp, 1000, &upto), BUS_RESYNC);
+	assert_int_equal(bus_replay(A, oldest - 1, NULL, 0, on_replayed, &rp, 1000, &upto), 50);
+	assert_int_equal(upto, last);
+	for (int i = 0; i < rp.n; i++)
+		assert_int_equal(rp.seq[i], oldest + i);
+	rec_free(&rp);
+	bus_unsubscribe(A, &ra.sub);
+	rec_free(&ra);
+	bus_destroy(A);
+	natstmp_destroy(&own);
 }
 
 int main(void)
@@ -496,6 +669,9 @@ int main(void)
 		cmocka_unit_test(test_bad_url),
 		cmocka_unit_test(test_reconnect),
 		cmocka_unit_test(test_two_nodes),
+		cmocka_unit_test(test_restart),
+		cmocka_unit_test(test_overflow),
+		cmocka_unit_test(test_retention),
 	};
 	rc = cmocka_run_group_tests(tests, NULL, NULL);
 	loop_destroy(L);
