@@ -13,7 +13,10 @@
 #include <string.h>
 
 #include "bus.h"
+#include "engine.h"
+#include "hooks.h"
 #include "jw.h"
+#include "pgtmp.h"
 #include "loop.h"
 #include "natslink.h"
 #include "natstmp.h"
@@ -651,6 +654,101 @@ static void test_retention(void **state)
 	natstmp_destroy(&own);
 }
 
+/* ---- two engines (nodes) on one PostgreSQL store and one NATS ---- */
+
+static int count_event(void *arg, const struct hook_ctx *ctx, void *data, char *why, size_t n)
+{
+	(void)ctx;
+	(void)data;
+	(void)why;
+	(void)n;
+	++*(int *)arg;
+	return 0;
+}
+
+static int idle_seen(void *arg)
+{
+	return types(arg, "session.idle") > 0;
+}
+
+/* A node's engine on the NATS bus: its subscribers see its own turn's events and
+ * another node's; its plugins (event hooks) hear only its own. (One gateway per
+ * PostgreSQL database for now: the other node is a bare bus.) A SQLite store is
+ * refused for the NATS bus. */
+static void test_engine_hooks(void **state)
+{
+	(void)state;
+	struct pgtmp pg;
+	int rc = pgtmp_start(&pg);
+	if (rc == PGTMP_NONE) {
+		printf("test_engine_hooks: SKIPPED: PostgreSQL's server is not installed\n");
+		skip();
+	}
+	assert_int_equal(rc, 0);
+	char url[200], d1[] = "/tmp/ag-natsbus-XXXXXX";
+	assert_int_equal(pgtmp_createdb(&pg, "natsbus", url, sizeof(url)), 0);
+	assert_non_null(mkdtemp(d1));
+	struct err e = {0};
+	struct engine_opts o1 = {.data_dir = d1, .owner = "test node n1", .store = url,
+				 .bus = ns.url, .node = "n1"};
+	struct engine *E1 = engine_create(L, &o1, &e);
+	if (!E1)
+		fail_msg("engine n1: %s", e.msg);
+	struct bus *B1 = engine_bus(E1), *B2 = node("n2", 64, 100000, 0);
+	assert_string_equal(natslink_node(bus_natslink(B1)), "n1");
+	assert_true(until(consuming, B1, 15000));
+	assert_true(until(consuming, B2, 15000));
+	int hooked = 0;
+	assert_int_equal(hooks_add(E1, HOOK_EVENT, "test", count_event, &hooked), 0);
+	struct rec r1 = {0}, r2 = {0};
+	bus_subscribe(B1, &r1.sub, on_rec, &r1);
+	bus_subscribe(B2, &r2.sub, on_rec, &r2);
+
+	char sid[64];
+	struct session_params sp = {.title = "on n1"};
+	assert_int_equal(engine_session_create(E1, &sp, sid, &e), 0);
+	struct prompt p = {.session_id = sid, .text = "hello", .source = "http"};
+	struct prompt_result pr;
+	assert_int_equal(engine_prompt(E1, &p, &pr, NULL, &e), 0);
+	note(B2, "n2", 0, "ses_other", "ses_other");
+	assert_true(until(idle_seen, &r1, 30000));
+	struct want w1 = {&r1, 1}, w2 = {&r2, 1};
+	assert_true(until(has_notes, &w1, 30000));
+	assert_true(until(idle_seen, &r2, 30000));
+	assert_true(until(has_notes, &w2, 30000));
+	/* both nodes saw the same events in the same order */
+	assert_int_equal(r1.n, r2.n);
+	int own = 0;
+	for (int i = 0; i < r1.n; i++) {
+		assert_int_equal(r1.seq[i], r2.seq[i]);
+		assert_string_equal(r1.json[i], r2.json[i]);
+		assert_int_equal(r1.own[i], strcmp(r1.type[i], "test.note") != 0);
+		assert_int_equal(r2.own[i], !r1.own[i]);
+		own += r1.own[i];
+	}
+	assert_true(own >= 3); /* the turn's events, at least */
+	assert_int_equal(hooked, own); /* n1's plugins hear n1's events, not n2's note */
+
+	bus_unsubscribe(B1, &r1.sub);
+	bus_unsubscribe(B2, &r2.sub);
+	rec_free(&r1);
+	rec_free(&r2);
+	engine_destroy(E1);
+	bus_destroy(B2);
+
+	/* nodes share the store: one node's SQLite file cannot be it */
+	struct engine_opts o3 = {.data_dir = d1, .owner = "test node n3", .bus = ns.url};
+	assert_null(engine_create(L, &o3, &e));
+	assert_string_equal(e.msg, "--bus nats:// needs --store postgres://: nodes share the store");
+	struct engine_opts o4 = {.data_dir = d1, .owner = "test", .store = url, .bus = "nats:/x"};
+	assert_null(engine_create(L, &o4, &e));
+	assert_non_null(strstr(e.msg, "expected local or nats://HOST:PORT"));
+	char cmd[200];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d1);
+	assert_int_equal(system(cmd), 0);
+	pgtmp_destroy(&pg);
+}
+
 int main(void)
 {
 	int rc = natstmp_start(&ns);
@@ -672,6 +770,7 @@ int main(void)
 		cmocka_unit_test(test_restart),
 		cmocka_unit_test(test_overflow),
 		cmocka_unit_test(test_retention),
+		cmocka_unit_test(test_engine_hooks),
 	};
 	rc = cmocka_run_group_tests(tests, NULL, NULL);
 	loop_destroy(L);
