@@ -13,7 +13,10 @@
 #include <string.h>
 
 #include "bus.h"
+#include "engine.h"
+#include "hooks.h"
 #include "jw.h"
+#include "pgtmp.h"
 #include "loop.h"
 #include "natslink.h"
 #include "natstmp.h"
@@ -293,16 +296,22 @@ static int has_notes(void *arg)
 	return notes(w->r) >= w->n;
 }
 
-static struct bus *node(const char *name, size_t ring, int64_t keep, size_t max_pending)
+static struct bus *node_at(const char *url, const char *name, size_t ring, int64_t keep,
+			   size_t max_pending)
 {
 	struct err e = {0};
-	struct bus *B = bus_create_nats(L, ns.url, name, ring, keep, max_pending, &e);
+	struct bus *B = bus_create_nats(L, url, name, ring, keep, max_pending, &e);
 	if (!B)
 		fprintf(stderr, "bus_create_nats: %s\n", e.msg);
 	assert_non_null(B);
 	assert_non_null(bus_natslink(B));
 	assert_string_equal(natslink_node(bus_natslink(B)), name);
 	return B;
+}
+
+static struct bus *node(const char *name, size_t ring, int64_t keep, size_t max_pending)
+{
+	return node_at(ns.url, name, ring, keep, max_pending);
 }
 
 static int consuming(void *arg)
@@ -387,12 +396,28 @@ static int64_t check_same(struct rec *a, struct rec *b, const char *name_a, int 
 		int mine = !strcmp(who, name_a);
 		assert_int_equal(a->own[ia], mine);
 		assert_int_equal(b->own[ib], !mine);
+		if (i != (mine ? next_a : next_b) && getenv("NATSBUS_DEBUG"))
+			for (int j = 0; j < a->n; j++)
+				fprintf(stderr, "%lld %s\n", (long long)a->seq[j], a->json[j]);
 		assert_int_equal(i, mine ? next_a++ : next_b++);
 		ib++;
 	}
 	assert_int_equal(next_a, per_node);
 	assert_int_equal(next_b, per_node);
 	return first;
+}
+
+/* The node's events are all acknowledged: published reached n, nothing pending. */
+struct acked {
+	struct bus *B;
+	uint64_t n;
+};
+
+static int all_acked(void *arg)
+{
+	struct acked *a = arg;
+	struct bus_nats_info i;
+	return bus_nats_info(a->B, &i) == 0 && i.published >= a->n && i.pending_bytes == 0;
 }
 
 struct replayed {
@@ -464,6 +489,8 @@ static void test_two_nodes(void **state)
 	assert_int_equal(n, (N + 2) / 3);
 	rec_free(&rp);
 
+	struct acked ack = {A, N};
+	assert_true(until(all_acked, &ack, 10000));
 	struct bus_nats_info info;
 	assert_int_equal(bus_nats_info(A, &info), 0);
 	assert_int_equal(info.published, N);
@@ -476,6 +503,250 @@ static void test_two_nodes(void **state)
 	rec_free(&rb);
 	bus_destroy(A);
 	bus_destroy(B);
+}
+
+static int bus_down(void *arg)
+{
+	struct bus_nats_info i;
+	return bus_nats_info(arg, &i) == 0 && i.failure;
+}
+
+static int types(const struct rec *r, const char *type)
+{
+	int n = 0;
+	for (int i = 0; i < r->n; i++)
+		n += !strcmp(r->type[i], type);
+	return n;
+}
+
+/* nats-server killed (SIGKILL) while events are in flight, more published while it is
+ * gone, then started again: every event arrives at both nodes once, in order. */
+static void test_restart(void **state)
+{
+	(void)state;
+	struct bus *A = node("node-a", 64, 100000, 0), *B = node("node-b", 64, 100000, 0);
+	assert_true(until(consuming, A, 15000));
+	assert_true(until(consuming, B, 15000));
+	struct rec ra = {0}, rb = {0};
+	bus_subscribe(A, &ra.sub, on_rec, &ra);
+	bus_subscribe(B, &rb.sub, on_rec, &rb);
+	enum { N = 300 };
+	for (int i = 0; i < 100; i++) {
+		note(A, "node-a", i, "ses_k1", "ses_k1");
+		note(B, "node-b", i, "ses_k2", "ses_k2");
+	}
+	struct want some = {&ra, 20};
+	assert_true(until(has_notes, &some, 20000)); /* part delivered, part in flight */
+	natstmp_stop(&ns, SIGKILL);
+	for (int i = 100; i < 200; i++) {
+		note(A, "node-a", i, "ses_k1", "ses_k1");
+		note(B, "node-b", i, "ses_k2", "ses_k2");
+	}
+	assert_true(until(bus_down, A, 15000));
+	assert_int_equal(natstmp_restart(&ns), 0);
+	for (int i = 200; i < N; i++) {
+		note(A, "node-a", i, "ses_k1", "ses_k1");
+		note(B, "node-b", i, "ses_k2", "ses_k2");
+	}
+	struct want wa = {&ra, 2 * N}, wb = {&rb, 2 * N};
+	assert_true(until(has_notes, &wa, 60000));
+	assert_true(until(has_notes, &wb, 60000));
+	check_same(&ra, &rb, "node-a", N, 1);
+	assert_int_equal(types(&ra, "resync"), 0);
+	struct acked ack = {A, N};
+	assert_true(until(all_acked, &ack, 10000));
+	struct bus_nats_info ia;
+	assert_int_equal(bus_nats_info(A, &ia), 0);
+	assert_int_equal(ia.published, N);
+	assert_true(ia.reconnects >= 1);
+	assert_true(ia.consumer_restarts >= 1);
+	bus_unsubscribe(A, &ra.sub);
+	bus_unsubscribe(B, &rb.sub);
+	rec_free(&ra);
+	rec_free(&rb);
+	bus_destroy(A);
+	bus_destroy(B);
+}
+
+/* Past the buffer's bound while NATS is gone: new events are dropped and counted, local
+ * subscribers get a resync notice (and another when events flow again), and what was
+ * kept is published in order once NATS is back. */
+static void test_overflow(void **state)
+{
+	(void)state;
+	struct bus *A = node("node-a", 64, 100000, 8192);
+	assert_true(until(consuming, A, 15000));
+	struct rec ra = {0};
+	bus_subscribe(A, &ra.sub, on_rec, &ra);
+	natstmp_stop(&ns, SIGTERM);
+	assert_true(until(bus_down, A, 15000));
+	enum { N = 100 };
+	for (int i = 0; i < N; i++)
+		note(A, "node-a", i, "ses_o1", "ses_o1");
+	assert_int_equal(types(&ra, "resync"), 1); /* at once, while NATS is still gone */
+	assert_int_equal(notes(&ra), 0);
+	struct bus_nats_info info;
+	assert_int_equal(bus_nats_info(A, &info), 0);
+	assert_true(info.dropped > 0 && info.dropped < N);
+	assert_true(info.pending_bytes > 0 && info.pending_bytes <= 8192);
+	int kept = N - (int)info.dropped;
+	assert_int_equal(natstmp_restart(&ns), 0);
+	struct want w = {&ra, kept};
+	assert_true(until(has_notes, &w, 30000));
+	note(A, "node-a", N, "ses_o1", "ses_o1"); /* accepted again: a second notice */
+	assert_int_equal(types(&ra, "resync"), 2);
+	w.n = kept + 1;
+	assert_true(until(has_notes, &w, 30000));
+	int k = 0;
+	for (int i = 0; i < ra.n; i++) {
+		if (strcmp(ra.type[i], "test.note"))
+			continue;
+		char who[32];
+		int at;
+		note_of(ra.json[i], who, sizeof(who), &at);
+		assert_int_equal(at, k < kept ? k : N); /* the first `kept`, then the new one */
+		k++;
+	}
+	struct acked ack = {A, (uint64_t)kept + 1};
+	assert_true(until(all_acked, &ack, 10000)); /* the worker counts acks as it pops them */
+	bus_unsubscribe(A, &ra.sub);
+	rec_free(&ra);
+	bus_destroy(A);
+}
+
+/* A stream that keeps 50 events: a replay from before its first seq is a resync; from
+ * its first seq on it is served from JetStream and the ring. */
+static void test_retention(void **state)
+{
+	(void)state;
+	struct natstmp own;
+	assert_int_equal(natstmp_start(&own), 0);
+	struct bus *A = node_at(own.url, "node-a", 16, 50, 0);
+	assert_true(until(consuming, A, 15000));
+	struct rec ra = {0};
+	bus_subscribe(A, &ra.sub, on_rec, &ra);
+	struct want w = {&ra, 0};
+	for (int i = 0; i < 120; i++) { /* at the consumer's pace: none leaves unread */
+		note(A, "node-a", i, "ses_t1", "ses_t1");
+		w.n = i + 1;
+		assert_true(until(has_notes, &w, 20000));
+	}
+	int64_t last = bus_last_seq(A);
+	assert_int_equal(last, 120);
+	int64_t oldest = 0;
+	/* the worker looks at the stream's first seq every 2 s */
+	struct rec rp = {0};
+	int64_t upto;
+	for (int i = 0; i < 100 && (oldest = bus_oldest_seq(A)) != last - 49; i++) {
+		struct want none = {&rp, 1};
+		until(has_notes, &none, 100);
+	}
+	assert_int_equal(oldest, last - 49);
+	assert_int_equal(bus_replay(A, 10, NULL, 0, on_replayed, &rp, 1000, &upto), BUS_RESYNC);
+	assert_int_equal(bus_replay(A, oldest - 1, NULL, 0, on_replayed, &rp, 1000, &upto), 50);
+	assert_int_equal(upto, last);
+	for (int i = 0; i < rp.n; i++)
+		assert_int_equal(rp.seq[i], oldest + i);
+	rec_free(&rp);
+	bus_unsubscribe(A, &ra.sub);
+	rec_free(&ra);
+	bus_destroy(A);
+	natstmp_destroy(&own);
+}
+
+/* ---- two engines (nodes) on one PostgreSQL store and one NATS ---- */
+
+static int count_event(void *arg, const struct hook_ctx *ctx, void *data, char *why, size_t n)
+{
+	(void)ctx;
+	(void)data;
+	(void)why;
+	(void)n;
+	++*(int *)arg;
+	return 0;
+}
+
+static int idle_seen(void *arg)
+{
+	return types(arg, "session.idle") > 0;
+}
+
+/* A node's engine on the NATS bus: its subscribers see its own turn's events and
+ * another node's; its plugins (event hooks) hear only its own. (One gateway per
+ * PostgreSQL database for now: the other node is a bare bus.) A SQLite store is
+ * refused for the NATS bus. */
+static void test_engine_hooks(void **state)
+{
+	(void)state;
+	struct pgtmp pg;
+	int rc = pgtmp_start(&pg);
+	if (rc == PGTMP_NONE) {
+		printf("test_engine_hooks: SKIPPED: PostgreSQL's server is not installed\n");
+		skip();
+	}
+	assert_int_equal(rc, 0);
+	char url[200], d1[] = "/tmp/ag-natsbus-XXXXXX";
+	assert_int_equal(pgtmp_createdb(&pg, "natsbus", url, sizeof(url)), 0);
+	assert_non_null(mkdtemp(d1));
+	struct err e = {0};
+	struct engine_opts o1 = {.data_dir = d1, .owner = "test node n1", .store = url,
+				 .bus = ns.url, .node = "n1"};
+	struct engine *E1 = engine_create(L, &o1, &e);
+	if (!E1)
+		fail_msg("engine n1: %s", e.msg);
+	struct bus *B1 = engine_bus(E1), *B2 = node("n2", 64, 100000, 0);
+	assert_string_equal(natslink_node(bus_natslink(B1)), "n1");
+	assert_true(until(consuming, B1, 15000));
+	assert_true(until(consuming, B2, 15000));
+	int hooked = 0;
+	assert_int_equal(hooks_add(E1, HOOK_EVENT, "test", count_event, &hooked), 0);
+	struct rec r1 = {0}, r2 = {0};
+	bus_subscribe(B1, &r1.sub, on_rec, &r1);
+	bus_subscribe(B2, &r2.sub, on_rec, &r2);
+
+	char sid[64];
+	struct session_params sp = {.title = "on n1"};
+	assert_int_equal(engine_session_create(E1, &sp, sid, &e), 0);
+	struct prompt p = {.session_id = sid, .text = "hello", .source = "http"};
+	struct prompt_result pr;
+	assert_int_equal(engine_prompt(E1, &p, &pr, NULL, &e), 0);
+	note(B2, "n2", 0, "ses_other", "ses_other");
+	assert_true(until(idle_seen, &r1, 30000));
+	struct want w1 = {&r1, 1}, w2 = {&r2, 1};
+	assert_true(until(has_notes, &w1, 30000));
+	assert_true(until(idle_seen, &r2, 30000));
+	assert_true(until(has_notes, &w2, 30000));
+	/* both nodes saw the same events in the same order */
+	assert_int_equal(r1.n, r2.n);
+	int own = 0;
+	for (int i = 0; i < r1.n; i++) {
+		assert_int_equal(r1.seq[i], r2.seq[i]);
+		assert_string_equal(r1.json[i], r2.json[i]);
+		assert_int_equal(r1.own[i], strcmp(r1.type[i], "test.note") != 0);
+		assert_int_equal(r2.own[i], !r1.own[i]);
+		own += r1.own[i];
+	}
+	assert_true(own >= 3); /* the turn's events, at least */
+	assert_int_equal(hooked, own); /* n1's plugins hear n1's events, not n2's note */
+
+	bus_unsubscribe(B1, &r1.sub);
+	bus_unsubscribe(B2, &r2.sub);
+	rec_free(&r1);
+	rec_free(&r2);
+	engine_destroy(E1);
+	bus_destroy(B2);
+
+	/* nodes share the store: one node's SQLite file cannot be it */
+	struct engine_opts o3 = {.data_dir = d1, .owner = "test node n3", .bus = ns.url};
+	assert_null(engine_create(L, &o3, &e));
+	assert_string_equal(e.msg, "--bus nats:// needs --store postgres://: nodes share the store");
+	struct engine_opts o4 = {.data_dir = d1, .owner = "test", .store = url, .bus = "nats:/x"};
+	assert_null(engine_create(L, &o4, &e));
+	assert_non_null(strstr(e.msg, "expected local or nats://HOST:PORT"));
+	char cmd[200];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d1);
+	assert_int_equal(system(cmd), 0);
+	pgtmp_destroy(&pg);
 }
 
 int main(void)
@@ -496,6 +767,10 @@ int main(void)
 		cmocka_unit_test(test_bad_url),
 		cmocka_unit_test(test_reconnect),
 		cmocka_unit_test(test_two_nodes),
+		cmocka_unit_test(test_restart),
+		cmocka_unit_test(test_overflow),
+		cmocka_unit_test(test_retention),
+		cmocka_unit_test(test_engine_hooks),
 	};
 	rc = cmocka_run_group_tests(tests, NULL, NULL);
 	loop_destroy(L);

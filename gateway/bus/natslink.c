@@ -245,6 +245,7 @@ static int set_options(struct natslink *N)
 	       natsOptions_SetCustomReconnectDelay(N->opts, backoff, N) != NATS_OK ||
 	       natsOptions_SetTimeout(N->opts, 2000) != NATS_OK ||
 	       natsOptions_SetPingInterval(N->opts, 2000) != NATS_OK ||
+
 	       natsOptions_SetDisconnectedCB(N->opts, on_disconnected, N) != NATS_OK ||
 	       natsOptions_SetReconnectedCB(N->opts, on_connected, N) != NATS_OK ||
 	       natsOptions_SetClosedCB(N->opts, on_closed, N) != NATS_OK ||

@@ -10,11 +10,16 @@
  * mutex covers what they share; nobody holds it across a call into libnats that can
  * wait on the network.
  *
- * Order. JetStream stores one connection's messages in the order sent. After an error
- * ack the window shrinks to one message until a message is stored again, so a retried
- * event is never stored behind a later one (a reconnect starts the same way). Resends
- * carry the same Nats-Msg-Id, so what was stored already is acknowledged as a duplicate
- * (JetStream's duplicate window, 2 minutes), not stored twice.
+ * Order. JetStream stores one connection's messages in the order sent. Events go out on
+ * a connection of the worker's own that never reconnects by itself: libnats holds what
+ * is published while it reconnects and sends it first once back, ahead of the older
+ * events this log must resend, so that connection is replaced instead (a new one, then
+ * everything unacknowledged again, oldest first). After an error ack, or on a new
+ * connection, the window is one message until one is stored, so a retried event is
+ * never stored behind a later one. Resends carry the same Nats-Msg-Id, so what was
+ * stored already is acknowledged as a duplicate (JetStream's duplicate window, 2
+ * minutes), not stored twice. Acks, the consumer and the JetStream API use the link's
+ * connection (natslink.c).
  *
  * The consumer: push, ephemeral, no acks, flow control and heartbeats, from a stream
  * seq. on_msg checks the consumer's own sequence: a gap (a message lost in transit, a
@@ -82,6 +87,7 @@ struct natslog {
 	natsSubscription *ack_sub;
 	pthread_t thread;
 	int thread_started;
+	natsConnection *pc; /* the worker's: events are published on it alone */
 
 	pthread_mutex_t mu; /* everything below up to "loop only" */
 	pthread_cond_t cond;
@@ -429,10 +435,54 @@ static void pop_acked(struct natslog *G)
 	}
 }
 
+/* The worker's publishing connection, made (unlocked) when there is none or it closed:
+ * 0 when there is one. A new one resends everything unacknowledged. */
+static int publisher(struct natslog *G)
+{
+	if (G->pc && !natsConnection_IsClosed(G->pc))
+		return 0;
+	if (G->pc) {
+		natsConnection_Destroy(G->pc);
+		G->pc = NULL;
+	}
+	natsOptions *o = NULL;
+	char name[128];
+	snprintf(name, sizeof(name), "agentgate %s events", G->node);
+	pthread_mutex_unlock(&G->mu);
+	natsStatus s = natsOptions_Create(&o);
+	if (s == NATS_OK)
+		s = natsOptions_SetURL(o, natslink_url(G->N));
+	if (s == NATS_OK)
+		s = natsOptions_SetName(o, name);
+	if (s == NATS_OK)
+		s = natsOptions_SetAllowReconnect(o, false);
+	if (s == NATS_OK)
+		s = natsOptions_SetTimeout(o, JS_WAIT_MS);
+	if (s == NATS_OK)
+		s = natsOptions_SetPingInterval(o, 2000);
+	natsConnection *pc = NULL;
+	if (s == NATS_OK)
+		s = natsConnection_Connect(&pc, o);
+	natsOptions_Destroy(o);
+	pthread_mutex_lock(&G->mu);
+	if (s != NATS_OK)
+		return -1;
+	G->pc = pc;
+	G->careful = 1;
+	rewind_all(G);
+	return 0;
+}
+
 /* Under G->mu, released around each send. */
 static void send_some(struct natslog *G)
 {
-	natsConnection *nc = natslink_nc(G->N);
+	if (!G->cursor || G->rewind_at || G->stop || !G->ready)
+		return;
+	if (publisher(G)) {
+		G->rewind_at = mono_us() + RETRY_US;
+		return;
+	}
+	natsConnection *nc = G->pc;
 	while (G->cursor && !G->rewind_at && !G->stop && G->ready) {
 		uint64_t inflight = G->cursor->id - G->head->id;
 		if (inflight >= (G->careful ? 1u : WINDOW))
@@ -619,6 +669,10 @@ static void *worker(void *arg)
 		wait_us(G, G->rewind_at ? RETRY_US : 50000);
 	}
 	pthread_mutex_unlock(&G->mu);
+	if (G->pc) {
+		natsConnection_Close(G->pc);
+		natsConnection_Destroy(G->pc);
+	}
 	return NULL;
 }
 
@@ -819,12 +873,13 @@ struct replay_page {
 	int done;
 };
 
-/* One fetched batch: delivers what matches, until the ring's range, max, or the end. */
+/* One fetched batch: delivers what matches, until the ring's range or max; how many of
+ * its messages were examined (all: the batch is done with), or -1. */
 static int replay_batch(struct replay_page *c, natsMsgList *list)
 {
-	for (int i = 0; i < list->Count && !c->done && c->n < c->max; i++) {
-		uint64_t pending = 0;
-		int64_t seq = stream_seq(list->Msgs[i], NULL, &pending);
+	int i = 0;
+	for (; i < list->Count && !c->done && c->n < c->max; i++) {
+		int64_t seq = stream_seq(list->Msgs[i], NULL, NULL);
 		if (seq < 0)
 			return -1;
 		if (seq >= c->stop_before) {
@@ -838,10 +893,8 @@ static int replay_batch(struct replay_page *c, natsMsgList *list)
 			c->n++;
 		}
 		event_unref(ev);
-		if (!pending)
-			c->done = 1;
 	}
-	return 0;
+	return i;
 }
 
 /* Events since < seq < stop_before from JetStream, through an ephemeral pull consumer
@@ -876,28 +929,37 @@ static int replay_js(struct natslog *G, int64_t since, int64_t stop_before, cons
 				.arg = arg, .max = max, .pos = since, .stop_before = stop_before};
 	int64_t end = mono_us() + REPLAY_BUDGET_US;
 	int rc = 0;
-	while (!c.done && c.n < max && mono_us() < end) {
+	/* how many match from since + 1 to the stream's end: the fetches stop there */
+	jsConsumerInfo *ci = NULL;
+	uint64_t total = 0, got = 0;
+	if (natsSubscription_GetConsumerInfo(&ci, sub, &jo, &jerr) != NATS_OK)
+		rc = -1;
+	else
+		total = ci->NumPending;
+	jsConsumerInfo_Destroy(ci);
+	c.done = !rc && !total;
+	while (!rc && !c.done && c.n < max) {
+		int64_t left_ms = (end - mono_us()) / 1000;
+		if (left_ms <= 0)
+			break;
 		natsMsgList list = {0};
-		jsFetchRequest fr;
-		jsFetchRequest_Init(&fr);
-		fr.Batch = REPLAY_BATCH;
-		fr.NoWait = true;
-		fr.Expires = (int64_t)JS_WAIT_MS * 1000000;
-		natsStatus s = natsSubscription_FetchRequest(&list, sub, &fr);
-		if ((s == NATS_NOT_FOUND || s == NATS_TIMEOUT) && !list.Count)
-			c.done = 1; /* nothing more matches */
-		else if (s != NATS_OK || replay_batch(&c, &list)) {
+		uint64_t want = total - got < REPLAY_BATCH ? total - got : REPLAY_BATCH;
+		natsStatus s = natsSubscription_Fetch(&list, sub, (int)want, left_ms, &jerr);
+		if (s == NATS_TIMEOUT && !list.Count)
+			break; /* the budget is spent: the page ends here */
+		int seen = s == NATS_OK ? replay_batch(&c, &list) : -1;
+		if (seen < 0) {
 			log_error("nats: reading the stream " STREAM " after %lld: %s",
 				  (long long)c.pos, s != NATS_OK ? natsStatus_GetText(s) : "bad metadata");
 			rc = -1;
 		}
+		got += (uint64_t)list.Count;
+		c.done |= seen == list.Count && got >= total; /* the last match examined */
 		natsMsgList_Destroy(&list);
-		if (rc)
-			break;
 	}
 	natsSubscription_Unsubscribe(sub);
 	natsSubscription_Destroy(sub);
-	if (rc)
+	if (rc || (!c.done && c.pos == since)) /* not a step forward: the caller resyncs */
 		return -1;
 	*upto = c.done ? stop_before - 1 : c.pos;
 	return c.n;

@@ -272,6 +272,17 @@ static int do_health(struct engine *E, const cJSON *p, struct jw *w, struct err 
 		jw_key(w, "cluster");
 		engine_cluster_json(E, w);
 	}
+	struct bus_nats_info nats;
+	if (!bus_nats_info(engine_bus(E), &nats)) { /* --bus nats:// only */
+		jw_key(w, "bus");
+		jw_obj(w);
+		jw_kstr(w, "kind", "nats");
+		jw_kstr(w, "url", nats.url);
+		jw_kbool(w, "connected", !nats.failure);
+		if (nats.failure)
+			jw_kstr(w, "error", nats.failure);
+		jw_obj_end(w);
+	}
 	jw_obj_end(w);
 	return 0;
 }

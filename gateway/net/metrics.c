@@ -168,6 +168,37 @@ static void provider_part(struct server *S, struct jw *w)
 
 /* ---- the event bus and its subscribers ---- */
 
+static void counter(struct jw *w, const char *name, const char *help, double v)
+{
+	family(w, name, "counter", help);
+	sample(w, name, NULL, NULL, NULL, NULL, v);
+}
+
+/* The NATS bus (--bus nats://): its connection and this node's events (bus.h). */
+static void nats_part(struct bus *B, struct jw *w)
+{
+	struct bus_nats_info i;
+	if (bus_nats_info(B, &i))
+		return;
+	gauge(w, "agentgate_nats_connected", "1 while connected to NATS (--bus nats://).",
+	      i.failure ? 0 : 1);
+	counter(w, "agentgate_nats_reconnects_total", "Times the NATS connection came back.",
+		(double)i.reconnects);
+	counter(w, "agentgate_nats_events_published_total",
+		"This node's events stored by JetStream.", (double)i.published);
+	gauge(w, "agentgate_nats_events_pending_bytes",
+	      "This node's events waiting for JetStream (bus_buffer_bytes at most).",
+	      (double)i.pending_bytes);
+	counter(w, "agentgate_nats_events_dropped_total",
+		"This node's events dropped: the buffer was full (subscribers were told to resync).",
+		(double)i.dropped);
+	counter(w, "agentgate_nats_consumer_restarts_total",
+		"The event consumer re-created (a reconnect, a gap, missed heartbeats).",
+		(double)i.consumer_restarts);
+	counter(w, "agentgate_nats_duplicates_total",
+		"Stream messages received again and skipped (delivered once).", (double)i.duplicates);
+}
+
 static void bus_part(struct server *S, struct jw *w)
 {
 	struct bus *B = engine_bus(S->E);
@@ -202,6 +233,7 @@ static void bus_part(struct server *S, struct jw *w)
 	       "Subscribers cut off for falling behind (server.subscriber_max_bytes or _max_behind_ms).");
 	sample(w, "agentgate_bus_subscribers_dropped_total", NULL, NULL, NULL, NULL,
 	       (double)bus_dropped(B));
+	nats_part(B, w);
 	gauge(w, "agentgate_connections", "HTTP requests, streams and WebSockets open.", S->nconns);
 	gauge(w, "agentgate_connections_max", "server.max_connections.", S->max_conns);
 }
@@ -352,12 +384,6 @@ static void process_part(struct jw *w)
 }
 
 /* ---- a cluster node (engine/cluster.c, forward.c) ---- */
-
-static void counter(struct jw *w, const char *name, const char *help, uint64_t v)
-{
-	family(w, name, "counter", help);
-	sample(w, name, NULL, NULL, NULL, NULL, (double)v);
-}
 
 static void cluster_part(struct server *S, struct jw *w)
 {
