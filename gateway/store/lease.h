@@ -20,7 +20,8 @@
 struct lease;
 
 /* Connects to the PostgreSQL URL as node (its schema: store_pg.c's migration 2, which
- * the store has run). url_of_node is how the node is reached (for GET /global/health).
+ * the store has run). url_of_node is how the node is reached (for GET /global/health;
+ * NULL: unknown).
  * NULL with e (ERR_UNAVAILABLE: PostgreSQL cannot be reached). */
 struct lease *lease_open(const char *url, const char *node, const char *url_of_node,
 			 int64_t expiry_ms, struct err *e);

@@ -102,7 +102,7 @@ struct lease *lease_open(const char *url, const char *node, const char *url_of_n
 			 int64_t expiry_ms, struct err *e)
 {
 	struct lease *Ls = calloc(1, sizeof(*Ls));
-	if (!Ls || !(Ls->url = strdup(url)) || !(Ls->node_url = strdup(url_of_node))) {
+	if (!Ls || !(Ls->url = strdup(url)) || !(Ls->node_url = strdup(url_of_node ? url_of_node : ""))) {
 		if (Ls)
 			free(Ls->url);
 		free(Ls);
