@@ -281,9 +281,11 @@ static void adopt_orphan(void *arg, const char *root)
 	struct cluster *C = arg;
 	char node[LEASE_NODE_MAX];
 	struct err e = {0};
-	if (*find(C, root) || lease_take(C->Ls, root, 1, node, &e) != 0)
+	/* a free lease (handed over by a draining node) is taken at once; an expired one
+	 * only once this node may take over */
+	if (*find(C, root) || lease_take(C->Ls, root, may_take_over(C), node, &e) != 0)
 		return;
-	log_info("cluster: node %s takes over session tree %s (its node is gone)",
+	log_info("cluster: node %s takes over session tree %s (its node left or died)",
 		 lease_node(C->Ls), root);
 	C->adopted++;
 	if (adopt(C, root))
@@ -293,9 +295,8 @@ static void adopt_orphan(void *arg, const char *root)
 static void release_idle(struct cluster *C, struct held *h)
 {
 	struct err e = {0};
-	if (engine_tree_busy(C->E, h->root))
-		return;
-	if (!C->draining && now_ms() - h->used < IDLE_RELEASE_MS)
+	if (C->draining ? turn_hand_over_tree(C->E, h->root) < 0
+			: engine_tree_busy(C->E, h->root) || now_ms() - h->used < IDLE_RELEASE_MS)
 		return;
 	/* draining without PostgreSQL: the lease expires by itself (lease-ms) */
 	if (lease_release(C->Ls, h->root, &e)) {
@@ -314,7 +315,7 @@ static void tick(struct timer *t)
 	struct err e = {0};
 	int64_t every = lease_expiry_ms(C->Ls) / 3;
 	renew(C);
-	if (!C->draining && may_take_over(C) &&
+	if (!C->draining && !C->failure[0] &&
 	    lease_orphans(C->Ls, ORPHANS_PER_TICK, adopt_orphan, C, &e) < 0)
 		set_failure(C, &e);
 	each_held(C, release_idle);

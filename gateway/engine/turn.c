@@ -441,10 +441,27 @@ void turn_waiter_cancel(struct engine *E, struct turn_waiter *w)
 	w->turn = NULL;
 }
 
+static void running_probe(struct session *s, void *arg)
+{
+	*(int *)arg |= s->cur != NULL;
+}
+
+/* Does a session of the tree run a turn (which may wait on this session's next)? */
+static int tree_running(struct engine *E, const char *root)
+{
+	int running = 0;
+	session_for_tree(E, root, running_probe, &running);
+	return running;
+}
+
 void turn_start_next(struct session *s)
 {
 	struct engine *E = s->E;
 	if (s->cur || E->closing)
+		return;
+	/* a draining cluster node finishes what runs (a subagent's turns included) and
+	 * hands the rest over: queued turns stay in the store for the next node */
+	if (engine_draining(E) && !tree_running(E, s->root_id))
 		return;
 	if (store_failure(E->S) && turnq_busy(&s->q)) {
 		/* queued work waits for the store: running it now would pile up writes
@@ -833,6 +850,28 @@ int turn_recover_tree(struct engine *E, const char *root, int resume_queued)
 int turn_recover(struct engine *E, int resume_queued)
 {
 	return turn_recover_tree(E, NULL, resume_queued);
+}
+
+static void hand_over(struct session *s, void *arg)
+{
+	(void)arg;
+	struct turnq_item *it;
+	timer_cancel(&s->kick);
+	while ((it = s->q.head)) {
+		struct turn *t = container_of(it, struct turn, qi);
+		turnq_remove(&s->q, it);
+		notify(t, "queued", "", "this node is draining: the prompt is saved and runs on "
+		       "another node (its reply comes on the session's events)");
+		turn_free(t);
+	}
+}
+
+int turn_hand_over_tree(struct engine *E, const char *root)
+{
+	if (tree_running(E, root))
+		return -1;
+	session_for_tree(E, root, hand_over, NULL);
+	return 0;
 }
 
 void turn_shutdown(struct engine *E)
