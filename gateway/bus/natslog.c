@@ -718,6 +718,7 @@ struct natslog *natslog_create(struct loop *L, struct bus *B, const char *url,
 	if (pthread_create(&G->thread, NULL, worker, G))
 		goto fail;
 	G->thread_started = 1;
+	pthread_setname_np(G->thread, "ag-nats-log");
 	return G;
 fail:
 	natsInbox_Destroy(ib);
