@@ -459,6 +459,10 @@ static void test_two_nodes(void **state)
 	int total = 0;
 	for (int page = 0; page < 100 && since < bus_last_seq(A); page++) {
 		int n = bus_replay(A, since, NULL, 0, on_replayed, &rp, 64, &upto);
+		if (getenv("NATSBUS_DEBUG"))
+			fprintf(stderr, "replay %lld: %d upto %lld (first %lld last %lld oldest %lld)\n",
+				(long long)since, n, (long long)upto, (long long)first,
+				(long long)bus_last_seq(A), (long long)bus_oldest_seq(A));
 		assert_true(n >= 0);
 		assert_true(upto > since);
 		total += n;

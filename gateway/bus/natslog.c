@@ -55,6 +55,7 @@
 #define REPLAY_BATCH 256
 #define HEARTBEAT_NS 2000000000LL
 #define MSG_OVERHEAD 256           /* subject, reply and headers, counted per event */
+#define FLUSH_ON_CLOSE_US 2000000  /* natslog_destroy waits this long for the last acks */
 
 struct pub {
 	struct pub *next;
@@ -733,6 +734,14 @@ void natslog_destroy(struct natslog *G)
 		return;
 	G->closing = 1;
 	pthread_mutex_lock(&G->mu);
+	/* a graceful stop's last events (session.idle...) still go out: bounded, and only
+	 * while they can */
+	int64_t until = mono_us() + FLUSH_ON_CLOSE_US;
+	while (G->head && G->ready && G->thread_started && mono_us() < until)
+		wait_us(G, 20000);
+	if (G->head)
+		log_error("nats: closing with %zu bytes of events not stored by JetStream",
+			  G->pending_bytes);
 	G->stop = 1;
 	pthread_cond_broadcast(&G->cond);
 	natsSubscription *csub = G->csub;
