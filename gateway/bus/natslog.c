@@ -118,6 +118,7 @@ struct natslog {
 	int64_t last;       /* the last delivered seq */
 	int started;        /* last was set from start_last */
 	uint64_t next_id;
+	uint64_t back;      /* events this run published that came back (natslog_unsettled) */
 	uint64_t dropped;
 	int dropping;       /* events are being dropped (the buffer is full) */
 };
@@ -179,6 +180,7 @@ static struct event *event_of(struct natslog *G, natsMsg *m, int64_t seq)
 	const char *at_s = header(m, "Ag-At"), *sid = header(m, "Ag-Sid");
 	const char *path = header(m, "Ag-Path"), *node = header(m, "Ag-Node");
 	const char *time_s = header(m, "Ag-Time"), *data = natsMsg_GetData(m);
+	const char *msgid = header(m, "Nats-Msg-Id");
 	size_t len = (size_t)natsMsg_GetDataLength(m);
 	size_t at = at_s ? strtoull(at_s, NULL, 10) : 0;
 	if (!sid || !path || !node || !data || at < 2 || at > len || data[at - 1] != ',') {
@@ -199,6 +201,11 @@ static struct event *event_of(struct natslog *G, natsMsg *m, int64_t seq)
 	ev->time = time_s ? strtoll(time_s, NULL, 10) : now_ms();
 	ev->path = pathz;
 	ev->own = !strcmp(node, G->node);
+	/* one of this run's (not an earlier process of the same node name): node.boot.n */
+	size_t nl = strlen(G->node), bl = strlen(G->boot);
+	if (ev->own && msgid && !strncmp(msgid, G->node, nl) && msgid[nl] == '.' &&
+	    !strncmp(msgid + nl + 1, G->boot, bl) && msgid[nl + 1 + bl] == '.')
+		ev->own = 2;
 	snprintf(ev->session_id, sizeof(ev->session_id), "%s", sid);
 	memcpy(ev->json, data, at);
 	memcpy(ev->json + at, st, (size_t)sl);
@@ -259,6 +266,8 @@ static void deliver(struct natslog *G, natsMsg *m, int64_t seq)
 	G->last = seq;
 	if (!ev)
 		return;
+	G->back += ev->own == 2;
+	ev->own = ev->own != 0;
 	evlog_append(G->ring, ev);
 	bus_deliver(G->B, ev);
 	event_unref(ev);
@@ -778,11 +787,18 @@ int64_t natslog_publish(struct natslog *G, const char *json, size_t len, size_t 
 {
 	size_t bytes = len + MSG_OVERHEAD;
 	pthread_mutex_lock(&G->mu);
-	int full = G->pending_bytes + bytes > G->max_pending ||
-		   (G->max_payload > 0 && len + MSG_OVERHEAD > (size_t)G->max_payload);
+	int full = G->pending_bytes + bytes > G->max_pending;
+	int too_big = G->max_payload > 0 && len + MSG_OVERHEAD > (size_t)G->max_payload;
 	size_t pending = G->pending_bytes;
 	pthread_mutex_unlock(&G->mu);
 	sync_start(G);
+	if (too_big && !full) {
+		G->dropped++;
+		log_error("nats: event %s of %zu bytes dropped: over the NATS server's max_payload; "
+			  "local subscribers are told to resync", type, len);
+		notice(G, G->last);
+		return 0;
+	}
 	if (full) {
 		G->dropped++;
 		if (!G->dropping) {
@@ -1005,6 +1021,15 @@ int natslog_replay(struct natslog *G, int64_t since, const char *session_id, int
 		return m;
 	*upto = u;
 	return n + m;
+}
+
+int64_t natslog_unsettled(struct natslog *G)
+{
+	pthread_mutex_lock(&G->mu);
+	uint64_t lost = G->too_big;
+	pthread_mutex_unlock(&G->mu);
+	int64_t n = (int64_t)G->next_id - (int64_t)G->back - (int64_t)lost;
+	return n > 0 ? n : 0;
 }
 
 struct natslink *natslog_link(struct natslog *G)
