@@ -396,9 +396,6 @@ static int64_t check_same(struct rec *a, struct rec *b, const char *name_a, int 
 		int mine = !strcmp(who, name_a);
 		assert_int_equal(a->own[ia], mine);
 		assert_int_equal(b->own[ib], !mine);
-		if (i != (mine ? next_a : next_b) && getenv("NATSBUS_DEBUG"))
-			for (int j = 0; j < a->n; j++)
-				fprintf(stderr, "%lld %s\n", (long long)a->seq[j], a->json[j]);
 		assert_int_equal(i, mine ? next_a++ : next_b++);
 		ib++;
 	}
@@ -462,10 +459,6 @@ static void test_two_nodes(void **state)
 	int total = 0;
 	for (int page = 0; page < 100 && since < bus_last_seq(A); page++) {
 		int n = bus_replay(A, since, NULL, 0, on_replayed, &rp, 64, &upto);
-		if (getenv("NATSBUS_DEBUG"))
-			fprintf(stderr, "replay %lld: %d upto %lld (first %lld last %lld oldest %lld)\n",
-				(long long)since, n, (long long)upto, (long long)first,
-				(long long)bus_last_seq(A), (long long)bus_oldest_seq(A));
 		assert_true(n >= 0);
 		assert_true(upto > since);
 		total += n;

@@ -895,20 +895,18 @@ struct replay_page {
 	bus_fn fn;
 	void *arg;
 	int n, max;
-	int64_t pos, stop_before;
+	int64_t pos, end; /* the last seq examined; the last one this page reads */
 	int done;
 };
 
-/* One fetched batch: delivers what matches, until the ring's range or max; how many of
- * its messages were examined (all: the batch is done with), or -1. */
+/* One fetched batch: delivers what matches, up to c->end or max. -1: bad metadata. */
 static int replay_batch(struct replay_page *c, natsMsgList *list)
 {
-	int i = 0;
-	for (; i < list->Count && !c->done && c->n < c->max; i++) {
+	for (int i = 0; i < list->Count && !c->done && c->n < c->max; i++) {
 		int64_t seq = stream_seq(list->Msgs[i], NULL, NULL);
 		if (seq < 0)
 			return -1;
-		if (seq >= c->stop_before) {
+		if (seq > c->end) {
 			c->done = 1;
 			break;
 		}
@@ -919,13 +917,35 @@ static int replay_batch(struct replay_page *c, natsMsgList *list)
 			c->n++;
 		}
 		event_unref(ev);
+		c->done = seq >= c->end;
 	}
-	return i;
+	return 0;
+}
+
+/* The last seq a replay up to stop_before reads: the root's last message when it is
+ * older (a filtered replay then knows where it ends), else stop_before - 1. */
+static int64_t replay_end(struct natslog *G, const char *filter, int64_t since,
+			  int64_t stop_before, jsOptions *jo)
+{
+	int64_t end = stop_before - 1;
+	if (!strcmp(filter, SUBJECTS))
+		return end;
+	natsMsg *lm = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s = js_GetLastMsg(&lm, G->js, STREAM, filter, jo, &jerr);
+	if (s == NATS_OK && (int64_t)natsMsg_GetSequence(lm) < end)
+		end = (int64_t)natsMsg_GetSequence(lm);
+	else if (s == NATS_NOT_FOUND)
+		end = since; /* none of that root's events is in the stream */
+	natsMsg_Destroy(lm);
+	return end;
 }
 
 /* Events since < seq < stop_before from JetStream, through an ephemeral pull consumer
  * filtered by the session's root when it is known: how many matched, *upto the last
- * seq examined (stop_before - 1 when all were), or -1 when JetStream cannot be read. */
+ * seq examined (stop_before - 1 when all were), or -1 when JetStream cannot be read or
+ * the page got nowhere in its time. Where a page ends is decided by seqs, never by the
+ * consumer's count of pending messages (nats-server 2.9 miscounts it, seen here). */
 static int replay_js(struct natslog *G, int64_t since, int64_t stop_before, const char *sid,
 		     int descendants, bus_fn fn, void *arg, int max, int64_t *upto)
 {
@@ -937,6 +957,13 @@ static int replay_js(struct natslog *G, int64_t since, int64_t stop_before, cons
 	jsOptions jo;
 	jsOptions_Init(&jo);
 	jo.Wait = JS_WAIT_MS;
+	struct replay_page c = {.G = G, .session_id = sid, .descendants = descendants, .fn = fn,
+				.arg = arg, .max = max, .pos = since,
+				.end = replay_end(G, filter, since, stop_before, &jo)};
+	if (c.end <= since) {
+		*upto = stop_before - 1;
+		return 0;
+	}
 	jsSubOptions so;
 	jsSubOptions_Init(&so);
 	so.Stream = STREAM;
@@ -951,41 +978,29 @@ static int replay_js(struct natslog *G, int64_t since, int64_t stop_before, cons
 			  (long long)since + 1, nats_GetLastError(NULL), (int)jerr);
 		return -1;
 	}
-	struct replay_page c = {.G = G, .session_id = sid, .descendants = descendants, .fn = fn,
-				.arg = arg, .max = max, .pos = since, .stop_before = stop_before};
-	int64_t end = mono_us() + REPLAY_BUDGET_US;
+	int64_t deadline = mono_us() + REPLAY_BUDGET_US;
 	int rc = 0;
-	/* how many match from since + 1 to the stream's end: the fetches stop there */
-	jsConsumerInfo *ci = NULL;
-	uint64_t total = 0, got = 0;
-	if (natsSubscription_GetConsumerInfo(&ci, sub, &jo, &jerr) != NATS_OK)
-		rc = -1;
-	else
-		total = ci->NumPending;
-	jsConsumerInfo_Destroy(ci);
-	c.done = !rc && !total;
-	while (!rc && !c.done && c.n < max) {
-		int64_t left_ms = (end - mono_us()) / 1000;
+	while (!c.done && c.n < max) {
+		int64_t left_ms = (deadline - mono_us()) / 1000;
 		if (left_ms <= 0)
-			break;
+			break; /* the budget is spent: the page ends where it got to */
 		natsMsgList list = {0};
-		uint64_t want = total - got < REPLAY_BATCH ? total - got : REPLAY_BATCH;
+		int64_t want = c.end - c.pos < REPLAY_BATCH ? c.end - c.pos : REPLAY_BATCH;
 		natsStatus s = natsSubscription_Fetch(&list, sub, (int)want, left_ms, &jerr);
-		if (s == NATS_TIMEOUT && !list.Count)
-			break; /* the budget is spent: the page ends here */
-		int seen = s == NATS_OK ? replay_batch(&c, &list) : -1;
-		if (seen < 0) {
-			log_error("nats: reading the stream " STREAM " after %lld: %s",
-				  (long long)c.pos, s != NATS_OK ? natsStatus_GetText(s) : "bad metadata");
+		if (s != NATS_OK && s != NATS_TIMEOUT) {
+			log_error("nats: reading the stream " STREAM " after %lld: %s", (long long)c.pos,
+				  natsStatus_GetText(s));
+			rc = -1;
+		} else if (replay_batch(&c, &list)) {
 			rc = -1;
 		}
-		got += (uint64_t)list.Count;
-		c.done |= seen == list.Count && got >= total; /* the last match examined */
 		natsMsgList_Destroy(&list);
+		if (rc)
+			break;
 	}
 	natsSubscription_Unsubscribe(sub);
 	natsSubscription_Destroy(sub);
-	if (rc || (!c.done && c.pos == since)) /* not a step forward: the caller resyncs */
+	if (rc || (!c.done && c.pos == since))
 		return -1;
 	*upto = c.done ? stop_before - 1 : c.pos;
 	return c.n;
