@@ -396,9 +396,6 @@ static int64_t check_same(struct rec *a, struct rec *b, const char *name_a, int 
 		int mine = !strcmp(who, name_a);
 		assert_int_equal(a->own[ia], mine);
 		assert_int_equal(b->own[ib], !mine);
-		if (i != (mine ? next_a : next_b) && getenv("NATSBUS_DEBUG"))
-			for (int j = 0; j < a->n; j++)
-				fprintf(stderr, "%lld %s\n", (long long)a->seq[j], a->json[j]);
 		assert_int_equal(i, mine ? next_a++ : next_b++);
 		ib++;
 	}
@@ -446,9 +443,12 @@ static void test_two_nodes(void **state)
 		note(A, "node-a", i, i % 3 ? "ses_r1" : "ses_r1c", "ses_r1");
 		note(B, "node-b", i, "ses_r2", "ses_r2");
 	}
+	assert_true(bus_unsettled(A) > 0); /* on their way: none can be back yet */
 	struct want wa = {&ra, 2 * N}, wb = {&rb, 2 * N};
 	assert_true(until(has_notes, &wa, 20000));
 	assert_true(until(has_notes, &wb, 20000));
+	assert_int_equal(bus_unsettled(A), 0);
+	assert_int_equal(bus_unsettled(B), 0);
 	int64_t first = check_same(&ra, &rb, "node-a", N, 1);
 	assert_int_equal(bus_last_seq(A), first + 2 * N - 1);
 	assert_int_equal(bus_last_seq(B), bus_last_seq(A));

@@ -129,6 +129,11 @@ struct natslink *bus_natslink(struct bus *B)
 	return B->ops == &nats_log ? natslog_link(B->log) : NULL;
 }
 
+int64_t bus_unsettled(struct bus *B)
+{
+	return B->ops == &nats_log ? natslog_unsettled(B->log) : 0;
+}
+
 int bus_nats_info(struct bus *B, struct bus_nats_info *out)
 {
 	if (B->ops != &nats_log)

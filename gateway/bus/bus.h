@@ -95,6 +95,11 @@ struct bus_nats_info {
 	int consuming;       /* the consumer runs: the stream's new events reach this node */
 };
 int bus_nats_info(struct bus *B, struct bus_nats_info *out);
+/* Events this node published that its subscribers have not had yet: always 0 on the
+ * local bus (delivery is at once); on the NATS bus, those on their way through
+ * JetStream. State read now (a snapshot) reflects them while bus_last_seq does not: a
+ * snapshot's seq means "every event up to it" only when this is 0. */
+int64_t bus_unsettled(struct bus *B);
 
 /* Building one event: begin writes the head into w, the caller writes the properties
  * object, publish completes, sequences and delivers it. Returns the seq or -1. On the

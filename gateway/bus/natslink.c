@@ -53,8 +53,8 @@ struct natslink {
 	uint64_t next_id;
 	struct natslink_call calls; /* sentinel of the requests in flight */
 	struct serve *serves;
-	uint64_t reconnects;
-	uint64_t ever_up;
+	atomic_uint_fast64_t reconnects; /* counted on libnats' thread, with up */
+	int ever_up;                       /* under mu */
 	atomic_int up;
 	natslink_watch_fn watch;
 	void *watch_arg;
@@ -121,6 +121,13 @@ static void push(struct natslink *N, enum item_kind kind, natsMsg *m, struct ser
 
 static void state(struct natslink *N, int up, natsSubscription *sub, natsStatus s)
 {
+	if (up > 0) {
+		pthread_mutex_lock(&N->mu);
+		if (N->ever_up)
+			atomic_fetch_add(&N->reconnects, 1);
+		N->ever_up = 1;
+		pthread_mutex_unlock(&N->mu);
+	}
 	if (up >= 0) {
 		atomic_store(&N->up, up);
 		push(N, IT_STATE, NULL, NULL, up);
@@ -392,7 +399,7 @@ const char *natslink_failure(struct natslink *N)
 
 uint64_t natslink_reconnects(struct natslink *N)
 {
-	return N->reconnects;
+	return atomic_load(&N->reconnects);
 }
 
 natsConnection *natslink_nc(struct natslink *N)
@@ -558,8 +565,6 @@ static void on_state_loop(struct natslink *N, int up)
 		pthread_mutex_lock(&N->mu);
 		N->why[0] = 0;
 		pthread_mutex_unlock(&N->mu);
-		N->reconnects += N->ever_up;
-		N->ever_up = 1;
 		log_info("nats: connected to %s as %s", N->url, N->node);
 		return;
 	}

@@ -55,6 +55,7 @@
 #define REPLAY_BATCH 256
 #define HEARTBEAT_NS 2000000000LL
 #define MSG_OVERHEAD 256           /* subject, reply and headers, counted per event */
+#define FLUSH_ON_CLOSE_US 2000000  /* natslog_destroy waits this long for the last acks */
 
 struct pub {
 	struct pub *next;
@@ -117,6 +118,7 @@ struct natslog {
 	int64_t last;       /* the last delivered seq */
 	int started;        /* last was set from start_last */
 	uint64_t next_id;
+	uint64_t back;      /* events this run published that came back (natslog_unsettled) */
 	uint64_t dropped;
 	int dropping;       /* events are being dropped (the buffer is full) */
 };
@@ -178,6 +180,7 @@ static struct event *event_of(struct natslog *G, natsMsg *m, int64_t seq)
 	const char *at_s = header(m, "Ag-At"), *sid = header(m, "Ag-Sid");
 	const char *path = header(m, "Ag-Path"), *node = header(m, "Ag-Node");
 	const char *time_s = header(m, "Ag-Time"), *data = natsMsg_GetData(m);
+	const char *msgid = header(m, "Nats-Msg-Id");
 	size_t len = (size_t)natsMsg_GetDataLength(m);
 	size_t at = at_s ? strtoull(at_s, NULL, 10) : 0;
 	if (!sid || !path || !node || !data || at < 2 || at > len || data[at - 1] != ',') {
@@ -198,6 +201,11 @@ static struct event *event_of(struct natslog *G, natsMsg *m, int64_t seq)
 	ev->time = time_s ? strtoll(time_s, NULL, 10) : now_ms();
 	ev->path = pathz;
 	ev->own = !strcmp(node, G->node);
+	/* one of this run's (not an earlier process of the same node name): node.boot.n */
+	size_t nl = strlen(G->node), bl = strlen(G->boot);
+	if (ev->own && msgid && !strncmp(msgid, G->node, nl) && msgid[nl] == '.' &&
+	    !strncmp(msgid + nl + 1, G->boot, bl) && msgid[nl + 1 + bl] == '.')
+		ev->own = 2;
 	snprintf(ev->session_id, sizeof(ev->session_id), "%s", sid);
 	memcpy(ev->json, data, at);
 	memcpy(ev->json + at, st, (size_t)sl);
@@ -258,6 +266,8 @@ static void deliver(struct natslog *G, natsMsg *m, int64_t seq)
 	G->last = seq;
 	if (!ev)
 		return;
+	G->back += ev->own == 2;
+	ev->own = ev->own != 0;
 	evlog_append(G->ring, ev);
 	bus_deliver(G->B, ev);
 	event_unref(ev);
@@ -718,6 +728,7 @@ struct natslog *natslog_create(struct loop *L, struct bus *B, const char *url,
 	if (pthread_create(&G->thread, NULL, worker, G))
 		goto fail;
 	G->thread_started = 1;
+	pthread_setname_np(G->thread, "ag-nats-log");
 	return G;
 fail:
 	natsInbox_Destroy(ib);
@@ -732,6 +743,14 @@ void natslog_destroy(struct natslog *G)
 		return;
 	G->closing = 1;
 	pthread_mutex_lock(&G->mu);
+	/* a graceful stop's last events (session.idle...) still go out: bounded, and only
+	 * while they can */
+	int64_t until = mono_us() + FLUSH_ON_CLOSE_US;
+	while (G->head && G->ready && G->thread_started && mono_us() < until)
+		wait_us(G, 20000);
+	if (G->head)
+		log_error("nats: closing with %zu bytes of events not stored by JetStream",
+			  G->pending_bytes);
 	G->stop = 1;
 	pthread_cond_broadcast(&G->cond);
 	natsSubscription *csub = G->csub;
@@ -768,11 +787,18 @@ int64_t natslog_publish(struct natslog *G, const char *json, size_t len, size_t 
 {
 	size_t bytes = len + MSG_OVERHEAD;
 	pthread_mutex_lock(&G->mu);
-	int full = G->pending_bytes + bytes > G->max_pending ||
-		   (G->max_payload > 0 && len + MSG_OVERHEAD > (size_t)G->max_payload);
+	int full = G->pending_bytes + bytes > G->max_pending;
+	int too_big = G->max_payload > 0 && len + MSG_OVERHEAD > (size_t)G->max_payload;
 	size_t pending = G->pending_bytes;
 	pthread_mutex_unlock(&G->mu);
 	sync_start(G);
+	if (too_big && !full) {
+		G->dropped++;
+		log_error("nats: event %s of %zu bytes dropped: over the NATS server's max_payload; "
+			  "local subscribers are told to resync", type, len);
+		notice(G, G->last);
+		return 0;
+	}
 	if (full) {
 		G->dropped++;
 		if (!G->dropping) {
@@ -869,20 +895,18 @@ struct replay_page {
 	bus_fn fn;
 	void *arg;
 	int n, max;
-	int64_t pos, stop_before;
+	int64_t pos, end; /* the last seq examined; the last one this page reads */
 	int done;
 };
 
-/* One fetched batch: delivers what matches, until the ring's range or max; how many of
- * its messages were examined (all: the batch is done with), or -1. */
+/* One fetched batch: delivers what matches, up to c->end or max. -1: bad metadata. */
 static int replay_batch(struct replay_page *c, natsMsgList *list)
 {
-	int i = 0;
-	for (; i < list->Count && !c->done && c->n < c->max; i++) {
+	for (int i = 0; i < list->Count && !c->done && c->n < c->max; i++) {
 		int64_t seq = stream_seq(list->Msgs[i], NULL, NULL);
 		if (seq < 0)
 			return -1;
-		if (seq >= c->stop_before) {
+		if (seq > c->end) {
 			c->done = 1;
 			break;
 		}
@@ -893,13 +917,35 @@ static int replay_batch(struct replay_page *c, natsMsgList *list)
 			c->n++;
 		}
 		event_unref(ev);
+		c->done = seq >= c->end;
 	}
-	return i;
+	return 0;
+}
+
+/* The last seq a replay up to stop_before reads: the root's last message when it is
+ * older (a filtered replay then knows where it ends), else stop_before - 1. */
+static int64_t replay_end(struct natslog *G, const char *filter, int64_t since,
+			  int64_t stop_before, jsOptions *jo)
+{
+	int64_t end = stop_before - 1;
+	if (!strcmp(filter, SUBJECTS))
+		return end;
+	natsMsg *lm = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s = js_GetLastMsg(&lm, G->js, STREAM, filter, jo, &jerr);
+	if (s == NATS_OK && (int64_t)natsMsg_GetSequence(lm) < end)
+		end = (int64_t)natsMsg_GetSequence(lm);
+	else if (s == NATS_NOT_FOUND)
+		end = since; /* none of that root's events is in the stream */
+	natsMsg_Destroy(lm);
+	return end;
 }
 
 /* Events since < seq < stop_before from JetStream, through an ephemeral pull consumer
  * filtered by the session's root when it is known: how many matched, *upto the last
- * seq examined (stop_before - 1 when all were), or -1 when JetStream cannot be read. */
+ * seq examined (stop_before - 1 when all were), or -1 when JetStream cannot be read or
+ * the page got nowhere in its time. Where a page ends is decided by seqs, never by the
+ * consumer's count of pending messages (nats-server 2.9 miscounts it, seen here). */
 static int replay_js(struct natslog *G, int64_t since, int64_t stop_before, const char *sid,
 		     int descendants, bus_fn fn, void *arg, int max, int64_t *upto)
 {
@@ -911,6 +957,13 @@ static int replay_js(struct natslog *G, int64_t since, int64_t stop_before, cons
 	jsOptions jo;
 	jsOptions_Init(&jo);
 	jo.Wait = JS_WAIT_MS;
+	struct replay_page c = {.G = G, .session_id = sid, .descendants = descendants, .fn = fn,
+				.arg = arg, .max = max, .pos = since,
+				.end = replay_end(G, filter, since, stop_before, &jo)};
+	if (c.end <= since) {
+		*upto = stop_before - 1;
+		return 0;
+	}
 	jsSubOptions so;
 	jsSubOptions_Init(&so);
 	so.Stream = STREAM;
@@ -925,41 +978,29 @@ static int replay_js(struct natslog *G, int64_t since, int64_t stop_before, cons
 			  (long long)since + 1, nats_GetLastError(NULL), (int)jerr);
 		return -1;
 	}
-	struct replay_page c = {.G = G, .session_id = sid, .descendants = descendants, .fn = fn,
-				.arg = arg, .max = max, .pos = since, .stop_before = stop_before};
-	int64_t end = mono_us() + REPLAY_BUDGET_US;
+	int64_t deadline = mono_us() + REPLAY_BUDGET_US;
 	int rc = 0;
-	/* how many match from since + 1 to the stream's end: the fetches stop there */
-	jsConsumerInfo *ci = NULL;
-	uint64_t total = 0, got = 0;
-	if (natsSubscription_GetConsumerInfo(&ci, sub, &jo, &jerr) != NATS_OK)
-		rc = -1;
-	else
-		total = ci->NumPending;
-	jsConsumerInfo_Destroy(ci);
-	c.done = !rc && !total;
-	while (!rc && !c.done && c.n < max) {
-		int64_t left_ms = (end - mono_us()) / 1000;
+	while (!c.done && c.n < max) {
+		int64_t left_ms = (deadline - mono_us()) / 1000;
 		if (left_ms <= 0)
-			break;
+			break; /* the budget is spent: the page ends where it got to */
 		natsMsgList list = {0};
-		uint64_t want = total - got < REPLAY_BATCH ? total - got : REPLAY_BATCH;
+		int64_t want = c.end - c.pos < REPLAY_BATCH ? c.end - c.pos : REPLAY_BATCH;
 		natsStatus s = natsSubscription_Fetch(&list, sub, (int)want, left_ms, &jerr);
-		if (s == NATS_TIMEOUT && !list.Count)
-			break; /* the budget is spent: the page ends here */
-		int seen = s == NATS_OK ? replay_batch(&c, &list) : -1;
-		if (seen < 0) {
-			log_error("nats: reading the stream " STREAM " after %lld: %s",
-				  (long long)c.pos, s != NATS_OK ? natsStatus_GetText(s) : "bad metadata");
+		if (s != NATS_OK && s != NATS_TIMEOUT) {
+			log_error("nats: reading the stream " STREAM " after %lld: %s", (long long)c.pos,
+				  natsStatus_GetText(s));
+			rc = -1;
+		} else if (replay_batch(&c, &list)) {
 			rc = -1;
 		}
-		got += (uint64_t)list.Count;
-		c.done |= seen == list.Count && got >= total; /* the last match examined */
 		natsMsgList_Destroy(&list);
+		if (rc)
+			break;
 	}
 	natsSubscription_Unsubscribe(sub);
 	natsSubscription_Destroy(sub);
-	if (rc || (!c.done && c.pos == since)) /* not a step forward: the caller resyncs */
+	if (rc || (!c.done && c.pos == since))
 		return -1;
 	*upto = c.done ? stop_before - 1 : c.pos;
 	return c.n;
@@ -995,6 +1036,15 @@ int natslog_replay(struct natslog *G, int64_t since, const char *session_id, int
 		return m;
 	*upto = u;
 	return n + m;
+}
+
+int64_t natslog_unsettled(struct natslog *G)
+{
+	pthread_mutex_lock(&G->mu);
+	uint64_t lost = G->too_big;
+	pthread_mutex_unlock(&G->mu);
+	int64_t n = (int64_t)G->next_id - (int64_t)G->back - (int64_t)lost;
+	return n > 0 ? n : 0;
 }
 
 struct natslink *natslog_link(struct natslog *G)

@@ -36,6 +36,8 @@ int64_t natslog_oldest_seq(struct natslog *G);
 int natslog_replay(struct natslog *G, int64_t since, const char *session_id, int descendants,
 		   bus_fn fn, void *arg, int max, int64_t *upto);
 struct natslink *natslog_link(struct natslog *G);
+/* This node's events accepted and not delivered back yet (bus_unsettled). */
+int64_t natslog_unsettled(struct natslog *G);
 void natslog_info(struct natslog *G, struct bus_nats_info *out);
 
 #endif
