@@ -129,6 +129,16 @@ struct natslink *bus_natslink(struct bus *B)
 	return B->ops == &nats_log ? natslog_link(B->log) : NULL;
 }
 
+uint64_t bus_mark(struct bus *B)
+{
+	return B->ops == &nats_log ? natslog_mark(B->log) : 0;
+}
+
+int bus_settled(struct bus *B, uint64_t mark)
+{
+	return B->ops == &nats_log ? natslog_settled(B->log, mark) : 1;
+}
+
 int64_t bus_unsettled(struct bus *B)
 {
 	return B->ops == &nats_log ? natslog_unsettled(B->log) : 0;

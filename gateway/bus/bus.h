@@ -100,6 +100,10 @@ int bus_nats_info(struct bus *B, struct bus_nats_info *out);
  * JetStream. State read now (a snapshot) reflects them while bus_last_seq does not: a
  * snapshot's seq means "every event up to it" only when this is 0. */
 int64_t bus_unsettled(struct bus *B);
+/* A mark of the events this node published so far, and whether every one of them has
+ * been delivered here (always, on the local bus): then bus_last_seq covers them. */
+uint64_t bus_mark(struct bus *B);
+int bus_settled(struct bus *B, uint64_t mark);
 
 /* Building one event: begin writes the head into w, the caller writes the properties
  * object, publish completes, sequences and delivers it. Returns the seq or -1. On the

@@ -1038,6 +1038,19 @@ int natslog_replay(struct natslog *G, int64_t since, const char *session_id, int
 	return n + m;
 }
 
+uint64_t natslog_mark(struct natslog *G)
+{
+	return G->next_id;
+}
+
+int natslog_settled(struct natslog *G, uint64_t mark)
+{
+	pthread_mutex_lock(&G->mu);
+	uint64_t lost = G->too_big;
+	pthread_mutex_unlock(&G->mu);
+	return G->back + lost >= mark;
+}
+
 int64_t natslog_unsettled(struct natslog *G)
 {
 	pthread_mutex_lock(&G->mu);

@@ -38,6 +38,10 @@ int natslog_replay(struct natslog *G, int64_t since, const char *session_id, int
 struct natslink *natslog_link(struct natslog *G);
 /* This node's events accepted and not delivered back yet (bus_unsettled). */
 int64_t natslog_unsettled(struct natslog *G);
+/* This node's events published so far (a mark), and whether all of them up to a mark
+ * came back (or were dropped as too big). */
+uint64_t natslog_mark(struct natslog *G);
+int natslog_settled(struct natslog *G, uint64_t mark);
 void natslog_info(struct natslog *G, struct bus_nats_info *out);
 
 #endif

@@ -23,6 +23,9 @@ struct forward {
 	struct fwd_call list; /* sentinel: requests under way */
 	struct timer watch;   /* held prompts' nodes */
 	struct fwd_exec *execs; /* requests running here for another node (or after takeover) */
+	struct bus_sub sub;     /* while answers settle: events may settle them */
+	struct timer settle;
+	int settling;
 	struct forward_counts n;
 };
 
@@ -34,18 +37,32 @@ struct fwd_exec {
 	struct api_wait aw;
 	struct natslink_req *rq;
 	struct fwd_call *f;
+	/* a held prompt's answer waits until this node's events up to the turn's end came
+	 * back from the bus (bus_settled), so its seq covers them: SETTLE_MS at most */
+	char *result;
+	uint64_t mark;
+	int64_t settle_by_us;
 };
+
+#define SETTLE_MS 1000
 
 static const char *const kinds[] = {"call", "prompt", "command"};
 
 /* ---- the answer ---- */
 
-static char *answer_result(const struct jw *w, size_t *len)
+/* {"result": JSON, "seq": the newest event delivered here} */
+static char *answer_text(const char *json, int64_t seq, size_t *len)
 {
 	char *out = NULL;
-	int n = asprintf(&out, "{\"result\":%s}", w && w->len ? w->buf : "null");
+	int n = asprintf(&out, "{\"result\":%s,\"seq\":%lld}", json && *json ? json : "null",
+			 (long long)seq);
 	*len = n > 0 ? (size_t)n : 0;
 	return n > 0 ? out : NULL;
+}
+
+static char *answer_result(struct forward *F, const struct jw *w, size_t *len)
+{
+	return answer_text(w && w->len ? w->buf : NULL, bus_last_seq(engine_bus(F->E)), len);
 }
 
 static char *answer_error(const struct err *e, size_t *len)
@@ -79,8 +96,11 @@ static void deliver(struct fwd_call *f, const char *data, size_t len);
 static void exec_answer(struct fwd_exec *x, const struct jw *result, const struct err *e)
 {
 	size_t len = 0;
-	char *out = e && e->code ? answer_error(e, &len) : answer_result(result, &len);
+	char *out = e && e->code ? answer_error(e, &len)
+		    : x->result ? answer_text(x->result, bus_last_seq(engine_bus(x->F->E)), &len)
+		    : answer_result(x->F, result, &len);
 	exec_unlink(x);
+	free(x->result);
 	if (x->rq)
 		natslink_respond(x->rq, out ? out : "{}", out ? len : 2);
 	else if (x->f) {
@@ -91,9 +111,47 @@ static void exec_answer(struct fwd_exec *x, const struct jw *result, const struc
 	free(x);
 }
 
+/* The held answers whose events came back (or that waited SETTLE_MS) go now. */
+static void settle_due(struct timer *t)
+{
+	struct forward *F = container_of(t, struct forward, settle);
+	struct bus *B = engine_bus(F->E);
+	int64_t now = mono_us();
+	F->settling = 0;
+	for (struct fwd_exec *x = F->execs, *next; x; x = next) {
+		next = x->next;
+		if (!x->result)
+			continue;
+		if (bus_settled(B, x->mark) || now >= x->settle_by_us)
+			exec_answer(x, NULL, NULL);
+		else
+			F->settling++;
+	}
+	if (F->settling)
+		timer_arm(t, SETTLE_MS / 4); /* the bound, if no event comes */
+}
+
+static void settle_event(void *arg, struct event *ev)
+{
+	struct forward *F = arg;
+	(void)ev;
+	if (F->settling)
+		timer_arm(&F->settle, 0);
+}
+
 static void exec_turn_ended(struct api_wait *aw, struct jw *result, const struct err *e)
 {
-	exec_answer(container_of(aw, struct fwd_exec, aw), result, e);
+	struct fwd_exec *x = container_of(aw, struct fwd_exec, aw);
+	struct bus *B = engine_bus(x->F->E);
+	x->mark = bus_mark(B);
+	if (e || bus_settled(B, x->mark) || !(x->result = strdup(result->len ? result->buf
+									 : "null"))) {
+		exec_answer(x, result, e);
+		return;
+	}
+	x->settle_by_us = mono_us() + SETTLE_MS * 1000LL;
+	x->F->settling++;
+	timer_arm(&x->F->settle, SETTLE_MS / 4);
 }
 
 /* Runs the request as this node's transports would; the answer now or when the turn
@@ -262,7 +320,7 @@ static void execute_local(struct forward *F, const char *rpc, const cJSON *param
 	size_t len = 0;
 	jw_init(&w);
 	int rc = api_call(F->E, rpc, params, &w, &unknown, e);
-	char *out = rc ? answer_error(e, &len) : answer_result(&w, &len);
+	char *out = rc ? answer_error(e, &len) : answer_result(F, &w, &len);
 	jw_free(&w);
 	gather_add(g, out, len);
 	free(out);
@@ -414,6 +472,8 @@ static void deliver(struct fwd_call *f, const char *data, size_t len)
 		return;
 	}
 	if (res) {
+		const cJSON *seq = cJSON_GetObjectItemCaseSensitive(a, "seq");
+		f->seq = cJSON_IsNumber(seq) ? (int64_t)seq->valuedouble : 0;
 		char *text = cJSON_IsNull(res) ? NULL : cJSON_PrintUnformatted(res);
 		finish(f, text, text ? strlen(text) : 0, NULL);
 		free(text);
@@ -546,6 +606,7 @@ void forward_cancel(struct fwd_call *f)
 	if (f->local) {
 		api_wait_cancel(&f->local->aw);
 		exec_unlink(f->local);
+		free(f->local->result);
 		free(f->local);
 		f->local = NULL;
 	}
@@ -595,6 +656,8 @@ struct forward *forward_start(struct engine *E, struct err *e)
 	F->N = N;
 	F->list.next = F->list.prev = &F->list;
 	timer_init(&F->watch, engine_loop(E), watch);
+	timer_init(&F->settle, engine_loop(E), settle_due);
+	bus_subscribe(engine_bus(E), &F->sub, settle_event, F);
 	snprintf(F->subject, sizeof(F->subject), "ag.rpc.%s", engine_node(E));
 	if (natslink_serve(N, F->subject, on_request, F)) {
 		err_set(e, ERR_INTERNAL, "cannot serve %s on NATS", F->subject);
@@ -610,6 +673,8 @@ void forward_stop(struct forward *F)
 		return;
 	natslink_unserve(F->N, F->subject);
 	timer_cancel(&F->watch);
+	timer_cancel(&F->settle);
+	bus_unsubscribe(engine_bus(F->E), &F->sub);
 	while (F->list.next != &F->list) {
 		struct fwd_call *f = F->list.next;
 		if (f->gather) {

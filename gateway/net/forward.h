@@ -42,6 +42,8 @@ struct fwd_call {
 	int64_t give_up_us;           /* mono_us: no owner answered by then */
 	char node[64], session[64];
 	int held;
+	int64_t seq;                  /* the answering node's last event seq with its answer:
+				       * a held prompt's events are all at or below it */
 	struct gather *gather;        /* asking every node (forward_try) */
 };
 

@@ -233,30 +233,83 @@ static void answer_timeout(struct timer *t)
 	answer_release(container_of(t, struct conn, answer_t));
 }
 
-/* After a stream wrote: the answers held for it that may go now. */
+/* Whether c's answer may go: the turn's events (all this node published up to its end,
+ * or up to the seq the owner node named) were delivered here, and no stream still has
+ * them to write. */
+static int answer_due(struct server *S, struct conn *c)
+{
+	struct bus *B = engine_bus(S->E);
+	if (c->answer_unsettled) {
+		if (!bus_settled(B, c->answer_mark))
+			return 0;
+		c->answer_unsettled = 0;
+		c->answer_seq = bus_last_seq(B);
+	}
+	return c->answer_seq <= bus_last_seq(B) && !streams_behind(S, c->answer_seq);
+}
+
+/* After a stream wrote, or events came: the answers held that may go now. */
 static void answers_due(struct server *S)
 {
 	for (struct conn *c = S->conns.next; c != &S->conns && S->answers_held; c = c->next)
-		if (c->answer && !streams_behind(S, c->answer_seq))
+		if (c->answer && answer_due(S, c))
 			answer_release(c);
+}
+
+static void answers_check(struct timer *t)
+{
+	answers_due(container_of(t, struct server, answers_check));
+}
+
+/* An event was delivered: once the streams have it queued (after this delivery), held
+ * answers are looked at again. */
+static void answers_event(void *arg, struct event *ev)
+{
+	struct server *S = arg;
+	(void)ev;
+	if (S->answers_held && !timer_armed(&S->answers_check))
+		timer_arm(&S->answers_check, 0);
+}
+
+void http_start(struct server *S)
+{
+	timer_init(&S->answers_check, S->L, answers_check);
+	bus_subscribe(engine_bus(S->E), &S->answers_sub, answers_event, S);
+}
+
+void http_stop(struct server *S)
+{
+	bus_unsubscribe(engine_bus(S->E), &S->answers_sub);
+	timer_cancel(&S->answers_check);
+}
+
+/* Holds c's answer (result taken) until answer_due, for ANSWER_WAIT_MS at most; 0, or -1
+ * when it goes at once. */
+static int answer_hold(struct conn *c, struct jw *result, int64_t seq, uint64_t mark,
+		       int unsettled)
+{
+	c->answer_seq = seq;
+	c->answer_mark = mark;
+	c->answer_unsettled = unsettled;
+	if (answer_due(c->srv, c) || !(c->answer = jw_take(result, &c->answer_len)))
+		return -1;
+	c->srv->answers_held++;
+	timer_init(&c->answer_t, c->srv->L, answer_timeout);
+	timer_arm(&c->answer_t, ANSWER_WAIT_MS);
+	return 0;
 }
 
 static void prompt_answered(struct api_wait *aw, struct jw *result, const struct err *e)
 {
 	struct conn *c = container_of(aw, struct conn, aw);
-	int64_t seq = bus_last_seq(engine_bus(c->srv->E));
+	struct bus *B = engine_bus(c->srv->E);
+	uint64_t mark = bus_mark(B);
 	if (e && e->code == ERR_UNAVAILABLE) /* shutting down: the prompt stays queued */
 		respond_error(c, 503, "ServiceUnavailable", e->msg, "connection:", "close");
 	else if (e)
 		respond_err(c, e);
-	else if (!streams_behind(c->srv, seq) || !(c->answer = jw_take(result, &c->answer_len)))
+	else if (answer_hold(c, result, bus_last_seq(B), mark, !bus_settled(B, mark)))
 		respond_json(c, 200, result);
-	else {
-		c->answer_seq = seq;
-		c->srv->answers_held++;
-		timer_init(&c->answer_t, c->srv->L, answer_timeout);
-		timer_arm(&c->answer_t, ANSWER_WAIT_MS);
-	}
 }
 
 /* A prompt held until its turn ends: the header table goes back to the pool (everything
@@ -684,7 +737,15 @@ static void forwarded(struct fwd_call *f, const char *result, size_t len, const 
 		respond_err(c, e);
 	else if (r->kind == API_PROMPT && !r->wait && strcmp(r->rpc, "session.command"))
 		respond_ex(c, 204, "application/json", NULL, 0, NULL, NULL);
-	else {
+	else if (f->held && result) {
+		/* as prompt_answered: after this node's streams wrote the turn's events */
+		struct jw w;
+		jw_init(&w);
+		jw_append(&w, result, len);
+		if (answer_hold(c, &w, f->seq, 0, 0))
+			respond_json(c, 200, &w);
+		jw_free(&w);
+	} else {
 		if (!result) {
 			result = "null";
 			len = 4;

@@ -198,9 +198,11 @@ int serve_run(const struct serve_opts *o)
 	}
 	bus_set_sub_limits(engine_bus(S.E), &S.sub_limits);
 	timer_init(&S.drain_timer, S.L, drain_over);
+	http_start(&S);
 	S.fwd = forward_start(S.E, &e);
 	if (!S.fwd && e.code) {
 		fprintf(stderr, "agentgate serve: %s\n", e.msg);
+		http_stop(&S);
 		plugins_destroy(S.P);
 		engine_destroy(S.E);
 		server_close(&S);
@@ -214,6 +216,7 @@ int serve_run(const struct serve_opts *o)
 	plugins_stop(S.P);      /* no-ops after a signal; cover any other way out */
 	timer_cancel(&S.drain_timer);
 	forward_stop(S.fwd);    /* requests under way for other nodes are answered 503 */
+	http_stop(&S);
 	engine_shutdown(S.E);
 	server_detach_all(&S);  /* lws closes the sockets later, in loop_destroy */
 	plugins_destroy(S.P);   /* after the engine ended every call a plugin had */

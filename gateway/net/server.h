@@ -65,6 +65,8 @@ struct conn {
 	char *answer;
 	size_t answer_len;
 	int64_t answer_seq;
+	uint64_t answer_mark;      /* on the NATS bus: this node's events up to the turn's end */
+	int answer_unsettled;      /* ... not all delivered here yet (bus_settled) */
 	struct timer answer_t;
 	/* SSE / WS events */
 	struct subscriber sub;
@@ -104,6 +106,8 @@ struct server {
 	struct timer shutdown_timer;
 	struct forward *fwd; /* a cluster node's forwarder (forward.h), or NULL */
 	struct timer drain_timer; /* a cluster node's drain: its bound (serve.c) */
+	struct bus_sub answers_sub; /* while answers are held: events may settle them */
+	struct timer answers_check;
 };
 
 /* server.c */
@@ -143,6 +147,9 @@ void server_detach_all(struct server *S);
 int http_callback(struct conn *c, enum lws_callback_reasons reason, void *in, size_t len);
 /* Lets go of everything the connection holds in the engine (idempotent). */
 void http_detach(struct conn *c);
+/* Held answers watch the bus (http.c): from the engine's start to the server's end. */
+void http_start(struct server *S);
+void http_stop(struct server *S);
 
 /* metrics.c: GET /metrics, Prometheus' text format, into w. 0, or -1 out of memory. */
 int metrics_write(struct server *S, struct jw *w);
