@@ -654,6 +654,41 @@ static void test_retention(void **state)
 	natstmp_destroy(&own);
 }
 
+/* NATS unreachable from the start: the bus starts anyway, says why, keeps its events,
+ * delivers them once NATS is there; and a bus closed while NATS is away closes. */
+static void test_down_at_start(void **state)
+{
+	(void)state;
+	natstmp_stop(&ns, SIGTERM);
+	struct bus *A = node("node-a", 64, 100000, 0);
+	assert_true(until(bus_down, A, 5000));
+	struct rec ra = {0};
+	bus_subscribe(A, &ra.sub, on_rec, &ra);
+	for (int i = 0; i < 5; i++)
+		note(A, "node-a", i, "ses_d1", "ses_d1");
+	struct bus_nats_info info;
+	assert_int_equal(bus_nats_info(A, &info), 0);
+	assert_non_null(strstr(info.failure, ns.url));
+	assert_true(info.pending_bytes > 0);
+	assert_int_equal(bus_unsettled(A), 5);
+	struct bus *C = node("node-c", 64, 100000, 0); /* closed before NATS comes back */
+	note(C, "node-c", 0, "ses_d2", "ses_d2");
+	bus_destroy(C);
+	assert_int_equal(natstmp_restart(&ns), 0);
+	struct want w = {&ra, 5};
+	assert_true(until(has_notes, &w, 30000));
+	for (int i = 0; i < ra.n; i++) {
+		char who[32];
+		int k;
+		note_of(ra.json[i], who, sizeof(who), &k);
+		assert_int_equal(k, i);
+	}
+	assert_int_equal(bus_unsettled(A), 0);
+	bus_unsubscribe(A, &ra.sub);
+	rec_free(&ra);
+	bus_destroy(A);
+}
+
 /* ---- two engines (nodes) on one PostgreSQL store and one NATS ---- */
 
 static int count_event(void *arg, const struct hook_ctx *ctx, void *data, char *why, size_t n)
@@ -770,6 +805,7 @@ int main(void)
 		cmocka_unit_test(test_restart),
 		cmocka_unit_test(test_overflow),
 		cmocka_unit_test(test_retention),
+		cmocka_unit_test(test_down_at_start),
 		cmocka_unit_test(test_engine_hooks),
 	};
 	rc = cmocka_run_group_tests(tests, NULL, NULL);
