@@ -135,6 +135,19 @@ static void ws_wait_drop(struct conn *c, struct ws_wait *ww)
 	free(ww);
 }
 
+/* A wait for the answer to request id_json, not yet in c's list; NULL and e. */
+static struct ws_wait *ws_wait_new(struct conn *c, const char *id_json, struct err *e)
+{
+	struct ws_wait *ww = calloc(1, sizeof(*ww));
+	if (!ww || !(ww->id_json = strdup(id_json))) {
+		free(ww);
+		err_set(e, ERR_INTERNAL, "out of memory");
+		return NULL;
+	}
+	ww->c = c;
+	return ww;
+}
+
 static void wait_done(struct api_wait *aw, struct jw *result, const struct err *e)
 {
 	struct ws_wait *ww = container_of(aw, struct ws_wait, aw);
@@ -157,13 +170,9 @@ static int do_prompt(struct conn *c, const char *method, const char *id_json, co
 		return -1;
 	if (!wait)
 		return api_prompt(c->srv->E, p, "ws", NULL, w, e);
-	struct ws_wait *ww = calloc(1, sizeof(*ww));
-	if (!ww || !(ww->id_json = strdup(id_json))) {
-		free(ww);
-		err_set(e, ERR_INTERNAL, "out of memory");
+	struct ws_wait *ww = ws_wait_new(c, id_json, e);
+	if (!ww)
 		return -1;
-	}
-	ww->c = c;
 	ww->aw.fn = wait_done;
 	int rc = api_submit(c->srv->E, method, p, "ws", &ww->aw, w, e);
 	if (rc) { /* -1, or 1: noReply, answered now with the user message */
@@ -196,13 +205,9 @@ static int forward(struct conn *c, const char *method, const char *id_json, cons
 	int wait = !strcmp(method, "session.summarize");
 	if (!c->srv->fwd || (!wait && prompt && jsonin_bool(p, "wait", &wait, e)))
 		return c->srv->fwd ? -1 : 0;
-	struct ws_wait *ww = calloc(1, sizeof(*ww));
-	if (!ww || !(ww->id_json = strdup(id_json))) {
-		free(ww);
-		err_set(e, ERR_INTERNAL, "out of memory");
+	struct ws_wait *ww = ws_wait_new(c, id_json, e);
+	if (!ww)
 		return -1;
-	}
-	ww->c = c;
 	ww->fwd.done = forwarded;
 	int rc = forward_try(c->srv->fwd, &ww->fwd, method, prompt ? FWD_PROMPT : FWD_CALL, wait,
 			     p, "ws", e);

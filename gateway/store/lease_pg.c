@@ -80,6 +80,18 @@ static PGresult *run(struct lease *Ls, const char *what, const char *q, int n,
 	return NULL;
 }
 
+/* fn with the first column of each row of r (cleared): the rows, or -1 for no r. */
+static int each_root(PGresult *r, void (*fn)(void *arg, const char *root), void *arg)
+{
+	if (!r)
+		return -1;
+	int n = PQntuples(r);
+	for (int i = 0; i < n; i++)
+		fn(arg, PQgetvalue(r, i, 0));
+	PQclear(r);
+	return n;
+}
+
 /* The node's row, kept fresh; 1 when it was fenced (another node took its trees over:
  * this process is to stop), 0, or -1 and e. */
 static int heartbeat(struct lease *Ls, const char *draining, struct err *e)
@@ -199,13 +211,7 @@ int lease_renew(struct lease *Ls, void (*fn)(void *arg, const char *root), void 
 	PGresult *r = run(Ls, "renewing leases",
 			  "UPDATE lease SET expires_at = " UNTIL " WHERE node = $1"
 			  " RETURNING root_id", 2, p, e);
-	if (!r)
-		return -1;
-	int n = PQntuples(r);
-	for (int i = 0; i < n; i++)
-		fn(arg, PQgetvalue(r, i, 0));
-	PQclear(r);
-	return n;
+	return each_root(r, fn, arg);
 }
 
 int lease_release(struct lease *Ls, const char *root, struct err *e)
@@ -241,13 +247,7 @@ int lease_orphans(struct lease *Ls, int max, void (*fn)(void *arg, const char *r
 			  " WHERE t.state IN ('running', 'queued') AND NOT EXISTS (SELECT 1 FROM"
 			  " lease l WHERE l.root_id = s.root_id AND l.expires_at >= clock_timestamp())"
 			  " LIMIT $1::int", 1, p, e);
-	if (!r)
-		return -1;
-	int n = PQntuples(r);
-	for (int i = 0; i < n; i++)
-		fn(arg, PQgetvalue(r, i, 0));
-	PQclear(r);
-	return n;
+	return each_root(r, fn, arg);
 }
 
 int lease_set_draining(struct lease *Ls, struct err *e)
