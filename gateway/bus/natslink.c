@@ -435,6 +435,7 @@ static void on_reply_loop(struct natslink *N, natsMsg *m)
 	if (!c)
 		return; /* cancelled, timed out, or answered twice */
 	if (natsMsg_IsNoResponders(m)) {
+		c->undelivered = 1;
 		call_fail(c, "no responders%s", " (nobody serves that subject)");
 		return;
 	}
@@ -470,6 +471,7 @@ int natslink_request(struct natslink *N, struct natslink_call *c, const char *su
 	N->calls.prev = c;
 	if (!atomic_load(&N->up)) {
 		snprintf(c->why, sizeof(c->why), "not connected to NATS at %s", N->url);
+		c->undelivered = 1;
 		timer_arm(&c->t, 0);
 		return 0;
 	}
@@ -478,6 +480,7 @@ int natslink_request(struct natslink *N, struct natslink_call *c, const char *su
 	natsStatus s = natsConnection_PublishRequest(N->nc, subject, reply, data, (int)len);
 	if (s != NATS_OK) {
 		snprintf(c->why, sizeof(c->why), "cannot send: %s", natsStatus_GetText(s));
+		c->undelivered = 1;
 		timer_arm(&c->t, 0);
 		return 0;
 	}

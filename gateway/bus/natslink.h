@@ -47,6 +47,9 @@ struct natslink_call {
 	struct natslink_call *next, *prev;
 	char subject[96];
 	char why[128];   /* a failure decided before the request went out */
+	int undelivered; /* with a failure: the request surely reached nobody (not connected,
+			  * not sent, no responders), so sending it again cannot run it twice;
+			  * 0 after a timeout or a lost connection: it may have run */
 };
 
 /* Sends data to subject and calls fn exactly once (never from inside this call) with the

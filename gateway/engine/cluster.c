@@ -36,6 +36,9 @@ struct cluster {
 	int nheld;
 	struct timer tick;
 	int64_t healthy_since; /* mono ms since renewals go through without a failure */
+	struct timer valid;    /* armed at the last renewal's start + the expiry (less a
+				* margin): no renewal by then, and the leases may be taken */
+	int suspended;         /* the trees were stopped at that point (PostgreSQL away) */
 	char failure[sizeof(((struct err *)0)->msg)]; /* the last lease error, "" once they work again */
 	int draining;
 	void (*drained)(void *arg);
@@ -85,6 +88,13 @@ static void unhold(struct cluster *C, const char *root)
 	C->nheld--;
 }
 
+static void set_failure(struct cluster *C, const struct err *e)
+{
+	if (strcmp(C->failure, e->msg))
+		log_warn("cluster: %s", e->msg);
+	snprintf(C->failure, sizeof(C->failure), "%s", e->msg);
+}
+
 /* ---- a tree's sessions in this node's cache ---- */
 
 static void drop_if_idle(struct session *s, void *arg)
@@ -104,32 +114,46 @@ static void forget_tree(struct engine *E, const char *root)
 
 static void fail_running(struct session *s, void *arg)
 {
-	(void)arg;
 	if (s->cur)
-		turn_end(s->cur, T_FAILED, "UnknownError",
-			 "interrupted: this node lost the session's lease (it could not renew it "
-			 "in time) and another node may run the session now");
-}
-
-/* A lease this node held is gone (it renewed too late and another node took it). */
-static void lose_tree(struct cluster *C, const char *root)
-{
-	log_warn("cluster: node %s lost the lease of session tree %s", lease_node(C->Ls), root);
-	session_for_tree(C->E, root, fail_running, NULL);
-	forget_tree(C->E, root);
-	unhold(C, root);
-	C->lost++;
+		turn_end(s->cur, T_FAILED, "UnknownError", arg);
 }
 
 /* A lease just taken: what the cache has of the tree may be stale; then the tree is
- * recovered as after a restart. */
+ * recovered as after a restart. On failure (the store cannot be read now) the tree is
+ * not held, so the next request or renewal tries again; the lease stays this node's. */
 static int adopt(struct cluster *C, const char *root)
 {
 	if (!hold(C, root))
 		return -1;
 	forget_tree(C->E, root);
+	if (turn_recover_tree(C->E, root, 1) < 0) {
+		unhold(C, root);
+		return -1;
+	}
 	C->taken++;
-	return turn_recover_tree(C->E, root, 1) < 0 ? -1 : 0;
+	return 0;
+}
+
+/* Gives a tree up: its queued turns go to the next node (a draining node's), its writes
+ * are committed before its lease is released (else the lease is left to expire, and the
+ * node that takes it fences this one). 0, or -1 while a turn of it runs. */
+static int give_up(struct cluster *C, const char *root)
+{
+	struct err e = {0};
+	if (turn_hand_over_tree(C->E, root, "this node is draining: the prompt is saved and "
+				"runs on another node (its reply comes on the session's events)") < 0)
+		return -1;
+	if (store_flush(C->E->S) == 0 && lease_release(C->Ls, root, &e) == 0) {
+		C->released++;
+	} else {
+		if (e.code)
+			set_failure(C, &e);
+		if (!C->draining)
+			return -1; /* kept: tried again later */
+	}
+	forget_tree(C->E, root);
+	unhold(C, root);
+	return 0;
 }
 
 /* ---- the owner of a session ---- */
@@ -169,15 +193,16 @@ int engine_owner(struct engine *E, const char *session_id, char *node, struct er
 	if (root_of(E, session_id, root, e))
 		return -1;
 	struct held *h = *find(C, root);
-	if (h) {
+	if (h && (!C->draining || give_up(C, root) < 0)) {
 		h->used = now_ms();
-		return 0;
+		return 0; /* held here (a draining node's tree while a turn of it runs) */
 	}
-	int rc = lease_take(C->Ls, root, may_take_over(C), node, e);
+	int rc = h ? 0 : lease_take(C->Ls, root, may_take_over(C), node, e);
 	if (rc != 0)
 		return rc;
-	if (C->draining) { /* taken to learn it was free: another node is to run it */
-		lease_release(C->Ls, root, e);
+	if (C->draining) { /* given up, or taken to learn it was free: another node runs it */
+		if (!h)
+			lease_release(C->Ls, root, e);
 		rc = lease_pick_peer(C->Ls, node, e);
 		if (rc == 0)
 			err_set(e, ERR_UNAVAILABLE, "node %s is draining (shutting down) and no "
@@ -198,8 +223,9 @@ void engine_cluster_created(struct engine *E, const char *root)
 	struct cluster *C = E->cluster;
 	char node[LEASE_NODE_MAX];
 	struct err e = {0};
-	/* a new tree: nobody else can hold it; taken now so requests find it here */
-	if (C && !*find(C, root) && lease_take(C->Ls, root, 0, node, &e) == 0)
+	/* a new tree: nobody else can hold it; taken now so requests find it here (not
+	 * while draining: the first request sends it to another node) */
+	if (C && !C->draining && !*find(C, root) && lease_take(C->Ls, root, 0, node, &e) == 0)
 		hold(C, root);
 }
 
@@ -233,17 +259,18 @@ static void clear_renewed(struct cluster *C, struct held *h)
 	h->renewed = 0;
 }
 
+static void fenced_stop(struct cluster *C, const char *why);
+
+/* A held tree missing from the renewal: another node took its lease over, which fenced
+ * this one (lease_take): it stops as fenced_stop says. */
 static void drop_unrenewed(struct cluster *C, struct held *h)
 {
-	if (!h->renewed)
-		lose_tree(C, h->root);
-}
-
-static void set_failure(struct cluster *C, const struct err *e)
-{
-	if (strcmp(C->failure, e->msg))
-		log_warn("cluster: %s", e->msg);
-	snprintf(C->failure, sizeof(C->failure), "%s", e->msg);
+	if (!h->renewed) {
+		char why[300];
+		snprintf(why, sizeof(why), "node %s lost the lease of session tree %s to another "
+			 "node, which fenced it", lease_node(C->Ls), h->root);
+		fenced_stop(C, why);
+	}
 }
 
 /* Another node declared this one dead and took its trees over (lease.h): what this
@@ -255,9 +282,36 @@ static void fenced_stop(struct cluster *C, const char *why)
 	_exit(70);
 }
 
+/* The leases may have expired (no renewal went through for an expiry): another node may
+ * take the trees over, so this one stops running them now — running turns fail as
+ * interrupted, queued ones are handed over, the cache forgets them. When PostgreSQL
+ * answers again, the leases that still name this node come back (renewed). */
+static void leases_lapsed(struct timer *t)
+{
+	struct cluster *C = container_of(t, struct cluster, valid);
+	char why[300];
+	snprintf(why, sizeof(why), "interrupted: node %s could not renew its session leases "
+		 "for %lld ms (%.150s), so another node may run the session: the turn was stopped",
+		 lease_node(C->Ls), (long long)lease_expiry_ms(C->Ls),
+		 C->failure[0] ? C->failure : "PostgreSQL did not answer");
+	log_error("cluster: %s", why + 13);
+	C->suspended = 1;
+	for (int b = 0; b < HELD_BUCKETS; b++)
+		while (C->held[b]) {
+			const char *root = C->held[b]->root;
+			session_for_tree(C->E, root, fail_running, why);
+			turn_hand_over_tree(C->E, root, "this node lost PostgreSQL for longer than "
+					    "its session leases: the prompt is saved and runs when a "
+					    "node takes the session (its reply comes on its events)");
+			forget_tree(C->E, root);
+			unhold(C, root);
+		}
+}
+
 static void renew(struct cluster *C)
 {
 	struct err e = {0};
+	int64_t sent = mono_us() / 1000;
 	each_held(C, clear_renewed);
 	if (store_fenced(C->E->S))
 		fenced_stop(C, "the store refused a commit: this node was fenced by another");
@@ -265,6 +319,12 @@ static void renew(struct cluster *C)
 	if (held == LEASE_FENCED)
 		fenced_stop(C, e.msg);
 	if (held >= 0) {
+		/* PostgreSQL's expiry counts from after this was sent: a margin for the rest */
+		timer_arm(&C->valid, lease_expiry_ms(C->Ls) - (mono_us() / 1000 - sent) - 50);
+		if (C->suspended)
+			log_info("cluster: leases renewed: the session trees still named this node's "
+				 "are taken back");
+		C->suspended = 0;
 		if (C->failure[0]) {
 			log_info("cluster: leases renewed again");
 			C->healthy_since = mono_us() / 1000;
@@ -292,21 +352,14 @@ static void adopt_orphan(void *arg, const char *root)
 		log_error("cluster: recovering session tree %s failed", root);
 }
 
+/* Idle trees are given up after IDLE_RELEASE_MS (while PostgreSQL answers), and every
+ * tree with no turn running while draining. */
 static void release_idle(struct cluster *C, struct held *h)
 {
-	struct err e = {0};
-	if (C->draining ? turn_hand_over_tree(C->E, h->root) < 0
-			: engine_tree_busy(C->E, h->root) || now_ms() - h->used < IDLE_RELEASE_MS)
+	if (!C->draining && (C->failure[0] || engine_tree_busy(C->E, h->root) ||
+			     now_ms() - h->used < IDLE_RELEASE_MS))
 		return;
-	/* draining without PostgreSQL: the lease expires by itself (lease-ms) */
-	if (lease_release(C->Ls, h->root, &e)) {
-		set_failure(C, &e);
-		if (!C->draining)
-			return;
-	}
-	forget_tree(C->E, h->root);
-	unhold(C, h->root);
-	C->released++;
+	give_up(C, h->root);
 }
 
 static void tick(struct timer *t)
@@ -322,8 +375,7 @@ static void tick(struct timer *t)
 	if (C->draining && !C->nheld && C->drained) {
 		void (*fn)(void *) = C->drained;
 		C->drained = NULL;
-		lease_release_all(C->Ls, &e);
-		fn(C->drained_arg);
+		fn(C->drained_arg); /* the node leaves the table at its end (engine_cluster_stop) */
 		return;
 	}
 	timer_arm(t, C->draining ? 200 : (every > 50 ? every : 50));
@@ -348,6 +400,7 @@ int engine_cluster_start(struct engine *E, const char *pg_url, const char *node,
 	C->healthy_since = mono_us() / 1000;
 	E->cluster = C;
 	timer_init(&C->tick, E->L, tick);
+	timer_init(&C->valid, E->L, leases_lapsed);
 	timer_arm(&C->tick, 0); /* at once: trees a dead node left are taken over */
 	log_info("cluster: node %s, session leases of %lld ms", node, (long long)lease_ms);
 	return 0;
@@ -372,16 +425,21 @@ void engine_cluster_drain(struct engine *E, void (*done)(void *arg), void *arg)
 	timer_arm(&C->tick, 0);
 }
 
-void engine_cluster_stop(struct engine *E)
+void engine_cluster_stop(struct engine *E, int durable)
 {
 	struct cluster *C = E->cluster;
 	struct err e = {0};
 	if (!C)
 		return;
 	timer_cancel(&C->tick);
-	/* what still runs was failed as interrupted (engine_shutdown); queued turns stay in
-	 * the store for the node that takes the trees over */
-	if (lease_release_all(C->Ls, &e))
+	timer_cancel(&C->valid);
+	/* what still runs was failed as interrupted (engine_shutdown) and, when durable,
+	 * committed: then the leases go at once; else they expire, and the node that takes
+	 * a tree over fences this one's late commits */
+	if (!durable)
+		log_warn("cluster: the last writes were not committed: the leases are left to "
+			 "expire (%lld ms)", (long long)lease_expiry_ms(C->Ls));
+	else if (lease_release_all(C->Ls, &e))
 		log_warn("cluster: %s", e.msg);
 	for (int b = 0; b < HELD_BUCKETS; b++)
 		while (C->held[b])

@@ -822,7 +822,6 @@ void engine_destroy(struct engine *E)
 		return;
 	E->closing = 1;
 	timer_cancel(&E->sweeper);
-	engine_cluster_stop(E);
 	/* first stop what runs, while every session is still cached: a task's cancel
 	 * aborts its child, and a child freed before its parent would be loaded again
 	 * into a bucket already emptied (and leak) */
@@ -842,9 +841,9 @@ void engine_destroy(struct engine *E)
 			session_free(s);
 		}
 	}
-	if (E->S)
-		engine_flush(E);
+	int durable = E->S && engine_flush(E) == 0;
 	store_close(E->S); /* before the bus: its last attempt calls the bus's flush hook */
+	engine_cluster_stop(E, durable); /* the leases go once their trees' writes are in */
 	/* HOOK_EVENT's bus subscription goes with its callbacks; without a bus (a store
 	 * that did not open) there is none, but the built-in tools' hooks are there */
 	hooks_free(E);

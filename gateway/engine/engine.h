@@ -68,8 +68,9 @@ void engine_cluster_created(struct engine *E, const char *root);
 /* Graceful drain: no lease is taken any more; idle trees are given up now, busy ones
  * when their turns end; then done(arg) runs (at once on a single node). */
 void engine_cluster_drain(struct engine *E, void (*done)(void *arg), void *arg);
-/* Gives up every lease (after engine_shutdown) and stops the node's timer. */
-void engine_cluster_stop(struct engine *E);
+/* Stops the node's timer and, when the last writes were durable, gives up every lease
+ * and leaves the node table (else the leases expire). engine_destroy calls it. */
+void engine_cluster_stop(struct engine *E, int durable);
 /* The node's name, or NULL on a single node. */
 const char *engine_node(struct engine *E);
 int engine_draining(struct engine *E);

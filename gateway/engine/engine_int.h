@@ -314,10 +314,10 @@ int turn_cancel(struct engine *E, const char *session_id, const char *turn_id, s
 int turn_recover(struct engine *E, int resume_queued);
 /* turn_recover for one session tree (root NULL: every tree). */
 int turn_recover_tree(struct engine *E, const char *root, int resume_queued);
-/* A draining node's tree with no turn running: its queued turns leave memory (their
- * waiters are told), staying queued in the store for the node that takes it next. -1
- * while a turn of the tree runs. */
-int turn_hand_over_tree(struct engine *E, const char *root);
+/* A tree with no turn running: its queued turns leave memory (their waiters are told
+ * why), staying queued in the store for the node that takes it next. -1 while a turn of
+ * the tree runs. */
+int turn_hand_over_tree(struct engine *E, const char *root, const char *why);
 /* cluster.c: starts the node (engine_create, with opts.bus nats://). */
 int engine_cluster_start(struct engine *E, const char *pg_url, const char *node,
 			 const char *node_url, int64_t lease_ms, struct err *e);

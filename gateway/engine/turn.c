@@ -807,7 +807,8 @@ static int root_row(void *arg, const struct store_session *r)
 }
 
 /* Is the row's session in root's tree (any tree when root is NULL)? Read from the
- * store, so that sessions of trees another node runs are not cached here. */
+ * store, so that sessions of trees another node runs are not cached here: 1, 0, or -1
+ * when the store cannot be read now. */
 static int in_tree(struct engine *E, const struct trow *r, const char *root)
 {
 	char found[ID_MAX] = "";
@@ -816,29 +817,46 @@ static int in_tree(struct engine *E, const struct trow *r, const char *root)
 	struct session *s = session_cached(E, r->session_id);
 	if (s)
 		return !strcmp(s->root_id, root);
-	return store_session_get(E->S, r->session_id, root_row, found) > 0 && !strcmp(found, root);
+	int rc = store_session_get(E->S, r->session_id, root_row, found);
+	return rc < 0 ? -1 : rc > 0 && !strcmp(found, root);
+}
+
+/* Keeps the rows of root's tree (every row when root is NULL): 0, or -1 when the store
+ * cannot be read now (nothing is recovered then). */
+static int keep_tree(struct engine *E, struct trows *l, const char *root)
+{
+	int n = 0;
+	for (int i = 0; i < l->n; i++) {
+		int in = in_tree(E, &l->v[i], root);
+		if (in < 0)
+			return -1;
+		if (in)
+			l->v[n++] = l->v[i];
+		else {
+			free(l->v[i].source);
+			free(l->v[i].dedupe);
+			free(l->v[i].policy);
+		}
+	}
+	l->n = n;
+	return 0;
 }
 
 int turn_recover_tree(struct engine *E, const char *root, int resume_queued)
 {
 	struct trows running = {0}, queued = {0};
-	int failed = 0, resumed = 0;
 	if (store_turn_list_state(E->S, "running", collect_turn, &running) < 0 ||
-	    store_turn_list_state(E->S, "queued", collect_turn, &queued) < 0) {
+	    store_turn_list_state(E->S, "queued", collect_turn, &queued) < 0 ||
+	    keep_tree(E, &running, root) || keep_tree(E, &queued, root)) {
 		trows_free(&running);
 		trows_free(&queued);
 		return -1;
 	}
+	int failed = running.n, resumed = resume_queued ? queued.n : 0;
 	for (int i = 0; i < running.n; i++)
-		if (in_tree(E, &running.v[i], root)) {
-			recover_running(E, &running.v[i]);
-			failed++;
-		}
-	for (int i = 0; resume_queued && i < queued.n; i++)
-		if (in_tree(E, &queued.v[i], root)) {
-			requeue(E, &queued.v[i]);
-			resumed++;
-		}
+		recover_running(E, &running.v[i]);
+	for (int i = 0; i < resumed; i++)
+		requeue(E, &queued.v[i]);
 	if (failed || resumed)
 		log_info("recovery%s%s: %d interrupted turn(s) failed, %d queued turn(s) resumed",
 			 root ? " of session tree " : "", root ? root : "", failed, resumed);
@@ -854,23 +872,22 @@ int turn_recover(struct engine *E, int resume_queued)
 
 static void hand_over(struct session *s, void *arg)
 {
-	(void)arg;
+	const char *why = arg;
 	struct turnq_item *it;
 	timer_cancel(&s->kick);
 	while ((it = s->q.head)) {
 		struct turn *t = container_of(it, struct turn, qi);
 		turnq_remove(&s->q, it);
-		notify(t, "queued", "", "this node is draining: the prompt is saved and runs on "
-		       "another node (its reply comes on the session's events)");
+		notify(t, "queued", "", why);
 		turn_free(t);
 	}
 }
 
-int turn_hand_over_tree(struct engine *E, const char *root)
+int turn_hand_over_tree(struct engine *E, const char *root, const char *why)
 {
 	if (tree_running(E, root))
 		return -1;
-	session_for_tree(E, root, hand_over, NULL);
+	session_for_tree(E, root, hand_over, (void *)why);
 	return 0;
 }
 

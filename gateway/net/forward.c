@@ -493,10 +493,17 @@ static void deliver(struct fwd_call *f, const char *data, size_t len)
 static void on_reply(struct natslink_call *c, const char *data, size_t len, const struct err *e)
 {
 	struct fwd_call *f = container_of(c, struct fwd_call, call);
-	if (e)
-		again(f, e->msg);
-	else
+	struct err er = {0}, *unknown = &er;
+	if (!e) {
 		deliver(f, data, len);
+	} else if (c->undelivered) { /* it reached nobody: the tree's node is gone */
+		again(f, e->msg);
+	} else { /* it may have run there: sending it again could run it twice */
+		err_set(unknown, ERR_UNAVAILABLE, "session %.64s: node %.64s may or may not have "
+			"run the request (%.200s); read the session to know", f->session, f->node,
+			e->msg);
+		finish(f, NULL, 0, unknown);
+	}
 }
 
 /* Runs f here: its tree was taken over by this node while it waited. */
@@ -591,6 +598,18 @@ int forward_try(struct forward *F, struct fwd_call *f, const char *rpc, enum fwd
 	return 1;
 }
 
+/* f's run here after a takeover, if any, ends without an answer. */
+static void drop_local(struct fwd_call *f)
+{
+	if (!f->local)
+		return;
+	api_wait_cancel(&f->local->aw);
+	exec_unlink(f->local);
+	free(f->local->result);
+	free(f->local);
+	f->local = NULL;
+}
+
 void forward_cancel(struct fwd_call *f)
 {
 	if (!f->F || !f->next)
@@ -603,13 +622,7 @@ void forward_cancel(struct fwd_call *f)
 	}
 	natslink_cancel(&f->call);
 	timer_cancel(&f->retry);
-	if (f->local) {
-		api_wait_cancel(&f->local->aw);
-		exec_unlink(f->local);
-		free(f->local->result);
-		free(f->local);
-		f->local = NULL;
-	}
+	drop_local(f);
 	list_del(f);
 	cJSON_Delete(f->req);
 	f->req = NULL;
@@ -623,9 +636,11 @@ static void watch(struct timer *t)
 	for (struct fwd_call *f = F->list.next, *next; f != &F->list; f = next) {
 		next = f->next;
 		struct err er = {0}, *e = &er;
-		if (!f->held || f->local || !f->call.id)
+		if (!f->held)
 			continue;
-		held = 1;
+		held = 1; /* watched again next time, also while it waits to be sent again */
+		if (f->local || !f->call.id)
+			continue;
 		if (engine_node_alive(F->E, f->node, e) != 0)
 			continue; /* alive, or PostgreSQL cannot tell now */
 		natslink_cancel(&f->call);
@@ -681,6 +696,7 @@ void forward_stop(struct forward *F)
 			gather_free(f->gather);
 			f->gather = NULL;
 		}
+		drop_local(f); /* running here: answered once, below, as the others */
 		struct err er = {0}, *e = &er;
 		natslink_cancel(&f->call);
 		err_set(e, ERR_UNAVAILABLE, "the server is shutting down");
@@ -694,6 +710,11 @@ void forward_stop(struct forward *F)
 		exec_answer(x, NULL, e);
 	}
 	free(F);
+}
+
+int forward_busy(const struct forward *F)
+{
+	return F && (F->list.next != &F->list || F->execs);
 }
 
 void forward_counts(struct forward *F, struct forward_counts *out)

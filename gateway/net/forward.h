@@ -6,7 +6,9 @@
  *
  * A forwarded request whose node does not answer (it died: no responders) is tried
  * again, asking PostgreSQL for the tree's owner each time, until a live node takes it
- * or the lease expiry (plus 3 s) passes: a tree taken over by this node runs here.
+ * or the lease expiry (plus 3 s) passes: a tree taken over by this node runs here. One
+ * that may have reached its node (no reply in time, NATS lost meanwhile) is answered
+ * 503 "may or may not have run" instead: sending it again could run it twice.
  * A prompt held until its turn ends is watched: if its node's heartbeat stops, the
  * caller gets a 503 naming it (the prompt was durable before the owner took it, and the
  * node that takes the tree over runs or fails it). Loop thread only. */
@@ -65,6 +67,10 @@ int forward_try(struct forward *F, struct fwd_call *f, const char *rpc, enum fwd
 
 /* The caller went away: done is not called. Idempotent. */
 void forward_cancel(struct fwd_call *f);
+
+/* Requests under way: forwarded by this node and not answered yet, or run here for
+ * another node (a drain waits for them). */
+int forward_busy(const struct forward *F);
 
 struct forward_counts {
 	uint64_t sent, served, retried, failed;

@@ -18,11 +18,23 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The node's trees are finished or handed over; requests it forwarded, or runs for
+ * another node, are answered before it stops (within the drain's bound). */
+static void drained_check(struct timer *t)
+{
+	struct server *S = container_of(t, struct server, drained_t);
+	if (forward_busy(S->fwd)) {
+		timer_arm(t, 100);
+		return;
+	}
+	log_info("serve: drained: every session tree finished or handed over");
+	server_shutdown(S);
+}
+
 static void drained(void *arg)
 {
 	struct server *S = arg;
-	log_info("serve: drained: every session tree finished or handed over");
-	server_shutdown(S);
+	timer_arm(&S->drained_t, 0);
 }
 
 /* A cluster node's first SIGTERM drains it (engine_cluster_drain): its trees finish or
@@ -198,6 +210,7 @@ int serve_run(const struct serve_opts *o)
 	}
 	bus_set_sub_limits(engine_bus(S.E), &S.sub_limits);
 	timer_init(&S.drain_timer, S.L, drain_over);
+	timer_init(&S.drained_t, S.L, drained_check);
 	http_start(&S);
 	S.fwd = forward_start(S.E, &e);
 	if (!S.fwd && e.code) {
@@ -215,6 +228,7 @@ int serve_run(const struct serve_opts *o)
 	loop_run(S.L);
 	plugins_stop(S.P);      /* no-ops after a signal; cover any other way out */
 	timer_cancel(&S.drain_timer);
+	timer_cancel(&S.drained_t);
 	forward_stop(S.fwd);    /* requests under way for other nodes are answered 503 */
 	http_stop(&S);
 	engine_shutdown(S.E);

@@ -106,6 +106,7 @@ struct server {
 	struct timer shutdown_timer;
 	struct forward *fwd; /* a cluster node's forwarder (forward.h), or NULL */
 	struct timer drain_timer; /* a cluster node's drain: its bound (serve.c) */
+	struct timer drained_t;   /* ... and its end, once forwarded requests are answered */
 	struct bus_sub answers_sub; /* while answers are held: events may settle them */
 	struct timer answers_check;
 };

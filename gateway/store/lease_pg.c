@@ -6,6 +6,7 @@
 #include "loop.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@ struct lease {
 	int64_t expiry_ms;
 	char expiry[24]; /* expiry_ms as text, a statement parameter */
 	int64_t started;
+	int draining;    /* said in every heartbeat once set */
 };
 
 #define UNTIL "clock_timestamp() + $2::bigint * interval '1 millisecond'"
@@ -60,13 +62,58 @@ static int connect_now(struct lease *Ls, struct err *e)
 
 /* Runs q with params; the result (PGRES_TUPLES_OK or COMMAND_OK) or NULL and e. A
  * connection that broke is made again once. */
+/* Sends q and waits for its result, LEASE_IO_MS at most (the loop may not hang on a
+ * server that holds the connection open and does not answer): the last result, or NULL
+ * with why (the connection is then dropped). */
+static PGresult *exec_bounded(struct lease *Ls, const char *q, int n,
+			      const char *const *params, char *why, size_t wn)
+{
+	int64_t until = mono_us() + LEASE_IO_MS * 1000LL;
+	PGresult *last = NULL, *r;
+	if (!PQsendQueryParams(Ls->c, q, n, NULL, params, NULL, NULL, 0)) {
+		snprintf(why, wn, "%s", PQerrorMessage(Ls->c));
+		return NULL;
+	}
+	for (;;) {
+		while (PQisBusy(Ls->c)) {
+			int left = (int)((until - mono_us()) / 1000);
+			struct pollfd pfd = {PQsocket(Ls->c), POLLIN, 0};
+			if (left <= 0 || poll(&pfd, 1, left) == 0) {
+				snprintf(why, wn, "no answer within %d ms", LEASE_IO_MS);
+				PQclear(last);
+				PQfinish(Ls->c);
+				Ls->c = NULL;
+				return NULL;
+			}
+			if (!PQconsumeInput(Ls->c))
+				break;
+		}
+		if (!(r = PQgetResult(Ls->c)))
+			break;
+		PQclear(last);
+		last = r;
+	}
+	if (!last)
+		snprintf(why, wn, "%s", PQerrorMessage(Ls->c));
+	return last;
+}
+
 static PGresult *run(struct lease *Ls, const char *what, const char *q, int n,
 		     const char *const *params, struct err *e)
 {
 	for (int attempt = 0; attempt < 2; attempt++) {
+		char why[300] = "";
 		if (connect_now(Ls, e))
 			return NULL;
-		PGresult *r = PQexecParams(Ls->c, q, n, NULL, params, NULL, NULL, 0);
+		PGresult *r = exec_bounded(Ls, q, n, params, why, sizeof(why));
+		if (!r) {
+			pg_why(e, what, why);
+			if (Ls->c && PQstatus(Ls->c) == CONNECTION_OK)
+				return NULL;
+			PQfinish(Ls->c);
+			Ls->c = NULL;
+			continue;
+		}
 		ExecStatusType st = PQresultStatus(r);
 		if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
 			return r;
@@ -167,19 +214,20 @@ int lease_take(struct lease *Ls, const char *root, int take_over, char *owner,
 	 * nothing it buffered lands after the tree is recovered here */
 	static const char q[] =
 		"WITH prev AS (SELECT node, expires_at FROM lease WHERE root_id = $1),"
-		" fence AS (UPDATE node SET fenced = true WHERE $4::boolean AND"
-		" id = (SELECT node FROM prev) AND id <> $3 AND"
-		" (SELECT expires_at FROM prev) < clock_timestamp() RETURNING id),"
 		" up AS (INSERT INTO lease(root_id, node, expires_at)"
 		" VALUES($1, $3, " UNTIL ") ON CONFLICT (root_id) DO UPDATE"
 		" SET node = EXCLUDED.node, expires_at = EXCLUDED.expires_at"
 		" WHERE lease.node = EXCLUDED.node OR ($4::boolean AND"
 		" lease.expires_at < clock_timestamp())"
-		" RETURNING node)"
+		" RETURNING node),"
+		" fence AS (UPDATE node SET fenced = true WHERE EXISTS (SELECT 1 FROM up) AND"
+		" id = (SELECT node FROM prev) AND id <> $3 RETURNING id)"
 		" SELECT node FROM up UNION ALL SELECT node FROM lease WHERE root_id = $1"
-		" AND NOT EXISTS (SELECT 1 FROM up)";
-	/* a node inserting the same new lease concurrently: it won, and the first select
-	 * saw the table without its row; asking again names it */
+		" AND node <> $3 AND NOT EXISTS (SELECT 1 FROM up)";
+	/* no row: a node inserted the same new lease concurrently (the select saw the table
+	 * without it), or took this node's expired one over (the select saw it still ours);
+	 * asking again names the holder. The fence applies only when the upsert took the
+	 * lease from another node, never to a holder that renewed meanwhile */
 	for (int attempt = 0; attempt < 3; attempt++) {
 		PGresult *r = run(Ls, "taking a lease", q, 4, p, e);
 		if (!r)
@@ -199,7 +247,7 @@ int lease_take(struct lease *Ls, const char *root, int take_over, char *owner,
 int lease_renew(struct lease *Ls, void (*fn)(void *arg, const char *root), void *arg,
 		struct err *e)
 {
-	int fenced = heartbeat(Ls, "f", e);
+	int fenced = heartbeat(Ls, Ls->draining ? "t" : "f", e);
 	if (fenced < 0)
 		return -1;
 	if (fenced) {
@@ -252,6 +300,7 @@ int lease_orphans(struct lease *Ls, int max, void (*fn)(void *arg, const char *r
 
 int lease_set_draining(struct lease *Ls, struct err *e)
 {
+	Ls->draining = 1;
 	return heartbeat(Ls, "t", e) < 0 ? -1 : 0;
 }
 

@@ -104,7 +104,7 @@ static const char *const migrations[] = {
 	"CREATE FUNCTION agentgate_fence(n TEXT) RETURNS void LANGUAGE plpgsql AS $f$"
 	" DECLARE f BOOLEAN; BEGIN"
 	" SELECT fenced INTO f FROM node WHERE id = n FOR SHARE;"
-	" IF f THEN RAISE EXCEPTION 'this node (%) was fenced: another node took its"
+	" IF f IS NULL OR f THEN RAISE EXCEPTION 'this node (%) was fenced: another node took its"
 	" session trees over, and its writes are refused', n; END IF; END $f$;",
 };
 
