@@ -11,9 +11,11 @@
 import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
+import http from "node:http";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { Readable } from "node:stream";
 import { BIN, REPO, SSEReader, api, freePort, pollUntil, withTimeout, wsConnect } from "./lib.mjs";
 import { startPostgres } from "./pg.mjs";
 
@@ -25,6 +27,43 @@ process.on("exit", () => {
 		} catch {}
 	}
 });
+
+/**
+ * fetch on a connection of its own (node:http, no keep-alive pool). Node's fetch keeps an
+ * idle connection about 4 s and the gateway (libwebsockets) closes one after about 5 s,
+ * both on one-second timers: a request sent on a pooled connection idle for 4-5 s can
+ * meet the server's close ("other side closed"). The cluster tests wait that long
+ * between requests (on turns, on PostgreSQL), so every request they send, the SDK's and
+ * the SSE streams included, goes through this (installFreshFetch).
+ */
+export async function freshFetch(input, init = undefined) {
+	const req = new Request(input, init);
+	const url = new URL(req.url);
+	const body = req.body ? Buffer.from(await req.arrayBuffer()) : null;
+	const headers = Object.fromEntries(req.headers);
+	if (body) headers["content-length"] = String(body.length);
+	return new Promise((resolve, reject) => {
+		const r = http.request({ host: url.hostname, port: url.port, method: req.method, path: url.pathname + url.search,
+			headers, agent: false }, (res) => {
+			const h = new Headers();
+			for (const [k, v] of Object.entries(res.headers))
+				for (const x of Array.isArray(v) ? v : [v]) h.append(k, x);
+			const none = res.statusCode === 204 || res.statusCode === 304 || req.method === "HEAD";
+			if (none) res.resume();
+			resolve(new Response(none ? null : Readable.toWeb(res), { status: res.statusCode, statusText: res.statusMessage, headers: h }));
+		});
+		r.on("error", reject);
+		const sig = req.signal;
+		if (sig.aborted) r.destroy(sig.reason);
+		else sig.addEventListener("abort", () => r.destroy(sig.reason ?? new Error("aborted")), { once: true });
+		r.end(body ?? undefined);
+	});
+}
+
+/** Makes every fetch of this process (lib.mjs's api and SSE, the SDK) a freshFetch. */
+export function installFreshFetch() {
+	globalThis.fetch = freshFetch;
+}
 
 const tail = (s, n = 3000) => (s.length > n ? "…" + s.slice(-n) : s);
 
@@ -162,6 +201,7 @@ class Node {
 		const env = { ...process.env, AGENTGATE_LOG: process.env.AGENTGATE_CLUSTER_LOG || "warn" };
 		delete env.AGENTGATE_TOKEN;
 		this.exitInfo = null;
+		this.expectExit = false;
 		this.log += `\n--- ${this.name} starts\n`;
 		const proc = spawn("setpriv", argv, { cwd: REPO, env, stdio: ["ignore", "pipe", "pipe"] });
 		this.proc = proc;
@@ -197,6 +237,7 @@ class Node {
 	/** kill -9; resolves once it is gone. */
 	async kill9() {
 		if (!this.alive) return this.exitInfo;
+		this.expectExit = true;
 		this.proc.kill("SIGKILL");
 		return withTimeout(this.exited, 10000, `node ${this.name} dies of SIGKILL`);
 	}
@@ -204,6 +245,7 @@ class Node {
 	/** SIGTERM (a drain); resolves {code, signal} when it exits (bounded by timeout). */
 	async term(timeout = 45000) {
 		if (!this.alive) return this.exitInfo;
+		this.expectExit = true;
 		this.proc.kill("SIGTERM");
 		return withTimeout(this.exited, timeout, `node ${this.name} exits after SIGTERM`);
 	}
@@ -281,12 +323,19 @@ export function pidsMentioning(s) {
 }
 
 async function destroyCluster(c, own) {
+	const crashed = c.nodes.filter((n) => n.exitInfo && !n.expectExit);
 	for (const n of c.nodes) if (n.alive) await n.kill9().catch(() => {});
 	if (own.nats && c.nats) await c.nats.destroy();
 	if (own.pg && c.pg) await c.pg.destroy();
 	const left = pidsMentioning(c.root);
 	await fsp.rm(c.root, { recursive: true, force: true });
 	if (left.length) throw new Error(`processes left behind by the cluster in ${c.root}: ${left.join(" ")}`);
+	if (crashed.length) {
+		const why = crashed.map((n) => `node ${n.name} died during the test (code ${n.exitInfo.code}, ` +
+			`signal ${n.exitInfo.signal}):\n${n.output()}`).join("\n");
+		console.error(why); // a test that failed already reports no error of its after hooks
+		throw new Error(why);
+	}
 }
 
 // ---------------------------------------------------------------------------

@@ -1,0 +1,283 @@
+// Three agentgate nodes on one PostgreSQL (the store, the session leases) and one NATS
+// JetStream (the events, the requests between nodes), through the real binary and the
+// OpenCode SDK (cluster.mjs starts them all on 127.0.0.1): clients on every node prompting
+// the same sessions at once, kill -9 of a node mid-turn, NATS restarted under load,
+// PostgreSQL gone for a few seconds, and a SIGTERM drain. What must hold is checked where
+// it is kept: the turn ledger in PostgreSQL (one turn running per session, FIFO, one
+// terminal reply per turn, nothing acknowledged lost) and the event streams of every
+// subscriber on every node (each event of a tree exactly once, in seq order, the same
+// events on every node).
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { createOpencodeClient as createV1 } from "@opencode-ai/sdk";
+import { createOpencodeClient as createV2 } from "@opencode-ai/sdk/v2";
+import { api, apiOk, pollUntil } from "./lib.mjs";
+import { startPostgres } from "./pg.mjs";
+import {
+	clusterMissing, clusterConfig, installFreshFetch, pidsMentioning, startCluster, startNats, subscribe,
+} from "./cluster.mjs";
+
+installFreshFetch();
+
+const missing = clusterMissing();
+const T = { timeout: 150_000 };
+const LEASE_MS = 2000;
+let pg = null;
+let nats = null;
+
+// ---------------------------------------------------------------------------
+// What the ledger holds (PostgreSQL), and the checks every test makes on it
+
+const list = (ids) => [...ids].map((id) => `'${id}'`).join(",");
+
+/** Every session of the trees rooted at roots. */
+const treeSessions = (c, roots) => c.query(`SELECT id FROM session WHERE root_id IN (${list(roots)}) ORDER BY id`);
+
+/** The turns of the sessions: {id, session, user, state, started, ended, error}, by session then id. */
+function turns(c, sessions) {
+	return c.rows(`SELECT session_id, id, user_message_id, state, coalesce(time_started, -1), coalesce(time_ended, -1),
+		coalesce(replace(error, '|', '/'), '') FROM turn WHERE session_id IN (${list(sessions)}) ORDER BY session_id, id`)
+		.map(([session, id, user, state, started, ended, error]) =>
+			({ session, id, user, state, started: Number(started), ended: Number(ended), error }));
+}
+
+/** The text of each user message of the sessions: [{session, id, turn, text}]. */
+function userTexts(c, sessions) {
+	return c.rows(`SELECT m.session_id, m.id, coalesce(m.turn_id, ''), replace(p.data::json->>'text', '|', '/')
+		FROM message m JOIN part p ON p.message_id = m.id
+		WHERE m.role = 'user' AND p.type = 'text' AND m.session_id IN (${list(sessions)}) ORDER BY m.id`)
+		.map(([session, id, turn, text]) => ({ session, id, turn, text }));
+}
+
+const unfinished = (c, sessions) =>
+	Number(c.query(`SELECT count(*) FROM turn WHERE state IN ('queued', 'running') AND session_id IN (${list(sessions)})`)[0]);
+
+/** Waits (bounded) until no turn of the trees is queued or running. */
+async function settled(c, roots, timeout = 60000) {
+	await pollUntil(() => unfinished(c, treeSessions(c, roots)) === 0,
+		{ timeout, interval: 100, label: `every turn of ${roots.size} tree(s) ended` });
+}
+
+/**
+ * The ledger's invariants, over every session of the trees (checked once the turns ended):
+ * every turn ended; per session, at most one turn ran at any time (no two
+ * [started, ended] intervals overlap) and turns started in queue (id) order; every turn
+ * has exactly one terminal assistant message (finished, not with tool-calls) and no
+ * assistant message of it is left unfinished; every acknowledged prompt (acked: [{session,
+ * text}]) is there exactly once, as a user message with its turn. Returns the turns.
+ */
+function checkLedger(c, roots, acked) {
+	const sessions = treeSessions(c, roots);
+	const ts = turns(c, sessions);
+	const bySession = new Map();
+	for (const t of ts) {
+		assert.ok(["completed", "failed", "cancelled"].includes(t.state), `turn ${t.id} of ${t.session} is ${t.state}`);
+		if (!bySession.has(t.session)) bySession.set(t.session, []);
+		bySession.get(t.session).push(t);
+	}
+	for (const [s, list] of bySession) {
+		const ran = list.filter((t) => t.started >= 0);
+		for (let i = 1; i < ran.length; i++) {
+			assert.ok(ran[i].started >= ran[i - 1].started,
+				`session ${s}: turn ${ran[i].id} started (${ran[i].started}) before ${ran[i - 1].id} (${ran[i - 1].started}), queued ahead of it`);
+			assert.ok(ran[i].started >= ran[i - 1].ended,
+				`session ${s}: turns ${ran[i - 1].id} [${ran[i - 1].started}, ${ran[i - 1].ended}] and ${ran[i].id} [${ran[i].started}, ...] overlap`);
+		}
+	}
+	const terminals = new Map(c.rows(`SELECT t.id, count(m.id) FROM turn t LEFT JOIN message m ON m.turn_id = t.id
+		AND m.role = 'assistant' AND m.finish IS NOT NULL AND m.finish <> 'tool-calls'
+		WHERE t.session_id IN (${list(sessions)}) GROUP BY t.id`).map(([id, n]) => [id, Number(n)]));
+	for (const t of ts)
+		if (t.started >= 0 || t.state !== "cancelled")
+			assert.equal(terminals.get(t.id), 1, `turn ${t.id} (${t.state}) has ${terminals.get(t.id)} terminal assistant messages`);
+	assert.deepEqual(c.query(`SELECT m.id FROM message m JOIN turn t ON t.id = m.turn_id WHERE m.role = 'assistant'
+		AND m.finish IS NULL AND m.session_id IN (${list(sessions)})`), [], "assistant messages left unfinished");
+	const users = userTexts(c, sessions);
+	const turnOf = new Map(ts.map((t) => [t.user, t]));
+	for (const a of acked) {
+		const found = users.filter((u) => u.session === a.session && u.text === a.text);
+		assert.equal(found.length, 1, `acknowledged prompt "${a.text}" on ${a.session} is stored ${found.length} times`);
+		assert.ok(turnOf.get(found[0].id), `acknowledged prompt "${a.text}" has no turn`);
+	}
+	return ts;
+}
+
+/** The turn of the prompt whose text is text. */
+function turnOfText(c, ts, session, text) {
+	const u = userTexts(c, [session]).find((x) => x.text === text);
+	assert.ok(u, `no user message "${text}" in ${session}`);
+	const t = ts.find((x) => x.user === u.id);
+	assert.ok(t, `no turn for "${text}"`);
+	return t;
+}
+
+// ---------------------------------------------------------------------------
+// What the subscribers got
+
+const isIdle = (id) => (e) => e.type === "session.idle" && e.sessionID === id;
+
+/** Each subscriber's events strictly increase in seq (so none twice); returns them. */
+function inOrder(sub, pred = () => true) {
+	const evs = sub.events().filter(pred);
+	for (let i = 1; i < evs.length; i++)
+		assert.ok(evs[i].seq > evs[i - 1].seq,
+			`${sub.kind} on ${sub.node}: seq ${evs[i].seq} (${evs[i].type}) after ${evs[i - 1].seq} (${evs[i - 1].type})`);
+	return evs;
+}
+
+/**
+ * Every subscriber got the same events of the trees (the same seqs, each with the same
+ * event), each once and in seq order, up to seq upTo.
+ */
+function sameEvents(subs, roots, upTo) {
+	let ref = null;
+	for (const sub of subs) {
+		const evs = inOrder(sub, (e) => roots.has(e.rootID) && e.seq <= upTo);
+		const m = new Map(evs.map((e) => [e.seq, JSON.stringify(e)]));
+		if (!ref) {
+			ref = { sub, m };
+			continue;
+		}
+		const only = (a, b) => [...a.keys()].filter((k) => !b.has(k)).slice(0, 10);
+		assert.deepEqual(only(m, ref.m), [], `${sub.kind} on ${sub.node} has seqs ${ref.sub.kind} on ${ref.sub.node} lacks`);
+		assert.deepEqual(only(ref.m, m), [], `${sub.kind} on ${sub.node} lacks seqs ${ref.sub.kind} on ${ref.sub.node} has`);
+		for (const [seq, e] of m) assert.equal(e, ref.m.get(seq), `seq ${seq} differs between ${sub.kind}@${sub.node} and ${ref.sub.kind}@${ref.sub.node}`);
+	}
+	return ref ? ref.m.size : 0;
+}
+
+/** The highest seq any of the subscribers has of the trees. */
+const topSeq = (subs, roots) => Math.max(0, ...subs.flatMap((s) => s.events().filter((e) => roots.has(e.rootID)).map((e) => e.seq)));
+
+/** Waits (bounded) until every subscriber has an event of the trees at or above seq. */
+const allReach = (subs, roots, seq, timeout = 20000) =>
+	Promise.all(subs.map((s) => s.until((evs) => evs.some((e) => roots.has(e.rootID) && e.seq >= seq),
+		{ timeout, label: `${s.kind} on ${s.node} reaches seq ${seq}` })));
+
+/** The concatenated text deltas of each message in a subscriber's events. */
+function deltas(evs) {
+	const out = new Map();
+	for (const e of evs)
+		if (e.type === "message.part.delta" && e.properties.field === "text")
+			out.set(e.properties.messageID, (out.get(e.properties.messageID) ?? "") + e.properties.delta);
+	return out;
+}
+
+/** Opens subscribers of every kind on every node, unfiltered (every tree). */
+async function subscribeAll(c, t) {
+	const subs = [];
+	for (const n of c.nodes)
+		for (const kind of ["event", "global", "ws"]) subs.push(await subscribe(n, kind));
+	t.after(() => Promise.all(subs.map((s) => s.close())));
+	return subs;
+}
+
+const prompt = (node, id, text) =>
+	api(node, "POST", `/session/${id}/prompt_async`, { parts: [{ type: "text", text }] }, { timeout: 30000 });
+
+/** A text prompt acknowledged (204), recorded in acked. */
+async function promptOk(node, id, text, acked) {
+	const r = await prompt(node, id, text);
+	assert.equal(r.status, 204, `prompt_async "${text}" on ${node.name}: ${r.status} ${r.text}`);
+	acked.push({ session: id, text });
+}
+
+// ---------------------------------------------------------------------------
+
+describe("a cluster of three nodes", { skip: missing ? `cluster tests skipped: ${missing}` : false }, () => {
+	before(async () => {
+		pg = await startPostgres();
+		nats = await startNats();
+	});
+	after(async () => {
+		await nats?.destroy();
+		await pg?.destroy();
+		assert.deepEqual(pidsMentioning("agentgate-cluster-"), [], "no node left running");
+	});
+
+	test("clients on every node prompting the same sessions at once: the ledger holds and every subscriber on every node gets every event once, in seq order", T, async (t) => {
+		const c = await startCluster({ pg, nats, leaseMs: LEASE_MS });
+		t.after(() => c.destroy());
+		// one session created on each node; every node's clients prompt all three
+		const sessions = [];
+		for (const n of c.nodes) sessions.push((await apiOk(n, "POST", "/session", { title: `from ${n.name}` })).id);
+		const roots = new Set(sessions);
+		const subs = await subscribeAll(c, t);
+		// a subscriber to one session on each node (the filter, through every node)
+		for (const n of c.nodes) subs.push(await subscribe(n, "event", { query: `?sessionID=${sessions[0]}` }));
+		const acked = [];
+		const held = [];
+		const clients = c.nodes.flatMap((n) => [
+			{ node: n, v1: createV1({ baseUrl: n.url }), tag: `${n.name}a` },
+			{ node: n, v2: createV2({ baseUrl: n.url }), tag: `${n.name}b` },
+		]);
+		// each client, for each session: two prompt_async one after the other, then a held
+		// prompt; all clients and sessions at once
+		const order = [];
+		await Promise.all(clients.flatMap((cl) => sessions.map(async (sid, si) => {
+			const mine = [];
+			for (let k = 0; k < 2; k++) {
+				const text = `slow s ${cl.tag}-${si}-${k}`;
+				const r = cl.v1
+					? await cl.v1.session.promptAsync({ path: { id: sid }, body: { parts: [{ type: "text", text }] } })
+					: await cl.v2.session.promptAsync({ sessionID: sid, parts: [{ type: "text", text }] });
+				assert.equal(r.response.status, 204, `${text} on ${cl.node.name}: ${r.response.status} ${JSON.stringify(r.error)}`);
+				acked.push({ session: sid, text });
+				mine.push(text);
+			}
+			const text = `quick ${cl.tag}-${si}-held`;
+			const r = cl.v1
+				? await cl.v1.session.prompt({ path: { id: sid }, body: { parts: [{ type: "text", text }] } })
+				: await cl.v2.session.prompt({ sessionID: sid, parts: [{ type: "text", text }] });
+			assert.equal(r.response.status, 200, `held ${text} on ${cl.node.name}: ${r.response.status} ${JSON.stringify(r.error)}`);
+			acked.push({ session: sid, text });
+			mine.push(text);
+			held.push({ session: sid, text, reply: r.data });
+			order.push({ session: sid, texts: mine });
+		})));
+		await settled(c, roots);
+
+		const ts = checkLedger(c, roots, acked);
+		assert.equal(ts.length, acked.length, "one turn per prompt");
+		assert.ok(ts.every((x) => x.state === "completed"), ts.filter((x) => x.state !== "completed").map((x) => `${x.id} ${x.state} ${x.error}`).join("\n"));
+		// a client's prompts to a session, each sent after the last was acknowledged, queue in that order
+		for (const o of order) {
+			const ids = o.texts.map((text) => turnOfText(c, ts, o.session, text).id);
+			assert.deepEqual(ids, [...ids].sort(), `${o.texts.join(", ")} queued out of order`);
+		}
+		// a held prompt answers its own turn's terminal reply
+		for (const h of held) {
+			const turn = turnOfText(c, ts, h.session, h.text);
+			assert.equal(h.reply.info.role, "assistant");
+			assert.equal(h.reply.info.sessionID, h.session);
+			assert.deepEqual(c.query(`SELECT turn_id FROM message WHERE id = '${h.reply.info.id}'`), [turn.id], `${h.text}'s reply`);
+			const text = h.reply.parts.filter((p) => p.type === "text").map((p) => p.text).join("");
+			assert.equal(text, `Quick answer to ${h.text.slice(6)}.`);
+		}
+
+		// every subscriber has every event up to the last idle; the same on every node
+		const lastIdle = Math.max(...sessions.map((id) => Math.max(...subs[0].events().filter(isIdle(id)).map((e) => e.seq), 0)));
+		const top = Math.max(lastIdle, topSeq(subs, roots));
+		await allReach(subs.slice(0, 9), roots, top);
+		await allReach(subs.slice(9), new Set([sessions[0]]), Math.max(...subs[9].events().map((e) => e.seq)));
+		const n = sameEvents(subs.slice(0, 9), roots, top);
+		assert.ok(n > acked.length * 5, `${n} events of the three trees`);
+		// the filtered ones: exactly the unfiltered streams' events of that session
+		const filteredTop = Math.min(...subs.slice(9).map((s) => Math.max(...s.events().map((e) => e.seq))));
+		for (const s of subs.slice(9)) {
+			const got = inOrder(s, (e) => e.seq <= filteredTop).map((e) => e.seq);
+			const want = subs[0].events().filter((e) => e.sessionID === sessions[0] && e.seq <= filteredTop && e.seq >= got[0]).map((e) => e.seq);
+			assert.deepEqual(got, want, `GET /event?sessionID= on ${s.node}`);
+		}
+		// the prompts really went through other nodes: forwarded to the one running the tree
+		const fwd = await Promise.all(c.nodes.map(async (x) => (await x.metrics()).get("agentgate_forwarded_total") ?? 0));
+		assert.ok(fwd.reduce((a, b) => a + b) >= acked.length / 2, `forwarded: ${fwd.join(", ")} of ${acked.length} prompts`);
+		if (process.env.CLUSTER_DEBUG) console.log({ acked: acked.length, events: n, fwd, turns: ts.length });
+		// each message's deltas on every subscriber add up to what PostgreSQL holds
+		const stored = new Map(c.rows(`SELECT message_id, string_agg(replace(data::json->>'text', '|', '/'), '' ORDER BY id)
+			FROM part WHERE type = 'text' AND session_id IN (${list(sessions)}) AND message_id IN
+			(SELECT id FROM message WHERE role = 'assistant') GROUP BY message_id`));
+		for (const s of subs.slice(0, 9))
+			for (const [mid, text] of deltas(s.events())) assert.equal(text, stored.get(mid), `${s.kind} on ${s.node}: message ${mid}'s deltas`);
+	});
+});
