@@ -280,4 +280,95 @@ describe("a cluster of three nodes", { skip: missing ? `cluster tests skipped: $
 		for (const s of subs.slice(0, 9))
 			for (const [mid, text] of deltas(s.events())) assert.equal(text, stored.get(mid), `${s.kind} on ${s.node}: message ${mid}'s deltas`);
 	});
+
+	test("kill -9 of a node mid-turn, with prompts queued and a subagent running: another node takes its trees within the lease expiry, fails the running turns as interrupted, runs the queued ones, and a client that was on it resumes elsewhere with no gap", T, async (t) => {
+		const c = await startCluster({ pg, nats, leaseMs: LEASE_MS });
+		t.after(() => c.destroy());
+		const [n1, n2, n3] = c.nodes;
+		// three trees n1 runs: A busy with prompts queued, B a parent waiting on its
+		// subagent, I idle (its lease held by n1 all the same)
+		const A = (await apiOk(n1, "POST", "/session", { title: "A" })).id;
+		const B = (await apiOk(n1, "POST", "/session", { title: "B" })).id;
+		const I = (await apiOk(n1, "POST", "/session", { title: "I" })).id;
+		const roots = new Set([A, B, I]);
+		const acked = [];
+		const onDead = await subscribe(n1, "event", { query: `?sessionID=${A}` });
+		const stay = await subscribe(n2, "event");
+		const stayWs = await subscribe(n3, "ws", { params: {} });
+		t.after(() => Promise.all([onDead.close(), stay.close(), stayWs.close()]));
+		const held = api(n1, "POST", `/session/${I}/message`, { parts: [{ type: "text", text: "quick idle one" }] });
+		assert.equal((await held).status, 200);
+		acked.push({ session: I, text: "quick idle one" });
+		await promptOk(n1, A, "slow l A1", acked);
+		await promptOk(n2, A, "quick A2", acked); // forwarded to n1, queued there
+		await promptOk(n3, A, "slow s A3", acked);
+		await promptOk(n2, B, "sub B1", acked);
+		await promptOk(n3, B, "quick B2", acked);
+		assert.deepEqual([A, B, I].map((r) => c.owner(r)), ["n1", "n1", "n1"]);
+		// mid-turn: A streams, B's child streams (its task tool waits on it)
+		await stay.until((evs) => evs.filter((e) => e.type === "message.part.delta" && e.sessionID === A).length >= 20 &&
+			evs.filter((e) => e.type === "message.part.delta" && e.rootID === B && e.sessionID !== B).length >= 20,
+		{ label: "A and B's subagent stream", timeout: 30000 });
+		await onDead.until((evs) => evs.filter((e) => e.type === "message.part.delta").length >= 20, { label: "n1's client streams A" });
+		const child = c.query(`SELECT id FROM session WHERE parent_id = '${B}'`)[0];
+		assert.ok(child, "B's subagent session");
+		assert.deepEqual(c.query(`SELECT state FROM turn WHERE session_id IN ('${A}', '${B}', '${child}') ORDER BY session_id = '${A}' DESC, session_id = '${B}' DESC, id`),
+			["running", "queued", "queued", "running", "queued", "running"]);
+
+		const killedAt = Date.now();
+		await n1.kill9();
+		await onDead.raw.waitEnd(); // every byte n1 sent is read
+		const lastSeen = Math.max(...onDead.events().map((e) => e.seq));
+		// within the lease expiry and a bound, every tree runs on another node or is idle
+		await settled(c, roots, LEASE_MS + 20000);
+		const settledMs = Date.now() - killedAt;
+		const ts = checkLedger(c, roots, acked);
+		const turnA1 = turnOfText(c, ts, A, "slow l A1");
+		assert.equal(turnA1.state, "failed");
+		assert.match(turnA1.error, /interrupted/);
+		for (const text of ["quick A2", "slow s A3"]) assert.equal(turnOfText(c, ts, A, text).state, "completed", text);
+		assert.equal(turnOfText(c, ts, B, "quick B2").state, "completed");
+		const parent = turnOfText(c, ts, B, "sub B1");
+		assert.equal(parent.state, "failed", "the parent's turn ran on n1: interrupted");
+		assert.match(parent.error, /interrupted/);
+		const childTurns = ts.filter((x) => x.session === child);
+		assert.ok(childTurns.length >= 1 && childTurns.every((x) => x.state !== "running" && x.state !== "queued"), JSON.stringify(childTurns));
+		// the queued turns ran on a live node, which holds the trees now
+		for (const r of [A, B]) assert.ok(["n2", "n3"].includes(c.owner(r)), `${r} is run by ${c.owner(r)}`);
+		// the first event of a turn that ran after the kill: the failover time
+		const a2 = turnOfText(c, ts, A, "quick A2");
+		const resumedAt = a2.started;
+		assert.ok(resumedAt - killedAt < LEASE_MS + 10000, `A's queued turn started ${resumedAt - killedAt} ms after the kill`);
+		// no session is left busy on any live node
+		for (const n of [n2, n3]) {
+			const st = await apiOk(n, "GET", "/session/status");
+			for (const id of [A, B, I, child]) assert.ok(!st[id] || st[id].type === "idle", `${id} is ${JSON.stringify(st[id])} on ${n.name}`);
+		}
+		// the idle tree answers through any node (it is free, or taken by whoever asks first)
+		const again = await api(n3, "POST", `/session/${I}/message`, { parts: [{ type: "text", text: "quick after the kill" }] });
+		assert.equal(again.status, 200, again.text);
+		acked.push({ session: I, text: "quick after the kill" });
+
+		// n1's client resumes on n2 from the last seq it saw: the events of A after it, all of
+		// them (what the client that stayed on n2 got), none twice
+		const resumed = await subscribe(n2, "event", { query: `?sessionID=${A}`, headers: { "last-event-id": String(lastSeen) } });
+		t.after(() => resumed.close());
+		const lastIdleA = Math.max(...stay.events().filter(isIdle(A)).map((e) => e.seq));
+		await resumed.until((evs) => evs.some((e) => e.seq >= lastIdleA), { label: "the resumed stream reaches A's last idle" });
+		const got = inOrder(resumed, (e) => e.seq <= lastIdleA).map((e) => e.seq);
+		const want = stay.events().filter((e) => e.sessionID === A && e.seq > lastSeen && e.seq <= lastIdleA).map((e) => e.seq);
+		assert.deepEqual(got, want, "resumed on n2 after the kill");
+		// and what n1's client had before is exactly the rest
+		const before = inOrder(onDead).map((e) => e.seq);
+		const all = stay.events().filter((e) => e.sessionID === A && e.seq >= before[0] && e.seq <= lastIdleA).map((e) => e.seq);
+		assert.deepEqual([...before, ...got], all, "n1's stream then n2's: every event of A once");
+		// both live nodes' subscribers saw the trees alike, the interruption included
+		await allReach([stay, stayWs], roots, topSeq([stay], roots));
+		sameEvents([stay, stayWs], roots, topSeq([stay], roots));
+		assert.ok(stay.events().some((e) => e.type === "session.error" && e.sessionID === A && /interrupted/.test(JSON.stringify(e.properties.error))));
+		await settled(c, roots);
+		checkLedger(c, roots, acked);
+		if (process.env.CLUSTER_DEBUG) console.log({ settledMs, failoverMs: resumedAt - killedAt });
+	});
+
 });
