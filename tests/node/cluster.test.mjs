@@ -460,4 +460,86 @@ describe("a cluster of three nodes", { skip: missing ? `cluster tests skipped: $
 		sameEvents(subs, roots, top2);
 	});
 
+
+	test("PostgreSQL gone for a few seconds: prompts on every node refused with a 503 naming it, nothing refused written, and every node recovers without a restart", T, async (t) => {
+		const c = await startCluster({ pg, nats, leaseMs: LEASE_MS });
+		let pgDown = false;
+		t.after(async () => {
+			if (pgDown) await pg.start();
+			await c.destroy();
+		});
+		const [n1, n2, n3] = c.nodes;
+		const S1 = (await apiOk(n1, "POST", "/session", { title: "S1" })).id;
+		const S2 = (await apiOk(n2, "POST", "/session", { title: "S2" })).id;
+		const roots = new Set([S1, S2]);
+		const subs = [await subscribe(n3, "event"), await subscribe(n1, "ws", { params: {} })];
+		t.after(() => Promise.all(subs.map((x) => x.close())));
+		const acked = [];
+		for (const [n, sid] of [[n1, S1], [n2, S2]]) {
+			const r = await api(n, "POST", `/session/${sid}/message`, { parts: [{ type: "text", text: `quick before ${sid}` }] });
+			assert.equal(r.status, 200, r.text);
+			acked.push({ session: sid, text: `quick before ${sid}` });
+		}
+		await settled(c, roots);
+		const pids = c.nodes.map((n) => n.proc.pid);
+
+		await pg.stop();
+		pgDown = true;
+		const refused = [];
+		const down = Date.now();
+		let round = 0;
+		try {
+			// on every node, for the tree it runs and for another's, for three seconds (past
+			// the lease expiry), a round every quarter of a second
+			await pollUntil(async () => {
+				round++;
+				for (const n of c.nodes)
+					for (const sid of [S1, S2]) {
+						const text = `quick refused ${n.name} ${round} ${sid}`;
+						const r = await api(n, "POST", `/session/${sid}/prompt_async`, { parts: [{ type: "text", text }] }, { timeout: 15000 });
+						assert.equal(r.status, 503, `${n.name} → ${sid}: ${r.status} ${r.text}`);
+						assert.equal(r.json.name, "ServiceUnavailable");
+						assert.match(r.json.message, /PostgreSQL/, `${n.name} → ${sid}: ${r.json.message}`);
+						refused.push(text);
+					}
+				const created = await api(n3, "POST", "/session", { title: "refused" }, { timeout: 15000 });
+				assert.equal(created.status, 503, created.text);
+				assert.match(created.json.message, /PostgreSQL/);
+				return Date.now() - down >= 3000;
+			}, { timeout: 60000, interval: 250, label: "three seconds of refusals" });
+			// each node says why it cannot work
+			for (const n of c.nodes) {
+				const h = await n.health();
+				assert.equal(h.status, 503, `${n.name}'s health while PostgreSQL is gone: ${JSON.stringify(h.json)}`);
+				assert.match(JSON.stringify(h.json), /PostgreSQL/);
+			}
+		} finally {
+			await pg.start();
+			pgDown = false;
+		}
+		const outage = Date.now() - down;
+		await Promise.all(c.nodes.map((n) => pollUntil(async () => (await n.health()).status === 200,
+			{ timeout: 30000, interval: 100, label: `${n.name} healthy again` })));
+		// the same processes take prompts again, from every node for either tree
+		assert.deepEqual(c.nodes.map((n) => n.proc.pid), pids);
+		for (const n of c.nodes)
+			for (const sid of [S1, S2]) {
+				const text = `quick after ${n.name} ${sid}`;
+				const r = await api(n, "POST", `/session/${sid}/message`, { parts: [{ type: "text", text }] });
+				assert.equal(r.status, 200, `${n.name} → ${sid} after the outage: ${r.text}`);
+				acked.push({ session: sid, text });
+			}
+		await settled(c, roots);
+		const ts = checkLedger(c, roots, acked);
+		assert.equal(ts.length, acked.length, "one turn per acknowledged prompt, none for a refused one");
+		assert.ok(ts.every((x) => x.state === "completed"), ts.filter((x) => x.state !== "completed").map((x) => `${x.id} ${x.state} ${x.error}`).join("\n"));
+		assert.deepEqual(c.query(`SELECT count(*) FROM part WHERE data LIKE '%quick refused%'`), ["0"], "a refused prompt was written");
+		assert.deepEqual(c.query(`SELECT count(*) FROM message WHERE role = 'user' AND session_id IN (${list([S1, S2])})`), [String(acked.length)]);
+		assert.deepEqual(c.query(`SELECT count(*) FROM session`), ["2"], "a refused session was written");
+		const top = await quiesced(c, subs, roots);
+		await allReach(subs, roots, top);
+		sameEvents(subs, roots, top);
+		if (process.env.CLUSTER_DEBUG) console.log({ outage, refused: refused.length });
+	});
+
 });
