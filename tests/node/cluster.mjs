@@ -43,8 +43,10 @@ export async function freshFetch(input, init = undefined) {
 	const headers = Object.fromEntries(req.headers);
 	if (body) headers["content-length"] = String(body.length);
 	return new Promise((resolve, reject) => {
+		let res = null;
 		const r = http.request({ host: url.hostname, port: url.port, method: req.method, path: url.pathname + url.search,
-			headers, agent: false }, (res) => {
+			headers, agent: false }, (response) => {
+			res = response;
 			const h = new Headers();
 			for (const [k, v] of Object.entries(res.headers))
 				for (const x of Array.isArray(v) ? v : [v]) h.append(k, x);
@@ -53,9 +55,16 @@ export async function freshFetch(input, init = undefined) {
 			resolve(new Response(none ? null : Readable.toWeb(res), { status: res.statusCode, statusText: res.statusMessage, headers: h }));
 		});
 		r.on("error", reject);
-		const sig = req.signal;
-		if (sig.aborted) r.destroy(sig.reason);
-		else sig.addEventListener("abort", () => r.destroy(sig.reason ?? new Error("aborted")), { once: true });
+		// an abort ends the body too (a reader of an SSE stream is waiting on it)
+		const abort = (reason) => {
+			const why = reason ?? new Error("aborted");
+			r.destroy(why);
+			res?.destroy(why);
+		};
+		// the caller's own signal: the copy a Request makes may not follow it (undici)
+		const sig = init?.signal ?? (input instanceof Request ? input.signal : null);
+		if (sig?.aborted) abort(sig.reason);
+		else sig?.addEventListener("abort", () => abort(sig.reason), { once: true });
 		r.end(body ?? undefined);
 	});
 }
@@ -197,7 +206,7 @@ class Node {
 		const c = this.cluster;
 		const argv = ["--pdeathsig", "KILL", "--", BIN, "serve", "--port", String(this.port), "--data", this.dir,
 			"--store", c.dbUrl, "--bus", c.nats.url, "--node", this.name, "--lease-ms", String(c.leaseMs),
-			"--config", c.configPath];
+			"--config", c.configPath, ...c.args];
 		const env = { ...process.env, AGENTGATE_LOG: process.env.AGENTGATE_CLUSTER_LOG || "warn" };
 		delete env.AGENTGATE_TOKEN;
 		this.exitInfo = null;
@@ -272,13 +281,15 @@ class Node {
 /**
  * Starts PostgreSQL and NATS (or reuses `pg`/`nats` given), a fresh database, and `nodes`
  * nodes named n1..nN. leaseMs: --lease-ms. config: the nodes' config (clusterConfig()).
+ * args: more flags for every node (e.g. --openai-base-url).
  */
-export async function startCluster({ nodes = 3, leaseMs = 2000, config = clusterConfig(), pg = null, nats = null, db = null } = {}) {
+export async function startCluster({ nodes = 3, leaseMs = 2000, config = clusterConfig(), pg = null, nats = null, db = null, args = [] } = {}) {
 	const root = await fsp.mkdtemp(path.join(os.tmpdir(), "agentgate-cluster-"));
 	const own = { pg: !pg, nats: !nats };
 	const c = {
 		root,
 		leaseMs,
+		args,
 		nodes: [],
 		configPath: path.join(root, "config.json"),
 		pg,
