@@ -3,7 +3,8 @@
 # AddressSanitizer + UndefinedBehaviorSanitizer, then the cross-thread tests under
 # ThreadSanitizer (the tool registry, the plugin host, the plugins' own threads, the
 # client library's service thread and its callers, the mcp plugin in a gateway against
-# real MCP servers, and the store's committer thread on SQLite and PostgreSQL).
+# real MCP servers, the store's committer thread on SQLite and PostgreSQL, and the NATS
+# bus's threads).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 contrib/deps.sh --test
@@ -23,13 +24,16 @@ cmake --build build-asan -j"$jobs"
   ctest --output-on-failure -j2)
 cmake -S . -B build-tsan -DAG_TSAN=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build-tsan -j"$jobs" --target test_tools test_host test_plugins test_workspace \
-  test_client agentgate plugin_mcp test_store_conformance
+  test_client agentgate plugin_mcp test_store_conformance test_natsbus test_lease
 TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_tools
 TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_host
 TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_plugins
 TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_workspace
 TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_store_conformance sqlite
 TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_store_conformance postgres
+# the NATS bus's threads (libnats', the publisher) and the loop; leases raced by threads
+TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_natsbus
+TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_lease
 # the mcp plugin's I/O thread against real servers, in a gateway under ThreadSanitizer
 if command -v node >/dev/null; then
   (cd tests/node && TSAN_OPTIONS=halt_on_error=1 AGENTGATE_BIN="$PWD/../../build-tsan/agentgate" \
