@@ -4,13 +4,14 @@
 #        Chromium for the web UI's browser tests, systemd for `systemd-analyze verify`
 #        of the unit — it needs no running systemd — PostgreSQL's server, which the
 #        store's tests start themselves in a temporary directory: tests/pgserver.sh, and
-#        tmux, the terminal OpenCode's TUI runs in for node_opencode, and nats-server,
-#        which the NATS bus's tests start themselves: tests/natsserver.sh)
+#        tmux, the terminal OpenCode's TUI runs in for node_opencode, nats-server,
+#        which the NATS bus's tests start themselves: tests/natsserver.sh, and procps,
+#        whose pgrep the cluster tests ask that no process of theirs is left)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libwebsockets-dev libsqlite3-dev libpq-dev
       libcurl4-openssl-dev libcjson-dev libcmocka-dev zlib1g-dev libnats-dev)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(sqlite3 chromium systemd postgresql tmux nats-server)
+  pkgs+=(sqlite3 chromium systemd postgresql tmux nats-server procps)
   # Node may come from elsewhere than Debian's package (as on the CI image): keep it.
   command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
 fi

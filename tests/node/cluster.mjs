@@ -330,6 +330,7 @@ async function addNode(c, name) {
 /** The pids of live processes whose command line mentions s (pgrep -f). */
 export function pidsMentioning(s) {
 	const r = spawnSync("pgrep", ["-f", s], { encoding: "utf8" });
+	if (r.error) throw new Error(`pgrep (Debian's procps: contrib/deps.sh --test): ${r.error.message}`);
 	return r.stdout.split("\n").filter((l) => l && Number(l) !== process.pid);
 }
 

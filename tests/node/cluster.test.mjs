@@ -14,7 +14,7 @@ import { createOpencodeClient as createV2 } from "@opencode-ai/sdk/v2";
 import { api, apiOk, pollUntil } from "./lib.mjs";
 import { startPostgres } from "./pg.mjs";
 import {
-	clusterMissing, clusterConfig, installFreshFetch, pidsMentioning, startCluster, startNats, subscribe,
+	clusterMissing, installFreshFetch, pidsMentioning, startCluster, startNats, subscribe,
 } from "./cluster.mjs";
 
 installFreshFetch();
