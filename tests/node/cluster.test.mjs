@@ -326,7 +326,8 @@ describe("a cluster of three nodes", { skip: missing ? `cluster tests skipped: $
 		const stayWs = await subscribe(n3, "ws", { params: {} });
 		const from = await mark(n2, [stay, stayWs]);
 		const onDead = await subscribe(n1, "event", { query: `?sessionID=${A}` });
-		t.after(() => Promise.all([onDead.close(), stay.close(), stayWs.close()]));
+		const wsDead = await subscribe(n1, "ws", { params: { sessionID: A } });
+		t.after(() => Promise.all([onDead.close(), wsDead.close(), stay.close(), stayWs.close()]));
 		const held = api(n1, "POST", `/session/${I}/message`, { parts: [{ type: "text", text: "quick idle one" }] });
 		assert.equal((await held).status, 200);
 		acked.push({ session: I, text: "quick idle one" });
@@ -341,6 +342,7 @@ describe("a cluster of three nodes", { skip: missing ? `cluster tests skipped: $
 			evs.filter((e) => e.type === "message.part.delta" && e.rootID === B && e.sessionID !== B).length >= 20,
 		{ label: "A and B's subagent stream", timeout: 30000 });
 		await onDead.until((evs) => evs.filter((e) => e.type === "message.part.delta").length >= 20, { label: "n1's client streams A" });
+		await wsDead.until((evs) => evs.filter((e) => e.type === "message.part.delta").length >= 20, { label: "n1's WS client streams A" });
 		const child = c.query(`SELECT id FROM session WHERE parent_id = '${B}'`)[0];
 		assert.ok(child, "B's subagent session");
 		assert.deepEqual(c.query(`SELECT state FROM turn WHERE session_id IN ('${A}', '${B}', '${child}') ORDER BY session_id = '${A}' DESC, session_id = '${B}' DESC, id`),
@@ -349,7 +351,9 @@ describe("a cluster of three nodes", { skip: missing ? `cluster tests skipped: $
 		const killedAt = Date.now();
 		await n1.kill9();
 		await onDead.raw.waitEnd(); // every byte n1 sent is read
+		await wsDead.raw.closed();
 		const lastSeen = Math.max(...onDead.events().map((e) => e.seq));
+		const lastSeenWs = Math.max(...wsDead.events().map((e) => e.seq));
 		// within the lease expiry and a bound, every tree runs on another node or is idle
 		await settled(c, roots, LEASE_MS + 20000);
 		const settledMs = Date.now() - killedAt;
@@ -393,6 +397,14 @@ describe("a cluster of three nodes", { skip: missing ? `cluster tests skipped: $
 		const before = inOrder(onDead).map((e) => e.seq);
 		const all = stay.events().filter((e) => e.sessionID === A && e.seq >= before[0] && e.seq <= lastIdleA).map((e) => e.seq);
 		assert.deepEqual([...before, ...got], all, "n1's stream then n2's: every event of A once");
+		// n1's WebSocket client resumes on n3 with subscribe {since}: the same
+		const resumedWs = await subscribe(n3, "ws", { params: { sessionID: A, since: lastSeenWs } });
+		t.after(() => resumedWs.close());
+		await resumedWs.until((evs) => evs.some((e) => e.seq >= lastIdleA), { label: "the resumed WS reaches A's last idle" });
+		const gotWs = inOrder(resumedWs, (e) => e.seq <= lastIdleA).map((e) => e.seq);
+		const beforeWs = inOrder(wsDead).map((e) => e.seq);
+		assert.deepEqual([...beforeWs, ...gotWs], stay.events().filter((e) => e.sessionID === A && e.seq >= beforeWs[0] &&
+			e.seq <= lastIdleA).map((e) => e.seq), "n1's WS then n3's: every event of A once");
 		// both live nodes' subscribers saw the trees alike, the interruption included
 		const top = await quiesced(c, [stay, stayWs], roots);
 		await allReach([stay, stayWs], roots, top);
