@@ -220,6 +220,7 @@ struct loop *loop_create(const struct loop_config *cfg)
 	info.max_http_header_pool2 = (unsigned)(cfg->header_pool > 0 ? cfg->header_pool : 64);
 	info.max_http_header_data2 = (unsigned)cfg->header_bytes;
 	info.timeout_secs_ah_idle = (unsigned)cfg->head_timeout_s;
+	info.keepalive_timeout = cfg->keepalive_s;
 	L->ctx = lws_create_context(&info);
 	if (!L->ctx) {
 		log_error("loop: cannot create the libwebsockets context (port %d)", cfg->port);

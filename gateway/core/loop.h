@@ -34,6 +34,8 @@ struct loop_config {
 	int header_bytes;         /* the longest request head lws can read (0: 4096) */
 	/* Seconds a connection may take to send its request head (0: lws's 10 s). */
 	int head_timeout_s;
+	/* Seconds an idle HTTP/1.1 connection is kept for its next request (0: lws's 5). */
+	int keepalive_s;
 };
 
 /* Creates the context; NULL on failure (logged). Loop thread = the caller. */

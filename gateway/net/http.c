@@ -36,6 +36,11 @@ static int write_headers(struct conn *c, int status, const char *type, long long
 						      (const unsigned char *)extra_value,
 						      (int)strlen(extra_value), &p, end))
 		return -1;
+	static const char ka[] = "timeout=" AG_STR(KEEPALIVE_S);
+	if (!(extra_name && !strcmp(extra_name, "connection:")) &&
+	    lws_add_http_header_by_name(c->wsi, (const unsigned char *)"keep-alive:",
+					(const unsigned char *)ka, (int)sizeof(ka) - 1, &p, end))
+		return -1;
 	if (lws_finalize_http_header(c->wsi, &p, end))
 		return -1;
 	int inline_body = body && len >= 0 && len <= CHUNK;

@@ -389,7 +389,8 @@ int server_listen(struct server *S, const char *host, int port, int ping_s, stru
 	/* lws listens on nothing: the door accepts, and hands lws what passes */
 	struct loop_config lc = {.port = -1, .protocols = protocols, .user = S, .retry = &S->idle,
 				 .header_pool = S->max_conns + HEAD_SLACK,
-				 .head_timeout_s = HEAD_TIMEOUT_S, .header_bytes = HEAD_BYTES};
+				 .head_timeout_s = HEAD_TIMEOUT_S, .header_bytes = HEAD_BYTES,
+				 .keepalive_s = KEEPALIVE_S};
 	S->L = loop_create(&lc);
 	if (!S->L) {
 		err_set(e, ERR_INTERNAL, "cannot create the libwebsockets context");

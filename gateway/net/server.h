@@ -26,6 +26,12 @@
  * bytes more per unknown header and one more per query argument. */
 #define HEAD_BYTES (DOORCHECK_HEAD_MAX + 1024)
 #define HEAD_TIMEOUT_S 5   /* to send a whole request head, or lose the header slot */
+/* An idle keep-alive connection is kept this long, and every answer says so
+ * (keep-alive: timeout=): clients' pools (Node's fetch: 4 s) let theirs go first, so a
+ * request never meets the server's close on a connection the client thought alive. */
+#define KEEPALIVE_S 65
+#define AG_STR_(x) #x
+#define AG_STR(x) AG_STR_(x)
 
 enum conn_kind { C_NONE, C_HTTP, C_SSE, C_WS };
 
