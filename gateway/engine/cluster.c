@@ -166,22 +166,9 @@ static int may_take_over(struct cluster *C)
 	return !C->failure[0] && mono_us() / 1000 - C->healthy_since >= lease_expiry_ms(C->Ls);
 }
 
-static int root_row(void *arg, const struct store_session *r)
-{
-	snprintf(arg, ID_MAX, "%s", r->root_id);
-	return 0;
-}
-
 static int root_of(struct engine *E, const char *id, char *root, struct err *e)
 {
-	struct session *s = id && strlen(id) < ID_MAX ? session_cached(E, id) : NULL;
-	if (s) {
-		snprintf(root, ID_MAX, "%s", s->root_id);
-		return 0;
-	}
-	if (!id || !*id || strlen(id) >= ID_MAX || store_session_get(E->S, id, root_row, root) <= 0)
-		return session_missing(E, id, e);
-	return 0;
+	return session_root(E, id, root) > 0 ? 0 : session_missing(E, id, e);
 }
 
 int engine_owner(struct engine *E, const char *session_id, char *node, struct err *e)
@@ -197,11 +184,12 @@ int engine_owner(struct engine *E, const char *session_id, char *node, struct er
 		h->used = now_ms();
 		return 0; /* held here (a draining node's tree while a turn of it runs) */
 	}
-	int rc = h ? 0 : lease_take(C->Ls, root, may_take_over(C), node, e);
+	int given_up = h != NULL; /* h is freed then */
+	int rc = given_up ? 0 : lease_take(C->Ls, root, may_take_over(C), node, e);
 	if (rc != 0)
 		return rc;
 	if (C->draining) { /* given up, or taken to learn it was free: another node runs it */
-		if (!h)
+		if (!given_up)
 			lease_release(C->Ls, root, e);
 		rc = lease_pick_peer(C->Ls, node, e);
 		if (rc == 0)

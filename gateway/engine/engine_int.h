@@ -202,6 +202,10 @@ struct session *session_get(struct engine *E, const char *id);
 int session_missing(struct engine *E, const char *id, struct err *e);
 /* The session if it is in the cache (the store is not read), else NULL. */
 struct session *session_cached(struct engine *E, const char *id);
+/* The root of session id's tree into root (ID_MAX), from the cache or one store read,
+ * caching nothing (the tree may be another node's): 1, 0 for no such session, -1 when
+ * the store cannot be read now. */
+int session_root(struct engine *E, const char *id, char *root);
 /* A new session in the cache (not yet in the store), or NULL. */
 struct session *session_alloc(struct engine *E, const char *id);
 void session_env(const struct session *s, const struct turn *t, struct bus_env *env);

@@ -111,6 +111,25 @@ int session_missing(struct engine *E, const char *id, struct err *e)
 	return -1;
 }
 
+static int root_row(void *arg, const struct store_session *r)
+{
+	snprintf(arg, ID_MAX, "%s", r->root_id);
+	return 0;
+}
+
+int session_root(struct engine *E, const char *id, char *root)
+{
+	if (!id || !*id || strlen(id) >= ID_MAX)
+		return 0;
+	struct session *s = session_cached(E, id);
+	if (s) {
+		snprintf(root, ID_MAX, "%s", s->root_id);
+		return 1;
+	}
+	int rc = store_session_get(E->S, id, root_row, root);
+	return rc < 0 ? -1 : rc > 0;
+}
+
 const char *engine_session_directory(struct engine *E, const char *id)
 {
 	struct session *s = session_cached(E, id);

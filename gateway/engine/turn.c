@@ -800,12 +800,6 @@ static void requeue(struct engine *E, const struct trow *r)
 	session_kick(s);
 }
 
-static int root_row(void *arg, const struct store_session *r)
-{
-	snprintf(arg, ID_MAX, "%s", r->root_id);
-	return 0;
-}
-
 /* Is the row's session in root's tree (any tree when root is NULL)? Read from the
  * store, so that sessions of trees another node runs are not cached here: 1, 0, or -1
  * when the store cannot be read now. */
@@ -814,10 +808,7 @@ static int in_tree(struct engine *E, const struct trow *r, const char *root)
 	char found[ID_MAX] = "";
 	if (!root)
 		return 1;
-	struct session *s = session_cached(E, r->session_id);
-	if (s)
-		return !strcmp(s->root_id, root);
-	int rc = store_session_get(E->S, r->session_id, root_row, found);
+	int rc = session_root(E, r->session_id, found);
 	return rc < 0 ? -1 : rc > 0 && !strcmp(found, root);
 }
 
