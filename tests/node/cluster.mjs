@@ -167,6 +167,14 @@ export const CLUSTER_RULES = [
 			{ text: "The subagent reported: {{tool_output}}" },
 		],
 	},
+	// a background subagent (the task tool, background): the parent's turn ends at once
+	{
+		regex: "^bg (.+)$",
+		steps: [
+			{ text: "Starting.", tools: [{ name: "task", input: { description: "cluster bg task", prompt: "slow l {{1}}", subagent_type: "general", background: true } }] },
+			{ text: "Working in the background: {{tool_output}}" },
+		],
+	},
 	{ steps: [{ text: "You said: {{prompt}}" }] },
 ];
 

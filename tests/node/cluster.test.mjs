@@ -574,6 +574,34 @@ describe("a cluster of three nodes", { skip: missing ? `cluster tests skipped: $
 	});
 
 
+	test("kill -9 of a node running a background subagent: the node that takes the tree over fails the child's turn as interrupted and the parent gets the task's report as a turn of its own", T, async (t) => {
+		const c = await startCluster({ pg, nats, leaseMs: LEASE_MS });
+		t.after(() => c.destroy());
+		const [n1, n2] = c.nodes;
+		const P = (await apiOk(n1, "POST", "/session", { title: "P" })).id;
+		// held through n2: the parent's turn ends once the child started in the background
+		const r = await api(n2, "POST", `/session/${P}/message`, { parts: [{ type: "text", text: "bg P1" }] }, { timeout: 30000 });
+		assert.equal(r.status, 200, r.text);
+		assert.equal(c.owner(P), "n1");
+		const child = await pollUntil(() => c.query(`SELECT id FROM session WHERE parent_id = '${P}'`)[0],
+			{ timeout: 10000, interval: 50, label: "the background child exists" });
+		await pollUntil(() => c.query(`SELECT count(*) FROM turn WHERE session_id = '${child}' AND state = 'running'`)[0] === "1",
+			{ timeout: 10000, interval: 50, label: "the child's turn runs on n1" });
+		await n1.kill9();
+		// the child's turn fails as interrupted where the tree moved, and its report reaches
+		// the parent: a user message of source task naming the child, then its reply
+		await pollUntil(() => c.query(`SELECT count(*) FROM turn WHERE session_id = '${P}' AND source = 'task' AND state = 'completed'`)[0] === "1",
+			{ timeout: LEASE_MS + 20000, interval: 100, label: "the parent's report turn completed" });
+		const childTurn = c.rows(`SELECT state, error FROM turn WHERE session_id = '${child}'`);
+		assert.deepEqual(childTurn.map((x) => x[0]), ["failed"]);
+		assert.match(childTurn[0][1], /interrupted/);
+		const report = c.query(`SELECT m.data FROM message m JOIN turn t ON t.user_message_id = m.id WHERE t.session_id = '${P}' AND t.source = 'task'`);
+		const parts = c.query(`SELECT data::json->>'text' FROM part WHERE message_id = '${JSON.parse(report[0]).id}' AND type = 'text'`);
+		assert.match(parts.join(""), new RegExp(`background task ${child}.*failed`, "s"));
+		assert.ok(["n2", "n3"].includes(c.owner(P)), `P is run by ${c.owner(P)}`);
+		checkLedger(c, new Set([P]), [{ session: P, text: "bg P1" }]);
+	});
+
 	test("SIGTERM drains a node: its idle trees go to the others at once, its running turn finishes, its queued work runs elsewhere, and it exits 0", T, async (t) => {
 		const c = await startCluster({ pg, nats, leaseMs: LEASE_MS });
 		t.after(() => c.destroy());
