@@ -1,4 +1,5 @@
 #include "natstmp.h"
+#include "tmpserver.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -8,26 +9,12 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(a);
-	int port = -1;
-	if (fd >= 0 && !bind(fd, (struct sockaddr *)&a, sizeof(a)) &&
-	    !getsockname(fd, (struct sockaddr *)&a, &len))
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
 /* The server answers its INFO line on connect. */
-static int answers(int port)
+static int answers(void *arg)
 {
+	int port = *(const int *)arg;
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
 				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -39,54 +26,20 @@ static int answers(int port)
 	return ok;
 }
 
-static void print_log(const struct natstmp *n)
-{
-	char path[200], line[512];
-	snprintf(path, sizeof(path), "%s/server.log", n->dir);
-	FILE *f = fopen(path, "r");
-	fprintf(stderr, "natstmp: the server in %s did not start; its log:\n", n->dir);
-	while (f && fgets(line, sizeof(line), f))
-		fputs(line, stderr);
-	if (f)
-		fclose(f);
-}
-
 static int spawn(struct natstmp *n)
 {
-	char port[16];
-	snprintf(port, sizeof(port), "%d", n->port);
-	pid_t pid = fork();
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		execl("/bin/sh", "sh", SOURCE_DIR "/tests/natsserver.sh", n->dir, port, (char *)NULL);
-		_exit(127);
-	}
-	n->pid = pid;
-	for (int i = 0; i < 600; i++) { /* ready when it answers, bounded */
-		int st;
-		if (waitpid(pid, &st, WNOHANG) == pid) {
-			n->pid = 0;
-			if (WIFEXITED(st) && WEXITSTATUS(st) == NATSTMP_NONE)
-				return NATSTMP_NONE;
-			print_log(n);
-			return -1;
-		}
-		if (answers(n->port))
-			return 0;
-		struct timespec ts = {0, 20 * 1000000L};
-		nanosleep(&ts, NULL);
-	}
-	print_log(n);
-	natstmp_stop(n, SIGKILL);
-	return -1;
+	int rc = tmpserver_spawn("natsserver.sh", n->dir, n->port, "natstmp", answers, &n->port,
+				 20, &n->pid);
+	if (rc == -1)
+		natstmp_stop(n, SIGKILL);
+	return rc;
 }
 
 int natstmp_start(struct natstmp *n)
 {
 	memset(n, 0, sizeof(*n));
 	snprintf(n->dir, sizeof(n->dir), "/tmp/agentgate-nats-XXXXXX");
-	if (!mkdtemp(n->dir) || (n->port = free_port()) < 0)
+	if (tmpserver_prepare(n->dir, &n->port))
 		return -1;
 	snprintf(n->url, sizeof(n->url), "nats://127.0.0.1:%d", n->port);
 	return spawn(n);
@@ -109,10 +62,5 @@ int natstmp_restart(struct natstmp *n)
 void natstmp_destroy(struct natstmp *n)
 {
 	natstmp_stop(n, SIGTERM);
-	if (n->dir[0]) {
-		char cmd[200];
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", n->dir);
-		if (system(cmd) != 0)
-			fprintf(stderr, "natstmp: could not remove %s\n", n->dir);
-	}
+	tmpserver_remove("natstmp", n->dir);
 }

@@ -6,6 +6,8 @@
 #define AG_NATSTMP_H
 #include <sys/types.h>
 
+#include "tmpserver.h"
+
 struct natstmp {
 	char dir[128];
 	char url[64]; /* nats://127.0.0.1:PORT */
@@ -15,7 +17,7 @@ struct natstmp {
 
 /* Started and accepting connections: 0; NATSTMP_NONE when nats-server is not
  * installed; -1 when it did not start (its log printed). */
-#define NATSTMP_NONE 77
+#define NATSTMP_NONE TMPSERVER_NONE
 int natstmp_start(struct natstmp *n);
 /* Stops it with sig (SIGKILL: no clean shutdown at all) and waits for it. */
 void natstmp_stop(struct natstmp *n, int sig);

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "tmpserver.h"
+
 struct pgtmp {
 	char dir[128];
 	int port;
@@ -15,7 +17,7 @@ struct pgtmp {
 
 /* A fresh cluster, started: 0; PGTMP_NONE when PostgreSQL is not installed; -1 when it
  * did not start (its log printed). */
-#define PGTMP_NONE 77
+#define PGTMP_NONE TMPSERVER_NONE
 int pgtmp_start(struct pgtmp *p);
 /* Stops the server (a fast shutdown: sessions are ended) and waits for it. */
 void pgtmp_stop(struct pgtmp *p);
