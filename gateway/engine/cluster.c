@@ -43,7 +43,7 @@ struct cluster {
 	int draining;
 	void (*drained)(void *arg);
 	void *drained_arg;
-	uint64_t taken, lost, released, adopted; /* for GET /metrics */
+	uint64_t taken, released, adopted; /* for GET /metrics */
 };
 
 static unsigned bucket(const char *root)
@@ -519,7 +519,6 @@ void engine_cluster_counts(struct engine *E, struct engine_cluster_counts *out)
 		return;
 	out->held = C->nheld;
 	out->taken = C->taken;
-	out->lost = C->lost;
 	out->released = C->released;
 	out->adopted = C->adopted;
 	out->draining = C->draining;

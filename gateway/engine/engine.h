@@ -86,7 +86,7 @@ int64_t engine_lease_ms(struct engine *E); /* 0 on a single node */
 void engine_cluster_json(struct engine *E, struct jw *w);
 struct engine_cluster_counts {
 	int held, draining, lease_ok;
-	uint64_t taken, lost, released, adopted;
+	uint64_t taken, released, adopted;
 };
 void engine_cluster_counts(struct engine *E, struct engine_cluster_counts *out);
 

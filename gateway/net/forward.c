@@ -81,6 +81,18 @@ static char *answer_error(const struct err *e, size_t *len)
 	return out;
 }
 
+/* An answer's {"code", "message"} (answer_error's) into out: 0, or -1 when it is not one. */
+static int error_of(const cJSON *err, struct err *out)
+{
+	const cJSON *code = cJSON_GetObjectItemCaseSensitive(err, "code");
+	const char *msg = jsonin_get(err, "message");
+	if (!msg || !cJSON_IsNumber(code) || code->valueint <= ERR_NONE ||
+	    code->valueint > ERR_UNAVAILABLE)
+		return -1;
+	err_set(out, (enum err_code)code->valueint, "%s", msg);
+	return 0;
+}
+
 static void exec_unlink(struct fwd_exec *x)
 {
 	for (struct fwd_exec **pp = &x->F->execs; *pp; pp = &(*pp)->next)
@@ -274,11 +286,7 @@ static void gather_add(struct gather *g, const char *data, size_t len)
 	} else if (g->mode == G_FIRST_OK && res && !g->ok) {
 		g->ok = cJSON_PrintUnformatted(res);
 	} else if (err && !g->first_err.code) {
-		const cJSON *code = cJSON_GetObjectItemCaseSensitive(err, "code");
-		const char *msg = jsonin_get(err, "message");
-		if (cJSON_IsNumber(code) && code->valueint > ERR_NONE &&
-		    code->valueint <= ERR_UNAVAILABLE && msg)
-			err_set(&g->first_err, (enum err_code)code->valueint, "%s", msg);
+		error_of(err, &g->first_err);
 	}
 	cJSON_Delete(a);
 	/* ended from the timer, never from inside forward_try (this node's own answer) */
@@ -478,12 +486,7 @@ static void deliver(struct fwd_call *f, const char *data, size_t len)
 		finish(f, text, text ? strlen(text) : 0, NULL);
 		free(text);
 	} else {
-		const cJSON *code = cJSON_GetObjectItemCaseSensitive(err, "code");
-		const char *msg = jsonin_get(err, "message");
-		if (msg && cJSON_IsNumber(code) && code->valueint > ERR_NONE &&
-		    code->valueint <= ERR_UNAVAILABLE)
-			err_set(e, (enum err_code)code->valueint, "%s", msg);
-		else
+		if (error_of(err, e))
 			err_set(e, ERR_INTERNAL, "node %.64s answered what is not an answer", f->node);
 		finish(f, NULL, 0, e);
 	}
@@ -632,7 +635,11 @@ void forward_cancel(struct fwd_call *f)
 static void watch(struct timer *t)
 {
 	struct forward *F = container_of(t, struct forward, watch);
-	int held = 0;
+	int held = 0, nasked = 0;
+	struct node_alive {
+		char node[64];
+		int alive;
+	} asked[16]; /* each node asked once a pass (many prompts may wait on one) */
 	for (struct fwd_call *f = F->list.next, *next; f != &F->list; f = next) {
 		next = f->next;
 		struct err er = {0}, *e = &er;
@@ -641,7 +648,15 @@ static void watch(struct timer *t)
 		held = 1; /* watched again next time, also while it waits to be sent again */
 		if (f->local || !f->call.id)
 			continue;
-		if (engine_node_alive(F->E, f->node, e) != 0)
+		int k = 0;
+		while (k < nasked && strcmp(asked[k].node, f->node))
+			k++;
+		int alive = k < nasked ? asked[k].alive : engine_node_alive(F->E, f->node, e);
+		if (k == nasked && nasked < (int)(sizeof(asked) / sizeof(asked[0]))) {
+			snprintf(asked[nasked].node, sizeof(asked[nasked].node), "%s", f->node);
+			asked[nasked++].alive = alive;
+		}
+		if (alive != 0)
 			continue; /* alive, or PostgreSQL cannot tell now */
 		natslink_cancel(&f->call);
 		err_set(e, ERR_UNAVAILABLE, "node %.64s, which ran session %.64s, stopped (its "

@@ -405,7 +405,6 @@ static void cluster_part(struct server *S, struct jw *w)
 		c.adopted);
 	counter(w, "agentgate_leases_released_total", "Leases of idle trees given up.",
 		c.released);
-	counter(w, "agentgate_leases_lost_total", "Leases lost (renewed too late).", c.lost);
 	counter(w, "agentgate_forwarded_total", "Requests sent to the node running their "
 		"session.", f.sent);
 	counter(w, "agentgate_forward_served_total", "Requests other nodes sent here.", f.served);

@@ -2,6 +2,7 @@
  * (store_pg.c, migration 2); this file only reads and writes them, on a connection of
  * its own. Every statement uses clock_timestamp(), PostgreSQL's clock. */
 #include "lease.h"
+#include "store_int.h"
 #include "log.h"
 #include "loop.h"
 
@@ -28,14 +29,8 @@ struct lease {
 static void pg_why(struct err *e, const char *what, const char *msg)
 {
 	char line[300];
-	size_t n = 0;
-	for (; msg && msg[n] && n < sizeof(line) - 1; n++)
-		line[n] = msg[n] == '\n' ? ' ' : msg[n];
-	while (n && line[n - 1] == ' ')
-		n--;
-	line[n] = 0;
-	err_set(e, ERR_UNAVAILABLE, "PostgreSQL (session leases): %s: %s", what,
-		n ? line : "no answer");
+	pg_one_line(line, sizeof(line), msg && *msg ? msg : "no answer");
+	err_set(e, ERR_UNAVAILABLE, "PostgreSQL (session leases): %s: %s", what, line);
 }
 
 static int connect_now(struct lease *Ls, struct err *e)

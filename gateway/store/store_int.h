@@ -13,6 +13,10 @@
 #include "err.h"
 #include "store.h"
 
+/* A PostgreSQL message on one line (newlines and tabs as one space, no trailing ones),
+ * "unknown error" for none: store_pg.c, lease_pg.c. Pure. */
+void pg_one_line(char *out, size_t n, const char *msg);
+
 /* Every statement the store runs; each backend has its SQL for each (its sql[] table). */
 enum stmt {
 	ST_BEGIN, ST_COMMIT,

@@ -191,7 +191,7 @@ static struct pg_db *DB(struct store *S)
 }
 
 /* libpq's message on one line, without its trailing newline. */
-static void one_line(char *out, size_t n, const char *msg)
+void pg_one_line(char *out, size_t n, const char *msg)
 {
 	snprintf(out, n, "%s", msg && *msg ? msg : "unknown error");
 	char *w = out;
@@ -276,7 +276,7 @@ static int trip_dead(struct trip *t, const char *why)
 {
 	t->dead = 1;
 	if (!t->err[0])
-		one_line(t->err, sizeof(t->err), why ? why : PQerrorMessage(t->c));
+		pg_one_line(t->err, sizeof(t->err), why ? why : PQerrorMessage(t->c));
 	return -1;
 }
 
@@ -325,7 +325,7 @@ static void trip_result(struct trip *t, PGresult *r)
 	}
 	if ((s == PGRES_FATAL_ERROR || s == PGRES_BAD_RESPONSE) && !t->err[0]) {
 		const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-		one_line(t->err, sizeof(t->err), m ? m : PQresultErrorMessage(r));
+		pg_one_line(t->err, sizeof(t->err), m ? m : PQresultErrorMessage(r));
 	}
 	PQclear(r);
 }
@@ -399,7 +399,7 @@ static int exec_ok(PGconn *c, const char *q, char *err, size_t n)
 	ExecStatusType s = PQresultStatus(r);
 	int ok = s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK;
 	if (!ok)
-		one_line(err, n, PQresultErrorMessage(r));
+		pg_one_line(err, n, PQresultErrorMessage(r));
 	PQclear(r);
 	return ok ? 0 : -1;
 }
@@ -433,7 +433,7 @@ static int take_lock(PGconn *c, int shared, char *err, size_t n)
 		int ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
 		int got = ok && PQgetvalue(r, 0, 0)[0] == 't';
 		if (!ok)
-			one_line(err, n, PQresultErrorMessage(r));
+			pg_one_line(err, n, PQresultErrorMessage(r));
 		PQclear(r);
 		if (!ok || got)
 			return got ? 0 : -1;
@@ -471,7 +471,7 @@ static int migrate_locked(PGconn *c, char *err, size_t n)
 	PGresult *r = PQexec(c, "SELECT version FROM agentgate_schema FOR UPDATE");
 	int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
 	if (!ok)
-		one_line(err, n, PQresultErrorMessage(r));
+		pg_one_line(err, n, PQresultErrorMessage(r));
 	else if (PQntuples(r))
 		ver = atoi(PQgetvalue(r, 0, 0));
 	int fresh = ok && !PQntuples(r);
@@ -512,7 +512,7 @@ static int prepare_all(PGconn *c, char *err, size_t n)
 		int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
 		if (!ok) {
 			char why[300];
-			one_line(why, sizeof(why), PQresultErrorMessage(r));
+			pg_one_line(why, sizeof(why), PQresultErrorMessage(r));
 			snprintf(err, n, "%.200s (preparing: %.100s)", why, sql[i]);
 		}
 		PQclear(r);
@@ -535,7 +535,7 @@ static PGconn *pg_connect(struct pg_db *d, int migrating, char *err, size_t n, i
 	*busy = 0;
 	PGconn *c = PQconnectdbParams(kw, val, 1);
 	if (!c || PQstatus(c) != CONNECTION_OK) {
-		one_line(err, n, c ? PQerrorMessage(c) : "out of memory");
+		pg_one_line(err, n, c ? PQerrorMessage(c) : "out of memory");
 		PQfinish(c);
 		return NULL;
 	}
@@ -549,7 +549,7 @@ static PGconn *pg_connect(struct pg_db *d, int migrating, char *err, size_t n, i
 	if (lock || (migrating && migrate(c, err, n)) || prepare_all(c, err, n))
 		goto fail;
 	if (PQenterPipelineMode(c) != 1 || PQsetnonblocking(c, 1)) {
-		one_line(err, n, PQerrorMessage(c));
+		pg_one_line(err, n, PQerrorMessage(c));
 		goto fail;
 	}
 	return c;
@@ -749,7 +749,7 @@ int store_pg_describe(const char *url, char *out, size_t n, const char *what, st
 	PQconninfoOption *opts = PQconninfoParse(url, &msg);
 	if (!opts) {
 		char why[300];
-		one_line(why, sizeof(why), msg ? msg : "out of memory");
+		pg_one_line(why, sizeof(why), msg ? msg : "out of memory");
 		err_set(e, ERR_INVALID, "%s: not a PostgreSQL URL (%s)", what, why);
 		PQfreemem(msg);
 		return -1;
