@@ -665,13 +665,17 @@ static int collect_turn(void *arg, const struct store_turn *r)
 	return 0;
 }
 
+static void trow_free(struct trow *r)
+{
+	free(r->source);
+	free(r->dedupe);
+	free(r->policy);
+}
+
 static void trows_free(struct trows *l)
 {
-	for (int i = 0; i < l->n; i++) {
-		free(l->v[i].source);
-		free(l->v[i].dedupe);
-		free(l->v[i].policy);
-	}
+	for (int i = 0; i < l->n; i++)
+		trow_free(&l->v[i]);
 	free(l->v);
 }
 
@@ -823,11 +827,8 @@ static int keep_tree(struct engine *E, struct trows *l, const char *root)
 			return -1;
 		if (in)
 			l->v[n++] = l->v[i];
-		else {
-			free(l->v[i].source);
-			free(l->v[i].dedupe);
-			free(l->v[i].policy);
-		}
+		else
+			trow_free(&l->v[i]);
 	}
 	l->n = n;
 	return 0;
