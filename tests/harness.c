@@ -98,7 +98,7 @@ int h_until(struct h *h, int (*pred)(struct h *h, void *arg), void *arg, int tim
 	int64_t end = mono_us() + (int64_t)timeout_ms * 1000;
 	int ok;
 	while (!(ok = pred(h, arg)) && mono_us() < end)
-		lws_service(loop_lws(h->L), 0);
+		loop_service(h->L);
 	timer_cancel(&t);
 	return ok;
 }

@@ -40,7 +40,7 @@ static int until(int (*pred)(void *arg), void *arg, int timeout_ms)
 	int64_t end = mono_us() + (int64_t)timeout_ms * 1000;
 	int ok;
 	while (!(ok = pred(arg)) && mono_us() < end)
-		lws_service(loop_lws(L), 0);
+		loop_service(L);
 	timer_cancel(&t);
 	return ok;
 }

@@ -537,7 +537,7 @@ static void loop_sleeps_until_its_timer_without_spinning(void **state)
 		timer_arm_us(&t, 1500);
 		int wakes = 0;
 		while (!fired) {
-			lws_service(loop_lws(L), 0);
+			loop_service(L);
 			wakes++;
 		}
 		assert_true(mono_us() - start >= 1500); /* never early */
@@ -547,6 +547,125 @@ static void loop_sleeps_until_its_timer_without_spinning(void **state)
 	timer_arm(&t, 50);
 	timer_cancel(&t);
 	assert_false(timer_armed(&t));
+	loop_destroy(L);
+}
+
+static int ran_a, ran_b;
+static void on_a(struct timer *t)
+{
+	(void)t;
+	ran_a++;
+}
+static void on_b(struct timer *t)
+{
+	(void)t;
+	ran_b++;
+}
+static void on_post(void *arg)
+{
+	(*(int *)arg)++;
+}
+
+/* A loop past its first service round (which lws returns from at once). */
+static struct loop *primed_loop(void)
+{
+	struct loop_config cfg = {.port = -1};
+	struct loop *L = loop_create(&cfg);
+	assert_non_null(L);
+	struct timer t;
+	timer_init(&t, L, on_b);
+	ran_b = 0;
+	timer_arm(&t, 1);
+	while (!ran_b)
+		loop_service(L);
+	return L;
+}
+
+/* Serves the loop until *flag is set; returns the ms it took. */
+static int64_t serve_until(struct loop *L, int *flag)
+{
+	int64_t start = mono_us();
+	while (!*flag)
+		loop_service(L);
+	return (mono_us() - start) / 1000;
+}
+
+/* A timer with slack fires with the first wake-up inside its window (here another
+ * timer's), and by the window's end when nothing else wakes the loop. */
+static void a_timer_with_slack_rides_another_wake_up(void **state)
+{
+	(void)state;
+	struct loop *L = primed_loop();
+	struct timer a, b;
+	timer_init(&a, L, on_a);
+	timer_init(&b, L, on_b);
+	ran_a = ran_b = 0;
+	timer_arm_slack(&a, 20, 2000);
+	timer_arm(&b, 60);
+	serve_until(L, &ran_b);
+	assert_int_equal(ran_a, 1); /* carried by b's wake-up, not 2 s later */
+	ran_a = 0;
+	timer_arm_slack(&a, 10, 30);
+	assert_true(serve_until(L, &ran_a) >= 40); /* alone: at the window's end */
+	/* cancelled, it fires neither early nor late; re-armed plainly, it has no slack */
+	timer_arm_slack(&a, 0, 50);
+	timer_cancel(&a);
+	timer_arm(&a, 5);
+	ran_a = ran_b = 0;
+	timer_arm(&b, 40);
+	serve_until(L, &ran_b);
+	assert_int_equal(ran_a, 1);
+	loop_destroy(L);
+}
+
+/* A cancelled timer's deadline wakes nobody: the loop sleeps on to the next one. */
+static void a_cancelled_deadline_wakes_nobody(void **state)
+{
+	(void)state;
+	struct loop *L = primed_loop();
+	struct timer a, b;
+	timer_init(&a, L, on_a);
+	timer_init(&b, L, on_b);
+	ran_a = ran_b = 0;
+	timer_arm(&a, 20);
+	timer_arm(&b, 300);
+	timer_cancel(&a);
+	timer_arm(&a, 200); /* and one moved later */
+	timer_cancel(&a);
+	timer_arm(&a, 30);
+	timer_arm(&a, 250);
+	int64_t start = mono_us();
+	loop_service(L); /* one sleep: until b */
+	assert_true((mono_us() - start) / 1000 >= 240);
+	serve_until(L, &ran_b);
+	assert_int_equal(ran_a, 1);
+	loop_destroy(L);
+}
+
+/* A lazy post runs with the loop's next wake-up and causes none; a plain post after it
+ * still wakes the loop, and both run. */
+static void a_lazy_post_waits_for_a_wake_up(void **state)
+{
+	(void)state;
+	struct loop *L = primed_loop();
+	struct timer b;
+	timer_init(&b, L, on_b);
+	int lazy = 0, plain = 0;
+	ran_b = 0;
+	assert_int_equal(loop_post_lazy(L, on_post, &lazy), 0);
+	timer_arm(&b, 60);
+	int64_t start = mono_us();
+	while (!lazy)
+		loop_service(L);
+	assert_true((mono_us() - start) / 1000 >= 55);
+	assert_int_equal(ran_b, 1);
+	assert_int_equal(loop_post_lazy(L, on_post, &lazy), 0);
+	assert_int_equal(loop_post(L, on_post, &plain), 0);
+	timer_arm(&b, 5000);
+	start = mono_us();
+	while (!plain || lazy < 2)
+		loop_service(L);
+	assert_true((mono_us() - start) / 1000 < 4000);
 	loop_destroy(L);
 }
 
@@ -566,6 +685,9 @@ int main(void)
 		cmocka_unit_test(permission_config_errors_name_the_key),
 		cmocka_unit_test(timerq_pops_in_deadline_order),
 		cmocka_unit_test(loop_sleeps_until_its_timer_without_spinning),
+		cmocka_unit_test(a_timer_with_slack_rides_another_wake_up),
+		cmocka_unit_test(a_cancelled_deadline_wakes_nobody),
+		cmocka_unit_test(a_lazy_post_waits_for_a_wake_up),
 		cmocka_unit_test(catalog_reads_the_config_and_names_bad_entries),
 		cmocka_unit_test(command_templates_expand_like_opencode),
 		cmocka_unit_test(commands_load_checks_each_entry),

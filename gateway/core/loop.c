@@ -34,6 +34,8 @@ struct loop {
 	struct timerq timers;
 	struct loop_watch tw; /* the timerfd, in the watch set */
 	int64_t tfd_due;      /* what the timerfd is set to (ns), 0: disarmed */
+	struct timer *slack;  /* timers armed with slack (a short list) */
+	atomic_int lazy;      /* the inbox holds lazy posts */
 };
 
 static struct loop *signal_loop;
@@ -264,10 +266,21 @@ int loop_is_current(struct loop *L)
 	return pthread_equal(L->thread, pthread_self());
 }
 
+static void slack_run(struct loop *L);
+
+int loop_service(struct loop *L)
+{
+	int rc = lws_service(L->ctx, 0);
+	if (atomic_exchange_explicit(&L->lazy, 0, memory_order_acquire))
+		loop_drain(L);
+	slack_run(L);
+	return rc;
+}
+
 int loop_run(struct loop *L)
 {
 	while (!atomic_load(&L->stop))
-		if (lws_service(L->ctx, 0) < 0)
+		if (loop_service(L) < 0)
 			break;
 	return 0;
 }
@@ -278,7 +291,7 @@ void loop_stop(struct loop *L)
 	lws_cancel_service(L->ctx);
 }
 
-int loop_post(struct loop *L, void (*fn)(void *arg), void *arg)
+static int post(struct loop *L, void (*fn)(void *arg), void *arg, int lazy)
 {
 	struct loop_msg *m = malloc(sizeof(*m));
 	if (!m)
@@ -287,16 +300,30 @@ int loop_post(struct loop *L, void (*fn)(void *arg), void *arg)
 	m->fn = fn;
 	m->arg = arg;
 	pthread_mutex_lock(&L->lock);
-	int wake = !L->head; /* a non-empty inbox already has a wake-up on its way */
+	/* a non-empty inbox already has a wake-up on its way, unless it holds lazy posts
+	 * alone (the flag is cleared before the inbox is drained) */
+	int wake = !lazy && (!L->head || atomic_load(&L->lazy));
 	if (L->tail)
 		L->tail->next = m;
 	else
 		L->head = m;
 	L->tail = m;
+	if (lazy)
+		atomic_store_explicit(&L->lazy, 1, memory_order_release);
 	pthread_mutex_unlock(&L->lock);
 	if (wake)
 		lws_cancel_service(L->ctx);
 	return 0;
+}
+
+int loop_post(struct loop *L, void (*fn)(void *arg), void *arg)
+{
+	return post(L, fn, arg, 0);
+}
+
+int loop_post_lazy(struct loop *L, void (*fn)(void *arg), void *arg)
+{
+	return post(L, fn, arg, 1);
 }
 
 static int64_t mono_ns(void)
@@ -327,20 +354,34 @@ static int tfd_open(struct loop *L)
 	return 0;
 }
 
-/* Sets the timerfd to the first deadline when it would otherwise wake later (or not
- * at all). A deadline that was cancelled is left set: that wake finds nothing due. */
-static void tfd_update(struct loop *L)
+static void tfd_set(struct loop *L, int64_t due)
 {
-	struct tq_node *first = tq_first(&L->timers);
-	if (!first || (L->tfd_due && L->tfd_due <= first->due) || tfd_open(L))
-		return;
-	int64_t due = first->due > 0 ? first->due : 1;
 	struct itimerspec its = {.it_value = {.tv_sec = due / 1000000000,
 					      .tv_nsec = due % 1000000000}};
 	if (timerfd_settime(L->tw.fd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
 		L->tfd_due = due;
 	else
 		log_error("loop: cannot set the timer: %s", strerror(errno));
+}
+
+/* Sets the timerfd to the first deadline when it would otherwise wake later (or not
+ * at all). */
+static void tfd_update(struct loop *L)
+{
+	struct tq_node *first = tq_first(&L->timers);
+	if (!first || (L->tfd_due && L->tfd_due <= first->due) || tfd_open(L))
+		return;
+	tfd_set(L, first->due > 0 ? first->due : 1);
+}
+
+/* The timer the timerfd was set for moved or is gone: set it to the first deadline, or
+ * disarm it, rather than wake for nothing. */
+static void tfd_moved(struct loop *L)
+{
+	struct tq_node *first = tq_first(&L->timers);
+	if (first && first->due == L->tfd_due)
+		return;
+	tfd_set(L, first ? (first->due > 0 ? first->due : 1) : 0);
 }
 
 /* Runs every timer that is due; each may arm or cancel timers, its own included. */
@@ -353,11 +394,42 @@ static void timers_run(struct loop *L)
 	int64_t now = mono_ns();
 	struct tq_node *n;
 	while ((n = tq_first(&L->timers)) && n->due <= now) {
-		tq_remove(&L->timers, n);
 		struct timer *t = container_of(n, struct timer, node);
+		timer_cancel(t);
 		t->fn(t);
 	}
 	tfd_update(L);
+}
+
+/* The timers with slack whose window opened before this wake-up's end fire now. One
+ * armed meanwhile (its window opens at or after now) waits for the next wake-up. */
+static void slack_run(struct loop *L)
+{
+	if (!L->slack)
+		return;
+	int64_t now = mono_ns();
+	for (struct timer *t = L->slack; t;) {
+		if (t->early >= now) {
+			t = t->snext;
+			continue;
+		}
+		timer_cancel(t);
+		t->fn(t);
+		t = L->slack; /* fn may arm or cancel any timer: start over */
+	}
+}
+
+static void slack_unlink(struct timer *t)
+{
+	if (!t->early)
+		return;
+	struct timer **pp = &t->L->slack;
+	while (*pp && *pp != t)
+		pp = &(*pp)->snext;
+	if (*pp)
+		*pp = t->snext;
+	t->early = 0;
+	t->snext = NULL;
 }
 
 void timer_init(struct timer *t, struct loop *L, void (*fn)(struct timer *t))
@@ -367,10 +439,31 @@ void timer_init(struct timer *t, struct loop *L, void (*fn)(struct timer *t))
 	t->fn = fn;
 }
 
+/* Was the timerfd set for this timer? */
+static int tfd_for(const struct timer *t)
+{
+	return t->node.queued && t->node.due == t->L->tfd_due;
+}
+
 void timer_arm_us(struct timer *t, int64_t us)
 {
+	int moved = tfd_for(t);
+	slack_unlink(t);
 	tq_insert(&t->L->timers, &t->node, mono_ns() + (us < 1 ? 1 : us) * 1000);
-	tfd_update(t->L);
+	if (moved)
+		tfd_moved(t->L);
+	else
+		tfd_update(t->L);
+}
+
+void timer_arm_slack(struct timer *t, int64_t ms, int64_t slack_ms)
+{
+	timer_arm(t, ms + slack_ms);
+	t->early = mono_ns() + (ms < 0 ? 0 : ms) * 1000000;
+	if (!t->early)
+		t->early = 1;
+	t->snext = t->L->slack;
+	t->L->slack = t;
 }
 
 void timer_arm(struct timer *t, int64_t ms)
@@ -380,8 +473,13 @@ void timer_arm(struct timer *t, int64_t ms)
 
 void timer_cancel(struct timer *t)
 {
-	if (t->L)
-		tq_remove(&t->L->timers, &t->node);
+	if (!t->L)
+		return;
+	int moved = tfd_for(t);
+	tq_remove(&t->L->timers, &t->node);
+	slack_unlink(t);
+	if (moved)
+		tfd_moved(t->L);
 }
 
 int timer_armed(const struct timer *t)

@@ -48,6 +48,10 @@ void *loop_user(struct loop *L);
 int loop_is_current(struct loop *L);
 /* Services events until loop_stop(). Returns 0. */
 int loop_run(struct loop *L);
+/* One round of loop_run: waits for and serves what is ready, then runs the timers with
+ * slack that are within their window and the lazy posts. For tests that drive the
+ * loop themselves. Loop thread only; returns lws_service's result. */
+int loop_service(struct loop *L);
 /* Asks loop_run to return after the current callback. Any thread, and signal handlers. */
 void loop_stop(struct loop *L);
 
@@ -58,6 +62,10 @@ void loop_on_signal(struct loop *L, void (*fn)(void *arg, int signo), void *arg)
 /* Queues fn(arg) to run on the loop thread. Any thread; never blocks on the loop.
  * Returns 0, or -1 if out of memory (fn is then not called). */
 int loop_post(struct loop *L, void (*fn)(void *arg), void *arg);
+/* As loop_post, but does not wake the loop: fn runs at its next wake-up for whatever
+ * reason. For news nobody waits on, where the poster makes sure a wake-up comes in
+ * time (a timer of the loop's own). Any thread. */
+int loop_post_lazy(struct loop *L, void (*fn)(void *arg), void *arg);
 /* Runs what is queued now. Loop thread only (used by tests that drive the loop). */
 void loop_drain(struct loop *L);
 
@@ -88,10 +96,15 @@ struct timer {
 	struct tq_node node; /* its place in the loop's queue (loop.c) */
 	struct loop *L;
 	void (*fn)(struct timer *t);
+	int64_t early;       /* armed with slack: may fire from here on (ns); else 0 */
+	struct timer *snext; /* in the loop's list of timers armed with slack */
 };
 void timer_init(struct timer *t, struct loop *L, void (*fn)(struct timer *t));
 void timer_arm_us(struct timer *t, int64_t us);
 void timer_arm(struct timer *t, int64_t ms);
+/* Fires at the loop's first wake-up from ms on, by ms + slack_ms at the latest: a timer
+ * that another wake-up (a token, a request) can carry costs no wake-up of its own. */
+void timer_arm_slack(struct timer *t, int64_t ms, int64_t slack_ms);
 void timer_cancel(struct timer *t);
 int timer_armed(const struct timer *t);
 

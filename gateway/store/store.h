@@ -14,7 +14,11 @@
 #include "err.h"
 #include "loop.h"
 
+/* A batch commits STORE_COMMIT_MS after its first write at the latest, and up to
+ * STORE_COMMIT_SLACK_MS sooner when the loop is awake anyway (a token, a request): a
+ * timer that costs no wake-up of its own. */
 #define STORE_COMMIT_MS 200
+#define STORE_COMMIT_SLACK_MS 50
 
 struct store;
 

@@ -27,6 +27,10 @@
 
 #define RETRY_FIRST_MS 100
 #define RETRY_MAX_MS 5000
+/* A commit the thread ends within COLLECT_MS of being asked is taken back by the loop at
+ * its next wake-up (collect_timer: COLLECT_MS at the latest); a slower one wakes it. So
+ * a stream's commits ride on its tokens' wake-ups instead of adding two of their own. */
+#define COLLECT_MS 50
 
 /* A completion posted to the loop holds a reference: the store may be closed first. */
 struct cm_token {
@@ -104,7 +108,8 @@ int store_begin(struct store *S)
 		return -1;
 	S->in_tx = 1;
 	S->want_batch = 0;
-	timer_arm(&S->commit_timer, STORE_COMMIT_MS);
+	timer_arm_slack(&S->commit_timer, STORE_COMMIT_MS - STORE_COMMIT_SLACK_MS,
+			STORE_COMMIT_SLACK_MS);
 	return 0;
 }
 
@@ -234,6 +239,7 @@ static void *cm_main(void *arg)
 		if (S->cm_state != CM_ASKED)
 			break;
 		struct cm_token *tok = S->token;
+		int64_t asked = S->cm_started_us;
 		pthread_mutex_unlock(&S->cm_lock);
 		char err[sizeof(S->cm_err)] = "";
 		int rc = S->be->commit(S, err, sizeof(err));
@@ -244,8 +250,12 @@ static void *cm_main(void *arg)
 		pthread_cond_broadcast(&S->cm_done_cond);
 		pthread_mutex_unlock(&S->cm_lock);
 		/* the loop finishes the commit; if the post fails it does so at its next
-		 * store call (store_failure, a timer, a read) */
-		loop_post(S->L, cm_posted, tok);
+		 * store call (store_failure, a timer, a read). Read after CM_DONE: while
+		 * collect_timer may still fire, it will find the commit done. */
+		if (mono_us() < asked + COLLECT_MS * 1000)
+			loop_post_lazy(S->L, cm_posted, tok);
+		else
+			loop_post(S->L, cm_posted, tok);
 		pthread_mutex_lock(&S->cm_lock);
 	}
 	pthread_mutex_unlock(&S->cm_lock);
@@ -299,6 +309,17 @@ static void cm_posted(void *arg)
 		free(tok);
 }
 
+/* Until COLLECT_MS after the ask: has the thread ended the commit? After that, the
+ * thread wakes the loop itself (cm_main). */
+static void collect_fired(struct timer *t)
+{
+	struct store *S = container_of(t, struct store, collect_timer);
+	cm_finish(S);
+	int64_t left = committing(S) ? S->cm_started_us + COLLECT_MS * 1000 - mono_us() : 0;
+	if (left > 0)
+		timer_arm_slack(t, 0, (left + 999) / 1000);
+}
+
 static void cm_ask(struct store *S)
 {
 	S->committing_n = S->nops;
@@ -306,6 +327,7 @@ static void cm_ask(struct store *S)
 	S->cm_started_us = mono_us();
 	S->token->refs++; /* the thread's post */
 	timer_cancel(&S->commit_timer);
+	timer_arm_slack(&S->collect_timer, 0, COLLECT_MS);
 	pthread_mutex_lock(&S->cm_lock);
 	S->cm_state = CM_ASKED;
 	pthread_cond_signal(&S->cm_cond);
@@ -495,6 +517,7 @@ int store_batch_start(struct store *S, struct loop *L)
 	S->token->refs = 1;
 	S->token->S = S;
 	timer_init(&S->commit_timer, L, commit_timer_fired);
+	timer_init(&S->collect_timer, L, collect_fired);
 	timer_init(&S->retry_timer, L, retry_fired);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -539,6 +562,7 @@ void store_batch_stop(struct store *S)
 	free(S->failure);
 	free(S->slow_msg);
 	timer_cancel(&S->commit_timer);
+	timer_cancel(&S->collect_timer);
 	timer_cancel(&S->retry_timer);
 	S->token->S = NULL;
 	if (--S->token->refs == 0)

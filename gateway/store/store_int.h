@@ -114,6 +114,7 @@ struct store {
 	/* the open batch */
 	int in_tx, want_batch;
 	struct timer commit_timer;
+	struct timer collect_timer; /* takes back a commit the thread ended quickly */
 	struct {
 		void (*fn)(void *arg);
 		void *arg;
