@@ -941,7 +941,7 @@ int main(int argc, char **argv)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	printf("agentgate bench (%s)\n\n", quick ? "quick" : "full");
 	double floor_us = 0, idle_ms = -1;
-	struct figures one = {0}, many = {0};
+	struct figures one = {0}, burst = {0}, many = {0};
 	if (WANT("pure"))
 		pure_stages();
 	if (WANT("floor") || WANT("one"))
@@ -951,7 +951,7 @@ int main(int argc, char **argv)
 	if (WANT("one"))
 		server_run(1, tokens > 0 ? tokens : quick ? 100 : 500, 20, &one);
 	if (WANT("burst"))
-		server_run(20, tokens > 0 ? tokens : quick ? 100 : 500, 0, NULL);
+		server_run(20, tokens > 0 ? tokens : quick ? 100 : 2000, 0, &burst);
 	if (WANT("paced"))
 		server_run(quick ? 20 : 100, tokens > 0 ? tokens : quick ? 50 : 200, 20, NULL);
 	if (WANT("many"))
@@ -967,6 +967,9 @@ int main(int argc, char **argv)
 		printf("  one paced stream               %.1f us CPU per token = %.1fx the floor; "
 		       "event log %.1f B per token on disk\n", one.cpu_us_per_token,
 		       floor_us > 0 ? one.cpu_us_per_token / floor_us : 0, one.log_bytes_per_token);
+	if (burst.tokens)
+		printf("  20 sessions unpaced            %.1f us CPU per token (%ld tokens)\n",
+		       burst.cpu_us_per_token, burst.tokens);
 	if (many.expected)
 		printf("  %ld paced sessions           %.1f us CPU per token, token -> subscriber "
 		       "p50 %.1f ms p99 %.1f ms, %ld of %ld tokens, %ld subscribers cut off\n",

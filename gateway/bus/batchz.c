@@ -35,8 +35,9 @@ static const char dict1[] =
 	"\"msg_\",\"partID\":\"prt_\",\"field\":\"text\",\"delta\":\"\"},\"seq\":1,"
 	"\"sessionID\":\"ses_\",\"rootID\":\"ses_\",\"depth\":0,\"turnID\":\"turn_\"}";
 
-/* No batch unpacks to more: EVLOG_BATCH_MAX events of ENGINE_EMIT_MAX and their heads
- * are well below it, and a damaged one cannot make us allocate without end. */
+/* No batch unpacks to more: EVLOG_BATCH_BYTES and one event of ENGINE_EMIT_MAX past it,
+ * with EVLOG_BATCH_MAX heads, are well below it, and a damaged one cannot make us
+ * allocate without end. */
 #define BATCHZ_MAX ((size_t)256 << 20)
 
 struct batchz {

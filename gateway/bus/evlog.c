@@ -25,6 +25,7 @@ struct evlog {
 	int64_t keep;
 	int64_t since_prune;
 	int64_t persisted; /* the newest seq handed to the store */
+	size_t unpersisted_bytes; /* the JSON of the events after it */
 	int64_t lost;      /* the newest seq neither stored nor in the ring (store errors) */
 	struct jw batch;   /* reused encoding buffer */
 	struct batchz *Z;  /* packs batches for the store, unpacks them for replay */
@@ -105,11 +106,25 @@ static void ring_push(struct evlog *G, struct event *ev)
 	G->ring_n++;
 }
 
-#define EVLOG_BATCH_MAX 1024
+/* A stored row holds at most EVLOG_BATCH_MAX events and about EVLOG_BATCH_BYTES of their
+ * JSON, so a replay page never decodes a huge one; within that, a commit's events go in
+ * one row: the more of a stream's deltas a row holds, the fewer are stored whole. */
+#define EVLOG_BATCH_MAX 8192
+#define EVLOG_BATCH_BYTES ((size_t)4 << 20)
 
 /* One stored record: seq (8 bytes), json length (4), session id length (2), path length
- * (2), all little-endian, then the session id, the path and the json. */
+ * (2), all little-endian, then the session id, the path and the json.
+ *
+ * A record whose length has DIFF_BIT set is told as a change to the record before it in
+ * the batch, whose session and path it shares: after the head come the length of the
+ * prefix it keeps (4 bytes), of the suffix it keeps (4), then the bytes between. A
+ * streamed reply's deltas differ from one another in their text and seq alone, so each
+ * is a few dozen bytes before compression instead of a whole event (deflate, the time
+ * of a batch, then sees a tenth as much). */
 #define REC_HEAD 16
+#define DIFF_BIT 0x80000000u
+#define DIFF_HEAD 8
+#define DIFF_MIN 32 /* bytes kept from the record before, below which a record is whole */
 
 static void put_le(unsigned char *p, uint64_t v, int n)
 {
@@ -125,18 +140,49 @@ static uint64_t get_le(const unsigned char *p, int n)
 	return v;
 }
 
-static void encode_record(struct jw *w, const struct event *ev)
+static void put_head(struct jw *w, int64_t seq, uint32_t len, size_t sl, size_t pl)
 {
-	size_t sl = strlen(ev->session_id), pl = strlen(ev->path);
 	unsigned char h[REC_HEAD];
-	put_le(h, (uint64_t)ev->seq, 8);
-	put_le(h + 8, ev->len, 4);
+	put_le(h, (uint64_t)seq, 8);
+	put_le(h + 8, len, 4);
 	put_le(h + 12, sl, 2);
-	put_le(h + 14, pl > 0xffff ? 0xffff : pl, 2);
+	put_le(h + 14, pl, 2);
 	jw_append(w, (const char *)h, REC_HEAD);
-	jw_append(w, ev->session_id, sl);
-	jw_append(w, ev->path, pl > 0xffff ? 0xffff : pl);
-	jw_append(w, ev->json, ev->len);
+}
+
+/* How much of b's start and end (not overlapping) it shares with a. */
+static void shared_ends(const struct event *a, const struct event *b, size_t *pre, size_t *suf)
+{
+	size_t max = a->len < b->len ? a->len : b->len, p = 0, s = 0;
+	while (p < max && a->json[p] == b->json[p])
+		p++;
+	while (s < max - p && a->json[a->len - 1 - s] == b->json[b->len - 1 - s])
+		s++;
+	*pre = p;
+	*suf = s;
+}
+
+/* ev, whole or as a change to prev (the record written before it, or NULL). */
+static void encode_record(struct jw *w, const struct event *prev, const struct event *ev)
+{
+	size_t sl = strlen(ev->session_id), pl = strlen(ev->path), pre = 0, suf = 0;
+	if (pl > 0xffff)
+		pl = 0xffff;
+	if (prev && !strcmp(prev->session_id, ev->session_id) && !strcmp(prev->path, ev->path))
+		shared_ends(prev, ev, &pre, &suf);
+	if (pre + suf < DIFF_MIN) {
+		put_head(w, ev->seq, (uint32_t)ev->len, sl, pl);
+		jw_append(w, ev->session_id, sl);
+		jw_append(w, ev->path, pl);
+		jw_append(w, ev->json, ev->len);
+		return;
+	}
+	unsigned char d[DIFF_HEAD];
+	put_le(d, pre, 4);
+	put_le(d + 4, suf, 4);
+	put_head(w, ev->seq, (uint32_t)(ev->len - pre - suf) | DIFF_BIT, 0, 0);
+	jw_append(w, (const char *)d, DIFF_HEAD);
+	jw_append(w, ev->json + pre, ev->len - pre - suf);
 }
 
 static int by_session_then_seq(const void *a, const void *b)
@@ -168,7 +214,7 @@ void evlog_persist(void *arg)
 	if (v) /* a session's events side by side: its ids repeat within deflate's window */
 		qsort(v, n, sizeof(*v), by_session_then_seq);
 	for (size_t i = 0; i < n; i++)
-		encode_record(&G->batch, v ? v[i] : ring_at(G, from + i));
+		encode_record(&G->batch, i && v ? v[i - 1] : NULL, v ? v[i] : ring_at(G, from + i));
 	free(v);
 	const void *packed;
 	size_t plen;
@@ -178,7 +224,7 @@ void evlog_persist(void *arg)
 		return;
 	}
 	if (store_event_batch_put(G->S, first, last, packed, plen) == 0)
-		G->persisted = last;
+		G->persisted = last, G->unpersisted_bytes = 0;
 	/* prune once a quarter of `keep` has been added since the last time */
 	G->since_prune += last - first + 1;
 	if (G->keep > 0 && G->since_prune > G->keep / 4) {
@@ -235,6 +281,7 @@ struct replay_ctx {
 	struct batchz *Z;
 	struct rec_at *recs; /* a batch's records in seq order (index_batch) */
 	int cap;
+	struct jw whole, prev, cur; /* expand_batch's output, its record before, the next */
 	const char *session_id;
 	int descendants;
 	bus_fn fn;
@@ -253,6 +300,53 @@ static int by_seq(const void *a, const void *b)
 {
 	const struct rec_at *x = a, *y = b;
 	return (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+/* The diff record at p (its head checked to fit) rebuilt whole from c->prev into c->cur;
+ * -1 if it does not fit the record before it (damaged). */
+static int rebuild(struct replay_ctx *c, const unsigned char *p, size_t mid)
+{
+	const unsigned char *ph = (const unsigned char *)c->prev.buf;
+	size_t pre = get_le(p + REC_HEAD, 4), suf = get_le(p + REC_HEAD + 4, 4);
+	size_t pjl = get_le(ph + 8, 4), psl = get_le(ph + 12, 2), ppl = get_le(ph + 14, 2);
+	if (pre > pjl || suf > pjl - pre)
+		return -1;
+	const char *pjson = (const char *)ph + REC_HEAD + psl + ppl;
+	jw_reset(&c->cur);
+	put_head(&c->cur, (int64_t)get_le(p, 8), (uint32_t)(pre + mid + suf), psl, ppl);
+	jw_append(&c->cur, (const char *)ph + REC_HEAD, psl + ppl + pre);
+	jw_append(&c->cur, (const char *)p + REC_HEAD + DIFF_HEAD, mid);
+	jw_append(&c->cur, pjson + pjl - suf, suf);
+	return 0;
+}
+
+/* An unpacked batch with every record whole (diff records rebuilt) into c->whole, up to
+ * the first damaged record: what follows it cannot be trusted. -1: out of memory. */
+static int expand_batch(struct replay_ctx *c, const unsigned char *p, const unsigned char *end)
+{
+	jw_reset(&c->whole);
+	jw_reset(&c->prev);
+	while (end - p >= REC_HEAD) {
+		size_t jl = get_le(p + 8, 4), sl = get_le(p + 12, 2), pl = get_le(p + 14, 2);
+		size_t size = REC_HEAD + sl + pl + jl;
+		if (jl & DIFF_BIT) {
+			size = REC_HEAD + DIFF_HEAD + (jl & ~(size_t)DIFF_BIT);
+			if (!c->prev.len || (size_t)(end - p) < size ||
+			    rebuild(c, p, jl & ~(size_t)DIFF_BIT))
+				break;
+			struct jw t = c->prev;
+			c->prev = c->cur;
+			c->cur = t;
+		} else {
+			if (sl >= sizeof(((struct event *)0)->session_id) || (size_t)(end - p) < size)
+				break;
+			jw_reset(&c->prev);
+			jw_append(&c->prev, (const char *)p, size);
+		}
+		jw_append(&c->whole, c->prev.buf, c->prev.len);
+		p += size;
+	}
+	return c->whole.oom || c->prev.oom || c->cur.oom ? -1 : 0;
 }
 
 /* The records of an unpacked batch, in seq order, into c->recs: how many (up to the
@@ -292,7 +386,10 @@ static int replay_batch(void *arg, int64_t first_seq, int64_t last_seq, const vo
 			  (long long)first_seq, (long long)last_seq);
 		len = 0;
 	}
-	int nrec = index_batch(c, raw, (const unsigned char *)raw + len);
+	if (expand_batch(c, raw, (const unsigned char *)raw + len))
+		return 1;
+	const unsigned char *whole = (const unsigned char *)c->whole.buf;
+	int nrec = index_batch(c, whole, whole + c->whole.len);
 	if (nrec < 0)
 		return 1;
 	for (int i = 0; i < nrec && c->n < c->max; i++) {
@@ -362,6 +459,9 @@ int evlog_replay(struct evlog *G, int64_t since, const char *session_id, int des
 {
 	struct replay_ctx c = {.Z = G->Z, .session_id = session_id, .descendants = descendants,
 			       .fn = fn, .arg = arg, .last = since < 0 ? 0 : since, .max = max};
+	jw_init(&c.whole);
+	jw_init(&c.prev);
+	jw_init(&c.cur);
 	*upto = G->seq;
 	if (c.last >= G->seq)
 		return 0;
@@ -369,6 +469,9 @@ int evlog_replay(struct evlog *G, int64_t since, const char *session_id, int des
 	if (c.last + 1 < oldest_ring) {
 		int rc = replay_from_store(G, &c, oldest_ring);
 		free(c.recs);
+		jw_free(&c.whole);
+		jw_free(&c.prev);
+		jw_free(&c.cur);
 		if (rc < 0)
 			return rc;
 		if (c.n >= max) {
@@ -401,6 +504,7 @@ void evlog_append(struct evlog *G, struct event *ev)
 	if (G->S)
 		store_begin(G->S); /* a batch is open: its commit persists this event */
 	ring_push(G, ev);
-	if (G->seq - G->persisted >= EVLOG_BATCH_MAX)
-		evlog_persist(G); /* bounds a stored row, so a replay page never decodes a huge one */
+	G->unpersisted_bytes += ev->len;
+	if (G->seq - G->persisted >= EVLOG_BATCH_MAX || G->unpersisted_bytes >= EVLOG_BATCH_BYTES)
+		evlog_persist(G);
 }
