@@ -331,7 +331,7 @@ int engine_messages_json(struct engine *E, const char *session_id, int limit, st
 {
 	if (engine_session_exists(E, session_id, e))
 		return -1;
-	msg_flush_dirty(E);
+	msg_flush_session(E, session_id);
 	struct msg_rows rows = {0};
 	if (store_message_list(E->S, session_id, collect_msg, &rows) < 0) {
 		err_set(e, ERR_INTERNAL, "store error listing messages of %s", session_id);
@@ -372,7 +372,7 @@ int engine_message_json(struct engine *E, const char *session_id, const char *me
 {
 	if (engine_session_exists(E, session_id, e))
 		return -1;
-	msg_flush_dirty(E);
+	msg_flush_session(E, session_id);
 	struct one_msg o = {session_id, E, w, 0};
 	store_message_get(E->S, message_id, one_msg_row, &o);
 	if (!o.found) {

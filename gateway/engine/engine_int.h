@@ -286,10 +286,13 @@ void msg_publish_removed(struct engine *E, struct session *s, struct turn *t,
 			 const char *message_id, const char *part_id);
 /* Streamed text goes to the store at most every PART_STORE_MS per part (the commit
  * hook, msg_store_due), so a long reply is not rewritten whole ten times a second;
- * its deltas are in the event log by the next commit. Reads that need every part as
- * it is now call msg_flush_dirty first. */
+ * its deltas are in the event log by the next commit. Reads that need a session's
+ * parts as they are now call msg_flush_session first (msg_flush_dirty: all). */
 #define PART_STORE_MS 500
 void msg_flush_dirty(void *arg);
+/* msg_flush_dirty for one session's parts: what a read of its messages needs, without
+ * rewriting every other stream's part (a thousand streams, a thousand prompts). */
+void msg_flush_session(struct engine *E, const char *session_id);
 void msg_store_due(void *arg); /* store flush hook */
 void session_emit_error(struct engine *E, struct session *s, struct turn *t,
 			const char *error_json);

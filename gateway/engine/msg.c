@@ -366,14 +366,15 @@ void part_append(struct engine *E, struct part *p, const char *s, size_t n)
 
 /* Streamed parts were inserted when they began (part_save): only their JSON changes.
  * Writes the dirty parts stored at least min_age_us ago and keeps the others dirty. */
-static void store_dirty(struct engine *E, int64_t min_age_us)
+static void store_dirty(struct engine *E, int64_t min_age_us, const char *session_id)
 {
 	struct jw w;
 	jw_init(&w);
 	int64_t now = mono_us();
 	for (struct part **pp = &E->dirty; *pp;) {
 		struct part *p = *pp;
-		if (now - p->stored_us < min_age_us) {
+		if (now - p->stored_us < min_age_us ||
+		    (session_id && strcmp(p->m->s->id, session_id))) {
 			pp = &p->dnext;
 			continue;
 		}
@@ -390,12 +391,17 @@ static void store_dirty(struct engine *E, int64_t min_age_us)
 
 void msg_flush_dirty(void *arg)
 {
-	store_dirty(arg, 0);
+	store_dirty(arg, 0, NULL);
+}
+
+void msg_flush_session(struct engine *E, const char *session_id)
+{
+	store_dirty(E, 0, session_id);
 }
 
 void msg_store_due(void *arg)
 {
-	store_dirty(arg, PART_STORE_MS * 1000LL);
+	store_dirty(arg, PART_STORE_MS * 1000LL, NULL);
 }
 
 void msg_publish_removed(struct engine *E, struct session *s, struct turn *t,

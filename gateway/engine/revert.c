@@ -100,7 +100,7 @@ static int conv_load(struct engine *E, const char *sid, int parts, struct conv *
 		     struct err *e)
 {
 	memset(c, 0, sizeof(*c));
-	msg_flush_dirty(E);
+	msg_flush_session(E, sid);
 	int bad = store_message_list(E->S, sid, conv_msg, c) < 0 || c->oom;
 	for (int i = 0; parts && !bad && i < c->n; i++)
 		bad = store_part_list(E->S, c->v[i].id, conv_part, &c->v[i]) < 0 || c->v[i].oom;
@@ -500,7 +500,7 @@ static int message_turn(struct engine *E, const struct session *s, const char *m
 			char *turn, struct err *e)
 {
 	struct found_msg f = {.session_id = s->id};
-	msg_flush_dirty(E);
+	msg_flush_session(E, s->id);
 	if (message_id && *message_id)
 		store_message_get(E->S, message_id, found_row, &f);
 	if (!f.found) {

@@ -176,7 +176,7 @@ static void hist_pivot(struct engine *E, cJSON *hist, const struct hrow *r)
 
 static cJSON *history(struct engine *E, struct session *s, const struct turn *t)
 {
-	msg_flush_dirty(E);
+	msg_flush_session(E, s->id);
 	if (!s->hist && !(s->hist = cJSON_CreateArray()))
 		return NULL;
 	struct hrows rows = {0};
