@@ -379,6 +379,58 @@ static void a_stored_diff_record_is_rebuilt_and_a_damaged_one_ends_its_batch(voi
 	h_stop(&h);
 }
 
+/* Stored batches with a few bytes flipped (seeded, so a failure replays): replay skips
+ * or ends what is damaged and never reads outside a batch (ASan runs this too). */
+static void damaged_diff_records_never_read_outside_their_batch(void **state)
+{
+	struct h h;
+	h_dir(&h, NULL);
+	h_start(&h, 1);
+	int64_t b = publish_note(engine_bus(h.E), 1);
+	assert_true(h_until(&h, stored_upto, &b, 2000));
+	h_stop(&h);
+	char path[300];
+	snprintf(path, sizeof(path), "%s/agentgate.db", h.dir);
+	sqlite3 *db;
+	sqlite3_stmt *q;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO event_batch VALUES(?, ?, ?)", -1, &q,
+					    NULL), SQLITE_OK);
+	const char *j = "{\"type\":\"test.note\",\"properties\":{\"i\":10},\"seq\":1}";
+	unsigned int seed = 7;
+	for (int k = 0; k < 300; k++) {
+		unsigned char buf[512], *p = buf;
+		int64_t first = b + 1 + k * 4;
+		put_rec(&p, first, "ses_x", j, 0, 0, 0);
+		put_rec(&p, first + 1, NULL, "22},\"seq\":2", 1, 38, 1);
+		put_rec(&p, first + 2, NULL, "3", 1, 39, 10);
+		put_rec(&p, first + 3, "ses_x", j, 0, 0, 0);
+		size_t n = (size_t)(p - buf);
+		for (int f = 0; f < 1 + k % 3; f++)
+			buf[rand_r(&seed) % n] ^= (unsigned char)(1 + rand_r(&seed) % 255);
+		sqlite3_bind_int64(q, 1, first);
+		sqlite3_bind_int64(q, 2, first + 3);
+		sqlite3_bind_blob(q, 3, buf, (int)n, SQLITE_TRANSIENT);
+		assert_int_equal(sqlite3_step(q), SQLITE_DONE);
+		sqlite3_reset(q);
+	}
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	h_start(&h, 1);
+	struct copies got = {0};
+	int64_t upto;
+	int n = bus_replay(engine_bus(h.E), b, NULL, 0, collect_json, &got, 100000, &upto);
+	assert_true(n >= 0 && n <= 1200);
+	for (int i = 0; i < got.n; i++) {
+		assert_true(got.seq[i] > b && got.seq[i] <= b + 1200);
+		assert_true(strlen(got.json[i]) < 512);
+		free(got.json[i]);
+	}
+	free(got.json);
+	free(got.seq);
+	h_stop(&h);
+}
+
 static int64_t db_int(const char *dir, const char *sql)
 {
 	char path[300];
@@ -661,6 +713,7 @@ int main(void)
 		cmocka_unit_test(a_burst_is_stored_in_bounded_batches_and_replays_whole),
 		cmocka_unit_test(a_damaged_stored_batch_is_skipped_not_overread),
 		cmocka_unit_test(a_stored_diff_record_is_rebuilt_and_a_damaged_one_ends_its_batch),
+		cmocka_unit_test(damaged_diff_records_never_read_outside_their_batch),
 		cmocka_unit_test(stored_batches_are_packed_and_replay_byte_for_byte),
 		cmocka_unit_test(an_event_is_released_safely_from_two_threads),
 		cmocka_unit_test(a_custom_event_carries_the_tree_envelope_and_replays),

@@ -320,14 +320,19 @@ static int rebuild(struct replay_ctx *c, const unsigned char *p, size_t mid)
 	return 0;
 }
 
-/* An unpacked batch with every record whole (diff records rebuilt) into c->whole, up to
- * the first damaged record: what follows it cannot be trusted. -1: out of memory. */
-static int expand_batch(struct replay_ctx *c, const unsigned char *p, const unsigned char *end)
+/* An unpacked batch of the seqs first..last with every record whole (diff records
+ * rebuilt) into c->whole, up to the first damaged record (one that does not fit, or a seq
+ * outside the batch's): what follows it cannot be trusted. -1: out of memory. */
+static int expand_batch(struct replay_ctx *c, const unsigned char *p, const unsigned char *end,
+			int64_t first, int64_t last)
 {
 	jw_reset(&c->whole);
 	jw_reset(&c->prev);
 	while (end - p >= REC_HEAD) {
 		size_t jl = get_le(p + 8, 4), sl = get_le(p + 12, 2), pl = get_le(p + 14, 2);
+		int64_t seq = (int64_t)get_le(p, 8);
+		if (seq < first || seq > last)
+			break;
 		size_t size = REC_HEAD + sl + pl + jl;
 		if (jl & DIFF_BIT) {
 			size = REC_HEAD + DIFF_HEAD + (jl & ~(size_t)DIFF_BIT);
@@ -386,7 +391,7 @@ static int replay_batch(void *arg, int64_t first_seq, int64_t last_seq, const vo
 			  (long long)first_seq, (long long)last_seq);
 		len = 0;
 	}
-	if (expand_batch(c, raw, (const unsigned char *)raw + len))
+	if (expand_batch(c, raw, (const unsigned char *)raw + len, first_seq, last_seq))
 		return 1;
 	const unsigned char *whole = (const unsigned char *)c->whole.buf;
 	int nrec = index_batch(c, whole, whole + c->whole.len);
