@@ -332,36 +332,72 @@ static void collect_json(void *arg, struct event *ev)
 	keep_copy(arg, ev);
 }
 
+static void copies_free(struct copies *c)
+{
+	for (int i = 0; i < c->n; i++)
+		free(c->json[i]);
+	free(c->json);
+	free(c->seq);
+}
+
+/* A stopped server's database with one event stored; its seq. */
+static int64_t one_stored_event(struct h *h)
+{
+	h_dir(h, NULL);
+	h_start(h, 1);
+	int64_t b = publish_note(engine_bus(h->E), 1);
+	assert_true(h_until(h, stored_upto, &b, 2000));
+	h_stop(h);
+	return b;
+}
+
+/* Writes raw batch rows into the stopped server's database, as a damaged one might be. */
+struct raw_rows {
+	sqlite3 *db;
+	sqlite3_stmt *q;
+};
+
+static void raw_rows_open(struct raw_rows *r, const struct h *h)
+{
+	char path[300];
+	snprintf(path, sizeof(path), "%s/agentgate.db", h->dir);
+	assert_int_equal(sqlite3_open(path, &r->db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(r->db, "INSERT INTO event_batch VALUES(?, ?, ?)", -1,
+					    &r->q, NULL), SQLITE_OK);
+}
+
+static void raw_row(struct raw_rows *r, int64_t first, int64_t last, const void *p, size_t n)
+{
+	sqlite3_bind_int64(r->q, 1, first);
+	sqlite3_bind_int64(r->q, 2, last);
+	sqlite3_bind_blob(r->q, 3, p, (int)n, SQLITE_TRANSIENT);
+	assert_int_equal(sqlite3_step(r->q), SQLITE_DONE);
+	sqlite3_reset(r->q);
+}
+
+static void raw_rows_close(struct raw_rows *r)
+{
+	sqlite3_finalize(r->q);
+	sqlite3_close(r->db);
+}
+
 /* A record stored as a change to the one before it comes back whole; one that claims
  * more of the record before it than there is (a damaged database) ends its batch there:
  * no read outside it, the records before it still replay. */
 static void a_stored_diff_record_is_rebuilt_and_a_damaged_one_ends_its_batch(void **state)
 {
 	struct h h;
-	h_dir(&h, NULL);
-	h_start(&h, 1);
-	int64_t b = publish_note(engine_bus(h.E), 1);
-	assert_true(h_until(&h, stored_upto, &b, 2000));
-	h_stop(&h);
+	int64_t b = one_stored_event(&h);
 	const char *j1 = "{\"type\":\"test.note\",\"properties\":{\"i\":10},\"seq\":1}";
 	unsigned char buf[512], *p = buf;
 	put_rec(&p, b + 1, "ses_x", j1, 0, 0, 0);
-	put_rec(&p, b + 2, NULL, "22},\"seq\":2", 1, 38, 1);      /* i:22, seq 2 */
-	put_rec(&p, b + 3, NULL, "3", 1, 38, 500);                /* more than there is */
-	put_rec(&p, b + 4, "ses_x", j1, 0, 0, 0);                 /* behind it: not read */
-	char path[300];
-	snprintf(path, sizeof(path), "%s/agentgate.db", h.dir);
-	sqlite3 *db;
-	sqlite3_stmt *q;
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO event_batch VALUES(?, ?, ?)", -1, &q,
-					    NULL), SQLITE_OK);
-	sqlite3_bind_int64(q, 1, b + 1);
-	sqlite3_bind_int64(q, 2, b + 4);
-	sqlite3_bind_blob(q, 3, buf, (int)(p - buf), SQLITE_STATIC);
-	assert_int_equal(sqlite3_step(q), SQLITE_DONE);
-	sqlite3_finalize(q);
-	sqlite3_close(db);
+	put_rec(&p, b + 2, NULL, "22},\"seq\":2", 1, 38, 1); /* i:22, seq 2 */
+	put_rec(&p, b + 3, NULL, "3", 1, 38, 500);           /* more than there is */
+	put_rec(&p, b + 4, "ses_x", j1, 0, 0, 0);            /* behind it: not read */
+	struct raw_rows r;
+	raw_rows_open(&r, &h);
+	raw_row(&r, b + 1, b + 4, buf, (size_t)(p - buf));
+	raw_rows_close(&r);
 	h_start(&h, 1);
 	struct copies got = {0};
 	int64_t upto;
@@ -370,12 +406,9 @@ static void a_stored_diff_record_is_rebuilt_and_a_damaged_one_ends_its_batch(voi
 	assert_string_equal(got.json[0], j1);
 	assert_string_equal(got.json[1], "{\"type\":\"test.note\",\"properties\":{\"i\":22},"
 					 "\"seq\":2}");
-	for (int i = 0; i < got.n; i++) {
+	for (int i = 0; i < got.n; i++)
 		assert_true(got.seq[i] <= b + 2);
-		free(got.json[i]);
-	}
-	free(got.json);
-	free(got.seq);
+	copies_free(&got);
 	h_stop(&h);
 }
 
@@ -384,18 +417,9 @@ static void a_stored_diff_record_is_rebuilt_and_a_damaged_one_ends_its_batch(voi
 static void damaged_diff_records_never_read_outside_their_batch(void **state)
 {
 	struct h h;
-	h_dir(&h, NULL);
-	h_start(&h, 1);
-	int64_t b = publish_note(engine_bus(h.E), 1);
-	assert_true(h_until(&h, stored_upto, &b, 2000));
-	h_stop(&h);
-	char path[300];
-	snprintf(path, sizeof(path), "%s/agentgate.db", h.dir);
-	sqlite3 *db;
-	sqlite3_stmt *q;
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO event_batch VALUES(?, ?, ?)", -1, &q,
-					    NULL), SQLITE_OK);
+	int64_t b = one_stored_event(&h);
+	struct raw_rows r;
+	raw_rows_open(&r, &h);
 	const char *j = "{\"type\":\"test.note\",\"properties\":{\"i\":10},\"seq\":1}";
 	unsigned int seed = 7;
 	for (int k = 0; k < 300; k++) {
@@ -408,14 +432,9 @@ static void damaged_diff_records_never_read_outside_their_batch(void **state)
 		size_t n = (size_t)(p - buf);
 		for (int f = 0; f < 1 + k % 3; f++)
 			buf[rand_r(&seed) % n] ^= (unsigned char)(1 + rand_r(&seed) % 255);
-		sqlite3_bind_int64(q, 1, first);
-		sqlite3_bind_int64(q, 2, first + 3);
-		sqlite3_bind_blob(q, 3, buf, (int)n, SQLITE_TRANSIENT);
-		assert_int_equal(sqlite3_step(q), SQLITE_DONE);
-		sqlite3_reset(q);
+		raw_row(&r, first, first + 3, buf, n);
 	}
-	sqlite3_finalize(q);
-	sqlite3_close(db);
+	raw_rows_close(&r);
 	h_start(&h, 1);
 	struct copies got = {0};
 	int64_t upto;
@@ -424,10 +443,8 @@ static void damaged_diff_records_never_read_outside_their_batch(void **state)
 	for (int i = 0; i < got.n; i++) {
 		assert_true(got.seq[i] > b && got.seq[i] <= b + 1200);
 		assert_true(strlen(got.json[i]) < 512);
-		free(got.json[i]);
 	}
-	free(got.json);
-	free(got.seq);
+	copies_free(&got);
 	h_stop(&h);
 }
 
@@ -520,10 +537,7 @@ static void stored_batches_are_packed_and_replay_byte_for_byte(void **state)
 	assert_true(got > 0 && got < sent.n);
 	subscriber_stop(&s);
 	h_stop(&h);
-	for (int k = 0; k < sent.n; k++)
-		free(sent.json[k]);
-	free(sent.json);
-	free(sent.seq);
+	copies_free(&sent);
 }
 
 static void *unref_half(void *arg)
