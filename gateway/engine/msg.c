@@ -365,7 +365,8 @@ void part_append(struct engine *E, struct part *p, const char *s, size_t n)
 }
 
 /* Streamed parts were inserted when they began (part_save): only their JSON changes.
- * Writes the dirty parts stored at least min_age_us ago and keeps the others dirty. */
+ * Writes the dirty parts (of session_id; NULL: of every session) stored at least
+ * min_age_us ago and keeps the others dirty. */
 static void store_dirty(struct engine *E, int64_t min_age_us, const char *session_id)
 {
 	struct jw w;
