@@ -298,33 +298,39 @@ static void keep_copy(void *arg, struct event *ev)
 	c->seq[c->n++] = ev->seq;
 }
 
-/* A stored record: whole, or (diff) a change to the one before it keeping pre bytes of
- * its start and suf of its end; the format evlog.c writes. */
-static void put_rec(unsigned char **p, int64_t seq, const char *sid, const char *json,
-		    int diff, uint32_t pre, uint32_t suf)
+static void put_le(unsigned char **q, uint64_t v, int n)
 {
-	size_t sl = diff ? 0 : strlen(sid), jl = strlen(json);
-	unsigned char *q = *p;
-	for (int i = 0; i < 8; i++)
-		*q++ = (unsigned char)((uint64_t)seq >> (8 * i));
-	uint32_t len = (uint32_t)jl | (diff ? 0x80000000u : 0);
-	for (int i = 0; i < 4; i++)
-		*q++ = (unsigned char)(len >> (8 * i));
-	for (int k = 0; k < 2; k++) /* session id and path: the same */
-		for (int i = 0; i < 2; i++)
-			*q++ = (unsigned char)(sl >> (8 * i));
-	if (diff) {
-		for (int i = 0; i < 4; i++)
-			*q++ = (unsigned char)(pre >> (8 * i));
-		for (int i = 0; i < 4; i++)
-			*q++ = (unsigned char)(suf >> (8 * i));
-	} else {
-		memcpy(q, sid, sl);
-		memcpy(q + sl, sid, sl);
-		q += 2 * sl;
-	}
-	memcpy(q, json, jl);
-	*p = q + jl;
+	for (int i = 0; i < n; i++)
+		*(*q)++ = (unsigned char)(v >> (8 * i));
+}
+
+/* A whole stored record, its path its session id; the format evlog.c writes. */
+static void put_rec(unsigned char **p, int64_t seq, const char *sid, const char *json)
+{
+	size_t sl = strlen(sid), jl = strlen(json);
+	put_le(p, (uint64_t)seq, 8);
+	put_le(p, jl, 4);
+	put_le(p, sl, 2);
+	put_le(p, sl, 2);
+	memcpy(*p, sid, sl);
+	memcpy(*p + sl, sid, sl);
+	memcpy(*p + 2 * sl, json, jl);
+	*p += 2 * sl + jl;
+}
+
+/* A stored record told as a change to the batch's record number base: it keeps pre
+ * bytes of that one's start and suf of its end, with mid between. */
+static void put_diff(unsigned char **p, int64_t seq, uint32_t base, uint32_t pre,
+		     uint32_t suf, const char *mid)
+{
+	size_t ml = strlen(mid);
+	put_le(p, (uint64_t)seq, 8);
+	put_le(p, ml | 0x80000000u, 4);
+	put_le(p, base, 4);
+	put_le(p, pre, 4);
+	put_le(p, suf, 4);
+	memcpy(*p, mid, ml);
+	*p += ml;
 }
 
 static void collect_json(void *arg, struct event *ev)
@@ -381,19 +387,19 @@ static void raw_rows_close(struct raw_rows *r)
 	sqlite3_close(r->db);
 }
 
-/* A record stored as a change to the one before it comes back whole; one that claims
- * more of the record before it than there is (a damaged database) ends its batch there:
- * no read outside it, the records before it still replay. */
+/* A record stored as a change to an earlier one comes back whole; one that claims more
+ * of that record than there is (a damaged database) ends its batch there: no read
+ * outside it, the records before it still replay. */
 static void a_stored_diff_record_is_rebuilt_and_a_damaged_one_ends_its_batch(void **state)
 {
 	struct h h;
 	int64_t b = one_stored_event(&h);
 	const char *j1 = "{\"type\":\"test.note\",\"properties\":{\"i\":10},\"seq\":1}";
 	unsigned char buf[512], *p = buf;
-	put_rec(&p, b + 1, "ses_x", j1, 0, 0, 0);
-	put_rec(&p, b + 2, NULL, "22},\"seq\":2", 1, 38, 1); /* i:22, seq 2 */
-	put_rec(&p, b + 3, NULL, "3", 1, 38, 500);           /* more than there is */
-	put_rec(&p, b + 4, "ses_x", j1, 0, 0, 0);            /* behind it: not read */
+	put_rec(&p, b + 1, "ses_x", j1);
+	put_diff(&p, b + 2, 0, 38, 1, "22},\"seq\":2"); /* i:22, seq 2 */
+	put_diff(&p, b + 3, 1, 38, 500, "3");           /* more than there is */
+	put_rec(&p, b + 4, "ses_x", j1);                /* behind it: not read */
 	struct raw_rows r;
 	raw_rows_open(&r, &h);
 	raw_row(&r, b + 1, b + 4, buf, (size_t)(p - buf));
@@ -425,10 +431,10 @@ static void damaged_diff_records_never_read_outside_their_batch(void **state)
 	for (int k = 0; k < 300; k++) {
 		unsigned char buf[512], *p = buf;
 		int64_t first = b + 1 + k * 4;
-		put_rec(&p, first, "ses_x", j, 0, 0, 0);
-		put_rec(&p, first + 1, NULL, "22},\"seq\":2", 1, 38, 1);
-		put_rec(&p, first + 2, NULL, "3", 1, 39, 10);
-		put_rec(&p, first + 3, "ses_x", j, 0, 0, 0);
+		put_rec(&p, first, "ses_x", j);
+		put_diff(&p, first + 1, 0, 38, 1, "22},\"seq\":2");
+		put_diff(&p, first + 2, 1, 39, 10, "3");
+		put_diff(&p, first + 3, 2, 2, 2, "x");
 		size_t n = (size_t)(p - buf);
 		for (int f = 0; f < 1 + k % 3; f++)
 			buf[rand_r(&seed) % n] ^= (unsigned char)(1 + rand_r(&seed) % 255);
@@ -463,10 +469,10 @@ static int64_t db_int(const char *dir, const char *sql)
 	return v;
 }
 
-/* Stored batches are packed, a session's records side by side: two interleaved streamed
- * replies cost a few dozen bytes an event on disk, and replay after a restart (from the
- * store alone) gives back every event exactly as it was sent live, in seq order; a
- * damaged packed batch is skipped, not misread. */
+/* Stored batches are packed as events come, a delta stored as a change to its session's
+ * previous record: two interleaved streamed replies cost a few dozen bytes an event on
+ * disk, and replay after a restart (from the store alone) gives back every event exactly
+ * as it was sent live, in seq order; a damaged packed batch is skipped, not misread. */
 static void stored_batches_are_packed_and_replay_byte_for_byte(void **state)
 {
 	struct h h;

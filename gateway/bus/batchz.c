@@ -43,8 +43,10 @@ static const char dict1[] =
 struct batchz {
 	z_stream d, i;
 	int d_ok, i_ok;
-	unsigned char *buf;
+	unsigned char *buf; /* what unpack returns */
 	size_t cap;
+	unsigned char *obuf; /* the batch being packed */
+	size_t ocap, olen;
 };
 
 struct batchz *batchz_create(void)
@@ -61,6 +63,7 @@ void batchz_destroy(struct batchz *Z)
 	if (Z->i_ok)
 		inflateEnd(&Z->i);
 	free(Z->buf);
+	free(Z->obuf);
 	free(Z);
 }
 
@@ -79,26 +82,67 @@ static int reserve(struct batchz *Z, size_t need)
 	return 0;
 }
 
-int batchz_pack(struct batchz *Z, const void *in, size_t n, const void **out, size_t *out_n)
+int batchz_begin(struct batchz *Z)
 {
-	/* level 1, an 8 KiB window: a batch holds at most EVLOG_BATCH_MAX events, and the
-	 * gain of a larger window or level is a few bytes an event for twice the time */
-	if (!Z->d_ok && deflateInit2(&Z->d, 1, Z_DEFLATED, -13, 6, Z_DEFAULT_STRATEGY) != Z_OK)
+	/* level 1 (a higher level gains a few bytes an event for twice the time), a 32 KiB
+	 * window: records come in seq order, so a session's previous one is further back
+	 * than when batches were sorted by session */
+	if (!Z->d_ok && deflateInit2(&Z->d, 1, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
 		return -1;
 	Z->d_ok = 1;
-	size_t bound = sizeof(magic1) + deflateBound(&Z->d, n);
-	if (n > UINT32_MAX || reserve(Z, bound) || deflateReset(&Z->d) != Z_OK ||
+	if (deflateReset(&Z->d) != Z_OK ||
 	    deflateSetDictionary(&Z->d, (const Bytef *)dict1, sizeof(dict1) - 1) != Z_OK)
 		return -1;
-	memcpy(Z->buf, magic1, sizeof(magic1));
+	Z->olen = 0;
+	if (Z->ocap < 4096) {
+		unsigned char *b = realloc(Z->obuf, 4096);
+		if (!b)
+			return -1;
+		Z->obuf = b;
+		Z->ocap = 4096;
+	}
+	memcpy(Z->obuf, magic1, sizeof(magic1));
+	Z->olen = sizeof(magic1);
+	return 0;
+}
+
+/* Runs deflate over what is given with flush, growing the output as it fills. */
+static int pump(struct batchz *Z, const void *in, size_t n, int flush)
+{
 	Z->d.next_in = (Bytef *)(uintptr_t)in;
 	Z->d.avail_in = (uInt)n;
-	Z->d.next_out = Z->buf + sizeof(magic1);
-	Z->d.avail_out = (uInt)(bound - sizeof(magic1));
-	if (deflate(&Z->d, Z_FINISH) != Z_STREAM_END)
+	for (;;) {
+		if (Z->ocap - Z->olen < 1024) {
+			if (Z->ocap > BATCHZ_MAX)
+				return -1;
+			unsigned char *b = realloc(Z->obuf, Z->ocap * 2);
+			if (!b)
+				return -1;
+			Z->obuf = b;
+			Z->ocap *= 2;
+		}
+		Z->d.next_out = Z->obuf + Z->olen;
+		Z->d.avail_out = (uInt)(Z->ocap - Z->olen);
+		int rc = deflate(&Z->d, flush);
+		Z->olen = Z->ocap - Z->d.avail_out;
+		if (rc == Z_STREAM_END || (flush == Z_NO_FLUSH && !Z->d.avail_in && Z->d.avail_out))
+			return 0;
+		if (rc != Z_OK && rc != Z_BUF_ERROR)
+			return -1;
+	}
+}
+
+int batchz_feed(struct batchz *Z, const void *in, size_t n)
+{
+	return n > UINT32_MAX ? -1 : pump(Z, in, n, Z_NO_FLUSH);
+}
+
+int batchz_finish(struct batchz *Z, const void **out, size_t *out_n)
+{
+	if (pump(Z, NULL, 0, Z_FINISH))
 		return -1;
-	*out = Z->buf;
-	*out_n = sizeof(magic1) + Z->d.total_out;
+	*out = Z->obuf;
+	*out_n = Z->olen;
 	return 0;
 }
 

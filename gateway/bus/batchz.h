@@ -14,8 +14,11 @@ struct batchz;
 
 struct batchz *batchz_create(void);
 void batchz_destroy(struct batchz *Z);
-/* Packs n bytes; *out (valid until the next call) and *out_n. 0, or -1 (out of memory). */
-int batchz_pack(struct batchz *Z, const void *in, size_t n, const void **out, size_t *out_n);
+/* Packs a batch as its records come: begin, feed each, finish. *out (valid until the
+ * next begin) and *out_n. 0, or -1 (out of memory). Unpacking between them is fine. */
+int batchz_begin(struct batchz *Z);
+int batchz_feed(struct batchz *Z, const void *in, size_t n);
+int batchz_finish(struct batchz *Z, const void **out, size_t *out_n);
 /* Unpacks a stored batch: a packed one into *out (valid until the next call); one
  * written before packing is returned as it is. 0, or -1 for a damaged or unknown one. */
 int batchz_unpack(struct batchz *Z, const void *in, size_t n, const void **out,

@@ -25,10 +25,23 @@ struct evlog {
 	int64_t keep;
 	int64_t since_prune;
 	int64_t persisted; /* the newest seq handed to the store */
-	size_t unpersisted_bytes; /* the JSON of the events after it */
 	int64_t lost;      /* the newest seq neither stored nor in the ring (store errors) */
-	struct jw batch;   /* reused encoding buffer */
 	struct batchz *Z;  /* packs batches for the store, unpacks them for replay */
+	/* The open batch: the events after persisted, packed as they are appended, so a
+	 * commit finishes a batch instead of packing thousands of events at once. */
+	int64_t bfirst, blast; /* its first and last seq; 0: nothing packed */
+	uint32_t bn;           /* its records */
+	size_t bbytes;         /* their JSON */
+	int bbroken;           /* packing failed (out of memory): packed again at persist */
+	struct jw rec;         /* one record being encoded */
+	struct base *bases;    /* each session's newest record in the batch (open hashing) */
+	size_t nbases, capbases;
+};
+
+/* A session's newest record in the open batch: what its next one is told against. */
+struct base {
+	const struct event *ev; /* NULL: a free slot (the ring holds the event) */
+	uint32_t index;         /* its record's place in the batch */
 };
 
 struct evlog *evlog_create(struct store *S, size_t ring_size, int64_t keep)
@@ -58,7 +71,7 @@ struct evlog *evlog_create(struct store *S, size_t ring_size, int64_t keep)
 		G->seq = 0;
 	G->reserved = G->seq;
 	G->persisted = G->seq;
-	jw_init(&G->batch);
+	jw_init(&G->rec);
 	if (S && store_add_flush_hook(S, evlog_persist, G)) {
 		evlog_destroy(G);
 		return NULL;
@@ -72,8 +85,9 @@ void evlog_destroy(struct evlog *G)
 		return;
 	for (size_t i = 0; i < G->ring_n; i++)
 		event_unref(G->ring[(G->ring_head + i) % G->ring_size]);
-	jw_free(&G->batch);
+	jw_free(&G->rec);
 	batchz_destroy(G->Z);
+	free(G->bases);
 	free(G->ring);
 	free(G);
 }
@@ -113,14 +127,15 @@ static void ring_push(struct evlog *G, struct event *ev)
 #define EVLOG_BATCH_BYTES ((size_t)4 << 20)
 
 /* One stored record: seq (8 bytes), json length (4), session id length (2), path length
- * (2), all little-endian, then the session id, the path and the json.
+ * (2), all little-endian, then the session id, the path and the json. A batch's records
+ * are in seq order.
  *
- * A record whose length has DIFF_BIT set is told as a change to the record before it in
- * the batch, whose session and path it shares: after the head come the length of the
- * prefix it keeps (4 bytes), of the suffix it keeps (4), then the bytes between. A
+ * A record whose length has DIFF_BIT set is told as a change to an earlier record of the
+ * batch (its session's newest), whose session and path it shares: the 4 bytes after the
+ * length give that record's place in the batch (from 0), then come the length of the
+ * prefix it keeps (4 bytes), of the suffix it keeps (4), and the bytes between. A
  * streamed reply's deltas differ from one another in their text and seq alone, so each
- * is a few dozen bytes before compression instead of a whole event (deflate, the time
- * of a batch, then sees a tenth as much). */
+ * is a few dozen bytes before compression instead of a whole event. */
 #define REC_HEAD 16
 #define DIFF_BIT 0x80000000u
 #define DIFF_HEAD 8
@@ -162,14 +177,14 @@ static void shared_ends(const struct event *a, const struct event *b, size_t *pr
 	*suf = s;
 }
 
-/* ev, whole or as a change to prev (the record written before it, or NULL). */
-static void encode_record(struct jw *w, const struct event *prev, const struct event *ev)
+/* ev, whole or as a change to its session's newest record (base: NULL if none). */
+static void encode_record(struct jw *w, const struct base *base, const struct event *ev)
 {
 	size_t sl = strlen(ev->session_id), pl = strlen(ev->path), pre = 0, suf = 0;
 	if (pl > 0xffff)
 		pl = 0xffff;
-	if (prev && !strcmp(prev->session_id, ev->session_id) && !strcmp(prev->path, ev->path))
-		shared_ends(prev, ev, &pre, &suf);
+	if (base && !strcmp(base->ev->path, ev->path))
+		shared_ends(base->ev, ev, &pre, &suf);
 	if (pre + suf < DIFF_MIN) {
 		put_head(w, ev->seq, (uint32_t)ev->len, sl, pl);
 		jw_append(w, ev->session_id, sl);
@@ -180,51 +195,115 @@ static void encode_record(struct jw *w, const struct event *prev, const struct e
 	unsigned char d[DIFF_HEAD];
 	put_le(d, pre, 4);
 	put_le(d + 4, suf, 4);
-	put_head(w, ev->seq, (uint32_t)(ev->len - pre - suf) | DIFF_BIT, 0, 0);
+	put_head(w, ev->seq, (uint32_t)(ev->len - pre - suf) | DIFF_BIT, base->index & 0xffff,
+		 base->index >> 16);
 	jw_append(w, (const char *)d, DIFF_HEAD);
 	jw_append(w, ev->json + pre, ev->len - pre - suf);
 }
 
-static int by_session_then_seq(const void *a, const void *b)
+/* ---- the open batch ---- */
+
+static size_t hash_id(const char *s)
 {
-	const struct event *x = *(struct event *const *)a, *y = *(struct event *const *)b;
-	int c = strcmp(x->session_id, y->session_id);
-	return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
+	size_t h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
 }
 
-/* Events not yet in the store are the newest ones of the ring. A batch's records are
- * grouped by session (replay puts them back in seq order): streams interleave, and
- * a record next to its session's previous one packs to a few bytes. */
+/* The slot of session_id's newest record, or the free slot where it goes; NULL when the
+ * table cannot grow (out of memory). */
+static struct base *base_slot(struct evlog *G, const char *session_id)
+{
+	if ((G->nbases + 1) * 2 > G->capbases) {
+		size_t cap = G->capbases ? G->capbases * 2 : 256;
+		struct base *old = G->bases, *nb = calloc(cap, sizeof(*nb));
+		if (!nb)
+			return NULL;
+		G->bases = nb;
+		G->capbases = cap;
+		for (size_t i = 0; old && i < cap / 2; i++)
+			if (old[i].ev)
+				*base_slot(G, old[i].ev->session_id) = old[i];
+		free(old);
+	}
+	size_t i = hash_id(session_id) & (G->capbases - 1);
+	while (G->bases[i].ev && strcmp(G->bases[i].ev->session_id, session_id))
+		i = (i + 1) & (G->capbases - 1);
+	return &G->bases[i];
+}
+
+static void batch_clear(struct evlog *G)
+{
+	G->bfirst = G->blast = 0;
+	G->bn = 0;
+	G->bbytes = 0;
+	G->bbroken = 0;
+	G->nbases = 0;
+	if (G->bases)
+		memset(G->bases, 0, G->capbases * sizeof(*G->bases));
+}
+
+/* Packs ev into the open batch (opening one). */
+static void batch_add(struct evlog *G, const struct event *ev)
+{
+	if (G->bbroken)
+		return; /* the events are in the ring: packed again at persist */
+	if (!G->bn && batchz_begin(G->Z)) {
+		G->bbroken = 1;
+		return;
+	}
+	struct base *b = base_slot(G, ev->session_id);
+	jw_reset(&G->rec);
+	encode_record(&G->rec, b && b->ev ? b : NULL, ev);
+	if (!b || G->rec.oom || batchz_feed(G->Z, G->rec.buf, G->rec.len)) {
+		G->bbroken = 1;
+		return;
+	}
+	if (!b->ev)
+		G->nbases++;
+	*b = (struct base){ev, G->bn++};
+	if (!G->bfirst)
+		G->bfirst = ev->seq;
+	G->blast = ev->seq;
+	G->bbytes += ev->len;
+}
+
+/* The open batch from the ring again: after a failed pack or store write. */
+static void batch_repack(struct evlog *G)
+{
+	batch_clear(G);
+	for (size_t i = 0; i < G->ring_n; i++)
+		if (ring_at(G, i)->seq > G->persisted)
+			batch_add(G, ring_at(G, i));
+}
+
+/* The open batch goes to the store (a flush hook: just before each commit, and when a
+ * batch is full or the ring is about to drop its oldest). */
 void evlog_persist(void *arg)
 {
 	struct evlog *G = arg;
-	if (!G->S || G->persisted >= G->seq || !G->ring_n)
+	if (!G->S || G->persisted >= G->seq)
 		return;
-	/* the ring holds consecutive seqs: the first one not stored is at a known index */
-	int64_t skip = G->persisted + 1 - ring_at(G, 0)->seq;
-	size_t from = skip > 0 ? (size_t)skip : 0;
-	if (from >= G->ring_n)
-		return;
-	jw_reset(&G->batch);
-	int64_t first = ring_at(G, from)->seq, last = ring_at(G, G->ring_n - 1)->seq;
-	size_t n = G->ring_n - from;
-	struct event **v = malloc(n * sizeof(*v));
-	for (size_t i = 0; v && i < n; i++)
-		v[i] = ring_at(G, from + i);
-	if (v) /* a session's events side by side: its ids repeat within deflate's window */
-		qsort(v, n, sizeof(*v), by_session_then_seq);
-	for (size_t i = 0; i < n; i++)
-		encode_record(&G->batch, i && v ? v[i - 1] : NULL, v ? v[i] : ring_at(G, from + i));
-	free(v);
+	if (G->bbroken || !G->bn)
+		batch_repack(G);
 	const void *packed;
 	size_t plen;
-	if (G->batch.oom || batchz_pack(G->Z, G->batch.buf, G->batch.len, &packed, &plen)) {
+	int64_t first = G->bfirst, last = G->blast;
+	if (!G->bn || G->bbroken || batchz_finish(G->Z, &packed, &plen)) {
 		log_error("event log: out of memory writing events %lld..%lld to the store",
-			  (long long)first, (long long)last);
+			  (long long)G->persisted + 1, (long long)G->seq);
+		batch_clear(G);
+		G->bbroken = 1;
 		return;
 	}
-	if (store_event_batch_put(G->S, first, last, packed, plen) == 0)
-		G->persisted = last, G->unpersisted_bytes = 0;
+	int ok = store_event_batch_put(G->S, first, last, packed, plen) == 0;
+	batch_clear(G);
+	if (!ok) {
+		G->bbroken = 1; /* packed again from the ring next time */
+		return;
+	}
+	G->persisted = last;
 	/* prune once a quarter of `keep` has been added since the last time */
 	G->since_prune += last - first + 1;
 	if (G->keep > 0 && G->since_prune > G->keep / 4) {
@@ -281,7 +360,9 @@ struct replay_ctx {
 	struct batchz *Z;
 	struct rec_at *recs; /* a batch's records in seq order (index_batch) */
 	int cap;
-	struct jw whole, prev, cur; /* expand_batch's output, its record before, the next */
+	struct jw whole, cur; /* expand_batch's output, and a record being rebuilt */
+	size_t *offs;         /* where each record of the batch starts in whole */
+	uint32_t capoffs;
 	const char *session_id;
 	int descendants;
 	bus_fn fn;
@@ -302,11 +383,15 @@ static int by_seq(const void *a, const void *b)
 	return (x->seq > y->seq) - (x->seq < y->seq);
 }
 
-/* The diff record at p (its head checked to fit) rebuilt whole from c->prev into c->cur;
- * -1 if it does not fit the record before it (damaged). */
-static int rebuild(struct replay_ctx *c, const unsigned char *p, size_t mid)
+/* The diff record at p (its head checked to fit) rebuilt whole into c->cur from the
+ * record it names, one of the n before it; -1 if it names none or claims more of it
+ * than there is (damaged). */
+static int rebuild(struct replay_ctx *c, const unsigned char *p, size_t mid, uint32_t n)
 {
-	const unsigned char *ph = (const unsigned char *)c->prev.buf;
+	uint32_t base = (uint32_t)get_le(p + 12, 4);
+	if (base >= n)
+		return -1;
+	const unsigned char *ph = (const unsigned char *)c->whole.buf + c->offs[base];
 	size_t pre = get_le(p + REC_HEAD, 4), suf = get_le(p + REC_HEAD + 4, 4);
 	size_t pjl = get_le(ph + 8, 4), psl = get_le(ph + 12, 2), ppl = get_le(ph + 14, 2);
 	if (pre > pjl || suf > pjl - pre)
@@ -327,31 +412,36 @@ static int expand_batch(struct replay_ctx *c, const unsigned char *p, const unsi
 			int64_t first, int64_t last)
 {
 	jw_reset(&c->whole);
-	jw_reset(&c->prev);
-	while (end - p >= REC_HEAD) {
+	for (uint32_t n = 0; end - p >= REC_HEAD; n++) {
 		size_t jl = get_le(p + 8, 4), sl = get_le(p + 12, 2), pl = get_le(p + 14, 2);
 		int64_t seq = (int64_t)get_le(p, 8);
+		size_t size = REC_HEAD + sl + pl + jl;
 		if (seq < first || seq > last)
 			break;
-		size_t size = REC_HEAD + sl + pl + jl;
+		if (n == c->capoffs) {
+			uint32_t cap = c->capoffs ? c->capoffs * 2 : 1024;
+			size_t *o = realloc(c->offs, cap * sizeof(*o));
+			if (!o)
+				return -1;
+			c->offs = o;
+			c->capoffs = cap;
+		}
+		c->offs[n] = c->whole.len;
 		if (jl & DIFF_BIT) {
 			size = REC_HEAD + DIFF_HEAD + (jl & ~(size_t)DIFF_BIT);
-			if (!c->prev.len || (size_t)(end - p) < size ||
-			    rebuild(c, p, jl & ~(size_t)DIFF_BIT))
+			if ((size_t)(end - p) < size || rebuild(c, p, jl & ~(size_t)DIFF_BIT, n))
 				break;
-			struct jw t = c->prev;
-			c->prev = c->cur;
-			c->cur = t;
+			jw_append(&c->whole, c->cur.buf, c->cur.len);
 		} else {
 			if (sl >= sizeof(((struct event *)0)->session_id) || (size_t)(end - p) < size)
 				break;
-			jw_reset(&c->prev);
-			jw_append(&c->prev, (const char *)p, size);
+			jw_append(&c->whole, (const char *)p, size);
 		}
-		jw_append(&c->whole, c->prev.buf, c->prev.len);
+		if (c->whole.oom || c->cur.oom)
+			return -1;
 		p += size;
 	}
-	return c->whole.oom || c->prev.oom || c->cur.oom ? -1 : 0;
+	return 0;
 }
 
 /* The records of an unpacked batch, in seq order, into c->recs: how many (up to the
@@ -465,7 +555,6 @@ int evlog_replay(struct evlog *G, int64_t since, const char *session_id, int des
 	struct replay_ctx c = {.Z = G->Z, .session_id = session_id, .descendants = descendants,
 			       .fn = fn, .arg = arg, .last = since < 0 ? 0 : since, .max = max};
 	jw_init(&c.whole);
-	jw_init(&c.prev);
 	jw_init(&c.cur);
 	*upto = G->seq;
 	if (c.last >= G->seq)
@@ -475,8 +564,8 @@ int evlog_replay(struct evlog *G, int64_t since, const char *session_id, int des
 		int rc = replay_from_store(G, &c, oldest_ring);
 		free(c.recs);
 		jw_free(&c.whole);
-		jw_free(&c.prev);
 		jw_free(&c.cur);
+		free(c.offs);
 		if (rc < 0)
 			return rc;
 		if (c.n >= max) {
@@ -506,10 +595,13 @@ int64_t evlog_next_seq(struct evlog *G)
 void evlog_append(struct evlog *G, struct event *ev)
 {
 	G->seq = ev->seq;
-	if (G->S)
-		store_begin(G->S); /* a batch is open: its commit persists this event */
+	if (!G->S) {
+		ring_push(G, ev);
+		return;
+	}
+	store_begin(G->S); /* a batch is open: its commit persists this event */
 	ring_push(G, ev);
-	G->unpersisted_bytes += ev->len;
-	if (G->seq - G->persisted >= EVLOG_BATCH_MAX || G->unpersisted_bytes >= EVLOG_BATCH_BYTES)
+	batch_add(G, ev);
+	if (G->bn >= EVLOG_BATCH_MAX || G->bbytes >= EVLOG_BATCH_BYTES)
 		evlog_persist(G);
 }
