@@ -566,18 +566,20 @@ static void on_post(void *arg)
 	(*(int *)arg)++;
 }
 
-/* A loop past its first service round (which lws returns from at once). */
-static struct loop *primed_loop(void)
+/* A loop past its first service round (which lws returns from at once), with timer a
+ * counting in ran_a and timer b in ran_b (both 0). */
+static struct loop *primed_loop(struct timer *a, struct timer *b)
 {
 	struct loop_config cfg = {.port = -1};
 	struct loop *L = loop_create(&cfg);
 	assert_non_null(L);
-	struct timer t;
-	timer_init(&t, L, on_b);
+	timer_init(a, L, on_a);
+	timer_init(b, L, on_b);
 	ran_b = 0;
-	timer_arm(&t, 1);
+	timer_arm(b, 1);
 	while (!ran_b)
 		loop_service(L);
+	ran_a = ran_b = 0;
 	return L;
 }
 
@@ -595,11 +597,8 @@ static int64_t serve_until(struct loop *L, int *flag)
 static void a_timer_with_slack_rides_another_wake_up(void **state)
 {
 	(void)state;
-	struct loop *L = primed_loop();
 	struct timer a, b;
-	timer_init(&a, L, on_a);
-	timer_init(&b, L, on_b);
-	ran_a = ran_b = 0;
+	struct loop *L = primed_loop(&a, &b);
 	timer_arm_slack(&a, 20, 2000);
 	timer_arm(&b, 60);
 	serve_until(L, &ran_b);
@@ -622,11 +621,8 @@ static void a_timer_with_slack_rides_another_wake_up(void **state)
 static void a_cancelled_deadline_wakes_nobody(void **state)
 {
 	(void)state;
-	struct loop *L = primed_loop();
 	struct timer a, b;
-	timer_init(&a, L, on_a);
-	timer_init(&b, L, on_b);
-	ran_a = ran_b = 0;
+	struct loop *L = primed_loop(&a, &b);
 	timer_arm(&a, 20);
 	timer_arm(&b, 300);
 	timer_cancel(&a);
@@ -647,11 +643,9 @@ static void a_cancelled_deadline_wakes_nobody(void **state)
 static void a_lazy_post_waits_for_a_wake_up(void **state)
 {
 	(void)state;
-	struct loop *L = primed_loop();
-	struct timer b;
-	timer_init(&b, L, on_b);
+	struct timer a, b;
+	struct loop *L = primed_loop(&a, &b);
 	int lazy = 0, plain = 0;
-	ran_b = 0;
 	assert_int_equal(loop_post_lazy(L, on_post, &lazy), 0);
 	timer_arm(&b, 60);
 	int64_t start = mono_us();
