@@ -67,18 +67,21 @@ void batchz_destroy(struct batchz *Z)
 	free(Z);
 }
 
-static int reserve(struct batchz *Z, size_t need)
+/* Grows *buf (of *cap bytes) to hold need, doubling from 4 KiB; none past BATCHZ_MAX. */
+static int reserve(unsigned char **buf, size_t *cap, size_t need)
 {
-	if (need <= Z->cap)
+	if (need <= *cap)
 		return 0;
-	size_t cap = Z->cap ? Z->cap : 4096;
-	while (cap < need)
-		cap *= 2;
-	unsigned char *b = realloc(Z->buf, cap);
+	if (need > BATCHZ_MAX)
+		return -1;
+	size_t c = *cap ? *cap : 4096;
+	while (c < need)
+		c *= 2;
+	unsigned char *b = realloc(*buf, c);
 	if (!b)
 		return -1;
-	Z->buf = b;
-	Z->cap = cap;
+	*buf = b;
+	*cap = c;
 	return 0;
 }
 
@@ -93,14 +96,8 @@ int batchz_begin(struct batchz *Z)
 	if (deflateReset(&Z->d) != Z_OK ||
 	    deflateSetDictionary(&Z->d, (const Bytef *)dict1, sizeof(dict1) - 1) != Z_OK)
 		return -1;
-	Z->olen = 0;
-	if (Z->ocap < 4096) {
-		unsigned char *b = realloc(Z->obuf, 4096);
-		if (!b)
-			return -1;
-		Z->obuf = b;
-		Z->ocap = 4096;
-	}
+	if (reserve(&Z->obuf, &Z->ocap, sizeof(magic1)))
+		return -1;
 	memcpy(Z->obuf, magic1, sizeof(magic1));
 	Z->olen = sizeof(magic1);
 	return 0;
@@ -112,15 +109,8 @@ static int pump(struct batchz *Z, const void *in, size_t n, int flush)
 	Z->d.next_in = (Bytef *)(uintptr_t)in;
 	Z->d.avail_in = (uInt)n;
 	for (;;) {
-		if (Z->ocap - Z->olen < 1024) {
-			if (Z->ocap > BATCHZ_MAX)
-				return -1;
-			unsigned char *b = realloc(Z->obuf, Z->ocap * 2);
-			if (!b)
-				return -1;
-			Z->obuf = b;
-			Z->ocap *= 2;
-		}
+		if (reserve(&Z->obuf, &Z->ocap, Z->olen + 1024))
+			return -1;
 		Z->d.next_out = Z->obuf + Z->olen;
 		Z->d.avail_out = (uInt)(Z->ocap - Z->olen);
 		int rc = deflate(&Z->d, flush);
@@ -159,7 +149,7 @@ static int inflate_all(struct batchz *Z, const unsigned char *src, size_t n, siz
 	Z->i.avail_in = (uInt)n;
 	size_t have = 0;
 	for (;;) {
-		if (have > BATCHZ_MAX || reserve(Z, have + 65536))
+		if (reserve(&Z->buf, &Z->cap, have + 65536))
 			return -1;
 		Z->i.next_out = Z->buf + have;
 		Z->i.avail_out = (uInt)(Z->cap - have);
