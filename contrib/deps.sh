@@ -6,12 +6,13 @@
 #        store's tests start themselves in a temporary directory: tests/pgserver.sh, and
 #        tmux, the terminal OpenCode's TUI runs in for node_opencode, nats-server,
 #        which the NATS bus's tests start themselves: tests/natsserver.sh, and procps,
-#        whose pgrep the cluster tests ask that no process of theirs is left)
+#        whose pgrep the cluster tests ask that no process of theirs is left, and git, which
+#        the workspace's snapshot and .gitignore tests run in temporary repositories)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libwebsockets-dev libsqlite3-dev libpq-dev
       libcurl4-openssl-dev libcjson-dev libcmocka-dev zlib1g-dev libnats-dev)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(sqlite3 chromium systemd postgresql tmux nats-server procps)
+  pkgs+=(sqlite3 chromium systemd postgresql tmux nats-server procps git)
   # Node may come from elsewhere than Debian's package (as on the CI image): keep it.
   command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
 fi

@@ -13,6 +13,7 @@
 #include "bash.h"
 #include "diff.h"
 #include "edit.h"
+#include "git.h"
 #include "glob.h"
 #include "outcap.h"
 #include "paths.h"
@@ -476,6 +477,84 @@ static void walks_skip_ignored_folders_and_links_out(void **state)
 	regfree(&re);
 }
 
+static void sh(const char *fmt, const char *arg)
+{
+	char cmd[PATH_MAX * 2];
+	snprintf(cmd, sizeof(cmd), fmt, arg);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* grep for "42" in s: its output, with what git ignores skipped when gi is set. */
+static char *grep42(struct search *s, int gi, struct search_stats *st)
+{
+	char why[256];
+	regex_t re;
+	assert_int_equal(search_regex(&re, "42", why, sizeof(why)), 0);
+	if (gi)
+		search_gitignore(s);
+	char *out = search_grep(s, &re, NULL, st, why, sizeof(why));
+	search_done(s);
+	regfree(&re);
+	assert_non_null(out);
+	return out;
+}
+
+static void walks_skip_what_git_ignores_in_a_repository(void **state)
+{
+	char dir[PATH_MAX], why[256];
+	extern char **environ;
+	assert_int_equal(git_init(environ), 0);
+	const char *files[] = {"a.c", "b.log", "out/x.c", "src/z.c", "src/y.log", "src/out/w.c",
+			       "sub/keep.log", "tracked.log", "node_modules/m.js"};
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+		put(files[i], "42\n");
+	/* outside a repository git says nothing, and only the ignore names apply */
+	struct search s = search_in(NULL, 100, dir);
+	search_gitignore(&s);
+	assert_int_equal(s.ngitignored, 0);
+	put(".gitignore", "*.log\nout/\n");
+	put("sub/.gitignore", "!keep.log\n");
+	sh("cd '%s' && git init -q && git add -f tracked.log", tree);
+	struct search_stats st;
+	char *out = grep42(&s, 1, &st);
+	const char *kept[] = {"a.c:1", "src/z.c:1", "sub/keep.log:1", "tracked.log:1"};
+	const char *skipped[] = {"b.log", "out/x.c", "src/y.log", "src/out/w.c", "node_modules"};
+	for (size_t i = 0; i < 4; i++)
+		if (!strstr(out, kept[i]))
+			fail_msg("%s missing from:\n%s", kept[i], out);
+	for (size_t i = 0; i < 5; i++)
+		if (strstr(out, skipped[i]))
+			fail_msg("%s (ignored) found in:\n%s", skipped[i], out);
+	assert_int_equal(st.count, 4);
+	free(out);
+	/* list and glob skip the same */
+	search_gitignore(&s);
+	out = search_list(&s, &st, why, sizeof(why));
+	assert_null(strstr(out, "out/"));
+	assert_null(strstr(out, "b.log"));
+	assert_non_null(strstr(out, "keep.log"));
+	free(out);
+	struct glob g;
+	assert_int_equal(glob_compile(&g, "*.log", why, sizeof(why)), 0);
+	out = search_glob(&s, &g, &st, why, sizeof(why));
+	search_done(&s);
+	glob_free(&g);
+	assert_int_equal(st.count, 2);
+	assert_non_null(strstr(out, "sub/keep.log"));
+	assert_non_null(strstr(out, "tracked.log"));
+	free(out);
+	/* without the option, only the names */
+	out = grep42(&s, 0, &st);
+	assert_non_null(strstr(out, "b.log:1"));
+	assert_non_null(strstr(out, "src/out/w.c:1"));
+	free(out);
+	/* an ignored folder asked for by name is searched */
+	struct search in_out = search_in("out", 100, dir);
+	out = grep42(&in_out, 1, &st);
+	assert_non_null(strstr(out, "out/x.c:1"));
+	free(out);
+}
+
 static void glob_lists_newest_first_and_grep_caps_its_matches(void **state)
 {
 	char dir[PATH_MAX], why[256];
@@ -688,6 +767,8 @@ int main(void)
 		cmocka_unit_test(binary_files_are_recognised_with_a_reason),
 		cmocka_unit_test(glob_matches_like_ripgrep),
 		cmocka_unit_test_setup_teardown(walks_skip_ignored_folders_and_links_out, make_tree,
+						drop_tree),
+		cmocka_unit_test_setup_teardown(walks_skip_what_git_ignores_in_a_repository, make_tree,
 						drop_tree),
 		cmocka_unit_test_setup_teardown(glob_lists_newest_first_and_grep_caps_its_matches,
 						make_tree, drop_tree),

@@ -75,6 +75,21 @@ static inline int plug_opt_int(const cJSON *o, const char *name, long long def, 
 	return AG_OK;
 }
 
+/* o[name] as true or false (1 or 0), def when absent. */
+static inline int plug_opt_bool(const cJSON *o, const char *name, int def, int *out,
+				struct ag_error *err)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+	if (!v) {
+		*out = def;
+		return AG_OK;
+	}
+	if (!cJSON_IsBool(v))
+		return plug_fail(err, AG_E_INVALID, "option \"%s\" must be true or false", name);
+	*out = cJSON_IsTrue(v);
+	return AG_OK;
+}
+
 /* o[name] as a non-empty string (borrowed from o), def (may be NULL) when absent. */
 static inline int plug_opt_str(const cJSON *o, const char *name, const char *def,
 			       const char **out, struct ag_error *err)

@@ -230,26 +230,49 @@ static void first_line(const char *s, char *why, size_t wn, const char *fallback
 	snprintf(why, wn, "%.*s", (int)(n ? n : strlen(fallback)), n ? s : fallback);
 }
 
-int git_run(const struct git_repo *r, const char *index, const char *const *args,
-	    const char *in, size_t inlen, char **out, size_t *outlen, char *why, size_t wn)
+/* argv: git_bin, then the settings that keep a read of the user's repository from
+ * running anything of theirs (no fsmonitor hook) or changing it (no gc), then args. */
+static const char **git_argv(const char *const *args)
 {
-	/* settings of the user's repository that would act beyond our private index */
 	static const char *const pre[] = {"-c", "core.fsmonitor=false", "-c", "gc.auto=0",
 					  "-c", "core.quotepath=false", NULL};
 	size_t nargs = 0, n = 0;
 	while (args[nargs])
 		nargs++;
 	const char **argv = calloc(nargs + 8, sizeof(char *));
-	if (!argv) {
-		snprintf(why, wn, "out of memory");
-		return -1;
-	}
+	if (!argv)
+		return NULL;
 	argv[n++] = git_bin;
 	for (int i = 0; pre[i]; i++)
 		argv[n++] = pre[i];
 	for (size_t i = 0; i < nargs; i++)
 		argv[n++] = args[i];
 	argv[n] = NULL;
+	return argv;
+}
+
+/* p's stdout once it ran with status rc (malloc'd; *len its bytes), or NULL with why:
+ * its stderr's first line, or what went wrong. */
+static char *output_of(struct proc *p, int rc, size_t *len, char *why, size_t wn)
+{
+	char *text = sbuf_take(&p->out, len);
+	if (rc == 0 && text)
+		return text;
+	p->err[p->errlen] = 0;
+	first_line(p->err, why, wn, !git_bin[0] ? "git is not installed"
+				    : !text ? "out of memory" : "git failed");
+	free(text);
+	return NULL;
+}
+
+int git_run(const struct git_repo *r, const char *index, const char *const *args,
+	    const char *in, size_t inlen, char **out, size_t *outlen, char *why, size_t wn)
+{
+	const char **argv = git_argv(args);
+	if (!argv) {
+		snprintf(why, wn, "out of memory");
+		return -1;
+	}
 	char *own[8] = {0};
 	char **env = git_bin[0] ? make_env(r, index, own) : NULL;
 	struct proc p = {.cwd = r->top, .argv = (char *const *)argv, .envp = env, .in = in,
@@ -260,20 +283,32 @@ int git_run(const struct git_repo *r, const char *index, const char *const *args
 	for (int i = 0; i < 8; i++)
 		free(own[i]);
 	size_t len = 0;
-	char *text = sbuf_take(&p.out, &len);
-	if (rc != 0 || !text) {
-		p.err[p.errlen] = 0;
-		first_line(p.err, why, wn, !git_bin[0] ? "git is not installed"
-					   : !text ? "out of memory" : "git failed");
-		free(text);
+	char *text = output_of(&p, rc, &len, why, wn);
+	if (!text)
 		return -1;
-	}
 	if (out)
 		*out = text;
 	else
 		free(text);
 	if (outlen)
 		*outlen = len;
+	return 0;
+}
+
+int git_ignored(const char *dir, char **out, size_t *outlen, char *why, size_t wn)
+{
+	static const char *const args[] = {"ls-files", "-z", "--others", "--ignored",
+					   "--exclude-standard", "--directory", NULL};
+	const char **argv = git_bin[0] && base_env ? git_argv(args) : NULL;
+	struct proc p = {.cwd = dir, .argv = (char *const *)argv, .envp = base_env};
+	int rc = argv ? run(&p) : -1;
+	free(argv);
+	size_t len = 0;
+	char *text = output_of(&p, rc, &len, why, wn);
+	if (!text)
+		return -1;
+	*out = text;
+	*outlen = len;
 	return 0;
 }
 

@@ -31,6 +31,13 @@ void git_shutdown(void);
 int git_run(const struct git_repo *r, const char *index, const char *const *args,
 	    const char *in, size_t inlen, char **out, size_t *outlen, char *why, size_t wn);
 
+/* What git ignores under dir (its .gitignore files, .git/info/exclude, core.excludesFile)
+ * and does not track: `git ls-files` run in dir as the user's own git would, its index
+ * only read. *out (malloc'd) holds the paths relative to dir, each ended by a NUL, a
+ * folder ignored whole once with a trailing '/'; *outlen its bytes. 0, or -1 with why
+ * when dir is in no repository (or git cannot say). */
+int git_ignored(const char *dir, char **out, size_t *outlen, char *why, size_t wn);
+
 /* The repository dir belongs to (top and git directory; store left empty): 0, or -1
  * when it is in none (or git cannot say). */
 int git_discover(const char *dir, struct git_repo *r);

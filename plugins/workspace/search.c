@@ -1,4 +1,5 @@
 #include "search.h"
+#include "git.h"
 #include "paths.h"
 #include "sbuf.h"
 #include "text.h"
@@ -39,6 +40,52 @@ static int ignored(const struct search *s, const char *name)
 		if (!strcmp(*p, name))
 			return 1;
 	return 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void search_gitignore(struct search *s)
+{
+	char *buf, why[256];
+	size_t len, n = 0;
+	if (git_ignored(s->dir, &buf, &len, why, sizeof(why)))
+		return;
+	for (size_t i = 0; i < len; i++)
+		n += !buf[i];
+	char **v = n ? malloc(n * sizeof(*v)) : NULL;
+	if (!v) {
+		free(buf);
+		return;
+	}
+	n = 0;
+	for (size_t i = 0; i < len; i += strlen(buf + i) + 1)
+		v[n++] = buf + i;
+	qsort(v, n, sizeof(*v), by_name);
+	s->gitignored = v;
+	s->ngitignored = n;
+	s->gitignored_buf = buf;
+}
+
+void search_done(struct search *s)
+{
+	free(s->gitignored);
+	free(s->gitignored_buf);
+	s->gitignored = NULL;
+	s->gitignored_buf = NULL;
+	s->ngitignored = 0;
+}
+
+/* Whether git ignores rel/name (relative to s->dir; folder: as a whole). */
+static int git_ignores(const struct search *s, const char *rel, const char *name, int folder)
+{
+	char path[PATH_MAX], *key = path;
+	if (!s->ngitignored || snprintf(path, sizeof(path), "%s%s%s%s", rel, *rel ? "/" : "",
+					name, folder ? "/" : "") >= (int)sizeof(path))
+		return 0;
+	return bsearch(&key, s->gitignored, s->ngitignored, sizeof(char *), by_name) != NULL;
 }
 
 /* What the walk does with abs: a folder to enter, a file to visit, or nothing. */
@@ -109,6 +156,8 @@ static int walk_dir(struct walker *w, const char *abs, const char *rel, int dept
 		if (!strcmp(nm, ".") || !strcmp(nm, "..") || asprintf(&p, "%s/%s", abs, nm) < 0)
 			continue;
 		kinds[i] = kind_of(w->s, ents[i], p);
+		if (kinds[i] != K_SKIP && git_ignores(w->s, rel, nm, kinds[i] == K_DIR))
+			kinds[i] = K_SKIP;
 		free(p);
 	}
 	for (int pass = 0; kinds && pass < 2 && !stop; pass++)

@@ -24,13 +24,17 @@ static int folder(struct ws_job *j, const cJSON *in, char *why, size_t wn)
 
 static struct search search_of(struct ws_job *j, long long limit)
 {
-	return (struct search){.root = j->root, .dir = j->path, .ignore = WS.ignore,
-			       .cancelled = &j->cancelled, .limit = (int)limit};
+	struct search s = {.root = j->root, .dir = j->path, .ignore = WS.ignore,
+			   .cancelled = &j->cancelled, .limit = (int)limit};
+	if (WS.gitignore)
+		search_gitignore(&s);
+	return s;
 }
 
-static void finish(struct ws_job *j, char *text, const char *title,
+static void finish(struct ws_job *j, struct search *s, char *text, const char *title,
 		   const struct search_stats *st, const char *why)
 {
+	search_done(s);
 	char *meta = ws_meta("i", "count", (int64_t)st->count, "b", "truncated", st->truncated,
 			     NULL);
 	if (text)
@@ -58,7 +62,7 @@ static void list_act(struct ws_job *j)
 	char why[256];
 	struct search s = search_of(j, WS.list_limit);
 	struct search_stats st = {0};
-	finish(j, search_list(&s, &st, why, sizeof(why)), j->rel, &st, why);
+	finish(j, &s, search_list(&s, &st, why, sizeof(why)), j->rel, &st, why);
 }
 
 /* ---- glob ---- */
@@ -104,7 +108,7 @@ static void glob_act(struct ws_job *j)
 	char why[256];
 	struct search s = search_of(j, WS.search_limit);
 	struct search_stats st = {0};
-	finish(j, search_glob(&s, &j->glob, &st, why, sizeof(why)), j->arg, &st, why);
+	finish(j, &s, search_glob(&s, &j->glob, &st, why, sizeof(why)), j->arg, &st, why);
 }
 
 /* ---- grep ---- */
@@ -148,8 +152,8 @@ static void grep_act(struct ws_job *j)
 	char why[256];
 	struct search s = search_of(j, WS.search_limit);
 	struct search_stats st = {0};
-	finish(j, search_grep(&s, &j->re, j->has_glob ? &j->glob : NULL, &st, why, sizeof(why)),
-	       j->arg, &st, why);
+	finish(j, &s, search_grep(&s, &j->re, j->has_glob ? &j->glob : NULL, &st, why,
+				  sizeof(why)), j->arg, &st, why);
 }
 
 /* ---- the definitions ---- */
@@ -160,7 +164,8 @@ const struct ws_tool ws_list = {
 		"List the files and folders under a folder as an indented tree (folders first, "
 		"then files, by name). path: the folder (default: the session's working "
 		"directory; relative paths start there). Version-control, dependency and build "
-		"folders (.git, node_modules, build, dist, ...) are left out, and the listing "
+		"folders (.git, node_modules, build, dist, ...) and, in a git repository, what "
+		"its .gitignore files ignore are left out, and the listing "
 		"stops after 100 files: pass a subfolder to look deeper. To find files by name "
 		"prefer glob; to search their content, grep.",
 	.parameters =
@@ -182,7 +187,8 @@ const struct ws_tool ws_glob = {
 		"\"Makefile\"); one with a '/' is matched from the folder searched "
 		"(\"src/**/*.c\", \"docs/*.md\").\n"
 		"- path: the folder to search (default: the working directory).\n"
-		"- .git, node_modules and similar folders are skipped.\n"
+		"- .git, node_modules and similar folders are skipped, and in a git repository "
+		"what its .gitignore files ignore.\n"
 		"- Use it instead of find or ls in bash; when several searches may help, run "
 		"them in parallel.",
 	.parameters =
@@ -207,8 +213,8 @@ const struct ws_tool ws_grep = {
 		"- path: the folder to search (default: the working directory).\n"
 		"- include: only files whose names match this glob (\"*.c\", \"*.{ts,tsx}\", "
 		"\"src/**/*.py\").\n"
-		"- Binary files, files over 8 MB, and .git, node_modules and similar folders are "
-		"skipped.\n"
+		"- Binary files, files over 8 MB, .git, node_modules and similar folders, and in a "
+		"git repository what its .gitignore files ignore, are skipped.\n"
 		"- Use it instead of grep or rg in bash. To count matches or combine searches, "
 		"use bash.",
 	.parameters =

@@ -262,8 +262,8 @@ static void tool_cancel(void *user, const struct ag_tool_call *call)
 /* ---- settings ------------------------------------------------------------------------- */
 
 static const char *const known_options[] = {"workers", "timeout_ms", "max_timeout_ms",
-					    "max_output_bytes", "shell", "ignore", "env_deny",
-					    "list_limit", "search_limit", NULL};
+					    "max_output_bytes", "shell", "ignore", "gitignore",
+					    "env_deny", "list_limit", "search_limit", NULL};
 
 static const char *const default_ignore[] = {
 	".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".cache",
@@ -341,6 +341,8 @@ static int read_options(const cJSON *o, long long *workers, struct ag_error *err
 		rc = plug_fail(err, AG_E_INTERNAL, "out of memory");
 	if (!rc)
 		rc = plug_opt_strv(o, "ignore", default_ignore, &WS.ignore, err);
+	if (!rc)
+		rc = plug_opt_bool(o, "gitignore", 1, &WS.gitignore, err);
 	WS.timeout_ms = t;
 	WS.max_timeout_ms = mt;
 	WS.grace_ms = 2000;

@@ -82,6 +82,7 @@ struct ws_config {
 	const struct ag_host *host;
 	ag_plugin *self;
 	char **ignore;           /* folder names the tree tools skip */
+	int gitignore;           /* and what git ignores, in a repository */
 	char **envp;             /* bash's environment: the gateway's, minus the secrets */
 	char *shell;
 	int64_t timeout_ms, max_timeout_ms, grace_ms;

@@ -8,6 +8,7 @@
 // edit and bash ask the permission system first.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import os from "node:os";
@@ -142,6 +143,39 @@ test("every tool on a temporary tree", T, async (t) => {
 	assert.equal(st.output, "app.js\ndone\n");
 	assert.equal(st.title, "List the sources");
 	assert.equal(st.metadata.exit, 0);
+});
+
+test("in a git repository list, glob and grep skip what .gitignore ignores, unless the option is off", T, async (t) => {
+	const dir = await tree(t, {
+		".gitignore": "*.log\ngen/\n",
+		"src/app.js": "const hello = 1;\n",
+		"src/debug.log": "hello from the log\n",
+		"gen/bundle.js": "const hello = 2;\n",
+	});
+	execFileSync("git", ["init", "-q"], { cwd: dir });
+	const rules = [
+		call("list", "list", {}),
+		call("glob", "glob", { pattern: "**/*" }),
+		call("grep", "grep", { pattern: "hello" }),
+	];
+	const srv = await serve(t, rules);
+	const s = await createSession(srv, { directory: dir });
+	let st = completed(await run(srv, s.id, "grep"));
+	assert.match(st.output, /^Found 1 match\nsrc\/app\.js:1: const hello = 1;\n$/);
+	st = completed(await run(srv, s.id, "glob"));
+	assert.deepEqual(st.output.trim().split("\n").sort(), [".gitignore", "src/app.js"]);
+	st = completed(await run(srv, s.id, "list"));
+	assert.doesNotMatch(st.output, /gen\/|debug\.log/);
+	assert.match(st.output, /app\.js/);
+
+	const off = await serve(t, rules, {
+		extra: { plugins: [{ path: WORKSPACE, required: true, options: { gitignore: false } }] },
+	});
+	const s2 = await createSession(off, { directory: dir });
+	st = completed(await run(off, s2.id, "grep"));
+	assert.match(st.output, /^Found 3 matches\n/);
+	assert.match(st.output, /gen\/bundle\.js:1/);
+	assert.match(st.output, /src\/debug\.log:1/);
 });
 
 test("paths and symbolic links out of the session's directory are refused, naming the path", T, async (t) => {
