@@ -37,6 +37,7 @@
 	"{\"model\":\"scripted/tiny\",\"providers\":{\"scripted\":{\"pace_ms\":1,\"models\":"   \
 	"{\"tiny\":{\"limit\":{\"context\":2000,\"output\":200}}}," RULES(summary_pace) "}}}"
 #define CONFIG CONFIG_PACED("1")
+#define PRUNED_OUTPUT_12 "[Old tool re" /* PRUNED_OUTPUT as tool_results cuts it */
 
 /* What each provider request carried, from a HOOK_PROVIDER_REQUEST callback. */
 struct reqs {
@@ -681,6 +682,117 @@ static void kill_during_a_compaction_recovers_like_any_turn(void **state)
 
 /* ---- configuration ---- */
 
+/* scripted/big never compacts; "echo TEXT" makes the model call echo with TEXT */
+#define PRUNE_CONFIG(compaction)                                                             \
+	"{\"model\":\"scripted/big\"" compaction ",\"providers\":{\"scripted\":{\"pace_ms\":1,"  \
+	"\"models\":{\"big\":{\"limit\":{\"context\":100000000,\"output\":200}}},\"rules\":["    \
+	"{\"regex\":\"^echo (.*)$\",\"steps\":[{\"tools\":[{\"name\":\"echo\",\"input\":{"       \
+	"\"text\":\"{{1}}\"}}]},{\"text\":\"Echoed.\"}]},"                                   \
+	"{\"regex\":\"^twice (.*)$\",\"steps\":[{\"tools\":[{\"name\":\"echo\",\"input\":{"      \
+	"\"text\":\"A{{1}}\"}},{\"name\":\"echo\",\"input\":{\"text\":\"B{{1}}\"}}]},"             \
+	"{\"text\":\"Echoed twice.\"}]},{\"steps\":[{\"text\":\"Noted.\"}]}]}}}"
+
+/* "VERB TAG lorem ...": tool outputs of chars / 4 tokens each. */
+static void tool_turn(struct t *t, const char *verb, const char *tag, int chars)
+{
+	char *f = filler(tag, chars), *p = NULL;
+	assert_true(asprintf(&p, "%s %s", verb, f) > 0);
+	prompt_wait(t, p, NULL, NULL);
+	free(p);
+	free(f);
+}
+
+/* One echo of ~25 000 tokens. */
+static void echo_turn(struct t *t, const char *tag)
+{
+	tool_turn(t, "echo", tag, 100000);
+}
+
+/* The contents of the last request's tool results, "|"-joined, each cut to 12 bytes. */
+static char *tool_results(const struct reqs *r)
+{
+	static char out[512];
+	out[0] = 0;
+	const cJSON *m;
+	cJSON_ArrayForEach(m, r->msgs[r->n - 1]) {
+		const char *c = cJSON_GetStringValue(cJSON_GetObjectItem(m, "content"));
+		const char *role = cJSON_GetStringValue(cJSON_GetObjectItem(m, "role"));
+		if (role && !strcmp(role, "tool") && c)
+			snprintf(out + strlen(out), sizeof(out) - strlen(out), "%s%.12s",
+				 out[0] ? "|" : "", c);
+	}
+	return out;
+}
+
+static void old_tool_outputs_are_cleared_from_the_history_and_stay_so(void **state)
+{
+	struct t t;
+	start(&t, PRUNE_CONFIG(""));
+	/* the two newest turns are never looked at; behind them T2 (25k) is protected and
+	 * T1 would free 25k: nothing is cleared until the fourth turn has ended */
+	echo_turn(&t, "T1");
+	echo_turn(&t, "T2");
+	echo_turn(&t, "T3");
+	assert_string_equal(tool_results(&t.r), "T1 lorem lor|T2 lorem lor|T3 lorem lor");
+	echo_turn(&t, "T4");
+	prompt_wait(&t, "fifth", NULL, NULL);
+	assert_string_equal(tool_results(&t.r),
+			    PRUNED_OUTPUT_12 "|T2 lorem lor|T3 lorem lor|T4 lorem lor");
+	/* the store keeps the output, marked */
+	char *first = h_sql_str(&t.h, "SELECT p.data FROM part p JOIN message m ON "
+			"m.id=p.message_id WHERE m.session_id='%s' AND p.type='tool' ORDER BY "
+			"m.turn_id LIMIT 1", t.sid);
+	cJSON *d = cJSON_Parse(first);
+	const cJSON *st = cJSON_GetObjectItem(d, "state");
+	assert_non_null(cJSON_GetObjectItem(cJSON_GetObjectItem(st, "time"), "compacted"));
+	assert_non_null(strstr(cJSON_GetStringValue(cJSON_GetObjectItem(st, "output")), "T1 lorem"));
+	cJSON_Delete(d);
+	free(first);
+	/* a new process sends it cleared too, and the next clearing starts after it */
+	hooks_remove_owner(t.h.E, "test");
+	h_stop(&t.h);
+	reqs_free(&t.r);
+	h_start(&t.h, 1);
+	assert_int_equal(hooks_add(t.h.E, HOOK_PROVIDER_REQUEST, "test", on_request, &t.r), 0);
+	echo_turn(&t, "T5");
+	echo_turn(&t, "T6");
+	prompt_wait(&t, "seventh", NULL, NULL);
+	/* after T6: T5 and T6 protected, then T4 25k, T3 50k: T3 and T2 (50k) cleared */
+	assert_string_equal(tool_results(&t.r), PRUNED_OUTPUT_12 "|" PRUNED_OUTPUT_12 "|"
+			    PRUNED_OUTPUT_12 "|T4 lorem lor|T5 lorem lor|T6 lorem lor");
+	stop(&t);
+}
+
+static void clearing_cuts_inside_a_message_with_several_tool_calls(void **state)
+{
+	struct t t;
+	start(&t, PRUNE_CONFIG(""));
+	tool_turn(&t, "twice", "X", 84000); /* 21k, 21k */
+	echo_turn(&t, "Y");                 /* 25k */
+	/* after this one X is behind the last two prompts: back from its second output,
+	 * 21k (kept), its first 42k: past PROTECT, freeing 21k */
+	prompt_wait(&t, "one", NULL, NULL);
+	prompt_wait(&t, "two", NULL, NULL);
+	assert_string_equal(tool_results(&t.r), PRUNED_OUTPUT_12 "|BX lorem lor|Y lorem lore");
+	/* after two, Y (25k) is behind them too: X's second output is past PROTECT */
+	prompt_wait(&t, "three", NULL, NULL);
+	assert_string_equal(tool_results(&t.r), PRUNED_OUTPUT_12 "|" PRUNED_OUTPUT_12
+			    "|Y lorem lore");
+	stop(&t);
+}
+
+static void clearing_can_be_turned_off(void **state)
+{
+	struct t t;
+	start(&t, PRUNE_CONFIG(",\"compaction\":{\"prune\":false}"));
+	for (int i = 0; i < 4; i++)
+		echo_turn(&t, "TX");
+	prompt_wait(&t, "fifth", NULL, NULL);
+	assert_string_equal(tool_results(&t.r),
+			    "TX lorem lor|TX lorem lor|TX lorem lor|TX lorem lor");
+	stop(&t);
+}
+
 static void compaction_can_be_turned_off_and_bad_values_are_named(void **state)
 {
 	struct t t;
@@ -696,6 +808,7 @@ static void compaction_can_be_turned_off_and_bad_values_are_named(void **state)
 	struct loop *L = loop_create(&lc);
 	static const char *const bad[] = {"{\"compaction\":[]}",
 					  "{\"compaction\":{\"auto\":1}}",
+					  "{\"compaction\":{\"prune\":\"yes\"}}",
 					  "{\"compaction\":{\"reserve_tokens\":-5}}"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		h_dir(&t.h, bad[i]);
@@ -724,6 +837,9 @@ int main(void)
 		cmocka_unit_test(an_overflow_with_nothing_older_fails_at_once),
 		cmocka_unit_test(a_scripted_overflow_error_is_one_too),
 		cmocka_unit_test(kill_during_a_compaction_recovers_like_any_turn),
+		cmocka_unit_test(old_tool_outputs_are_cleared_from_the_history_and_stay_so),
+		cmocka_unit_test(clearing_cuts_inside_a_message_with_several_tool_calls),
+		cmocka_unit_test(clearing_can_be_turned_off),
 		cmocka_unit_test(compaction_can_be_turned_off_and_bad_values_are_named),
 	};
 	return cmocka_run_group_tests(tests, mock_start, mock_stop);

@@ -54,6 +54,7 @@ static const struct key {
 	{"limits.max_file_bytes", K_NUM},
 	{"compaction", K_OBJ},
 	{"compaction.auto", K_BOOL},
+	{"compaction.prune", K_BOOL},
 	{"compaction.reserve_tokens", K_NUM},
 	{"task", K_OBJ},
 	{"task.max_depth", K_NUM},

@@ -40,21 +40,23 @@ int compact_init(struct engine *E, struct err *e)
 {
 	const cJSON *c = cJSON_GetObjectItemCaseSensitive(E->C.root, "compaction");
 	long long reserve = 0;
-	int automatic = 1;
+	int automatic = 1, prune = 1;
 	E->compact.automatic = 1;
+	E->compact.prune = 1;
 	if (!c)
 		return 0;
 	if (!cJSON_IsObject(c)) {
 		err_set(e, ERR_INVALID, "config: \"compaction\" must be an object");
 		return -1;
 	}
-	if (jsonin_bool(c, "auto", &automatic, e) || jsonin_int(c, "reserve_tokens", 0, &reserve, e) ||
-	    reserve < 0) {
-		err_set(e, ERR_INVALID, "config: \"compaction.auto\" must be true or false and "
-			"\"compaction.reserve_tokens\" a non-negative integer");
+	if (jsonin_bool(c, "auto", &automatic, e) || jsonin_bool(c, "prune", &prune, e) ||
+	    jsonin_int(c, "reserve_tokens", 0, &reserve, e) || reserve < 0) {
+		err_set(e, ERR_INVALID, "config: \"compaction.auto\" and \"compaction.prune\" must "
+			"be true or false and \"compaction.reserve_tokens\" a non-negative integer");
 		return -1;
 	}
 	E->compact.automatic = automatic;
+	E->compact.prune = prune;
 	E->compact.reserve = reserve;
 	return 0;
 }
@@ -392,4 +394,273 @@ int compact_on_overflow(struct turn *t, const struct llm_error *le)
 	turnq_push_front(&s->q, &c->qi);
 	session_kick(s);
 	return 1;
+}
+
+/* ---- clearing old tool outputs (OpenCode's prune) ----
+ * The session keeps, per message since its last clearing, what the walk needs: a user
+ * message (it counts prompts), or an assistant message's uncleared tool output tokens
+ * (after its newest cleared output) and whether the walk stops there (a summary, an
+ * output cleared before). A turn's end reads its own messages only; the parts of older
+ * ones are read again only to clear them. */
+
+struct prune_row {
+	char msg[ID_MAX];
+	int user, stop;
+	int64_t tokens;
+};
+
+struct prune_state {
+	struct prune_row *v;
+	int n, cap;
+	char read_upto[ID_MAX]; /* the turn the rows reach */
+};
+
+void compact_forget(struct session *s)
+{
+	if (s->prune) {
+		free(s->prune->v);
+		free(s->prune);
+		s->prune = NULL;
+	}
+}
+
+/* A completed tool part's output in tokens (characters / 4, as OpenCode estimates);
+ * -1 when it is cleared already; 0 for any other part. */
+static int64_t output_tokens(const char *data)
+{
+	cJSON *d = cJSON_Parse(data);
+	const cJSON *state = cJSON_GetObjectItemCaseSensitive(d, "state");
+	const char *status = jsonin_get(state, "status"), *out = jsonin_get(state, "output");
+	const cJSON *time = cJSON_GetObjectItemCaseSensitive(state, "time");
+	int64_t n = !status || strcmp(status, "completed") ? 0
+		    : cJSON_GetObjectItemCaseSensitive(time, "compacted") ? -1
+		    : out ? (int64_t)(strlen(out) + 2) / 4 : 0;
+	cJSON_Delete(d);
+	return n;
+}
+
+/* One message's tool parts, in order, as output_tokens sees them. */
+struct tparts {
+	struct {
+		char *id, *data;
+		int64_t tokens;
+	} *v;
+	int n, cap, oom;
+};
+
+static int tpart_add(void *arg, const struct store_part *r)
+{
+	struct tparts *t = arg;
+	if (strcmp(r->type, "tool"))
+		return 0;
+	void *grown = vec_reserve(t->v, &t->cap, t->n, sizeof(*t->v));
+	char *id = strdup(r->id), *data = strdup(r->data);
+	if (!grown || !id || !data) {
+		free(id);
+		free(data);
+		return t->oom = 1;
+	}
+	t->v = grown;
+	t->v[t->n].id = id;
+	t->v[t->n].data = data;
+	t->v[t->n++].tokens = output_tokens(r->data);
+	return 0;
+}
+
+static void tparts_free(struct tparts *t)
+{
+	for (int i = 0; i < t->n; i++) {
+		free(t->v[i].id);
+		free(t->v[i].data);
+	}
+	free(t->v);
+}
+
+static int tparts_read(struct engine *E, const char *msg, struct tparts *t)
+{
+	*t = (struct tparts){0};
+	if (store_part_list(E->S, msg, tpart_add, t) < 0 || t->oom) {
+		tparts_free(t);
+		return -1;
+	}
+	return 0;
+}
+
+static int prune_push(struct prune_state *P, const struct prune_row *r)
+{
+	void *grown = vec_reserve(P->v, &P->cap, P->n, sizeof(*P->v));
+	if (!grown)
+		return -1;
+	P->v = grown;
+	P->v[P->n++] = *r;
+	return 0;
+}
+
+struct prune_read {
+	struct engine *E;
+	struct prune_state *P;
+	int failed;
+};
+
+/* A message after the rows: a user's counts; an assistant's, with tool outputs to count
+ * or where the walk stops, is kept. */
+static int prune_row(void *arg, const struct store_message *m)
+{
+	struct prune_read *x = arg;
+	struct prune_row r = {.user = !strcmp(m->role, "user")};
+	snprintf(r.msg, sizeof(r.msg), "%s", m->id);
+	if (!r.user) {
+		cJSON *d = cJSON_Parse(m->data);
+		r.stop = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "summary")) &&
+			 msg_finished_ok(m->finish);
+		cJSON_Delete(d);
+		struct tparts t;
+		if (tparts_read(x->E, m->id, &t))
+			return x->failed = 1;
+		for (int i = 0; i < t.n && !r.stop; i++)
+			if (t.v[i].tokens < 0) {
+				r.stop = 1; /* what came before it in the message is cleared too */
+				r.tokens = 0;
+			} else {
+				r.tokens += t.v[i].tokens;
+			}
+		tparts_free(&t);
+	}
+	return (r.user || r.stop || r.tokens) && prune_push(x->P, &r) ? (x->failed = 1) : 0;
+}
+
+/* The messages of the turns since the rows' end, up to turn_id. */
+static int prune_catch_up(struct session *s, const char *turn_id)
+{
+	if (!s->prune && !(s->prune = calloc(1, sizeof(*s->prune))))
+		return -1;
+	struct prune_state *P = s->prune;
+	struct prune_read x = {s->E, P, 0};
+	if (strcmp(turn_id, P->read_upto) <= 0)
+		return 0;
+	if (store_message_list_turns(s->E->S, s->id, P->read_upto, turn_id, prune_row, &x) < 0 ||
+	    x.failed) {
+		compact_forget(s); /* read again from the start next time */
+		return -1;
+	}
+	snprintf(P->read_upto, sizeof(P->read_upto), "%s", turn_id);
+	return 0;
+}
+
+/* Marks the completed outputs of parts [from, to) of t cleared: in the store and to
+ * the session's subscribers. */
+static void clear_parts(struct engine *E, struct session *s, const struct tparts *t, int from,
+			int to, int64_t now)
+{
+	for (int i = from; i < to; i++) {
+		if (t->v[i].tokens <= 0)
+			continue;
+		cJSON *d = cJSON_Parse(t->v[i].data);
+		cJSON *time = cJSON_GetObjectItemCaseSensitive(
+			cJSON_GetObjectItemCaseSensitive(d, "state"), "time");
+		char *data = cJSON_IsObject(time) &&
+				     cJSON_AddNumberToObject(time, "compacted", (double)now)
+			     ? cJSON_PrintUnformatted(d) : NULL;
+		if (data && !store_part_set_data(E->S, t->v[i].id, data))
+			msg_publish_json(E, s, "message.part.updated", "part", data);
+		free(data);
+		cJSON_Delete(d);
+	}
+}
+
+struct walk {
+	int cross;      /* the row whose outputs cross PROTECT, or -1 */
+	int oldest;     /* the oldest row counted (the walk stops at a row that stops it) */
+	int64_t before; /* tokens counted newer than cross */
+	int64_t older;  /* tokens of the rows from oldest up to cross */
+};
+
+/* Walks back from the newest row, past the last two prompts' work (never cleared). */
+static struct walk prune_walk(const struct prune_state *P)
+{
+	struct walk w = {-1, -1, 0, 0};
+	int64_t total = 0;
+	for (int k = P->n - 1, prompts = 0; k >= 0; k--) {
+		if (P->v[k].user) {
+			prompts++;
+			continue;
+		}
+		if (prompts < 2)
+			continue;
+		w.oldest = k;
+		if (w.cross < 0 && total + P->v[k].tokens > PRUNE_PROTECT) {
+			w.cross = k;
+			w.before = total;
+		} else if (w.cross >= 0) {
+			w.older += P->v[k].tokens;
+		}
+		total += P->v[k].tokens;
+		if (P->v[k].stop)
+			break;
+	}
+	return w;
+}
+
+/* The newest cleared part of t, or -1. */
+static int last_cleared(const struct tparts *t)
+{
+	for (int i = t->n - 1; i >= 0; i--)
+		if (t->v[i].tokens < 0)
+			return i;
+	return -1;
+}
+
+/* Clears the counted outputs of the rows from w->oldest up to w->cross. */
+static void clear_older(struct session *s, const struct walk *w, int64_t now)
+{
+	struct prune_state *P = s->prune;
+	for (int k = w->oldest; k < w->cross; k++) {
+		struct tparts t;
+		if (P->v[k].user || !P->v[k].tokens || tparts_read(s->E, P->v[k].msg, &t))
+			continue;
+		clear_parts(s->E, s, &t, last_cleared(&t) + 1, t.n, now);
+		tparts_free(&t);
+	}
+}
+
+void compact_prune(struct session *s, const char *turn_id)
+{
+	struct engine *E = s->E;
+	struct tparts t;
+	if (!E->compact.prune || prune_catch_up(s, turn_id))
+		return;
+	struct prune_state *P = s->prune;
+	struct walk w = prune_walk(P);
+	if (w.cross < 0 || w.before + P->v[w.cross].tokens + w.older <= PRUNE_MINIMUM ||
+	    tparts_read(E, P->v[w.cross].msg, &t))
+		return;
+	/* the crossing message's parts, newest first: those past PROTECT are cleared */
+	int first = last_cleared(&t) + 1, upto = first - 1;
+	int64_t run = w.before, freed = w.older, kept = 0;
+	for (int i = t.n - 1; i >= first; i--) {
+		if (t.v[i].tokens <= 0)
+			continue;
+		run += t.v[i].tokens;
+		if (run <= PRUNE_PROTECT) {
+			kept += t.v[i].tokens;
+			continue;
+		}
+		if (upto < first)
+			upto = i;
+		freed += t.v[i].tokens;
+	}
+	if (freed > PRUNE_MINIMUM) {
+		int64_t now = now_ms();
+		clear_parts(E, s, &t, first, upto + 1, now);
+		clear_older(s, &w, now);
+		log_info("session %s: cleared old tool outputs (~%lld tokens) from its history",
+			 s->id, (long long)freed);
+		/* what lies behind the crossing message is cleared: the walk stops there */
+		P->v[w.cross].stop = 1;
+		P->v[w.cross].tokens = kept;
+		memmove(P->v, P->v + w.cross, (size_t)(P->n - w.cross) * sizeof(*P->v));
+		P->n -= w.cross;
+		session_forget_history(s);
+	}
+	tparts_free(&t);
 }

@@ -65,6 +65,7 @@ struct engine {
 	struct {
 		int automatic;   /* compaction.auto: compact before a turn that would not fit */
 		int64_t reserve; /* compaction.reserve_tokens (0: from the model's output limit) */
+		int prune;       /* compaction.prune: clear old tool outputs after each turn */
 	} compact;
 	struct cluster *cluster; /* several nodes share the store (cluster.c), or NULL */
 	struct {
@@ -100,6 +101,7 @@ struct session {
 	/* the ended turns' messages as the model sees them, up to turn hist_upto (step.c) */
 	cJSON *hist;
 	char hist_upto[ID_MAX];
+	struct prune_state *prune; /* what clearing old tool outputs knows (compact.c) */
 	/* tokens of the context its next request starts from: the last step's prompt and
 	 * reply (0 after a compaction), known once read (compact.c) */
 	int64_t ctx_tokens;
@@ -269,6 +271,10 @@ struct part *part_add(struct engine *E, struct msg *m, enum part_type type);
 void part_append(struct engine *E, struct part *p, const char *s, size_t n);
 /* store + message.updated / message.part.updated; 0, or -1 when the store refused */
 int msg_save(struct engine *E, struct msg *m);
+/* Publishes a stored message's info (type message.updated, key "info") or part
+ * (message.part.updated, "part") from its JSON, for s. */
+void msg_publish_json(struct engine *E, struct session *s, const char *type, const char *key,
+		      const char *json);
 int part_save(struct engine *E, struct part *p);
 void msg_write_info(const struct msg *m, struct jw *w);
 void part_write_json(const struct part *p, struct jw *w);
@@ -428,6 +434,9 @@ extern const struct llm_sink step_sink;
  * its request sends, the session's kept history and its own turn's (a new array). NULL
  * when that failed: the turn ended. */
 cJSON *step_open(struct turn *t);
+/* The history kept with s is stale (a revert, a prune): rebuilt from the store at the
+ * next step. */
+void session_forget_history(struct session *s);
 /* Starts t's provider request with system, tools (taken) and msgs, reporting to sink
  * with t as its argument, after HOOK_PROVIDER_REQUEST; a failure ends the turn. */
 void step_request(struct turn *t, const char *system, cJSON *tools, const cJSON *msgs,
@@ -443,7 +452,7 @@ void step_finish_message(struct engine *E, struct turn *t, const char *finish,
  * prompt with compact set), put in front of the next turn when the last request's
  * context nears the model's limit, or in front of a turn whose request the provider
  * refused as over the context window (that turn then runs its request once more). */
-/* compaction.auto and compaction.reserve_tokens; -1 with e naming a bad value. */
+/* compaction.auto, .prune and .reserve_tokens; -1 with e naming a bad value. */
 int compact_init(struct engine *E, struct err *e);
 /* turn_start_next: before the next queued turn starts, a compaction goes in front of it
  * when the session's context nears its model's limit. */
@@ -460,6 +469,17 @@ void compact_note_usage(struct session *s, const struct llm_usage *u);
  * its own turn) and the question its summary answers (in later turns). */
 const char *compact_instruction(void);
 const char *compact_question(void);
+/* After a prompt's turn (turn_id) completed: the oldest tool outputs are cleared from what the
+ * model is sent (OpenCode's prune): once the outputs behind the last two prompts pass
+ * PRUNE_PROTECT tokens, those older than that are marked compacted (state.time.
+ * compacted, message.part.updated) if that frees PRUNE_MINIMUM tokens at least. The
+ * store keeps the outputs; the history says PRUNED_OUTPUT instead. */
+#define PRUNE_PROTECT 40000
+#define PRUNE_MINIMUM 20000
+#define PRUNED_OUTPUT "[Old tool result content cleared]"
+void compact_prune(struct session *s, const char *turn_id);
+/* Forgets what compact_prune kept of s (its messages changed: a revert; a freed session). */
+void compact_forget(struct session *s);
 /* Recovery: the compaction bits of a turn read back from the store (0: a prompt's). */
 int compact_kind(struct engine *E, const char *user_msg);
 

@@ -305,6 +305,19 @@ int part_save(struct engine *E, struct part *p)
 	return rc;
 }
 
+void msg_publish_json(struct engine *E, struct session *s, const char *type, const char *key,
+		      const char *json)
+{
+	bus_begin(E->B, &E->jw, type);
+	jw_obj(&E->jw);
+	jw_kstr(&E->jw, "sessionID", s->id);
+	jw_kraw(&E->jw, key, json);
+	if (!strcmp(type, "message.part.updated"))
+		jw_kint(&E->jw, "time", now_ms());
+	jw_obj_end(&E->jw);
+	session_publish(E, s, NULL, type);
+}
+
 int msg_save(struct engine *E, struct msg *m)
 {
 	struct jw w;

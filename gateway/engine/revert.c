@@ -168,12 +168,11 @@ static struct session *find_session(struct engine *E, const char *id, struct err
 	return s;
 }
 
-/* The history the model is sent is rebuilt from the store at the next step. */
-static void forget_history(struct session *s)
+/* s's messages changed: what the model is sent and what pruning counted are rebuilt. */
+static void forget(struct session *s)
 {
-	cJSON_Delete(s->hist);
-	s->hist = NULL;
-	s->hist_upto[0] = 0;
+	session_forget_history(s);
+	compact_forget(s);
 }
 
 /* Writes the session row (session.updated) durably: 0; -1 forgotten; STORE_LATE kept. */
@@ -457,7 +456,7 @@ struct revert_point *revert_commit(struct engine *E, struct session *s)
 					    .turns = turns}};
 	revert_hooks(E, s, &r, NULL);
 	cJSON_Delete(turns);
-	forget_history(s);
+	forget(s);
 	s->revert = NULL;
 	s->updated = now_ms();
 	session_save(E, s, "session.updated");
@@ -471,7 +470,7 @@ void revert_settle(struct session *s, struct revert_point *rp, int forgotten)
 		return;
 	if (forgotten && !s->revert) {
 		s->revert = rp;
-		forget_history(s);
+		forget(s);
 		return;
 	}
 	revert_free(rp);
@@ -532,7 +531,7 @@ int engine_message_delete(struct engine *E, const char *session_id, const char *
 	uint64_t mark = store_mark(E->S);
 	store_message_delete(E->S, message_id);
 	msg_publish_removed(E, s, NULL, message_id, NULL);
-	forget_history(s);
+	forget(s);
 	return engine_commit(E, mark, "the deletion", e) ? -1 : 0;
 }
 
@@ -657,19 +656,6 @@ static void set_str(cJSON *o, const char *key, const char *v)
 		cJSON_AddStringToObject(o, key, v);
 }
 
-static void publish_json(struct engine *E, struct session *ns, const char *type,
-			 const char *key, const char *json)
-{
-	bus_begin(E->B, &E->jw, type);
-	jw_obj(&E->jw);
-	jw_kstr(&E->jw, "sessionID", ns->id);
-	jw_kraw(&E->jw, key, json);
-	if (!strcmp(type, "message.part.updated"))
-		jw_kint(&E->jw, "time", now_ms());
-	jw_obj_end(&E->jw);
-	session_publish(E, ns, NULL, type);
-}
-
 /* Copies message m (its parts that rp leaves visible) into ns as id `to` of turn
  * `turn`; parent: the copy of its user message. -1 out of memory. */
 static int copy_message(struct engine *E, struct session *ns, const struct hmsg *m,
@@ -699,7 +685,7 @@ static int copy_message(struct engine *E, struct session *ns, const struct hmsg 
 	};
 	int rc = info ? store_message_put(E->S, &r) : -1;
 	if (!rc)
-		publish_json(E, ns, "message.updated", "info", info);
+		msg_publish_json(E, ns, "message.updated", "info", info);
 	free(info);
 	cJSON_Delete(d);
 	for (int k = 0; !rc && k < m->nparts; k++) {
@@ -716,7 +702,7 @@ static int copy_message(struct engine *E, struct session *ns, const struct hmsg 
 					.type = m->parts[k].type, .data = data};
 		rc = data ? store_part_put(E->S, &pr) : -1;
 		if (!rc)
-			publish_json(E, ns, "message.part.updated", "part", data);
+			msg_publish_json(E, ns, "message.part.updated", "part", data);
 		free(data);
 		cJSON_Delete(pd);
 	}

@@ -54,6 +54,7 @@ void session_free(struct session *s)
 	free(s->directory);
 	free(s->retry_msg);
 	cJSON_Delete(s->hist);
+	compact_forget(s);
 	revert_free(s->revert);
 	free(s);
 }

@@ -82,7 +82,9 @@ static void add_tool_part(struct hmsg *h, const cJSON *d)
 	cJSON_AddStringToObject(res, "role", "tool");
 	cJSON_AddStringToObject(res, "tool_call_id", call_id);
 	cJSON_AddStringToObject(res, "name", tool);
-	const char *out = jsonin_get(state, "output");
+	const cJSON *time = cJSON_GetObjectItemCaseSensitive(state, "time");
+	const char *out = cJSON_GetObjectItemCaseSensitive(time, "compacted")
+				  ? PRUNED_OUTPUT : jsonin_get(state, "output");
 	const char *er = jsonin_get(state, "error");
 	char *content = NULL;
 	if (!strcmp(st, "completed"))
@@ -172,6 +174,13 @@ static void hist_pivot(struct engine *E, cJSON *hist, const struct hrow *r)
 		cJSON_Delete(m);
 	add_text_message(hist, "user", compact_question());
 	hist_add(E, hist, r, 0);
+}
+
+void session_forget_history(struct session *s)
+{
+	cJSON_Delete(s->hist);
+	s->hist = NULL;
+	s->hist_upto[0] = 0;
 }
 
 static cJSON *history(struct engine *E, struct session *s, const struct turn *t)

@@ -564,7 +564,12 @@ void turn_end(struct turn *t, enum turn_state st, const char *err_name, const ch
 	if (!strcmp(t->id, s->subagent_turn))
 		subagent_hook(t, HOOK_SUBAGENT_END);
 	notify(t, turn_state_name(t->state), t->terminal_msg, t->error);
+	char ended[ID_MAX];
+	int prune = st == T_COMPLETED && !t->compact;
+	snprintf(ended, sizeof(ended), "%s", t->id);
 	turn_free(t);
+	if (prune)
+		compact_prune(s, ended);
 	if (turnq_busy(&s->q))
 		session_kick(s);
 	else
