@@ -1,10 +1,11 @@
 /* api_command: the config's prompt templates over the API — GET /command (Command[]) and
  * POST /session/{id}/command (WS session.command), which expands the template with the
  * command's arguments (command_expand, OpenCode's rules) and sends the result as the
- * session's next prompt, with the command's agent and model. A command that OpenCode
- * would run as a subtask (its agent is a subagent, or "subtask": true) is refused: a
- * subtask needs a task tool call in the parent's turn, which agentgate only makes when
- * the model asks for it. Loop thread. */
+ * session's next prompt, with the command's agent and model. A command that runs as a
+ * subtask (its agent is a subagent and it does not say "subtask": false, or it says
+ * "subtask": true) is sent as OpenCode sends it: a prompt holding one subtask part (the
+ * expanded text, for the command's agent, in a child session), with the caller's agent
+ * and model. Loop thread. */
 #include "api_ops.h"
 #include "id.h"
 #include "jsonin.h"
@@ -36,9 +37,10 @@ static const struct command *find(struct engine *E, const char *name, struct err
 	return NULL;
 }
 
-/* The agent the command runs with (NULL: the session's), refusing a subtask. */
+/* The agent the command names or the caller gave (NULL: the session's), and whether
+ * the command runs as a subtask: then it needs an agent that may run as one. */
 static int pick_agent(struct engine *E, const struct command *c, const char *given,
-		      const char **out, struct err *e)
+		      const struct agent **out, int *subtask, struct err *e)
 {
 	const char *name = c->agent ? c->agent : given;
 	const struct agent *a = name ? agents_find(engine_agents(E), name) : NULL;
@@ -46,14 +48,15 @@ static int pick_agent(struct engine *E, const struct command *c, const char *giv
 		err_set(e, ERR_INVALID, "Agent not found: \"%.100s\" (\"agent\")", name);
 		return -1;
 	}
-	if (c->subtask == 1 || (a && !strcmp(a->mode, "subagent") && c->subtask != 0)) {
-		err_set(e, ERR_INVALID, "command \"%.100s\" would run as a subtask (%s), which "
-			"agentgate does not start from a command: give it a primary agent, or "
-			"\"subtask\": false to run it in this session", c->name,
-			c->subtask == 1 ? "\"subtask\": true" : "its agent is a subagent");
+	*subtask = c->subtask == 1 || (a && !strcmp(a->mode, "subagent") && c->subtask != 0);
+	if (*subtask && (!a || !strcmp(a->mode, "primary"))) {
+		err_set(e, ERR_INVALID, "command \"%.100s\" runs as a subtask (\"subtask\": true), "
+			"which needs a subagent: %s%.100s%s", c->name, a ? "agent \"" : "",
+			a ? a->name : "give the command an \"agent\" whose mode is subagent or all",
+			a ? "\" is a primary agent" : "");
 		return -1;
 	}
-	*out = name;
+	*out = a;
 	return 0;
 }
 
@@ -64,11 +67,20 @@ static const char *pick_model(struct engine *E, const struct command *c, const c
 	return c->model ? c->model : a && a->model ? a->model : given;
 }
 
-/* The prompt's parts: the expanded text, then the caller's file parts. */
-static cJSON *prompt_parts(const char *text, const cJSON *extra, struct err *e)
+/* The prompt's parts: the expanded text, then the caller's file parts; for a subtask,
+ * one subtask part (OpenCode leaves the caller's parts out of it too). */
+static cJSON *prompt_parts(const struct command *c, const struct agent *sub, const char *text,
+			   const cJSON *extra, struct err *e)
 {
 	cJSON *parts = cJSON_CreateArray(), *t = cJSON_CreateObject();
 	cJSON_AddItemToArray(parts, t);
+	if (sub) {
+		cJSON_AddStringToObject(t, "type", "subtask");
+		cJSON_AddStringToObject(t, "prompt", text);
+		cJSON_AddStringToObject(t, "description", c->description ? c->description : c->name);
+		cJSON_AddStringToObject(t, "agent", sub->name);
+		return parts;
+	}
 	cJSON_AddStringToObject(t, "type", "text");
 	cJSON_AddStringToObject(t, "text", text);
 	if (extra && !cJSON_IsArray(extra)) {
@@ -94,7 +106,9 @@ int api_command_prepare(struct engine *E, const cJSON *p, struct api_command *ac
 			struct err *e)
 {
 	const char *sid, *name, *args = NULL, *agent = NULL, *model = NULL, *mid = NULL,
-		*variant = NULL, *use_agent;
+		*variant = NULL;
+	const struct agent *a;
+	int subtask;
 	memset(ac, 0, sizeof(*ac));
 	if (jsonin_str(p, "sessionID", 1, &sid, e) || jsonin_str(p, "command", 1, &name, e) ||
 	    jsonin_str(p, "arguments", 0, &args, e) || jsonin_str(p, "agent", 0, &agent, e) ||
@@ -107,10 +121,11 @@ int api_command_prepare(struct engine *E, const cJSON *p, struct api_command *ac
 		return -1;
 	}
 	const struct command *c = find(E, name, e);
-	if (!c || engine_session_exists(E, sid, e) || pick_agent(E, c, agent, &use_agent, e))
+	if (!c || engine_session_exists(E, sid, e) || pick_agent(E, c, agent, &a, &subtask, e))
 		return -1;
 	char *text = command_expand(c->template, args ? args : "");
-	cJSON *parts = text ? prompt_parts(text, cJSON_GetObjectItemCaseSensitive(p, "parts"), e)
+	cJSON *parts = text ? prompt_parts(c, subtask ? a : NULL, text,
+					   cJSON_GetObjectItemCaseSensitive(p, "parts"), e)
 			    : NULL;
 	free(text);
 	if (!parts) {
@@ -130,9 +145,11 @@ int api_command_prepare(struct engine *E, const cJSON *p, struct api_command *ac
 	cJSON_AddStringToObject(ac->params, "sessionID", sid);
 	cJSON_AddItemToObject(ac->params, "parts", parts);
 	cJSON_AddStringToObject(ac->params, "messageID", ac->message_id);
+	/* a subtask's prompt runs with the caller's agent and model (the subagent has its own) */
+	const char *use_agent = subtask ? agent : a ? a->name : NULL;
 	if (use_agent)
 		cJSON_AddStringToObject(ac->params, "agent", use_agent);
-	if ((model = pick_model(E, c, model)))
+	if ((model = subtask ? model : pick_model(E, c, model)))
 		cJSON_AddStringToObject(ac->params, "model", model);
 	if (!ac->arguments) {
 		api_command_free(ac);

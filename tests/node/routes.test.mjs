@@ -35,6 +35,7 @@ const CONFIG = {
 		bare: { template: "Just this" },
 		review: { template: "Review $1", agent: "reviewer" },
 		forked: { template: "Off you go", subtask: true },
+		solo: { template: "Alone", agent: "build", subtask: true },
 	},
 	plugins: { load: [{ path: CONTINUATION, options: { max_wakes: 0 } }] },
 };
@@ -144,7 +145,7 @@ for (const style of ["v1", "v2"]) {
 		t.after(() => srv.stop());
 		const c = STYLES[style](srv.url);
 		const list = ok(await c.commands(), "command.list");
-		assert.deepEqual(list.map((x) => x.name), ["greet", "all", "bare", "review", "forked"]);
+		assert.deepEqual(list.map((x) => x.name), ["greet", "all", "bare", "review", "forked", "solo"]);
 		const greet = list[0];
 		assert.equal(greet.template, "Say hello to $1 and $2");
 		assert.equal(greet.description, "greets two people");
@@ -172,10 +173,25 @@ for (const style of ["v1", "v2"]) {
 		const users = msgs.filter((m) => m.info.role === "user").map((m) => textOf(m.parts));
 		assert.deepEqual(users, ["Say hello to Ann and Bob Smith and friends", "Echo: a  b", "Just this\n\nmore words"]);
 
-		assert.match(failed(await c.command(s.id, "nope", ""), 404, "unknown command"), /Command not found: "nope"\. Available commands: greet, all, bare, review, forked/);
-		assert.match(failed(await c.command(s.id, "review", "x"), 400, "subagent command"), /subtask.*its agent is a subagent/);
-		assert.match(failed(await c.command(s.id, "forked", ""), 400, "subtask command"), /subtask.*"subtask": true/);
+		assert.match(failed(await c.command(s.id, "nope", ""), 404, "unknown command"), /Command not found: "nope"\. Available commands: greet, all, bare, review, forked, solo/);
+		// a subtask needs a subagent
+		assert.match(failed(await c.command(s.id, "forked", ""), 400, "subtask command without an agent"), /"forked" runs as a subtask .*give the command an "agent"/);
+		assert.match(failed(await c.command(s.id, "solo", ""), 400, "subtask command with a primary agent"), /"solo" runs as a subtask .*agent "build" is a primary agent/);
 		assert.equal(ok(await c.messages(s.id), "session.messages").length, msgs.length, "a refused command leaves nothing behind");
+
+		// a subagent's command runs as OpenCode runs it: one subtask part, in a child session
+		ok(await c.command(s.id, "review", "the patch"), "subtask command");
+		const after = ok(await c.messages(s.id), "session.messages");
+		const user = after.filter((m) => m.info.role === "user").at(-1);
+		const sub = user.parts.find((p) => p.type === "subtask");
+		assert.deepEqual([sub.agent, sub.prompt, sub.description], ["reviewer", "Review the patch", "review"]);
+		const task = after.flatMap((m) => m.parts).find((p) => p.type === "tool" && p.tool === "task");
+		assert.equal(task.state.status, "completed", `the task ran: ${task.state.error}`);
+		const kids = (await api(srv, "GET", `/session/${s.id}/children`)).json;
+		assert.equal(kids.length, 1);
+		const kid = ok(await c.messages(kids[0].id), "child messages");
+		assert.equal(textOf(kid[0].parts), "Review the patch");
+		assert.equal(textOf(kid.at(-1).parts), "You said: Review the patch");
 	});
 
 	test(`SDK ${style}: path.get and app.log`, T, async (t) => {
