@@ -10,8 +10,10 @@
 #include "id.h"
 #include "jsonin.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 int api_command_list(struct engine *E, const cJSON *p, struct jw *w, struct err *e)
 {
@@ -67,10 +69,73 @@ static const char *pick_model(struct engine *E, const struct command *c, const c
 	return c->model ? c->model : a && a->model ? a->model : given;
 }
 
+/* The length of OpenCode's @reference name at t (just after an '@'): an optional '.',
+ * then characters other than white space, '`', ',' and '.', then '.'-joined runs of
+ * them ("src/a.c", ".env", "reviewer"; a sentence's final '.' is not in it). */
+static size_t ref_len(const char *t)
+{
+	static const char stop[] = " \t\r\n\f\v`,.";
+	size_t n = t[0] == '.';
+	n += strcspn(t + n, stop);
+	while (t[n] == '.' && t[n + 1] && !strchr(stop, t[n + 1])) {
+		n++;
+		n += strcspn(t + n, stop);
+	}
+	return n;
+}
+
+/* Whether name stays in the directory it is relative to by its letters: not absolute,
+ * no ".." segment (what a client's arguments bring in must not probe outside it). */
+static int stays_inside(const char *name)
+{
+	if (name[0] == '/')
+		return 0;
+	for (const char *p = name; (p = strstr(p, "..")); p += 2)
+		if ((p == name || p[-1] == '/') && (!p[2] || p[2] == '/'))
+			return 0;
+	return 1;
+}
+
+/* Adds to parts, for each "@name" of text (not after a word character or a backtick),
+ * what OpenCode attaches: a file part for a file or folder of the session's directory
+ * dir, else an agent part for an agent of that name; anything else stays text. */
+static void at_references(struct engine *E, const char *dir, const char *text, cJSON *parts)
+{
+	for (const char *at = strchr(text, '@'); at; at = strchr(at + 1, '@')) {
+		if (at > text && (isalnum((unsigned char)at[-1]) || at[-1] == '_' || at[-1] == '`'))
+			continue;
+		size_t n = ref_len(at + 1);
+		char name[1024], path[5200];
+		struct stat st;
+		if (!n || n >= sizeof(name))
+			continue;
+		memcpy(name, at + 1, n);
+		name[n] = 0;
+		cJSON *part = cJSON_CreateObject();
+		snprintf(path, sizeof(path), "%s/%s", dir, name);
+		if (stays_inside(name) && !stat(path, &st)) {
+			cJSON_AddStringToObject(part, "type", "file");
+			cJSON_AddStringToObject(part, "mime", S_ISDIR(st.st_mode)
+							      ? "application/x-directory"
+							      : "application/octet-stream");
+			cJSON_AddStringToObject(part, "url", name);
+			cJSON_AddStringToObject(part, "filename", name);
+		} else if (agents_find(engine_agents(E), name)) {
+			cJSON_AddStringToObject(part, "type", "agent");
+			cJSON_AddStringToObject(part, "name", name);
+		} else {
+			cJSON_Delete(part);
+			continue;
+		}
+		cJSON_AddItemToArray(parts, part);
+	}
+}
+
 /* The prompt's parts: the expanded text, then the caller's file parts; for a subtask,
  * one subtask part (OpenCode leaves the caller's parts out of it too). */
-static cJSON *prompt_parts(const struct command *c, const struct agent *sub, const char *text,
-			   const cJSON *extra, struct err *e)
+static cJSON *prompt_parts(struct engine *E, const char *dir, const struct command *c,
+			   const struct agent *sub, const char *text, const cJSON *extra,
+			   struct err *e)
 {
 	cJSON *parts = cJSON_CreateArray(), *t = cJSON_CreateObject();
 	cJSON_AddItemToArray(parts, t);
@@ -83,6 +148,7 @@ static cJSON *prompt_parts(const struct command *c, const struct agent *sub, con
 	}
 	cJSON_AddStringToObject(t, "type", "text");
 	cJSON_AddStringToObject(t, "text", text);
+	at_references(E, dir, text, parts);
 	if (extra && !cJSON_IsArray(extra)) {
 		err_set(e, ERR_INVALID, "\"parts\" must be an array of file parts");
 		cJSON_Delete(parts);
@@ -109,6 +175,7 @@ int api_command_prepare(struct engine *E, const cJSON *p, struct api_command *ac
 		*variant = NULL;
 	const struct agent *a;
 	int subtask;
+	struct session_info si;
 	memset(ac, 0, sizeof(*ac));
 	if (jsonin_str(p, "sessionID", 1, &sid, e) || jsonin_str(p, "command", 1, &name, e) ||
 	    jsonin_str(p, "arguments", 0, &args, e) || jsonin_str(p, "agent", 0, &agent, e) ||
@@ -121,10 +188,10 @@ int api_command_prepare(struct engine *E, const cJSON *p, struct api_command *ac
 		return -1;
 	}
 	const struct command *c = find(E, name, e);
-	if (!c || engine_session_exists(E, sid, e) || pick_agent(E, c, agent, &a, &subtask, e))
+	if (!c || engine_session_info(E, sid, &si, e) || pick_agent(E, c, agent, &a, &subtask, e))
 		return -1;
 	char *text = command_expand(c->template, args ? args : "");
-	cJSON *parts = text ? prompt_parts(c, subtask ? a : NULL, text,
+	cJSON *parts = text ? prompt_parts(E, si.directory, c, subtask ? a : NULL, text,
 					   cJSON_GetObjectItemCaseSensitive(p, "parts"), e)
 			    : NULL;
 	free(text);

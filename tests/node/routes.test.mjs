@@ -36,6 +36,7 @@ const CONFIG = {
 		review: { template: "Review $1", agent: "reviewer" },
 		forked: { template: "Off you go", subtask: true },
 		solo: { template: "Alone", agent: "build", subtask: true },
+		look: { template: "Read @README.md and @docs, ask @reviewer, not @nobody or a@b.c. $ARGUMENTS" },
 	},
 	plugins: { load: [{ path: CONTINUATION, options: { max_wakes: 0 } }] },
 };
@@ -145,7 +146,7 @@ for (const style of ["v1", "v2"]) {
 		t.after(() => srv.stop());
 		const c = STYLES[style](srv.url);
 		const list = ok(await c.commands(), "command.list");
-		assert.deepEqual(list.map((x) => x.name), ["greet", "all", "bare", "review", "forked", "solo"]);
+		assert.deepEqual(list.map((x) => x.name), ["greet", "all", "bare", "review", "forked", "solo", "look"]);
 		const greet = list[0];
 		assert.equal(greet.template, "Say hello to $1 and $2");
 		assert.equal(greet.description, "greets two people");
@@ -173,11 +174,20 @@ for (const style of ["v1", "v2"]) {
 		const users = msgs.filter((m) => m.info.role === "user").map((m) => textOf(m.parts));
 		assert.deepEqual(users, ["Say hello to Ann and Bob Smith and friends", "Echo: a  b", "Just this\n\nmore words"]);
 
-		assert.match(failed(await c.command(s.id, "nope", ""), 404, "unknown command"), /Command not found: "nope"\. Available commands: greet, all, bare, review, forked, solo/);
+		assert.match(failed(await c.command(s.id, "nope", ""), 404, "unknown command"), /Command not found: "nope"\. Available commands: greet, all, bare, review, forked, solo, look/);
+		// @references: a file or folder of the session's directory, else an agent
+		// (what the arguments bring in never names a path outside the directory)
+		const look = ok(await c.command(s.id, "look", "@../etc/passwd @/etc/passwd"), "look");
+		const asked = ok(await c.messages(s.id), "session.messages").find((m) => m.info.id === look.info.parentID);
+		const shape = asked.parts.map((p) => (p.type === "file" ? `file:${p.filename}:${p.mime}` : p.type === "agent" ? `agent:${p.name}` : p.type));
+		assert.deepEqual(shape.filter((x) => x !== "text"), ["file:README.md:text/plain", "file:docs:application/x-directory", "agent:reviewer"]);
+		assert.equal(textOf(asked.parts.slice(0, 1)), "Read @README.md and @docs, ask @reviewer, not @nobody or a@b.c. @../etc/passwd @/etc/passwd");
+
 		// a subtask needs a subagent
+		const count = ok(await c.messages(s.id), "session.messages").length;
 		assert.match(failed(await c.command(s.id, "forked", ""), 400, "subtask command without an agent"), /"forked" runs as a subtask .*give the command an "agent"/);
 		assert.match(failed(await c.command(s.id, "solo", ""), 400, "subtask command with a primary agent"), /"solo" runs as a subtask .*agent "build" is a primary agent/);
-		assert.equal(ok(await c.messages(s.id), "session.messages").length, msgs.length, "a refused command leaves nothing behind");
+		assert.equal(ok(await c.messages(s.id), "session.messages").length, count, "a refused command leaves nothing behind");
 
 		// a subagent's command runs as OpenCode runs it: one subtask part, in a child session
 		ok(await c.command(s.id, "review", "the patch"), "subtask command");
