@@ -111,7 +111,9 @@ struct session {
 };
 
 struct part {
-	struct part *next, *dnext;
+	struct part *next;
+	/* the engine's dirty list (E->dirty): streamed parts whose text the store lacks */
+	struct part *dnext, **dprev;
 	int dirty;
 	int64_t stored_us; /* when the store last got its text (monotonic) */
 	char id[ID_MAX];

@@ -62,14 +62,11 @@ static void part_free(struct part *p)
 }
 
 /* Parts leave the dirty list before they are freed: the flush hook must not see them. */
-static void undirty(struct engine *E, struct part *p)
+static void undirty(struct part *p)
 {
-	for (struct part **pp = &E->dirty; *pp; pp = &(*pp)->dnext) {
-		if (*pp == p) {
-			*pp = p->dnext;
-			break;
-		}
-	}
+	*p->dprev = p->dnext;
+	if (p->dnext)
+		p->dnext->dprev = p->dprev;
 	p->dirty = 0;
 }
 
@@ -80,7 +77,7 @@ void msg_free(struct engine *E, struct msg *m)
 	for (struct part *p = m->parts, *n; p; p = n) {
 		n = p->next;
 		if (p->dirty)
-			undirty(E, p);
+			undirty(p);
 		part_free(p);
 	}
 	free(m->agent);
@@ -292,7 +289,7 @@ static int store_part(struct engine *E, struct part *p)
 int part_save(struct engine *E, struct part *p)
 {
 	if (p->dirty)
-		undirty(E, p);
+		undirty(p);
 	int rc = store_part(E, p);
 	bus_begin(E->B, &E->jw, "message.part.updated");
 	jw_obj(&E->jw);
@@ -363,6 +360,9 @@ void part_append(struct engine *E, struct part *p, const char *s, size_t n)
 	if (!p->dirty) {
 		p->dirty = 1;
 		p->dnext = E->dirty;
+		if (E->dirty)
+			E->dirty->dprev = &p->dnext;
+		p->dprev = &E->dirty;
 		E->dirty = p;
 	}
 	bus_begin(E->B, &E->jw, "message.part.delta");
@@ -377,45 +377,53 @@ void part_append(struct engine *E, struct part *p, const char *s, size_t n)
 	session_publish(E, p->m->s, p->m->t, "message.part.delta");
 }
 
-/* Streamed parts were inserted when they began (part_save): only their JSON changes.
- * Writes the dirty parts (of session_id; NULL: of every session) stored at least
- * min_age_us ago and keeps the others dirty. */
-static void store_dirty(struct engine *E, int64_t min_age_us, const char *session_id)
+/* Streamed parts were inserted when they began (part_save): only their JSON changes. */
+static void store_text(struct engine *E, struct part *p, struct jw *w, int64_t now)
+{
+	undirty(p);
+	jw_reset(w);
+	part_write_json(p, w);
+	if (!w->oom)
+		store_part_set_data(E->S, p->id, w->buf);
+	p->stored_us = now;
+}
+
+/* Writes the dirty parts stored at least min_age_us ago, and keeps the others dirty. */
+static void store_dirty(struct engine *E, int64_t min_age_us)
 {
 	struct jw w;
 	jw_init(&w);
 	int64_t now = mono_us();
-	for (struct part **pp = &E->dirty; *pp;) {
-		struct part *p = *pp;
-		if (now - p->stored_us < min_age_us ||
-		    (session_id && strcmp(p->m->s->id, session_id))) {
-			pp = &p->dnext;
-			continue;
-		}
-		*pp = p->dnext;
-		p->dirty = 0;
-		jw_reset(&w);
-		part_write_json(p, &w);
-		if (!w.oom)
-			store_part_set_data(E->S, p->id, w.buf);
-		p->stored_us = now;
+	for (struct part *p = E->dirty, *next; p; p = next) {
+		next = p->dnext;
+		if (now - p->stored_us >= min_age_us)
+			store_text(E, p, &w, now);
 	}
 	jw_free(&w);
 }
 
 void msg_flush_dirty(void *arg)
 {
-	store_dirty(arg, 0, NULL);
+	store_dirty(arg, 0);
 }
 
+/* A session's dirty parts are its running turn's streaming message's (a message's
+ * parts are saved when its step ends, and forgotten with it). */
 void msg_flush_session(struct engine *E, const char *session_id)
 {
-	store_dirty(E, 0, session_id);
+	struct session *s = session_cached(E, session_id);
+	struct msg *m = s && s->cur ? s->cur->am : NULL;
+	struct jw w;
+	jw_init(&w);
+	for (struct part *p = m ? m->parts : NULL; p; p = p->next)
+		if (p->dirty)
+			store_text(E, p, &w, mono_us());
+	jw_free(&w);
 }
 
 void msg_store_due(void *arg)
 {
-	store_dirty(arg, PART_STORE_MS * 1000LL, NULL);
+	store_dirty(arg, PART_STORE_MS * 1000LL);
 }
 
 void msg_publish_removed(struct engine *E, struct session *s, struct turn *t,
