@@ -772,6 +772,12 @@ static void clearing_cuts_inside_a_message_with_several_tool_calls(void **state)
 	/* after this one X is behind the last two prompts: back from its second output,
 	 * 21k (kept), its first 42k: past PROTECT, freeing 21k */
 	prompt_wait(&t, "one", NULL, NULL);
+	/* a new process reads X back: its second output counts, after its cleared first */
+	hooks_remove_owner(t.h.E, "test");
+	h_stop(&t.h);
+	reqs_free(&t.r);
+	h_start(&t.h, 1);
+	assert_int_equal(hooks_add(t.h.E, HOOK_PROVIDER_REQUEST, "test", on_request, &t.r), 0);
 	prompt_wait(&t, "two", NULL, NULL);
 	assert_string_equal(tool_results(&t.r), PRUNED_OUTPUT_12 "|BX lorem lor|Y lorem lore");
 	/* after two, Y (25k) is behind them too: X's second output is past PROTECT */

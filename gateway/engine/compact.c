@@ -517,9 +517,9 @@ static int prune_row(void *arg, const struct store_message *m)
 		struct tparts t;
 		if (tparts_read(x->E, m->id, &t))
 			return x->failed = 1;
-		for (int i = 0; i < t.n && !r.stop; i++)
+		for (int i = 0; i < t.n; i++)
 			if (t.v[i].tokens < 0) {
-				r.stop = 1; /* what came before it in the message is cleared too */
+				r.stop = 1; /* what came before it is cleared too: count after it */
 				r.tokens = 0;
 			} else {
 				r.tokens += t.v[i].tokens;
