@@ -694,19 +694,20 @@ static const struct api_route routes[] = {
 	{"GET", "/api/command", "v2.command.list", {NULL}, API_CALL, 0},
 };
 
-/* Matches path against pattern, capturing '*' segments into ids[]. */
-static int match(const char *pattern, const char *path, char ids[2][64])
+int api_match(const char *pattern, const char *path, char ids[2][64])
 {
 	int n = 0;
 	while (*pattern && *path) {
-		if (*pattern == '*') {
+		if (*pattern == '*' || *pattern == '{') {
 			size_t len = strcspn(path, "/");
-			if (!len || len >= 64 || n == 2)
+			if (!len || (ids && (len >= 64 || n == 2)))
 				return 0;
-			memcpy(ids[n], path, len);
-			ids[n++][len] = 0;
+			if (ids) {
+				memcpy(ids[n], path, len);
+				ids[n++][len] = 0;
+			}
 			path += len;
-			pattern++;
+			pattern += *pattern == '*' ? 1 : strcspn(pattern, "}") + 1;
 		} else if (*pattern++ != *path++) {
 			return 0;
 		}
@@ -714,14 +715,21 @@ static int match(const char *pattern, const char *path, char ids[2][64])
 	return !*pattern && (!*path || !strcmp(path, "/"));
 }
 
+int api_wildcards(const char *pattern)
+{
+	int n = 0;
+	for (; *pattern; pattern++)
+		n += *pattern == '*' || *pattern == '{';
+	return n;
+}
+
 const char *api_path_pattern(const char *path)
 {
 	const char *pattern = NULL;
-	char probe[2][64];
-	/* a literal segment beats a '*' (/session/status, /session/{id}) */
+	char probe[2][64]; /* an id segment over 63 bytes matches no route */
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
-		if (match(routes[i].pattern, path, probe) &&
-		    (!pattern || !strchr(routes[i].pattern, '*')))
+		if (api_match(routes[i].pattern, path, probe) &&
+		    (!pattern || api_wildcards(routes[i].pattern) < api_wildcards(pattern)))
 			pattern = routes[i].pattern;
 	return pattern;
 }
@@ -733,7 +741,7 @@ const struct api_route *api_route(const char *method, const char *path, char ids
 	const struct api_route *found = NULL;
 	allowed[0] = 0;
 	if (pattern)
-		match(pattern, path, ids);
+		api_match(pattern, path, ids);
 	for (size_t i = 0; pattern && i < sizeof(routes) / sizeof(routes[0]); i++) {
 		if (strcmp(routes[i].pattern, pattern))
 			continue;

@@ -38,6 +38,13 @@ const struct api_route *api_route(const char *method, const char *path, char ids
 				  char *allowed, size_t allowed_len);
 /* The route pattern a path matches (any method), or NULL. */
 const char *api_path_pattern(const char *path);
+/* Whether path matches pattern: a '*' or "{NAME}" segment is any one non-empty segment
+ * (with ids, the first two are copied there, 63 bytes at most); a trailing slash is
+ * allowed. */
+int api_match(const char *pattern, const char *path, char ids[2][64]);
+/* Its '*' and "{NAME}" segments: of two patterns that match a path, the one with fewer
+ * wins (/session/status over /session/{id}). */
+int api_wildcards(const char *pattern);
 /* The 501 routes (api_notimpl.c): method on path's entry, or NULL; the methods the
  * path's entries take are appended to allowed. */
 const struct api_route *api_not_implemented(const char *method, const char *path,

@@ -105,40 +105,14 @@ static const struct notimpl {
 	{{"POST", "/tui/control/response", NULL, {NULL}, API_NOTIMPL, 0}, TUI},
 };
 
-/* Does path match the template ("/pty/{ptyID}/connect": a {NAME} segment is any one
- * non-empty segment)? A trailing slash is allowed, as for the other routes. */
-static int matches(const char *tpl, const char *path)
-{
-	while (*tpl && *path) {
-		if (*tpl == '{') {
-			size_t seg = strcspn(path, "/");
-			if (!seg)
-				return 0;
-			path += seg;
-			tpl += strcspn(tpl, "}") + 1;
-		} else if (*tpl++ != *path++) {
-			return 0;
-		}
-	}
-	return !*tpl && (!*path || !strcmp(path, "/"));
-}
-
-static int placeholders(const char *tpl)
-{
-	int n = 0;
-	for (; *tpl; tpl++)
-		n += *tpl == '{';
-	return n;
-}
-
 const struct api_route *api_not_implemented(const char *method, const char *path,
 					    char *allowed, size_t allowed_len)
 {
 	const char *best = NULL;
 	/* a literal segment beats a {NAME} (/pty/shells, /pty/{ptyID}) */
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
-		if (matches(routes[i].r.pattern, path) &&
-		    (!best || placeholders(routes[i].r.pattern) < placeholders(best)))
+		if (api_match(routes[i].r.pattern, path, NULL) &&
+		    (!best || api_wildcards(routes[i].r.pattern) < api_wildcards(best)))
 			best = routes[i].r.pattern;
 	const struct api_route *found = NULL;
 	for (size_t i = 0; best && i < sizeof(routes) / sizeof(routes[0]); i++) {
