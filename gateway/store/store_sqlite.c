@@ -446,7 +446,7 @@ static void sq_close(struct store *S)
 }
 
 static const struct store_backend sqlite_backend = {
-	.name = "sqlite", .sql = sql, .slow_ms = 100, .ack_ms = 250, .slow_what = "the disk",
+	.name = "sqlite", .sql = sql, .slow_ms = 250, .ack_ms = 250, .slow_what = "the disk",
 	.begin = sq_begin, .apply = sq_apply, .rollback = sq_rollback, .query = sq_query,
 	.errmsg = sq_errmsg, .gone = sq_gone, .commit = sq_commit, .close = sq_close,
 };
