@@ -113,6 +113,16 @@ static void stop(struct t *t)
 	reqs_free(&t->r);
 }
 
+/* The gateway stops and a new process starts on the same data directory. */
+static void restart(struct t *t)
+{
+	hooks_remove_owner(t->h.E, "test");
+	h_stop(&t->h);
+	reqs_free(&t->r);
+	h_start(&t->h, 1);
+	assert_int_equal(hooks_add(t->h.E, HOOK_PROVIDER_REQUEST, "test", on_request, &t->r), 0);
+}
+
 /* "TAG lorem lorem ...": about chars characters. */
 static char *filler(const char *tag, int chars)
 {
@@ -227,12 +237,8 @@ static void the_summary_is_kept_across_a_restart(void **state)
 	long_prompt_wait(&t, "THIRD");
 	prompt_wait(&t, "fourth", NULL, NULL);
 	assert_int_equal(h_turns_from(&t.h, t.sid, "compaction", "completed"), 1);
-	hooks_remove_owner(t.h.E, "test");
-	h_stop(&t.h);
-	reqs_free(&t.r);
 	/* a new process reads the history back from the store: the summary, not the past */
-	h_start(&t.h, 1);
-	assert_int_equal(hooks_add(t.h.E, HOOK_PROVIDER_REQUEST, "test", on_request, &t.r), 0);
+	restart(&t);
 	prompt_wait(&t, "fifth", NULL, NULL);
 	assert_int_equal(t.r.n, 1);
 	assert_int_equal(cJSON_GetArraySize(t.r.msgs[0]), 5);
@@ -749,11 +755,7 @@ static void old_tool_outputs_are_cleared_from_the_history_and_stay_so(void **sta
 	cJSON_Delete(d);
 	free(first);
 	/* a new process sends it cleared too, and the next clearing starts after it */
-	hooks_remove_owner(t.h.E, "test");
-	h_stop(&t.h);
-	reqs_free(&t.r);
-	h_start(&t.h, 1);
-	assert_int_equal(hooks_add(t.h.E, HOOK_PROVIDER_REQUEST, "test", on_request, &t.r), 0);
+	restart(&t);
 	echo_turn(&t, "T5");
 	echo_turn(&t, "T6");
 	prompt_wait(&t, "seventh", NULL, NULL);
@@ -773,11 +775,7 @@ static void clearing_cuts_inside_a_message_with_several_tool_calls(void **state)
 	 * 21k (kept), its first 42k: past PROTECT, freeing 21k */
 	prompt_wait(&t, "one", NULL, NULL);
 	/* a new process reads X back: its second output counts, after its cleared first */
-	hooks_remove_owner(t.h.E, "test");
-	h_stop(&t.h);
-	reqs_free(&t.r);
-	h_start(&t.h, 1);
-	assert_int_equal(hooks_add(t.h.E, HOOK_PROVIDER_REQUEST, "test", on_request, &t.r), 0);
+	restart(&t);
 	prompt_wait(&t, "two", NULL, NULL);
 	assert_string_equal(tool_results(&t.r), PRUNED_OUTPUT_12 "|BX lorem lor|Y lorem lore");
 	/* after two, Y (25k) is behind them too: X's second output is past PROTECT */
