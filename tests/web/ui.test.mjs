@@ -131,6 +131,33 @@ uiTest("tool calls are cards with name, input, output, status and duration; reas
 	await untilText(reasoning.locator(".md"), /Weighing the options carefully/);
 });
 
+uiTest("a tool output cleared from the model's context says so on its card", async ({ page, shot }) => {
+	// a server of its own without automatic compaction: these prompts are large, and a
+	// summary would stop the clearing's walk
+	const quiet = { regex: "^quiet (.+)$", steps: [{ text: "Calling echo.", tools: [{ name: "echo", input: { text: "{{1}}" } }] }, { text: "Done." }] };
+	const scripted = { ...UI_CONFIG.providers.scripted, rules: [quiet, ...UI_CONFIG.providers.scripted.rules] };
+	const csrv = await startServer({ config: { ...UI_CONFIG, providers: { scripted }, compaction: { auto: false } } });
+	try {
+		const s = await createSession(csrv, { title: "cleared outputs" });
+		// four echo outputs of ~25 000 tokens: after the fourth, the first is past the newest
+		// 40 000 tokens behind the last two prompts, and clearing it frees 25 000
+		for (const tag of ["first", "second", "third", "fourth"])
+			await apiOk(csrv, "POST", `/session/${s.id}/message`, { parts: [{ type: "text", text: `quiet ${tag} ${"lorem ".repeat(16000)}` }] });
+		await openUI(page, csrv, `#/s/${s.id}`);
+		const cards = transcript(page).locator(".tool-card");
+		await until(page, () => document.querySelectorAll(".tool-card").length === 4, null, { label: "four tool cards" });
+		await cards.nth(0).locator("summary").click();
+		await untilText(cards.nth(0).locator(".tool-io"), /Output[\s\S]*first lorem[\s\S]*Cleared from the model's context/, { label: "the first card, cleared" });
+		await cards.nth(3).locator("summary").click();
+		await untilText(cards.nth(3).locator(".tool-io"), /Output[\s\S]*fourth lorem/, { label: "the fourth card" });
+		assert.equal(await cards.nth(3).locator(".io-note.cleared").count(), 0, "the newest output is not cleared");
+		await cards.nth(0).locator(".io-note").scrollIntoViewIfNeeded();
+		await shot("-note");
+	} finally {
+		await csrv.stop();
+	}
+});
+
 uiTest("edit's diff and bash's output show from their tool metadata", async ({ page }) => {
 	// the workspace plugin's tools are not in this build: its events, as OpenCode's tools
 	// shape them, are fed to the page's store the way the client would

@@ -175,6 +175,9 @@ function fillIO(io, p, task) {
 		io.append(sect(`Output${meta.exit !== undefined ? ` (exit ${meta.exit})` : ""}`, h("pre", { class: "code", text: meta.output }), "bash"));
 	else if (st.status === "completed" && st.output)
 		io.append(sect(task ? "Result" : "Output", h("pre", { class: "code", text: st.output })));
+	// an old output the server cleared from what the model is sent (compaction.prune)
+	if (st.status === "completed" && st.time?.compacted)
+		io.append(h("p", { class: "io-note cleared", text: "Cleared from the model's context: it now sees \"[Old tool result content cleared]\"." }));
 	if (st.status === "error") io.append(sect("Error", h("pre", { class: "code error-text", text: st.error || "error" })));
 }
 
