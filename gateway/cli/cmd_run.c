@@ -7,10 +7,17 @@
 #include "plugins.h"
 #include "runask.h"
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* The prompt waits for the MCP servers still connecting, at most this long: a little
+ * over the mcp plugin's default startup_timeout_ms, after which it fails a server. */
+#define MCP_WAIT_MS 35000
+#define MCP_POLL_MS 50
 
 struct run {
 	struct engine *E;
@@ -24,6 +31,10 @@ struct run {
 	int turn_over;
 	int failed;
 	int interrupted;
+	const struct cli *c;
+	struct timer mcp_wait; /* the prompt waits for MCP servers to connect */
+	int64_t mcp_deadline;
+	int exit_code;         /* set when the prompt could not be sent */
 };
 
 static void maybe_finish(struct run *r)
@@ -82,6 +93,61 @@ static int open_session(struct run *r, const struct cli *c, struct err *e)
 	return engine_session_create(r->E, &sp, r->session, e);
 }
 
+static int send_prompt(struct run *r)
+{
+	struct err e = {0};
+	struct prompt p = {
+		.session_id = r->session, .text = r->c->prompt, .source = "cli",
+		.agent = r->c->agent, .model = r->c->model,
+	};
+	struct prompt_result pr;
+	if (engine_prompt(r->E, &p, &pr, &r->w, &e)) {
+		fprintf(stderr, "agentgate run: %s\n", e.msg);
+		return e.code == ERR_INTERNAL ? 1 : 2;
+	}
+	return 0;
+}
+
+/* 1 while an MCP server is still connecting (the mcp plugin's status record: its
+ * tools are not registered yet), naming the first in name. */
+static int mcp_connecting(struct engine *E, char *name, size_t n)
+{
+	char *status = NULL;
+	size_t len = 0;
+	if (engine_kv_get(E, "plugin:mcp", "status", &status, &len, NULL))
+		return 0;
+	cJSON *j = cJSON_ParseWithLength(status, len), *srv;
+	int connecting = 0;
+	cJSON_ArrayForEach(srv, j) {
+		const cJSON *st = cJSON_GetObjectItemCaseSensitive(srv, "status");
+		if (cJSON_IsString(st) && !strcmp(st->valuestring, "connecting")) {
+			if (name)
+				snprintf(name, n, "%s", srv->string);
+			connecting = 1;
+			break;
+		}
+	}
+	cJSON_Delete(j);
+	free(status);
+	return connecting;
+}
+
+static void mcp_check(struct timer *t)
+{
+	struct run *r = container_of(t, struct run, mcp_wait);
+	char name[128];
+	if (mcp_connecting(r->E, name, sizeof(name))) {
+		if (mono_us() / 1000 < r->mcp_deadline) {
+			timer_arm(t, MCP_POLL_MS);
+			return;
+		}
+		fprintf(stderr, "agentgate run: MCP server \"%s\" is still connecting after %d s: "
+			"the prompt runs without its tools\n", name, MCP_WAIT_MS / 1000);
+	}
+	if ((r->exit_code = send_prompt(r)))
+		loop_stop(r->L);
+}
+
 static int start(struct run *r, const struct cli *c)
 {
 	struct err e = {0};
@@ -105,16 +171,11 @@ static int start(struct run *r, const struct cli *c)
 	ndjson_share_screen(&r->out, same_screen());
 	bus_subscribe(engine_bus(r->E), &r->sub, on_event, r);
 	r->w.fn = on_turn_end;
-	struct prompt p = {
-		.session_id = r->session, .text = c->prompt, .source = "cli", .agent = c->agent,
-		.model = c->model,
-	};
-	struct prompt_result pr;
-	if (engine_prompt(r->E, &p, &pr, &r->w, &e)) {
-		fprintf(stderr, "agentgate run: %s\n", e.msg);
-		return e.code == ERR_INTERNAL ? 1 : 2;
-	}
-	return 0;
+	r->c = c;
+	timer_init(&r->mcp_wait, r->L, mcp_check);
+	r->mcp_deadline = mono_us() / 1000 + MCP_WAIT_MS;
+	return mcp_connecting(r->E, NULL, 0) ? (timer_arm(&r->mcp_wait, MCP_POLL_MS), 0)
+					      : send_prompt(r);
 }
 
 int cmd_run(const struct cli *c)
@@ -131,9 +192,11 @@ int cmd_run(const struct cli *c)
 	int rc = start(&r, c);
 	if (rc == 0) {
 		loop_run(r.L);
-		rc = r.interrupted ? 130 : (r.failed || r.out.errors) ? 1 : 0;
+		rc = r.exit_code ? r.exit_code
+		     : r.interrupted ? 130 : (r.failed || r.out.errors) ? 1 : 0;
 		ndjson_end(&r.out);
 	}
+	timer_cancel(&r.mcp_wait);
 	if (r.E) {
 		engine_waiter_cancel(r.E, &r.w);
 		bus_unsubscribe(engine_bus(r.E), &r.sub);

@@ -333,7 +333,9 @@ static int on_load(ag_plugin *self, const struct ag_host *host, const char *opti
 		return rc;
 	}
 	M.io = M.n > 0;
-	status_changed(); /* even with no servers: the status says so */
+	/* at once, even with no servers: a reader after the load (agentgate run waiting for
+	 * the servers to connect) must not see the record a previous process left */
+	write_status(NULL);
 	return AG_OK;
 }
 

@@ -29,6 +29,7 @@ import {
 	api,
 	pollUntil,
 	freePort,
+	runBin,
 } from "./lib.mjs";
 
 const T = { timeout: 120_000 };
@@ -158,6 +159,32 @@ test("stdio: everything's tools are registered as everything_*, called, and thei
 	assert.match(part.state.output, /42/);
 	// its stderr reaches the gateway's log, tagged with the server's name
 	assert.match(srv.output(), /plugin mcp: \[everything\] /);
+});
+
+test("agentgate run waits for the servers still connecting: its prompt's first step can call their tools", T, async (t) => {
+	const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "agentgate-mcp-run-"));
+	t.after(() => fsp.rm(dir, { recursive: true, force: true }));
+	const config = {
+		...DEFAULT_CONFIG,
+		providers: { scripted: { pace_ms: 1, rules: [callRule("echo it", "everything_echo", { message: "from run" })] } },
+		mcp: { everything: { type: "local", command: [EVERYTHING] } },
+	};
+	const file = path.join(dir, "config.json");
+	fs.writeFileSync(file, JSON.stringify(config));
+	// twice on one data directory: the second run must not take the first one's record
+	// of a connected server for its own
+	for (const round of [1, 2]) {
+		const r = await runBin(["run", "--data", path.join(dir, "data"), "--config", file, "--format", "json", "echo it"], {
+			env: { AGENTGATE_PLUGIN_DIR: PLUGIN_DIR },
+			timeout: 60000,
+		});
+		assert.equal(r.code, 0, `round ${round}: ${r.stderr}`);
+		const tool = r.stdout.trim().split("\n").map((l) => JSON.parse(l)).find((l) => l.type === "tool_use");
+		assert.ok(tool, `round ${round}: a tool call in ${r.stdout}`);
+		assert.equal(tool.part.tool, "everything_echo");
+		assert.equal(tool.part.state.status, "completed", `round ${round}: ${tool.part.state.error}`);
+		assert.equal(tool.part.state.output, "Echo: from run");
+	}
 });
 
 test("Streamable HTTP: everything's tools over a remote session (SSE answers, Mcp-Session-Id)", T, async (t) => {
