@@ -18,6 +18,7 @@
 #include "outcap.h"
 #include "paths.h"
 #include "search.h"
+#include "snap.h"
 #include "text.h"
 
 #include <errno.h>
@@ -555,6 +556,66 @@ static void walks_skip_what_git_ignores_in_a_repository(void **state)
 	free(out);
 }
 
+/* The file at rel below the tree, read whole (malloc'd). */
+static char *slurp(const char *rel)
+{
+	char p[PATH_MAX * 2];
+	snprintf(p, sizeof(p), "%s/%s", tree, rel);
+	FILE *f = fopen(p, "r");
+	assert_non_null(f);
+	char *buf = calloc(1, 4096);
+	assert_true(fread(buf, 1, 4095, f) > 0);
+	fclose(f);
+	return buf;
+}
+
+static void pruning_drops_old_snapshots_and_keeps_what_newer_ones_need(void **state)
+{
+	char data[PATH_MAX + 8], wt[PATH_MAX + 8], why[600];
+	char t1[GIT_HASH_MAX], t2[GIT_HASH_MAX], t4[GIT_HASH_MAX], t5[GIT_HASH_MAX];
+	extern char **environ;
+	struct git_repo r;
+	snprintf(data, sizeof(data), "%s/data", tree);
+	snprintf(wt, sizeof(wt), "%s/wt", tree);
+	put("wt/a.txt", "one\n");
+	put("wt/b.txt", "bee\n");
+	sh("cd '%s/wt' && git init -q", tree);
+	assert_int_equal(snap_init(data, environ), 0);
+	assert_int_equal(snap_repo(wt, &r), 0);
+	assert_int_equal(snap_tree(&r, t1, why, sizeof(why)), 0);
+	put("wt/a.txt", "two\n");
+	assert_int_equal(snap_tree(&r, t2, why, sizeof(why)), 0);
+	/* ten days pass: every object so far is old, b's blob and a's second one too */
+	sh("find '%s' -type f -path '*/objects/*' -exec touch -d '10 days ago' {} +", data);
+	put("wt/c.txt", "new\n");
+	assert_int_equal(snap_tree(&r, t4, why, sizeof(why)), 0);
+	put("wt/c.txt", "newer\n");
+	assert_int_equal(snap_tree(&r, t5, why, sizeof(why)), 0);
+	if (snap_prune(7, why, sizeof(why)))
+		fail_msg("prune: %s", why);
+	/* the old snapshots are gone; the recent ones are whole, old blobs they use kept */
+	assert_int_not_equal(snap_has(&r, t1), 0);
+	assert_int_not_equal(snap_has(&r, t2), 0);
+	assert_int_equal(snap_has(&r, t5), 0);
+	assert_int_equal(snap_has(&r, t4), 0);
+	cJSON *paths = cJSON_Parse("[\"a.txt\",\"b.txt\",\"c.txt\"]");
+	put("wt/a.txt", "changed\n");
+	put("wt/b.txt", "changed\n");
+	if (snap_checkout(&r, t4, paths, why, sizeof(why)))
+		fail_msg("checkout of the recent snapshot: %s", why);
+	const char *want[][2] = {{"wt/a.txt", "two\n"}, {"wt/b.txt", "bee\n"}, {"wt/c.txt", "new\n"}};
+	for (int i = 0; i < 3; i++) {
+		char *got = slurp(want[i][0]);
+		assert_string_equal(got, want[i][1]);
+		free(got);
+	}
+	cJSON_Delete(paths);
+	/* a second pass finds nothing more to drop */
+	assert_int_equal(snap_prune(7, why, sizeof(why)), 0);
+	assert_int_equal(snap_has(&r, t4), 0);
+	snap_shutdown();
+}
+
 static void glob_lists_newest_first_and_grep_caps_its_matches(void **state)
 {
 	char dir[PATH_MAX], why[256];
@@ -770,6 +831,9 @@ int main(void)
 						drop_tree),
 		cmocka_unit_test_setup_teardown(walks_skip_what_git_ignores_in_a_repository, make_tree,
 						drop_tree),
+		cmocka_unit_test_setup_teardown(
+			pruning_drops_old_snapshots_and_keeps_what_newer_ones_need, make_tree,
+			drop_tree),
 		cmocka_unit_test_setup_teardown(glob_lists_newest_first_and_grep_caps_its_matches,
 						make_tree, drop_tree),
 		cmocka_unit_test_setup_teardown(bash_merges_output_and_reports_status_in_its_directory,

@@ -267,6 +267,25 @@ static cJSON *targets_of(const struct git_repo *r, cJSON *picked)
 	return targets;
 }
 
+/* AG_HOOK_REFUSE (naming it) when a snapshot a target comes back from was pruned:
+ * hiding the messages without putting their files back would lie. */
+static int pruned_refusal(const struct git_repo *r, const cJSON *targets,
+			  struct ag_session_revert *d)
+{
+	const cJSON *t;
+	cJSON_ArrayForEach(t, targets) {
+		const char *tree = cJSON_GetArrayItem(t, 0)->valuestring;
+		if (strcmp(cJSON_GetArrayItem(t, 1)->valuestring, "A") && snap_has(r, tree)) {
+			char why[512];
+			snprintf(why, sizeof(why), "the snapshot %.64s that %.100s comes back from was "
+				 "pruned (snapshots are kept %d days: option snapshot_days)", tree,
+				 t->string, WS.snapshot_days);
+			return refuse(d, "cannot put back the files in", r->top, why);
+		}
+	}
+	return AG_HOOK_CONTINUE;
+}
+
 /* Puts each target back: checked out of its tree, or deleted where it was created. */
 static void put_back(const struct git_repo *r, const cJSON *targets)
 {
@@ -338,10 +357,11 @@ static int revert(const struct ag_ctx *ctx, struct ag_session_revert *d)
 	cJSON_ArrayForEach(t, targets)
 		if (!has_string(all, t->string))
 			cJSON_AddItemToArray(fresh, cJSON_CreateString(t->string));
-	int rc = AG_HOOK_CONTINUE;
-	if (state && !cJSON_GetArraySize(fresh))
+	int rc = pruned_refusal(&r, targets, d);
+	if (rc == AG_HOOK_CONTINUE && state && !cJSON_GetArraySize(fresh))
 		snprintf(redo, sizeof(redo), "%s", str(state, "redo"));
-	else if (snap_partial(&r, state ? str(state, "redo") : NULL, fresh, redo, why, sizeof(why)))
+	else if (rc == AG_HOOK_CONTINUE &&
+		 snap_partial(&r, state ? str(state, "redo") : NULL, fresh, redo, why, sizeof(why)))
 		rc = refuse(d, "cannot keep for unrevert the state of the files in", r.top, why);
 	if (rc == AG_HOOK_CONTINUE) {
 		put_back(&r, targets);
@@ -511,6 +531,37 @@ static int on_deleted(void *user, const struct ag_ctx *ctx, void *data)
 	return AG_HOOK_CONTINUE;
 }
 
+/* ---- pruning old snapshots: a minute after load, then daily, on a worker ---- */
+
+#define PRUNE_FIRST_MS (60 * 1000)
+#define PRUNE_EVERY_MS (24 * 3600 * 1000LL)
+
+static uint64_t prune_timer;
+
+static void prune_due(void *arg);
+
+static void prune_again(void *arg)
+{
+	(void)arg;
+	prune_timer = WS.host->timer_add(WS.self, PRUNE_EVERY_MS, prune_due, NULL);
+}
+
+static void prune_work(void *arg)
+{
+	char why[600];
+	if (snap_prune(WS.snapshot_days, why, sizeof(why)))
+		WS.host->log(WS.self, AG_LOG_WARN, "pruning snapshots older than %d days: %s",
+			     WS.snapshot_days, why);
+	WS.host->post(WS.self, prune_again, NULL);
+}
+
+static void prune_due(void *arg)
+{
+	prune_timer = 0;
+	if (ws_background(prune_work, arg))
+		prune_again(NULL);
+}
+
 /* ---- load ---- */
 
 int history_load(const char *data, struct ag_error *err)
@@ -525,6 +576,8 @@ int history_load(const char *data, struct ag_error *err)
 			     "than ABI 1.1" : !data ? "no data directory" : "git not found");
 		return AG_OK;
 	}
+	if (WS.snapshot_days > 0)
+		prune_timer = WS.host->timer_add(WS.self, PRUNE_FIRST_MS, prune_due, NULL);
 	if (WS.host->hook(WS.self, AG_HOOK_SESSION_REVERT, on_revert, NULL) ||
 	    WS.host->hook(WS.self, AG_HOOK_SESSION_DIFF, on_diff, NULL) ||
 	    (events && events(WS.self, on_deleted, NULL, "[\"session.deleted\"]")))
@@ -535,5 +588,8 @@ int history_load(const char *data, struct ag_error *err)
 
 void history_unload(void)
 {
+	if (prune_timer)
+		WS.host->timer_cancel(WS.self, prune_timer);
+	prune_timer = 0;
 	snap_shutdown();
 }

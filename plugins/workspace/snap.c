@@ -3,6 +3,7 @@
 #include "sbuf.h"
 #include "text.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -162,6 +163,74 @@ static char *nul_list(const cJSON *paths, size_t *len)
 }
 
 /* ---- trees ---- */
+
+int snap_has(const struct git_repo *r, const char *tree)
+{
+	char spec[GIT_HASH_MAX + 8], why[256];
+	snprintf(spec, sizeof(spec), "%s^{tree}", tree);
+	const char *args[] = {"cat-file", "-e", spec, NULL};
+	return git_run(r, NULL, args, NULL, 0, NULL, NULL, why, sizeof(why));
+}
+
+/* A git directory with no refs (HEAD names an unborn branch): what `git prune` walks
+ * from is then the private index alone. */
+static int shadow_gitdir(const char *dir)
+{
+	char p[PATH_MAX + 16];
+	struct stat st;
+	snprintf(p, sizeof(p), "%s/HEAD", dir);
+	if (!stat(p, &st))
+		return 0;
+	snprintf(p, sizeof(p), "%s/refs", dir);
+	if (mkdirs(p))
+		return -1;
+	snprintf(p, sizeof(p), "%s/HEAD", dir);
+	FILE *f = fopen(p, "w");
+	if (!f)
+		return -1;
+	int bad = fputs("ref: refs/heads/snapshots\n", f) < 0;
+	return fclose(f) || bad ? -1 : 0;
+}
+
+/* Prunes the store in data_root/name: its objects older than expire ("7.days.ago") that
+ * neither its index nor a younger object refers to. */
+static int prune_store(const char *name, const char *expire, char *why, size_t wn)
+{
+	struct git_repo r = {0};
+	const char *prune[] = {"prune", expire, NULL};
+	if (snprintf(r.store, sizeof(r.store), "%s/%s", data_root, name) >= (int)sizeof(r.store) ||
+	    snprintf(r.gitdir, sizeof(r.gitdir), "%s/shadow", r.store) >= (int)sizeof(r.gitdir)) {
+		snprintf(why, wn, "%s/%s: path too long", data_root, name);
+		return -1;
+	}
+	snprintf(r.top, sizeof(r.top), "%s", r.store);
+	if (shadow_gitdir(r.gitdir)) {
+		snprintf(why, wn, "cannot make %.300s: %s", r.gitdir, strerror(errno));
+		return -1;
+	}
+	pthread_mutex_lock(&tree_lock);
+	int rc = git_run(&r, NULL, prune, NULL, 0, NULL, NULL, why, wn);
+	pthread_mutex_unlock(&tree_lock);
+	return rc;
+}
+
+int snap_prune(int days, char *why, size_t wn)
+{
+	char expire[64], one[512];
+	int rc = 0;
+	snprintf(expire, sizeof(expire), "--expire=%d.days.ago", days);
+	DIR *d = snap_enabled() ? opendir(data_root) : NULL;
+	for (struct dirent *e; d && (e = readdir(d));) {
+		if (e->d_name[0] == '.' || prune_store(e->d_name, expire, one, sizeof(one)) == 0)
+			continue;
+		if (!rc)
+			snprintf(why, wn, "%s/%s: %s", data_root, e->d_name, one);
+		rc = -1;
+	}
+	if (d)
+		closedir(d);
+	return rc;
+}
 
 int snap_tree(const struct git_repo *r, char tree[GIT_HASH_MAX], char *why, size_t wn)
 {

@@ -39,6 +39,14 @@ cJSON *snap_present(const struct git_repo *r, const char *tree, const cJSON *pat
  * follows the paths, not the tree's size. */
 int snap_checkout(const struct git_repo *r, const char *tree, const cJSON *paths, char *why,
 		  size_t wn);
+/* 0 when tree is still in r's store (older snapshots are pruned: snap_prune). */
+int snap_has(const struct git_repo *r, const char *tree);
+/* Deletes from every worktree's store what only snapshots older than days days hold:
+ * `git prune --expire` over the store's objects, under a git directory of the store's
+ * own with no refs, so the private index (the newest snapshot) and whatever a recent
+ * object refers to are kept however old. 0, or -1 with why naming the first store that
+ * failed (the others are pruned all the same). Serialized with snap_tree. Blocking. */
+int snap_prune(int days, char *why, size_t wn);
 /* Deletes path from the worktree, and its folders left empty (up to the top). */
 void snap_remove(const struct git_repo *r, const char *path);
 /* The unified diff between trees a and b (malloc'd, valid UTF-8; "" when equal). */

@@ -23,6 +23,11 @@ extern char **environ;
 struct ws_config WS;
 
 static struct pool *pool;
+
+int ws_background(void (*fn)(void *arg), void *arg)
+{
+	return pool ? pool_submit(pool, fn, arg) : -1;
+}
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ws_job *registry;
 
@@ -263,7 +268,8 @@ static void tool_cancel(void *user, const struct ag_tool_call *call)
 
 static const char *const known_options[] = {"workers", "timeout_ms", "max_timeout_ms",
 					    "max_output_bytes", "shell", "ignore", "gitignore",
-					    "env_deny", "list_limit", "search_limit", NULL};
+					    "env_deny", "list_limit", "search_limit",
+					    "snapshot_days", NULL};
 
 static const char *const default_ignore[] = {
 	".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".cache",
@@ -343,6 +349,10 @@ static int read_options(const cJSON *o, long long *workers, struct ag_error *err
 		rc = plug_opt_strv(o, "ignore", default_ignore, &WS.ignore, err);
 	if (!rc)
 		rc = plug_opt_bool(o, "gitignore", 1, &WS.gitignore, err);
+	long long days = 0;
+	if (!rc)
+		rc = plug_opt_int(o, "snapshot_days", 7, 0, 36500, &days, err);
+	WS.snapshot_days = (int)days;
 	WS.timeout_ms = t;
 	WS.max_timeout_ms = mt;
 	WS.grace_ms = 2000;

@@ -83,6 +83,7 @@ struct ws_config {
 	ag_plugin *self;
 	char **ignore;           /* folder names the tree tools skip */
 	int gitignore;           /* and what git ignores, in a repository */
+	int snapshot_days;       /* snapshots older than this are pruned (0: never) */
 	char **envp;             /* bash's environment: the gateway's, minus the secrets */
 	char *shell;
 	int64_t timeout_ms, max_timeout_ms, grace_ms;
@@ -91,6 +92,9 @@ struct ws_config {
 };
 
 extern struct ws_config WS;
+
+/* Runs fn(arg) on a worker (any thread): 0, or -1 when it cannot be queued. */
+int ws_background(void (*fn)(void *arg), void *arg);
 
 /* End the call (any thread) and free the job. */
 void ws_done(struct ws_job *j, const char *output, const char *title, const char *metadata);

@@ -404,6 +404,29 @@ test("revert undoes the workspace tools' file changes in a git repository; unrev
 	assert.ok(fs.readdirSync(path.join(dataDir, "workspace", "snapshots")).length >= 1, "snapshots live in the data directory");
 });
 
+test("a revert whose snapshot was pruned is refused, naming it, and changes nothing", T, async (t) => {
+	const repoDir = await repo(t);
+	const srv = await serve(t);
+	const { v2 } = clients(srv);
+	const s = (await v2.session.create({ directory: repoDir })).data;
+	await prompt(v2, s.id, "ws:edit");
+	await prompt(v2, s.id, "ws:rewrite");
+	assert.equal(read(repoDir, "a.txt"), "rewritten\n");
+	// what pruning leaves of snapshots older than snapshot_days: no objects
+	const store = path.join(srv.dir, "workspace", "snapshots");
+	for (const w of fs.readdirSync(store)) {
+		const objects = path.join(store, w, "objects");
+		for (const d of fs.readdirSync(objects)) fs.rmSync(path.join(objects, d), { recursive: true, force: true });
+	}
+	const editMsg = userOf(await messages(v2, s.id), "ws:edit");
+	const r = await v2.session.revert({ sessionID: s.id, messageID: editMsg.info.id });
+	assert.ok(r.response.status >= 400, `refused: ${r.response.status}`);
+	assert.match(JSON.stringify(r.error), /cannot put back the files in .*the snapshot [0-9a-f]+ that a\.txt comes back from was pruned \(snapshots are kept 7 days/);
+	assert.equal(read(repoDir, "a.txt"), "rewritten\n", "the file stays");
+	const after = (await v2.session.get({ sessionID: s.id })).data;
+	assert.equal(after.revert, undefined, "nothing is hidden");
+});
+
 test("outside git a revert still hides messages, and the diff is empty", T, async (t) => {
 	const dir = await fsp.realpath(await fsp.mkdtemp(path.join(os.tmpdir(), "agentgate-nogit-")));
 	t.after(() => fsp.rm(dir, { recursive: true, force: true }));
