@@ -174,8 +174,10 @@ static int start(struct run *r, const struct cli *c)
 	r->c = c;
 	timer_init(&r->mcp_wait, r->L, mcp_check);
 	r->mcp_deadline = mono_us() / 1000 + MCP_WAIT_MS;
-	return mcp_connecting(r->E, NULL, 0) ? (timer_arm(&r->mcp_wait, MCP_POLL_MS), 0)
-					      : send_prompt(r);
+	if (!mcp_connecting(r->E, NULL, 0))
+		return send_prompt(r);
+	timer_arm(&r->mcp_wait, MCP_POLL_MS);
+	return 0;
 }
 
 int cmd_run(const struct cli *c)

@@ -414,10 +414,11 @@ void msg_flush_session(struct engine *E, const char *session_id)
 	struct session *s = session_cached(E, session_id);
 	struct msg *m = s && s->cur ? s->cur->am : NULL;
 	struct jw w;
+	int64_t now = mono_us();
 	jw_init(&w);
 	for (struct part *p = m ? m->parts : NULL; p; p = p->next)
 		if (p->dirty)
-			store_text(E, p, &w, mono_us());
+			store_text(E, p, &w, now);
 	jw_free(&w);
 }
 

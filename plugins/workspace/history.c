@@ -273,17 +273,25 @@ static int pruned_refusal(const struct git_repo *r, const cJSON *targets,
 			  struct ag_session_revert *d)
 {
 	const cJSON *t;
+	cJSON *seen = cJSON_CreateObject(); /* each tree is asked of git once */
+	int rc = AG_HOOK_CONTINUE;
 	cJSON_ArrayForEach(t, targets) {
 		const char *tree = cJSON_GetArrayItem(t, 0)->valuestring;
-		if (strcmp(cJSON_GetArrayItem(t, 1)->valuestring, "A") && snap_has(r, tree)) {
+		if (!strcmp(cJSON_GetArrayItem(t, 1)->valuestring, "A") ||
+		    cJSON_HasObjectItem(seen, tree))
+			continue;
+		cJSON_AddItemToObject(seen, tree, cJSON_CreateTrue());
+		if (snap_has(r, tree)) {
 			char why[512];
 			snprintf(why, sizeof(why), "the snapshot %.64s that %.100s comes back from was "
 				 "pruned (snapshots are kept %d days: option snapshot_days)", tree,
 				 t->string, WS.snapshot_days);
-			return refuse(d, "cannot put back the files in", r->top, why);
+			rc = refuse(d, "cannot put back the files in", r->top, why);
+			break;
 		}
 	}
-	return AG_HOOK_CONTINUE;
+	cJSON_Delete(seen);
+	return rc;
 }
 
 /* Puts each target back: checked out of its tree, or deleted where it was created. */
